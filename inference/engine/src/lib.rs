@@ -1,0 +1,13 @@
+//! The inference canister's engine, as plain Rust.
+//!
+//! Nothing here calls the IC: the canister shell (`inference-canister`) owns the system API and
+//! hands the engine what it needs, so every part builds and is tested natively at full speed.
+//!
+//! - [`platform`]: which tract kernels this build selects (wasm simd128 inside the canister).
+//! - [`selftest`]: a small fixed graph run through tract's optimiser and kernels, with a digest
+//!   of its output bits, to prove the kernel registry works in every message.
+
+pub mod platform;
+pub mod selftest;
+
+pub use tract_onnx;

@@ -1,0 +1,279 @@
+//! One installed canister: its compiled module, its live instance, and message execution with
+//! the IC's all-or-nothing semantics (a trap restores heap, globals and stable memory).
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sha2::{Digest, Sha256};
+use wasmtime::{Engine, Global, Instance, Linker, Module, Ref, Store, Trap, Val};
+
+use crate::host::{Host, MessageContext};
+use crate::module_prep::{self, GLOBAL_EXPORT_PREFIX, MEMORY_EXPORT, TABLE_EXPORT};
+use crate::system_api::{instruction_limit_message, CanisterTrap};
+
+/// What a message runs: an exported function, or a closure from the table (callbacks).
+#[derive(Clone, Debug)]
+pub enum Entry {
+    Export(String),
+    Table { fun: u32, env: u32 },
+}
+
+/// How a message ended.
+#[derive(Debug)]
+pub struct Execution {
+    pub trap: Option<String>,
+    pub instructions: u64,
+    pub message: MessageContext,
+}
+
+/// Compiles modules once per wasm hash, in memory and on disk, so a test suite does not
+/// recompile a 10 MiB canister per test.
+pub struct ModuleCache {
+    engine: Engine,
+    dir: Option<PathBuf>,
+    compiled: Mutex<std::collections::HashMap<[u8; 32], Module>>,
+}
+
+impl ModuleCache {
+    pub fn new(engine: Engine) -> Self {
+        let dir = std::env::var_os("IC_REPLICA_CACHE_DIR")
+            .map(PathBuf::from)
+            .or_else(|| Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/ic-replica-cache")));
+        ModuleCache { engine, dir, compiled: Mutex::new(Default::default()) }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Returns the compiled form of a validated, prepared module.
+    pub fn compile(&self, prepared: &[u8]) -> wasmtime::Result<Module> {
+        let hash: [u8; 32] = Sha256::digest(prepared).into();
+        if let Some(m) = self.compiled.lock().unwrap().get(&hash) {
+            return Ok(m.clone());
+        }
+        let file = self.dir.as_ref().map(|d| {
+            d.join(format!("{}-{:016x}.cwasm", hex::encode(hash), engine_fingerprint(&self.engine)))
+        });
+        let module = match file.as_ref().filter(|f| f.exists()) {
+            // SAFETY: the file was written by `Module::serialize` of this same wasmtime version
+            // (its name carries the version) from a module whose hash it carries.
+            Some(f) => match unsafe { Module::deserialize_file(&self.engine, f) } {
+                Ok(m) => m,
+                Err(_) => Module::new(&self.engine, prepared)?,
+            },
+            None => {
+                let m = Module::new(&self.engine, prepared)?;
+                if let (Some(f), Ok(bytes)) = (file, m.serialize()) {
+                    let _ = std::fs::create_dir_all(f.parent().unwrap());
+                    let tmp = f.with_extension("tmp");
+                    if std::fs::write(&tmp, bytes).is_ok() {
+                        let _ = std::fs::rename(tmp, f);
+                    }
+                }
+                m
+            }
+        };
+        self.compiled.lock().unwrap().insert(hash, module.clone());
+        Ok(module)
+    }
+}
+
+/// Identifies the engine's version and settings, so a cached compilation is never loaded into
+/// an engine that did not produce it.
+fn engine_fingerprint(engine: &Engine) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut h);
+    h.finish()
+}
+
+/// The process-wide engine configured with the IC's rules and cost table.
+pub fn shared_cache() -> Arc<ModuleCache> {
+    static CACHE: OnceLock<Arc<ModuleCache>> = OnceLock::new();
+    CACHE
+        .get_or_init(|| {
+            let mut config = wasmtime::Config::new();
+            config
+                .consume_fuel(true)
+                .operator_cost(crate::costs::operator_cost())
+                .cranelift_nan_canonicalization(true)
+                .wasm_simd(true)
+                .wasm_relaxed_simd(false)
+                .wasm_multi_memory(false)
+                .wasm_bulk_memory(true)
+                .wasm_memory64(true)
+                .wasm_tail_call(false)
+                .cranelift_opt_level(wasmtime::OptLevel::Speed);
+            Arc::new(ModuleCache::new(Engine::new(&config).expect("wasmtime engine")))
+        })
+        .clone()
+}
+
+/// A live instance of an installed module.
+pub struct Instantiated {
+    pub module: Module,
+    pub wasm_hash: [u8; 32],
+    store: Store<Host>,
+    instance: Instance,
+    globals: Vec<Global>,
+}
+
+struct Snapshot {
+    heap: Vec<u8>,
+    globals: Vec<Val>,
+}
+
+impl Instantiated {
+    pub fn new(linker: &Linker<Host>, module: Module, wasm_hash: [u8; 32], host: Host) -> wasmtime::Result<Self> {
+        let mut store = Store::new(linker.engine(), host);
+        store.limiter(|h| h as &mut dyn wasmtime::ResourceLimiter);
+        store.set_fuel(u64::MAX / 4)?;
+        let instance = linker.instantiate(&mut store, &module)?;
+        let memory = instance.get_memory(&mut store, MEMORY_EXPORT);
+        store.data_mut().memory = memory;
+        let globals = module
+            .exports()
+            .filter(|e| e.name().starts_with(GLOBAL_EXPORT_PREFIX))
+            .map(|e| e.name().to_string())
+            .collect::<Vec<_>>()
+            .into_iter()
+            .filter_map(|name| instance.get_global(&mut store, &name))
+            .collect();
+        Ok(Instantiated { module, wasm_hash, store, instance, globals })
+    }
+
+    pub fn host(&self) -> &Host {
+        self.store.data()
+    }
+    pub fn host_mut(&mut self) -> &mut Host {
+        self.store.data_mut()
+    }
+    /// Gives back the canister-level state, dropping the instance (for upgrades).
+    pub fn into_host(self) -> Host {
+        self.store.into_data()
+    }
+
+    pub fn has_export(&self, name: &str) -> bool {
+        self.module.get_export(name).is_some()
+    }
+
+    pub fn heap_bytes(&self) -> u64 {
+        self.store.data().memory.map_or(0, |m| m.data_size(&self.store) as u64)
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        let heap = match self.store.data().memory {
+            Some(m) => m.data(&self.store).to_vec(),
+            None => Vec::new(),
+        };
+        let globals = self.globals.iter().map(|g| g.get(&mut self.store)).collect();
+        Snapshot { heap, globals }
+    }
+
+    fn restore(&mut self, linker: &Linker<Host>, snap: Snapshot) -> wasmtime::Result<()> {
+        let grown = self.heap_bytes() != snap.heap.len() as u64;
+        if grown {
+            // Wasm memory cannot shrink: start a fresh instance and put the old heap back.
+            let host = std::mem::replace(
+                self.store.data_mut(),
+                Host::new(candid::Principal::anonymous(), vec![], 0),
+            );
+            let mut fresh = Instantiated::new(linker, self.module.clone(), self.wasm_hash, host)?;
+            fresh.store.data_mut().running = false;
+            let memory = fresh.store.data().memory.expect("memory");
+            let pages = snap.heap.len() as u64 / crate::limits::WASM_PAGE;
+            let current = memory.size(&fresh.store);
+            if pages > current {
+                memory.grow(&mut fresh.store, pages - current)?;
+            }
+            *self = fresh;
+        }
+        if let Some(memory) = self.store.data().memory {
+            memory.data_mut(&mut self.store)[..snap.heap.len()].copy_from_slice(&snap.heap);
+        }
+        for (g, v) in self.globals.clone().iter().zip(snap.globals) {
+            g.set(&mut self.store, v)?;
+        }
+        Ok(())
+    }
+
+    /// Runs one message. Its effects persist only if it returns normally and its kind persists.
+    pub fn execute(&mut self, linker: &Linker<Host>, entry: &Entry, message: MessageContext) -> Execution {
+        let limit = message.limit;
+        let persists = message.kind.persists();
+        let snapshot = self.snapshot();
+        {
+            let host = self.store.data_mut();
+            host.message = message;
+            host.stable.begin_message();
+            host.running = true;
+        }
+        // The replica's own entry into the message costs no instructions on the IC.
+        self.store.set_fuel(limit + crate::costs::WASMTIME_ENTRY_FUEL).expect("fuel enabled");
+        let result = self.call(entry);
+        let remaining = self.store.get_fuel().unwrap_or(0);
+        let host = self.store.data_mut();
+        host.running = false;
+        let extra = std::mem::take(&mut host.message.pending_charge);
+        host.message.extra_charged += extra;
+        let instructions = (limit.saturating_sub(remaining) + extra).min(limit);
+        let trap = result.err().map(|e| describe_trap(e, limit));
+        let message = std::mem::replace(
+            &mut self.store.data_mut().message,
+            MessageContext::new(crate::host::MessageKind::Query, candid::Principal::anonymous(), "", vec![], 0),
+        );
+        if trap.is_none() && persists {
+            self.store.data_mut().stable.commit();
+        } else {
+            self.store.data_mut().stable.rollback();
+            self.restore(linker, snapshot).expect("restoring the canister after a trap");
+        }
+        Execution { trap, instructions, message }
+    }
+
+    fn call(&mut self, entry: &Entry) -> wasmtime::Result<()> {
+        match entry {
+            Entry::Export(name) => {
+                let f = self
+                    .instance
+                    .get_typed_func::<(), ()>(&mut self.store, name)
+                    .map_err(|_| wasmtime::Error::new(CanisterTrap(format!("Canister has no exported function `{name}`"))))?;
+                f.call(&mut self.store, ())
+            }
+            Entry::Table { fun, env } => {
+                let table = self
+                    .instance
+                    .get_table(&mut self.store, TABLE_EXPORT)
+                    .ok_or_else(|| wasmtime::Error::new(CanisterTrap("callback into a module without a table".into())))?;
+                let Some(Ref::Func(Some(f))) = table.get(&mut self.store, *fun as u64) else {
+                    return Err(wasmtime::Error::new(CanisterTrap(format!("callback {fun} is not a function"))));
+                };
+                let f = f.typed::<u32, ()>(&self.store)?;
+                f.call(&mut self.store, *env)
+            }
+        }
+    }
+}
+
+fn describe_trap(error: wasmtime::Error, limit: u64) -> String {
+    if let Some(t) = error.downcast_ref::<CanisterTrap>() {
+        return t.0.clone();
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => instruction_limit_message(limit),
+        Some(t) => format!("Canister trapped: {t}"),
+        None => format!("Canister trapped: {error:#}"),
+    }
+}
+
+/// Validates, prepares and compiles a module for installation.
+pub fn load_module(cache: &ModuleCache, wasm: &[u8]) -> Result<(Module, [u8; 32]), String> {
+    static SYSTEM_API: OnceLock<std::collections::BTreeSet<String>> = OnceLock::new();
+    let wasm = crate::validate::decompress(wasm).map_err(|e| e.to_string())?;
+    crate::validate::validate(&wasm, SYSTEM_API.get_or_init(crate::system_api::names)).map_err(|e| e.to_string())?;
+    let hash: [u8; 32] = Sha256::digest(&wasm).into();
+    let prepared = module_prep::prepare(&wasm).map_err(|e| format!("{e:#}"))?;
+    Ok((cache.compile(&prepared).map_err(|e| format!("{e:?}"))?, hash))
+}
+

@@ -1,0 +1,24 @@
+//! A local Internet Computer replica for tests and benchmarks.
+//!
+//! The PocketIC server cannot be downloaded here, so this crate executes canister modules
+//! in-process with wasmtime — the engine the IC runs — under the IC's rules: install-time
+//! validation ([`validate`]), the IC's instruction cost table through fuel ([`costs`]), per-message
+//! limits and payload sizes ([`limits`]), all-or-nothing messages with rollback on trap, stable
+//! memory kept across upgrades, and every `await` on an inter-canister call ending the message
+//! (the response runs as a new message with a fresh budget). See README.md for the full list
+//! and the known differences from the IC.
+
+pub mod canister;
+pub mod costs;
+pub mod host;
+pub mod limits;
+pub mod module_prep;
+pub mod replica;
+pub mod report;
+pub mod system_api;
+pub mod validate;
+
+pub use candid::Principal;
+pub use host::MessageKind;
+pub use replica::{CanisterStatus, InstallMode, LocalReplica, Reject, RejectCode};
+pub use report::{CallReport, MessageRecord};

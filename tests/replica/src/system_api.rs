@@ -1,0 +1,438 @@
+//! The `ic0` system API, as host functions over [`Host`]. Each call charges the IC's fixed
+//! overhead plus one instruction per byte it copies, from the same fuel the wasm code burns.
+
+use candid::Principal;
+use wasmtime::{Caller, Linker};
+
+use crate::costs::system_api as cost;
+use crate::host::{Callback, Host, MessageKind, OutgoingCall, Response};
+use crate::limits;
+
+/// A trap raised by the system API or the replica's rules, with the IC's wording where known.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CanisterTrap(pub String);
+
+impl std::fmt::Display for CanisterTrap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for CanisterTrap {}
+
+type HostResult<T> = wasmtime::Result<T>;
+
+fn trap<T>(message: impl Into<String>) -> HostResult<T> {
+    Err(wasmtime::Error::new(CanisterTrap(message.into())))
+}
+
+pub fn instruction_limit_message(limit: u64) -> String {
+    format!("Canister exceeded the limit of {limit} instructions for single message execution.")
+}
+
+/// Instructions this message has executed so far.
+pub fn used(caller: &Caller<'_, Host>) -> u64 {
+    let limit = caller.data().message.limit;
+    limit.saturating_sub(caller.get_fuel().unwrap_or(0))
+}
+
+/// Subtracts `amount` (and anything the replica billed outside fuel) from the message's budget,
+/// trapping as the IC does when the budget runs out.
+fn charge(caller: &mut Caller<'_, Host>, amount: u64) -> HostResult<()> {
+    let pending = std::mem::take(&mut caller.data_mut().message.pending_charge);
+    caller.data_mut().message.extra_charged += pending;
+    let total = amount + pending;
+    let fuel = caller.get_fuel()?;
+    if total > fuel {
+        caller.set_fuel(0)?;
+        let limit = caller.data().message.limit;
+        return trap(instruction_limit_message(limit));
+    }
+    caller.set_fuel(fuel - total)?;
+    Ok(())
+}
+
+/// The first charge of every system call: its overhead, plus the share of the `call`
+/// instruction's price that fuel does not carry for calls into the host.
+fn syscall(caller: &mut Caller<'_, Host>, overhead: u64) -> HostResult<()> {
+    charge(caller, overhead + crate::costs::WASMTIME_ENTRY_FUEL)
+}
+
+fn read(caller: &mut Caller<'_, Host>, api: &str, ptr: u64, len: u64) -> HostResult<Vec<u8>> {
+    let memory = caller.data().memory.expect("memory exported");
+    let data = memory.data(&caller);
+    let end = ptr.checked_add(len).filter(|&e| e <= data.len() as u64);
+    match end {
+        Some(end) => Ok(data[ptr as usize..end as usize].to_vec()),
+        None => trap(format!("{api}: heap out of bounds (offset {ptr} + length {len} > {})", data.len())),
+    }
+}
+
+fn write(caller: &mut Caller<'_, Host>, api: &str, ptr: u64, bytes: &[u8]) -> HostResult<()> {
+    let memory = caller.data().memory.expect("memory exported");
+    let data = memory.data_mut(&mut *caller);
+    let end = ptr.checked_add(bytes.len() as u64).filter(|&e| e <= data.len() as u64);
+    match end {
+        Some(end) => {
+            data[ptr as usize..end as usize].copy_from_slice(bytes);
+            Ok(())
+        }
+        None => trap(format!("{api}: heap out of bounds")),
+    }
+}
+
+/// The `*_copy(dst, offset, size)` pattern: copies `src[offset..offset+size]` to the heap.
+fn copy_out(caller: &mut Caller<'_, Host>, api: &str, dst: u32, offset: u32, size: u32, src: &[u8]) -> HostResult<()> {
+    syscall(caller, cost::DEFAULT + size as u64)?;
+    let (offset, size) = (offset as usize, size as usize);
+    if offset.checked_add(size).is_none_or(|end| end > src.len()) {
+        return trap(format!("{api}: offset {offset} + size {size} exceeds the source length {}", src.len()));
+    }
+    write(caller, api, dst as u64, &src[offset..offset + size])
+}
+
+fn write_u128(caller: &mut Caller<'_, Host>, api: &str, dst: u32, value: u128) -> HostResult<()> {
+    syscall(caller, cost::DEFAULT + 16)?;
+    write(caller, api, dst as u64, &value.to_le_bytes())
+}
+
+fn require(caller: &Caller<'_, Host>, api: &str, allowed: bool) -> HostResult<()> {
+    if allowed {
+        Ok(())
+    } else {
+        trap(format!("\"{api}\" cannot be executed in {:?} mode", caller.data().message.kind))
+    }
+}
+
+/// Names of every `ic0` function the replica provides.
+pub fn names() -> std::collections::BTreeSet<String> {
+    let engine = wasmtime::Engine::default();
+    let mut linker = Linker::new(&engine);
+    register(&mut linker).expect("system API registers");
+    let mut store = wasmtime::Store::new(&engine, Host::new(Principal::anonymous(), vec![], 0));
+    linker.iter(&mut store).map(|(_, name, _)| name.to_string()).collect()
+}
+
+/// Adds the `ic0` functions to `linker`.
+pub fn register(l: &mut Linker<Host>) -> wasmtime::Result<()> {
+    register_host(l)
+}
+
+fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
+    // --- message arguments and caller ---
+    l.func_wrap("ic0", "msg_arg_data_size", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(c.data().message.arg.len() as u32)
+    })?;
+    l.func_wrap("ic0", "msg_arg_data_copy", |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
+        let arg = c.data().message.arg.clone();
+        copy_out(&mut c, "ic0.msg_arg_data_copy", dst, off, size, &arg)
+    })?;
+    l.func_wrap("ic0", "msg_caller_size", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(c.data().message.caller.as_slice().len() as u32)
+    })?;
+    l.func_wrap("ic0", "msg_caller_copy", |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
+        let caller = c.data().message.caller;
+        copy_out(&mut c, "ic0.msg_caller_copy", dst, off, size, caller.as_slice())
+    })?;
+    l.func_wrap("ic0", "msg_reject_code", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(c.data().message.reject.as_ref().map_or(0, |r| r.0))
+    })?;
+    l.func_wrap("ic0", "msg_reject_msg_size", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        match &c.data().message.reject {
+            Some((_, m)) => Ok(m.len() as u32),
+            None => trap("ic0.msg_reject_msg_size: not in a reject callback"),
+        }
+    })?;
+    l.func_wrap("ic0", "msg_reject_msg_copy", |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
+        let msg = c.data().message.reject.as_ref().map(|r| r.1.clone().into_bytes()).unwrap_or_default();
+        copy_out(&mut c, "ic0.msg_reject_msg_copy", dst, off, size, &msg)
+    })?;
+    l.func_wrap("ic0", "msg_method_name_size", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(c.data().message.method.len() as u32)
+    })?;
+    l.func_wrap("ic0", "msg_method_name_copy", |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
+        let name = c.data().message.method.clone();
+        copy_out(&mut c, "ic0.msg_method_name_copy", dst, off, size, name.as_bytes())
+    })?;
+    l.func_wrap("ic0", "accept_message", |mut c: Caller<'_, Host>| {
+        syscall(&mut c, cost::DEFAULT)?;
+        require(&c, "accept_message", c.data().message.kind == MessageKind::InspectMessage)?;
+        if c.data().message.accepted {
+            return trap("ic0.accept_message: the message was already accepted");
+        }
+        c.data_mut().message.accepted = true;
+        Ok(())
+    })?;
+
+    // --- replies ---
+    l.func_wrap("ic0", "msg_reply_data_append", |mut c: Caller<'_, Host>, src: u32, size: u32| {
+        syscall(&mut c, cost::DEFAULT + size as u64)?;
+        require(&c, "msg_reply_data_append", c.data().message.may_reply)?;
+        let bytes = read(&mut c, "ic0.msg_reply_data_append", src as u64, size as u64)?;
+        let limit = if c.data().message.kind == MessageKind::Query {
+            limits::MAX_QUERY_REPLY_BYTES
+        } else {
+            limits::MAX_REPLY_BYTES
+        };
+        let total = c.data().message.reply_buffer.len() + bytes.len();
+        if total > limit {
+            return trap(format!(
+                "ic0.msg_reply_data_append: application payload size ({total}) cannot be larger than {limit}."
+            ));
+        }
+        c.data_mut().message.reply_buffer.extend_from_slice(&bytes);
+        Ok(())
+    })?;
+    l.func_wrap("ic0", "msg_reply", |mut c: Caller<'_, Host>| {
+        syscall(&mut c, cost::DEFAULT)?;
+        require(&c, "msg_reply", c.data().message.may_reply)?;
+        let m = &mut c.data_mut().message;
+        m.response = Some(Response::Reply(std::mem::take(&mut m.reply_buffer)));
+        m.may_reply = false;
+        Ok(())
+    })?;
+    l.func_wrap("ic0", "msg_reject", |mut c: Caller<'_, Host>, src: u32, size: u32| {
+        syscall(&mut c, cost::DEFAULT + size as u64)?;
+        require(&c, "msg_reject", c.data().message.may_reply)?;
+        let bytes = read(&mut c, "ic0.msg_reject", src as u64, size as u64)?;
+        let m = &mut c.data_mut().message;
+        m.response = Some(Response::Reject { code: 4, message: String::from_utf8_lossy(&bytes).into_owned() });
+        m.may_reply = false;
+        Ok(())
+    })?;
+
+    // --- cycles ---
+    l.func_wrap("ic0", "msg_cycles_available128", |mut c: Caller<'_, Host>, dst: u32| {
+        let v = c.data().message.cycles_available;
+        write_u128(&mut c, "ic0.msg_cycles_available128", dst, v)
+    })?;
+    l.func_wrap("ic0", "msg_cycles_refunded128", |mut c: Caller<'_, Host>, dst: u32| {
+        let v = c.data().message.cycles_refunded;
+        write_u128(&mut c, "ic0.msg_cycles_refunded128", dst, v)
+    })?;
+    l.func_wrap("ic0", "msg_cycles_accept128", |mut c: Caller<'_, Host>, hi: u64, lo: u64, dst: u32| {
+        let max = ((hi as u128) << 64) | lo as u128;
+        let m = &mut c.data_mut().message;
+        let take = max.min(m.cycles_available);
+        m.cycles_available -= take;
+        m.cycles_accepted += take;
+        c.data_mut().cycles += take;
+        write_u128(&mut c, "ic0.msg_cycles_accept128", dst, take)
+    })?;
+    l.func_wrap("ic0", "canister_cycle_balance128", |mut c: Caller<'_, Host>, dst: u32| {
+        let v = c.data().cycles;
+        write_u128(&mut c, "ic0.canister_cycle_balance128", dst, v)
+    })?;
+    l.func_wrap("ic0", "canister_liquid_cycle_balance128", |mut c: Caller<'_, Host>, dst: u32| {
+        let v = c.data().cycles;
+        write_u128(&mut c, "ic0.canister_liquid_cycle_balance128", dst, v)
+    })?;
+    l.func_wrap("ic0", "msg_deadline", |mut c: Caller<'_, Host>| -> HostResult<u64> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(0)
+    })?;
+
+    // --- this canister ---
+    l.func_wrap("ic0", "canister_self_size", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(c.data().canister_id.as_slice().len() as u32)
+    })?;
+    l.func_wrap("ic0", "canister_self_copy", |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
+        let id = c.data().canister_id;
+        copy_out(&mut c, "ic0.canister_self_copy", dst, off, size, id.as_slice())
+    })?;
+    l.func_wrap("ic0", "canister_status", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(c.data().status)
+    })?;
+    l.func_wrap("ic0", "canister_version", |mut c: Caller<'_, Host>| -> HostResult<u64> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(0)
+    })?;
+    l.func_wrap("ic0", "is_controller", |mut c: Caller<'_, Host>, src: u32, size: u32| -> HostResult<u32> {
+        syscall(&mut c, cost::IS_CONTROLLER + size as u64)?;
+        let bytes = read(&mut c, "ic0.is_controller", src as u64, size as u64)?;
+        let Ok(p) = Principal::try_from_slice(&bytes) else {
+            return trap("ic0.is_controller: invalid principal");
+        };
+        Ok(c.data().controllers.contains(&p) as u32)
+    })?;
+    l.func_wrap("ic0", "in_replicated_execution", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(!matches!(c.data().message.kind, MessageKind::Query | MessageKind::InspectMessage) as u32)
+    })?;
+    l.func_wrap("ic0", "certified_data_set", |mut c: Caller<'_, Host>, src: u32, size: u32| {
+        syscall(&mut c, cost::DEFAULT + size as u64)?;
+        if size > 32 {
+            return trap("ic0.certified_data_set: certified data is at most 32 bytes");
+        }
+        let bytes = read(&mut c, "ic0.certified_data_set", src as u64, size as u64)?;
+        c.data_mut().certified_data = bytes;
+        Ok(())
+    })?;
+    l.func_wrap("ic0", "data_certificate_present", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(0)
+    })?;
+
+    // --- time, timers, counters, logs ---
+    l.func_wrap("ic0", "time", |mut c: Caller<'_, Host>| -> HostResult<u64> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(c.data().time_nanos)
+    })?;
+    l.func_wrap("ic0", "global_timer_set", |mut c: Caller<'_, Host>, t: u64| -> HostResult<u64> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(std::mem::replace(&mut c.data_mut().global_timer, t))
+    })?;
+    l.func_wrap("ic0", "performance_counter", |mut c: Caller<'_, Host>, kind: u32| -> HostResult<u64> {
+        syscall(&mut c, cost::PERFORMANCE_COUNTER)?;
+        let this_message = used(&c);
+        match kind {
+            0 => Ok(this_message),
+            1 => Ok(c.data().message.call_context_instructions + this_message),
+            _ => trap(format!("ic0.performance_counter: unknown counter type {kind}")),
+        }
+    })?;
+    l.func_wrap("ic0", "debug_print", |mut c: Caller<'_, Host>, src: u32, size: u32| {
+        syscall(&mut c, cost::DEBUG_PRINT + cost::DEBUG_PRINT_PER_BYTE * size as u64)?;
+        let bytes = read(&mut c, "ic0.debug_print", src as u64, size as u64)?;
+        let line = String::from_utf8_lossy(&bytes).into_owned();
+        if std::env::var_os("IC_REPLICA_LOG").is_some() {
+            eprintln!("[{}] {line}", c.data().canister_id);
+        }
+        c.data_mut().log.push(line);
+        Ok(())
+    })?;
+    l.func_wrap("ic0", "trap", |mut c: Caller<'_, Host>, src: u32, size: u32| -> HostResult<()> {
+        syscall(&mut c, cost::DEFAULT + size as u64)?;
+        let bytes = read(&mut c, "ic0.trap", src as u64, size as u64)?;
+        trap(format!("Canister called `ic0.trap` with message: '{}'", String::from_utf8_lossy(&bytes)))
+    })?;
+
+    // --- inter-canister calls ---
+    #[allow(clippy::too_many_arguments)]
+    l.func_wrap(
+        "ic0",
+        "call_new",
+        |mut c: Caller<'_, Host>, callee_src: u32, callee_size: u32, name_src: u32, name_size: u32, reply_fun: u32, reply_env: u32, reject_fun: u32, reject_env: u32| {
+            syscall(&mut c, cost::CALL_NEW + callee_size as u64 + name_size as u64)?;
+            require(&c, "call_new", c.data().message.kind.may_call())?;
+            let callee = read(&mut c, "ic0.call_new", callee_src as u64, callee_size as u64)?;
+            let name = read(&mut c, "ic0.call_new", name_src as u64, name_size as u64)?;
+            let Ok(callee) = Principal::try_from_slice(&callee) else {
+                return trap("ic0.call_new: invalid callee principal");
+            };
+            c.data_mut().message.building = Some(OutgoingCall {
+                callee,
+                method: String::from_utf8_lossy(&name).into_owned(),
+                arg: Vec::new(),
+                callback: Callback { reply: (reply_fun, reply_env), reject: (reject_fun, reject_env), cleanup: None },
+                cycles: 0,
+            });
+            Ok(())
+        },
+    )?;
+    l.func_wrap("ic0", "call_on_cleanup", |mut c: Caller<'_, Host>, fun: u32, env: u32| {
+        syscall(&mut c, cost::DEFAULT)?;
+        match c.data_mut().message.building.as_mut() {
+            Some(call) => {
+                call.callback.cleanup = Some((fun, env));
+                Ok(())
+            }
+            None => trap("ic0.call_on_cleanup: no call is being built"),
+        }
+    })?;
+    l.func_wrap("ic0", "call_data_append", |mut c: Caller<'_, Host>, src: u32, size: u32| {
+        syscall(&mut c, cost::DEFAULT + size as u64)?;
+        let bytes = read(&mut c, "ic0.call_data_append", src as u64, size as u64)?;
+        match c.data_mut().message.building.as_mut() {
+            Some(call) => {
+                call.arg.extend_from_slice(&bytes);
+                Ok(())
+            }
+            None => trap("ic0.call_data_append: no call is being built"),
+        }
+    })?;
+    l.func_wrap("ic0", "call_with_best_effort_response", |mut c: Caller<'_, Host>, _timeout: u32| {
+        syscall(&mut c, cost::DEFAULT)
+    })?;
+    l.func_wrap("ic0", "call_cycles_add128", |mut c: Caller<'_, Host>, hi: u64, lo: u64| {
+        syscall(&mut c, cost::DEFAULT)?;
+        let amount = ((hi as u128) << 64) | lo as u128;
+        if c.data().cycles < amount {
+            return trap("ic0.call_cycles_add128: not enough cycles");
+        }
+        c.data_mut().cycles -= amount;
+        match c.data_mut().message.building.as_mut() {
+            Some(call) => {
+                call.cycles += amount;
+                Ok(())
+            }
+            None => trap("ic0.call_cycles_add128: no call is being built"),
+        }
+    })?;
+    l.func_wrap("ic0", "call_perform", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::CALL_PERFORM)?;
+        let Some(call) = c.data_mut().message.building.take() else {
+            return trap("ic0.call_perform: no call is being built");
+        };
+        // Same-subnet request limit. The IC refuses the call synchronously rather than trapping;
+        // the caller sees a non-zero result (ic-cdk: `CallPerformFailed`).
+        if call.arg.len() > limits::MAX_REQUEST_BYTES {
+            c.data_mut().cycles += call.cycles;
+            return Ok(2);
+        }
+        c.data_mut().message.performed.push(call);
+        Ok(0)
+    })?;
+
+    // --- stable memory (64-bit API) ---
+    l.func_wrap("ic0", "stable64_size", |mut c: Caller<'_, Host>| -> HostResult<u64> {
+        syscall(&mut c, cost::STABLE_SIZE)?;
+        Ok(c.data().stable.pages())
+    })?;
+    l.func_wrap("ic0", "stable64_grow", |mut c: Caller<'_, Host>, pages: u64| -> HostResult<u64> {
+        syscall(&mut c, cost::STABLE_GROW)?;
+        let old = c.data().stable.pages();
+        let new_bytes = (old + pages).saturating_mul(limits::WASM_PAGE);
+        if new_bytes > limits::MAX_STABLE_BYTES {
+            return Ok(u64::MAX);
+        }
+        c.data_mut().stable.bytes.resize(new_bytes as usize, 0);
+        Ok(old)
+    })?;
+    l.func_wrap("ic0", "stable64_write", |mut c: Caller<'_, Host>, offset: u64, src: u64, size: u64| {
+        syscall(&mut c, cost::STABLE_READ_WRITE + size)?;
+        let bytes = read(&mut c, "ic0.stable64_write", src, size)?;
+        if offset.checked_add(size).is_none_or(|end| end > c.data().stable.bytes.len() as u64) {
+            return trap("ic0.stable64_write: stable memory out of bounds");
+        }
+        let (_, dirtied) = c.data_mut().stable.touch(offset, size, true);
+        charge(&mut c, cost::STABLE_DIRTY_PAGE * dirtied)?;
+        check_stable_pages(&c)?;
+        c.data_mut().stable.bytes[offset as usize..(offset + size) as usize].copy_from_slice(&bytes);
+        Ok(())
+    })?;
+    l.func_wrap("ic0", "stable64_read", |mut c: Caller<'_, Host>, dst: u64, offset: u64, size: u64| {
+        syscall(&mut c, cost::STABLE_READ_WRITE + size)?;
+        if offset.checked_add(size).is_none_or(|end| end > c.data().stable.bytes.len() as u64) {
+            return trap("ic0.stable64_read: stable memory out of bounds");
+        }
+        c.data_mut().stable.touch(offset, size, false);
+        check_stable_pages(&c)?;
+        let bytes = c.data().stable.bytes[offset as usize..(offset + size) as usize].to_vec();
+        write(&mut c, "ic0.stable64_read", dst, &bytes)
+    })?;
+    Ok(())
+}
+
+fn check_stable_pages(c: &Caller<'_, Host>) -> HostResult<()> {
+    if c.data().stable.accessed_pages() > c.data().message.kind.stable_page_limit() {
+        return trap("Exceeded the limit for the number of accessed pages in the stable memory in a single message execution");
+    }
+    Ok(())
+}
