@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Builds the canister wasm modules the IC would accept, into target/canisters/:
+#   cargo (wasm32-unknown-unknown, +simd128, profile "canister": opt-level s, LTO, one codegen
+#   unit, panic=abort, tract-linalg at opt-level 3) -> wasm-opt -Oz -> IC module-limit check.
+# Installs what it needs (the wasm32 target, binaryen's wasm-opt) when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/ensure-tools.sh
+ensure_wasm_target
+ensure_wasm_opt
+
+out=target/canisters
+mkdir -p "$out"
+for pkg in inference-canister; do
+  cargo build --quiet -p "$pkg" --target wasm32-unknown-unknown --profile canister
+  name=${pkg//-/_}
+  raw=target/wasm32-unknown-unknown/canister/$name.wasm
+  opt=$out/$name.wasm
+  # Only re-optimise when cargo produced a new module (wasm-opt takes ~30 s on tract).
+  if [ ! -f "$opt" ] || [ "$raw" -nt "$opt" ]; then
+    wasm-opt -Oz --enable-simd --enable-bulk-memory --enable-sign-ext \
+      --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types \
+      --enable-multivalue "$raw" -o "$opt.tmp"
+    mv "$opt.tmp" "$opt"
+  fi
+  if [ -f ../shared/tools/wasm-check.py ]; then
+    python3 ../shared/tools/wasm-check.py "$opt"
+  else
+    echo "note: ../shared/tools/wasm-check.py not found; the local replica validates the module at install" >&2
+  fi
+done

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The main job on the local replica: builds the canister (IC-valid, size-checked), installs it
+# and runs it, printing what tract selected and what each call cost.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/build-canisters.sh
+cargo run --quiet -p canister-harness --example demo

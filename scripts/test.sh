@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Runs every test: builds the canister modules the tests execute, then the whole workspace's
+# tests (unit, replica rules, real-canister scenarios, candid interface).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/lib/ensure-tools.sh
+./scripts/build-canisters.sh
+if command -v cargo-nextest >/dev/null; then
+  cargo nextest run --workspace --no-fail-fast
+  # nextest does not run doctests
+  cargo test --workspace --doc --quiet
+else
+  cargo test --workspace --no-fail-fast
+fi

@@ -1,0 +1,146 @@
+//! One interface that scenario tests and benchmarks are written against, with two backends:
+//! the local replica ([`ic_replica::LocalReplica`], the default) and PocketIC (the `pocket-ic`
+//! crate, selected when `POCKET_IC_BIN` points at a server binary). Method names mirror the
+//! `pocket-ic` crate's so IC developers feel at home.
+
+mod local;
+mod pocket;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use candid::Principal;
+use candid::utils::{ArgumentDecoder, ArgumentEncoder};
+
+pub use local::LocalBackend;
+pub use pocket::PocketIcBackend;
+
+/// A call that did not get a reply: the reject code of the interface spec and the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reject {
+    pub code: u32,
+    pub message: String,
+}
+
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "reject code {}: {}", self.code, self.message)
+    }
+}
+impl std::error::Error for Reject {}
+
+/// What a call cost, as far as the backend can see it. The local replica meters every message
+/// with the IC's cost table; PocketIC reports no counts, so there the canister must measure
+/// itself with `performance_counter` (as canbench does) and these stay `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CallCost {
+    pub instructions: Option<u64>,
+    pub messages: Option<u64>,
+    pub max_instructions_per_message: Option<u64>,
+    pub rounds: Option<u64>,
+    pub cycles: Option<u128>,
+    /// Instructions per executed message, in order, where known.
+    pub per_message: Vec<u64>,
+}
+
+/// A reply or reject, and what it cost.
+#[derive(Clone, Debug)]
+pub struct CallOutcome {
+    pub result: Result<Vec<u8>, Reject>,
+    pub cost: CallCost,
+}
+
+/// The operations tests and benchmarks need from an IC.
+pub trait Ic {
+    /// Which backend this is, for reports.
+    fn backend_name(&self) -> &'static str;
+    /// Creates a canister controlled by `controller`, with cycles to spare.
+    fn create_canister(&mut self, controller: Principal) -> Principal;
+    fn install_canister(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<(), Reject>;
+    fn upgrade_canister(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<(), Reject>;
+    fn stop_canister(&mut self, canister: Principal, sender: Principal) -> Result<(), Reject>;
+    fn start_canister(&mut self, canister: Principal, sender: Principal) -> Result<(), Reject>;
+    /// An ingress update call, run to completion (every message it causes).
+    fn update_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallOutcome;
+    fn query_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallOutcome;
+    fn tick(&mut self);
+    fn advance_time(&mut self, by: Duration);
+    fn cycle_balance(&mut self, canister: Principal) -> u128;
+}
+
+/// The backend the environment asks for: PocketIC when `POCKET_IC_BIN` is set, else the local
+/// replica.
+pub fn backend() -> Box<dyn Ic> {
+    if std::env::var_os("POCKET_IC_BIN").is_some() {
+        Box::new(PocketIcBackend::new())
+    } else {
+        Box::new(LocalBackend::new())
+    }
+}
+
+/// Errors of a candid call: the call was rejected, or its reply did not decode.
+#[derive(Debug)]
+pub enum CandidCallError {
+    Reject(Reject),
+    Decode(String),
+}
+
+impl std::fmt::Display for CandidCallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CandidCallError::Reject(r) => write!(f, "{r}"),
+            CandidCallError::Decode(e) => write!(f, "reply did not decode: {e}"),
+        }
+    }
+}
+impl std::error::Error for CandidCallError {}
+
+fn decode<R: for<'a> ArgumentDecoder<'a>>(outcome: CallOutcome) -> (Result<R, CandidCallError>, CallCost) {
+    let result = match outcome.result {
+        Ok(bytes) => candid::decode_args(&bytes).map_err(|e| CandidCallError::Decode(e.to_string())),
+        Err(r) => Err(CandidCallError::Reject(r)),
+    };
+    (result, outcome.cost)
+}
+
+/// `update_candid_as` of the pocket-ic crate, plus the call's cost.
+pub fn update_candid_as<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+    ic: &mut dyn Ic,
+    canister: Principal,
+    sender: Principal,
+    method: &str,
+    args: A,
+) -> (Result<R, CandidCallError>, CallCost) {
+    let payload = candid::encode_args(args).expect("candid-encodable arguments");
+    decode(ic.update_call(canister, sender, method, payload))
+}
+
+/// `query_candid_as` of the pocket-ic crate, plus the call's cost.
+pub fn query_candid_as<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+    ic: &mut dyn Ic,
+    canister: Principal,
+    sender: Principal,
+    method: &str,
+    args: A,
+) -> (Result<R, CandidCallError>, CallCost) {
+    let payload = candid::encode_args(args).expect("candid-encodable arguments");
+    decode(ic.query_call(canister, sender, method, payload))
+}
+
+/// Where `scripts/build-canisters.sh` puts the optimised module of a canister crate.
+pub fn canister_wasm_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/canisters").join(format!("{name}.wasm"))
+}
+
+/// The optimised module of a canister crate, built by `scripts/build-canisters.sh`.
+pub fn canister_wasm(name: &str) -> Vec<u8> {
+    let path = canister_wasm_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("{}: {e}. Build the canisters first: scripts/build-canisters.sh", path.display())
+    })
+}
+
+/// A principal for tests, distinct per `n`, never anonymous.
+pub fn user(n: u8) -> Principal {
+    Principal::from_slice(&[n, 0xAB, 0xCD, 0x01])
+}

@@ -1,0 +1,77 @@
+//! The local replica as an [`Ic`].
+
+use std::time::Duration;
+
+use candid::Principal;
+use ic_replica::{CallReport, LocalReplica};
+
+use crate::{CallCost, CallOutcome, Ic, Reject};
+
+pub struct LocalBackend {
+    pub replica: LocalReplica,
+}
+
+impl LocalBackend {
+    pub fn new() -> Self {
+        LocalBackend { replica: LocalReplica::new() }
+    }
+}
+
+impl Default for LocalBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn cost(report: &CallReport) -> CallCost {
+    CallCost {
+        instructions: Some(report.instructions()),
+        messages: Some(report.message_count()),
+        max_instructions_per_message: Some(report.max_instructions_per_message()),
+        rounds: Some(report.rounds()),
+        cycles: Some(report.cycles()),
+        per_message: report.messages.iter().map(|m| m.instructions).collect(),
+    }
+}
+
+fn reject(r: ic_replica::Reject) -> Reject {
+    Reject { code: r.code as u32, message: r.message }
+}
+
+impl Ic for LocalBackend {
+    fn backend_name(&self) -> &'static str {
+        "local replica"
+    }
+    fn create_canister(&mut self, controller: Principal) -> Principal {
+        self.replica.create_canister(controller)
+    }
+    fn install_canister(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<(), Reject> {
+        self.replica.install_canister(canister, wasm, arg, sender).map(|_| ()).map_err(reject)
+    }
+    fn upgrade_canister(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<(), Reject> {
+        self.replica.upgrade_canister(canister, wasm, arg, sender).map(|_| ()).map_err(reject)
+    }
+    fn stop_canister(&mut self, canister: Principal, sender: Principal) -> Result<(), Reject> {
+        self.replica.stop_canister(canister, sender).map_err(reject)
+    }
+    fn start_canister(&mut self, canister: Principal, sender: Principal) -> Result<(), Reject> {
+        self.replica.start_canister(canister, sender).map_err(reject)
+    }
+    fn update_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallOutcome {
+        let (result, report) = self.replica.update_call(canister, sender, method, payload);
+        CallOutcome { result: result.map_err(reject), cost: cost(&report) }
+    }
+    fn query_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallOutcome {
+        let (result, report) = self.replica.query_call(canister, sender, method, payload);
+        CallOutcome { result: result.map_err(reject), cost: cost(&report) }
+    }
+    fn tick(&mut self) {
+        self.replica.tick();
+    }
+    fn advance_time(&mut self, by: Duration) {
+        self.replica.advance_time(by);
+    }
+    fn cycle_balance(&mut self, canister: Principal) -> u128 {
+        self.replica.cycle_balance(canister)
+    }
+}
