@@ -1,0 +1,150 @@
+//! Reading ONNX models: what they contain (inspection at upload) and turning their bytes into an
+//! optimised tract plan (at activation, or lazily after an upgrade).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tract_onnx::pb::{self, type_proto, tensor_shape_proto::dimension};
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::model::typed::TypedSimplePlan;
+
+use crate::types::{DType, TensorSpec, WeightFormat};
+
+/// What an ONNX file declares and whether tract can run it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspection {
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    /// Distinct operator types, `domain::Op` for non-default domains, sorted.
+    pub operators: Vec<String>,
+    /// Operators no parser we register knows.
+    pub unsupported: Vec<String>,
+    pub weight_format: WeightFormat,
+    pub parameters: u64,
+    /// `metadata_props` of the model (some carry class labels).
+    pub metadata: Vec<(String, String)>,
+}
+
+fn spec(v: &pb::ValueInfoProto) -> TensorSpec {
+    let (shape, dtype) = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(type_proto::Value::TensorType(t)) => {
+            let shape = t
+                .shape
+                .as_ref()
+                .map(|s| {
+                    s.dim
+                        .iter()
+                        .map(|d| match d.value {
+                            Some(dimension::Value::DimValue(v)) if v > 0 => v,
+                            _ => -1,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (shape, DType::from_onnx(t.elem_type))
+        }
+        _ => (vec![], DType::Other),
+    };
+    TensorSpec { name: v.name.clone(), shape, dtype }
+}
+
+/// The parser with our own operators registered (see [`crate::ops`]).
+pub fn onnx() -> tract_onnx::Onnx {
+    tract_onnx::onnx()
+}
+
+/// Reads the model's declaration without building it.
+pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
+    let parser = onnx();
+    let proto = parser.proto_model_for_read(&mut &*bytes).map_err(|e| format!("not a readable ONNX model: {e}"))?;
+    let graph = proto.graph.as_ref().ok_or("the ONNX model has no graph")?;
+    let initializers: BTreeSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let mut operators = BTreeSet::new();
+    let mut unsupported = BTreeSet::new();
+    for node in &graph.node {
+        let name = if node.domain.is_empty() || node.domain == "ai.onnx" {
+            node.op_type.clone()
+        } else {
+            format!("{}::{}", node.domain, node.op_type)
+        };
+        if !parser.op_register.0.contains_key(&node.op_type) {
+            unsupported.insert(name.clone());
+        }
+        operators.insert(name);
+    }
+    let (mut by_type, mut parameters) = ([0u64; 3], 0u64);
+    for t in &graph.initializer {
+        let n = t.dims.iter().product::<i64>().max(1) as u64;
+        parameters += n;
+        match DType::from_onnx(t.data_type) {
+            DType::F32 => by_type[0] += n,
+            DType::F16 => by_type[1] += n,
+            DType::I8 | DType::U8 => by_type[2] += n,
+            _ => {}
+        }
+    }
+    let weight_format = if by_type[2] * 2 >= parameters.max(1) {
+        WeightFormat::Int8
+    } else if by_type[1] > by_type[0] {
+        WeightFormat::F16
+    } else {
+        WeightFormat::F32
+    };
+    Ok(Inspection {
+        inputs: graph.input.iter().filter(|i| !initializers.contains(i.name.as_str())).map(spec).collect(),
+        outputs: graph.output.iter().map(spec).collect(),
+        operators: operators.into_iter().collect(),
+        unsupported: unsupported.into_iter().collect(),
+        weight_format,
+        parameters,
+        metadata: proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
+    })
+}
+
+/// An optimised, runnable model with the input shapes it was built for.
+#[derive(Clone, Debug)]
+pub struct LoadedModel {
+    pub plan: Arc<TypedSimplePlan>,
+    pub inputs: Vec<TensorSpec>,
+}
+
+fn datum(dtype: DType) -> DatumType {
+    match dtype {
+        DType::F16 => f16::datum_type(),
+        DType::I8 => i8::datum_type(),
+        DType::U8 => u8::datum_type(),
+        DType::I32 => i32::datum_type(),
+        DType::I64 => i64::datum_type(),
+        _ => f32::datum_type(),
+    }
+}
+
+fn typed(parser: &tract_onnx::Onnx, bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<TypedModel> {
+    let mut model = parser.model_for_read(&mut &*bytes)?;
+    for (ix, input) in inputs.iter().enumerate() {
+        model.set_input_fact(ix, InferenceFact::dt_shape(datum(input.dtype), input.concrete_shape()))?;
+    }
+    model.into_typed()
+}
+
+/// Builds the optimised plan: parse, pin the input shapes, type, declutter, compute f16
+/// weights in f32, optimise. Models whose declared value-info or output shapes keep a symbolic
+/// batch are retried with those declarations ignored.
+pub fn load(bytes: &[u8], inputs: &[TensorSpec], weight_format: WeightFormat) -> TractResult<LoadedModel> {
+    let model = match typed(&onnx(), bytes, inputs) {
+        Ok(m) => m,
+        Err(first) => {
+            let relaxed = onnx().with_ignore_value_info(true).with_ignore_output_shapes(true);
+            typed(&relaxed, bytes, inputs).map_err(|_| first)?
+        }
+    };
+    let mut model = model.into_decluttered()?;
+    if weight_format == WeightFormat::F16 {
+        if let Some(t) = tract_onnx::tract_core::transform::get_transform("f16_to_f32")? {
+            t.transform(&mut model)?;
+        }
+    }
+    let model = model.into_optimized()?;
+    let plan = TypedSimplePlan::new(model)?;
+    Ok(LoadedModel { plan, inputs: inputs.to_vec() })
+}

@@ -1,0 +1,107 @@
+//! The stable-memory layout: one `MemoryManager`, its virtual memories named here and nowhere
+//! else, and a header carrying a magic and a layout version so a future upgrade can migrate.
+
+use std::borrow::Cow;
+
+use candid::{CandidType, Deserialize};
+use ic_stable_structures::memory_manager::{MemoryId, MemoryManager, VirtualMemory};
+use ic_stable_structures::storable::Bound;
+use ic_stable_structures::{Memory, StableCell, Storable};
+
+pub const HEADER: MemoryId = MemoryId::new(0);
+pub const MODELS: MemoryId = MemoryId::new(1);
+pub const ACTIVE: MemoryId = MemoryId::new(2);
+pub const UPLOADS: MemoryId = MemoryId::new(3);
+pub const CHUNKS: MemoryId = MemoryId::new(4);
+pub const MAINTAINERS: MemoryId = MemoryId::new(5);
+pub const CALLERS: MemoryId = MemoryId::new(6);
+pub const CONFIG: MemoryId = MemoryId::new(7);
+
+pub const MAGIC: [u8; 4] = *b"ONNX";
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// Implements [`Storable`] through candid, for records whose size is not bounded.
+#[macro_export]
+macro_rules! candid_storable {
+    ($t:ty) => {
+        impl ic_stable_structures::Storable for $t {
+            fn to_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
+                std::borrow::Cow::Owned(candid::encode_one(self).expect("candid-encodable"))
+            }
+            fn into_bytes(self) -> Vec<u8> {
+                candid::encode_one(&self).expect("candid-encodable")
+            }
+            fn from_bytes(bytes: std::borrow::Cow<'_, [u8]>) -> Self {
+                candid::decode_one(&bytes).expect("stored by this canister")
+            }
+            const BOUND: ic_stable_structures::storable::Bound = ic_stable_structures::storable::Bound::Unbounded;
+        }
+    };
+}
+
+/// The first thing in stable memory: what layout the rest is in, and id counters.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Header {
+    pub magic: [u8; 4],
+    pub layout_version: u32,
+    pub next_blob: u64,
+    pub next_upload: u64,
+}
+
+impl Default for Header {
+    fn default() -> Self {
+        Header { magic: MAGIC, layout_version: LAYOUT_VERSION, next_blob: 1, next_upload: 1 }
+    }
+}
+candid_storable!(Header);
+
+pub type Mem<M> = VirtualMemory<M>;
+
+/// Owns the memory manager; components take their memories from it.
+pub struct StableLayout<M: Memory> {
+    manager: MemoryManager<M>,
+    pub header: StableCell<Header, Mem<M>>,
+}
+
+impl<M: Memory> StableLayout<M> {
+    /// Opens the layout in `memory`, initialising it when empty. Panics on a layout this code
+    /// does not know (an upgrade to older code), which rolls the upgrade back.
+    pub fn init(memory: M) -> Self {
+        let manager = MemoryManager::init(memory);
+        let header = StableCell::init(manager.get(HEADER), Header::default());
+        let h = header.get();
+        assert_eq!(h.magic, MAGIC, "stable memory holds something other than this canister's layout");
+        assert!(h.layout_version <= LAYOUT_VERSION, "stable layout {} is newer than this code", h.layout_version);
+        StableLayout { manager, header }
+    }
+
+    pub fn memory(&self, id: MemoryId) -> Mem<M> {
+        self.manager.get(id)
+    }
+
+    /// Takes the next id from a header counter.
+    pub fn next_id(&mut self, field: fn(&mut Header) -> &mut u64) -> u64 {
+        let mut h = self.header.get().clone();
+        let id = *field(&mut h);
+        *field(&mut h) += 1;
+        self.header.set(h);
+        id
+    }
+}
+
+/// A principal as a bounded stable-map key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PrincipalKey(pub Vec<u8>);
+
+impl Storable for PrincipalKey {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.0)
+    }
+    fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+    fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
+        PrincipalKey(bytes.into_owned())
+    }
+    const BOUND: Bound = Bound::Bounded { max_size: 29, is_fixed_size: false };
+}

@@ -1,0 +1,38 @@
+//! Reads the bundled models' test cases: `models/<model>/testdata/<variant>/case.json`, its
+//! input and onnxruntime's output as `.npy`.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub struct Case {
+    pub model: Vec<u8>,
+    pub input_shape: Vec<usize>,
+    pub input: Vec<f32>,
+    pub expected: Vec<f32>,
+}
+
+pub fn models_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models")
+}
+
+fn npy(path: &Path) -> Vec<f32> {
+    let array: Result<ndarray_npy_ndarray::ArrayD<f32>, _> = ndarray_npy::read_npy(path);
+    array.unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_raw_vec_and_offset().0
+}
+
+pub fn case(model: &str, variant: &str) -> Case {
+    let dir = models_dir().join(model).join("testdata").join(variant);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
+    let model_path = dir.join(json["model"].as_str().unwrap());
+    let input_shape = json["input_shapes"][0].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    Case {
+        model: std::fs::read(&model_path).unwrap_or_else(|e| panic!("{}: {e}", model_path.display())),
+        input_shape,
+        input: npy(&dir.join(json["inputs"][0].as_str().unwrap())),
+        expected: npy(&dir.join(json["outputs"][0].as_str().unwrap())),
+    }
+}
+
+pub fn argmax(v: &[f32]) -> usize {
+    v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap()
+}
