@@ -11,7 +11,7 @@ ensure_wasm_opt
 
 out=target/canisters
 mkdir -p "$out"
-for pkg in inference-canister; do
+for pkg in inference-canister agency-canister; do
   cargo build --quiet -p "$pkg" --target wasm32-unknown-unknown --profile canister
   name=${pkg//-/_}
   raw=target/wasm32-unknown-unknown/canister/$name.wasm

@@ -56,3 +56,10 @@ pub(crate) fn self_test_report() -> Result<SelfTestReport, EngineError> {
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// Who holds which role (controllers, the admins, are not listed: the IC knows them).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct Roles {
+    pub maintainers: Vec<candid::Principal>,
+    pub callers: Vec<candid::Principal>,
+}

@@ -25,9 +25,12 @@ fn run_static_constructors() {
 #[ic_cdk::init]
 fn init() {
     run_static_constructors();
+    crate::state::open();
 }
 
+/// Stable structures reopen over the same stable memory; plans are rebuilt lazily.
 #[ic_cdk::post_upgrade]
 fn post_upgrade() {
     run_static_constructors();
+    crate::state::open();
 }

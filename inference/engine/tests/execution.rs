@@ -1,7 +1,7 @@
 //! Running the bundled models natively against onnxruntime's outputs, and the resumable
 //! executor's bit-for-bit determinism across budgets.
 
-mod support;
+use model_testdata as support;
 
 use inference_engine::executor::{run_to_end, Job, Progress};
 use inference_engine::model::{inspect, load};

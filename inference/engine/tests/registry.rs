@@ -1,7 +1,7 @@
 //! The model registry on a real model, natively: chunked upload in any order, resume, verify,
 //! versions, activation, and every bad input answered with its typed error.
 
-mod support;
+use model_testdata as support;
 
 use candid::Principal;
 use ic_stable_structures::DefaultMemoryImpl;

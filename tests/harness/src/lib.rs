@@ -3,6 +3,11 @@
 //! crate, selected when `POCKET_IC_BIN` points at a server binary). Method names mirror the
 //! `pocket-ic` crate's so IC developers feel at home.
 
+/// The agency canister's candid types, shared by source (linking the canister itself into a
+/// native binary would clash with the inference canister's exported entry points).
+#[path = "../../../agency/src/types.rs"]
+pub mod agency;
+pub mod deploy;
 mod local;
 mod pocket;
 
@@ -63,6 +68,10 @@ pub trait Ic {
     /// An ingress update call, run to completion (every message it causes).
     fn update_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallOutcome;
     fn query_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallOutcome;
+    /// Submits an ingress update without waiting (inspect_message runs now); returns its id.
+    fn submit_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<u64, Reject>;
+    /// Runs the IC until the submitted call has its answer.
+    fn await_call(&mut self, id: u64) -> CallOutcome;
     fn tick(&mut self);
     fn advance_time(&mut self, by: Duration);
     fn cycle_balance(&mut self, canister: Principal) -> u128;

@@ -65,6 +65,13 @@ impl Ic for LocalBackend {
         let (result, report) = self.replica.query_call(canister, sender, method, payload);
         CallOutcome { result: result.map_err(reject), cost: cost(&report) }
     }
+    fn submit_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<u64, Reject> {
+        self.replica.submit_call(canister, sender, method, payload).map_err(reject)
+    }
+    fn await_call(&mut self, id: u64) -> CallOutcome {
+        let (result, report) = self.replica.await_call(id);
+        CallOutcome { result: result.map_err(reject), cost: cost(&report) }
+    }
     fn tick(&mut self) {
         self.replica.tick();
     }

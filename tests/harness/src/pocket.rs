@@ -14,12 +14,13 @@ const CYCLES: u128 = 100_000_000_000_000;
 
 pub struct PocketIcBackend {
     pub pic: PocketIc,
+    submitted: Vec<pocket_ic::common::rest::RawMessageId>,
 }
 
 impl PocketIcBackend {
     /// Starts a PocketIC instance with one application subnet (production limits, DTS on).
     pub fn new() -> Self {
-        PocketIcBackend { pic: PocketIc::new() }
+        PocketIcBackend { pic: PocketIc::new(), submitted: Vec::new() }
     }
 }
 
@@ -63,6 +64,15 @@ impl Ic for PocketIcBackend {
     fn query_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallOutcome {
         let result = self.pic.query_call(canister, sender, method, payload).map_err(reject);
         CallOutcome { result, cost: CallCost::default() }
+    }
+    fn submit_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<u64, Reject> {
+        let id = self.pic.submit_call(canister, sender, method, payload).map_err(reject)?;
+        self.submitted.push(id);
+        Ok(self.submitted.len() as u64 - 1)
+    }
+    fn await_call(&mut self, id: u64) -> CallOutcome {
+        let message = self.submitted[id as usize].clone();
+        CallOutcome { result: self.pic.await_call(message).map_err(reject), cost: CallCost::default() }
     }
     fn tick(&mut self) {
         self.pic.tick();

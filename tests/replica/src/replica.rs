@@ -358,7 +358,8 @@ impl LocalReplica {
         }
     }
 
-    /// One round: fires due global timers, then executes everything queued.
+    /// One round: fires due global timers, then executes the messages that were queued when the
+    /// round began (what they cause waits for the next round, as on PocketIC).
     pub fn tick(&mut self) -> CallReport {
         let start = self.records.len();
         let due: Vec<Principal> = self
@@ -376,7 +377,10 @@ impl LocalReplica {
             let context = self.open_context(id, id, Origin::System);
             self.execute_in_context(id, context, Entry::Export("canister_global_timer".into()), MessageKind::GlobalTimer, id, "canister_global_timer", vec![], None, 0);
         }
-        self.run_queue(|_| false);
+        for _ in 0..self.queue.len() {
+            let Some(message) = self.queue.pop_front() else { break };
+            self.deliver(message);
+        }
         CallReport::from_records(self.records[start..].to_vec())
     }
 
@@ -391,6 +395,32 @@ impl LocalReplica {
     }
 
     fn submit_and_await(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, Reject> {
+        let id = self.submit(canister, sender, method, arg)?;
+        self.await_result(id)
+    }
+
+    /// Submits an ingress update without executing it (PocketIC's `submit_call`): after
+    /// inspect_message accepts it, it waits in the queue with everything else.
+    pub fn submit_call(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> Result<u64, Reject> {
+        self.submit(canister, sender, method, arg)
+    }
+
+    /// Executes queued messages until the submitted call `id` has its answer (PocketIC's
+    /// `await_call`); the report covers every message executed meanwhile, whoever caused it.
+    pub fn await_call(&mut self, id: u64) -> (Result<Vec<u8>, Reject>, CallReport) {
+        let start = self.records.len();
+        let result = self.await_result(id);
+        (result, CallReport::from_records(self.records[start..].to_vec()))
+    }
+
+    fn await_result(&mut self, id: u64) -> Result<Vec<u8>, Reject> {
+        self.run_queue(|r| r.ingress_results.contains_key(&id));
+        self.ingress_results
+            .remove(&id)
+            .unwrap_or_else(|| Err(reject(RejectCode::SysTransient, "the call did not complete: the message queue ran dry")))
+    }
+
+    fn submit(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> Result<u64, Reject> {
         if arg.len() > limits::MAX_INGRESS_BYTES {
             return Err(reject(
                 RejectCode::SysFatal,
@@ -425,10 +455,7 @@ impl LocalReplica {
         c.host_mut().cycles = c.host().cycles.saturating_sub(fee);
         let id = self.fresh_id();
         self.queue.push_back(Message::Request { to: canister, from: sender, method: method.to_string(), arg, origin: Origin::Ingress(id), cycles: 0 });
-        self.run_queue(|r| r.ingress_results.contains_key(&id));
-        self.ingress_results
-            .remove(&id)
-            .unwrap_or_else(|| Err(reject(RejectCode::SysTransient, "the call did not complete: the message queue ran dry")))
+        Ok(id)
     }
 
     /// A query: runs with the 5 B budget and never changes state.

@@ -375,6 +375,10 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
             None => trap("ic0.call_cycles_add128: no call is being built"),
         }
     })?;
+    l.func_wrap("ic0", "cost_call", |mut c: Caller<'_, Host>, method_name_size: u64, payload_size: u64, dst: u32| {
+        let fee = limits::CYCLES_XNET_CALL + limits::CYCLES_XNET_PER_BYTE * (method_name_size + payload_size) as u128;
+        write_u128(&mut c, "ic0.cost_call", dst, fee)
+    })?;
     l.func_wrap("ic0", "call_perform", |mut c: Caller<'_, Host>| -> HostResult<u32> {
         syscall(&mut c, cost::CALL_PERFORM)?;
         let Some(call) = c.data_mut().message.building.take() else {

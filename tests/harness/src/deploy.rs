@@ -1,0 +1,81 @@
+//! A deployment as an agency would have it: the inference canister, an agency canister allowed
+//! to call it, a maintainer, and models uploaded through the maintainers' chunked uploader.
+
+use std::cell::RefCell;
+
+use candid::Principal;
+use inference_canister::{ModelInfo, RegistryError, TensorSpec, UploadRequest};
+use inference_tools::upload::{upload, UploadError, UploadOptions};
+use inference_tools::Transport;
+
+use crate::{canister_wasm, update_candid_as, user, Ic};
+
+/// The tools' transport over an [`Ic`], as one principal talking to one canister.
+pub struct IcTransport<'a> {
+    pub ic: RefCell<&'a mut dyn Ic>,
+    pub canister: Principal,
+    pub sender: Principal,
+}
+
+impl Transport for IcTransport<'_> {
+    async fn update(&self, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.ic.borrow_mut().update_call(self.canister, self.sender, method, arg).result.map_err(|r| r.to_string())
+    }
+    async fn query(&self, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.ic.borrow_mut().query_call(self.canister, self.sender, method, arg).result.map_err(|r| r.to_string())
+    }
+}
+
+pub struct Deployment {
+    pub ic: Box<dyn Ic>,
+    pub inference: Principal,
+    pub agency: Principal,
+    pub controller: Principal,
+    pub maintainer: Principal,
+}
+
+impl Deployment {
+    /// Installs both canisters; the agency classifies with `model`.
+    pub fn new(model: &str) -> Deployment {
+        let mut ic = crate::backend();
+        let controller = user(1);
+        let maintainer = user(3);
+        let inference = ic.create_canister(controller);
+        ic.install_canister(inference, &canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), controller)
+            .expect("inference canister installs");
+        let agency = ic.create_canister(controller);
+        let settings = crate::agency::Settings { inference_canister: inference, model: model.to_string() };
+        ic.install_canister(agency, &canister_wasm("agency_canister"), candid::encode_args((settings,)).unwrap(), controller)
+            .expect("agency canister installs");
+        let mut d = Deployment { ic, inference, agency, controller, maintainer };
+        d.admin("grant_maintainer", maintainer).expect("grant maintainer");
+        d.admin("allow_caller", agency).expect("allow the agency");
+        d
+    }
+
+    /// An admin (controller) call taking one principal.
+    pub fn admin(&mut self, method: &str, who: Principal) -> Result<(), RegistryError> {
+        let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *self.ic, self.inference, self.controller, method, (who,));
+        r.expect("admin call replies").0
+    }
+
+    /// Uploads `bytes` through the chunked uploader as `sender`.
+    pub fn upload_as(&mut self, sender: Principal, name: &str, bytes: &[u8], labels: Vec<String>, inputs: Option<Vec<TensorSpec>>, chunk_bytes: u32) -> Result<ModelInfo, UploadError> {
+        let transport = IcTransport { ic: RefCell::new(&mut *self.ic), canister: self.inference, sender };
+        let request = UploadRequest { name: name.into(), size: 0, sha256: vec![], chunk_size: 0, description: String::new(), labels, inputs };
+        let options = UploadOptions { chunk_bytes, parallelism: 3, attempts: 1, ..Default::default() };
+        futures::executor::block_on(upload(&transport, bytes, request, &options, &()))
+    }
+
+    /// Uploads a bundled model's test-case file as the maintainer and activates it.
+    pub fn publish(&mut self, name: &str, case: &model_testdata::Case, labels: &[&str]) -> ModelInfo {
+        let shape = case.input_shape.iter().map(|&d| d as i64).collect();
+        let inputs = Some(vec![TensorSpec { name: case.input_name.clone(), shape, dtype: inference_canister::DType::F32 }]);
+        let info = self
+            .upload_as(self.maintainer, name, &case.model, labels.iter().map(|s| s.to_string()).collect(), inputs, 256 * 1024)
+            .expect("upload");
+        let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *self.ic, self.inference, self.maintainer, "activate", (name, info.version));
+        r.expect("activate replies").0.expect("activate");
+        info
+    }
+}

@@ -1,0 +1,206 @@
+//! Classification end to end on the real canisters: the agency canister's inter-canister
+//! integration, who may call, determinism across budgets and upgrades, bad inputs, queries,
+//! concurrent jobs, the queue limit and stopping with jobs in flight.
+
+use canister_harness::deploy::Deployment;
+use canister_harness::{query_candid_as, update_candid_as, user, CallCost};
+use inference_canister::{ClassifyRequest, Classification, Config, Inference, InferenceError, InputTensor, RegistryError, TensorData};
+use model_testdata::{argmax, case, Case};
+
+const MODEL: &str = "text-direction";
+
+fn deployed() -> (Deployment, Case) {
+    let mut d = Deployment::new(MODEL);
+    let c = case("rapidocr_cls", "fp32");
+    d.publish(MODEL, &c, &["0", "180"]);
+    (d, c)
+}
+
+fn input(c: &Case) -> InputTensor {
+    InputTensor { shape: c.input_shape.iter().map(|&d| d as u64).collect(), data: TensorData::F32(c.input.clone()) }
+}
+
+fn set_config(d: &mut Deployment, f: impl FnOnce(&mut Config)) {
+    let (cfg, _) = query_candid_as::<_, (Config,)>(&mut *d.ic, d.inference, d.controller, "config", ());
+    let mut cfg = cfg.unwrap().0;
+    f(&mut cfg);
+    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.controller, "set_config", (cfg,));
+    r.unwrap().0.unwrap();
+}
+
+/// Raw outputs as an explicitly allowed user calling `infer` by ingress.
+fn infer(d: &mut Deployment, c: &Case) -> (Inference, CallCost) {
+    let (r, cost) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(
+        &mut *d.ic, d.inference, user(5), "infer", (MODEL, None::<u32>, vec![input(c)]));
+    (r.expect("infer replies").0.expect("infer succeeds"), cost)
+}
+
+#[test]
+fn the_agency_canister_gets_a_decision_with_the_model_that_made_it() {
+    let (mut d, c) = deployed();
+    let document = canister_harness::agency::Document {
+        id: "permit-0042".into(),
+        image: canister_harness::agency::InputTensor { shape: c.input_shape.iter().map(|&d| d as u64).collect(), data: canister_harness::agency::TensorData::F32(c.input.clone()) },
+    };
+    let (r, cost) = update_candid_as::<_, (Result<canister_harness::agency::Decision, canister_harness::agency::AgencyError>,)>(
+        &mut *d.ic, d.agency, user(9), "decide", (document.clone(),));
+    let decision = r.unwrap().0.expect("a decision");
+    let expected = ["0", "180"][argmax(&c.expected)];
+    assert_eq!(decision.label, expected);
+    assert!((decision.score - c.expected[argmax(&c.expected)]).abs() < 1e-5);
+    assert_eq!((decision.model.name.as_str(), decision.model.version), (MODEL, 1));
+    assert_eq!(decision.model.sha256.len(), 32);
+    if let Some(messages) = cost.messages {
+        // agency's call + inference's classify + the agency's reply callback, at least
+        assert!(messages >= 3, "{:?}", cost.per_message);
+    }
+    let (all, _) = query_candid_as::<_, (Vec<canister_harness::agency::Decision>,)>(&mut *d.ic, d.agency, user(9), "decisions", ());
+    assert_eq!(all.unwrap().0, vec![decision.clone()]);
+    // Decisions are immutable records.
+    let (again, _) = update_candid_as::<_, (Result<canister_harness::agency::Decision, canister_harness::agency::AgencyError>,)>(
+        &mut *d.ic, d.agency, user(9), "decide", (document,));
+    assert_eq!(again.unwrap().0, Err(canister_harness::agency::AgencyError::AlreadyDecided(decision)));
+}
+
+#[test]
+fn unlisted_canisters_and_ingress_callers_are_refused() {
+    let (mut d, c) = deployed();
+    let request = ClassifyRequest { model: MODEL.into(), version: None, input: input(&c), top_k: None };
+    // An ingress caller that is not on the allow-list: inspect_message refuses the message.
+    let (r, _) = update_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(7), "classify", (request.clone(),));
+    assert!(r.is_err(), "ingress classify must be refused");
+    // A query is not filtered by inspect_message: the method refuses it itself.
+    let (r, _) = query_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(7), "classify_query", (request.clone(),));
+    assert_eq!(r.unwrap().0, Err(InferenceError::NotAuthorized { caller: user(7) }));
+    // An agency canister that was never allowed gets a typed refusal through its own API.
+    d.admin("disallow_caller", d.agency).unwrap();
+    let document = canister_harness::agency::Document { id: "x".into(), image: canister_harness::agency::InputTensor { shape: vec![1], data: canister_harness::agency::TensorData::F32(vec![0.0]) } };
+    let (r, _) = update_candid_as::<_, (Result<canister_harness::agency::Decision, canister_harness::agency::AgencyError>,)>(&mut *d.ic, d.agency, user(9), "decide", (document,));
+    assert_eq!(r.unwrap().0, Err(canister_harness::agency::AgencyError::Inference(canister_harness::agency::InferenceError::NotAuthorized { caller: d.agency })));
+    // Once an admin allows a user explicitly, ingress inference works for that user.
+    d.admin("allow_caller", user(7)).unwrap();
+    let (r, _) = update_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(7), "classify", (request,));
+    assert!(r.unwrap().0.is_ok());
+    // Only admins manage the list; the anonymous principal can hold no role.
+    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "allow_caller", (user(8),));
+    assert!(matches!(r.unwrap().0, Err(RegistryError::NotAuthorized { .. })));
+    assert!(matches!(d.admin("allow_caller", candid::Principal::anonymous()), Err(RegistryError::InvalidRequest(_))));
+}
+
+#[test]
+fn outputs_match_onnxruntime_and_are_bit_identical_across_budgets_and_an_upgrade() {
+    let (mut d, c) = deployed();
+    d.admin("allow_caller", user(5)).unwrap();
+    let bits = |inf: &Inference| inf.outputs[0].data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let (whole, _) = infer(&mut d, &c);
+    assert_eq!(whole.messages, 1);
+    for (got, want) in whole.outputs[0].data.iter().zip(&c.expected) {
+        assert!((got - want).abs() <= 1e-5, "{:?} vs {:?}", whole.outputs[0].data, c.expected);
+    }
+    let mut messages = vec![];
+    // 1 instruction: every message runs exactly one node.
+    for budget in [1u64, 2_000_000, 20_000_000, 30_000_000_000] {
+        set_config(&mut d, |cfg| cfg.update_budget = budget);
+        let (split, cost) = infer(&mut d, &c);
+        assert_eq!(bits(&split), bits(&whole), "budget {budget}");
+        if let Some(max) = cost.max_instructions_per_message {
+            assert!(max < 40_000_000_000);
+        }
+        messages.push(split.messages);
+    }
+    assert!(messages[0] > messages[1] && messages[1] > messages[2] && messages[3] == 1, "{messages:?}");
+    // After an upgrade the plan is rebuilt from stable memory: same bits.
+    d.ic.upgrade_canister(d.inference, &canister_harness::canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), d.controller).unwrap();
+    let (after, _) = infer(&mut d, &c);
+    assert_eq!(bits(&after), bits(&whole));
+}
+
+#[test]
+fn bad_inputs_get_typed_errors() {
+    let (mut d, c) = deployed();
+    d.admin("allow_caller", user(5)).unwrap();
+    let mut call = |model: &str, t: InputTensor| {
+        let (r, _) = update_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "classify",
+            (ClassifyRequest { model: model.into(), version: None, input: t, top_k: None },));
+        r.unwrap().0
+    };
+    assert_eq!(call("no-such-model", input(&c)), Err(InferenceError::UnknownModel("no-such-model".into())));
+    let mut wrong_shape = input(&c);
+    wrong_shape.shape = vec![1, 3, 48, 100];
+    assert!(matches!(call(MODEL, wrong_shape), Err(InferenceError::InvalidInput(m)) if m.contains("shape")));
+    let mut short = input(&c);
+    short.data = TensorData::F32(vec![0.5; 10]);
+    assert!(matches!(call(MODEL, short), Err(InferenceError::InvalidInput(m)) if m.contains("elements")));
+    let mut nan = c.input.clone();
+    nan[17] = f32::NAN;
+    assert!(matches!(call(MODEL, InputTensor { data: TensorData::F32(nan), ..input(&c) }), Err(InferenceError::InvalidInput(m)) if m.contains("not finite")));
+    let bytes = InputTensor { shape: input(&c).shape, data: TensorData::U8(serde_bytes::ByteBuf::from(vec![0u8; c.input.len()])) };
+    assert!(matches!(call(MODEL, bytes), Err(InferenceError::InvalidInput(m)) if m.contains("F32")));
+    // Still serving.
+    assert!(call(MODEL, input(&c)).is_ok());
+}
+
+#[test]
+fn classify_query_answers_small_models_and_refuses_what_does_not_fit() {
+    let (mut d, c) = deployed();
+    d.admin("allow_caller", user(5)).unwrap();
+    let request = ClassifyRequest { model: MODEL.into(), version: None, input: input(&c), top_k: Some(2) };
+    let (r, _) = query_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "classify_query", (request.clone(),));
+    let answer = r.unwrap().0.unwrap();
+    assert_eq!(answer.labels.len(), 2);
+    assert_eq!(answer.labels[0].index as usize, argmax(&c.expected));
+    set_config(&mut d, |cfg| cfg.query_budget = 1_000_000);
+    let (r, _) = query_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "classify_query", (request,));
+    assert_eq!(r.unwrap().0, Err(InferenceError::TooExpensiveForQuery { budget: 1_000_000 }));
+}
+
+fn submit_infer(d: &mut Deployment, c: &Case, who: candid::Principal) -> u64 {
+    let arg = candid::encode_args((MODEL, None::<u32>, vec![input(c)])).unwrap();
+    d.ic.submit_call(d.inference, who, "infer", arg).expect("accepted")
+}
+
+fn await_infer(d: &mut Deployment, id: u64) -> Result<Inference, InferenceError> {
+    let out = d.ic.await_call(id);
+    candid::decode_one(&out.result.expect("replies")).unwrap()
+}
+
+#[test]
+fn concurrent_jobs_interleave_and_agree_and_the_queue_limit_answers_busy() {
+    let (mut d, c) = deployed();
+    for u in [5, 6, 7] {
+        d.admin("allow_caller", user(u)).unwrap();
+    }
+    set_config(&mut d, |cfg| {
+        cfg.update_budget = 5_000_000;
+        cfg.max_jobs = 2;
+    });
+    let a = submit_infer(&mut d, &c, user(5));
+    let b = submit_infer(&mut d, &c, user(6));
+    let busy = submit_infer(&mut d, &c, user(7));
+    let (ra, rb) = (await_infer(&mut d, a), await_infer(&mut d, b));
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert!(ra.messages > 2);
+    assert_eq!(ra.outputs, rb.outputs);
+    assert_eq!(await_infer(&mut d, busy), Err(InferenceError::Busy { in_flight: 2, limit: 2 }));
+    // The slots were released: a new job runs.
+    let again = submit_infer(&mut d, &c, user(7));
+    assert!(await_infer(&mut d, again).is_ok());
+}
+
+#[test]
+fn stopping_with_jobs_in_flight_ends_them_with_a_typed_error_then_upgrade_and_serve() {
+    let (mut d, c) = deployed();
+    d.admin("allow_caller", user(5)).unwrap();
+    set_config(&mut d, |cfg| cfg.update_budget = 1);
+    let job = submit_infer(&mut d, &c, user(5));
+    // Let the job start and yield a few times before the stop arrives.
+    for _ in 0..3 {
+        d.ic.tick();
+    }
+    d.ic.stop_canister(d.inference, d.controller).expect("the canister stops");
+    assert_eq!(await_infer(&mut d, job), Err(InferenceError::Stopping));
+    d.ic.upgrade_canister(d.inference, &canister_harness::canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), d.controller).unwrap();
+    d.ic.start_canister(d.inference, d.controller).unwrap();
+    let job = submit_infer(&mut d, &c, user(5));
+    assert!(await_infer(&mut d, job).is_ok());
+}
