@@ -112,14 +112,22 @@ pub async fn upload<T: Transport>(
     };
     progress.started(request.size, status.received_bytes);
     let id = status.upload_id;
-    let results: Vec<Result<(), UploadError>> = stream::iter(status.missing.clone())
-        .map(|index| send_chunk(t, id, index, chunk(bytes, options.chunk_bytes, index), options, progress))
-        .buffer_unordered(options.parallelism.max(1))
-        .collect()
-        .await;
-    results.into_iter().collect::<Result<Vec<()>, _>>()?;
-    let (info,): (Result<ModelInfo, RegistryError>,) = call(t, "upload_finish", (id,), false).await.map_err(UploadError::Transport)?;
-    Ok(info?)
+    let mut missing = status.missing.clone();
+    // A chunk found corrupt at finish is dropped by the canister: send it again, once.
+    for round in 0..2 {
+        let results: Vec<Result<(), UploadError>> = stream::iter(missing)
+            .map(|index| send_chunk(t, id, index, chunk(bytes, options.chunk_bytes, index), options, progress))
+            .buffer_unordered(options.parallelism.max(1))
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
+        let (info,): (Result<ModelInfo, RegistryError>,) = call(t, "upload_finish", (id,), false).await.map_err(UploadError::Transport)?;
+        match info {
+            Err(RegistryError::CorruptChunks { indices }) if round == 0 => missing = indices,
+            other => return Ok(other?),
+        }
+    }
+    unreachable!("the second round returns")
 }
 
 async fn send_chunk<T: Transport>(t: &T, upload_id: u64, index: u32, bytes: &[u8], options: &UploadOptions, progress: &impl Progress) -> Result<(), UploadError> {

@@ -73,7 +73,13 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
         operators.insert(name);
     }
     let (mut by_type, mut parameters) = ([0u64; 3], 0u64);
-    for t in &graph.initializer {
+    // Weights are initializers, or `Constant` nodes' values in some exporters' output.
+    let constants = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Constant")
+        .flat_map(|n| n.attribute.iter().filter_map(|a| a.t.as_ref()));
+    for t in graph.initializer.iter().chain(constants) {
         let n = t.dims.iter().product::<i64>().max(1) as u64;
         parameters += n;
         match DType::from_onnx(t.data_type) {

