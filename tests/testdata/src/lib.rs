@@ -16,6 +16,13 @@ pub fn models_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models")
 }
 
+/// A `.npy` file of f32: its shape and its data in row-major order.
+pub fn npy_with_shape(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let array: Result<ndarray::ArrayD<f32>, _> = ndarray_npy::read_npy(path);
+    let array = array.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (array.shape().to_vec(), array.into_raw_vec_and_offset().0)
+}
+
 fn npy(path: &Path) -> Vec<f32> {
     let array: Result<ndarray::ArrayD<f32>, _> = ndarray_npy::read_npy(path);
     array.unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_raw_vec_and_offset().0
@@ -47,3 +54,16 @@ pub fn variants(model: &str) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Largest difference from onnxruntime accepted per variant: float variants compute the same
+/// arithmetic; quantized ones differ by rounding in the integer kernels (and, for `qdq`, by the
+/// quantization step of the Softmax output our loader leaves in f32).
+pub fn tolerance(variant: &str) -> f32 {
+    match variant {
+        "fp32" => 1e-5,
+        "f16" => 5e-3,
+        "dyn_u8" => 1e-2,
+        _ => 2e-2,
+    }
+}
+

@@ -1,1 +1,281 @@
-fn main() {}
+//! `inference-cli`: the maintainers' tool for the inference canister.
+//!
+//! Uploads models in chunks (parallel, retried with backoff, resumable: run the same upload
+//! again after an interruption and only the missing chunks are sent), then manages versions and
+//! roles. Identity from a PEM file (dfx identities work).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
+use candid::Principal;
+use clap::{Parser, Subcommand};
+use ic_agent::identity::{AnonymousIdentity, BasicIdentity, Secp256k1Identity};
+use ic_agent::{Agent, Identity};
+use indicatif::{ProgressBar, ProgressStyle};
+use inference_canister::{ModelInfo, RegistryError, Roles, TensorSpec, UploadRequest, UploadStatus};
+use inference_tools::upload::{upload, Progress, UploadOptions, DEFAULT_CHUNK_BYTES};
+use inference_tools::{call, Transport};
+
+#[derive(Parser)]
+#[command(name = "inference-cli", version, about = "Put ONNX models into the on-subnet inference canister and manage them.")]
+struct Cli {
+    /// `local` (http://127.0.0.1:4943), `ic` (https://icp-api.io), or a replica URL.
+    #[arg(long, global = true, default_value = "local", env = "INFERENCE_NETWORK")]
+    network: String,
+    /// The inference canister's id.
+    #[arg(long, global = true, env = "INFERENCE_CANISTER")]
+    canister: Option<Principal>,
+    /// PEM file of the identity to sign with (a dfx identity's identity.pem); default: dfx's
+    /// `default` identity.
+    #[arg(long, global = true, env = "INFERENCE_IDENTITY")]
+    identity: Option<PathBuf>,
+    /// Sign as the anonymous principal (it can read, not change anything).
+    #[arg(long, global = true)]
+    anonymous: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Upload an ONNX file as a new version of a model (resumes an interrupted upload).
+    Upload {
+        file: PathBuf,
+        /// The model's name (letters, digits, '-', '_', '.').
+        #[arg(long)]
+        name: String,
+        /// Class labels, in output order: repeat, or give a file with one per line.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        #[arg(long)]
+        labels_file: Option<PathBuf>,
+        /// Pin the input shape, e.g. `1,3,224,224` (needed when the model keeps a symbolic batch).
+        #[arg(long, value_delimiter = ',')]
+        input_shape: Vec<i64>,
+        #[arg(long, default_value = "")]
+        description: String,
+        #[arg(long, default_value_t = DEFAULT_CHUNK_BYTES)]
+        chunk_bytes: u32,
+        /// Chunks in flight at once.
+        #[arg(long, default_value_t = 4)]
+        parallel: usize,
+        /// Make the new version the active one once uploaded.
+        #[arg(long)]
+        activate: bool,
+    },
+    /// Make a version the one that serves.
+    Activate { name: String, version: u32 },
+    /// Go back to the version active before the current one.
+    Rollback { name: String },
+    /// Delete a version that is not active.
+    Delete { name: String, version: u32 },
+    /// List every model version.
+    List,
+    /// Show one version (the active one by default).
+    Info { name: String, #[arg(long)] version: Option<u32> },
+    /// Unfinished uploads and what they still miss.
+    Uploads,
+    /// Abandon an unfinished upload, freeing its chunks.
+    Abort { upload_id: u64 },
+    /// Read an ONNX file locally: inputs, outputs, operators, parameters, what tract cannot run.
+    Inspect { file: PathBuf },
+    /// Let a principal upload and manage models (controllers only).
+    GrantMaintainer { principal: Principal },
+    /// Withdraw the maintainer role (controllers only).
+    RevokeMaintainer { principal: Principal },
+    /// Let a principal (an agency canister) run inference (controllers only).
+    AllowCaller { principal: Principal },
+    /// Withdraw inference access (controllers only).
+    DisallowCaller { principal: Principal },
+    /// Who holds which role.
+    Roles,
+}
+
+struct AgentTransport {
+    agent: Agent,
+    canister: Principal,
+}
+
+impl Transport for AgentTransport {
+    async fn update(&self, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.agent.update(&self.canister, method).with_arg(arg).call_and_wait().await.map_err(|e| e.to_string())
+    }
+    async fn query(&self, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.agent.query(&self.canister, method).with_arg(arg).call().await.map_err(|e| e.to_string())
+    }
+}
+
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn started(&self, total: u64, already: u64) {
+        self.0.set_length(total);
+        self.0.set_position(already);
+        if already > 0 {
+            self.0.println(format!("resuming: {already} of {total} bytes already in the canister"));
+        }
+    }
+    fn chunk_done(&self, bytes: u64) {
+        self.0.inc(bytes);
+    }
+    fn retrying(&self, index: u32, attempt: u32, error: &str) {
+        self.0.println(format!("chunk {index}: attempt {attempt} failed ({error}); retrying"));
+    }
+}
+
+fn identity(cli: &Cli) -> Result<Box<dyn Identity>> {
+    if cli.anonymous {
+        return Ok(Box::new(AnonymousIdentity));
+    }
+    let path = match &cli.identity {
+        Some(p) => p.clone(),
+        None => dirs_home().join(".config/dfx/identity/default/identity.pem"),
+    };
+    let pem = std::fs::read(&path).with_context(|| format!("reading identity {}", path.display()))?;
+    if let Ok(id) = Secp256k1Identity::from_pem(&pem[..]) {
+        return Ok(Box::new(id));
+    }
+    BasicIdentity::from_pem(&pem[..]).map(|id| Box::new(id) as Box<dyn Identity>).map_err(|e| anyhow!("{}: not a secp256k1 or ed25519 PEM key: {e}", path.display()))
+}
+
+fn dirs_home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default()
+}
+
+async fn transport(cli: &Cli) -> Result<AgentTransport> {
+    let canister = cli.canister.ok_or_else(|| anyhow!("which canister? pass --canister or set INFERENCE_CANISTER"))?;
+    let url = match cli.network.as_str() {
+        "local" => "http://127.0.0.1:4943".to_string(),
+        "ic" => "https://icp-api.io".to_string(),
+        url => url.to_string(),
+    };
+    let agent = Agent::builder().with_url(url).with_boxed_identity(identity(cli)?).with_ingress_expiry(Duration::from_secs(240)).build()?;
+    if cli.network != "ic" {
+        agent.fetch_root_key().await.context("fetching the local replica's root key")?;
+    }
+    Ok(AgentTransport { agent, canister })
+}
+
+fn registry<T>(r: Result<T, RegistryError>) -> Result<T> {
+    r.map_err(|e| anyhow!("the canister refused: {e:?}"))
+}
+
+fn print_info(i: &ModelInfo) {
+    let sha: String = i.sha256.iter().map(|b| format!("{b:02x}")).collect();
+    println!("{} v{}  {:?} weights, {} bytes, {} parameters, sha256 {sha}", i.name, i.version, i.weight_format, i.size, i.parameters);
+    for t in &i.inputs {
+        println!("  input  {} {:?} {:?}", t.name, t.shape, t.dtype);
+    }
+    for t in &i.outputs {
+        println!("  output {} {:?} {:?}", t.name, t.shape, t.dtype);
+    }
+    if !i.labels.is_empty() {
+        println!("  labels {}", i.labels.join(", "));
+    }
+    println!("  uploaded by {} at {} ns", i.uploaded_by, i.uploaded_at_ns);
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if let Command::Inspect { file } = &cli.command {
+        let bytes = std::fs::read(file)?;
+        let i = inference_engine_inspect(&bytes)?;
+        println!("{i}");
+        return Ok(());
+    }
+    let t = transport(&cli).await?;
+    match &cli.command {
+        Command::Upload { file, name, labels, labels_file, input_shape, description, chunk_bytes, parallel, activate } => {
+            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+            let mut labels = labels.clone();
+            if let Some(f) = labels_file {
+                labels.extend(std::fs::read_to_string(f)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+            }
+            let inputs = if input_shape.is_empty() {
+                None
+            } else {
+                let summary = inference_canister::inspect_model(&bytes).map_err(|e| anyhow!(e))?;
+                let first = summary.inputs.first().ok_or_else(|| anyhow!("the model declares no input"))?;
+                Some(vec![TensorSpec { name: first.name.clone(), shape: input_shape.clone(), dtype: first.dtype }])
+            };
+            let request = UploadRequest { name: name.clone(), size: 0, sha256: vec![], chunk_size: 0, description: description.clone(), labels, inputs };
+            let bar = ProgressBar::new(bytes.len() as u64);
+            bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}").unwrap());
+            let options = UploadOptions { chunk_bytes: *chunk_bytes, parallelism: *parallel, ..Default::default() };
+            let info = upload(&t, &bytes, request, &options, &Bar(bar.clone())).await.map_err(|e| anyhow!("{e}"))?;
+            bar.finish();
+            print_info(&info);
+            if *activate {
+                let (r,): (Result<(), RegistryError>,) = call(&t, "activate", (&info.name, info.version), false).await.map_err(|e| anyhow!(e))?;
+                registry(r)?;
+                println!("activated {} v{}", info.name, info.version);
+            }
+        }
+        Command::Activate { name, version } => {
+            let (r,): (Result<(), RegistryError>,) = call(&t, "activate", (name, version), false).await.map_err(|e| anyhow!(e))?;
+            registry(r)?;
+            println!("{name} v{version} is active");
+        }
+        Command::Rollback { name } => {
+            let (r,): (Result<u32, RegistryError>,) = call(&t, "rollback", (name,), false).await.map_err(|e| anyhow!(e))?;
+            println!("{name} v{} is active again", registry(r)?);
+        }
+        Command::Delete { name, version } => {
+            let (r,): (Result<(), RegistryError>,) = call(&t, "delete_version", (name, version), false).await.map_err(|e| anyhow!(e))?;
+            registry(r)?;
+            println!("deleted {name} v{version}");
+        }
+        Command::List => {
+            let (all,): (Vec<ModelInfo>,) = call(&t, "list_models", (), true).await.map_err(|e| anyhow!(e))?;
+            for i in all {
+                let (active,): (Option<u32>,) = call(&t, "active_version", (&i.name,), true).await.map_err(|e| anyhow!(e))?;
+                let mark = if active == Some(i.version) { "*" } else { " " };
+                println!("{mark} {:<24} v{:<4} {:?} {:>12} bytes  {}", i.name, i.version, i.weight_format, i.size, i.description);
+            }
+        }
+        Command::Info { name, version } => {
+            let (r,): (Result<ModelInfo, RegistryError>,) = call(&t, "model_info", (name, version), true).await.map_err(|e| anyhow!(e))?;
+            print_info(&registry(r)?);
+        }
+        Command::Uploads => {
+            let (all,): (Vec<UploadStatus>,) = call(&t, "uploads", (), true).await.map_err(|e| anyhow!(e))?;
+            for u in all {
+                println!("#{} {} {}/{} bytes, missing chunks {:?}", u.upload_id, u.name, u.received_bytes, u.size, u.missing);
+            }
+        }
+        Command::Abort { upload_id } => {
+            let (r,): (Result<(), RegistryError>,) = call(&t, "upload_abort", (upload_id,), false).await.map_err(|e| anyhow!(e))?;
+            registry(r)?;
+        }
+        Command::GrantMaintainer { principal } => admin(&t, "grant_maintainer", *principal).await?,
+        Command::RevokeMaintainer { principal } => admin(&t, "revoke_maintainer", *principal).await?,
+        Command::AllowCaller { principal } => admin(&t, "allow_caller", *principal).await?,
+        Command::DisallowCaller { principal } => admin(&t, "disallow_caller", *principal).await?,
+        Command::Roles => {
+            let (roles,): (Roles,) = call(&t, "roles", (), true).await.map_err(|e| anyhow!(e))?;
+            println!("maintainers: {:?}\nallowed callers: {:?}", roles.maintainers, roles.callers);
+        }
+        Command::Inspect { .. } => unreachable!(),
+    }
+    Ok(())
+}
+
+async fn admin(t: &AgentTransport, method: &str, who: Principal) -> Result<()> {
+    let (r,): (Result<(), RegistryError>,) = call(t, method, (who,), false).await.map_err(|e| anyhow!(e))?;
+    registry(r)?;
+    println!("{method} {who}: done");
+    Ok(())
+}
+
+fn inference_engine_inspect(bytes: &[u8]) -> Result<String> {
+    let i = inference_canister::inspect_model(bytes).map_err(|e| anyhow!(e))?;
+    let mut out = format!("inputs:  {:?}\noutputs: {:?}\noperators: {}\nweights: {:?}, {} parameters\n", i.inputs, i.outputs, i.operators.join(", "), i.weight_format, i.parameters);
+    if i.unsupported.is_empty() {
+        out.push_str("tract runs every operator");
+    } else {
+        out.push_str(&format!("NOT SUPPORTED by tract: {}", i.unsupported.join(", ")));
+    }
+    Ok(out)
+}

