@@ -14,6 +14,11 @@ pub use inference_engine::types::*;
 pub use registry_api::UploadChunk;
 pub use state::Config;
 
+/// Multiply-accumulates per inference at the given input shapes (for the maintainers' tool).
+pub fn count_macs(bytes: &[u8], inputs: &[TensorSpec]) -> Result<u64, String> {
+    inference_engine::model::macs(bytes, inputs).map_err(|e| format!("{e:?}"))
+}
+
 /// What the registry would record about an ONNX file, read locally (for the maintainers' tool).
 pub fn inspect_model(bytes: &[u8]) -> Result<inference_engine::model::Inspection, String> {
     inference_engine::model::inspect(bytes)

@@ -168,6 +168,24 @@ fn typed(parser: &tract_onnx::Onnx, bytes: &[u8], inputs: &[TensorSpec]) -> Trac
     model.into_typed()
 }
 
+/// Multiply-accumulates one inference performs, from tract's cost model of the decluttered graph
+/// (convolutions, matmuls, their integer forms) at the pinned input shapes.
+pub fn macs(bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<u64> {
+    let model = typed(&onnx(), bytes, inputs)
+        .or_else(|_| typed(&onnx().with_ignore_value_info(true).with_ignore_output_shapes(true), bytes, inputs))?
+        .into_decluttered()?;
+    let mut total = 0u64;
+    for node in model.nodes() {
+        let facts = model.node_input_facts(node.id)?;
+        for (cost, count) in node.op.cost(&facts)? {
+            if let tract_onnx::tract_core::ops::Cost::FMA(_) = cost {
+                total += count.to_i64()? as u64;
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Builds the optimised plan: parse, pin the input shapes, type, declutter, compute f16
 /// weights in f32, optimise. Models whose declared value-info or output shapes keep a symbolic
 /// batch are retried with those declarations ignored.

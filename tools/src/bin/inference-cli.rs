@@ -78,8 +78,14 @@ enum Command {
     Uploads,
     /// Abandon an unfinished upload, freeing its chunks.
     Abort { upload_id: u64 },
-    /// Read an ONNX file locally: inputs, outputs, operators, parameters, what tract cannot run.
-    Inspect { file: PathBuf },
+    /// Read an ONNX file locally: inputs, outputs, operators, parameters, MACs, what tract
+    /// cannot run.
+    Inspect {
+        file: PathBuf,
+        /// Input shape to count MACs at, e.g. `1,3,224,224`.
+        #[arg(long, value_delimiter = ',')]
+        input_shape: Vec<i64>,
+    },
     /// Let a principal upload and manage models (controllers only).
     GrantMaintainer { principal: Principal },
     /// Withdraw the maintainer role (controllers only).
@@ -179,10 +185,15 @@ fn print_info(i: &ModelInfo) {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    if let Command::Inspect { file } = &cli.command {
+    if let Command::Inspect { file, input_shape } = &cli.command {
         let bytes = std::fs::read(file)?;
-        let i = inference_engine_inspect(&bytes)?;
-        println!("{i}");
+        println!("{}", inference_engine_inspect(&bytes)?);
+        if !input_shape.is_empty() {
+            let i = inference_canister::inspect_model(&bytes).map_err(|e| anyhow!(e))?;
+            let spec = TensorSpec { name: i.inputs[0].name.clone(), shape: input_shape.clone(), dtype: i.inputs[0].dtype };
+            let macs = inference_canister::count_macs(&bytes, &[spec]).map_err(|e| anyhow!("{e:?}"))?;
+            println!("MACs per inference at {input_shape:?}: {macs}");
+        }
         return Ok(());
     }
     let t = transport(&cli).await?;
