@@ -12,3 +12,6 @@ if command -v cargo-nextest >/dev/null; then
 else
   cargo test --workspace --no-fail-fast
 fi
+# Instruction counts on the local replica are deterministic: a change that moves them must
+# commit the new numbers (scripts/bench.sh --persist), as with canbench.
+./scripts/bench.sh --check

@@ -75,6 +75,8 @@ pub trait Ic {
     fn tick(&mut self);
     fn advance_time(&mut self, by: Duration);
     fn cycle_balance(&mut self, canister: Principal) -> u128;
+    /// Heap and stable-memory bytes of a canister, where the backend can see them.
+    fn memory_usage(&mut self, canister: Principal) -> Option<(u64, u64)>;
 }
 
 /// The backend the environment asks for: PocketIC when `POCKET_IC_BIN` is set, else the local

@@ -81,4 +81,7 @@ impl Ic for LocalBackend {
     fn cycle_balance(&mut self, canister: Principal) -> u128 {
         self.replica.cycle_balance(canister)
     }
+    fn memory_usage(&mut self, canister: Principal) -> Option<(u64, u64)> {
+        Some((self.replica.heap_bytes(canister), self.replica.stable_bytes(canister)))
+    }
 }

@@ -83,4 +83,7 @@ impl Ic for PocketIcBackend {
     fn cycle_balance(&mut self, canister: Principal) -> u128 {
         self.pic.cycle_balance(canister)
     }
+    fn memory_usage(&mut self, _canister: Principal) -> Option<(u64, u64)> {
+        None
+    }
 }

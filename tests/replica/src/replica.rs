@@ -199,6 +199,10 @@ impl LocalReplica {
         self.canisters.get(&canister).map(|c| c.host().stable.bytes.clone()).unwrap_or_default()
     }
 
+    pub fn stable_bytes(&self, canister: Principal) -> u64 {
+        self.canisters.get(&canister).map_or(0, |c| c.host().stable.bytes.len() as u64)
+    }
+
     pub fn heap_bytes(&self, canister: Principal) -> u64 {
         self.canisters.get(&canister).and_then(|c| c.instance.as_ref()).map_or(0, |i| i.heap_bytes())
     }

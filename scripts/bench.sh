@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Benchmarks on the local replica (or PocketIC with POCKET_IC_BIN): prints a table and writes
+# target/bench/results.yml.
+#   scripts/bench.sh            run and show the differences from benchmarks/results.yml
+#   scripts/bench.sh --check    fail when the numbers differ from benchmarks/results.yml (CI)
+#   scripts/bench.sh --persist  make these numbers the committed baseline
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/build-canisters.sh >&2
+cargo run --quiet -p canister-harness --example bench
+baseline=benchmarks/results.yml
+case "${1:-}" in
+  --persist)
+    mkdir -p benchmarks && cp target/bench/results.yml "$baseline" && echo "baseline updated: $baseline" ;;
+  --check)
+    if ! diff -u "$baseline" target/bench/results.yml; then
+      echo "benchmark results differ from $baseline: review, then commit them with scripts/bench.sh --persist" >&2
+      exit 1
+    fi
+    echo "benchmarks: results equal the committed baseline" ;;
+  *)
+    [ -f "$baseline" ] && diff -u "$baseline" target/bench/results.yml || true ;;
+esac

