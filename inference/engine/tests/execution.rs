@@ -95,7 +95,7 @@ fn quantized_softmax_is_computed_not_all_ones() {
 fn mac_counts_are_those_of_the_graph() {
     let c = support::case("rapidocr_cls", "fp32");
     let spec = TensorSpec { name: "x".into(), shape: c.input_shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 };
-    let macs = inference_engine::model::macs(&c.model, &[spec.clone()]).unwrap();
+    let macs = inference_engine::model::macs(&c.model, std::slice::from_ref(&spec)).unwrap();
     // A MobileNetV3-small-like classifier on 3x48x192: tens of millions of MACs, not billions.
     assert!((5_000_000..500_000_000).contains(&macs), "{macs}");
     // The f16-stored variant performs the same multiply-accumulates.

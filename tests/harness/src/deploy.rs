@@ -8,7 +8,7 @@ use inference_canister::{ModelInfo, RegistryError, TensorSpec, UploadRequest};
 use inference_tools::upload::{upload, UploadError, UploadOptions};
 use inference_tools::Transport;
 
-use crate::{canister_wasm, update_candid_as, user, Ic};
+use crate::{canister_wasm, query_candid_as, update_candid_as, user, Ic};
 
 /// The tools' transport over an [`Ic`], as one principal talking to one canister.
 pub struct IcTransport<'a> {
@@ -57,6 +57,20 @@ impl Deployment {
     pub fn admin(&mut self, method: &str, who: Principal) -> Result<(), RegistryError> {
         let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *self.ic, self.inference, self.controller, method, (who,));
         r.expect("admin call replies").0
+    }
+
+    /// Changes the inference canister's settings as its controller.
+    pub fn configure(&mut self, change: impl FnOnce(&mut inference_canister::Config)) {
+        let (config, _) = query_candid_as::<_, (inference_canister::Config,)>(&mut *self.ic, self.inference, self.controller, "config", ());
+        let mut config = config.expect("config replies").0;
+        change(&mut config);
+        let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *self.ic, self.inference, self.controller, "set_config", (config,));
+        r.expect("set_config replies").0.expect("valid settings");
+    }
+
+    /// Sets the instructions an inference may use per message before continuing in a new one.
+    pub fn set_budget(&mut self, budget: u64) {
+        self.configure(|c| c.update_budget = budget);
     }
 
     /// Uploads `bytes` through the chunked uploader as `sender`.

@@ -4,7 +4,7 @@
 
 use canister_harness::deploy::Deployment;
 use canister_harness::{query_candid_as, update_candid_as, user, CallCost};
-use inference_canister::{ClassifyRequest, Classification, Config, Inference, InferenceError, InputTensor, RegistryError, TensorData};
+use inference_canister::{ClassifyRequest, Classification, Inference, InferenceError, InputTensor, RegistryError, TensorData};
 use model_testdata::{argmax, case, Case};
 
 const MODEL: &str = "text-direction";
@@ -20,13 +20,6 @@ fn input(c: &Case) -> InputTensor {
     InputTensor { shape: c.input_shape.iter().map(|&d| d as u64).collect(), data: TensorData::F32(c.input.clone()) }
 }
 
-fn set_config(d: &mut Deployment, f: impl FnOnce(&mut Config)) {
-    let (cfg, _) = query_candid_as::<_, (Config,)>(&mut *d.ic, d.inference, d.controller, "config", ());
-    let mut cfg = cfg.unwrap().0;
-    f(&mut cfg);
-    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.controller, "set_config", (cfg,));
-    r.unwrap().0.unwrap();
-}
 
 /// Raw outputs as an explicitly allowed user calling `infer` by ingress.
 fn infer(d: &mut Deployment, c: &Case) -> (Inference, CallCost) {
@@ -100,7 +93,7 @@ fn outputs_match_onnxruntime_and_are_bit_identical_across_budgets_and_an_upgrade
     let mut messages = vec![];
     // 1 instruction: every message runs exactly one node.
     for budget in [1u64, 2_000_000, 20_000_000, 30_000_000_000] {
-        set_config(&mut d, |cfg| cfg.update_budget = budget);
+        d.configure(|cfg| cfg.update_budget = budget);
         let (split, cost) = infer(&mut d, &c);
         assert_eq!(bits(&split), bits(&whole), "budget {budget}");
         if let Some(max) = cost.max_instructions_per_message {
@@ -149,7 +142,7 @@ fn classify_query_answers_small_models_and_refuses_what_does_not_fit() {
     let answer = r.unwrap().0.unwrap();
     assert_eq!(answer.labels.len(), 2);
     assert_eq!(answer.labels[0].index as usize, argmax(&c.expected));
-    set_config(&mut d, |cfg| cfg.query_budget = 1_000_000);
+    d.configure(|cfg| cfg.query_budget = 1_000_000);
     let (r, _) = query_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "classify_query", (request,));
     assert_eq!(r.unwrap().0, Err(InferenceError::TooExpensiveForQuery { budget: 1_000_000 }));
 }
@@ -170,7 +163,7 @@ fn concurrent_jobs_interleave_and_agree_and_the_queue_limit_answers_busy() {
     for u in [5, 6, 7] {
         d.admin("allow_caller", user(u)).unwrap();
     }
-    set_config(&mut d, |cfg| {
+    d.configure(|cfg| {
         cfg.update_budget = 5_000_000;
         cfg.max_jobs = 2;
     });
@@ -191,7 +184,7 @@ fn concurrent_jobs_interleave_and_agree_and_the_queue_limit_answers_busy() {
 fn stopping_with_jobs_in_flight_ends_them_with_a_typed_error_then_upgrade_and_serve() {
     let (mut d, c) = deployed();
     d.admin("allow_caller", user(5)).unwrap();
-    set_config(&mut d, |cfg| cfg.update_budget = 1);
+    d.configure(|cfg| cfg.update_budget = 1);
     let job = submit_infer(&mut d, &c, user(5));
     // Let the job start and yield a few times before the stop arrives.
     for _ in 0..3 {

@@ -3,17 +3,10 @@
 //! budgets — from one node per message to all in one — and across an upgrade.
 
 use canister_harness::deploy::Deployment;
-use canister_harness::{query_candid_as, update_candid_as, user};
-use inference_canister::{Config, Inference, InferenceError, InputTensor, RegistryError, TensorData};
+use canister_harness::{update_candid_as, user};
+use inference_canister::{Inference, InferenceError, InputTensor, TensorData};
 use model_testdata::{argmax, case, tolerance, variants};
 
-fn set_budget(d: &mut Deployment, budget: u64) {
-    let (cfg, _) = query_candid_as::<_, (Config,)>(&mut *d.ic, d.inference, d.controller, "config", ());
-    let mut cfg = cfg.unwrap().0;
-    cfg.update_budget = budget;
-    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.controller, "set_config", (cfg,));
-    r.unwrap().0.unwrap();
-}
 
 fn check_model(model: &str) {
     let mut d = Deployment::new(model);
@@ -23,8 +16,8 @@ fn check_model(model: &str) {
         let name = format!("{model}.{variant}");
         d.publish(&name, &c, &[]);
         let input = InputTensor { shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(c.input.clone()) };
-        let mut run = |d: &mut Deployment, budget: u64| {
-            set_budget(d, budget);
+        let run = |d: &mut Deployment, budget: u64| {
+            d.set_budget(budget);
             let (r, _) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "infer", (&name, None::<u32>, vec![input.clone()]));
             let out = r.unwrap().0.unwrap_or_else(|e| panic!("{name}: {e:?}"));
             (out.outputs[0].data.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), out.outputs[0].data.clone(), out.messages)
