@@ -8,6 +8,7 @@ use std::borrow::Cow;
 
 use candid::{CandidType, Deserialize, Principal};
 use ic_stable_structures::storable::Bound;
+use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::{Memory, StableBTreeMap, Storable};
 use sha2::{Digest, Sha256};
 
@@ -82,7 +83,8 @@ pub struct Registry<M: Memory> {
     models: StableBTreeMap<VersionKey, ModelInfo, Mem<M>>,
     active: StableBTreeMap<String, Activation, Mem<M>>,
     uploads: StableBTreeMap<u64, UploadSession, Mem<M>>,
-    chunks: StableBTreeMap<(u64, u32), Vec<u8>, Mem<M>>,
+    /// The blob memories, indexed by `blob - BLOBS.start()`.
+    blobs: Vec<Mem<M>>,
 }
 
 fn check_name(name: &str) -> Result<(), RegistryError> {
@@ -104,8 +106,24 @@ impl<M: Memory> Registry<M> {
             models: StableBTreeMap::init(layout.memory(stable::MODELS)),
             active: StableBTreeMap::init(layout.memory(stable::ACTIVE)),
             uploads: StableBTreeMap::init(layout.memory(stable::UPLOADS)),
-            chunks: StableBTreeMap::init(layout.memory(stable::CHUNKS)),
+            blobs: stable::BLOBS.map(|id| layout.memory(MemoryId::new(id))).collect(),
         }
+    }
+
+    fn blob(&self, blob: u64) -> &Mem<M> {
+        &self.blobs[(blob - *stable::BLOBS.start() as u64) as usize]
+    }
+
+    /// A blob memory no model or upload uses.
+    fn free_blob(&self) -> Result<u64, RegistryError> {
+        let used: std::collections::BTreeSet<u64> =
+            self.models.iter().map(|e| e.value().blob).chain(self.uploads.iter().map(|e| e.value().blob)).collect();
+        stable::BLOBS.map(u64::from).find(|b| !used.contains(b)).ok_or_else(|| {
+            RegistryError::InvalidRequest(format!(
+                "all {} model slots hold a model version or an upload: delete a version or abort an upload",
+                stable::BLOBS.len()
+            ))
+        })
     }
 
     // ----- uploads -----
@@ -129,8 +147,8 @@ impl<M: Memory> Registry<M> {
             return Err(RegistryError::ChunkTooLarge { size: request.chunk_size as u64, max: MAX_CHUNK_BYTES });
         }
         let chunk_count = request.size.div_ceil(request.chunk_size as u64) as u32;
+        let blob = self.free_blob()?;
         let id = layout.next_id(|h| &mut h.next_upload);
-        let blob = layout.next_id(|h| &mut h.next_blob);
         self.uploads.insert(
             id,
             UploadSession {
@@ -175,7 +193,13 @@ impl<M: Memory> Registry<M> {
             Some(existing) if *existing == sha256 => {}
             Some(_) => return Err(RegistryError::ConflictingChunk { index }),
             None => {
-                self.chunks.insert((session.blob, index), bytes);
+                let memory = self.blob(session.blob);
+                let offset = index as u64 * session.request.chunk_size as u64;
+                let needed_pages = (offset + bytes.len() as u64).div_ceil(crate::stable::WASM_PAGE);
+                if memory.size() < needed_pages && memory.grow(needed_pages - memory.size()) < 0 {
+                    return Err(RegistryError::OutOfStableMemory);
+                }
+                memory.write(offset, &bytes);
                 session.received[index as usize] = Some(sha256);
                 self.uploads.insert(upload_id, session.clone());
             }
@@ -191,38 +215,29 @@ impl<M: Memory> Registry<M> {
         self.uploads.iter().map(|e| status(&e.value())).collect()
     }
 
-    /// Frees an upload's chunks.
+    /// Abandons an upload; its blob memory becomes free for the next one.
     pub fn abort_upload(&mut self, upload_id: u64) -> Result<(), RegistryError> {
-        let session = self.session(upload_id)?;
-        self.remove_blob(session.blob, session.chunk_count);
+        self.session(upload_id)?;
         self.uploads.remove(&upload_id);
         Ok(())
     }
 
-    fn remove_blob(&mut self, blob: u64, chunk_count: u32) {
-        for index in 0..chunk_count {
-            self.chunks.remove(&(blob, index));
-        }
-    }
-
-    /// Reads a blob's bytes in order.
-    fn read_blob(&self, blob: u64, chunk_count: u32, size: u64) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(size as usize);
-        for e in self.chunks.range((blob, 0)..(blob, chunk_count)) {
-            bytes.extend_from_slice(&e.value());
-        }
+    /// Reads a blob's first `size` bytes.
+    fn read_blob(&self, blob: u64, size: u64) -> Vec<u8> {
+        let mut bytes = vec![0; size as usize];
+        self.blob(blob).read(0, &mut bytes);
         bytes
     }
 
     /// Verifies the whole file against its declared sha256, inspects it with tract and records it
-    /// as the next version of its name. The bytes stay where the chunks are (no copy).
+    /// as the next version of its name. The bytes stay where the chunks were written (no copy).
     pub fn finish_upload(&mut self, upload_id: u64) -> Result<ModelInfo, RegistryError> {
         let session = self.session(upload_id)?;
         let missing = status(&session).missing;
         if !missing.is_empty() {
             return Err(RegistryError::ChunksMissing { missing });
         }
-        let bytes = self.read_blob(session.blob, session.chunk_count, session.request.size);
+        let bytes = self.read_blob(session.blob, session.request.size);
         let actual = Sha256::digest(&bytes).to_vec();
         if actual != session.request.sha256 {
             return Err(self.drop_corrupt_chunks(session, actual));
@@ -264,10 +279,10 @@ impl<M: Memory> Registry<M> {
     fn drop_corrupt_chunks(&mut self, mut session: UploadSession, actual: Vec<u8>) -> RegistryError {
         let mut indices = Vec::new();
         for index in 0..session.chunk_count {
-            let bytes = self.chunks.get(&(session.blob, index)).unwrap_or_default();
+            let mut bytes = vec![0; expected_chunk_len(&session, index) as usize];
+            self.blob(session.blob).read(index as u64 * session.request.chunk_size as u64, &mut bytes);
             if session.received[index as usize].as_deref() != Some(Sha256::digest(&bytes).as_slice()) {
                 indices.push(index);
-                self.chunks.remove(&(session.blob, index));
                 session.received[index as usize] = None;
             }
         }
@@ -304,7 +319,7 @@ impl<M: Memory> Registry<M> {
 
     /// The model's bytes.
     pub fn bytes(&self, info: &ModelInfo) -> Vec<u8> {
-        self.read_blob(info.blob, info.chunk_count, info.size)
+        self.read_blob(info.blob, info.size)
     }
 
     /// Makes `version` the one that serves `name`.
@@ -336,7 +351,7 @@ impl<M: Memory> Registry<M> {
 
     /// Deletes a version that is not active, freeing its bytes.
     pub fn delete(&mut self, name: &str, version: u32) -> Result<(), RegistryError> {
-        let info = self.info(name, Some(version))?;
+        self.info(name, Some(version))?;
         if self.active_version(name) == Some(version) {
             return Err(RegistryError::VersionActive { name: name.to_string(), version });
         }
@@ -344,7 +359,7 @@ impl<M: Memory> Registry<M> {
             a.previous.retain(|v| *v != version);
             self.active.insert(name.to_string(), a);
         }
-        self.remove_blob(info.blob, info.chunk_count);
+        // Its blob memory is free again once the record is gone.
         self.models.remove(&VersionKey::new(name, version));
         Ok(())
     }

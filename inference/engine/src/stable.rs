@@ -12,10 +12,18 @@ pub const HEADER: MemoryId = MemoryId::new(0);
 pub const MODELS: MemoryId = MemoryId::new(1);
 pub const ACTIVE: MemoryId = MemoryId::new(2);
 pub const UPLOADS: MemoryId = MemoryId::new(3);
-pub const CHUNKS: MemoryId = MemoryId::new(4);
+// MemoryId 4 is unused (reserved).
 pub const MAINTAINERS: MemoryId = MemoryId::new(5);
 pub const CALLERS: MemoryId = MemoryId::new(6);
 pub const CONFIG: MemoryId = MemoryId::new(7);
+/// Each model's (or upload's) bytes get a virtual memory of their own, written once at
+/// `chunk index × chunk size`: one copy per byte, no B-tree node rewrites. ic-stable-structures
+/// 0.7 cannot give a virtual memory's buckets back, so a deleted model's memory is reused by
+/// the next upload instead.
+pub const BLOBS: std::ops::RangeInclusive<u8> = 16..=254;
+
+/// Bytes in a (wasm and stable-memory) page.
+pub const WASM_PAGE: u64 = 64 * 1024;
 
 pub const MAGIC: [u8; 4] = *b"ONNX";
 pub const LAYOUT_VERSION: u32 = 1;

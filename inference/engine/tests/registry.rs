@@ -202,3 +202,32 @@ fn the_registry_reopens_from_the_same_stable_memory() {
     let t = r.start_upload(&mut layout, request("next", &model), maintainer(), 1).unwrap();
     assert!(t.upload_id > pending[0].upload_id);
 }
+
+#[test]
+fn blob_slots_run_out_with_a_typed_error_and_are_reused_after_abort_and_delete() {
+    let model = support::case("rapidocr_cls", "fp32").model;
+    let (mut layout, mut r) = setup();
+    let first = upload(&mut layout, &mut r, "cls", &model);
+    let mut ids = vec![];
+    loop {
+        match r.start_upload(&mut layout, request("many", &model), maintainer(), 1) {
+            Ok(t) => ids.push(t.upload_id),
+            Err(RegistryError::InvalidRequest(m)) => {
+                assert!(m.contains("slots"), "{m}");
+                break;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    assert_eq!(ids.len() + 1, inference_engine::stable::BLOBS.len());
+    r.abort_upload(ids[0]).unwrap();
+    let reused = upload(&mut layout, &mut r, "again", &model);
+    assert_eq!(r.bytes(&reused), model);
+    // Deleting a version frees its slot too; the other version's bytes are untouched.
+    r.abort_upload(ids[1]).unwrap();
+    let second = upload(&mut layout, &mut r, "cls", &model);
+    r.delete("cls", second.version).unwrap();
+    let third = upload(&mut layout, &mut r, "cls", &model[..]);
+    assert_eq!(third.blob, second.blob);
+    assert_eq!(r.bytes(&first), model);
+}
