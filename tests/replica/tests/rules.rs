@@ -289,3 +289,43 @@ fn modules_the_ic_refuses_are_refused_at_install() {
     std::io::Write::write_all(&mut gz, &counter_module()).unwrap();
     r.install_canister(id, &gz.finish().unwrap(), vec![], controller).unwrap();
 }
+
+#[test]
+fn global_timers_fire_on_tick_after_time_advances() {
+    // init arms the timer 1 s ahead; the timer handler writes 1 to heap address 0; `get` replies it.
+    let wasm = wat::parse_str(format!(r#"(module {IMPORTS}
+        (import "ic0" "global_timer_set" (func $timer_set (param i64) (result i64)))
+        (import "ic0" "time" (func $time (result i64)))
+        (memory 1)
+        (func (export "canister_init") call $time i64.const 1000000000 i64.add call $timer_set drop)
+        (func (export "canister_global_timer") i32.const 0 i32.const 1 i32.store)
+        (func (export "canister_query get") i32.const 0 i32.const 4 call $append call $msg_reply))"#)).unwrap();
+    let mut r = LocalReplica::new();
+    let id = install(&mut r, &wasm);
+    let fired = |r: &mut LocalReplica| r.query_call(id, Principal::anonymous(), "get", vec![]).0.unwrap() == vec![1, 0, 0, 0];
+    r.tick();
+    assert!(!fired(&mut r), "not due yet");
+    r.advance_time(std::time::Duration::from_millis(999));
+    r.tick();
+    assert!(!fired(&mut r), "still not due");
+    r.advance_time(std::time::Duration::from_millis(1));
+    let report = r.tick();
+    assert!(fired(&mut r));
+    assert_eq!(report.message_count(), 1);
+    assert_eq!(report.messages[0].kind, ic_replica::MessageKind::GlobalTimer);
+}
+
+#[test]
+fn install_traps_at_300_billion_instructions_and_leaves_the_canister_empty() {
+    let controller = Principal::from_slice(&[7; 29]);
+    let wasm = wat::parse_str(format!(r#"(module {IMPORTS} (memory 17) (func (export "canister_init")
+        (loop $l i32.const 0 i32.const 0 i32.const 1048576 memory.fill br $l))
+        (func (export "canister_update f") call $msg_reply))"#)).unwrap();
+    let mut r = LocalReplica::new();
+    let id = r.create_canister(controller);
+    let err = r.install_canister(id, &wasm, vec![], controller).unwrap_err();
+    assert!(err.message.contains("limit of 300000000000 instructions"), "{}", err.message);
+    assert!(r.module_hash(id).is_none(), "a failed install leaves no code");
+    let (call, _) = r.update_call(id, Principal::anonymous(), "f", vec![]);
+    assert!(call.unwrap_err().message.contains("no code installed"));
+}
