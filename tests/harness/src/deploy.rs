@@ -35,9 +35,14 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// Installs both canisters; the agency classifies with `model`.
+    /// Installs both canisters on the backend the environment selects; the agency classifies
+    /// with `model`.
     pub fn new(model: &str) -> Deployment {
-        let mut ic = crate::backend();
+        Self::with_backend(crate::backend(), model)
+    }
+
+    /// The same on a given backend.
+    pub fn with_backend(mut ic: Box<dyn Ic>, model: &str) -> Deployment {
         let controller = user(1);
         let maintainer = user(3);
         let inference = ic.create_canister(controller);

@@ -77,6 +77,8 @@ pub trait Ic {
     fn cycle_balance(&mut self, canister: Principal) -> u128;
     /// Heap and stable-memory bytes of a canister, where the backend can see them.
     fn memory_usage(&mut self, canister: Principal) -> Option<(u64, u64)>;
+    /// For backend-specific hooks (e.g. the local replica's fault injection).
+    fn as_any(&mut self) -> &mut dyn std::any::Any;
 }
 
 /// The backend the environment asks for: PocketIC when `POCKET_IC_BIN` is set, else the local

@@ -81,6 +81,9 @@ impl Ic for LocalBackend {
     fn cycle_balance(&mut self, canister: Principal) -> u128 {
         self.replica.cycle_balance(canister)
     }
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
     fn memory_usage(&mut self, canister: Principal) -> Option<(u64, u64)> {
         Some((self.replica.heap_bytes(canister), self.replica.stable_bytes(canister)))
     }

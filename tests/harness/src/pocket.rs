@@ -83,6 +83,9 @@ impl Ic for PocketIcBackend {
     fn cycle_balance(&mut self, canister: Principal) -> u128 {
         self.pic.cycle_balance(canister)
     }
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
     fn memory_usage(&mut self, _canister: Principal) -> Option<(u64, u64)> {
         None
     }

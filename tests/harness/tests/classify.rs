@@ -197,3 +197,35 @@ fn stopping_with_jobs_in_flight_ends_them_with_a_typed_error_then_upgrade_and_se
     let job = submit_infer(&mut d, &c, user(5));
     assert!(await_infer(&mut d, job).is_ok());
 }
+
+/// Local replica only (PocketIC cannot inject a trap): a trap in the middle of a multi-message
+/// job ends the job, the caller gets an answer, and the canister stays consistent — its job
+/// slot is released and the next job runs.
+#[test]
+fn a_trap_in_the_middle_of_a_job_leaves_the_canister_consistent() {
+    use canister_harness::LocalBackend;
+    let c = case("rapidocr_cls", "fp32");
+    let mut d = Deployment::with_backend(Box::new(LocalBackend::new()), MODEL);
+    d.publish(MODEL, &c, &["0", "180"]);
+    d.admin("allow_caller", user(5)).unwrap();
+    d.configure(|cfg| {
+        cfg.update_budget = 5_000_000;
+        cfg.max_jobs = 1;
+    });
+    let job = submit_infer(&mut d, &c, user(5));
+    // Let the job run a few messages, then make the inference canister's next message trap.
+    for _ in 0..4 {
+        d.ic.tick();
+    }
+    let inference = d.inference;
+    d.ic.as_any().downcast_mut::<LocalBackend>().unwrap().replica.trap_nth_message(inference, 1);
+    let out = d.ic.await_call(job);
+    let err = out.result.expect_err("the job cannot reply once its continuation trapped");
+    assert!(err.message.contains("injected trap"), "{err}");
+    // The slot was released (max_jobs = 1): a new job runs to the same answer as ever.
+    let again = submit_infer(&mut d, &c, user(5));
+    let answer = await_infer(&mut d, again).expect("a fresh job after the trap");
+    for (g, e) in answer.outputs[0].data.iter().zip(&c.expected) {
+        assert!((g - e).abs() <= 1e-5);
+    }
+}

@@ -123,6 +123,8 @@ pub struct LocalReplica {
     next_canister: u64,
     time_nanos: u64,
     records: Vec<MessageRecord>,
+    /// Fault injection: (canister, messages it may still execute before one traps).
+    trap_after: Option<(Principal, u64)>,
 }
 
 /// Cycles a new canister gets, like PocketIC's `add_cycles` in most test set-ups.
@@ -154,6 +156,28 @@ impl LocalReplica {
             next_canister: 0,
             time_nanos: GENESIS_NANOS,
             records: Vec::new(),
+            trap_after: None,
+        }
+    }
+
+    /// Fault injection for tests: the canister's `n`-th replicated message from now (counting
+    /// from 1) traps instead of running — as a trap at any point of it would, since a trapped
+    /// message's changes are rolled back. Cleanup callbacks still run. PocketIC has no such hook.
+    pub fn trap_nth_message(&mut self, canister: Principal, n: u64) {
+        self.trap_after = Some((canister, n));
+    }
+
+    fn injected_trap(&mut self, canister: Principal) -> bool {
+        match &mut self.trap_after {
+            Some((c, n)) if *c == canister => {
+                *n -= 1;
+                if *n == 0 {
+                    self.trap_after = None;
+                    return true;
+                }
+                false
+            }
+            _ => false,
         }
     }
 
@@ -551,7 +575,7 @@ impl LocalReplica {
             Response::Reject { code, message } => (callback.reject, MessageKind::RejectCallback, vec![], Some((code, message))),
         };
         let _ = from;
-        self.execute_in_context(to, context, Entry::Table { fun: entry.0, env: entry.1 }, kind, caller, "", arg, rejected.map(|r| (r, callback)), 0);
+        self.execute_in_context(to, context, Entry::Table { fun: entry.0, env: entry.1 }, kind, caller, "", arg, Some((rejected, callback)), 0);
     }
 
     /// Runs one message of call context `context` on `canister`, then settles the context:
@@ -566,7 +590,8 @@ impl LocalReplica {
         caller: Principal,
         method: &str,
         arg: Vec<u8>,
-        reject_info: Option<((u32, String), Callback)>,
+        // For response callbacks: the reject (if it is one) and the call's continuations.
+        response: Option<(Option<(u32, String)>, Callback)>,
         cycles: u128,
     ) {
         let cc = &self.contexts[&context];
@@ -574,14 +599,18 @@ impl LocalReplica {
         ctx.call_context_instructions = cc.instructions;
         ctx.may_reply = kind.may_reply() && !cc.replied && !matches!(cc.origin, Origin::System);
         ctx.cycles_available = cycles;
-        let cleanup = reject_info.as_ref().and_then(|(_, cb)| cb.cleanup);
-        if let Some(((code, message), _)) = reject_info {
-            ctx.reject = Some((code, message));
+        let cleanup = response.as_ref().and_then(|(_, cb)| cb.cleanup);
+        if let Some((Some(reject), _)) = response {
+            ctx.reject = Some(reject);
         }
-        let linker = &self.linker;
-        let c = self.canisters.get_mut(&canister).expect("canister exists");
-        let inst = c.instance.as_mut().expect("installed");
-        let exec = inst.execute(linker, &entry, ctx);
+        let exec = if self.injected_trap(canister) {
+            Execution { trap: Some("injected trap (LocalReplica::trap_nth_message)".into()), instructions: 0, message: ctx }
+        } else {
+            let linker = &self.linker;
+            let c = self.canisters.get_mut(&canister).expect("canister exists");
+            let inst = c.instance.as_mut().expect("installed");
+            inst.execute(linker, &entry, ctx)
+        };
         let mut charged = limits::CYCLES_PER_MESSAGE + limits::CYCLES_PER_INSTRUCTION * exec.instructions as u128;
         let label = match &entry {
             Entry::Export(_) => method.to_string(),
@@ -593,7 +622,7 @@ impl LocalReplica {
 
         if let Some(trap) = trap {
             // A trapped callback runs its cleanup closure, whose changes do persist.
-            if let (Some((fun, env)), true) = (cleanup.or(None), matches!(kind, MessageKind::ReplyCallback | MessageKind::RejectCallback)) {
+            if let Some((fun, env)) = cleanup {
                 let ctx = MessageContext::new(MessageKind::Cleanup, caller, "", vec![], limits::CLEANUP_INSTRUCTIONS);
                 let inst = self.canisters.get_mut(&canister).unwrap().instance.as_mut().unwrap();
                 let e = inst.execute(&self.linker, &Entry::Table { fun, env }, ctx);
