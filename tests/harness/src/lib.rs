@@ -108,7 +108,21 @@ impl std::fmt::Display for CandidCallError {
 }
 impl std::error::Error for CandidCallError {}
 
-fn decode<R: for<'a> ArgumentDecoder<'a>>(outcome: CallOutcome) -> (Result<R, CandidCallError>, CallCost) {
+/// Encodes `args`, makes the call as an update or a query, decodes the reply.
+fn candid_call<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
+    ic: &mut dyn Ic,
+    canister: Principal,
+    sender: Principal,
+    method: &str,
+    args: A,
+    query: bool,
+) -> (Result<R, CandidCallError>, CallCost) {
+    let payload = candid::encode_args(args).expect("candid-encodable arguments");
+    let outcome = if query {
+        ic.query_call(canister, sender, method, payload)
+    } else {
+        ic.update_call(canister, sender, method, payload)
+    };
     let result = match outcome.result {
         Ok(bytes) => candid::decode_args(&bytes).map_err(|e| CandidCallError::Decode(e.to_string())),
         Err(r) => Err(CandidCallError::Reject(r)),
@@ -124,8 +138,7 @@ pub fn update_candid_as<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
     method: &str,
     args: A,
 ) -> (Result<R, CandidCallError>, CallCost) {
-    let payload = candid::encode_args(args).expect("candid-encodable arguments");
-    decode(ic.update_call(canister, sender, method, payload))
+    candid_call(ic, canister, sender, method, args, false)
 }
 
 /// `query_candid_as` of the pocket-ic crate, plus the call's cost.
@@ -136,8 +149,7 @@ pub fn query_candid_as<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
     method: &str,
     args: A,
 ) -> (Result<R, CandidCallError>, CallCost) {
-    let payload = candid::encode_args(args).expect("candid-encodable arguments");
-    decode(ic.query_call(canister, sender, method, payload))
+    candid_call(ic, canister, sender, method, args, true)
 }
 
 /// Where `scripts/build-canisters.sh` puts the optimised module of a canister crate.
