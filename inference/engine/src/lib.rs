@@ -5,7 +5,7 @@
 //!
 //! - [`stable`]: the stable-memory layout (one `MemoryManager`, named memories, a versioned
 //!   header); [`registry`]: chunked uploads, versions, activation; [`access`]: roles.
-//! - [`model`]: ONNX inspection and plan building; [`executor`]: resumable, deterministic runs.
+//! - [`model`]: ONNX inspection and plan building; [`ops`]: operators we add to tract-onnx; [`executor`]: resumable, deterministic runs.
 //! - [`platform`]: which tract kernels this build selects (wasm simd128 inside the canister).
 //! - [`selftest`]: a small fixed graph run through tract's optimiser and kernels, with a digest
 //!   of its output bits, to prove the kernel registry works in every message.
@@ -13,6 +13,7 @@
 pub mod access;
 pub mod executor;
 pub mod model;
+pub mod ops;
 pub mod platform;
 pub mod registry;
 pub mod selftest;

@@ -50,7 +50,9 @@ fn spec(v: &pb::ValueInfoProto) -> TensorSpec {
 
 /// The parser with our own operators registered (see [`crate::ops`]).
 pub fn onnx() -> tract_onnx::Onnx {
-    tract_onnx::onnx()
+    let mut parser = tract_onnx::onnx();
+    crate::ops::register(&mut parser.op_register);
+    parser
 }
 
 /// Reads the model's declaration without building it.
@@ -125,47 +127,14 @@ fn datum(dtype: DType) -> DatumType {
     }
 }
 
-/// Works around tract 0.23.9 computing all ones for a quantized Softmax
-/// (`DequantizeLinear → Softmax → QuantizeLinear → DequantizeLinear`, onnxruntime's default
-/// static quantization of every classifier): the Q/DQ pair after the Softmax is removed, so the
-/// Softmax's f32 output flows on. The result differs from onnxruntime's by at most the pair's
-/// quantization step (1/256 for probabilities), and the argmax is unchanged.
-pub fn unquantize_softmax_outputs(graph: &mut pb::GraphProto) -> usize {
-    let consumers = |graph: &pb::GraphProto, name: &str| graph.node.iter().filter(|n| n.input.iter().any(|i| i == name)).count()
-        + graph.output.iter().filter(|o| o.name == name).count();
-    let mut rewritten = 0;
-    loop {
-        let found = graph.node.iter().enumerate().find_map(|(si, softmax)| {
-            if softmax.op_type != "Softmax" || consumers(graph, &softmax.output[0]) != 1 {
-                return None;
-            }
-            let qi = graph.node.iter().position(|n| n.op_type == "QuantizeLinear" && n.input.first() == Some(&softmax.output[0]))?;
-            let q_out = &graph.node[qi].output[0];
-            if consumers(graph, q_out) != 1 {
-                return None;
-            }
-            let di = graph.node.iter().position(|n| n.op_type == "DequantizeLinear" && n.input.first() == Some(q_out))?;
-            Some((si, qi, di))
-        });
-        let Some((si, qi, di)) = found else { return rewritten };
-        graph.node[si].output[0] = graph.node[di].output[0].clone();
-        let (first, second) = if qi > di { (qi, di) } else { (di, qi) };
-        graph.node.remove(first);
-        graph.node.remove(second);
-        rewritten += 1;
-    }
-}
-
 fn typed(parser: &tract_onnx::Onnx, bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<TypedModel> {
-    let mut proto = parser.proto_model_for_read(&mut &*bytes)?;
-    if let Some(graph) = proto.graph.as_mut() {
-        unquantize_softmax_outputs(graph);
-    }
-    let mut model = parser.model_for_proto_model(&proto)?;
+    let mut model = parser.model_for_read(&mut &*bytes)?;
     for (ix, input) in inputs.iter().enumerate() {
         model.set_input_fact(ix, InferenceFact::dt_shape(datum(input.dtype), input.concrete_shape()))?;
     }
-    model.into_typed()
+    let mut model = model.into_typed()?;
+    crate::ops::quantized_softmax::guard(&mut model)?;
+    Ok(model)
 }
 
 /// Multiply-accumulates one inference performs, from tract's cost model of the decluttered graph

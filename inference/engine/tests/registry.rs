@@ -143,19 +143,20 @@ fn every_bad_upload_input_has_its_typed_error_and_changes_nothing() {
 }
 
 #[test]
-fn unsupported_operators_are_named() {
+fn unsupported_operators_are_named_and_qoperator_models_are_accepted() {
     let (mut layout, mut r) = setup();
+    let unheard = support::onnx::unsupported_operator_model();
+    let t = r.start_upload(&mut layout, request("odd", &unheard), maintainer(), 1).unwrap();
+    put(&mut r, t.upload_id, &unheard, 0).unwrap();
+    assert_eq!(r.finish_upload(t.upload_id), Err(RegistryError::UnsupportedOperators(vec!["com.example::Unheard".into()])));
+    // onnxruntime's QOperator format: its com.microsoft contrib ops are ours to run.
     let qop = support::case("rapidocr_cls", "qop").model;
     let t = r.start_upload(&mut layout, request("qop", &qop), maintainer(), 1).unwrap();
     for i in 0..t.chunk_count as usize {
         put(&mut r, t.upload_id, &qop, i).unwrap();
     }
-    match r.finish_upload(t.upload_id) {
-        // Until our loader registers onnxruntime's contrib ops, they are named here.
-        Err(RegistryError::UnsupportedOperators(ops)) => assert!(ops.iter().any(|o| o.contains("QLinear")), "{ops:?}"),
-        Ok(info) => assert!(info.operators.iter().any(|o| o.contains("QLinear"))),
-        Err(e) => panic!("{e:?}"),
-    }
+    let info = r.finish_upload(t.upload_id).unwrap();
+    assert!(info.operators.iter().any(|o| o == "com.microsoft::QLinearAdd"), "{:?}", info.operators);
 }
 
 #[test]

