@@ -21,7 +21,8 @@ pub struct Classification { pub labels: Vec<LabelScore>, pub model: ModelRef, pu
 pub enum InferenceError {
     NotAuthorized { caller: Principal }, UnknownModel(String), UnknownVersion { name: String, version: u32 },
     InvalidInput(String), Busy { in_flight: u32, limit: u32 }, Stopping, TooExpensiveForQuery { budget: u64 },
-    Engine(String), CallFailed(String),
+    Engine(String), CallFailed(String), UnknownJob(u64), Pending { steps_done: u32, steps_total: u32 }, Cancelled,
+    Interrupted(String),
 }
 
 /// Where this agency's inference runs and with which model.

@@ -88,6 +88,15 @@ pub enum InferenceError {
     Engine(String),
     /// Yielding to the next message failed.
     CallFailed(String),
+    /// No job with this id belongs to the caller (never submitted, someone else's, or expired).
+    UnknownJob(u64),
+    /// The job is still running; ask again later.
+    Pending { steps_done: u32, steps_total: u32 },
+    /// The job was cancelled by its submitter.
+    Cancelled,
+    /// The job ended without finishing: one of its messages trapped, or the canister was
+    /// upgraded while it ran. Nothing of it was kept; submit it again.
+    Interrupted(String),
 }
 
 impl From<RegistryError> for InferenceError {
@@ -173,8 +182,31 @@ pub struct Outcome {
     pub messages: u32,
 }
 
+/// A validated job with its slot taken, ready to run.
+pub struct Prepared {
+    info: ModelInfo,
+    job: Job,
+    budget: u64,
+    query: bool,
+    _slot: Option<JobSlot>,
+}
+
+/// How far a job has come, reported at each pause.
+#[derive(Clone, Copy, Debug)]
+pub struct Advance {
+    pub steps_done: u32,
+    pub steps_total: u32,
+    pub messages: u32,
+}
+
 /// Runs `inputs` through a model. In a query it must finish within the query budget.
 pub async fn run(caller: Principal, name: &str, version: Option<u32>, inputs: &[InputTensor], query: bool) -> Result<Outcome, InferenceError> {
+    prepare(caller, name, version, inputs, query)?.drive(|_| Ok(())).await
+}
+
+/// Everything that can be refused before any computation: access, model, inputs, capacity; then
+/// builds (or reuses) the plan.
+pub fn prepare(caller: Principal, name: &str, version: Option<u32>, inputs: &[InputTensor], query: bool) -> Result<Prepared, InferenceError> {
     if !auth::may_infer(caller) {
         return Err(InferenceError::NotAuthorized { caller });
     }
@@ -188,25 +220,36 @@ pub async fn run(caller: Principal, name: &str, version: Option<u32>, inputs: &[
         .enumerate()
         .map(|(ix, t)| to_tensor(t, &info, ix, config.max_input_elements))
         .collect::<Result<TVec<_>, _>>()?;
-    let _slot = if query { None } else { Some(JobSlot::acquire()?) };
+    let slot = if query { None } else { Some(JobSlot::acquire()?) };
     let plan = ensure_plan(&info).map_err(|e| InferenceError::Engine(format!("{e:?}")))?;
-    let mut job = Job::new(&plan.plan, tensors).map_err(|e| InferenceError::Engine(format!("{e:?}")))?;
+    let job = Job::new(&plan.plan, tensors).map_err(|e| InferenceError::Engine(format!("{e:?}")))?;
     let budget = if query { config.query_budget } else { config.update_budget };
-    let mut messages = 1;
-    loop {
-        let progress = job
-            .advance(|| ic_cdk::api::performance_counter(0) > budget)
-            .map_err(|e| InferenceError::Engine(format!("{e:?}")))?;
-        match progress {
-            Progress::Finished(outputs) => {
-                let total = ic_cdk::api::performance_counter(1);
-                state::with_mut(|s| s.measured.insert((info.name.clone(), info.version), total));
-                return Ok(Outcome { outputs, info, messages });
-            }
-            Progress::Paused { .. } if query => return Err(InferenceError::TooExpensiveForQuery { budget }),
-            Progress::Paused { .. } => {
-                yield_message().await?;
-                messages += 1;
+    Ok(Prepared { info, job, budget, query, _slot: slot })
+}
+
+impl Prepared {
+    /// Runs the job to its end, one budget per message. `between` is called at every pause,
+    /// after the next message has begun; an error from it ends the job.
+    pub async fn drive(mut self, mut between: impl FnMut(Advance) -> Result<(), InferenceError>) -> Result<Outcome, InferenceError> {
+        let mut messages = 1;
+        loop {
+            let budget = self.budget;
+            let progress = self
+                .job
+                .advance(|| ic_cdk::api::performance_counter(0) > budget)
+                .map_err(|e| InferenceError::Engine(format!("{e:?}")))?;
+            match progress {
+                Progress::Finished(outputs) => {
+                    let total = ic_cdk::api::performance_counter(1);
+                    state::with_mut(|s| s.measured.insert((self.info.name.clone(), self.info.version), total));
+                    return Ok(Outcome { outputs, info: self.info, messages });
+                }
+                Progress::Paused { .. } if self.query => return Err(InferenceError::TooExpensiveForQuery { budget }),
+                Progress::Paused { done, total } => {
+                    yield_message().await?;
+                    messages += 1;
+                    between(Advance { steps_done: done as u32, steps_total: total as u32, messages })?;
+                }
             }
         }
     }

@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod inference;
+mod jobs;
 mod lifecycle;
 mod registry_api;
 mod state;
@@ -11,6 +12,7 @@ mod state;
 pub use api::*;
 pub use inference::{ClassifyRequest, Classification, Inference, InferenceError, InputTensor, LabelScore, ModelRef, OutputTensor, TensorData};
 pub use inference_engine::types::*;
+pub use jobs::{InferRequest, JobRequest, JobResult, JobStatus, MAX_RECORDS, RESULT_TTL_NS};
 pub use registry_api::UploadChunk;
 pub use state::Config;
 
@@ -196,6 +198,31 @@ async fn infer(model: String, version: Option<u32>, inputs: Vec<InputTensor>) ->
     inference::inference(outcome)
 }
 
+/// Starts a job and returns its id at once; poll `status`, then fetch `result`. Refusals that
+/// need no computation (access, model, inputs, capacity) come back here.
+#[update]
+fn submit(request: JobRequest) -> Result<u64, InferenceError> {
+    jobs::submit(msg_caller(), request)
+}
+
+/// A job's progress or outcome, for the principal that submitted it.
+#[query]
+fn status(job: u64) -> Result<JobStatus, InferenceError> {
+    jobs::status(msg_caller(), job)
+}
+
+/// A finished job's result (kept until it expires, so a lost reply can be fetched again).
+#[query]
+fn result(job: u64) -> Result<JobResult, InferenceError> {
+    jobs::result(msg_caller(), job)
+}
+
+/// Stops a running job, or discards a finished one's result.
+#[update]
+fn cancel(job: u64) -> Result<(), InferenceError> {
+    jobs::cancel(msg_caller(), job)
+}
+
 /// The continuation point of long inferences: awaiting a call to it ends the current message.
 #[update(hidden = true)]
 fn yield_message() {}
@@ -207,7 +234,7 @@ fn inspect_message() {
     let caller = msg_caller();
     let method = ic_cdk::api::msg_method_name();
     let accept = match method.as_str() {
-        "classify" | "infer" => auth::may_infer(caller),
+        "classify" | "infer" | "submit" | "cancel" => auth::may_infer(caller),
         "yield_message" => false,
         "self_test" => true,
         _ => auth::is_maintainer(caller),

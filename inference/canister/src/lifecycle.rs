@@ -28,9 +28,11 @@ fn init() {
     crate::state::open();
 }
 
-/// Stable structures reopen over the same stable memory; plans are rebuilt lazily.
+/// Stable structures reopen over the same stable memory; plans are rebuilt lazily. Polling jobs
+/// that were running lost their task with the old heap: they are marked interrupted.
 #[ic_cdk::post_upgrade]
 fn post_upgrade() {
     run_static_constructors();
     crate::state::open();
+    crate::state::with_mut(|s| s.jobs.interrupt_running(ic_cdk::api::time()));
 }

@@ -36,6 +36,8 @@ pub struct State {
     pub registry: Registry<DefaultMemoryImpl>,
     pub access: Access<DefaultMemoryImpl>,
     pub config: StableCell<Config, Mem<DefaultMemoryImpl>>,
+    /// Polling jobs and their results (`submit` / `status` / `result` / `cancel`).
+    pub jobs: crate::jobs::Jobs,
     /// Optimised plans by (model, version), built on activation or on first use after an upgrade.
     pub plans: BTreeMap<(String, u32), LoadedModel>,
     /// Inference jobs now in flight.
@@ -51,6 +53,7 @@ impl State {
             registry: Registry::init(&layout),
             access: Access::init(&layout),
             config: StableCell::init(layout.memory(stable::CONFIG), Config::default()),
+            jobs: crate::jobs::Jobs::init(&layout),
             layout,
             plans: BTreeMap::new(),
             jobs_in_flight: 0,

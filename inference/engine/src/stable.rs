@@ -12,10 +12,13 @@ pub const HEADER: MemoryId = MemoryId::new(0);
 pub const MODELS: MemoryId = MemoryId::new(1);
 pub const ACTIVE: MemoryId = MemoryId::new(2);
 pub const UPLOADS: MemoryId = MemoryId::new(3);
-// MemoryId 4 is unused (reserved).
+/// Polling jobs of the inference canister, with their results until they expire.
+pub const JOBS: MemoryId = MemoryId::new(4);
 pub const MAINTAINERS: MemoryId = MemoryId::new(5);
 pub const CALLERS: MemoryId = MemoryId::new(6);
 pub const CONFIG: MemoryId = MemoryId::new(7);
+/// The counter of polling job ids (never reused, even after their records expire).
+pub const JOB_IDS: MemoryId = MemoryId::new(8);
 /// Each model's (or upload's) bytes get a virtual memory of their own, written once at
 /// `chunk index × chunk size`: one copy per byte, no B-tree node rewrites. ic-stable-structures
 /// 0.7 cannot give a virtual memory's buckets back, so a deleted model's memory is reused by

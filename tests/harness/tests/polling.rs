@@ -1,0 +1,220 @@
+//! The polling API on the real canister: `submit` answers at once with a job id while the job
+//! runs on across messages; `status` shows its progress; `result` gives the same answer as
+//! `classify`, only to the submitter, until it expires; `cancel` stops a job and frees its slot;
+//! a stop, an upgrade or a trap while a job runs ends it with a typed error its owner can read.
+
+use std::time::Duration;
+
+use canister_harness::deploy::Deployment;
+use canister_harness::{query_candid_as, update_candid_as, user, LocalBackend};
+use candid::Principal;
+use inference_canister::{
+    ClassifyRequest, Classification, InferRequest, InferenceError, InputTensor, JobRequest, JobResult, JobStatus, TensorData,
+    RESULT_TTL_NS,
+};
+use model_testdata::{case, Case};
+
+const MODEL: &str = "text-direction";
+const OWNER: u8 = 5;
+const OTHER: u8 = 6;
+
+fn deployed(backend: Option<Box<dyn canister_harness::Ic>>) -> (Deployment, Case) {
+    let mut d = match backend {
+        Some(ic) => Deployment::with_backend(ic, MODEL),
+        None => Deployment::new(MODEL),
+    };
+    let c = case("rapidocr_cls", "fp32");
+    d.publish(MODEL, &c, &["0", "180"]);
+    for u in [OWNER, OTHER] {
+        d.admin("allow_caller", user(u)).unwrap();
+    }
+    (d, c)
+}
+
+fn classify_request(c: &Case) -> ClassifyRequest {
+    let input = InputTensor { shape: c.input_shape.iter().map(|&d| d as u64).collect(), data: TensorData::F32(c.input.clone()) };
+    ClassifyRequest { model: MODEL.into(), version: None, input, top_k: Some(2) }
+}
+
+fn submit(d: &mut Deployment, who: Principal, request: JobRequest) -> Result<u64, InferenceError> {
+    let (r, _) = update_candid_as::<_, (Result<u64, InferenceError>,)>(&mut *d.ic, d.inference, who, "submit", (request,));
+    r.expect("submit replies").0
+}
+
+fn status(d: &mut Deployment, who: Principal, job: u64) -> Result<JobStatus, InferenceError> {
+    let (r, _) = query_candid_as::<_, (Result<JobStatus, InferenceError>,)>(&mut *d.ic, d.inference, who, "status", (job,));
+    r.expect("status replies").0
+}
+
+fn result(d: &mut Deployment, who: Principal, job: u64) -> Result<JobResult, InferenceError> {
+    let (r, _) = query_candid_as::<_, (Result<JobResult, InferenceError>,)>(&mut *d.ic, d.inference, who, "result", (job,));
+    r.expect("result replies").0
+}
+
+fn cancel(d: &mut Deployment, who: Principal, job: u64) -> Result<(), InferenceError> {
+    let (r, _) = update_candid_as::<_, (Result<(), InferenceError>,)>(&mut *d.ic, d.inference, who, "cancel", (job,));
+    r.expect("cancel replies").0
+}
+
+/// Ticks until the job is no longer running; returns every status seen on the way.
+fn poll_until_finished(d: &mut Deployment, job: u64) -> Vec<JobStatus> {
+    let mut seen = vec![];
+    for _ in 0..10_000 {
+        let s = status(d, user(OWNER), job).expect("the owner sees the job");
+        let running = matches!(s, JobStatus::Running { .. });
+        seen.push(s);
+        if !running {
+            return seen;
+        }
+        d.ic.tick();
+    }
+    panic!("job {job} still running after 10 000 rounds: {:?}", seen.last());
+}
+
+#[test]
+fn a_submitted_job_runs_on_and_its_result_is_classifys_answer_for_its_owner_only() {
+    let (mut d, c) = deployed(None);
+    d.set_budget(20_000_000);
+    let job = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
+    // submit answered while the job is still running.
+    assert!(matches!(status(&mut d, user(OWNER), job), Ok(JobStatus::Running { .. })));
+    assert!(matches!(result(&mut d, user(OWNER), job), Err(InferenceError::Pending { .. })));
+    let seen = poll_until_finished(&mut d, job);
+    let progress: Vec<u32> = seen.iter().filter_map(|s| if let JobStatus::Running { steps_done, .. } = s { Some(*steps_done) } else { None }).collect();
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "progress goes forward: {progress:?}");
+    assert!(progress.last() > progress.first(), "progress was reported: {progress:?}");
+    assert!(matches!(seen.last(), Some(JobStatus::Done { .. })), "{seen:?}");
+
+    let Ok(JobResult::Classification(polled)) = result(&mut d, user(OWNER), job) else { panic!("a classification") };
+    assert!(polled.messages > 2, "{}", polled.messages);
+    // The same labels and score bits as a direct classify call.
+    let (direct, _) = update_candid_as::<_, (Result<Classification, InferenceError>,)>(
+        &mut *d.ic, d.inference, user(OWNER), "classify", (classify_request(&c),));
+    let direct = direct.unwrap().0.unwrap();
+    assert_eq!(polled.labels, direct.labels);
+    assert_eq!(polled.model, direct.model);
+    // Fetching again works (a lost reply can be re-read); others and strangers see nothing.
+    assert!(result(&mut d, user(OWNER), job).is_ok());
+    for who in [user(OTHER), user(9), Principal::anonymous()] {
+        assert_eq!(status(&mut d, who, job), Err(InferenceError::UnknownJob(job)));
+        assert_eq!(result(&mut d, who, job), Err(InferenceError::UnknownJob(job)));
+    }
+    assert_eq!(cancel(&mut d, user(OTHER), job), Err(InferenceError::UnknownJob(job)));
+    // An unlisted principal's ingress cancel does not even reach the method.
+    let (r, _) = update_candid_as::<_, (Result<(), InferenceError>,)>(&mut *d.ic, d.inference, user(9), "cancel", (job,));
+    assert!(r.unwrap_err().to_string().contains("inspect_message"));
+    assert!(result(&mut d, user(OWNER), job).is_ok(), "nobody else could cancel it");
+    // The result expires.
+    d.ic.advance_time(Duration::from_nanos(RESULT_TTL_NS + 1));
+    assert_eq!(result(&mut d, user(OWNER), job), Err(InferenceError::UnknownJob(job)));
+    // An unlisted principal's ingress submit is refused; a bad input is refused at submit, not later.
+    let (r, _) = update_candid_as::<_, (Result<u64, InferenceError>,)>(&mut *d.ic, d.inference, user(9), "submit", (JobRequest::Classify(classify_request(&c)),));
+    assert!(r.unwrap_err().to_string().contains("inspect_message"));
+    let bad = JobRequest::Infer(InferRequest { model: MODEL.into(), version: None, inputs: vec![] });
+    assert!(matches!(submit(&mut d, user(OWNER), bad), Err(InferenceError::InvalidInput(_))));
+}
+
+#[test]
+fn raw_inference_jobs_return_output_tensors() {
+    let (mut d, c) = deployed(None);
+    let request = JobRequest::Infer(InferRequest { model: MODEL.into(), version: None, inputs: vec![classify_request(&c).input] });
+    let job = submit(&mut d, user(OWNER), request).unwrap();
+    poll_until_finished(&mut d, job);
+    let Ok(JobResult::Inference(out)) = result(&mut d, user(OWNER), job) else { panic!("an inference") };
+    for (g, e) in out.outputs[0].data.iter().zip(&c.expected) {
+        assert!((g - e).abs() <= 1e-5, "{:?} vs {:?}", out.outputs[0].data, c.expected);
+    }
+}
+
+#[test]
+fn cancel_stops_a_running_job_and_frees_its_slot_and_discards_a_finished_one() {
+    let (mut d, c) = deployed(None);
+    d.configure(|cfg| {
+        cfg.update_budget = 5_000_000;
+        cfg.max_jobs = 1;
+    });
+    let job = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
+    d.ic.tick();
+    // The one slot is taken.
+    assert!(matches!(submit(&mut d, user(OTHER), JobRequest::Classify(classify_request(&c))), Err(InferenceError::Busy { .. })));
+    cancel(&mut d, user(OWNER), job).unwrap();
+    assert!(matches!(status(&mut d, user(OWNER), job), Ok(JobStatus::Cancelled { .. })));
+    assert_eq!(result(&mut d, user(OWNER), job), Err(InferenceError::Cancelled));
+    // The job notices at its next message and lets its slot go.
+    for _ in 0..3 {
+        d.ic.tick();
+    }
+    let next = submit(&mut d, user(OTHER), JobRequest::Classify(classify_request(&c))).expect("the slot was freed");
+    for _ in 0..10_000 {
+        if !matches!(status(&mut d, user(OTHER), next), Ok(JobStatus::Running { .. })) {
+            break;
+        }
+        d.ic.tick();
+    }
+    assert!(matches!(status(&mut d, user(OTHER), next), Ok(JobStatus::Done { .. })));
+    // The cancelled job stayed cancelled; cancelling a finished job discards its result.
+    assert!(matches!(status(&mut d, user(OWNER), job), Ok(JobStatus::Cancelled { .. })));
+    cancel(&mut d, user(OTHER), next).unwrap();
+    assert_eq!(result(&mut d, user(OTHER), next), Err(InferenceError::UnknownJob(next)));
+}
+
+#[test]
+fn stop_and_upgrade_while_jobs_run_leave_typed_errors_for_their_owners() {
+    let (mut d, c) = deployed(None);
+    d.set_budget(1);
+    // Stopped: the running job ends with Stopping, recorded before the canister stops.
+    let stopped = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
+    for _ in 0..3 {
+        d.ic.tick();
+    }
+    d.ic.stop_canister(d.inference, d.controller).expect("the canister stops");
+    let wasm = canister_harness::canister_wasm("inference_canister");
+    d.ic.upgrade_canister(d.inference, &wasm, candid::encode_args(()).unwrap(), d.controller).unwrap();
+    d.ic.start_canister(d.inference, d.controller).unwrap();
+    assert!(matches!(status(&mut d, user(OWNER), stopped), Ok(JobStatus::Failed { error: InferenceError::Stopping, .. })));
+    assert_eq!(result(&mut d, user(OWNER), stopped), Err(InferenceError::Stopping));
+    // Upgraded without a stop: the job's task died with the old heap; it is reported, not lost.
+    let upgraded = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
+    for _ in 0..3 {
+        d.ic.tick();
+    }
+    d.ic.upgrade_canister(d.inference, &wasm, candid::encode_args(()).unwrap(), d.controller).expect("the IC upgrades a running canister");
+    match status(&mut d, user(OWNER), upgraded) {
+        Ok(JobStatus::Failed { error: InferenceError::Interrupted(_), .. }) => {}
+        other => panic!("{other:?}"),
+    }
+    // The old task's pending continuation arrives to the new code and finds nothing to resume;
+    // the canister serves on. Job ids are never reused, even across upgrades.
+    for _ in 0..3 {
+        d.ic.tick();
+    }
+    d.set_budget(30_000_000_000);
+    let after = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
+    assert!(after > upgraded && upgraded > stopped);
+    assert!(matches!(poll_until_finished(&mut d, after).last(), Some(JobStatus::Done { .. })));
+    assert!(matches!(status(&mut d, user(OWNER), upgraded), Ok(JobStatus::Failed { error: InferenceError::Interrupted(_), .. })));
+}
+
+/// Local replica only (PocketIC cannot inject a trap).
+#[test]
+fn a_trap_in_a_polled_job_marks_it_interrupted_and_frees_its_slot() {
+    let (mut d, c) = deployed(Some(Box::new(LocalBackend::new())));
+    d.configure(|cfg| {
+        cfg.update_budget = 5_000_000;
+        cfg.max_jobs = 1;
+    });
+    let job = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
+    for _ in 0..3 {
+        d.ic.tick();
+    }
+    let inference = d.inference;
+    d.ic.as_any().downcast_mut::<LocalBackend>().unwrap().replica.trap_nth_message(inference, 1);
+    d.ic.tick();
+    d.ic.tick();
+    match status(&mut d, user(OWNER), job) {
+        Ok(JobStatus::Failed { error: InferenceError::Interrupted(why), .. }) => assert!(why.contains("trapped"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    let next = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).expect("the slot was freed");
+    assert!(matches!(poll_until_finished(&mut d, next).last(), Some(JobStatus::Done { .. })));
+}
