@@ -109,6 +109,24 @@ impl From<RegistryError> for InferenceError {
     }
 }
 
+/// The plan of a model version, built in a message of its own when not already in the heap
+/// (after an upgrade): that message gets the whole instruction limit, and if building does
+/// not fit it (or traps), its effects are rolled back and the caller gets this typed error
+/// instead of a trap of its own message.
+pub async fn plan_in_own_message(info: &ModelInfo) -> Result<model::LoadedModel, String> {
+    let key = (info.name.clone(), info.version);
+    if let Some(p) = state::with(|s| s.plans.get(&key).cloned()) {
+        return Ok(p);
+    }
+    let call = ic_cdk::call::Call::unbounded_wait(ic_cdk::api::canister_self(), "build_plan").with_args(&(&info.name, info.version));
+    let built: Result<(), String> = match call.await {
+        Ok(response) => response.candid::<Result<(), String>>().map_err(|e| e.to_string()).and_then(|r| r),
+        Err(e) => Err(format!("building the plan of {} v{} did not complete in one message (the IC's instruction limit, or a trap): {e}", info.name, info.version)),
+    };
+    built?;
+    state::with(|s| s.plans.get(&key).cloned()).ok_or_else(|| "the plan was built but is gone".to_string())
+}
+
 /// Builds and caches the plan of a model version, if not already in the heap.
 pub fn ensure_plan(info: &ModelInfo) -> TractResult<model::LoadedModel> {
     let key = (info.name.clone(), info.version);
@@ -201,12 +219,12 @@ pub struct Advance {
 
 /// Runs `inputs` through a model. In a query it must finish within the query budget.
 pub async fn run(caller: Principal, name: &str, version: Option<u32>, inputs: &[InputTensor], query: bool) -> Result<Outcome, InferenceError> {
-    prepare(caller, name, version, inputs, query)?.drive(|_| Ok(())).await
+    prepare(caller, name, version, inputs, query).await?.drive(|_| Ok(())).await
 }
 
 /// Everything that can be refused before any computation: access, model, inputs, capacity; then
 /// builds (or reuses) the plan.
-pub fn prepare(caller: Principal, name: &str, version: Option<u32>, inputs: &[InputTensor], query: bool) -> Result<Prepared, InferenceError> {
+pub async fn prepare(caller: Principal, name: &str, version: Option<u32>, inputs: &[InputTensor], query: bool) -> Result<Prepared, InferenceError> {
     if !auth::may_infer(caller) {
         return Err(InferenceError::NotAuthorized { caller });
     }
@@ -221,7 +239,12 @@ pub fn prepare(caller: Principal, name: &str, version: Option<u32>, inputs: &[In
         .map(|(ix, t)| to_tensor(t, &info, ix, config.max_input_elements))
         .collect::<Result<TVec<_>, _>>()?;
     let slot = if query { None } else { Some(JobSlot::acquire()?) };
-    let plan = ensure_plan(&info).map_err(|e| InferenceError::Engine(format!("{e:?}")))?;
+    // A query cannot call: it builds a missing plan inline, within its own limit.
+    let plan = if query {
+        ensure_plan(&info).map_err(|e| InferenceError::Engine(format!("{e:?}")))?
+    } else {
+        plan_in_own_message(&info).await.map_err(InferenceError::Engine)?
+    };
     let job = Job::new(&plan.plan, tensors).map_err(|e| InferenceError::Engine(format!("{e:?}")))?;
     let budget = if query { config.query_budget } else { config.update_budget };
     Ok(Prepared { info, job, budget, query, _slot: slot })

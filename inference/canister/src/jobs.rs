@@ -143,7 +143,7 @@ fn expires_at(status: &JobStatus) -> Option<u64> {
 }
 
 /// Validates the request and starts the job; errors that need no computation come back here.
-pub fn submit(caller: Principal, request: JobRequest) -> Result<u64, InferenceError> {
+pub async fn submit(caller: Principal, request: JobRequest) -> Result<u64, InferenceError> {
     let now = ic_cdk::api::time();
     let kept = state::with_mut(|s| {
         s.jobs.purge_expired(now);
@@ -153,8 +153,8 @@ pub fn submit(caller: Principal, request: JobRequest) -> Result<u64, InferenceEr
         return Err(InferenceError::Busy { in_flight: kept as u32, limit: MAX_RECORDS as u32 });
     }
     let prepared = match &request {
-        JobRequest::Classify(r) => inference::prepare(caller, &r.model, r.version, std::slice::from_ref(&r.input), false)?,
-        JobRequest::Infer(r) => inference::prepare(caller, &r.model, r.version, &r.inputs, false)?,
+        JobRequest::Classify(r) => inference::prepare(caller, &r.model, r.version, std::slice::from_ref(&r.input), false).await?,
+        JobRequest::Infer(r) => inference::prepare(caller, &r.model, r.version, &r.inputs, false).await?,
     };
     let id = state::with_mut(|s| {
         let id = *s.jobs.next_id.get();

@@ -5,13 +5,15 @@ mod api;
 mod auth;
 mod inference;
 mod jobs;
-mod lifecycle;
+pub mod lifecycle;
 mod registry_api;
 mod state;
 
 pub use api::*;
 pub use inference::{ClassifyRequest, Classification, Inference, InferenceError, InputTensor, LabelScore, ModelRef, OutputTensor, TensorData};
 pub use inference_engine::types::*;
+pub use lifecycle::InitArgs;
+pub use inference_engine::platform::Kernels;
 pub use jobs::{InferRequest, JobRequest, JobResult, JobStatus, MAX_RECORDS, RESULT_TTL_NS};
 pub use registry_api::UploadChunk;
 pub use state::Config;
@@ -81,8 +83,14 @@ fn uploads() -> Vec<UploadStatus> {
 
 /// Builds the version's plan (so a model that cannot run never serves), then switches to it.
 #[update]
-fn activate(name: String, version: u32) -> Result<(), RegistryError> {
-    registry_api::activate(msg_caller(), &name, version)
+async fn activate(name: String, version: u32) -> Result<(), RegistryError> {
+    registry_api::activate(msg_caller(), &name, version).await
+}
+
+/// Builds a plan in a message of its own (called by this canister only).
+#[update(hidden = true)]
+fn build_plan(name: String, version: u32) -> Result<(), String> {
+    registry_api::build_plan(msg_caller(), &name, version)
 }
 
 /// Returns to the previously active version.
@@ -201,8 +209,8 @@ async fn infer(model: String, version: Option<u32>, inputs: Vec<InputTensor>) ->
 /// Starts a job and returns its id at once; poll `status`, then fetch `result`. Refusals that
 /// need no computation (access, model, inputs, capacity) come back here.
 #[update]
-fn submit(request: JobRequest) -> Result<u64, InferenceError> {
-    jobs::submit(msg_caller(), request)
+async fn submit(request: JobRequest) -> Result<u64, InferenceError> {
+    jobs::submit(msg_caller(), request).await
 }
 
 /// A job's progress or outcome, for the principal that submitted it.
@@ -235,7 +243,7 @@ fn inspect_message() {
     let method = ic_cdk::api::msg_method_name();
     let accept = match method.as_str() {
         "classify" | "infer" | "submit" | "cancel" => auth::may_infer(caller),
-        "yield_message" => false,
+        "yield_message" | "build_plan" => false,
         "self_test" => true,
         _ => auth::is_maintainer(caller),
     };

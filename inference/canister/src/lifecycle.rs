@@ -22,17 +22,33 @@ fn run_static_constructors() {
     };
 }
 
-#[ic_cdk::init]
-fn init() {
+/// Install and upgrade argument; everything in it is optional (`dfx deploy` needs none).
+#[derive(candid::CandidType, serde::Deserialize, Clone, Debug, Default)]
+pub struct InitArgs {
+    /// `Generic` computes with tract's generic kernels instead of its simd128 ones — for the
+    /// benchmarks' side-by-side baseline, never for serving. Lasts until the next upgrade (pass
+    /// it again there to keep it).
+    pub kernels: Option<inference_engine::platform::Kernels>,
+}
+
+fn start(args: Option<InitArgs>) {
     run_static_constructors();
+    let kernels = args.and_then(|a| a.kernels).unwrap_or_default();
+    if let Err(e) = inference_engine::platform::select_kernels(kernels) {
+        ic_cdk::trap(format!("kernels {kernels:?}: {e}"));
+    }
     crate::state::open();
+}
+
+#[ic_cdk::init]
+fn init(args: Option<InitArgs>) {
+    start(args);
 }
 
 /// Stable structures reopen over the same stable memory; plans are rebuilt lazily. Polling jobs
 /// that were running lost their task with the old heap: they are marked interrupted.
 #[ic_cdk::post_upgrade]
-fn post_upgrade() {
-    run_static_constructors();
-    crate::state::open();
+fn post_upgrade(args: Option<InitArgs>) {
+    start(args);
     crate::state::with_mut(|s| s.jobs.interrupt_running(ic_cdk::api::time()));
 }

@@ -29,11 +29,21 @@ pub fn finish(caller: Principal, upload_id: u64) -> Result<ModelInfo, RegistryEr
 }
 
 /// Activates after building the plan, so a version that cannot run never serves.
-pub fn activate(caller: Principal, name: &str, version: u32) -> Result<(), RegistryError> {
+pub async fn activate(caller: Principal, name: &str, version: u32) -> Result<(), RegistryError> {
     require_maintainer(caller)?;
     let info = state::with(|s| s.registry.info(name, Some(version)))?;
-    inference::ensure_plan(&info).map_err(|e| RegistryError::InvalidModel(format!("{e:?}")))?;
+    inference::plan_in_own_message(&info).await.map_err(RegistryError::InvalidModel)?;
     state::with_mut(|s| s.registry.activate(name, version))
+}
+
+/// Builds a version's plan into the heap cache; called by this canister only, so the build has a
+/// message (and an instruction limit) of its own.
+pub fn build_plan(caller: Principal, name: &str, version: u32) -> Result<(), String> {
+    if caller != ic_cdk::api::canister_self() {
+        return Err("build_plan is internal to this canister".into());
+    }
+    let info = state::with(|s| s.registry.info(name, Some(version))).map_err(|e| format!("{e:?}"))?;
+    inference::ensure_plan(&info).map(|_| ()).map_err(|e| format!("{e:?}"))
 }
 
 /// A chunk as the upload endpoint receives it.

@@ -127,8 +127,32 @@ fn datum(dtype: DType) -> DatumType {
     }
 }
 
+/// Gives every node a name of its own. Some exporters repeat one (Silero's OpenVINO export
+/// names 15 `Constant` nodes `F0::anon`), which tract 0.23.9 refuses when it compacts the graph;
+/// a repeated name becomes the node's first output name (unique in ONNX), or gets a suffix.
+fn unique_node_names(graph: &mut pb::GraphProto) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    let mut renamed = 0;
+    for ix in 0..graph.node.len() {
+        let node = &graph.node[ix];
+        if node.name.is_empty() || seen.insert(node.name.clone()) {
+            continue;
+        }
+        let fallback = node.output.first().filter(|o| !o.is_empty()).cloned().unwrap_or_else(|| node.name.clone());
+        let name = (0..).map(|n| if n == 0 { fallback.clone() } else { format!("{fallback}#{n}") }).find(|c| !seen.contains(c)).unwrap();
+        seen.insert(name.clone());
+        graph.node[ix].name = name;
+        renamed += 1;
+    }
+    renamed
+}
+
 fn typed(parser: &tract_onnx::Onnx, bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<TypedModel> {
-    let mut model = parser.model_for_read(&mut &*bytes)?;
+    let mut proto = parser.proto_model_for_read(&mut &*bytes)?;
+    if let Some(graph) = proto.graph.as_mut() {
+        unique_node_names(graph);
+    }
+    let mut model = parser.model_for_proto_model(&proto)?;
     for (ix, input) in inputs.iter().enumerate() {
         model.set_input_fact(ix, InferenceFact::dt_shape(datum(input.dtype), input.concrete_shape()))?;
     }

@@ -43,6 +43,35 @@ impl PlatformReport {
     }
 }
 
+/// Which of tract's kernels a canister computes with.
+#[derive(candid::CandidType, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Kernels {
+    /// The best tract has here: its hand-written wasm simd128 kernels.
+    #[default]
+    Best,
+    /// tract's generic Rust kernels, for benchmarking the SIMD kernels' gain (the rest of the
+    /// code is the same build: LLVM may still vectorise the generic loops itself).
+    Generic,
+}
+
+/// Chooses the kernels through tract's own `TRACT_CPU_ISA` knob (`-simd128,-wasm32` takes the wasm
+/// kernels out of the pool). tract reads it once, at its first kernel selection, so this must
+/// run before any model is built: in `init`/`post_upgrade`. Only wasm32 has the simd128
+/// feature to remove; elsewhere `Generic` is refused.
+pub fn select_kernels(kernels: Kernels) -> Result<(), String> {
+    match kernels {
+        Kernels::Best => Ok(()),
+        Kernels::Generic if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) => {
+            if tract_onnx::tract_core::knobs::set_str("TRACT_CPU_ISA", "-simd128,-wasm32") {
+                Ok(())
+            } else {
+                Err("this tract has no TRACT_CPU_ISA knob".into())
+            }
+        }
+        Kernels::Generic => Err("generic kernels are selectable in the wasm32+simd128 build only".into()),
+    }
+}
+
 #[doc(hidden)]
 pub fn _linalg_version_marker() -> &'static str {
     let _ = tract_linalg::BinOp::Add;

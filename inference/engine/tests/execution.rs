@@ -99,3 +99,49 @@ fn mac_counts_are_those_of_the_graph() {
     let f16 = support::case("rapidocr_cls", "f16");
     assert_eq!(inference_engine::model::macs(&f16.model, &[spec]).unwrap(), macs);
 }
+
+/// Every input of a case in, every output out, at the model's declared inputs.
+fn run_case(c: &support::Case) -> Vec<Vec<f32>> {
+    let info = inspect(&c.model).unwrap();
+    let specs: Vec<TensorSpec> = c
+        .inputs
+        .iter()
+        .map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 })
+        .collect();
+    let loaded = load(&c.model, &specs, info.weight_format).unwrap();
+    let inputs = c.inputs.iter().map(|t| Tensor::from_shape(&t.shape, &t.data).unwrap().into()).collect();
+    let out = run_to_end(&loaded.plan, inputs).unwrap();
+    out.iter().map(|v| v.cast_to::<f32>().unwrap().try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec()).collect()
+}
+
+fn worst(got: &[f32], expected: &[f32]) -> f32 {
+    assert_eq!(got.len(), expected.len());
+    got.iter().zip(expected).map(|(g, e)| (g - e).abs()).fold(0f32, f32::max)
+}
+
+/// The content-moderation model (ResNet-50-thin, NHWC input named `input:0`) in its three forms.
+#[test]
+fn content_moderation_model_matches_onnxruntime() {
+    for variant in support::variants("opennsfw") {
+        let c = support::case("opennsfw", &variant);
+        let got = run_case(&c);
+        let delta = worst(&got[0], &c.outputs[0]);
+        eprintln!("opennsfw/{variant}: max |Δ| {delta:.2e}");
+        assert!(delta <= support::tolerance(&variant), "opennsfw/{variant}: {:?} vs {:?}", got[0], c.outputs[0]);
+        assert_eq!(support::argmax(&got[0]), support::argmax(&c.outputs[0]), "opennsfw/{variant}");
+    }
+}
+
+/// The voice-activity model takes two inputs (audio, recurrent state) and gives two outputs
+/// (speech probability, next state); the state output feeds the next call.
+#[test]
+fn voice_activity_model_with_two_inputs_and_its_state_matches_onnxruntime() {
+    let c = support::case("silero_vad_openvino_16k", "fp32");
+    assert_eq!(c.inputs.len(), 2);
+    let got = run_case(&c);
+    assert_eq!(got.len(), 2);
+    for (ix, (g, e)) in got.iter().zip(&c.outputs).enumerate() {
+        let delta = worst(g, e);
+        assert!(delta <= 1e-4, "output {ix}: max |Δ| {delta}");
+    }
+}

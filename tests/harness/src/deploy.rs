@@ -42,11 +42,18 @@ impl Deployment {
     }
 
     /// The same on a given backend.
-    pub fn with_backend(mut ic: Box<dyn Ic>, model: &str) -> Deployment {
+    pub fn with_backend(ic: Box<dyn Ic>, model: &str) -> Deployment {
+        Self::with_kernels(ic, model, inference_canister::Kernels::Best)
+    }
+
+    /// The same with the inference canister computing with `kernels` (the benchmarks' generic
+    /// baseline).
+    pub fn with_kernels(mut ic: Box<dyn Ic>, model: &str, kernels: inference_canister::Kernels) -> Deployment {
         let controller = user(1);
         let maintainer = user(3);
         let inference = ic.create_canister(controller);
-        ic.install_canister(inference, &canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), controller)
+        let init = Some(inference_canister::InitArgs { kernels: Some(kernels) });
+        ic.install_canister(inference, &canister_wasm("inference_canister"), candid::encode_args((init,)).unwrap(), controller)
             .expect("inference canister installs");
         let agency = ic.create_canister(controller);
         let settings = crate::agency::Settings { inference_canister: inference, model: model.to_string() };
@@ -88,8 +95,12 @@ impl Deployment {
 
     /// Uploads a bundled model's test-case file as the maintainer and activates it.
     pub fn publish(&mut self, name: &str, case: &model_testdata::Case, labels: &[&str]) -> ModelInfo {
-        let shape = case.input_shape.iter().map(|&d| d as i64).collect();
-        let inputs = Some(vec![TensorSpec { name: case.input_name.clone(), shape, dtype: inference_canister::DType::F32 }]);
+        let spec = |t: &model_testdata::Tensor| TensorSpec {
+            name: t.name.clone(),
+            shape: t.shape.iter().map(|&d| d as i64).collect(),
+            dtype: inference_canister::DType::F32,
+        };
+        let inputs = Some(case.inputs.iter().map(spec).collect());
         let info = self
             .upload_as(self.maintainer, name, &case.model, labels.iter().map(|s| s.to_string()).collect(), inputs, 256 * 1024)
             .expect("upload");

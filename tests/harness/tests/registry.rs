@@ -4,7 +4,7 @@
 
 use canister_harness::deploy::Deployment;
 use canister_harness::{query_candid_as, update_candid_as, user, Ic};
-use inference_canister::{ModelInfo, RegistryError, UploadChunk, UploadRequest, UploadStatus, UploadTicket};
+use inference_canister::{DType, Inference, InferenceError, InputTensor, ModelInfo, RegistryError, TensorData, TensorSpec, UploadChunk, UploadRequest, UploadStatus, UploadTicket};
 use inference_tools::upload::UploadError;
 use model_testdata::case;
 use sha2::{Digest, Sha256};
@@ -136,4 +136,54 @@ fn versions_roll_back_and_inactive_ones_delete() {
     let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(ic, d.inference, d.maintainer, "delete_version", ("cls", 2u32));
     assert_eq!(r.unwrap().0, Ok(()));
     assert_eq!(active(&mut d, "cls"), Some(1));
+}
+
+/// Local replica only (its instruction limit can be lowered, so a small model stands in for one
+/// whose plan does not fit 40 B): building a plan runs in a message of its own; when it cannot
+/// finish there, activation and a lazy rebuild after an upgrade both answer a typed error, and
+/// everything else keeps serving.
+#[test]
+fn a_plan_too_big_for_one_message_gets_a_typed_error_and_nothing_breaks() {
+    use canister_harness::LocalBackend;
+    let c = case("rapidocr_cls", "fp32");
+    let mut d = Deployment::with_backend(Box::new(LocalBackend::new()), "cls");
+    d.admin("allow_caller", user(5)).unwrap();
+    let inputs = Some(vec![TensorSpec { name: "x".into(), shape: vec![1, 3, 48, 192], dtype: DType::F32 }]);
+    let info = d.upload_as(d.maintainer, "cls", &c.model, vec![], inputs.clone(), 256 * 1024).unwrap();
+    let (r, cost) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "activate", ("cls", info.version));
+    r.unwrap().0.unwrap();
+    let build = cost.max_instructions_per_message.expect("the local replica counts per message");
+    d.set_budget(20_000_000);
+    assert!(build / 2 > 100_000_000, "the build ({build}) is far above the inference budget");
+    let classify = |d: &mut Deployment| {
+        let input = InputTensor { shape: vec![1, 3, 48, 192], data: TensorData::F32(c.input.clone()) };
+        let (r, _) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "infer", ("cls", None::<u32>, vec![input]));
+        r.expect("infer replies").0
+    };
+    let limit = |d: &mut Deployment, instructions: u64| {
+        d.ic.as_any().downcast_mut::<LocalBackend>().unwrap().replica.set_update_instruction_limit(instructions);
+    };
+    // Version 2 cannot be activated under a limit below its build: typed error, v1 serves on.
+    let v2 = d.upload_as(d.maintainer, "cls", &c.model, vec![], inputs, 256 * 1024).unwrap();
+    limit(&mut d, build / 2);
+    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "activate", ("cls", v2.version));
+    match r.unwrap().0 {
+        Err(RegistryError::InvalidModel(why)) => assert!(why.contains("did not complete in one message"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(active(&mut d, "cls"), Some(info.version));
+    assert!(classify(&mut d).is_ok(), "the cached plan of v1 serves under the low limit");
+    // After an upgrade the plan is rebuilt lazily, in its own message: under the low limit the
+    // caller gets a typed error; with the IC's limit back, the same call succeeds.
+    d.ic.upgrade_canister(d.inference, &canister_harness::canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), d.controller).unwrap();
+    match classify(&mut d) {
+        Err(InferenceError::Engine(why)) => assert!(why.contains("did not complete in one message"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    limit(&mut d, 40_000_000_000);
+    let out = classify(&mut d).expect("the plan builds in its own message");
+    assert!(out.messages > 2, "the inference itself still ran across messages: {}", out.messages);
+    for (g, e) in out.outputs[0].data.iter().zip(&c.expected) {
+        assert!((g - e).abs() <= 1e-5);
+    }
 }

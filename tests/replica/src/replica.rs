@@ -125,6 +125,8 @@ pub struct LocalReplica {
     records: Vec<MessageRecord>,
     /// Fault injection: (canister, messages it may still execute before one traps).
     trap_after: Option<(Principal, u64)>,
+    /// Instructions an update message may execute: the IC's 40 B unless a test lowers it.
+    update_instruction_limit: u64,
 }
 
 /// Cycles a new canister gets, like PocketIC's `add_cycles` in most test set-ups.
@@ -157,7 +159,15 @@ impl LocalReplica {
             time_nanos: GENESIS_NANOS,
             records: Vec::new(),
             trap_after: None,
+            update_instruction_limit: limits::UPDATE_INSTRUCTIONS,
         }
+    }
+
+    /// For tests of what happens past the limit: sets the instructions an update message may
+    /// execute below the IC's 40 B, so a small model stands in for one too big for 40 B (never
+    /// above 40 B; pass the IC's limit to restore it).
+    pub fn set_update_instruction_limit(&mut self, limit: u64) {
+        self.update_instruction_limit = limit.min(limits::UPDATE_INSTRUCTIONS);
     }
 
     /// Fault injection for tests: the canister's `n`-th replicated message from now (counting
@@ -595,7 +605,7 @@ impl LocalReplica {
         cycles: u128,
     ) {
         let cc = &self.contexts[&context];
-        let mut ctx = MessageContext::new(kind, caller, method, arg, limits::UPDATE_INSTRUCTIONS);
+        let mut ctx = MessageContext::new(kind, caller, method, arg, self.update_instruction_limit);
         ctx.call_context_instructions = cc.instructions;
         ctx.may_reply = kind.may_reply() && !cc.replied && !matches!(cc.origin, Origin::System);
         ctx.cycles_available = cycles;

@@ -5,12 +5,25 @@ pub mod onnx;
 
 use std::path::{Path, PathBuf};
 
+/// One named f32 tensor of a test case.
+pub struct Tensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
 pub struct Case {
     pub model: Vec<u8>,
+    /// The first input (most models have one).
     pub input_name: String,
     pub input_shape: Vec<usize>,
     pub input: Vec<f32>,
+    /// onnxruntime's first output.
     pub expected: Vec<f32>,
+    /// Every input, in the model's order.
+    pub inputs: Vec<Tensor>,
+    /// Every output onnxruntime produced, in the model's order.
+    pub outputs: Vec<Vec<f32>>,
 }
 
 pub fn models_dir() -> PathBuf {
@@ -24,22 +37,28 @@ pub fn npy_with_shape(path: &Path) -> (Vec<usize>, Vec<f32>) {
     (array.shape().to_vec(), array.into_raw_vec_and_offset().0)
 }
 
-fn npy(path: &Path) -> Vec<f32> {
-    let array: Result<ndarray::ArrayD<f32>, _> = ndarray_npy::read_npy(path);
-    array.unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_raw_vec_and_offset().0
-}
-
 pub fn case(model: &str, variant: &str) -> Case {
     let dir = models_dir().join(model).join("testdata").join(variant);
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
     let model_path = dir.join(json["model"].as_str().unwrap());
-    let input_shape = json["input_shapes"][0].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+    let strings = |key: &str| json[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let inputs: Vec<Tensor> = strings("inputs")
+        .iter()
+        .zip(strings("input_names"))
+        .map(|(file, name)| {
+            let (shape, data) = npy_with_shape(&dir.join(file));
+            Tensor { name, shape, data }
+        })
+        .collect();
+    let outputs: Vec<Vec<f32>> = strings("outputs").iter().map(|file| npy_with_shape(&dir.join(file)).1).collect();
     Case {
-        input_name: json["input_names"][0].as_str().unwrap().to_string(),
         model: std::fs::read(&model_path).unwrap_or_else(|e| panic!("{}: {e}", model_path.display())),
-        input_shape,
-        input: npy(&dir.join(json["inputs"][0].as_str().unwrap())),
-        expected: npy(&dir.join(json["outputs"][0].as_str().unwrap())),
+        input_name: inputs[0].name.clone(),
+        input_shape: inputs[0].shape.clone(),
+        input: inputs[0].data.clone(),
+        expected: outputs[0].clone(),
+        inputs,
+        outputs,
     }
 }
 

@@ -1,0 +1,85 @@
+//! The two bundled models the variant matrix does not run on the canister: the 23.6 MB
+//! content-moderation model (NHWC input `input:0`, 1.07 G MACs: the largest upload and the
+//! longest inference) and the voice-activity model (two inputs, two outputs, a recurrent state
+//! passed from one call to the next).
+
+use canister_harness::deploy::Deployment;
+use canister_harness::{update_candid_as, user};
+use inference_canister::{DType, Inference, InferenceError, InputTensor, RegistryError, TensorData, TensorSpec};
+use model_testdata::{argmax, case, tolerance, Case};
+
+fn specs(c: &Case) -> Vec<TensorSpec> {
+    c.inputs.iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 }).collect()
+}
+
+fn tensors(c: &Case) -> Vec<InputTensor> {
+    c.inputs.iter().map(|t| InputTensor { shape: t.shape.iter().map(|&d| d as u64).collect(), data: TensorData::F32(t.data.clone()) }).collect()
+}
+
+fn publish(d: &mut Deployment, name: &str, c: &Case) {
+    let info = d.upload_as(d.maintainer, name, &c.model, vec![], Some(specs(c)), 1 << 20).expect("upload");
+    assert!(info.chunk_count > 1 || c.model.len() < 1 << 20);
+    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "activate", (name, info.version));
+    r.unwrap().0.unwrap();
+}
+
+fn infer(d: &mut Deployment, name: &str, inputs: Vec<InputTensor>) -> Inference {
+    let (r, _) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "infer", (name, None::<u32>, inputs));
+    r.expect("infer replies").0.unwrap_or_else(|e| panic!("{name}: {e:?}"))
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn content_moderation_model_f32_and_int8() {
+    let mut d = Deployment::new("nsfw");
+    d.admin("allow_caller", user(5)).unwrap();
+    for variant in ["fp32", "qdq_nosm"] {
+        let c = case("opennsfw", variant);
+        let name = format!("opennsfw.{variant}");
+        publish(&mut d, &name, &c);
+        d.set_budget(30_000_000_000);
+        let whole = infer(&mut d, &name, tensors(&c));
+        let got = &whole.outputs[0].data;
+        let worst = got.iter().zip(&c.expected).map(|(g, e)| (g - e).abs()).fold(0f32, f32::max);
+        assert!(worst <= tolerance(variant), "{name}: {got:?} vs {:?}", c.expected);
+        assert_eq!(argmax(got), argmax(&c.expected), "{name}");
+        if variant == "fp32" {
+            // Split over many messages: the same bits.
+            d.set_budget(1_000_000_000);
+            let split = infer(&mut d, &name, tensors(&c));
+            assert!(split.messages > whole.messages, "{} vs {}", split.messages, whole.messages);
+            assert_eq!(bits(&split.outputs[0].data), bits(got), "{name} split over {} messages", split.messages);
+        }
+    }
+}
+
+#[test]
+fn voice_activity_model_takes_two_inputs_and_carries_its_state() {
+    let mut d = Deployment::new("vad");
+    d.admin("allow_caller", user(5)).unwrap();
+    let c = case("silero_vad_openvino_16k", "fp32");
+    publish(&mut d, "vad", &c);
+    let first = infer(&mut d, "vad", tensors(&c));
+    assert_eq!(first.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["output", "stateN"]);
+    for (out, expected) in first.outputs.iter().zip(&c.outputs) {
+        let worst = out.data.iter().zip(expected).map(|(g, e)| (g - e).abs()).fold(0f32, f32::max);
+        assert!(worst <= 1e-4, "{}: max |Δ| {worst}", out.name);
+    }
+    // The next chunk of audio with the state the first call returned, whole and split over
+    // messages: identical bits.
+    let mut next = tensors(&c);
+    next[1].data = TensorData::F32(first.outputs[1].data.clone());
+    let whole = infer(&mut d, "vad", next.clone());
+    d.set_budget(1_000_000);
+    let split = infer(&mut d, "vad", next);
+    assert!(split.messages > 1);
+    for (a, b) in whole.outputs.iter().zip(&split.outputs) {
+        assert_eq!(bits(&a.data), bits(&b.data), "{}", a.name);
+    }
+    // A wrong number of inputs is a typed error.
+    let (r, _) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "infer", ("vad", None::<u32>, vec![tensors(&c).remove(0)]));
+    assert!(matches!(r.unwrap().0, Err(InferenceError::InvalidInput(_))));
+}
