@@ -42,6 +42,7 @@ pub enum JobResult {
     Classification(Classification),
     Inference(Inference),
 }
+inference_engine::candid_storable!(JobResult);
 
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
 pub enum JobStatus {
@@ -58,12 +59,14 @@ struct JobRecord {
     owner: Principal,
     submitted_at_ns: u64,
     status: JobStatus,
-    result: Option<JobResult>,
 }
 inference_engine::candid_storable!(JobRecord);
 
 pub struct Jobs {
+    /// Small records, scanned for expiry.
     records: StableBTreeMap<u64, JobRecord, Mem<DefaultMemoryImpl>>,
+    /// Results of the records that are `Done`, read only by `result`.
+    results: StableBTreeMap<u64, JobResult, Mem<DefaultMemoryImpl>>,
     next_id: StableCell<u64, Mem<DefaultMemoryImpl>>,
 }
 
@@ -71,6 +74,7 @@ impl Jobs {
     pub fn init(layout: &StableLayout<DefaultMemoryImpl>) -> Jobs {
         Jobs {
             records: StableBTreeMap::init(layout.memory(stable::JOBS)),
+            results: StableBTreeMap::init(layout.memory(stable::JOB_RESULTS)),
             next_id: StableCell::init(layout.memory(stable::JOB_IDS), 1),
         }
     }
@@ -96,8 +100,13 @@ impl Jobs {
             .map(|entry| *entry.key())
             .collect();
         for id in expired {
-            self.records.remove(&id);
+            self.forget(id);
         }
+    }
+
+    fn forget(&mut self, id: u64) {
+        self.records.remove(&id);
+        self.results.remove(&id);
     }
 
     /// The caller's record, live; others' and expired ones are unknown to them.
@@ -118,14 +127,18 @@ impl Jobs {
     /// Records the end of a job unless it was cancelled meanwhile.
     fn finish(&mut self, id: u64, outcome: Result<JobResult, InferenceError>, now: u64) {
         let expires_at_ns = now.saturating_add(RESULT_TTL_NS);
-        self.update(id, |record| {
-            if matches!(record.status, JobStatus::Running { .. }) {
-                (record.status, record.result) = match outcome {
-                    Ok(result) => (JobStatus::Done { expires_at_ns }, Some(result)),
-                    Err(error) => (JobStatus::Failed { error, expires_at_ns }, None),
-                };
+        let running = self.records.get(&id).is_some_and(|record| matches!(record.status, JobStatus::Running { .. }));
+        if !running {
+            return;
+        }
+        let status = match outcome {
+            Ok(result) => {
+                self.results.insert(id, result);
+                JobStatus::Done { expires_at_ns }
             }
-        });
+            Err(error) => JobStatus::Failed { error, expires_at_ns },
+        };
+        self.update(id, |record| record.status = status);
     }
 
     fn is_cancelled(&self, id: u64) -> bool {
@@ -160,7 +173,7 @@ pub async fn submit(caller: Principal, request: JobRequest) -> Result<u64, Infer
         let id = *s.jobs.next_id.get();
         s.jobs.next_id.set(id + 1);
         let status = JobStatus::Running { steps_done: 0, steps_total: 0, messages: 0 };
-        s.jobs.records.insert(id, JobRecord { owner: caller, submitted_at_ns: now, status, result: None });
+        s.jobs.records.insert(id, JobRecord { owner: caller, submitted_at_ns: now, status });
         id
     });
     let top_k = match &request {
@@ -215,11 +228,11 @@ pub fn status(caller: Principal, id: u64) -> Result<JobStatus, InferenceError> {
 pub fn result(caller: Principal, id: u64) -> Result<JobResult, InferenceError> {
     let now = ic_cdk::api::time();
     let record = state::with(|s| s.jobs.owned(caller, id, now))?;
-    match (record.status, record.result) {
-        (JobStatus::Done { .. }, Some(result)) => Ok(result),
-        (JobStatus::Running { steps_done, steps_total, .. }, _) => Err(InferenceError::Pending { steps_done, steps_total }),
-        (JobStatus::Failed { error, .. }, _) => Err(error),
-        (JobStatus::Cancelled { .. }, _) | (JobStatus::Done { .. }, None) => Err(InferenceError::Cancelled),
+    match record.status {
+        JobStatus::Done { .. } => state::with(|s| s.jobs.results.get(&id)).ok_or(InferenceError::UnknownJob(id)),
+        JobStatus::Running { steps_done, steps_total, .. } => Err(InferenceError::Pending { steps_done, steps_total }),
+        JobStatus::Failed { error, .. } => Err(error),
+        JobStatus::Cancelled { .. } => Err(InferenceError::Cancelled),
     }
 }
 
@@ -233,7 +246,7 @@ pub fn cancel(caller: Principal, id: u64) -> Result<(), InferenceError> {
             let expires_at_ns = now.saturating_add(RESULT_TTL_NS);
             s.jobs.update(id, |record| record.status = JobStatus::Cancelled { expires_at_ns });
         } else {
-            s.jobs.records.remove(&id);
+            s.jobs.forget(id);
         }
         Ok(())
     })

@@ -19,6 +19,9 @@ pub const CALLERS: MemoryId = MemoryId::new(6);
 pub const CONFIG: MemoryId = MemoryId::new(7);
 /// The counter of polling job ids (never reused, even after their records expire).
 pub const JOB_IDS: MemoryId = MemoryId::new(8);
+/// Finished polling jobs' results, apart from their records so that scanning the records (expiry)
+/// never decodes a result.
+pub const JOB_RESULTS: MemoryId = MemoryId::new(9);
 /// Each model's (or upload's) bytes get a virtual memory of their own, written once at
 /// `chunk index × chunk size`: one copy per byte, no B-tree node rewrites. ic-stable-structures
 /// 0.7 cannot give a virtual memory's buckets back, so a deleted model's memory is reused by
