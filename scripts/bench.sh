@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks on the local replica (or PocketIC with POCKET_IC_BIN): prints a table and writes
-# target/bench/results.yml.
+# target/bench/results.yml and the per-operator profile target/bench/profile.md.
 #   scripts/bench.sh            run and show the differences from benchmarks/results.yml
 #   scripts/bench.sh --check    fail when the numbers differ from benchmarks/results.yml (CI)
 #   scripts/bench.sh --persist  make these numbers the committed baseline
@@ -11,7 +11,8 @@ cargo run --quiet -p canister-harness --example bench
 baseline=benchmarks/results.yml
 case "${1:-}" in
   --persist)
-    mkdir -p benchmarks && cp target/bench/results.yml "$baseline" && echo "baseline updated: $baseline" ;;
+    mkdir -p benchmarks && cp target/bench/results.yml "$baseline" && cp target/bench/profile.md benchmarks/profile.md
+    echo "baseline updated: $baseline, benchmarks/profile.md" ;;
   --check)
     if ! diff -u "$baseline" target/bench/results.yml; then
       echo "benchmark results differ from $baseline: review, then commit them with scripts/bench.sh --persist" >&2

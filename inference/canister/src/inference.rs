@@ -2,7 +2,7 @@
 //! across as many messages as it needs, awaiting a call to this canister between them.
 
 use candid::{CandidType, Deserialize, Principal};
-use inference_engine::executor::{Job, Progress};
+use inference_engine::executor::{Job, NodeCost, Progress};
 use inference_engine::model;
 use inference_engine::types::{DType, ModelInfo, RegistryError};
 use tract_onnx::prelude::*;
@@ -68,6 +68,26 @@ pub struct OutputTensor {
 pub struct Inference {
     pub outputs: Vec<OutputTensor>,
     pub model: ModelRef,
+    pub instructions: u64,
+    pub messages: u32,
+}
+
+/// The instructions one node of the optimised plan took, in plan order.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NodeProfile {
+    /// The node's name: the ONNX node's, or tract's derivation of it (`Conv.3.einsum.pack_b`).
+    pub node: String,
+    /// tract's operator after optimisation (`OptMatMul`, `QuantizeLinearU8`, `DepthWiseConv`…).
+    pub op: String,
+    pub instructions: u64,
+}
+
+/// Where an inference's instructions went, node by node.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+pub struct Profile {
+    pub nodes: Vec<NodeProfile>,
+    pub model: ModelRef,
+    /// The whole inference (all its messages), including what no node accounts for.
     pub instructions: u64,
     pub messages: u32,
 }
@@ -198,6 +218,8 @@ pub struct Outcome {
     pub outputs: TVec<TValue>,
     pub info: ModelInfo,
     pub messages: u32,
+    /// What each node cost, when the job was prepared with [`Prepared::profiled`].
+    pub costs: Vec<NodeCost>,
 }
 
 /// A validated job with its slot taken, ready to run.
@@ -206,6 +228,7 @@ pub struct Prepared {
     job: Job,
     budget: u64,
     query: bool,
+    profiled: bool,
     _slot: Option<JobSlot>,
 }
 
@@ -228,6 +251,12 @@ pub async fn prepare(caller: Principal, name: &str, version: Option<u32>, inputs
     if !auth::may_infer(caller) {
         return Err(InferenceError::NotAuthorized { caller });
     }
+    prepare_authorized(name, version, inputs, query).await
+}
+
+/// [`prepare`] for a caller whose right to run the model was checked otherwise (a maintainer
+/// profiling a model).
+pub async fn prepare_authorized(name: &str, version: Option<u32>, inputs: &[InputTensor], query: bool) -> Result<Prepared, InferenceError> {
     let info = state::with(|s| s.registry.info(name, version))?;
     let config = state::with(|s| s.config.get().clone());
     if inputs.len() != info.inputs.len() {
@@ -247,10 +276,16 @@ pub async fn prepare(caller: Principal, name: &str, version: Option<u32>, inputs
     };
     let job = Job::new(&plan.plan, tensors).map_err(|e| InferenceError::Engine(format!("{e:?}")))?;
     let budget = if query { config.query_budget } else { config.update_budget };
-    Ok(Prepared { info, job, budget, query, _slot: slot })
+    Ok(Prepared { info, job, budget, query, profiled: false, _slot: slot })
 }
 
 impl Prepared {
+    /// Keeps each node's cost for the outcome.
+    pub fn profiled(mut self) -> Prepared {
+        self.profiled = true;
+        self
+    }
+
     /// Runs the job to its end, one budget per message. `between` is called at every pause,
     /// after the next message has begun; an error from it ends the job.
     pub async fn drive(mut self, mut between: impl FnMut(Advance) -> Result<(), InferenceError>) -> Result<Outcome, InferenceError> {
@@ -259,13 +294,14 @@ impl Prepared {
             let budget = self.budget;
             let progress = self
                 .job
-                .advance(|| ic_cdk::api::performance_counter(0) > budget)
+                .advance(budget, || ic_cdk::api::performance_counter(0))
                 .map_err(|e| InferenceError::Engine(format!("{e:?}")))?;
             match progress {
                 Progress::Finished(outputs) => {
                     let total = ic_cdk::api::performance_counter(1);
                     state::with_mut(|s| s.measured.insert((self.info.name.clone(), self.info.version), total));
-                    return Ok(Outcome { outputs, info: self.info, messages });
+                    let costs = if self.profiled { self.job.costs() } else { Vec::new() };
+                    return Ok(Outcome { outputs, info: self.info, messages, costs });
                 }
                 Progress::Paused { .. } if self.query => return Err(InferenceError::TooExpensiveForQuery { budget }),
                 Progress::Paused { done, total } => {
@@ -335,4 +371,9 @@ pub fn inference(outcome: Outcome) -> Result<Inference, InferenceError> {
         .map(|(v, name)| Ok(OutputTensor { name, shape: v.shape().iter().map(|&d| d as u64).collect(), data: flat(v)? }))
         .collect::<Result<_, InferenceError>>()?;
     Ok(Inference { outputs, model: model_ref(&outcome.info), instructions: ic_cdk::api::performance_counter(1), messages: outcome.messages })
+}
+
+pub fn profile(outcome: Outcome) -> Profile {
+    let nodes = outcome.costs.into_iter().map(|c| NodeProfile { node: c.node, op: c.op, instructions: c.instructions }).collect();
+    Profile { nodes, model: model_ref(&outcome.info), instructions: ic_cdk::api::performance_counter(1), messages: outcome.messages }
 }

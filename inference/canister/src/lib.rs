@@ -10,7 +10,7 @@ mod registry_api;
 mod state;
 
 pub use api::*;
-pub use inference::{ClassifyRequest, Classification, Inference, InferenceError, InputTensor, LabelScore, ModelRef, OutputTensor, TensorData};
+pub use inference::{ClassifyRequest, Classification, Inference, InferenceError, InputTensor, LabelScore, ModelRef, NodeProfile, OutputTensor, Profile, TensorData};
 pub use inference_engine::types::*;
 pub use lifecycle::InitArgs;
 pub use inference_engine::platform::Kernels;
@@ -204,6 +204,18 @@ async fn classify_query(request: ClassifyRequest) -> Result<Classification, Infe
 async fn infer(model: String, version: Option<u32>, inputs: Vec<InputTensor>) -> Result<Inference, InferenceError> {
     let outcome = inference::run(msg_caller(), &model, version, &inputs, false).await?;
     inference::inference(outcome)
+}
+
+/// Runs a model like `infer` and reports the instructions each node of its plan took (for
+/// maintainers: which operators a model's cost goes to). Takes a job slot like any inference.
+#[update]
+async fn profile(model: String, version: Option<u32>, inputs: Vec<InputTensor>) -> Result<Profile, InferenceError> {
+    let caller = msg_caller();
+    if !auth::is_maintainer(caller) {
+        return Err(InferenceError::NotAuthorized { caller });
+    }
+    let outcome = inference::prepare_authorized(&model, version, &inputs, false).await?.profiled().drive(|_| Ok(())).await?;
+    Ok(inference::profile(outcome))
 }
 
 /// Starts a job and returns its id at once; poll `status`, then fetch `result`. Refusals that

@@ -2,7 +2,7 @@
 //!
 //! A [`Job`] owns everything it needs between messages (the plan by `Arc`, the tract state with
 //! its tensors): nothing borrows from a buffer a message could free. [`Job::advance`] evaluates
-//! nodes in plan order while the meter stays under the budget, always at least one node, then
+//! nodes in plan order while the message's instruction counter stays under the budget, always at least one node, then
 //! returns so the shell can await a self-call (a new message with a fresh budget) and continue.
 //! Each node is evaluated exactly once on exactly the same inputs whatever the budget, so the
 //! output bits do not depend on how the work was split.
@@ -22,12 +22,23 @@ pub enum Progress {
     Finished(TVec<TValue>),
 }
 
+/// What one node of the plan cost in a run (instructions on the IC; zero where nothing counts).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeCost {
+    pub node: String,
+    /// tract's operator name after optimisation (e.g. `OptMatMul`, `QuantizeLinearU8`).
+    pub op: String,
+    pub instructions: u64,
+}
+
 pub struct Job {
     state: TypedSimpleState,
     order: Vec<usize>,
     /// For each step, the node values no later step reads (freed after it, as tract does).
     frees: Vec<Vec<usize>>,
     next: usize,
+    /// Counter units each step took, measured by the counter given to [`Job::advance`].
+    costs: Vec<u64>,
 }
 
 impl std::fmt::Debug for Job {
@@ -58,7 +69,8 @@ impl Job {
                 }
             }
         }
-        Ok(Job { state, order, frees, next: 0 })
+        let costs = vec![0; order.len()];
+        Ok(Job { state, order, frees, next: 0, costs })
     }
 
     pub fn total_steps(&self) -> usize {
@@ -69,35 +81,62 @@ impl Job {
         self.next
     }
 
-    /// Runs nodes until `over_budget()` says to stop (checked before each node after the first).
-    pub fn advance(&mut self, mut over_budget: impl FnMut() -> bool) -> TractResult<Progress> {
-        let mut ran = 0;
-        while self.next < self.order.len() {
-            if ran > 0 && over_budget() {
+    /// Runs nodes while `counter()` (the instructions of the current message) stays at or under
+    /// `budget`, checked before each node after the first; always runs at least one node. The
+    /// same readings give each node's cost, so profiling costs no extra reading.
+    pub fn advance(&mut self, budget: u64, mut counter: impl FnMut() -> u64) -> TractResult<Progress> {
+        let mut previous: Option<(usize, u64)> = None;
+        loop {
+            let now = counter();
+            let ran_in_this_call = previous.is_some();
+            if let Some((step, started)) = previous {
+                self.costs[step] += now.saturating_sub(started);
+            }
+            if self.next == self.order.len() {
+                return Ok(Progress::Finished(self.state.outputs()?));
+            }
+            if ran_in_this_call && now > budget {
                 return Ok(Progress::Paused { done: self.next, total: self.order.len() });
             }
-            let node = self.order[self.next];
-            let is_preset_source =
-                self.state.model().node(node).inputs.is_empty() && self.state.turn_state.values[node].is_some();
-            if !is_preset_source {
-                let inputs = self.state.prepare_inputs(node)?;
-                self.state.compute_one_with_inputs(node, inputs).with_context(|| {
-                    format!("evaluating node #{node} {}", self.state.model().node(node).name)
-                })?;
-            }
-            for &freed in &self.frees[self.next] {
-                self.state.turn_state.values[freed] = None;
-            }
+            self.step()?;
+            previous = Some((self.next, now));
             self.next += 1;
-            ran += 1;
         }
-        Ok(Progress::Finished(self.state.outputs()?))
+    }
+
+    /// Evaluates the next node and frees the values no later node reads.
+    fn step(&mut self) -> TractResult<()> {
+        let node = self.order[self.next];
+        let is_preset_source = self.state.model().node(node).inputs.is_empty() && self.state.turn_state.values[node].is_some();
+        if !is_preset_source {
+            let inputs = self.state.prepare_inputs(node)?;
+            self.state
+                .compute_one_with_inputs(node, inputs)
+                .with_context(|| format!("evaluating node #{node} {}", self.state.model().node(node).name))?;
+        }
+        for &freed in &self.frees[self.next] {
+            self.state.turn_state.values[freed] = None;
+        }
+        Ok(())
+    }
+
+    /// What each node has cost so far, in plan order.
+    pub fn costs(&self) -> Vec<NodeCost> {
+        let model = self.state.model();
+        self.order
+            .iter()
+            .zip(&self.costs)
+            .map(|(&n, &instructions)| {
+                let node = model.node(n);
+                NodeCost { node: node.name.clone(), op: node.op.name().to_string(), instructions }
+            })
+            .collect()
     }
 }
 
 /// Runs `plan` to completion in one go (natively, or in one message).
 pub fn run_to_end(plan: &Arc<TypedSimplePlan>, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-    match Job::new(plan, inputs)?.advance(|| false)? {
+    match Job::new(plan, inputs)?.advance(u64::MAX, || 0)? {
         Progress::Finished(out) => Ok(out),
         Progress::Paused { .. } => unreachable!("never paused without a budget"),
     }

@@ -22,8 +22,15 @@ fn outputs(model: &str, variant: &str, split: Option<usize>) -> (Vec<f32>, suppo
             loop {
                 let mut ran = 0;
                 messages += 1;
-                match job.advance(|| { ran += 1; ran > nodes_per_message }).unwrap() {
-                    Progress::Finished(out) => break out,
+                // A counter that reads 1 before the first node of a message, 2 before the
+                // second…: `nodes_per_message` nodes fit the budget, and each costs 1.
+                match job.advance(nodes_per_message as u64, || { ran += 1; ran }).unwrap() {
+                    Progress::Finished(out) => {
+                        let costs = job.costs();
+                        assert_eq!(costs.len(), job.total_steps());
+                        assert!(costs.iter().all(|c| c.instructions == 1), "every node measured once: {costs:?}");
+                        break out;
+                    }
                     Progress::Paused { .. } => assert!(messages < 10_000),
                 }
             }

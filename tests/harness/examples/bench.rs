@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use canister_harness::agency::{AgencyError, Decision, Document, InputTensor as AgencyInput, TensorData as AgencyData};
 use canister_harness::deploy::Deployment;
 use canister_harness::{query_candid_as, update_candid_as, user, CallCost};
-use inference_canister::{Classification, ClassifyRequest, Inference, InferenceError, InputTensor, RegistryError, TensorData, TensorSpec};
+use inference_canister::{Classification, ClassifyRequest, Inference, InferenceError, InputTensor, Profile, RegistryError, TensorData, TensorSpec};
 use model_testdata::{case, variants, Case};
 
 #[derive(Default)]
@@ -135,7 +135,9 @@ fn main() {
         (c, 0, 1, "plan build: parse, type, declutter, optimise".into())
     });
 
-    // Inference per model and variant, as an update (with its plan already built).
+    // Inference per model and variant, as an update (with its plan already built), then once
+    // more through `profile` for where its instructions go.
+    let mut profiles = Vec::new();
     for (model, variant) in inferred() {
         {
             let c = case(model, &variant);
@@ -143,6 +145,8 @@ fn main() {
             r.d.publish(&name, &c, &[]);
             let macs = inference_canister::count_macs(&c.model, &specs(&c)).ok();
             r.bench(&format!("infer/{name}"), macs, |d| infer(d, &name, &c));
+            eprintln!("      profile/{name}");
+            profiles.push(profile(&mut r.d, &name, &c));
         }
     }
     // A query, where the model fits one.
@@ -193,7 +197,52 @@ fn main() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/results.yml");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, yaml(&r.results)).unwrap();
-    eprintln!("wrote {}", path.display());
+    std::fs::write(path.with_file_name("profile.md"), profile_report(&profiles)).unwrap();
+    eprintln!("wrote {} and profile.md", path.display());
+}
+
+fn profile(d: &mut Deployment, name: &str, c: &Case) -> (String, Profile) {
+    let (r, _) = update_candid_as::<_, (Result<Profile, InferenceError>,)>(&mut *d.ic, d.inference, d.maintainer, "profile", (name, None::<u32>, inputs(c)));
+    (name.to_string(), r.unwrap().0.unwrap())
+}
+
+/// Operators that only convert between int8 and f32 (the islands around f32 kernels).
+fn is_conversion(op: &str) -> bool {
+    op.starts_with("QuantizeLinear") || op.starts_with("DequantizeLinear") || op == "Cast" || op.starts_with("DynamicQuantizeLinear")
+}
+
+/// Per model, the instructions by operator (summed over its nodes), most expensive first.
+fn profile_report(profiles: &[(String, Profile)]) -> String {
+    let mut md = String::from(
+        "# Where the instructions go\n\nWritten by `scripts/bench.sh` from the canister's `profile` endpoint: each node's \
+         instructions on the local replica, summed per operator of tract's optimised plan. \
+         *conversions* are the nodes that only convert between int8 and f32.\n",
+    );
+    for (name, p) in profiles {
+        let mut by_op: Vec<(String, usize, u64)> = Vec::new();
+        for n in &p.nodes {
+            match by_op.iter_mut().find(|(op, _, _)| *op == n.op) {
+                Some(entry) => {
+                    entry.1 += 1;
+                    entry.2 += n.instructions;
+                }
+                None => by_op.push((n.op.clone(), 1, n.instructions)),
+            }
+        }
+        by_op.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)));
+        let share = |x: u64| x as f64 * 100.0 / p.instructions.max(1) as f64;
+        let conversions: u64 = p.nodes.iter().filter(|n| is_conversion(&n.op)).map(|n| n.instructions).sum();
+        let outside: u64 = p.instructions.saturating_sub(p.nodes.iter().map(|n| n.instructions).sum());
+        let _ = write!(
+            md,
+            "\n## {name}\n\n{} instructions in {} messages; conversions {:.1} %; outside nodes (inputs, outputs, messages) {:.1} %\n\n| operator | nodes | instructions | share |\n|---|---:|---:|---:|\n",
+            p.instructions, p.messages, share(conversions), share(outside)
+        );
+        for (op, nodes, instructions) in by_op.iter().take(12) {
+            let _ = writeln!(md, "| `{op}` | {nodes} | {instructions} | {:.1} % |", share(*instructions));
+        }
+    }
+    md
 }
 
 fn add(total: &mut CallCost, c: &CallCost) {

@@ -229,3 +229,30 @@ fn a_trap_in_the_middle_of_a_job_leaves_the_canister_consistent() {
         assert!((g - e).abs() <= 1e-5);
     }
 }
+
+#[test]
+fn a_maintainer_profiles_a_model_node_by_node_and_nobody_else_can() {
+    let (mut d, c) = deployed();
+    d.admin("allow_caller", user(5)).unwrap();
+    d.set_budget(20_000_000);
+    let profile = |d: &mut Deployment, who| {
+        let (r, _) = update_candid_as::<_, (Result<inference_canister::Profile, InferenceError>,)>(
+            &mut *d.ic, d.inference, who, "profile", (MODEL, None::<u32>, vec![input(&c)]));
+        r.map(|r| r.0)
+    };
+    // An allowed caller is not a maintainer: refused at ingress (and by the method, typed).
+    let refused = profile(&mut d, user(5));
+    assert!(matches!(refused, Err(_) | Ok(Err(InferenceError::NotAuthorized { .. }))), "{refused:?}");
+    let maintainer = d.maintainer;
+    let p = profile(&mut d, maintainer).expect("profile replies").expect("a maintainer profiles");
+    assert!(p.messages > 1, "split over messages by the 20 M budget");
+    assert!(p.nodes.len() > 50 && p.nodes.iter().all(|n| n.instructions > 0), "{:?}", p.nodes);
+    let in_nodes: u64 = p.nodes.iter().map(|n| n.instructions).sum();
+    // The nodes account for nearly all of the inference; the rest is decoding, messages, reply.
+    assert!(in_nodes <= p.instructions && in_nodes * 10 >= p.instructions * 9, "{in_nodes} of {}", p.instructions);
+    assert!(p.nodes.iter().any(|n| n.op == "OptMatMul"), "tract's optimised operators are named");
+    // An inference of the same input costs what the profile measured, give or take its own overhead.
+    let (inference, _) = infer(&mut d, &c);
+    let ratio = inference.instructions as f64 / p.instructions as f64;
+    assert!((0.95..1.05).contains(&ratio), "infer {} vs profile {}", inference.instructions, p.instructions);
+}
