@@ -2,7 +2,7 @@
 # Benchmarks on the local replica (or PocketIC with POCKET_IC_BIN): prints a table and writes
 # target/bench/results.yml and the per-operator profile target/bench/profile.md.
 #   scripts/bench.sh            run and show the differences from benchmarks/results.yml
-#   scripts/bench.sh --check    fail when the numbers differ from benchmarks/results.yml (CI)
+#   scripts/bench.sh --check    fail when the numbers differ from benchmarks/results.yml or profile.md (CI)
 #   scripts/bench.sh --persist  make these numbers the committed baseline
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +14,7 @@ case "${1:-}" in
     mkdir -p benchmarks && cp target/bench/results.yml "$baseline" && cp target/bench/profile.md benchmarks/profile.md
     echo "baseline updated: $baseline, benchmarks/profile.md" ;;
   --check)
-    if ! diff -u "$baseline" target/bench/results.yml; then
+    if ! diff -u "$baseline" target/bench/results.yml || ! diff -u benchmarks/profile.md target/bench/profile.md; then
       echo "benchmark results differ from $baseline: review, then commit them with scripts/bench.sh --persist" >&2
       exit 1
     fi

@@ -114,7 +114,6 @@ impl EvalOp for Qdq {
                 } else {
                     kernels::quantize(&q, xs, plain.as_slice_mut::<i8>()?);
                 }
-                drop(plain);
                 out
             }
             Conversion::Dequantize(d) => {
@@ -126,14 +125,12 @@ impl EvalOp for Qdq {
                     DatumType::I8 => kernels::dequantize(&d, view.as_slice::<i8>()?, ys),
                     dt => bail!("SimdDequantize reads u8 or i8, not {dt:?}"),
                 }
-                drop(plain);
                 out
             }
             Conversion::Both(q, d) => {
                 let mut out = unsafe { Tensor::uninitialized::<f32>(input.shape())? };
                 let mut plain = out.try_as_plain_ram_mut()?;
                 kernels::quantize_dequantize(&q, &d, view.as_slice::<f32>()?, plain.as_slice_mut::<f32>()?);
-                drop(plain);
                 out
             }
         };
@@ -438,7 +435,7 @@ pub fn check_kernels() -> Result<(), String> {
             kernels::quantize(&qi, xs, &mut i);
             // Where x · inv_scale saturates i32, tract's `+ zero_point` overflows (it wraps in
             // release builds, and panics in checked ones): compare with our own scalar there.
-            let saturates = |x: f32| !((x * inv_scale).abs() < 2147483520.0);
+            let saturates = |x: f32| x.is_nan() || (x * inv_scale).abs() >= 2147483520.0;
             let want_u: Vec<u8> = xs.iter().map(|&x| if saturates(x) { qu.scalar(x) as u8 } else { quantize_linear_f32_u8(x, qu.inv_scale, qu.zero_point) }).collect();
             let want_i: Vec<i8> = xs.iter().map(|&x| if saturates(x) { qi.scalar(x) as i8 } else { quantize_linear_f32_i8(x, qi.inv_scale, qi.zero_point) }).collect();
             if u != want_u || i != want_i {
