@@ -151,6 +151,7 @@ fn typed(parser: &tract_onnx::Onnx, bytes: &[u8], inputs: &[TensorSpec]) -> Trac
     let mut proto = parser.proto_model_for_read(&mut &*bytes)?;
     if let Some(graph) = proto.graph.as_mut() {
         unique_node_names(graph);
+        crate::ops::qlinear_conv::lower(graph);
     }
     let mut model = parser.model_for_proto_model(&proto)?;
     for (ix, input) in inputs.iter().enumerate() {

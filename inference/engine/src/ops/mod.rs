@@ -5,10 +5,13 @@
 //!   quantization format (QLinearAdd, QLinearMul, QGemm, QLinearSoftmax, …).
 //! - [`quantized_softmax`]: a pass on the typed model that keeps tract's declutter from folding
 //!   a quantized Softmax into a per-element lookup table (all ones).
+//! - [`qlinear_conv`]: a rewrite of the ONNX graph that gives `QLinearConv` the QDQ form of the
+//!   same node, so it runs on tract's f32 convolution like the QDQ models do.
 //! - [`qdq`]: quantize and dequantize with wasm simd128, and quantize → dequantize pairs fused,
 //!   replacing tract's per-element loops in the optimised plan.
 
 pub mod qdq;
+pub mod qlinear_conv;
 pub mod qoperator;
 pub mod quantized_softmax;
 
