@@ -15,5 +15,9 @@ fn main() {
     for &n in loaded.plan.order_without_consts() {
         let node = m.node(n);
         println!("{:>4} {:<28} {:<50} {:?}", n, node.op.name(), node.name.chars().take(50).collect::<String>(), node.outputs[0].fact);
+        // Our integer convolutions: their layouts and geometry, to read next to a profile.
+        if node.op_as::<inference_engine::ops::integer_conv::IntegerConv>().is_some() {
+            println!("     {}", node.op.info().unwrap().join(", "));
+        }
     }
 }

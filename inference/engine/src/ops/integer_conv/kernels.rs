@@ -1,0 +1,197 @@
+//! The loops: simd128 on wasm, scalar elsewhere. The scalar forms are also the self-test's
+//! reference for the simd128 ones.
+//!
+//! The kernel accumulates `Σ x·w` exactly in i32 lanes with `i32x4.dot_i16x8_s`, eight
+//! multiply-accumulates for one instruction under the IC's cost table. Lanes are four output
+//! channels: each step loads the block's weights for four K pairs (one vector each), splats
+//! each of four pixels' pairs, and adds the four dot products of a pixel before touching its
+//! accumulator, since reading and writing a local costs as much as the dot product itself.
+//!
+//! Loops index with plain counters, as in [`super::super::qdq`]: at the canister's opt-level,
+//! iterator adaptors stay calls.
+
+use super::super::qdq::Int8;
+use super::pack::{Epilogue, PackedWeights, Strides, ROWS};
+
+fn widen_scalar<T: Int8>(xs: &[T], ys: &mut [i16]) {
+    let (len, mut i) = (xs.len().min(ys.len()), 0);
+    while i < len {
+        ys[i] = xs[i].to_i32() as i16;
+        i += 1;
+    }
+}
+
+/// The two i16 of a packed pair.
+fn halves(w: u32) -> (i32, i32) {
+    (w as u16 as i16 as i32, (w >> 16) as u16 as i16 as i32)
+}
+
+/// The outputs of one image from its packed im2col matrix ([`super::pack`]).
+pub fn multiply_scalar(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+    let pairs = weights.pairs;
+    for m in 0..weights.channels {
+        let (block, r) = (m / ROWS, m % ROWS);
+        for p in 0..pixels {
+            let mut acc = 0i32;
+            for q in 0..pairs {
+                let (w0, w1) = halves(weights.panels[(block * pairs + q) * ROWS + r]);
+                let x = &input[(p * pairs + q) * 2..][..2];
+                acc = acc.wrapping_add(x[0] as i32 * w0 + x[1] as i32 * w1);
+            }
+            out[m * strides.channel + p * strides.pixel] = epilogue.scalar(m, acc, weights.sums[m]);
+        }
+    }
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+mod dispatch {
+    use super::*;
+
+    /// Values widened to i16.
+    pub fn widen<T: Int8>(xs: &[T], ys: &mut [i16]) {
+        widen_scalar(xs, ys)
+    }
+
+    pub fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+        multiply_scalar(weights, input, pixels, epilogue, strides, out)
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod dispatch {
+    use core::arch::wasm32::*;
+
+    use super::super::pack::{PIXELS, STEP};
+    use super::*;
+
+    pub fn widen<T: Int8>(xs: &[T], ys: &mut [i16]) {
+        let len = xs.len().min(ys.len());
+        let n = len / 8 * 8;
+        let unsigned = T::from_clamped(255).to_i32() == 255;
+        let (x, y) = (xs.as_ptr() as *const u8, ys.as_mut_ptr());
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i + 8 <= len: 8 bytes read from `xs` and 8 i16 written to `ys` at i.
+            unsafe {
+                let wide = if unsigned { u16x8_load_extend_u8x8(x.add(i)) } else { i16x8_load_extend_i8x8(x.add(i) as *const i8) };
+                v128_store(y.add(i) as *mut v128, wide);
+            }
+            i += 8;
+        }
+        widen_scalar(&xs[n..len], &mut ys[n..len]);
+    }
+
+    /// The epilogue's parameters for one block of four channels, as lanes.
+    struct Lanes {
+        offset: v128,
+        scale: v128,
+        bias: v128,
+        /// Channels of the block that exist (the last block may have fewer than four).
+        count: usize,
+    }
+
+    impl Lanes {
+        fn new(weights: &PackedWeights, epilogue: &Epilogue, first: usize) -> Lanes {
+            let count = (weights.channels - first).min(ROWS);
+            let mut values = [[0f32; 4]; 2];
+            let mut offsets = [0i32; 4];
+            for r in 0..count {
+                values[0][r] = epilogue.scales[first + r];
+                values[1][r] = epilogue.bias[first + r];
+                offsets[r] = epilogue.zero_point.wrapping_mul(weights.sums[first + r]);
+            }
+            let [s, b] = values;
+            Lanes { offset: i32x4(offsets[0], offsets[1], offsets[2], offsets[3]), scale: f32x4(s[0], s[1], s[2], s[3]), bias: f32x4(b[0], b[1], b[2], b[3]), count }
+        }
+
+        /// Four lanes of [`Epilogue::scalar`], written at `out[at + r · stride]`: one store when
+        /// the four channels are adjacent.
+        #[inline(always)]
+        fn finish(&self, acc: v128, out: &mut [f32], at: usize, stride: usize) {
+            let lanes = f32x4_add(f32x4_mul(f32x4_convert_i32x4(i32x4_sub(acc, self.offset)), self.scale), self.bias);
+            if stride == 1 && self.count == 4 {
+                assert!(at + 4 <= out.len());
+                // SAFETY: asserted in bounds.
+                unsafe { v128_store(out.as_mut_ptr().add(at) as *mut v128, lanes) };
+            } else {
+                out[at] = f32x4_extract_lane::<0>(lanes);
+                if self.count > 1 {
+                    out[at + stride] = f32x4_extract_lane::<1>(lanes);
+                }
+                if self.count > 2 {
+                    out[at + 2 * stride] = f32x4_extract_lane::<2>(lanes);
+                }
+                if self.count > 3 {
+                    out[at + 3 * stride] = f32x4_extract_lane::<3>(lanes);
+                }
+            }
+        }
+    }
+
+    /// Per block of four channels and group of four pixels, four accumulators; each step covers
+    /// [`STEP`] K pairs: four weight vectors, sixteen pixel splats, sixteen dot products.
+    pub fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+        let pairs = weights.pairs;
+        let blocks = weights.channels.div_ceil(ROWS);
+        let groups = pixels.div_ceil(PIXELS);
+        assert!(pairs.is_multiple_of(STEP) && weights.panels.len() >= blocks * pairs * ROWS && input.len() >= groups * PIXELS * pairs * 2);
+        assert!(epilogue.scales.len() >= weights.channels && epilogue.bias.len() >= weights.channels);
+        let mut block = 0;
+        while block < blocks {
+            let first = block * ROWS;
+            let lanes = Lanes::new(weights, epilogue, first);
+            let mut group = 0;
+            while group < groups {
+                let z = i32x4_splat(0);
+                let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
+                // SAFETY: the asserts bound every read: weight block `block` spans `pairs`
+                // vectors, and the four pixel rows of `group` span `pairs` u32 each.
+                unsafe {
+                    let mut w = weights.panels.as_ptr().add(block * pairs * ROWS) as *const v128;
+                    let mut x0 = input.as_ptr().add(group * PIXELS * pairs * 2) as *const u32;
+                    let (mut x1, mut x2, mut x3) = (x0.add(pairs), x0.add(2 * pairs), x0.add(3 * pairs));
+                    let end = x1;
+                    while x0 < end {
+                        let (v0, v1, v2, v3) = (v128_load(w), v128_load(w.add(1)), v128_load(w.add(2)), v128_load(w.add(3)));
+                        macro_rules! pixel {
+                            ($acc:ident, $x:ident) => {
+                                $acc = i32x4_add(
+                                    $acc,
+                                    i32x4_add(
+                                        i32x4_add(i32x4_dot_i16x8(v0, v128_load32_splat($x)), i32x4_dot_i16x8(v1, v128_load32_splat($x.add(1)))),
+                                        i32x4_add(i32x4_dot_i16x8(v2, v128_load32_splat($x.add(2))), i32x4_dot_i16x8(v3, v128_load32_splat($x.add(3)))),
+                                    ),
+                                );
+                            };
+                        }
+                        pixel!(a0, x0);
+                        pixel!(a1, x1);
+                        pixel!(a2, x2);
+                        pixel!(a3, x3);
+                        w = w.add(STEP);
+                        x0 = x0.add(STEP);
+                        x1 = x1.add(STEP);
+                        x2 = x2.add(STEP);
+                        x3 = x3.add(STEP);
+                    }
+                }
+                let p = group * PIXELS;
+                let at = first * strides.channel + p * strides.pixel;
+                lanes.finish(a0, out, at, strides.channel);
+                if p + 1 < pixels {
+                    lanes.finish(a1, out, at + strides.pixel, strides.channel);
+                }
+                if p + 2 < pixels {
+                    lanes.finish(a2, out, at + 2 * strides.pixel, strides.channel);
+                }
+                if p + 3 < pixels {
+                    lanes.finish(a3, out, at + 3 * strides.pixel, strides.channel);
+                }
+                group += 1;
+            }
+            block += 1;
+        }
+    }
+}
+
+pub use dispatch::{multiply, widen};

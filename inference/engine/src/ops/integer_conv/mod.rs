@@ -1,0 +1,158 @@
+//! Convolutions of int8 models computed on the int8 values, with wasm simd128's
+//! `i32x4.dot_i16x8_s`: static (QDQ) ones instead of on their dequantized f32 copies, dynamic
+//! ones instead of on tract's integer path.
+//!
+//! tract 0.23.9 runs a QDQ convolution in f32: it folds the weights' dequantize into f32
+//! constants, dequantizes the input on every inference, and runs its f32 kernel at about 3.4
+//! instructions per multiply-accumulate under the IC's metering. Its own integer kernel (the one
+//! `QLinearConv` would use) is slower still on wasm (widened 32-bit multiplies, a scalar
+//! requantization: about 14 per MAC). The IC charges one instruction for `i32x4.dot_i16x8_s`,
+//! eight multiply-accumulates; with the loads, splats and local reads around it, [`kernels`]
+//! runs at about 1.25 instructions per MAC on large convolutions.
+//!
+//! [`rewrite`] runs on the decluttered model, after tract has chosen its layouts (batch axis
+//! dropped, HWC around its wasm depthwise kernel). It takes each one-group 2-D convolution whose
+//! input is a dequantize of a u8/i8 tensor and whose weights are an int8 initializer dequantized
+//! with zero points 0 (per tensor or per output channel): a `Conv` (k×k), or the `EinSum` and
+//! bias `Add` tract declutters a 1×1 convolution into. It wires [`IntegerConv`] on the int8
+//! tensor itself, in the layouts tract chose for the input and the output. The int8 weights
+//! come from the ONNX graph ([`QuantizedWeights::from_graph`]); the rewrite only fires where
+//! tract's f32 constants are exactly those weights dequantized, so it never guesses.
+//!
+//! Dynamic int8 models (`DynamicQuantizeLinear` → `ConvInteger` → `Cast`) reach tract as its
+//! integer `Conv`/`EinSum` over u8 with a zero point computed per inference; tract 0.23.9 runs
+//! them with an eager `Im2col`, column sums (`QSumB`) and a widened-i32 kernel. [`rewrite`]
+//! replaces each one-group one (with its cast to f32) by [`IntegerConv`] taking the zero point
+//! as a second input, with the weights' own zero point subtracted once at build.
+//!
+//! The result is exact integer arithmetic, `Σ (x − x_zp)·w`, then one f32 multiply by
+//! `x_scale·w_scale` and one add of the bias per output: deterministic, the same on wasm and
+//! natively, and closer to onnxruntime's integer QDQ kernels than tract's f32 sums.
+//! [`check_kernels`] compares the simd128 kernel and its scalar form with a direct convolution
+//! for every layout; the canister's self-test runs it on wasm.
+
+mod check;
+pub mod kernels;
+pub mod pack;
+mod rewrite;
+mod shift;
+mod weights;
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+use super::qdq::Int8;
+use pack::{Epilogue, Geometry, Layout, PackedWeights, Strides};
+
+pub use check::check_kernels;
+pub use rewrite::rewrite;
+pub use weights::QuantizedWeights;
+
+/// A 2-D convolution over a u8 or i8 input, with int8 weights, to f32 (see the module's
+/// documentation).
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntegerConv {
+    /// Whether the input has a leading batch axis (NCHW) or is one image (CHW): tract's
+    /// declutter drops a batch axis of 1 where it can, and a 1×1 convolution's einsum may drop
+    /// it on the way.
+    pub input_batch: bool,
+    /// Whether the output has one (an output without it needs a batch of 1).
+    pub output_batch: bool,
+    pub input_layout: Layout,
+    pub output_layout: Layout,
+    /// Whether the input's zero point is a second input, computed per inference (dynamic int8,
+    /// `DynamicQuantizeLinear`), instead of the epilogue's constant.
+    pub runtime_zero_point: bool,
+    pub geometry: Geometry,
+    pub weights: Arc<PackedWeights>,
+    pub epilogue: Arc<Epilogue>,
+}
+
+impl Eq for IntegerConv {}
+
+impl Op for IntegerConv {
+    fn name(&self) -> StaticName {
+        "IntegerConv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?} → {:?}, {:?}, {} output channels", self.input_layout, self.output_layout, self.geometry, self.weights.channels)])
+    }
+
+    op_as_typed_op!();
+}
+
+impl IntegerConv {
+    /// One image: im2col from the input's layout, then the kernel.
+    fn image<T: Int8>(&self, x: &[T], epilogue: &Epilogue, out: &mut [f32]) {
+        let (geometry, weights) = (&self.geometry, &*self.weights);
+        let strides = Strides::of(self.output_layout, weights.channels, geometry.pixels());
+        let packed = match self.input_layout {
+            Layout::Planar => pack::pack_planar(x, geometry, epilogue.zero_point),
+            Layout::Interleaved => pack::pack_interleaved(x, geometry, epilogue.zero_point),
+        };
+        kernels::multiply(weights, &packed, geometry.pixels(), epilogue, strides, out)
+    }
+
+    /// The output's shape: `[N,] M, OH, OW` or `[N,] OH, OW, M`.
+    fn output_shape<D: Clone + From<usize>>(&self, batch: D) -> TVec<D> {
+        let [oh, ow] = self.geometry.output;
+        let m = self.weights.channels;
+        let image: TVec<D> = match self.output_layout {
+            Layout::Planar => tvec!(m.into(), oh.into(), ow.into()),
+            Layout::Interleaved => tvec!(oh.into(), ow.into(), m.into()),
+        };
+        if self.output_batch { std::iter::once(batch).chain(image).collect() } else { image }
+    }
+}
+
+impl EvalOp for IntegerConv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = &inputs[0];
+        let runtime;
+        let epilogue = if self.runtime_zero_point {
+            let zero_point = inputs[1].cast_to_scalar::<i32>()?;
+            runtime = Epilogue { zero_point, ..(*self.epilogue).clone() };
+            &runtime
+        } else {
+            &*self.epilogue
+        };
+        let batch = if self.input_batch { input.shape()[0] } else { 1 };
+        ensure!(batch == 1 || self.output_batch, "IntegerConv: a batch of {batch} into an output without a batch axis");
+        let [oh, ow] = self.geometry.output;
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape(batch))? };
+        let image_in = self.geometry.channels * self.geometry.input[0] * self.geometry.input[1];
+        let image_out = self.weights.channels * oh * ow;
+        let view = input.try_as_plain_ram()?;
+        let mut plain = output.try_as_plain_ram_mut()?;
+        let out = plain.as_slice_mut::<f32>()?;
+        for n in 0..batch {
+            let out = &mut out[n * image_out..(n + 1) * image_out];
+            match input.datum_type() {
+                DatumType::U8 => self.image(&view.as_slice::<u8>()?[n * image_in..(n + 1) * image_in], epilogue, out),
+                DatumType::I8 => self.image(&view.as_slice::<i8>()?[n * image_in..(n + 1) * image_in], epilogue, out),
+                dt => bail!("IntegerConv reads u8 or i8, not {dt:?}"),
+            }
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for IntegerConv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let batch: TDim = if self.input_batch { inputs[0].shape[0].clone() } else { 1.into() };
+        Ok(tvec!(f32::fact(self.output_shape(batch))))
+    }
+
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let macs = self.weights.channels * self.geometry.depth() * self.geometry.pixels();
+        let batch = if self.input_batch { inputs[0].shape[0].clone() } else { 1.into() };
+        Ok(tvec!((Cost::FMA(i32::datum_type()), batch * macs)))
+    }
+
+    as_op!();
+}

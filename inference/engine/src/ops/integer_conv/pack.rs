@@ -1,0 +1,216 @@
+//! What the kernels read: the convolution's geometry, its weights and its input packed as i16
+//! pairs along K for `i32x4.dot_i16x8_s`, and how each integer sum becomes an f32 output.
+
+use super::super::qdq::Int8;
+use super::kernels;
+
+/// How an image's values are laid out: channel planes (CHW) or channels interleaved per pixel
+/// (HWC). tract picks one per tensor: HWC around its wasm depthwise kernel, CHW elsewhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Layout {
+    Planar,
+    Interleaved,
+}
+
+/// Sizes, strides, dilations and paddings of a 2-D convolution, all concrete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    pub channels: usize,
+    pub input: [usize; 2],
+    pub kernel: [usize; 2],
+    pub strides: [usize; 2],
+    pub dilations: [usize; 2],
+    pub pad_before: [usize; 2],
+    pub output: [usize; 2],
+}
+
+impl Geometry {
+    /// K: one im2col value per (channel, kernel row, kernel column).
+    pub fn depth(&self) -> usize {
+        self.channels * self.kernel[0] * self.kernel[1]
+    }
+
+    pub fn pixels(&self) -> usize {
+        self.output[0] * self.output[1]
+    }
+
+    /// K rounded up to pairs: the dot product multiplies two K values per lane.
+    pub fn pairs(&self) -> usize {
+        self.depth().div_ceil(2)
+    }
+
+    /// The input row `iy` read by output row `oy` at kernel row `ky`, if inside the image.
+    fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        let iy = (oy * self.strides[0] + ky * self.dilations[0]) as isize - self.pad_before[0] as isize;
+        (iy >= 0 && (iy as usize) < self.input[0]).then_some(iy as usize)
+    }
+
+    /// The output columns whose input column at kernel column `kx` lies inside the image, and
+    /// the input column the first of them reads.
+    fn columns_inside(&self, kx: usize) -> (usize, usize, usize) {
+        let (w, ow, sx) = (self.input[1], self.output[1], self.strides[1]);
+        let offset = (kx * self.dilations[1]) as isize - self.pad_before[1] as isize;
+        let first = if offset >= 0 { 0 } else { ((-offset) as usize).div_ceil(sx).min(ow) };
+        let end = if (w as isize) <= offset { first } else { ((w as isize - offset) as usize).div_ceil(sx).clamp(first, ow) };
+        (first, end, ((first * sx) as isize + offset).max(0) as usize)
+    }
+}
+
+/// Output channels per block of the packed weights: the four lanes of a vector.
+pub const ROWS: usize = 4;
+/// Output pixels per step of the kernel: one accumulator each.
+pub const PIXELS: usize = 4;
+/// K pairs per step of the kernel: their dot products are summed before the accumulator is
+/// read and written again (under the IC's metering, each accumulator update costs three).
+pub const STEP: usize = 4;
+
+/// K pairs rounded up to whole kernel steps: the packing's row length in pairs.
+pub fn padded_pairs(geometry: &Geometry) -> usize {
+    geometry.pairs().div_ceil(STEP) * STEP
+}
+
+/// The weights, per block of [`ROWS`] output channels and per K pair, one u32 per channel holding
+/// the pair as two i16 (low half first): the kernel loads the four as one vector. K runs in
+/// (kernel row, kernel column, channel) order, as the packed input's rows do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackedWeights {
+    pub channels: usize,
+    pub pairs: usize,
+    pub panels: Vec<u32>,
+    /// Σ_k w[m, k], to subtract the input zero point's share once per output.
+    pub sums: Vec<i32>,
+}
+
+fn pair(low: i16, high: i16) -> u32 {
+    (low as u16 as u32) | ((high as u16 as u32) << 16)
+}
+
+impl PackedWeights {
+    /// From ONNX's `[M, C, kh, kw]` weights, their zero point already subtracted (int8 values,
+    /// or u8 values minus a zero point, both fit i16).
+    pub fn new(values: &[i16], geometry: &Geometry, channels: usize) -> PackedWeights {
+        let depth = geometry.depth();
+        let (c_count, taps) = (geometry.channels, geometry.kernel[0] * geometry.kernel[1]);
+        // Our k-th value of output channel m is ONNX's channel k % C at tap k / C.
+        let at = |m: usize, k: usize| if m < channels && k < depth { values[m * depth + (k % c_count) * taps + k / c_count] } else { 0 };
+        let pairs = padded_pairs(geometry);
+        let blocks = channels.div_ceil(ROWS);
+        let mut panels = vec![0u32; blocks * pairs * ROWS];
+        for block in 0..blocks {
+            for q in 0..pairs {
+                for r in 0..ROWS {
+                    let m = block * ROWS + r;
+                    panels[(block * pairs + q) * ROWS + r] = pair(at(m, 2 * q), at(m, 2 * q + 1));
+                }
+            }
+        }
+        let sums = (0..channels).map(|m| values[m * depth..(m + 1) * depth].iter().map(|v| *v as i32).sum()).collect();
+        PackedWeights { channels, pairs, panels, sums }
+    }
+}
+
+/// How each output channel's integer sum becomes its f32 output,
+/// `(acc − x_zp · Σw) as f32 · scale + bias`, and where it goes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Epilogue {
+    pub zero_point: i32,
+    pub scales: Vec<f32>,
+    pub bias: Vec<f32>,
+}
+
+impl Epilogue {
+    #[inline]
+    pub fn scalar(&self, m: usize, acc: i32, sum: i32) -> f32 {
+        (acc.wrapping_sub(self.zero_point.wrapping_mul(sum))) as f32 * self.scales[m] + self.bias[m]
+    }
+}
+
+/// Where output (channel m, pixel p) of one image goes: `m · channel_stride + p · pixel_stride`.
+#[derive(Clone, Copy, Debug)]
+pub struct Strides {
+    pub channel: usize,
+    pub pixel: usize,
+}
+
+impl Strides {
+    pub fn of(layout: Layout, channels: usize, pixels: usize) -> Strides {
+        match layout {
+            Layout::Planar => Strides { channel: pixels, pixel: 1 },
+            Layout::Interleaved => Strides { channel: 1, pixel: channels },
+        }
+    }
+}
+
+/// The im2col matrix of one image, for the kernel: one row per output pixel, of K i16 in
+/// (kernel row, kernel column, channel) order, padded with zeros to [`padded_pairs`] pairs and
+/// to whole groups of [`PIXELS`] rows. Padding reads the zero point (a real zero). `copy`
+/// fills, for kernel tap (`ky`, `kx`), the row segments of output row `oy` from input row `iy`:
+/// pixels `first..end` of the row read input columns `start`, `start + sx`, ….
+fn im2col(geometry: &Geometry, zero_point: i32, mut copy: impl FnMut(&mut [i16], usize, [usize; 2], usize, usize)) -> Vec<i16> {
+    let (pixels, c) = (geometry.pixels(), geometry.channels);
+    let stride = padded_pairs(geometry) * 2;
+    let mut packed = vec![0i16; pixels.div_ceil(PIXELS) * PIXELS * stride];
+    let [kh, kw] = geometry.kernel;
+    let [oh, ow] = geometry.output;
+    let zero = zero_point as i16;
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let tap = (ky * kw + kx) * c;
+            let (first, end, start) = geometry.columns_inside(kx);
+            for oy in 0..oh {
+                let rows = &mut packed[oy * ow * stride + tap..];
+                let inside = geometry.input_row(oy, ky);
+                let (first, end) = if inside.is_some() { (first, end) } else { (ow, ow) };
+                // Columns left and right of the image (all of them above or below it) read zeros.
+                let mut ox = 0;
+                while ox < ow {
+                    if ox == first && first < end {
+                        ox = end;
+                        continue;
+                    }
+                    rows[ox * stride..][..c].fill(zero);
+                    ox += 1;
+                }
+                if let Some(iy) = inside {
+                    copy(rows, iy, [first, end], start, stride);
+                }
+            }
+        }
+    }
+    packed
+}
+
+/// The packed im2col matrix of an interleaved (HWC) image: each tap of each pixel copies that
+/// input pixel's channels, contiguous on both sides.
+pub fn pack_interleaved<T: Int8>(x: &[T], geometry: &Geometry, zero_point: i32) -> Vec<i16> {
+    let (c, w, sx) = (geometry.channels, geometry.input[1], geometry.strides[1]);
+    im2col(geometry, zero_point, |rows, iy, [first, end], start, stride| {
+        let (mut ix, mut ox) = (start, first);
+        while ox < end {
+            kernels::widen(&x[(iy * w + ix) * c..][..c], &mut rows[ox * stride..][..c]);
+            ix += sx;
+            ox += 1;
+        }
+    })
+}
+
+/// The packed im2col matrix of a planar (CHW) image: each channel's values are gathered across
+/// the pixels of a row.
+pub fn pack_planar<T: Int8>(x: &[T], geometry: &Geometry, zero_point: i32) -> Vec<i16> {
+    let ([h, w], sx) = (geometry.input, geometry.strides[1]);
+    im2col(geometry, zero_point, |rows, iy, [first, end], start, stride| {
+        let count = end - first;
+        let mut c = 0;
+        while c < geometry.channels {
+            let line = &x[(c * h + iy) * w..][..w];
+            let (mut ix, mut at, mut left) = (start, first * stride + c, count);
+            while left > 0 {
+                rows[at] = line[ix].to_i32() as i16;
+                ix += sx;
+                at += stride;
+                left -= 1;
+            }
+            c += 1;
+        }
+    })
+}

@@ -1,0 +1,323 @@
+//! Finding the convolutions [`IntegerConv`] computes in a decluttered model and wiring it in
+//! their place.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cast::Cast;
+use tract_onnx::tract_core::ops::cnn::conv::KernelFormat;
+use tract_onnx::tract_core::ops::cnn::Conv;
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::ops::quant::DequantizeLinearF32;
+
+use super::pack::{Epilogue, Geometry, Layout, PackedWeights};
+use super::weights::{ConvWeights, QuantizedWeights};
+use super::shift::ZeroPointShift;
+use super::IntegerConv;
+
+fn tensor_floats(t: &Tensor) -> TractResult<Vec<f32>> {
+    Ok(t.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
+}
+
+/// The int8 input of a dequantize node: its wire and parameters, if `outlet` is one.
+fn dequantized(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(OutletId, DequantizeLinearF32)>> {
+    let node = model.node(outlet.node);
+    let Some(op) = node.op_as::<DequantizeLinearF32>() else { return Ok(None) };
+    let dt = model.outlet_fact(node.inputs[0])?.datum_type;
+    Ok((dt == u8::datum_type() || dt == i8::datum_type()).then(|| (node.inputs[0], op.clone())))
+}
+
+/// A node of the decluttered model that [`IntegerConv`] computes.
+struct Match {
+    /// The operator's inputs: the int8 tensor (and its zero point, when computed at runtime).
+    inputs: TVec<OutletId>,
+    op: IntegerConv,
+    /// The f32 output it replaces (a 1×1 convolution's bias add, when it follows).
+    replaces: OutletId,
+}
+
+/// The operator for `onnx`'s weights over an input dequantized by `dequantize`, when tract's folded f32
+/// kernel is exactly those weights dequantized (so the node is that convolution, unchanged).
+fn build(model: &TypedModel, dequantize: &DequantizeLinearF32, onnx: &ConvWeights, kernel: OutletId, geometry: Geometry, bias: Vec<f32>, sides: [Side; 2]) -> TractResult<Option<IntegerConv>> {
+    let Some(kernel) = model.outlet_fact(kernel)?.konst.as_ref() else { return Ok(None) };
+    let (m, depth) = (onnx.shape[0], geometry.depth());
+    let scale = |o: usize| onnx.scales[if onnx.scales.len() == 1 { 0 } else { o }];
+    let expected: Vec<f32> = onnx.values.iter().enumerate().map(|(i, v)| *v as f32 * scale(i / depth)).collect();
+    let shape_fits = onnx.shape[1] == geometry.channels && onnx.shape[2..] == geometry.kernel && bias.len() == m;
+    if !shape_fits || kernel.datum_type() != f32::datum_type() || tensor_floats(kernel)? != expected {
+        return Ok(None);
+    }
+    let epilogue = Epilogue { zero_point: dequantize.zero_point, scales: (0..m).map(|o| dequantize.scale * scale(o)).collect(), bias };
+    let values: Vec<i16> = onnx.values.iter().map(|v| *v as i16).collect();
+    Ok(Some(operator(&values, geometry, epilogue, sides, false)))
+}
+
+fn operator(weights: &[i16], geometry: Geometry, epilogue: Epilogue, [input, output]: [Side; 2], runtime_zero_point: bool) -> IntegerConv {
+    let weights = PackedWeights::new(weights, &geometry, epilogue.scales.len());
+    IntegerConv {
+        input_batch: input.batch,
+        output_batch: output.batch,
+        input_layout: input.layout,
+        output_layout: output.layout,
+        runtime_zero_point,
+        geometry,
+        weights: Arc::new(weights),
+        epilogue: Arc::new(epilogue),
+    }
+}
+
+/// How one side of a convolution holds its image: with or without a batch axis, CHW or HWC.
+#[derive(Clone, Copy, Debug)]
+struct Side {
+    batch: bool,
+    layout: Layout,
+}
+
+impl Side {
+    /// From an einsum's axes for one image, `channel` naming its channel axis: `[N]CHW` or
+    /// `[N]HWC` spelled with tract's letters (`I` or `O` for C).
+    fn of_axes(axes: &str, channel: char) -> Option<Side> {
+        let (batch, image) = match axes.strip_prefix('N') {
+            Some(rest) => (true, rest),
+            None => (false, axes),
+        };
+        let layout = if image == format!("{channel}HW") {
+            Layout::Planar
+        } else if image == format!("HW{channel}") {
+            Layout::Interleaved
+        } else {
+            return None;
+        };
+        Some(Side { batch, layout })
+    }
+
+    /// The channel count and spatial size of an image held this way.
+    fn image(&self, model: &TypedModel, x: OutletId) -> TractResult<Option<(usize, [usize; 2])>> {
+        let Some(shape) = model.outlet_fact(x)?.shape.as_concrete().map(|s| s.to_vec()) else { return Ok(None) };
+        let image = if self.batch { shape.get(1..) } else { Some(&shape[..]) };
+        Ok(match (self.layout, image) {
+            (Layout::Planar, Some(&[c, h, w])) | (Layout::Interleaved, Some(&[h, w, c])) => Some((c, [h, w])),
+            _ => None,
+        })
+    }
+}
+
+/// The side and geometry of a one-group 2-D `Conv` over the image `x`.
+fn conv_geometry(model: &TypedModel, conv: &Conv, x: OutletId) -> TractResult<Option<(Side, Geometry)>> {
+    let spec = &conv.pool_spec;
+    let side = match spec.data_format {
+        DataFormat::NCHW => Side { batch: true, layout: Layout::Planar },
+        DataFormat::CHW => Side { batch: false, layout: Layout::Planar },
+        DataFormat::NHWC => Side { batch: true, layout: Layout::Interleaved },
+        DataFormat::HWC => Side { batch: false, layout: Layout::Interleaved },
+    };
+    if conv.group != 1 || conv.kernel_fmt != KernelFormat::OIHW || spec.rank() != 2 {
+        return Ok(None);
+    }
+    let Some((channels, [h, w])) = side.image(model, x)? else { return Ok(None) };
+    let padding = spec.computed_padding(&[h, w]);
+    let geometry = Geometry {
+        channels,
+        input: [h, w],
+        kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
+        strides: [spec.stride(0), spec.stride(1)],
+        dilations: [spec.dilation(0), spec.dilation(1)],
+        pad_before: [padding[0].pad_before, padding[1].pad_before],
+        output: [padding[0].convoluted, padding[1].convoluted],
+    };
+    Ok(Some((side, geometry)))
+}
+
+/// The sides and geometry of a 1×1 convolution's `EinSum` (`[N]IHW,OI->[N]OHW` or the HWC
+/// spellings; a quantized einsum's scalar inputs have no axes) over the image `x`.
+fn einsum_geometry(model: &TypedModel, einsum: &EinSum, x: OutletId) -> TractResult<Option<([Side; 2], Geometry)>> {
+    let expression = einsum.axes.to_string();
+    let Some((inputs, output)) = expression.split_once("->") else { return Ok(None) };
+    let inputs: Vec<&str> = inputs.split(',').collect();
+    if inputs.len() < 2 || inputs[1] != "OI" || inputs[2..].iter().any(|axes| !axes.is_empty()) {
+        return Ok(None);
+    }
+    let (Some(input), Some(output)) = (Side::of_axes(inputs[0], 'I'), Side::of_axes(output, 'O')) else { return Ok(None) };
+    let Some((channels, size)) = input.image(model, x)? else { return Ok(None) };
+    Ok(Some(([input, output], Geometry { channels, input: size, kernel: [1, 1], strides: [1, 1], dilations: [1, 1], pad_before: [0, 0], output: size })))
+}
+
+/// A k×k convolution of a static int8 model: tract's `Conv` over a dequantized input.
+fn conv_match(model: &TypedModel, node: &TypedNode, conv: &Conv, weights: &QuantizedWeights) -> TractResult<Option<Match>> {
+    let Some(onnx) = weights.0.get(&node.name) else { return Ok(None) };
+    if conv.q_params.is_some() || node.inputs.len() != 3 {
+        return Ok(None);
+    }
+    let Some(x) = dequantized(model, node.inputs[0])? else { return Ok(None) };
+    let Some((side, geometry)) = conv_geometry(model, conv, x.0)? else { return Ok(None) };
+    let Some(bias) = model.outlet_fact(node.inputs[2])?.konst.as_ref() else { return Ok(None) };
+    let bias = match (bias.datum_type(), bias.len()) {
+        (DatumType::F32, 1) => vec![tensor_floats(bias)?[0]; onnx.shape[0]],
+        (DatumType::F32, _) => tensor_floats(bias)?,
+        _ => return Ok(None),
+    };
+    let op = build(model, &x.1, onnx, node.inputs[1], geometry, bias, [side, side])?;
+    Ok(op.map(|op| Match { inputs: tvec!(x.0), op, replaces: OutletId::new(node.id, 0) }))
+}
+
+/// A 1×1 convolution, which tract declutters into `EinSum` (named `<conv>.einsum`) over the
+/// channel axis, followed by its bias `Add` (named `<conv>`).
+fn einsum_match(model: &TypedModel, node: &TypedNode, einsum: &EinSum, weights: &QuantizedWeights) -> TractResult<Option<Match>> {
+    let Some(onnx) = node.name.strip_suffix(".einsum").and_then(|conv| weights.0.get(conv)) else { return Ok(None) };
+    if einsum.q_params.is_some() || node.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let Some(x) = dequantized(model, node.inputs[0])? else { return Ok(None) };
+    let Some(([input, output], geometry)) = einsum_geometry(model, einsum, x.0)? else { return Ok(None) };
+    let m = onnx.shape[0];
+    // The bias add, when it is the einsum's only reader and adds one constant per channel.
+    let bias_add = model.single_succ(node.id)?.filter(|add| {
+        add.name == node.name.trim_end_matches(".einsum")
+            && add.op_as::<TypedBinOp>().is_some_and(|op| op.0.name() == "Add")
+            && add.inputs[0] == OutletId::new(node.id, 0)
+    });
+    // The output's channel axis, counted from the end, which the bias must vary along alone.
+    let channel_from_end = match output.layout {
+        Layout::Planar => 3,
+        Layout::Interleaved => 1,
+    };
+    let along_channels = |b: &Tensor| {
+        let rank = b.rank();
+        b.shape().iter().enumerate().all(|(axis, d)| *d == 1 || rank - axis == channel_from_end)
+    };
+    let bias = bias_add
+        .and_then(|add| model.outlet_fact(add.inputs[1]).ok()?.konst.clone())
+        .filter(|b| b.datum_type() == f32::datum_type() && b.len() == m && along_channels(b));
+    let (bias, replaces) = match (bias, bias_add) {
+        (Some(b), Some(add)) => (tensor_floats(&b)?, OutletId::new(add.id, 0)),
+        _ => (vec![0.0; m], OutletId::new(node.id, 0)),
+    };
+    let op = build(model, &x.1, onnx, node.inputs[1], geometry, bias, [input, output])?;
+    Ok(op.map(|op| Match { inputs: tvec!(x.0), op, replaces }))
+}
+
+/// The weights of a dynamic int8 convolution with their own zero point subtracted, if they and
+/// it are constants (one zero point for the tensor).
+fn shifted_kernel(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Tensor>> {
+    let (Some(kernel), Some(zero_point)) = (model.outlet_fact(node.inputs[1])?.konst.clone(), model.outlet_fact(node.inputs[5])?.konst.clone()) else { return Ok(None) };
+    if zero_point.len() != 1 {
+        return Ok(None);
+    }
+    let zero = zero_point.cast_to_scalar::<i32>()?;
+    let mut values = kernel.cast_to::<i32>()?.into_owned();
+    values.try_as_plain_ram_mut()?.as_slice_mut::<i32>()?.iter_mut().for_each(|v| *v -= zero);
+    Ok(Some(values))
+}
+
+/// Whether a quantized `Conv`/`EinSum` is what `ConvInteger` becomes: nine inputs (`x, w, bias,
+/// x_zp, x_scale, w_zp, w_scale, y_zp, y_scale`), a u8/i8 runtime input, no bias, unit scales, a
+/// zero output zero point; answers the `Cast` to f32 that reads it.
+fn conv_integer<'m>(model: &'m TypedModel, node: &TypedNode) -> TractResult<Option<&'m TypedNode>> {
+    if node.inputs.len() != 9 {
+        return Ok(None);
+    }
+    let x = model.outlet_fact(node.inputs[0])?;
+    if x.datum_type != u8::datum_type() && x.datum_type != i8::datum_type() || x.konst.is_some() {
+        return Ok(None);
+    }
+    let units = [4, 6, 8].iter().all(|&i| scalar(model, node.inputs[i]) == Some(1.0));
+    let zeros = [2, 7].iter().all(|&i| scalar(model, node.inputs[i]) == Some(0.0));
+    let cast = model.single_succ(node.id)?.filter(|c| c.op_as::<Cast>().is_some_and(|c| c.to == f32::datum_type()));
+    Ok(cast.filter(|_| units && zeros))
+}
+
+/// A grouped or depthwise convolution of a dynamic int8 model, lowered to tract's f32
+/// convolution (its wasm depthwise kernel) over `x − x_zp`, with weights `w − w_zp` in f32. Each
+/// output sums at most 256 products of values within ±255, under 2^24: the f32 sums are the
+/// exact integers `ConvInteger` computes, without tract's integer path (an eager `Im2col` and
+/// column sums, 60 % of a dynamic model's instructions).
+fn grouped_integer_patch(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+    let Some(conv) = node.op_as::<Conv>().filter(|c| c.q_params == Some(i32::datum_type()) && c.group > 1) else { return Ok(None) };
+    let Some(cast) = conv_integer(model, node)? else { return Ok(None) };
+    let Some(kernel) = shifted_kernel(model, node)? else { return Ok(None) };
+    let depth = kernel.len() / kernel.shape()[0].max(1);
+    if depth > 256 {
+        return Ok(None);
+    }
+    let mut patch = TypedModelPatch::new(format!("grouped integer convolution {} in f32", node.name));
+    let x = patch.tap_model(model, node.inputs[0])?;
+    let zero_point = patch.tap_model(model, node.inputs[3])?;
+    let shifted = patch.wire_node(format!("{}.shift", node.name), ZeroPointShift, &[x, zero_point])?[0];
+    let kernel = patch.add_const(format!("{}.kernel_f32", node.name), kernel.cast_to::<f32>()?.into_owned())?;
+    let bias = patch.add_const(format!("{}.bias_f32", node.name), tensor0(0f32))?;
+    let op = Conv { q_params: None, ..conv.clone() };
+    let out = patch.wire_node(&node.name, op, &[shifted, kernel, bias])?[0];
+    patch.shunt_outside(model, OutletId::new(cast.id, 0), out)?;
+    Ok(Some(patch))
+}
+
+/// A scalar constant's value as f64, if `outlet` is one.
+fn scalar(model: &TypedModel, outlet: OutletId) -> Option<f64> {
+    let k = model.outlet_fact(outlet).ok()?.konst.clone()?;
+    (k.len() == 1).then(|| k.cast_to_scalar::<f64>().ok()).flatten()
+}
+
+/// A convolution of a dynamic int8 model: tract's integer `Conv` or `EinSum` (`q_params` set,
+/// inputs `x, w, bias, x_zp, x_scale, w_zp, w_scale, y_zp, y_scale`) over the u8/i8 output of
+/// `DynamicQuantizeLinear`, with constant u8/i8 weights, no bias, unit scales and a zero output
+/// zero point, read back by a `Cast` to f32 (what `ConvInteger` becomes). The input's zero point
+/// stays a wire; the kernel's f32 outputs are the exact i32 sums the cast would have made.
+fn integer_match(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Match>> {
+    let Some(cast) = conv_integer(model, node)? else { return Ok(None) };
+    let x = node.inputs[0];
+    let sides_and_geometry = if let Some(conv) = node.op_as::<Conv>().filter(|c| c.q_params == Some(i32::datum_type())) {
+        conv_geometry(model, conv, x)?.map(|(side, geometry)| ([side, side], geometry))
+    } else if let Some(einsum) = node.op_as::<EinSum>().filter(|e| e.q_params == Some(i32::datum_type())) {
+        einsum_geometry(model, einsum, x)?
+    } else {
+        None
+    };
+    let Some((sides, geometry)) = sides_and_geometry else { return Ok(None) };
+    let Some(kernel) = shifted_kernel(model, node)? else { return Ok(None) };
+    let m = kernel.shape().first().copied().unwrap_or(0);
+    if m == 0 || kernel.len() != m * geometry.depth() {
+        return Ok(None);
+    }
+    let values: Vec<i16> = kernel.try_as_plain_ram()?.as_slice::<i32>()?.iter().map(|v| *v as i16).collect();
+    let epilogue = Epilogue { zero_point: 0, scales: vec![1.0; m], bias: vec![0.0; m] };
+    let op = operator(&values, geometry, epilogue, sides, true);
+    Ok(Some(Match { inputs: tvec!(x, node.inputs[3]), op, replaces: OutletId::new(cast.id, 0) }))
+}
+
+/// Replaces each convolution of a decluttered model that [`IntegerConv`] computes; returns how
+/// many.
+///
+/// It runs after declutter, so tract has already chosen its layouts (batch axis dropped,
+/// 1×1 convolutions as einsums), which its depthwise convolutions depend on for speed.
+pub fn rewrite(model: &mut TypedModel, weights: &QuantizedWeights) -> TractResult<usize> {
+    let mut patches = vec![];
+    for node in model.nodes() {
+        let found = if let Some(conv) = node.op_as::<Conv>().filter(|c| c.q_params.is_none()) {
+            conv_match(model, node, conv, weights)?
+        } else if let Some(einsum) = node.op_as::<EinSum>().filter(|e| e.q_params.is_none()) {
+            einsum_match(model, node, einsum, weights)?
+        } else {
+            integer_match(model, node)?
+        };
+        if let Some(patch) = grouped_integer_patch(model, node)? {
+            patches.push(patch);
+        }
+        if let Some(Match { inputs, op, replaces }) = found {
+            let mut patch = TypedModelPatch::new(format!("integer convolution {}", node.name));
+            let wires = inputs.iter().map(|i| patch.tap_model(model, *i)).collect::<TractResult<TVec<_>>>()?;
+            let out = patch.wire_node(&node.name, op, &wires)?[0];
+            patch.shunt_outside(model, replaces, out)?;
+            patches.push(patch);
+        }
+    }
+    let count = patches.len();
+    for patch in patches {
+        patch.apply(model)?;
+    }
+    if count > 0 {
+        *model = model.clone().into_compact()?;
+    }
+    Ok(count)
+}
