@@ -187,8 +187,8 @@ pub fn macs(bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<u64> {
 }
 
 /// Builds the optimised plan: parse, pin the input shapes, type, declutter, compute f16
-/// weights in f32, move static int8 convolutions onto their int8 values, optimise, then give
-/// quantize/dequantize our simd128 loops. Models whose declared value-info or output shapes
+/// weights in f32, move int8 convolutions onto our integer kernel, optimise, then give
+/// quantize/dequantize (static and dynamic) our simd128 loops. Models whose declared value-info or output shapes
 /// keep a symbolic batch are retried with those declarations ignored.
 pub fn load(bytes: &[u8], inputs: &[TensorSpec], weight_format: WeightFormat) -> TractResult<LoadedModel> {
     let (model, weights) = match typed(&onnx(), bytes, inputs) {
@@ -207,6 +207,7 @@ pub fn load(bytes: &[u8], inputs: &[TensorSpec], weight_format: WeightFormat) ->
     }
     let mut model = model.into_optimized()?;
     crate::ops::qdq::accelerate(&mut model)?;
+    crate::ops::dynamic_quantize::accelerate(&mut model);
     let plan = TypedSimplePlan::new(model)?;
     Ok(LoadedModel { plan, inputs: inputs.to_vec() })
 }

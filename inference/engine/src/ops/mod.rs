@@ -7,11 +7,13 @@
 //!   a quantized Softmax into a per-element lookup table (all ones).
 //! - [`qlinear_conv`]: a rewrite of the ONNX graph that gives `QLinearConv` the QDQ form of the
 //!   same node, so it runs on tract's f32 convolution like the QDQ models do.
+//! - [`dynamic_quantize`]: `DynamicQuantizeLinear` with simd128, bit-identical to tract's.
 //! - [`integer_conv`]: int8 convolutions (static and dynamic) computed on the int8 values with
 //!   simd128 dot products, instead of on dequantized f32 copies or tract's integer path.
 //! - [`qdq`]: quantize and dequantize with wasm simd128, and quantize → dequantize pairs fused,
 //!   replacing tract's per-element loops in the optimised plan.
 
+pub mod dynamic_quantize;
 pub mod integer_conv;
 pub mod qdq;
 pub mod qlinear_conv;

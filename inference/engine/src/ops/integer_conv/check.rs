@@ -68,7 +68,7 @@ fn run<T: super::super::qdq::Int8>(x: &[T], w: &[i8], geometry: &Geometry, m: us
 
 /// Compares the kernel (simd128 on wasm, and its scalar form) with a direct convolution,
 /// bit for bit, for every input and output layout, over geometries that exercise every tail:
-/// odd K, channel counts not a multiple of four, pixel counts not a multiple of eight, padding
+/// odd K, channel counts not a multiple of four and multiples of sixteen (the wide blocks), pixel counts not a multiple of eight, padding
 /// wider than the kernel, strides and dilations, u8 and i8 inputs at their extremes. An error
 /// names the first case that differs.
 pub fn check_kernels() -> Result<(), String> {
@@ -86,6 +86,9 @@ pub fn check_kernels() -> Result<(), String> {
         (16, [4, 5], [1, 1], [1, 1], [1, 1], [0, 0], 12),
         // A kernel column that reads no input column of any output pixel.
         (2, [3, 1], [3, 3], [2, 2], [1, 1], [1, 1], 3),
+        // Channel counts that take the wide (sixteen-channel) blocks.
+        (5, [3, 7], [3, 3], [1, 1], [1, 1], [1, 1], 16),
+        (24, [2, 3], [1, 1], [1, 1], [1, 1], [0, 0], 32),
     ];
     let mut seed = 12345u32;
     let mut next = move || {

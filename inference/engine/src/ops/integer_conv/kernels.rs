@@ -3,15 +3,19 @@
 //!
 //! The kernel accumulates `Σ x·w` exactly in i32 lanes with `i32x4.dot_i16x8_s`, eight
 //! multiply-accumulates for one instruction under the IC's cost table. Lanes are four output
-//! channels: each step loads the block's weights for four K pairs (one vector each), splats
-//! each of four pixels' pairs, and adds the four dot products of a pixel before touching its
-//! accumulator, since reading and writing a local costs as much as the dot product itself.
+//! channels. Each step covers four K pairs of four pixels: it loads the block's weight vectors,
+//! splats each pixel's pairs, and adds a pixel's four dot products before touching its
+//! accumulator, since reading and writing a local costs as much as the dot product itself. With
+//! sixteen-channel blocks (channel counts that are multiples of 16) each splat feeds four dot
+//! products: about 0.9 instructions per MAC on large convolutions, against 1.25 with four.
 //!
 //! Loops index with plain counters, as in [`super::super::qdq`]: at the canister's opt-level,
-//! iterator adaptors stay calls.
+//! iterator adaptors stay calls. LLVM's loop strength reduction costs the loads their constant
+//! offsets (an `i32.add` each); `-C llvm-args=-disable-lsr` would save ~0.25 per MAC here but
+//! slows tract's f32 kernels by ~1.5 %, so the build keeps it.
 
 use super::super::qdq::Int8;
-use super::pack::{Epilogue, PackedWeights, Strides, ROWS};
+use super::pack::{Epilogue, PackedWeights, Strides};
 
 fn widen_scalar<T: Int8>(xs: &[T], ys: &mut [i16]) {
     let (len, mut i) = (xs.len().min(ys.len()), 0);
@@ -28,13 +32,13 @@ fn halves(w: u32) -> (i32, i32) {
 
 /// The outputs of one image from its packed im2col matrix ([`super::pack`]).
 pub fn multiply_scalar(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
-    let pairs = weights.pairs;
+    let (pairs, rows) = (weights.pairs, weights.rows);
     for m in 0..weights.channels {
-        let (block, r) = (m / ROWS, m % ROWS);
+        let (block, r) = (m / rows, m % rows);
         for p in 0..pixels {
             let mut acc = 0i32;
             for q in 0..pairs {
-                let (w0, w1) = halves(weights.panels[(block * pairs + q) * ROWS + r]);
+                let (w0, w1) = halves(weights.panels[(block * pairs + q) * rows + r]);
                 let x = &input[(p * pairs + q) * 2..][..2];
                 acc = acc.wrapping_add(x[0] as i32 * w0 + x[1] as i32 * w1);
             }
@@ -61,7 +65,7 @@ mod dispatch {
 mod dispatch {
     use core::arch::wasm32::*;
 
-    use super::super::pack::{PIXELS, STEP};
+    use super::super::pack::{PIXELS, ROWS, STEP, WIDE_ROWS};
     use super::*;
 
     pub fn widen<T: Int8>(xs: &[T], ys: &mut [i16]) {
@@ -128,10 +132,19 @@ mod dispatch {
         }
     }
 
+    pub fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+        if weights.rows == WIDE_ROWS {
+            multiply_wide(weights, input, pixels, epilogue, strides, out)
+        } else {
+            multiply_narrow(weights, input, pixels, epilogue, strides, out)
+        }
+    }
+
     /// Per block of four channels and group of four pixels, four accumulators; each step covers
     /// [`STEP`] K pairs: four weight vectors, sixteen pixel splats, sixteen dot products.
-    pub fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+    fn multiply_narrow(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
         let pairs = weights.pairs;
+        assert_eq!(weights.rows, ROWS);
         let blocks = weights.channels.div_ceil(ROWS);
         let groups = pixels.div_ceil(PIXELS);
         assert!(pairs.is_multiple_of(STEP) && weights.panels.len() >= blocks * pairs * ROWS && input.len() >= groups * PIXELS * pairs * 2);
@@ -186,6 +199,80 @@ mod dispatch {
                 }
                 if p + 3 < pixels {
                     lanes.finish(a3, out, at + 3 * strides.pixel, strides.channel);
+                }
+                group += 1;
+            }
+            block += 1;
+        }
+    }
+    /// Per block of sixteen channels and group of four pixels, sixteen accumulators; each step
+    /// covers [`STEP`] K pairs: sixteen weight vectors, sixteen pixel splats each feeding four
+    /// dot products (under the IC's metering a splat's address and load cost as much as the
+    /// dot product, so sharing it is most of the gain over [`multiply_narrow`]).
+    fn multiply_wide(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+        let pairs = weights.pairs;
+        let blocks = weights.channels / WIDE_ROWS;
+        let groups = pixels.div_ceil(PIXELS);
+        assert!(weights.rows == WIDE_ROWS && weights.channels.is_multiple_of(WIDE_ROWS));
+        assert!(pairs.is_multiple_of(STEP) && weights.panels.len() >= blocks * pairs * WIDE_ROWS && input.len() >= groups * PIXELS * pairs * 2);
+        assert!(epilogue.scales.len() >= weights.channels && epilogue.bias.len() >= weights.channels);
+        let mut block = 0;
+        while block < blocks {
+            let first = block * WIDE_ROWS;
+            let lanes = [Lanes::new(weights, epilogue, first), Lanes::new(weights, epilogue, first + 4), Lanes::new(weights, epilogue, first + 8), Lanes::new(weights, epilogue, first + 12)];
+            let mut group = 0;
+            while group < groups {
+                let z = i32x4_splat(0);
+                let (mut a00, mut a01, mut a02, mut a03) = (z, z, z, z);
+                let (mut a10, mut a11, mut a12, mut a13) = (z, z, z, z);
+                let (mut a20, mut a21, mut a22, mut a23) = (z, z, z, z);
+                let (mut a30, mut a31, mut a32, mut a33) = (z, z, z, z);
+                // SAFETY: the asserts bound every read: weight block `block` spans `pairs * 4`
+                // vectors, and the four pixel rows of `group` span `pairs` u32 each.
+                unsafe {
+                    let mut w = weights.panels.as_ptr().add(block * pairs * WIDE_ROWS) as *const v128;
+                    let mut x0 = input.as_ptr().add(group * PIXELS * pairs * 2) as *const u32;
+                    let (mut x1, mut x2, mut x3) = (x0.add(pairs), x0.add(2 * pairs), x0.add(3 * pairs));
+                    let end = x1;
+                    while x0 < end {
+                        // w{u}{g}: K pair u of the step, channels 4g..4g + 4 of the block.
+                        let (w00, w01, w02, w03) = (v128_load(w), v128_load(w.add(1)), v128_load(w.add(2)), v128_load(w.add(3)));
+                        let (w10, w11, w12, w13) = (v128_load(w.add(4)), v128_load(w.add(5)), v128_load(w.add(6)), v128_load(w.add(7)));
+                        let (w20, w21, w22, w23) = (v128_load(w.add(8)), v128_load(w.add(9)), v128_load(w.add(10)), v128_load(w.add(11)));
+                        let (w30, w31, w32, w33) = (v128_load(w.add(12)), v128_load(w.add(13)), v128_load(w.add(14)), v128_load(w.add(15)));
+                        macro_rules! pixel {
+                            ($x:ident, $a0:ident, $a1:ident, $a2:ident, $a3:ident) => {
+                                let (s0, s1, s2, s3) = (v128_load32_splat($x), v128_load32_splat($x.add(1)), v128_load32_splat($x.add(2)), v128_load32_splat($x.add(3)));
+                                $a0 = i32x4_add($a0, i32x4_add(i32x4_add(i32x4_dot_i16x8(w00, s0), i32x4_dot_i16x8(w10, s1)), i32x4_add(i32x4_dot_i16x8(w20, s2), i32x4_dot_i16x8(w30, s3))));
+                                $a1 = i32x4_add($a1, i32x4_add(i32x4_add(i32x4_dot_i16x8(w01, s0), i32x4_dot_i16x8(w11, s1)), i32x4_add(i32x4_dot_i16x8(w21, s2), i32x4_dot_i16x8(w31, s3))));
+                                $a2 = i32x4_add($a2, i32x4_add(i32x4_add(i32x4_dot_i16x8(w02, s0), i32x4_dot_i16x8(w12, s1)), i32x4_add(i32x4_dot_i16x8(w22, s2), i32x4_dot_i16x8(w32, s3))));
+                                $a3 = i32x4_add($a3, i32x4_add(i32x4_add(i32x4_dot_i16x8(w03, s0), i32x4_dot_i16x8(w13, s1)), i32x4_add(i32x4_dot_i16x8(w23, s2), i32x4_dot_i16x8(w33, s3))));
+                            };
+                        }
+                        pixel!(x0, a00, a01, a02, a03);
+                        pixel!(x1, a10, a11, a12, a13);
+                        pixel!(x2, a20, a21, a22, a23);
+                        pixel!(x3, a30, a31, a32, a33);
+                        w = w.add(STEP * 4);
+                        x0 = x0.add(STEP);
+                        x1 = x1.add(STEP);
+                        x2 = x2.add(STEP);
+                        x3 = x3.add(STEP);
+                    }
+                }
+                let p = group * PIXELS;
+                let at = first * strides.channel + p * strides.pixel;
+                let quarter = 4 * strides.channel;
+                let accumulators = [[a00, a01, a02, a03], [a10, a11, a12, a13], [a20, a21, a22, a23], [a30, a31, a32, a33]];
+                let mut j = 0;
+                while j < PIXELS && p + j < pixels {
+                    let at = at + j * strides.pixel;
+                    let [g0, g1, g2, g3] = accumulators[j];
+                    lanes[0].finish(g0, out, at, strides.channel);
+                    lanes[1].finish(g1, out, at + quarter, strides.channel);
+                    lanes[2].finish(g2, out, at + 2 * quarter, strides.channel);
+                    lanes[3].finish(g3, out, at + 3 * quarter, strides.channel);
+                    j += 1;
                 }
                 group += 1;
             }

@@ -8,7 +8,7 @@
 //! `QLinearConv` would use) is slower still on wasm (widened 32-bit multiplies, a scalar
 //! requantization: about 14 per MAC). The IC charges one instruction for `i32x4.dot_i16x8_s`,
 //! eight multiply-accumulates; with the loads, splats and local reads around it, [`kernels`]
-//! runs at about 1.25 instructions per MAC on large convolutions.
+//! runs at about 0.9 instructions per MAC on large convolutions.
 //!
 //! [`rewrite`] runs on the decluttered model, after tract has chosen its layouts (batch axis
 //! dropped, HWC around its wasm depthwise kernel). It takes each one-group 2-D convolution whose

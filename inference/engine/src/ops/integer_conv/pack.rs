@@ -56,8 +56,11 @@ impl Geometry {
     }
 }
 
-/// Output channels per block of the packed weights: the four lanes of a vector.
+/// Output channels per block of the packed weights: the four lanes of a vector, or four vectors
+/// when the channel count allows ([`PackedWeights::rows`]).
 pub const ROWS: usize = 4;
+/// The wide block: each pixel's splatted pair then feeds four dot products instead of one.
+pub const WIDE_ROWS: usize = 16;
 /// Output pixels per step of the kernel: one accumulator each.
 pub const PIXELS: usize = 4;
 /// K pairs per step of the kernel: their dot products are summed before the accumulator is
@@ -69,12 +72,15 @@ pub fn padded_pairs(geometry: &Geometry) -> usize {
     geometry.pairs().div_ceil(STEP) * STEP
 }
 
-/// The weights, per block of [`ROWS`] output channels and per K pair, one u32 per channel holding
-/// the pair as two i16 (low half first): the kernel loads the four as one vector. K runs in
+/// The weights, per block of `rows` output channels and per K pair, one u32 per channel holding
+/// the pair as two i16 (low half first): the kernel loads each four as one vector. K runs in
 /// (kernel row, kernel column, channel) order, as the packed input's rows do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackedWeights {
     pub channels: usize,
+    /// Channels per block: [`WIDE_ROWS`] when the channel count is a multiple of it, else
+    /// [`ROWS`] (so no block computes channels that do not exist beyond the last four).
+    pub rows: usize,
     pub pairs: usize,
     pub panels: Vec<u32>,
     /// Σ_k w[m, k], to subtract the input zero point's share once per output.
@@ -94,18 +100,19 @@ impl PackedWeights {
         // Our k-th value of output channel m is ONNX's channel k % C at tap k / C.
         let at = |m: usize, k: usize| if m < channels && k < depth { values[m * depth + (k % c_count) * taps + k / c_count] } else { 0 };
         let pairs = padded_pairs(geometry);
-        let blocks = channels.div_ceil(ROWS);
-        let mut panels = vec![0u32; blocks * pairs * ROWS];
+        let rows = if channels.is_multiple_of(WIDE_ROWS) { WIDE_ROWS } else { ROWS };
+        let blocks = channels.div_ceil(rows);
+        let mut panels = vec![0u32; blocks * pairs * rows];
         for block in 0..blocks {
             for q in 0..pairs {
-                for r in 0..ROWS {
-                    let m = block * ROWS + r;
-                    panels[(block * pairs + q) * ROWS + r] = pair(at(m, 2 * q), at(m, 2 * q + 1));
+                for r in 0..rows {
+                    let m = block * rows + r;
+                    panels[(block * pairs + q) * rows + r] = pair(at(m, 2 * q), at(m, 2 * q + 1));
                 }
             }
         }
         let sums = (0..channels).map(|m| values[m * depth..(m + 1) * depth].iter().map(|v| *v as i32).sum()).collect();
-        PackedWeights { channels, pairs, panels, sums }
+        PackedWeights { channels, rows, pairs, panels, sums }
     }
 }
 
