@@ -22,8 +22,9 @@
 //! Dynamic int8 models (`DynamicQuantizeLinear` → `ConvInteger` → `Cast`) reach tract as its
 //! integer `Conv`/`EinSum` over u8 with a zero point computed per inference; tract 0.23.9 runs
 //! them with an eager `Im2col`, column sums (`QSumB`) and a widened-i32 kernel. [`rewrite`]
-//! replaces each one-group one (with its cast to f32) by [`IntegerConv`] taking the zero point
-//! as a second input, with the weights' own zero point subtracted once at build.
+//! replaces each one-group one (with its cast to f32, and the multiply by the scale and the bias
+//! add that follow) by [`IntegerConv`] taking the zero point and the scale as inputs, with the
+//! weights' own zero point subtracted once at build.
 //!
 //! The result is exact integer arithmetic, `Σ (x − x_zp)·w`, then one f32 multiply by
 //! `x_scale·w_scale` and one add of the bias per output: deterministic, the same on wasm and
@@ -50,6 +51,15 @@ pub use check::check_kernels;
 pub use rewrite::rewrite;
 pub use weights::QuantizedWeights;
 
+/// The epilogue parameters a dynamic int8 convolution takes as inputs after the int8 tensor, in
+/// this order: the input's zero point (from `DynamicQuantizeLinear`), then one scale for every
+/// channel (its scale times the weights' scale).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Runtime {
+    pub zero_point: bool,
+    pub scale: bool,
+}
+
 /// A 2-D convolution over a u8 or i8 input, with int8 weights, to f32 (see the module's
 /// documentation).
 #[derive(Clone, Debug, PartialEq)]
@@ -62,9 +72,8 @@ pub struct IntegerConv {
     pub output_batch: bool,
     pub input_layout: Layout,
     pub output_layout: Layout,
-    /// Whether the input's zero point is a second input, computed per inference (dynamic int8,
-    /// `DynamicQuantizeLinear`), instead of the epilogue's constant.
-    pub runtime_zero_point: bool,
+    /// Which of the epilogue's parameters are inputs computed per inference (dynamic int8).
+    pub runtime: Runtime,
     pub geometry: Geometry,
     pub weights: Arc<PackedWeights>,
     pub epilogue: Arc<Epilogue>,
@@ -113,14 +122,18 @@ impl EvalOp for IntegerConv {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = &inputs[0];
-        let runtime;
-        let epilogue = if self.runtime_zero_point {
-            let zero_point = inputs[1].cast_to_scalar::<i32>()?;
-            runtime = Epilogue { zero_point, ..(*self.epilogue).clone() };
-            &runtime
-        } else {
-            &*self.epilogue
-        };
+        let mut epilogue = std::borrow::Cow::Borrowed(&*self.epilogue);
+        let mut next = 1;
+        if self.runtime.zero_point {
+            epilogue.to_mut().zero_point = inputs[next].cast_to_scalar::<i32>()?;
+            next += 1;
+        }
+        if self.runtime.scale {
+            ensure!(inputs[next].len() == 1, "IntegerConv: one runtime scale, not {:?}", inputs[next].shape());
+            let scale = inputs[next].cast_to_scalar::<f32>()?;
+            epilogue.to_mut().scales.iter_mut().for_each(|s| *s = scale);
+        }
+        let epilogue = &*epilogue;
         let batch = if self.input_batch { input.shape()[0] } else { 1 };
         ensure!(batch == 1 || self.output_batch, "IntegerConv: a batch of {batch} into an output without a batch axis");
         let [oh, ow] = self.geometry.output;

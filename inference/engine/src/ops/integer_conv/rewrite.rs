@@ -15,7 +15,7 @@ use tract_onnx::tract_core::ops::quant::DequantizeLinearF32;
 use super::pack::{Epilogue, Geometry, Layout, PackedWeights};
 use super::weights::{ConvWeights, QuantizedWeights};
 use super::shift::ZeroPointShift;
-use super::IntegerConv;
+use super::{IntegerConv, Runtime};
 
 fn tensor_floats(t: &Tensor) -> TractResult<Vec<f32>> {
     Ok(t.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
@@ -51,17 +51,17 @@ fn build(model: &TypedModel, dequantize: &DequantizeLinearF32, onnx: &ConvWeight
     }
     let epilogue = Epilogue { zero_point: dequantize.zero_point, scales: (0..m).map(|o| dequantize.scale * scale(o)).collect(), bias };
     let values: Vec<i16> = onnx.values.iter().map(|v| *v as i16).collect();
-    Ok(Some(operator(&values, geometry, epilogue, sides, false)))
+    Ok(Some(operator(&values, geometry, epilogue, sides, Runtime::default())))
 }
 
-fn operator(weights: &[i16], geometry: Geometry, epilogue: Epilogue, [input, output]: [Side; 2], runtime_zero_point: bool) -> IntegerConv {
+fn operator(weights: &[i16], geometry: Geometry, epilogue: Epilogue, [input, output]: [Side; 2], runtime: Runtime) -> IntegerConv {
     let weights = PackedWeights::new(weights, &geometry, epilogue.scales.len());
     IntegerConv {
         input_batch: input.batch,
         output_batch: output.batch,
         input_layout: input.layout,
         output_layout: output.layout,
-        runtime_zero_point,
+        runtime,
         geometry,
         weights: Arc::new(weights),
         epilogue: Arc::new(epilogue),
@@ -91,6 +91,17 @@ impl Side {
             return None;
         };
         Some(Side { batch, layout })
+    }
+
+    /// Whether a constant added to an image held this way varies along its channels alone.
+    fn along_channels(&self, b: &Tensor) -> bool {
+        // The channel axis counted from the end (constants broadcast from the right).
+        let channel_from_end = match self.layout {
+            Layout::Planar => 3,
+            Layout::Interleaved => 1,
+        };
+        let rank = b.rank();
+        b.shape().iter().enumerate().all(|(axis, d)| *d == 1 || rank - axis == channel_from_end)
     }
 
     /// The channel count and spatial size of an image held this way.
@@ -178,18 +189,9 @@ fn einsum_match(model: &TypedModel, node: &TypedNode, einsum: &EinSum, weights: 
             && add.op_as::<TypedBinOp>().is_some_and(|op| op.0.name() == "Add")
             && add.inputs[0] == OutletId::new(node.id, 0)
     });
-    // The output's channel axis, counted from the end, which the bias must vary along alone.
-    let channel_from_end = match output.layout {
-        Layout::Planar => 3,
-        Layout::Interleaved => 1,
-    };
-    let along_channels = |b: &Tensor| {
-        let rank = b.rank();
-        b.shape().iter().enumerate().all(|(axis, d)| *d == 1 || rank - axis == channel_from_end)
-    };
     let bias = bias_add
         .and_then(|add| model.outlet_fact(add.inputs[1]).ok()?.konst.clone())
-        .filter(|b| b.datum_type() == f32::datum_type() && b.len() == m && along_channels(b));
+        .filter(|b| b.datum_type() == f32::datum_type() && b.len() == m && output.along_channels(b));
     let (bias, replaces) = match (bias, bias_add) {
         (Some(b), Some(add)) => (tensor_floats(&b)?, OutletId::new(add.id, 0)),
         _ => (vec![0.0; m], OutletId::new(node.id, 0)),
@@ -263,7 +265,8 @@ fn scalar(model: &TypedModel, outlet: OutletId) -> Option<f64> {
 /// inputs `x, w, bias, x_zp, x_scale, w_zp, w_scale, y_zp, y_scale`) over the u8/i8 output of
 /// `DynamicQuantizeLinear`, with constant u8/i8 weights, no bias, unit scales and a zero output
 /// zero point, read back by a `Cast` to f32 (what `ConvInteger` becomes). The input's zero point
-/// stays a wire; the kernel's f32 outputs are the exact i32 sums the cast would have made.
+/// stays a wire; the kernel's f32 outputs are the exact i32 sums the cast would have made, and
+/// the scale and bias that follow ([`scale_and_bias`]) move into the epilogue.
 fn integer_match(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Match>> {
     let Some(cast) = conv_integer(model, node)? else { return Ok(None) };
     let x = node.inputs[0];
@@ -281,9 +284,58 @@ fn integer_match(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Mat
         return Ok(None);
     }
     let values: Vec<i16> = kernel.try_as_plain_ram()?.as_slice::<i32>()?.iter().map(|v| *v as i16).collect();
-    let epilogue = Epilogue { zero_point: 0, scales: vec![1.0; m], bias: vec![0.0; m] };
-    let op = operator(&values, geometry, epilogue, sides, true);
-    Ok(Some(Match { inputs: tvec!(x, node.inputs[3]), op, replaces: OutletId::new(cast.id, 0) }))
+    let mut inputs = tvec!(x, node.inputs[3]);
+    let mut runtime = Runtime { zero_point: true, scale: false };
+    let (bias, replaces) = match scale_and_bias(model, cast, m, sides[1])? {
+        Some((scale, bias, replaces)) => {
+            inputs.push(scale);
+            runtime.scale = true;
+            (bias, replaces)
+        }
+        None => (vec![0.0; m], OutletId::new(cast.id, 0)),
+    };
+    let epilogue = Epilogue { zero_point: 0, scales: vec![1.0; m], bias };
+    let op = operator(&values, geometry, epilogue, sides, runtime);
+    Ok(Some(Match { inputs, op, replaces }))
+}
+
+/// The node's other input, if it is the `TypedBinOp` named `op` reading `outlet` once.
+fn other_operand(node: &TypedNode, op: &str, outlet: OutletId) -> Option<OutletId> {
+    node.op_as::<TypedBinOp>().filter(|b| b.0.name() == op)?;
+    match node.inputs.as_slice() {
+        [a, b] if *a == outlet && *b != outlet => Some(*b),
+        [a, b] if *b == outlet && *a != outlet => Some(*a),
+        _ => None,
+    }
+}
+
+/// What follows a dynamic convolution's cast in onnxruntime's graph: a `Mul` by its one scale
+/// (`x_scale · w_scale`, computed per inference), then an `Add` of a constant bias per channel.
+/// The epilogue does the same two f32 operations in the same order, so the outputs stay tract's
+/// bit for bit. Answers the scale's wire, the bias (zeros without the add) and the output they
+/// replace.
+fn scale_and_bias(model: &TypedModel, cast: &TypedNode, m: usize, output: Side) -> TractResult<Option<(OutletId, Vec<f32>, OutletId)>> {
+    let cast_out = OutletId::new(cast.id, 0);
+    let shape = &model.outlet_fact(cast_out)?.shape;
+    let Some(mul) = model.single_succ(cast.id)? else { return Ok(None) };
+    let Some(scale) = other_operand(mul, "Mul", cast_out) else { return Ok(None) };
+    let scale_fact = model.outlet_fact(scale)?;
+    let mul_out = OutletId::new(mul.id, 0);
+    if scale_fact.datum_type != f32::datum_type() || scale_fact.shape.volume() != 1.into() || model.outlet_fact(mul_out)?.shape != *shape {
+        return Ok(None);
+    }
+    let add = model.single_succ(mul.id)?.filter(|add| model.outlet_fact(OutletId::new(add.id, 0)).is_ok_and(|f| f.shape == *shape));
+    let bias = add.and_then(|add| {
+        let b = model.outlet_fact(other_operand(add, "Add", mul_out)?).ok()?.konst.clone()?;
+        (b.datum_type() == f32::datum_type() && (b.len() == m || b.len() == 1) && output.along_channels(&b)).then_some(b)
+    });
+    Ok(Some(match (add, bias) {
+        (Some(add), Some(b)) => {
+            let values = tensor_floats(&b)?;
+            (scale, if values.len() == 1 { vec![values[0]; m] } else { values }, OutletId::new(add.id, 0))
+        }
+        _ => (scale, vec![0.0; m], mul_out),
+    }))
 }
 
 /// Replaces each convolution of a decluttered model that [`IntegerConv`] computes; returns how
