@@ -31,15 +31,17 @@ fn dequantized(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(Outl
 
 /// A node of the decluttered model that [`IntegerConv`] computes.
 struct Match {
-    /// The operator's inputs: the int8 tensor (and its zero point, when computed at runtime).
+    /// The operator's inputs: the int8 tensor, then the [`Runtime`] parameters it takes.
     inputs: TVec<OutletId>,
     op: IntegerConv,
-    /// The f32 output it replaces (a 1×1 convolution's bias add, when it follows).
+    /// The f32 output it replaces: the convolution's, or that of the last node it absorbs (a 1×1
+    /// convolution's bias add; a dynamic convolution's cast, scale multiply and bias add).
     replaces: OutletId,
 }
 
-/// The operator for `onnx`'s weights over an input dequantized by `dequantize`, when tract's folded f32
-/// kernel is exactly those weights dequantized (so the node is that convolution, unchanged).
+/// The operator for `onnx`'s weights over an input dequantized by `dequantize`, when tract's
+/// folded f32 kernel is exactly those weights dequantized (so the node is that convolution,
+/// unchanged).
 fn build(model: &TypedModel, dequantize: &DequantizeLinearF32, onnx: &ConvWeights, kernel: OutletId, geometry: Geometry, bias: Vec<f32>, sides: [Side; 2]) -> TractResult<Option<IntegerConv>> {
     let Some(kernel) = model.outlet_fact(kernel)?.konst.as_ref() else { return Ok(None) };
     let (m, depth) = (onnx.shape[0], geometry.depth());
