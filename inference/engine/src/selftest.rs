@@ -55,6 +55,7 @@ pub fn run() -> TractResult<SelfTestOutcome> {
     crate::ops::qdq::check_kernels().map_err(TractError::msg)?;
     // Our integer convolution (simd128 dot products in the canister) must equal a direct one.
     crate::ops::integer_conv::check_kernels().map_err(TractError::msg)?;
+    crate::ops::integer_conv::check_layout_kernels().map_err(TractError::msg)?;
     crate::ops::dynamic_quantize::check_kernels().map_err(TractError::msg)?;
     let model = build_model()?.into_optimized()?;
     let plan = model

@@ -49,6 +49,7 @@ use pack::{Epilogue, Geometry, Layout, PackedWeights, Strides};
 
 pub use check::check_kernels;
 pub use rewrite::rewrite;
+pub use shift::check_kernels as check_layout_kernels;
 pub use weights::QuantizedWeights;
 
 /// The epilogue parameters a dynamic int8 convolution takes as inputs after the int8 tensor, in

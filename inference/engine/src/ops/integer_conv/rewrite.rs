@@ -7,14 +7,14 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::cnn::conv::KernelFormat;
-use tract_onnx::tract_core::ops::cnn::Conv;
+use tract_onnx::tract_core::ops::cnn::{Conv, PoolSpec};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::ops::quant::DequantizeLinearF32;
 
 use super::pack::{Epilogue, Geometry, Layout, PackedWeights};
 use super::weights::{ConvWeights, QuantizedWeights};
-use super::shift::ZeroPointShift;
+use super::shift::{ToPlanar, ZeroPointShift};
 use super::{IntegerConv, Runtime};
 
 fn tensor_floats(t: &Tensor) -> TractResult<Vec<f32>> {
@@ -237,6 +237,10 @@ fn conv_integer<'m>(model: &'m TypedModel, node: &TypedNode) -> TractResult<Opti
 /// output sums at most 256 products of values within ±255, under 2^24: the f32 sums are the
 /// exact integers `ConvInteger` computes, without tract's integer path (an eager `Im2col` and
 /// column sums, 60 % of a dynamic model's instructions).
+///
+/// tract would run a depthwise convolution of 16 channels or more channels-last (its wasm
+/// kernel is 4.5× cheaper there), but `DynamicQuantizeLinear` stops it from changing the
+/// layout around it, so the shift writes the input HWC and [`ToPlanar`] turns the output back.
 fn grouped_integer_patch(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
     let Some(conv) = node.op_as::<Conv>().filter(|c| c.q_params == Some(i32::datum_type()) && c.group > 1) else { return Ok(None) };
     let Some(cast) = conv_integer(model, node)? else { return Ok(None) };
@@ -245,14 +249,26 @@ fn grouped_integer_patch(model: &TypedModel, node: &TypedNode) -> TractResult<Op
     if depth > 256 {
         return Ok(None);
     }
+    let spec = &conv.pool_spec;
+    let depthwise = conv.group == spec.input_channels && conv.group == spec.output_channels && spec.input_channels >= 16;
+    let interleave = match spec.data_format {
+        DataFormat::NCHW if depthwise => Some((true, DataFormat::NHWC)),
+        DataFormat::CHW if depthwise => Some((false, DataFormat::HWC)),
+        _ => None,
+    };
     let mut patch = TypedModelPatch::new(format!("grouped integer convolution {} in f32", node.name));
     let x = patch.tap_model(model, node.inputs[0])?;
     let zero_point = patch.tap_model(model, node.inputs[3])?;
-    let shifted = patch.wire_node(format!("{}.shift", node.name), ZeroPointShift, &[x, zero_point])?[0];
+    let shift = ZeroPointShift { interleave: interleave.map(|(batch, _)| batch) };
+    let shifted = patch.wire_node(format!("{}.shift", node.name), shift, &[x, zero_point])?[0];
     let kernel = patch.add_const(format!("{}.kernel_f32", node.name), kernel.cast_to::<f32>()?.into_owned())?;
     let bias = patch.add_const(format!("{}.bias_f32", node.name), tensor0(0f32))?;
-    let op = Conv { q_params: None, ..conv.clone() };
-    let out = patch.wire_node(&node.name, op, &[shifted, kernel, bias])?[0];
+    let data_format = interleave.map(|(_, format)| format).unwrap_or(spec.data_format);
+    let op = Conv { q_params: None, pool_spec: PoolSpec { data_format, ..spec.clone() }, ..conv.clone() };
+    let mut out = patch.wire_node(&node.name, op, &[shifted, kernel, bias])?[0];
+    if let Some((batch, _)) = interleave {
+        out = patch.wire_node(format!("{}.planar", node.name), ToPlanar { batch }, &[out])?[0];
+    }
     patch.shunt_outside(model, OutletId::new(cast.id, 0), out)?;
     Ok(Some(patch))
 }
