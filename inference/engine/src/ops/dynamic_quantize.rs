@@ -14,7 +14,10 @@
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-/// tract's `scale_and_zero_point`: the range extended to include 0, over 255 levels.
+/// tract's `scale_and_zero_point`: the range extended to include 0, over 255 levels. `max`
+/// then `min`, not `clamp`: an all-zero range gives a NaN zero point, which `max` turns into 0
+/// (as tract does) and `clamp` would keep.
+#[allow(clippy::manual_clamp)]
 fn scale_and_zero_point(min: f32, max: f32) -> (f32, u8) {
     let scale = (max - min) / 255.0;
     let zero_point = (-min / scale).round_ties_even().max(0.0).min(255.0);
