@@ -240,7 +240,8 @@ fn conv_integer<'m>(model: &'m TypedModel, node: &TypedNode) -> TractResult<Opti
 ///
 /// tract would run a depthwise convolution of 16 channels or more channels-last (its wasm
 /// kernel is 4.5× cheaper there), but `DynamicQuantizeLinear` stops it from changing the
-/// layout around it, so the shift writes the input HWC and [`ToPlanar`] turns the output back.
+/// layout around it, so the shift writes the input HWC and [`ToPlanar`] turns the output back,
+/// applying the scale and bias that follow on the way.
 fn grouped_integer_patch(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
     let Some(conv) = node.op_as::<Conv>().filter(|c| c.q_params == Some(i32::datum_type()) && c.group > 1) else { return Ok(None) };
     let Some(cast) = conv_integer(model, node)? else { return Ok(None) };
@@ -266,10 +267,20 @@ fn grouped_integer_patch(model: &TypedModel, node: &TypedNode) -> TractResult<Op
     let data_format = interleave.map(|(_, format)| format).unwrap_or(spec.data_format);
     let op = Conv { q_params: None, pool_spec: PoolSpec { data_format, ..spec.clone() }, ..conv.clone() };
     let mut out = patch.wire_node(&node.name, op, &[shifted, kernel, bias])?[0];
+    let mut replaces = OutletId::new(cast.id, 0);
     if let Some((batch, _)) = interleave {
-        out = patch.wire_node(format!("{}.planar", node.name), ToPlanar { batch }, &[out])?[0];
+        // The scale multiply and bias add that follow ride along with the transpose back.
+        let planar = Side { batch, layout: Layout::Planar };
+        let (op, inputs) = match scale_and_bias(model, cast, spec.output_channels, planar)? {
+            Some((scale, bias, last)) => {
+                replaces = last;
+                (ToPlanar { batch, bias: Some(Arc::new(bias)) }, vec![out, patch.tap_model(model, scale)?])
+            }
+            None => (ToPlanar { batch, bias: None }, vec![out]),
+        };
+        out = patch.wire_node(format!("{}.planar", node.name), op, &inputs)?[0];
     }
-    patch.shunt_outside(model, OutletId::new(cast.id, 0), out)?;
+    patch.shunt_outside(model, replaces, out)?;
     Ok(Some(patch))
 }
 

@@ -41,13 +41,18 @@ pub mod kernels {
         }
     }
 
-    /// `y[c·P + p] = x[p·C + c]`, for each image.
-    pub fn to_planar_scalar(x: &[f32], y: &mut [f32], channels: usize, pixels: usize) {
+    /// `y[c·P + p] = x[p·C + c]`, for each image; with `affine = (s, b)`, `x·s + b[c]` (a
+    /// multiply, then an add, as tract's `Mul` and `Add` nodes it replaces).
+    pub fn to_planar_scalar(x: &[f32], y: &mut [f32], channels: usize, pixels: usize, affine: Option<(f32, &[f32])>) {
         let image = channels * pixels;
         for (x, y) in x.chunks_exact(image).zip(y.chunks_exact_mut(image)) {
             for c in 0..channels {
                 for p in 0..pixels {
-                    y[c * pixels + p] = x[p * channels + c];
+                    let v = x[p * channels + c];
+                    y[c * pixels + p] = match affine {
+                        Some((scale, bias)) => v * scale + bias[c],
+                        None => v,
+                    };
                 }
             }
         }
@@ -59,8 +64,8 @@ pub mod kernels {
     }
 
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    pub fn to_planar(x: &[f32], y: &mut [f32], channels: usize, pixels: usize) {
-        to_planar_scalar(x, y, channels, pixels)
+    pub fn to_planar(x: &[f32], y: &mut [f32], channels: usize, pixels: usize, affine: Option<(f32, &[f32])>) {
+        to_planar_scalar(x, y, channels, pixels, affine)
     }
 
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -122,9 +127,13 @@ pub mod kernels {
     }
 
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    pub fn to_planar(x: &[f32], y: &mut [f32], channels: usize, pixels: usize) {
+    pub fn to_planar(x: &[f32], y: &mut [f32], channels: usize, pixels: usize, affine: Option<(f32, &[f32])>) {
         use core::arch::wasm32::*;
         let image = channels * pixels;
+        if let Some((_, bias)) = affine {
+            assert!(bias.len() >= channels);
+        }
+        let scale = f32x4_splat(affine.map(|(s, _)| s).unwrap_or(1.0));
         let (c4, p4) = (channels / 4 * 4, pixels / 4 * 4);
         let mut base = 0;
         while base + image <= x.len().min(y.len()) {
@@ -144,8 +153,12 @@ pub mod kernels {
                     while j < 4 {
                         let at = (c + j) * pixels + p;
                         assert!(at + 4 <= ys.len());
+                        let row = match affine {
+                            Some((_, bias)) => f32x4_add(f32x4_mul(rows[j], scale), f32x4_splat(bias[c + j])),
+                            None => rows[j],
+                        };
                         // SAFETY: asserted in bounds.
-                        unsafe { v128_store(ys.as_mut_ptr().add(at) as *mut v128, rows[j]) };
+                        unsafe { v128_store(ys.as_mut_ptr().add(at) as *mut v128, row) };
                         j += 1;
                     }
                     c += 4;
@@ -155,7 +168,11 @@ pub mod kernels {
             for c in 0..channels {
                 let from = if c < c4 { p4 } else { 0 };
                 for p in from..pixels {
-                    ys[c * pixels + p] = xs[p * channels + c];
+                    let v = xs[p * channels + c];
+                    ys[c * pixels + p] = match affine {
+                        Some((scale, bias)) => v * scale + bias[c],
+                        None => v,
+                    };
                 }
             }
             base += image;
@@ -177,9 +194,14 @@ pub fn check_kernels() -> Result<(), String> {
         kernels::shift_interleave_scalar(&signed, &mut want_i, channels, pixels, -7);
         kernels::shift_interleave(&signed, &mut got_i, channels, pixels, -7);
         let (mut back_want, mut back) = (vec![0f32; n], vec![1f32; n]);
-        kernels::to_planar_scalar(&want, &mut back_want, channels, pixels);
-        kernels::to_planar(&want, &mut back, channels, pixels);
-        if got != want || got_i != want_i || back != back_want {
+        kernels::to_planar_scalar(&want, &mut back_want, channels, pixels, None);
+        kernels::to_planar(&want, &mut back, channels, pixels, None);
+        let bias: Vec<f32> = (0..channels).map(|c| c as f32 * 0.37 - 1.0).collect();
+        let (mut affine_want, mut affine) = (vec![0f32; n], vec![1f32; n]);
+        kernels::to_planar_scalar(&want, &mut affine_want, channels, pixels, Some((0.0173, &bias)));
+        kernels::to_planar(&want, &mut affine, channels, pixels, Some((0.0173, &bias)));
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        if got != want || got_i != want_i || back != back_want || bits(&affine) != bits(&affine_want) {
             return Err(format!("zero-point shift or transpose differs at {channels} channels × {pixels} pixels × {images}"));
         }
     }
@@ -248,11 +270,16 @@ impl TypedOp for ZeroPointShift {
     as_op!();
 }
 
-/// An f32 `[N,] H, W, C` tensor written `[N,] C, H, W`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// An f32 `[N,] H, W, C` tensor written `[N,] C, H, W`; with a `bias`, also multiplied by the
+/// scale that is its second input and added the bias per channel (the scale multiply and bias
+/// add a dynamic convolution's output goes through, folded into this pass).
+#[derive(Clone, Debug, PartialEq)]
 pub struct ToPlanar {
     pub batch: bool,
+    pub bias: Option<std::sync::Arc<Vec<f32>>>,
 }
+
+impl Eq for ToPlanar {}
 
 impl Op for ToPlanar {
     fn name(&self) -> StaticName {
@@ -270,7 +297,12 @@ impl EvalOp for ToPlanar {
         let channels = *input.shape().last().context("ToPlanar: a scalar")?;
         let pixels = input.shape()[self.batch as usize..input.rank() - 1].iter().product();
         let mut out = unsafe { Tensor::uninitialized::<f32>(&planar_shape(input.shape(), self.batch))? };
-        kernels::to_planar(input.try_as_plain_ram()?.as_slice::<f32>()?, out.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?, channels, pixels);
+        let scale = match &self.bias {
+            Some(_) => Some(inputs.get(1).context("ToPlanar: the scale input")?.cast_to_scalar::<f32>()?),
+            None => None,
+        };
+        let affine = scale.zip(self.bias.as_deref().map(|b| b.as_slice()));
+        kernels::to_planar(input.try_as_plain_ram()?.as_slice::<f32>()?, out.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?, channels, pixels, affine);
         Ok(tvec!(out.into_tvalue()))
     }
 }
@@ -298,7 +330,7 @@ mod tests {
         // Image 1 starts after image 0's 15 values; its pixel 0, channel 1 is its element 5.
         assert_eq!(interleaved[15 + 1], 19.0);
         let mut back = vec![0f32; planar.len()];
-        kernels::to_planar(&interleaved, &mut back, channels, pixels);
+        kernels::to_planar(&interleaved, &mut back, channels, pixels, None);
         assert_eq!(back, planar.iter().map(|v| *v as f32 - 1.0).collect::<Vec<_>>());
         let shape: TVec<TDim> = tvec!(1.into(), 3.into(), 4.into(), 5.into());
         assert_eq!(interleaved_shape(&shape, true), tvec!(1.to_dim(), 4.into(), 5.into(), 3.into()));
