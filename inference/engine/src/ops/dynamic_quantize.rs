@@ -140,7 +140,8 @@ impl TypedOp for SimdDynamicQuantize {
 }
 
 /// Replaces tract's `DynamicQuantizeLinearU8` nodes of an optimised model with ours (same
-/// inputs, same outputs); returns how many.
+/// inputs, same outputs); returns how many. Matched by name: tract-onnx keeps the op's type
+/// private.
 pub fn accelerate(model: &mut TypedModel) -> usize {
     let mut replaced = 0;
     for id in 0..model.nodes().len() {

@@ -14,6 +14,7 @@
 //!   replacing tract's per-element loops in the optimised plan.
 
 pub mod dynamic_quantize;
+mod initializers;
 pub mod integer_conv;
 pub mod qdq;
 pub mod qlinear_conv;

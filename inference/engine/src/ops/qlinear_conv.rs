@@ -16,14 +16,7 @@ use tract_onnx::pb::{attribute_proto::AttributeType, tensor_proto::DataType, Att
 
 /// The float values of an initializer (scales are f32 initializers in onnxruntime's output).
 fn floats(graph: &GraphProto, name: &str) -> Option<Vec<f32>> {
-    let t = graph.initializer.iter().find(|t| t.name == name)?;
-    if t.data_type != DataType::Float as i32 {
-        return None;
-    }
-    if !t.float_data.is_empty() {
-        return Some(t.float_data.clone());
-    }
-    Some(t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    super::initializers::find(graph, name).and_then(super::initializers::floats)
 }
 
 fn node(op: &str, name: String, mut inputs: Vec<String>, output: String, attribute: Vec<AttributeProto>) -> NodeProto {

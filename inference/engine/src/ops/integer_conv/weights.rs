@@ -3,7 +3,9 @@
 
 use std::collections::HashMap;
 
-use tract_onnx::pb::{tensor_proto::DataType, GraphProto, NodeProto, TensorProto};
+use tract_onnx::pb::{GraphProto, NodeProto};
+
+use super::super::initializers::{find as initializer, floats as float_values, int8s as int8_values};
 
 /// The int8 weights of the ONNX graph's convolutions, by `Conv` node name.
 #[derive(Clone, Debug, Default)]
@@ -15,25 +17,6 @@ pub struct ConvWeights {
     pub values: Vec<i8>,
     pub shape: Vec<usize>,
     pub scales: Vec<f32>,
-}
-
-fn initializer<'g>(graph: &'g GraphProto, name: &str) -> Option<&'g TensorProto> {
-    graph.initializer.iter().find(|t| t.name == name)
-}
-
-fn int8_values(t: &TensorProto) -> Option<Vec<i8>> {
-    if t.data_type != DataType::Int8 as i32 {
-        return None;
-    }
-    // int8 tensors keep their values in raw_data, or widened in int32_data.
-    Some(if t.raw_data.is_empty() { t.int32_data.iter().map(|v| *v as i8).collect() } else { t.raw_data.iter().map(|b| *b as i8).collect() })
-}
-
-fn float_values(t: &TensorProto) -> Option<Vec<f32>> {
-    if t.data_type != DataType::Float as i32 {
-        return None;
-    }
-    Some(if t.raw_data.is_empty() { t.float_data.clone() } else { t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect() })
 }
 
 impl QuantizedWeights {
