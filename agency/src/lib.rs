@@ -2,23 +2,13 @@
 //! inference canister (inter-canister, so the data never leaves the subnet) and records each
 //! decision with the exact model version and sha256 that made it, for auditors.
 
-use std::{borrow::Cow, cell::RefCell};
+use std::cell::RefCell;
 
+use agency_api::{AgencyError, Decision, Document, Settings};
 use candid::Principal;
-use ic_cdk::call::Call;
-use ic_stable_structures::{memory_manager::*, storable::Bound, DefaultMemoryImpl, StableBTreeMap, StableCell, Storable};
-
-mod types;
-pub use types::*;
-
-macro_rules! candid_storable { ($t:ty) => { impl Storable for $t {
-    fn to_bytes(&self) -> Cow<'_, [u8]> { Cow::Owned(candid::encode_one(self).unwrap()) }
-    fn into_bytes(self) -> Vec<u8> { candid::encode_one(&self).unwrap() }
-    fn from_bytes(b: Cow<'_, [u8]>) -> Self { candid::decode_one(&b).unwrap() }
-    const BOUND: Bound = Bound::Unbounded;
-} } }
-candid_storable!(Decision);
-candid_storable!(Settings);
+use ic_stable_structures::{memory_manager::*, DefaultMemoryImpl, StableBTreeMap, StableCell};
+use inference_api::ClassifyRequest;
+use inference_client::{CdkTransport, InferenceClient};
 
 type Mem = VirtualMemory<DefaultMemoryImpl>;
 thread_local! {
@@ -31,29 +21,43 @@ thread_local! {
 }
 
 #[ic_cdk::init]
-fn init(settings: Settings) { SETTINGS.with(|s| s.borrow_mut().set(settings)); }
+fn init(settings: Settings) {
+    SETTINGS.with(|s| s.borrow_mut().set(settings));
+}
 
 /// Classifies a citizen's document and records the decision (decisions are immutable).
 #[ic_cdk::update]
 async fn decide(document: Document) -> Result<Decision, AgencyError> {
-    if let Some(d) = decision(document.id.clone()) { return Err(AgencyError::AlreadyDecided(d)); }
+    if let Some(d) = decision(document.id.clone()) {
+        return Err(AgencyError::AlreadyDecided(d));
+    }
     let settings = SETTINGS.with(|s| s.borrow().get().clone());
+    let inference = InferenceClient::new(CdkTransport { canister: settings.inference_canister });
     let request = ClassifyRequest { model: settings.model, version: None, input: document.image, top_k: Some(1) };
-    let reply = Call::unbounded_wait(settings.inference_canister, "classify").with_arg(request).await
-        .map_err(|e| AgencyError::CallFailed(e.to_string()))?;
-    let result: Result<Classification, InferenceError> = reply.candid().map_err(|e| AgencyError::CallFailed(e.to_string()))?;
-    let c = result.map_err(AgencyError::Inference)?;
+    let answer = inference.classify(&request).await.map_err(|e| AgencyError::CallFailed(e.to_string()))?;
+    let c = answer.map_err(AgencyError::Inference)?;
     let best = c.labels.into_iter().next().ok_or(AgencyError::NoLabel)?;
-    let decision = Decision { document_id: document.id.clone(), label: best.label, score: best.score, model: c.model,
-        instructions: c.instructions, messages: c.messages, decided_at_ns: ic_cdk::api::time() };
+    let decision = Decision {
+        document_id: document.id.clone(),
+        label: best.label,
+        score: best.score,
+        model: c.model,
+        instructions: c.instructions,
+        messages: c.messages,
+        decided_at_ns: ic_cdk::api::time(),
+    };
     DECISIONS.with(|d| d.borrow_mut().insert(document.id, decision.clone()));
     Ok(decision)
 }
 
 #[ic_cdk::query]
-fn decision(document_id: String) -> Option<Decision> { DECISIONS.with(|d| d.borrow().get(&document_id)) }
+fn decision(document_id: String) -> Option<Decision> {
+    DECISIONS.with(|d| d.borrow().get(&document_id))
+}
 
 #[ic_cdk::query]
-fn decisions() -> Vec<Decision> { DECISIONS.with(|d| d.borrow().iter().map(|e| e.value()).collect()) }
+fn decisions() -> Vec<Decision> {
+    DECISIONS.with(|d| d.borrow().iter().map(|e| e.value()).collect())
+}
 
 ic_cdk::export_candid!();

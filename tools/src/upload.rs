@@ -8,10 +8,9 @@
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use inference_canister::{ModelInfo, RegistryError, UploadChunk, UploadRequest, UploadStatus, UploadTicket};
+use inference_api::{ModelInfo, RegistryError, UploadChunk, UploadRequest, UploadStatus};
+use inference_client::{CallError, InferenceClient, Transport};
 use sha2::{Digest, Sha256};
-
-use crate::{call, Transport};
 
 /// Default chunk size: under the 2 MiB ingress limit with room for the candid envelope.
 pub const DEFAULT_CHUNK_BYTES: u32 = 2 * 1024 * 1024 - 8 * 1024;
@@ -41,25 +40,19 @@ pub trait Progress {
 
 impl Progress for () {}
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum UploadError {
-    Registry(RegistryError),
+    /// The canister's answer: final for these bytes (sending them again cannot change it).
+    #[error("the canister refused: {0}")]
+    Registry(#[from] RegistryError),
+    /// The call got no answer (network, rejection); running the upload again resumes it.
+    #[error("{0}")]
     Transport(String),
 }
 
-impl std::fmt::Display for UploadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            UploadError::Registry(e) => write!(f, "the canister refused: {e:?}"),
-            UploadError::Transport(e) => write!(f, "{e}"),
-        }
-    }
-}
-impl std::error::Error for UploadError {}
-
-impl From<RegistryError> for UploadError {
-    fn from(e: RegistryError) -> Self {
-        UploadError::Registry(e)
+impl From<CallError> for UploadError {
+    fn from(e: CallError) -> Self {
+        UploadError::Transport(e.to_string())
     }
 }
 
@@ -69,13 +62,14 @@ fn chunk(bytes: &[u8], chunk_bytes: u32, index: u32) -> &[u8] {
 }
 
 /// Finds an unfinished upload of the same model to resume.
-async fn resumable<T: Transport>(t: &T, request: &UploadRequest) -> Result<Option<UploadStatus>, UploadError> {
-    let (pending,): (Vec<UploadStatus>,) = call(t, "uploads", (), true).await.map_err(UploadError::Transport)?;
-    for p in pending {
+async fn resumable<T: Transport>(
+    client: &InferenceClient<T>,
+    request: &UploadRequest,
+) -> Result<Option<UploadStatus>, UploadError> {
+    for p in client.uploads().await? {
         if p.name == request.name && p.size == request.size && p.chunk_size == request.chunk_size {
             // Same name and size: confirm it is the same file by its declared hash.
-            let (status,): (Result<UploadStatus, RegistryError>,) = call(t, "upload_status", (p.upload_id,), true).await.map_err(UploadError::Transport)?;
-            if status.is_ok() {
+            if client.upload_status(p.upload_id).await?.is_ok() {
                 return Ok(Some(p));
             }
         }
@@ -85,7 +79,7 @@ async fn resumable<T: Transport>(t: &T, request: &UploadRequest) -> Result<Optio
 
 /// Uploads `bytes` as a new version of `request.name` and returns its record.
 pub async fn upload<T: Transport>(
-    t: &T,
+    client: &InferenceClient<T>,
     bytes: &[u8],
     mut request: UploadRequest,
     options: &UploadOptions,
@@ -94,11 +88,10 @@ pub async fn upload<T: Transport>(
     request.size = bytes.len() as u64;
     request.sha256 = Sha256::digest(bytes).to_vec();
     request.chunk_size = options.chunk_bytes;
-    let status = match resumable(t, &request).await? {
+    let status = match resumable(client, &request).await? {
         Some(s) => s,
         None => {
-            let (ticket,): (Result<UploadTicket, RegistryError>,) = call(t, "upload_start", (request.clone(),), false).await.map_err(UploadError::Transport)?;
-            let ticket = ticket?;
+            let ticket = client.upload_start(&request).await??;
             UploadStatus {
                 upload_id: ticket.upload_id,
                 name: request.name.clone(),
@@ -116,13 +109,12 @@ pub async fn upload<T: Transport>(
     // A chunk found corrupt at finish is dropped by the canister: send it again, once.
     for round in 0..2 {
         let results: Vec<Result<(), UploadError>> = stream::iter(missing)
-            .map(|index| send_chunk(t, id, index, chunk(bytes, options.chunk_bytes, index), options, progress))
+            .map(|index| send_chunk(client, id, index, chunk(bytes, options.chunk_bytes, index), options, progress))
             .buffer_unordered(options.parallelism.max(1))
             .collect()
             .await;
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
-        let (info,): (Result<ModelInfo, RegistryError>,) = call(t, "upload_finish", (id,), false).await.map_err(UploadError::Transport)?;
-        match info {
+        match client.upload_finish(id).await? {
             Err(RegistryError::CorruptChunks { indices }) if round == 0 => missing = indices,
             other => return Ok(other?),
         }
@@ -130,20 +122,22 @@ pub async fn upload<T: Transport>(
     unreachable!("the second round returns")
 }
 
-async fn send_chunk<T: Transport>(t: &T, upload_id: u64, index: u32, bytes: &[u8], options: &UploadOptions, progress: &impl Progress) -> Result<(), UploadError> {
+async fn send_chunk<T: Transport>(
+    client: &InferenceClient<T>,
+    upload_id: u64, index: u32, bytes: &[u8], options: &UploadOptions, progress: &impl Progress) -> Result<(), UploadError> {
     let arg = UploadChunk { upload_id, index, bytes: serde_bytes::ByteBuf::from(bytes.to_vec()), sha256: Sha256::digest(bytes).to_vec() };
     let mut backoff = options.initial_backoff;
     let mut attempt = 1;
     loop {
-        match call::<_, _, (Result<UploadStatus, RegistryError>,)>(t, "upload_chunk", (arg.clone(),), false).await {
-            Ok((Ok(_),)) => {
+        match client.upload_chunk(&arg).await {
+            Ok(Ok(_)) => {
                 progress.chunk_done(bytes.len() as u64);
                 return Ok(());
             }
             // The canister's answer is final: retrying the same bytes cannot change it.
-            Ok((Err(e),)) => return Err(UploadError::Registry(e)),
+            Ok(Err(e)) => return Err(UploadError::Registry(e)),
             Err(e) if attempt < options.attempts => {
-                progress.retrying(index, attempt, &e);
+                progress.retrying(index, attempt, &e.to_string());
                 futures_timer_sleep(backoff).await;
                 backoff = backoff.saturating_mul(2).min(Duration::from_secs(30));
                 attempt += 1;

@@ -1,20 +1,54 @@
-//! Roles: controllers are admins; admins grant maintainers and allowed callers.
+//! Every caller rule of the canister, in one place. Controllers are admins; admins grant the
+//! maintainer role and the inference allow-list; maintainers manage models; allowed callers run
+//! inference. The anonymous principal holds no role. Each endpoint calls one of these rules
+//! first; [`accepts_ingress`] applies the same rules as a filter before a message is accepted.
 
 use candid::Principal;
+use inference_api::{NotAuthorized, Role};
 use inference_engine::access::List;
 
 use crate::state;
 
-pub fn is_admin(who: Principal) -> bool {
-    who != Principal::anonymous() && ic_cdk::api::is_controller(&who)
+fn require(caller: Principal, needs: Role, holds: bool) -> Result<(), NotAuthorized> {
+    if holds {
+        Ok(())
+    } else {
+        Err(NotAuthorized { caller, needs })
+    }
 }
 
-pub fn is_maintainer(who: Principal) -> bool {
-    is_admin(who) || state::with(|s| s.access.contains(List::Maintainers, who))
+fn is_admin(caller: Principal) -> bool {
+    caller != Principal::anonymous() && ic_cdk::api::is_controller(&caller)
 }
 
-/// Whether `who` may run inference: an allowed caller (an agency canister, or a user principal
-/// an admin allowed explicitly).
-pub fn may_infer(who: Principal) -> bool {
-    state::with(|s| s.access.contains(List::Callers, who))
+/// A controller of this canister.
+pub fn admin(caller: Principal) -> Result<(), NotAuthorized> {
+    require(caller, Role::Admin, is_admin(caller))
+}
+
+/// A maintainer, or an admin.
+pub fn maintainer(caller: Principal) -> Result<(), NotAuthorized> {
+    let holds = is_admin(caller) || state::with(|s| s.access.contains(List::Maintainers, caller));
+    require(caller, Role::Maintainer, holds)
+}
+
+/// An allowed caller: an agency canister, or a principal an admin allowed explicitly.
+pub fn inference_caller(caller: Principal) -> Result<(), NotAuthorized> {
+    require(caller, Role::Caller, state::with(|s| s.access.contains(List::Callers, caller)))
+}
+
+/// This canister itself: its continuation and plan-building calls.
+pub fn this_canister(caller: Principal) -> Result<(), NotAuthorized> {
+    require(caller, Role::ThisCanister, caller == ic_cdk::api::canister_self())
+}
+
+/// Whether an ingress message may enter: inference only from allowed callers, internal methods
+/// never, everything else (management, profiling, the self-test) from maintainers and admins.
+/// A filter run on one node, not a boundary: every method checks its rule again.
+pub fn accepts_ingress(method: &str, caller: Principal) -> bool {
+    match method {
+        "classify" | "infer" | "submit" | "cancel" => inference_caller(caller).is_ok(),
+        "yield_message" | "build_plan" => false,
+        _ => maintainer(caller).is_ok(),
+    }
 }

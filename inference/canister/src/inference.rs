@@ -1,132 +1,20 @@
 //! Classification: validate the input, build (or reuse) the plan, and run the resumable job
 //! across as many messages as it needs, awaiting a call to this canister between them.
 
-use candid::{CandidType, Deserialize, Principal};
+use inference_api::{
+    Classification, DType, Inference, InferenceError, InputTensor, LabelScore, ModelInfo, ModelRef, NodeProfile,
+    OutputTensor, Profile, RegistryError, TensorData,
+};
 use inference_engine::executor::{Job, NodeCost, Progress};
+use inference_engine::jobs::Advance;
 use inference_engine::model;
-use inference_engine::types::{DType, ModelInfo, RegistryError};
 use tract_onnx::prelude::*;
 
-use crate::{auth, state};
+use crate::state;
 
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
-pub enum TensorData {
-    F32(Vec<f32>),
-    I8(Vec<i8>),
-    U8(serde_bytes::ByteBuf),
-}
-
-/// A tensor sent by the caller: row-major data and its shape.
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
-pub struct InputTensor {
-    pub shape: Vec<u64>,
-    pub data: TensorData,
-}
-
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
-pub struct ClassifyRequest {
-    pub model: String,
-    /// The active version when absent.
-    pub version: Option<u32>,
-    pub input: InputTensor,
-    /// How many labels to return, best first (default 5).
-    pub top_k: Option<u32>,
-}
-
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
-pub struct LabelScore {
-    pub label: String,
-    pub index: u32,
-    pub score: f32,
-}
-
-/// Which model answered: the audit trail of a decision.
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct ModelRef {
-    pub name: String,
-    pub version: u32,
-    pub sha256: Vec<u8>,
-}
-
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
-pub struct Classification {
-    pub labels: Vec<LabelScore>,
-    pub model: ModelRef,
-    /// Instructions the whole inference took (all its messages).
-    pub instructions: u64,
-    pub messages: u32,
-}
-
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
-pub struct OutputTensor {
-    pub name: String,
-    pub shape: Vec<u64>,
-    pub data: Vec<f32>,
-}
-
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
-pub struct Inference {
-    pub outputs: Vec<OutputTensor>,
-    pub model: ModelRef,
-    pub instructions: u64,
-    pub messages: u32,
-}
-
-/// The instructions one node of the optimised plan took, in plan order.
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct NodeProfile {
-    /// The node's name: the ONNX node's, or tract's derivation of it (`Conv.3.einsum.pack_b`).
-    pub node: String,
-    /// tract's operator after optimisation (`OptMatMul`, `QuantizeLinearU8`, `DepthWiseConv`…).
-    pub op: String,
-    pub instructions: u64,
-}
-
-/// Where an inference's instructions went, node by node.
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
-pub struct Profile {
-    pub nodes: Vec<NodeProfile>,
-    pub model: ModelRef,
-    /// The whole inference (all its messages), including what no node accounts for.
-    pub instructions: u64,
-    pub messages: u32,
-}
-
-#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub enum InferenceError {
-    NotAuthorized { caller: Principal },
-    UnknownModel(String),
-    UnknownVersion { name: String, version: u32 },
-    InvalidInput(String),
-    /// Too many jobs in flight; try again later.
-    Busy { in_flight: u32, limit: u32 },
-    /// The canister is stopping (e.g. for an upgrade); the job was abandoned.
-    Stopping,
-    /// The model does not fit a query's budget; use `classify`.
-    TooExpensiveForQuery { budget: u64 },
-    /// The model could not be built or run; tract's explanation.
-    Engine(String),
-    /// Yielding to the next message failed.
-    CallFailed(String),
-    /// No job with this id belongs to the caller (never submitted, someone else's, or expired).
-    UnknownJob(u64),
-    /// The job is still running; ask again later.
-    Pending { steps_done: u32, steps_total: u32 },
-    /// The job was cancelled by its submitter.
-    Cancelled,
-    /// The job ended without finishing: one of its messages trapped, or the canister was
-    /// upgraded while it ran. Nothing of it was kept; submit it again.
-    Interrupted(String),
-}
-
-impl From<RegistryError> for InferenceError {
-    fn from(e: RegistryError) -> Self {
-        match e {
-            RegistryError::UnknownModel(n) => InferenceError::UnknownModel(n),
-            RegistryError::UnknownVersion { name, version } => InferenceError::UnknownVersion { name, version },
-            other => InferenceError::Engine(format!("{other:?}")),
-        }
-    }
+/// tract's error chain as one sentence (its Display with causes), never its Debug dump.
+pub fn engine_error(e: impl std::fmt::Display) -> InferenceError {
+    InferenceError::Engine(format!("{e:#}"))
 }
 
 /// The plan of a model version, built in a message of its own when not already in the heap
@@ -140,7 +28,10 @@ pub async fn plan_in_own_message(info: &ModelInfo) -> Result<model::LoadedModel,
     }
     let call = ic_cdk::call::Call::unbounded_wait(ic_cdk::api::canister_self(), "build_plan").with_args(&(&info.name, info.version));
     let built: Result<(), String> = match call.await {
-        Ok(response) => response.candid::<Result<(), String>>().map_err(|e| e.to_string()).and_then(|r| r),
+        Ok(response) => match response.candid::<Result<(), RegistryError>>() {
+            Ok(built) => built.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        },
         Err(e) => Err(format!("building the plan of {} v{} did not complete in one message (the IC's instruction limit, or a trap): {e}", info.name, info.version)),
     };
     built?;
@@ -170,11 +61,7 @@ fn to_tensor(input: &InputTensor, info: &ModelInfo, ix: usize, max_elements: u64
     if count as u64 > max_elements {
         return Err(InferenceError::InvalidInput(format!("{count} elements exceed the limit of {max_elements}")));
     }
-    let len = match &input.data {
-        TensorData::F32(v) => v.len(),
-        TensorData::I8(v) => v.len(),
-        TensorData::U8(v) => v.len(),
-    };
+    let len = input.data.len();
     if len != count {
         return Err(InferenceError::InvalidInput(format!("shape {shape:?} needs {count} elements, got {len}")));
     }
@@ -232,33 +119,16 @@ pub struct Prepared {
     _slot: Option<JobSlot>,
 }
 
-/// How far a job has come, reported at each pause.
-#[derive(Clone, Copy, Debug)]
-pub struct Advance {
-    pub steps_done: u32,
-    pub steps_total: u32,
-    pub messages: u32,
-}
-
 /// Runs `inputs` through a model. In a query it must finish within the query budget.
-pub async fn run(caller: Principal, name: &str, version: Option<u32>, inputs: &[InputTensor], query: bool) -> Result<Outcome, InferenceError> {
-    prepare(caller, name, version, inputs, query).await?.drive(|_| Ok(())).await
+pub async fn run(name: &str, version: Option<u32>, inputs: &[InputTensor], query: bool) -> Result<Outcome, InferenceError> {
+    prepare(name, version, inputs, query).await?.drive(|_| Ok(())).await
 }
 
-/// Everything that can be refused before any computation: access, model, inputs, capacity; then
-/// builds (or reuses) the plan.
-pub async fn prepare(caller: Principal, name: &str, version: Option<u32>, inputs: &[InputTensor], query: bool) -> Result<Prepared, InferenceError> {
-    if !auth::may_infer(caller) {
-        return Err(InferenceError::NotAuthorized { caller });
-    }
-    prepare_authorized(name, version, inputs, query).await
-}
-
-/// [`prepare`] for a caller whose right to run the model was checked otherwise (a maintainer
-/// profiling a model).
-pub async fn prepare_authorized(name: &str, version: Option<u32>, inputs: &[InputTensor], query: bool) -> Result<Prepared, InferenceError> {
+/// Everything that can be refused before any computation (model, inputs, capacity), then
+/// builds (or reuses) the plan. The caller's right to run it is the endpoint's to check.
+pub async fn prepare(name: &str, version: Option<u32>, inputs: &[InputTensor], query: bool) -> Result<Prepared, InferenceError> {
     let info = state::with(|s| s.registry.info(name, version))?;
-    let config = state::with(|s| s.config.get().clone());
+    let config = state::with(|s| s.config());
     if inputs.len() != info.inputs.len() {
         return Err(InferenceError::InvalidInput(format!("model {name} takes {} inputs, got {}", info.inputs.len(), inputs.len())));
     }
@@ -270,11 +140,11 @@ pub async fn prepare_authorized(name: &str, version: Option<u32>, inputs: &[Inpu
     let slot = if query { None } else { Some(JobSlot::acquire()?) };
     // A query cannot call: it builds a missing plan inline, within its own limit.
     let plan = if query {
-        ensure_plan(&info).map_err(|e| InferenceError::Engine(format!("{e:?}")))?
+        ensure_plan(&info).map_err(engine_error)?
     } else {
         plan_in_own_message(&info).await.map_err(InferenceError::Engine)?
     };
-    let job = Job::new(&plan.plan, tensors).map_err(|e| InferenceError::Engine(format!("{e:?}")))?;
+    let job = Job::new(&plan.plan, tensors).map_err(engine_error)?;
     let budget = if query { config.query_budget } else { config.update_budget };
     Ok(Prepared { info, job, budget, query, profiled: false, _slot: slot })
 }
@@ -295,7 +165,7 @@ impl Prepared {
             let progress = self
                 .job
                 .advance(budget, || ic_cdk::api::performance_counter(0))
-                .map_err(|e| InferenceError::Engine(format!("{e:?}")))?;
+                .map_err(engine_error)?;
             match progress {
                 Progress::Finished(outputs) => {
                     let total = ic_cdk::api::performance_counter(1);
@@ -336,9 +206,9 @@ fn model_ref(info: &ModelInfo) -> ModelRef {
 }
 
 fn flat(value: &TValue) -> Result<Vec<f32>, InferenceError> {
-    let t = value.cast_to::<f32>().map_err(|e| InferenceError::Engine(e.to_string()))?;
-    let view = t.try_as_plain_ram().map_err(|e| InferenceError::Engine(e.to_string()))?;
-    Ok(view.as_slice::<f32>().map_err(|e| InferenceError::Engine(e.to_string()))?.to_vec())
+    let t = value.cast_to::<f32>().map_err(engine_error)?;
+    let view = t.try_as_plain_ram().map_err(engine_error)?;
+    Ok(view.as_slice::<f32>().map_err(engine_error)?.to_vec())
 }
 
 pub fn classification(outcome: Outcome, top_k: Option<u32>) -> Result<Classification, InferenceError> {

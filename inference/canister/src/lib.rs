@@ -1,5 +1,6 @@
-//! The inference canister: endpoints only. Each delegates to a module of this crate that adapts
-//! `inference-engine` to the IC.
+//! The inference canister: endpoints only. Each checks its caller with one rule of [`auth`], then
+//! delegates to a module of this crate that adapts `inference-engine` to the IC. The types are
+//! `inference-api`'s; `inference-client` calls these endpoints by the same names.
 
 mod api;
 mod auth;
@@ -9,40 +10,25 @@ pub mod lifecycle;
 mod registry_api;
 mod state;
 
-pub use api::*;
-pub use inference::{ClassifyRequest, Classification, Inference, InferenceError, InputTensor, LabelScore, ModelRef, NodeProfile, OutputTensor, Profile, TensorData};
-pub use inference_engine::types::*;
-pub use lifecycle::InitArgs;
-pub use inference_engine::platform::Kernels;
-pub use jobs::{InferRequest, JobRequest, JobResult, JobStatus, MAX_RECORDS, RESULT_TTL_NS};
-pub use registry_api::UploadChunk;
-pub use state::Config;
-
-/// Multiply-accumulates per inference at the given input shapes (for the maintainers' tool).
-pub fn count_macs(bytes: &[u8], inputs: &[TensorSpec]) -> Result<u64, String> {
-    inference_engine::model::macs(bytes, inputs).map_err(|e| format!("{e:?}"))
-}
-
-/// What the registry would record about an ONNX file, read locally (for the maintainers' tool).
-pub fn inspect_model(bytes: &[u8]) -> Result<inference_engine::model::Inspection, String> {
-    inference_engine::model::inspect(bytes)
-}
-
 use candid::Principal;
 use ic_cdk::api::msg_caller;
 use ic_cdk::{query, update};
+use inference_api::*;
 use inference_engine::access::List;
 
 // ----- platform -----
 
+/// Which tract kernels the canister computes with (anyone).
 #[query]
 fn platform_report() -> PlatformInfo {
-    PlatformInfo::from(inference_engine::platform::PlatformReport::current())
+    api::platform_info()
 }
 
-/// Runs the engine's fixed self-test graph through tract and reports how much it cost.
+/// Checks every kernel against its reference and runs the engine's fixed graph, reporting what
+/// it cost (maintainers: it costs the canister's cycles).
 #[update]
-fn self_test() -> Result<SelfTestReport, EngineError> {
+fn self_test() -> Result<SelfTestReport, SelfTestError> {
+    auth::maintainer(msg_caller())?;
     api::self_test_report()
 }
 
@@ -50,32 +36,37 @@ fn self_test() -> Result<SelfTestReport, EngineError> {
 
 #[update]
 fn upload_start(request: UploadRequest) -> Result<UploadTicket, RegistryError> {
-    registry_api::start(msg_caller(), request)
+    let caller = msg_caller();
+    auth::maintainer(caller)?;
+    registry_api::start(caller, request)
 }
 
 #[update]
 fn upload_chunk(chunk: UploadChunk) -> Result<UploadStatus, RegistryError> {
-    registry_api::put(msg_caller(), chunk)
+    auth::maintainer(msg_caller())?;
+    registry_api::put(chunk)
 }
 
 /// Verifies the whole sha256, inspects the model and records it as a new version.
 #[update]
 fn upload_finish(upload_id: u64) -> Result<ModelInfo, RegistryError> {
-    registry_api::finish(msg_caller(), upload_id)
+    auth::maintainer(msg_caller())?;
+    registry_api::finish(upload_id)
 }
 
 #[update]
 fn upload_abort(upload_id: u64) -> Result<(), RegistryError> {
-    registry_api::require_maintainer(msg_caller())?;
+    auth::maintainer(msg_caller())?;
     state::with_mut(|s| s.registry.abort_upload(upload_id))
 }
 
-/// Which chunks are still missing, for resuming.
+/// Which chunks are still missing, for resuming (anyone).
 #[query]
 fn upload_status(upload_id: u64) -> Result<UploadStatus, RegistryError> {
     state::with(|s| s.registry.upload_status(upload_id))
 }
 
+/// Unfinished uploads (anyone).
 #[query]
 fn uploads() -> Vec<UploadStatus> {
     state::with(|s| s.registry.uploads())
@@ -84,101 +75,92 @@ fn uploads() -> Vec<UploadStatus> {
 /// Builds the version's plan (so a model that cannot run never serves), then switches to it.
 #[update]
 async fn activate(name: String, version: u32) -> Result<(), RegistryError> {
-    registry_api::activate(msg_caller(), &name, version).await
+    auth::maintainer(msg_caller())?;
+    registry_api::activate(&name, version).await
 }
 
-/// Builds a plan in a message of its own (called by this canister only).
+/// Builds a plan in a message of its own (this canister only).
 #[update(hidden = true)]
-fn build_plan(name: String, version: u32) -> Result<(), String> {
-    registry_api::build_plan(msg_caller(), &name, version)
+fn build_plan(name: String, version: u32) -> Result<(), RegistryError> {
+    auth::this_canister(msg_caller())?;
+    registry_api::build_plan(&name, version)
 }
 
 /// Returns to the previously active version.
 #[update]
 fn rollback(name: String) -> Result<u32, RegistryError> {
-    registry_api::require_maintainer(msg_caller())?;
+    auth::maintainer(msg_caller())?;
     state::with_mut(|s| s.registry.rollback(&name))
 }
 
 #[update]
 fn delete_version(name: String, version: u32) -> Result<(), RegistryError> {
-    registry_api::require_maintainer(msg_caller())?;
-    state::with_mut(|s| {
-        s.plans.remove(&(name.clone(), version));
-        s.registry.delete(&name, version)
-    })
+    auth::maintainer(msg_caller())?;
+    registry_api::delete(&name, version)
 }
 
+/// Every version of every model (anyone).
 #[query]
 fn list_models() -> Vec<ModelInfo> {
     state::with(|s| s.registry.versions())
 }
 
-/// A version's record; the active version when `version` is absent.
+/// A version's record; the active version when `version` is absent (anyone).
 #[query]
 fn model_info(name: String, version: Option<u32>) -> Result<ModelInfo, RegistryError> {
     state::with(|s| s.registry.info(&name, version))
 }
 
+/// The version that serves `name` (anyone).
 #[query]
 fn active_version(name: String) -> Option<u32> {
     state::with(|s| s.registry.active_version(&name))
 }
 
-// ----- roles (admins = controllers) -----
+// ----- roles and settings (admins = controllers) -----
 
-fn require_admin() -> Result<(), RegistryError> {
-    let caller = msg_caller();
-    if auth::is_admin(caller) {
-        Ok(())
-    } else {
-        Err(RegistryError::NotAuthorized { caller, needs: "admin (a controller)".into() })
-    }
+fn set_role(list: List, who: Principal, granted: bool) -> Result<(), RoleError> {
+    auth::admin(msg_caller())?;
+    state::with_mut(|s| if granted { s.access.grant(list, who) } else { Ok(s.access.revoke(list, who)) })
 }
 
 #[update]
-fn grant_maintainer(who: Principal) -> Result<(), RegistryError> {
-    require_admin()?;
-    state::with_mut(|s| s.access.grant(List::Maintainers, who)).map_err(RegistryError::InvalidRequest)
+fn grant_maintainer(who: Principal) -> Result<(), RoleError> {
+    set_role(List::Maintainers, who, true)
 }
 
 #[update]
-fn revoke_maintainer(who: Principal) -> Result<(), RegistryError> {
-    require_admin()?;
-    state::with_mut(|s| s.access.revoke(List::Maintainers, who));
-    Ok(())
+fn revoke_maintainer(who: Principal) -> Result<(), RoleError> {
+    set_role(List::Maintainers, who, false)
 }
 
 /// Allows a principal (normally an agency canister) to run inference.
 #[update]
-fn allow_caller(who: Principal) -> Result<(), RegistryError> {
-    require_admin()?;
-    state::with_mut(|s| s.access.grant(List::Callers, who)).map_err(RegistryError::InvalidRequest)
+fn allow_caller(who: Principal) -> Result<(), RoleError> {
+    set_role(List::Callers, who, true)
 }
 
 #[update]
-fn disallow_caller(who: Principal) -> Result<(), RegistryError> {
-    require_admin()?;
-    state::with_mut(|s| s.access.revoke(List::Callers, who));
-    Ok(())
+fn disallow_caller(who: Principal) -> Result<(), RoleError> {
+    set_role(List::Callers, who, false)
 }
 
+/// Who holds which role (anyone).
 #[query]
 fn roles() -> Roles {
     state::with(|s| Roles { maintainers: s.access.members(List::Maintainers), callers: s.access.members(List::Callers) })
 }
 
+/// The settings (anyone).
 #[query]
 fn config() -> Config {
-    state::with(|s| s.config.get().clone())
+    state::with(|s| s.config())
 }
 
 #[update]
-fn set_config(config: Config) -> Result<(), RegistryError> {
-    require_admin()?;
-    if config.update_budget == 0 || config.update_budget > 35_000_000_000 || config.query_budget > 4_500_000_000 {
-        return Err(RegistryError::InvalidRequest("budgets must leave a margin under the IC limits (40 B update, 5 B query)".into()));
-    }
+fn set_config(config: Config) -> Result<(), ConfigError> {
+    auth::admin(msg_caller())?;
+    config.validate()?;
     state::with_mut(|s| s.config.set(config));
     Ok(())
 }
@@ -188,21 +170,24 @@ fn set_config(config: Config) -> Result<(), RegistryError> {
 /// Classifies one input with a model; works for any model size by continuing across messages.
 #[update]
 async fn classify(request: ClassifyRequest) -> Result<Classification, InferenceError> {
-    let outcome = inference::run(msg_caller(), &request.model, request.version, std::slice::from_ref(&request.input), false).await?;
+    auth::inference_caller(msg_caller())?;
+    let outcome = inference::run(&request.model, request.version, std::slice::from_ref(&request.input), false).await?;
     inference::classification(outcome, request.top_k)
 }
 
 /// `classify` as a query, for models whose cost fits one query; `TooExpensiveForQuery` otherwise.
 #[query]
 async fn classify_query(request: ClassifyRequest) -> Result<Classification, InferenceError> {
-    let outcome = inference::run(msg_caller(), &request.model, request.version, std::slice::from_ref(&request.input), true).await?;
+    auth::inference_caller(msg_caller())?;
+    let outcome = inference::run(&request.model, request.version, std::slice::from_ref(&request.input), true).await?;
     inference::classification(outcome, request.top_k)
 }
 
 /// Runs a model and returns its raw output tensors.
 #[update]
 async fn infer(model: String, version: Option<u32>, inputs: Vec<InputTensor>) -> Result<Inference, InferenceError> {
-    let outcome = inference::run(msg_caller(), &model, version, &inputs, false).await?;
+    auth::inference_caller(msg_caller())?;
+    let outcome = inference::run(&model, version, &inputs, false).await?;
     inference::inference(outcome)
 }
 
@@ -210,56 +195,48 @@ async fn infer(model: String, version: Option<u32>, inputs: Vec<InputTensor>) ->
 /// maintainers: which operators a model's cost goes to). Takes a job slot like any inference.
 #[update]
 async fn profile(model: String, version: Option<u32>, inputs: Vec<InputTensor>) -> Result<Profile, InferenceError> {
-    let caller = msg_caller();
-    if !auth::is_maintainer(caller) {
-        return Err(InferenceError::NotAuthorized { caller });
-    }
-    let outcome = inference::prepare_authorized(&model, version, &inputs, false).await?.profiled().drive(|_| Ok(())).await?;
+    auth::maintainer(msg_caller())?;
+    let outcome = inference::prepare(&model, version, &inputs, false).await?.profiled().drive(|_| Ok(())).await?;
     Ok(inference::profile(outcome))
 }
 
 /// Starts a job and returns its id at once; poll `status`, then fetch `result`. Refusals that
 /// need no computation (access, model, inputs, capacity) come back here.
 #[update]
-async fn submit(request: JobRequest) -> Result<u64, InferenceError> {
-    jobs::submit(msg_caller(), request).await
+async fn submit(request: JobRequest) -> Result<u64, JobError> {
+    let caller = msg_caller();
+    auth::inference_caller(caller)?;
+    jobs::submit(caller, request).await
 }
 
 /// A job's progress or outcome, for the principal that submitted it.
 #[query]
-fn status(job: u64) -> Result<JobStatus, InferenceError> {
+fn status(job: u64) -> Result<JobStatus, JobError> {
     jobs::status(msg_caller(), job)
 }
 
 /// A finished job's result (kept until it expires, so a lost reply can be fetched again).
 #[query]
-fn result(job: u64) -> Result<JobResult, InferenceError> {
+fn result(job: u64) -> Result<JobResult, JobError> {
     jobs::result(msg_caller(), job)
 }
 
-/// Stops a running job, or discards a finished one's result.
+/// Stops a running job, or discards a finished one's result (its submitter).
 #[update]
-fn cancel(job: u64) -> Result<(), InferenceError> {
+fn cancel(job: u64) -> Result<(), JobError> {
     jobs::cancel(msg_caller(), job)
 }
 
 /// The continuation point of long inferences: awaiting a call to it ends the current message.
+/// Only this canister's own calls reach it (ingress is filtered; anyone else's call does
+/// nothing).
 #[update(hidden = true)]
 fn yield_message() {}
 
-/// Ingress filter: inference only from explicitly allowed principals, management only from
-/// maintainers and admins. The methods check again (this runs on one node only).
+/// Ingress filter ([`auth::accepts_ingress`]); the methods check again (this runs on one node).
 #[ic_cdk::inspect_message]
 fn inspect_message() {
-    let caller = msg_caller();
-    let method = ic_cdk::api::msg_method_name();
-    let accept = match method.as_str() {
-        "classify" | "infer" | "submit" | "cancel" => auth::may_infer(caller),
-        "yield_message" | "build_plan" => false,
-        "self_test" => true,
-        _ => auth::is_maintainer(caller),
-    };
-    if accept {
+    if auth::accepts_ingress(&ic_cdk::api::msg_method_name(), msg_caller()) {
         ic_cdk::api::accept_message();
     }
 }

@@ -22,14 +22,7 @@ fn run_static_constructors() {
     };
 }
 
-/// Install and upgrade argument; everything in it is optional (`dfx deploy` needs none).
-#[derive(candid::CandidType, serde::Deserialize, Clone, Debug, Default)]
-pub struct InitArgs {
-    /// `Generic` computes with tract's generic kernels instead of its simd128 ones — for the
-    /// benchmarks' side-by-side baseline, never for serving. Lasts until the next upgrade (pass
-    /// it again there to keep it).
-    pub kernels: Option<inference_engine::platform::Kernels>,
-}
+use inference_api::InitArgs;
 
 fn start(args: Option<InitArgs>) {
     run_static_constructors();

@@ -4,6 +4,7 @@
 
 use candid::Principal;
 use ic_stable_structures::{Memory, StableBTreeMap};
+use inference_api::RoleError;
 
 use crate::stable::{self, Mem, PrincipalKey, StableLayout};
 
@@ -34,9 +35,9 @@ impl<M: Memory> Access<M> {
     }
 
     /// Adds `who` to a list; the anonymous principal is refused.
-    pub fn grant(&mut self, list: List, who: Principal) -> Result<(), String> {
+    pub fn grant(&mut self, list: List, who: Principal) -> Result<(), RoleError> {
         if who == Principal::anonymous() {
-            return Err("the anonymous principal cannot hold a role".into());
+            return Err(RoleError::AnonymousPrincipal);
         }
         let key = PrincipalKey(who.as_slice().to_vec());
         match list {

@@ -43,16 +43,7 @@ impl PlatformReport {
     }
 }
 
-/// Which of tract's kernels a canister computes with.
-#[derive(candid::CandidType, serde::Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Kernels {
-    /// The best tract has here: its hand-written wasm simd128 kernels.
-    #[default]
-    Best,
-    /// tract's generic Rust kernels, for benchmarking the SIMD kernels' gain (the rest of the
-    /// code is the same build: LLVM may still vectorise the generic loops itself).
-    Generic,
-}
+pub use inference_api::Kernels;
 
 /// Chooses the kernels through tract's own `TRACT_CPU_ISA` knob (`-simd128,-wasm32` takes the wasm
 /// kernels out of the pool). tract reads it once, at its first kernel selection, so this must

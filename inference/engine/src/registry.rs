@@ -76,7 +76,6 @@ pub struct UploadSession {
     pub started_at_ns: u64,
 }
 
-candid_storable!(ModelInfo);
 candid_storable!(Activation);
 candid_storable!(UploadSession);
 

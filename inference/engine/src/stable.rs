@@ -34,24 +34,7 @@ pub const WASM_PAGE: u64 = 64 * 1024;
 pub const MAGIC: [u8; 4] = *b"ONNX";
 pub const LAYOUT_VERSION: u32 = 1;
 
-/// Implements [`Storable`] through candid, for records whose size is not bounded.
-#[macro_export]
-macro_rules! candid_storable {
-    ($t:ty) => {
-        impl ic_stable_structures::Storable for $t {
-            fn to_bytes(&self) -> std::borrow::Cow<'_, [u8]> {
-                std::borrow::Cow::Owned(candid::encode_one(self).expect("candid-encodable"))
-            }
-            fn into_bytes(self) -> Vec<u8> {
-                candid::encode_one(&self).expect("candid-encodable")
-            }
-            fn from_bytes(bytes: std::borrow::Cow<'_, [u8]>) -> Self {
-                candid::decode_one(&bytes).expect("stored by this canister")
-            }
-            const BOUND: ic_stable_structures::storable::Bound = ic_stable_structures::storable::Bound::Unbounded;
-        }
-    };
-}
+use inference_api::candid_storable;
 
 /// The first thing in stable memory: what layout the rest is in, and id counters.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]

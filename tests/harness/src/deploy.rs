@@ -3,12 +3,14 @@
 
 use std::cell::RefCell;
 
-use candid::Principal;
-use inference_canister::{ModelInfo, RegistryError, TensorSpec, UploadRequest};
+use agency_api::Settings;
+use candid::{CandidType, Principal};
+use inference_api::{Config, DType, InitArgs, Kernels, ModelInfo, RoleError, TensorSpec, UploadRequest};
+use inference_client::{calls, Call, CallError, InferenceClient, Transport};
 use inference_tools::upload::{upload, UploadError, UploadOptions};
-use inference_tools::Transport;
+use serde::de::DeserializeOwned;
 
-use crate::{canister_wasm, query_candid_as, update_candid_as, user, Ic};
+use crate::{canister_wasm, user, CallCost, Ic};
 
 /// The tools' transport over an [`Ic`], as one principal talking to one canister.
 pub struct IcTransport<'a> {
@@ -43,41 +45,50 @@ impl Deployment {
 
     /// The same on a given backend.
     pub fn with_backend(ic: Box<dyn Ic>, model: &str) -> Deployment {
-        Self::with_kernels(ic, model, inference_canister::Kernels::Best)
+        Self::with_kernels(ic, model, Kernels::Best)
     }
 
     /// The same with the inference canister computing with `kernels` (the benchmarks' generic
     /// baseline).
-    pub fn with_kernels(mut ic: Box<dyn Ic>, model: &str, kernels: inference_canister::Kernels) -> Deployment {
+    pub fn with_kernels(mut ic: Box<dyn Ic>, model: &str, kernels: Kernels) -> Deployment {
         let controller = user(1);
         let maintainer = user(3);
         let inference = ic.create_canister(controller);
-        let init = Some(inference_canister::InitArgs { kernels: Some(kernels) });
+        let init = Some(InitArgs { kernels: Some(kernels) });
         ic.install_canister(inference, &canister_wasm("inference_canister"), candid::encode_args((init,)).unwrap(), controller)
             .expect("inference canister installs");
         let agency = ic.create_canister(controller);
-        let settings = crate::agency::Settings { inference_canister: inference, model: model.to_string() };
+        let settings = Settings { inference_canister: inference, model: model.to_string() };
         ic.install_canister(agency, &canister_wasm("agency_canister"), candid::encode_args((settings,)).unwrap(), controller)
             .expect("agency canister installs");
         let mut d = Deployment { ic, inference, agency, controller, maintainer };
-        d.admin("grant_maintainer", maintainer).expect("grant maintainer");
-        d.admin("allow_caller", agency).expect("allow the agency");
+        d.as_admin(calls::grant_maintainer(maintainer)).expect("grant maintainer");
+        d.as_admin(calls::allow_caller(agency)).expect("allow the agency");
         d
     }
 
-    /// An admin (controller) call taking one principal.
-    pub fn admin(&mut self, method: &str, who: Principal) -> Result<(), RegistryError> {
-        let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *self.ic, self.inference, self.controller, method, (who,));
-        r.expect("admin call replies").0
+    /// A typed call to the inference canister as `sender`: the reply and what the call cost.
+    pub fn call<R: CandidType + DeserializeOwned>(&mut self, sender: Principal, call: Call<R>) -> (Result<R, CallError>, CallCost) {
+        crate::call(&mut *self.ic, self.inference, sender, call)
+    }
+
+    /// A typed call to the agency canister as `sender`.
+    pub fn call_agency<R: CandidType + DeserializeOwned>(&mut self, sender: Principal, call: Call<R>) -> (Result<R, CallError>, CallCost) {
+        crate::call(&mut *self.ic, self.agency, sender, call)
+    }
+
+    /// A role change as the admin (the controller), e.g. `calls::allow_caller(who)`.
+    pub fn as_admin(&mut self, call: Call<Result<(), RoleError>>) -> Result<(), RoleError> {
+        let controller = self.controller;
+        self.call(controller, call).0.expect("the role change replies")
     }
 
     /// Changes the inference canister's settings as its controller.
-    pub fn configure(&mut self, change: impl FnOnce(&mut inference_canister::Config)) {
-        let (config, _) = query_candid_as::<_, (inference_canister::Config,)>(&mut *self.ic, self.inference, self.controller, "config", ());
-        let mut config = config.expect("config replies").0;
+    pub fn configure(&mut self, change: impl FnOnce(&mut Config)) {
+        let controller = self.controller;
+        let mut config = self.call(controller, calls::config()).0.expect("config replies");
         change(&mut config);
-        let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *self.ic, self.inference, self.controller, "set_config", (config,));
-        r.expect("set_config replies").0.expect("valid settings");
+        self.call(controller, calls::set_config(&config)).0.expect("set_config replies").expect("valid settings");
     }
 
     /// Sets the instructions an inference may use per message before continuing in a new one.
@@ -87,10 +98,10 @@ impl Deployment {
 
     /// Uploads `bytes` through the chunked uploader as `sender`.
     pub fn upload_as(&mut self, sender: Principal, name: &str, bytes: &[u8], labels: Vec<String>, inputs: Option<Vec<TensorSpec>>, chunk_bytes: u32) -> Result<ModelInfo, UploadError> {
-        let transport = IcTransport { ic: RefCell::new(&mut *self.ic), canister: self.inference, sender };
+        let client = InferenceClient::new(IcTransport { ic: RefCell::new(&mut *self.ic), canister: self.inference, sender });
         let request = UploadRequest { name: name.into(), size: 0, sha256: vec![], chunk_size: 0, description: String::new(), labels, inputs };
         let options = UploadOptions { chunk_bytes, parallelism: 3, attempts: 1, ..Default::default() };
-        futures::executor::block_on(upload(&transport, bytes, request, &options, &()))
+        futures::executor::block_on(upload(&client, bytes, request, &options, &()))
     }
 
     /// Uploads a bundled model's test-case file as the maintainer and activates it.
@@ -98,14 +109,14 @@ impl Deployment {
         let spec = |t: &model_testdata::Tensor| TensorSpec {
             name: t.name.clone(),
             shape: t.shape.iter().map(|&d| d as i64).collect(),
-            dtype: inference_canister::DType::F32,
+            dtype: DType::F32,
         };
         let inputs = Some(case.inputs.iter().map(spec).collect());
         let info = self
             .upload_as(self.maintainer, name, &case.model, labels.iter().map(|s| s.to_string()).collect(), inputs, 256 * 1024)
             .expect("upload");
-        let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *self.ic, self.inference, self.maintainer, "activate", (name, info.version));
-        r.expect("activate replies").0.expect("activate");
+        let maintainer = self.maintainer;
+        self.call(maintainer, calls::activate(name, info.version)).0.expect("activate replies").expect("activate");
         info
     }
 }

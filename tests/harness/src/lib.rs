@@ -3,10 +3,6 @@
 //! crate, selected when `POCKET_IC_BIN` points at a server binary). Method names mirror the
 //! `pocket-ic` crate's so IC developers feel at home.
 
-/// The agency canister's candid types, shared by source (linking the canister itself into a
-/// native binary would clash with the inference canister's exported entry points).
-#[path = "../../../agency/src/types.rs"]
-pub mod agency;
 pub mod deploy;
 mod local;
 mod pocket;
@@ -15,7 +11,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use candid::Principal;
-use candid::utils::{ArgumentDecoder, ArgumentEncoder};
+use candid::CandidType;
+pub use inference_client::{Call, CallError, Mode};
+use serde::de::DeserializeOwned;
 
 pub use local::LocalBackend;
 pub use pocket::PocketIcBackend;
@@ -91,65 +89,39 @@ pub fn backend() -> Box<dyn Ic> {
     }
 }
 
-/// Errors of a candid call: the call was rejected, or its reply did not decode.
-#[derive(Debug)]
-pub enum CandidCallError {
-    Reject(Reject),
-    Decode(String),
+/// Makes a typed call (from `inference_client::calls` or `agency_api::calls`) as `sender`, as
+/// an update or a query as the endpoint is, to the end of every message it causes; the decoded
+/// reply and what the call cost.
+pub fn call<R: CandidType + DeserializeOwned>(
+    ic: &mut dyn Ic,
+    canister: Principal,
+    sender: Principal,
+    call: Call<R>,
+) -> (Result<R, CallError>, CallCost) {
+    let outcome = match call.mode {
+        Mode::Update => ic.update_call(canister, sender, call.method, call.arg.clone()),
+        Mode::Query => ic.query_call(canister, sender, call.method, call.arg.clone()),
+    };
+    (reply(&call, outcome.result), outcome.cost)
 }
 
-impl std::fmt::Display for CandidCallError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CandidCallError::Reject(r) => write!(f, "{r}"),
-            CandidCallError::Decode(e) => write!(f, "reply did not decode: {e}"),
-        }
+/// Submits a typed update call without waiting for it (inspect_message runs now), so that
+/// several can run at once; [`await_call`] gets its reply.
+pub fn submit_call<R>(ic: &mut dyn Ic, canister: Principal, sender: Principal, call: &Call<R>) -> Result<u64, Reject> {
+    ic.submit_call(canister, sender, call.method, call.arg.clone())
+}
+
+/// Runs the IC until a call [`submit_call`] sent has its answer; decodes it as `call`'s reply.
+pub fn await_call<R: CandidType + DeserializeOwned>(ic: &mut dyn Ic, id: u64, call: &Call<R>) -> (Result<R, CallError>, CallCost) {
+    let outcome = ic.await_call(id);
+    (reply(call, outcome.result), outcome.cost)
+}
+
+fn reply<R: CandidType + DeserializeOwned>(call: &Call<R>, result: Result<Vec<u8>, Reject>) -> Result<R, CallError> {
+    match result {
+        Ok(bytes) => call.decode(&bytes),
+        Err(reject) => Err(CallError::Rejected { method: call.method, message: reject.to_string() }),
     }
-}
-impl std::error::Error for CandidCallError {}
-
-/// Encodes `args`, makes the call as an update or a query, decodes the reply.
-fn candid_call<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
-    ic: &mut dyn Ic,
-    canister: Principal,
-    sender: Principal,
-    method: &str,
-    args: A,
-    query: bool,
-) -> (Result<R, CandidCallError>, CallCost) {
-    let payload = candid::encode_args(args).expect("candid-encodable arguments");
-    let outcome = if query {
-        ic.query_call(canister, sender, method, payload)
-    } else {
-        ic.update_call(canister, sender, method, payload)
-    };
-    let result = match outcome.result {
-        Ok(bytes) => candid::decode_args(&bytes).map_err(|e| CandidCallError::Decode(e.to_string())),
-        Err(r) => Err(CandidCallError::Reject(r)),
-    };
-    (result, outcome.cost)
-}
-
-/// `update_candid_as` of the pocket-ic crate, plus the call's cost.
-pub fn update_candid_as<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
-    ic: &mut dyn Ic,
-    canister: Principal,
-    sender: Principal,
-    method: &str,
-    args: A,
-) -> (Result<R, CandidCallError>, CallCost) {
-    candid_call(ic, canister, sender, method, args, false)
-}
-
-/// `query_candid_as` of the pocket-ic crate, plus the call's cost.
-pub fn query_candid_as<A: ArgumentEncoder, R: for<'a> ArgumentDecoder<'a>>(
-    ic: &mut dyn Ic,
-    canister: Principal,
-    sender: Principal,
-    method: &str,
-    args: A,
-) -> (Result<R, CandidCallError>, CallCost) {
-    candid_call(ic, canister, sender, method, args, true)
 }
 
 /// Where `scripts/build-canisters.sh` puts the optimised module of a canister crate.

@@ -3,8 +3,12 @@
 //! concurrent jobs, the queue limit and stopping with jobs in flight.
 
 use canister_harness::deploy::Deployment;
-use canister_harness::{query_candid_as, update_candid_as, user, CallCost};
-use inference_canister::{ClassifyRequest, Classification, Inference, InferenceError, InputTensor, RegistryError, TensorData};
+use agency_api::{AgencyError, Document};
+use canister_harness::{await_call, submit_call, user, Call, CallCost};
+use inference_api::{
+    ClassifyRequest, Inference, InferenceError, InputTensor, NotAuthorized, Profile, Role, RoleError, TensorData,
+};
+use inference_client::calls;
 use model_testdata::{argmax, case, Case};
 
 const MODEL: &str = "text-direction";
@@ -23,21 +27,16 @@ fn input(c: &Case) -> InputTensor {
 
 /// Raw outputs as an explicitly allowed user calling `infer` by ingress.
 fn infer(d: &mut Deployment, c: &Case) -> (Inference, CallCost) {
-    let (r, cost) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(
-        &mut *d.ic, d.inference, user(5), "infer", (MODEL, None::<u32>, vec![input(c)]));
-    (r.expect("infer replies").0.expect("infer succeeds"), cost)
+    let (r, cost) = d.call(user(5), calls::infer(MODEL, None, &[input(c)]));
+    (r.expect("infer replies").expect("infer succeeds"), cost)
 }
 
 #[test]
 fn the_agency_canister_gets_a_decision_with_the_model_that_made_it() {
     let (mut d, c) = deployed();
-    let document = canister_harness::agency::Document {
-        id: "permit-0042".into(),
-        image: canister_harness::agency::InputTensor { shape: c.input_shape.iter().map(|&d| d as u64).collect(), data: canister_harness::agency::TensorData::F32(c.input.clone()) },
-    };
-    let (r, cost) = update_candid_as::<_, (Result<canister_harness::agency::Decision, canister_harness::agency::AgencyError>,)>(
-        &mut *d.ic, d.agency, user(9), "decide", (document.clone(),));
-    let decision = r.unwrap().0.expect("a decision");
+    let document = Document { id: "permit-0042".into(), image: input(&c) };
+    let (r, cost) = d.call_agency(user(9), agency_api::calls::decide(&document));
+    let decision = r.unwrap().expect("a decision");
     let expected = ["0", "180"][argmax(&c.expected)];
     assert_eq!(decision.label, expected);
     assert!((decision.score - c.expected[argmax(&c.expected)]).abs() < 1e-5);
@@ -47,12 +46,11 @@ fn the_agency_canister_gets_a_decision_with_the_model_that_made_it() {
         // agency's call + inference's classify + the agency's reply callback, at least
         assert!(messages >= 3, "{:?}", cost.per_message);
     }
-    let (all, _) = query_candid_as::<_, (Vec<canister_harness::agency::Decision>,)>(&mut *d.ic, d.agency, user(9), "decisions", ());
-    assert_eq!(all.unwrap().0, vec![decision.clone()]);
+    let (all, _) = d.call_agency(user(9), agency_api::calls::decisions());
+    assert_eq!(all.unwrap(), vec![decision.clone()]);
     // Decisions are immutable records.
-    let (again, _) = update_candid_as::<_, (Result<canister_harness::agency::Decision, canister_harness::agency::AgencyError>,)>(
-        &mut *d.ic, d.agency, user(9), "decide", (document,));
-    assert_eq!(again.unwrap().0, Err(canister_harness::agency::AgencyError::AlreadyDecided(decision)));
+    let (again, _) = d.call_agency(user(9), agency_api::calls::decide(&document));
+    assert_eq!(again.unwrap(), Err(AgencyError::AlreadyDecided(decision)));
 }
 
 #[test]
@@ -60,30 +58,34 @@ fn unlisted_canisters_and_ingress_callers_are_refused() {
     let (mut d, c) = deployed();
     let request = ClassifyRequest { model: MODEL.into(), version: None, input: input(&c), top_k: None };
     // An ingress caller that is not on the allow-list: inspect_message refuses the message.
-    let (r, _) = update_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(7), "classify", (request.clone(),));
+    let (r, _) = d.call(user(7), calls::classify(&request));
     assert!(r.is_err(), "ingress classify must be refused");
     // A query is not filtered by inspect_message: the method refuses it itself.
-    let (r, _) = query_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(7), "classify_query", (request.clone(),));
-    assert_eq!(r.unwrap().0, Err(InferenceError::NotAuthorized { caller: user(7) }));
+    let (r, _) = d.call(user(7), calls::classify_query(&request));
+    let refusal = NotAuthorized { caller: user(7), needs: Role::Caller };
+    assert_eq!(r.unwrap(), Err(InferenceError::NotAuthorized(refusal)));
     // An agency canister that was never allowed gets a typed refusal through its own API.
-    d.admin("disallow_caller", d.agency).unwrap();
-    let document = canister_harness::agency::Document { id: "x".into(), image: canister_harness::agency::InputTensor { shape: vec![1], data: canister_harness::agency::TensorData::F32(vec![0.0]) } };
-    let (r, _) = update_candid_as::<_, (Result<canister_harness::agency::Decision, canister_harness::agency::AgencyError>,)>(&mut *d.ic, d.agency, user(9), "decide", (document,));
-    assert_eq!(r.unwrap().0, Err(canister_harness::agency::AgencyError::Inference(canister_harness::agency::InferenceError::NotAuthorized { caller: d.agency })));
+    d.as_admin(calls::disallow_caller(d.agency)).unwrap();
+    let document = Document { id: "x".into(), image: InputTensor { shape: vec![1], data: TensorData::F32(vec![0.0]) } };
+    let (r, _) = d.call_agency(user(9), agency_api::calls::decide(&document));
+    let refusal = NotAuthorized { caller: d.agency, needs: Role::Caller };
+    assert_eq!(r.unwrap(), Err(AgencyError::Inference(InferenceError::NotAuthorized(refusal))));
     // Once an admin allows a user explicitly, ingress inference works for that user.
-    d.admin("allow_caller", user(7)).unwrap();
-    let (r, _) = update_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(7), "classify", (request,));
-    assert!(r.unwrap().0.is_ok());
+    d.as_admin(calls::allow_caller(user(7))).unwrap();
+    let (r, _) = d.call(user(7), calls::classify(&request));
+    assert!(r.unwrap().is_ok());
     // Only admins manage the list; the anonymous principal can hold no role.
-    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "allow_caller", (user(8),));
-    assert!(matches!(r.unwrap().0, Err(RegistryError::NotAuthorized { .. })));
-    assert!(matches!(d.admin("allow_caller", candid::Principal::anonymous()), Err(RegistryError::InvalidRequest(_))));
+    let maintainer = d.maintainer;
+    let (r, _) = d.call(maintainer, calls::allow_caller(user(8)));
+    let refusal = NotAuthorized { caller: maintainer, needs: Role::Admin };
+    assert_eq!(r.unwrap(), Err(RoleError::NotAuthorized(refusal)));
+    assert_eq!(d.as_admin(calls::allow_caller(candid::Principal::anonymous())), Err(RoleError::AnonymousPrincipal));
 }
 
 #[test]
 fn outputs_match_onnxruntime_and_are_bit_identical_across_budgets_and_an_upgrade() {
     let (mut d, c) = deployed();
-    d.admin("allow_caller", user(5)).unwrap();
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
     let bits = |inf: &Inference| inf.outputs[0].data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
     let (whole, _) = infer(&mut d, &c);
     assert_eq!(whole.messages, 1);
@@ -111,11 +113,10 @@ fn outputs_match_onnxruntime_and_are_bit_identical_across_budgets_and_an_upgrade
 #[test]
 fn bad_inputs_get_typed_errors() {
     let (mut d, c) = deployed();
-    d.admin("allow_caller", user(5)).unwrap();
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
     let mut call = |model: &str, t: InputTensor| {
-        let (r, _) = update_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "classify",
-            (ClassifyRequest { model: model.into(), version: None, input: t, top_k: None },));
-        r.unwrap().0
+        let request = ClassifyRequest { model: model.into(), version: None, input: t, top_k: None };
+        d.call(user(5), calls::classify(&request)).0.unwrap()
     };
     assert_eq!(call("no-such-model", input(&c)), Err(InferenceError::UnknownModel("no-such-model".into())));
     let mut wrong_shape = input(&c);
@@ -136,32 +137,35 @@ fn bad_inputs_get_typed_errors() {
 #[test]
 fn classify_query_answers_small_models_and_refuses_what_does_not_fit() {
     let (mut d, c) = deployed();
-    d.admin("allow_caller", user(5)).unwrap();
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
     let request = ClassifyRequest { model: MODEL.into(), version: None, input: input(&c), top_k: Some(2) };
-    let (r, _) = query_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "classify_query", (request.clone(),));
-    let answer = r.unwrap().0.unwrap();
+    let (r, _) = d.call(user(5), calls::classify_query(&request));
+    let answer = r.unwrap().unwrap();
     assert_eq!(answer.labels.len(), 2);
     assert_eq!(answer.labels[0].index as usize, argmax(&c.expected));
     d.configure(|cfg| cfg.query_budget = 1_000_000);
-    let (r, _) = query_candid_as::<_, (Result<Classification, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "classify_query", (request,));
-    assert_eq!(r.unwrap().0, Err(InferenceError::TooExpensiveForQuery { budget: 1_000_000 }));
+    let (r, _) = d.call(user(5), calls::classify_query(&request));
+    assert_eq!(r.unwrap(), Err(InferenceError::TooExpensiveForQuery { budget: 1_000_000 }));
 }
 
+fn infer_call(c: &Case) -> Call<Result<Inference, InferenceError>> {
+    calls::infer(MODEL, None, &[input(c)])
+}
+
+/// Submits an `infer` without waiting for it, so that several run at once.
 fn submit_infer(d: &mut Deployment, c: &Case, who: candid::Principal) -> u64 {
-    let arg = candid::encode_args((MODEL, None::<u32>, vec![input(c)])).unwrap();
-    d.ic.submit_call(d.inference, who, "infer", arg).expect("accepted")
+    submit_call(&mut *d.ic, d.inference, who, &infer_call(c)).expect("accepted")
 }
 
-fn await_infer(d: &mut Deployment, id: u64) -> Result<Inference, InferenceError> {
-    let out = d.ic.await_call(id);
-    candid::decode_one(&out.result.expect("replies")).unwrap()
+fn await_infer(d: &mut Deployment, c: &Case, id: u64) -> Result<Inference, InferenceError> {
+    await_call(&mut *d.ic, id, &infer_call(c)).0.expect("replies")
 }
 
 #[test]
 fn concurrent_jobs_interleave_and_agree_and_the_queue_limit_answers_busy() {
     let (mut d, c) = deployed();
     for u in [5, 6, 7] {
-        d.admin("allow_caller", user(u)).unwrap();
+        d.as_admin(calls::allow_caller(user(u))).unwrap();
     }
     d.configure(|cfg| {
         cfg.update_budget = 5_000_000;
@@ -170,20 +174,20 @@ fn concurrent_jobs_interleave_and_agree_and_the_queue_limit_answers_busy() {
     let a = submit_infer(&mut d, &c, user(5));
     let b = submit_infer(&mut d, &c, user(6));
     let busy = submit_infer(&mut d, &c, user(7));
-    let (ra, rb) = (await_infer(&mut d, a), await_infer(&mut d, b));
+    let (ra, rb) = (await_infer(&mut d, &c, a), await_infer(&mut d, &c, b));
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert!(ra.messages > 2);
     assert_eq!(ra.outputs, rb.outputs);
-    assert_eq!(await_infer(&mut d, busy), Err(InferenceError::Busy { in_flight: 2, limit: 2 }));
+    assert_eq!(await_infer(&mut d, &c, busy), Err(InferenceError::Busy { in_flight: 2, limit: 2 }));
     // The slots were released: a new job runs.
     let again = submit_infer(&mut d, &c, user(7));
-    assert!(await_infer(&mut d, again).is_ok());
+    assert!(await_infer(&mut d, &c, again).is_ok());
 }
 
 #[test]
 fn stopping_with_jobs_in_flight_ends_them_with_a_typed_error_then_upgrade_and_serve() {
     let (mut d, c) = deployed();
-    d.admin("allow_caller", user(5)).unwrap();
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
     d.configure(|cfg| cfg.update_budget = 1);
     let job = submit_infer(&mut d, &c, user(5));
     // Let the job start and yield a few times before the stop arrives.
@@ -191,11 +195,11 @@ fn stopping_with_jobs_in_flight_ends_them_with_a_typed_error_then_upgrade_and_se
         d.ic.tick();
     }
     d.ic.stop_canister(d.inference, d.controller).expect("the canister stops");
-    assert_eq!(await_infer(&mut d, job), Err(InferenceError::Stopping));
+    assert_eq!(await_infer(&mut d, &c, job), Err(InferenceError::Stopping));
     d.ic.upgrade_canister(d.inference, &canister_harness::canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), d.controller).unwrap();
     d.ic.start_canister(d.inference, d.controller).unwrap();
     let job = submit_infer(&mut d, &c, user(5));
-    assert!(await_infer(&mut d, job).is_ok());
+    assert!(await_infer(&mut d, &c, job).is_ok());
 }
 
 /// Local replica only (PocketIC cannot inject a trap): a trap in the middle of a multi-message
@@ -207,7 +211,7 @@ fn a_trap_in_the_middle_of_a_job_leaves_the_canister_consistent() {
     let c = case("rapidocr_cls", "fp32");
     let mut d = Deployment::with_backend(Box::new(LocalBackend::new()), MODEL);
     d.publish(MODEL, &c, &["0", "180"]);
-    d.admin("allow_caller", user(5)).unwrap();
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
     d.configure(|cfg| {
         cfg.update_budget = 5_000_000;
         cfg.max_jobs = 1;
@@ -219,12 +223,12 @@ fn a_trap_in_the_middle_of_a_job_leaves_the_canister_consistent() {
     }
     let inference = d.inference;
     d.ic.as_any().downcast_mut::<LocalBackend>().unwrap().replica.trap_nth_message(inference, 1);
-    let out = d.ic.await_call(job);
-    let err = out.result.expect_err("the job cannot reply once its continuation trapped");
-    assert!(err.message.contains("injected trap"), "{err}");
+    let (out, _) = await_call(&mut *d.ic, job, &infer_call(&c));
+    let err = out.expect_err("the job cannot reply once its continuation trapped");
+    assert!(err.to_string().contains("injected trap"), "{err}");
     // The slot was released (max_jobs = 1): a new job runs to the same answer as ever.
     let again = submit_infer(&mut d, &c, user(5));
-    let answer = await_infer(&mut d, again).expect("a fresh job after the trap");
+    let answer = await_infer(&mut d, &c, again).expect("a fresh job after the trap");
     for (g, e) in answer.outputs[0].data.iter().zip(&c.expected) {
         assert!((g - e).abs() <= 1e-5);
     }
@@ -233,16 +237,14 @@ fn a_trap_in_the_middle_of_a_job_leaves_the_canister_consistent() {
 #[test]
 fn a_maintainer_profiles_a_model_node_by_node_and_nobody_else_can() {
     let (mut d, c) = deployed();
-    d.admin("allow_caller", user(5)).unwrap();
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
     d.set_budget(20_000_000);
-    let profile = |d: &mut Deployment, who| {
-        let (r, _) = update_candid_as::<_, (Result<inference_canister::Profile, InferenceError>,)>(
-            &mut *d.ic, d.inference, who, "profile", (MODEL, None::<u32>, vec![input(&c)]));
-        r.map(|r| r.0)
+    let profile = |d: &mut Deployment, who| -> Result<Result<Profile, InferenceError>, _> {
+        d.call(who, calls::profile(MODEL, None, &[input(&c)])).0
     };
     // An allowed caller is not a maintainer: refused at ingress (and by the method, typed).
     let refused = profile(&mut d, user(5));
-    assert!(matches!(refused, Err(_) | Ok(Err(InferenceError::NotAuthorized { .. }))), "{refused:?}");
+    assert!(matches!(refused, Err(_) | Ok(Err(InferenceError::NotAuthorized(_)))), "{refused:?}");
     let maintainer = d.maintainer;
     let p = profile(&mut d, maintainer).expect("profile replies").expect("a maintainer profiles");
     assert!(p.messages > 1, "split over messages by the 20 M budget");

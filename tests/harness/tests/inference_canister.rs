@@ -1,11 +1,14 @@
 //! The real inference canister wasm, run on the backend the environment selects.
 
-use canister_harness::{backend, canister_wasm, canister_wasm_path, query_candid_as, update_candid_as, user, Ic};
-use inference_canister::{EngineError, PlatformInfo, SelfTestReport};
+use canister_harness::{backend, call, canister_wasm, canister_wasm_path, user, Ic};
+use inference_client::calls;
+
+/// The controller: an admin, and so allowed the maintainers' self-test.
+const ADMIN: u8 = 1;
 
 fn installed() -> (Box<dyn Ic>, candid::Principal) {
     let mut ic = backend();
-    let controller = user(1);
+    let controller = user(ADMIN);
     let id = ic.create_canister(controller);
     ic.install_canister(id, &canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), controller)
         .expect("the inference canister installs");
@@ -18,16 +21,15 @@ fn tract_kernels_and_constructors_work_across_consecutive_messages() {
     let mut reports = Vec::new();
     let mut digests = Vec::new();
     for _message in 0..3 {
-        let (platform, _) = query_candid_as::<_, (PlatformInfo,)>(&mut *ic, id, user(2), "platform_report", ());
-        let platform = platform.expect("platform_report replies").0;
+        let (platform, _) = call(&mut *ic, id, user(2), calls::platform_report());
+        let platform = platform.expect("platform_report replies");
         assert!(platform.wasm_simd_active, "tract selected no wasm simd128 kernel: {platform:?}");
         assert!(platform.isa.contains("simd128"), "{platform:?}");
         assert!(platform.routines_registered > 0);
         reports.push(platform);
 
-        let (outcome, cost) =
-            update_candid_as::<_, (Result<SelfTestReport, EngineError>,)>(&mut *ic, id, user(2), "self_test", ());
-        let report = outcome.expect("self_test replies").0.expect("self_test succeeds");
+        let (outcome, cost) = call(&mut *ic, id, user(ADMIN), calls::self_test());
+        let report = outcome.expect("self_test replies").expect("self_test succeeds");
         assert!(
             report.plan.iter().any(|node| node.contains("wasm_f32")),
             "the optimised plan uses no wasm simd128 matmul kernel: {:?}",
@@ -50,13 +52,28 @@ fn tract_kernels_and_constructors_work_across_consecutive_messages() {
 fn the_self_test_survives_an_upgrade_bit_for_bit() {
     let (mut ic, id) = installed();
     let run = |ic: &mut dyn Ic| {
-        let (r, _) = update_candid_as::<_, (Result<SelfTestReport, EngineError>,)>(ic, id, user(2), "self_test", ());
-        r.unwrap().0.unwrap().output_sha256
+        let (r, _) = call(ic, id, user(ADMIN), calls::self_test());
+        r.unwrap().unwrap().output_sha256
     };
     let before = run(&mut *ic);
-    ic.upgrade_canister(id, &canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), user(1))
+    ic.upgrade_canister(id, &canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), user(ADMIN))
         .expect("upgrade by the controller");
     assert_eq!(run(&mut *ic), before);
+}
+
+/// The self-test builds a graph and checks every kernel at the canister's expense: strangers
+/// are refused (at ingress by inspect_message; the method checks again for calls that filter
+/// does not see, such as other canisters').
+#[test]
+fn only_maintainers_run_the_self_test() {
+    let (mut ic, id) = installed();
+    for stranger in [user(2), candid::Principal::anonymous()] {
+        let (r, _) = call(&mut *ic, id, stranger, calls::self_test());
+        let refused = r.expect_err("refused at ingress");
+        assert!(refused.to_string().contains("inspect_message"), "{refused}");
+    }
+    let (r, _) = call(&mut *ic, id, user(ADMIN), calls::self_test());
+    assert!(r.expect("replies").is_ok());
 }
 
 #[test]

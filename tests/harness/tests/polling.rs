@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use canister_harness::deploy::Deployment;
-use canister_harness::{query_candid_as, update_candid_as, user, LocalBackend};
+use canister_harness::{user, LocalBackend};
 use candid::Principal;
-use inference_canister::{
-    ClassifyRequest, Classification, InferRequest, InferenceError, InputTensor, JobRequest, JobResult, JobStatus, TensorData,
-    RESULT_TTL_NS,
+use inference_api::{
+    ClassifyRequest, InferRequest, InferenceError, InputTensor, JobError, JobRequest, JobResult, JobStatus, TensorData, RESULT_TTL_NS,
 };
+use inference_client::calls;
 use model_testdata::{case, Case};
 
 const MODEL: &str = "text-direction";
@@ -26,7 +26,7 @@ fn deployed(backend: Option<Box<dyn canister_harness::Ic>>) -> (Deployment, Case
     let c = case("rapidocr_cls", "fp32");
     d.publish(MODEL, &c, &["0", "180"]);
     for u in [OWNER, OTHER] {
-        d.admin("allow_caller", user(u)).unwrap();
+        d.as_admin(calls::allow_caller(user(u))).unwrap();
     }
     (d, c)
 }
@@ -36,24 +36,20 @@ fn classify_request(c: &Case) -> ClassifyRequest {
     ClassifyRequest { model: MODEL.into(), version: None, input, top_k: Some(2) }
 }
 
-fn submit(d: &mut Deployment, who: Principal, request: JobRequest) -> Result<u64, InferenceError> {
-    let (r, _) = update_candid_as::<_, (Result<u64, InferenceError>,)>(&mut *d.ic, d.inference, who, "submit", (request,));
-    r.expect("submit replies").0
+fn submit(d: &mut Deployment, who: Principal, request: JobRequest) -> Result<u64, JobError> {
+    d.call(who, calls::submit(&request)).0.expect("submit replies")
 }
 
-fn status(d: &mut Deployment, who: Principal, job: u64) -> Result<JobStatus, InferenceError> {
-    let (r, _) = query_candid_as::<_, (Result<JobStatus, InferenceError>,)>(&mut *d.ic, d.inference, who, "status", (job,));
-    r.expect("status replies").0
+fn status(d: &mut Deployment, who: Principal, job: u64) -> Result<JobStatus, JobError> {
+    d.call(who, calls::status(job)).0.expect("status replies")
 }
 
-fn result(d: &mut Deployment, who: Principal, job: u64) -> Result<JobResult, InferenceError> {
-    let (r, _) = query_candid_as::<_, (Result<JobResult, InferenceError>,)>(&mut *d.ic, d.inference, who, "result", (job,));
-    r.expect("result replies").0
+fn result(d: &mut Deployment, who: Principal, job: u64) -> Result<JobResult, JobError> {
+    d.call(who, calls::result(job)).0.expect("result replies")
 }
 
-fn cancel(d: &mut Deployment, who: Principal, job: u64) -> Result<(), InferenceError> {
-    let (r, _) = update_candid_as::<_, (Result<(), InferenceError>,)>(&mut *d.ic, d.inference, who, "cancel", (job,));
-    r.expect("cancel replies").0
+fn cancel(d: &mut Deployment, who: Principal, job: u64) -> Result<(), JobError> {
+    d.call(who, calls::cancel(job)).0.expect("cancel replies")
 }
 
 /// Ticks until the job is no longer running; returns every status seen on the way.
@@ -78,7 +74,7 @@ fn a_submitted_job_runs_on_and_its_result_is_classifys_answer_for_its_owner_only
     let job = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
     // submit answered while the job is still running.
     assert!(matches!(status(&mut d, user(OWNER), job), Ok(JobStatus::Running { .. })));
-    assert!(matches!(result(&mut d, user(OWNER), job), Err(InferenceError::Pending { .. })));
+    assert!(matches!(result(&mut d, user(OWNER), job), Err(JobError::Pending { .. })));
     let seen = poll_until_finished(&mut d, job);
     let progress: Vec<u32> = seen.iter().filter_map(|s| if let JobStatus::Running { steps_done, .. } = s { Some(*steps_done) } else { None }).collect();
     assert!(progress.windows(2).all(|w| w[0] <= w[1]), "progress goes forward: {progress:?}");
@@ -88,30 +84,29 @@ fn a_submitted_job_runs_on_and_its_result_is_classifys_answer_for_its_owner_only
     let Ok(JobResult::Classification(polled)) = result(&mut d, user(OWNER), job) else { panic!("a classification") };
     assert!(polled.messages > 2, "{}", polled.messages);
     // The same labels and score bits as a direct classify call.
-    let (direct, _) = update_candid_as::<_, (Result<Classification, InferenceError>,)>(
-        &mut *d.ic, d.inference, user(OWNER), "classify", (classify_request(&c),));
-    let direct = direct.unwrap().0.unwrap();
+    let (direct, _) = d.call(user(OWNER), calls::classify(&classify_request(&c)));
+    let direct = direct.unwrap().unwrap();
     assert_eq!(polled.labels, direct.labels);
     assert_eq!(polled.model, direct.model);
     // Fetching again works (a lost reply can be re-read); others and strangers see nothing.
     assert!(result(&mut d, user(OWNER), job).is_ok());
     for who in [user(OTHER), user(9), Principal::anonymous()] {
-        assert_eq!(status(&mut d, who, job), Err(InferenceError::UnknownJob(job)));
-        assert_eq!(result(&mut d, who, job), Err(InferenceError::UnknownJob(job)));
+        assert_eq!(status(&mut d, who, job), Err(JobError::UnknownJob(job)));
+        assert_eq!(result(&mut d, who, job), Err(JobError::UnknownJob(job)));
     }
-    assert_eq!(cancel(&mut d, user(OTHER), job), Err(InferenceError::UnknownJob(job)));
+    assert_eq!(cancel(&mut d, user(OTHER), job), Err(JobError::UnknownJob(job)));
     // An unlisted principal's ingress cancel does not even reach the method.
-    let (r, _) = update_candid_as::<_, (Result<(), InferenceError>,)>(&mut *d.ic, d.inference, user(9), "cancel", (job,));
+    let (r, _) = d.call(user(9), calls::cancel(job));
     assert!(r.unwrap_err().to_string().contains("inspect_message"));
     assert!(result(&mut d, user(OWNER), job).is_ok(), "nobody else could cancel it");
     // The result expires.
     d.ic.advance_time(Duration::from_nanos(RESULT_TTL_NS + 1));
-    assert_eq!(result(&mut d, user(OWNER), job), Err(InferenceError::UnknownJob(job)));
+    assert_eq!(result(&mut d, user(OWNER), job), Err(JobError::UnknownJob(job)));
     // An unlisted principal's ingress submit is refused; a bad input is refused at submit, not later.
-    let (r, _) = update_candid_as::<_, (Result<u64, InferenceError>,)>(&mut *d.ic, d.inference, user(9), "submit", (JobRequest::Classify(classify_request(&c)),));
+    let (r, _) = d.call(user(9), calls::submit(&JobRequest::Classify(classify_request(&c))));
     assert!(r.unwrap_err().to_string().contains("inspect_message"));
     let bad = JobRequest::Infer(InferRequest { model: MODEL.into(), version: None, inputs: vec![] });
-    assert!(matches!(submit(&mut d, user(OWNER), bad), Err(InferenceError::InvalidInput(_))));
+    assert!(matches!(submit(&mut d, user(OWNER), bad), Err(JobError::Inference(InferenceError::InvalidInput(_)))));
 }
 
 #[test]
@@ -136,10 +131,10 @@ fn cancel_stops_a_running_job_and_frees_its_slot_and_discards_a_finished_one() {
     let job = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
     d.ic.tick();
     // The one slot is taken.
-    assert!(matches!(submit(&mut d, user(OTHER), JobRequest::Classify(classify_request(&c))), Err(InferenceError::Busy { .. })));
+    assert!(matches!(submit(&mut d, user(OTHER), JobRequest::Classify(classify_request(&c))), Err(JobError::Inference(InferenceError::Busy { .. }))));
     cancel(&mut d, user(OWNER), job).unwrap();
     assert!(matches!(status(&mut d, user(OWNER), job), Ok(JobStatus::Cancelled { .. })));
-    assert_eq!(result(&mut d, user(OWNER), job), Err(InferenceError::Cancelled));
+    assert_eq!(result(&mut d, user(OWNER), job), Err(JobError::Cancelled));
     // The job notices at its next message and lets its slot go.
     for _ in 0..3 {
         d.ic.tick();
@@ -155,7 +150,7 @@ fn cancel_stops_a_running_job_and_frees_its_slot_and_discards_a_finished_one() {
     // The cancelled job stayed cancelled; cancelling a finished job discards its result.
     assert!(matches!(status(&mut d, user(OWNER), job), Ok(JobStatus::Cancelled { .. })));
     cancel(&mut d, user(OTHER), next).unwrap();
-    assert_eq!(result(&mut d, user(OTHER), next), Err(InferenceError::UnknownJob(next)));
+    assert_eq!(result(&mut d, user(OTHER), next), Err(JobError::UnknownJob(next)));
 }
 
 #[test]
@@ -172,7 +167,7 @@ fn stop_and_upgrade_while_jobs_run_leave_typed_errors_for_their_owners() {
     d.ic.upgrade_canister(d.inference, &wasm, candid::encode_args(()).unwrap(), d.controller).unwrap();
     d.ic.start_canister(d.inference, d.controller).unwrap();
     assert!(matches!(status(&mut d, user(OWNER), stopped), Ok(JobStatus::Failed { error: InferenceError::Stopping, .. })));
-    assert_eq!(result(&mut d, user(OWNER), stopped), Err(InferenceError::Stopping));
+    assert_eq!(result(&mut d, user(OWNER), stopped), Err(JobError::Inference(InferenceError::Stopping)));
     // Upgraded without a stop: the job's task died with the old heap; it is reported, not lost.
     let upgraded = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
     for _ in 0..3 {
@@ -180,7 +175,7 @@ fn stop_and_upgrade_while_jobs_run_leave_typed_errors_for_their_owners() {
     }
     d.ic.upgrade_canister(d.inference, &wasm, candid::encode_args(()).unwrap(), d.controller).expect("the IC upgrades a running canister");
     match status(&mut d, user(OWNER), upgraded) {
-        Ok(JobStatus::Failed { error: InferenceError::Interrupted(_), .. }) => {}
+        Ok(JobStatus::Interrupted { .. }) => {}
         other => panic!("{other:?}"),
     }
     // The old task's pending continuation arrives to the new code and finds nothing to resume;
@@ -192,7 +187,7 @@ fn stop_and_upgrade_while_jobs_run_leave_typed_errors_for_their_owners() {
     let after = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
     assert!(after > upgraded && upgraded > stopped);
     assert!(matches!(poll_until_finished(&mut d, after).last(), Some(JobStatus::Done { .. })));
-    assert!(matches!(status(&mut d, user(OWNER), upgraded), Ok(JobStatus::Failed { error: InferenceError::Interrupted(_), .. })));
+    assert!(matches!(status(&mut d, user(OWNER), upgraded), Ok(JobStatus::Interrupted { .. })));
 }
 
 /// Local replica only (PocketIC cannot inject a trap).
@@ -212,9 +207,10 @@ fn a_trap_in_a_polled_job_marks_it_interrupted_and_frees_its_slot() {
     d.ic.tick();
     d.ic.tick();
     match status(&mut d, user(OWNER), job) {
-        Ok(JobStatus::Failed { error: InferenceError::Interrupted(why), .. }) => assert!(why.contains("trapped"), "{why}"),
+        Ok(JobStatus::Interrupted { reason, .. }) => assert!(reason.contains("trapped"), "{reason}"),
         other => panic!("{other:?}"),
     }
+    assert!(matches!(result(&mut d, user(OWNER), job), Err(JobError::Interrupted(_))));
     let next = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).expect("the slot was freed");
     assert!(matches!(poll_until_finished(&mut d, next).last(), Some(JobStatus::Done { .. })));
 }

@@ -3,8 +3,13 @@
 //! with typed errors while the previous version keeps serving; roles enforced.
 
 use canister_harness::deploy::Deployment;
-use canister_harness::{query_candid_as, update_candid_as, user, Ic};
-use inference_canister::{DType, Inference, InferenceError, InputTensor, ModelInfo, RegistryError, TensorData, TensorSpec, UploadChunk, UploadRequest, UploadStatus, UploadTicket};
+use agency_api::Document;
+use canister_harness::user;
+use inference_api::{
+    DType, InferenceError, InputTensor, NotAuthorized, RegistryError, Role, RoleError, TensorData, TensorSpec,
+    UploadChunk, UploadRequest, UploadStatus, WeightFormat,
+};
+use inference_client::calls;
 use inference_tools::upload::UploadError;
 use model_testdata::case;
 use sha2::{Digest, Sha256};
@@ -14,8 +19,8 @@ const CHUNK: usize = 1024 * 1024;
 fn put(d: &mut Deployment, sender: candid::Principal, id: u64, bytes: &[u8], index: usize) -> (Result<UploadStatus, RegistryError>, Option<u64>) {
     let chunk = &bytes[index * CHUNK..((index + 1) * CHUNK).min(bytes.len())];
     let arg = UploadChunk { upload_id: id, index: index as u32, bytes: serde_bytes::ByteBuf::from(chunk.to_vec()), sha256: Sha256::digest(chunk).to_vec() };
-    let (r, cost) = update_candid_as::<_, (Result<UploadStatus, RegistryError>,)>(&mut *d.ic, d.inference, sender, "upload_chunk", (arg,));
-    (r.unwrap().0, cost.instructions)
+    let (r, cost) = d.call(sender, calls::upload_chunk(&arg));
+    (r.unwrap(), cost.instructions)
 }
 
 fn upgrade(d: &mut Deployment) {
@@ -23,8 +28,7 @@ fn upgrade(d: &mut Deployment) {
 }
 
 fn active(d: &mut Deployment, name: &str) -> Option<u32> {
-    let (r, _) = query_candid_as::<_, (Option<u32>,)>(&mut *d.ic, d.inference, user(2), "active_version", (name,));
-    r.unwrap().0
+    d.call(user(2), calls::active_version(name)).0.unwrap()
 }
 
 #[test]
@@ -36,10 +40,11 @@ fn a_real_model_survives_shuffling_duplicates_an_interruption_and_upgrades() {
     let request = UploadRequest {
         name: "orientation".into(), size: model.len() as u64, sha256: Sha256::digest(model).to_vec(), chunk_size: CHUNK as u32,
         description: "document orientation (PP-LCNet)".into(), labels: vec![],
-        inputs: Some(vec![inference_canister::TensorSpec { name: "x".into(), shape: vec![1, 3, 224, 224], dtype: inference_canister::DType::F32 }]),
+        inputs: Some(vec![TensorSpec { name: "x".into(), shape: vec![1, 3, 224, 224], dtype: DType::F32 }]),
     };
-    let (t, _) = update_candid_as::<_, (Result<UploadTicket, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_start", (request.clone(),));
-    let t = t.unwrap().0.unwrap();
+    let maintainer = d.maintainer;
+    let (t, _) = d.call(maintainer, calls::upload_start(&request));
+    let t = t.unwrap().unwrap();
     // Chunks from the end, one twice, and then the link drops.
     let mut per_byte = vec![];
     for i in [6, 4, 4, 2] {
@@ -53,18 +58,17 @@ fn a_real_model_survives_shuffling_duplicates_an_interruption_and_upgrades() {
     // An upgrade in the middle of the upload.
     upgrade(&mut d);
     // The uploader resumes from the canister's missing list: it finds the unfinished upload.
-    let (status, _) = query_candid_as::<_, (Result<UploadStatus, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_status", (t.upload_id,));
-    assert_eq!(status.unwrap().0.unwrap().missing, vec![0, 1, 3, 5]);
+    let (status, _) = d.call(maintainer, calls::upload_status(t.upload_id));
+    assert_eq!(status.unwrap().unwrap().missing, vec![0, 1, 3, 5]);
     let info = d.upload_as(d.maintainer, "orientation", model, vec![], request.inputs.clone(), CHUNK as u32).expect("resumed upload");
     assert_eq!((info.version, info.sha256.clone()), (1, Sha256::digest(model).to_vec()));
     // Labels from the model's own metadata (`character`).
     assert_eq!(info.labels, vec!["0", "90", "180", "270"]);
-    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "activate", ("orientation", 1u32));
-    r.unwrap().0.unwrap();
+    d.call(maintainer, calls::activate("orientation", 1)).0.unwrap().unwrap();
     upgrade(&mut d);
     assert_eq!(active(&mut d, "orientation"), Some(1));
-    let (listed, _) = query_candid_as::<_, (Vec<ModelInfo>,)>(&mut *d.ic, d.inference, user(2), "list_models", ());
-    assert_eq!(listed.unwrap().0, vec![info]);
+    let (listed, _) = d.call(user(2), calls::list_models());
+    assert_eq!(listed.unwrap(), vec![info]);
     if !per_byte.is_empty() {
         eprintln!("upload_chunk: {:.3} instructions per byte", per_byte.iter().sum::<f64>() / per_byte.len() as f64);
     }
@@ -81,7 +85,7 @@ fn bad_uploads_are_refused_with_typed_errors_and_the_active_version_keeps_servin
     for who in [user(8), candid::Principal::anonymous()] {
         match d.upload_as(who, "cls", &c.model, vec![], inputs.clone(), 128 * 1024) {
             Err(UploadError::Transport(e)) => assert!(e.contains("inspect_message"), "{e}"),
-            Err(UploadError::Registry(RegistryError::NotAuthorized { caller, .. })) => assert_eq!(caller, who),
+            Err(UploadError::Registry(RegistryError::NotAuthorized(refusal))) => assert_eq!(refusal.caller, who),
             other => panic!("{other:?}"),
         }
     }
@@ -96,26 +100,24 @@ fn bad_uploads_are_refused_with_typed_errors_and_the_active_version_keeps_servin
         other => panic!("{other:?}"),
     }
     // Activating a version that does not exist; a maintainer cannot grant roles.
-    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "activate", ("cls", 42u32));
-    assert!(matches!(r.unwrap().0, Err(RegistryError::UnknownVersion { .. })));
-    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "grant_maintainer", (user(8),));
-    assert!(matches!(r.unwrap().0, Err(RegistryError::NotAuthorized { .. })));
+    let maintainer = d.maintainer;
+    let (r, _) = d.call(maintainer, calls::activate("cls", 42));
+    assert!(matches!(r.unwrap(), Err(RegistryError::UnknownVersion { .. })));
+    let (r, _) = d.call(maintainer, calls::grant_maintainer(user(8)));
+    assert_eq!(r.unwrap(), Err(RoleError::NotAuthorized(NotAuthorized { caller: maintainer, needs: Role::Admin })));
     // A chunk with the wrong hash, to an upload that exists.
-    let (t, _) = update_candid_as::<_, (Result<UploadTicket, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_start",
-        (UploadRequest { name: "cls".into(), size: 10, sha256: vec![1; 32], chunk_size: 10, description: String::new(), labels: vec![], inputs: None },));
-    let id = t.unwrap().0.unwrap().upload_id;
+    let request =
+        UploadRequest { name: "cls".into(), size: 10, sha256: vec![1; 32], chunk_size: 10, description: String::new(), labels: vec![], inputs: None };
+    let id = d.call(maintainer, calls::upload_start(&request)).0.unwrap().unwrap().upload_id;
     let bad = UploadChunk { upload_id: id, index: 0, bytes: serde_bytes::ByteBuf::from(vec![0; 10]), sha256: vec![0; 32] };
-    let (r, _) = update_candid_as::<_, (Result<UploadStatus, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_chunk", (bad,));
-    r.unwrap().0.unwrap();
-    let (r, _) = update_candid_as::<_, (Result<ModelInfo, RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "upload_finish", (id,));
-    assert_eq!(r.unwrap().0, Err(RegistryError::CorruptChunks { indices: vec![0] }));
+    d.call(maintainer, calls::upload_chunk(&bad)).0.unwrap().unwrap();
+    let (r, _) = d.call(maintainer, calls::upload_finish(id));
+    assert_eq!(r.unwrap(), Err(RegistryError::CorruptChunks { indices: vec![0] }));
     // Through all of it version 1 stayed active and serving.
     assert_eq!(active(&mut d, "cls"), Some(1));
-    let (decision, _) = update_candid_as::<_, (Result<canister_harness::agency::Decision, canister_harness::agency::AgencyError>,)>(
-        &mut *d.ic, d.agency, user(9), "decide",
-        (canister_harness::agency::Document { id: "d1".into(), image: canister_harness::agency::InputTensor {
-            shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: canister_harness::agency::TensorData::F32(c.input.clone()) } },));
-    assert_eq!(decision.unwrap().0.unwrap().model.version, 1);
+    let image = InputTensor { shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(c.input.clone()) };
+    let (decision, _) = d.call_agency(user(9), agency_api::calls::decide(&Document { id: "d1".into(), image }));
+    assert_eq!(decision.unwrap().unwrap().model.version, 1);
 }
 
 #[test]
@@ -125,16 +127,16 @@ fn versions_roll_back_and_inactive_ones_delete() {
     d.publish("cls", &c, &["0", "180"]);
     let f16 = case("rapidocr_cls", "f16");
     let v2 = d.publish("cls", &f16, &["0", "180"]);
-    assert_eq!(v2.weight_format, inference_canister::WeightFormat::F16);
+    assert_eq!(v2.weight_format, WeightFormat::F16);
     assert!(v2.size < c.model.len() as u64 * 3 / 4, "f16 weights store fewer bytes");
     assert_eq!(active(&mut d, "cls"), Some(2));
-    let ic: &mut dyn Ic = &mut *d.ic;
-    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(ic, d.inference, d.maintainer, "delete_version", ("cls", 2u32));
-    assert!(matches!(r.unwrap().0, Err(RegistryError::VersionActive { .. })));
-    let (r, _) = update_candid_as::<_, (Result<u32, RegistryError>,)>(ic, d.inference, d.maintainer, "rollback", ("cls",));
-    assert_eq!(r.unwrap().0, Ok(1));
-    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(ic, d.inference, d.maintainer, "delete_version", ("cls", 2u32));
-    assert_eq!(r.unwrap().0, Ok(()));
+    let maintainer = d.maintainer;
+    let (r, _) = d.call(maintainer, calls::delete_version("cls", 2));
+    assert!(matches!(r.unwrap(), Err(RegistryError::VersionActive { .. })));
+    let (r, _) = d.call(maintainer, calls::rollback("cls"));
+    assert_eq!(r.unwrap(), Ok(1));
+    let (r, _) = d.call(maintainer, calls::delete_version("cls", 2));
+    assert_eq!(r.unwrap(), Ok(()));
     assert_eq!(active(&mut d, "cls"), Some(1));
 }
 
@@ -147,18 +149,19 @@ fn a_plan_too_big_for_one_message_gets_a_typed_error_and_nothing_breaks() {
     use canister_harness::LocalBackend;
     let c = case("rapidocr_cls", "fp32");
     let mut d = Deployment::with_backend(Box::new(LocalBackend::new()), "cls");
-    d.admin("allow_caller", user(5)).unwrap();
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
     let inputs = Some(vec![TensorSpec { name: "x".into(), shape: vec![1, 3, 48, 192], dtype: DType::F32 }]);
     let info = d.upload_as(d.maintainer, "cls", &c.model, vec![], inputs.clone(), 256 * 1024).unwrap();
-    let (r, cost) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "activate", ("cls", info.version));
-    r.unwrap().0.unwrap();
+    let maintainer = d.maintainer;
+    let (r, cost) = d.call(maintainer, calls::activate("cls", info.version));
+    r.unwrap().unwrap();
     let build = cost.max_instructions_per_message.expect("the local replica counts per message");
     d.set_budget(20_000_000);
     assert!(build / 2 > 100_000_000, "the build ({build}) is far above the inference budget");
     let classify = |d: &mut Deployment| {
         let input = InputTensor { shape: vec![1, 3, 48, 192], data: TensorData::F32(c.input.clone()) };
-        let (r, _) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "infer", ("cls", None::<u32>, vec![input]));
-        r.expect("infer replies").0
+        let (r, _) = d.call(user(5), calls::infer("cls", None, &[input]));
+        r.expect("infer replies")
     };
     let limit = |d: &mut Deployment, instructions: u64| {
         d.ic.as_any().downcast_mut::<LocalBackend>().unwrap().replica.set_update_instruction_limit(instructions);
@@ -166,8 +169,8 @@ fn a_plan_too_big_for_one_message_gets_a_typed_error_and_nothing_breaks() {
     // Version 2 cannot be activated under a limit below its build: typed error, v1 serves on.
     let v2 = d.upload_as(d.maintainer, "cls", &c.model, vec![], inputs, 256 * 1024).unwrap();
     limit(&mut d, build / 2);
-    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "activate", ("cls", v2.version));
-    match r.unwrap().0 {
+    let (r, _) = d.call(maintainer, calls::activate("cls", v2.version));
+    match r.unwrap() {
         Err(RegistryError::InvalidModel(why)) => assert!(why.contains("did not complete in one message"), "{why}"),
         other => panic!("{other:?}"),
     }

@@ -4,8 +4,9 @@
 //! budgets and an upgrade is in `variants.rs`.)
 
 use canister_harness::deploy::Deployment;
-use canister_harness::{update_candid_as, user};
-use inference_canister::{DType, Inference, InferenceError, InputTensor, RegistryError, TensorData, TensorSpec};
+use canister_harness::user;
+use inference_api::{DType, Inference, InferenceError, InputTensor, TensorData, TensorSpec};
+use inference_client::calls;
 use model_testdata::{case, Case};
 
 fn specs(c: &Case) -> Vec<TensorSpec> {
@@ -19,13 +20,14 @@ fn tensors(c: &Case) -> Vec<InputTensor> {
 fn publish(d: &mut Deployment, name: &str, c: &Case) {
     let info = d.upload_as(d.maintainer, name, &c.model, vec![], Some(specs(c)), 1 << 20).expect("upload");
     assert!(info.chunk_count > 1 || c.model.len() < 1 << 20);
-    let (r, _) = update_candid_as::<_, (Result<(), RegistryError>,)>(&mut *d.ic, d.inference, d.maintainer, "activate", (name, info.version));
-    r.unwrap().0.unwrap();
+    let maintainer = d.maintainer;
+    let (r, _) = d.call(maintainer, calls::activate(name, info.version));
+    r.unwrap().unwrap();
 }
 
 fn infer(d: &mut Deployment, name: &str, inputs: Vec<InputTensor>) -> Inference {
-    let (r, _) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "infer", (name, None::<u32>, inputs));
-    r.expect("infer replies").0.unwrap_or_else(|e| panic!("{name}: {e:?}"))
+    let (r, _) = d.call(user(5), calls::infer(name, None, &inputs));
+    r.expect("infer replies").unwrap_or_else(|e| panic!("{name}: {e:?}"))
 }
 
 fn bits(v: &[f32]) -> Vec<u32> {
@@ -35,7 +37,7 @@ fn bits(v: &[f32]) -> Vec<u32> {
 #[test]
 fn voice_activity_model_takes_two_inputs_and_carries_its_state() {
     let mut d = Deployment::new("vad");
-    d.admin("allow_caller", user(5)).unwrap();
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
     let c = case("silero_vad_openvino_16k", "fp32");
     publish(&mut d, "vad", &c);
     let first = infer(&mut d, "vad", tensors(&c));
@@ -56,6 +58,6 @@ fn voice_activity_model_takes_two_inputs_and_carries_its_state() {
         assert_eq!(bits(&a.data), bits(&b.data), "{}", a.name);
     }
     // A wrong number of inputs is a typed error.
-    let (r, _) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "infer", ("vad", None::<u32>, vec![tensors(&c).remove(0)]));
-    assert!(matches!(r.unwrap().0, Err(InferenceError::InvalidInput(_))));
+    let (r, _) = d.call(user(5), calls::infer("vad", None, &[tensors(&c).remove(0)]));
+    assert!(matches!(r.unwrap(), Err(InferenceError::InvalidInput(_))));
 }

@@ -3,14 +3,15 @@
 //! budgets — from one node per message to all in one — and across an upgrade.
 
 use canister_harness::deploy::Deployment;
-use canister_harness::{update_candid_as, user};
-use inference_canister::{Inference, InferenceError, InputTensor, TensorData};
+use canister_harness::user;
+use inference_api::{InputTensor, TensorData};
+use inference_client::calls;
 use model_testdata::{argmax, case, tolerance, variants};
 
 
 fn check_model(model: &str) {
     let mut d = Deployment::new(model);
-    d.admin("allow_caller", user(5)).unwrap();
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
     for variant in variants(model) {
         let c = case(model, &variant);
         let name = format!("{model}.{variant}");
@@ -23,8 +24,8 @@ fn check_model(model: &str) {
         // Every output's bits, and the outputs themselves.
         let run = |d: &mut Deployment, budget: u64| {
             d.set_budget(budget);
-            let (r, _) = update_candid_as::<_, (Result<Inference, InferenceError>,)>(&mut *d.ic, d.inference, user(5), "infer", (&name, None::<u32>, inputs.clone()));
-            let out = r.unwrap().0.unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let (r, _) = d.call(user(5), calls::infer(&name, None, &inputs));
+            let out = r.unwrap().unwrap_or_else(|e| panic!("{name}: {e:?}"));
             let bits = out.outputs.iter().flat_map(|o| o.data.iter().map(|x| x.to_bits())).collect::<Vec<_>>();
             (bits, out.outputs.into_iter().map(|o| o.data).collect::<Vec<_>>(), out.messages)
         };

@@ -13,9 +13,10 @@ use clap::{Parser, Subcommand};
 use ic_agent::identity::{AnonymousIdentity, BasicIdentity, Secp256k1Identity};
 use ic_agent::{Agent, Identity};
 use indicatif::{ProgressBar, ProgressStyle};
-use inference_canister::{ModelInfo, RegistryError, Roles, TensorSpec, UploadRequest, UploadStatus};
+use inference_api::{ModelInfo, TensorSpec, UploadRequest};
+use inference_client::{CallError, InferenceClient};
+use inference_tools::agent::AgentTransport;
 use inference_tools::upload::{upload, Progress, UploadOptions, DEFAULT_CHUNK_BYTES};
-use inference_tools::{call, Transport};
 
 #[derive(Parser)]
 #[command(name = "inference-cli", version, about = "Put ONNX models into the on-subnet inference canister and manage them.")]
@@ -98,20 +99,6 @@ enum Command {
     Roles,
 }
 
-struct AgentTransport {
-    agent: Agent,
-    canister: Principal,
-}
-
-impl Transport for AgentTransport {
-    async fn update(&self, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, String> {
-        self.agent.update(&self.canister, method).with_arg(arg).call_and_wait().await.map_err(|e| e.to_string())
-    }
-    async fn query(&self, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, String> {
-        self.agent.query(&self.canister, method).with_arg(arg).call().await.map_err(|e| e.to_string())
-    }
-}
-
 struct Bar(ProgressBar);
 
 impl Progress for Bar {
@@ -149,7 +136,7 @@ fn dirs_home() -> PathBuf {
     std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default()
 }
 
-async fn transport(cli: &Cli) -> Result<AgentTransport> {
+async fn client(cli: &Cli) -> Result<InferenceClient<AgentTransport>> {
     let canister = cli.canister.ok_or_else(|| anyhow!("which canister? pass --canister or set INFERENCE_CANISTER"))?;
     let url = match cli.network.as_str() {
         "local" => "http://127.0.0.1:4943".to_string(),
@@ -160,11 +147,12 @@ async fn transport(cli: &Cli) -> Result<AgentTransport> {
     if cli.network != "ic" {
         agent.fetch_root_key().await.context("fetching the local replica's root key")?;
     }
-    Ok(AgentTransport { agent, canister })
+    Ok(InferenceClient::new(AgentTransport { agent, canister }))
 }
 
-fn registry<T>(r: Result<T, RegistryError>) -> Result<T> {
-    r.map_err(|e| anyhow!("the canister refused: {e:?}"))
+/// The call's reply, or why there was none; then the canister's answer, or its refusal.
+fn answer<T, E: std::fmt::Display>(reply: Result<Result<T, E>, CallError>) -> Result<T> {
+    reply?.map_err(|e| anyhow!("the canister refused: {e}"))
 }
 
 fn print_info(i: &ModelInfo) {
@@ -189,14 +177,14 @@ async fn main() -> Result<()> {
         let bytes = std::fs::read(file)?;
         println!("{}", inference_engine_inspect(&bytes)?);
         if !input_shape.is_empty() {
-            let i = inference_canister::inspect_model(&bytes).map_err(|e| anyhow!(e))?;
+            let i = inference_engine::model::inspect(&bytes).map_err(|e| anyhow!(e))?;
             let spec = TensorSpec { name: i.inputs[0].name.clone(), shape: input_shape.clone(), dtype: i.inputs[0].dtype };
-            let macs = inference_canister::count_macs(&bytes, &[spec]).map_err(|e| anyhow!("{e:?}"))?;
+            let macs = inference_engine::model::macs(&bytes, &[spec]).map_err(|e| anyhow!("{e:#}"))?;
             println!("MACs per inference at {input_shape:?}: {macs}");
         }
         return Ok(());
     }
-    let t = transport(&cli).await?;
+    let c = client(&cli).await?;
     match &cli.command {
         Command::Upload { file, name, labels, labels_file, input_shape, description, chunk_bytes, parallel, activate } => {
             let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
@@ -207,7 +195,7 @@ async fn main() -> Result<()> {
             let inputs = if input_shape.is_empty() {
                 None
             } else {
-                let summary = inference_canister::inspect_model(&bytes).map_err(|e| anyhow!(e))?;
+                let summary = inference_engine::model::inspect(&bytes).map_err(|e| anyhow!(e))?;
                 let first = summary.inputs.first().ok_or_else(|| anyhow!("the model declares no input"))?;
                 Some(vec![TensorSpec { name: first.name.clone(), shape: input_shape.clone(), dtype: first.dtype }])
             };
@@ -215,57 +203,61 @@ async fn main() -> Result<()> {
             let bar = ProgressBar::new(bytes.len() as u64);
             bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}").unwrap());
             let options = UploadOptions { chunk_bytes: *chunk_bytes, parallelism: *parallel, ..Default::default() };
-            let info = upload(&t, &bytes, request, &options, &Bar(bar.clone())).await.map_err(|e| anyhow!("{e}"))?;
+            let info = upload(&c, &bytes, request, &options, &Bar(bar.clone())).await.map_err(|e| anyhow!("{e}"))?;
             bar.finish();
             print_info(&info);
             if *activate {
-                let (r,): (Result<(), RegistryError>,) = call(&t, "activate", (&info.name, info.version), false).await.map_err(|e| anyhow!(e))?;
-                registry(r)?;
+                answer(c.activate(&info.name, info.version).await)?;
                 println!("activated {} v{}", info.name, info.version);
             }
         }
         Command::Activate { name, version } => {
-            let (r,): (Result<(), RegistryError>,) = call(&t, "activate", (name, version), false).await.map_err(|e| anyhow!(e))?;
-            registry(r)?;
+            answer(c.activate(name, *version).await)?;
             println!("{name} v{version} is active");
         }
         Command::Rollback { name } => {
-            let (r,): (Result<u32, RegistryError>,) = call(&t, "rollback", (name,), false).await.map_err(|e| anyhow!(e))?;
-            println!("{name} v{} is active again", registry(r)?);
+            println!("{name} v{} is active again", answer(c.rollback(name).await)?);
         }
         Command::Delete { name, version } => {
-            let (r,): (Result<(), RegistryError>,) = call(&t, "delete_version", (name, version), false).await.map_err(|e| anyhow!(e))?;
-            registry(r)?;
+            answer(c.delete_version(name, *version).await)?;
             println!("deleted {name} v{version}");
         }
         Command::List => {
-            let (all,): (Vec<ModelInfo>,) = call(&t, "list_models", (), true).await.map_err(|e| anyhow!(e))?;
-            for i in all {
-                let (active,): (Option<u32>,) = call(&t, "active_version", (&i.name,), true).await.map_err(|e| anyhow!(e))?;
+            for i in c.list_models().await? {
+                let active = c.active_version(&i.name).await?;
                 let mark = if active == Some(i.version) { "*" } else { " " };
                 println!("{mark} {:<24} v{:<4} {:?} {:>12} bytes  {}", i.name, i.version, i.weight_format, i.size, i.description);
             }
         }
         Command::Info { name, version } => {
-            let (r,): (Result<ModelInfo, RegistryError>,) = call(&t, "model_info", (name, version), true).await.map_err(|e| anyhow!(e))?;
-            print_info(&registry(r)?);
+            print_info(&answer(c.model_info(name, *version).await)?);
         }
         Command::Uploads => {
-            let (all,): (Vec<UploadStatus>,) = call(&t, "uploads", (), true).await.map_err(|e| anyhow!(e))?;
-            for u in all {
+            for u in c.uploads().await? {
                 println!("#{} {} {}/{} bytes, missing chunks {:?}", u.upload_id, u.name, u.received_bytes, u.size, u.missing);
             }
         }
         Command::Abort { upload_id } => {
-            let (r,): (Result<(), RegistryError>,) = call(&t, "upload_abort", (upload_id,), false).await.map_err(|e| anyhow!(e))?;
-            registry(r)?;
+            answer(c.upload_abort(*upload_id).await)?;
         }
-        Command::GrantMaintainer { principal } => admin(&t, "grant_maintainer", *principal).await?,
-        Command::RevokeMaintainer { principal } => admin(&t, "revoke_maintainer", *principal).await?,
-        Command::AllowCaller { principal } => admin(&t, "allow_caller", *principal).await?,
-        Command::DisallowCaller { principal } => admin(&t, "disallow_caller", *principal).await?,
+        Command::GrantMaintainer { principal } => {
+            answer(c.grant_maintainer(*principal).await)?;
+            println!("{principal} is a maintainer");
+        }
+        Command::RevokeMaintainer { principal } => {
+            answer(c.revoke_maintainer(*principal).await)?;
+            println!("{principal} is no longer a maintainer");
+        }
+        Command::AllowCaller { principal } => {
+            answer(c.allow_caller(*principal).await)?;
+            println!("{principal} may run inference");
+        }
+        Command::DisallowCaller { principal } => {
+            answer(c.disallow_caller(*principal).await)?;
+            println!("{principal} may no longer run inference");
+        }
         Command::Roles => {
-            let (roles,): (Roles,) = call(&t, "roles", (), true).await.map_err(|e| anyhow!(e))?;
+            let roles = c.roles().await?;
             println!("maintainers: {:?}\nallowed callers: {:?}", roles.maintainers, roles.callers);
         }
         Command::Inspect { .. } => unreachable!(),
@@ -273,15 +265,8 @@ async fn main() -> Result<()> {
     Ok(())
 }
 
-async fn admin(t: &AgentTransport, method: &str, who: Principal) -> Result<()> {
-    let (r,): (Result<(), RegistryError>,) = call(t, method, (who,), false).await.map_err(|e| anyhow!(e))?;
-    registry(r)?;
-    println!("{method} {who}: done");
-    Ok(())
-}
-
 fn inference_engine_inspect(bytes: &[u8]) -> Result<String> {
-    let i = inference_canister::inspect_model(bytes).map_err(|e| anyhow!(e))?;
+    let i = inference_engine::model::inspect(bytes).map_err(|e| anyhow!(e))?;
     let mut out = format!("inputs:  {:?}\noutputs: {:?}\noperators: {}\nweights: {:?}, {} parameters\n", i.inputs, i.outputs, i.operators.join(", "), i.weight_format, i.parameters);
     if i.unsupported.is_empty() {
         out.push_str("tract runs every operator");

@@ -1,0 +1,190 @@
+//! The errors of each family of endpoints. Every variant is a state the caller can act on;
+//! strings carry explanations for people (never Rust Debug output).
+
+use candid::{CandidType, Deserialize, Principal};
+use thiserror::Error;
+
+/// The role an endpoint requires.
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A controller of the canister.
+    Admin,
+    /// Granted by an admin: uploads and manages models.
+    Maintainer,
+    /// Allowed by an admin to run inference (an agency canister, or a principal allowed
+    /// explicitly).
+    Caller,
+    /// The canister itself (its internal continuation and plan-building calls).
+    ThisCanister,
+}
+
+/// The one shape of every refusal for lack of a role.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, Error)]
+#[error("{caller} may not call this: it needs the {needs:?} role")]
+pub struct NotAuthorized {
+    pub caller: Principal,
+    pub needs: Role,
+}
+
+/// Errors of the model registry's endpoints: each leaves the registry unchanged.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    NotAuthorized(NotAuthorized),
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    #[error("no upload {0} (finished, aborted, or never started)")]
+    UnknownUpload(u64),
+    #[error("chunk {index} is out of range: the upload has {chunk_count} chunks")]
+    ChunkIndexOutOfRange { index: u32, chunk_count: u32 },
+    #[error("a chunk of {size} bytes exceeds the limit of {max}")]
+    ChunkTooLarge { size: u64, max: u64 },
+    #[error("chunk {index} has {got} bytes; {expected} expected")]
+    ChunkWrongSize { index: u32, expected: u64, got: u64 },
+    #[error("chunk {index}'s bytes do not match its sha256")]
+    ChunkHashMismatch { index: u32 },
+    /// Found at finish: these chunks' bytes do not match their declared sha256. They were
+    /// dropped from the upload; send them again (the uploader's resume does) and finish again.
+    #[error("chunks {indices:?} were corrupt in stable memory and were dropped: send them again")]
+    CorruptChunks { indices: Vec<u32> },
+    #[error("chunk {index} was already received with other bytes")]
+    ConflictingChunk { index: u32 },
+    #[error("chunks {missing:?} are still missing")]
+    ChunksMissing { missing: Vec<u32> },
+    #[error("the model's sha256 does not match the declared one")]
+    ModelHashMismatch { declared: Vec<u8>, actual: Vec<u8> },
+    #[error("the model cannot be used: {0}")]
+    InvalidModel(String),
+    #[error("operators no parser here supports: {}", .0.join(", "))]
+    UnsupportedOperators(Vec<String>),
+    #[error("no model named {0:?}")]
+    UnknownModel(String),
+    #[error("model {name:?} has no version {version}")]
+    UnknownVersion { name: String, version: u32 },
+    #[error("{name:?} v{version} is active: activate or roll back to another version first")]
+    VersionActive { name: String, version: u32 },
+    #[error("{0:?} has no earlier version to roll back to")]
+    NothingToRollBackTo(String),
+    #[error("stable memory is full")]
+    OutOfStableMemory,
+}
+
+/// Errors of running a model (`classify`, `classify_query`, `infer`, `profile`, and a job's
+/// failure).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, Error)]
+pub enum InferenceError {
+    #[error(transparent)]
+    NotAuthorized(NotAuthorized),
+    #[error("no model named {0:?}")]
+    UnknownModel(String),
+    #[error("model {name:?} has no version {version}")]
+    UnknownVersion { name: String, version: u32 },
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// Too many inferences in flight; try again later.
+    #[error("{in_flight} inferences are in flight, the limit is {limit}: try again later")]
+    Busy { in_flight: u32, limit: u32 },
+    /// The canister is stopping (e.g. for an upgrade); the inference was abandoned.
+    #[error("the canister is stopping; try again once it runs again")]
+    Stopping,
+    /// The model does not fit a query's budget; use `classify`.
+    #[error("the model needs more than a query's {budget} instructions: use the update call")]
+    TooExpensiveForQuery { budget: u64 },
+    /// The model could not be built or run; tract's explanation.
+    #[error("the engine failed: {0}")]
+    Engine(String),
+    /// Continuing in the next message failed.
+    #[error("continuing in a new message failed: {0}")]
+    CallFailed(String),
+}
+
+/// Errors of the polling endpoints (`submit`, `status`, `result`, `cancel`).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, Error)]
+pub enum JobError {
+    /// Refused at submission, or the job's inference failed.
+    #[error(transparent)]
+    Inference(InferenceError),
+    /// Every job record is taken (by running jobs and results not yet fetched); try later.
+    #[error("all {limit} job records are taken: fetch or cancel results, or try later")]
+    RecordsFull { limit: u32 },
+    /// No job with this id belongs to the caller (never submitted, someone else's, or expired).
+    #[error("no job {0} of yours (never submitted, someone else's, or expired)")]
+    UnknownJob(u64),
+    /// The job is still running; ask again later.
+    #[error("the job is still running ({steps_done} of {steps_total} steps)")]
+    Pending { steps_done: u32, steps_total: u32 },
+    /// The job was cancelled by its submitter.
+    #[error("the job was cancelled")]
+    Cancelled,
+    /// The job ended without finishing: one of its messages trapped, or the canister was
+    /// upgraded while it ran. Nothing of it was kept; submit it again.
+    #[error("the job was interrupted: {0}")]
+    Interrupted(String),
+}
+
+/// Errors of granting and revoking roles.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, Error)]
+pub enum RoleError {
+    #[error(transparent)]
+    NotAuthorized(NotAuthorized),
+    /// The anonymous principal can hold no role.
+    #[error("the anonymous principal cannot hold a role")]
+    AnonymousPrincipal,
+}
+
+/// Errors of `set_config`.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    NotAuthorized(NotAuthorized),
+    #[error("{field} = {value} is outside {min}..={max}")]
+    OutOfRange { field: String, value: u64, min: u64, max: u64 },
+}
+
+/// Errors of the maintainers' self-test.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, Error)]
+pub enum SelfTestError {
+    #[error(transparent)]
+    NotAuthorized(NotAuthorized),
+    /// A kernel check or the fixed graph failed; tract's or the check's explanation.
+    #[error("the self-test failed: {0}")]
+    Failed(String),
+}
+
+/// Every endpoint family's error has a `NotAuthorized` variant of the one shape.
+macro_rules! refusal_converts_into {
+    ($($error:ident),*) => {$(
+        impl From<NotAuthorized> for $error {
+            fn from(e: NotAuthorized) -> Self {
+                $error::NotAuthorized(e)
+            }
+        }
+    )*};
+}
+refusal_converts_into!(RegistryError, InferenceError, RoleError, ConfigError, SelfTestError);
+
+impl From<NotAuthorized> for JobError {
+    fn from(e: NotAuthorized) -> Self {
+        JobError::Inference(InferenceError::NotAuthorized(e))
+    }
+}
+impl From<InferenceError> for JobError {
+    fn from(e: InferenceError) -> Self {
+        JobError::Inference(e)
+    }
+}
+
+/// A registry refusal met while preparing an inference: the model and version errors keep
+/// their meaning, the rest (the registry's own state) is the engine's failure to serve.
+impl From<RegistryError> for InferenceError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::UnknownModel(name) => InferenceError::UnknownModel(name),
+            RegistryError::UnknownVersion { name, version } => {
+                InferenceError::UnknownVersion { name, version }
+            }
+            RegistryError::NotAuthorized(e) => InferenceError::NotAuthorized(e),
+            other => InferenceError::Engine(other.to_string()),
+        }
+    }
+}

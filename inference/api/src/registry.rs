@@ -1,0 +1,124 @@
+//! Model registry records: what a maintainer declares at upload and what is kept per version.
+//! These are stored in stable memory as candid: change them only in ways candid decodes from
+//! the old encoding (the engine's stable-layout golden test catches the rest).
+
+use candid::{CandidType, Deserialize, Principal};
+
+/// Element type of a tensor.
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    F16,
+    I8,
+    U8,
+    I32,
+    I64,
+    Other,
+}
+
+impl DType {
+    /// From ONNX's `TensorProto.DataType`.
+    pub fn from_onnx(code: i32) -> DType {
+        match code {
+            1 => DType::F32,
+            10 => DType::F16,
+            3 => DType::I8,
+            2 => DType::U8,
+            6 => DType::I32,
+            7 => DType::I64,
+            _ => DType::Other,
+        }
+    }
+}
+
+/// A model input or output: name, shape (`-1` for a symbolic dimension) and element type.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TensorSpec {
+    pub name: String,
+    pub shape: Vec<i64>,
+    pub dtype: DType,
+}
+
+impl TensorSpec {
+    /// The shape with symbolic dimensions pinned to 1 (a batch of one).
+    pub fn concrete_shape(&self) -> Vec<usize> {
+        self.shape.iter().map(|&d| if d < 0 { 1 } else { d as usize }).collect()
+    }
+
+    pub fn element_count(&self) -> usize {
+        self.concrete_shape().iter().product()
+    }
+}
+
+/// How a model stores its weights.
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightFormat {
+    F32,
+    /// f32 initializers stored as f16 (half the bytes); computed in f32 after loading.
+    F16,
+    /// Quantized: int8/uint8 weights (QDQ, QOperator or dynamic quantization).
+    Int8,
+}
+
+/// Everything recorded about one immutable model version.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub version: u32,
+    pub sha256: Vec<u8>,
+    pub size: u64,
+    pub chunk_size: u32,
+    pub chunk_count: u32,
+    pub inputs: Vec<TensorSpec>,
+    pub outputs: Vec<TensorSpec>,
+    pub labels: Vec<String>,
+    pub weight_format: WeightFormat,
+    pub operators: Vec<String>,
+    pub parameters: u64,
+    pub description: String,
+    pub uploaded_by: Principal,
+    pub uploaded_at_ns: u64,
+    /// Where the bytes live in the chunk store.
+    pub blob: u64,
+}
+
+/// What a maintainer declares when starting an upload.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UploadRequest {
+    pub name: String,
+    pub size: u64,
+    pub sha256: Vec<u8>,
+    pub chunk_size: u32,
+    pub description: String,
+    pub labels: Vec<String>,
+    /// Input shapes to pin (e.g. a symbolic batch to 1); taken from the model when absent.
+    pub inputs: Option<Vec<TensorSpec>>,
+}
+
+/// Returned by `upload_start`.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UploadTicket {
+    pub upload_id: u64,
+    pub chunk_count: u32,
+}
+
+/// One chunk of an upload, with the sha256 of its own bytes.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UploadChunk {
+    pub upload_id: u64,
+    pub index: u32,
+    pub bytes: serde_bytes::ByteBuf,
+    pub sha256: Vec<u8>,
+}
+
+/// Where an upload stands: what is still missing, for resuming.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UploadStatus {
+    pub upload_id: u64,
+    pub name: String,
+    pub size: u64,
+    pub chunk_size: u32,
+    pub chunk_count: u32,
+    pub missing: Vec<u32>,
+    pub received_bytes: u64,
+}

@@ -1,0 +1,63 @@
+//! Every endpoint of the inference canister, once: its method name, mode, arguments and reply.
+//! [`typed_endpoints!`](crate::typed_endpoints) makes of each line a [`calls`] constructor and an
+//! [`InferenceClient`] method.
+
+use inference_api::*;
+
+use crate::InferenceClient;
+
+crate::typed_endpoints! {
+    InferenceClient;
+
+    // ----- platform (anyone) -----
+    /// Which tract kernels the canister computes with.
+    Query platform_report() -> PlatformInfo;
+    /// Checks every kernel against its reference and runs a fixed graph (maintainers).
+    Update self_test() -> Result<SelfTestReport, SelfTestError>;
+
+    // ----- model registry (maintainers) -----
+    /// Starts an upload (or use [`crate::InferenceClient::uploads`] to resume one).
+    Update upload_start(request: &UploadRequest) -> Result<UploadTicket, RegistryError>;
+    Update upload_chunk(chunk: &UploadChunk) -> Result<UploadStatus, RegistryError>;
+    /// Verifies the whole sha256, inspects the model and records it as a new version.
+    Update upload_finish(upload_id: u64) -> Result<ModelInfo, RegistryError>;
+    Update upload_abort(upload_id: u64) -> Result<(), RegistryError>;
+    /// Which chunks are still missing, for resuming.
+    Query upload_status(upload_id: u64) -> Result<UploadStatus, RegistryError>;
+    Query uploads() -> Vec<UploadStatus>;
+    /// Builds the version's plan (so a model that cannot run never serves), then switches to it.
+    Update activate(name: &str, version: u32) -> Result<(), RegistryError>;
+    /// Returns to the previously active version; answers the version now active.
+    Update rollback(name: &str) -> Result<u32, RegistryError>;
+    Update delete_version(name: &str, version: u32) -> Result<(), RegistryError>;
+    Query list_models() -> Vec<ModelInfo>;
+    /// A version's record; the active version when `version` is absent.
+    Query model_info(name: &str, version: Option<u32>) -> Result<ModelInfo, RegistryError>;
+    Query active_version(name: &str) -> Option<u32>;
+
+    // ----- roles and settings (admins = controllers) -----
+    Update grant_maintainer(who: candid::Principal) -> Result<(), RoleError>;
+    Update revoke_maintainer(who: candid::Principal) -> Result<(), RoleError>;
+    /// Allows a principal (normally an agency canister) to run inference.
+    Update allow_caller(who: candid::Principal) -> Result<(), RoleError>;
+    Update disallow_caller(who: candid::Principal) -> Result<(), RoleError>;
+    Query roles() -> Roles;
+    Query config() -> Config;
+    Update set_config(config: &Config) -> Result<(), ConfigError>;
+
+    // ----- inference (allowed callers) -----
+    /// Classifies one input; any model size, continuing across messages.
+    Update classify(request: &ClassifyRequest) -> Result<Classification, InferenceError>;
+    /// `classify` in one query, for models that fit a query's budget.
+    Query classify_query(request: &ClassifyRequest) -> Result<Classification, InferenceError>;
+    /// Runs a model and returns its raw output tensors.
+    Update infer(model: &str, version: Option<u32>, inputs: &[InputTensor]) -> Result<Inference, InferenceError>;
+    /// Instructions per node of the plan (maintainers).
+    Update profile(model: &str, version: Option<u32>, inputs: &[InputTensor]) -> Result<Profile, InferenceError>;
+    /// Starts a job and answers its id at once.
+    Update submit(request: &JobRequest) -> Result<u64, JobError>;
+    Query status(job: u64) -> Result<JobStatus, JobError>;
+    Query result(job: u64) -> Result<JobResult, JobError>;
+    /// Stops a running job, or discards a finished one's result.
+    Update cancel(job: u64) -> Result<(), JobError>;
+}

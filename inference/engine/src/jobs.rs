@@ -1,0 +1,186 @@
+//! Polling jobs' records: who submitted each, where it stands, and its result until it expires.
+//!
+//! The canister runs a job in a task of its own and reports here as it goes; this module is the
+//! job's state machine, in stable memory so that it survives upgrades:
+//!
+//! ```text
+//! start ──> Running ──progress──> Running ──finish──> Done | Failed
+//!              │                     │
+//!              └──cancel──> Cancelled└──interrupt (trap, upgrade)──> Interrupted
+//! ```
+//!
+//! A record is visible only to its owner. A finished record (and its result) is dropped
+//! [`RESULT_TTL_NS`] after the job ended, or when its owner cancels it; a running one never
+//! expires. At most [`MAX_JOB_RECORDS`] are kept.
+
+use candid::Principal;
+use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
+use inference_api::{
+    InferenceError, JobError, JobRecord, JobResult, JobStatus, MAX_JOB_RECORDS, RESULT_TTL_NS,
+};
+
+use crate::stable::{self, Mem, StableLayout};
+
+/// How far a running job has come.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Advance {
+    pub steps_done: u32,
+    pub steps_total: u32,
+    pub messages: u32,
+}
+
+pub struct Jobs<M: Memory> {
+    /// Small records, scanned for expiry.
+    records: StableBTreeMap<u64, JobRecord, Mem<M>>,
+    /// Results of the records that are `Done`, read only by `result`.
+    results: StableBTreeMap<u64, JobResult, Mem<M>>,
+    /// Ids are never reused, even after their records expire.
+    next_id: StableCell<u64, Mem<M>>,
+}
+
+impl<M: Memory> Jobs<M> {
+    pub fn init(layout: &StableLayout<M>) -> Self {
+        Jobs {
+            records: StableBTreeMap::init(layout.memory(stable::JOBS)),
+            results: StableBTreeMap::init(layout.memory(stable::JOB_RESULTS)),
+            next_id: StableCell::init(layout.memory(stable::JOB_IDS), 1),
+        }
+    }
+
+    /// Records kept now (running and finished, of every caller).
+    pub fn len(&self) -> u64 {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Drops expired records, then refuses when every record is taken.
+    pub fn check_capacity(&mut self, now: u64) -> Result<(), JobError> {
+        self.purge_expired(now);
+        if self.records.len() >= MAX_JOB_RECORDS {
+            return Err(JobError::RecordsFull { limit: MAX_JOB_RECORDS as u32 });
+        }
+        Ok(())
+    }
+
+    /// Records a new running job of `owner` and returns its id.
+    pub fn start(&mut self, owner: Principal, now: u64) -> Result<u64, JobError> {
+        self.check_capacity(now)?;
+        let id = *self.next_id.get();
+        self.next_id.set(id + 1);
+        let status = JobStatus::Running { steps_done: 0, steps_total: 0, messages: 0 };
+        self.records.insert(id, JobRecord { owner, submitted_at_ns: now, status });
+        Ok(id)
+    }
+
+    /// Records a running job's progress; `Err(Cancelled)` when its owner cancelled it (or it
+    /// is gone), which ends the job.
+    pub fn progress(&mut self, id: u64, advance: Advance) -> Result<(), JobError> {
+        match self.records.get(&id) {
+            Some(mut record) if record.status.is_running() => {
+                record.status = JobStatus::Running {
+                    steps_done: advance.steps_done,
+                    steps_total: advance.steps_total,
+                    messages: advance.messages,
+                };
+                self.records.insert(id, record);
+                Ok(())
+            }
+            _ => Err(JobError::Cancelled),
+        }
+    }
+
+    /// Records the end of a running job; a job cancelled meanwhile stays cancelled.
+    pub fn finish(&mut self, id: u64, outcome: Result<JobResult, InferenceError>, now: u64) {
+        let expires_at_ns = now.saturating_add(RESULT_TTL_NS);
+        self.end(id, |results| match outcome {
+            Ok(result) => {
+                results.insert(id, result);
+                JobStatus::Done { expires_at_ns }
+            }
+            Err(error) => JobStatus::Failed { error, expires_at_ns },
+        });
+    }
+
+    /// Records that a running job ended without finishing (a trap, an upgrade).
+    pub fn interrupt(&mut self, id: u64, reason: &str, now: u64) {
+        let expires_at_ns = now.saturating_add(RESULT_TTL_NS);
+        self.end(id, |_| JobStatus::Interrupted { reason: reason.into(), expires_at_ns });
+    }
+
+    /// After an upgrade: the tasks of running jobs died with the old heap.
+    pub fn interrupt_running(&mut self, now: u64) {
+        let running: Vec<u64> =
+            self.records.iter().filter(|e| e.value().status.is_running()).map(|e| *e.key()).collect();
+        for id in running {
+            self.interrupt(id, "the canister was upgraded while the job ran", now);
+        }
+    }
+
+    /// A job's progress or outcome, for its owner.
+    pub fn status(&self, caller: Principal, id: u64, now: u64) -> Result<JobStatus, JobError> {
+        self.owned(caller, id, now).map(|record| record.status)
+    }
+
+    /// A finished job's result, for its owner (kept until it expires, so a lost reply can be
+    /// fetched again).
+    pub fn result(&self, caller: Principal, id: u64, now: u64) -> Result<JobResult, JobError> {
+        match self.owned(caller, id, now)?.status {
+            JobStatus::Done { .. } => self.results.get(&id).ok_or(JobError::UnknownJob(id)),
+            JobStatus::Running { steps_done, steps_total, .. } => Err(JobError::Pending { steps_done, steps_total }),
+            JobStatus::Failed { error, .. } => Err(JobError::Inference(error)),
+            JobStatus::Interrupted { reason, .. } => Err(JobError::Interrupted(reason)),
+            JobStatus::Cancelled { .. } => Err(JobError::Cancelled),
+        }
+    }
+
+    /// Stops a running job (its task sees it at its next message), or discards a finished
+    /// job's record and result now.
+    pub fn cancel(&mut self, caller: Principal, id: u64, now: u64) -> Result<(), JobError> {
+        let mut record = self.owned(caller, id, now)?;
+        if record.status.is_running() {
+            record.status = JobStatus::Cancelled { expires_at_ns: now.saturating_add(RESULT_TTL_NS) };
+            self.records.insert(id, record);
+        } else {
+            self.forget(id);
+        }
+        Ok(())
+    }
+
+    /// The caller's record, live; others' and expired ones are unknown to them.
+    fn owned(&self, caller: Principal, id: u64, now: u64) -> Result<JobRecord, JobError> {
+        match self.records.get(&id) {
+            Some(record) if record.owner == caller && record.status.expires_at_ns().is_none_or(|at| at > now) => {
+                Ok(record)
+            }
+            _ => Err(JobError::UnknownJob(id)),
+        }
+    }
+
+    /// Moves a running job to the status `ended` gives (which may store its result).
+    fn end(&mut self, id: u64, ended: impl FnOnce(&mut StableBTreeMap<u64, JobResult, Mem<M>>) -> JobStatus) {
+        if let Some(mut record) = self.records.get(&id).filter(|r| r.status.is_running()) {
+            record.status = ended(&mut self.results);
+            self.records.insert(id, record);
+        }
+    }
+
+    fn purge_expired(&mut self, now: u64) {
+        let expired: Vec<u64> = self
+            .records
+            .iter()
+            .filter(|e| e.value().status.expires_at_ns().is_some_and(|at| at <= now))
+            .map(|e| *e.key())
+            .collect();
+        for id in expired {
+            self.forget(id);
+        }
+    }
+
+    fn forget(&mut self, id: u64) {
+        self.records.remove(&id);
+        self.results.remove(&id);
+    }
+}

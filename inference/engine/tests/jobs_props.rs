@@ -1,0 +1,193 @@
+//! The polling jobs' state machine against a plain model of it: submit, progress, finish (ok or
+//! failed), trap, cancel, expiry and upgrade in random orders, by the owner and by others.
+
+use std::collections::BTreeMap;
+
+use candid::Principal;
+use ic_stable_structures::DefaultMemoryImpl;
+use inference_api::{
+    Inference, InferenceError, JobError, JobResult, JobStatus, ModelRef, MAX_JOB_RECORDS, RESULT_TTL_NS,
+};
+use inference_engine::jobs::{Advance, Jobs};
+use inference_engine::stable::StableLayout;
+use proptest::prelude::*;
+
+fn who(n: u8) -> Principal {
+    Principal::from_slice(&[n, 7])
+}
+
+fn answer(n: u64) -> JobResult {
+    let model = ModelRef { name: "m".into(), version: 1, sha256: vec![0; 32] };
+    JobResult::Inference(Inference { outputs: vec![], model, instructions: n, messages: 1 })
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Submit { owner: u8 },
+    Progress { job: u64, steps: u32 },
+    Finish { job: u64, ok: bool },
+    Trap { job: u64 },
+    Cancel { caller: u8, job: u64 },
+    Read { caller: u8, job: u64 },
+    Wait { minutes: u64 },
+    Upgrade,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let job = 1..8u64;
+    prop_oneof![
+        3 => (0..3u8).prop_map(|owner| Op::Submit { owner }),
+        3 => (job.clone(), 1..100u32).prop_map(|(job, steps)| Op::Progress { job, steps }),
+        2 => (job.clone(), any::<bool>()).prop_map(|(job, ok)| Op::Finish { job, ok }),
+        1 => job.clone().prop_map(|job| Op::Trap { job }),
+        2 => (0..3u8, job.clone()).prop_map(|(caller, job)| Op::Cancel { caller, job }),
+        3 => (0..3u8, job).prop_map(|(caller, job)| Op::Read { caller, job }),
+        1 => (0..20u64).prop_map(|minutes| Op::Wait { minutes }),
+        1 => Just(Op::Upgrade),
+    ]
+}
+
+/// Where a job stands in the model.
+#[derive(Clone, Debug, PartialEq)]
+enum State {
+    Running(u32),
+    Done(u64),
+    Failed,
+    Interrupted,
+    Cancelled,
+}
+
+#[derive(Default)]
+struct Model {
+    jobs: BTreeMap<u64, (u8, State, Option<u64>)>,
+    next: u64,
+}
+
+impl Model {
+    fn live(&self, caller: u8, job: u64, now: u64) -> Option<&(u8, State, Option<u64>)> {
+        self.jobs.get(&job).filter(|(owner, _, expires)| *owner == caller && expires.is_none_or(|at| at > now))
+    }
+
+    fn end(&mut self, job: u64, state: State, now: u64) {
+        if let Some(entry) = self.jobs.get_mut(&job).filter(|e| matches!(e.1, State::Running(_))) {
+            entry.1 = state;
+            entry.2 = Some(now + RESULT_TTL_NS);
+        }
+    }
+}
+
+fn check_read(jobs: &Jobs<DefaultMemoryImpl>, model: &Model, caller: u8, job: u64, now: u64) {
+    let status = jobs.status(who(caller), job, now);
+    let result = jobs.result(who(caller), job, now);
+    let Some((_, state, expires)) = model.live(caller, job, now) else {
+        assert_eq!(status, Err(JobError::UnknownJob(job)));
+        assert_eq!(result, Err(JobError::UnknownJob(job)));
+        return;
+    };
+    match (state, status.expect("a live job of the caller")) {
+        (State::Running(steps), JobStatus::Running { steps_done, .. }) => {
+            assert_eq!(*steps, steps_done);
+            assert!(matches!(result, Err(JobError::Pending { steps_done: s, .. }) if s == *steps));
+        }
+        (State::Done(n), JobStatus::Done { expires_at_ns }) => {
+            assert_eq!(Some(expires_at_ns), *expires);
+            assert_eq!(result, Ok(answer(*n)));
+        }
+        (State::Failed, JobStatus::Failed { error, .. }) => {
+            assert_eq!(result, Err(JobError::Inference(error)));
+        }
+        (State::Interrupted, JobStatus::Interrupted { reason, .. }) => {
+            assert_eq!(result, Err(JobError::Interrupted(reason)));
+        }
+        (State::Cancelled, JobStatus::Cancelled { .. }) => assert_eq!(result, Err(JobError::Cancelled)),
+        (want, got) => panic!("job {job}: model {want:?}, jobs {got:?}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn jobs_follow_their_state_machine(ops in proptest::collection::vec(op(), 1..60)) {
+        let memory = DefaultMemoryImpl::default();
+        let mut jobs = Jobs::init(&StableLayout::init(memory.clone()));
+        let mut model = Model { next: 1, ..Model::default() };
+        let mut now = 1_000u64;
+        for op in ops {
+            match op {
+                Op::Submit { owner } => {
+                    let id = jobs.start(who(owner), now).expect("far below the record limit");
+                    prop_assert_eq!(id, model.next, "ids are consecutive and never reused");
+                    model.next += 1;
+                    model.jobs.insert(id, (owner, State::Running(0), None));
+                }
+                Op::Progress { job, steps } => {
+                    let advance = Advance { steps_done: steps, steps_total: 100, messages: 2 };
+                    let running = matches!(model.jobs.get(&job), Some((_, State::Running(_), _)));
+                    prop_assert_eq!(jobs.progress(job, advance).is_ok(), running);
+                    if running {
+                        model.jobs.get_mut(&job).unwrap().1 = State::Running(steps);
+                    }
+                }
+                Op::Finish { job, ok } => {
+                    let outcome = if ok { Ok(answer(job)) } else { Err(InferenceError::Stopping) };
+                    jobs.finish(job, outcome, now);
+                    model.end(job, if ok { State::Done(job) } else { State::Failed }, now);
+                }
+                Op::Trap { job } => {
+                    jobs.interrupt(job, "trapped", now);
+                    model.end(job, State::Interrupted, now);
+                }
+                Op::Cancel { caller, job } => {
+                    let live = model.live(caller, job, now).cloned();
+                    let got = jobs.cancel(who(caller), job, now);
+                    match live {
+                        None => prop_assert_eq!(got, Err(JobError::UnknownJob(job))),
+                        Some((_, State::Running(_), _)) => {
+                            prop_assert_eq!(got, Ok(()));
+                            let entry = model.jobs.get_mut(&job).unwrap();
+                            *entry = (caller, State::Cancelled, Some(now + RESULT_TTL_NS));
+                        }
+                        Some(_) => {
+                            prop_assert_eq!(got, Ok(()));
+                            model.jobs.remove(&job);
+                        }
+                    }
+                }
+                Op::Read { caller, job } => check_read(&jobs, &model, caller, job, now),
+                Op::Wait { minutes } => now += minutes * 60 * 1_000_000_000,
+                Op::Upgrade => {
+                    // post_upgrade: the same stable memory, a new heap; running jobs lost their task.
+                    jobs = Jobs::init(&StableLayout::init(memory.clone()));
+                    jobs.interrupt_running(now);
+                    let running: Vec<u64> =
+                        model.jobs.iter().filter(|(_, e)| matches!(e.1, State::Running(_))).map(|(id, _)| *id).collect();
+                    for id in running {
+                        model.end(id, State::Interrupted, now);
+                    }
+                }
+            }
+            // Every job, as its owner and as another principal sees it.
+            for job in 1..model.next {
+                for caller in 0..3 {
+                    check_read(&jobs, &model, caller, job, now);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn records_beyond_the_limit_are_refused_until_results_expire() {
+    let mut jobs = Jobs::init(&StableLayout::init(DefaultMemoryImpl::default()));
+    for n in 0..MAX_JOB_RECORDS {
+        let id = jobs.start(who(1), n).unwrap();
+        jobs.finish(id, Ok(answer(id)), n);
+    }
+    assert_eq!(jobs.start(who(2), 5_000), Err(JobError::RecordsFull { limit: MAX_JOB_RECORDS as u32 }));
+    // The first result (finished at 0) expires one TTL later; then one record is free again.
+    jobs.check_capacity(RESULT_TTL_NS - 1).expect_err("nothing expired yet");
+    let id = jobs.start(who(2), RESULT_TTL_NS).expect("the first record expired");
+    assert_eq!(id, MAX_JOB_RECORDS + 1);
+    assert_eq!(jobs.len(), MAX_JOB_RECORDS);
+}
