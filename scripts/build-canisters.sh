@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the canister wasm modules the IC would accept, into target/canisters/:
-#   cargo (wasm32-unknown-unknown, +simd128, profile "canister": opt-level s, LTO, one codegen
-#   unit, panic=abort, tract-linalg at opt-level 3) -> wasm-opt -Oz -> IC module-limit check.
+# Builds the canister wasm modules the IC would accept, into target/canisters/ of this checkout
+# (where dfx.json, icp.yaml and the tests look, whether or not CARGO_TARGET_DIR moves cargo's
+# own output elsewhere):
+#   cargo (wasm32-unknown-unknown, +simd128, profile "canister": opt-level z, LTO, one codegen
+#   unit, panic=abort, tract-linalg and sha2 at opt-level 3) -> wasm-opt -Oz -> IC module-limit check.
 # Installs what it needs (the wasm32 target, binaryen's wasm-opt) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,7 +16,7 @@ mkdir -p "$out"
 for pkg in inference-canister agency-canister; do
   cargo build --quiet -p "$pkg" --target wasm32-unknown-unknown --profile canister
   name=${pkg//-/_}
-  raw=target/wasm32-unknown-unknown/canister/$name.wasm
+  raw=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/canister/$name.wasm
   opt=$out/$name.wasm
   # Only re-optimise when cargo produced a new module (wasm-opt takes ~30 s on tract).
   if [ ! -f "$opt" ] || [ "$raw" -nt "$opt" ]; then

@@ -5,6 +5,16 @@ ensure_wasm_target() {
     rustup target add wasm32-unknown-unknown >&2
   fi
 }
+ensure_rust_components() {
+  local installed
+  installed=$(rustup component list --installed 2>/dev/null || true)
+  for component in rustfmt clippy; do
+    if ! grep -q "^$component" <<<"$installed"; then
+      echo "installing the $component component" >&2
+      rustup component add "$component" >&2
+    fi
+  done
+}
 ensure_wasm_opt() {
   if ! command -v wasm-opt >/dev/null; then
     echo "installing binaryen (wasm-opt) from Debian" >&2

@@ -50,12 +50,17 @@ impl Deployment {
 
     /// The same with the inference canister computing with `kernels` (the benchmarks' generic
     /// baseline).
-    pub fn with_kernels(mut ic: Box<dyn Ic>, model: &str, kernels: Kernels) -> Deployment {
+    pub fn with_kernels(ic: Box<dyn Ic>, model: &str, kernels: Kernels) -> Deployment {
+        Self::with_module(ic, model, kernels, &canister_wasm("inference_canister"))
+    }
+
+    /// The same with another build of the inference canister (e.g. an older one, to compare).
+    pub fn with_module(mut ic: Box<dyn Ic>, model: &str, kernels: Kernels, inference_wasm: &[u8]) -> Deployment {
         let controller = user(1);
         let maintainer = user(3);
         let inference = ic.create_canister(controller);
         let init = Some(InitArgs { kernels: Some(kernels) });
-        ic.install_canister(inference, &canister_wasm("inference_canister"), candid::encode_args((init,)).unwrap(), controller)
+        ic.install_canister(inference, inference_wasm, candid::encode_args((init,)).unwrap(), controller)
             .expect("inference canister installs");
         let agency = ic.create_canister(controller);
         let settings = Settings { inference_canister: inference, model: model.to_string() };
