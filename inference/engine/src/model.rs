@@ -8,7 +8,8 @@ use tract_onnx::pb::{self, type_proto, tensor_shape_proto::dimension};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::model::typed::TypedSimplePlan;
 
-use crate::ops::integer_conv::QuantizedWeights;
+use crate::onnx::quantized_weights::QuantizedWeights;
+use crate::passes::{self, Context, Stage};
 use crate::types::{DType, TensorSpec, WeightFormat};
 
 /// What an ONNX file declares and whether tract can run it.
@@ -49,10 +50,10 @@ fn spec(v: &pb::ValueInfoProto) -> TensorSpec {
     TensorSpec { name: v.name.clone(), shape, dtype }
 }
 
-/// The parser with our own operators registered (see [`crate::ops`]).
+/// The parser with our own operators registered (see [`crate::onnx`]).
 pub fn onnx() -> tract_onnx::Onnx {
     let mut parser = tract_onnx::onnx();
-    crate::ops::register(&mut parser.op_register);
+    crate::onnx::register(&mut parser.op_register);
     parser
 }
 
@@ -128,50 +129,25 @@ fn datum(dtype: DType) -> DatumType {
     }
 }
 
-/// Gives every node a name of its own. Some exporters repeat one (Silero's OpenVINO export
-/// names 15 `Constant` nodes `F0::anon`), which tract 0.23.9 refuses when it compacts the graph;
-/// a repeated name becomes the node's first output name (unique in ONNX), or gets a suffix.
-fn unique_node_names(graph: &mut pb::GraphProto) -> usize {
-    let mut seen = std::collections::HashSet::new();
-    let mut renamed = 0;
-    for ix in 0..graph.node.len() {
-        let node = &graph.node[ix];
-        if node.name.is_empty() || seen.insert(node.name.clone()) {
-            continue;
-        }
-        let fallback = node.output.first().filter(|o| !o.is_empty()).cloned().unwrap_or_else(|| node.name.clone());
-        let name = (0..).map(|n| if n == 0 { fallback.clone() } else { format!("{fallback}#{n}") }).find(|c| !seen.contains(c)).unwrap();
-        seen.insert(name.clone());
-        graph.node[ix].name = name;
-        renamed += 1;
-    }
-    renamed
-}
-
-/// The typed model, and the int8 weights of its convolutions as the ONNX graph has them (tract
-/// folds them into f32 constants).
-fn typed(parser: &tract_onnx::Onnx, bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<(TypedModel, QuantizedWeights)> {
+/// The typed model, with the [`Stage::Typed`] passes run, and the int8 weights of its
+/// convolutions as the ONNX graph has them (tract folds them into f32 constants).
+fn typed(parser: &tract_onnx::Onnx, bytes: &[u8], inputs: &[TensorSpec], weight_format: Option<WeightFormat>) -> TractResult<(TypedModel, QuantizedWeights)> {
     let mut proto = parser.proto_model_for_read(&mut &*bytes)?;
-    let mut weights = QuantizedWeights::default();
-    if let Some(graph) = proto.graph.as_mut() {
-        unique_node_names(graph);
-        crate::ops::qlinear_conv::lower(graph);
-        weights = QuantizedWeights::from_graph(graph);
-    }
+    let weights = crate::onnx::prepare(&mut proto);
     let mut model = parser.model_for_proto_model(&proto)?;
     for (ix, input) in inputs.iter().enumerate() {
         model.set_input_fact(ix, InferenceFact::dt_shape(datum(input.dtype), input.concrete_shape()))?;
     }
     let mut model = model.into_typed()?;
-    crate::ops::quantized_softmax::guard(&mut model)?;
+    passes::run(Stage::Typed, &mut model, &Context { weights: &weights, weight_format })?;
     Ok((model, weights))
 }
 
 /// Multiply-accumulates one inference performs, from tract's cost model of the decluttered graph
 /// (convolutions, matmuls, their integer forms) at the pinned input shapes.
 pub fn macs(bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<u64> {
-    let model = typed(&onnx(), bytes, inputs)
-        .or_else(|_| typed(&onnx().with_ignore_value_info(true).with_ignore_output_shapes(true), bytes, inputs))?
+    let model = typed(&onnx(), bytes, inputs, None)
+        .or_else(|_| typed(&onnx().with_ignore_value_info(true).with_ignore_output_shapes(true), bytes, inputs, None))?
         .0
         .into_decluttered()?;
     let mut total = 0u64;
@@ -186,28 +162,26 @@ pub fn macs(bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<u64> {
     Ok(total)
 }
 
-/// Builds the optimised plan: parse, pin the input shapes, type, declutter, compute f16
-/// weights in f32, move int8 convolutions onto our integer kernel, optimise, then give
-/// quantize/dequantize (static and dynamic) our simd128 loops. Models whose declared value-info or output shapes
-/// keep a symbolic batch are retried with those declarations ignored.
+/// Builds the optimised plan: read the ONNX graph and apply our rewrites of it
+/// ([`crate::onnx::prepare`]), parse, pin the input shapes, type, then take the model through
+/// tract's declutter and optimisation with our passes at each stage ([`crate::passes`]):
+/// quantized Softmax guarded (typed); int8 convolutions onto our integer kernel, f16 weights
+/// computed in f32 (decluttered); quantize/dequantize (static and dynamic) onto our simd128
+/// loops (optimised). Models whose declared value-info or output shapes keep a symbolic batch are
+/// retried with those declarations ignored.
 pub fn load(bytes: &[u8], inputs: &[TensorSpec], weight_format: WeightFormat) -> TractResult<LoadedModel> {
-    let (model, weights) = match typed(&onnx(), bytes, inputs) {
+    let (model, weights) = match typed(&onnx(), bytes, inputs, Some(weight_format)) {
         Ok(m) => m,
         Err(first) => {
             let relaxed = onnx().with_ignore_value_info(true).with_ignore_output_shapes(true);
-            typed(&relaxed, bytes, inputs).map_err(|_| first)?
+            typed(&relaxed, bytes, inputs, Some(weight_format)).map_err(|_| first)?
         }
     };
+    let context = Context { weights: &weights, weight_format: Some(weight_format) };
     let mut model = model.into_decluttered()?;
-    crate::ops::integer_conv::rewrite(&mut model, &weights)?;
-    if weight_format == WeightFormat::F16 {
-        if let Some(t) = tract_onnx::tract_core::transform::get_transform("f16_to_f32")? {
-            t.transform(&mut model)?;
-        }
-    }
+    passes::run(Stage::Decluttered, &mut model, &context)?;
     let mut model = model.into_optimized()?;
-    crate::ops::qdq::accelerate(&mut model)?;
-    crate::ops::dynamic_quantize::accelerate(&mut model);
+    passes::run(Stage::Optimized, &mut model, &context)?;
     let plan = TypedSimplePlan::new(model)?;
     Ok(LoadedModel { plan, inputs: inputs.to_vec() })
 }

@@ -1,5 +1,5 @@
 //! A small fixed graph (matmul + bias + sigmoid) run through tract's optimiser, after checking
-//! our quantize/dequantize kernels against tract's scalar functions.
+//! every one of our kernel families against its reference ([`crate::kernels::check_all`]).
 //!
 //! Its weights are a deterministic function of their index, so the output bits are the same on
 //! every machine that computes IEEE f32 the same way; the digest lets a test compare a native run
@@ -51,12 +51,9 @@ fn build_model() -> TractResult<TypedModel> {
 
 /// Builds, optimises and runs the self-test graph once.
 pub fn run() -> TractResult<SelfTestOutcome> {
-    // Our quantize/dequantize loops (simd128 in the canister) must equal tract's, bit for bit.
-    crate::ops::qdq::check_kernels().map_err(TractError::msg)?;
-    // Our integer convolution (simd128 dot products in the canister) must equal a direct one.
-    crate::ops::integer_conv::check_kernels().map_err(TractError::msg)?;
-    crate::ops::integer_conv::check_layout_kernels().map_err(TractError::msg)?;
-    crate::ops::dynamic_quantize::check_kernels().map_err(TractError::msg)?;
+    // Our kernels (simd128 in the canister) must equal their references, bit for bit: tract's
+    // scalar functions, a direct convolution.
+    crate::kernels::check_all().map_err(TractError::msg)?;
     let model = build_model()?.into_optimized()?;
     let plan = model
         .nodes()

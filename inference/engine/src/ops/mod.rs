@@ -1,29 +1,18 @@
-//! Operators we add to tract: registered with tract-onnx's parser for what onnxruntime's tools
-//! emit and tract lacks, and passes over tract's models.
+//! Operators we add to tract's typed models: `Op` + `EvalOp` + `TypedOp` implementations that
+//! the passes ([`crate::passes`]) wire in place of tract's nodes. Their loops are in
+//! [`crate::kernels`].
 //!
-//! - [`qoperator`]: the `com.microsoft` QLinear* contrib operators of onnxruntime's QOperator
-//!   quantization format (QLinearAdd, QLinearMul, QGemm, QLinearSoftmax, …).
-//! - [`quantized_softmax`]: a pass on the typed model that keeps tract's declutter from folding
-//!   a quantized Softmax into a per-element lookup table (all ones).
-//! - [`qlinear_conv`]: a rewrite of the ONNX graph that gives `QLinearConv` the QDQ form of the
-//!   same node, so it runs on tract's f32 convolution like the QDQ models do.
-//! - [`dynamic_quantize`]: `DynamicQuantizeLinear` with simd128, bit-identical to tract's.
-//! - [`integer_conv`]: int8 convolutions (static and dynamic) computed on the int8 values with
-//!   simd128 dot products, instead of on dequantized f32 copies or tract's integer path.
-//! - [`qdq`]: quantize and dequantize with wasm simd128, and quantize → dequantize pairs fused,
-//!   replacing tract's per-element loops in the optimised plan.
+//! - [`integer_conv`]: [`integer_conv::IntegerConv`], a 2-D convolution computed on the int8
+//!   values (static and dynamic int8 models).
+//! - [`layout`]: [`layout::ZeroPointShift`] and [`layout::ToPlanar`], around a dynamic int8
+//!   model's grouped and depthwise convolutions run in f32.
+//! - [`qdq`]: [`qdq::Qdq`], quantize, dequantize or both fused.
+//! - [`dynamic_quantize`]: [`dynamic_quantize::SimdDynamicQuantize`], `DynamicQuantizeLinear`.
+//!
+//! The QOperator contrib operators are not here: they are tract-onnx expansions into tract's own
+//! operators, registered with the parser ([`crate::onnx::qoperator`]).
 
 pub mod dynamic_quantize;
-mod initializers;
 pub mod integer_conv;
+pub mod layout;
 pub mod qdq;
-pub mod qlinear_conv;
-pub mod qoperator;
-pub mod quantized_softmax;
-
-use tract_onnx::model::OnnxOpRegister;
-
-/// Adds our operators to a parser's register.
-pub fn register(register: &mut OnnxOpRegister) {
-    qoperator::register(register);
-}

@@ -2,13 +2,14 @@
 //! form of the same node: `DequantizeLinear` on the input, the weights (per output channel) and
 //! the int32 bias, a float `Conv` with the node's attributes, `QuantizeLinear` on the output.
 //!
-//! Why: on wasm under the IC's metering, tract 0.23.9's integer convolution costs far more than
-//! its f32 one (an eager `Im2col` and a scalar requantizing int8 kernel: ~14 instructions per
-//! MAC measured, against ~3.4 for f32), while the QDQ form runs its convolutions in f32 with
-//! weights dequantized once at build, and its quantize/dequantize pairs in our fused simd128
-//! pass ([`super::qdq`]). Both forms quantize the same tensors at the same points, which is what
-//! onnxruntime's QDQ form means; the results stay within the QOperator tolerance of
-//! onnxruntime's integer kernels (tested per model and variant).
+//! Why: on wasm under the IC's metering, tract 0.23.9's integer convolution costs several times
+//! more per MAC than its f32 one (an eager `Im2col` and a scalar requantizing int8 kernel; see
+//! `benchmarks/profile.md`), while the QDQ form runs its convolutions in f32 with weights
+//! dequantized once at build (or on our integer kernel, [`crate::passes::integer_conv`]), and
+//! its quantize/dequantize pairs in our fused simd128 pass ([`crate::passes::qdq`]). Both forms
+//! quantize the same tensors at the same points, which is what onnxruntime's QDQ form means; the
+//! results stay within the QOperator tolerance of onnxruntime's integer kernels (tested per
+//! model and variant).
 //!
 //! A node whose scales are not initializers is left for tract's own `QLinearConv`.
 

@@ -1,5 +1,22 @@
 //! Finding the convolutions [`IntegerConv`] computes in a decluttered model and wiring it in
-//! their place.
+//! their place; and moving a dynamic int8 model's grouped and depthwise convolutions off tract's
+//! integer path onto its f32 one, between [`ZeroPointShift`] and [`ToPlanar`].
+//!
+//! It runs on the decluttered model, after tract has chosen its layouts (batch axis dropped, HWC
+//! around its wasm depthwise kernel). It takes each one-group 2-D convolution whose input is a
+//! dequantize of a u8/i8 tensor and whose weights are an int8 initializer dequantized with zero
+//! points 0 (per tensor or per output channel): a `Conv` (k×k), or the `EinSum` and bias `Add`
+//! tract declutters a 1×1 convolution into. It wires [`IntegerConv`] on the int8 tensor itself,
+//! in the layouts tract chose for the input and the output. The int8 weights come from the ONNX
+//! graph ([`Context::weights`], read by [`crate::onnx::quantized_weights`]); the rewrite only
+//! fires where tract's f32 constants are exactly those weights dequantized, so it never guesses.
+//!
+//! Dynamic int8 models (`DynamicQuantizeLinear` → `ConvInteger` → `Cast`) reach tract as its
+//! integer `Conv`/`EinSum` over u8 with a zero point computed per inference; tract 0.23.9 runs
+//! them with an eager `Im2col`, column sums (`QSumB`) and a widened-i32 kernel. The pass replaces
+//! each one-group one (with its cast to f32, and the multiply by the scale and the bias add that
+//! follow) by [`IntegerConv`] taking the zero point and the scale as inputs, with the weights'
+//! own zero point subtracted once at build.
 
 use std::sync::Arc;
 
@@ -12,10 +29,28 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::ops::quant::DequantizeLinearF32;
 
-use super::pack::{Epilogue, Geometry, Layout, PackedWeights};
-use super::weights::{ConvWeights, QuantizedWeights};
-use super::shift::{ToPlanar, ZeroPointShift};
-use super::{IntegerConv, Runtime};
+use super::{Context, Pass, Stage};
+use crate::kernels::integer_conv::pack::{Epilogue, Geometry, Layout, PackedWeights};
+use crate::onnx::quantized_weights::{ConvWeights, QuantizedWeights};
+use crate::ops::integer_conv::{IntegerConv, Runtime};
+use crate::ops::layout::{ToPlanar, ZeroPointShift};
+
+/// The pass: [`rewrite`], after declutter.
+pub struct IntegerConvRewrite;
+
+impl Pass for IntegerConvRewrite {
+    fn name(&self) -> &'static str {
+        "integer convolutions"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Decluttered
+    }
+
+    fn run(&self, model: &mut TypedModel, context: &Context) -> TractResult<usize> {
+        rewrite(model, context.weights)
+    }
+}
 
 fn tensor_floats(t: &Tensor) -> TractResult<Vec<f32>> {
     Ok(t.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
@@ -159,7 +194,7 @@ fn einsum_geometry(model: &TypedModel, einsum: &EinSum, x: OutletId) -> TractRes
 
 /// A k×k convolution of a static int8 model: tract's `Conv` over a dequantized input.
 fn conv_match(model: &TypedModel, node: &TypedNode, conv: &Conv, weights: &QuantizedWeights) -> TractResult<Option<Match>> {
-    let Some(onnx) = weights.0.get(&node.name) else { return Ok(None) };
+    let Some(onnx) = weights.get(&node.name) else { return Ok(None) };
     if conv.q_params.is_some() || node.inputs.len() != 3 {
         return Ok(None);
     }
@@ -178,7 +213,7 @@ fn conv_match(model: &TypedModel, node: &TypedNode, conv: &Conv, weights: &Quant
 /// A 1×1 convolution, which tract declutters into `EinSum` (named `<conv>.einsum`) over the
 /// channel axis, followed by its bias `Add` (named `<conv>`).
 fn einsum_match(model: &TypedModel, node: &TypedNode, einsum: &EinSum, weights: &QuantizedWeights) -> TractResult<Option<Match>> {
-    let Some(onnx) = node.name.strip_suffix(".einsum").and_then(|conv| weights.0.get(conv)) else { return Ok(None) };
+    let Some(onnx) = node.name.strip_suffix(".einsum").and_then(|conv| weights.get(conv)) else { return Ok(None) };
     if einsum.q_params.is_some() || node.inputs.len() != 2 {
         return Ok(None);
     }
@@ -236,10 +271,10 @@ fn conv_integer<'m>(model: &'m TypedModel, node: &TypedNode) -> TractResult<Opti
 /// convolution (its wasm depthwise kernel) over `x − x_zp`, with weights `w − w_zp` in f32. Each
 /// output sums at most 256 products of values within ±255, under 2^24: the f32 sums are the
 /// exact integers `ConvInteger` computes, without tract's integer path (an eager `Im2col` and
-/// column sums, 60 % of a dynamic model's instructions).
+/// column sums, which dominated a dynamic model's instructions; see `benchmarks/profile.md`).
 ///
 /// tract would run a depthwise convolution of 16 channels or more channels-last (its wasm
-/// kernel is 4.5× cheaper there), but `DynamicQuantizeLinear` stops it from changing the
+/// kernel is much cheaper there), but `DynamicQuantizeLinear` stops it from changing the
 /// layout around it, so the shift writes the input HWC and [`ToPlanar`] turns the output back,
 /// applying the scale and bias that follow on the way.
 fn grouped_integer_patch(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {

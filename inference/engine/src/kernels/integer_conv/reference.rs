@@ -1,11 +1,14 @@
-//! The kernels against a direct convolution, natively and (through the canister's self-test) on
-//! wasm.
+//! The reference: a direct convolution of the unpacked values; and the check of the kernels
+//! against it, natively and (through the canister's self-test) on wasm.
 
-use super::kernels;
 use super::pack::{pack_interleaved, pack_planar, Epilogue, Geometry, Layout, PackedWeights, Strides};
+use super::{Best, ConvKernels, Scalar};
+use crate::kernels::Int8;
 
-/// A direct convolution in i64, the reference of [`check_kernels`].
-fn direct(x: &[i32], w: &[i8], g: &Geometry, m: usize, epilogue: &Epilogue) -> Vec<f32> {
+/// A direct convolution in i64 of a planar (CHW) image `x` (its values widened to i32) by
+/// ONNX-ordered weights `w` (`[m, C, kh, kw]`), each output `epilogue`'d; planar output
+/// `[m, oh, ow]`. Padding reads the zero point.
+pub fn direct(x: &[i32], w: &[i8], g: &Geometry, m: usize, epilogue: &Epilogue) -> Vec<f32> {
     let [h, wd] = g.input;
     let [kh, kw] = g.kernel;
     let [oh, ow] = g.output;
@@ -36,7 +39,7 @@ fn direct(x: &[i32], w: &[i8], g: &Geometry, m: usize, epilogue: &Epilogue) -> V
 }
 
 /// `values` of a `[channels, pixels]` planar image, in `layout`.
-fn laid_out<T: Copy>(values: &[T], channels: usize, layout: Layout) -> Vec<T> {
+pub fn laid_out<T: Copy>(values: &[T], channels: usize, layout: Layout) -> Vec<T> {
     let pixels = values.len() / channels;
     match layout {
         Layout::Planar => values.to_vec(),
@@ -44,9 +47,9 @@ fn laid_out<T: Copy>(values: &[T], channels: usize, layout: Layout) -> Vec<T> {
     }
 }
 
-/// Packs for the input's layout and runs the kernel (`simd`: the dispatched one, simd128 on wasm;
-/// else the scalar one); answers the output in planar order.
-fn run<T: super::super::qdq::Int8>(x: &[T], w: &[i8], geometry: &Geometry, m: usize, epilogue: &Epilogue, layouts: [Layout; 2], simd: bool) -> Vec<f32> {
+/// Packs `x` (held in `layouts[0]`) and runs kernel `K`, writing `layouts[1]`; answers the output
+/// in planar order.
+pub fn packed_and_multiplied<K: ConvKernels, T: Int8>(x: &[T], w: &[i8], geometry: &Geometry, m: usize, epilogue: &Epilogue, layouts: [Layout; 2]) -> Vec<f32> {
     let pixels = geometry.pixels();
     let weights = PackedWeights::new(&w.iter().map(|v| *v as i16).collect::<Vec<_>>(), geometry, m);
     let strides = Strides::of(layouts[1], m, pixels);
@@ -55,23 +58,25 @@ fn run<T: super::super::qdq::Int8>(x: &[T], w: &[i8], geometry: &Geometry, m: us
         Layout::Planar => pack_planar(x, geometry, epilogue.zero_point),
         Layout::Interleaved => pack_interleaved(x, geometry, epilogue.zero_point),
     };
-    if simd {
-        kernels::multiply(&weights, &packed, pixels, epilogue, strides, &mut out);
-    } else {
-        kernels::multiply_scalar(&weights, &packed, pixels, epilogue, strides, &mut out);
-    }
+    K::multiply(&weights, &packed, pixels, epilogue, strides, &mut out);
     match layouts[1] {
         Layout::Planar => out,
         Layout::Interleaved => (0..out.len()).map(|i| out[(i % pixels) * m + i / pixels]).collect(),
     }
 }
 
-/// Compares the kernel (simd128 on wasm, and its scalar form) with a direct convolution,
+/// Compares [`Best`] (simd128 on wasm) and [`Scalar`] with [`direct`], as [`check_kernels`] does.
+pub fn check() -> Result<(), String> {
+    check_kernels::<Best>()?;
+    check_kernels::<Scalar>()
+}
+
+/// Compares kernel `K` with a direct convolution,
 /// bit for bit, for every input and output layout, over geometries that exercise every tail:
 /// odd K, channel counts not a multiple of four and multiples of sixteen (the wide blocks), pixel counts not a multiple of eight, padding
 /// wider than the kernel, strides and dilations, u8 and i8 inputs at their extremes. An error
 /// names the first case that differs.
-pub fn check_kernels() -> Result<(), String> {
+pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
     let cases = [
         // channels, input, kernel, strides, dilations, pad, output channels
         (3, [5, 7], [3, 3], [1, 1], [1, 1], [1, 1], 5),
@@ -107,17 +112,15 @@ pub fn check_kernels() -> Result<(), String> {
             let want: Vec<u32> = direct(&x, &w, &geometry, m, &epilogue).iter().map(|v| v.to_bits()).collect();
             for input_layout in layouts {
                 for output_layout in layouts {
-                    for simd in [true, false] {
-                        let x = laid_out(&x, channels, input_layout);
-                        let got = if unsigned {
-                            run(&x.iter().map(|v| *v as u8).collect::<Vec<_>>(), &w, &geometry, m, &epilogue, [input_layout, output_layout], simd)
-                        } else {
-                            run(&x.iter().map(|v| *v as i8).collect::<Vec<_>>(), &w, &geometry, m, &epilogue, [input_layout, output_layout], simd)
-                        };
-                        if got.iter().map(|v| v.to_bits()).collect::<Vec<_>>() != want {
-                            let kind = if unsigned { "u8" } else { "i8" };
-                            return Err(format!("integer convolution case {case} ({kind}, {input_layout:?} → {output_layout:?}, simd {simd}) differs from the direct convolution"));
-                        }
+                    let x = laid_out(&x, channels, input_layout);
+                    let got = if unsigned {
+                        packed_and_multiplied::<K, _>(&x.iter().map(|v| *v as u8).collect::<Vec<_>>(), &w, &geometry, m, &epilogue, [input_layout, output_layout])
+                    } else {
+                        packed_and_multiplied::<K, _>(&x.iter().map(|v| *v as i8).collect::<Vec<_>>(), &w, &geometry, m, &epilogue, [input_layout, output_layout])
+                    };
+                    if got.iter().map(|v| v.to_bits()).collect::<Vec<_>>() != want {
+                        let kind = if unsigned { "u8" } else { "i8" };
+                        return Err(format!("integer convolution case {case} ({kind}, {input_layout:?} → {output_layout:?}, {}) differs from the direct convolution", std::any::type_name::<K>()));
                     }
                 }
             }
@@ -130,6 +133,6 @@ pub fn check_kernels() -> Result<(), String> {
 mod tests {
     #[test]
     fn kernels_equal_a_direct_convolution() {
-        super::check_kernels().unwrap();
+        super::check().unwrap();
     }
 }

@@ -20,6 +20,25 @@ use tract_onnx::tract_core::ops::nn::Softmax;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8, QuantizeLinearU8};
 
+use super::{Context, Pass, Stage};
+
+/// The pass: [`guard`], on the typed model before declutter.
+pub struct QuantizedSoftmaxGuard;
+
+impl Pass for QuantizedSoftmaxGuard {
+    fn name(&self) -> &'static str {
+        "quantized softmax guard"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Typed
+    }
+
+    fn run(&self, model: &mut TypedModel, _: &Context) -> TractResult<usize> {
+        guard(model)
+    }
+}
+
 /// Rewires every dequantization that would be folded with a following Softmax; returns how many.
 pub fn guard(model: &mut TypedModel) -> TractResult<usize> {
     let exposed: Vec<usize> = model

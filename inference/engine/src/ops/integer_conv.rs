@@ -1,56 +1,32 @@
-//! Convolutions of int8 models computed on the int8 values, with wasm simd128's
-//! `i32x4.dot_i16x8_s`: static (QDQ) ones instead of on their dequantized f32 copies, dynamic
-//! ones instead of on tract's integer path.
+//! [`IntegerConv`]: a convolution of an int8 model computed on the int8 values, with wasm
+//! simd128's `i32x4.dot_i16x8_s`: static (QDQ) ones instead of on their dequantized f32 copies,
+//! dynamic ones instead of on tract's integer path.
 //!
 //! tract 0.23.9 runs a QDQ convolution in f32: it folds the weights' dequantize into f32
-//! constants, dequantizes the input on every inference, and runs its f32 kernel at about 3.4
-//! instructions per multiply-accumulate under the IC's metering. Its own integer kernel (the one
-//! `QLinearConv` would use) is slower still on wasm (widened 32-bit multiplies, a scalar
-//! requantization: about 14 per MAC). The IC charges one instruction for `i32x4.dot_i16x8_s`,
-//! eight multiply-accumulates; with the loads, splats and local reads around it, [`kernels`]
-//! runs at about 0.9 instructions per MAC on large convolutions.
+//! constants, dequantizes the input on every inference, and runs its f32 kernel. Its own integer
+//! kernel (the one `QLinearConv` would use) is slower still on wasm (widened 32-bit multiplies, a
+//! scalar requantization). The IC charges one instruction for `i32x4.dot_i16x8_s`, eight
+//! multiply-accumulates, so [`crate::kernels::integer_conv`] costs a fraction of either per MAC
+//! on large convolutions (measured per operator in `benchmarks/profile.md` and per model in
+//! `benchmarks/results.yml`).
 //!
-//! [`rewrite`] runs on the decluttered model, after tract has chosen its layouts (batch axis
-//! dropped, HWC around its wasm depthwise kernel). It takes each one-group 2-D convolution whose
-//! input is a dequantize of a u8/i8 tensor and whose weights are an int8 initializer dequantized
-//! with zero points 0 (per tensor or per output channel): a `Conv` (k×k), or the `EinSum` and
-//! bias `Add` tract declutters a 1×1 convolution into. It wires [`IntegerConv`] on the int8
-//! tensor itself, in the layouts tract chose for the input and the output. The int8 weights
-//! come from the ONNX graph ([`QuantizedWeights::from_graph`]); the rewrite only fires where
-//! tract's f32 constants are exactly those weights dequantized, so it never guesses.
-//!
-//! Dynamic int8 models (`DynamicQuantizeLinear` → `ConvInteger` → `Cast`) reach tract as its
-//! integer `Conv`/`EinSum` over u8 with a zero point computed per inference; tract 0.23.9 runs
-//! them with an eager `Im2col`, column sums (`QSumB`) and a widened-i32 kernel. [`rewrite`]
-//! replaces each one-group one (with its cast to f32, and the multiply by the scale and the bias
-//! add that follow) by [`IntegerConv`] taking the zero point and the scale as inputs, with the
-//! weights' own zero point subtracted once at build.
+//! [`crate::passes::integer_conv`] wires it, after declutter, in place of tract's one-group 2-D
+//! convolutions of static int8 models (whose int8 weights it reads from the ONNX graph,
+//! [`crate::onnx::quantized_weights`]) and of dynamic ones (`ConvInteger`), in the layouts tract
+//! chose for the input and the output.
 //!
 //! The result is exact integer arithmetic, `Σ (x − x_zp)·w`, then one f32 multiply by
 //! `x_scale·w_scale` and one add of the bias per output: deterministic, the same on wasm and
 //! natively, and closer to onnxruntime's integer QDQ kernels than tract's f32 sums.
-//! [`check_kernels`] compares the simd128 kernel and its scalar form with a direct convolution
-//! for every layout; the canister's self-test runs it on wasm.
-
-mod check;
-pub mod kernels;
-pub mod pack;
-mod rewrite;
-mod shift;
-mod weights;
 
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-use super::qdq::Int8;
-use pack::{Epilogue, Geometry, Layout, PackedWeights, Strides};
-
-pub use check::check_kernels;
-pub use rewrite::rewrite;
-pub use shift::check_kernels as check_layout_kernels;
-pub use weights::QuantizedWeights;
+use crate::kernels::integer_conv::pack::{self, Epilogue, Geometry, Layout, PackedWeights, Strides};
+use crate::kernels::integer_conv::{Best, ConvKernels};
+use crate::kernels::Int8;
 
 /// The epilogue parameters a dynamic int8 convolution takes as inputs after the int8 tensor, in
 /// this order: the input's zero point (from `DynamicQuantizeLinear`), then one scale for every
@@ -103,7 +79,7 @@ impl IntegerConv {
             Layout::Planar => pack::pack_planar(x, geometry, epilogue.zero_point),
             Layout::Interleaved => pack::pack_interleaved(x, geometry, epilogue.zero_point),
         };
-        kernels::multiply(weights, &packed, geometry.pixels(), epilogue, strides, out)
+        Best::multiply(weights, &packed, geometry.pixels(), epilogue, strides, out)
     }
 
     /// The output's shape: `[N,] M, OH, OW` or `[N,] OH, OW, M`.
@@ -138,6 +114,10 @@ impl EvalOp for IntegerConv {
         let batch = if self.input_batch { input.shape()[0] } else { 1 };
         ensure!(batch == 1 || self.output_batch, "IntegerConv: a batch of {batch} into an output without a batch axis");
         let [oh, ow] = self.geometry.output;
+        // SAFETY: f32 is a plain type; each of the `batch` images' `image_out` outputs
+        // (channels × pixels: the whole tensor) is written by the kernel below, which writes
+        // every (channel, pixel) of its image, before the tensor is read (or the eval fails and
+        // drops it).
         let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape(batch))? };
         let image_in = self.geometry.channels * self.geometry.input[0] * self.geometry.input[1];
         let image_out = self.weights.channels * oh * ow;

@@ -5,11 +5,11 @@ use std::collections::HashMap;
 
 use tract_onnx::pb::{GraphProto, NodeProto};
 
-use super::super::initializers::{find as initializer, floats as float_values, int8s as int8_values};
+use super::initializers::{find as initializer, floats as float_values, int8s as int8_values};
 
 /// The int8 weights of the ONNX graph's convolutions, by `Conv` node name.
 #[derive(Clone, Debug, Default)]
-pub struct QuantizedWeights(pub(super) HashMap<String, ConvWeights>);
+pub struct QuantizedWeights(HashMap<String, ConvWeights>);
 
 /// One convolution's weights `[M, C, kh, kw]` and their scales (one, or one per output channel).
 #[derive(Clone, Debug)]
@@ -53,6 +53,11 @@ impl QuantizedWeights {
             }
         }
         QuantizedWeights(found)
+    }
+
+    /// The weights of the `Conv` node named `conv`.
+    pub fn get(&self, conv: &str) -> Option<&ConvWeights> {
+        self.0.get(conv)
     }
 
     pub fn is_empty(&self) -> bool {

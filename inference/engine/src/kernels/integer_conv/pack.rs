@@ -1,8 +1,8 @@
 //! What the kernels read: the convolution's geometry, its weights and its input packed as i16
 //! pairs along K for `i32x4.dot_i16x8_s`, and how each integer sum becomes an f32 output.
 
-use super::super::qdq::Int8;
-use super::kernels;
+use super::{Best, ConvKernels};
+use crate::kernels::Int8;
 
 /// How an image's values are laid out: channel planes (CHW) or channels interleaved per pixel
 /// (HWC). tract picks one per tensor: HWC around its wasm depthwise kernel, CHW elsewhere.
@@ -194,7 +194,7 @@ pub fn pack_interleaved<T: Int8>(x: &[T], geometry: &Geometry, zero_point: i32) 
     im2col(geometry, zero_point, |rows, iy, [first, end], start, stride| {
         let (mut ix, mut ox) = (start, first);
         while ox < end {
-            kernels::widen(&x[(iy * w + ix) * c..][..c], &mut rows[ox * stride..][..c]);
+            Best::widen(&x[(iy * w + ix) * c..][..c], &mut rows[ox * stride..][..c]);
             ix += sx;
             ox += 1;
         }

@@ -1,21 +1,51 @@
-//! The loops: simd128 on wasm, scalar elsewhere. The scalar forms are also the self-test's
-//! reference for the simd128 ones.
+//! The integer convolution's kernel: widening int8 values to i16, and the multiply of packed
+//! weights by a packed im2col matrix ([`pack`]) with the epilogue that makes each integer sum an
+//! f32 output. simd128 on wasm, scalar elsewhere; [`reference`] is a direct convolution of the
+//! unpacked values, which packing then multiplying must equal bit for bit.
 //!
-//! The kernel accumulates `Σ x·w` exactly in i32 lanes with `i32x4.dot_i16x8_s`, eight
+//! The simd128 kernel accumulates `Σ x·w` exactly in i32 lanes with `i32x4.dot_i16x8_s`, eight
 //! multiply-accumulates for one instruction under the IC's cost table. Lanes are four output
 //! channels. Each step covers four K pairs of four pixels: it loads the block's weight vectors,
 //! splats each pixel's pairs, and adds a pixel's four dot products before touching its
 //! accumulator, since reading and writing a local costs as much as the dot product itself. With
 //! sixteen-channel blocks (channel counts that are multiples of 16) each splat feeds four dot
-//! products: about 0.9 instructions per MAC on large convolutions, against 1.25 with four.
+//! products, which is markedly cheaper per MAC than four-channel blocks on large convolutions
+//! (per-operator figures in `benchmarks/profile.md`).
 //!
-//! Loops index with plain counters, as in [`super::super::qdq`]: at the canister's opt-level,
+//! Loops index with plain counters, as in [`super::qdq`]: at the canister's opt-level,
 //! iterator adaptors stay calls. LLVM's loop strength reduction costs the loads their constant
-//! offsets (an `i32.add` each); `-C llvm-args=-disable-lsr` would save ~0.25 per MAC here but
-//! slows tract's f32 kernels by ~1.5 %, so the build keeps it.
+//! offsets (an `i32.add` each); `-C llvm-args=-disable-lsr` would remove those here but slows
+//! tract's f32 kernels, so the build keeps it.
 
-use super::super::qdq::Int8;
-use super::pack::{Epilogue, PackedWeights, Strides};
+pub mod pack;
+pub mod reference;
+
+pub use reference::{check, check_kernels};
+
+use super::Int8;
+use pack::{Epilogue, PackedWeights, Strides};
+
+/// The family's interface.
+pub trait ConvKernels {
+    /// Values widened to i16 (`min(xs.len(), ys.len())` of them).
+    fn widen<T: Int8>(xs: &[T], ys: &mut [i16]);
+    /// The outputs of one image from its packed im2col matrix ([`pack`]): output (channel m,
+    /// pixel p) at `out[m · strides.channel + p · strides.pixel]`.
+    fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]);
+}
+
+/// One multiply-accumulate at a time.
+pub struct Scalar;
+
+/// What the operator and the packing call: [`Simd128`] in a wasm simd128 build, else [`Scalar`].
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub type Best = Simd128;
+/// What the operator and the packing call: `Simd128` in a wasm simd128 build, else [`Scalar`].
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+pub type Best = Scalar;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub use simd::Simd128;
 
 fn widen_scalar<T: Int8>(xs: &[T], ys: &mut [i16]) {
     let (len, mut i) = (xs.len().min(ys.len()), 0);
@@ -30,8 +60,7 @@ fn halves(w: u32) -> (i32, i32) {
     (w as u16 as i16 as i32, (w >> 16) as u16 as i16 as i32)
 }
 
-/// The outputs of one image from its packed im2col matrix ([`super::pack`]).
-pub fn multiply_scalar(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+fn multiply_scalar(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
     let (pairs, rows) = (weights.pairs, weights.rows);
     for m in 0..weights.channels {
         let (block, r) = (m / rows, m % rows);
@@ -47,35 +76,46 @@ pub fn multiply_scalar(weights: &PackedWeights, input: &[i16], pixels: usize, ep
     }
 }
 
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-mod dispatch {
-    use super::*;
-
-    /// Values widened to i16.
-    pub fn widen<T: Int8>(xs: &[T], ys: &mut [i16]) {
+impl ConvKernels for Scalar {
+    fn widen<T: Int8>(xs: &[T], ys: &mut [i16]) {
         widen_scalar(xs, ys)
     }
 
-    pub fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+    fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
         multiply_scalar(weights, input, pixels, epilogue, strides, out)
     }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod dispatch {
+mod simd {
     use core::arch::wasm32::*;
 
-    use super::super::pack::{PIXELS, ROWS, STEP, WIDE_ROWS};
+    use super::pack::{PIXELS, ROWS, STEP, WIDE_ROWS};
     use super::*;
 
-    pub fn widen<T: Int8>(xs: &[T], ys: &mut [i16]) {
+    /// `i32x4.dot_i16x8_s` over four- or sixteen-channel blocks of four pixels.
+    pub struct Simd128;
+
+    impl ConvKernels for Simd128 {
+        fn widen<T: Int8>(xs: &[T], ys: &mut [i16]) {
+            widen(xs, ys)
+        }
+
+        fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+            multiply(weights, input, pixels, epilogue, strides, out)
+        }
+    }
+
+    #[inline(always)]
+    fn widen<T: Int8>(xs: &[T], ys: &mut [i16]) {
         let len = xs.len().min(ys.len());
         let n = len / 8 * 8;
         let unsigned = T::from_clamped(255).to_i32() == 255;
         let (x, y) = (xs.as_ptr() as *const u8, ys.as_mut_ptr());
         let mut i = 0;
         while i < n {
-            // SAFETY: i + 8 <= len: 8 bytes read from `xs` and 8 i16 written to `ys` at i.
+            // SAFETY: i + 8 <= n <= len: the 8 bytes read at x + i are xs[i..i + 8] (`T` is one
+            // byte), the 8 i16 written at y + i are ys[i..i + 8]; no alignment is required.
             unsafe {
                 let wide = if unsigned { u16x8_load_extend_u8x8(x.add(i)) } else { i16x8_load_extend_i8x8(x.add(i) as *const i8) };
                 v128_store(y.add(i) as *mut v128, wide);
@@ -115,7 +155,7 @@ mod dispatch {
             let lanes = f32x4_add(f32x4_mul(f32x4_convert_i32x4(i32x4_sub(acc, self.offset)), self.scale), self.bias);
             if stride == 1 && self.count == 4 {
                 assert!(at + 4 <= out.len());
-                // SAFETY: asserted in bounds.
+                // SAFETY: out[at..at + 4] is in bounds (asserted); no alignment is required.
                 unsafe { v128_store(out.as_mut_ptr().add(at) as *mut v128, lanes) };
             } else {
                 out[at] = f32x4_extract_lane::<0>(lanes);
@@ -132,7 +172,8 @@ mod dispatch {
         }
     }
 
-    pub fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+    #[inline(always)]
+    fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
         if weights.rows == WIDE_ROWS {
             multiply_wide(weights, input, pixels, epilogue, strides, out)
         } else {
@@ -157,8 +198,11 @@ mod dispatch {
             while group < groups {
                 let z = i32x4_splat(0);
                 let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
-                // SAFETY: the asserts bound every read: weight block `block` spans `pairs`
-                // vectors, and the four pixel rows of `group` span `pairs` u32 each.
+                // SAFETY: the asserts above bound every read: weight block `block` (< blocks)
+                // spans `pairs` vectors of `panels` from block · pairs · ROWS u32, and the four
+                // pixel rows of `group` (< groups) span `pairs` u32 each of `input` from
+                // group · PIXELS · pairs · 2 i16; the loop stops when row 0 reaches row 1's start.
+                // No load needs alignment.
                 unsafe {
                     let mut w = weights.panels.as_ptr().add(block * pairs * ROWS) as *const v128;
                     let mut x0 = input.as_ptr().add(group * PIXELS * pairs * 2) as *const u32;
@@ -227,8 +271,11 @@ mod dispatch {
                 let (mut a10, mut a11, mut a12, mut a13) = (z, z, z, z);
                 let (mut a20, mut a21, mut a22, mut a23) = (z, z, z, z);
                 let (mut a30, mut a31, mut a32, mut a33) = (z, z, z, z);
-                // SAFETY: the asserts bound every read: weight block `block` spans `pairs * 4`
-                // vectors, and the four pixel rows of `group` span `pairs` u32 each.
+                // SAFETY: the asserts above bound every read: weight block `block` (< blocks)
+                // spans `pairs · 4` vectors of `panels` from block · pairs · WIDE_ROWS u32, and
+                // the four pixel rows of `group` (< groups) span `pairs` u32 each of `input`
+                // from group · PIXELS · pairs · 2 i16; the loop stops when row 0 reaches row 1's
+                // start. No load needs alignment.
                 unsafe {
                     let mut w = weights.panels.as_ptr().add(block * pairs * WIDE_ROWS) as *const v128;
                     let mut x0 = input.as_ptr().add(group * PIXELS * pairs * 2) as *const u32;
@@ -281,4 +328,3 @@ mod dispatch {
     }
 }
 
-pub use dispatch::{multiply, widen};

@@ -1,0 +1,59 @@
+//! The loops our operators ([`crate::ops`]) run, one module per kernel family.
+//!
+//! Each family has one interface (a trait of associated functions) and implementations of it:
+//! - `Scalar`: plain Rust, what a native build runs, and the tails of the simd128 loops;
+//! - `Simd128`: wasm simd128 intrinsics, only in a `wasm32` build with the `simd128` feature
+//!   (the canister's);
+//! - `Best`: an alias for the one the operators call (`Simd128` where it exists, else `Scalar`);
+//!
+//! and a `reference` module: the plain, obviously correct computation the others must equal bit
+//! for bit (tract's own scalar functions where tract has them, a direct convolution for the
+//! integer convolution). Each family's `check` compares `Best` and `Scalar` with the reference on
+//! edge cases; native unit tests run it, and [`check_all`] runs every family's in the canister's
+//! self-test ([`crate::selftest::run`]), where `Best` is the simd128 code.
+//!
+//! - [`qdq`]: quantize, dequantize, and the two fused (f32 → u8/i8 → f32).
+//! - [`dynamic_quantize`]: `DynamicQuantizeLinear`'s range fold and quantize.
+//! - [`integer_conv`]: the integer convolution's widening and multiply over packed int8 values.
+//! - [`layout`]: the zero-point shift to channels-last (HWC) and the transpose back to planar
+//!   (CHW), with the scale and bias folded in.
+
+pub mod dynamic_quantize;
+pub mod integer_conv;
+pub mod layout;
+pub mod qdq;
+
+/// A value the kernels convert from or to: u8 or i8.
+pub trait Int8: Copy + 'static {
+    fn to_i32(self) -> i32;
+    /// From a value already clamped into this type's range.
+    fn from_clamped(v: i32) -> Self;
+}
+
+impl Int8 for u8 {
+    fn to_i32(self) -> i32 {
+        self as i32
+    }
+    fn from_clamped(v: i32) -> Self {
+        v as u8
+    }
+}
+
+impl Int8 for i8 {
+    fn to_i32(self) -> i32 {
+        self as i32
+    }
+    fn from_clamped(v: i32) -> Self {
+        v as i8
+    }
+}
+
+/// Checks every kernel family against its reference (simd128 in the canister, scalar natively):
+/// an error names the first difference.
+pub fn check_all() -> Result<(), String> {
+    qdq::check()?;
+    integer_conv::check()?;
+    layout::check()?;
+    dynamic_quantize::check()?;
+    Ok(())
+}

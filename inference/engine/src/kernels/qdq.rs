@@ -1,0 +1,333 @@
+//! Quantize and dequantize, four lanes at a time, and a quantize that only feeds a dequantize
+//! fused with it into one pass.
+//!
+//! tract 0.23.9 computes `QuantizeLinearU8`/`I8` and `DequantizeLinearF32` one element at a time.
+//! Under the IC's cost table that is expensive: its float→int conversion and its rounding take
+//! tens of instructions per element, and quantizing and dequantizing were most of a static int8
+//! model's inference (see `benchmarks/profile.md` for the current shares). With wasm simd128,
+//! rounding (`f32x4.nearest`), conversion (`i32x4.trunc_sat`) and clamping (`i32x4.min/max`)
+//! cost one instruction per four lanes.
+//!
+//! The results are tract's, bit for bit: the same operations in the same order on each element
+//! (multiply by the inverse scale, round half to even, saturate to i32, add the zero point
+//! wrapping, clamp; subtract the zero point, convert, multiply by the scale). [`check`] compares
+//! them with tract's own scalar functions ([`reference`]) on edge cases, natively and, through
+//! the canister's self-test, on wasm.
+
+use tract_onnx::prelude::*;
+
+use super::Int8;
+
+/// `q = clamp(round_half_even(x · inv_scale) + zero_point, min, max)`, as tract defines it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Quantize {
+    pub inv_scale: f32,
+    pub zero_point: i32,
+    /// u8 or i8: the output type and the clamping range.
+    pub dt: DatumType,
+}
+
+impl Quantize {
+    #[inline(always)]
+    fn range(&self) -> (i32, i32) {
+        if self.dt == u8::datum_type() {
+            (0, 255)
+        } else {
+            (-128, 127)
+        }
+    }
+
+    #[inline]
+    fn scalar(&self, x: f32) -> i32 {
+        let (lo, hi) = self.range();
+        ((x * self.inv_scale).round_ties_even() as i32).wrapping_add(self.zero_point).clamp(lo, hi)
+    }
+}
+
+/// `x = (q − zero_point) · scale`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dequantize {
+    pub scale: f32,
+    pub zero_point: i32,
+}
+
+impl Dequantize {
+    #[inline]
+    fn scalar(&self, q: i32) -> f32 {
+        q.wrapping_sub(self.zero_point) as f32 * self.scale
+    }
+}
+
+/// The family's interface. Each function converts `min(xs.len(), ys.len())` elements.
+pub trait QdqKernels {
+    /// f32 → u8 or i8 (`T` must be `q.dt`).
+    fn quantize<T: Int8>(q: &Quantize, xs: &[f32], ys: &mut [T]);
+    /// u8 or i8 → f32.
+    fn dequantize<T: Int8>(d: &Dequantize, xs: &[T], ys: &mut [f32]);
+    /// f32 → f32: the quantize, then the dequantize, with no int8 value stored in between.
+    fn quantize_dequantize(q: &Quantize, d: &Dequantize, xs: &[f32], ys: &mut [f32]);
+}
+
+/// One element at a time.
+pub struct Scalar;
+
+fn quantize_scalar<T: Int8>(q: &Quantize, xs: &[f32], ys: &mut [T]) {
+    for (x, y) in xs.iter().zip(ys) {
+        *y = T::from_clamped(q.scalar(*x));
+    }
+}
+
+fn dequantize_scalar<T: Int8>(d: &Dequantize, xs: &[T], ys: &mut [f32]) {
+    for (x, y) in xs.iter().zip(ys) {
+        *y = d.scalar(x.to_i32());
+    }
+}
+
+fn quantize_dequantize_scalar(q: &Quantize, d: &Dequantize, xs: &[f32], ys: &mut [f32]) {
+    for (x, y) in xs.iter().zip(ys) {
+        *y = d.scalar(q.scalar(*x));
+    }
+}
+
+impl QdqKernels for Scalar {
+    fn quantize<T: Int8>(q: &Quantize, xs: &[f32], ys: &mut [T]) {
+        quantize_scalar(q, xs, ys)
+    }
+
+    fn dequantize<T: Int8>(d: &Dequantize, xs: &[T], ys: &mut [f32]) {
+        dequantize_scalar(d, xs, ys)
+    }
+
+    fn quantize_dequantize(q: &Quantize, d: &Dequantize, xs: &[f32], ys: &mut [f32]) {
+        quantize_dequantize_scalar(q, d, xs, ys)
+    }
+}
+
+/// What the operators call: [`Simd128`] in a wasm simd128 build, else [`Scalar`].
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub type Best = Simd128;
+/// What the operators call: `Simd128` in a wasm simd128 build, else [`Scalar`].
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+pub type Best = Scalar;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub use simd::Simd128;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd {
+    use core::arch::wasm32::*;
+
+    use super::{dequantize_scalar, quantize_dequantize_scalar, quantize_scalar, Dequantize, Int8, QdqKernels, Quantize};
+
+    /// Four lanes at a time, with a scalar tail.
+    pub struct Simd128;
+
+    /// A [`Quantize`]'s parameters splatted once per tensor (at the canister's opt-level
+    /// LLVM would not hoist them out of the loop).
+    struct QuantizeLanes {
+        inv_scale: v128,
+        zero_point: v128,
+        lo: v128,
+        hi: v128,
+    }
+
+    impl QuantizeLanes {
+        fn new(q: &Quantize) -> Self {
+            let (lo, hi) = q.range();
+            QuantizeLanes { inv_scale: f32x4_splat(q.inv_scale), zero_point: i32x4_splat(q.zero_point), lo: i32x4_splat(lo), hi: i32x4_splat(hi) }
+        }
+
+        /// Four lanes of `Quantize::scalar`, as i32.
+        #[inline(always)]
+        fn apply(&self, x: v128) -> v128 {
+            let rounded = f32x4_nearest(f32x4_mul(x, self.inv_scale));
+            let shifted = i32x4_add(i32x4_trunc_sat_f32x4(rounded), self.zero_point);
+            i32x4_min(i32x4_max(shifted, self.lo), self.hi)
+        }
+    }
+
+    struct DequantizeLanes {
+        scale: v128,
+        zero_point: v128,
+    }
+
+    impl DequantizeLanes {
+        fn new(d: &Dequantize) -> Self {
+            DequantizeLanes { scale: f32x4_splat(d.scale), zero_point: i32x4_splat(d.zero_point) }
+        }
+
+        /// Four lanes of `Dequantize::scalar`, from i32.
+        #[inline(always)]
+        fn apply(&self, q: v128) -> v128 {
+            f32x4_mul(f32x4_convert_i32x4(i32x4_sub(q, self.zero_point)), self.scale)
+        }
+    }
+
+    // The loops below index with plain counters: at the canister's opt-level ("s") LLVM leaves
+    // iterator adaptors such as `chunks_exact().zip()` as calls, which cost more than the work.
+    impl QdqKernels for Simd128 {
+        fn quantize<T: Int8>(q: &Quantize, xs: &[f32], ys: &mut [T]) {
+            let len = xs.len().min(ys.len());
+            let n = len / 16 * 16;
+            let unsigned = q.dt == tract_onnx::prelude::DatumType::U8;
+            let lanes = QuantizeLanes::new(q);
+            let (x, y) = (xs.as_ptr() as *const v128, ys.as_mut_ptr() as *mut u8);
+            let mut i = 0;
+            while i < n {
+                // SAFETY: i + 16 <= n <= len, the length of both slices' prefixes we touch: the
+                // four vectors read at x + i / 4 are xs[i..i + 16] (16 f32), and the 16 bytes
+                // written at y + i are ys[i..i + 16] (`T` is one byte: u8 or i8). v128 loads and
+                // stores have no alignment requirement.
+                unsafe {
+                    let v = x.add(i / 4);
+                    let (a, b) = (lanes.apply(v128_load(v)), lanes.apply(v128_load(v.add(1))));
+                    let (c, d) = (lanes.apply(v128_load(v.add(2))), lanes.apply(v128_load(v.add(3))));
+                    // Values are clamped into the type's range already: the saturating narrows are exact.
+                    let (low, high) = (i16x8_narrow_i32x4(a, b), i16x8_narrow_i32x4(c, d));
+                    let bytes = if unsigned { u8x16_narrow_i16x8(low, high) } else { i8x16_narrow_i16x8(low, high) };
+                    v128_store(y.add(i) as *mut v128, bytes);
+                }
+                i += 16;
+            }
+            quantize_scalar(q, &xs[n..len], &mut ys[n..len]);
+        }
+
+        fn dequantize<T: Int8>(d: &Dequantize, xs: &[T], ys: &mut [f32]) {
+            let len = xs.len().min(ys.len());
+            let n = len / 8 * 8;
+            let unsigned = T::from_clamped(255).to_i32() == 255;
+            let lanes = DequantizeLanes::new(d);
+            let (x, y) = (xs.as_ptr() as *const u8, ys.as_mut_ptr() as *mut v128);
+            let mut i = 0;
+            while i < n {
+                // SAFETY: i + 8 <= n <= len: the 8 bytes read at x + i are xs[i..i + 8] (`T` is
+                // one byte), the two vectors written at y + i / 4 are ys[i..i + 8]. No alignment
+                // is required.
+                unsafe {
+                    let p = x.add(i);
+                    let wide = if unsigned { u16x8_load_extend_u8x8(p) } else { i16x8_load_extend_i8x8(p as *const i8) };
+                    let (low, high) = if unsigned {
+                        (u32x4_extend_low_u16x8(wide), u32x4_extend_high_u16x8(wide))
+                    } else {
+                        (i32x4_extend_low_i16x8(wide), i32x4_extend_high_i16x8(wide))
+                    };
+                    let out = y.add(i / 4);
+                    v128_store(out, lanes.apply(low));
+                    v128_store(out.add(1), lanes.apply(high));
+                }
+                i += 8;
+            }
+            dequantize_scalar(d, &xs[n..len], &mut ys[n..len]);
+        }
+
+        fn quantize_dequantize(q: &Quantize, d: &Dequantize, xs: &[f32], ys: &mut [f32]) {
+            let len = xs.len().min(ys.len());
+            let n = len / 4 * 4;
+            let (quantize, dequantize) = (QuantizeLanes::new(q), DequantizeLanes::new(d));
+            let (x, y) = (xs.as_ptr() as *const v128, ys.as_mut_ptr() as *mut v128);
+            let mut i = 0;
+            while i < n / 4 {
+                // SAFETY: vector i covers elements 4i..4i + 4 <= n <= len of both slices; no
+                // alignment is required.
+                unsafe {
+                    v128_store(y.add(i), dequantize.apply(quantize.apply(v128_load(x.add(i)))));
+                }
+                i += 1;
+            }
+            quantize_dequantize_scalar(q, d, &xs[n..len], &mut ys[n..len]);
+        }
+    }
+}
+
+/// tract's own scalar functions, which the kernels must equal.
+pub mod reference {
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::internal::*;
+    use tract_onnx::tract_core::ops::quant::{quantize_linear_f32_i8, quantize_linear_f32_u8, DequantizeLinearF32};
+
+    use super::{Dequantize, Quantize};
+
+    /// Whether `x · inv_scale` saturates i32 (or is NaN). There tract's `+ zero_point` overflows
+    /// (it wraps in release builds and panics in checked ones), so the reference is the
+    /// documented formula, saturating then wrapping, as the kernels compute it.
+    fn saturates(q: &Quantize, x: f32) -> bool {
+        x.is_nan() || (x * q.inv_scale).abs() >= 2147483520.0
+    }
+
+    /// tract's `quantize_linear_f32_u8` (`q.dt` u8).
+    pub fn quantize_u8(q: &Quantize, xs: &[f32]) -> Vec<u8> {
+        xs.iter().map(|&x| if saturates(q, x) { q.scalar(x) as u8 } else { quantize_linear_f32_u8(x, q.inv_scale, q.zero_point) }).collect()
+    }
+
+    /// tract's `quantize_linear_f32_i8` (`q.dt` i8).
+    pub fn quantize_i8(q: &Quantize, xs: &[f32]) -> Vec<i8> {
+        xs.iter().map(|&x| if saturates(q, x) { q.scalar(x) as i8 } else { quantize_linear_f32_i8(x, q.inv_scale, q.zero_point) }).collect()
+    }
+
+    /// tract's `DequantizeLinearF32` operator, evaluated on `xs`.
+    pub fn dequantize<T: Datum + Copy>(d: &Dequantize, xs: &[T]) -> Result<Vec<f32>, String> {
+        let op = DequantizeLinearF32 { scale: d.scale, zero_point: d.zero_point };
+        let input = Tensor::from_shape(&[xs.len()], xs).map_err(|e| e.to_string())?;
+        let out = op.eval(&EvalContext::out_of_plan(), tvec!(input.into_tvalue())).map_err(|e| e.to_string())?;
+        let view = out[0].try_as_plain_ram().map_err(|e| e.to_string())?;
+        Ok(view.as_slice::<f32>().map_err(|e| e.to_string())?.to_vec())
+    }
+}
+
+/// Compares [`Best`] with [`reference`] on edge cases (ties, signed zeros, saturation, NaN,
+/// infinities, every tail length): an error names the first difference.
+pub fn check() -> Result<(), String> {
+    check_kernels::<Best>()
+}
+
+/// [`check`] for any implementation of the family.
+pub fn check_kernels<K: QdqKernels>() -> Result<(), String> {
+    let specials = [0.0, -0.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, 127.5, 128.5, 254.5, 255.5, -127.5, -128.5, -129.5, 1e9, -1e9, 3e38, -3e38, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-40, 0.49999997];
+    let xs: Vec<f32> = specials.iter().copied().chain((0..200).map(|i| (i as f32 - 100.0) * 1.37 + 0.25)).collect();
+    for (inv_scale, zero_point) in [(1.0f32, 0i32), (1.0, 128), (0.37, 3), (41.7, 255), (2.0, -128), (0.5, 127)] {
+        for len in [xs.len(), 1, 3, 7, 15, 17, 33] {
+            let xs = &xs[xs.len() - len..];
+            let qu = Quantize { inv_scale, zero_point: zero_point.clamp(0, 255), dt: u8::datum_type() };
+            let qi = Quantize { inv_scale, zero_point: zero_point.clamp(-128, 127), dt: i8::datum_type() };
+            let mut u = vec![0u8; len];
+            let mut i = vec![0i8; len];
+            K::quantize(&qu, xs, &mut u);
+            K::quantize(&qi, xs, &mut i);
+            if u != reference::quantize_u8(&qu, xs) || i != reference::quantize_i8(&qi, xs) {
+                return Err(format!("quantize differs from tract's at scale 1/{inv_scale}, zero point {zero_point}, length {len}"));
+            }
+            let d = Dequantize { scale: 1.0 / inv_scale, zero_point: qu.zero_point };
+            let want = reference::dequantize(&d, &u)?;
+            let mut got = vec![0f32; len];
+            K::dequantize(&d, &u, &mut got);
+            let mut fused = vec![0f32; len];
+            K::quantize_dequantize(&qu, &d, xs, &mut fused);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            if bits(&got) != bits(&want) || bits(&fused) != bits(&want) {
+                return Err(format!("dequantize differs from tract's at scale {}, zero point {}, length {len}", d.scale, d.zero_point));
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_equal_tracts_scalar_functions() {
+        check().unwrap();
+        check_kernels::<Scalar>().unwrap();
+    }
+
+    #[test]
+    fn signed_dequantize_equals_tracts() {
+        let d = Dequantize { scale: 0.37, zero_point: -3 };
+        let xs: Vec<i8> = (-128..=127).collect();
+        let mut got = vec![0f32; xs.len()];
+        Best::dequantize(&d, &xs, &mut got);
+        let want = reference::dequantize(&d, &xs).unwrap();
+        assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+    }
+}

@@ -1,0 +1,55 @@
+//! The ONNX side: what we add to tract-onnx's parser, and what we do to the raw ONNX graph
+//! (the protobuf) before tract parses it.
+//!
+//! - [`qoperator`]: the `com.microsoft` QLinear* contrib operators of onnxruntime's QOperator
+//!   quantization format (QLinearAdd, QLinearMul, QGemm, QLinearSoftmax, …), registered with the
+//!   parser ([`register`]).
+//! - [`GRAPH_REWRITES`]: rewrites of the raw graph, in the order they run: [`unique_names`]
+//!   (every node gets a name of its own), then [`qlinear_conv`] (`QLinearConv` to its QDQ form,
+//!   so it runs on tract's f32 convolution like the QDQ models do).
+//! - [`quantized_weights`]: the int8 weights of the graph's convolutions, read after the
+//!   rewrites (tract folds them into f32 constants; [`crate::passes::integer_conv`] needs them).
+//! - [`initializers`]: reading initializers' values.
+//!
+//! To add a rewrite of the raw graph: write a module here with a
+//! `pub fn rewrite(graph: &mut GraphProto) -> usize` (how many changes it made), declare it
+//! below, and add one line to [`GRAPH_REWRITES`] at the point in the order where it must run.
+
+pub mod initializers;
+pub mod qlinear_conv;
+pub mod qoperator;
+pub mod quantized_weights;
+pub mod unique_names;
+
+use tract_onnx::model::OnnxOpRegister;
+use tract_onnx::pb::{GraphProto, ModelProto};
+
+use quantized_weights::QuantizedWeights;
+
+/// Adds our operators to a parser's register.
+pub fn register(register: &mut OnnxOpRegister) {
+    qoperator::register(register);
+}
+
+/// One rewrite of the raw ONNX graph: its name, and the function that applies it and answers
+/// how many changes it made.
+pub struct GraphRewrite {
+    pub name: &'static str,
+    pub rewrite: fn(&mut GraphProto) -> usize,
+}
+
+/// The rewrites of the raw graph, in the order [`prepare`] applies them.
+pub const GRAPH_REWRITES: &[GraphRewrite] = &[
+    GraphRewrite { name: "unique node names", rewrite: unique_names::rewrite },
+    GraphRewrite { name: "QLinearConv to QDQ", rewrite: qlinear_conv::lower },
+];
+
+/// Applies [`GRAPH_REWRITES`] to the model's graph, then reads what the passes need from it: the
+/// int8 weights of its convolutions (none without a graph).
+pub fn prepare(proto: &mut ModelProto) -> QuantizedWeights {
+    let Some(graph) = proto.graph.as_mut() else { return QuantizedWeights::default() };
+    for rewrite in GRAPH_REWRITES {
+        (rewrite.rewrite)(graph);
+    }
+    QuantizedWeights::from_graph(graph)
+}

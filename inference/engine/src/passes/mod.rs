@@ -1,0 +1,144 @@
+//! Passes over tract's typed model, and the one ordered [`PIPELINE`] that [`crate::model::load`]
+//! runs them in.
+//!
+//! [`crate::model::load`] parses the ONNX graph (after [`crate::onnx::prepare`]'s raw-graph
+//! rewrites), types it, and then takes the model through tract's two transformations, running
+//! the passes of each [`Stage`] at its point:
+//!
+//! ```text
+//! typed model ─ Stage::Typed passes ─ into_decluttered ─ Stage::Decluttered passes
+//!             ─ into_optimized ─ Stage::Optimized passes ─ plan
+//! ```
+//!
+//! Within a stage, passes run in the order they appear in [`PIPELINE`]; the list is kept in
+//! execution order (a test checks its stages never go backwards), so reading it top to bottom
+//! is reading what `load` does. Every pass gets the same [`Context`]: what was read from the ONNX
+//! graph before tract folded it, and the model's weight format.
+//!
+//! The passes today, in order:
+//! 1. [`quantized_softmax::QuantizedSoftmaxGuard`] (typed): keeps declutter from folding a
+//!    quantized Softmax into a per-element lookup table.
+//! 2. [`integer_conv::IntegerConvRewrite`] (decluttered): int8 convolutions onto
+//!    [`crate::ops::integer_conv::IntegerConv`] and, for dynamic models' grouped ones, tract's f32
+//!    convolution between [`crate::ops::layout`]'s shift and transpose.
+//! 3. [`f16_to_f32::F16ToF32`] (decluttered): f16 weights computed in f32, for F16 models.
+//! 4. [`qdq::QdqAccelerate`] (optimized): quantize/dequantize onto [`crate::ops::qdq::Qdq`],
+//!    quantize → dequantize pairs fused.
+//! 5. [`dynamic_quantize::DynamicQuantizeAccelerate`] (optimized): `DynamicQuantizeLinear` onto
+//!    [`crate::ops::dynamic_quantize::SimdDynamicQuantize`].
+//!
+//! # Adding a pass
+//!
+//! 1. Write one file, `passes/my_pass.rs`, with a unit struct implementing [`Pass`]:
+//!
+//!    ```ignore
+//!    use tract_onnx::prelude::*;
+//!    use super::{Context, Pass, Stage};
+//!
+//!    /// What it does and why (the module doc of the file says more).
+//!    pub struct MyPass;
+//!
+//!    impl Pass for MyPass {
+//!        fn name(&self) -> &'static str { "my pass" }
+//!        fn stage(&self) -> Stage { Stage::Decluttered }
+//!        fn run(&self, model: &mut TypedModel, context: &Context) -> TractResult<usize> {
+//!            // Rewrite `model`; answer how many nodes changed.
+//!            Ok(0)
+//!        }
+//!    }
+//!    ```
+//!
+//! 2. Add one line to [`PIPELINE`], `&my_pass::MyPass,`, at the point where it must run (among
+//!    the passes of its stage; the list stays in stage order), and declare the module next to
+//!    the others below (`mod my_pass;`).
+//!
+//! Choose the stage by what the pass needs to see: [`Stage::Typed`] for tract's operators as the
+//! parser wired them (before declutter fuses or folds anything); [`Stage::Decluttered`] for the
+//! simplified graph with tract's layout choices made (batch axes dropped, 1×1 convolutions as
+//! einsums), where a rewrite stays visible to tract's optimiser; [`Stage::Optimized`] for the
+//! final operators (a pass there replaces nodes one for one; the optimiser will not see its
+//! result). If the pass needs something from the ONNX graph that tract's parse loses, read it in
+//! [`crate::onnx`] and add it to [`Context`]. Note that [`crate::model::macs`] runs the
+//! [`Stage::Typed`] passes too (and only those), before counting on the decluttered graph.
+//!
+//! New operators a pass wires go in [`crate::ops`], their loops in [`crate::kernels`].
+
+mod dynamic_quantize;
+mod f16_to_f32;
+mod integer_conv;
+mod qdq;
+mod quantized_softmax;
+
+use tract_onnx::prelude::*;
+
+use crate::onnx::quantized_weights::QuantizedWeights;
+use crate::types::WeightFormat;
+
+pub use dynamic_quantize::DynamicQuantizeAccelerate;
+pub use f16_to_f32::F16ToF32;
+pub use integer_conv::IntegerConvRewrite;
+pub use qdq::QdqAccelerate;
+pub use quantized_softmax::QuantizedSoftmaxGuard;
+
+/// Where in the loading a pass runs: on the typed model as parsed, after tract's declutter, or
+/// after tract's optimisation. In execution order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// The typed model as the parser wired it, before `into_decluttered`.
+    Typed,
+    /// After `into_decluttered`, before `into_optimized`.
+    Decluttered,
+    /// After `into_optimized`, before the plan is built.
+    Optimized,
+}
+
+/// What every pass may read besides the model.
+#[derive(Clone, Copy, Debug)]
+pub struct Context<'a> {
+    /// The int8 weights of the ONNX graph's convolutions, by `Conv` node name (tract folds them
+    /// into f32 constants when it parses).
+    pub weights: &'a QuantizedWeights,
+    /// The model's weight format, as [`crate::model::inspect`] found it; `None` where the caller
+    /// does not know it ([`crate::model::macs`], which runs only [`Stage::Typed`]).
+    pub weight_format: Option<WeightFormat>,
+}
+
+/// A rewrite of tract's typed model at one [`Stage`] of [`crate::model::load`].
+pub trait Pass: Sync {
+    /// A short name, for errors and listings.
+    fn name(&self) -> &'static str;
+    /// When it runs.
+    fn stage(&self) -> Stage;
+    /// Rewrites `model`; answers how many nodes it changed (0: the model is as it was).
+    fn run(&self, model: &mut TypedModel, context: &Context) -> TractResult<usize>;
+}
+
+/// Every pass, in the order they run (grouped by stage, stages in order).
+pub const PIPELINE: &[&dyn Pass] = &[
+    &QuantizedSoftmaxGuard,
+    &IntegerConvRewrite,
+    &F16ToF32,
+    &QdqAccelerate,
+    &DynamicQuantizeAccelerate,
+];
+
+/// Runs the passes of `stage`, in [`PIPELINE`] order.
+pub fn run(stage: Stage, model: &mut TypedModel, context: &Context) -> TractResult<()> {
+    for pass in PIPELINE.iter().filter(|p| p.stage() == stage) {
+        pass.run(model, context)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pipeline_is_listed_in_execution_order() {
+        let stages: Vec<Stage> = PIPELINE.iter().map(|p| p.stage()).collect();
+        assert!(stages.windows(2).all(|w| w[0] <= w[1]), "{stages:?}");
+        let names: Vec<&str> = PIPELINE.iter().map(|p| p.name()).collect();
+        assert_eq!(names, ["quantized softmax guard", "integer convolutions", "f16 to f32", "qdq accelerate", "dynamic quantize accelerate"]);
+    }
+}
