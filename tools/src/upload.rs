@@ -27,7 +27,12 @@ pub struct UploadOptions {
 
 impl Default for UploadOptions {
     fn default() -> Self {
-        UploadOptions { chunk_bytes: DEFAULT_CHUNK_BYTES, parallelism: 4, attempts: 6, initial_backoff: Duration::from_millis(500) }
+        UploadOptions {
+            chunk_bytes: DEFAULT_CHUNK_BYTES,
+            parallelism: 4,
+            attempts: 6,
+            initial_backoff: Duration::from_millis(500),
+        }
     }
 }
 
@@ -124,8 +129,18 @@ pub async fn upload<T: Transport>(
 
 async fn send_chunk<T: Transport>(
     client: &InferenceClient<T>,
-    upload_id: u64, index: u32, bytes: &[u8], options: &UploadOptions, progress: &impl Progress) -> Result<(), UploadError> {
-    let arg = UploadChunk { upload_id, index, bytes: serde_bytes::ByteBuf::from(bytes.to_vec()), sha256: Sha256::digest(bytes).to_vec() };
+    upload_id: u64,
+    index: u32,
+    bytes: &[u8],
+    options: &UploadOptions,
+    progress: &impl Progress,
+) -> Result<(), UploadError> {
+    let arg = UploadChunk {
+        upload_id,
+        index,
+        bytes: serde_bytes::ByteBuf::from(bytes.to_vec()),
+        sha256: Sha256::digest(bytes).to_vec(),
+    };
     let mut backoff = options.initial_backoff;
     let mut attempt = 1;
     loop {
@@ -142,7 +157,11 @@ async fn send_chunk<T: Transport>(
                 backoff = backoff.saturating_mul(2).min(Duration::from_secs(30));
                 attempt += 1;
             }
-            Err(e) => return Err(UploadError::Transport(format!("chunk {index}: {e} (after {attempt} attempts; run the upload again to resume)"))),
+            Err(e) => {
+                return Err(UploadError::Transport(format!(
+                    "chunk {index}: {e} (after {attempt} attempts; run the upload again to resume)"
+                )))
+            }
         }
     }
 }

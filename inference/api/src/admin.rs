@@ -43,12 +43,7 @@ impl Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            update_budget: 30_000_000_000,
-            query_budget: 4_000_000_000,
-            max_jobs: 32,
-            max_input_elements: 4 << 20,
-        }
+        Config { update_budget: 30_000_000_000, query_budget: 4_000_000_000, max_jobs: 32, max_input_elements: 4 << 20 }
     }
 }
 

@@ -180,9 +180,7 @@ impl From<RegistryError> for InferenceError {
     fn from(e: RegistryError) -> Self {
         match e {
             RegistryError::UnknownModel(name) => InferenceError::UnknownModel(name),
-            RegistryError::UnknownVersion { name, version } => {
-                InferenceError::UnknownVersion { name, version }
-            }
+            RegistryError::UnknownVersion { name, version } => InferenceError::UnknownVersion { name, version },
             RegistryError::NotAuthorized(e) => InferenceError::NotAuthorized(e),
             other => InferenceError::Engine(other.to_string()),
         }

@@ -27,15 +27,29 @@ pub enum JobResult {
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
 pub enum JobStatus {
     /// Steps are the plan's nodes; `messages` so far.
-    Running { steps_done: u32, steps_total: u32, messages: u32 },
+    Running {
+        steps_done: u32,
+        steps_total: u32,
+        messages: u32,
+    },
     /// The result is ready; `result` returns it until `expires_at_ns`.
-    Done { expires_at_ns: u64 },
+    Done {
+        expires_at_ns: u64,
+    },
     /// The inference ended with this error.
-    Failed { error: InferenceError, expires_at_ns: u64 },
+    Failed {
+        error: InferenceError,
+        expires_at_ns: u64,
+    },
     /// The job ended without finishing: one of its messages trapped, or the canister was
     /// upgraded while it ran. Nothing of it was kept; submit it again.
-    Interrupted { reason: String, expires_at_ns: u64 },
-    Cancelled { expires_at_ns: u64 },
+    Interrupted {
+        reason: String,
+        expires_at_ns: u64,
+    },
+    Cancelled {
+        expires_at_ns: u64,
+    },
 }
 
 impl JobStatus {

@@ -22,8 +22,7 @@ macro_rules! candid_storable {
             fn from_bytes(bytes: std::borrow::Cow<'_, [u8]>) -> Self {
                 candid::decode_one(&bytes).expect("stored by this canister")
             }
-            const BOUND: ic_stable_structures::storable::Bound =
-                ic_stable_structures::storable::Bound::Unbounded;
+            const BOUND: ic_stable_structures::storable::Bound = ic_stable_structures::storable::Bound::Unbounded;
         }
     };
 }
@@ -148,7 +147,8 @@ mod tests {
 
     #[test]
     fn job_records_of_layout_version_1_decode() {
-        let interrupted = JobRecord::from_bytes(Cow::Owned(legacy_record(legacy::InferenceError::Interrupted("trap".into()))));
+        let interrupted =
+            JobRecord::from_bytes(Cow::Owned(legacy_record(legacy::InferenceError::Interrupted("trap".into()))));
         assert_eq!(interrupted.status, JobStatus::Interrupted { reason: "trap".into(), expires_at_ns: 9 });
         let refused = JobRecord::from_bytes(Cow::Owned(legacy_record(legacy::InferenceError::NotAuthorized {
             caller: Principal::anonymous(),
@@ -156,7 +156,11 @@ mod tests {
         let needs = Role::Caller;
         let error = InferenceError::NotAuthorized(NotAuthorized { caller: Principal::anonymous(), needs });
         assert_eq!(refused.status, JobStatus::Failed { error, expires_at_ns: 9 });
-        let current = JobRecord { owner: Principal::anonymous(), submitted_at_ns: 3, status: JobStatus::Cancelled { expires_at_ns: 4 } };
+        let current = JobRecord {
+            owner: Principal::anonymous(),
+            submitted_at_ns: 3,
+            status: JobStatus::Cancelled { expires_at_ns: 4 },
+        };
         assert_eq!(JobRecord::from_bytes(current.to_bytes()), current);
     }
 }

@@ -26,13 +26,17 @@ pub async fn plan_in_own_message(info: &ModelInfo) -> Result<model::LoadedModel,
     if let Some(p) = state::with(|s| s.plans.get(&key).cloned()) {
         return Ok(p);
     }
-    let call = ic_cdk::call::Call::unbounded_wait(ic_cdk::api::canister_self(), "build_plan").with_args(&(&info.name, info.version));
+    let call = ic_cdk::call::Call::unbounded_wait(ic_cdk::api::canister_self(), "build_plan")
+        .with_args(&(&info.name, info.version));
     let built: Result<(), String> = match call.await {
         Ok(response) => match response.candid::<Result<(), RegistryError>>() {
             Ok(built) => built.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         },
-        Err(e) => Err(format!("building the plan of {} v{} did not complete in one message (the IC's instruction limit, or a trap): {e}", info.name, info.version)),
+        Err(e) => Err(format!(
+            "building the plan of {} v{} did not complete in one message (the IC's instruction limit, or a trap): {e}",
+            info.name, info.version
+        )),
     };
     built?;
     state::with(|s| s.plans.get(&key).cloned()).ok_or_else(|| "the plan was built but is gone".to_string())
@@ -51,11 +55,17 @@ pub fn ensure_plan(info: &ModelInfo) -> TractResult<model::LoadedModel> {
 }
 
 fn to_tensor(input: &InputTensor, info: &ModelInfo, ix: usize, max_elements: u64) -> Result<TValue, InferenceError> {
-    let spec = info.inputs.get(ix).ok_or_else(|| InferenceError::InvalidInput(format!("model {} has {} inputs", info.name, info.inputs.len())))?;
+    let spec = info
+        .inputs
+        .get(ix)
+        .ok_or_else(|| InferenceError::InvalidInput(format!("model {} has {} inputs", info.name, info.inputs.len())))?;
     let expected = spec.concrete_shape();
     let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
     if shape != expected {
-        return Err(InferenceError::InvalidInput(format!("input {:?} has shape {shape:?}; the model expects {expected:?}", spec.name)));
+        return Err(InferenceError::InvalidInput(format!(
+            "input {:?} has shape {shape:?}; the model expects {expected:?}",
+            spec.name
+        )));
     }
     let count: usize = shape.iter().product();
     if count as u64 > max_elements {
@@ -68,7 +78,9 @@ fn to_tensor(input: &InputTensor, info: &ModelInfo, ix: usize, max_elements: u64
     let tensor = match (&input.data, spec.dtype) {
         (TensorData::F32(v), DType::F32) => {
             if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                return Err(InferenceError::InvalidInput(format!("element {i} is not finite (NaN and infinities are refused)")));
+                return Err(InferenceError::InvalidInput(format!(
+                    "element {i} is not finite (NaN and infinities are refused)"
+                )));
             }
             Tensor::from_shape(&shape, v)
         }
@@ -120,17 +132,31 @@ pub struct Prepared {
 }
 
 /// Runs `inputs` through a model. In a query it must finish within the query budget.
-pub async fn run(name: &str, version: Option<u32>, inputs: &[InputTensor], query: bool) -> Result<Outcome, InferenceError> {
+pub async fn run(
+    name: &str,
+    version: Option<u32>,
+    inputs: &[InputTensor],
+    query: bool,
+) -> Result<Outcome, InferenceError> {
     prepare(name, version, inputs, query).await?.drive(|_| Ok(())).await
 }
 
 /// Everything that can be refused before any computation (model, inputs, capacity), then
 /// builds (or reuses) the plan. The caller's right to run it is the endpoint's to check.
-pub async fn prepare(name: &str, version: Option<u32>, inputs: &[InputTensor], query: bool) -> Result<Prepared, InferenceError> {
+pub async fn prepare(
+    name: &str,
+    version: Option<u32>,
+    inputs: &[InputTensor],
+    query: bool,
+) -> Result<Prepared, InferenceError> {
     let info = state::with(|s| s.registry.info(name, version))?;
     let config = state::with(|s| s.config());
     if inputs.len() != info.inputs.len() {
-        return Err(InferenceError::InvalidInput(format!("model {name} takes {} inputs, got {}", info.inputs.len(), inputs.len())));
+        return Err(InferenceError::InvalidInput(format!(
+            "model {name} takes {} inputs, got {}",
+            info.inputs.len(),
+            inputs.len()
+        )));
     }
     let tensors = inputs
         .iter()
@@ -158,14 +184,14 @@ impl Prepared {
 
     /// Runs the job to its end, one budget per message. `between` is called at every pause,
     /// after the next message has begun; an error from it ends the job.
-    pub async fn drive(mut self, mut between: impl FnMut(Advance) -> Result<(), InferenceError>) -> Result<Outcome, InferenceError> {
+    pub async fn drive(
+        mut self,
+        mut between: impl FnMut(Advance) -> Result<(), InferenceError>,
+    ) -> Result<Outcome, InferenceError> {
         let mut messages = 1;
         loop {
             let budget = self.budget;
-            let progress = self
-                .job
-                .advance(budget, || ic_cdk::api::performance_counter(0))
-                .map_err(engine_error)?;
+            let progress = self.job.advance(budget, || ic_cdk::api::performance_counter(0)).map_err(engine_error)?;
             match progress {
                 Progress::Finished(outputs) => {
                     let total = ic_cdk::api::performance_counter(1);
@@ -189,16 +215,13 @@ async fn yield_message() -> Result<(), InferenceError> {
     if ic_cdk::api::canister_status() != ic_cdk::api::CanisterStatusCode::Running {
         return Err(InferenceError::Stopping);
     }
-    ic_cdk::call::Call::unbounded_wait(ic_cdk::api::canister_self(), "yield_message")
-        .await
-        .map(|_| ())
-        .map_err(|e| {
-            if ic_cdk::api::canister_status() != ic_cdk::api::CanisterStatusCode::Running {
-                InferenceError::Stopping
-            } else {
-                InferenceError::CallFailed(e.to_string())
-            }
-        })
+    ic_cdk::call::Call::unbounded_wait(ic_cdk::api::canister_self(), "yield_message").await.map(|_| ()).map_err(|e| {
+        if ic_cdk::api::canister_status() != ic_cdk::api::CanisterStatusCode::Running {
+            InferenceError::Stopping
+        } else {
+            InferenceError::CallFailed(e.to_string())
+        }
+    })
 }
 
 fn model_ref(info: &ModelInfo) -> ModelRef {
@@ -238,12 +261,28 @@ pub fn inference(outcome: Outcome) -> Result<Inference, InferenceError> {
         .outputs
         .iter()
         .zip(outcome.info.outputs.iter().map(|o| o.name.clone()).chain(std::iter::repeat(String::new())))
-        .map(|(v, name)| Ok(OutputTensor { name, shape: v.shape().iter().map(|&d| d as u64).collect(), data: flat(v)? }))
+        .map(|(v, name)| {
+            Ok(OutputTensor { name, shape: v.shape().iter().map(|&d| d as u64).collect(), data: flat(v)? })
+        })
         .collect::<Result<_, InferenceError>>()?;
-    Ok(Inference { outputs, model: model_ref(&outcome.info), instructions: ic_cdk::api::performance_counter(1), messages: outcome.messages })
+    Ok(Inference {
+        outputs,
+        model: model_ref(&outcome.info),
+        instructions: ic_cdk::api::performance_counter(1),
+        messages: outcome.messages,
+    })
 }
 
 pub fn profile(outcome: Outcome) -> Profile {
-    let nodes = outcome.costs.into_iter().map(|c| NodeProfile { node: c.node, op: c.op, instructions: c.instructions }).collect();
-    Profile { nodes, model: model_ref(&outcome.info), instructions: ic_cdk::api::performance_counter(1), messages: outcome.messages }
+    let nodes = outcome
+        .costs
+        .into_iter()
+        .map(|c| NodeProfile { node: c.node, op: c.op, instructions: c.instructions })
+        .collect();
+    Profile {
+        nodes,
+        model: model_ref(&outcome.info),
+        instructions: ic_cdk::api::performance_counter(1),
+        messages: outcome.messages,
+    }
 }

@@ -148,7 +148,10 @@ fn disallow_caller(who: Principal) -> Result<(), RoleError> {
 /// Who holds which role (anyone).
 #[query]
 fn roles() -> Roles {
-    state::with(|s| Roles { maintainers: s.access.members(List::Maintainers), callers: s.access.members(List::Callers) })
+    state::with(|s| Roles {
+        maintainers: s.access.members(List::Maintainers),
+        callers: s.access.members(List::Callers),
+    })
 }
 
 /// The settings (anyone).

@@ -14,7 +14,13 @@ fn main() {
     let m = loaded.plan.model();
     for &n in loaded.plan.order_without_consts() {
         let node = m.node(n);
-        println!("{:>4} {:<28} {:<50} {:?}", n, node.op.name(), node.name.chars().take(50).collect::<String>(), node.outputs[0].fact);
+        println!(
+            "{:>4} {:<28} {:<50} {:?}",
+            n,
+            node.op.name(),
+            node.name.chars().take(50).collect::<String>(),
+            node.outputs[0].fact
+        );
         // Our integer convolutions: their layouts and geometry, to read next to a profile.
         if node.op_as::<inference_engine::ops::integer_conv::IntegerConv>().is_some() {
             println!("     {}", node.op.info().unwrap().join(", "));

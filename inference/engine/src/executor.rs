@@ -109,7 +109,8 @@ impl Job {
     /// reuse its buffer (a reshape or an in-place arithmetic op) instead of copying it.
     fn step(&mut self) -> TractResult<()> {
         let node = self.order[self.next];
-        let is_preset_source = self.state.model().node(node).inputs.is_empty() && self.state.turn_state.values[node].is_some();
+        let is_preset_source =
+            self.state.model().node(node).inputs.is_empty() && self.state.turn_state.values[node].is_some();
         let inputs = if is_preset_source { None } else { Some(self.state.prepare_inputs(node)?) };
         for &freed in &self.frees[self.next] {
             self.state.turn_state.values[freed] = None;

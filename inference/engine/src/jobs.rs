@@ -15,9 +15,7 @@
 
 use candid::Principal;
 use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
-use inference_api::{
-    InferenceError, JobError, JobRecord, JobResult, JobStatus, MAX_JOB_RECORDS, RESULT_TTL_NS,
-};
+use inference_api::{InferenceError, JobError, JobRecord, JobResult, JobStatus, MAX_JOB_RECORDS, RESULT_TTL_NS};
 
 use crate::stable::{self, Mem, StableLayout};
 

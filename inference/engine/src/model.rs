@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use tract_onnx::pb::{self, type_proto, tensor_shape_proto::dimension};
+use tract_onnx::pb::{self, tensor_shape_proto::dimension, type_proto};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::model::typed::TypedSimplePlan;
 
@@ -131,7 +131,12 @@ fn datum(dtype: DType) -> DatumType {
 
 /// The typed model, with the [`Stage::Typed`] passes run, and the int8 weights of its
 /// convolutions as the ONNX graph has them (tract folds them into f32 constants).
-fn typed(parser: &tract_onnx::Onnx, bytes: &[u8], inputs: &[TensorSpec], weight_format: Option<WeightFormat>) -> TractResult<(TypedModel, QuantizedWeights)> {
+fn typed(
+    parser: &tract_onnx::Onnx,
+    bytes: &[u8],
+    inputs: &[TensorSpec],
+    weight_format: Option<WeightFormat>,
+) -> TractResult<(TypedModel, QuantizedWeights)> {
     let mut proto = parser.proto_model_for_read(&mut &*bytes)?;
     let weights = crate::onnx::prepare(&mut proto);
     let mut model = parser.model_for_proto_model(&proto)?;

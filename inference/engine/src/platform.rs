@@ -26,11 +26,7 @@ impl PlatformReport {
         let native = isa::native();
         PlatformReport {
             isa: format!("{native:?}"),
-            mmm_kernels: MmmDispatch::native()
-                .runnable()
-                .iter()
-                .map(|k| k.name().to_string())
-                .collect(),
+            mmm_kernels: MmmDispatch::native().runnable().iter().map(|k| k.name().to_string()).collect(),
             sigmoid_f32_kernel: routines::best_for(Func::Sigmoid, DatumType::F32, &native)
                 .map(|r| r.name().to_string()),
             routines_registered: routines::declared().count(),

@@ -7,8 +7,8 @@
 use std::borrow::Cow;
 
 use candid::{CandidType, Deserialize, Principal};
-use ic_stable_structures::storable::Bound;
 use ic_stable_structures::memory_manager::MemoryId;
+use ic_stable_structures::storable::Bound;
 use ic_stable_structures::{Memory, StableBTreeMap, Storable};
 use sha2::{Digest, Sha256};
 
@@ -174,7 +174,13 @@ impl<M: Memory> Registry<M> {
     /// The declared hash is checked against the bytes at finish, not here: SHA-256 costs about
     /// 20 instructions per byte on wasm, and ingress payloads are already integrity-protected by
     /// the IC, so hashing each chunk on arrival would make uploads ~20x dearer for no safety.
-    pub fn put_chunk(&mut self, upload_id: u64, index: u32, bytes: Vec<u8>, sha256: Vec<u8>) -> Result<UploadStatus, RegistryError> {
+    pub fn put_chunk(
+        &mut self,
+        upload_id: u64,
+        index: u32,
+        bytes: Vec<u8>,
+        sha256: Vec<u8>,
+    ) -> Result<UploadStatus, RegistryError> {
         let mut session = self.session(upload_id)?;
         if index >= session.chunk_count {
             return Err(RegistryError::ChunkIndexOutOfRange { index, chunk_count: session.chunk_count });
@@ -248,7 +254,8 @@ impl<M: Memory> Registry<M> {
         }
         let request = &session.request;
         let inputs = request.inputs.clone().unwrap_or(inspection.inputs);
-        let labels = if request.labels.is_empty() { labels_from_metadata(&inspection.metadata) } else { request.labels.clone() };
+        let labels =
+            if request.labels.is_empty() { labels_from_metadata(&inspection.metadata) } else { request.labels.clone() };
         let version = self.latest_version(&request.name).map_or(1, |v| v + 1);
         let info = ModelInfo {
             name: request.name.clone(),

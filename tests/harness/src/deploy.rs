@@ -64,8 +64,13 @@ impl Deployment {
             .expect("inference canister installs");
         let agency = ic.create_canister(controller);
         let settings = Settings { inference_canister: inference, model: model.to_string() };
-        ic.install_canister(agency, &canister_wasm("agency_canister"), candid::encode_args((settings,)).unwrap(), controller)
-            .expect("agency canister installs");
+        ic.install_canister(
+            agency,
+            &canister_wasm("agency_canister"),
+            candid::encode_args((settings,)).unwrap(),
+            controller,
+        )
+        .expect("agency canister installs");
         let mut d = Deployment { ic, inference, agency, controller, maintainer };
         d.as_admin(calls::grant_maintainer(maintainer)).expect("grant maintainer");
         d.as_admin(calls::allow_caller(agency)).expect("allow the agency");
@@ -73,12 +78,20 @@ impl Deployment {
     }
 
     /// A typed call to the inference canister as `sender`: the reply and what the call cost.
-    pub fn call<R: CandidType + DeserializeOwned>(&mut self, sender: Principal, call: Call<R>) -> (Result<R, CallError>, CallCost) {
+    pub fn call<R: CandidType + DeserializeOwned>(
+        &mut self,
+        sender: Principal,
+        call: Call<R>,
+    ) -> (Result<R, CallError>, CallCost) {
         crate::call(&mut *self.ic, self.inference, sender, call)
     }
 
     /// A typed call to the agency canister as `sender`.
-    pub fn call_agency<R: CandidType + DeserializeOwned>(&mut self, sender: Principal, call: Call<R>) -> (Result<R, CallError>, CallCost) {
+    pub fn call_agency<R: CandidType + DeserializeOwned>(
+        &mut self,
+        sender: Principal,
+        call: Call<R>,
+    ) -> (Result<R, CallError>, CallCost) {
         crate::call(&mut *self.ic, self.agency, sender, call)
     }
 
@@ -102,9 +115,26 @@ impl Deployment {
     }
 
     /// Uploads `bytes` through the chunked uploader as `sender`.
-    pub fn upload_as(&mut self, sender: Principal, name: &str, bytes: &[u8], labels: Vec<String>, inputs: Option<Vec<TensorSpec>>, chunk_bytes: u32) -> Result<ModelInfo, UploadError> {
-        let client = InferenceClient::new(IcTransport { ic: RefCell::new(&mut *self.ic), canister: self.inference, sender });
-        let request = UploadRequest { name: name.into(), size: 0, sha256: vec![], chunk_size: 0, description: String::new(), labels, inputs };
+    pub fn upload_as(
+        &mut self,
+        sender: Principal,
+        name: &str,
+        bytes: &[u8],
+        labels: Vec<String>,
+        inputs: Option<Vec<TensorSpec>>,
+        chunk_bytes: u32,
+    ) -> Result<ModelInfo, UploadError> {
+        let client =
+            InferenceClient::new(IcTransport { ic: RefCell::new(&mut *self.ic), canister: self.inference, sender });
+        let request = UploadRequest {
+            name: name.into(),
+            size: 0,
+            sha256: vec![],
+            chunk_size: 0,
+            description: String::new(),
+            labels,
+            inputs,
+        };
         let options = UploadOptions { chunk_bytes, parallelism: 3, attempts: 1, ..Default::default() };
         futures::executor::block_on(upload(&client, bytes, request, &options, &()))
     }
@@ -118,7 +148,14 @@ impl Deployment {
         };
         let inputs = Some(case.inputs.iter().map(spec).collect());
         let info = self
-            .upload_as(self.maintainer, name, &case.model, labels.iter().map(|s| s.to_string()).collect(), inputs, 256 * 1024)
+            .upload_as(
+                self.maintainer,
+                name,
+                &case.model,
+                labels.iter().map(|s| s.to_string()).collect(),
+                inputs,
+                256 * 1024,
+            )
             .expect("upload");
         let maintainer = self.maintainer;
         self.call(maintainer, calls::activate(name, info.version)).0.expect("activate replies").expect("activate");

@@ -10,8 +10,8 @@ mod pocket;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use candid::Principal;
 use candid::CandidType;
+pub use candid::Principal;
 pub use inference_client::{Call, CallError, Mode};
 use serde::de::DeserializeOwned;
 
@@ -59,15 +59,33 @@ pub trait Ic {
     fn backend_name(&self) -> &'static str;
     /// Creates a canister controlled by `controller`, with cycles to spare.
     fn create_canister(&mut self, controller: Principal) -> Principal;
-    fn install_canister(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<(), Reject>;
-    fn upgrade_canister(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<(), Reject>;
+    fn install_canister(
+        &mut self,
+        canister: Principal,
+        wasm: &[u8],
+        arg: Vec<u8>,
+        sender: Principal,
+    ) -> Result<(), Reject>;
+    fn upgrade_canister(
+        &mut self,
+        canister: Principal,
+        wasm: &[u8],
+        arg: Vec<u8>,
+        sender: Principal,
+    ) -> Result<(), Reject>;
     fn stop_canister(&mut self, canister: Principal, sender: Principal) -> Result<(), Reject>;
     fn start_canister(&mut self, canister: Principal, sender: Principal) -> Result<(), Reject>;
     /// An ingress update call, run to completion (every message it causes).
     fn update_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallOutcome;
     fn query_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> CallOutcome;
     /// Submits an ingress update without waiting (inspect_message runs now); returns its id.
-    fn submit_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<u64, Reject>;
+    fn submit_call(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> Result<u64, Reject>;
     /// Runs the IC until the submitted call has its answer.
     fn await_call(&mut self, id: u64) -> CallOutcome;
     fn tick(&mut self);
@@ -112,7 +130,11 @@ pub fn submit_call<R>(ic: &mut dyn Ic, canister: Principal, sender: Principal, c
 }
 
 /// Runs the IC until a call [`submit_call`] sent has its answer; decodes it as `call`'s reply.
-pub fn await_call<R: CandidType + DeserializeOwned>(ic: &mut dyn Ic, id: u64, call: &Call<R>) -> (Result<R, CallError>, CallCost) {
+pub fn await_call<R: CandidType + DeserializeOwned>(
+    ic: &mut dyn Ic,
+    id: u64,
+    call: &Call<R>,
+) -> (Result<R, CallError>, CallCost) {
     let outcome = ic.await_call(id);
     (reply(call, outcome.result), outcome.cost)
 }
@@ -132,9 +154,8 @@ pub fn canister_wasm_path(name: &str) -> PathBuf {
 /// The optimised module of a canister crate, built by `scripts/build-canisters.sh`.
 pub fn canister_wasm(name: &str) -> Vec<u8> {
     let path = canister_wasm_path(name);
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}. Build the canisters first: scripts/build-canisters.sh", path.display())
-    })
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}. Build the canisters first: scripts/build-canisters.sh", path.display()))
 }
 
 /// A principal for tests, distinct per `n`, never anonymous.

@@ -45,10 +45,22 @@ impl Ic for LocalBackend {
     fn create_canister(&mut self, controller: Principal) -> Principal {
         self.replica.create_canister(controller)
     }
-    fn install_canister(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<(), Reject> {
+    fn install_canister(
+        &mut self,
+        canister: Principal,
+        wasm: &[u8],
+        arg: Vec<u8>,
+        sender: Principal,
+    ) -> Result<(), Reject> {
         self.replica.install_canister(canister, wasm, arg, sender).map(|_| ()).map_err(reject)
     }
-    fn upgrade_canister(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<(), Reject> {
+    fn upgrade_canister(
+        &mut self,
+        canister: Principal,
+        wasm: &[u8],
+        arg: Vec<u8>,
+        sender: Principal,
+    ) -> Result<(), Reject> {
         self.replica.upgrade_canister(canister, wasm, arg, sender).map(|_| ()).map_err(reject)
     }
     fn stop_canister(&mut self, canister: Principal, sender: Principal) -> Result<(), Reject> {
@@ -65,7 +77,13 @@ impl Ic for LocalBackend {
         let (result, report) = self.replica.query_call(canister, sender, method, payload);
         CallOutcome { result: result.map_err(reject), cost: cost(&report) }
     }
-    fn submit_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<u64, Reject> {
+    fn submit_call(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> Result<u64, Reject> {
         self.replica.submit_call(canister, sender, method, payload).map_err(reject)
     }
     fn await_call(&mut self, id: u64) -> CallOutcome {

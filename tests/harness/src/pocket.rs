@@ -43,12 +43,22 @@ impl Ic for PocketIcBackend {
         self.pic.add_cycles(id, CYCLES);
         id
     }
-    fn install_canister(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<(), Reject> {
-        self.pic
-            .reinstall_canister(canister, wasm.to_vec(), arg, Some(sender))
-            .map_err(reject)
+    fn install_canister(
+        &mut self,
+        canister: Principal,
+        wasm: &[u8],
+        arg: Vec<u8>,
+        sender: Principal,
+    ) -> Result<(), Reject> {
+        self.pic.reinstall_canister(canister, wasm.to_vec(), arg, Some(sender)).map_err(reject)
     }
-    fn upgrade_canister(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<(), Reject> {
+    fn upgrade_canister(
+        &mut self,
+        canister: Principal,
+        wasm: &[u8],
+        arg: Vec<u8>,
+        sender: Principal,
+    ) -> Result<(), Reject> {
         self.pic.upgrade_canister(canister, wasm.to_vec(), arg, Some(sender)).map_err(reject)
     }
     fn stop_canister(&mut self, canister: Principal, sender: Principal) -> Result<(), Reject> {
@@ -65,7 +75,13 @@ impl Ic for PocketIcBackend {
         let result = self.pic.query_call(canister, sender, method, payload).map_err(reject);
         CallOutcome { result, cost: CallCost::default() }
     }
-    fn submit_call(&mut self, canister: Principal, sender: Principal, method: &str, payload: Vec<u8>) -> Result<u64, Reject> {
+    fn submit_call(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> Result<u64, Reject> {
         let id = self.pic.submit_call(canister, sender, method, payload).map_err(reject)?;
         self.submitted.push(id);
         Ok(self.submitted.len() as u64 - 1)

@@ -2,8 +2,8 @@
 //! integration, who may call, determinism across budgets and upgrades, bad inputs, queries,
 //! concurrent jobs, the queue limit and stopping with jobs in flight.
 
-use canister_harness::deploy::Deployment;
 use agency_api::{AgencyError, Document};
+use canister_harness::deploy::Deployment;
 use canister_harness::{await_call, submit_call, user, Call, CallCost};
 use inference_api::{
     ClassifyRequest, Inference, InferenceError, InputTensor, NotAuthorized, Profile, Role, RoleError, TensorData,
@@ -23,7 +23,6 @@ fn deployed() -> (Deployment, Case) {
 fn input(c: &Case) -> InputTensor {
     InputTensor { shape: c.input_shape.iter().map(|&d| d as u64).collect(), data: TensorData::F32(c.input.clone()) }
 }
-
 
 /// Raw outputs as an explicitly allowed user calling `infer` by ingress.
 fn infer(d: &mut Deployment, c: &Case) -> (Inference, CallCost) {
@@ -105,7 +104,13 @@ fn outputs_match_onnxruntime_and_are_bit_identical_across_budgets_and_an_upgrade
     }
     assert!(messages[0] > messages[1] && messages[1] > messages[2] && messages[3] == 1, "{messages:?}");
     // After an upgrade the plan is rebuilt from stable memory: same bits.
-    d.ic.upgrade_canister(d.inference, &canister_harness::canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), d.controller).unwrap();
+    d.ic.upgrade_canister(
+        d.inference,
+        &canister_harness::canister_wasm("inference_canister"),
+        candid::encode_args(()).unwrap(),
+        d.controller,
+    )
+    .unwrap();
     let (after, _) = infer(&mut d, &c);
     assert_eq!(bits(&after), bits(&whole));
 }
@@ -127,8 +132,13 @@ fn bad_inputs_get_typed_errors() {
     assert!(matches!(call(MODEL, short), Err(InferenceError::InvalidInput(m)) if m.contains("elements")));
     let mut nan = c.input.clone();
     nan[17] = f32::NAN;
-    assert!(matches!(call(MODEL, InputTensor { data: TensorData::F32(nan), ..input(&c) }), Err(InferenceError::InvalidInput(m)) if m.contains("not finite")));
-    let bytes = InputTensor { shape: input(&c).shape, data: TensorData::U8(serde_bytes::ByteBuf::from(vec![0u8; c.input.len()])) };
+    assert!(
+        matches!(call(MODEL, InputTensor { data: TensorData::F32(nan), ..input(&c) }), Err(InferenceError::InvalidInput(m)) if m.contains("not finite"))
+    );
+    let bytes = InputTensor {
+        shape: input(&c).shape,
+        data: TensorData::U8(serde_bytes::ByteBuf::from(vec![0u8; c.input.len()])),
+    };
     assert!(matches!(call(MODEL, bytes), Err(InferenceError::InvalidInput(m)) if m.contains("F32")));
     // Still serving.
     assert!(call(MODEL, input(&c)).is_ok());
@@ -196,7 +206,13 @@ fn stopping_with_jobs_in_flight_ends_them_with_a_typed_error_then_upgrade_and_se
     }
     d.ic.stop_canister(d.inference, d.controller).expect("the canister stops");
     assert_eq!(await_infer(&mut d, &c, job), Err(InferenceError::Stopping));
-    d.ic.upgrade_canister(d.inference, &canister_harness::canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), d.controller).unwrap();
+    d.ic.upgrade_canister(
+        d.inference,
+        &canister_harness::canister_wasm("inference_canister"),
+        candid::encode_args(()).unwrap(),
+        d.controller,
+    )
+    .unwrap();
     d.ic.start_canister(d.inference, d.controller).unwrap();
     let job = submit_infer(&mut d, &c, user(5));
     assert!(await_infer(&mut d, &c, job).is_ok());

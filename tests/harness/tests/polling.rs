@@ -5,11 +5,12 @@
 
 use std::time::Duration;
 
+use candid::Principal;
 use canister_harness::deploy::Deployment;
 use canister_harness::{user, LocalBackend};
-use candid::Principal;
 use inference_api::{
-    ClassifyRequest, InferRequest, InferenceError, InputTensor, JobError, JobRequest, JobResult, JobStatus, TensorData, RESULT_TTL_NS,
+    ClassifyRequest, InferRequest, InferenceError, InputTensor, JobError, JobRequest, JobResult, JobStatus, TensorData,
+    RESULT_TTL_NS,
 };
 use inference_client::calls;
 use model_testdata::{case, Case};
@@ -32,7 +33,10 @@ fn deployed(backend: Option<Box<dyn canister_harness::Ic>>) -> (Deployment, Case
 }
 
 fn classify_request(c: &Case) -> ClassifyRequest {
-    let input = InputTensor { shape: c.input_shape.iter().map(|&d| d as u64).collect(), data: TensorData::F32(c.input.clone()) };
+    let input = InputTensor {
+        shape: c.input_shape.iter().map(|&d| d as u64).collect(),
+        data: TensorData::F32(c.input.clone()),
+    };
     ClassifyRequest { model: MODEL.into(), version: None, input, top_k: Some(2) }
 }
 
@@ -76,7 +80,10 @@ fn a_submitted_job_runs_on_and_its_result_is_classifys_answer_for_its_owner_only
     assert!(matches!(status(&mut d, user(OWNER), job), Ok(JobStatus::Running { .. })));
     assert!(matches!(result(&mut d, user(OWNER), job), Err(JobError::Pending { .. })));
     let seen = poll_until_finished(&mut d, job);
-    let progress: Vec<u32> = seen.iter().filter_map(|s| if let JobStatus::Running { steps_done, .. } = s { Some(*steps_done) } else { None }).collect();
+    let progress: Vec<u32> = seen
+        .iter()
+        .filter_map(|s| if let JobStatus::Running { steps_done, .. } = s { Some(*steps_done) } else { None })
+        .collect();
     assert!(progress.windows(2).all(|w| w[0] <= w[1]), "progress goes forward: {progress:?}");
     assert!(progress.last() > progress.first(), "progress was reported: {progress:?}");
     assert!(matches!(seen.last(), Some(JobStatus::Done { .. })), "{seen:?}");
@@ -112,7 +119,11 @@ fn a_submitted_job_runs_on_and_its_result_is_classifys_answer_for_its_owner_only
 #[test]
 fn raw_inference_jobs_return_output_tensors() {
     let (mut d, c) = deployed(None);
-    let request = JobRequest::Infer(InferRequest { model: MODEL.into(), version: None, inputs: vec![classify_request(&c).input] });
+    let request = JobRequest::Infer(InferRequest {
+        model: MODEL.into(),
+        version: None,
+        inputs: vec![classify_request(&c).input],
+    });
     let job = submit(&mut d, user(OWNER), request).unwrap();
     poll_until_finished(&mut d, job);
     let Ok(JobResult::Inference(out)) = result(&mut d, user(OWNER), job) else { panic!("an inference") };
@@ -131,7 +142,10 @@ fn cancel_stops_a_running_job_and_frees_its_slot_and_discards_a_finished_one() {
     let job = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
     d.ic.tick();
     // The one slot is taken.
-    assert!(matches!(submit(&mut d, user(OTHER), JobRequest::Classify(classify_request(&c))), Err(JobError::Inference(InferenceError::Busy { .. }))));
+    assert!(matches!(
+        submit(&mut d, user(OTHER), JobRequest::Classify(classify_request(&c))),
+        Err(JobError::Inference(InferenceError::Busy { .. }))
+    ));
     cancel(&mut d, user(OWNER), job).unwrap();
     assert!(matches!(status(&mut d, user(OWNER), job), Ok(JobStatus::Cancelled { .. })));
     assert_eq!(result(&mut d, user(OWNER), job), Err(JobError::Cancelled));
@@ -166,14 +180,18 @@ fn stop_and_upgrade_while_jobs_run_leave_typed_errors_for_their_owners() {
     let wasm = canister_harness::canister_wasm("inference_canister");
     d.ic.upgrade_canister(d.inference, &wasm, candid::encode_args(()).unwrap(), d.controller).unwrap();
     d.ic.start_canister(d.inference, d.controller).unwrap();
-    assert!(matches!(status(&mut d, user(OWNER), stopped), Ok(JobStatus::Failed { error: InferenceError::Stopping, .. })));
+    assert!(matches!(
+        status(&mut d, user(OWNER), stopped),
+        Ok(JobStatus::Failed { error: InferenceError::Stopping, .. })
+    ));
     assert_eq!(result(&mut d, user(OWNER), stopped), Err(JobError::Inference(InferenceError::Stopping)));
     // Upgraded without a stop: the job's task died with the old heap; it is reported, not lost.
     let upgraded = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
     for _ in 0..3 {
         d.ic.tick();
     }
-    d.ic.upgrade_canister(d.inference, &wasm, candid::encode_args(()).unwrap(), d.controller).expect("the IC upgrades a running canister");
+    d.ic.upgrade_canister(d.inference, &wasm, candid::encode_args(()).unwrap(), d.controller)
+        .expect("the IC upgrades a running canister");
     match status(&mut d, user(OWNER), upgraded) {
         Ok(JobStatus::Interrupted { .. }) => {}
         other => panic!("{other:?}"),

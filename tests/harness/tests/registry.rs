@@ -2,8 +2,8 @@
 //! interrupted, carried across an upgrade, resumed, verified and activated; bad inputs refused
 //! with typed errors while the previous version keeps serving; roles enforced.
 
-use canister_harness::deploy::Deployment;
 use agency_api::Document;
+use canister_harness::deploy::Deployment;
 use canister_harness::user;
 use inference_api::{
     DType, InferenceError, InputTensor, NotAuthorized, RegistryError, Role, RoleError, TensorData, TensorSpec,
@@ -16,15 +16,32 @@ use sha2::{Digest, Sha256};
 
 const CHUNK: usize = 1024 * 1024;
 
-fn put(d: &mut Deployment, sender: candid::Principal, id: u64, bytes: &[u8], index: usize) -> (Result<UploadStatus, RegistryError>, Option<u64>) {
+fn put(
+    d: &mut Deployment,
+    sender: candid::Principal,
+    id: u64,
+    bytes: &[u8],
+    index: usize,
+) -> (Result<UploadStatus, RegistryError>, Option<u64>) {
     let chunk = &bytes[index * CHUNK..((index + 1) * CHUNK).min(bytes.len())];
-    let arg = UploadChunk { upload_id: id, index: index as u32, bytes: serde_bytes::ByteBuf::from(chunk.to_vec()), sha256: Sha256::digest(chunk).to_vec() };
+    let arg = UploadChunk {
+        upload_id: id,
+        index: index as u32,
+        bytes: serde_bytes::ByteBuf::from(chunk.to_vec()),
+        sha256: Sha256::digest(chunk).to_vec(),
+    };
     let (r, cost) = d.call(sender, calls::upload_chunk(&arg));
     (r.unwrap(), cost.instructions)
 }
 
 fn upgrade(d: &mut Deployment) {
-    d.ic.upgrade_canister(d.inference, &canister_harness::canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), d.controller).expect("upgrade");
+    d.ic.upgrade_canister(
+        d.inference,
+        &canister_harness::canister_wasm("inference_canister"),
+        candid::encode_args(()).unwrap(),
+        d.controller,
+    )
+    .expect("upgrade");
 }
 
 fn active(d: &mut Deployment, name: &str) -> Option<u32> {
@@ -38,8 +55,12 @@ fn a_real_model_survives_shuffling_duplicates_an_interruption_and_upgrades() {
     let model = &c.model;
     assert!(model.len() > 6_000_000);
     let request = UploadRequest {
-        name: "orientation".into(), size: model.len() as u64, sha256: Sha256::digest(model).to_vec(), chunk_size: CHUNK as u32,
-        description: "document orientation (PP-LCNet)".into(), labels: vec![],
+        name: "orientation".into(),
+        size: model.len() as u64,
+        sha256: Sha256::digest(model).to_vec(),
+        chunk_size: CHUNK as u32,
+        description: "document orientation (PP-LCNet)".into(),
+        labels: vec![],
         inputs: Some(vec![TensorSpec { name: "x".into(), shape: vec![1, 3, 224, 224], dtype: DType::F32 }]),
     };
     let maintainer = d.maintainer;
@@ -60,7 +81,9 @@ fn a_real_model_survives_shuffling_duplicates_an_interruption_and_upgrades() {
     // The uploader resumes from the canister's missing list: it finds the unfinished upload.
     let (status, _) = d.call(maintainer, calls::upload_status(t.upload_id));
     assert_eq!(status.unwrap().unwrap().missing, vec![0, 1, 3, 5]);
-    let info = d.upload_as(d.maintainer, "orientation", model, vec![], request.inputs.clone(), CHUNK as u32).expect("resumed upload");
+    let info = d
+        .upload_as(d.maintainer, "orientation", model, vec![], request.inputs.clone(), CHUNK as u32)
+        .expect("resumed upload");
     assert_eq!((info.version, info.sha256.clone()), (1, Sha256::digest(model).to_vec()));
     // Labels from the model's own metadata (`character`).
     assert_eq!(info.labels, vec!["0", "90", "180", "270"]);
@@ -96,7 +119,9 @@ fn bad_uploads_are_refused_with_typed_errors_and_the_active_version_keeps_servin
     }
     let unheard = model_testdata::onnx::unsupported_operator_model();
     match d.upload_as(d.maintainer, "cls", &unheard, vec![], inputs.clone(), 64 * 1024) {
-        Err(UploadError::Registry(RegistryError::UnsupportedOperators(ops))) => assert_eq!(ops, ["com.example::Unheard"]),
+        Err(UploadError::Registry(RegistryError::UnsupportedOperators(ops))) => {
+            assert_eq!(ops, ["com.example::Unheard"])
+        }
         other => panic!("{other:?}"),
     }
     // Activating a version that does not exist; a maintainer cannot grant roles.
@@ -106,16 +131,27 @@ fn bad_uploads_are_refused_with_typed_errors_and_the_active_version_keeps_servin
     let (r, _) = d.call(maintainer, calls::grant_maintainer(user(8)));
     assert_eq!(r.unwrap(), Err(RoleError::NotAuthorized(NotAuthorized { caller: maintainer, needs: Role::Admin })));
     // A chunk with the wrong hash, to an upload that exists.
-    let request =
-        UploadRequest { name: "cls".into(), size: 10, sha256: vec![1; 32], chunk_size: 10, description: String::new(), labels: vec![], inputs: None };
+    let request = UploadRequest {
+        name: "cls".into(),
+        size: 10,
+        sha256: vec![1; 32],
+        chunk_size: 10,
+        description: String::new(),
+        labels: vec![],
+        inputs: None,
+    };
     let id = d.call(maintainer, calls::upload_start(&request)).0.unwrap().unwrap().upload_id;
-    let bad = UploadChunk { upload_id: id, index: 0, bytes: serde_bytes::ByteBuf::from(vec![0; 10]), sha256: vec![0; 32] };
+    let bad =
+        UploadChunk { upload_id: id, index: 0, bytes: serde_bytes::ByteBuf::from(vec![0; 10]), sha256: vec![0; 32] };
     d.call(maintainer, calls::upload_chunk(&bad)).0.unwrap().unwrap();
     let (r, _) = d.call(maintainer, calls::upload_finish(id));
     assert_eq!(r.unwrap(), Err(RegistryError::CorruptChunks { indices: vec![0] }));
     // Through all of it version 1 stayed active and serving.
     assert_eq!(active(&mut d, "cls"), Some(1));
-    let image = InputTensor { shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(c.input.clone()) };
+    let image = InputTensor {
+        shape: c.input_shape.iter().map(|&x| x as u64).collect(),
+        data: TensorData::F32(c.input.clone()),
+    };
     let (decision, _) = d.call_agency(user(9), agency_api::calls::decide(&Document { id: "d1".into(), image }));
     assert_eq!(decision.unwrap().unwrap().model.version, 1);
 }
@@ -178,7 +214,13 @@ fn a_plan_too_big_for_one_message_gets_a_typed_error_and_nothing_breaks() {
     assert!(classify(&mut d).is_ok(), "the cached plan of v1 serves under the low limit");
     // After an upgrade the plan is rebuilt lazily, in its own message: under the low limit the
     // caller gets a typed error; with the IC's limit back, the same call succeeds.
-    d.ic.upgrade_canister(d.inference, &canister_harness::canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), d.controller).unwrap();
+    d.ic.upgrade_canister(
+        d.inference,
+        &canister_harness::canister_wasm("inference_canister"),
+        candid::encode_args(()).unwrap(),
+        d.controller,
+    )
+    .unwrap();
     match classify(&mut d) {
         Err(InferenceError::Engine(why)) => assert!(why.contains("did not complete in one message"), "{why}"),
         other => panic!("{other:?}"),

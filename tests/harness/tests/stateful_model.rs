@@ -10,11 +10,24 @@ use inference_client::calls;
 use model_testdata::{case, Case};
 
 fn specs(c: &Case) -> Vec<TensorSpec> {
-    c.inputs.iter().map(|t| TensorSpec { name: t.name.clone(), shape: t.shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 }).collect()
+    c.inputs
+        .iter()
+        .map(|t| TensorSpec {
+            name: t.name.clone(),
+            shape: t.shape.iter().map(|&d| d as i64).collect(),
+            dtype: DType::F32,
+        })
+        .collect()
 }
 
 fn tensors(c: &Case) -> Vec<InputTensor> {
-    c.inputs.iter().map(|t| InputTensor { shape: t.shape.iter().map(|&d| d as u64).collect(), data: TensorData::F32(t.data.clone()) }).collect()
+    c.inputs
+        .iter()
+        .map(|t| InputTensor {
+            shape: t.shape.iter().map(|&d| d as u64).collect(),
+            data: TensorData::F32(t.data.clone()),
+        })
+        .collect()
 }
 
 fn publish(d: &mut Deployment, name: &str, c: &Case) {

@@ -8,7 +8,6 @@ use inference_api::{InputTensor, TensorData};
 use inference_client::calls;
 use model_testdata::{argmax, case, tolerance, variants};
 
-
 fn check_model(model: &str) {
     let mut d = Deployment::new(model);
     d.as_admin(calls::allow_caller(user(5))).unwrap();
@@ -19,7 +18,10 @@ fn check_model(model: &str) {
         let inputs: Vec<InputTensor> = c
             .inputs
             .iter()
-            .map(|t| InputTensor { shape: t.shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(t.data.clone()) })
+            .map(|t| InputTensor {
+                shape: t.shape.iter().map(|&x| x as u64).collect(),
+                data: TensorData::F32(t.data.clone()),
+            })
             .collect();
         // Every output's bits, and the outputs themselves.
         let run = |d: &mut Deployment, budget: u64| {
@@ -44,7 +46,13 @@ fn check_model(model: &str) {
             messages.push(m);
         }
         assert!(messages[0] > messages[1], "{name}: {messages:?}");
-        d.ic.upgrade_canister(d.inference, &canister_harness::canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), d.controller).unwrap();
+        d.ic.upgrade_canister(
+            d.inference,
+            &canister_harness::canister_wasm("inference_canister"),
+            candid::encode_args(()).unwrap(),
+            d.controller,
+        )
+        .unwrap();
         assert_eq!(run(&mut d, 30_000_000_000).0, bits, "{name} after an upgrade");
         eprintln!("{name}: max |Δ| {worst:.2e}, bit-identical over {messages:?} messages and an upgrade");
     }

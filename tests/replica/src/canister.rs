@@ -52,9 +52,10 @@ impl ModuleCache {
         if let Some(m) = self.compiled.lock().unwrap().get(&hash) {
             return Ok(m.clone());
         }
-        let file = self.dir.as_ref().map(|d| {
-            d.join(format!("{}-{:016x}.cwasm", hex::encode(hash), engine_fingerprint(&self.engine)))
-        });
+        let file = self
+            .dir
+            .as_ref()
+            .map(|d| d.join(format!("{}-{:016x}.cwasm", hex::encode(hash), engine_fingerprint(&self.engine))));
         let module = match file.as_ref().filter(|f| f.exists()) {
             // SAFETY: the file was written by `Module::serialize` of this same wasmtime version
             // (its name carries the version) from a module whose hash it carries.
@@ -175,10 +176,7 @@ impl Instantiated {
         let grown = self.heap_bytes() != snap.heap.len() as u64;
         if grown {
             // Wasm memory cannot shrink: start a fresh instance and put the old heap back.
-            let host = std::mem::replace(
-                self.store.data_mut(),
-                Host::new(candid::Principal::anonymous(), vec![], 0),
-            );
+            let host = std::mem::replace(self.store.data_mut(), Host::new(candid::Principal::anonymous(), vec![], 0));
             let mut fresh = Instantiated::new(linker, self.module.clone(), self.wasm_hash, host)?;
             fresh.store.data_mut().running = false;
             let memory = fresh.store.data().memory.expect("memory");
@@ -235,17 +233,15 @@ impl Instantiated {
     fn call(&mut self, entry: &Entry) -> wasmtime::Result<()> {
         match entry {
             Entry::Export(name) => {
-                let f = self
-                    .instance
-                    .get_typed_func::<(), ()>(&mut self.store, name)
-                    .map_err(|_| wasmtime::Error::new(CanisterTrap(format!("Canister has no exported function `{name}`"))))?;
+                let f = self.instance.get_typed_func::<(), ()>(&mut self.store, name).map_err(|_| {
+                    wasmtime::Error::new(CanisterTrap(format!("Canister has no exported function `{name}`")))
+                })?;
                 f.call(&mut self.store, ())
             }
             Entry::Table { fun, env } => {
-                let table = self
-                    .instance
-                    .get_table(&mut self.store, TABLE_EXPORT)
-                    .ok_or_else(|| wasmtime::Error::new(CanisterTrap("callback into a module without a table".into())))?;
+                let table = self.instance.get_table(&mut self.store, TABLE_EXPORT).ok_or_else(|| {
+                    wasmtime::Error::new(CanisterTrap("callback into a module without a table".into()))
+                })?;
                 let Some(Ref::Func(Some(f))) = table.get(&mut self.store, *fun as u64) else {
                     return Err(wasmtime::Error::new(CanisterTrap(format!("callback {fun} is not a function"))));
                 };
@@ -276,4 +272,3 @@ pub fn load_module(cache: &ModuleCache, wasm: &[u8]) -> Result<(Module, [u8; 32]
     let prepared = module_prep::prepare(&wasm).map_err(|e| format!("{e:#}"))?;
     Ok((cache.compile(&prepared).map_err(|e| format!("{e:?}"))?, hash))
 }
-

@@ -26,10 +26,9 @@ pub const MEMORY_GROW_COST: u64 = 300;
 pub fn ic_cost(op: &str) -> u64 {
     match op {
         "Block" | "Loop" | "Else" | "End" => 0,
-        "I32DivS" | "I32DivU" | "I32RemS" | "I32RemU" | "I64DivS" | "I64DivU" | "I64RemS"
-        | "I64RemU" => 10,
-        "F32Add" | "F32Sub" | "F32Mul" | "F32Ceil" | "F32Floor" | "F32Trunc" | "F32Nearest"
-        | "F64Add" | "F64Sub" | "F64Mul" | "F64Ceil" | "F64Floor" | "F64Trunc" | "F64Nearest" => 2,
+        "I32DivS" | "I32DivU" | "I32RemS" | "I32RemU" | "I64DivS" | "I64DivU" | "I64RemS" | "I64RemU" => 10,
+        "F32Add" | "F32Sub" | "F32Mul" | "F32Ceil" | "F32Floor" | "F32Trunc" | "F32Nearest" | "F64Add" | "F64Sub"
+        | "F64Mul" | "F64Ceil" | "F64Floor" | "F64Trunc" | "F64Nearest" => 2,
         "F32Div" => 3,
         "F64Div" => 5,
         "F32Min" | "F32Max" | "F64Min" | "F64Max" => 18,
@@ -37,8 +36,8 @@ pub fn ic_cost(op: &str) -> u64 {
         "F64Copysign" => 3,
         "F32Sqrt" => 5,
         "F64Sqrt" => 8,
-        "F32Eq" | "F32Ne" | "F32Lt" | "F32Gt" | "F32Le" | "F32Ge" | "F64Eq" | "F64Ne" | "F64Lt"
-        | "F64Gt" | "F64Le" | "F64Ge" => 3,
+        "F32Eq" | "F32Ne" | "F32Lt" | "F32Gt" | "F32Le" | "F32Ge" | "F64Eq" | "F64Ne" | "F64Lt" | "F64Gt" | "F64Le"
+        | "F64Ge" => 3,
         "F32ConvertI32S" | "F64ConvertI64S" | "F32ConvertI64S" | "F64ConvertI32S" => 3,
         "F64ConvertI32U" | "F32ConvertI64U" | "F32ConvertI32U" | "F64ConvertI64U" => 16,
         op if op.starts_with("I32TruncSat") || op.starts_with("I64TruncSat") => 20,
@@ -67,18 +66,17 @@ pub fn ic_cost(op: &str) -> u64 {
         "I16x8ExtMulHighI8x16S" | "I16x8ExtMulHighI8x16U" => 2,
         "I32x4ExtAddPairwiseI16x8U" => 3,
         "I32x4Shl" | "I32x4ShrS" | "I32x4ShrU" | "I32x4Mul" => 2,
-        "I32x4ExtMulLowI16x8S" | "I32x4ExtMulHighI16x8S" | "I32x4ExtMulLowI16x8U"
-        | "I32x4ExtMulHighI16x8U" => 2,
+        "I32x4ExtMulLowI16x8S" | "I32x4ExtMulHighI16x8S" | "I32x4ExtMulLowI16x8U" | "I32x4ExtMulHighI16x8U" => 2,
         "I64x2Shl" | "I64x2ShrU" => 2,
         "I64x2ShrS" => 3,
         "I64x2Mul" => 4,
-        "F32x4Ceil" | "F32x4Floor" | "F32x4Trunc" | "F32x4Nearest" | "F32x4Abs" | "F32x4Neg"
-        | "F32x4Add" | "F32x4Sub" | "F32x4Mul" => 2,
+        "F32x4Ceil" | "F32x4Floor" | "F32x4Trunc" | "F32x4Nearest" | "F32x4Abs" | "F32x4Neg" | "F32x4Add"
+        | "F32x4Sub" | "F32x4Mul" => 2,
         "F32x4Sqrt" => 5,
         "F32x4Div" => 10,
         "F32x4Min" | "F32x4Max" => 4,
-        "F64x2Ceil" | "F64x2Floor" | "F64x2Trunc" | "F64x2Nearest" | "F64x2Abs" | "F64x2Neg"
-        | "F64x2Add" | "F64x2Sub" | "F64x2Mul" => 2,
+        "F64x2Ceil" | "F64x2Floor" | "F64x2Trunc" | "F64x2Nearest" | "F64x2Abs" | "F64x2Neg" | "F64x2Add"
+        | "F64x2Sub" | "F64x2Mul" => 2,
         "F64x2Sqrt" => 14,
         "F64x2Div" => 12,
         "F64x2Min" => 4,

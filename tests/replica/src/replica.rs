@@ -210,10 +210,18 @@ impl LocalReplica {
         self.canisters.get(&canister).map(|c| c.host().controllers.clone()).unwrap_or_default()
     }
 
-    pub fn set_controllers(&mut self, canister: Principal, sender: Principal, controllers: Vec<Principal>) -> Result<(), Reject> {
+    pub fn set_controllers(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        controllers: Vec<Principal>,
+    ) -> Result<(), Reject> {
         let c = self.canister_mut(canister)?;
         if !c.host().controllers.contains(&sender) {
-            return Err(reject(RejectCode::CanisterError, format!("Only controllers of canister {canister} can change its settings")));
+            return Err(reject(
+                RejectCode::CanisterError,
+                format!("Only controllers of canister {canister} can change its settings"),
+            ));
         }
         c.host_mut().controllers = controllers;
         Ok(())
@@ -259,12 +267,22 @@ impl LocalReplica {
     /// Installs, reinstalls or upgrades `wasm` (optionally gzipped), running `canister_init` or
     /// `canister_pre_upgrade` + `canister_post_upgrade` with `arg` within the 300 B install
     /// budget. Anything failing leaves the canister exactly as it was.
-    pub fn install_code(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, mode: InstallMode, sender: Principal) -> Result<CallReport, Reject> {
+    pub fn install_code(
+        &mut self,
+        canister: Principal,
+        wasm: &[u8],
+        arg: Vec<u8>,
+        mode: InstallMode,
+        sender: Principal,
+    ) -> Result<CallReport, Reject> {
         let time = self.time_nanos;
         let (module, hash) = load_module(&self.cache, wasm).map_err(|e| reject(RejectCode::CanisterError, e))?;
         let c = self.canister_mut(canister)?;
         if !c.host().controllers.contains(&sender) {
-            return Err(reject(RejectCode::CanisterError, format!("Only controllers of canister {canister} can install code")));
+            return Err(reject(
+                RejectCode::CanisterError,
+                format!("Only controllers of canister {canister} can install code"),
+            ));
         }
         match (mode, c.instance.is_some()) {
             (InstallMode::Install, true) => {
@@ -277,7 +295,12 @@ impl LocalReplica {
         }
         let mut records = Vec::new();
         let mut budget = limits::INSTALL_INSTRUCTIONS;
-        let mut run = |inst: &mut Instantiated, linker: &Linker<Host>, kind: MessageKind, export: &str, arg: Vec<u8>| -> Result<(), String> {
+        let mut run = |inst: &mut Instantiated,
+                       linker: &Linker<Host>,
+                       kind: MessageKind,
+                       export: &str,
+                       arg: Vec<u8>|
+         -> Result<(), String> {
             if !inst.has_export(export) {
                 return Ok(());
             }
@@ -345,11 +368,23 @@ impl LocalReplica {
         }
     }
 
-    pub fn install_canister(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<CallReport, Reject> {
+    pub fn install_canister(
+        &mut self,
+        canister: Principal,
+        wasm: &[u8],
+        arg: Vec<u8>,
+        sender: Principal,
+    ) -> Result<CallReport, Reject> {
         self.install_code(canister, wasm, arg, InstallMode::Install, sender)
     }
 
-    pub fn upgrade_canister(&mut self, canister: Principal, wasm: &[u8], arg: Vec<u8>, sender: Principal) -> Result<CallReport, Reject> {
+    pub fn upgrade_canister(
+        &mut self,
+        canister: Principal,
+        wasm: &[u8],
+        arg: Vec<u8>,
+        sender: Principal,
+    ) -> Result<CallReport, Reject> {
         self.install_code(canister, wasm, arg, InstallMode::Upgrade, sender)
     }
 
@@ -413,7 +448,17 @@ impl LocalReplica {
         for id in due {
             self.canisters.get_mut(&id).unwrap().host_mut().global_timer = 0;
             let context = self.open_context(id, id, Origin::System);
-            self.execute_in_context(id, context, Entry::Export("canister_global_timer".into()), MessageKind::GlobalTimer, id, "canister_global_timer", vec![], None, 0);
+            self.execute_in_context(
+                id,
+                context,
+                Entry::Export("canister_global_timer".into()),
+                MessageKind::GlobalTimer,
+                id,
+                "canister_global_timer",
+                vec![],
+                None,
+                0,
+            );
         }
         for _ in 0..self.queue.len() {
             let Some(message) = self.queue.pop_front() else { break };
@@ -426,20 +471,38 @@ impl LocalReplica {
 
     /// An ingress update call: inspect_message, then the call and every message it causes,
     /// until the reply. The report covers all of those messages.
-    pub fn update_call(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> (Result<Vec<u8>, Reject>, CallReport) {
+    pub fn update_call(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> (Result<Vec<u8>, Reject>, CallReport) {
         let start = self.records.len();
         let result = self.submit_and_await(canister, sender, method, arg);
         (result, CallReport::from_records(self.records[start..].to_vec()))
     }
 
-    fn submit_and_await(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, Reject> {
+    fn submit_and_await(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<Vec<u8>, Reject> {
         let id = self.submit(canister, sender, method, arg)?;
         self.await_result(id)
     }
 
     /// Submits an ingress update without executing it (PocketIC's `submit_call`): after
     /// inspect_message accepts it, it waits in the queue with everything else.
-    pub fn submit_call(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> Result<u64, Reject> {
+    pub fn submit_call(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> Result<u64, Reject> {
         self.submit(canister, sender, method, arg)
     }
 
@@ -453,16 +516,20 @@ impl LocalReplica {
 
     fn await_result(&mut self, id: u64) -> Result<Vec<u8>, Reject> {
         self.run_queue(|r| r.ingress_results.contains_key(&id));
-        self.ingress_results
-            .remove(&id)
-            .unwrap_or_else(|| Err(reject(RejectCode::SysTransient, "the call did not complete: the message queue ran dry")))
+        self.ingress_results.remove(&id).unwrap_or_else(|| {
+            Err(reject(RejectCode::SysTransient, "the call did not complete: the message queue ran dry"))
+        })
     }
 
     fn submit(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> Result<u64, Reject> {
         if arg.len() > limits::MAX_INGRESS_BYTES {
             return Err(reject(
                 RejectCode::SysFatal,
-                format!("Request payload of {} bytes exceeds the ingress limit of {} bytes", arg.len(), limits::MAX_INGRESS_BYTES),
+                format!(
+                    "Request payload of {} bytes exceeds the ingress limit of {} bytes",
+                    arg.len(),
+                    limits::MAX_INGRESS_BYTES
+                ),
             ));
         }
         let linker = &self.linker;
@@ -477,40 +544,83 @@ impl LocalReplica {
             return Err(reject(RejectCode::DestinationInvalid, format!("Canister {canister} has no code installed")));
         };
         if !inst.has_export(&format!("canister_update {method}")) {
-            return Err(reject(RejectCode::DestinationInvalid, format!("Canister {canister} has no update method '{method}'")));
+            return Err(reject(
+                RejectCode::DestinationInvalid,
+                format!("Canister {canister} has no update method '{method}'"),
+            ));
         }
         if inst.has_export("canister_inspect_message") {
-            let ctx = MessageContext::new(MessageKind::InspectMessage, sender, method, arg.clone(), limits::INSPECT_INSTRUCTIONS);
+            let ctx = MessageContext::new(
+                MessageKind::InspectMessage,
+                sender,
+                method,
+                arg.clone(),
+                limits::INSPECT_INSTRUCTIONS,
+            );
             let exec = inst.execute(linker, &Entry::Export("canister_inspect_message".into()), ctx);
             if let Some(t) = exec.trap {
-                return Err(reject(RejectCode::CanisterError, format!("Canister {canister} trapped in inspect_message: {t}")));
+                return Err(reject(
+                    RejectCode::CanisterError,
+                    format!("Canister {canister} trapped in inspect_message: {t}"),
+                ));
             }
             if !exec.message.accepted {
-                return Err(reject(RejectCode::CanisterReject, format!("Canister {canister} rejected the message (inspect_message did not accept it)")));
+                return Err(reject(
+                    RejectCode::CanisterReject,
+                    format!("Canister {canister} rejected the message (inspect_message did not accept it)"),
+                ));
             }
         }
         let fee = limits::CYCLES_INGRESS_RECEPTION + limits::CYCLES_INGRESS_PER_BYTE * arg.len() as u128;
         c.host_mut().cycles = c.host().cycles.saturating_sub(fee);
         let id = self.fresh_id();
-        self.queue.push_back(Message::Request { to: canister, from: sender, method: method.to_string(), arg, origin: Origin::Ingress(id), cycles: 0 });
+        self.queue.push_back(Message::Request {
+            to: canister,
+            from: sender,
+            method: method.to_string(),
+            arg,
+            origin: Origin::Ingress(id),
+            cycles: 0,
+        });
         Ok(id)
     }
 
     /// A query: runs with the 5 B budget and never changes state.
-    pub fn query_call(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> (Result<Vec<u8>, Reject>, CallReport) {
+    pub fn query_call(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> (Result<Vec<u8>, Reject>, CallReport) {
         let linker = &self.linker;
         let Some(c) = self.canisters.get_mut(&canister) else {
-            return (Err(reject(RejectCode::DestinationInvalid, format!("Canister {canister} not found"))), CallReport::default());
+            return (
+                Err(reject(RejectCode::DestinationInvalid, format!("Canister {canister} not found"))),
+                CallReport::default(),
+            );
         };
         if c.status != CanisterStatus::Running {
-            return (Err(reject(RejectCode::CanisterError, format!("Canister {canister} is not running"))), CallReport::default());
+            return (
+                Err(reject(RejectCode::CanisterError, format!("Canister {canister} is not running"))),
+                CallReport::default(),
+            );
         }
         let Some(inst) = c.instance.as_mut() else {
-            return (Err(reject(RejectCode::DestinationInvalid, format!("Canister {canister} has no code installed"))), CallReport::default());
+            return (
+                Err(reject(RejectCode::DestinationInvalid, format!("Canister {canister} has no code installed"))),
+                CallReport::default(),
+            );
         };
         let export = format!("canister_query {method}");
         if !inst.has_export(&export) {
-            return (Err(reject(RejectCode::DestinationInvalid, format!("Canister {canister} has no query method '{method}'"))), CallReport::default());
+            return (
+                Err(reject(
+                    RejectCode::DestinationInvalid,
+                    format!("Canister {canister} has no query method '{method}'"),
+                )),
+                CallReport::default(),
+            );
         }
         let ctx = MessageContext::new(MessageKind::Query, sender, method, arg, limits::QUERY_INSTRUCTIONS);
         let exec = inst.execute(linker, &Entry::Export(export.clone()), ctx);
@@ -526,7 +636,8 @@ impl LocalReplica {
 
     fn open_context(&mut self, canister: Principal, caller: Principal, origin: Origin) -> u64 {
         let id = self.fresh_id();
-        self.contexts.insert(id, CallContext { canister, caller, origin, replied: false, outstanding: 0, instructions: 0 });
+        self.contexts
+            .insert(id, CallContext { canister, caller, origin, replied: false, outstanding: 0, instructions: 0 });
         id
     }
 
@@ -544,13 +655,27 @@ impl LocalReplica {
 
     fn deliver(&mut self, message: Message) {
         match message {
-            Message::Request { to, from, method, arg, origin, cycles } => self.deliver_request(to, from, method, arg, origin, cycles),
-            Message::Response { to, context, callback, response, from } => self.deliver_response(to, context, callback, response, from),
+            Message::Request { to, from, method, arg, origin, cycles } => {
+                self.deliver_request(to, from, method, arg, origin, cycles)
+            }
+            Message::Response { to, context, callback, response, from } => {
+                self.deliver_response(to, context, callback, response, from)
+            }
         }
     }
 
-    fn deliver_request(&mut self, to: Principal, from: Principal, method: String, arg: Vec<u8>, origin: Origin, cycles: u128) {
-        let refuse = |r: &mut LocalReplica, code, msg: String| r.respond(&origin, Response::Reject { code: code as u32, message: msg }, to);
+    fn deliver_request(
+        &mut self,
+        to: Principal,
+        from: Principal,
+        method: String,
+        arg: Vec<u8>,
+        origin: Origin,
+        cycles: u128,
+    ) {
+        let refuse = |r: &mut LocalReplica, code, msg: String| {
+            r.respond(&origin, Response::Reject { code: code as u32, message: msg }, to)
+        };
         let Some(c) = self.canisters.get(&to) else {
             return refuse(self, RejectCode::DestinationInvalid, format!("Canister {to} not found"));
         };
@@ -565,13 +690,24 @@ impl LocalReplica {
         } else if inst.has_export(&format!("canister_query {method}")) {
             (format!("canister_query {method}"), MessageKind::ReplicatedQuery)
         } else {
-            return refuse(self, RejectCode::DestinationInvalid, format!("Canister {to} has no update method '{method}'"));
+            return refuse(
+                self,
+                RejectCode::DestinationInvalid,
+                format!("Canister {to} has no update method '{method}'"),
+            );
         };
         let context = self.open_context(to, from, origin);
         self.execute_in_context(to, context, Entry::Export(export), kind, from, &method, arg, None, cycles);
     }
 
-    fn deliver_response(&mut self, to: Principal, context: u64, callback: Callback, response: Response, from: Principal) {
+    fn deliver_response(
+        &mut self,
+        to: Principal,
+        context: u64,
+        callback: Callback,
+        response: Response,
+        from: Principal,
+    ) {
         let Some(cc) = self.contexts.get_mut(&context) else { return };
         cc.outstanding -= 1;
         let caller = cc.caller;
@@ -582,10 +718,22 @@ impl LocalReplica {
         }
         let (entry, kind, arg, rejected) = match response {
             Response::Reply(bytes) => (callback.reply, MessageKind::ReplyCallback, bytes, None),
-            Response::Reject { code, message } => (callback.reject, MessageKind::RejectCallback, vec![], Some((code, message))),
+            Response::Reject { code, message } => {
+                (callback.reject, MessageKind::RejectCallback, vec![], Some((code, message)))
+            }
         };
         let _ = from;
-        self.execute_in_context(to, context, Entry::Table { fun: entry.0, env: entry.1 }, kind, caller, "", arg, Some((rejected, callback)), 0);
+        self.execute_in_context(
+            to,
+            context,
+            Entry::Table { fun: entry.0, env: entry.1 },
+            kind,
+            caller,
+            "",
+            arg,
+            Some((rejected, callback)),
+            0,
+        );
     }
 
     /// Runs one message of call context `context` on `canister`, then settles the context:
@@ -614,7 +762,11 @@ impl LocalReplica {
             ctx.reject = Some(reject);
         }
         let exec = if self.injected_trap(canister) {
-            Execution { trap: Some("injected trap (LocalReplica::trap_nth_message)".into()), instructions: 0, message: ctx }
+            Execution {
+                trap: Some("injected trap (LocalReplica::trap_nth_message)".into()),
+                instructions: 0,
+                message: ctx,
+            }
         } else {
             let linker = &self.linker;
             let c = self.canisters.get_mut(&canister).expect("canister exists");
@@ -682,7 +834,11 @@ impl LocalReplica {
             let cc = self.contexts.remove(&context).unwrap();
             if !cc.replied {
                 let message = trap.unwrap_or_else(|| format!("Canister {canister} did not produce a response"));
-                self.respond(&cc.origin, Response::Reject { code: RejectCode::CanisterError as u32, message }, canister);
+                self.respond(
+                    &cc.origin,
+                    Response::Reject { code: RejectCode::CanisterError as u32, message },
+                    canister,
+                );
             }
         }
     }
@@ -697,7 +853,13 @@ impl LocalReplica {
                 self.ingress_results.insert(*id, result);
             }
             Origin::Canister { caller, caller_context, callback } => {
-                self.queue.push_back(Message::Response { to: *caller, context: *caller_context, callback: *callback, response, from });
+                self.queue.push_back(Message::Response {
+                    to: *caller,
+                    context: *caller_context,
+                    callback: *callback,
+                    response,
+                    from,
+                });
             }
             Origin::System => {}
         }

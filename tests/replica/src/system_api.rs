@@ -318,7 +318,15 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap(
         "ic0",
         "call_new",
-        |mut c: Caller<'_, Host>, callee_src: u32, callee_size: u32, name_src: u32, name_size: u32, reply_fun: u32, reply_env: u32, reject_fun: u32, reject_env: u32| {
+        |mut c: Caller<'_, Host>,
+         callee_src: u32,
+         callee_size: u32,
+         name_src: u32,
+         name_size: u32,
+         reply_fun: u32,
+         reply_env: u32,
+         reject_fun: u32,
+         reject_env: u32| {
             syscall(&mut c, cost::CALL_NEW + callee_size as u64 + name_size as u64)?;
             require(&c, "call_new", c.data().message.kind.may_call())?;
             let callee = read(&mut c, "ic0.call_new", callee_src as u64, callee_size as u64)?;
@@ -436,7 +444,9 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
 
 fn check_stable_pages(c: &Caller<'_, Host>) -> HostResult<()> {
     if c.data().stable.accessed_pages() > c.data().message.kind.stable_page_limit() {
-        return trap("Exceeded the limit for the number of accessed pages in the stable memory in a single message execution");
+        return trap(
+            "Exceeded the limit for the number of accessed pages in the stable memory in a single message execution",
+        );
     }
     Ok(())
 }

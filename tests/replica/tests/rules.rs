@@ -47,42 +47,50 @@ const REPLY: u64 = 505;
 #[test]
 fn straight_line_block_costs_the_table_sum() {
     // const 1 + const 1 + add 1 + const 1 + div_u 10 + drop 1 + f32.const 1 + f32.const 1 + max 18 + drop 1
-    let cost = cost_of(r#"(func (export "canister_update f")
+    let cost = cost_of(
+        r#"(func (export "canister_update f")
         i32.const 7 i32.const 5 i32.add i32.const 3 i32.div_u drop
         f32.const 1 f32.const 2 f32.max drop
-        call $msg_reply)"#);
+        call $msg_reply)"#,
+    );
     assert_eq!(cost, 36 + REPLY);
 }
 
 #[test]
 fn loop_of_n_iterations_costs_n_times_its_body() {
     // local.get 1 + const 1 + add 1 + local.tee 1 + const 1 + lt_u 1 + br_if 2 = 8 per iteration
-    let cost = cost_of(r#"(func (export "canister_update f") (local $i i32)
+    let cost = cost_of(
+        r#"(func (export "canister_update f") (local $i i32)
         (loop $l local.get $i i32.const 1 i32.add local.tee $i i32.const 1000 i32.lt_u br_if $l)
-        call $msg_reply)"#);
+        call $msg_reply)"#,
+    );
     assert_eq!(cost, 8 * 1000 + REPLY);
 }
 
 #[test]
 fn calls_and_indirect_calls_cost_5_and_10() {
-    let cost = cost_of(r#"
+    let cost = cost_of(
+        r#"
         (type $t (func (result i32)))
         (table 1 funcref) (elem (i32.const 0) $g)
         (func $g (result i32) i32.const 1)
         (func (export "canister_update f")
           call $g drop
           i32.const 0 call_indirect (type $t) drop
-          call $msg_reply)"#);
+          call $msg_reply)"#,
+    );
     // call 5 + g 1 + drop 1; const 1 + call_indirect 10 + g 1 + drop 1
     assert_eq!(cost, 7 + 13 + REPLY);
 }
 
 #[test]
 fn bulk_memory_charges_its_size() {
-    let cost = cost_of(r#"(func (export "canister_update f")
+    let cost = cost_of(
+        r#"(func (export "canister_update f")
         i32.const 0 i32.const 0 i32.const 4096 memory.fill
         i32.const 100 i32.const 0 i32.const 1000 memory.copy
-        call $msg_reply)"#);
+        call $msg_reply)"#,
+    );
     // 3 consts + fill 100 + 4096 bytes; 3 consts + copy 100 + 1000 bytes
     assert_eq!(cost, 3 + 100 + 4096 + 3 + 100 + 1000 + REPLY);
 }
@@ -90,31 +98,43 @@ fn bulk_memory_charges_its_size() {
 #[test]
 fn system_api_calls_charge_overhead_plus_bytes() {
     // msg_reply_data_append(0, 300): 2 consts + call 5 + 500 + 300 bytes
-    let cost = cost_of(r#"(func (export "canister_update f")
+    let cost = cost_of(
+        r#"(func (export "canister_update f")
         i32.const 0 i32.const 300 call $append
-        call $msg_reply)"#);
+        call $msg_reply)"#,
+    );
     assert_eq!(cost, 2 + 5 + 500 + 300 + REPLY);
     // stable64_grow(1): const + call + 100; stable64_write(0, 0, 10): 3 consts + call + 20 + 10
     // bytes + 1000 for the newly dirtied 4 KiB page
-    let cost = cost_of(r#"(func (export "canister_update f")
+    let cost = cost_of(
+        r#"(func (export "canister_update f")
         i64.const 1 call $stable_grow drop
         i64.const 0 i64.const 0 i64.const 10 call $stable_write
-        call $msg_reply)"#);
+        call $msg_reply)"#,
+    );
     assert_eq!(cost, (1 + 5 + 100 + 1) + (3 + 5 + 20 + 10 + 1000) + REPLY);
 }
 
 /// A module that burns `per_iteration` instructions per loop iteration through memory.fill
 /// (cheap to simulate, priced per byte) in `export`, forever.
 fn burner(export: &str, extra: &str) -> Vec<u8> {
-    module(&format!(r#"(memory 0) (func (export "{export}")
-        (loop $l i32.const 0 i32.const 0 i32.const 1048576 memory.fill br $l)) {extra}"#).replace("(memory 2) (memory 0)", "(memory 17)"))
+    module(
+        &format!(
+            r#"(memory 0) (func (export "{export}")
+        (loop $l i32.const 0 i32.const 0 i32.const 1048576 memory.fill br $l)) {extra}"#
+        )
+        .replace("(memory 2) (memory 0)", "(memory 17)"),
+    )
 }
 
 #[test]
 fn update_traps_at_40_billion_instructions() {
     let mut r = LocalReplica::new();
-    let wasm = wat::parse_str(format!(r#"(module {IMPORTS} (memory 17) (func (export "canister_update f")
-        (loop $l i32.const 0 i32.const 0 i32.const 1048576 memory.fill br $l)))"#)).unwrap();
+    let wasm = wat::parse_str(format!(
+        r#"(module {IMPORTS} (memory 17) (func (export "canister_update f")
+        (loop $l i32.const 0 i32.const 0 i32.const 1048576 memory.fill br $l)))"#
+    ))
+    .unwrap();
     let _ = burner;
     let id = install(&mut r, &wasm);
     let (result, report) = r.update_call(id, Principal::anonymous(), "f", vec![]);
@@ -129,11 +149,14 @@ fn update_traps_at_40_billion_instructions() {
 #[test]
 fn query_and_inspect_limits() {
     let mut r = LocalReplica::new();
-    let wasm = wat::parse_str(format!(r#"(module {IMPORTS} (memory 17)
+    let wasm = wat::parse_str(format!(
+        r#"(module {IMPORTS} (memory 17)
         (func $burn (loop $l i32.const 0 i32.const 0 i32.const 1048576 memory.fill br $l))
         (func (export "canister_query q") call $burn)
         (func (export "canister_update u") call $msg_reply)
-        (func (export "canister_inspect_message") call $burn))"#)).unwrap();
+        (func (export "canister_inspect_message") call $burn))"#
+    ))
+    .unwrap();
     let id = install(&mut r, &wasm);
     let (result, report) = r.query_call(id, Principal::anonymous(), "q", vec![]);
     assert!(result.unwrap_err().message.contains("limit of 5000000000 instructions"));
@@ -146,9 +169,12 @@ fn query_and_inspect_limits() {
 #[test]
 fn ingress_payload_over_2_mib_is_refused_and_reply_over_2_mib_traps() {
     let mut r = LocalReplica::new();
-    let wasm = wat::parse_str(format!(r#"(module {IMPORTS} (memory 64)
+    let wasm = wat::parse_str(format!(
+        r#"(module {IMPORTS} (memory 64)
         (func (export "canister_update f") call $msg_reply)
-        (func (export "canister_update big") i32.const 0 i32.const 2097153 call $append call $msg_reply))"#)).unwrap();
+        (func (export "canister_update big") i32.const 0 i32.const 2097153 call $append call $msg_reply))"#
+    ))
+    .unwrap();
     let id = install(&mut r, &wasm);
     let (ok, _) = r.update_call(id, Principal::anonymous(), "f", vec![0; 2 * 1024 * 1024]);
     assert!(ok.is_ok());
@@ -161,7 +187,8 @@ fn ingress_payload_over_2_mib_is_refused_and_reply_over_2_mib_traps() {
 /// Counter in heap (address 0) and stable memory (offset 0): `inc` adds one to both and
 /// replies; `inc_trap` adds one to both, then traps; `get` replies with both (8 bytes).
 fn counter_module() -> Vec<u8> {
-    module(r#"
+    module(
+        r#"
       (data (i32.const 0) "\00\00\00\00")
       (func $bump
         i32.const 0 i32.const 0 i32.load i32.const 1 i32.add i32.store
@@ -178,7 +205,8 @@ fn counter_module() -> Vec<u8> {
         i32.const 100 memory.grow drop i32.const 0 i32.const 4 call $trap)
       (func (export "canister_update grow_trap")
         i32.const 100 memory.grow drop call $bump i32.const 0 i32.const 4 call $trap)
-    "#)
+    "#,
+    )
 }
 
 fn counters(r: &mut LocalReplica, id: Principal) -> (u32, u32) {
@@ -235,7 +263,8 @@ fn stable_memory_survives_an_upgrade_and_the_heap_resets() {
 fn performance_counter_0_resets_after_an_await_and_1_does_not() {
     // `f` burns 10,000 fill-bytes, then calls its own `noop`; the reply callback replies with
     // performance_counter(0) and (1) as measured at its start.
-    let wasm = module(r#"
+    let wasm = module(
+        r#"
       (type $cb (func (param i32)))
       (table 1 funcref) (elem (i32.const 0) $on_reply)
       (func (export "canister_update noop") call $msg_reply)
@@ -249,7 +278,8 @@ fn performance_counter_0_resets_after_an_await_and_1_does_not() {
         i32.const 300 i32.const 0 call $perf i64.store
         i32.const 308 i32.const 1 call $perf i64.store
         i32.const 300 i32.const 16 call $append call $msg_reply)
-    "#);
+    "#,
+    );
     let mut r = LocalReplica::new();
     let id = install(&mut r, &wasm);
     let (result, report) = r.update_call(id, Principal::anonymous(), "f", vec![]);
@@ -277,8 +307,10 @@ fn modules_the_ic_refuses_are_refused_at_install() {
     assert!(e.contains("not exported by the runtime"), "{e}");
     let e = refused(r#"(module (memory 1) (memory 1))"#);
     assert!(e.contains("memor"), "{e}");
-    let e = refused(r#"(module (memory 1) (func (export "x") (param v128 v128 v128) (result v128)
-        local.get 0 local.get 1 local.get 2 f32x4.relaxed_madd))"#);
+    let e = refused(
+        r#"(module (memory 1) (func (export "x") (param v128 v128 v128) (result v128)
+        local.get 0 local.get 1 local.get 2 f32x4.relaxed_madd))"#,
+    );
     assert!(e.contains("relaxed"), "{e}");
     let e = refused(r#"(module (memory 1) (func (export "canister_bogus")))"#);
     assert!(e.contains("reserved prefix"), "{e}");
@@ -293,16 +325,20 @@ fn modules_the_ic_refuses_are_refused_at_install() {
 #[test]
 fn global_timers_fire_on_tick_after_time_advances() {
     // init arms the timer 1 s ahead; the timer handler writes 1 to heap address 0; `get` replies it.
-    let wasm = wat::parse_str(format!(r#"(module {IMPORTS}
+    let wasm = wat::parse_str(format!(
+        r#"(module {IMPORTS}
         (import "ic0" "global_timer_set" (func $timer_set (param i64) (result i64)))
         (import "ic0" "time" (func $time (result i64)))
         (memory 1)
         (func (export "canister_init") call $time i64.const 1000000000 i64.add call $timer_set drop)
         (func (export "canister_global_timer") i32.const 0 i32.const 1 i32.store)
-        (func (export "canister_query get") i32.const 0 i32.const 4 call $append call $msg_reply))"#)).unwrap();
+        (func (export "canister_query get") i32.const 0 i32.const 4 call $append call $msg_reply))"#
+    ))
+    .unwrap();
     let mut r = LocalReplica::new();
     let id = install(&mut r, &wasm);
-    let fired = |r: &mut LocalReplica| r.query_call(id, Principal::anonymous(), "get", vec![]).0.unwrap() == vec![1, 0, 0, 0];
+    let fired =
+        |r: &mut LocalReplica| r.query_call(id, Principal::anonymous(), "get", vec![]).0.unwrap() == vec![1, 0, 0, 0];
     r.tick();
     assert!(!fired(&mut r), "not due yet");
     r.advance_time(std::time::Duration::from_millis(999));
@@ -318,9 +354,12 @@ fn global_timers_fire_on_tick_after_time_advances() {
 #[test]
 fn install_traps_at_300_billion_instructions_and_leaves_the_canister_empty() {
     let controller = Principal::from_slice(&[7; 29]);
-    let wasm = wat::parse_str(format!(r#"(module {IMPORTS} (memory 17) (func (export "canister_init")
+    let wasm = wat::parse_str(format!(
+        r#"(module {IMPORTS} (memory 17) (func (export "canister_init")
         (loop $l i32.const 0 i32.const 0 i32.const 1048576 memory.fill br $l))
-        (func (export "canister_update f") call $msg_reply))"#)).unwrap();
+        (func (export "canister_update f") call $msg_reply))"#
+    ))
+    .unwrap();
     let mut r = LocalReplica::new();
     let id = r.create_canister(controller);
     let err = r.install_canister(id, &wasm, vec![], controller).unwrap_err();

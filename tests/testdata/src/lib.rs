@@ -41,7 +41,8 @@ pub fn case(model: &str, variant: &str) -> Case {
     let dir = models_dir().join(model).join("testdata").join(variant);
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
     let model_path = dir.join(json["model"].as_str().unwrap());
-    let strings = |key: &str| json[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let strings =
+        |key: &str| json[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>();
     let inputs: Vec<Tensor> = strings("inputs")
         .iter()
         .zip(strings("input_names"))
@@ -86,4 +87,3 @@ pub fn tolerance(variant: &str) -> f32 {
         _ => 2e-2,
     }
 }
-

@@ -19,7 +19,11 @@ use inference_tools::agent::AgentTransport;
 use inference_tools::upload::{upload, Progress, UploadOptions, DEFAULT_CHUNK_BYTES};
 
 #[derive(Parser)]
-#[command(name = "inference-cli", version, about = "Put ONNX models into the on-subnet inference canister and manage them.")]
+#[command(
+    name = "inference-cli",
+    version,
+    about = "Put ONNX models into the on-subnet inference canister and manage them."
+)]
 struct Cli {
     /// `local` (http://127.0.0.1:4943), `ic` (https://icp-api.io), or a replica URL.
     #[arg(long, global = true, default_value = "local", env = "INFERENCE_NETWORK")]
@@ -74,7 +78,11 @@ enum Command {
     /// List every model version.
     List,
     /// Show one version (the active one by default).
-    Info { name: String, #[arg(long)] version: Option<u32> },
+    Info {
+        name: String,
+        #[arg(long)]
+        version: Option<u32>,
+    },
     /// Unfinished uploads and what they still miss.
     Uploads,
     /// Abandon an unfinished upload, freeing its chunks.
@@ -129,7 +137,9 @@ fn identity(cli: &Cli) -> Result<Box<dyn Identity>> {
     if let Ok(id) = Secp256k1Identity::from_pem(&pem[..]) {
         return Ok(Box::new(id));
     }
-    BasicIdentity::from_pem(&pem[..]).map(|id| Box::new(id) as Box<dyn Identity>).map_err(|e| anyhow!("{}: not a secp256k1 or ed25519 PEM key: {e}", path.display()))
+    BasicIdentity::from_pem(&pem[..])
+        .map(|id| Box::new(id) as Box<dyn Identity>)
+        .map_err(|e| anyhow!("{}: not a secp256k1 or ed25519 PEM key: {e}", path.display()))
 }
 
 fn dirs_home() -> PathBuf {
@@ -143,7 +153,11 @@ async fn client(cli: &Cli) -> Result<InferenceClient<AgentTransport>> {
         "ic" => "https://icp-api.io".to_string(),
         url => url.to_string(),
     };
-    let agent = Agent::builder().with_url(url).with_boxed_identity(identity(cli)?).with_ingress_expiry(Duration::from_secs(240)).build()?;
+    let agent = Agent::builder()
+        .with_url(url)
+        .with_boxed_identity(identity(cli)?)
+        .with_ingress_expiry(Duration::from_secs(240))
+        .build()?;
     if cli.network != "ic" {
         agent.fetch_root_key().await.context("fetching the local replica's root key")?;
     }
@@ -157,7 +171,10 @@ fn answer<T, E: std::fmt::Display>(reply: Result<Result<T, E>, CallError>) -> Re
 
 fn print_info(i: &ModelInfo) {
     let sha: String = i.sha256.iter().map(|b| format!("{b:02x}")).collect();
-    println!("{} v{}  {:?} weights, {} bytes, {} parameters, sha256 {sha}", i.name, i.version, i.weight_format, i.size, i.parameters);
+    println!(
+        "{} v{}  {:?} weights, {} bytes, {} parameters, sha256 {sha}",
+        i.name, i.version, i.weight_format, i.size, i.parameters
+    );
     for t in &i.inputs {
         println!("  input  {} {:?} {:?}", t.name, t.shape, t.dtype);
     }
@@ -178,7 +195,8 @@ async fn main() -> Result<()> {
         println!("{}", inference_engine_inspect(&bytes)?);
         if !input_shape.is_empty() {
             let i = inference_engine::model::inspect(&bytes).map_err(|e| anyhow!(e))?;
-            let spec = TensorSpec { name: i.inputs[0].name.clone(), shape: input_shape.clone(), dtype: i.inputs[0].dtype };
+            let spec =
+                TensorSpec { name: i.inputs[0].name.clone(), shape: input_shape.clone(), dtype: i.inputs[0].dtype };
             let macs = inference_engine::model::macs(&bytes, &[spec]).map_err(|e| anyhow!("{e:#}"))?;
             println!("MACs per inference at {input_shape:?}: {macs}");
         }
@@ -186,11 +204,23 @@ async fn main() -> Result<()> {
     }
     let c = client(&cli).await?;
     match &cli.command {
-        Command::Upload { file, name, labels, labels_file, input_shape, description, chunk_bytes, parallel, activate } => {
+        Command::Upload {
+            file,
+            name,
+            labels,
+            labels_file,
+            input_shape,
+            description,
+            chunk_bytes,
+            parallel,
+            activate,
+        } => {
             let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             let mut labels = labels.clone();
             if let Some(f) = labels_file {
-                labels.extend(std::fs::read_to_string(f)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+                labels.extend(
+                    std::fs::read_to_string(f)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from),
+                );
             }
             let inputs = if input_shape.is_empty() {
                 None
@@ -199,9 +229,19 @@ async fn main() -> Result<()> {
                 let first = summary.inputs.first().ok_or_else(|| anyhow!("the model declares no input"))?;
                 Some(vec![TensorSpec { name: first.name.clone(), shape: input_shape.clone(), dtype: first.dtype }])
             };
-            let request = UploadRequest { name: name.clone(), size: 0, sha256: vec![], chunk_size: 0, description: description.clone(), labels, inputs };
+            let request = UploadRequest {
+                name: name.clone(),
+                size: 0,
+                sha256: vec![],
+                chunk_size: 0,
+                description: description.clone(),
+                labels,
+                inputs,
+            };
             let bar = ProgressBar::new(bytes.len() as u64);
-            bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}").unwrap());
+            bar.set_style(
+                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}").unwrap(),
+            );
             let options = UploadOptions { chunk_bytes: *chunk_bytes, parallelism: *parallel, ..Default::default() };
             let info = upload(&c, &bytes, request, &options, &Bar(bar.clone())).await.map_err(|e| anyhow!("{e}"))?;
             bar.finish();
@@ -226,7 +266,10 @@ async fn main() -> Result<()> {
             for i in c.list_models().await? {
                 let active = c.active_version(&i.name).await?;
                 let mark = if active == Some(i.version) { "*" } else { " " };
-                println!("{mark} {:<24} v{:<4} {:?} {:>12} bytes  {}", i.name, i.version, i.weight_format, i.size, i.description);
+                println!(
+                    "{mark} {:<24} v{:<4} {:?} {:>12} bytes  {}",
+                    i.name, i.version, i.weight_format, i.size, i.description
+                );
             }
         }
         Command::Info { name, version } => {
@@ -234,7 +277,10 @@ async fn main() -> Result<()> {
         }
         Command::Uploads => {
             for u in c.uploads().await? {
-                println!("#{} {} {}/{} bytes, missing chunks {:?}", u.upload_id, u.name, u.received_bytes, u.size, u.missing);
+                println!(
+                    "#{} {} {}/{} bytes, missing chunks {:?}",
+                    u.upload_id, u.name, u.received_bytes, u.size, u.missing
+                );
             }
         }
         Command::Abort { upload_id } => {
@@ -267,7 +313,14 @@ async fn main() -> Result<()> {
 
 fn inference_engine_inspect(bytes: &[u8]) -> Result<String> {
     let i = inference_engine::model::inspect(bytes).map_err(|e| anyhow!(e))?;
-    let mut out = format!("inputs:  {:?}\noutputs: {:?}\noperators: {}\nweights: {:?}, {} parameters\n", i.inputs, i.outputs, i.operators.join(", "), i.weight_format, i.parameters);
+    let mut out = format!(
+        "inputs:  {:?}\noutputs: {:?}\noperators: {}\nweights: {:?}, {} parameters\n",
+        i.inputs,
+        i.outputs,
+        i.operators.join(", "),
+        i.weight_format,
+        i.parameters
+    );
     if i.unsupported.is_empty() {
         out.push_str("tract runs every operator");
     } else {

@@ -90,7 +90,14 @@ impl DynamicQuantizeKernels for Simd128 {
             max = f32x4_pmax(max, v);
             i += 1;
         }
-        let lanes = |v: v128| [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)];
+        let lanes = |v: v128| {
+            [
+                f32x4_extract_lane::<0>(v),
+                f32x4_extract_lane::<1>(v),
+                f32x4_extract_lane::<2>(v),
+                f32x4_extract_lane::<3>(v),
+            ]
+        };
         let folded = range_scalar(&lanes(min), (0.0, 0.0)).0;
         let folded_max = range_scalar(&lanes(max), (0.0, 0.0)).1;
         range_scalar(&xs[n..], (folded, folded_max))
@@ -100,8 +107,11 @@ impl DynamicQuantizeKernels for Simd128 {
         use core::arch::wasm32::*;
         let len = xs.len().min(ys.len());
         let n = len / 16 * 16;
-        let (divisor, zero, lo, hi) = (f32x4_splat(scale), i32x4_splat(zero_point as i32), i32x4_splat(0), i32x4_splat(255));
-        let lanes = |v: v128| i32x4_min(i32x4_max(i32x4_add(i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_div(v, divisor))), zero), lo), hi);
+        let (divisor, zero, lo, hi) =
+            (f32x4_splat(scale), i32x4_splat(zero_point as i32), i32x4_splat(0), i32x4_splat(255));
+        let lanes = |v: v128| {
+            i32x4_min(i32x4_max(i32x4_add(i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_div(v, divisor))), zero), lo), hi)
+        };
         let (x, y) = (xs.as_ptr() as *const v128, ys.as_mut_ptr());
         let mut i = 0;
         while i < n {
@@ -112,7 +122,10 @@ impl DynamicQuantizeKernels for Simd128 {
                 let (a, b) = (lanes(v128_load(v)), lanes(v128_load(v.add(1))));
                 let (c, d) = (lanes(v128_load(v.add(2))), lanes(v128_load(v.add(3))));
                 // Clamped to 0..=255 already: the saturating narrows are exact.
-                v128_store(y.add(i) as *mut v128, u8x16_narrow_i16x8(i16x8_narrow_i32x4(a, b), i16x8_narrow_i32x4(c, d)));
+                v128_store(
+                    y.add(i) as *mut v128,
+                    u8x16_narrow_i16x8(i16x8_narrow_i32x4(a, b), i16x8_narrow_i32x4(c, d)),
+                );
             }
             i += 16;
         }
@@ -141,7 +154,12 @@ pub mod reference {
     /// tract's `dynamic_quantize_linear_u8`. tract adds the zero point unchecked; it cannot
     /// overflow here but for a NaN scale's saturated values, so it wraps as the kernels do.
     pub fn quantize(xs: &[f32], scale: f32, zero_point: u8) -> Vec<u8> {
-        xs.iter().map(|x| (((x / scale).round_ties_even() as i32).wrapping_add(zero_point as i32)).clamp(u8::MIN as i32, u8::MAX as i32) as u8).collect()
+        xs.iter()
+            .map(|x| {
+                (((x / scale).round_ties_even() as i32).wrapping_add(zero_point as i32))
+                    .clamp(u8::MIN as i32, u8::MAX as i32) as u8
+            })
+            .collect()
     }
 }
 
@@ -154,13 +172,16 @@ pub fn check() -> Result<(), String> {
 
 /// [`check`] for any implementation of the family.
 pub fn check_kernels<K: DynamicQuantizeKernels>() -> Result<(), String> {
-    let specials = [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 126.5, 127.5, 3e38, -3e38, f32::NAN, 1e-40, 0.49999997, 7.0, -7.0];
+    let specials =
+        [0.0, -0.0, 0.5, -0.5, 1.5, 2.5, -2.5, 126.5, 127.5, 3e38, -3e38, f32::NAN, 1e-40, 0.49999997, 7.0, -7.0];
     let ramp: Vec<f32> = specials.iter().copied().chain((0..100).map(|i| (i as f32 - 40.0) * 0.731)).collect();
     let positive: Vec<f32> = (0..37).map(|i| 1.0 + i as f32 * 0.37).collect();
     let negative: Vec<f32> = (0..37).map(|i| -1.0 - i as f32 * 0.37).collect();
     let zeros = vec![0f32; 21];
     let infinite = vec![1.0, f32::INFINITY, -2.0, 3.0, 0.0, -0.0, 5.0, 6.0, 7.0];
-    for (name, xs) in [("ramp", &ramp), ("positive", &positive), ("negative", &negative), ("zeros", &zeros), ("infinite", &infinite)] {
+    for (name, xs) in
+        [("ramp", &ramp), ("positive", &positive), ("negative", &negative), ("zeros", &zeros), ("infinite", &infinite)]
+    {
         for len in [xs.len(), 1, 3, 4, 15, 16, 17, 33] {
             let xs = &xs[..len.min(xs.len())];
             let (min, max) = K::range(xs);
@@ -192,7 +213,11 @@ mod tests {
     /// tract's own test data (from the ONNX operator documentation).
     #[test]
     fn scale_and_zero_point_match_the_onnx_examples() {
-        for (xs, scale, zero_point) in [(&[0., 2., -3., -2.5, 1.34, 0.5][..], 0.019_607_844f32, 153u8), (&[-1., -2.1, -1.3, -2.5, -3.34, -4.], 0.015_686_275, 255), (&[1., 2.1, 1.3, 2.5, 3.34, 4., 1.5, 2.6, 3.9, 4., 3., 2.345], 0.015_686_275, 0)] {
+        for (xs, scale, zero_point) in [
+            (&[0., 2., -3., -2.5, 1.34, 0.5][..], 0.019_607_844f32, 153u8),
+            (&[-1., -2.1, -1.3, -2.5, -3.34, -4.], 0.015_686_275, 255),
+            (&[1., 2.1, 1.3, 2.5, 3.34, 4., 1.5, 2.6, 3.9, 4., 3., 2.345], 0.015_686_275, 0),
+        ] {
             let (min, max) = Best::range(xs);
             let (s, z) = scale_and_zero_point(min, max);
             assert!((s - scale).abs() < 1e-8 && z == zero_point, "{xs:?}: {s} {z}");

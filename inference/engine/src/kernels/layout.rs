@@ -71,7 +71,12 @@ mod simd {
     fn transpose(a: v128, b: v128, c: v128, d: v128) -> [v128; 4] {
         let (t0, t1) = (i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
         let (t2, t3) = (i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
-        [i32x4_shuffle::<0, 1, 4, 5>(t0, t2), i32x4_shuffle::<2, 3, 6, 7>(t0, t2), i32x4_shuffle::<0, 1, 4, 5>(t1, t3), i32x4_shuffle::<2, 3, 6, 7>(t1, t3)]
+        [
+            i32x4_shuffle::<0, 1, 4, 5>(t0, t2),
+            i32x4_shuffle::<2, 3, 6, 7>(t0, t2),
+            i32x4_shuffle::<0, 1, 4, 5>(t1, t3),
+            i32x4_shuffle::<2, 3, 6, 7>(t1, t3),
+        ]
     }
 
     impl LayoutKernels for Simd128 {
@@ -89,7 +94,11 @@ mod simd {
                     // four bytes read at c·pixels + p are xs[c·pixels + p..][..4], inside this
                     // image (`T` is one byte); the 32-bit load needs no alignment.
                     let bytes = unsafe { v128_load32_zero(xs.as_ptr().add(c * pixels + p) as *const u32) };
-                    let wide = if unsigned { u32x4_extend_low_u16x8(u16x8_extend_low_u8x16(bytes)) } else { i32x4_extend_low_i16x8(i16x8_extend_low_i8x16(bytes)) };
+                    let wide = if unsigned {
+                        u32x4_extend_low_u16x8(u16x8_extend_low_u8x16(bytes))
+                    } else {
+                        i32x4_extend_low_i16x8(i16x8_extend_low_i8x16(bytes))
+                    };
                     f32x4_convert_i32x4(i32x4_sub(wide, zero))
                 };
                 let mut c = 0;
@@ -237,7 +246,9 @@ pub fn check_kernels<K: LayoutKernels>() -> Result<(), String> {
         let affine_want = reference::to_planar(&want, channels, pixels, Some((0.0173, &bias)));
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         if got != want || got_i != want_i || back != back_want || bits(&affine) != bits(&affine_want) {
-            return Err(format!("zero-point shift or transpose differs at {channels} channels × {pixels} pixels × {images}"));
+            return Err(format!(
+                "zero-point shift or transpose differs at {channels} channels × {pixels} pixels × {images}"
+            ));
         }
     }
     Ok(())

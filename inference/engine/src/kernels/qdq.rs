@@ -117,7 +117,9 @@ pub use simd::Simd128;
 mod simd {
     use core::arch::wasm32::*;
 
-    use super::{dequantize_scalar, quantize_dequantize_scalar, quantize_scalar, Dequantize, Int8, QdqKernels, Quantize};
+    use super::{
+        dequantize_scalar, quantize_dequantize_scalar, quantize_scalar, Dequantize, Int8, QdqKernels, Quantize,
+    };
 
     /// Four lanes at a time, with a scalar tail.
     pub struct Simd128;
@@ -134,7 +136,12 @@ mod simd {
     impl QuantizeLanes {
         fn new(q: &Quantize) -> Self {
             let (lo, hi) = q.range();
-            QuantizeLanes { inv_scale: f32x4_splat(q.inv_scale), zero_point: i32x4_splat(q.zero_point), lo: i32x4_splat(lo), hi: i32x4_splat(hi) }
+            QuantizeLanes {
+                inv_scale: f32x4_splat(q.inv_scale),
+                zero_point: i32x4_splat(q.zero_point),
+                lo: i32x4_splat(lo),
+                hi: i32x4_splat(hi),
+            }
         }
 
         /// Four lanes of `Quantize::scalar`, as i32.
@@ -205,7 +212,8 @@ mod simd {
                 // is required.
                 unsafe {
                     let p = x.add(i);
-                    let wide = if unsigned { u16x8_load_extend_u8x8(p) } else { i16x8_load_extend_i8x8(p as *const i8) };
+                    let wide =
+                        if unsigned { u16x8_load_extend_u8x8(p) } else { i16x8_load_extend_i8x8(p as *const i8) };
                     let (low, high) = if unsigned {
                         (u32x4_extend_low_u16x8(wide), u32x4_extend_high_u16x8(wide))
                     } else {
@@ -256,12 +264,32 @@ pub mod reference {
 
     /// tract's `quantize_linear_f32_u8` (`q.dt` u8).
     pub fn quantize_u8(q: &Quantize, xs: &[f32]) -> Vec<u8> {
-        xs.iter().map(|&x| if saturates(q, x) { q.scalar(x) as u8 } else { quantize_linear_f32_u8(x, q.inv_scale, q.zero_point) }).collect()
+        xs.iter()
+            .map(
+                |&x| {
+                    if saturates(q, x) {
+                        q.scalar(x) as u8
+                    } else {
+                        quantize_linear_f32_u8(x, q.inv_scale, q.zero_point)
+                    }
+                },
+            )
+            .collect()
     }
 
     /// tract's `quantize_linear_f32_i8` (`q.dt` i8).
     pub fn quantize_i8(q: &Quantize, xs: &[f32]) -> Vec<i8> {
-        xs.iter().map(|&x| if saturates(q, x) { q.scalar(x) as i8 } else { quantize_linear_f32_i8(x, q.inv_scale, q.zero_point) }).collect()
+        xs.iter()
+            .map(
+                |&x| {
+                    if saturates(q, x) {
+                        q.scalar(x) as i8
+                    } else {
+                        quantize_linear_f32_i8(x, q.inv_scale, q.zero_point)
+                    }
+                },
+            )
+            .collect()
     }
 
     /// tract's `DequantizeLinearF32` operator, evaluated on `xs`.
@@ -282,7 +310,33 @@ pub fn check() -> Result<(), String> {
 
 /// [`check`] for any implementation of the family.
 pub fn check_kernels<K: QdqKernels>() -> Result<(), String> {
-    let specials = [0.0, -0.0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 126.5, 127.5, 128.5, 254.5, 255.5, -127.5, -128.5, -129.5, 1e9, -1e9, 3e38, -3e38, f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e-40, 0.49999997];
+    let specials = [
+        0.0,
+        -0.0,
+        0.5,
+        1.5,
+        2.5,
+        -0.5,
+        -1.5,
+        -2.5,
+        126.5,
+        127.5,
+        128.5,
+        254.5,
+        255.5,
+        -127.5,
+        -128.5,
+        -129.5,
+        1e9,
+        -1e9,
+        3e38,
+        -3e38,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        1e-40,
+        0.49999997,
+    ];
     let xs: Vec<f32> = specials.iter().copied().chain((0..200).map(|i| (i as f32 - 100.0) * 1.37 + 0.25)).collect();
     for (inv_scale, zero_point) in [(1.0f32, 0i32), (1.0, 128), (0.37, 3), (41.7, 255), (2.0, -128), (0.5, 127)] {
         for len in [xs.len(), 1, 3, 7, 15, 17, 33] {
@@ -294,7 +348,9 @@ pub fn check_kernels<K: QdqKernels>() -> Result<(), String> {
             K::quantize(&qu, xs, &mut u);
             K::quantize(&qi, xs, &mut i);
             if u != reference::quantize_u8(&qu, xs) || i != reference::quantize_i8(&qi, xs) {
-                return Err(format!("quantize differs from tract's at scale 1/{inv_scale}, zero point {zero_point}, length {len}"));
+                return Err(format!(
+                    "quantize differs from tract's at scale 1/{inv_scale}, zero point {zero_point}, length {len}"
+                ));
             }
             let d = Dequantize { scale: 1.0 / inv_scale, zero_point: qu.zero_point };
             let want = reference::dequantize(&d, &u)?;
@@ -304,7 +360,10 @@ pub fn check_kernels<K: QdqKernels>() -> Result<(), String> {
             K::quantize_dequantize(&qu, &d, xs, &mut fused);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             if bits(&got) != bits(&want) || bits(&fused) != bits(&want) {
-                return Err(format!("dequantize differs from tract's at scale {}, zero point {}, length {len}", d.scale, d.zero_point));
+                return Err(format!(
+                    "dequantize differs from tract's at scale {}, zero point {}, length {len}",
+                    d.scale, d.zero_point
+                ));
             }
         }
     }
@@ -328,6 +387,9 @@ mod tests {
         let mut got = vec![0f32; xs.len()];
         Best::dequantize(&d, &xs, &mut got);
         let want = reference::dequantize(&d, &xs).unwrap();
-        assert_eq!(got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            want.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
     }
 }

@@ -12,7 +12,11 @@ pub fn floats(t: &TensorProto) -> Option<Vec<f32>> {
     if t.data_type != DataType::Float as i32 {
         return None;
     }
-    Some(if t.raw_data.is_empty() { t.float_data.clone() } else { t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect() })
+    Some(if t.raw_data.is_empty() {
+        t.float_data.clone()
+    } else {
+        t.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+    })
 }
 
 /// An int8 tensor's values, from `raw_data` or widened in `int32_data`.
@@ -20,5 +24,9 @@ pub fn int8s(t: &TensorProto) -> Option<Vec<i8>> {
     if t.data_type != DataType::Int8 as i32 {
         return None;
     }
-    Some(if t.raw_data.is_empty() { t.int32_data.iter().map(|v| *v as i8).collect() } else { t.raw_data.iter().map(|b| *b as i8).collect() })
+    Some(if t.raw_data.is_empty() {
+        t.int32_data.iter().map(|v| *v as i8).collect()
+    } else {
+        t.raw_data.iter().map(|b| *b as i8).collect()
+    })
 }

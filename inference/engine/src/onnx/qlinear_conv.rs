@@ -13,7 +13,9 @@
 //!
 //! A node whose scales are not initializers is left for tract's own `QLinearConv`.
 
-use tract_onnx::pb::{attribute_proto::AttributeType, tensor_proto::DataType, AttributeProto, GraphProto, NodeProto, TensorProto};
+use tract_onnx::pb::{
+    attribute_proto::AttributeType, tensor_proto::DataType, AttributeProto, GraphProto, NodeProto, TensorProto,
+};
 
 /// The float values of an initializer (scales are f32 initializers in onnxruntime's output).
 fn floats(graph: &GraphProto, name: &str) -> Option<Vec<f32>> {
@@ -49,8 +51,20 @@ fn lowered(graph: &GraphProto, conv: &NodeProto) -> Option<(Vec<NodeProto>, Opti
         // The int32 bias is quantized with scale x_scale · w_scale (per output channel) and 0.
         let values: Vec<f32> = w_scale.iter().map(|w| w * x_scale[0]).collect();
         let dims = if values.len() == 1 { vec![] } else { vec![values.len() as i64] };
-        bias_scale = Some(TensorProto { name: name("bias_scale"), data_type: DataType::Float as i32, dims, float_data: values, ..Default::default() });
-        nodes.push(node("DequantizeLinear", name("dequantize_b"), vec![input(8), name("bias_scale")], name("b"), vec![axis(0)]));
+        bias_scale = Some(TensorProto {
+            name: name("bias_scale"),
+            data_type: DataType::Float as i32,
+            dims,
+            float_data: values,
+            ..Default::default()
+        });
+        nodes.push(node(
+            "DequantizeLinear",
+            name("dequantize_b"),
+            vec![input(8), name("bias_scale")],
+            name("b"),
+            vec![axis(0)],
+        ));
         conv_inputs.push(name("b"));
     }
     nodes.push(node("Conv", name("conv"), conv_inputs, name("y"), conv.attribute.clone()));

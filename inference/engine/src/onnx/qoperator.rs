@@ -13,6 +13,8 @@
 
 use tract_onnx::model::{OnnxOpRegister, ParsingContext};
 use tract_onnx::pb::NodeProto;
+use tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
+use tract_onnx::tract_core::broadcast::multi_broadcast;
 use tract_onnx::tract_core::ops::array::TypedConcat;
 use tract_onnx::tract_core::ops::change_axes::wire_with_rank_broadcast;
 use tract_onnx::tract_core::ops::einsum::EinSum;
@@ -21,8 +23,6 @@ use tract_onnx::tract_core::ops::quant::{quantize_linear_i8, quantize_linear_u8,
 use tract_onnx::tract_core::ops::{math, nn};
 use tract_onnx::tract_hir::internal::*;
 use tract_onnx::tract_hir::ops::nn::{LayerSoftmax, Softmax};
-use tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
-use tract_onnx::tract_core::broadcast::multi_broadcast;
 
 /// The contrib operators this module implements, by ONNX `op_type`.
 pub const OPERATORS: &[&str] = &[
@@ -127,7 +127,10 @@ fn qlinear_softmax(ctx: &ParsingContext, node: &NodeProto) -> Built {
 fn qlinear_concat(_ctx: &ParsingContext, node: &NodeProto) -> Built {
     let at = positions(node);
     let axis: i64 = node.get_attr("axis")?;
-    ensure!(node.input.len() >= 5 && (node.input.len() - 2) % 3 == 0, "QLinearConcat: inputs must be Y_scale, Y_zp, then triples");
+    ensure!(
+        node.input.len() >= 5 && (node.input.len() - 2) % 3 == 0,
+        "QLinearConcat: inputs must be Y_scale, Y_zp, then triples"
+    );
     let inputs = (2..node.input.len()).step_by(3).map(|x| quantized_input(node, &at, x)).collect::<TractResult<_>>()?;
     build(node, Core::Concat { axis }, inputs, quantized_output(node, &at, 0)?)
 }
@@ -270,7 +273,9 @@ impl Expansion for QLinear {
             Core::Sigmoid => target.wire_node(&name, nn::sigmoid(), &floats)?[0],
             Core::LeakyRelu { alpha } => target.wire_node(&name, nn::leaky_relu(alpha), &floats)?[0],
             Core::GlobalAveragePool { channels_last } => global_average_pool(&name, target, floats[0], channels_last)?,
-            Core::Softmax { axis, coerce_to_2d: true } => LayerSoftmax::new(axis as isize, true).wire(&name, target, &floats)?[0],
+            Core::Softmax { axis, coerce_to_2d: true } => {
+                LayerSoftmax::new(axis as isize, true).wire(&name, target, &floats)?[0]
+            }
             Core::Softmax { axis, coerce_to_2d: false } => Softmax::new(axis as isize).wire(&name, target, &floats)?[0],
             Core::Concat { axis } => {
                 let axis = resolve_axis(axis, target.outlet_fact(floats[0])?.rank())?;
@@ -292,7 +297,9 @@ impl Expansion for QLinear {
         };
         match self.output {
             Output::Float => Ok(tvec![y]),
-            Output::Quantized { scale, zero_point } => quantize(prefix, target, y, inputs[scale], zero_point.map(|z| inputs[z])),
+            Output::Quantized { scale, zero_point } => {
+                quantize(prefix, target, y, inputs[scale], zero_point.map(|z| inputs[z]))
+            }
         }
     }
 }
@@ -319,7 +326,9 @@ fn along(values: &Tensor, axis: Option<usize>, shape: &[usize]) -> TractResult<A
     }
     let laid = ArrayD::from_shape_vec(IxDyn(&laid), values)?;
     let broadcast = laid.broadcast(IxDyn(shape));
-    Ok(broadcast.with_context(|| format!("{:?} values do not fit a tensor of shape {shape:?}", laid.shape()))?.to_owned())
+    Ok(broadcast
+        .with_context(|| format!("{:?} values do not fit a tensor of shape {shape:?}", laid.shape()))?
+        .to_owned())
 }
 
 fn dequantize(name: &str, target: &mut TypedModel, inputs: &[OutletId], q: &Quantized) -> TractResult<OutletId> {
@@ -331,7 +340,8 @@ fn dequantize(name: &str, target: &mut TypedModel, inputs: &[OutletId], q: &Quan
     let fact = target.outlet_fact(inputs[q.x])?.clone();
     if let Some(weights) = fact.konst {
         let values = weights.cast_to::<f32>()?.to_plain_array_view::<f32>()?.to_owned();
-        let dequantized = (values - along(&zero_point, q.axis, weights.shape())?) * along(&scale, q.axis, weights.shape())?;
+        let dequantized =
+            (values - along(&zero_point, q.axis, weights.shape())?) * along(&scale, q.axis, weights.shape())?;
         return target.add_const(name, dequantized.into_tensor());
     }
     ensure!(scale.len() == 1 && zero_point.len() == 1, "{name}: computed tensors must be quantized per tensor");
@@ -364,15 +374,23 @@ fn quantize(
 /// Averages over the spatial axes: all but the batch and channel axes.
 fn global_average_pool(name: &str, target: &mut TypedModel, x: OutletId, channels_last: bool) -> TractResult<OutletId> {
     let shape = target.outlet_fact(x)?.shape.clone();
-    let spatial: TVec<usize> = if channels_last { (1..shape.rank() - 1).collect() } else { (2..shape.rank()).collect() };
-    let count = spatial.iter().map(|axis| shape[*axis].to_i64().map_err(TractError::from)).product::<TractResult<i64>>()?;
+    let spatial: TVec<usize> =
+        if channels_last { (1..shape.rank() - 1).collect() } else { (2..shape.rank()).collect() };
+    let count =
+        spatial.iter().map(|axis| shape[*axis].to_i64().map_err(TractError::from)).product::<TractResult<i64>>()?;
     let sum = target.wire_node(format!("{name}.sum"), Reduce::new(spatial, Reducer::Sum), &[x])?;
     let count = target.add_const(format!("{name}.count"), tensor0(count as f32))?;
     Ok(wire_with_rank_broadcast(name, target, math::div(), &[sum[0], count])?[0])
 }
 
 /// QGemm's int32 bias in f32: `C · a_scale · b_scale` (b_scale per output column or not).
-fn gemm_bias(name: &str, target: &mut TypedModel, inputs: &[OutletId], bias: usize, ab: &[Quantized]) -> TractResult<OutletId> {
+fn gemm_bias(
+    name: &str,
+    target: &mut TypedModel,
+    inputs: &[OutletId],
+    bias: usize,
+    ab: &[Quantized],
+) -> TractResult<OutletId> {
     let c = konst(target, inputs[bias], "QGemm's bias")?;
     let (a, b) = (&ab[0], &ab[1]);
     let a_scale = konst(target, inputs[a.scale], "a scale")?.cast_to_scalar::<f32>()?;

@@ -14,7 +14,10 @@ pub fn rewrite(graph: &mut GraphProto) -> usize {
             continue;
         }
         let fallback = node.output.first().filter(|o| !o.is_empty()).cloned().unwrap_or_else(|| node.name.clone());
-        let name = (0..).map(|n| if n == 0 { fallback.clone() } else { format!("{fallback}#{n}") }).find(|c| !seen.contains(c)).unwrap();
+        let name = (0..)
+            .map(|n| if n == 0 { fallback.clone() } else { format!("{fallback}#{n}") })
+            .find(|c| !seen.contains(c))
+            .unwrap();
         seen.insert(name.clone());
         graph.node[ix].name = name;
         renamed += 1;
@@ -28,8 +31,15 @@ mod tests {
 
     #[test]
     fn repeated_names_become_output_names_or_get_a_suffix() {
-        let node = |name: &str, output: &str| NodeProto { name: name.into(), output: vec![output.into()], ..Default::default() };
-        let mut graph = GraphProto { node: vec![node("a", "x"), node("a", "y"), node("a", "y"), node("", "z"), node("b", "w")], ..Default::default() };
+        let node = |name: &str, output: &str| NodeProto {
+            name: name.into(),
+            output: vec![output.into()],
+            ..Default::default()
+        };
+        let mut graph = GraphProto {
+            node: vec![node("a", "x"), node("a", "y"), node("a", "y"), node("", "z"), node("b", "w")],
+            ..Default::default()
+        };
         assert_eq!(super::rewrite(&mut graph), 2);
         let names: Vec<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names, ["a", "y", "y#1", "", "b"]);

@@ -64,7 +64,10 @@ impl Op for IntegerConv {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?} → {:?}, {:?}, {} output channels", self.input_layout, self.output_layout, self.geometry, self.weights.channels)])
+        Ok(vec![format!(
+            "{:?} → {:?}, {:?}, {} output channels",
+            self.input_layout, self.output_layout, self.geometry, self.weights.channels
+        )])
     }
 
     op_as_typed_op!();
@@ -90,7 +93,11 @@ impl IntegerConv {
             Layout::Planar => tvec!(m.into(), oh.into(), ow.into()),
             Layout::Interleaved => tvec!(oh.into(), ow.into(), m.into()),
         };
-        if self.output_batch { std::iter::once(batch).chain(image).collect() } else { image }
+        if self.output_batch {
+            std::iter::once(batch).chain(image).collect()
+        } else {
+            image
+        }
     }
 }
 

@@ -129,7 +129,13 @@ impl EvalOp for ToPlanar {
             None => None,
         };
         let affine = scale.zip(self.bias.as_deref().map(|b| b.as_slice()));
-        Best::to_planar(input.try_as_plain_ram()?.as_slice::<f32>()?, out.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?, channels, pixels, affine);
+        Best::to_planar(
+            input.try_as_plain_ram()?.as_slice::<f32>()?,
+            out.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?,
+            channels,
+            pixels,
+            affine,
+        );
         Ok(tvec!(out.into_tvalue()))
     }
 }

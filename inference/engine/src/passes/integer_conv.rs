@@ -77,7 +77,15 @@ struct Match {
 /// The operator for `onnx`'s weights over an input dequantized by `dequantize`, when tract's
 /// folded f32 kernel is exactly those weights dequantized (so the node is that convolution,
 /// unchanged).
-fn build(model: &TypedModel, dequantize: &DequantizeLinearF32, onnx: &ConvWeights, kernel: OutletId, geometry: Geometry, bias: Vec<f32>, sides: [Side; 2]) -> TractResult<Option<IntegerConv>> {
+fn build(
+    model: &TypedModel,
+    dequantize: &DequantizeLinearF32,
+    onnx: &ConvWeights,
+    kernel: OutletId,
+    geometry: Geometry,
+    bias: Vec<f32>,
+    sides: [Side; 2],
+) -> TractResult<Option<IntegerConv>> {
     let Some(kernel) = model.outlet_fact(kernel)?.konst.as_ref() else { return Ok(None) };
     let (m, depth) = (onnx.shape[0], geometry.depth());
     let scale = |o: usize| onnx.scales[if onnx.scales.len() == 1 { 0 } else { o }];
@@ -86,12 +94,22 @@ fn build(model: &TypedModel, dequantize: &DequantizeLinearF32, onnx: &ConvWeight
     if !shape_fits || kernel.datum_type() != f32::datum_type() || tensor_floats(kernel)? != expected {
         return Ok(None);
     }
-    let epilogue = Epilogue { zero_point: dequantize.zero_point, scales: (0..m).map(|o| dequantize.scale * scale(o)).collect(), bias };
+    let epilogue = Epilogue {
+        zero_point: dequantize.zero_point,
+        scales: (0..m).map(|o| dequantize.scale * scale(o)).collect(),
+        bias,
+    };
     let values: Vec<i16> = onnx.values.iter().map(|v| *v as i16).collect();
     Ok(Some(operator(&values, geometry, epilogue, sides, Runtime::default())))
 }
 
-fn operator(weights: &[i16], geometry: Geometry, epilogue: Epilogue, [input, output]: [Side; 2], runtime: Runtime) -> IntegerConv {
+fn operator(
+    weights: &[i16],
+    geometry: Geometry,
+    epilogue: Epilogue,
+    [input, output]: [Side; 2],
+    runtime: Runtime,
+) -> IntegerConv {
     let weights = PackedWeights::new(weights, &geometry, epilogue.scales.len());
     IntegerConv {
         input_batch: input.batch,
@@ -187,13 +205,31 @@ fn einsum_geometry(model: &TypedModel, einsum: &EinSum, x: OutletId) -> TractRes
     if inputs.len() < 2 || inputs[1] != "OI" || inputs[2..].iter().any(|axes| !axes.is_empty()) {
         return Ok(None);
     }
-    let (Some(input), Some(output)) = (Side::of_axes(inputs[0], 'I'), Side::of_axes(output, 'O')) else { return Ok(None) };
+    let (Some(input), Some(output)) = (Side::of_axes(inputs[0], 'I'), Side::of_axes(output, 'O')) else {
+        return Ok(None);
+    };
     let Some((channels, size)) = input.image(model, x)? else { return Ok(None) };
-    Ok(Some(([input, output], Geometry { channels, input: size, kernel: [1, 1], strides: [1, 1], dilations: [1, 1], pad_before: [0, 0], output: size })))
+    Ok(Some((
+        [input, output],
+        Geometry {
+            channels,
+            input: size,
+            kernel: [1, 1],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pad_before: [0, 0],
+            output: size,
+        },
+    )))
 }
 
 /// A k×k convolution of a static int8 model: tract's `Conv` over a dequantized input.
-fn conv_match(model: &TypedModel, node: &TypedNode, conv: &Conv, weights: &QuantizedWeights) -> TractResult<Option<Match>> {
+fn conv_match(
+    model: &TypedModel,
+    node: &TypedNode,
+    conv: &Conv,
+    weights: &QuantizedWeights,
+) -> TractResult<Option<Match>> {
     let Some(onnx) = weights.get(&node.name) else { return Ok(None) };
     if conv.q_params.is_some() || node.inputs.len() != 3 {
         return Ok(None);
@@ -212,7 +248,12 @@ fn conv_match(model: &TypedModel, node: &TypedNode, conv: &Conv, weights: &Quant
 
 /// A 1×1 convolution, which tract declutters into `EinSum` (named `<conv>.einsum`) over the
 /// channel axis, followed by its bias `Add` (named `<conv>`).
-fn einsum_match(model: &TypedModel, node: &TypedNode, einsum: &EinSum, weights: &QuantizedWeights) -> TractResult<Option<Match>> {
+fn einsum_match(
+    model: &TypedModel,
+    node: &TypedNode,
+    einsum: &EinSum,
+    weights: &QuantizedWeights,
+) -> TractResult<Option<Match>> {
     let Some(onnx) = node.name.strip_suffix(".einsum").and_then(|conv| weights.get(conv)) else { return Ok(None) };
     if einsum.q_params.is_some() || node.inputs.len() != 2 {
         return Ok(None);
@@ -240,7 +281,11 @@ fn einsum_match(model: &TypedModel, node: &TypedNode, einsum: &EinSum, weights: 
 /// The weights of a dynamic int8 convolution with their own zero point subtracted, if they and
 /// it are constants (one zero point for the tensor).
 fn shifted_kernel(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Tensor>> {
-    let (Some(kernel), Some(zero_point)) = (model.outlet_fact(node.inputs[1])?.konst.clone(), model.outlet_fact(node.inputs[5])?.konst.clone()) else { return Ok(None) };
+    let (Some(kernel), Some(zero_point)) =
+        (model.outlet_fact(node.inputs[1])?.konst.clone(), model.outlet_fact(node.inputs[5])?.konst.clone())
+    else {
+        return Ok(None);
+    };
     if zero_point.len() != 1 {
         return Ok(None);
     }
@@ -278,7 +323,9 @@ fn conv_integer<'m>(model: &'m TypedModel, node: &TypedNode) -> TractResult<Opti
 /// layout around it, so the shift writes the input HWC and [`ToPlanar`] turns the output back,
 /// applying the scale and bias that follow on the way.
 fn grouped_integer_patch(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
-    let Some(conv) = node.op_as::<Conv>().filter(|c| c.q_params == Some(i32::datum_type()) && c.group > 1) else { return Ok(None) };
+    let Some(conv) = node.op_as::<Conv>().filter(|c| c.q_params == Some(i32::datum_type()) && c.group > 1) else {
+        return Ok(None);
+    };
     let Some(cast) = conv_integer(model, node)? else { return Ok(None) };
     let Some(kernel) = shifted_kernel(model, node)? else { return Ok(None) };
     let depth = kernel.len() / kernel.shape()[0].max(1);
@@ -286,7 +333,8 @@ fn grouped_integer_patch(model: &TypedModel, node: &TypedNode) -> TractResult<Op
         return Ok(None);
     }
     let spec = &conv.pool_spec;
-    let depthwise = conv.group == spec.input_channels && conv.group == spec.output_channels && spec.input_channels >= 16;
+    let depthwise =
+        conv.group == spec.input_channels && conv.group == spec.output_channels && spec.input_channels >= 16;
     let interleave = match spec.data_format {
         DataFormat::NCHW if depthwise => Some((true, DataFormat::NHWC)),
         DataFormat::CHW if depthwise => Some((false, DataFormat::HWC)),
@@ -334,7 +382,8 @@ fn scalar(model: &TypedModel, outlet: OutletId) -> Option<f64> {
 fn integer_match(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Match>> {
     let Some(cast) = conv_integer(model, node)? else { return Ok(None) };
     let x = node.inputs[0];
-    let sides_and_geometry = if let Some(conv) = node.op_as::<Conv>().filter(|c| c.q_params == Some(i32::datum_type())) {
+    let sides_and_geometry = if let Some(conv) = node.op_as::<Conv>().filter(|c| c.q_params == Some(i32::datum_type()))
+    {
         conv_geometry(model, conv, x)?.map(|(side, geometry)| ([side, side], geometry))
     } else if let Some(einsum) = node.op_as::<EinSum>().filter(|e| e.q_params == Some(i32::datum_type())) {
         einsum_geometry(model, einsum, x)?
@@ -378,20 +427,31 @@ fn other_operand(node: &TypedNode, op: &str, outlet: OutletId) -> Option<OutletI
 /// The epilogue does the same two f32 operations in the same order, so the outputs stay tract's
 /// bit for bit. Answers the scale's wire, the bias (zeros without the add) and the output they
 /// replace.
-fn scale_and_bias(model: &TypedModel, cast: &TypedNode, m: usize, output: Side) -> TractResult<Option<(OutletId, Vec<f32>, OutletId)>> {
+fn scale_and_bias(
+    model: &TypedModel,
+    cast: &TypedNode,
+    m: usize,
+    output: Side,
+) -> TractResult<Option<(OutletId, Vec<f32>, OutletId)>> {
     let cast_out = OutletId::new(cast.id, 0);
     let shape = &model.outlet_fact(cast_out)?.shape;
     let Some(mul) = model.single_succ(cast.id)? else { return Ok(None) };
     let Some(scale) = other_operand(mul, "Mul", cast_out) else { return Ok(None) };
     let scale_fact = model.outlet_fact(scale)?;
     let mul_out = OutletId::new(mul.id, 0);
-    if scale_fact.datum_type != f32::datum_type() || scale_fact.shape.volume() != 1.into() || model.outlet_fact(mul_out)?.shape != *shape {
+    if scale_fact.datum_type != f32::datum_type()
+        || scale_fact.shape.volume() != 1.into()
+        || model.outlet_fact(mul_out)?.shape != *shape
+    {
         return Ok(None);
     }
-    let add = model.single_succ(mul.id)?.filter(|add| model.outlet_fact(OutletId::new(add.id, 0)).is_ok_and(|f| f.shape == *shape));
+    let add = model
+        .single_succ(mul.id)?
+        .filter(|add| model.outlet_fact(OutletId::new(add.id, 0)).is_ok_and(|f| f.shape == *shape));
     let bias = add.and_then(|add| {
         let b = model.outlet_fact(other_operand(add, "Add", mul_out)?).ok()?.konst.clone()?;
-        (b.datum_type() == f32::datum_type() && (b.len() == m || b.len() == 1) && output.along_channels(&b)).then_some(b)
+        (b.datum_type() == f32::datum_type() && (b.len() == m || b.len() == 1) && output.along_channels(&b))
+            .then_some(b)
     });
     Ok(Some(match (add, bias) {
         (Some(add), Some(b)) => {

@@ -114,13 +114,8 @@ pub trait Pass: Sync {
 }
 
 /// Every pass, in the order they run (grouped by stage, stages in order).
-pub const PIPELINE: &[&dyn Pass] = &[
-    &QuantizedSoftmaxGuard,
-    &IntegerConvRewrite,
-    &F16ToF32,
-    &QdqAccelerate,
-    &DynamicQuantizeAccelerate,
-];
+pub const PIPELINE: &[&dyn Pass] =
+    &[&QuantizedSoftmaxGuard, &IntegerConvRewrite, &F16ToF32, &QdqAccelerate, &DynamicQuantizeAccelerate];
 
 /// Runs the passes of `stage`, in [`PIPELINE`] order.
 pub fn run(stage: Stage, model: &mut TypedModel, context: &Context) -> TractResult<()> {
@@ -139,6 +134,15 @@ mod tests {
         let stages: Vec<Stage> = PIPELINE.iter().map(|p| p.stage()).collect();
         assert!(stages.windows(2).all(|w| w[0] <= w[1]), "{stages:?}");
         let names: Vec<&str> = PIPELINE.iter().map(|p| p.name()).collect();
-        assert_eq!(names, ["quantized softmax guard", "integer convolutions", "f16 to f32", "qdq accelerate", "dynamic quantize accelerate"]);
+        assert_eq!(
+            names,
+            [
+                "quantized softmax guard",
+                "integer convolutions",
+                "f16 to f32",
+                "qdq accelerate",
+                "dynamic quantize accelerate"
+            ]
+        );
     }
 }

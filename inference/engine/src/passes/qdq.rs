@@ -41,7 +41,11 @@ fn as_quantize(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Quant
     Ok(if let Some(q) = op.0.downcast_ref::<QuantizeLinearU8>() {
         Some(Quantize { inv_scale: q.scale, zero_point: q.zero_point as i32, dt: u8::datum_type() })
     } else {
-        op.0.downcast_ref::<QuantizeLinearI8>().map(|q| Quantize { inv_scale: q.scale, zero_point: q.zero_point as i32, dt: i8::datum_type() })
+        op.0.downcast_ref::<QuantizeLinearI8>().map(|q| Quantize {
+            inv_scale: q.scale,
+            zero_point: q.zero_point as i32,
+            dt: i8::datum_type(),
+        })
     })
 }
 
@@ -49,7 +53,8 @@ fn as_quantize(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Quant
 fn as_dequantize(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Dequantize>> {
     let Some(op) = node.op_as::<DequantizeLinearF32>() else { return Ok(None) };
     let dt = model.outlet_fact(node.inputs[0])?.datum_type;
-    Ok((dt == u8::datum_type() || dt == i8::datum_type()).then_some(Dequantize { scale: op.scale, zero_point: op.zero_point }))
+    Ok((dt == u8::datum_type() || dt == i8::datum_type())
+        .then_some(Dequantize { scale: op.scale, zero_point: op.zero_point }))
 }
 
 /// Replaces tract's quantize and dequantize nodes of an optimised model with [`Qdq`] nodes,

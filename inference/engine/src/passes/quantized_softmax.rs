@@ -13,12 +13,12 @@
 //! `(f32(x) − zero_point) · scale`, which no declutter rule folds into a table. Results are then
 //! onnxruntime's, quantization step included; the rest of the graph keeps its fusions.
 
-use tract_onnx::tract_hir::internal::*;
 use tract_onnx::tract_core::ops::cast::cast;
+use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::math::{mul, sub};
 use tract_onnx::tract_core::ops::nn::Softmax;
-use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8, QuantizeLinearU8};
+use tract_onnx::tract_hir::internal::*;
 
 use super::{Context, Pass, Stage};
 
@@ -70,8 +70,9 @@ fn reaches_softmax(model: &TypedModel, from: usize) -> bool {
 }
 
 fn is_quantization(node: &TypedNode) -> bool {
-    node.op_as::<ElementWiseOp>()
-        .is_some_and(|op| op.0.downcast_ref::<QuantizeLinearU8>().is_some() || op.0.downcast_ref::<QuantizeLinearI8>().is_some())
+    node.op_as::<ElementWiseOp>().is_some_and(|op| {
+        op.0.downcast_ref::<QuantizeLinearU8>().is_some() || op.0.downcast_ref::<QuantizeLinearI8>().is_some()
+    })
 }
 
 fn maps_axes_element_wise(model: &TypedModel, node: &TypedNode) -> bool {
@@ -86,7 +87,8 @@ fn spell_out(model: &mut TypedModel, id: usize) -> TractResult<()> {
     let name = node.name.clone();
     let mut patch = TypedModelPatch::default();
     let x = patch.tap_model(model, node.inputs[0])?;
-    let zero_point = patch.add_const(format!("{name}.zero_point"), tensor0(op.zero_point as f32).broadcast_into_rank(rank)?)?;
+    let zero_point =
+        patch.add_const(format!("{name}.zero_point"), tensor0(op.zero_point as f32).broadcast_into_rank(rank)?)?;
     let scale = patch.add_const(format!("{name}.scale"), tensor0(op.scale).broadcast_into_rank(rank)?)?;
     let x = patch.wire_node(format!("{name}.cast"), cast(f32::datum_type()), &[x])?;
     let x = patch.wire_node(format!("{name}.sub"), sub(), &[x[0], zero_point])?;

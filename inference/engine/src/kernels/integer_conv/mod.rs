@@ -31,7 +31,14 @@ pub trait ConvKernels {
     fn widen<T: Int8>(xs: &[T], ys: &mut [i16]);
     /// The outputs of one image from its packed im2col matrix ([`pack`]): output (channel m,
     /// pixel p) at `out[m · strides.channel + p · strides.pixel]`.
-    fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]);
+    fn multiply(
+        weights: &PackedWeights,
+        input: &[i16],
+        pixels: usize,
+        epilogue: &Epilogue,
+        strides: Strides,
+        out: &mut [f32],
+    );
 }
 
 /// One multiply-accumulate at a time.
@@ -60,7 +67,14 @@ fn halves(w: u32) -> (i32, i32) {
     (w as u16 as i16 as i32, (w >> 16) as u16 as i16 as i32)
 }
 
-fn multiply_scalar(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+fn multiply_scalar(
+    weights: &PackedWeights,
+    input: &[i16],
+    pixels: usize,
+    epilogue: &Epilogue,
+    strides: Strides,
+    out: &mut [f32],
+) {
     let (pairs, rows) = (weights.pairs, weights.rows);
     for m in 0..weights.channels {
         let (block, r) = (m / rows, m % rows);
@@ -81,7 +95,14 @@ impl ConvKernels for Scalar {
         widen_scalar(xs, ys)
     }
 
-    fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+    fn multiply(
+        weights: &PackedWeights,
+        input: &[i16],
+        pixels: usize,
+        epilogue: &Epilogue,
+        strides: Strides,
+        out: &mut [f32],
+    ) {
         multiply_scalar(weights, input, pixels, epilogue, strides, out)
     }
 }
@@ -101,7 +122,14 @@ mod simd {
             widen(xs, ys)
         }
 
-        fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+        fn multiply(
+            weights: &PackedWeights,
+            input: &[i16],
+            pixels: usize,
+            epilogue: &Epilogue,
+            strides: Strides,
+            out: &mut [f32],
+        ) {
             multiply(weights, input, pixels, epilogue, strides, out)
         }
     }
@@ -117,7 +145,11 @@ mod simd {
             // SAFETY: i + 8 <= n <= len: the 8 bytes read at x + i are xs[i..i + 8] (`T` is one
             // byte), the 8 i16 written at y + i are ys[i..i + 8]; no alignment is required.
             unsafe {
-                let wide = if unsigned { u16x8_load_extend_u8x8(x.add(i)) } else { i16x8_load_extend_i8x8(x.add(i) as *const i8) };
+                let wide = if unsigned {
+                    u16x8_load_extend_u8x8(x.add(i))
+                } else {
+                    i16x8_load_extend_i8x8(x.add(i) as *const i8)
+                };
                 v128_store(y.add(i) as *mut v128, wide);
             }
             i += 8;
@@ -145,7 +177,12 @@ mod simd {
                 offsets[r] = epilogue.zero_point.wrapping_mul(weights.sums[first + r]);
             }
             let [s, b] = values;
-            Lanes { offset: i32x4(offsets[0], offsets[1], offsets[2], offsets[3]), scale: f32x4(s[0], s[1], s[2], s[3]), bias: f32x4(b[0], b[1], b[2], b[3]), count }
+            Lanes {
+                offset: i32x4(offsets[0], offsets[1], offsets[2], offsets[3]),
+                scale: f32x4(s[0], s[1], s[2], s[3]),
+                bias: f32x4(b[0], b[1], b[2], b[3]),
+                count,
+            }
         }
 
         /// Four lanes of [`Epilogue::scalar`], written at `out[at + r · stride]`: one store when
@@ -173,7 +210,14 @@ mod simd {
     }
 
     #[inline(always)]
-    fn multiply(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+    fn multiply(
+        weights: &PackedWeights,
+        input: &[i16],
+        pixels: usize,
+        epilogue: &Epilogue,
+        strides: Strides,
+        out: &mut [f32],
+    ) {
         if weights.rows == WIDE_ROWS {
             multiply_wide(weights, input, pixels, epilogue, strides, out)
         } else {
@@ -183,12 +227,23 @@ mod simd {
 
     /// Per block of four channels and group of four pixels, four accumulators; each step covers
     /// [`STEP`] K pairs: four weight vectors, sixteen pixel splats, sixteen dot products.
-    fn multiply_narrow(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+    fn multiply_narrow(
+        weights: &PackedWeights,
+        input: &[i16],
+        pixels: usize,
+        epilogue: &Epilogue,
+        strides: Strides,
+        out: &mut [f32],
+    ) {
         let pairs = weights.pairs;
         assert_eq!(weights.rows, ROWS);
         let blocks = weights.channels.div_ceil(ROWS);
         let groups = pixels.div_ceil(PIXELS);
-        assert!(pairs.is_multiple_of(STEP) && weights.panels.len() >= blocks * pairs * ROWS && input.len() >= groups * PIXELS * pairs * 2);
+        assert!(
+            pairs.is_multiple_of(STEP)
+                && weights.panels.len() >= blocks * pairs * ROWS
+                && input.len() >= groups * PIXELS * pairs * 2
+        );
         assert!(epilogue.scales.len() >= weights.channels && epilogue.bias.len() >= weights.channels);
         let mut block = 0;
         while block < blocks {
@@ -209,14 +264,21 @@ mod simd {
                     let (mut x1, mut x2, mut x3) = (x0.add(pairs), x0.add(2 * pairs), x0.add(3 * pairs));
                     let end = x1;
                     while x0 < end {
-                        let (v0, v1, v2, v3) = (v128_load(w), v128_load(w.add(1)), v128_load(w.add(2)), v128_load(w.add(3)));
+                        let (v0, v1, v2, v3) =
+                            (v128_load(w), v128_load(w.add(1)), v128_load(w.add(2)), v128_load(w.add(3)));
                         macro_rules! pixel {
                             ($acc:ident, $x:ident) => {
                                 $acc = i32x4_add(
                                     $acc,
                                     i32x4_add(
-                                        i32x4_add(i32x4_dot_i16x8(v0, v128_load32_splat($x)), i32x4_dot_i16x8(v1, v128_load32_splat($x.add(1)))),
-                                        i32x4_add(i32x4_dot_i16x8(v2, v128_load32_splat($x.add(2))), i32x4_dot_i16x8(v3, v128_load32_splat($x.add(3)))),
+                                        i32x4_add(
+                                            i32x4_dot_i16x8(v0, v128_load32_splat($x)),
+                                            i32x4_dot_i16x8(v1, v128_load32_splat($x.add(1))),
+                                        ),
+                                        i32x4_add(
+                                            i32x4_dot_i16x8(v2, v128_load32_splat($x.add(2))),
+                                            i32x4_dot_i16x8(v3, v128_load32_splat($x.add(3))),
+                                        ),
                                     ),
                                 );
                             };
@@ -253,17 +315,33 @@ mod simd {
     /// covers [`STEP`] K pairs: sixteen weight vectors, sixteen pixel splats each feeding four
     /// dot products (under the IC's metering a splat's address and load cost as much as the
     /// dot product, so sharing it is most of the gain over [`multiply_narrow`]).
-    fn multiply_wide(weights: &PackedWeights, input: &[i16], pixels: usize, epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+    fn multiply_wide(
+        weights: &PackedWeights,
+        input: &[i16],
+        pixels: usize,
+        epilogue: &Epilogue,
+        strides: Strides,
+        out: &mut [f32],
+    ) {
         let pairs = weights.pairs;
         let blocks = weights.channels / WIDE_ROWS;
         let groups = pixels.div_ceil(PIXELS);
         assert!(weights.rows == WIDE_ROWS && weights.channels.is_multiple_of(WIDE_ROWS));
-        assert!(pairs.is_multiple_of(STEP) && weights.panels.len() >= blocks * pairs * WIDE_ROWS && input.len() >= groups * PIXELS * pairs * 2);
+        assert!(
+            pairs.is_multiple_of(STEP)
+                && weights.panels.len() >= blocks * pairs * WIDE_ROWS
+                && input.len() >= groups * PIXELS * pairs * 2
+        );
         assert!(epilogue.scales.len() >= weights.channels && epilogue.bias.len() >= weights.channels);
         let mut block = 0;
         while block < blocks {
             let first = block * WIDE_ROWS;
-            let lanes = [Lanes::new(weights, epilogue, first), Lanes::new(weights, epilogue, first + 4), Lanes::new(weights, epilogue, first + 8), Lanes::new(weights, epilogue, first + 12)];
+            let lanes = [
+                Lanes::new(weights, epilogue, first),
+                Lanes::new(weights, epilogue, first + 4),
+                Lanes::new(weights, epilogue, first + 8),
+                Lanes::new(weights, epilogue, first + 12),
+            ];
             let mut group = 0;
             while group < groups {
                 let z = i32x4_splat(0);
@@ -283,17 +361,50 @@ mod simd {
                     let end = x1;
                     while x0 < end {
                         // w{u}{g}: K pair u of the step, channels 4g..4g + 4 of the block.
-                        let (w00, w01, w02, w03) = (v128_load(w), v128_load(w.add(1)), v128_load(w.add(2)), v128_load(w.add(3)));
-                        let (w10, w11, w12, w13) = (v128_load(w.add(4)), v128_load(w.add(5)), v128_load(w.add(6)), v128_load(w.add(7)));
-                        let (w20, w21, w22, w23) = (v128_load(w.add(8)), v128_load(w.add(9)), v128_load(w.add(10)), v128_load(w.add(11)));
-                        let (w30, w31, w32, w33) = (v128_load(w.add(12)), v128_load(w.add(13)), v128_load(w.add(14)), v128_load(w.add(15)));
+                        let (w00, w01, w02, w03) =
+                            (v128_load(w), v128_load(w.add(1)), v128_load(w.add(2)), v128_load(w.add(3)));
+                        let (w10, w11, w12, w13) =
+                            (v128_load(w.add(4)), v128_load(w.add(5)), v128_load(w.add(6)), v128_load(w.add(7)));
+                        let (w20, w21, w22, w23) =
+                            (v128_load(w.add(8)), v128_load(w.add(9)), v128_load(w.add(10)), v128_load(w.add(11)));
+                        let (w30, w31, w32, w33) =
+                            (v128_load(w.add(12)), v128_load(w.add(13)), v128_load(w.add(14)), v128_load(w.add(15)));
                         macro_rules! pixel {
                             ($x:ident, $a0:ident, $a1:ident, $a2:ident, $a3:ident) => {
-                                let (s0, s1, s2, s3) = (v128_load32_splat($x), v128_load32_splat($x.add(1)), v128_load32_splat($x.add(2)), v128_load32_splat($x.add(3)));
-                                $a0 = i32x4_add($a0, i32x4_add(i32x4_add(i32x4_dot_i16x8(w00, s0), i32x4_dot_i16x8(w10, s1)), i32x4_add(i32x4_dot_i16x8(w20, s2), i32x4_dot_i16x8(w30, s3))));
-                                $a1 = i32x4_add($a1, i32x4_add(i32x4_add(i32x4_dot_i16x8(w01, s0), i32x4_dot_i16x8(w11, s1)), i32x4_add(i32x4_dot_i16x8(w21, s2), i32x4_dot_i16x8(w31, s3))));
-                                $a2 = i32x4_add($a2, i32x4_add(i32x4_add(i32x4_dot_i16x8(w02, s0), i32x4_dot_i16x8(w12, s1)), i32x4_add(i32x4_dot_i16x8(w22, s2), i32x4_dot_i16x8(w32, s3))));
-                                $a3 = i32x4_add($a3, i32x4_add(i32x4_add(i32x4_dot_i16x8(w03, s0), i32x4_dot_i16x8(w13, s1)), i32x4_add(i32x4_dot_i16x8(w23, s2), i32x4_dot_i16x8(w33, s3))));
+                                let (s0, s1, s2, s3) = (
+                                    v128_load32_splat($x),
+                                    v128_load32_splat($x.add(1)),
+                                    v128_load32_splat($x.add(2)),
+                                    v128_load32_splat($x.add(3)),
+                                );
+                                $a0 = i32x4_add(
+                                    $a0,
+                                    i32x4_add(
+                                        i32x4_add(i32x4_dot_i16x8(w00, s0), i32x4_dot_i16x8(w10, s1)),
+                                        i32x4_add(i32x4_dot_i16x8(w20, s2), i32x4_dot_i16x8(w30, s3)),
+                                    ),
+                                );
+                                $a1 = i32x4_add(
+                                    $a1,
+                                    i32x4_add(
+                                        i32x4_add(i32x4_dot_i16x8(w01, s0), i32x4_dot_i16x8(w11, s1)),
+                                        i32x4_add(i32x4_dot_i16x8(w21, s2), i32x4_dot_i16x8(w31, s3)),
+                                    ),
+                                );
+                                $a2 = i32x4_add(
+                                    $a2,
+                                    i32x4_add(
+                                        i32x4_add(i32x4_dot_i16x8(w02, s0), i32x4_dot_i16x8(w12, s1)),
+                                        i32x4_add(i32x4_dot_i16x8(w22, s2), i32x4_dot_i16x8(w32, s3)),
+                                    ),
+                                );
+                                $a3 = i32x4_add(
+                                    $a3,
+                                    i32x4_add(
+                                        i32x4_add(i32x4_dot_i16x8(w03, s0), i32x4_dot_i16x8(w13, s1)),
+                                        i32x4_add(i32x4_dot_i16x8(w23, s2), i32x4_dot_i16x8(w33, s3)),
+                                    ),
+                                );
                             };
                         }
                         pixel!(x0, a00, a01, a02, a03);
@@ -310,7 +421,8 @@ mod simd {
                 let p = group * PIXELS;
                 let at = first * strides.channel + p * strides.pixel;
                 let quarter = 4 * strides.channel;
-                let accumulators = [[a00, a01, a02, a03], [a10, a11, a12, a13], [a20, a21, a22, a23], [a30, a31, a32, a33]];
+                let accumulators =
+                    [[a00, a01, a02, a03], [a10, a11, a12, a13], [a20, a21, a22, a23], [a30, a31, a32, a33]];
                 let mut j = 0;
                 while j < PIXELS && p + j < pixels {
                     let at = at + j * strides.pixel;
@@ -327,4 +439,3 @@ mod simd {
         }
     }
 }
-

@@ -51,7 +51,8 @@ impl Geometry {
         let (w, ow, sx) = (self.input[1], self.output[1], self.strides[1]);
         let offset = (kx * self.dilations[1]) as isize - self.pad_before[1] as isize;
         let first = if offset >= 0 { 0 } else { ((-offset) as usize).div_ceil(sx).min(ow) };
-        let end = if (w as isize) <= offset { first } else { ((w as isize - offset) as usize).div_ceil(sx).clamp(first, ow) };
+        let end =
+            if (w as isize) <= offset { first } else { ((w as isize - offset) as usize).div_ceil(sx).clamp(first, ow) };
         (first, end, ((first * sx) as isize + offset).max(0) as usize)
     }
 }
@@ -98,7 +99,13 @@ impl PackedWeights {
         let depth = geometry.depth();
         let (c_count, taps) = (geometry.channels, geometry.kernel[0] * geometry.kernel[1]);
         // Our k-th value of output channel m is ONNX's channel k % C at tap k / C.
-        let at = |m: usize, k: usize| if m < channels && k < depth { values[m * depth + (k % c_count) * taps + k / c_count] } else { 0 };
+        let at = |m: usize, k: usize| {
+            if m < channels && k < depth {
+                values[m * depth + (k % c_count) * taps + k / c_count]
+            } else {
+                0
+            }
+        };
         let pairs = padded_pairs(geometry);
         let rows = if channels.is_multiple_of(WIDE_ROWS) { WIDE_ROWS } else { ROWS };
         let blocks = channels.div_ceil(rows);
@@ -153,7 +160,11 @@ impl Strides {
 /// to whole groups of [`PIXELS`] rows. Padding reads the zero point (a real zero). `copy`
 /// fills, for kernel tap (`ky`, `kx`), the row segments of output row `oy` from input row `iy`:
 /// pixels `first..end` of the row read input columns `start`, `start + sx`, ….
-fn im2col(geometry: &Geometry, zero_point: i32, mut copy: impl FnMut(&mut [i16], usize, [usize; 2], usize, usize)) -> Vec<i16> {
+fn im2col(
+    geometry: &Geometry,
+    zero_point: i32,
+    mut copy: impl FnMut(&mut [i16], usize, [usize; 2], usize, usize),
+) -> Vec<i16> {
     let (pixels, c) = (geometry.pixels(), geometry.channels);
     let stride = padded_pairs(geometry) * 2;
     let mut packed = vec![0i16; pixels.div_ceil(PIXELS) * PIXELS * stride];

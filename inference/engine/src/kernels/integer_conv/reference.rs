@@ -26,7 +26,11 @@ pub fn direct(x: &[i32], w: &[i8], g: &Geometry, m: usize, epilogue: &Epilogue) 
                         for kx in 0..kw {
                             let iy = (oy * g.strides[0] + ky * g.dilations[0]) as isize - g.pad_before[0] as isize;
                             let ix = (ox * g.strides[1] + kx * g.dilations[1]) as isize - g.pad_before[1] as isize;
-                            let v = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd { x[(c * h + iy as usize) * wd + ix as usize] } else { epilogue.zero_point };
+                            let v = if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                x[(c * h + iy as usize) * wd + ix as usize]
+                            } else {
+                                epilogue.zero_point
+                            };
                             acc += v as i64 * w[((o * g.channels + c) * kh + ky) * kw + kx] as i64;
                         }
                     }
@@ -49,7 +53,14 @@ pub fn laid_out<T: Copy>(values: &[T], channels: usize, layout: Layout) -> Vec<T
 
 /// Packs `x` (held in `layouts[0]`) and runs kernel `K`, writing `layouts[1]`; answers the output
 /// in planar order.
-pub fn packed_and_multiplied<K: ConvKernels, T: Int8>(x: &[T], w: &[i8], geometry: &Geometry, m: usize, epilogue: &Epilogue, layouts: [Layout; 2]) -> Vec<f32> {
+pub fn packed_and_multiplied<K: ConvKernels, T: Int8>(
+    x: &[T],
+    w: &[i8],
+    geometry: &Geometry,
+    m: usize,
+    epilogue: &Epilogue,
+    layouts: [Layout; 2],
+) -> Vec<f32> {
     let pixels = geometry.pixels();
     let weights = PackedWeights::new(&w.iter().map(|v| *v as i16).collect::<Vec<_>>(), geometry, m);
     let strides = Strides::of(layouts[1], m, pixels);
@@ -103,20 +114,50 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
     let layouts = [Layout::Planar, Layout::Interleaved];
     for (case, &(channels, input, kernel, strides, dilations, pad, m)) in cases.iter().enumerate() {
         let out_dim = |d: usize| (input[d] + 2 * pad[d] - dilations[d] * (kernel[d] - 1) - 1) / strides[d] + 1;
-        let geometry = Geometry { channels, input, kernel, strides, dilations, pad_before: pad, output: [out_dim(0), out_dim(1)] };
-        let w: Vec<i8> = (0..m * geometry.depth()).map(|i| if i % 11 == 0 { -128 } else { (next() % 256 - 128) as i8 }).collect();
+        let geometry =
+            Geometry { channels, input, kernel, strides, dilations, pad_before: pad, output: [out_dim(0), out_dim(1)] };
+        let w: Vec<i8> =
+            (0..m * geometry.depth()).map(|i| if i % 11 == 0 { -128 } else { (next() % 256 - 128) as i8 }).collect();
         for unsigned in [true, false] {
             let (lo, hi) = if unsigned { (0, 255) } else { (-128, 127) };
-            let x: Vec<i32> = (0..channels * input[0] * input[1]).map(|i| if i % 7 == 0 { hi } else if i % 13 == 0 { lo } else { lo + next().rem_euclid(hi - lo + 1) }).collect();
-            let epilogue = Epilogue { zero_point: if unsigned { 131 } else { -3 }, scales: (0..m).map(|o| 0.0123 * (o + 1) as f32).collect(), bias: (0..m).map(|o| o as f32 * -0.37).collect() };
+            let x: Vec<i32> = (0..channels * input[0] * input[1])
+                .map(|i| {
+                    if i % 7 == 0 {
+                        hi
+                    } else if i % 13 == 0 {
+                        lo
+                    } else {
+                        lo + next().rem_euclid(hi - lo + 1)
+                    }
+                })
+                .collect();
+            let epilogue = Epilogue {
+                zero_point: if unsigned { 131 } else { -3 },
+                scales: (0..m).map(|o| 0.0123 * (o + 1) as f32).collect(),
+                bias: (0..m).map(|o| o as f32 * -0.37).collect(),
+            };
             let want: Vec<u32> = direct(&x, &w, &geometry, m, &epilogue).iter().map(|v| v.to_bits()).collect();
             for input_layout in layouts {
                 for output_layout in layouts {
                     let x = laid_out(&x, channels, input_layout);
                     let got = if unsigned {
-                        packed_and_multiplied::<K, _>(&x.iter().map(|v| *v as u8).collect::<Vec<_>>(), &w, &geometry, m, &epilogue, [input_layout, output_layout])
+                        packed_and_multiplied::<K, _>(
+                            &x.iter().map(|v| *v as u8).collect::<Vec<_>>(),
+                            &w,
+                            &geometry,
+                            m,
+                            &epilogue,
+                            [input_layout, output_layout],
+                        )
                     } else {
-                        packed_and_multiplied::<K, _>(&x.iter().map(|v| *v as i8).collect::<Vec<_>>(), &w, &geometry, m, &epilogue, [input_layout, output_layout])
+                        packed_and_multiplied::<K, _>(
+                            &x.iter().map(|v| *v as i8).collect::<Vec<_>>(),
+                            &w,
+                            &geometry,
+                            m,
+                            &epilogue,
+                            [input_layout, output_layout],
+                        )
                     };
                     if got.iter().map(|v| v.to_bits()).collect::<Vec<_>>() != want {
                         let kind = if unsigned { "u8" } else { "i8" };
