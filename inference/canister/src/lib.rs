@@ -121,7 +121,14 @@ fn active_version(name: String) -> Option<u32> {
 
 fn set_role(list: List, who: Principal, granted: bool) -> Result<(), RoleError> {
     auth::admin(msg_caller())?;
-    state::with_mut(|s| if granted { s.access.grant(list, who) } else { Ok(s.access.revoke(list, who)) })
+    state::with_mut(|s| {
+        if granted {
+            s.access.grant(list, who)
+        } else {
+            s.access.revoke(list, who);
+            Ok(())
+        }
+    })
 }
 
 #[update]

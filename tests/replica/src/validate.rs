@@ -100,13 +100,11 @@ pub fn validate(wasm: &[u8], system_api: &BTreeSet<String>) -> Result<(), Invali
             Payload::FunctionSection(s) => functions += s.count() as usize,
             Payload::GlobalSection(s) => globals += s.count() as usize,
             Payload::MemorySection(s) => memories += s.count() as usize,
-            Payload::CodeSectionStart { size, .. } => {
-                if size as usize > limits::MAX_CODE_SECTION_BYTES {
-                    return Err(invalid(format!(
-                        "code section is {size} bytes, more than {}",
-                        limits::MAX_CODE_SECTION_BYTES
-                    )));
-                }
+            Payload::CodeSectionStart { size, .. } if size as usize > limits::MAX_CODE_SECTION_BYTES => {
+                return Err(invalid(format!(
+                    "code section is {size} bytes, more than {}",
+                    limits::MAX_CODE_SECTION_BYTES
+                )));
             }
             Payload::CodeSectionEntry(body) => {
                 let mut count = 0usize;

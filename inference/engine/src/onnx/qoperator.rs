@@ -128,7 +128,7 @@ fn qlinear_concat(_ctx: &ParsingContext, node: &NodeProto) -> Built {
     let at = positions(node);
     let axis: i64 = node.get_attr("axis")?;
     ensure!(
-        node.input.len() >= 5 && (node.input.len() - 2) % 3 == 0,
+        node.input.len() >= 5 && (node.input.len() - 2).is_multiple_of(3),
         "QLinearConcat: inputs must be Y_scale, Y_zp, then triples"
     );
     let inputs = (2..node.input.len()).step_by(3).map(|x| quantized_input(node, &at, x)).collect::<TractResult<_>>()?;
