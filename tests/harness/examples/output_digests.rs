@@ -8,7 +8,7 @@
 
 use canister_harness::deploy::Deployment;
 use canister_harness::{canister_wasm, user, LocalBackend};
-use inference_api::{InputTensor, Kernels, TensorData};
+use inference_api::Kernels;
 use inference_client::calls;
 use model_testdata::{case, models_dir, variants};
 use sha2::{Digest, Sha256};
@@ -32,14 +32,7 @@ fn main() {
             let c = case(&model, &variant);
             let name = format!("{model}.{variant}");
             d.publish(&name, &c, &[]);
-            let inputs: Vec<InputTensor> = c
-                .inputs
-                .iter()
-                .map(|t| InputTensor {
-                    shape: t.shape.iter().map(|&x| x as u64).collect(),
-                    data: TensorData::F32(t.data.clone()),
-                })
-                .collect();
+            let inputs = canister_harness::cases::inputs(&c);
             let out = d.call(user(5), calls::infer(&name, None, &inputs)).0.unwrap().unwrap();
             let mut digest = Sha256::new();
             for o in &out.outputs {

@@ -3,7 +3,6 @@
 //! (the benchmark's `profile.md` sums these per operator).
 
 use canister_harness::deploy::Deployment;
-use inference_api::{InputTensor, TensorData};
 use inference_client::calls;
 use model_testdata::case;
 fn main() {
@@ -12,14 +11,7 @@ fn main() {
     let c = case(model, variant);
     let mut d = Deployment::new("x");
     d.publish("x", &c, &[]);
-    let inputs: Vec<InputTensor> = c
-        .inputs
-        .iter()
-        .map(|t| InputTensor {
-            shape: t.shape.iter().map(|&x| x as u64).collect(),
-            data: TensorData::F32(t.data.clone()),
-        })
-        .collect();
+    let inputs = canister_harness::cases::inputs(&c);
     let maintainer = d.maintainer;
     let (r, _) = d.call(maintainer, calls::profile("x", None, &inputs));
     let profile = r.expect("profile replies").expect("profile succeeds");

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 
 use agency_api::Settings;
 use candid::{CandidType, Principal};
-use inference_api::{Config, DType, InitArgs, Kernels, ModelInfo, RoleError, TensorSpec, UploadRequest};
+use inference_api::{Config, InitArgs, Kernels, ModelInfo, RoleError, TensorSpec, UploadRequest};
 use inference_client::{calls, Call, CallError, InferenceClient, Transport};
 use inference_tools::upload::{upload, UploadError, UploadOptions};
 use serde::de::DeserializeOwned;
@@ -109,6 +109,14 @@ impl Deployment {
         self.call(controller, calls::set_config(&config)).0.expect("set_config replies").expect("valid settings");
     }
 
+    /// Upgrades the inference canister to this build, as its controller, with no argument.
+    pub fn upgrade_inference(&mut self) {
+        let wasm = canister_wasm("inference_canister");
+        self.ic
+            .upgrade_canister(self.inference, &wasm, candid::encode_args(()).unwrap(), self.controller)
+            .expect("upgrade");
+    }
+
     /// Sets the instructions an inference may use per message before continuing in a new one.
     pub fn set_budget(&mut self, budget: u64) {
         self.configure(|c| c.update_budget = budget);
@@ -141,12 +149,7 @@ impl Deployment {
 
     /// Uploads a bundled model's test-case file as the maintainer and activates it.
     pub fn publish(&mut self, name: &str, case: &model_testdata::Case, labels: &[&str]) -> ModelInfo {
-        let spec = |t: &model_testdata::Tensor| TensorSpec {
-            name: t.name.clone(),
-            shape: t.shape.iter().map(|&d| d as i64).collect(),
-            dtype: DType::F32,
-        };
-        let inputs = Some(case.inputs.iter().map(spec).collect());
+        let inputs = Some(crate::cases::specs(case));
         let info = self
             .upload_as(
                 self.maintainer,

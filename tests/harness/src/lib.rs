@@ -3,6 +3,7 @@
 //! crate, selected when `POCKET_IC_BIN` points at a server binary). Method names mirror the
 //! `pocket-ic` crate's so IC developers feel at home.
 
+pub mod cases;
 pub mod deploy;
 mod local;
 mod pocket;

@@ -20,9 +20,7 @@ fn deployed() -> (Deployment, Case) {
     (d, c)
 }
 
-fn input(c: &Case) -> InputTensor {
-    InputTensor { shape: c.input_shape.iter().map(|&d| d as u64).collect(), data: TensorData::F32(c.input.clone()) }
-}
+use canister_harness::cases::input;
 
 /// Raw outputs as an explicitly allowed user calling `infer` by ingress.
 fn infer(d: &mut Deployment, c: &Case) -> (Inference, CallCost) {
@@ -104,13 +102,7 @@ fn outputs_match_onnxruntime_and_are_bit_identical_across_budgets_and_an_upgrade
     }
     assert!(messages[0] > messages[1] && messages[1] > messages[2] && messages[3] == 1, "{messages:?}");
     // After an upgrade the plan is rebuilt from stable memory: same bits.
-    d.ic.upgrade_canister(
-        d.inference,
-        &canister_harness::canister_wasm("inference_canister"),
-        candid::encode_args(()).unwrap(),
-        d.controller,
-    )
-    .unwrap();
+    d.upgrade_inference();
     let (after, _) = infer(&mut d, &c);
     assert_eq!(bits(&after), bits(&whole));
 }
@@ -206,13 +198,7 @@ fn stopping_with_jobs_in_flight_ends_them_with_a_typed_error_then_upgrade_and_se
     }
     d.ic.stop_canister(d.inference, d.controller).expect("the canister stops");
     assert_eq!(await_infer(&mut d, &c, job), Err(InferenceError::Stopping));
-    d.ic.upgrade_canister(
-        d.inference,
-        &canister_harness::canister_wasm("inference_canister"),
-        candid::encode_args(()).unwrap(),
-        d.controller,
-    )
-    .unwrap();
+    d.upgrade_inference();
     d.ic.start_canister(d.inference, d.controller).unwrap();
     let job = submit_infer(&mut d, &c, user(5));
     assert!(await_infer(&mut d, &c, job).is_ok());

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use candid::Principal;
 use canister_harness::deploy::Deployment;
-use canister_harness::{user, LocalBackend};
+use canister_harness::{cases, user, LocalBackend};
 use inference_api::{
-    ClassifyRequest, InferRequest, InferenceError, InputTensor, JobError, JobRequest, JobResult, JobStatus, TensorData,
-    RESULT_TTL_NS,
+    ClassifyRequest, InferRequest, InferenceError, JobError, JobRequest, JobResult, JobStatus, RESULT_TTL_NS,
 };
 use inference_client::calls;
 use model_testdata::{case, Case};
@@ -33,11 +32,7 @@ fn deployed(backend: Option<Box<dyn canister_harness::Ic>>) -> (Deployment, Case
 }
 
 fn classify_request(c: &Case) -> ClassifyRequest {
-    let input = InputTensor {
-        shape: c.input_shape.iter().map(|&d| d as u64).collect(),
-        data: TensorData::F32(c.input.clone()),
-    };
-    ClassifyRequest { model: MODEL.into(), version: None, input, top_k: Some(2) }
+    ClassifyRequest { model: MODEL.into(), version: None, input: cases::input(c), top_k: Some(2) }
 }
 
 fn submit(d: &mut Deployment, who: Principal, request: JobRequest) -> Result<u64, JobError> {
@@ -177,8 +172,7 @@ fn stop_and_upgrade_while_jobs_run_leave_typed_errors_for_their_owners() {
         d.ic.tick();
     }
     d.ic.stop_canister(d.inference, d.controller).expect("the canister stops");
-    let wasm = canister_harness::canister_wasm("inference_canister");
-    d.ic.upgrade_canister(d.inference, &wasm, candid::encode_args(()).unwrap(), d.controller).unwrap();
+    d.upgrade_inference();
     d.ic.start_canister(d.inference, d.controller).unwrap();
     assert!(matches!(
         status(&mut d, user(OWNER), stopped),
@@ -190,8 +184,8 @@ fn stop_and_upgrade_while_jobs_run_leave_typed_errors_for_their_owners() {
     for _ in 0..3 {
         d.ic.tick();
     }
-    d.ic.upgrade_canister(d.inference, &wasm, candid::encode_args(()).unwrap(), d.controller)
-        .expect("the IC upgrades a running canister");
+    // The IC upgrades a running canister.
+    d.upgrade_inference();
     match status(&mut d, user(OWNER), upgraded) {
         Ok(JobStatus::Interrupted { .. }) => {}
         other => panic!("{other:?}"),

@@ -34,16 +34,6 @@ fn put(
     (r.unwrap(), cost.instructions)
 }
 
-fn upgrade(d: &mut Deployment) {
-    d.ic.upgrade_canister(
-        d.inference,
-        &canister_harness::canister_wasm("inference_canister"),
-        candid::encode_args(()).unwrap(),
-        d.controller,
-    )
-    .expect("upgrade");
-}
-
 fn active(d: &mut Deployment, name: &str) -> Option<u32> {
     d.call(user(2), calls::active_version(name)).0.unwrap()
 }
@@ -77,7 +67,7 @@ fn a_real_model_survives_shuffling_duplicates_an_interruption_and_upgrades() {
         }
     }
     // An upgrade in the middle of the upload.
-    upgrade(&mut d);
+    d.upgrade_inference();
     // The uploader resumes from the canister's missing list: it finds the unfinished upload.
     let (status, _) = d.call(maintainer, calls::upload_status(t.upload_id));
     assert_eq!(status.unwrap().unwrap().missing, vec![0, 1, 3, 5]);
@@ -88,7 +78,7 @@ fn a_real_model_survives_shuffling_duplicates_an_interruption_and_upgrades() {
     // Labels from the model's own metadata (`character`).
     assert_eq!(info.labels, vec!["0", "90", "180", "270"]);
     d.call(maintainer, calls::activate("orientation", 1)).0.unwrap().unwrap();
-    upgrade(&mut d);
+    d.upgrade_inference();
     assert_eq!(active(&mut d, "orientation"), Some(1));
     let (listed, _) = d.call(user(2), calls::list_models());
     assert_eq!(listed.unwrap(), vec![info]);
@@ -148,10 +138,7 @@ fn bad_uploads_are_refused_with_typed_errors_and_the_active_version_keeps_servin
     assert_eq!(r.unwrap(), Err(RegistryError::CorruptChunks { indices: vec![0] }));
     // Through all of it version 1 stayed active and serving.
     assert_eq!(active(&mut d, "cls"), Some(1));
-    let image = InputTensor {
-        shape: c.input_shape.iter().map(|&x| x as u64).collect(),
-        data: TensorData::F32(c.input.clone()),
-    };
+    let image = canister_harness::cases::input(&c);
     let (decision, _) = d.call_agency(user(9), agency_api::calls::decide(&Document { id: "d1".into(), image }));
     assert_eq!(decision.unwrap().unwrap().model.version, 1);
 }
@@ -214,13 +201,7 @@ fn a_plan_too_big_for_one_message_gets_a_typed_error_and_nothing_breaks() {
     assert!(classify(&mut d).is_ok(), "the cached plan of v1 serves under the low limit");
     // After an upgrade the plan is rebuilt lazily, in its own message: under the low limit the
     // caller gets a typed error; with the IC's limit back, the same call succeeds.
-    d.ic.upgrade_canister(
-        d.inference,
-        &canister_harness::canister_wasm("inference_canister"),
-        candid::encode_args(()).unwrap(),
-        d.controller,
-    )
-    .unwrap();
+    d.upgrade_inference();
     match classify(&mut d) {
         Err(InferenceError::Engine(why)) => assert!(why.contains("did not complete in one message"), "{why}"),
         other => panic!("{other:?}"),

@@ -3,32 +3,12 @@
 //! call, whole or split over messages, with identical bits. (Its match with onnxruntime across
 //! budgets and an upgrade is in `variants.rs`.)
 
+use canister_harness::cases::{inputs, specs};
 use canister_harness::deploy::Deployment;
 use canister_harness::user;
-use inference_api::{DType, Inference, InferenceError, InputTensor, TensorData, TensorSpec};
+use inference_api::{Inference, InferenceError, InputTensor, TensorData};
 use inference_client::calls;
 use model_testdata::{case, Case};
-
-fn specs(c: &Case) -> Vec<TensorSpec> {
-    c.inputs
-        .iter()
-        .map(|t| TensorSpec {
-            name: t.name.clone(),
-            shape: t.shape.iter().map(|&d| d as i64).collect(),
-            dtype: DType::F32,
-        })
-        .collect()
-}
-
-fn tensors(c: &Case) -> Vec<InputTensor> {
-    c.inputs
-        .iter()
-        .map(|t| InputTensor {
-            shape: t.shape.iter().map(|&d| d as u64).collect(),
-            data: TensorData::F32(t.data.clone()),
-        })
-        .collect()
-}
 
 fn publish(d: &mut Deployment, name: &str, c: &Case) {
     let info = d.upload_as(d.maintainer, name, &c.model, vec![], Some(specs(c)), 1 << 20).expect("upload");
@@ -53,7 +33,7 @@ fn voice_activity_model_takes_two_inputs_and_carries_its_state() {
     d.as_admin(calls::allow_caller(user(5))).unwrap();
     let c = case("silero_vad_openvino_16k", "fp32");
     publish(&mut d, "vad", &c);
-    let first = infer(&mut d, "vad", tensors(&c));
+    let first = infer(&mut d, "vad", inputs(&c));
     assert_eq!(first.outputs.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(), ["output", "stateN"]);
     for (out, expected) in first.outputs.iter().zip(&c.outputs) {
         let worst = out.data.iter().zip(expected).map(|(g, e)| (g - e).abs()).fold(0f32, f32::max);
@@ -61,7 +41,7 @@ fn voice_activity_model_takes_two_inputs_and_carries_its_state() {
     }
     // The next chunk of audio with the state the first call returned, whole and split over
     // messages: identical bits.
-    let mut next = tensors(&c);
+    let mut next = inputs(&c);
     next[1].data = TensorData::F32(first.outputs[1].data.clone());
     let whole = infer(&mut d, "vad", next.clone());
     d.set_budget(1_000_000);
@@ -71,6 +51,6 @@ fn voice_activity_model_takes_two_inputs_and_carries_its_state() {
         assert_eq!(bits(&a.data), bits(&b.data), "{}", a.name);
     }
     // A wrong number of inputs is a typed error.
-    let (r, _) = d.call(user(5), calls::infer("vad", None, &[tensors(&c).remove(0)]));
+    let (r, _) = d.call(user(5), calls::infer("vad", None, &[inputs(&c).remove(0)]));
     assert!(matches!(r.unwrap(), Err(InferenceError::InvalidInput(_))));
 }

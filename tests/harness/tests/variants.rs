@@ -4,7 +4,7 @@
 
 use canister_harness::deploy::Deployment;
 use canister_harness::user;
-use inference_api::{InputTensor, TensorData};
+
 use inference_client::calls;
 use model_testdata::{argmax, case, tolerance, variants};
 
@@ -15,14 +15,7 @@ fn check_model(model: &str) {
         let c = case(model, &variant);
         let name = format!("{model}.{variant}");
         d.publish(&name, &c, &[]);
-        let inputs: Vec<InputTensor> = c
-            .inputs
-            .iter()
-            .map(|t| InputTensor {
-                shape: t.shape.iter().map(|&x| x as u64).collect(),
-                data: TensorData::F32(t.data.clone()),
-            })
-            .collect();
+        let inputs = canister_harness::cases::inputs(&c);
         // Every output's bits, and the outputs themselves.
         let run = |d: &mut Deployment, budget: u64| {
             d.set_budget(budget);
@@ -46,13 +39,7 @@ fn check_model(model: &str) {
             messages.push(m);
         }
         assert!(messages[0] > messages[1], "{name}: {messages:?}");
-        d.ic.upgrade_canister(
-            d.inference,
-            &canister_harness::canister_wasm("inference_canister"),
-            candid::encode_args(()).unwrap(),
-            d.controller,
-        )
-        .unwrap();
+        d.upgrade_inference();
         assert_eq!(run(&mut d, 30_000_000_000).0, bits, "{name} after an upgrade");
         eprintln!("{name}: max |Δ| {worst:.2e}, bit-identical over {messages:?} messages and an upgrade");
     }

@@ -1,0 +1,28 @@
+//! The bundled models' test cases (`model_testdata`) as the inference canister takes them.
+
+use inference_api::{DType, InputTensor, TensorData, TensorSpec};
+use model_testdata::{Case, Tensor};
+
+fn tensor(shape: &[usize], data: &[f32]) -> InputTensor {
+    InputTensor { shape: shape.iter().map(|&d| d as u64).collect(), data: TensorData::F32(data.to_vec()) }
+}
+
+/// The case's first input.
+pub fn input(case: &Case) -> InputTensor {
+    tensor(&case.input_shape, &case.input)
+}
+
+/// Every input of the case, in the model's order.
+pub fn inputs(case: &Case) -> Vec<InputTensor> {
+    case.inputs.iter().map(|t| tensor(&t.shape, &t.data)).collect()
+}
+
+/// The inputs' names and shapes, to pin at upload (f32, as every bundled case's inputs are).
+pub fn specs(case: &Case) -> Vec<TensorSpec> {
+    let spec = |t: &Tensor| TensorSpec {
+        name: t.name.clone(),
+        shape: t.shape.iter().map(|&d| d as i64).collect(),
+        dtype: DType::F32,
+    };
+    case.inputs.iter().map(spec).collect()
+}
