@@ -175,15 +175,7 @@ fn mac_counts_are_those_of_the_graph() {
 /// Every input of a case in, every output out, at the model's declared inputs.
 fn run_case(c: &support::Case) -> Vec<Vec<f32>> {
     let info = inspect(&c.model).unwrap();
-    let specs: Vec<TensorSpec> = c
-        .inputs
-        .iter()
-        .map(|t| TensorSpec {
-            name: t.name.clone(),
-            shape: t.shape.iter().map(|&d| d as i64).collect(),
-            dtype: DType::F32,
-        })
-        .collect();
+    let specs = support::specs(c);
     let loaded = load(&c.model, &specs, info.weight_format).unwrap();
     let inputs = c.inputs.iter().map(|t| Tensor::from_shape(&t.shape, &t.data).unwrap().into()).collect();
     let out = run_to_end(&loaded.plan, inputs).unwrap();

@@ -6,7 +6,6 @@ use std::sync::{Arc, OnceLock};
 
 use inference_engine::executor::{run_to_end, Job, Progress};
 use inference_engine::model::{inspect, load};
-use inference_engine::types::{DType, TensorSpec};
 use model_testdata as support;
 use proptest::prelude::*;
 use tract_onnx::prelude::*;
@@ -39,15 +38,7 @@ fn bits(outputs: &[TValue]) -> Vec<Vec<u32>> {
 fn fixture(model: &str, variant: &str) -> Fixture {
     let case = support::case(model, variant);
     let info = inspect(&case.model).unwrap();
-    let specs: Vec<TensorSpec> = case
-        .inputs
-        .iter()
-        .map(|t| TensorSpec {
-            name: t.name.clone(),
-            shape: t.shape.iter().map(|&d| d as i64).collect(),
-            dtype: DType::F32,
-        })
-        .collect();
+    let specs = support::specs(&case);
     let loaded = load(&case.model, &specs, info.weight_format).unwrap();
     let inputs: TVec<TValue> =
         case.inputs.iter().map(|t| Tensor::from_shape(&t.shape, &t.data).unwrap().into()).collect();

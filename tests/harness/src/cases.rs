@@ -1,7 +1,10 @@
 //! The bundled models' test cases (`model_testdata`) as the inference canister takes them.
 
-use inference_api::{DType, InputTensor, TensorData, TensorSpec};
-use model_testdata::{Case, Tensor};
+use inference_api::{InputTensor, TensorData};
+use model_testdata::Case;
+
+/// The inputs' names and shapes, to pin at upload.
+pub use model_testdata::specs;
 
 fn tensor(shape: &[usize], data: &[f32]) -> InputTensor {
     InputTensor { shape: shape.iter().map(|&d| d as u64).collect(), data: TensorData::F32(data.to_vec()) }
@@ -15,14 +18,4 @@ pub fn input(case: &Case) -> InputTensor {
 /// Every input of the case, in the model's order.
 pub fn inputs(case: &Case) -> Vec<InputTensor> {
     case.inputs.iter().map(|t| tensor(&t.shape, &t.data)).collect()
-}
-
-/// The inputs' names and shapes, to pin at upload (f32, as every bundled case's inputs are).
-pub fn specs(case: &Case) -> Vec<TensorSpec> {
-    let spec = |t: &Tensor| TensorSpec {
-        name: t.name.clone(),
-        shape: t.shape.iter().map(|&d| d as i64).collect(),
-        dtype: DType::F32,
-    };
-    case.inputs.iter().map(spec).collect()
 }

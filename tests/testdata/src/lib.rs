@@ -63,6 +63,17 @@ pub fn case(model: &str, variant: &str) -> Case {
     }
 }
 
+/// The case's inputs as a model's declared inputs: names and shapes, f32 (as every bundled
+/// case's inputs are).
+pub fn specs(case: &Case) -> Vec<inference_api::TensorSpec> {
+    let spec = |t: &Tensor| inference_api::TensorSpec {
+        name: t.name.clone(),
+        shape: t.shape.iter().map(|&d| d as i64).collect(),
+        dtype: inference_api::DType::F32,
+    };
+    case.inputs.iter().map(spec).collect()
+}
+
 pub fn argmax(v: &[f32]) -> usize {
     v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i).unwrap()
 }
