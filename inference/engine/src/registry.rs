@@ -19,8 +19,9 @@ use crate::types::*;
 
 /// Largest chunk accepted: an ingress message is 2 MiB including the candid envelope.
 pub const MAX_CHUNK_BYTES: u64 = 2 * 1024 * 1024 - 4 * 1024;
-/// Largest model accepted: `upload_finish` hashes and inspects the whole file in one message at
-/// about 81 instructions per byte (benchmarks), so 256 MiB stays near 22 B of the 40 B limit.
+/// Largest model accepted: `upload_finish` hashes and inspects the whole file in one message, so
+/// the cap keeps it well inside the 40 B-instruction limit at the per-byte cost the benchmark
+/// measures (`upload/…/finish` in benchmarks/results.yml).
 pub const MAX_MODEL_BYTES: u64 = 256 * 1024 * 1024;
 const MAX_NAME: usize = 64;
 
@@ -171,9 +172,10 @@ impl<M: Memory> Registry<M> {
     /// Stores one chunk with its declared sha256. The same chunk again is accepted; a different
     /// chunk for an index already received is refused.
     ///
-    /// The declared hash is checked against the bytes at finish, not here: SHA-256 costs about
-    /// 20 instructions per byte on wasm, and ingress payloads are already integrity-protected by
-    /// the IC, so hashing each chunk on arrival would make uploads ~20x dearer for no safety.
+    /// The declared hash is checked against the bytes at finish, not here: SHA-256 costs many
+    /// times what storing a byte does on wasm (benchmarks/NOTES.md, Upload), and ingress payloads
+    /// are already integrity-protected by the IC, so hashing each chunk on arrival would make
+    /// uploads several times dearer for no safety.
     pub fn put_chunk(
         &mut self,
         upload_id: u64,

@@ -46,9 +46,7 @@ const RELU_SHA256: &str = "8769d7fee9f5ffda5e6e6deb9aab46f8557caf71ff32cd0466bd1
 const ADD_SHA256: &str = "b07eea301abddd9853c52a465c64f9b26b9c05710aaa1b9a7ff5d5740c700f94";
 
 fn golden(file: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(file)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(file)
 }
 
 fn updating() -> bool {
@@ -65,29 +63,17 @@ fn model_file(file: &str, expected_sha256: &str) -> Vec<u8> {
     use model_testdata::onnx::{ElemType, Graph};
     let path = golden(file);
     if !path.exists() && updating() {
-        let graph = Graph::new(13)
-            .input("x", ElemType::Float, &[1, 4])
-            .output("y", ElemType::Float);
+        let graph = Graph::new(13).input("x", ElemType::Float, &[1, 4]).output("y", ElemType::Float);
         let graph = match file {
             "relu.onnx" => graph.node("Relu", &["x"], &["y"], vec![]),
-            _ => graph.f32("b", &[1, 4], &[0.5, -1.0, 2.0, 0.25]).node(
-                "Add",
-                &["x", "b"],
-                &["y"],
-                vec![],
-            ),
+            _ => graph.f32("b", &[1, 4], &[0.5, -1.0, 2.0, 0.25]).node("Add", &["x", "b"], &["y"], vec![]),
         };
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, graph.to_bytes()).unwrap();
     }
     let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let actual = hex(&Sha256::digest(&bytes));
-    assert_eq!(
-        actual,
-        expected_sha256,
-        "{} is not the model the golden image was made from",
-        path.display()
-    );
+    assert_eq!(actual, expected_sha256, "{} is not the model the golden image was made from", path.display());
     bytes
 }
 
@@ -114,8 +100,7 @@ fn request(name: &str, bytes: &[u8], description: &str) -> UploadRequest {
 fn put(r: &mut Registry<DefaultMemoryImpl>, id: u64, bytes: &[u8], index: u32) -> UploadStatus {
     let start = index as usize * CHUNK as usize;
     let chunk = &bytes[start..(start + CHUNK as usize).min(bytes.len())];
-    r.put_chunk(id, index, chunk.to_vec(), Sha256::digest(chunk).to_vec())
-        .unwrap()
+    r.put_chunk(id, index, chunk.to_vec(), Sha256::digest(chunk).to_vec()).unwrap()
 }
 
 /// The golden state: `cls` v1 (relu) and v2 (add), v1 activated then v2 (so v1 is the rollback
@@ -125,22 +110,11 @@ fn golden_state() -> DefaultMemoryImpl {
     let mut layout = StableLayout::init(memory.clone());
     let mut access = Access::init(&layout);
     let mut r = Registry::init(&layout);
-    access
-        .grant(List::Maintainers, Principal::from_slice(&MAINTAINER))
-        .unwrap();
-    access
-        .grant(List::Callers, Principal::from_slice(&CALLER))
-        .unwrap();
+    access.grant(List::Maintainers, Principal::from_slice(&MAINTAINER)).unwrap();
+    access.grant(List::Callers, Principal::from_slice(&CALLER)).unwrap();
     let uploader = Principal::from_slice(&UPLOADER);
     for (bytes, at, description) in [(relu(), T1, "relu"), (add(), T2, "add")] {
-        let t = r
-            .start_upload(
-                &mut layout,
-                request("cls", &bytes, description),
-                uploader,
-                at,
-            )
-            .unwrap();
+        let t = r.start_upload(&mut layout, request("cls", &bytes, description), uploader, at).unwrap();
         for i in 0..t.chunk_count {
             put(&mut r, t.upload_id, &bytes, i);
         }
@@ -149,14 +123,7 @@ fn golden_state() -> DefaultMemoryImpl {
     r.activate("cls", 1).unwrap();
     r.activate("cls", 2).unwrap();
     let add = add();
-    let t = r
-        .start_upload(
-            &mut layout,
-            request("det", &add, "unfinished"),
-            uploader,
-            T3,
-        )
-        .unwrap();
+    let t = r.start_upload(&mut layout, request("det", &add, "unfinished"), uploader, T3).unwrap();
     put(&mut r, t.upload_id, &add, 0);
     memory
 }
@@ -195,13 +162,7 @@ fn summary(memory: &DefaultMemoryImpl) -> String {
          # UPDATE_GOLDEN=1 cargo nextest run -p inference-engine --test stable_layout\n",
     );
     let raw = raw(memory);
-    writeln!(
-        out,
-        "raw pages {} sha256 {}",
-        memory.size(),
-        hex(&Sha256::digest(&raw))
-    )
-    .unwrap();
+    writeln!(out, "raw pages {} sha256 {}", memory.size(), hex(&Sha256::digest(&raw))).unwrap();
     let layout = StableLayout::init(memory.clone());
     for id in 0..=254u8 {
         let m = layout.memory(MemoryId::new(id));
@@ -210,14 +171,8 @@ fn summary(memory: &DefaultMemoryImpl) -> String {
         }
         let mut bytes = vec![0; (m.size() * WASM_PAGE) as usize];
         m.read(0, &mut bytes);
-        writeln!(
-            out,
-            "memory {id} {} pages {} sha256 {}",
-            memory_name(id),
-            m.size(),
-            hex(&Sha256::digest(&bytes))
-        )
-        .unwrap();
+        writeln!(out, "memory {id} {} pages {} sha256 {}", memory_name(id), m.size(), hex(&Sha256::digest(&bytes)))
+            .unwrap();
     }
     out
 }
@@ -259,26 +214,17 @@ fn image(memory: &DefaultMemoryImpl) -> String {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
+    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
 }
 
 fn from_image(text: &str) -> DefaultMemoryImpl {
     let memory = DefaultMemoryImpl::default();
-    for line in text
-        .lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-    {
+    for line in text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let fields: Vec<&str> = line.split(' ').collect();
         match fields[..] {
             ["pages", n] => assert_eq!(memory.grow(n.parse().unwrap()), 0),
             [at, "fill", b, count] => {
-                let (at, count) = (
-                    u64::from_str_radix(at, 16).unwrap(),
-                    usize::from_str_radix(count, 16).unwrap(),
-                );
+                let (at, count) = (u64::from_str_radix(at, 16).unwrap(), usize::from_str_radix(count, 16).unwrap());
                 memory.write(at, &vec![u8::from_str_radix(b, 16).unwrap(); count]);
             }
             [at, bytes] => memory.write(u64::from_str_radix(at, 16).unwrap(), &unhex(bytes)),
@@ -302,15 +248,10 @@ fn the_stable_layout_is_unchanged() {
     if updating() {
         std::fs::write(&summary_path, &summary).unwrap();
         std::fs::write(&image_path, &image).unwrap();
-        eprintln!(
-            "wrote {} and {}",
-            summary_path.display(),
-            image_path.display()
-        );
+        eprintln!("wrote {} and {}", summary_path.display(), image_path.display());
         return;
     }
-    let read =
-        |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     let (golden_summary, golden_image) = (read(&summary_path), read(&image_path));
     if summary != golden_summary || image != golden_image {
         let old: Vec<&str> = golden_summary.lines().collect();
@@ -319,11 +260,7 @@ fn the_stable_layout_is_unchanged() {
             .iter()
             .filter(|l| !new.contains(l))
             .map(|l| format!("  - {l}"))
-            .chain(
-                new.iter()
-                    .filter(|l| !old.contains(l))
-                    .map(|l| format!("  + {l}")),
-            )
+            .chain(new.iter().filter(|l| !old.contains(l)).map(|l| format!("  + {l}")))
             .collect();
         panic!(
             "THE STABLE-MEMORY LAYOUT CHANGED: the golden registry state is no longer stored as the \
@@ -331,7 +268,11 @@ fn the_stable_layout_is_unchanged() {
              Canisters running today's code hold data in the old layout. A layout change needs a \
              migration in post_upgrade (and a LAYOUT_VERSION bump), and then a deliberate golden \
              update: UPDATE_GOLDEN=1 cargo nextest run -p inference-engine --test stable_layout",
-            if changed.is_empty() { "  (only the memory manager's own header differs)".into() } else { changed.join("\n") }
+            if changed.is_empty() {
+                "  (only the memory manager's own header differs)".into()
+            } else {
+                changed.join("\n")
+            }
         );
     }
 }
@@ -346,22 +287,11 @@ fn todays_stable_memory_still_reads() {
     let mut layout = StableLayout::init(memory.clone());
     assert_eq!(
         layout.header.get().clone(),
-        Header {
-            magic: *b"ONNX",
-            layout_version: 1,
-            next_blob: 1,
-            next_upload: 4
-        }
+        Header { magic: *b"ONNX", layout_version: 1, next_blob: 1, next_upload: 4 }
     );
     let access = Access::init(&layout);
-    assert_eq!(
-        access.members(List::Maintainers),
-        vec![Principal::from_slice(&MAINTAINER)]
-    );
-    assert_eq!(
-        access.members(List::Callers),
-        vec![Principal::from_slice(&CALLER)]
-    );
+    assert_eq!(access.members(List::Maintainers), vec![Principal::from_slice(&MAINTAINER)]);
+    assert_eq!(access.members(List::Callers), vec![Principal::from_slice(&CALLER)]);
     assert!(access.contains(List::Maintainers, Principal::from_slice(&MAINTAINER)));
     assert!(!access.contains(List::Maintainers, Principal::from_slice(&CALLER)));
 
@@ -413,21 +343,14 @@ fn todays_stable_memory_still_reads() {
             ),
         ]
     );
-    let x = TensorSpec {
-        name: "x".into(),
-        shape: vec![1, 4],
-        dtype: DType::F32,
-    };
+    let x = TensorSpec { name: "x".into(), shape: vec![1, 4], dtype: DType::F32 };
     for (info, operators, parameters) in [(&versions[0], "Relu", 0), (&versions[1], "Add", 4)] {
         assert_eq!(info.inputs, vec![x.clone()]);
         assert_eq!(info.outputs.len(), 1);
         assert_eq!(info.outputs[0].name, "y");
         assert_eq!(info.labels, vec!["neg".to_string(), "pos".to_string()]);
         assert_eq!(info.operators, vec![operators.to_string()]);
-        assert_eq!(
-            (info.weight_format, info.parameters),
-            (WeightFormat::F32, parameters)
-        );
+        assert_eq!((info.weight_format, info.parameters), (WeightFormat::F32, parameters));
     }
     assert_eq!(r.bytes(&versions[0]), relu);
     assert_eq!(r.bytes(&versions[1]), add);
@@ -454,19 +377,11 @@ fn todays_stable_memory_still_reads() {
         put(&mut r, 3, &add, i);
     }
     let det = r.finish_upload(3).unwrap();
-    assert_eq!(
-        (det.name.as_str(), det.version, det.blob, det.uploaded_at_ns),
-        ("det", 1, 18, T3)
-    );
+    assert_eq!((det.name.as_str(), det.version, det.blob, det.uploaded_at_ns), ("det", 1, 18, T3));
     assert_eq!(r.bytes(&det), add);
     assert_eq!(r.rollback("cls"), Ok(1));
-    assert_eq!(
-        r.rollback("cls"),
-        Err(RegistryError::NothingToRollBackTo("cls".into()))
-    );
-    let t = r
-        .start_upload(&mut layout, request("cls", &relu, "next"), uploader, T3)
-        .unwrap();
+    assert_eq!(r.rollback("cls"), Err(RegistryError::NothingToRollBackTo("cls".into())));
+    let t = r.start_upload(&mut layout, request("cls", &relu, "next"), uploader, T3).unwrap();
     assert_eq!(t.upload_id, 4);
     for i in 0..t.chunk_count {
         put(&mut r, t.upload_id, &relu, i);
