@@ -20,7 +20,7 @@ pub enum Role {
 
 /// The one shape of every refusal for lack of a role.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, Error)]
-#[error("{caller} may not call this: it needs the {needs:?} role")]
+#[error("{caller} may not call this: it needs the {needs} role")]
 pub struct NotAuthorized {
     pub caller: Principal,
     pub needs: Role,
@@ -45,11 +45,11 @@ pub enum RegistryError {
     ChunkHashMismatch { index: u32 },
     /// Found at finish: these chunks' bytes do not match their declared sha256. They were
     /// dropped from the upload; send them again (the uploader's resume does) and finish again.
-    #[error("chunks {indices:?} were corrupt in stable memory and were dropped: send them again")]
+    #[error("chunks {} were corrupt in stable memory and were dropped: send them again", list(indices))]
     CorruptChunks { indices: Vec<u32> },
     #[error("chunk {index} was already received with other bytes")]
     ConflictingChunk { index: u32 },
-    #[error("chunks {missing:?} are still missing")]
+    #[error("chunks {} are still missing", list(missing))]
     ChunksMissing { missing: Vec<u32> },
     #[error("the model's sha256 does not match the declared one")]
     ModelHashMismatch { declared: Vec<u8>, actual: Vec<u8> },
@@ -57,13 +57,13 @@ pub enum RegistryError {
     InvalidModel(String),
     #[error("operators no parser here supports: {}", .0.join(", "))]
     UnsupportedOperators(Vec<String>),
-    #[error("no model named {0:?}")]
+    #[error("no model named \"{0}\"")]
     UnknownModel(String),
-    #[error("model {name:?} has no version {version}")]
+    #[error("model \"{name}\" has no version {version}")]
     UnknownVersion { name: String, version: u32 },
-    #[error("{name:?} v{version} is active: activate or roll back to another version first")]
+    #[error("\"{name}\" v{version} is active: activate or roll back to another version first")]
     VersionActive { name: String, version: u32 },
-    #[error("{0:?} has no earlier version to roll back to")]
+    #[error("\"{0}\" has no earlier version to roll back to")]
     NothingToRollBackTo(String),
     #[error("stable memory is full")]
     OutOfStableMemory,
@@ -75,9 +75,9 @@ pub enum RegistryError {
 pub enum InferenceError {
     #[error(transparent)]
     NotAuthorized(NotAuthorized),
-    #[error("no model named {0:?}")]
+    #[error("no model named \"{0}\"")]
     UnknownModel(String),
-    #[error("model {name:?} has no version {version}")]
+    #[error("model \"{name}\" has no version {version}")]
     UnknownVersion { name: String, version: u32 },
     #[error("invalid input: {0}")]
     InvalidInput(String),
@@ -151,6 +151,23 @@ pub enum SelfTestError {
     Failed(String),
 }
 
+/// `[1, 2, 3]` for people, from a list of indices.
+fn list(indices: &[u32]) -> String {
+    let items: Vec<String> = indices.iter().map(u32::to_string).collect();
+    format!("[{}]", items.join(", "))
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Admin => "admin (controller)",
+            Role::Maintainer => "maintainer",
+            Role::Caller => "allowed caller",
+            Role::ThisCanister => "this canister",
+        })
+    }
+}
+
 /// Every endpoint family's error has a `NotAuthorized` variant of the one shape.
 macro_rules! refusal_converts_into {
     ($($error:ident),*) => {$(
@@ -184,5 +201,24 @@ impl From<RegistryError> for InferenceError {
             RegistryError::NotAuthorized(e) => InferenceError::NotAuthorized(e),
             other => InferenceError::Engine(other.to_string()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Callers read these sentences: no Rust Debug output (no `{ .. }`, no `Some(..)`).
+    #[test]
+    fn errors_read_as_sentences() {
+        let caller = Principal::anonymous();
+        let refused = InferenceError::NotAuthorized(NotAuthorized { caller, needs: Role::Caller });
+        assert_eq!(refused.to_string(), "2vxsx-fae may not call this: it needs the allowed caller role");
+        let missing = RegistryError::ChunksMissing { missing: vec![0, 3] };
+        assert_eq!(missing.to_string(), "chunks [0, 3] are still missing");
+        let version = RegistryError::UnknownVersion { name: "cls".into(), version: 3 };
+        assert_eq!(InferenceError::from(version).to_string(), "model \"cls\" has no version 3");
+        let records = JobError::RecordsFull { limit: 1024 };
+        assert_eq!(records.to_string(), "all 1024 job records are taken: fetch or cancel results, or try later");
     }
 }

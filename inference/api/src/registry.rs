@@ -31,6 +31,20 @@ impl DType {
     }
 }
 
+impl std::fmt::Display for DType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DType::F32 => "f32",
+            DType::F16 => "f16",
+            DType::I8 => "i8",
+            DType::U8 => "u8",
+            DType::I32 => "i32",
+            DType::I64 => "i64",
+            DType::Other => "another element type",
+        })
+    }
+}
+
 /// A model input or output: name, shape (`-1` for a symbolic dimension) and element type.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct TensorSpec {

@@ -63,8 +63,10 @@ fn to_tensor(input: &InputTensor, info: &ModelInfo, ix: usize, max_elements: u64
     let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
     if shape != expected {
         return Err(InferenceError::InvalidInput(format!(
-            "input {:?} has shape {shape:?}; the model expects {expected:?}",
-            spec.name
+            "input \"{}\" has shape {}; the model expects {}",
+            spec.name,
+            dims(&shape),
+            dims(&expected)
         )));
     }
     let count: usize = shape.iter().product();
@@ -73,7 +75,7 @@ fn to_tensor(input: &InputTensor, info: &ModelInfo, ix: usize, max_elements: u64
     }
     let len = input.data.len();
     if len != count {
-        return Err(InferenceError::InvalidInput(format!("shape {shape:?} needs {count} elements, got {len}")));
+        return Err(InferenceError::InvalidInput(format!("shape {} needs {count} elements, got {len}", dims(&shape))));
     }
     let tensor = match (&input.data, spec.dtype) {
         (TensorData::F32(v), DType::F32) => {
@@ -86,9 +88,15 @@ fn to_tensor(input: &InputTensor, info: &ModelInfo, ix: usize, max_elements: u64
         }
         (TensorData::I8(v), DType::I8) => Tensor::from_shape(&shape, v),
         (TensorData::U8(v), DType::U8) => Tensor::from_shape(&shape, v.as_slice()),
-        (_, dtype) => return Err(InferenceError::InvalidInput(format!("input {:?} takes {dtype:?} data", spec.name))),
+        (_, dtype) => return Err(InferenceError::InvalidInput(format!("input \"{}\" takes {dtype} data", spec.name))),
     };
     Ok(tensor.map_err(|e| InferenceError::InvalidInput(e.to_string()))?.into())
+}
+
+/// `1×3×48×192`, for messages to callers.
+fn dims(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    dims.join("×")
 }
 
 /// Counts a job in flight for as long as it lives (dropped on completion, error or trap cleanup).

@@ -96,7 +96,7 @@ fn check_name(name: &str) -> Result<(), RegistryError> {
         Ok(())
     } else {
         Err(RegistryError::InvalidRequest(format!(
-            "model name {name:?}: 1 to {MAX_NAME} characters of a-z, A-Z, 0-9, '-', '_', '.'"
+            "model name \"{name}\": 1 to {MAX_NAME} characters of a-z, A-Z, 0-9, '-', '_', '.'"
         )))
     }
 }
