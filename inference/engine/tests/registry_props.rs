@@ -53,27 +53,19 @@ fn sha(bytes: &[u8]) -> Vec<u8> {
 fn files() -> &'static [Vec<u8>] {
     static FILES: OnceLock<Vec<Vec<u8>>> = OnceLock::new();
     FILES.get_or_init(|| {
-        let relu = Graph::new(13)
-            .input("x", ElemType::Float, &[1, 4])
-            .output("y", ElemType::Float)
-            .node("Relu", &["x"], &["y"], vec![]);
+        let relu = Graph::new(13).input("x", ElemType::Float, &[1, 4]).output("y", ElemType::Float).node(
+            "Relu",
+            &["x"],
+            &["y"],
+            vec![],
+        );
         let add = Graph::new(13)
             .input("x", ElemType::Float, &[1, 4])
             .output("y", ElemType::Float)
             .f32("b", &[1, 4], &[0.5, -1.0, 2.0, 0.25])
             .node("Add", &["x", "b"], &["y"], vec![]);
-        let garbage: Vec<u8> = b"this is not an ONNX model, only some text "
-            .iter()
-            .copied()
-            .cycle()
-            .take(90)
-            .collect();
-        vec![
-            relu.to_bytes(),
-            add.to_bytes(),
-            garbage,
-            model_testdata::onnx::unsupported_operator_model(),
-        ]
+        let garbage: Vec<u8> = b"this is not an ONNX model, only some text ".iter().copied().cycle().take(90).collect();
+        vec![relu.to_bytes(), add.to_bytes(), garbage, model_testdata::onnx::unsupported_operator_model()]
     })
 }
 
@@ -97,15 +89,10 @@ fn oracle(content: &[u8]) -> Inspection {
         labels: vec![],
         inputs: None,
     };
-    let t = r
-        .start_upload(&mut layout, request, Principal::anonymous(), 0)
-        .unwrap();
-    r.put_chunk(t.upload_id, 0, content.to_vec(), sha(content))
-        .unwrap();
+    let t = r.start_upload(&mut layout, request, Principal::anonymous(), 0).unwrap();
+    r.put_chunk(t.upload_id, 0, content.to_vec(), sha(content)).unwrap();
     let result = r.finish_upload(t.upload_id);
-    memo.lock()
-        .unwrap()
-        .insert(content.to_vec(), result.clone());
+    memo.lock().unwrap().insert(content.to_vec(), result.clone());
     result
 }
 
@@ -276,26 +263,18 @@ fn op() -> impl Strategy<Value = Op> {
         any::<bool>(),
         0..2u8,
     )
-        .prop_map(
-            |(name, file, size, sha, chunk, labels, pin_inputs, caller)| Op::Start {
-                name,
-                file,
-                size,
-                sha,
-                chunk,
-                labels,
-                pin_inputs,
-                caller,
-            },
-        );
-    let put = (0..16usize, index_choice(), bytes_choice(), hash_choice()).prop_map(
-        |(upload, index, bytes, hash)| Op::Put {
-            upload,
-            index,
-            bytes,
-            hash,
-        },
-    );
+        .prop_map(|(name, file, size, sha, chunk, labels, pin_inputs, caller)| Op::Start {
+            name,
+            file,
+            size,
+            sha,
+            chunk,
+            labels,
+            pin_inputs,
+            caller,
+        });
+    let put = (0..16usize, index_choice(), bytes_choice(), hash_choice())
+        .prop_map(|(upload, index, bytes, hash)| Op::Put { upload, index, bytes, hash });
     let upload = (
         name_choice(),
         prop_oneof![3 => Just(0usize), 3 => Just(1usize), 1 => Just(2usize), 1 => Just(3usize)],
@@ -304,16 +283,14 @@ fn op() -> impl Strategy<Value = Op> {
         prop_oneof![5 => Just(false), 1 => Just(true)],
         any::<bool>(),
     )
-        .prop_map(
-            |(name, file, chunk, corrupt, wrong_sha, activate)| Op::Upload {
-                name,
-                file,
-                chunk,
-                corrupt,
-                wrong_sha,
-                activate,
-            },
-        );
+        .prop_map(|(name, file, chunk, corrupt, wrong_sha, activate)| Op::Upload {
+            name,
+            file,
+            chunk,
+            corrupt,
+            wrong_sha,
+            activate,
+        });
     prop_oneof![
         8 => upload,
         2 => start,
@@ -368,9 +345,7 @@ impl RefUpload {
     }
 
     fn status(&self) -> UploadStatus {
-        let missing: Vec<u32> = (0..self.chunk_count)
-            .filter(|&i| self.received[i as usize].is_none())
-            .collect();
+        let missing: Vec<u32> = (0..self.chunk_count).filter(|&i| self.received[i as usize].is_none()).collect();
         let received_bytes = (0..self.chunk_count)
             .filter(|&i| self.received[i as usize].is_some())
             .map(|i| self.chunk_range(i).len() as u64)
@@ -405,11 +380,7 @@ struct Reference {
 }
 
 fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 fn invalid_request<T>() -> Result<T, RegistryError> {
@@ -418,19 +389,12 @@ fn invalid_request<T>() -> Result<T, RegistryError> {
 
 impl Reference {
     fn new() -> Self {
-        Reference {
-            next_upload: 1,
-            ..Default::default()
-        }
+        Reference { next_upload: 1, ..Default::default() }
     }
 
     fn free_blob(&self) -> Option<u64> {
-        let used: BTreeSet<u64> = self
-            .models
-            .values()
-            .map(|(i, _)| i.blob)
-            .chain(self.uploads.values().map(|u| u.blob))
-            .collect();
+        let used: BTreeSet<u64> =
+            self.models.values().map(|(i, _)| i.blob).chain(self.uploads.values().map(|u| u.blob)).collect();
         BLOBS.map(u64::from).find(|b| !used.contains(b))
     }
 
@@ -445,12 +409,9 @@ impl Reference {
 
     fn pick_version(&self, target: Target) -> (String, u32) {
         match target {
-            Target::Existing(n) if !self.models.is_empty() => self
-                .models
-                .keys()
-                .nth(n % self.models.len())
-                .unwrap()
-                .clone(),
+            Target::Existing(n) if !self.models.is_empty() => {
+                self.models.keys().nth(n % self.models.len()).unwrap().clone()
+            }
             Target::Existing(n) => (NAMES[n % NAMES.len()].to_string(), 1),
             Target::Any { name, version } => (NAMES[name].to_string(), version),
         }
@@ -458,12 +419,9 @@ impl Reference {
 
     fn pick_active(&self, target: Target) -> String {
         match target {
-            Target::Existing(n) if !self.active.is_empty() => self
-                .active
-                .keys()
-                .nth(n % self.active.len())
-                .unwrap()
-                .clone(),
+            Target::Existing(n) if !self.active.is_empty() => {
+                self.active.keys().nth(n % self.active.len()).unwrap().clone()
+            }
             Target::Existing(n) => NAMES[n % NAMES.len()].to_string(),
             Target::Any { name, .. } => NAMES[name].to_string(),
         }
@@ -484,10 +442,7 @@ impl Reference {
             return invalid_request();
         }
         if request.chunk_size == 0 || request.chunk_size as u64 > MAX_CHUNK_BYTES {
-            return Err(RegistryError::ChunkTooLarge {
-                size: request.chunk_size as u64,
-                max: MAX_CHUNK_BYTES,
-            });
+            return Err(RegistryError::ChunkTooLarge { size: request.chunk_size as u64, max: MAX_CHUNK_BYTES });
         }
         let Some(blob) = self.free_blob() else {
             return invalid_request();
@@ -497,50 +452,18 @@ impl Reference {
         self.next_upload += 1;
         let data = vec![0; request.size as usize];
         let received = vec![None; chunk_count as usize];
-        self.uploads.insert(
-            id,
-            RefUpload {
-                id,
-                blob,
-                request,
-                chunk_count,
-                content,
-                data,
-                received,
-                by,
-                at,
-            },
-        );
-        Ok(UploadTicket {
-            upload_id: id,
-            chunk_count,
-        })
+        self.uploads.insert(id, RefUpload { id, blob, request, chunk_count, content, data, received, by, at });
+        Ok(UploadTicket { upload_id: id, chunk_count })
     }
 
-    fn put(
-        &mut self,
-        id: u64,
-        index: u32,
-        bytes: &[u8],
-        hash: &[u8],
-    ) -> Result<UploadStatus, RegistryError> {
-        let u = self
-            .uploads
-            .get_mut(&id)
-            .ok_or(RegistryError::UnknownUpload(id))?;
+    fn put(&mut self, id: u64, index: u32, bytes: &[u8], hash: &[u8]) -> Result<UploadStatus, RegistryError> {
+        let u = self.uploads.get_mut(&id).ok_or(RegistryError::UnknownUpload(id))?;
         if index >= u.chunk_count {
-            return Err(RegistryError::ChunkIndexOutOfRange {
-                index,
-                chunk_count: u.chunk_count,
-            });
+            return Err(RegistryError::ChunkIndexOutOfRange { index, chunk_count: u.chunk_count });
         }
         let range = u.chunk_range(index);
         if bytes.len() != range.len() {
-            return Err(RegistryError::ChunkWrongSize {
-                index,
-                expected: range.len() as u64,
-                got: bytes.len() as u64,
-            });
+            return Err(RegistryError::ChunkWrongSize { index, expected: range.len() as u64, got: bytes.len() as u64 });
         }
         if hash.len() != 32 {
             return Err(RegistryError::ChunkHashMismatch { index });
@@ -557,10 +480,7 @@ impl Reference {
     }
 
     fn finish(&mut self, id: u64) -> Result<ModelInfo, RegistryError> {
-        let u = self
-            .uploads
-            .get_mut(&id)
-            .ok_or(RegistryError::UnknownUpload(id))?;
+        let u = self.uploads.get_mut(&id).ok_or(RegistryError::UnknownUpload(id))?;
         let missing = u.status().missing;
         if !missing.is_empty() {
             return Err(RegistryError::ChunksMissing { missing });
@@ -568,16 +488,10 @@ impl Reference {
         let actual = sha(&u.data);
         if actual != u.request.sha256 {
             let corrupt: Vec<u32> = (0..u.chunk_count)
-                .filter(|&i| {
-                    u.received[i as usize].as_deref()
-                        != Some(sha(&u.data[u.chunk_range(i)]).as_slice())
-                })
+                .filter(|&i| u.received[i as usize].as_deref() != Some(sha(&u.data[u.chunk_range(i)]).as_slice()))
                 .collect();
             if corrupt.is_empty() {
-                return Err(RegistryError::ModelHashMismatch {
-                    declared: u.request.sha256.clone(),
-                    actual,
-                });
+                return Err(RegistryError::ModelHashMismatch { declared: u.request.sha256.clone(), actual });
             }
             for &i in &corrupt {
                 u.received[i as usize] = None;
@@ -587,11 +501,8 @@ impl Reference {
         let inspected = oracle(&u.data)?;
         let u = self.uploads.remove(&id).unwrap();
         let name = u.request.name.clone();
-        let version = self
-            .models
-            .range((name.clone(), 0)..=(name.clone(), u32::MAX))
-            .next_back()
-            .map_or(1, |(k, _)| k.1 + 1);
+        let version =
+            self.models.range((name.clone(), 0)..=(name.clone(), u32::MAX)).next_back().map_or(1, |(k, _)| k.1 + 1);
         let info = ModelInfo {
             name: name.clone(),
             version,
@@ -601,11 +512,7 @@ impl Reference {
             chunk_count: u.chunk_count,
             inputs: u.request.inputs.clone().unwrap_or(inspected.inputs),
             outputs: inspected.outputs,
-            labels: if u.request.labels.is_empty() {
-                inspected.labels
-            } else {
-                u.request.labels.clone()
-            },
+            labels: if u.request.labels.is_empty() { inspected.labels } else { u.request.labels.clone() },
             weight_format: inspected.weight_format,
             operators: inspected.operators,
             parameters: inspected.parameters,
@@ -620,9 +527,7 @@ impl Reference {
     }
 
     fn abort(&mut self, id: u64) -> Result<(), RegistryError> {
-        self.uploads
-            .remove(&id)
-            .ok_or(RegistryError::UnknownUpload(id))?;
+        self.uploads.remove(&id).ok_or(RegistryError::UnknownUpload(id))?;
         self.retired.push(id);
         Ok(())
     }
@@ -631,10 +536,7 @@ impl Reference {
         if self.models.contains_key(&(name.to_string(), version)) {
             Ok(())
         } else {
-            Err(RegistryError::UnknownVersion {
-                name: name.to_string(),
-                version,
-            })
+            Err(RegistryError::UnknownVersion { name: name.to_string(), version })
         }
     }
 
@@ -647,27 +549,15 @@ impl Reference {
                 a.current = version;
             }
             None => {
-                self.active.insert(
-                    name.to_string(),
-                    Activation {
-                        current: version,
-                        history: vec![],
-                    },
-                );
+                self.active.insert(name.to_string(), Activation { current: version, history: vec![] });
             }
         }
         Ok(())
     }
 
     fn rollback(&mut self, name: &str) -> Result<u32, RegistryError> {
-        let a = self
-            .active
-            .get_mut(name)
-            .ok_or_else(|| RegistryError::UnknownModel(name.to_string()))?;
-        let previous = a
-            .history
-            .pop()
-            .ok_or_else(|| RegistryError::NothingToRollBackTo(name.to_string()))?;
+        let a = self.active.get_mut(name).ok_or_else(|| RegistryError::UnknownModel(name.to_string()))?;
+        let previous = a.history.pop().ok_or_else(|| RegistryError::NothingToRollBackTo(name.to_string()))?;
         a.current = previous;
         Ok(previous)
     }
@@ -676,10 +566,7 @@ impl Reference {
         self.exists(name, version)?;
         if let Some(a) = self.active.get_mut(name) {
             if a.current == version {
-                return Err(RegistryError::VersionActive {
-                    name: name.to_string(),
-                    version,
-                });
+                return Err(RegistryError::VersionActive { name: name.to_string(), version });
             }
             a.history.retain(|&v| v != version);
         }
@@ -690,12 +577,7 @@ impl Reference {
     fn info(&self, name: &str, version: Option<u32>) -> Result<ModelInfo, RegistryError> {
         let version = match version {
             Some(v) => v,
-            None => {
-                self.active
-                    .get(name)
-                    .ok_or_else(|| RegistryError::UnknownModel(name.to_string()))?
-                    .current
-            }
+            None => self.active.get(name).ok_or_else(|| RegistryError::UnknownModel(name.to_string()))?.current,
         };
         self.exists(name, version)?;
         Ok(self.models[&(name.to_string(), version)].0.clone())
@@ -712,17 +594,9 @@ static OUTCOMES: Mutex<BTreeMap<String, usize>> = Mutex::new(BTreeMap::new());
 fn record<T>(op: &str, result: &Result<T, RegistryError>) {
     let outcome = match result {
         Ok(_) => "Ok".to_string(),
-        Err(e) => format!("{e:?}")
-            .split(['(', ' ', '{'])
-            .next()
-            .unwrap()
-            .to_string(),
+        Err(e) => format!("{e:?}").split(['(', ' ', '{']).next().unwrap().to_string(),
     };
-    *OUTCOMES
-        .lock()
-        .unwrap()
-        .entry(format!("{op} {outcome}"))
-        .or_default() += 1;
+    *OUTCOMES.lock().unwrap().entry(format!("{op} {outcome}")).or_default() += 1;
 }
 
 /// Errors compared by variant and typed fields; free-text messages are blanked.
@@ -744,11 +618,7 @@ impl Real {
     fn new_over(memory: DefaultMemoryImpl) -> Self {
         let layout = StableLayout::init(memory.clone());
         let registry = Registry::init(&layout);
-        Real {
-            memory,
-            layout,
-            registry,
-        }
+        Real { memory, layout, registry }
     }
 
     /// A fresh heap over the same stable memory (the old one is dropped), as `post_upgrade`.
@@ -765,10 +635,7 @@ fn check_put(
     bytes: &[u8],
     hash: &[u8],
 ) -> Result<(), TestCaseError> {
-    let got = norm(
-        real.registry
-            .put_chunk(id, index, bytes.to_vec(), hash.to_vec()),
-    );
+    let got = norm(real.registry.put_chunk(id, index, bytes.to_vec(), hash.to_vec()));
     record("put_chunk", &got);
     let want = model.put(id, index, bytes, hash);
     prop_assert_eq!(got, want, "put_chunk({}, {})", id, index);
@@ -798,16 +665,7 @@ fn finish(real: &mut Real, model: &mut Reference, id: u64) -> Result<(), TestCas
 
 fn apply(real: &mut Real, model: &mut Reference, op: &Op, step: u64) -> Result<(), TestCaseError> {
     match *op {
-        Op::Start {
-            name,
-            file,
-            size,
-            sha: sha_choice,
-            chunk,
-            labels,
-            pin_inputs,
-            caller,
-        } => {
+        Op::Start { name, file, size, sha: sha_choice, chunk, labels, pin_inputs, caller } => {
             let file = &files()[file];
             let size = match size {
                 SizeChoice::Exact => file.len() as u64,
@@ -843,35 +701,17 @@ fn apply(real: &mut Real, model: &mut Reference, op: &Op, step: u64) -> Result<(
                 sha256,
                 chunk_size,
                 description: format!("step {step}"),
-                labels: if labels {
-                    vec!["a".into(), "b".into()]
-                } else {
-                    vec![]
-                },
-                inputs: pin_inputs.then(|| {
-                    vec![TensorSpec {
-                        name: "x".into(),
-                        shape: vec![1, 4],
-                        dtype: DType::F32,
-                    }]
-                }),
+                labels: if labels { vec!["a".into(), "b".into()] } else { vec![] },
+                inputs: pin_inputs.then(|| vec![TensorSpec { name: "x".into(), shape: vec![1, 4], dtype: DType::F32 }]),
             };
             let by = Principal::from_slice(&[caller + 1]);
             let at = 1_000 * step;
-            let got = norm(
-                real.registry
-                    .start_upload(&mut real.layout, request.clone(), by, at),
-            );
+            let got = norm(real.registry.start_upload(&mut real.layout, request.clone(), by, at));
             record("start_upload", &got);
             let want = norm(model.start(request, content, by, at));
             prop_assert_eq!(got, want, "start_upload");
         }
-        Op::Put {
-            upload,
-            index,
-            bytes,
-            hash,
-        } => {
+        Op::Put { upload, index, bytes, hash } => {
             let id = model.pick_upload(upload);
             let (index, right) = match model.uploads.get(&id) {
                 Some(u) => {
@@ -887,11 +727,8 @@ fn apply(real: &mut Real, model: &mut Reference, op: &Op, step: u64) -> Result<(
                         IndexChoice::Any(n) => n as u32 % u.chunk_count,
                         IndexChoice::OutOfRange(n) => u.chunk_count + n,
                     };
-                    let right = if index < u.chunk_count {
-                        u.content[u.chunk_range(index)].to_vec()
-                    } else {
-                        vec![7; 10]
-                    };
+                    let right =
+                        if index < u.chunk_count { u.content[u.chunk_range(index)].to_vec() } else { vec![7; 10] };
                     (index, right)
                 }
                 None => (0, vec![7; 10]),
@@ -906,37 +743,20 @@ fn apply(real: &mut Real, model: &mut Reference, op: &Op, step: u64) -> Result<(
                 BytesChoice::Short => right[..right.len() - 1].to_vec(),
                 BytesChoice::Long => [right.as_slice(), &[0]].concat(),
             };
-            if matches!(
-                op,
-                Op::Put {
-                    bytes: BytesChoice::Flipped,
-                    ..
-                }
-            ) {
+            if matches!(op, Op::Put { bytes: BytesChoice::Flipped, .. }) {
                 bytes[0] ^= 1;
             }
             check_put(real, model, id, index, &bytes, &hash)?;
         }
         Op::PutAll { upload } => put_all(real, model, model.pick_upload(upload))?,
         Op::Finish { upload } => finish(real, model, model.pick_upload(upload))?,
-        Op::Upload {
-            name,
-            file,
-            chunk,
-            corrupt,
-            wrong_sha,
-            activate,
-        } => {
+        Op::Upload { name, file, chunk, corrupt, wrong_sha, activate } => {
             let next = model.next_upload;
             let start = Op::Start {
                 name,
                 file,
                 size: SizeChoice::Exact,
-                sha: if wrong_sha {
-                    ShaChoice::Wrong
-                } else {
-                    ShaChoice::OfContent
-                },
+                sha: if wrong_sha { ShaChoice::Wrong } else { ShaChoice::OfContent },
                 chunk,
                 labels: false,
                 pin_inputs: false,
@@ -958,22 +778,10 @@ fn apply(real: &mut Real, model: &mut Reference, op: &Op, step: u64) -> Result<(
                 if activate && model.models.len() > versions {
                     let name = NAMES[name];
                     // The new version is the name's highest.
-                    let version = model
-                        .models
-                        .keys()
-                        .filter(|k| k.0 == name)
-                        .map(|k| k.1)
-                        .max()
-                        .unwrap();
+                    let version = model.models.keys().filter(|k| k.0 == name).map(|k| k.1).max().unwrap();
                     let got = real.registry.activate(name, version);
                     record("activate", &got);
-                    prop_assert_eq!(
-                        got,
-                        model.activate(name, version),
-                        "activate({}, {})",
-                        name,
-                        version
-                    );
+                    prop_assert_eq!(got, model.activate(name, version), "activate({}, {})", name, version);
                 }
             }
         }
@@ -987,13 +795,7 @@ fn apply(real: &mut Real, model: &mut Reference, op: &Op, step: u64) -> Result<(
             let (name, version) = model.pick_version(target);
             let got = real.registry.activate(&name, version);
             record("activate", &got);
-            prop_assert_eq!(
-                got,
-                model.activate(&name, version),
-                "activate({}, {})",
-                name,
-                version
-            );
+            prop_assert_eq!(got, model.activate(&name, version), "activate({}, {})", name, version);
         }
         Op::Rollback(target) => {
             let name = model.pick_active(target);
@@ -1005,13 +807,7 @@ fn apply(real: &mut Real, model: &mut Reference, op: &Op, step: u64) -> Result<(
             let (name, version) = model.pick_version(target);
             let got = real.registry.delete(&name, version);
             record("delete", &got);
-            prop_assert_eq!(
-                got,
-                model.delete(&name, version),
-                "delete({}, {})",
-                name,
-                version
-            );
+            prop_assert_eq!(got, model.delete(&name, version), "delete({}, {})", name, version);
         }
         Op::Upgrade => {
             record::<()>("upgrade", &Ok(()));
@@ -1029,44 +825,19 @@ fn check_agree(real: &Real, model: &Reference) -> Result<(), TestCaseError> {
     prop_assert_eq!(&versions, &want, "versions()");
     for info in &versions {
         let bytes = &model.models[&(info.name.clone(), info.version)].1;
-        prop_assert!(
-            r.bytes(info) == *bytes,
-            "bytes of {} v{}",
-            info.name,
-            info.version
-        );
+        prop_assert!(r.bytes(info) == *bytes, "bytes of {} v{}", info.name, info.version);
     }
     for name in NAMES {
-        prop_assert_eq!(
-            r.active_version(name),
-            model.active.get(name).map(|a| a.current),
-            "active_version({})",
-            name
-        );
-        prop_assert_eq!(
-            r.info(name, None),
-            model.info(name, None),
-            "info({}, None)",
-            name
-        );
+        prop_assert_eq!(r.active_version(name), model.active.get(name).map(|a| a.current), "active_version({})", name);
+        prop_assert_eq!(r.info(name, None), model.info(name, None), "info({}, None)", name);
         for v in 0..=5 {
-            prop_assert_eq!(
-                r.info(name, Some(v)),
-                model.info(name, Some(v)),
-                "info({}, Some({}))",
-                name,
-                v
-            );
+            prop_assert_eq!(r.info(name, Some(v)), model.info(name, Some(v)), "info({}, Some({}))", name, v);
         }
     }
     let want: Vec<UploadStatus> = model.uploads.values().map(|u| u.status()).collect();
     prop_assert_eq!(r.uploads(), want.clone(), "uploads()");
     for status in &want {
-        prop_assert_eq!(
-            r.upload_status(status.upload_id),
-            Ok(status.clone()),
-            "upload_status"
-        );
+        prop_assert_eq!(r.upload_status(status.upload_id), Ok(status.clone()), "upload_status");
     }
     for &id in &model.retired {
         prop_assert_eq!(
@@ -1095,9 +866,7 @@ fn registry_agrees_with_its_reference_model() {
     // No regression file: a failure prints its shrunk sequence; write it out as a test below.
     // A fixed seed by default, so the run (and the coverage check below) is the same every
     // time; PROPTEST_RNG_SEED=<u64> explores other sequences.
-    let seed = std::env::var("PROPTEST_RNG_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok());
+    let seed = std::env::var("PROPTEST_RNG_SEED").ok().and_then(|s| s.parse().ok());
     let config = ProptestConfig {
         failure_persistence: None,
         rng_seed: RngSeed::Fixed(seed.unwrap_or(DEFAULT_SEED)),
@@ -1137,10 +906,7 @@ fn registry_agrees_with_its_reference_model() {
         "delete VersionActive",
         "upgrade Ok",
     ] {
-        assert!(
-            outcomes.get(outcome).is_some_and(|&n| n > 0),
-            "never reached: {outcome}"
-        );
+        assert!(outcomes.get(outcome).is_some_and(|&n| n > 0), "never reached: {outcome}");
     }
 }
 
@@ -1149,20 +915,11 @@ fn registry_agrees_with_its_reference_model() {
 #[test]
 fn the_test_files_inspect_as_intended() {
     let f = files();
-    assert!(
-        f.iter().all(|b| b.len() < 200),
-        "small files: {:?}",
-        f.iter().map(Vec::len).collect::<Vec<_>>()
-    );
+    assert!(f.iter().all(|b| b.len() < 200), "small files: {:?}", f.iter().map(Vec::len).collect::<Vec<_>>());
     assert_eq!(oracle(&f[0]).unwrap().operators, vec!["Relu".to_string()]);
     assert_eq!(oracle(&f[1]).unwrap().operators, vec!["Add".to_string()]);
     assert!(matches!(oracle(&f[2]), Err(RegistryError::InvalidModel(_))));
-    assert_eq!(
-        oracle(&f[3]),
-        Err(RegistryError::UnsupportedOperators(vec![
-            "com.example::Unheard".into()
-        ]))
-    );
+    assert_eq!(oracle(&f[3]), Err(RegistryError::UnsupportedOperators(vec!["com.example::Unheard".into()])));
 }
 
 /// A few sequences written out, so the semantics the reference encodes are visible (and checked
@@ -1180,13 +937,7 @@ fn written_out_sequences() {
         pin_inputs: false,
         caller: 0,
     };
-    let upload = |name, file| {
-        vec![
-            start(name, file),
-            PutAll { upload: 0 },
-            Finish { upload: 0 },
-        ]
-    };
+    let upload = |name, file| vec![start(name, file), PutAll { upload: 0 }, Finish { upload: 0 }];
     let any = |version| Target::Any { name: 0, version };
     // Versions count from the highest existing one: deleting v2 makes the next upload v2 again.
     let mut ops = [upload(0, 0), upload(0, 1)].concat();
@@ -1194,30 +945,14 @@ fn written_out_sequences() {
     ops.extend(upload(0, 0));
     let (real, _) = run(&ops).unwrap();
     let versions = real.registry.versions();
-    assert_eq!(
-        versions.iter().map(|i| i.version).collect::<Vec<_>>(),
-        vec![1, 2]
-    );
-    assert_eq!(
-        versions[1].operators,
-        vec!["Relu".to_string()],
-        "v2 is now the third upload"
-    );
+    assert_eq!(versions.iter().map(|i| i.version).collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(versions[1].operators, vec!["Relu".to_string()], "v2 is now the third upload");
     // Rollback pops the history, which can hold the active version twice in a row after a
     // delete: [1, 2, 1] with 3 active, delete 2, and rollback "goes back" from 1 to 1.
     let mut ops = [upload(0, 0), upload(0, 0), upload(0, 0)].concat();
-    ops.extend([
-        Activate(any(1)),
-        Activate(any(2)),
-        Activate(any(1)),
-        Activate(any(3)),
-        Delete(any(2)),
-    ]);
+    ops.extend([Activate(any(1)), Activate(any(2)), Activate(any(1)), Activate(any(3)), Delete(any(2))]);
     ops.extend([Rollback(any(0)), Rollback(any(0)), Upgrade]);
     let (mut real, _) = run(&ops).unwrap();
     assert_eq!(real.registry.active_version("cls"), Some(1));
-    assert_eq!(
-        real.registry.rollback("cls"),
-        Err(RegistryError::NothingToRollBackTo("cls".into()))
-    );
+    assert_eq!(real.registry.rollback("cls"), Err(RegistryError::NothingToRollBackTo("cls".into())));
 }
