@@ -71,7 +71,7 @@ async fn resumable<T: Transport>(
     client: &InferenceClient<T>,
     request: &UploadRequest,
 ) -> Result<Option<UploadStatus>, UploadError> {
-    for p in client.uploads().await? {
+    for p in client.uploads().await?? {
         if p.name == request.name && p.size == request.size && p.chunk_size == request.chunk_size {
             // Same name and size: confirm it is the same file by its declared hash.
             if client.upload_status(p.upload_id).await?.is_ok() {

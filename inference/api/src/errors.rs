@@ -33,8 +33,17 @@ pub enum RegistryError {
     NotAuthorized(NotAuthorized),
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    #[error("no upload {0} (finished, aborted, or never started)")]
+    #[error("no upload {0} (finished, aborted, expired, or never started)")]
     UnknownUpload(u64),
+    /// Only the maintainer who started an upload (or an admin) may change it.
+    #[error("upload {upload_id} belongs to {owner}")]
+    NotUploadOwner { upload_id: u64, owner: Principal },
+    /// The caller holds as many unfinished uploads as a maintainer may: finish or abort one.
+    #[error("you hold {limit} unfinished uploads, the most allowed: finish or abort one")]
+    UploadQuotaExceeded { limit: u32 },
+    /// The chunk size would split the model into more chunks than an upload tracks.
+    #[error("{chunk_count} chunks are more than the {max} an upload may have: use larger chunks")]
+    TooManyChunks { chunk_count: u64, max: u32 },
     #[error("chunk {index} is out of range: the upload has {chunk_count} chunks")]
     ChunkIndexOutOfRange { index: u32, chunk_count: u32 },
     #[error("a chunk of {size} bytes exceeds the limit of {max}")]
@@ -90,6 +99,15 @@ pub enum InferenceError {
     /// The model does not fit a query's budget; use `classify`.
     #[error("the model needs more than a query's {budget} instructions: use the update call")]
     TooExpensiveForQuery { budget: u64 },
+    /// The caller has as many inferences in flight as one caller may; try again later.
+    #[error("you have {in_flight} inferences in flight, the most one caller may: try again later")]
+    CallerBusy { in_flight: u32, limit: u32 },
+    /// The version exists but neither is active nor was enabled by a maintainer.
+    #[error("\"{name}\" v{version} is not serving: only the active version and versions maintainers enabled run")]
+    VersionNotServing { name: String, version: u32 },
+    /// The outputs would not fit in a reply; nothing is returned.
+    #[error("the outputs take {bytes} bytes, more than a reply's {max}")]
+    OutputTooLarge { bytes: u64, max: u64 },
     /// The model could not be built or run; tract's explanation.
     #[error("the engine failed: {0}")]
     Engine(String),
@@ -107,6 +125,9 @@ pub enum JobError {
     /// Every job record is taken (by running jobs and results not yet fetched); try later.
     #[error("all {limit} job records are taken: fetch or cancel results, or try later")]
     RecordsFull { limit: u32 },
+    /// The caller holds as many job records as one caller may: fetch or cancel results.
+    #[error("you hold {limit} job records, the most one caller may: fetch or cancel results")]
+    CallerRecordsFull { limit: u32 },
     /// No job with this id belongs to the caller (never submitted, someone else's, or expired).
     #[error("no job {0} of yours (never submitted, someone else's, or expired)")]
     UnknownJob(u64),

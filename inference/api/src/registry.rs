@@ -94,7 +94,28 @@ pub struct ModelInfo {
     pub uploaded_at_ns: u64,
     /// Where the bytes live in the chunk store.
     pub blob: u64,
+    /// The upload this version was finished from (absent for versions older than the field),
+    /// so finishing the same upload again returns this version instead of a second one.
+    pub upload_id: Option<u64>,
 }
+
+/// Where a page of `list_models` starts: after this version.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ModelCursor {
+    pub name: String,
+    pub version: u32,
+}
+
+/// One page of model versions, in name and version order; `next` continues it.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ModelPage {
+    pub models: Vec<ModelInfo>,
+    pub next: Option<ModelCursor>,
+}
+
+/// Versions per page of `list_models`: a version's record (with up to thousands of labels)
+/// takes tens of KiB at most, so a page stays far under the 2 MiB reply limit.
+pub const MODEL_PAGE_SIZE: usize = 20;
 
 /// What a maintainer declares when starting an upload.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]

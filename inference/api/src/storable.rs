@@ -29,7 +29,6 @@ macro_rules! candid_storable {
 
 candid_storable!(ModelInfo);
 candid_storable!(UploadRequest);
-candid_storable!(Config);
 candid_storable!(JobResult);
 
 impl Storable for JobRecord {
@@ -52,12 +51,53 @@ impl Storable for JobRecord {
     const BOUND: Bound = Bound::Unbounded;
 }
 
+impl Storable for Config {
+    fn to_bytes(&self) -> Cow<'_, [u8]> {
+        Cow::Owned(candid::encode_one(self).expect("candid-encodable"))
+    }
+
+    fn into_bytes(self) -> Vec<u8> {
+        candid::encode_one(&self).expect("candid-encodable")
+    }
+
+    /// Settings saved before the per-caller quotas existed keep their values; the new
+    /// settings take their defaults.
+    fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
+        candid::decode_one(&bytes)
+            .or_else(|_| candid::decode_one::<legacy::Config>(&bytes).map(Config::from))
+            .expect("stored by this canister")
+    }
+
+    const BOUND: Bound = Bound::Unbounded;
+}
+
 /// The job record as layout version 1 stored it: one error type for every endpoint, with the
 /// polling states among its variants.
 pub(crate) mod legacy {
     use candid::{CandidType, Deserialize, Principal};
 
     use crate::{InferenceError as Current, JobStatus as CurrentStatus, NotAuthorized, Role};
+
+    /// The settings of layout version 1.
+    #[derive(CandidType, Deserialize)]
+    pub struct Config {
+        pub update_budget: u64,
+        pub query_budget: u64,
+        pub max_jobs: u32,
+        pub max_input_elements: u64,
+    }
+
+    impl From<Config> for crate::Config {
+        fn from(old: Config) -> Self {
+            crate::Config {
+                update_budget: old.update_budget,
+                query_budget: old.query_budget,
+                max_jobs: old.max_jobs,
+                max_input_elements: old.max_input_elements,
+                ..crate::Config::default()
+            }
+        }
+    }
 
     #[derive(CandidType, Deserialize)]
     pub enum InferenceError {
@@ -162,5 +202,15 @@ mod tests {
             status: JobStatus::Cancelled { expires_at_ns: 4 },
         };
         assert_eq!(JobRecord::from_bytes(current.to_bytes()), current);
+    }
+
+    #[test]
+    fn settings_of_layout_version_1_keep_their_values() {
+        let old = legacy::Config { update_budget: 7_000_000_000, query_budget: 1, max_jobs: 3, max_input_elements: 9 };
+        let config = crate::Config::from_bytes(Cow::Owned(candid::encode_one(old).unwrap()));
+        assert_eq!((config.update_budget, config.query_budget, config.max_jobs), (7_000_000_000, 1, 3));
+        assert_eq!(config.max_jobs_per_caller, crate::Config::default().max_jobs_per_caller);
+        let current = crate::Config { max_jobs_per_caller: 2, ..crate::Config::default() };
+        assert_eq!(crate::Config::from_bytes(current.to_bytes()), current);
     }
 }

@@ -37,15 +37,24 @@ pub fn inference_caller(caller: Principal) -> Result<(), NotAuthorized> {
     require(caller, Role::Caller, state::with(|s| s.access.contains(List::Callers, caller)))
 }
 
+/// Whoever may see which models there are: maintainers (and admins) and allowed callers.
+pub fn reader(caller: Principal) -> Result<(), NotAuthorized> {
+    maintainer(caller).or_else(|_| inference_caller(caller))
+}
+
 /// This canister itself: its continuation and plan-building calls.
 pub fn this_canister(caller: Principal) -> Result<(), NotAuthorized> {
     require(caller, Role::ThisCanister, caller == ic_cdk::api::canister_self())
 }
 
 /// Whether an ingress message may enter: inference only from allowed callers, internal methods
-/// never, everything else (management, profiling, the self-test) from maintainers and admins.
-/// A filter run on one node, not a boundary: every method checks its rule again.
-pub fn accepts_ingress(method: &str, caller: Principal) -> bool {
+/// never, everything else (management, profiling, the self-test) from maintainers and admins;
+/// and only with an argument within the method's size limit ([`crate::args`]). A filter run on
+/// one node, not a boundary: every method checks its rule and its argument again.
+pub fn accepts_ingress(method: &str, caller: Principal, arg_bytes: usize) -> bool {
+    if crate::args::limit_of(method).is_some_and(|max| arg_bytes > max) {
+        return false;
+    }
     match method {
         "classify" | "infer" | "submit" | "cancel" => inference_caller(caller).is_ok(),
         "yield_message" | "build_plan" => false,

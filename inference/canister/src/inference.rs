@@ -1,9 +1,10 @@
 //! Classification: validate the input, build (or reuse) the plan, and run the resumable job
 //! across as many messages as it needs, awaiting a call to this canister between them.
 
+use candid::Principal;
 use inference_api::{
     Classification, DType, Inference, InferenceError, InputTensor, LabelScore, ModelInfo, ModelRef, NodeProfile,
-    OutputTensor, Profile, RegistryError, TensorData,
+    NotAuthorized, OutputTensor, Profile, RegistryError, TensorData,
 };
 use inference_engine::executor::{Job, NodeCost, Progress};
 use inference_engine::jobs::Advance;
@@ -17,18 +18,46 @@ pub fn engine_error(e: impl std::fmt::Display) -> InferenceError {
     InferenceError::Engine(format!("{e:#}"))
 }
 
+/// Largest output `infer` returns: the inter-canister reply limit (2 MiB) less the envelope.
+pub const MAX_OUTPUT_BYTES: u64 = 2 * 1024 * 1024 - 64 * 1024;
+
+/// A caller rule of [`crate::auth`], checked again after every await of a long call: a role
+/// revoked while the call waited ends it.
+pub type Rule = fn(Principal) -> Result<(), NotAuthorized>;
+
+/// Counts a call of this canister to itself for as long as it awaits its reply (see
+/// [`crate::state::State::awaiting`]; `pre_upgrade` refuses while any does). Dropped when the
+/// reply comes, or in the cleanup of a trapped callback.
+struct Awaiting;
+
+impl Awaiting {
+    fn begin() -> Awaiting {
+        state::with_mut(|s| s.awaiting += 1);
+        Awaiting
+    }
+}
+
+impl Drop for Awaiting {
+    fn drop(&mut self) {
+        state::with_mut(|s| s.awaiting = s.awaiting.saturating_sub(1));
+    }
+}
+
 /// The plan of a model version, built in a message of its own when not already in the heap
-/// (after an upgrade): that message gets the whole instruction limit, and if building does
-/// not fit it (or traps), its effects are rolled back and the caller gets this typed error
-/// instead of a trap of its own message.
+/// (after an upgrade, or after the cache dropped it): that message gets the whole instruction
+/// limit, and if building does not fit it (or traps), its effects are rolled back and the
+/// caller gets this typed error instead of a trap of its own message.
 pub async fn plan_in_own_message(info: &ModelInfo) -> Result<model::LoadedModel, String> {
-    let key = (info.name.clone(), info.version);
-    if let Some(p) = state::with(|s| s.plans.get(&key).cloned()) {
+    if let Some(p) = state::with_mut(|s| s.plans.get(info)) {
         return Ok(p);
     }
     let call = ic_cdk::call::Call::unbounded_wait(ic_cdk::api::canister_self(), "build_plan")
         .with_args(&(&info.name, info.version));
-    let built: Result<(), String> = match call.await {
+    let reply = {
+        let _awaiting = Awaiting::begin();
+        call.await
+    };
+    let built: Result<(), String> = match reply {
         Ok(response) => match response.candid::<Result<(), RegistryError>>() {
             Ok(built) => built.map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
@@ -39,19 +68,27 @@ pub async fn plan_in_own_message(info: &ModelInfo) -> Result<model::LoadedModel,
         )),
     };
     built?;
-    state::with(|s| s.plans.get(&key).cloned()).ok_or_else(|| "the plan was built but is gone".to_string())
+    state::with_mut(|s| s.plans.get(info))
+        .ok_or_else(|| "the plan was built, then dropped to make room for others: try again".to_string())
 }
 
 /// Builds and caches the plan of a model version, if not already in the heap.
 pub fn ensure_plan(info: &ModelInfo) -> TractResult<model::LoadedModel> {
-    let key = (info.name.clone(), info.version);
-    if let Some(p) = state::with(|s| s.plans.get(&key).cloned()) {
+    if let Some(p) = state::with_mut(|s| s.plans.get(info)) {
         return Ok(p);
     }
     let bytes = state::with(|s| s.registry.bytes(info));
     let loaded = model::load(&bytes, &info.inputs, info.weight_format)?;
-    state::with_mut(|s| s.plans.insert(key, loaded.clone()));
+    state::with_mut(|s| {
+        let budget = s.config.get().plan_cache_bytes;
+        s.plans.insert(info, loaded.clone(), budget)
+    });
     Ok(loaded)
+}
+
+/// The record of a version that may serve (active, or enabled by a maintainer).
+pub fn serving(name: &str, version: Option<u32>) -> Result<ModelInfo, InferenceError> {
+    state::with(|s| s.registry.serving(name, version))
 }
 
 fn to_tensor(input: &InputTensor, info: &ModelInfo, ix: usize, max_elements: u64) -> Result<TValue, InferenceError> {
@@ -99,25 +136,39 @@ fn dims(shape: &[usize]) -> String {
     dims.join("×")
 }
 
-/// Counts a job in flight for as long as it lives (dropped on completion, error or trap cleanup).
-struct JobSlot;
+/// Counts a job in flight, in all and for its caller, for as long as it lives (dropped on
+/// completion, error or trap cleanup).
+struct JobSlot(Principal);
 
 impl JobSlot {
-    fn acquire() -> Result<JobSlot, InferenceError> {
+    fn acquire(caller: Principal) -> Result<JobSlot, InferenceError> {
         state::with_mut(|s| {
-            let limit = s.config.get().max_jobs;
+            let (limit, per_caller) = (s.config.get().max_jobs, s.config.get().max_jobs_per_caller);
             if s.jobs_in_flight >= limit {
                 return Err(InferenceError::Busy { in_flight: s.jobs_in_flight, limit });
             }
+            let mine = s.jobs_per_caller.entry(caller).or_default();
+            if *mine >= per_caller {
+                return Err(InferenceError::CallerBusy { in_flight: *mine, limit: per_caller });
+            }
+            *mine += 1;
             s.jobs_in_flight += 1;
-            Ok(JobSlot)
+            Ok(JobSlot(caller))
         })
     }
 }
 
 impl Drop for JobSlot {
     fn drop(&mut self) {
-        state::with_mut(|s| s.jobs_in_flight = s.jobs_in_flight.saturating_sub(1));
+        state::with_mut(|s| {
+            s.jobs_in_flight = s.jobs_in_flight.saturating_sub(1);
+            if let Some(mine) = s.jobs_per_caller.get_mut(&self.0) {
+                *mine = mine.saturating_sub(1);
+                if *mine == 0 {
+                    s.jobs_per_caller.remove(&self.0);
+                }
+            }
+        });
     }
 }
 
@@ -131,6 +182,8 @@ pub struct Outcome {
 
 /// A validated job with its slot taken, ready to run.
 pub struct Prepared {
+    caller: Principal,
+    rule: Rule,
     info: ModelInfo,
     job: Job,
     budget: u64,
@@ -139,29 +192,32 @@ pub struct Prepared {
     _slot: Option<JobSlot>,
 }
 
-/// Runs `inputs` through a model. In a query it must finish within the query budget.
+/// Runs `inputs` through a model version for `caller`, who holds `rule` (checked again after
+/// every await). In a query it must finish within the query budget.
 pub async fn run(
-    name: &str,
-    version: Option<u32>,
+    caller: Principal,
+    rule: Rule,
+    info: ModelInfo,
     inputs: &[InputTensor],
     query: bool,
 ) -> Result<Outcome, InferenceError> {
-    prepare(name, version, inputs, query).await?.drive(|_| Ok(())).await
+    prepare(caller, rule, info, inputs, query).await?.drive(|_| Ok(())).await
 }
 
-/// Everything that can be refused before any computation (model, inputs, capacity), then
-/// builds (or reuses) the plan. The caller's right to run it is the endpoint's to check.
+/// Everything that can be refused before any computation (inputs, capacity), then builds (or
+/// reuses) the plan. The caller's right to run `info` is the endpoint's to check first.
 pub async fn prepare(
-    name: &str,
-    version: Option<u32>,
+    caller: Principal,
+    rule: Rule,
+    info: ModelInfo,
     inputs: &[InputTensor],
     query: bool,
 ) -> Result<Prepared, InferenceError> {
-    let info = state::with(|s| s.registry.info(name, version))?;
     let config = state::with(|s| s.config());
     if inputs.len() != info.inputs.len() {
         return Err(InferenceError::InvalidInput(format!(
-            "model {name} takes {} inputs, got {}",
+            "model {} takes {} inputs, got {}",
+            info.name,
             info.inputs.len(),
             inputs.len()
         )));
@@ -171,16 +227,18 @@ pub async fn prepare(
         .enumerate()
         .map(|(ix, t)| to_tensor(t, &info, ix, config.max_input_elements))
         .collect::<Result<TVec<_>, _>>()?;
-    let slot = if query { None } else { Some(JobSlot::acquire()?) };
+    let slot = if query { None } else { Some(JobSlot::acquire(caller)?) };
     // A query cannot call: it builds a missing plan inline, within its own limit.
     let plan = if query {
         ensure_plan(&info).map_err(engine_error)?
     } else {
-        plan_in_own_message(&info).await.map_err(InferenceError::Engine)?
+        let plan = plan_in_own_message(&info).await.map_err(InferenceError::Engine)?;
+        rule(caller)?;
+        plan
     };
     let job = Job::new(&plan.plan, tensors).map_err(engine_error)?;
     let budget = if query { config.query_budget } else { config.update_budget };
-    Ok(Prepared { info, job, budget, query, profiled: false, _slot: slot })
+    Ok(Prepared { caller, rule, info, job, budget, query, profiled: false, _slot: slot })
 }
 
 impl Prepared {
@@ -210,6 +268,7 @@ impl Prepared {
                 Progress::Paused { .. } if self.query => return Err(InferenceError::TooExpensiveForQuery { budget }),
                 Progress::Paused { done, total } => {
                     yield_message().await?;
+                    (self.rule)(self.caller)?;
                     messages += 1;
                     between(Advance { steps_done: done as u32, steps_total: total as u32, messages })?;
                 }
@@ -223,6 +282,7 @@ async fn yield_message() -> Result<(), InferenceError> {
     if ic_cdk::api::canister_status() != ic_cdk::api::CanisterStatusCode::Running {
         return Err(InferenceError::Stopping);
     }
+    let _awaiting = Awaiting::begin();
     ic_cdk::call::Call::unbounded_wait(ic_cdk::api::canister_self(), "yield_message").await.map(|_| ()).map_err(|e| {
         if ic_cdk::api::canister_status() != ic_cdk::api::CanisterStatusCode::Running {
             InferenceError::Stopping
@@ -243,7 +303,9 @@ fn flat(value: &TValue) -> Result<Vec<f32>, InferenceError> {
 }
 
 pub fn classification(outcome: Outcome, top_k: Option<u32>) -> Result<Classification, InferenceError> {
-    let scores = flat(&outcome.outputs[0])?;
+    // Models without outputs are refused at upload; this keeps a bad plan from trapping.
+    let first = outcome.outputs.first().ok_or_else(|| InferenceError::Engine("the model produced no output".into()))?;
+    let scores = flat(first)?;
     let mut ranked: Vec<(usize, f32)> = scores.into_iter().enumerate().collect();
     // Best first; ties by index, so the order is deterministic.
     ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -265,6 +327,11 @@ pub fn classification(outcome: Outcome, top_k: Option<u32>) -> Result<Classifica
 }
 
 pub fn inference(outcome: Outcome) -> Result<Inference, InferenceError> {
+    // Refused before any output is copied, rather than trapping on a reply over the limit.
+    let bytes: u64 = outcome.outputs.iter().map(|v| v.len() as u64 * 4).sum();
+    if bytes > MAX_OUTPUT_BYTES {
+        return Err(InferenceError::OutputTooLarge { bytes, max: MAX_OUTPUT_BYTES });
+    }
     let outputs = outcome
         .outputs
         .iter()

@@ -11,19 +11,24 @@ use candid::Principal;
 use inference_api::{InferenceError, JobError, JobRequest, JobResult, JobStatus};
 use inference_engine::jobs::Advance;
 
-use crate::{inference, state};
+use crate::{auth, inference, state};
 
 /// Validates the request and starts the job; errors that need no computation come back here.
 pub async fn submit(caller: Principal, request: JobRequest) -> Result<u64, JobError> {
-    state::with_mut(|s| s.jobs.check_capacity(ic_cdk::api::time()))?;
+    let per_caller = state::with(|s| s.config.get().max_records_per_caller);
+    state::with_mut(|s| s.jobs.check_capacity(caller, per_caller, ic_cdk::api::time()))?;
+    let rule = auth::inference_caller;
     let (prepared, top_k) = match &request {
         JobRequest::Classify(r) => {
-            let prepared = inference::prepare(&r.model, r.version, std::slice::from_ref(&r.input), false).await?;
-            (prepared, Some(r.top_k))
+            let info = inference::serving(&r.model, r.version)?;
+            (inference::prepare(caller, rule, info, std::slice::from_ref(&r.input), false).await?, Some(r.top_k))
         }
-        JobRequest::Infer(r) => (inference::prepare(&r.model, r.version, &r.inputs, false).await?, None),
+        JobRequest::Infer(r) => {
+            let info = inference::serving(&r.model, r.version)?;
+            (inference::prepare(caller, rule, info, &r.inputs, false).await?, None)
+        }
     };
-    let id = state::with_mut(|s| s.jobs.start(caller, ic_cdk::api::time()))?;
+    let id = state::with_mut(|s| s.jobs.start(caller, per_caller, ic_cdk::api::time()))?;
     ic_cdk::futures::spawn(async move {
         let guard = Unfinished(id);
         let outcome = prepared

@@ -1,12 +1,16 @@
 //! The inference canister: endpoints only. Each checks its caller with one rule of [`auth`], then
 //! delegates to a module of this crate that adapts `inference-engine` to the IC. The types are
-//! `inference-api`'s; `inference-client` calls these endpoints by the same names.
+//! `inference-api`'s; `inference-client` calls these endpoints by the same names. Every endpoint
+//! that takes data decodes it through [`args`], within a size limit and a decoding quota. The
+//! README's "Who may call what" table lists each endpoint's rule.
 
 mod api;
+mod args;
 mod auth;
 mod inference;
 mod jobs;
 pub mod lifecycle;
+mod plans;
 mod registry_api;
 mod state;
 
@@ -34,87 +38,123 @@ fn self_test() -> Result<SelfTestReport, SelfTestError> {
 
 // ----- model registry (maintainers) -----
 
-#[update]
+#[update(decode_with = "args::upload_request")]
 fn upload_start(request: UploadRequest) -> Result<UploadTicket, RegistryError> {
     let caller = msg_caller();
     auth::maintainer(caller)?;
     registry_api::start(caller, request)
 }
 
-#[update]
+/// Stores one chunk of the caller's own upload.
+#[update(decode_with = "args::chunk")]
 fn upload_chunk(chunk: UploadChunk) -> Result<UploadStatus, RegistryError> {
-    auth::maintainer(msg_caller())?;
-    registry_api::put(chunk)
+    let caller = msg_caller();
+    auth::maintainer(caller)?;
+    registry_api::put(caller, chunk)
 }
 
-/// Verifies the whole sha256, inspects the model and records it as a new version.
-#[update]
+/// Verifies the whole sha256, inspects the model and records it as a new version (the
+/// upload's owner or an admin). Finishing a finished upload again returns the same version.
+#[update(decode_with = "args::small")]
 fn upload_finish(upload_id: u64) -> Result<ModelInfo, RegistryError> {
-    auth::maintainer(msg_caller())?;
-    registry_api::finish(upload_id)
+    let caller = msg_caller();
+    auth::maintainer(caller)?;
+    registry_api::finish(caller, upload_id)
 }
 
-#[update]
+/// Abandons an upload (its owner or an admin).
+#[update(decode_with = "args::small")]
 fn upload_abort(upload_id: u64) -> Result<(), RegistryError> {
-    auth::maintainer(msg_caller())?;
-    state::with_mut(|s| s.registry.abort_upload(upload_id))
+    let caller = msg_caller();
+    auth::maintainer(caller)?;
+    registry_api::abort(caller, upload_id)
 }
 
-/// Which chunks are still missing, for resuming (anyone).
-#[query]
+/// Which chunks are still missing, for resuming (the upload's owner or an admin).
+#[query(decode_with = "args::small")]
 fn upload_status(upload_id: u64) -> Result<UploadStatus, RegistryError> {
-    state::with(|s| s.registry.upload_status(upload_id))
+    let caller = msg_caller();
+    auth::maintainer(caller)?;
+    registry_api::status(caller, upload_id)
 }
 
-/// Unfinished uploads (anyone).
+/// The caller's unfinished uploads (every one for an admin; maintainers).
 #[query]
-fn uploads() -> Vec<UploadStatus> {
-    state::with(|s| s.registry.uploads())
+fn uploads() -> Result<Vec<UploadStatus>, RegistryError> {
+    let caller = msg_caller();
+    auth::maintainer(caller)?;
+    Ok(registry_api::uploads(caller))
 }
 
 /// Builds the version's plan (so a model that cannot run never serves), then switches to it.
-#[update]
+#[update(decode_with = "args::small_args")]
 async fn activate(name: String, version: u32) -> Result<(), RegistryError> {
-    auth::maintainer(msg_caller())?;
-    registry_api::activate(&name, version).await
+    let caller = msg_caller();
+    auth::maintainer(caller)?;
+    registry_api::activate(caller, &name, version).await
+}
+
+/// Lets a version other than the active one serve callers who name it (after building its
+/// plan, so it can), or stops it serving (maintainers).
+#[update(decode_with = "args::small_args")]
+async fn enable_version(name: String, version: u32, enabled: bool) -> Result<(), RegistryError> {
+    let caller = msg_caller();
+    auth::maintainer(caller)?;
+    registry_api::enable(caller, &name, version, enabled).await
 }
 
 /// Builds a plan in a message of its own (this canister only).
-#[update(hidden = true)]
+#[update(hidden = true, decode_with = "args::small_args")]
 fn build_plan(name: String, version: u32) -> Result<(), RegistryError> {
     auth::this_canister(msg_caller())?;
     registry_api::build_plan(&name, version)
 }
 
 /// Returns to the previously active version.
-#[update]
+#[update(decode_with = "args::small")]
 fn rollback(name: String) -> Result<u32, RegistryError> {
     auth::maintainer(msg_caller())?;
     state::with_mut(|s| s.registry.rollback(&name))
 }
 
-#[update]
+#[update(decode_with = "args::small_args")]
 fn delete_version(name: String, version: u32) -> Result<(), RegistryError> {
     auth::maintainer(msg_caller())?;
     registry_api::delete(&name, version)
 }
 
-/// Every version of every model (anyone).
-#[query]
-fn list_models() -> Vec<ModelInfo> {
-    state::with(|s| s.registry.versions())
+/// Model versions in name and version order, a page at a time: pass the last page's `next`
+/// to continue (maintainers and allowed callers).
+#[query(decode_with = "args::small")]
+fn list_models(after: Option<ModelCursor>) -> Result<ModelPage, RegistryError> {
+    auth::reader(msg_caller())?;
+    Ok(registry_api::page(after))
 }
 
-/// A version's record; the active version when `version` is absent (anyone).
-#[query]
+/// A version's record; the active version when `version` is absent (maintainers and allowed
+/// callers).
+#[query(decode_with = "args::small_args")]
 fn model_info(name: String, version: Option<u32>) -> Result<ModelInfo, RegistryError> {
+    auth::reader(msg_caller())?;
     state::with(|s| s.registry.info(&name, version))
 }
 
-/// The version that serves `name` (anyone).
+/// The version that serves `name`, and the others enabled to serve (maintainers and allowed
+/// callers).
+#[query(decode_with = "args::small")]
+fn active_version(name: String) -> Result<Option<u32>, RegistryError> {
+    auth::reader(msg_caller())?;
+    Ok(state::with(|s| s.registry.active_version(&name)))
+}
+
+/// The plans held in the heap and their estimated size (maintainers).
 #[query]
-fn active_version(name: String) -> Option<u32> {
-    state::with(|s| s.registry.active_version(&name))
+fn plan_cache() -> Result<PlanCacheReport, RegistryError> {
+    auth::maintainer(msg_caller())?;
+    Ok(state::with(|s| {
+        let (plans, estimated_bytes) = s.plans.usage();
+        PlanCacheReport { plans: plans as u32, estimated_bytes, budget_bytes: s.config.get().plan_cache_bytes }
+    }))
 }
 
 // ----- roles and settings (admins = controllers) -----
@@ -131,43 +171,45 @@ fn set_role(list: List, who: Principal, granted: bool) -> Result<(), RoleError> 
     })
 }
 
-#[update]
+#[update(decode_with = "args::small")]
 fn grant_maintainer(who: Principal) -> Result<(), RoleError> {
     set_role(List::Maintainers, who, true)
 }
 
-#[update]
+#[update(decode_with = "args::small")]
 fn revoke_maintainer(who: Principal) -> Result<(), RoleError> {
     set_role(List::Maintainers, who, false)
 }
 
 /// Allows a principal (normally an agency canister) to run inference.
-#[update]
+#[update(decode_with = "args::small")]
 fn allow_caller(who: Principal) -> Result<(), RoleError> {
     set_role(List::Callers, who, true)
 }
 
-#[update]
+#[update(decode_with = "args::small")]
 fn disallow_caller(who: Principal) -> Result<(), RoleError> {
     set_role(List::Callers, who, false)
 }
 
-/// Who holds which role (anyone).
+/// Who holds which role (maintainers).
 #[query]
-fn roles() -> Roles {
-    state::with(|s| Roles {
+fn roles() -> Result<Roles, RoleError> {
+    auth::maintainer(msg_caller())?;
+    Ok(state::with(|s| Roles {
         maintainers: s.access.members(List::Maintainers),
         callers: s.access.members(List::Callers),
-    })
+    }))
 }
 
-/// The settings (anyone).
+/// The settings (maintainers).
 #[query]
-fn config() -> Config {
-    state::with(|s| s.config())
+fn config() -> Result<Config, ConfigError> {
+    auth::maintainer(msg_caller())?;
+    Ok(state::with(|s| s.config()))
 }
 
-#[update]
+#[update(decode_with = "args::small")]
 fn set_config(config: Config) -> Result<(), ConfigError> {
     auth::admin(msg_caller())?;
     config.validate()?;
@@ -178,41 +220,54 @@ fn set_config(config: Config) -> Result<(), ConfigError> {
 // ----- inference (allowed callers) -----
 
 /// Classifies one input with a model; works for any model size by continuing across messages.
-#[update]
+/// The version must serve (the active one when absent, or one a maintainer enabled).
+#[update(decode_with = "args::input")]
 async fn classify(request: ClassifyRequest) -> Result<Classification, InferenceError> {
-    auth::inference_caller(msg_caller())?;
-    let outcome = inference::run(&request.model, request.version, std::slice::from_ref(&request.input), false).await?;
+    let caller = msg_caller();
+    auth::inference_caller(caller)?;
+    let info = inference::serving(&request.model, request.version)?;
+    let input = std::slice::from_ref(&request.input);
+    let outcome = inference::run(caller, auth::inference_caller, info, input, false).await?;
     inference::classification(outcome, request.top_k)
 }
 
 /// `classify` as a query, for models whose cost fits one query; `TooExpensiveForQuery` otherwise.
-#[query]
+#[query(decode_with = "args::input")]
 async fn classify_query(request: ClassifyRequest) -> Result<Classification, InferenceError> {
-    auth::inference_caller(msg_caller())?;
-    let outcome = inference::run(&request.model, request.version, std::slice::from_ref(&request.input), true).await?;
+    let caller = msg_caller();
+    auth::inference_caller(caller)?;
+    let info = inference::serving(&request.model, request.version)?;
+    let input = std::slice::from_ref(&request.input);
+    let outcome = inference::run(caller, auth::inference_caller, info, input, true).await?;
     inference::classification(outcome, request.top_k)
 }
 
 /// Runs a model and returns its raw output tensors.
-#[update]
+#[update(decode_with = "args::input_args")]
 async fn infer(model: String, version: Option<u32>, inputs: Vec<InputTensor>) -> Result<Inference, InferenceError> {
-    auth::inference_caller(msg_caller())?;
-    let outcome = inference::run(&model, version, &inputs, false).await?;
+    let caller = msg_caller();
+    auth::inference_caller(caller)?;
+    let info = inference::serving(&model, version)?;
+    let outcome = inference::run(caller, auth::inference_caller, info, &inputs, false).await?;
     inference::inference(outcome)
 }
 
 /// Runs a model like `infer` and reports the instructions each node of its plan took (for
-/// maintainers: which operators a model's cost goes to). Takes a job slot like any inference.
-#[update]
+/// maintainers: which operators a model's cost goes to, before or after activating it). Takes
+/// a job slot like any inference.
+#[update(decode_with = "args::input_args")]
 async fn profile(model: String, version: Option<u32>, inputs: Vec<InputTensor>) -> Result<Profile, InferenceError> {
-    auth::maintainer(msg_caller())?;
-    let outcome = inference::prepare(&model, version, &inputs, false).await?.profiled().drive(|_| Ok(())).await?;
+    let caller = msg_caller();
+    auth::maintainer(caller)?;
+    let info = state::with(|s| s.registry.info(&model, version))?;
+    let prepared = inference::prepare(caller, auth::maintainer, info, &inputs, false).await?;
+    let outcome = prepared.profiled().drive(|_| Ok(())).await?;
     Ok(inference::profile(outcome))
 }
 
 /// Starts a job and returns its id at once; poll `status`, then fetch `result`. Refusals that
 /// need no computation (access, model, inputs, capacity) come back here.
-#[update]
+#[update(decode_with = "args::input")]
 async fn submit(request: JobRequest) -> Result<u64, JobError> {
     let caller = msg_caller();
     auth::inference_caller(caller)?;
@@ -220,19 +275,19 @@ async fn submit(request: JobRequest) -> Result<u64, JobError> {
 }
 
 /// A job's progress or outcome, for the principal that submitted it.
-#[query]
+#[query(decode_with = "args::small")]
 fn status(job: u64) -> Result<JobStatus, JobError> {
     jobs::status(msg_caller(), job)
 }
 
 /// A finished job's result (kept until it expires, so a lost reply can be fetched again).
-#[query]
+#[query(decode_with = "args::small")]
 fn result(job: u64) -> Result<JobResult, JobError> {
     jobs::result(msg_caller(), job)
 }
 
 /// Stops a running job, or discards a finished one's result (its submitter).
-#[update]
+#[update(decode_with = "args::small")]
 fn cancel(job: u64) -> Result<(), JobError> {
     jobs::cancel(msg_caller(), job)
 }
@@ -246,7 +301,8 @@ fn yield_message() {}
 /// Ingress filter ([`auth::accepts_ingress`]); the methods check again (this runs on one node).
 #[ic_cdk::inspect_message]
 fn inspect_message() {
-    if auth::accepts_ingress(&ic_cdk::api::msg_method_name(), msg_caller()) {
+    let arg_bytes = ic_cdk::api::msg_arg_data().len();
+    if auth::accepts_ingress(&ic_cdk::api::msg_method_name(), msg_caller(), arg_bytes) {
         ic_cdk::api::accept_message();
     }
 }

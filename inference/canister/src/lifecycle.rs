@@ -45,3 +45,18 @@ fn post_upgrade(args: Option<InitArgs>) {
     start(args);
     crate::state::with_mut(|s| s.jobs.interrupt_running(ic_cdk::api::time()));
 }
+
+/// Refuses an upgrade while any call of this canister to itself awaits its reply (a job's
+/// continuation, a plan build): ic-cdk keeps each awaiting future behind a pointer into the
+/// heap, which the new module replaces, so its reply would run undefined code. Stopping the
+/// canister first ends every job (`Stopping`) and waits for the replies; then upgrade and start.
+#[ic_cdk::pre_upgrade]
+fn pre_upgrade() {
+    let awaiting = crate::state::with(|s| s.awaiting);
+    if awaiting > 0 {
+        ic_cdk::trap(format!(
+            "{awaiting} calls of this canister await replies (jobs or plan builds in flight): \
+             stop the canister first, then upgrade it, then start it"
+        ));
+    }
+}

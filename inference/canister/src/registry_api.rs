@@ -1,28 +1,78 @@
 //! Registry endpoints' bodies: delegate to the engine's registry, with what only the canister
-//! knows (the caller, the time, the plans in the heap). The endpoints check the caller first.
+//! knows (the caller and whether it is an admin, the time, the settings, the plans in the heap).
+//! The endpoints check the caller's role first; uploads are further the owner's (or an
+//! admin's) alone.
 
 use candid::Principal;
-use inference_api::{ModelInfo, RegistryError, UploadChunk, UploadRequest, UploadStatus, UploadTicket};
+use inference_api::{
+    ModelCursor, ModelInfo, ModelPage, RegistryError, UploadChunk, UploadRequest, UploadStatus, UploadTicket,
+    MODEL_PAGE_SIZE,
+};
+use inference_engine::registry::{Actor, UploadPolicy};
 
-use crate::{inference, state};
+use crate::{auth, inference, state};
+
+fn actor(caller: Principal) -> Actor {
+    Actor { principal: caller, admin: auth::admin(caller).is_ok() }
+}
 
 pub fn start(caller: Principal, request: UploadRequest) -> Result<UploadTicket, RegistryError> {
-    state::with_mut(|s| s.registry.start_upload(&mut s.layout, request, caller, ic_cdk::api::time()))
+    state::with_mut(|s| {
+        let policy = UploadPolicy::from(s.config.get());
+        s.registry.start_upload(&mut s.layout, request, caller, ic_cdk::api::time(), policy)
+    })
 }
 
-pub fn put(chunk: UploadChunk) -> Result<UploadStatus, RegistryError> {
-    state::with_mut(|s| s.registry.put_chunk(chunk.upload_id, chunk.index, chunk.bytes.into_vec(), chunk.sha256))
+pub fn put(caller: Principal, chunk: UploadChunk) -> Result<UploadStatus, RegistryError> {
+    let actor = actor(caller);
+    state::with_mut(|s| s.registry.put_chunk(chunk.upload_id, chunk.index, chunk.bytes.into_vec(), chunk.sha256, actor))
 }
 
-pub fn finish(upload_id: u64) -> Result<ModelInfo, RegistryError> {
-    state::with_mut(|s| s.registry.finish_upload(upload_id))
+pub fn finish(caller: Principal, upload_id: u64) -> Result<ModelInfo, RegistryError> {
+    state::with_mut(|s| s.registry.finish_upload(upload_id, actor(caller)))
+}
+
+pub fn abort(caller: Principal, upload_id: u64) -> Result<(), RegistryError> {
+    state::with_mut(|s| s.registry.abort_upload(upload_id, actor(caller)))
+}
+
+pub fn status(caller: Principal, upload_id: u64) -> Result<UploadStatus, RegistryError> {
+    state::with(|s| s.registry.upload_status(upload_id, actor(caller)))
+}
+
+pub fn uploads(caller: Principal) -> Vec<UploadStatus> {
+    state::with(|s| s.registry.uploads(actor(caller)))
+}
+
+pub fn page(after: Option<ModelCursor>) -> ModelPage {
+    state::with(|s| s.registry.page(after.as_ref(), MODEL_PAGE_SIZE))
+}
+
+/// Builds the version's plan (so a version that cannot run never serves), then, if the caller
+/// is still a maintainer after that wait, applies `change`.
+async fn after_plan_built(
+    caller: Principal,
+    name: &str,
+    version: u32,
+    change: impl FnOnce(&mut state::State) -> Result<(), RegistryError>,
+) -> Result<(), RegistryError> {
+    let info = state::with(|s| s.registry.info(name, Some(version)))?;
+    inference::plan_in_own_message(&info).await.map_err(RegistryError::InvalidModel)?;
+    auth::maintainer(caller)?;
+    state::with_mut(change)
 }
 
 /// Activates after building the plan, so a version that cannot run never serves.
-pub async fn activate(name: &str, version: u32) -> Result<(), RegistryError> {
-    let info = state::with(|s| s.registry.info(name, Some(version)))?;
-    inference::plan_in_own_message(&info).await.map_err(RegistryError::InvalidModel)?;
-    state::with_mut(|s| s.registry.activate(name, version))
+pub async fn activate(caller: Principal, name: &str, version: u32) -> Result<(), RegistryError> {
+    after_plan_built(caller, name, version, |s| s.registry.activate(name, version)).await
+}
+
+/// Lets a version serve beside the active one (after building its plan), or stops it.
+pub async fn enable(caller: Principal, name: &str, version: u32, enabled: bool) -> Result<(), RegistryError> {
+    if !enabled {
+        return state::with_mut(|s| s.registry.set_enabled(name, version, false));
+    }
+    after_plan_built(caller, name, version, |s| s.registry.set_enabled(name, version, true)).await
 }
 
 /// Builds a version's plan into the heap cache (in a message of its own, called by this
@@ -35,7 +85,7 @@ pub fn build_plan(name: &str, version: u32) -> Result<(), RegistryError> {
 pub fn delete(name: &str, version: u32) -> Result<(), RegistryError> {
     state::with_mut(|s| {
         s.registry.delete(name, version)?;
-        s.plans.remove(&(name.to_string(), version));
+        s.plans.remove(name, version);
         Ok(())
     })
 }

@@ -3,13 +3,15 @@
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
+use candid::Principal;
 use ic_stable_structures::{DefaultMemoryImpl, StableCell};
 use inference_api::Config;
 use inference_engine::access::Access;
 use inference_engine::jobs::Jobs;
-use inference_engine::model::LoadedModel;
 use inference_engine::registry::Registry;
 use inference_engine::stable::{self, Mem, StableLayout};
+
+use crate::plans::PlanCache;
 
 pub struct State {
     pub layout: StableLayout<DefaultMemoryImpl>,
@@ -18,10 +20,15 @@ pub struct State {
     pub config: StableCell<Config, Mem<DefaultMemoryImpl>>,
     /// Polling jobs and their results (`submit` / `status` / `result` / `cancel`).
     pub jobs: Jobs<DefaultMemoryImpl>,
-    /// Optimised plans by (model, version), built on activation or on first use after an upgrade.
-    pub plans: BTreeMap<(String, u32), LoadedModel>,
-    /// Inference jobs now in flight.
+    /// Optimised plans by (model, version), built on activation or on first use after an
+    /// upgrade, within the configured heap budget.
+    pub plans: PlanCache,
+    /// Inference jobs now in flight, in all and per caller.
     pub jobs_in_flight: u32,
+    pub jobs_per_caller: BTreeMap<Principal, u32>,
+    /// Calls of this canister to itself (continuations, plan builds) awaiting their replies:
+    /// an upgrade now would leave their callbacks pointing into a heap that no longer exists.
+    pub awaiting: u32,
     /// Measured instructions of the last complete inference per (model, version).
     pub measured: BTreeMap<(String, u32), u64>,
 }
@@ -35,8 +42,10 @@ impl State {
             config: StableCell::init(layout.memory(stable::CONFIG), Config::default()),
             jobs: Jobs::init(&layout),
             layout,
-            plans: BTreeMap::new(),
+            plans: PlanCache::default(),
             jobs_in_flight: 0,
+            jobs_per_caller: BTreeMap::new(),
+            awaiting: 0,
             measured: BTreeMap::new(),
         }
     }

@@ -24,16 +24,24 @@ crate::typed_endpoints! {
     Update upload_abort(upload_id: u64) -> Result<(), RegistryError>;
     /// Which chunks are still missing, for resuming.
     Query upload_status(upload_id: u64) -> Result<UploadStatus, RegistryError>;
-    Query uploads() -> Vec<UploadStatus>;
+    /// The caller's unfinished uploads (every one, for an admin).
+    Query uploads() -> Result<Vec<UploadStatus>, RegistryError>;
     /// Builds the version's plan (so a model that cannot run never serves), then switches to it.
     Update activate(name: &str, version: u32) -> Result<(), RegistryError>;
+    /// Lets a version besides the active one serve callers who name it (after building its
+    /// plan), or stops it.
+    Update enable_version(name: &str, version: u32, enabled: bool) -> Result<(), RegistryError>;
     /// Returns to the previously active version; answers the version now active.
     Update rollback(name: &str) -> Result<u32, RegistryError>;
     Update delete_version(name: &str, version: u32) -> Result<(), RegistryError>;
-    Query list_models() -> Vec<ModelInfo>;
+    /// A page of versions in name and version order; pass the last page's `next` to continue
+    /// (maintainers and allowed callers, as the next two).
+    Query list_models(after: Option<&ModelCursor>) -> Result<ModelPage, RegistryError>;
     /// A version's record; the active version when `version` is absent.
     Query model_info(name: &str, version: Option<u32>) -> Result<ModelInfo, RegistryError>;
-    Query active_version(name: &str) -> Option<u32>;
+    Query active_version(name: &str) -> Result<Option<u32>, RegistryError>;
+    /// The plans held in the heap against the configured budget (maintainers).
+    Query plan_cache() -> Result<PlanCacheReport, RegistryError>;
 
     // ----- roles and settings (admins = controllers) -----
     Update grant_maintainer(who: candid::Principal) -> Result<(), RoleError>;
@@ -41,8 +49,9 @@ crate::typed_endpoints! {
     /// Allows a principal (normally an agency canister) to run inference.
     Update allow_caller(who: candid::Principal) -> Result<(), RoleError>;
     Update disallow_caller(who: candid::Principal) -> Result<(), RoleError>;
-    Query roles() -> Roles;
-    Query config() -> Config;
+    /// Who holds which role (maintainers, as `config`).
+    Query roles() -> Result<Roles, RoleError>;
+    Query config() -> Result<Config, ConfigError>;
     Update set_config(config: &Config) -> Result<(), ConfigError>;
 
     // ----- inference (allowed callers) -----

@@ -54,18 +54,34 @@ impl<M: Memory> Jobs<M> {
         self.records.is_empty()
     }
 
-    /// Drops expired records, then refuses when every record is taken.
-    pub fn check_capacity(&mut self, now: u64) -> Result<(), JobError> {
-        self.purge_expired(now);
+    /// Drops expired records, then refuses when every record is taken, or when `owner` holds
+    /// `per_owner` of them (so one caller cannot take every record by never fetching).
+    pub fn check_capacity(&mut self, owner: Principal, per_owner: u32, now: u64) -> Result<(), JobError> {
+        // One scan (each record decoded once) finds the expired records and the owner's others.
+        let (mut expired, mut held) = (Vec::new(), 0u64);
+        for entry in self.records.iter() {
+            let record = entry.value();
+            if record.status.expires_at_ns().is_some_and(|at| at <= now) {
+                expired.push(*entry.key());
+            } else if record.owner == owner {
+                held += 1;
+            }
+        }
+        for id in expired {
+            self.forget(id);
+        }
         if self.records.len() >= MAX_JOB_RECORDS {
             return Err(JobError::RecordsFull { limit: MAX_JOB_RECORDS as u32 });
+        }
+        if held >= per_owner as u64 {
+            return Err(JobError::CallerRecordsFull { limit: per_owner });
         }
         Ok(())
     }
 
     /// Records a new running job of `owner` and returns its id.
-    pub fn start(&mut self, owner: Principal, now: u64) -> Result<u64, JobError> {
-        self.check_capacity(now)?;
+    pub fn start(&mut self, owner: Principal, per_owner: u32, now: u64) -> Result<u64, JobError> {
+        self.check_capacity(owner, per_owner, now)?;
         let id = *self.next_id.get();
         self.next_id.set(id + 1);
         let status = JobStatus::Running { steps_done: 0, steps_total: 0, messages: 0 };
@@ -162,18 +178,6 @@ impl<M: Memory> Jobs<M> {
         if let Some(mut record) = self.records.get(&id).filter(|r| r.status.is_running()) {
             record.status = ended(&mut self.results);
             self.records.insert(id, record);
-        }
-    }
-
-    fn purge_expired(&mut self, now: u64) {
-        let expired: Vec<u64> = self
-            .records
-            .iter()
-            .filter(|e| e.value().status.expires_at_ns().is_some_and(|at| at <= now))
-            .map(|e| *e.key())
-            .collect();
-        for id in expired {
-            self.forget(id);
         }
     }
 

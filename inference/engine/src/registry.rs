@@ -23,7 +23,15 @@ pub const MAX_CHUNK_BYTES: u64 = 2 * 1024 * 1024 - 4 * 1024;
 /// the cap keeps it well inside the 40 B-instruction limit at the per-byte cost the benchmark
 /// measures (`upload/…/finish` in benchmarks/results.yml).
 pub const MAX_MODEL_BYTES: u64 = 256 * 1024 * 1024;
+/// Most chunks one upload may have: the session record (a hash per chunk) and the missing list
+/// in `upload_status`'s reply stay a few hundred KiB, far under the message limits, whatever
+/// chunk size a maintainer declares (a 256 MiB model needs chunks of 64 KiB or more).
+pub const MAX_CHUNKS: u32 = 4096;
 const MAX_NAME: usize = 64;
+/// Operators whose output is drawn at random: the canister's deterministic build has no random
+/// source, so such a model would trap at every inference. Refused at upload.
+const RANDOM_OPERATORS: [&str; 6] =
+    ["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Bernoulli", "Multinomial"];
 
 /// `name` and `version` as one ordered stable key.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -77,13 +85,55 @@ pub struct UploadSession {
     pub started_at_ns: u64,
 }
 
+/// What a name keeps beyond its versions: the highest version number it ever had (so a number
+/// is never reused, even after the newest version was deleted) and the versions maintainers
+/// enabled to serve besides the active one.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct Lineage {
+    pub last_version: u32,
+    pub enabled: Vec<u32>,
+}
+
 candid_storable!(Activation);
 candid_storable!(UploadSession);
+candid_storable!(Lineage);
+
+/// Who is acting on an upload: only its owner or an admin may change it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Actor {
+    pub principal: Principal,
+    pub admin: bool,
+}
+
+impl Actor {
+    fn may_change(&self, session: &UploadSession) -> Result<(), RegistryError> {
+        if self.admin || session.started_by == self.principal {
+            Ok(())
+        } else {
+            Err(RegistryError::NotUploadOwner { upload_id: session.id, owner: session.started_by })
+        }
+    }
+}
+
+/// The limits on starting uploads, from the canister's settings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UploadPolicy {
+    pub max_per_maintainer: u32,
+    /// Sessions started longer ago are dropped when the next upload starts.
+    pub ttl_ns: u64,
+}
+
+impl From<&Config> for UploadPolicy {
+    fn from(c: &Config) -> Self {
+        UploadPolicy { max_per_maintainer: c.max_uploads_per_maintainer, ttl_ns: c.upload_ttl_ns }
+    }
+}
 
 pub struct Registry<M: Memory> {
     models: StableBTreeMap<VersionKey, ModelInfo, Mem<M>>,
     active: StableBTreeMap<String, Activation, Mem<M>>,
     uploads: StableBTreeMap<u64, UploadSession, Mem<M>>,
+    lineage: StableBTreeMap<String, Lineage, Mem<M>>,
     /// The blob memories, indexed by `blob - BLOBS.start()`.
     blobs: Vec<Mem<M>>,
 }
@@ -107,6 +157,7 @@ impl<M: Memory> Registry<M> {
             models: StableBTreeMap::init(layout.memory(stable::MODELS)),
             active: StableBTreeMap::init(layout.memory(stable::ACTIVE)),
             uploads: StableBTreeMap::init(layout.memory(stable::UPLOADS)),
+            lineage: StableBTreeMap::init(layout.memory(stable::LINEAGE)),
             blobs: stable::BLOBS.map(|id| layout.memory(MemoryId::new(id))).collect(),
         }
     }
@@ -135,6 +186,7 @@ impl<M: Memory> Registry<M> {
         request: UploadRequest,
         caller: Principal,
         now_ns: u64,
+        policy: UploadPolicy,
     ) -> Result<UploadTicket, RegistryError> {
         check_name(&request.name)?;
         let invalid = |m: String| Err(RegistryError::InvalidRequest(m));
@@ -147,7 +199,16 @@ impl<M: Memory> Registry<M> {
         if request.chunk_size == 0 || request.chunk_size as u64 > MAX_CHUNK_BYTES {
             return Err(RegistryError::ChunkTooLarge { size: request.chunk_size as u64, max: MAX_CHUNK_BYTES });
         }
-        let chunk_count = request.size.div_ceil(request.chunk_size as u64) as u32;
+        let chunk_count = request.size.div_ceil(request.chunk_size as u64);
+        if chunk_count > MAX_CHUNKS as u64 {
+            return Err(RegistryError::TooManyChunks { chunk_count, max: MAX_CHUNKS });
+        }
+        let chunk_count = chunk_count as u32;
+        self.drop_expired_uploads(now_ns, policy.ttl_ns);
+        let held = self.uploads.iter().filter(|e| e.value().started_by == caller).count();
+        if held >= policy.max_per_maintainer as usize {
+            return Err(RegistryError::UploadQuotaExceeded { limit: policy.max_per_maintainer });
+        }
         let blob = self.free_blob()?;
         let id = layout.next_id(|h| &mut h.next_upload);
         self.uploads.insert(
@@ -165,8 +226,29 @@ impl<M: Memory> Registry<M> {
         Ok(UploadTicket { upload_id: id, chunk_count })
     }
 
+    /// Drops the sessions started `ttl_ns` or longer ago, freeing their slots. Run when an
+    /// upload starts, the only time a slot is wanted (at most one scan of 239 sessions).
+    fn drop_expired_uploads(&mut self, now_ns: u64, ttl_ns: u64) {
+        let expired: Vec<u64> = self
+            .uploads
+            .iter()
+            .filter(|e| now_ns.saturating_sub(e.value().started_at_ns) >= ttl_ns)
+            .map(|e| *e.key())
+            .collect();
+        for id in expired {
+            self.uploads.remove(&id);
+        }
+    }
+
     fn session(&self, upload_id: u64) -> Result<UploadSession, RegistryError> {
         self.uploads.get(&upload_id).ok_or(RegistryError::UnknownUpload(upload_id))
+    }
+
+    /// The session, if `actor` may change it.
+    fn owned_session(&self, upload_id: u64, actor: Actor) -> Result<UploadSession, RegistryError> {
+        let session = self.session(upload_id)?;
+        actor.may_change(&session)?;
+        Ok(session)
     }
 
     /// Stores one chunk with its declared sha256. The same chunk again is accepted; a different
@@ -182,8 +264,9 @@ impl<M: Memory> Registry<M> {
         index: u32,
         bytes: Vec<u8>,
         sha256: Vec<u8>,
+        actor: Actor,
     ) -> Result<UploadStatus, RegistryError> {
-        let mut session = self.session(upload_id)?;
+        let mut session = self.owned_session(upload_id, actor)?;
         if index >= session.chunk_count {
             return Err(RegistryError::ChunkIndexOutOfRange { index, chunk_count: session.chunk_count });
         }
@@ -215,17 +298,20 @@ impl<M: Memory> Registry<M> {
         Ok(status(&session))
     }
 
-    pub fn upload_status(&self, upload_id: u64) -> Result<UploadStatus, RegistryError> {
-        self.session(upload_id).map(|s| status(&s))
+    /// An upload's status, for its owner or an admin.
+    pub fn upload_status(&self, upload_id: u64, actor: Actor) -> Result<UploadStatus, RegistryError> {
+        self.owned_session(upload_id, actor).map(|s| status(&s))
     }
 
-    pub fn uploads(&self) -> Vec<UploadStatus> {
-        self.uploads.iter().map(|e| status(&e.value())).collect()
+    /// The unfinished uploads `actor` may change: its own (at most its quota), or every one for
+    /// an admin (at most one per model slot).
+    pub fn uploads(&self, actor: Actor) -> Vec<UploadStatus> {
+        self.uploads.iter().map(|e| e.value()).filter(|s| actor.may_change(s).is_ok()).map(|s| status(&s)).collect()
     }
 
     /// Abandons an upload; its blob memory becomes free for the next one.
-    pub fn abort_upload(&mut self, upload_id: u64) -> Result<(), RegistryError> {
-        self.session(upload_id)?;
+    pub fn abort_upload(&mut self, upload_id: u64, actor: Actor) -> Result<(), RegistryError> {
+        self.owned_session(upload_id, actor)?;
         self.uploads.remove(&upload_id);
         Ok(())
     }
@@ -239,8 +325,16 @@ impl<M: Memory> Registry<M> {
 
     /// Verifies the whole file against its declared sha256, inspects it with tract and records it
     /// as the next version of its name. The bytes stay where the chunks were written (no copy).
-    pub fn finish_upload(&mut self, upload_id: u64) -> Result<ModelInfo, RegistryError> {
-        let session = self.session(upload_id)?;
+    ///
+    /// Finishing an upload that already finished returns the version it became (while that
+    /// version exists), so a maintainer whose reply was lost can simply finish again.
+    pub fn finish_upload(&mut self, upload_id: u64, actor: Actor) -> Result<ModelInfo, RegistryError> {
+        let session = match self.owned_session(upload_id, actor) {
+            Err(RegistryError::UnknownUpload(id)) => {
+                return self.finished_from(id).ok_or(RegistryError::UnknownUpload(id));
+            }
+            other => other?,
+        };
         let missing = status(&session).missing;
         if !missing.is_empty() {
             return Err(RegistryError::ChunksMissing { missing });
@@ -254,11 +348,14 @@ impl<M: Memory> Registry<M> {
         if !inspection.unsupported.is_empty() {
             return Err(RegistryError::UnsupportedOperators(inspection.unsupported));
         }
+        refuse_what_cannot_serve(&inspection)?;
         let request = &session.request;
         let inputs = request.inputs.clone().unwrap_or(inspection.inputs);
         let labels =
             if request.labels.is_empty() { labels_from_metadata(&inspection.metadata) } else { request.labels.clone() };
-        let version = self.latest_version(&request.name).map_or(1, |v| v + 1);
+        let mut lineage = self.lineage.get(&request.name).unwrap_or_default();
+        let version = lineage.last_version.max(self.latest_version(&request.name).unwrap_or(0)) + 1;
+        lineage.last_version = version;
         let info = ModelInfo {
             name: request.name.clone(),
             version,
@@ -276,7 +373,9 @@ impl<M: Memory> Registry<M> {
             uploaded_by: session.started_by,
             uploaded_at_ns: session.started_at_ns,
             blob: session.blob,
+            upload_id: Some(upload_id),
         };
+        self.lineage.insert(info.name.clone(), lineage);
         self.models.insert(VersionKey::new(&info.name, version), info.clone());
         self.uploads.remove(&upload_id);
         Ok(info)
@@ -302,6 +401,11 @@ impl<M: Memory> Registry<M> {
         RegistryError::CorruptChunks { indices }
     }
 
+    /// The version a finished upload became, if it still exists.
+    fn finished_from(&self, upload_id: u64) -> Option<ModelInfo> {
+        self.models.iter().map(|e| e.value()).find(|info| info.upload_id == Some(upload_id))
+    }
+
     // ----- versions -----
 
     fn latest_version(&self, name: &str) -> Option<u32> {
@@ -320,6 +424,60 @@ impl<M: Memory> Registry<M> {
 
     pub fn versions(&self) -> Vec<ModelInfo> {
         self.models.iter().map(|e| e.value()).collect()
+    }
+
+    /// Up to `limit` versions after `after`, in name and version order.
+    pub fn page(&self, after: Option<&ModelCursor>, limit: usize) -> ModelPage {
+        let mut models: Vec<ModelInfo> = match after {
+            Some(c) => {
+                let start = VersionKey::new(&c.name, c.version);
+                self.models
+                    .range(start.clone()..)
+                    .filter(|e| *e.key() != start)
+                    .take(limit + 1)
+                    .map(|e| e.value())
+                    .collect()
+            }
+            None => self.models.iter().take(limit + 1).map(|e| e.value()).collect(),
+        };
+        let more = models.len() > limit;
+        models.truncate(limit);
+        let next =
+            if more { models.last().map(|m| ModelCursor { name: m.name.clone(), version: m.version }) } else { None };
+        ModelPage { models, next }
+    }
+
+    /// The record of a version that may serve: the active one (when `version` is absent or names
+    /// it) or one a maintainer enabled.
+    pub fn serving(&self, name: &str, version: Option<u32>) -> Result<ModelInfo, InferenceError> {
+        let info = self.info(name, version)?;
+        let active = self.active_version(name) == Some(info.version);
+        let enabled = self.lineage.get(&name.to_string()).is_some_and(|l| l.enabled.contains(&info.version));
+        if active || enabled {
+            Ok(info)
+        } else {
+            Err(InferenceError::VersionNotServing { name: name.to_string(), version: info.version })
+        }
+    }
+
+    /// Lets a version serve beside the active one (or stops it); the caller has checked that it
+    /// builds.
+    pub fn set_enabled(&mut self, name: &str, version: u32, enabled: bool) -> Result<(), RegistryError> {
+        self.info(name, Some(version))?;
+        let mut lineage = self.lineage.get(&name.to_string()).unwrap_or_default();
+        lineage.last_version = lineage.last_version.max(self.latest_version(name).unwrap_or(0));
+        lineage.enabled.retain(|v| *v != version);
+        if enabled {
+            lineage.enabled.push(version);
+            lineage.enabled.sort_unstable();
+        }
+        self.lineage.insert(name.to_string(), lineage);
+        Ok(())
+    }
+
+    /// The versions enabled besides the active one.
+    pub fn enabled_versions(&self, name: &str) -> Vec<u32> {
+        self.lineage.get(&name.to_string()).map(|l| l.enabled).unwrap_or_default()
     }
 
     pub fn active_version(&self, name: &str) -> Option<u32> {
@@ -368,10 +526,31 @@ impl<M: Memory> Registry<M> {
             a.previous.retain(|v| *v != version);
             self.active.insert(name.to_string(), a);
         }
+        // Keep the highest number ever given, so it is not given again.
+        let mut lineage = self.lineage.get(&name.to_string()).unwrap_or_default();
+        lineage.last_version = lineage.last_version.max(self.latest_version(name).unwrap_or(0));
+        lineage.enabled.retain(|v| *v != version);
+        self.lineage.insert(name.to_string(), lineage);
         // Its blob memory is free again once the record is gone.
         self.models.remove(&VersionKey::new(name, version));
         Ok(())
     }
+}
+
+/// What passes inspection but would trap at every inference, refused with the reason.
+fn refuse_what_cannot_serve(inspection: &model::Inspection) -> Result<(), RegistryError> {
+    if inspection.outputs.is_empty() {
+        return Err(RegistryError::InvalidModel("the model has no outputs".into()));
+    }
+    let random: Vec<&str> =
+        RANDOM_OPERATORS.into_iter().filter(|op| inspection.operators.iter().any(|o| o == op)).collect();
+    if !random.is_empty() {
+        return Err(RegistryError::InvalidModel(format!(
+            "{} draw random numbers, and inference here is deterministic with no random source",
+            random.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 fn expected_chunk_len(session: &UploadSession, index: u32) -> u64 {

@@ -22,6 +22,8 @@ pub const JOB_IDS: MemoryId = MemoryId::new(8);
 /// Finished polling jobs' results, apart from their records so that scanning the records (expiry)
 /// never decodes a result.
 pub const JOB_RESULTS: MemoryId = MemoryId::new(9);
+/// Per model name: the highest version number ever given and the versions enabled to serve.
+pub const LINEAGE: MemoryId = MemoryId::new(10);
 /// Each model's (or upload's) bytes get a virtual memory of their own, written once at
 /// `chunk index × chunk size`: one copy per byte, no B-tree node rewrites. ic-stable-structures
 /// 0.7 cannot give a virtual memory's buckets back, so a deleted model's memory is reused by
@@ -32,7 +34,10 @@ pub const BLOBS: std::ops::RangeInclusive<u8> = 16..=254;
 pub const WASM_PAGE: u64 = 64 * 1024;
 
 pub const MAGIC: [u8; 4] = *b"ONNX";
-pub const LAYOUT_VERSION: u32 = 1;
+/// 2 added `LINEAGE` (empty until a name next changes: the version counter falls back to the
+/// highest existing version) and `ModelInfo::upload_id` (an option, absent in older records), so
+/// opening a layout-1 memory needs no rewrite beyond the header.
+pub const LAYOUT_VERSION: u32 = 2;
 
 use inference_api::candid_storable;
 
@@ -66,9 +71,14 @@ impl<M: Memory> StableLayout<M> {
     pub fn init(memory: M) -> Self {
         let manager = MemoryManager::init(memory);
         let header = StableCell::init(manager.get(HEADER), Header::default());
-        let h = header.get();
+        let h = header.get().clone();
         assert_eq!(h.magic, MAGIC, "stable memory holds something other than this canister's layout");
         assert!(h.layout_version <= LAYOUT_VERSION, "stable layout {} is newer than this code", h.layout_version);
+        let mut header = header;
+        if h.layout_version < LAYOUT_VERSION {
+            let migrated = Header { layout_version: LAYOUT_VERSION, ..h };
+            header.set(migrated);
+        }
         StableLayout { manager, header }
     }
 

@@ -2,5 +2,6 @@
 //! engine's modules name them in one place.
 
 pub use inference_api::{
-    DType, ModelInfo, RegistryError, TensorSpec, UploadChunk, UploadRequest, UploadStatus, UploadTicket, WeightFormat,
+    Config, DType, InferenceError, ModelCursor, ModelInfo, ModelPage, RegistryError, TensorSpec, UploadChunk,
+    UploadRequest, UploadStatus, UploadTicket, WeightFormat,
 };

@@ -116,7 +116,7 @@ proptest! {
         for op in ops {
             match op {
                 Op::Submit { owner } => {
-                    let id = jobs.start(who(owner), now).expect("far below the record limit");
+                    let id = jobs.start(who(owner), u32::MAX, now).expect("far below the record limit");
                     prop_assert_eq!(id, model.next, "ids are consecutive and never reused");
                     model.next += 1;
                     model.jobs.insert(id, (owner, State::Running(0), None));
@@ -181,13 +181,28 @@ proptest! {
 fn records_beyond_the_limit_are_refused_until_results_expire() {
     let mut jobs = Jobs::init(&StableLayout::init(DefaultMemoryImpl::default()));
     for n in 0..MAX_JOB_RECORDS {
-        let id = jobs.start(who(1), n).unwrap();
+        let id = jobs.start(who(1), u32::MAX, n).unwrap();
         jobs.finish(id, Ok(answer(id)), n);
     }
-    assert_eq!(jobs.start(who(2), 5_000), Err(JobError::RecordsFull { limit: MAX_JOB_RECORDS as u32 }));
+    assert_eq!(jobs.start(who(2), u32::MAX, 5_000), Err(JobError::RecordsFull { limit: MAX_JOB_RECORDS as u32 }));
     // The first result (finished at 0) expires one TTL later; then one record is free again.
-    jobs.check_capacity(RESULT_TTL_NS - 1).expect_err("nothing expired yet");
-    let id = jobs.start(who(2), RESULT_TTL_NS).expect("the first record expired");
+    jobs.check_capacity(who(2), u32::MAX, RESULT_TTL_NS - 1).expect_err("nothing expired yet");
+    let id = jobs.start(who(2), u32::MAX, RESULT_TTL_NS).expect("the first record expired");
     assert_eq!(id, MAX_JOB_RECORDS + 1);
     assert_eq!(jobs.len(), MAX_JOB_RECORDS);
+}
+
+/// One caller filling its share of the records (by never fetching results) leaves the rest to
+/// the others; cancelling one of its results frees one of its records.
+#[test]
+fn one_owner_cannot_take_more_than_its_share_of_the_records() {
+    let mut jobs = Jobs::init(&StableLayout::init(DefaultMemoryImpl::default()));
+    let share = 3;
+    let ids: Vec<u64> = (0..share).map(|n| jobs.start(who(1), share, n as u64).unwrap()).collect();
+    assert_eq!(jobs.start(who(1), share, 10), Err(JobError::CallerRecordsFull { limit: share }));
+    jobs.start(who(2), share, 10).expect("another caller still gets a record");
+    jobs.finish(ids[0], Ok(answer(ids[0])), 11);
+    assert_eq!(jobs.start(who(1), share, 12), Err(JobError::CallerRecordsFull { limit: share }), "unfetched");
+    jobs.cancel(who(1), ids[0], 13).unwrap();
+    jobs.start(who(1), share, 14).expect("a discarded result frees its record");
 }

@@ -11,8 +11,9 @@
 //!   and otherwise writes the bytes; per-chunk hashes are not compared with the bytes there;
 //! - `finish_upload` needs every chunk; on a whole-file mismatch it drops (and names) the
 //!   chunks whose bytes differ from their declared hash, or reports `ModelHashMismatch` when
-//!   none do; otherwise the file is inspected, and becomes version `max(existing) + 1` of its
-//!   name (so deleting the highest version makes its number the next one again);
+//!   none do; otherwise the file is inspected, and becomes version `max(ever given) + 1` of its
+//!   name (a number is never given twice, even after its version was deleted); finishing a
+//!   finished upload again returns the version it became, while that version exists;
 //! - `activate` needs the version to exist; activating the current version changes nothing,
 //!   any other pushes the current one onto the history; `rollback` pops the history (and the
 //!   version left is forgotten, there is no roll-forward); `delete` refuses the active version
@@ -34,10 +35,15 @@ use std::sync::{Mutex, OnceLock};
 
 use candid::Principal;
 use ic_stable_structures::DefaultMemoryImpl;
-use inference_engine::registry::{Registry, MAX_CHUNK_BYTES, MAX_MODEL_BYTES};
+use inference_engine::registry::{Actor, Registry, UploadPolicy, MAX_CHUNK_BYTES, MAX_MODEL_BYTES};
 use inference_engine::stable::{StableLayout, BLOBS};
 use inference_engine::types::*;
 use model_testdata::onnx::{ElemType, Graph};
+
+/// The sequences act as an admin, who may change any upload, under no upload quota or expiry:
+/// ownership, quotas and expiry have tests of their own (tests/registry.rs).
+const ADMIN: Actor = Actor { principal: Principal::anonymous(), admin: true };
+const NO_LIMITS: UploadPolicy = UploadPolicy { max_per_maintainer: u32::MAX, ttl_ns: u64::MAX };
 use proptest::prelude::*;
 use proptest::test_runner::RngSeed;
 use sha2::{Digest, Sha256};
@@ -89,9 +95,9 @@ fn oracle(content: &[u8]) -> Inspection {
         labels: vec![],
         inputs: None,
     };
-    let t = r.start_upload(&mut layout, request, Principal::anonymous(), 0).unwrap();
-    r.put_chunk(t.upload_id, 0, content.to_vec(), sha(content)).unwrap();
-    let result = r.finish_upload(t.upload_id);
+    let t = r.start_upload(&mut layout, request, Principal::anonymous(), 0, NO_LIMITS).unwrap();
+    r.put_chunk(t.upload_id, 0, content.to_vec(), sha(content), ADMIN).unwrap();
+    let result = r.finish_upload(t.upload_id, ADMIN);
     memo.lock().unwrap().insert(content.to_vec(), result.clone());
     result
 }
@@ -377,6 +383,8 @@ struct Reference {
     next_upload: u64,
     /// Ids of uploads that were finished or aborted.
     retired: Vec<u64>,
+    /// The highest version number each name was ever given.
+    last_version: BTreeMap<String, u32>,
 }
 
 fn valid_name(name: &str) -> bool {
@@ -480,7 +488,10 @@ impl Reference {
     }
 
     fn finish(&mut self, id: u64) -> Result<ModelInfo, RegistryError> {
-        let u = self.uploads.get_mut(&id).ok_or(RegistryError::UnknownUpload(id))?;
+        let Some(u) = self.uploads.get_mut(&id) else {
+            let finished = self.models.values().find(|(info, _)| info.upload_id == Some(id));
+            return finished.map(|(info, _)| info.clone()).ok_or(RegistryError::UnknownUpload(id));
+        };
         let missing = u.status().missing;
         if !missing.is_empty() {
             return Err(RegistryError::ChunksMissing { missing });
@@ -501,8 +512,9 @@ impl Reference {
         let inspected = oracle(&u.data)?;
         let u = self.uploads.remove(&id).unwrap();
         let name = u.request.name.clone();
-        let version =
-            self.models.range((name.clone(), 0)..=(name.clone(), u32::MAX)).next_back().map_or(1, |(k, _)| k.1 + 1);
+        let last = self.last_version.entry(name.clone()).or_default();
+        *last += 1;
+        let version = *last;
         let info = ModelInfo {
             name: name.clone(),
             version,
@@ -520,6 +532,7 @@ impl Reference {
             uploaded_by: u.by,
             uploaded_at_ns: u.at,
             blob: u.blob,
+            upload_id: Some(id),
         };
         self.models.insert((name, version), (info.clone(), u.data));
         self.retired.push(id);
@@ -635,7 +648,7 @@ fn check_put(
     bytes: &[u8],
     hash: &[u8],
 ) -> Result<(), TestCaseError> {
-    let got = norm(real.registry.put_chunk(id, index, bytes.to_vec(), hash.to_vec()));
+    let got = norm(real.registry.put_chunk(id, index, bytes.to_vec(), hash.to_vec(), ADMIN));
     record("put_chunk", &got);
     let want = model.put(id, index, bytes, hash);
     prop_assert_eq!(got, want, "put_chunk({}, {})", id, index);
@@ -656,7 +669,7 @@ fn put_all(real: &mut Real, model: &mut Reference, id: u64) -> Result<(), TestCa
 }
 
 fn finish(real: &mut Real, model: &mut Reference, id: u64) -> Result<(), TestCaseError> {
-    let got = norm(real.registry.finish_upload(id));
+    let got = norm(real.registry.finish_upload(id, ADMIN));
     record("finish_upload", &got);
     let want = norm(model.finish(id));
     prop_assert_eq!(got, want, "finish_upload({})", id);
@@ -706,7 +719,7 @@ fn apply(real: &mut Real, model: &mut Reference, op: &Op, step: u64) -> Result<(
             };
             let by = Principal::from_slice(&[caller + 1]);
             let at = 1_000 * step;
-            let got = norm(real.registry.start_upload(&mut real.layout, request.clone(), by, at));
+            let got = norm(real.registry.start_upload(&mut real.layout, request.clone(), by, at, NO_LIMITS));
             record("start_upload", &got);
             let want = norm(model.start(request, content, by, at));
             prop_assert_eq!(got, want, "start_upload");
@@ -787,7 +800,7 @@ fn apply(real: &mut Real, model: &mut Reference, op: &Op, step: u64) -> Result<(
         }
         Op::Abort { upload } => {
             let id = model.pick_upload(upload);
-            let got = real.registry.abort_upload(id);
+            let got = real.registry.abort_upload(id, ADMIN);
             record("abort_upload", &got);
             prop_assert_eq!(got, model.abort(id), "abort_upload({})", id);
         }
@@ -835,13 +848,13 @@ fn check_agree(real: &Real, model: &Reference) -> Result<(), TestCaseError> {
         }
     }
     let want: Vec<UploadStatus> = model.uploads.values().map(|u| u.status()).collect();
-    prop_assert_eq!(r.uploads(), want.clone(), "uploads()");
+    prop_assert_eq!(r.uploads(ADMIN), want.clone(), "uploads()");
     for status in &want {
-        prop_assert_eq!(r.upload_status(status.upload_id), Ok(status.clone()), "upload_status");
+        prop_assert_eq!(r.upload_status(status.upload_id, ADMIN), Ok(status.clone()), "upload_status");
     }
     for &id in &model.retired {
         prop_assert_eq!(
-            r.upload_status(id),
+            r.upload_status(id, ADMIN),
             Err(RegistryError::UnknownUpload(id)),
             "upload_status of a retired upload"
         );
@@ -939,14 +952,15 @@ fn written_out_sequences() {
     };
     let upload = |name, file| vec![start(name, file), PutAll { upload: 0 }, Finish { upload: 0 }];
     let any = |version| Target::Any { name: 0, version };
-    // Versions count from the highest existing one: deleting v2 makes the next upload v2 again.
+    // A version number is never given twice: after v2 is deleted the next upload is v3, and
+    // an upgrade does not forget it (#13: a reused number let a record name another model).
     let mut ops = [upload(0, 0), upload(0, 1)].concat();
-    ops.extend([Activate(any(1)), Delete(any(2))]);
+    ops.extend([Activate(any(1)), Delete(any(2)), Upgrade]);
     ops.extend(upload(0, 0));
     let (real, _) = run(&ops).unwrap();
     let versions = real.registry.versions();
-    assert_eq!(versions.iter().map(|i| i.version).collect::<Vec<_>>(), vec![1, 2]);
-    assert_eq!(versions[1].operators, vec!["Relu".to_string()], "v2 is now the third upload");
+    assert_eq!(versions.iter().map(|i| i.version).collect::<Vec<_>>(), vec![1, 3]);
+    assert_eq!(versions[1].operators, vec!["Relu".to_string()], "v3 is the third upload");
     // Rollback pops the history, which can hold the active version twice in a row after a
     // delete: [1, 2, 1] with 3 active, delete 2, and rollback "goes back" from 1 to 1.
     let mut ops = [upload(0, 0), upload(0, 0), upload(0, 0)].concat();

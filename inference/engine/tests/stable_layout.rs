@@ -27,7 +27,7 @@ use candid::Principal;
 use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::{DefaultMemoryImpl, Memory};
 use inference_engine::access::{Access, List};
-use inference_engine::registry::Registry;
+use inference_engine::registry::{Actor, Registry, UploadPolicy};
 use inference_engine::stable::{self, Header, StableLayout, WASM_PAGE};
 use inference_engine::types::*;
 use sha2::{Digest, Sha256};
@@ -40,6 +40,8 @@ const T1: u64 = 1_700_000_000_000_000_000;
 const T2: u64 = T1 + 60_000_000_000;
 const T3: u64 = T2 + 60_000_000_000;
 const CHUNK: u32 = 64;
+const ADMIN: Actor = Actor { principal: Principal::anonymous(), admin: true };
+const NO_LIMITS: UploadPolicy = UploadPolicy { max_per_maintainer: u32::MAX, ttl_ns: u64::MAX };
 
 /// The committed models' sha256, so a change to them is not mistaken for a layout change.
 const RELU_SHA256: &str = "8769d7fee9f5ffda5e6e6deb9aab46f8557caf71ff32cd0466bd11b9cb115e01";
@@ -100,7 +102,7 @@ fn request(name: &str, bytes: &[u8], description: &str) -> UploadRequest {
 fn put(r: &mut Registry<DefaultMemoryImpl>, id: u64, bytes: &[u8], index: u32) -> UploadStatus {
     let start = index as usize * CHUNK as usize;
     let chunk = &bytes[start..(start + CHUNK as usize).min(bytes.len())];
-    r.put_chunk(id, index, chunk.to_vec(), Sha256::digest(chunk).to_vec()).unwrap()
+    r.put_chunk(id, index, chunk.to_vec(), Sha256::digest(chunk).to_vec(), ADMIN).unwrap()
 }
 
 /// The golden state: `cls` v1 (relu) and v2 (add), v1 activated then v2 (so v1 is the rollback
@@ -114,16 +116,16 @@ fn golden_state() -> DefaultMemoryImpl {
     access.grant(List::Callers, Principal::from_slice(&CALLER)).unwrap();
     let uploader = Principal::from_slice(&UPLOADER);
     for (bytes, at, description) in [(relu(), T1, "relu"), (add(), T2, "add")] {
-        let t = r.start_upload(&mut layout, request("cls", &bytes, description), uploader, at).unwrap();
+        let t = r.start_upload(&mut layout, request("cls", &bytes, description), uploader, at, NO_LIMITS).unwrap();
         for i in 0..t.chunk_count {
             put(&mut r, t.upload_id, &bytes, i);
         }
-        r.finish_upload(t.upload_id).unwrap();
+        r.finish_upload(t.upload_id, ADMIN).unwrap();
     }
     r.activate("cls", 1).unwrap();
     r.activate("cls", 2).unwrap();
     let add = add();
-    let t = r.start_upload(&mut layout, request("det", &add, "unfinished"), uploader, T3).unwrap();
+    let t = r.start_upload(&mut layout, request("det", &add, "unfinished"), uploader, T3, NO_LIMITS).unwrap();
     put(&mut r, t.upload_id, &add, 0);
     memory
 }
@@ -146,6 +148,7 @@ fn memory_name(id: u8) -> String {
         (stable::CONFIG, "CONFIG"),
         (stable::JOB_IDS, "JOB_IDS"),
         (stable::JOB_RESULTS, "JOB_RESULTS"),
+        (stable::LINEAGE, "LINEAGE"),
     ];
     match named.iter().find(|(m, _)| *m == MemoryId::new(id)) {
         Some((_, n)) => n.to_string(),
@@ -279,7 +282,18 @@ fn the_stable_layout_is_unchanged() {
 
 #[test]
 fn todays_stable_memory_still_reads() {
-    let text = std::fs::read_to_string(golden("stable_image.txt")).unwrap();
+    reads_the_golden_state(&golden("stable_image.txt"));
+}
+
+/// Layout 1 (before version lineage and upload ids): opened by today's code, it reads as it did
+/// and is written on with today's rules (the next version after v2 is v3).
+#[test]
+fn layout_version_1_still_reads() {
+    reads_the_golden_state(&golden("stable_image_v1.txt"));
+}
+
+fn reads_the_golden_state(image: &std::path::Path) {
+    let text = std::fs::read_to_string(image).unwrap();
     let memory = from_image(&text);
     let (relu, add) = (relu(), add());
     let uploader = Principal::from_slice(&UPLOADER);
@@ -287,7 +301,7 @@ fn todays_stable_memory_still_reads() {
     let mut layout = StableLayout::init(memory.clone());
     assert_eq!(
         layout.header.get().clone(),
-        Header { magic: *b"ONNX", layout_version: 1, next_blob: 1, next_upload: 4 }
+        Header { magic: *b"ONNX", layout_version: stable::LAYOUT_VERSION, next_blob: 1, next_upload: 4 }
     );
     let access = Access::init(&layout);
     assert_eq!(access.members(List::Maintainers), vec![Principal::from_slice(&MAINTAINER)]);
@@ -359,7 +373,7 @@ fn todays_stable_memory_still_reads() {
     assert_eq!(r.active_version("det"), None);
     let chunks = add.len().div_ceil(64) as u32;
     assert_eq!(
-        r.uploads(),
+        r.uploads(ADMIN),
         vec![UploadStatus {
             upload_id: 3,
             name: "det".into(),
@@ -376,16 +390,16 @@ fn todays_stable_memory_still_reads() {
     for i in 1..chunks {
         put(&mut r, 3, &add, i);
     }
-    let det = r.finish_upload(3).unwrap();
+    let det = r.finish_upload(3, ADMIN).unwrap();
     assert_eq!((det.name.as_str(), det.version, det.blob, det.uploaded_at_ns), ("det", 1, 18, T3));
     assert_eq!(r.bytes(&det), add);
     assert_eq!(r.rollback("cls"), Ok(1));
     assert_eq!(r.rollback("cls"), Err(RegistryError::NothingToRollBackTo("cls".into())));
-    let t = r.start_upload(&mut layout, request("cls", &relu, "next"), uploader, T3).unwrap();
+    let t = r.start_upload(&mut layout, request("cls", &relu, "next"), uploader, T3, NO_LIMITS).unwrap();
     assert_eq!(t.upload_id, 4);
     for i in 0..t.chunk_count {
         put(&mut r, t.upload_id, &relu, i);
     }
-    let v3 = r.finish_upload(t.upload_id).unwrap();
+    let v3 = r.finish_upload(t.upload_id, ADMIN).unwrap();
     assert_eq!((v3.version, v3.blob), (3, 19));
 }

@@ -86,6 +86,45 @@ impl Deployment {
         crate::call(&mut *self.ic, self.inference, sender, call)
     }
 
+    /// A typed call to the inference canister made by canister `caller` (no inspect_message, as
+    /// between canisters); queries as any query. `None` on a backend that cannot stand in for a
+    /// canister's code.
+    pub fn call_from_canister<R: CandidType + DeserializeOwned>(
+        &mut self,
+        caller: Principal,
+        call: Call<R>,
+    ) -> Option<Result<R, CallError>> {
+        match call.mode {
+            inference_client::Mode::Query => Some(self.call(caller, call).0),
+            inference_client::Mode::Update => {
+                let outcome = self.ic.call_from_canister(self.inference, caller, call.method, call.arg.clone())?;
+                let rejected = |r: crate::Reject| CallError::Rejected { method: call.method, message: r.to_string() };
+                Some(outcome.result.map_err(rejected).and_then(|bytes| call.decode(&bytes)))
+            }
+        }
+    }
+
+    /// What the inference canister holds, as an admin sees it (registry, uploads, roles,
+    /// settings) and, where the backend can read it, the sha256 of its whole stable memory
+    /// (which holds the jobs too): equal before and after a call that must change nothing.
+    pub fn state_fingerprint(&mut self) -> String {
+        let admin = self.controller;
+        let mut out = format!("{:?}\n", self.ic.stable_memory_sha256(self.inference));
+        let mut after = None;
+        loop {
+            let page = self.call(admin, calls::list_models(after.as_ref())).0.expect("list").expect("admin lists");
+            out += &format!("{:?}\n", page.models);
+            match page.next {
+                Some(next) => after = Some(next),
+                None => break,
+            }
+        }
+        out += &format!("{:?}\n", self.call(admin, calls::uploads()).0.expect("uploads"));
+        out += &format!("{:?}\n", self.call(admin, calls::roles()).0.expect("roles"));
+        out += &format!("{:?}\n", self.call(admin, calls::config()).0.expect("config"));
+        out
+    }
+
     /// A typed call to the agency canister as `sender`.
     pub fn call_agency<R: CandidType + DeserializeOwned>(
         &mut self,
@@ -104,7 +143,7 @@ impl Deployment {
     /// Changes the inference canister's settings as its controller.
     pub fn configure(&mut self, change: impl FnOnce(&mut Config)) {
         let controller = self.controller;
-        let mut config = self.call(controller, calls::config()).0.expect("config replies");
+        let mut config = self.call(controller, calls::config()).0.expect("config replies").expect("an admin reads it");
         change(&mut config);
         self.call(controller, calls::set_config(&config)).0.expect("set_config replies").expect("valid settings");
     }

@@ -89,6 +89,21 @@ pub trait Ic {
     ) -> Result<u64, Reject>;
     /// Runs the IC until the submitted call has its answer.
     fn await_call(&mut self, id: u64) -> CallOutcome;
+    /// An update call made by canister `caller` (no inspect_message, as between canisters on
+    /// the IC); `None` where the backend cannot stand in for a canister's code.
+    fn call_from_canister(
+        &mut self,
+        _canister: Principal,
+        _caller: Principal,
+        _method: &str,
+        _payload: Vec<u8>,
+    ) -> Option<CallOutcome> {
+        None
+    }
+    /// The sha256 of a canister's stable memory, where the backend can read it.
+    fn stable_memory_sha256(&mut self, _canister: Principal) -> Option<[u8; 32]> {
+        None
+    }
     fn tick(&mut self);
     fn advance_time(&mut self, by: Duration);
     fn cycle_balance(&mut self, canister: Principal) -> u128;

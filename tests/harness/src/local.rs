@@ -90,6 +90,20 @@ impl Ic for LocalBackend {
         let (result, report) = self.replica.await_call(id);
         CallOutcome { result: result.map_err(reject), cost: cost(&report) }
     }
+    fn call_from_canister(
+        &mut self,
+        canister: Principal,
+        caller: Principal,
+        method: &str,
+        payload: Vec<u8>,
+    ) -> Option<CallOutcome> {
+        let (result, report) = self.replica.call_from_canister(canister, caller, method, payload);
+        Some(CallOutcome { result: result.map_err(reject), cost: cost(&report) })
+    }
+    fn stable_memory_sha256(&mut self, canister: Principal) -> Option<[u8; 32]> {
+        use sha2::Digest;
+        Some(sha2::Sha256::digest(self.replica.stable_memory(canister).as_slice()).into())
+    }
     fn tick(&mut self) {
         self.replica.tick();
     }

@@ -35,7 +35,8 @@ fn put(
 }
 
 fn active(d: &mut Deployment, name: &str) -> Option<u32> {
-    d.call(user(2), calls::active_version(name)).0.unwrap()
+    let maintainer = d.maintainer;
+    d.call(maintainer, calls::active_version(name)).0.unwrap().unwrap()
 }
 
 #[test]
@@ -80,8 +81,9 @@ fn a_real_model_survives_shuffling_duplicates_an_interruption_and_upgrades() {
     d.call(maintainer, calls::activate("orientation", 1)).0.unwrap().unwrap();
     d.upgrade_inference();
     assert_eq!(active(&mut d, "orientation"), Some(1));
-    let (listed, _) = d.call(user(2), calls::list_models());
-    assert_eq!(listed.unwrap(), vec![info]);
+    let agency = d.agency;
+    let (listed, _) = d.call(agency, calls::list_models(None));
+    assert_eq!(listed.unwrap().unwrap(), inference_api::ModelPage { models: vec![info], next: None });
     if !per_byte.is_empty() {
         eprintln!("upload_chunk: {:.3} instructions per byte", per_byte.iter().sum::<f64>() / per_byte.len() as f64);
     }

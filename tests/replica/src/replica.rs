@@ -90,6 +90,14 @@ impl Canister {
     }
 }
 
+/// How a request reaches a canister: from a user (filtered by inspect_message, paying the
+/// ingress fee) or from another canister.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Delivery {
+    Ingress,
+    InterCanister,
+}
+
 #[derive(Clone, Debug)]
 enum Origin {
     Ingress(u64),
@@ -521,8 +529,46 @@ impl LocalReplica {
         })
     }
 
+    /// A call from canister `caller` to `canister`, as if `caller` had made it (the test stands in
+    /// for its code): no inspect_message and no ingress fee, as on the IC for inter-canister
+    /// calls, and the inter-canister request limit. The report covers every message it causes.
+    pub fn call_from_canister(
+        &mut self,
+        canister: Principal,
+        caller: Principal,
+        method: &str,
+        arg: Vec<u8>,
+    ) -> (Result<Vec<u8>, Reject>, CallReport) {
+        let start = self.records.len();
+        let result = self
+            .enqueue_request(canister, caller, method, arg, Delivery::InterCanister)
+            .and_then(|id| self.await_result(id));
+        (result, CallReport::from_records(self.records[start..].to_vec()))
+    }
+
     fn submit(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> Result<u64, Reject> {
-        if arg.len() > limits::MAX_INGRESS_BYTES {
+        self.enqueue_request(canister, sender, method, arg, Delivery::Ingress)
+    }
+
+    fn enqueue_request(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+        delivery: Delivery,
+    ) -> Result<u64, Reject> {
+        if delivery == Delivery::InterCanister {
+            if !self.canisters.contains_key(&sender) {
+                return Err(reject(RejectCode::DestinationInvalid, format!("{sender} is not a canister here")));
+            }
+            if arg.len() > limits::MAX_REQUEST_BYTES {
+                return Err(reject(
+                    RejectCode::CanisterError,
+                    format!("Request of {} bytes exceeds the limit of {}", arg.len(), limits::MAX_REQUEST_BYTES),
+                ));
+            }
+        } else if arg.len() > limits::MAX_INGRESS_BYTES {
             return Err(reject(
                 RejectCode::SysFatal,
                 format!(
@@ -549,7 +595,7 @@ impl LocalReplica {
                 format!("Canister {canister} has no update method '{method}'"),
             ));
         }
-        if inst.has_export("canister_inspect_message") {
+        if delivery == Delivery::Ingress && inst.has_export("canister_inspect_message") {
             let ctx = MessageContext::new(
                 MessageKind::InspectMessage,
                 sender,
@@ -571,8 +617,10 @@ impl LocalReplica {
                 ));
             }
         }
-        let fee = limits::CYCLES_INGRESS_RECEPTION + limits::CYCLES_INGRESS_PER_BYTE * arg.len() as u128;
-        c.host_mut().cycles = c.host().cycles.saturating_sub(fee);
+        if delivery == Delivery::Ingress {
+            let fee = limits::CYCLES_INGRESS_RECEPTION + limits::CYCLES_INGRESS_PER_BYTE * arg.len() as u128;
+            c.host_mut().cycles = c.host().cycles.saturating_sub(fee);
+        }
         let id = self.fresh_id();
         self.queue.push_back(Message::Request {
             to: canister,

@@ -263,20 +263,28 @@ async fn main() -> Result<()> {
             println!("deleted {name} v{version}");
         }
         Command::List => {
-            for i in c.list_models().await? {
-                let active = c.active_version(&i.name).await?;
-                let mark = if active == Some(i.version) { "*" } else { " " };
-                println!(
-                    "{mark} {:<24} v{:<4} {:?} {:>12} bytes  {}",
-                    i.name, i.version, i.weight_format, i.size, i.description
-                );
+            let mut after = None;
+            loop {
+                let page = answer(c.list_models(after.as_ref()).await)?;
+                for i in &page.models {
+                    let active = answer(c.active_version(&i.name).await)?;
+                    let mark = if active == Some(i.version) { "*" } else { " " };
+                    println!(
+                        "{mark} {:<24} v{:<4} {:?} {:>12} bytes  {}",
+                        i.name, i.version, i.weight_format, i.size, i.description
+                    );
+                }
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => break,
+                }
             }
         }
         Command::Info { name, version } => {
             print_info(&answer(c.model_info(name, *version).await)?);
         }
         Command::Uploads => {
-            for u in c.uploads().await? {
+            for u in answer(c.uploads().await)? {
                 println!(
                     "#{} {} {}/{} bytes, missing chunks {:?}",
                     u.upload_id, u.name, u.received_bytes, u.size, u.missing
@@ -303,7 +311,7 @@ async fn main() -> Result<()> {
             println!("{principal} may no longer run inference");
         }
         Command::Roles => {
-            let roles = c.roles().await?;
+            let roles = answer(c.roles().await)?;
             println!("maintainers: {:?}\nallowed callers: {:?}", roles.maintainers, roles.callers);
         }
         Command::Inspect { .. } => unreachable!(),

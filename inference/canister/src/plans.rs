@@ -1,0 +1,80 @@
+//! The heap cache of built plans, by model version, within a heap budget: the least recently
+//! used plans are dropped when a new one would exceed it, and rebuilt on their next use. Without
+//! a budget, running many versions in turn pinned every plan until the heap ran out and every
+//! build trapped (#13).
+//!
+//! A plan's heap is estimated from its model file (weights dominate a plan; f16 weights are
+//! widened to f32 when it is built). A dropped plan's memory is freed once no running job
+//! holds it (jobs hold their plan through an `Arc`).
+
+use std::collections::BTreeMap;
+
+use inference_api::{ModelInfo, WeightFormat};
+use inference_engine::model::LoadedModel;
+
+/// Heap a plan holds beyond its weights (graph, buffers), estimated.
+const PLAN_OVERHEAD_BYTES: u64 = 1 << 20;
+
+type Key = (String, u32);
+
+struct Entry {
+    plan: LoadedModel,
+    /// The sha256 of the model the plan was built from.
+    sha256: Vec<u8>,
+    bytes: u64,
+    last_used: u64,
+}
+
+#[derive(Default)]
+pub struct PlanCache {
+    entries: BTreeMap<Key, Entry>,
+    clock: u64,
+    bytes: u64,
+}
+
+/// The heap a version's plan is estimated to take.
+pub fn estimated_bytes(info: &ModelInfo) -> u64 {
+    let widening = if info.weight_format == WeightFormat::F16 { 2 } else { 1 };
+    info.size.saturating_mul(widening) + PLAN_OVERHEAD_BYTES
+}
+
+impl PlanCache {
+    /// The cached plan of exactly this model (same version and bytes), marked as used.
+    pub fn get(&mut self, info: &ModelInfo) -> Option<LoadedModel> {
+        self.clock += 1;
+        let entry = self.entries.get_mut(&(info.name.clone(), info.version))?;
+        if entry.sha256 != info.sha256 {
+            return None;
+        }
+        entry.last_used = self.clock;
+        Some(entry.plan.clone())
+    }
+
+    /// Keeps a newly built plan, dropping the least recently used others while the total
+    /// would exceed `budget` (a plan larger than the budget alone is still kept: it is in use).
+    pub fn insert(&mut self, info: &ModelInfo, plan: LoadedModel, budget: u64) {
+        let key = (info.name.clone(), info.version);
+        self.remove(&info.name, info.version);
+        let bytes = estimated_bytes(info);
+        while self.bytes + bytes > budget {
+            let Some(oldest) = self.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone()) else {
+                break;
+            };
+            self.remove(&oldest.0, oldest.1);
+        }
+        self.clock += 1;
+        self.bytes += bytes;
+        self.entries.insert(key, Entry { plan, sha256: info.sha256.clone(), bytes, last_used: self.clock });
+    }
+
+    pub fn remove(&mut self, name: &str, version: u32) {
+        if let Some(e) = self.entries.remove(&(name.to_string(), version)) {
+            self.bytes -= e.bytes;
+        }
+    }
+
+    /// Plans held now, and their estimated heap.
+    pub fn usage(&self) -> (usize, u64) {
+        (self.entries.len(), self.bytes)
+    }
+}
