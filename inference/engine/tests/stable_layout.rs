@@ -368,6 +368,7 @@ fn todays_stable_memory_still_reads() {
             chunk_count: chunks,
             missing: (1..chunks).collect(),
             received_bytes: 64,
+            sha256: Sha256::digest(&add).to_vec(),
         }]
     );
 
