@@ -1,9 +1,18 @@
 //! Chunked, parallel, resumable model upload.
 //!
-//! The file is cut into chunks (each with its own sha256); an upload is started (or an
-//! unfinished one with the same name, size and hash is resumed), the chunks the canister still
-//! misses are sent with several in flight and retried with backoff, then the canister verifies
-//! the whole sha256 and records the version.
+//! The file is cut into chunks (each with its own sha256) and identified by its whole sha256.
+//! Before anything is sent, the registry is asked whether a version of the same name already
+//! holds this file: if one does, it is the result and nothing is uploaded (unless
+//! [`UploadOptions::force`]). Otherwise an unfinished upload of the very same file (same name,
+//! size, chunk size and declared sha256) is resumed, or a new one started; the chunks the
+//! canister still misses are sent with several in flight and retried with backoff; then the
+//! canister verifies the whole sha256 and records the version.
+//!
+//! The recorded version is checked against the local file's sha256 before it is returned (a
+//! mismatch is an error, so a caller never gets a different file to activate), and
+//! [`activate_verified`] reads a version's record back and checks it before activating. A finish whose
+//! reply is lost is not simply sent again: the upload is looked up first, and if it is gone the
+//! version it became is found by name and sha256, so a lost reply never makes a second version.
 
 use std::time::Duration;
 
@@ -20,9 +29,14 @@ pub struct UploadOptions {
     pub chunk_bytes: u32,
     /// Chunks in flight at once.
     pub parallelism: usize,
-    /// Attempts per chunk before giving up (the upload can be resumed later).
+    /// Attempts per call (each chunk, the finish) before giving up (the upload can be resumed
+    /// later).
     pub attempts: u32,
     pub initial_backoff: Duration,
+    /// Upload even when a version of the same name already holds a file with this sha256 (to
+    /// record it again with other labels, description or input shapes). Without it, that
+    /// version is the result and nothing is sent.
+    pub force: bool,
 }
 
 impl Default for UploadOptions {
@@ -32,6 +46,7 @@ impl Default for UploadOptions {
             parallelism: 4,
             attempts: 6,
             initial_backoff: Duration::from_millis(500),
+            force: false,
         }
     }
 }
@@ -41,6 +56,10 @@ pub trait Progress {
     fn started(&self, _total_bytes: u64, _already_uploaded: u64) {}
     fn chunk_done(&self, _bytes: u64) {}
     fn retrying(&self, _index: u32, _attempt: u32, _error: &str) {}
+    /// `upload_finish` got no reply; the upload is looked up before anything is sent again.
+    fn finish_unanswered(&self, _attempt: u32, _error: &str) {}
+    /// A version of this name already holds this file: it is the result, nothing is uploaded.
+    fn already_recorded(&self, _info: &ModelInfo) {}
 }
 
 impl Progress for () {}
@@ -53,6 +72,21 @@ pub enum UploadError {
     /// The call got no answer (network, rejection); running the upload again resumes it.
     #[error("{0}")]
     Transport(String),
+    /// The version recorded is not the local file: it is neither returned as the upload's result
+    /// nor activated.
+    #[error(
+        "{name} v{version} has sha256 {}, not the local file's {}: refusing to use or activate it",
+        hex(recorded),
+        hex(local)
+    )]
+    HashMismatch { name: String, version: u32, recorded: Vec<u8>, local: Vec<u8> },
+    /// `upload_finish` got no reply, and then the upload was gone with no version of this name
+    /// holding the file (someone aborted it).
+    #[error(
+        "upload {upload_id} of {name} is gone and no version of {name} has the local file's sha256 \
+         (aborted while finishing?); run the upload again"
+    )]
+    Vanished { upload_id: u64, name: String },
 }
 
 impl From<CallError> for UploadError {
@@ -61,28 +95,83 @@ impl From<CallError> for UploadError {
     }
 }
 
+/// Lowercase hex, as `sha256sum` prints it.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn chunk(bytes: &[u8], chunk_bytes: u32, index: u32) -> &[u8] {
     let start = index as usize * chunk_bytes as usize;
     &bytes[start..(start + chunk_bytes as usize).min(bytes.len())]
 }
 
-/// Finds an unfinished upload of the same model to resume.
+/// The newest version of `name` whose bytes have this sha256.
+pub async fn recorded_version<T: Transport>(
+    client: &InferenceClient<T>,
+    name: &str,
+    sha256: &[u8],
+) -> Result<Option<ModelInfo>, UploadError> {
+    let (mut found, mut after) = (None, None);
+    loop {
+        let page = client.list_models(after.as_ref()).await??;
+        let same = page.models.into_iter().filter(|i| i.name == name && i.sha256 == sha256);
+        found = same.chain(found).max_by_key(|i: &ModelInfo| i.version);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(found),
+        }
+    }
+}
+
+/// Finds an unfinished upload of the very same file to resume: same name, size, chunk size and
+/// declared sha256 (of those, the one furthest along).
 async fn resumable<T: Transport>(
     client: &InferenceClient<T>,
     request: &UploadRequest,
 ) -> Result<Option<UploadStatus>, UploadError> {
-    for p in client.uploads().await?? {
-        if p.name == request.name && p.size == request.size && p.chunk_size == request.chunk_size {
-            // Same name and size: confirm it is the same file by its declared hash.
-            if client.upload_status(p.upload_id).await?.is_ok() {
-                return Ok(Some(p));
-            }
-        }
-    }
-    Ok(None)
+    Ok(client
+        .uploads()
+        .await??
+        .into_iter()
+        .filter(|p| {
+            p.name == request.name
+                && p.size == request.size
+                && p.chunk_size == request.chunk_size
+                && p.sha256 == request.sha256
+        })
+        .min_by_key(|p| (p.missing.len(), p.upload_id)))
 }
 
-/// Uploads `bytes` as a new version of `request.name` and returns its record.
+/// Checks that `info` is the file whose sha256 is `local`.
+fn verified(info: ModelInfo, local: &[u8]) -> Result<ModelInfo, UploadError> {
+    if info.sha256 == local {
+        Ok(info)
+    } else {
+        Err(UploadError::HashMismatch {
+            name: info.name,
+            version: info.version,
+            recorded: info.sha256,
+            local: local.to_vec(),
+        })
+    }
+}
+
+/// Activates `name` `version` after reading its record back and checking that it holds the file
+/// whose sha256 is `sha256`; on a mismatch nothing is activated.
+pub async fn activate_verified<T: Transport>(
+    client: &InferenceClient<T>,
+    name: &str,
+    version: u32,
+    sha256: &[u8],
+) -> Result<(), UploadError> {
+    verified(client.model_info(name, Some(version)).await??, sha256)?;
+    client.activate(name, version).await??;
+    Ok(())
+}
+
+/// Uploads `bytes` as a new version of `request.name` and returns its record, checked to hold
+/// these bytes. When a version of that name already
+/// holds them, that version is returned and nothing is uploaded, unless [`UploadOptions::force`].
 pub async fn upload<T: Transport>(
     client: &InferenceClient<T>,
     bytes: &[u8],
@@ -93,10 +182,28 @@ pub async fn upload<T: Transport>(
     request.size = bytes.len() as u64;
     request.sha256 = Sha256::digest(bytes).to_vec();
     request.chunk_size = options.chunk_bytes;
-    let status = match resumable(client, &request).await? {
+    let existing = if options.force { None } else { recorded_version(client, &request.name, &request.sha256).await? };
+    match existing {
+        Some(info) => {
+            progress.already_recorded(&info);
+            Ok(info)
+        }
+        None => verified(send(client, bytes, &request, options, progress).await?, &request.sha256),
+    }
+}
+
+/// Resumes or starts the upload, sends what is missing and finishes it.
+async fn send<T: Transport>(
+    client: &InferenceClient<T>,
+    bytes: &[u8],
+    request: &UploadRequest,
+    options: &UploadOptions,
+    progress: &impl Progress,
+) -> Result<ModelInfo, UploadError> {
+    let status = match resumable(client, request).await? {
         Some(s) => s,
         None => {
-            let ticket = client.upload_start(&request).await??;
+            let ticket = client.upload_start(request).await??;
             UploadStatus {
                 upload_id: ticket.upload_id,
                 name: request.name.clone(),
@@ -105,6 +212,7 @@ pub async fn upload<T: Transport>(
                 chunk_count: ticket.chunk_count,
                 missing: (0..ticket.chunk_count).collect(),
                 received_bytes: 0,
+                sha256: request.sha256.clone(),
             }
         }
     };
@@ -119,12 +227,70 @@ pub async fn upload<T: Transport>(
             .collect()
             .await;
         results.into_iter().collect::<Result<Vec<()>, _>>()?;
-        match client.upload_finish(id).await? {
+        match finish(client, id, request, options, progress).await? {
             Err(RegistryError::CorruptChunks { indices }) if round == 0 => missing = indices,
             other => return Ok(other?),
         }
     }
     unreachable!("the second round returns")
+}
+
+/// `upload_finish`, made safe to repeat: when a call gets no reply it may still have recorded
+/// the version, so before calling again the upload is looked up (asking until there is an
+/// answer). Still there: finishing again is safe. Gone: the version it became (this name, this
+/// sha256) is the answer.
+async fn finish<T: Transport>(
+    client: &InferenceClient<T>,
+    upload_id: u64,
+    request: &UploadRequest,
+    options: &UploadOptions,
+    progress: &impl Progress,
+) -> Result<Result<ModelInfo, RegistryError>, UploadError> {
+    let gone = || async {
+        match recorded_version(client, &request.name, &request.sha256).await? {
+            Some(info) => Ok(Ok(info)),
+            None => Err(UploadError::Vanished { upload_id, name: request.name.clone() }),
+        }
+    };
+    let give_up = |error: &CallError, attempt: u32| {
+        UploadError::Transport(format!(
+            "{error} (after {attempt} attempts; run the upload again: it resumes this upload, or finds \
+             the version it became)"
+        ))
+    };
+    let mut backoff = options.initial_backoff;
+    let mut attempt = 1;
+    loop {
+        let error = match client.upload_finish(upload_id).await {
+            // After an unanswered call the upload can be gone by now: finished by that call.
+            Ok(Err(RegistryError::UnknownUpload(_))) if attempt > 1 => return gone().await,
+            Ok(answer) => return Ok(answer),
+            Err(e) => e,
+        };
+        progress.finish_unanswered(attempt, &error.to_string());
+        // Where does the upload stand? Ask until there is an answer.
+        loop {
+            match client.upload_status(upload_id).await {
+                // Not finished: calling again is safe.
+                Ok(Ok(_)) => break,
+                Ok(Err(RegistryError::UnknownUpload(_))) => return gone().await,
+                Ok(Err(refusal)) => return Ok(Err(refusal)),
+                Err(e) if attempt < options.attempts => {
+                    progress.finish_unanswered(attempt, &e.to_string());
+                    futures_timer_sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2).min(Duration::from_secs(30));
+                    attempt += 1;
+                }
+                Err(e) => return Err(give_up(&e, attempt)),
+            }
+        }
+        if attempt >= options.attempts {
+            return Err(give_up(&error, attempt));
+        }
+        futures_timer_sleep(backoff).await;
+        backoff = backoff.saturating_mul(2).min(Duration::from_secs(30));
+        attempt += 1;
+    }
 }
 
 async fn send_chunk<T: Transport>(

@@ -156,4 +156,7 @@ pub struct UploadStatus {
     pub chunk_count: u32,
     pub missing: Vec<u32>,
     pub received_bytes: u64,
+    /// The whole file's sha256 declared at `upload_start`: an uploader resumes only an upload of
+    /// the very file it holds.
+    pub sha256: Vec<u8>,
 }

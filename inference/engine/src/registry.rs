@@ -577,6 +577,7 @@ fn status(session: &UploadSession) -> UploadStatus {
         chunk_count: session.chunk_count,
         missing,
         received_bytes,
+        sha256: session.request.sha256.clone(),
     }
 }
 

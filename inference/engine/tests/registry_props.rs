@@ -364,6 +364,7 @@ impl RefUpload {
             chunk_count: self.chunk_count,
             missing,
             received_bytes,
+            sha256: self.request.sha256.clone(),
         }
     }
 }

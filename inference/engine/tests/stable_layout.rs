@@ -382,6 +382,7 @@ fn reads_the_golden_state(image: &std::path::Path) {
             chunk_count: chunks,
             missing: (1..chunks).collect(),
             received_bytes: 64,
+            sha256: Sha256::digest(&add).to_vec(),
         }]
     );
 

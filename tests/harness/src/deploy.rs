@@ -161,7 +161,8 @@ impl Deployment {
         self.configure(|c| c.update_budget = budget);
     }
 
-    /// Uploads `bytes` through the chunked uploader as `sender`.
+    /// Uploads `bytes` through the chunked uploader as `sender` (a version of `name` that already
+    /// holds these bytes is the answer, and nothing is uploaded).
     pub fn upload_as(
         &mut self,
         sender: Principal,
@@ -170,6 +171,24 @@ impl Deployment {
         labels: Vec<String>,
         inputs: Option<Vec<TensorSpec>>,
         chunk_bytes: u32,
+    ) -> Result<ModelInfo, UploadError> {
+        self.upload_with(sender, name, bytes, labels, inputs, &Self::upload_options(chunk_bytes))
+    }
+
+    /// The options [`Deployment::upload_as`] uploads with: 3 chunks in flight, no retries.
+    pub fn upload_options(chunk_bytes: u32) -> UploadOptions {
+        UploadOptions { chunk_bytes, parallelism: 3, attempts: 1, ..Default::default() }
+    }
+
+    /// Uploads `bytes` through the chunked uploader as `sender`, with `options`.
+    pub fn upload_with(
+        &mut self,
+        sender: Principal,
+        name: &str,
+        bytes: &[u8],
+        labels: Vec<String>,
+        inputs: Option<Vec<TensorSpec>>,
+        options: &UploadOptions,
     ) -> Result<ModelInfo, UploadError> {
         let client =
             InferenceClient::new(IcTransport { ic: RefCell::new(&mut *self.ic), canister: self.inference, sender });
@@ -182,8 +201,7 @@ impl Deployment {
             labels,
             inputs,
         };
-        let options = UploadOptions { chunk_bytes, parallelism: 3, attempts: 1, ..Default::default() };
-        futures::executor::block_on(upload(&client, bytes, request, &options, &()))
+        futures::executor::block_on(upload(&client, bytes, request, options, &()))
     }
 
     /// Uploads a bundled model's test-case file as the maintainer and activates it.

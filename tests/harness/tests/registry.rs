@@ -10,7 +10,7 @@ use inference_api::{
     UploadChunk, UploadRequest, UploadStatus, WeightFormat,
 };
 use inference_client::calls;
-use inference_tools::upload::UploadError;
+use inference_tools::upload::{UploadError, UploadOptions};
 use model_testdata::case;
 use sha2::{Digest, Sha256};
 
@@ -81,6 +81,9 @@ fn a_real_model_survives_shuffling_duplicates_an_interruption_and_upgrades() {
     d.call(maintainer, calls::activate("orientation", 1)).0.unwrap().unwrap();
     d.upgrade_inference();
     assert_eq!(active(&mut d, "orientation"), Some(1));
+    // Running the same upload again answers the version that holds the file; nothing is sent.
+    let again = d.upload_as(d.maintainer, "orientation", model, vec![], request.inputs.clone(), CHUNK as u32);
+    assert_eq!(again.expect("the recorded version"), info);
     let agency = d.agency;
     let (listed, _) = d.call(agency, calls::list_models(None));
     assert_eq!(listed.unwrap().unwrap(), inference_api::ModelPage { models: vec![info], next: None });
@@ -96,9 +99,12 @@ fn bad_uploads_are_refused_with_typed_errors_and_the_active_version_keeps_servin
     d.publish("cls", &c, &["0", "180"]);
     let inputs = None;
     // Not a maintainer, and anonymous: refused at ingress by inspect_message (and by the
-    // method's own check, reached by canisters, which inspect_message does not filter).
+    // method's own check, reached by canisters, which inspect_message does not filter). Forced:
+    // without it the uploader answers the published version, which holds these bytes, and sends
+    // nothing.
+    let forced = UploadOptions { force: true, ..Deployment::upload_options(128 * 1024) };
     for who in [user(8), candid::Principal::anonymous()] {
-        match d.upload_as(who, "cls", &c.model, vec![], inputs.clone(), 128 * 1024) {
+        match d.upload_with(who, "cls", &c.model, vec![], inputs.clone(), &forced) {
             Err(UploadError::Transport(e)) => assert!(e.contains("inspect_message"), "{e}"),
             Err(UploadError::Registry(RegistryError::NotAuthorized(refusal))) => assert_eq!(refusal.caller, who),
             other => panic!("{other:?}"),
@@ -191,8 +197,10 @@ fn a_plan_too_big_for_one_message_gets_a_typed_error_and_nothing_breaks() {
     let limit = |d: &mut Deployment, instructions: u64| {
         d.ic.as_any().downcast_mut::<LocalBackend>().unwrap().replica.set_update_instruction_limit(instructions);
     };
-    // Version 2 cannot be activated under a limit below its build: typed error, v1 serves on.
-    let v2 = d.upload_as(d.maintainer, "cls", &c.model, vec![], inputs, 256 * 1024).unwrap();
+    // Version 2 (the same file again, so forced) cannot be activated under a limit below its
+    // build: typed error, v1 serves on.
+    let forced = UploadOptions { force: true, ..Deployment::upload_options(256 * 1024) };
+    let v2 = d.upload_with(d.maintainer, "cls", &c.model, vec![], inputs, &forced).unwrap();
     limit(&mut d, build / 2);
     let (r, _) = d.call(maintainer, calls::activate("cls", v2.version));
     match r.unwrap() {

@@ -2,7 +2,10 @@
 //!
 //! Uploads models in chunks (parallel, retried with backoff, resumable: run the same upload
 //! again after an interruption and only the missing chunks are sent), then manages versions and
-//! roles. Identity from a PEM file (dfx identities work).
+//! roles. Uploads are identified by the file's sha256: only an unfinished upload of the very same
+//! file is resumed, a version of the same name that already holds the file is reported instead
+//! of uploaded again (`--force` uploads anyway), and a version is activated only after its
+//! recorded sha256 is checked against the file. Identity from a PEM file (dfx identities work).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,7 +19,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use inference_api::{ModelInfo, TensorSpec, UploadRequest};
 use inference_client::{CallError, InferenceClient};
 use inference_tools::agent::AgentTransport;
-use inference_tools::upload::{upload, Progress, UploadOptions, DEFAULT_CHUNK_BYTES};
+use inference_tools::upload::{activate_verified, upload, Progress, UploadOptions, DEFAULT_CHUNK_BYTES};
+use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
 #[command(
@@ -44,7 +48,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Upload an ONNX file as a new version of a model (resumes an interrupted upload).
+    /// Upload an ONNX file as a new version of a model.
+    ///
+    /// Safe to run again after any interruption: an unfinished upload of the very same file (same
+    /// name, size, chunk size and sha256) is resumed, sending only the chunks the canister misses;
+    /// if a version of this name already holds a file with this sha256 (e.g. the previous run's
+    /// finish went through but its reply was lost), that version is reported and nothing is
+    /// uploaded (`--force` records it again as a new version). The recorded version's sha256 is
+    /// checked against the file before it is printed or activated.
     Upload {
         file: PathBuf,
         /// The model's name (letters, digits, '-', '_', '.').
@@ -65,12 +76,23 @@ enum Command {
         /// Chunks in flight at once.
         #[arg(long, default_value_t = 4)]
         parallel: usize,
-        /// Make the new version the active one once uploaded.
+        /// Make the version the active one once uploaded and its sha256 checked against the file
+        /// (also when the file was already recorded and nothing was uploaded).
         #[arg(long)]
         activate: bool,
+        /// Upload even if a version of this name already holds a file with this sha256 (to record
+        /// it again, e.g. with other labels).
+        #[arg(long)]
+        force: bool,
     },
     /// Make a version the one that serves.
-    Activate { name: String, version: u32 },
+    Activate {
+        name: String,
+        version: u32,
+        /// Activate only if the version's recorded sha256 is this file's.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Go back to the version active before the current one.
     Rollback { name: String },
     /// Delete a version that is not active.
@@ -122,6 +144,15 @@ impl Progress for Bar {
     }
     fn retrying(&self, index: u32, attempt: u32, error: &str) {
         self.0.println(format!("chunk {index}: attempt {attempt} failed ({error}); retrying"));
+    }
+    fn finish_unanswered(&self, attempt: u32, error: &str) {
+        self.0.println(format!("finish: attempt {attempt} got no answer ({error}); looking the upload up"));
+    }
+    fn already_recorded(&self, info: &ModelInfo) {
+        self.0.println(format!(
+            "{} v{} already holds this file (same sha256): nothing uploaded (--force to record it again)",
+            info.name, info.version
+        ));
     }
 }
 
@@ -214,6 +245,7 @@ async fn main() -> Result<()> {
             chunk_bytes,
             parallel,
             activate,
+            force,
         } => {
             let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
             let mut labels = labels.clone();
@@ -242,17 +274,30 @@ async fn main() -> Result<()> {
             bar.set_style(
                 ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}").unwrap(),
             );
-            let options = UploadOptions { chunk_bytes: *chunk_bytes, parallelism: *parallel, ..Default::default() };
+            let options = UploadOptions {
+                chunk_bytes: *chunk_bytes,
+                parallelism: *parallel,
+                force: *force,
+                ..Default::default()
+            };
+            // Checked against the file's sha256 before it comes back: a mismatch is an error.
             let info = upload(&c, &bytes, request, &options, &Bar(bar.clone())).await.map_err(|e| anyhow!("{e}"))?;
             bar.finish();
             print_info(&info);
             if *activate {
-                answer(c.activate(&info.name, info.version).await)?;
+                let sha256 = Sha256::digest(&bytes);
+                activate_verified(&c, &info.name, info.version, &sha256).await.map_err(|e| anyhow!("{e}"))?;
                 println!("activated {} v{}", info.name, info.version);
             }
         }
-        Command::Activate { name, version } => {
-            answer(c.activate(name, *version).await)?;
+        Command::Activate { name, version, file } => {
+            match file {
+                Some(f) => {
+                    let bytes = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                    activate_verified(&c, name, *version, &Sha256::digest(&bytes)).await.map_err(|e| anyhow!("{e}"))?;
+                }
+                None => answer(c.activate(name, *version).await)?,
+            }
             println!("{name} v{version} is active");
         }
         Command::Rollback { name } => {
