@@ -2,8 +2,8 @@
 //! bundled real model through the chunked uploader, activate it, and classify documents from the
 //! agency canister (inter-canister), printing labels, instructions, messages, rounds and cycles.
 
-use agency_api::{Decision, Document, Settings};
-use canister_harness::deploy::Deployment;
+use agency_api::{Decision, Document};
+use canister_harness::deploy::{Deployment, AGENCY_USER};
 use canister_harness::{canister_wasm, user, CallCost};
 use inference_client::calls;
 use model_testdata::case;
@@ -22,7 +22,7 @@ fn show(cost: &CallCost) -> String {
 
 fn decide(d: &mut Deployment, id: &str, c: &model_testdata::Case) -> (Decision, CallCost) {
     let document = Document { id: id.into(), image: canister_harness::cases::input(c) };
-    let (r, cost) = d.call_agency(user(9), agency_api::calls::decide(&document));
+    let (r, cost) = d.call_agency(user(AGENCY_USER), agency_api::calls::decide(&document));
     (r.expect("decide replies").expect("a decision"), cost)
 }
 
@@ -53,7 +53,7 @@ fn main() {
         );
         if name != models[0].0 {
             // A second agency, working with this model.
-            reinstall_agency(&mut d, name);
+            d.install_agency(name);
         }
         let (decision, cost) = decide(&mut d, &format!("{name}-doc-1"), &c);
         println!(
@@ -81,20 +81,6 @@ fn main() {
 fn platform_kernels(d: &mut Deployment) -> String {
     let (p, _) = d.call(user(2), calls::platform_report());
     p.unwrap().mmm_kernels.into_iter().filter(|k| k.starts_with("wasm_")).collect::<Vec<_>>().join(", ")
-}
-
-fn reinstall_agency(d: &mut Deployment, model: &str) {
-    let agency = d.ic.create_canister(d.controller);
-    let settings = Settings { inference_canister: d.inference, model: model.into() };
-    d.ic.install_canister(
-        agency,
-        &canister_wasm("agency_canister"),
-        candid::encode_args((settings,)).unwrap(),
-        d.controller,
-    )
-    .expect("agency installs");
-    d.as_admin(calls::allow_caller(agency)).expect("allow");
-    d.agency = agency;
 }
 
 fn hex(b: &[u8]) -> String {

@@ -1,9 +1,10 @@
 //! A deployment as an agency would have it: the inference canister, an agency canister allowed
-//! to call it, a maintainer, and models uploaded through the maintainers' chunked uploader.
+//! to call it (with [`AGENCY_USER`] as its user and reader), a maintainer, and models uploaded
+//! through the maintainers' chunked uploader.
 
 use std::cell::RefCell;
 
-use agency_api::Settings;
+use agency_api::{Roles, Settings};
 use candid::{CandidType, Principal};
 use inference_api::{Config, InitArgs, Kernels, ModelInfo, RoleError, TensorSpec, UploadRequest};
 use inference_client::{calls, Call, CallError, InferenceClient, Transport};
@@ -27,6 +28,10 @@ impl Transport for IcTransport<'_> {
         self.ic.borrow_mut().query_call(self.canister, self.sender, method, arg).result.map_err(|r| r.to_string())
     }
 }
+
+/// `user(AGENCY_USER)` is the agency canister's user (may call `decide`) and reader (may read
+/// decisions) in every [`Deployment`].
+pub const AGENCY_USER: u8 = 9;
 
 pub struct Deployment {
     pub ic: Box<dyn Ic>,
@@ -62,19 +67,30 @@ impl Deployment {
         let init = Some(InitArgs { kernels: Some(kernels) });
         ic.install_canister(inference, inference_wasm, candid::encode_args((init,)).unwrap(), controller)
             .expect("inference canister installs");
-        let agency = ic.create_canister(controller);
-        let settings = Settings { inference_canister: inference, model: model.to_string() };
-        ic.install_canister(
-            agency,
-            &canister_wasm("agency_canister"),
-            candid::encode_args((settings,)).unwrap(),
-            controller,
-        )
-        .expect("agency canister installs");
-        let mut d = Deployment { ic, inference, agency, controller, maintainer };
+        let mut d = Deployment { ic, inference, agency: Principal::anonymous(), controller, maintainer };
         d.as_admin(calls::grant_maintainer(maintainer)).expect("grant maintainer");
-        d.as_admin(calls::allow_caller(agency)).expect("allow the agency");
+        d.install_agency(model);
         d
+    }
+
+    /// Installs a new agency canister classifying with `model` (its controller is ours, its user
+    /// and reader `user(AGENCY_USER)`), allows it to call the inference canister, and makes it
+    /// [`Deployment::agency`].
+    pub fn install_agency(&mut self, model: &str) -> Principal {
+        let agency = self.ic.create_canister(self.controller);
+        let settings = Settings { inference_canister: self.inference, model: model.to_string(), max_decisions: None };
+        let roles = Roles { users: vec![user(AGENCY_USER)], readers: vec![user(AGENCY_USER)] };
+        self.ic
+            .install_canister(
+                agency,
+                &canister_wasm("agency_canister"),
+                candid::encode_args((settings, Some(roles))).unwrap(),
+                self.controller,
+            )
+            .expect("agency canister installs");
+        self.as_admin(calls::allow_caller(agency)).expect("allow the agency");
+        self.agency = agency;
+        agency
     }
 
     /// A typed call to the inference canister as `sender`: the reply and what the call cost.

@@ -43,11 +43,13 @@ fn the_agency_canister_gets_a_decision_with_the_model_that_made_it() {
         // agency's call + inference's classify + the agency's reply callback, at least
         assert!(messages >= 3, "{:?}", cost.per_message);
     }
-    let (all, _) = d.call_agency(user(9), agency_api::calls::decisions());
-    assert_eq!(all.unwrap(), vec![decision.clone()]);
+    assert_eq!(decision.submitted_by, Some(user(9)));
+    let (all, _) = d.call_agency(user(9), agency_api::calls::decisions(None, 10));
+    assert_eq!(all.unwrap().unwrap().decisions, vec![decision.clone()]);
     // Decisions are immutable records.
     let (again, _) = d.call_agency(user(9), agency_api::calls::decide(&document));
-    assert_eq!(again.unwrap(), Err(AgencyError::AlreadyDecided(decision)));
+    let decided = AgencyError::AlreadyDecided { document_id: document.id.clone(), decision: Some(Box::new(decision)) };
+    assert_eq!(again.unwrap(), Err(decided));
 }
 
 #[test]
