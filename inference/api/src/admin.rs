@@ -27,6 +27,12 @@ pub struct Config {
     pub max_uploads_per_maintainer: u32,
     /// An unfinished upload untouched for this long is dropped, freeing its slot.
     pub upload_ttl_ns: u64,
+    /// Instructions one caller's inferences may use per `quota_window_ns`; beyond it new ones
+    /// are refused with `QuotaExceeded` until the window ends (a running job finishes). Queries
+    /// are refused once the quota is spent, but their own instructions cannot be counted: the IC
+    /// discards every state change a query makes.
+    pub instruction_quota_per_caller: u64,
+    pub quota_window_ns: u64,
     /// Heap the cache of built plans may hold, estimated from the models' sizes; the least
     /// recently used plans are dropped beyond it and rebuilt on their next use.
     pub plan_cache_bytes: u64,
@@ -49,6 +55,8 @@ impl Config {
     pub const MAX_UPLOADS: u32 = 239;
     pub const MIN_UPLOAD_TTL_NS: u64 = 3_600 * 1_000_000_000;
     pub const MAX_UPLOAD_TTL_NS: u64 = 90 * 24 * 3_600 * 1_000_000_000;
+    pub const MIN_QUOTA_WINDOW_NS: u64 = 1_000_000_000;
+    pub const MAX_QUOTA_WINDOW_NS: u64 = 24 * 3_600 * 1_000_000_000;
     /// A plan larger than the budget is still kept while in use, so a small budget is safe.
     pub const MIN_PLAN_CACHE_BYTES: u64 = 4 << 20;
     /// Under the wasm32 heap's 4 GiB, with room for jobs and the stable-memory reads of a build.
@@ -71,6 +79,8 @@ impl Config {
         check("max_records_per_caller", self.max_records_per_caller.into(), 1, crate::MAX_JOB_RECORDS)?;
         check("max_uploads_per_maintainer", self.max_uploads_per_maintainer.into(), 1, Self::MAX_UPLOADS.into())?;
         check("upload_ttl_ns", self.upload_ttl_ns, Self::MIN_UPLOAD_TTL_NS, Self::MAX_UPLOAD_TTL_NS)?;
+        check("instruction_quota_per_caller", self.instruction_quota_per_caller, 1, u64::MAX)?;
+        check("quota_window_ns", self.quota_window_ns, Self::MIN_QUOTA_WINDOW_NS, Self::MAX_QUOTA_WINDOW_NS)?;
         check("plan_cache_bytes", self.plan_cache_bytes, Self::MIN_PLAN_CACHE_BYTES, Self::MAX_PLAN_CACHE_BYTES)?;
         Ok(())
     }
@@ -88,6 +98,9 @@ impl Default for Config {
             max_uploads_per_maintainer: 4,
             upload_ttl_ns: 7 * 24 * 3_600 * 1_000_000_000,
             plan_cache_bytes: 1 << 30,
+            // About 2 000 inferences of a 1 B-instruction model per caller and hour.
+            instruction_quota_per_caller: 2_000_000_000_000,
+            quota_window_ns: 3_600 * 1_000_000_000,
         }
     }
 }

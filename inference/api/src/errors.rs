@@ -102,6 +102,9 @@ pub enum InferenceError {
     /// The caller has as many inferences in flight as one caller may; try again later.
     #[error("you have {in_flight} inferences in flight, the most one caller may: try again later")]
     CallerBusy { in_flight: u32, limit: u32 },
+    /// The caller spent its instruction quota for this window; try again after `retry_after_ns`.
+    #[error("your instruction quota for this window is spent: try again in {retry_after_ns} ns")]
+    QuotaExceeded { retry_after_ns: u64 },
     /// The version exists but neither is active nor was enabled by a maintainer.
     #[error("\"{name}\" v{version} is not serving: only the active version and versions maintainers enabled run")]
     VersionNotServing { name: String, version: u32 },

@@ -214,6 +214,7 @@ pub async fn prepare(
     query: bool,
 ) -> Result<Prepared, InferenceError> {
     let config = state::with(|s| s.config());
+    crate::quota::check(caller, ic_cdk::api::time())?;
     if inputs.len() != info.inputs.len() {
         return Err(InferenceError::InvalidInput(format!(
             "model {} takes {} inputs, got {}",
@@ -242,6 +243,14 @@ pub async fn prepare(
 }
 
 impl Prepared {
+    /// Charges this message's instructions so far to the caller's quota (a query's would be
+    /// discarded with the rest of its state changes, so queries are not charged).
+    fn charge(&self) {
+        if !self.query {
+            crate::quota::charge(self.caller, ic_cdk::api::performance_counter(0), ic_cdk::api::time());
+        }
+    }
+
     /// Keeps each node's cost for the outcome.
     pub fn profiled(mut self) -> Prepared {
         self.profiled = true;
@@ -260,6 +269,7 @@ impl Prepared {
             let progress = self.job.advance(budget, || ic_cdk::api::performance_counter(0)).map_err(engine_error)?;
             match progress {
                 Progress::Finished(outputs) => {
+                    self.charge();
                     let total = ic_cdk::api::performance_counter(1);
                     state::with_mut(|s| s.measured.insert((self.info.name.clone(), self.info.version), total));
                     let costs = if self.profiled { self.job.costs() } else { Vec::new() };
@@ -267,6 +277,7 @@ impl Prepared {
                 }
                 Progress::Paused { .. } if self.query => return Err(InferenceError::TooExpensiveForQuery { budget }),
                 Progress::Paused { done, total } => {
+                    self.charge();
                     yield_message().await?;
                     (self.rule)(self.caller)?;
                     messages += 1;

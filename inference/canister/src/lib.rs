@@ -11,6 +11,7 @@ mod inference;
 mod jobs;
 pub mod lifecycle;
 mod plans;
+mod quota;
 mod registry_api;
 mod state;
 

@@ -29,6 +29,8 @@ pub struct State {
     /// Calls of this canister to itself (continuations, plan builds) awaiting their replies:
     /// an upgrade now would leave their callbacks pointing into a heap that no longer exists.
     pub awaiting: u32,
+    /// What each caller's inferences used in its current quota window.
+    pub usage: BTreeMap<Principal, crate::quota::Usage>,
     /// Measured instructions of the last complete inference per (model, version).
     pub measured: BTreeMap<(String, u32), u64>,
 }
@@ -46,6 +48,7 @@ impl State {
             jobs_in_flight: 0,
             jobs_per_caller: BTreeMap::new(),
             awaiting: 0,
+            usage: BTreeMap::new(),
             measured: BTreeMap::new(),
         }
     }

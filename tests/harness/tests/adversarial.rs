@@ -182,6 +182,8 @@ fn forty_bad_inputs_get_typed_errors_and_change_nothing() {
         Config { max_input_elements: 0, ..config.clone() },
         Config { upload_ttl_ns: 1, ..config.clone() },
         Config { plan_cache_bytes: 1, ..config.clone() },
+        Config { instruction_quota_per_caller: 0, ..config.clone() },
+        Config { quota_window_ns: 0, ..config.clone() },
     ] {
         refused!(w, admin, calls::set_config(&bad), ConfigError::OutOfRange { .. });
     }

@@ -84,3 +84,32 @@ fn an_allowance_withdrawn_while_a_job_runs_ends_it_at_its_next_message() {
     let refusal = NotAuthorized { caller: user(20), needs: Role::Caller };
     assert_eq!(await_call(&mut *d.ic, job, &classify_call(&c)).0.unwrap(), Err(InferenceError::NotAuthorized(refusal)));
 }
+
+#[test]
+fn an_agency_past_its_instruction_quota_waits_for_the_next_window_and_others_do_not() {
+    let (mut d, c) = deployed();
+    let (first, _) = d.call(user(20), classify_call(&c));
+    let cost = first.unwrap().unwrap().instructions;
+    // A quota of one and a half classifications per window: the first was charged, the second
+    // starts (the quota is not yet spent), the third is refused until the window ends.
+    let window = std::time::Duration::from_secs(60);
+    d.configure(|cfg| {
+        cfg.instruction_quota_per_caller = cost * 3 / 2;
+        cfg.quota_window_ns = window.as_nanos() as u64;
+    });
+    assert!(d.call(user(20), classify_call(&c)).0.unwrap().is_ok());
+    let refused = d.call(user(20), classify_call(&c)).0.unwrap();
+    let Err(InferenceError::QuotaExceeded { retry_after_ns }) = refused else { panic!("{refused:?}") };
+    assert!(retry_after_ns > 0 && retry_after_ns <= window.as_nanos() as u64, "{retry_after_ns}");
+    // Queries are refused too once the quota is spent.
+    let request =
+        ClassifyRequest { model: MODEL.into(), version: None, input: canister_harness::cases::input(&c), top_k: None };
+    assert!(matches!(
+        d.call(user(20), calls::classify_query(&request)).0.unwrap(),
+        Err(InferenceError::QuotaExceeded { .. })
+    ));
+    // Another agency is not affected.
+    assert!(d.call(user(21), classify_call(&c)).0.unwrap().is_ok());
+    d.ic.advance_time(window);
+    assert!(d.call(user(20), classify_call(&c)).0.unwrap().is_ok(), "a new window");
+}
