@@ -31,45 +31,36 @@ candid_storable!(ModelInfo);
 candid_storable!(UploadRequest);
 candid_storable!(JobResult);
 
-impl Storable for JobRecord {
-    fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(candid::encode_one(self).expect("candid-encodable"))
-    }
+/// Implements [`Storable`] through candid for a record whose older layout is still stored
+/// somewhere: bytes that do not decode as today's type decode as the `legacy` one and convert.
+macro_rules! candid_storable_with_legacy {
+    ($t:ty, $legacy:ty) => {
+        impl Storable for $t {
+            fn to_bytes(&self) -> Cow<'_, [u8]> {
+                Cow::Owned(candid::encode_one(self).expect("candid-encodable"))
+            }
 
-    fn into_bytes(self) -> Vec<u8> {
-        candid::encode_one(&self).expect("candid-encodable")
-    }
+            fn into_bytes(self) -> Vec<u8> {
+                candid::encode_one(&self).expect("candid-encodable")
+            }
 
-    /// Records written before the polling errors had a type of their own decode through
-    /// [`legacy`], so an upgrade keeps every job its callers may still ask about.
-    fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
-        candid::decode_one(&bytes)
-            .or_else(|_| candid::decode_one::<legacy::JobRecord>(&bytes).map(JobRecord::from))
-            .expect("stored by this canister")
-    }
+            fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
+                candid::decode_one(&bytes)
+                    .or_else(|_| candid::decode_one::<$legacy>(&bytes).map(<$t>::from))
+                    .expect("stored by this canister")
+            }
 
-    const BOUND: Bound = Bound::Unbounded;
+            const BOUND: Bound = Bound::Unbounded;
+        }
+    };
 }
 
-impl Storable for Config {
-    fn to_bytes(&self) -> Cow<'_, [u8]> {
-        Cow::Owned(candid::encode_one(self).expect("candid-encodable"))
-    }
-
-    fn into_bytes(self) -> Vec<u8> {
-        candid::encode_one(&self).expect("candid-encodable")
-    }
-
-    /// Settings saved before the per-caller quotas existed keep their values; the new
-    /// settings take their defaults.
-    fn from_bytes(bytes: Cow<'_, [u8]>) -> Self {
-        candid::decode_one(&bytes)
-            .or_else(|_| candid::decode_one::<legacy::Config>(&bytes).map(Config::from))
-            .expect("stored by this canister")
-    }
-
-    const BOUND: Bound = Bound::Unbounded;
-}
+// Records written before the polling errors had a type of their own decode through
+// [`legacy`], so an upgrade keeps every job its callers may still ask about.
+candid_storable_with_legacy!(JobRecord, legacy::JobRecord);
+// Settings saved before the per-caller quotas existed keep their values; the new settings take
+// their defaults.
+candid_storable_with_legacy!(Config, legacy::Config);
 
 /// The job record as layout version 1 stored it: one error type for every endpoint, with the
 /// polling states among its variants.

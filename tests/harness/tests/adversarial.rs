@@ -307,3 +307,50 @@ fn cycling_many_versions_keeps_the_plan_cache_within_its_budget() {
     let first = &answers[0].1;
     assert!(answers.iter().all(|(_, labels)| labels == first), "every version is the same model");
 }
+
+/// #13.9: outputs larger than a reply: the work was done, then the reply trapped. Now `infer`
+/// answers a typed error before copying them, and `classify` (whose reply is the top labels)
+/// still serves the model.
+#[test]
+fn outputs_too_large_for_a_reply_get_a_typed_error_and_classify_still_serves() {
+    use model_testdata::onnx::{ElemType, Graph};
+    let mut w = world();
+    let (agency, m) = (w.d.agency, w.d.maintainer);
+    const WIDTH: usize = 600_000;
+    let wide = Graph::new(13)
+        .input("x", ElemType::Float, &[1, WIDTH as i64])
+        .output("y", ElemType::Float)
+        .node("Relu", &["x"], &["y"], vec![])
+        .to_bytes();
+    let spec = TensorSpec { name: "x".into(), shape: vec![1, WIDTH as i64], dtype: DType::F32 };
+    let info = w.d.upload_as(m, "wide", &wide, vec![], Some(vec![spec]), 1 << 20).unwrap();
+    w.d.call(m, calls::activate("wide", info.version)).0.unwrap().unwrap();
+    let x = InputTensor { shape: vec![1, WIDTH as u64], data: TensorData::F32(vec![0.5; WIDTH]) };
+    let reply = w.d.call_from_canister(agency, calls::infer("wide", None, std::slice::from_ref(&x))).unwrap().unwrap();
+    assert!(
+        matches!(reply, Err(InferenceError::OutputTooLarge { bytes, .. }) if bytes == WIDTH as u64 * 4),
+        "{reply:?}"
+    );
+    let request = ClassifyRequest { model: "wide".into(), version: None, input: x, top_k: Some(1) };
+    let answer = w.d.call_from_canister(agency, calls::classify(&request)).unwrap().unwrap().expect("classify serves");
+    assert_eq!(answer.labels[0].score, 0.5);
+}
+
+/// #13.10: authorisation was checked only before awaits, so a maintainer revoked while
+/// `activate` built the plan still activated. Now the rule is checked again after the build.
+#[test]
+fn a_maintainer_revoked_while_activate_builds_the_plan_does_not_activate() {
+    let mut w = world();
+    let (m, admin, inference) = (w.d.maintainer, w.d.controller, w.d.inference);
+    let activate = calls::activate(MODEL, w.inactive);
+    // Queued in this order: activate runs first and awaits its plan build, which is queued
+    // behind the revocation.
+    let pending = canister_harness::submit_call(&mut *w.d.ic, inference, m, &activate).unwrap();
+    let revoke = calls::revoke_maintainer(m);
+    let revoked = canister_harness::submit_call(&mut *w.d.ic, inference, admin, &revoke).unwrap();
+    let reply = canister_harness::await_call(&mut *w.d.ic, pending, &activate).0.unwrap();
+    assert_eq!(reply, Err(RegistryError::NotAuthorized(NotAuthorized { caller: m, needs: Role::Maintainer })));
+    canister_harness::await_call(&mut *w.d.ic, revoked, &revoke).0.unwrap().unwrap();
+    let active = w.d.call(admin, calls::active_version(MODEL)).0.unwrap().unwrap();
+    assert_eq!(active, Some(1), "the version active before stays active");
+}
