@@ -24,15 +24,16 @@ const QUOTA_PER_BYTE: usize = 8;
 /// Extra fields and arguments a newer client may send are skipped, within this much.
 const SKIPPING_QUOTA: usize = 10_000;
 
-/// The argument size limit of each method that takes data, for `inspect_message` to apply
-/// the same limits before a message is accepted; `None` for unknown methods.
-pub fn limit_of(method: &str) -> Option<usize> {
-    Some(match method {
+/// The argument size limit of each method, for `inspect_message` to apply the same limits
+/// before a message is accepted (methods that take no argument accept none larger than the
+/// small limit either).
+pub fn limit_of(method: &str) -> usize {
+    match method {
         "upload_chunk" => CHUNK_ARG_BYTES,
         "upload_start" => UPLOAD_REQUEST_BYTES,
         "classify" | "classify_query" | "infer" | "profile" | "submit" => INPUT_ARG_BYTES,
         _ => SMALL_ARG_BYTES,
-    })
+    }
 }
 
 fn decode<T: for<'a> ArgumentDecoder<'a>>(bytes: Vec<u8>, max_bytes: usize) -> T {

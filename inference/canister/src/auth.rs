@@ -52,7 +52,7 @@ pub fn this_canister(caller: Principal) -> Result<(), NotAuthorized> {
 /// and only with an argument within the method's size limit ([`crate::args`]). A filter run on
 /// one node, not a boundary: every method checks its rule and its argument again.
 pub fn accepts_ingress(method: &str, caller: Principal, arg_bytes: usize) -> bool {
-    if crate::args::limit_of(method).is_some_and(|max| arg_bytes > max) {
+    if arg_bytes > crate::args::limit_of(method) {
         return false;
     }
     match method {

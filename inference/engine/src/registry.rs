@@ -353,8 +353,8 @@ impl<M: Memory> Registry<M> {
         let inputs = request.inputs.clone().unwrap_or(inspection.inputs);
         let labels =
             if request.labels.is_empty() { labels_from_metadata(&inspection.metadata) } else { request.labels.clone() };
-        let mut lineage = self.lineage.get(&request.name).unwrap_or_default();
-        let version = lineage.last_version.max(self.latest_version(&request.name).unwrap_or(0)) + 1;
+        let mut lineage = self.lineage_of(&request.name);
+        let version = lineage.last_version + 1;
         lineage.last_version = version;
         let info = ModelInfo {
             name: request.name.clone(),
@@ -464,8 +464,7 @@ impl<M: Memory> Registry<M> {
     /// builds.
     pub fn set_enabled(&mut self, name: &str, version: u32, enabled: bool) -> Result<(), RegistryError> {
         self.info(name, Some(version))?;
-        let mut lineage = self.lineage.get(&name.to_string()).unwrap_or_default();
-        lineage.last_version = lineage.last_version.max(self.latest_version(name).unwrap_or(0));
+        let mut lineage = self.lineage_of(name);
         lineage.enabled.retain(|v| *v != version);
         if enabled {
             lineage.enabled.push(version);
@@ -473,6 +472,14 @@ impl<M: Memory> Registry<M> {
         }
         self.lineage.insert(name.to_string(), lineage);
         Ok(())
+    }
+
+    /// A name's lineage, its highest number at least the highest existing version: a layout-1
+    /// registry has versions but no lineage until the name next changes.
+    fn lineage_of(&self, name: &str) -> Lineage {
+        let mut lineage = self.lineage.get(&name.to_string()).unwrap_or_default();
+        lineage.last_version = lineage.last_version.max(self.latest_version(name).unwrap_or(0));
+        lineage
     }
 
     /// The versions enabled besides the active one.
@@ -526,9 +533,9 @@ impl<M: Memory> Registry<M> {
             a.previous.retain(|v| *v != version);
             self.active.insert(name.to_string(), a);
         }
-        // Keep the highest number ever given, so it is not given again.
-        let mut lineage = self.lineage.get(&name.to_string()).unwrap_or_default();
-        lineage.last_version = lineage.last_version.max(self.latest_version(name).unwrap_or(0));
+        // Keep the highest number ever given (read before the record goes), so it is not given
+        // again.
+        let mut lineage = self.lineage_of(name);
         lineage.enabled.retain(|v| *v != version);
         self.lineage.insert(name.to_string(), lineage);
         // Its blob memory is free again once the record is gone.

@@ -114,8 +114,7 @@ impl Deployment {
             inference_client::Mode::Query => Some(self.call(caller, call).0),
             inference_client::Mode::Update => {
                 let outcome = self.ic.call_from_canister(self.inference, caller, call.method, call.arg.clone())?;
-                let rejected = |r: crate::Reject| CallError::Rejected { method: call.method, message: r.to_string() };
-                Some(outcome.result.map_err(rejected).and_then(|bytes| call.decode(&bytes)))
+                Some(crate::reply(&call, outcome.result))
             }
         }
     }

@@ -155,7 +155,10 @@ pub fn await_call<R: CandidType + DeserializeOwned>(
     (reply(call, outcome.result), outcome.cost)
 }
 
-fn reply<R: CandidType + DeserializeOwned>(call: &Call<R>, result: Result<Vec<u8>, Reject>) -> Result<R, CallError> {
+pub(crate) fn reply<R: CandidType + DeserializeOwned>(
+    call: &Call<R>,
+    result: Result<Vec<u8>, Reject>,
+) -> Result<R, CallError> {
     match result {
         Ok(bytes) => call.decode(&bytes),
         Err(reject) => Err(CallError::Rejected { method: call.method, message: reject.to_string() }),
