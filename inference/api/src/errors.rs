@@ -4,6 +4,8 @@
 use candid::{CandidType, Deserialize, Principal};
 use thiserror::Error;
 
+use crate::{DType, ShapeMismatch};
+
 /// The role an endpoint requires.
 #[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -90,6 +92,19 @@ pub enum InferenceError {
     UnknownVersion { name: String, version: u32 },
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// An input's shape does not fit the model's declaration of it (`declared`: -1 for a
+    /// symbolic dimension; `max_shape`, when a maintainer bounded them).
+    #[error("input \"{input}\" has shape {shape:?}, which does not fit {declared:?}: {mismatch}")]
+    InputShape {
+        input: String,
+        shape: Vec<u64>,
+        declared: Vec<i64>,
+        max_shape: Option<Vec<u64>>,
+        mismatch: ShapeMismatch,
+    },
+    /// An input's data are of another element type than the model takes.
+    #[error("input \"{input}\" takes {expected} data, got {got}")]
+    InputDType { input: String, expected: DType, got: DType },
     /// Too many inferences in flight; try again later.
     #[error("{in_flight} inferences are in flight, the limit is {limit}: try again later")]
     Busy { in_flight: u32, limit: u32 },

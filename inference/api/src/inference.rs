@@ -2,24 +2,107 @@
 
 use candid::{CandidType, Deserialize};
 
+use crate::DType;
+
+/// A tensor's elements, row-major, in one of the element types models take and give.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
 pub enum TensorData {
     F32(Vec<f32>),
     I8(Vec<i8>),
     U8(serde_bytes::ByteBuf),
+    /// IEEE 754 half-precision values as their bit patterns (candid has no 16-bit float).
+    F16(Vec<u16>),
+    F64(Vec<f64>),
+    I16(Vec<i16>),
+    U16(Vec<u16>),
+    I32(Vec<i32>),
+    U32(Vec<u32>),
+    /// Token ids, masks and class labels, in most models.
+    I64(Vec<i64>),
+    U64(Vec<u64>),
+    Bool(Vec<bool>),
+}
+
+/// `$m!(variant, element)` for every [`TensorData`] variant but `U8`, whose bytes are a blob.
+macro_rules! each_vector_variant {
+    ($m:ident) => {
+        $m!(F32, f32);
+        $m!(I8, i8);
+        $m!(F16, u16);
+        $m!(F64, f64);
+        $m!(I16, i16);
+        $m!(U16, u16);
+        $m!(I32, i32);
+        $m!(U32, u32);
+        $m!(I64, i64);
+        $m!(U64, u64);
+        $m!(Bool, bool);
+    };
 }
 
 impl TensorData {
     pub fn len(&self) -> usize {
-        match self {
-            TensorData::F32(v) => v.len(),
-            TensorData::I8(v) => v.len(),
-            TensorData::U8(v) => v.len(),
+        macro_rules! len {
+            ($($v:ident),*) => {
+                match self {
+                    TensorData::U8(v) => v.len(),
+                    $(TensorData::$v(v) => v.len(),)*
+                }
+            };
         }
+        len!(F32, I8, F16, F64, I16, U16, I32, U32, I64, U64, Bool)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The element type of these data.
+    pub fn dtype(&self) -> DType {
+        match self {
+            TensorData::F32(_) => DType::F32,
+            TensorData::I8(_) => DType::I8,
+            TensorData::U8(_) => DType::U8,
+            TensorData::F16(_) => DType::F16,
+            TensorData::F64(_) => DType::F64,
+            TensorData::I16(_) => DType::I16,
+            TensorData::U16(_) => DType::U16,
+            TensorData::I32(_) => DType::I32,
+            TensorData::U32(_) => DType::U32,
+            TensorData::I64(_) => DType::I64,
+            TensorData::U64(_) => DType::U64,
+            TensorData::Bool(_) => DType::Bool,
+        }
+    }
+
+    /// The elements when they are f32.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match self {
+            TensorData::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The bytes of the elements, little-endian, in order: what a digest of an output hashes.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        macro_rules! extend {
+            ($v:ident, bool) => {
+                if let TensorData::$v(v) = self {
+                    bytes.extend(v.iter().map(|&b| b as u8));
+                }
+            };
+            ($v:ident, $t:ty) => {
+                if let TensorData::$v(v) = self {
+                    bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+                }
+            };
+        }
+        each_vector_variant!(extend);
+        if let TensorData::U8(v) = self {
+            bytes.extend_from_slice(v);
+        }
+        bytes
     }
 }
 
@@ -76,7 +159,8 @@ pub struct Classification {
 pub struct OutputTensor {
     pub name: String,
     pub shape: Vec<u64>,
-    pub data: Vec<f32>,
+    /// In the output's own element type (class labels as integers, masks as booleans).
+    pub data: TensorData,
 }
 
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]

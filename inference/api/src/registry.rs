@@ -13,7 +13,14 @@ pub enum DType {
     U8,
     I32,
     I64,
+    /// An element type the engine does not take (strings, complex numbers, sequences…).
     Other,
+    F64,
+    I16,
+    U16,
+    U32,
+    U64,
+    Bool,
 }
 
 impl DType {
@@ -21,11 +28,17 @@ impl DType {
     pub fn from_onnx(code: i32) -> DType {
         match code {
             1 => DType::F32,
-            10 => DType::F16,
-            3 => DType::I8,
             2 => DType::U8,
+            3 => DType::I8,
+            4 => DType::U16,
+            5 => DType::I16,
             6 => DType::I32,
             7 => DType::I64,
+            9 => DType::Bool,
+            10 => DType::F16,
+            11 => DType::F64,
+            12 => DType::U32,
+            13 => DType::U64,
             _ => DType::Other,
         }
     }
@@ -40,27 +53,129 @@ impl std::fmt::Display for DType {
             DType::U8 => "u8",
             DType::I32 => "i32",
             DType::I64 => "i64",
+            DType::F64 => "f64",
+            DType::I16 => "i16",
+            DType::U16 => "u16",
+            DType::U32 => "u32",
+            DType::U64 => "u64",
+            DType::Bool => "bool",
             DType::Other => "another element type",
         })
     }
 }
 
 /// A model input or output: name, shape (`-1` for a symbolic dimension) and element type.
+///
+/// Symbolic dimensions stay symbolic: each call's input gives them their values (a plan is
+/// built per concrete shape), within `max_shape` when a maintainer set it.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct TensorSpec {
     pub name: String,
     pub shape: Vec<i64>,
     pub dtype: DType,
+    /// The largest value each dimension may take, one per dimension (a fixed dimension's is its
+    /// value). Absent: symbolic dimensions are bounded only by the canister's input size limit.
+    pub max_shape: Option<Vec<u64>>,
 }
 
 impl TensorSpec {
-    /// The shape with symbolic dimensions pinned to 1 (a batch of one).
-    pub fn concrete_shape(&self) -> Vec<usize> {
-        self.shape.iter().map(|&d| if d < 0 { 1 } else { d as usize }).collect()
+    pub fn new(name: impl Into<String>, shape: Vec<i64>, dtype: DType) -> TensorSpec {
+        TensorSpec { name: name.into(), shape, dtype, max_shape: None }
     }
 
-    pub fn element_count(&self) -> usize {
-        self.concrete_shape().iter().product()
+    /// This declaration with the given concrete shape (what one plan is built for).
+    pub fn with_shape(&self, shape: &[usize]) -> TensorSpec {
+        TensorSpec { shape: shape.iter().map(|&d| d as i64).collect(), max_shape: None, ..self.clone() }
+    }
+
+    pub fn is_symbolic(&self) -> bool {
+        self.shape.iter().any(|&d| d < 0)
+    }
+
+    /// The shape when no dimension is symbolic.
+    pub fn fixed_shape(&self) -> Option<Vec<usize>> {
+        self.shape.iter().map(|&d| usize::try_from(d).ok()).collect()
+    }
+
+    /// Checks a call's concrete shape against this declaration: same rank, fixed dimensions
+    /// equal, symbolic ones at least 1 and within `max_shape`.
+    pub fn admits(&self, shape: &[u64]) -> Result<(), ShapeMismatch> {
+        if shape.len() != self.shape.len() {
+            return Err(ShapeMismatch::Rank { expected: self.shape.len() as u32 });
+        }
+        for (dim, (&declared, &got)) in self.shape.iter().zip(shape).enumerate() {
+            let dim = dim as u32;
+            if declared >= 0 && got != declared as u64 {
+                return Err(ShapeMismatch::Fixed { dim, expected: declared as u64 });
+            }
+            if got == 0 {
+                return Err(ShapeMismatch::Empty { dim });
+            }
+            if let Some(&max) = self.max_shape.as_ref().and_then(|m| m.get(dim as usize)) {
+                if got > max {
+                    return Err(ShapeMismatch::OverBound { dim, max });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A maintainer's declaration is sound: `max_shape` as long as the shape, equal to it where
+    /// the dimension is fixed, at least 1 where symbolic; no dimension below -1 or of 0.
+    pub fn check_declaration(&self) -> Result<(), String> {
+        if let Some(d) = self.shape.iter().position(|&d| d == 0 || d < -1) {
+            return Err(format!(
+                "input \"{}\": dimension {d} is {}; use -1 for a symbolic one",
+                self.name, self.shape[d]
+            ));
+        }
+        let Some(max) = &self.max_shape else { return Ok(()) };
+        if max.len() != self.shape.len() {
+            return Err(format!(
+                "input \"{}\": max_shape has {} dimensions, the shape {}",
+                self.name,
+                max.len(),
+                self.shape.len()
+            ));
+        }
+        for (dim, (&declared, &bound)) in self.shape.iter().zip(max).enumerate() {
+            if bound == 0 || (declared >= 0 && bound != declared as u64) {
+                return Err(format!(
+                    "input \"{}\": max_shape[{dim}] is {bound}, but the dimension is {}",
+                    self.name,
+                    if declared < 0 {
+                        "symbolic (a bound of at least 1 is needed)".to_string()
+                    } else {
+                        format!("fixed at {declared}")
+                    }
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How a call's input shape differs from the model's declaration.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub enum ShapeMismatch {
+    /// The input has another number of dimensions.
+    Rank { expected: u32 },
+    /// A fixed dimension has another value.
+    Fixed { dim: u32, expected: u64 },
+    /// A dimension is 0.
+    Empty { dim: u32 },
+    /// A symbolic dimension exceeds the maintainer's bound.
+    OverBound { dim: u32, max: u64 },
+}
+
+impl std::fmt::Display for ShapeMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ShapeMismatch::Rank { expected } => write!(f, "the model takes {expected} dimensions"),
+            ShapeMismatch::Fixed { dim, expected } => write!(f, "dimension {dim} must be {expected}"),
+            ShapeMismatch::Empty { dim } => write!(f, "dimension {dim} is 0"),
+            ShapeMismatch::OverBound { dim, max } => write!(f, "dimension {dim} may be at most {max}"),
+        }
     }
 }
 
@@ -126,7 +241,9 @@ pub struct UploadRequest {
     pub chunk_size: u32,
     pub description: String,
     pub labels: Vec<String>,
-    /// Input shapes to pin (e.g. a symbolic batch to 1); taken from the model when absent.
+    /// The inputs' declarations, to fix a symbolic dimension (`shape`) or bound it
+    /// (`max_shape`); taken from the model when absent. Symbolic dimensions left at -1 stay
+    /// symbolic: each call gives them their values.
     pub inputs: Option<Vec<TensorSpec>>,
 }
 

@@ -3,14 +3,15 @@
 
 use candid::Principal;
 use inference_api::{
-    Classification, DType, Inference, InferenceError, InputTensor, LabelScore, ModelInfo, ModelRef, NodeProfile,
-    NotAuthorized, OutputTensor, Profile, RegistryError, TensorData,
+    Classification, Inference, InferenceError, InputTensor, LabelScore, ModelInfo, ModelRef, NodeProfile,
+    NotAuthorized, OutputTensor, Profile, RegistryError, TensorData, TensorSpec,
 };
 use inference_engine::executor::{Job, NodeCost, Progress};
 use inference_engine::jobs::Advance;
 use inference_engine::model;
 use tract_onnx::prelude::*;
 
+use crate::plans::Shapes;
 use crate::state;
 
 /// tract's error chain as one sentence (its Display with causes), never its Debug dump.
@@ -43,47 +44,98 @@ impl Drop for Awaiting {
     }
 }
 
-/// The plan of a model version, built in a message of its own when not already in the heap
-/// (after an upgrade, or after the cache dropped it): that message gets the whole instruction
-/// limit, and if building does not fit it (or traps), its effects are rolled back and the
-/// caller gets this typed error instead of a trap of its own message.
-pub async fn plan_in_own_message(info: &ModelInfo) -> Result<model::LoadedModel, String> {
-    if let Some(p) = state::with_mut(|s| s.plans.get(info)) {
+/// The plan of a model version for these input shapes, built in a message of its own when not
+/// already in the heap (after an upgrade, for a shape not seen yet, or after the cache dropped
+/// it): that message gets the whole instruction limit, and if building does not fit it (or
+/// traps), its effects are rolled back and the caller gets this typed error instead of a trap
+/// of its own message. The build's instructions are charged to `caller`'s quota.
+pub async fn plan_in_own_message(
+    info: &ModelInfo,
+    shapes: &Shapes,
+    caller: Principal,
+) -> Result<model::LoadedModel, String> {
+    if let Some(p) = state::with_mut(|s| s.plans.get(info, shapes)) {
         return Ok(p);
     }
-    let call = ic_cdk::call::Call::unbounded_wait(ic_cdk::api::canister_self(), "build_plan")
-        .with_args(&(&info.name, info.version));
+    let wire: Vec<Vec<u64>> = shapes.iter().map(|s| s.iter().map(|&d| d as u64).collect()).collect();
+    build_in_own_message(info, Some(wire), caller).await?;
+    state::with_mut(|s| s.plans.get(info, shapes))
+        .ok_or_else(|| "the plan was built, then dropped to make room for others: try again".to_string())
+}
+
+/// Has `build_plan` run for this version in a message of its own (see [`plan_in_own_message`];
+/// `shapes` absent: the declared ones, see [`build_plan`]).
+pub async fn build_in_own_message(
+    info: &ModelInfo,
+    shapes: Option<Vec<Vec<u64>>>,
+    caller: Principal,
+) -> Result<(), String> {
+    let call = ic_cdk::call::Call::unbounded_wait(ic_cdk::api::canister_self(), "build_plan").with_args(&(
+        &info.name,
+        info.version,
+        shapes,
+    ));
     let reply = {
         let _awaiting = Awaiting::begin();
         call.await
     };
-    let built: Result<(), String> = match reply {
-        Ok(response) => match response.candid::<Result<(), RegistryError>>() {
-            Ok(built) => built.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+    let instructions = match reply {
+        Ok(response) => match response.candid::<Result<u64, RegistryError>>() {
+            Ok(built) => built.map_err(|e| e.to_string())?,
+            Err(e) => return Err(e.to_string()),
         },
-        Err(e) => Err(format!(
+        Err(e) => {
+            return Err(format!(
             "building the plan of {} v{} did not complete in one message (the IC's instruction limit, or a trap): {e}",
             info.name, info.version
-        )),
+        ))
+        }
     };
-    built?;
-    state::with_mut(|s| s.plans.get(info))
-        .ok_or_else(|| "the plan was built, then dropped to make room for others: try again".to_string())
+    crate::quota::charge(caller, instructions, ic_cdk::api::time());
+    Ok(())
 }
 
-/// Builds and caches the plan of a model version, if not already in the heap.
-pub fn ensure_plan(info: &ModelInfo) -> TractResult<model::LoadedModel> {
-    if let Some(p) = state::with_mut(|s| s.plans.get(info)) {
+/// Builds and caches the plan of a model version for these input shapes, if not already in the
+/// heap.
+pub fn ensure_plan(info: &ModelInfo, shapes: &Shapes) -> TractResult<model::LoadedModel> {
+    if let Some(p) = state::with_mut(|s| s.plans.get(info, shapes)) {
         return Ok(p);
     }
     let bytes = state::with(|s| s.registry.bytes(info));
-    let loaded = model::load(&bytes, &info.inputs, info.weight_format)?;
+    let specs: Vec<TensorSpec> = info.inputs.iter().zip(shapes).map(|(spec, shape)| spec.with_shape(shape)).collect();
+    let loaded = model::load(&bytes, &specs, info.weight_format)?;
     state::with_mut(|s| {
         let budget = s.config.get().plan_cache_bytes;
-        s.plans.insert(info, loaded.clone(), budget)
+        s.plans.insert(info, shapes.clone(), loaded.clone(), budget)
     });
     Ok(loaded)
+}
+
+/// What `build_plan` does for a version: the plan for `shapes`; without them, the plan for the
+/// declared shapes when they are all fixed, or else (symbolic dimensions, no call's shape yet)
+/// a check that the model types with its dimensions symbolic. Each shape must fit the
+/// declaration.
+pub fn build_plan(info: &ModelInfo, shapes: Option<Vec<Vec<u64>>>) -> Result<(), String> {
+    let shapes: Option<Shapes> = match shapes {
+        Some(shapes) => {
+            if shapes.len() != info.inputs.len() {
+                return Err(format!("model {} takes {} inputs", info.name, info.inputs.len()));
+            }
+            for (spec, shape) in info.inputs.iter().zip(&shapes) {
+                spec.admits(shape).map_err(|m| format!("input \"{}\": {m}", spec.name))?;
+            }
+            Some(shapes.iter().map(|s| s.iter().map(|&d| d as usize).collect()).collect())
+        }
+        None => info.inputs.iter().map(TensorSpec::fixed_shape).collect(),
+    };
+    match shapes {
+        Some(shapes) => ensure_plan(info, &shapes).map(|_| ()),
+        None => {
+            let bytes = state::with(|s| s.registry.bytes(info));
+            model::check_symbolic(&bytes, &info.inputs, info.weight_format)
+        }
+    }
+    .map_err(|e| format!("{e:#}"))
 }
 
 /// The record of a version that may serve (active, or enabled by a maintainer).
@@ -91,43 +143,97 @@ pub fn serving(name: &str, version: Option<u32>) -> Result<ModelInfo, InferenceE
     state::with(|s| s.registry.serving(name, version))
 }
 
-fn to_tensor(input: &InputTensor, info: &ModelInfo, ix: usize, max_elements: u64) -> Result<TValue, InferenceError> {
-    let spec = info
-        .inputs
-        .get(ix)
-        .ok_or_else(|| InferenceError::InvalidInput(format!("model {} has {} inputs", info.name, info.inputs.len())))?;
-    let expected = spec.concrete_shape();
-    let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
-    if shape != expected {
-        return Err(InferenceError::InvalidInput(format!(
-            "input \"{}\" has shape {}; the model expects {}",
-            spec.name,
-            dims(&shape),
-            dims(&expected)
-        )));
+/// Checks a caller's tensor against the model's declaration of that input (element type, shape
+/// within its symbolic dimensions' bounds, size, finite floats) and makes it a tract value.
+fn to_tensor(input: &InputTensor, spec: &TensorSpec, max_elements: u64) -> Result<TValue, InferenceError> {
+    let got = input.data.dtype();
+    if got != spec.dtype {
+        return Err(InferenceError::InputDType { input: spec.name.clone(), expected: spec.dtype, got });
     }
-    let count: usize = shape.iter().product();
-    if count as u64 > max_elements {
+    spec.admits(&input.shape).map_err(|mismatch| InferenceError::InputShape {
+        input: spec.name.clone(),
+        shape: input.shape.clone(),
+        declared: spec.shape.clone(),
+        max_shape: spec.max_shape.clone(),
+        mismatch,
+    })?;
+    let count = input.shape.iter().try_fold(1u64, |n, &d| n.checked_mul(d)).unwrap_or(u64::MAX);
+    if count > max_elements {
         return Err(InferenceError::InvalidInput(format!("{count} elements exceed the limit of {max_elements}")));
     }
+    let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
     let len = input.data.len();
-    if len != count {
+    if len as u64 != count {
         return Err(InferenceError::InvalidInput(format!("shape {} needs {count} elements, got {len}", dims(&shape))));
     }
-    let tensor = match (&input.data, spec.dtype) {
-        (TensorData::F32(v), DType::F32) => {
-            if let Some(i) = v.iter().position(|x| !x.is_finite()) {
-                return Err(InferenceError::InvalidInput(format!(
-                    "element {i} is not finite (NaN and infinities are refused)"
-                )));
-            }
-            Tensor::from_shape(&shape, v)
-        }
-        (TensorData::I8(v), DType::I8) => Tensor::from_shape(&shape, v),
-        (TensorData::U8(v), DType::U8) => Tensor::from_shape(&shape, v.as_slice()),
-        (_, dtype) => return Err(InferenceError::InvalidInput(format!("input \"{}\" takes {dtype} data", spec.name))),
+    let not_finite = match &input.data {
+        TensorData::F32(v) => v.iter().position(|x| !x.is_finite()),
+        TensorData::F64(v) => v.iter().position(|x| !x.is_finite()),
+        TensorData::F16(v) => v.iter().position(|&x| !f16::from_bits(x).is_finite()),
+        _ => None,
+    };
+    if let Some(i) = not_finite {
+        return Err(InferenceError::InvalidInput(format!(
+            "element {i} is not finite (NaN and infinities are refused)"
+        )));
+    }
+    let tensor = match &input.data {
+        TensorData::F32(v) => Tensor::from_shape(&shape, v),
+        TensorData::F16(v) => Tensor::from_shape(&shape, &v.iter().map(|&x| f16::from_bits(x)).collect::<Vec<_>>()),
+        TensorData::F64(v) => Tensor::from_shape(&shape, v),
+        TensorData::I8(v) => Tensor::from_shape(&shape, v),
+        TensorData::U8(v) => Tensor::from_shape(&shape, v.as_slice()),
+        TensorData::I16(v) => Tensor::from_shape(&shape, v),
+        TensorData::U16(v) => Tensor::from_shape(&shape, v),
+        TensorData::I32(v) => Tensor::from_shape(&shape, v),
+        TensorData::U32(v) => Tensor::from_shape(&shape, v),
+        TensorData::I64(v) => Tensor::from_shape(&shape, v),
+        TensorData::U64(v) => Tensor::from_shape(&shape, v),
+        TensorData::Bool(v) => Tensor::from_shape(&shape, v),
     };
     Ok(tensor.map_err(|e| InferenceError::InvalidInput(e.to_string()))?.into())
+}
+
+/// An output tensor's elements in their own element type (a symbolic-size dimension tract
+/// computed, `TDim`, as i64).
+fn to_data(value: &TValue) -> Result<TensorData, InferenceError> {
+    let plain = value.try_as_plain_ram().map_err(engine_error)?;
+    macro_rules! vec_of {
+        ($t:ty) => {
+            plain.as_slice::<$t>().map_err(engine_error)?.to_vec()
+        };
+    }
+    let dt = value.datum_type().unquantized();
+    Ok(if dt == f32::datum_type() {
+        TensorData::F32(vec_of!(f32))
+    } else if dt == f16::datum_type() {
+        TensorData::F16(plain.as_slice::<f16>().map_err(engine_error)?.iter().map(|x| x.to_bits()).collect())
+    } else if dt == f64::datum_type() {
+        TensorData::F64(vec_of!(f64))
+    } else if dt == i8::datum_type() {
+        TensorData::I8(vec_of!(i8))
+    } else if dt == u8::datum_type() {
+        TensorData::U8(vec_of!(u8).into())
+    } else if dt == i16::datum_type() {
+        TensorData::I16(vec_of!(i16))
+    } else if dt == u16::datum_type() {
+        TensorData::U16(vec_of!(u16))
+    } else if dt == i32::datum_type() {
+        TensorData::I32(vec_of!(i32))
+    } else if dt == u32::datum_type() {
+        TensorData::U32(vec_of!(u32))
+    } else if dt == i64::datum_type() {
+        TensorData::I64(vec_of!(i64))
+    } else if dt == u64::datum_type() {
+        TensorData::U64(vec_of!(u64))
+    } else if dt == bool::datum_type() {
+        TensorData::Bool(vec_of!(bool))
+    } else if dt == TDim::datum_type() {
+        let dims = plain.as_slice::<TDim>().map_err(engine_error)?;
+        TensorData::I64(dims.iter().map(|d| d.to_i64().map_err(engine_error)).collect::<Result<_, _>>()?)
+    } else {
+        return Err(InferenceError::Engine(format!("an output of element type {dt:?}, which no reply carries")));
+    })
 }
 
 /// `1×3×48×192`, for messages to callers.
@@ -225,15 +331,16 @@ pub async fn prepare(
     }
     let tensors = inputs
         .iter()
-        .enumerate()
-        .map(|(ix, t)| to_tensor(t, &info, ix, config.max_input_elements))
+        .zip(&info.inputs)
+        .map(|(t, spec)| to_tensor(t, spec, config.max_input_elements))
         .collect::<Result<TVec<_>, _>>()?;
+    let shapes: Shapes = tensors.iter().map(|t| t.shape().to_vec()).collect();
     let slot = if query { None } else { Some(JobSlot::acquire(caller)?) };
     // A query cannot call: it builds a missing plan inline, within its own limit.
     let plan = if query {
-        ensure_plan(&info).map_err(engine_error)?
+        ensure_plan(&info, &shapes).map_err(engine_error)?
     } else {
-        let plan = plan_in_own_message(&info).await.map_err(InferenceError::Engine)?;
+        let plan = plan_in_own_message(&info, &shapes, caller).await.map_err(InferenceError::Engine)?;
         rule(caller)?;
         plan
     };
@@ -307,6 +414,7 @@ fn model_ref(info: &ModelInfo) -> ModelRef {
     ModelRef { name: info.name.clone(), version: info.version, sha256: info.sha256.clone() }
 }
 
+/// An output as f32 scores (what `classify` ranks).
 fn flat(value: &TValue) -> Result<Vec<f32>, InferenceError> {
     let t = value.cast_to::<f32>().map_err(engine_error)?;
     let view = t.try_as_plain_ram().map_err(engine_error)?;
@@ -339,7 +447,7 @@ pub fn classification(outcome: Outcome, top_k: Option<u32>) -> Result<Classifica
 
 pub fn inference(outcome: Outcome) -> Result<Inference, InferenceError> {
     // Refused before any output is copied, rather than trapping on a reply over the limit.
-    let bytes: u64 = outcome.outputs.iter().map(|v| v.len() as u64 * 4).sum();
+    let bytes: u64 = outcome.outputs.iter().map(|v| (v.len() * v.datum_type().size_of()) as u64).sum();
     if bytes > MAX_OUTPUT_BYTES {
         return Err(InferenceError::OutputTooLarge { bytes, max: MAX_OUTPUT_BYTES });
     }
@@ -348,7 +456,7 @@ pub fn inference(outcome: Outcome) -> Result<Inference, InferenceError> {
         .iter()
         .zip(outcome.info.outputs.iter().map(|o| o.name.clone()).chain(std::iter::repeat(String::new())))
         .map(|(v, name)| {
-            Ok(OutputTensor { name, shape: v.shape().iter().map(|&d| d as u64).collect(), data: flat(v)? })
+            Ok(OutputTensor { name, shape: v.shape().iter().map(|&d| d as u64).collect(), data: to_data(v)? })
         })
         .collect::<Result<_, InferenceError>>()?;
     Ok(Inference {

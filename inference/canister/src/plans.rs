@@ -1,4 +1,5 @@
-//! The heap cache of built plans, by model version, within a heap budget: the least recently
+//! The heap cache of built plans, by model version and concrete input shapes (a model with a
+//! symbolic dimension has one plan per shape calls bring), within a heap budget: the least recently
 //! used plans are dropped when a new one would exceed it, and rebuilt on their next use. Without
 //! a budget, running many versions in turn pinned every plan until the heap ran out and every
 //! build trapped (#13).
@@ -15,7 +16,10 @@ use inference_engine::model::LoadedModel;
 /// Heap a plan holds beyond its weights (graph, buffers), estimated.
 const PLAN_OVERHEAD_BYTES: u64 = 1 << 20;
 
-type Key = (String, u32);
+/// The concrete shape of each input a plan was built for.
+pub type Shapes = Vec<Vec<usize>>;
+
+type Key = (String, u32, Shapes);
 
 struct Entry {
     plan: LoadedModel,
@@ -39,10 +43,11 @@ pub fn estimated_bytes(info: &ModelInfo) -> u64 {
 }
 
 impl PlanCache {
-    /// The cached plan of exactly this model (same version and bytes), marked as used.
-    pub fn get(&mut self, info: &ModelInfo) -> Option<LoadedModel> {
+    /// The cached plan of exactly this model (same version and bytes) for these input shapes,
+    /// marked as used.
+    pub fn get(&mut self, info: &ModelInfo, shapes: &Shapes) -> Option<LoadedModel> {
         self.clock += 1;
-        let entry = self.entries.get_mut(&(info.name.clone(), info.version))?;
+        let entry = self.entries.get_mut(&(info.name.clone(), info.version, shapes.clone()))?;
         if entry.sha256 != info.sha256 {
             return None;
         }
@@ -52,23 +57,29 @@ impl PlanCache {
 
     /// Keeps a newly built plan, dropping the least recently used others while the total
     /// would exceed `budget` (a plan larger than the budget alone is still kept: it is in use).
-    pub fn insert(&mut self, info: &ModelInfo, plan: LoadedModel, budget: u64) {
-        let key = (info.name.clone(), info.version);
-        self.remove(&info.name, info.version);
+    pub fn insert(&mut self, info: &ModelInfo, shapes: Shapes, plan: LoadedModel, budget: u64) {
+        let key = (info.name.clone(), info.version, shapes);
+        self.drop_entry(&key);
         let bytes = estimated_bytes(info);
         while self.bytes + bytes > budget {
             let Some(oldest) = self.entries.iter().min_by_key(|(_, e)| e.last_used).map(|(k, _)| k.clone()) else {
                 break;
             };
-            self.remove(&oldest.0, oldest.1);
+            self.drop_entry(&oldest);
         }
         self.clock += 1;
         self.bytes += bytes;
         self.entries.insert(key, Entry { plan, sha256: info.sha256.clone(), bytes, last_used: self.clock });
     }
 
+    /// Drops every plan of a version (all its shapes).
     pub fn remove(&mut self, name: &str, version: u32) {
-        if let Some(e) = self.entries.remove(&(name.to_string(), version)) {
+        let keys: Vec<Key> = self.entries.keys().filter(|(n, v, _)| n == name && *v == version).cloned().collect();
+        keys.iter().for_each(|k| self.drop_entry(k));
+    }
+
+    fn drop_entry(&mut self, key: &Key) {
+        if let Some(e) = self.entries.remove(key) {
             self.bytes -= e.bytes;
         }
     }

@@ -9,7 +9,7 @@ fn main() {
     let shape: Vec<i64> = args[2].split(',').map(|d| d.parse().unwrap()).collect();
     let info = model::inspect(&bytes).unwrap();
     let mut inputs = info.inputs.clone();
-    inputs[0] = TensorSpec { name: inputs[0].name.clone(), shape, dtype: DType::F32 };
+    inputs[0] = TensorSpec { name: inputs[0].name.clone(), shape, dtype: DType::F32, max_shape: None };
     let loaded = model::load(&bytes, &inputs, WeightFormat::F32).unwrap();
     let m = loaded.plan.model();
     for &n in loaded.plan.order_without_consts() {

@@ -47,7 +47,7 @@ fn spec(v: &pb::ValueInfoProto) -> TensorSpec {
         }
         _ => (vec![], DType::Other),
     };
-    TensorSpec { name: v.name.clone(), shape, dtype }
+    TensorSpec::new(v.name.clone(), shape, dtype)
 }
 
 /// The parser with our own operators registered (see [`crate::onnx`]).
@@ -111,6 +111,21 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
     })
 }
 
+/// Checks, without optimising, that the model types with its declared inputs, symbolic
+/// dimensions kept symbolic: what activating a version with symbolic inputs proves before any
+/// call brings a concrete shape.
+pub fn check_symbolic(bytes: &[u8], inputs: &[TensorSpec], weight_format: WeightFormat) -> TractResult<()> {
+    let (model, _) = match typed(&onnx(), bytes, inputs, Some(weight_format)) {
+        Ok(m) => m,
+        Err(first) => {
+            let relaxed = onnx().with_ignore_value_info(true).with_ignore_output_shapes(true);
+            typed(&relaxed, bytes, inputs, Some(weight_format)).map_err(|_| first)?
+        }
+    };
+    model.into_decluttered()?;
+    Ok(())
+}
+
 /// An optimised, runnable model with the input shapes it was built for.
 #[derive(Clone, Debug)]
 pub struct LoadedModel {
@@ -118,15 +133,41 @@ pub struct LoadedModel {
     pub inputs: Vec<TensorSpec>,
 }
 
-fn datum(dtype: DType) -> DatumType {
-    match dtype {
+/// tract's element type for ours (`None` for [`DType::Other`], which no call can supply).
+pub fn datum(dtype: DType) -> Option<DatumType> {
+    Some(match dtype {
+        DType::F32 => f32::datum_type(),
         DType::F16 => f16::datum_type(),
+        DType::F64 => f64::datum_type(),
         DType::I8 => i8::datum_type(),
         DType::U8 => u8::datum_type(),
+        DType::I16 => i16::datum_type(),
+        DType::U16 => u16::datum_type(),
         DType::I32 => i32::datum_type(),
+        DType::U32 => u32::datum_type(),
         DType::I64 => i64::datum_type(),
-        _ => f32::datum_type(),
-    }
+        DType::U64 => u64::datum_type(),
+        DType::Bool => bool::datum_type(),
+        DType::Other => return None,
+    })
+}
+
+/// The input fact of a declaration: its element type, fixed dimensions as they are and each
+/// symbolic one as a symbol of its own (`d{input}_{dim}`), so nothing is pinned.
+fn input_fact(model: &InferenceModel, ix: usize, spec: &TensorSpec) -> TractResult<InferenceFact> {
+    let Some(dt) = datum(spec.dtype) else {
+        tract_onnx::prelude::tract_data::internal::bail!(
+            "input \"{}\" has an element type the engine does not take",
+            spec.name
+        )
+    };
+    let dims: TVec<TDim> = spec
+        .shape
+        .iter()
+        .enumerate()
+        .map(|(d, &n)| if n < 0 { model.symbols.sym(&format!("d{ix}_{d}")).into() } else { (n as usize).into() })
+        .collect();
+    Ok(InferenceFact::dt_shape(dt, dims))
 }
 
 /// The typed model, with the [`Stage::Typed`] passes run, and the int8 weights of its
@@ -141,7 +182,8 @@ fn typed(
     let weights = crate::onnx::prepare(&mut proto);
     let mut model = parser.model_for_proto_model(&proto)?;
     for (ix, input) in inputs.iter().enumerate() {
-        model.set_input_fact(ix, InferenceFact::dt_shape(datum(input.dtype), input.concrete_shape()))?;
+        let fact = input_fact(&model, ix, input)?;
+        model.set_input_fact(ix, fact)?;
     }
     let mut model = model.into_typed()?;
     passes::run(Stage::Typed, &mut model, &Context { weights: &weights, weight_format })?;
@@ -149,7 +191,7 @@ fn typed(
 }
 
 /// Multiply-accumulates one inference performs, from tract's cost model of the decluttered graph
-/// (convolutions, matmuls, their integer forms) at the pinned input shapes.
+/// (convolutions, matmuls, their integer forms) at the given input shapes (which should be fixed).
 pub fn macs(bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<u64> {
     let model = typed(&onnx(), bytes, inputs, None)
         .or_else(|_| typed(&onnx().with_ignore_value_info(true).with_ignore_output_shapes(true), bytes, inputs, None))?
@@ -174,6 +216,10 @@ pub fn macs(bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<u64> {
 /// computed in f32 (decluttered); quantize/dequantize (static and dynamic) onto our simd128
 /// loops (optimised). Models whose declared value-info or output shapes keep a symbolic batch are
 /// retried with those declarations ignored.
+///
+/// `inputs` are normally fixed: the canister builds one plan per concrete input shape a call
+/// brings (see [`TensorSpec::with_shape`]), because tract optimises a fixed graph into
+/// kernels chosen for its sizes. A symbolic dimension left in `inputs` stays a symbol.
 pub fn load(bytes: &[u8], inputs: &[TensorSpec], weight_format: WeightFormat) -> TractResult<LoadedModel> {
     let (model, weights) = match typed(&onnx(), bytes, inputs, Some(weight_format)) {
         Ok(m) => m,

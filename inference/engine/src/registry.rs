@@ -199,6 +199,9 @@ impl<M: Memory> Registry<M> {
         if request.chunk_size == 0 || request.chunk_size as u64 > MAX_CHUNK_BYTES {
             return Err(RegistryError::ChunkTooLarge { size: request.chunk_size as u64, max: MAX_CHUNK_BYTES });
         }
+        for input in request.inputs.iter().flatten() {
+            input.check_declaration().map_err(RegistryError::InvalidRequest)?;
+        }
         let chunk_count = request.size.div_ceil(request.chunk_size as u64);
         if chunk_count > MAX_CHUNKS as u64 {
             return Err(RegistryError::TooManyChunks { chunk_count, max: MAX_CHUNKS });
@@ -350,7 +353,20 @@ impl<M: Memory> Registry<M> {
         }
         refuse_what_cannot_serve(&inspection)?;
         let request = &session.request;
-        let inputs = request.inputs.clone().unwrap_or(inspection.inputs);
+        let inputs = match &request.inputs {
+            // A declaration the model contradicts can never finish: the upload is dropped, so
+            // that a corrected one starts afresh instead of resuming this one.
+            Some(declared) => declared_inputs(declared, &inspection.inputs).inspect_err(|_| {
+                self.uploads.remove(&upload_id);
+            })?,
+            None => inspection.inputs,
+        };
+        if let Some(i) = inputs.iter().find(|i| i.dtype == DType::Other) {
+            return Err(RegistryError::InvalidModel(format!(
+                "input \"{}\" has an element type no call can send (strings, sequences or maps)",
+                i.name
+            )));
+        }
         let labels =
             if request.labels.is_empty() { labels_from_metadata(&inspection.metadata) } else { request.labels.clone() };
         let mut lineage = self.lineage_of(&request.name);
@@ -558,6 +574,35 @@ fn refuse_what_cannot_serve(inspection: &model::Inspection) -> Result<(), Regist
         )));
     }
     Ok(())
+}
+
+/// A maintainer's declaration of the inputs, checked against the model's own: the same inputs
+/// in the same order and element types, each dimension the model fixes kept (a symbolic one may
+/// be fixed or bounded), and every `max_shape` sound.
+fn declared_inputs(declared: &[TensorSpec], model: &[TensorSpec]) -> Result<Vec<TensorSpec>, RegistryError> {
+    let invalid = RegistryError::InvalidRequest;
+    if declared.len() != model.len() {
+        return Err(invalid(format!("the model has {} inputs, {} were declared", model.len(), declared.len())));
+    }
+    for (d, m) in declared.iter().zip(model) {
+        if d.name != m.name || d.dtype != m.dtype {
+            return Err(invalid(format!(
+                "declared input \"{}\" ({}) is \"{}\" ({}) in the model",
+                d.name, d.dtype, m.name, m.dtype
+            )));
+        }
+        // Models without shape information declare none; then any declared shape is taken.
+        let conflicting = !m.shape.is_empty()
+            && (d.shape.len() != m.shape.len() || d.shape.iter().zip(&m.shape).any(|(&a, &b)| b >= 0 && a != b));
+        if conflicting {
+            return Err(invalid(format!(
+                "declared input \"{}\" has shape {:?}; the model fixes {:?}",
+                d.name, d.shape, m.shape
+            )));
+        }
+        d.check_declaration().map_err(invalid)?;
+    }
+    Ok(declared.to_vec())
 }
 
 fn expected_chunk_len(session: &UploadSession, index: u32) -> u64 {

@@ -15,6 +15,7 @@ fn outputs(model: &str, variant: &str, split: Option<usize>) -> (Vec<f32>, suppo
         name: info.inputs[0].name.clone(),
         shape: case.input_shape.iter().map(|&d| d as i64).collect(),
         dtype: DType::F32,
+        max_shape: None,
     };
     let loaded = load(&case.model, &[spec], info.weight_format).unwrap();
     let input = Tensor::from_shape(&case.input_shape, &case.input).unwrap();
@@ -103,6 +104,7 @@ fn int8_convolutions_run_on_int8_values() {
             name: info.inputs[0].name.clone(),
             shape: case.input_shape.iter().map(|&d| d as i64).collect(),
             dtype: DType::F32,
+            max_shape: None,
         };
         let all = inference_engine::model::macs(&case.model, std::slice::from_ref(&spec)).unwrap();
         let loaded = load(&case.model, &[spec], info.weight_format).unwrap();
@@ -148,6 +150,7 @@ fn quantized_softmax_is_computed_not_all_ones() {
         name: info.inputs[0].name.clone(),
         shape: shape.iter().map(|&d| d as i64).collect(),
         dtype: DType::F32,
+        max_shape: None,
     };
     let loaded = load(&model, &[spec], info.weight_format).unwrap();
     let out = run_to_end(&loaded.plan, tvec!(Tensor::from_shape(&shape, &input).unwrap().into())).unwrap();
@@ -162,8 +165,12 @@ fn quantized_softmax_is_computed_not_all_ones() {
 #[test]
 fn mac_counts_are_those_of_the_graph() {
     let c = support::case("rapidocr_cls", "fp32");
-    let spec =
-        TensorSpec { name: "x".into(), shape: c.input_shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 };
+    let spec = TensorSpec {
+        name: "x".into(),
+        shape: c.input_shape.iter().map(|&d| d as i64).collect(),
+        dtype: DType::F32,
+        max_shape: None,
+    };
     let macs = inference_engine::model::macs(&c.model, std::slice::from_ref(&spec)).unwrap();
     // A MobileNetV3-small-like classifier on 3x48x192: tens of millions of MACs, not billions.
     assert!((5_000_000..500_000_000).contains(&macs), "{macs}");

@@ -43,7 +43,12 @@ fn run(graph: Graph, shape: &[usize], x: &[f32]) -> Vec<f32> {
     let bytes = graph.to_bytes();
     let info = inspect(&bytes).unwrap();
     assert!(info.unsupported.is_empty(), "{:?}", info.unsupported);
-    let spec = TensorSpec { name: "x".into(), shape: shape.iter().map(|&d| d as i64).collect(), dtype: DType::F32 };
+    let spec = TensorSpec {
+        name: "x".into(),
+        shape: shape.iter().map(|&d| d as i64).collect(),
+        dtype: DType::F32,
+        max_shape: None,
+    };
     let model = load(&bytes, &[spec], info.weight_format).unwrap();
     let out = run_to_end(&model.plan, tvec!(Tensor::from_shape(shape, x).unwrap().into())).unwrap();
     out[0].try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec()

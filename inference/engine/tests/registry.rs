@@ -38,7 +38,12 @@ fn request(name: &str, bytes: &[u8]) -> UploadRequest {
         chunk_size: CHUNK as u32,
         description: "text-line direction".into(),
         labels: vec!["0".into(), "180".into()],
-        inputs: Some(vec![TensorSpec { name: "x".into(), shape: vec![1, 3, 48, 192], dtype: DType::F32 }]),
+        inputs: Some(vec![TensorSpec {
+            name: "x".into(),
+            shape: vec![1, 3, 48, 192],
+            dtype: DType::F32,
+            max_shape: None,
+        }]),
     }
 }
 

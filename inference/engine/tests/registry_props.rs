@@ -716,7 +716,9 @@ fn apply(real: &mut Real, model: &mut Reference, op: &Op, step: u64) -> Result<(
                 chunk_size,
                 description: format!("step {step}"),
                 labels: if labels { vec!["a".into(), "b".into()] } else { vec![] },
-                inputs: pin_inputs.then(|| vec![TensorSpec { name: "x".into(), shape: vec![1, 4], dtype: DType::F32 }]),
+                inputs: pin_inputs.then(|| {
+                    vec![TensorSpec { name: "x".into(), shape: vec![1, 4], dtype: DType::F32, max_shape: None }]
+                }),
             };
             let by = Principal::from_slice(&[caller + 1]);
             let at = 1_000 * step;

@@ -357,7 +357,7 @@ fn reads_the_golden_state(image: &std::path::Path) {
             ),
         ]
     );
-    let x = TensorSpec { name: "x".into(), shape: vec![1, 4], dtype: DType::F32 };
+    let x = TensorSpec { name: "x".into(), shape: vec![1, 4], dtype: DType::F32, max_shape: None };
     for (info, operators, parameters) in [(&versions[0], "Relu", 0), (&versions[1], "Add", 4)] {
         assert_eq!(info.inputs, vec![x.clone()]);
         assert_eq!(info.outputs.len(), 1);

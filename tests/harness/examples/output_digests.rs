@@ -36,7 +36,7 @@ fn main() {
             let out = d.call(user(5), calls::infer(&name, None, &inputs)).0.unwrap().unwrap();
             let mut digest = Sha256::new();
             for o in &out.outputs {
-                o.data.iter().for_each(|x| digest.update(x.to_le_bytes()));
+                digest.update(o.data.to_le_bytes());
             }
             let hex: String = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
             println!("{name} {hex}");

@@ -198,7 +198,7 @@ fn forty_bad_inputs_get_typed_errors_and_change_nothing() {
     refused!(w, from_canister agency, calls::classify(&inactive), InferenceError::VersionNotServing { .. });
     refused!(w, from_canister agency, calls::classify(&classify(&w, Some(99), input(&w))), InferenceError::UnknownVersion { .. });
     let wrong_shape = InputTensor { shape: vec![1, 3, 48, 191], ..input(&w) };
-    refused!(w, from_canister agency, calls::classify(&classify(&w, None, wrong_shape)), InferenceError::InvalidInput(_));
+    refused!(w, from_canister agency, calls::classify(&classify(&w, None, wrong_shape)), InferenceError::InputShape { .. });
     let mut nan = input(&w);
     if let TensorData::F32(v) = &mut nan.data {
         v[7] = f32::NAN;
@@ -206,7 +206,7 @@ fn forty_bad_inputs_get_typed_errors_and_change_nothing() {
     refused!(w, from_canister agency, calls::classify(&classify(&w, None, nan)), InferenceError::InvalidInput(_));
     let bytes =
         InputTensor { shape: input(&w).shape, data: TensorData::U8(serde_bytes::ByteBuf::from(vec![0; 3 * 48 * 192])) };
-    refused!(w, from_canister agency, calls::classify(&classify(&w, None, bytes)), InferenceError::InvalidInput(_));
+    refused!(w, from_canister agency, calls::classify(&classify(&w, None, bytes)), InferenceError::InputDType { .. });
     let two = [input(&w), input(&w)];
     refused!(w, from_canister agency, calls::infer(MODEL, None, &two), InferenceError::InvalidInput(_));
     refused!(w, from_canister agency, calls::profile(MODEL, None, &[input(&w)]), InferenceError::NotAuthorized(_));
@@ -322,7 +322,7 @@ fn outputs_too_large_for_a_reply_get_a_typed_error_and_classify_still_serves() {
         .output("y", ElemType::Float)
         .node("Relu", &["x"], &["y"], vec![])
         .to_bytes();
-    let spec = TensorSpec { name: "x".into(), shape: vec![1, WIDTH as i64], dtype: DType::F32 };
+    let spec = TensorSpec { name: "x".into(), shape: vec![1, WIDTH as i64], dtype: DType::F32, max_shape: None };
     let info = w.d.upload_as(m, "wide", &wide, vec![], Some(vec![spec]), 1 << 20).unwrap();
     w.d.call(m, calls::activate("wide", info.version)).0.unwrap().unwrap();
     let x = InputTensor { shape: vec![1, WIDTH as u64], data: TensorData::F32(vec![0.5; WIDTH]) };

@@ -6,7 +6,8 @@ use agency_api::{AgencyError, Document};
 use canister_harness::deploy::Deployment;
 use canister_harness::{await_call, submit_call, user, Call, CallCost};
 use inference_api::{
-    ClassifyRequest, Inference, InferenceError, InputTensor, NotAuthorized, Profile, Role, RoleError, TensorData,
+    ClassifyRequest, DType, Inference, InferenceError, InputTensor, NotAuthorized, Profile, Role, RoleError,
+    ShapeMismatch, TensorData,
 };
 use inference_client::calls;
 use model_testdata::{argmax, case, Case};
@@ -85,10 +86,12 @@ fn unlisted_canisters_and_ingress_callers_are_refused() {
 fn outputs_match_onnxruntime_and_are_bit_identical_across_budgets_and_an_upgrade() {
     let (mut d, c) = deployed();
     d.as_admin(calls::allow_caller(user(5))).unwrap();
-    let bits = |inf: &Inference| inf.outputs[0].data.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    let bits = |inf: &Inference| {
+        inf.outputs[0].data.as_f32().expect("f32 output").iter().map(|x| x.to_bits()).collect::<Vec<_>>()
+    };
     let (whole, _) = infer(&mut d, &c);
     assert_eq!(whole.messages, 1);
-    for (got, want) in whole.outputs[0].data.iter().zip(&c.expected) {
+    for (got, want) in whole.outputs[0].data.as_f32().expect("f32 output").iter().zip(&c.expected) {
         assert!((got - want).abs() <= 1e-5, "{:?} vs {:?}", whole.outputs[0].data, c.expected);
     }
     let mut messages = vec![];
@@ -120,7 +123,16 @@ fn bad_inputs_get_typed_errors() {
     assert_eq!(call("no-such-model", input(&c)), Err(InferenceError::UnknownModel("no-such-model".into())));
     let mut wrong_shape = input(&c);
     wrong_shape.shape = vec![1, 3, 48, 100];
-    assert!(matches!(call(MODEL, wrong_shape), Err(InferenceError::InvalidInput(m)) if m.contains("shape")));
+    assert_eq!(
+        call(MODEL, wrong_shape),
+        Err(InferenceError::InputShape {
+            input: "x".into(),
+            shape: vec![1, 3, 48, 100],
+            declared: vec![1, 3, 48, 192],
+            max_shape: None,
+            mismatch: ShapeMismatch::Fixed { dim: 3, expected: 192 },
+        })
+    );
     let mut short = input(&c);
     short.data = TensorData::F32(vec![0.5; 10]);
     assert!(matches!(call(MODEL, short), Err(InferenceError::InvalidInput(m)) if m.contains("elements")));
@@ -133,7 +145,10 @@ fn bad_inputs_get_typed_errors() {
         shape: input(&c).shape,
         data: TensorData::U8(serde_bytes::ByteBuf::from(vec![0u8; c.input.len()])),
     };
-    assert!(matches!(call(MODEL, bytes), Err(InferenceError::InvalidInput(m)) if m.contains("takes f32 data")));
+    assert_eq!(
+        call(MODEL, bytes),
+        Err(InferenceError::InputDType { input: "x".into(), expected: DType::F32, got: DType::U8 })
+    );
     // Still serving.
     assert!(call(MODEL, input(&c)).is_ok());
 }
@@ -233,7 +248,7 @@ fn a_trap_in_the_middle_of_a_job_leaves_the_canister_consistent() {
     // The slot was released (max_jobs = 1): a new job runs to the same answer as ever.
     let again = submit_infer(&mut d, &c, user(5));
     let answer = await_infer(&mut d, &c, again).expect("a fresh job after the trap");
-    for (g, e) in answer.outputs[0].data.iter().zip(&c.expected) {
+    for (g, e) in answer.outputs[0].data.as_f32().expect("f32 output").iter().zip(&c.expected) {
         assert!((g - e).abs() <= 1e-5);
     }
 }

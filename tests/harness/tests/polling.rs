@@ -122,7 +122,7 @@ fn raw_inference_jobs_return_output_tensors() {
     let job = submit(&mut d, user(OWNER), request).unwrap();
     poll_until_finished(&mut d, job);
     let Ok(JobResult::Inference(out)) = result(&mut d, user(OWNER), job) else { panic!("an inference") };
-    for (g, e) in out.outputs[0].data.iter().zip(&c.expected) {
+    for (g, e) in out.outputs[0].data.as_f32().expect("f32 output").iter().zip(&c.expected) {
         assert!((g - e).abs() <= 1e-5, "{:?} vs {:?}", out.outputs[0].data, c.expected);
     }
 }

@@ -52,7 +52,12 @@ fn a_real_model_survives_shuffling_duplicates_an_interruption_and_upgrades() {
         chunk_size: CHUNK as u32,
         description: "document orientation (PP-LCNet)".into(),
         labels: vec![],
-        inputs: Some(vec![TensorSpec { name: "x".into(), shape: vec![1, 3, 224, 224], dtype: DType::F32 }]),
+        inputs: Some(vec![TensorSpec {
+            name: "x".into(),
+            shape: vec![1, 3, 224, 224],
+            dtype: DType::F32,
+            max_shape: None,
+        }]),
     };
     let maintainer = d.maintainer;
     let (t, _) = d.call(maintainer, calls::upload_start(&request));
@@ -181,7 +186,8 @@ fn a_plan_too_big_for_one_message_gets_a_typed_error_and_nothing_breaks() {
     let c = case("rapidocr_cls", "fp32");
     let mut d = Deployment::with_backend(Box::new(LocalBackend::new()), "cls");
     d.as_admin(calls::allow_caller(user(5))).unwrap();
-    let inputs = Some(vec![TensorSpec { name: "x".into(), shape: vec![1, 3, 48, 192], dtype: DType::F32 }]);
+    let inputs =
+        Some(vec![TensorSpec { name: "x".into(), shape: vec![1, 3, 48, 192], dtype: DType::F32, max_shape: None }]);
     let info = d.upload_as(d.maintainer, "cls", &c.model, vec![], inputs.clone(), 256 * 1024).unwrap();
     let maintainer = d.maintainer;
     let (r, cost) = d.call(maintainer, calls::activate("cls", info.version));
@@ -219,7 +225,7 @@ fn a_plan_too_big_for_one_message_gets_a_typed_error_and_nothing_breaks() {
     limit(&mut d, 40_000_000_000);
     let out = classify(&mut d).expect("the plan builds in its own message");
     assert!(out.messages > 2, "the inference itself still ran across messages: {}", out.messages);
-    for (g, e) in out.outputs[0].data.iter().zip(&c.expected) {
+    for (g, e) in out.outputs[0].data.as_f32().expect("f32 output").iter().zip(&c.expected) {
         assert!((g - e).abs() <= 1e-5);
     }
 }

@@ -21,8 +21,16 @@ fn check_model(model: &str) {
             d.set_budget(budget);
             let (r, _) = d.call(user(5), calls::infer(&name, None, &inputs));
             let out = r.unwrap().unwrap_or_else(|e| panic!("{name}: {e:?}"));
-            let bits = out.outputs.iter().flat_map(|o| o.data.iter().map(|x| x.to_bits())).collect::<Vec<_>>();
-            (bits, out.outputs.into_iter().map(|o| o.data).collect::<Vec<_>>(), out.messages)
+            let bits = out
+                .outputs
+                .iter()
+                .flat_map(|o| o.data.as_f32().expect("f32 output").iter().map(|x| x.to_bits()))
+                .collect::<Vec<_>>();
+            (
+                bits,
+                out.outputs.into_iter().map(|o| o.data.as_f32().expect("f32 output").to_vec()).collect::<Vec<_>>(),
+                out.messages,
+            )
         };
         let (bits, values, _) = run(&mut d, 30_000_000_000);
         assert_eq!(values.len(), c.outputs.len(), "{name}");

@@ -70,6 +70,7 @@ pub fn specs(case: &Case) -> Vec<inference_api::TensorSpec> {
         name: t.name.clone(),
         shape: t.shape.iter().map(|&d| d as i64).collect(),
         dtype: inference_api::DType::F32,
+        max_shape: None,
     };
     case.inputs.iter().map(spec).collect()
 }

@@ -21,6 +21,7 @@ impl Graph {
         Graph { opset, graph: GraphProto { name: "synthetic".into(), ..Default::default() } }
     }
 
+    /// An input; a negative dimension is symbolic (`d0`, `d1`… by position).
     pub fn input(mut self, name: &str, elem_type: DataType, shape: &[i64]) -> Graph {
         self.graph.input.push(value_info(name, elem_type, Some(shape)));
         self
@@ -100,8 +101,14 @@ fn value_info(name: &str, elem_type: DataType, shape: Option<&[i64]>) -> ValueIn
     let shape = shape.map(|dims| TensorShapeProto {
         dim: dims
             .iter()
-            .map(|&d| tract_onnx::pb::tensor_shape_proto::Dimension {
-                value: Some(dimension::Value::DimValue(d)),
+            .enumerate()
+            .map(|(i, &d)| tract_onnx::pb::tensor_shape_proto::Dimension {
+                // A negative dimension is symbolic, named after its position.
+                value: Some(if d < 0 {
+                    dimension::Value::DimParam(format!("d{i}"))
+                } else {
+                    dimension::Value::DimValue(d)
+                }),
                 ..Default::default()
             })
             .collect(),
@@ -123,4 +130,62 @@ pub fn unsupported_operator_model() -> Vec<u8> {
         .output("y", DataType::Float)
         .node("com.example::Unheard", &["x"], &["y"], vec![])
         .to_bytes()
+}
+
+/// Every element type the canister's API carries, with its ONNX code, and whether it is bool
+/// (which has no `Add`).
+pub const ELEMENT_TYPES: [(&str, DataType); 12] = [
+    ("f32", DataType::Float),
+    ("f16", DataType::Float16),
+    ("f64", DataType::Double),
+    ("i8", DataType::Int8),
+    ("u8", DataType::Uint8),
+    ("i16", DataType::Int16),
+    ("u16", DataType::Uint16),
+    ("i32", DataType::Int32),
+    ("u32", DataType::Uint32),
+    ("i64", DataType::Int64),
+    ("u64", DataType::Uint64),
+    ("bool", DataType::Bool),
+];
+
+/// One input `x_<type>` of shape [batch, 3] (batch symbolic) per element type in
+/// [`ELEMENT_TYPES`], and one output `y_<type>` of the same type and shape: `x + x` for numbers,
+/// `not x` for booleans.
+pub fn every_element_type_model() -> Vec<u8> {
+    let mut g = Graph::new(17);
+    for (name, ty) in ELEMENT_TYPES {
+        let (x, y) = (format!("x_{name}"), format!("y_{name}"));
+        g = g.input(&x, ty, &[-1, 3]).output(&y, ty);
+        g = if ty == DataType::Bool {
+            g.node("Not", &[&x], &[&y], vec![])
+        } else {
+            g.node("Add", &[&x, &x], &[&y], vec![])
+        };
+    }
+    g.to_bytes()
+}
+
+/// A model whose input keeps a symbolic width: `x` f32 [1, 4, width] through a 3-wide
+/// convolution (one output channel, padding 1) and a global average: what an OCR line
+/// recognizer's front looks like.
+pub fn symbolic_width_model() -> Vec<u8> {
+    let weights: Vec<f32> = (0..12).map(|i| (i as f32 - 5.5) / 8.0).collect();
+    Graph::new(17)
+        .input("x", DataType::Float, &[1, 4, -1])
+        .output("y", DataType::Float)
+        .output("mean", DataType::Float)
+        .f32("w", &[1, 4, 3], &weights)
+        .node("Conv", &["x", "w"], &["y"], vec![ints("pads", &[1, 1])])
+        .node("ReduceMean", &["y"], &["mean"], vec![ints("axes", &[2])])
+        .to_bytes()
+}
+
+pub fn ints(name: &str, values: &[i64]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: values.to_vec(),
+        ..Default::default()
+    }
 }
