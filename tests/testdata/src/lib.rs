@@ -99,3 +99,65 @@ pub fn tolerance(variant: &str) -> f32 {
         _ => 2e-2,
     }
 }
+
+/// A tabular model's test case (`models/tabular/testdata/<name>/`): 256 rows, scikit-learn's
+/// own answers for them, and onnxruntime's outputs.
+pub struct Tabular {
+    pub model: Vec<u8>,
+    pub input_name: String,
+    /// [rows, features].
+    pub input_shape: Vec<usize>,
+    pub input: Vec<f32>,
+    /// Class labels, for a classifier.
+    pub classlabels: Vec<i64>,
+    /// scikit-learn's `predict`: labels for a classifier (as i64)…
+    pub sklearn_labels: Vec<i64>,
+    /// …or values for a regressor.
+    pub sklearn_predictions: Vec<f32>,
+    /// onnxruntime's label output (classifiers).
+    pub onnxruntime_labels: Vec<i64>,
+    /// onnxruntime's scores (classifiers) or values (regressors).
+    pub onnxruntime_scores: Vec<f32>,
+}
+
+/// The tabular models bundled in `models/tabular`, classifiers first.
+pub const TABULAR_CLASSIFIERS: [&str; 8] = [
+    "random_forest",
+    "extra_trees",
+    "gradient_boosting",
+    "gradient_boosting_binary",
+    "xgboost",
+    "lightgbm",
+    "svm_pipeline",
+    "logistic_regression",
+];
+pub const TABULAR_REGRESSORS: [&str; 2] = ["random_forest_regressor", "gradient_boosting_regressor"];
+
+fn npy_i64(path: &Path) -> Vec<i64> {
+    let array: Result<ndarray::ArrayD<i64>, _> = ndarray_npy::read_npy(path);
+    array.unwrap_or_else(|e| panic!("{}: {e}", path.display())).into_raw_vec_and_offset().0
+}
+
+pub fn tabular(name: &str) -> Tabular {
+    let dir = models_dir().join("tabular/testdata").join(name);
+    let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
+    let file = |key: &str| json[key].as_str().map(|f| dir.join(f));
+    let outputs: Vec<PathBuf> =
+        json["outputs"].as_array().unwrap().iter().map(|v| dir.join(v.as_str().unwrap())).collect();
+    let (input_shape, input) = npy_with_shape(&dir.join(json["inputs"][0].as_str().unwrap()));
+    let classifier = outputs.len() == 2;
+    Tabular {
+        model: std::fs::read(dir.join(json["model"].as_str().unwrap())).unwrap(),
+        input_name: json["input_names"][0].as_str().unwrap().to_string(),
+        input_shape,
+        input,
+        classlabels: json["classlabels"]
+            .as_array()
+            .map(|a| a.iter().map(|v| v.as_i64().unwrap()).collect())
+            .unwrap_or_default(),
+        sklearn_labels: file("sklearn_labels").map(|p| npy_i64(&p)).unwrap_or_default(),
+        sklearn_predictions: file("sklearn_predictions").map(|p| npy_with_shape(&p).1).unwrap_or_default(),
+        onnxruntime_labels: if classifier { npy_i64(&outputs[0]) } else { vec![] },
+        onnxruntime_scores: npy_with_shape(&outputs[if classifier { 1 } else { 0 }]).1,
+    }
+}

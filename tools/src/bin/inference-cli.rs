@@ -226,8 +226,12 @@ async fn main() -> Result<()> {
         println!("{}", inference_engine_inspect(&bytes)?);
         if !input_shape.is_empty() {
             let i = inference_engine::model::inspect(&bytes).map_err(|e| anyhow!(e))?;
-            let spec =
-                TensorSpec { name: i.inputs[0].name.clone(), shape: input_shape.clone(), dtype: i.inputs[0].dtype };
+            let spec = TensorSpec {
+                name: i.inputs[0].name.clone(),
+                shape: input_shape.clone(),
+                dtype: i.inputs[0].dtype,
+                max_shape: None,
+            };
             let macs = inference_engine::model::macs(&bytes, &[spec]).map_err(|e| anyhow!("{e:#}"))?;
             println!("MACs per inference at {input_shape:?}: {macs}");
         }
@@ -259,7 +263,12 @@ async fn main() -> Result<()> {
             } else {
                 let summary = inference_engine::model::inspect(&bytes).map_err(|e| anyhow!(e))?;
                 let first = summary.inputs.first().ok_or_else(|| anyhow!("the model declares no input"))?;
-                Some(vec![TensorSpec { name: first.name.clone(), shape: input_shape.clone(), dtype: first.dtype }])
+                Some(vec![TensorSpec {
+                    name: first.name.clone(),
+                    shape: input_shape.clone(),
+                    dtype: first.dtype,
+                    max_shape: None,
+                }])
             };
             let request = UploadRequest {
                 name: name.clone(),

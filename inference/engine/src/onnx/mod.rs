@@ -4,6 +4,8 @@
 //! - [`qoperator`]: the `com.microsoft` QLinear* contrib operators of onnxruntime's QOperator
 //!   quantization format (QLinearAdd, QLinearMul, QGemm, QLinearSoftmax, …), registered with the
 //!   parser ([`register`]).
+//! - [`ml`]: the ONNX-ML operators of tabular models (tree ensembles, SVM classifier, scaler,
+//!   imputer, one-hot encoder), parsed into ours ([`crate::ops::ml`]).
 //! - [`GRAPH_REWRITES`]: rewrites of the raw graph, in the order they run: [`unique_names`]
 //!   (every node gets a name of its own), then [`qlinear_conv`] (`QLinearConv` to its QDQ form,
 //!   so it runs on tract's f32 convolution like the QDQ models do).
@@ -16,6 +18,7 @@
 //! below, and add one line to [`GRAPH_REWRITES`] at the point in the order where it must run.
 
 pub mod initializers;
+pub mod ml;
 pub mod qlinear_conv;
 pub mod qoperator;
 pub mod quantized_weights;
@@ -29,6 +32,7 @@ use quantized_weights::QuantizedWeights;
 /// Adds our operators to a parser's register.
 pub fn register(register: &mut OnnxOpRegister) {
     qoperator::register(register);
+    ml::register(register);
 }
 
 /// One rewrite of the raw ONNX graph: its name, and the function that applies it and answers

@@ -8,6 +8,7 @@
 //!   model's grouped and depthwise convolutions run in f32.
 //! - [`qdq`]: [`qdq::Qdq`], quantize, dequantize or both fused.
 //! - [`dynamic_quantize`]: [`dynamic_quantize::SimdDynamicQuantize`], `DynamicQuantizeLinear`.
+//! - [`ml`]: [`ml::MlOp`], the ONNX-ML operators of tabular models (tree ensembles, SVM, scaler…).
 //!
 //! The QOperator contrib operators are not here: they are tract-onnx expansions into tract's own
 //! operators, registered with the parser ([`crate::onnx::qoperator`]).
@@ -15,4 +16,5 @@
 pub mod dynamic_quantize;
 pub mod integer_conv;
 pub mod layout;
+pub mod ml;
 pub mod qdq;

@@ -1,0 +1,515 @@
+//! Tree ensembles (`TreeEnsembleClassifier`, `TreeEnsembleRegressor`) evaluated over one flat
+//! array of nodes: a visit reads one node (feature, threshold, the two children) and compares
+//! one value, which is what keeps a visit to tens of instructions under the IC's metering
+//! (`benchmarks/`: instructions per visited node). tract's own evaluator walked the leaf table
+//! from its start at every leaf it reached, so its cost grew with the size of the forest.
+//!
+//! Results follow onnxruntime's rules (single-threaded): trees are runs of equal tree ids in
+//! attribute order, rooted at their first node; scores accumulate in f32 in tree order, base
+//! values last; the classifier's label comes from the raw scores, and its binary special cases
+//! are kept (see `docs`: the README's tabular section).
+
+use std::collections::HashMap;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+use super::transform::{logistic, probit, PostTransform};
+
+/// How a branch compares the row's feature value `x` with its threshold `t`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Mode {
+    Leq,
+    Lt,
+    Gte,
+    Gt,
+    Eq,
+    Neq,
+    Leaf,
+}
+
+impl Mode {
+    pub fn parse(name: &str) -> TractResult<Mode> {
+        Ok(match name {
+            "BRANCH_LEQ" => Mode::Leq,
+            "BRANCH_LT" => Mode::Lt,
+            "BRANCH_GTE" => Mode::Gte,
+            "BRANCH_GT" => Mode::Gt,
+            "BRANCH_EQ" => Mode::Eq,
+            "BRANCH_NEQ" => Mode::Neq,
+            "LEAF" => Mode::Leaf,
+            other => bail!("unknown node mode {other:?}"),
+        })
+    }
+}
+
+/// One node of the flat array. A branch's `next` holds its false and true children (indices
+/// into the array); a leaf's holds the range of its weights.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Node {
+    feature: u32,
+    threshold: f32,
+    next: [u32; 2],
+    mode: Mode,
+    missing_goes_true: bool,
+}
+
+impl Node {
+    #[inline(always)]
+    fn goes_true(&self, x: f32) -> bool {
+        if self.missing_goes_true && x.is_nan() {
+            return true;
+        }
+        let t = self.threshold;
+        match self.mode {
+            Mode::Leq => x <= t,
+            Mode::Lt => x < t,
+            Mode::Gte => x >= t,
+            Mode::Gt => x > t,
+            Mode::Eq => x == t,
+            Mode::Neq => x != t,
+            Mode::Leaf => false,
+        }
+    }
+}
+
+/// The attributes of a tree ensemble node, as ONNX spells them (the leaves' weights under
+/// `class_*` for a classifier, `target_*` for a regressor).
+#[derive(Clone, Debug, Default)]
+pub struct ForestAttributes {
+    pub tree_ids: Vec<i64>,
+    pub node_ids: Vec<i64>,
+    pub feature_ids: Vec<i64>,
+    pub modes: Vec<Mode>,
+    pub values: Vec<f32>,
+    pub true_ids: Vec<i64>,
+    pub false_ids: Vec<i64>,
+    pub missing_tracks_true: Vec<i64>,
+    pub weight_tree_ids: Vec<i64>,
+    pub weight_node_ids: Vec<i64>,
+    pub weight_ids: Vec<i64>,
+    pub weights: Vec<f32>,
+}
+
+/// The trees, flattened.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Forest {
+    nodes: Vec<Node>,
+    /// The root of each tree, in summation order.
+    roots: Vec<u32>,
+    /// (output id, weight) of every leaf, leaf by leaf.
+    weights: Vec<(u32, f32)>,
+    /// The highest feature any node reads.
+    max_feature: usize,
+}
+
+impl Forest {
+    pub fn build(a: &ForestAttributes, outputs: usize) -> TractResult<Forest> {
+        let n = a.node_ids.len();
+        ensure!(n > 0, "a tree ensemble without nodes");
+        for (name, len) in [
+            ("nodes_treeids", a.tree_ids.len()),
+            ("nodes_featureids", a.feature_ids.len()),
+            ("nodes_modes", a.modes.len()),
+            ("nodes_values", a.values.len()),
+            ("nodes_truenodeids", a.true_ids.len()),
+            ("nodes_falsenodeids", a.false_ids.len()),
+        ] {
+            ensure!(len == n, "{name} has {len} entries for {n} nodes");
+        }
+        let w = a.weights.len();
+        ensure!(
+            a.weight_tree_ids.len() == w && a.weight_node_ids.len() == w && a.weight_ids.len() == w,
+            "the leaf weights' attributes differ in length"
+        );
+        let mut index: HashMap<(i64, i64), u32> = HashMap::with_capacity(n);
+        let mut roots = Vec::new();
+        for i in 0..n {
+            ensure!(index.insert((a.tree_ids[i], a.node_ids[i]), i as u32).is_none(), "node {i} is listed twice");
+            if i == 0 || a.tree_ids[i] != a.tree_ids[i - 1] {
+                roots.push(i as u32);
+            }
+        }
+        // Each leaf's weights, in (tree, node, listed) order.
+        let mut order: Vec<usize> = (0..w).collect();
+        order.sort_by_key(|&k| (a.weight_tree_ids[k], a.weight_node_ids[k], k));
+        let mut per_leaf: HashMap<u32, Vec<(u32, f32)>> = HashMap::new();
+        for k in order {
+            let Some(&node) = index.get(&(a.weight_tree_ids[k], a.weight_node_ids[k])) else {
+                bail!(
+                    "a leaf weight names node {} of tree {}, which does not exist",
+                    a.weight_node_ids[k],
+                    a.weight_tree_ids[k]
+                )
+            };
+            let id = a.weight_ids[k];
+            ensure!(id >= 0 && (id as usize) < outputs, "a leaf weight for output {id} of {outputs}");
+            if a.modes[node as usize] == Mode::Leaf {
+                per_leaf.entry(node).or_default().push((id as u32, a.weights[k]));
+            }
+        }
+        let mut nodes = Vec::with_capacity(n);
+        let mut weights = Vec::with_capacity(w);
+        let mut max_feature = 0;
+        for i in 0..n {
+            let mode = a.modes[i];
+            let node = if mode == Mode::Leaf {
+                let start = weights.len() as u32;
+                weights.extend(per_leaf.remove(&(i as u32)).unwrap_or_default());
+                Node {
+                    feature: 0,
+                    threshold: a.values[i],
+                    next: [start, weights.len() as u32],
+                    mode,
+                    missing_goes_true: false,
+                }
+            } else {
+                let child =
+                    |id: i64| {
+                        index.get(&(a.tree_ids[i], id)).copied().filter(|&c| c as usize != i).with_context(|| {
+                            format!("node {} of tree {} has no child {id}", a.node_ids[i], a.tree_ids[i])
+                        })
+                    };
+                let feature = usize::try_from(a.feature_ids[i]).context("a negative feature id")?;
+                max_feature = max_feature.max(feature);
+                Node {
+                    feature: feature as u32,
+                    threshold: a.values[i],
+                    next: [child(a.false_ids[i])?, child(a.true_ids[i])?],
+                    mode,
+                    missing_goes_true: a.missing_tracks_true.get(i) == Some(&1),
+                }
+            };
+            nodes.push(node);
+        }
+        let forest = Forest { nodes, roots, weights, max_feature };
+        forest.check_acyclic()?;
+        Ok(forest)
+    }
+
+    /// Every walk from a root ends at a leaf: no cycles (a malformed file must not loop forever).
+    fn check_acyclic(&self) -> TractResult<()> {
+        // 0: unseen, 1: on the current path, 2: done.
+        let mut state = vec![0u8; self.nodes.len()];
+        for &root in &self.roots {
+            let mut stack = vec![(root, false)];
+            while let Some((node, children_done)) = stack.pop() {
+                let n = node as usize;
+                if children_done {
+                    state[n] = 2;
+                    continue;
+                }
+                match state[n] {
+                    1 => bail!("the trees have a cycle through node {n}"),
+                    2 => continue,
+                    _ => {}
+                }
+                state[n] = 1;
+                stack.push((node, true));
+                if self.nodes[n].mode != Mode::Leaf {
+                    for &child in &self.nodes[n].next {
+                        if state[child as usize] == 1 {
+                            bail!("the trees have a cycle through node {child}");
+                        }
+                        stack.push((child, false));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn trees(&self) -> usize {
+        self.roots.len()
+    }
+
+    /// Features a row must have.
+    pub fn features(&self) -> usize {
+        self.max_feature + 1
+    }
+
+    /// The leaf `row` reaches in `tree`.
+    #[inline]
+    fn leaf(&self, tree: usize, row: &[f32]) -> &Node {
+        let mut node = &self.nodes[self.roots[tree] as usize];
+        while node.mode != Mode::Leaf {
+            let x = row[node.feature as usize];
+            node = &self.nodes[node.next[node.goes_true(x) as usize] as usize];
+        }
+        node
+    }
+
+    fn leaf_weights(&self, leaf: &Node) -> &[(u32, f32)] {
+        &self.weights[leaf.next[0] as usize..leaf.next[1] as usize]
+    }
+
+    /// Branches `row` passes through in every tree: what the benchmark divides instructions by.
+    pub fn visits(&self, row: &[f32]) -> u64 {
+        let mut visits = 0;
+        for &root in &self.roots {
+            let mut node = &self.nodes[root as usize];
+            while node.mode != Mode::Leaf {
+                visits += 1;
+                node = &self.nodes[node.next[node.goes_true(row[node.feature as usize]) as usize] as usize];
+            }
+        }
+        visits
+    }
+}
+
+/// `TreeEnsembleClassifier`: a label and a score per class for each row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TreeClassifier {
+    pub forest: Forest,
+    pub labels: Vec<i64>,
+    pub base: Vec<f32>,
+    pub post: PostTransform,
+    /// Two classes, every weight on one class id.
+    pub binary: bool,
+    pub weights_non_negative: bool,
+}
+
+impl TreeClassifier {
+    pub fn new(forest: Forest, labels: Vec<i64>, base: &[f32], post: PostTransform, a: &ForestAttributes) -> Self {
+        let distinct: std::collections::BTreeSet<i64> = a.weight_ids.iter().copied().collect();
+        TreeClassifier {
+            binary: labels.len() == 2 && distinct.len() == 1,
+            weights_non_negative: a.weights.iter().all(|&w| w >= 0.0),
+            forest,
+            labels,
+            base: base.to_vec(),
+            post,
+        }
+    }
+
+    pub fn classes(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// The label of `row` and its scores (one per class) written into `scores`.
+    pub fn classify(&self, row: &[f32], scores: &mut [f32], seen: &mut [bool]) -> i64 {
+        let n = self.classes();
+        scores.fill(0.0);
+        seen.fill(false);
+        for tree in 0..self.forest.trees() {
+            let leaf = self.forest.leaf(tree, row);
+            for &(class, weight) in self.forest.leaf_weights(leaf) {
+                scores[class as usize] += weight;
+                seen[class as usize] = true;
+            }
+        }
+        if n == 2 {
+            return self.binary_label(scores, seen);
+        }
+        for (k, base) in self.base.iter().enumerate().take(n) {
+            if seen[k] {
+                scores[k] += base;
+            } else {
+                scores[k] = *base;
+                seen[k] = true;
+            }
+        }
+        // The first strictly greatest of the scored classes, on the raw scores.
+        let mut best: Option<usize> = None;
+        for c in 0..n {
+            if seen[c] && best.is_none_or(|b| scores[c] > scores[b]) {
+                best = Some(c);
+            }
+        }
+        for c in 0..n {
+            if !seen[c] {
+                scores[c] = 0.0;
+            }
+        }
+        self.post.apply(scores);
+        self.labels[best.unwrap_or(0)]
+    }
+
+    /// Two classes: onnxruntime's rules, where one class's score may stand for both.
+    fn binary_label(&self, p: &mut [f32], seen: &mut [bool]) -> i64 {
+        let mut both = true;
+        let mut second_class: i8 = -1;
+        match self.base.len() {
+            2 => {
+                if seen[1] {
+                    p[1] = self.base[1] + p[0];
+                    p[0] = -p[1];
+                } else {
+                    p[0] += self.base[0];
+                    p[1] += self.base[1];
+                }
+            }
+            1 => {
+                p[0] += self.base[0];
+                both = seen[1];
+            }
+            0 => {
+                second_class = 3;
+                both = seen[1];
+            }
+            _ => {}
+        }
+        let positive = if both && seen[1] {
+            p[1]
+        } else if seen[0] {
+            p[0]
+        } else {
+            0.0
+        };
+        let label = if self.binary {
+            let (up, threshold) = if self.weights_non_negative { (0, 0.5) } else { (2, 0.0) };
+            let above = positive > threshold;
+            second_class = if above { up } else { up + 1 };
+            self.labels[above as usize]
+        } else {
+            (positive > 0.0) as i64
+        };
+        let shown = |c: usize| if seen[c] { p[c] } else { 0.0 };
+        if both {
+            let (a, b) = (shown(0), shown(1));
+            p[0] = a;
+            p[1] = b;
+            self.post.apply(p);
+        } else {
+            let s = shown(0);
+            let pair = match (self.post, second_class) {
+                (PostTransform::Probit, _) => [probit(s), 0.0],
+                (_, 0 | 1) => [1.0 - s, s],
+                (PostTransform::Logistic, 2 | 3) => [logistic(-s), logistic(s)],
+                (_, 2 | 3) => [-s, s],
+                _ => [s, 0.0],
+            };
+            p.copy_from_slice(&pair);
+        }
+        label
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Aggregate {
+    Sum,
+    Average,
+    Min,
+    Max,
+}
+
+impl Aggregate {
+    pub fn parse(name: Option<&str>) -> TractResult<Aggregate> {
+        Ok(match name.unwrap_or("SUM") {
+            "SUM" => Aggregate::Sum,
+            "AVERAGE" => Aggregate::Average,
+            "MIN" => Aggregate::Min,
+            "MAX" => Aggregate::Max,
+            other => bail!("unknown aggregate_function {other:?}"),
+        })
+    }
+}
+
+/// `TreeEnsembleRegressor`: `targets` values for each row.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TreeRegressor {
+    pub forest: Forest,
+    pub targets: usize,
+    pub base: Vec<f32>,
+    pub aggregate: Aggregate,
+    pub post: PostTransform,
+}
+
+impl TreeRegressor {
+    pub fn regress(&self, row: &[f32], out: &mut [f32], seen: &mut [bool]) {
+        out.fill(0.0);
+        seen.fill(false);
+        let single = self.targets == 1;
+        for tree in 0..self.forest.trees() {
+            let leaf = self.forest.leaf(tree, row);
+            let weights = self.forest.leaf_weights(leaf);
+            // One target: the leaf's first weight (its value when it has none), whatever its id.
+            let first = [(0, weights.first().map_or(leaf.threshold, |w| w.1))];
+            let weights = if single { &first[..] } else { weights };
+            for &(target, w) in weights {
+                let (score, has) = (&mut out[target as usize], &mut seen[target as usize]);
+                match self.aggregate {
+                    Aggregate::Sum | Aggregate::Average => *score += w,
+                    Aggregate::Min => *score = if !*has || w < *score { w } else { *score },
+                    Aggregate::Max => *score = if !*has || w > *score { w } else { *score },
+                }
+                *has = true;
+            }
+        }
+        let trees = self.forest.trees() as f32;
+        let base = |t: usize| -> f32 {
+            match (single, self.base.len()) {
+                (true, 1) => self.base[0],
+                (false, n) if n == self.targets => self.base[t],
+                _ => 0.0,
+            }
+        };
+        for t in 0..self.targets {
+            out[t] = match self.aggregate {
+                Aggregate::Sum => out[t] + base(t),
+                Aggregate::Average => out[t] / trees + base(t),
+                Aggregate::Min | Aggregate::Max => base(t) + if seen[t] { out[t] } else { 0.0 },
+            };
+        }
+        if single {
+            if self.post == PostTransform::Probit {
+                out[0] = probit(out[0]);
+            }
+        } else {
+            self.post.apply(out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tree 0: x0 <= 0.5 ? leaf(+1 to class 1) : leaf(+1 to class 0); tree 1: a single leaf.
+    fn attributes() -> ForestAttributes {
+        ForestAttributes {
+            tree_ids: vec![0, 0, 0, 1],
+            node_ids: vec![0, 1, 2, 0],
+            feature_ids: vec![0, 0, 0, 0],
+            modes: vec![Mode::Leq, Mode::Leaf, Mode::Leaf, Mode::Leaf],
+            values: vec![0.5, 0.0, 0.0, 0.0],
+            true_ids: vec![1, 0, 0, 0],
+            false_ids: vec![2, 0, 0, 0],
+            missing_tracks_true: vec![],
+            weight_tree_ids: vec![0, 0, 1],
+            weight_node_ids: vec![1, 2, 0],
+            weight_ids: vec![1, 0, 2],
+            weights: vec![1.0, 1.0, 0.25],
+        }
+    }
+
+    #[test]
+    fn a_row_follows_its_branches_to_the_leaves_it_reaches() {
+        let a = attributes();
+        let forest = Forest::build(&a, 3).unwrap();
+        let classifier = TreeClassifier::new(forest, vec![10, 20, 30], &[], PostTransform::None, &a);
+        let (mut scores, mut seen) = ([0.0; 3], [false; 3]);
+        assert_eq!(classifier.classify(&[0.2], &mut scores, &mut seen), 20);
+        assert_eq!(scores, [0.0, 1.0, 0.25]);
+        assert_eq!(classifier.classify(&[0.9], &mut scores, &mut seen), 10);
+        // NaN goes to the false branch without the missing-value flag.
+        assert_eq!(classifier.classify(&[f32::NAN], &mut scores, &mut seen), 10);
+        assert_eq!(classifier.forest.visits(&[0.2]), 1);
+    }
+
+    #[test]
+    fn malformed_forests_are_refused() {
+        let mut cyclic = attributes();
+        cyclic.modes[1] = Mode::Leq;
+        cyclic.true_ids[1] = 0;
+        cyclic.false_ids[1] = 2;
+        assert!(Forest::build(&cyclic, 3).is_err());
+        let mut dangling = attributes();
+        dangling.true_ids[0] = 7;
+        assert!(Forest::build(&dangling, 3).is_err());
+        let mut out_of_range = attributes();
+        out_of_range.weight_ids[0] = 3;
+        assert!(Forest::build(&out_of_range, 3).is_err());
+    }
+}
