@@ -146,9 +146,24 @@ pub struct ModelRef {
     pub sha256: Vec<u8>,
 }
 
+/// One record's classification.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
+pub struct RecordClassification {
+    /// The model's own decision for the record, when it outputs one (the label output of an
+    /// ONNX-ML classifier: a random forest, an SVM…), as a class label. It can differ from the best
+    /// score: an SVM decides by its pairwise votes, as scikit-learn's `predict` does.
+    pub label: Option<String>,
+    /// The best scores, best first (`top_k` of them).
+    pub scores: Vec<LabelScore>,
+}
+
+/// What `classify` answers: one classification per record of the input's batch (the rows of
+/// a tabular model's input, the images of an image model's batch…), in input order.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
 pub struct Classification {
+    /// The first record's best scores (its `records[0].scores`), for callers that send one.
     pub labels: Vec<LabelScore>,
+    pub records: Vec<RecordClassification>,
     pub model: ModelRef,
     /// Instructions the whole inference took (all its messages).
     pub instructions: u64,

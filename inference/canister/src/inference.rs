@@ -4,7 +4,7 @@
 use candid::Principal;
 use inference_api::{
     Classification, Inference, InferenceError, InputTensor, LabelScore, ModelInfo, ModelRef, NodeProfile,
-    NotAuthorized, OutputTensor, Profile, RegistryError, TensorData, TensorSpec,
+    NotAuthorized, OutputTensor, Profile, RecordClassification, RegistryError, TensorData, TensorSpec,
 };
 use inference_engine::executor::{Job, NodeCost, Progress};
 use inference_engine::jobs::Advance;
@@ -113,8 +113,9 @@ pub fn ensure_plan(info: &ModelInfo, shapes: &Shapes) -> TractResult<model::Load
 
 /// What `build_plan` does for a version: the plan for `shapes`; without them, the plan for the
 /// declared shapes when they are all fixed, or else (symbolic dimensions, no call's shape yet)
-/// a check that the model types with its dimensions symbolic. Each shape must fit the
-/// declaration.
+/// a check that the model types with its dimensions symbolic or, where tract cannot type it so
+/// (a `Reshape` whose target shape is computed from the batch, say), the plan with every
+/// symbolic dimension at 1. Each shape must fit the declaration.
 pub fn build_plan(info: &ModelInfo, shapes: Option<Vec<Vec<u64>>>) -> Result<(), String> {
     let shapes: Option<Shapes> = match shapes {
         Some(shapes) => {
@@ -132,7 +133,13 @@ pub fn build_plan(info: &ModelInfo, shapes: Option<Vec<Vec<u64>>>) -> Result<(),
         Some(shapes) => ensure_plan(info, &shapes).map(|_| ()),
         None => {
             let bytes = state::with(|s| s.registry.bytes(info));
-            model::check_symbolic(&bytes, &info.inputs, info.weight_format)
+            model::check_symbolic(&bytes, &info.inputs, info.weight_format).or_else(|symbolic| {
+                let smallest =
+                    info.inputs.iter().map(|i| i.shape.iter().map(|&d| d.max(1) as usize).collect()).collect();
+                ensure_plan(info, &smallest).map(|_| ()).map_err(|e| {
+                    symbolic.context(format!("nor does it build with its symbolic dimensions at 1: {e:#}"))
+                })
+            })
         }
     }
     .map_err(|e| format!("{e:#}"))
@@ -421,24 +428,49 @@ fn flat(value: &TValue) -> Result<Vec<f32>, InferenceError> {
     Ok(view.as_slice::<f32>().map_err(engine_error)?.to_vec())
 }
 
+/// One classification per record: the scores are the first floating-point output, read as
+/// rows of its last dimension (a record each); the model's own decisions, when it has them, are
+/// its integer output with one value per record (an ONNX-ML classifier's label).
 pub fn classification(outcome: Outcome, top_k: Option<u32>) -> Result<Classification, InferenceError> {
+    let is_float = |v: &&TValue| v.datum_type().is_float();
     // Models without outputs are refused at upload; this keeps a bad plan from trapping.
-    let first = outcome.outputs.first().ok_or_else(|| InferenceError::Engine("the model produced no output".into()))?;
-    let scores = flat(first)?;
-    let mut ranked: Vec<(usize, f32)> = scores.into_iter().enumerate().collect();
-    // Best first; ties by index, so the order is deterministic.
-    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-    ranked.truncate(top_k.unwrap_or(5) as usize);
-    let labels = ranked
-        .into_iter()
-        .map(|(i, score)| LabelScore {
-            label: outcome.info.labels.get(i).cloned().unwrap_or_else(|| i.to_string()),
-            index: i as u32,
-            score,
+    let scores = outcome
+        .outputs
+        .iter()
+        .find(is_float)
+        .ok_or_else(|| InferenceError::Engine("the model has no floating-point output to rank".into()))?;
+    let classes = scores.shape().last().copied().unwrap_or(1).max(1);
+    let scores = flat(scores)?;
+    let records = scores.len() / classes;
+    let decisions: Option<Vec<i64>> = outcome
+        .outputs
+        .iter()
+        .find(|v| v.datum_type().is_integer() && v.len() == records)
+        .map(|v| v.cast_to::<i64>().and_then(|t| Ok(t.try_as_plain_ram()?.as_slice::<i64>()?.to_vec())))
+        .transpose()
+        .map_err(engine_error)?;
+    let labels = &outcome.info.labels;
+    let name = |i: usize| labels.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let records: Vec<RecordClassification> = scores
+        .chunks_exact(classes)
+        .enumerate()
+        .map(|(r, row)| {
+            let mut ranked: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
+            // Best first; ties by index, so the order is deterministic.
+            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+            ranked.truncate(top_k.unwrap_or(5) as usize);
+            RecordClassification {
+                label: decisions.as_ref().map(|d| d[r].to_string()),
+                scores: ranked
+                    .into_iter()
+                    .map(|(i, score)| LabelScore { label: name(i), index: i as u32, score })
+                    .collect(),
+            }
         })
         .collect();
     Ok(Classification {
-        labels,
+        labels: records.first().map(|r| r.scores.clone()).unwrap_or_default(),
+        records,
         model: model_ref(&outcome.info),
         instructions: ic_cdk::api::performance_counter(1),
         messages: outcome.messages,

@@ -25,6 +25,27 @@ pub struct Inspection {
     pub parameters: u64,
     /// `metadata_props` of the model (some carry class labels).
     pub metadata: Vec<(String, String)>,
+    /// The class labels of its ONNX-ML classifier (`classlabels_*` of its first
+    /// `TreeEnsembleClassifier`, `SVMClassifier` or `LinearClassifier`), in class order.
+    pub class_labels: Vec<String>,
+}
+
+/// The `classlabels_*` attribute of the graph's first ONNX-ML classifier.
+fn class_labels(graph: &pb::GraphProto) -> Vec<String> {
+    const CLASSIFIERS: [&str; 3] = ["TreeEnsembleClassifier", "SVMClassifier", "LinearClassifier"];
+    let Some(node) = graph.node.iter().find(|n| CLASSIFIERS.contains(&n.op_type.as_str())) else { return vec![] };
+    for attribute in &node.attribute {
+        match attribute.name.as_str() {
+            "classlabels_int64s" | "classlabels_ints" if !attribute.ints.is_empty() => {
+                return attribute.ints.iter().map(i64::to_string).collect();
+            }
+            "classlabels_strings" if !attribute.strings.is_empty() => {
+                return attribute.strings.iter().map(|s| String::from_utf8_lossy(s).into_owned()).collect();
+            }
+            _ => {}
+        }
+    }
+    vec![]
 }
 
 fn spec(v: &pb::ValueInfoProto) -> TensorSpec {
@@ -108,6 +129,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
         weight_format,
         parameters,
         metadata: proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
+        class_labels: class_labels(graph),
     })
 }
 

@@ -367,8 +367,13 @@ impl<M: Memory> Registry<M> {
                 i.name
             )));
         }
-        let labels =
-            if request.labels.is_empty() { labels_from_metadata(&inspection.metadata) } else { request.labels.clone() };
+        let labels = if !request.labels.is_empty() {
+            request.labels.clone()
+        } else {
+            Some(labels_from_metadata(&inspection.metadata))
+                .filter(|l| !l.is_empty())
+                .unwrap_or_else(|| inspection.class_labels.clone())
+        };
         let mut lineage = self.lineage_of(&request.name);
         let version = lineage.last_version + 1;
         lineage.last_version = version;
@@ -564,6 +569,9 @@ impl<M: Memory> Registry<M> {
 fn refuse_what_cannot_serve(inspection: &model::Inspection) -> Result<(), RegistryError> {
     if inspection.outputs.is_empty() {
         return Err(RegistryError::InvalidModel("the model has no outputs".into()));
+    }
+    if inspection.inputs.is_empty() {
+        return Err(RegistryError::InvalidModel("the model takes no input: its outputs are constants".into()));
     }
     let random: Vec<&str> =
         RANDOM_OPERATORS.into_iter().filter(|op| inspection.operators.iter().any(|o| o == op)).collect();

@@ -222,3 +222,21 @@ fn voice_activity_model_with_two_inputs_and_its_state_matches_onnxruntime() {
         assert!(delta <= 1e-4, "output {ix}: max |Δ| {delta}");
     }
 }
+
+/// The OCR line recognizer keeps a symbolic width: one plan per width, each matching onnxruntime
+/// (and the same characters, the best class of every time step).
+#[test]
+fn symbolic_width_recognizer_matches_onnxruntime_at_three_widths() {
+    let argmax_per_step = |v: &[f32]| -> Vec<usize> {
+        v.chunks_exact(6625).map(|s| (0..s.len()).fold(0, |b, i| if s[i] > s[b] { i } else { b })).collect()
+    };
+    for width in ["w160", "w320", "w480"] {
+        let c = support::case("rapidocr_rec", width);
+        let info = inspect(&c.model).unwrap();
+        assert_eq!(info.inputs[0].shape, vec![-1, 3, -1, -1], "batch, height and width are symbolic");
+        let got = run_case(&c).remove(0);
+        let w = worst(&got, &c.expected);
+        assert!(w <= 1e-4, "{width}: max |Δ| {w}");
+        assert_eq!(argmax_per_step(&got), argmax_per_step(&c.expected), "{width}");
+    }
+}

@@ -406,6 +406,18 @@ fn models_that_could_never_serve_are_refused_at_upload_with_the_reason() {
         Err(RegistryError::InvalidModel(why)) => assert!(why.contains("no outputs"), "{why}"),
         other => panic!("{other:?}"),
     }
+    // A graph of constants: nothing to run on a caller's data (tract's plan also indexes a
+    // first input that is not there).
+    let constant = Graph::new(13).output("y", ElemType::Float).f32("w", &[2], &[1.0, 2.0]).node(
+        "Identity",
+        &["w"],
+        &["y"],
+        vec![],
+    );
+    match finish_one(&constant.to_bytes()) {
+        Err(RegistryError::InvalidModel(why)) => assert!(why.contains("takes no input"), "{why}"),
+        other => panic!("{other:?}"),
+    }
     let random = Graph::new(13).input("x", ElemType::Float, &[1, 4]).output("y", ElemType::Float).node(
         "RandomUniformLike",
         &["x"],

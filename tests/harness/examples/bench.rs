@@ -11,7 +11,7 @@ use agency_api::Document;
 use canister_harness::cases::{input, inputs, specs};
 use canister_harness::deploy::Deployment;
 use canister_harness::{user, CallCost};
-use inference_api::{ClassifyRequest, Kernels, Profile, UploadChunk, UploadRequest};
+use inference_api::{ClassifyRequest, InputTensor, Kernels, Profile, TensorData, UploadChunk, UploadRequest};
 use inference_client::calls;
 use model_testdata::{case, variants, Case};
 
@@ -26,6 +26,11 @@ struct Bench {
     heap_increase: u64,
     stable_increase: u64,
     macs: Option<u64>,
+    /// Records (rows, images) classified in the call, and tree nodes visited, when counted.
+    records: Option<u64>,
+    visits: Option<u64>,
+    /// Instructions of the tree ensemble's node alone (from `profile`).
+    ensemble_instructions: Option<u64>,
     note: String,
 }
 
@@ -64,6 +69,9 @@ impl Runner {
             heap_increase: after.0.saturating_sub(before.0),
             stable_increase: after.1.saturating_sub(before.1),
             macs,
+            records: None,
+            visits: None,
+            ensemble_instructions: None,
             note,
         });
     }
@@ -92,7 +100,7 @@ fn inferred() -> Vec<(&'static str, String)> {
 fn main() {
     let d = Deployment::new("rapidocr_cls.fp32");
     let mut r = Runner { d, results: vec![], planned: 0 };
-    r.planned = 3 + inferred().len() + 1 + 4 + 1 + GENERIC_BASELINE.len();
+    r.planned = 3 + inferred().len() + 1 + 4 + 1 + GENERIC_BASELINE.len() + BATCHED;
     r.d.as_admin(calls::allow_caller(user(5))).unwrap();
     eprintln!("backend: {}", r.d.ic.backend_name());
 
@@ -211,12 +219,97 @@ fn main() {
         });
     }
 
+    batches(&mut r);
+
     report(&r.results);
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/results.yml");
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, yaml(&r.results)).unwrap();
     std::fs::write(path.with_file_name("profile.md"), profile_report(&profiles)).unwrap();
     eprintln!("wrote {} and profile.md", path.display());
+}
+
+/// How many benchmarks [`batches`] records.
+const BATCHED: usize = 3 * 3 + 2 + 2;
+
+/// Batches through one `classify`: tabular models at 1, 16 and 256 rows (instructions per
+/// record, and per visited tree node for the tree ensembles), the image model at 1 and 8. Each
+/// shape is called once first: that call builds the shape's plan (as `activate/` measures).
+fn batches(r: &mut Runner) {
+    r.d = Deployment::new("batches");
+    r.d.as_admin(calls::allow_caller(user(5))).unwrap();
+    let publish = |d: &mut Deployment, name: &str, bytes: &[u8]| {
+        let maintainer = d.maintainer;
+        let info = d.upload_as(maintainer, name, bytes, vec![], None, 1 << 20).unwrap();
+        d.call(maintainer, calls::activate(name, info.version)).0.unwrap().unwrap();
+    };
+    let tabular = [
+        ("random_forest", &[1, 16, 256][..]),
+        ("gradient_boosting", &[1, 16, 256]),
+        ("svm_pipeline", &[1, 16, 256]),
+        ("extra_trees", &[256]),
+        ("xgboost", &[256]),
+    ];
+    for (name, sizes) in tabular {
+        let case = model_testdata::tabular(name);
+        publish(&mut r.d, name, &case.model);
+        let features = case.input_shape[1];
+        for &rows in sizes {
+            let input = InputTensor {
+                shape: vec![rows as u64, features as u64],
+                data: TensorData::F32(case.input[..rows * features].to_vec()),
+            };
+            let visits =
+                inference_engine::onnx::ml::tree_visits(&case.model, &case.input[..rows * features], features).unwrap();
+            let req = ClassifyRequest { model: name.into(), version: None, input, top_k: Some(1) };
+            // The first call of a shape builds its plan; the benchmark is the next one.
+            r.d.call(user(5), calls::classify(&req)).0.unwrap().unwrap();
+            r.bench(&format!("classify/{name}/batch_{rows}"), None, |d| {
+                let (res, c) = d.call(user(5), calls::classify(&req));
+                let out = res.unwrap().unwrap();
+                assert_eq!(out.records.len(), rows);
+                (c, out.instructions, 1, String::new())
+            });
+            // What the tree ensemble's own node took, from the per-node profile.
+            let maintainer = r.d.maintainer;
+            let profile =
+                r.d.call(maintainer, calls::profile(name, None, std::slice::from_ref(&req.input))).0.unwrap().unwrap();
+            let ensemble: u64 =
+                profile.nodes.iter().filter(|n| n.op.starts_with("TreeEnsemble")).map(|n| n.instructions).sum();
+            let last = r.results.last_mut().unwrap();
+            last.records = Some(rows as u64);
+            last.note = format!("{} instructions per record", last.instructions / rows as u64);
+            if visits > 0 {
+                last.visits = Some(visits);
+                last.ensemble_instructions = Some(ensemble);
+                let per_visit = ensemble as f64 / visits as f64;
+                last.note += &format!(
+                    "; the ensemble node: {per_visit:.1} per visited tree node ({visits} visits; target ≤ 100)"
+                );
+            }
+        }
+    }
+    // The image model's batch dimension is symbolic in the file: uploaded without declared
+    // shapes, it takes a batch of any size.
+    let image = case("rapidocr_cls", "fp32");
+    publish(&mut r.d, "rapidocr_cls", &image.model);
+    for batch in [1usize, 8] {
+        let mut shape = image.input_shape.clone();
+        shape[0] = batch;
+        let input = InputTensor {
+            shape: shape.iter().map(|&d| d as u64).collect(),
+            data: TensorData::F32(image.input.repeat(batch)),
+        };
+        let req = ClassifyRequest { model: "rapidocr_cls".into(), version: None, input, top_k: Some(1) };
+        r.d.call(user(5), calls::classify(&req)).0.unwrap().unwrap();
+        r.bench(&format!("classify/rapidocr_cls.fp32/batch_{batch}"), None, |d| {
+            let (res, c) = d.call(user(5), calls::classify(&req));
+            let out = res.unwrap().unwrap();
+            assert_eq!(out.records.len(), batch);
+            (c, out.instructions, out.messages as u64 * 2 - 1, String::new())
+        });
+        r.results.last_mut().unwrap().records = Some(batch as u64);
+    }
 }
 
 fn profile(d: &mut Deployment, name: &str, c: &Case) -> (String, Profile) {
@@ -337,6 +430,16 @@ fn yaml(results: &[Bench]) -> String {
         let _ = writeln!(y, "    messages: {}\n    rounds: {}\n    cycles: {}", b.messages, b.rounds, b.cycles);
         if let Some(m) = b.macs {
             let _ = writeln!(y, "    macs: {m}\n    instructions_per_mac: {:.3}", per_mac(b).unwrap_or(0.0));
+        }
+        if let Some(n) = b.records {
+            let _ = writeln!(y, "    records: {n}\n    instructions_per_record: {}", b.instructions / n.max(1));
+        }
+        if let (Some(v), Some(e)) = (b.visits, b.ensemble_instructions) {
+            let _ = writeln!(
+                y,
+                "    tree_visits: {v}\n    ensemble_instructions: {e}\n    ensemble_instructions_per_visit: {:.1}",
+                e as f64 / v as f64
+            );
         }
     }
     y.push_str("version: 0.7.0\n");

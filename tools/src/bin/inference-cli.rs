@@ -66,9 +66,13 @@ enum Command {
         labels: Vec<String>,
         #[arg(long)]
         labels_file: Option<PathBuf>,
-        /// Pin the input shape, e.g. `1,3,224,224` (needed when the model keeps a symbolic batch).
-        #[arg(long, value_delimiter = ',')]
+        /// Declare the first input's shape, e.g. `1,3,224,224` to fix a symbolic batch, or
+        /// `-1,3,48,-1` to keep batch and width symbolic (the default: the model's own shape).
+        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
         input_shape: Vec<i64>,
+        /// Bound the first input's dimensions, e.g. `256,3,48,1280` (fixed ones at their value).
+        #[arg(long, value_delimiter = ',')]
+        max_shape: Vec<u64>,
         #[arg(long, default_value = "")]
         description: String,
         #[arg(long, default_value_t = DEFAULT_CHUNK_BYTES)]
@@ -245,6 +249,7 @@ async fn main() -> Result<()> {
             labels,
             labels_file,
             input_shape,
+            max_shape,
             description,
             chunk_bytes,
             parallel,
@@ -258,17 +263,17 @@ async fn main() -> Result<()> {
                     std::fs::read_to_string(f)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from),
                 );
             }
-            let inputs = if input_shape.is_empty() {
+            let inputs = if input_shape.is_empty() && max_shape.is_empty() {
                 None
             } else {
                 let summary = inference_engine::model::inspect(&bytes).map_err(|e| anyhow!(e))?;
-                let first = summary.inputs.first().ok_or_else(|| anyhow!("the model declares no input"))?;
-                Some(vec![TensorSpec {
-                    name: first.name.clone(),
-                    shape: input_shape.clone(),
-                    dtype: first.dtype,
-                    max_shape: None,
-                }])
+                let mut inputs = summary.inputs.clone();
+                let first = inputs.first_mut().ok_or_else(|| anyhow!("the model declares no input"))?;
+                if !input_shape.is_empty() {
+                    first.shape = input_shape.clone();
+                }
+                first.max_shape = (!max_shape.is_empty()).then(|| max_shape.clone());
+                Some(inputs)
             };
             let request = UploadRequest {
                 name: name.clone(),

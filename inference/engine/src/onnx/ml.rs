@@ -186,3 +186,21 @@ impl Expansion for Ml {
         model.wire_node(prefix, MlOp(self.0.clone()), inputs)
     }
 }
+
+/// Branches the rows pass through in every tree ensemble of the model (`rows` of `stride`
+/// features each): what benchmarks divide an inference's instructions by.
+pub fn tree_visits(model: &[u8], rows: &[f32], stride: usize) -> TractResult<u64> {
+    let proto = crate::model::onnx().proto_model_for_read(&mut &*model)?;
+    let graph = proto.graph.as_ref().context("the model has no graph")?;
+    let mut visits = 0;
+    for node in &graph.node {
+        let (leaves, outputs) = match node.op_type.as_str() {
+            "TreeEnsembleClassifier" => ("class", class_labels(node)?.len()),
+            "TreeEnsembleRegressor" => ("target", node.get_attr_opt::<i64>("n_targets")?.unwrap_or(1) as usize),
+            _ => continue,
+        };
+        let forest = Forest::build(&forest_attributes(node, leaves)?, outputs)?;
+        visits += rows.chunks_exact(stride).map(|row| forest.visits(row)).sum::<u64>();
+    }
+    Ok(visits)
+}

@@ -44,25 +44,10 @@ impl Mode {
     }
 }
 
-/// One node of the flat array. A branch's `next` holds its false and true children (indices
-/// into the array); a leaf's holds the range of its weights.
-#[derive(Clone, Copy, Debug, PartialEq)]
-struct Node {
-    feature: u32,
-    threshold: f32,
-    next: [u32; 2],
-    mode: Mode,
-    missing_goes_true: bool,
-}
-
-impl Node {
+impl Mode {
     #[inline(always)]
-    fn goes_true(&self, x: f32) -> bool {
-        if self.missing_goes_true && x.is_nan() {
-            return true;
-        }
-        let t = self.threshold;
-        match self.mode {
+    fn holds(self, x: f32, t: f32) -> bool {
+        match self {
             Mode::Leq => x <= t,
             Mode::Lt => x < t,
             Mode::Gte => x >= t,
@@ -72,6 +57,35 @@ impl Node {
             Mode::Leaf => false,
         }
     }
+}
+
+/// Marks a node id as a leaf's: the other bits index [`Forest::leaves`].
+const LEAF: u32 = 1 << 31;
+
+/// A branch of the flat array, 16 bytes: `next[0]` is taken when its test fails, `next[1]` when
+/// it holds; an id with [`LEAF`] set names a leaf.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[repr(C)]
+struct Branch {
+    feature: u32,
+    threshold: f32,
+    next: [u32; 2],
+}
+
+/// A leaf: the range of its weights, and its `nodes_values` entry (a one-target regressor's
+/// value when the leaf has no weight).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Leaf {
+    weights: [u32; 2],
+    value: f32,
+}
+
+/// How the branches test their feature: most forests use one comparison and no missing-value
+/// flag, and walk with that comparison compiled in; the others look up each branch's own.
+#[derive(Clone, Debug, PartialEq)]
+enum Tests {
+    Uniform(Mode),
+    PerBranch { modes: Vec<Mode>, missing_goes_true: Vec<bool> },
 }
 
 /// The attributes of a tree ensemble node, as ONNX spells them (the leaves' weights under
@@ -92,15 +106,20 @@ pub struct ForestAttributes {
     pub weights: Vec<f32>,
 }
 
-/// The trees, flattened.
+/// The trees, flattened. Invariants, established by [`Forest::build`] and relied on by the
+/// unchecked walk: every branch id in `roots` and in a branch's `next` is below
+/// `branches.len()`, every leaf id below `leaves.len()`, every leaf's weight range within
+/// `weights`, and no walk revisits a branch (no cycles).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Forest {
-    nodes: Vec<Node>,
+    branches: Vec<Branch>,
+    leaves: Vec<Leaf>,
     /// The root of each tree, in summation order.
     roots: Vec<u32>,
     /// (output id, weight) of every leaf, leaf by leaf.
     weights: Vec<(u32, f32)>,
-    /// The highest feature any node reads.
+    tests: Tests,
+    /// The highest feature any branch reads.
     max_feature: usize,
 }
 
@@ -108,6 +127,7 @@ impl Forest {
     pub fn build(a: &ForestAttributes, outputs: usize) -> TractResult<Forest> {
         let n = a.node_ids.len();
         ensure!(n > 0, "a tree ensemble without nodes");
+        ensure!(n < LEAF as usize, "a tree ensemble of {n} nodes");
         for (name, len) in [
             ("nodes_treeids", a.tree_ids.len()),
             ("nodes_featureids", a.feature_ids.len()),
@@ -123,18 +143,33 @@ impl Forest {
             a.weight_tree_ids.len() == w && a.weight_node_ids.len() == w && a.weight_ids.len() == w,
             "the leaf weights' attributes differ in length"
         );
-        let mut index: HashMap<(i64, i64), u32> = HashMap::with_capacity(n);
+        // Each node's id in the flat arrays: branches and leaves numbered apart, in file order.
+        let (mut branches, mut leaves) = (0u32, 0u32);
+        let ids: Vec<u32> = a
+            .modes
+            .iter()
+            .map(|&m| {
+                let id = if m == Mode::Leaf { LEAF | leaves } else { branches };
+                if m == Mode::Leaf {
+                    leaves += 1
+                } else {
+                    branches += 1
+                }
+                id
+            })
+            .collect();
+        let mut index: HashMap<(i64, i64), usize> = HashMap::with_capacity(n);
         let mut roots = Vec::new();
-        for i in 0..n {
-            ensure!(index.insert((a.tree_ids[i], a.node_ids[i]), i as u32).is_none(), "node {i} is listed twice");
+        for (i, &id) in ids.iter().enumerate() {
+            ensure!(index.insert((a.tree_ids[i], a.node_ids[i]), i).is_none(), "node {i} is listed twice");
             if i == 0 || a.tree_ids[i] != a.tree_ids[i - 1] {
-                roots.push(i as u32);
+                roots.push(id);
             }
         }
         // Each leaf's weights, in (tree, node, listed) order.
         let mut order: Vec<usize> = (0..w).collect();
         order.sort_by_key(|&k| (a.weight_tree_ids[k], a.weight_node_ids[k], k));
-        let mut per_leaf: HashMap<u32, Vec<(u32, f32)>> = HashMap::new();
+        let mut per_leaf: HashMap<usize, Vec<(u32, f32)>> = HashMap::new();
         for k in order {
             let Some(&node) = index.get(&(a.weight_tree_ids[k], a.weight_node_ids[k])) else {
                 bail!(
@@ -145,75 +180,79 @@ impl Forest {
             };
             let id = a.weight_ids[k];
             ensure!(id >= 0 && (id as usize) < outputs, "a leaf weight for output {id} of {outputs}");
-            if a.modes[node as usize] == Mode::Leaf {
+            if a.modes[node] == Mode::Leaf {
                 per_leaf.entry(node).or_default().push((id as u32, a.weights[k]));
             }
         }
-        let mut nodes = Vec::with_capacity(n);
-        let mut weights = Vec::with_capacity(w);
-        let mut max_feature = 0;
+        let mut forest = Forest {
+            branches: Vec::with_capacity(branches as usize),
+            leaves: Vec::with_capacity(leaves as usize),
+            roots,
+            weights: Vec::with_capacity(w),
+            tests: Tests::Uniform(Mode::Leaf),
+            max_feature: 0,
+        };
+        let (mut modes, mut missing) = (Vec::new(), Vec::new());
         for i in 0..n {
-            let mode = a.modes[i];
-            let node = if mode == Mode::Leaf {
-                let start = weights.len() as u32;
-                weights.extend(per_leaf.remove(&(i as u32)).unwrap_or_default());
-                Node {
-                    feature: 0,
-                    threshold: a.values[i],
-                    next: [start, weights.len() as u32],
-                    mode,
-                    missing_goes_true: false,
-                }
-            } else {
-                let child =
-                    |id: i64| {
-                        index.get(&(a.tree_ids[i], id)).copied().filter(|&c| c as usize != i).with_context(|| {
-                            format!("node {} of tree {} has no child {id}", a.node_ids[i], a.tree_ids[i])
-                        })
-                    };
-                let feature = usize::try_from(a.feature_ids[i]).context("a negative feature id")?;
-                max_feature = max_feature.max(feature);
-                Node {
-                    feature: feature as u32,
-                    threshold: a.values[i],
-                    next: [child(a.false_ids[i])?, child(a.true_ids[i])?],
-                    mode,
-                    missing_goes_true: a.missing_tracks_true.get(i) == Some(&1),
-                }
+            if a.modes[i] == Mode::Leaf {
+                let start = forest.weights.len() as u32;
+                forest.weights.extend(per_leaf.remove(&i).unwrap_or_default());
+                forest.leaves.push(Leaf { weights: [start, forest.weights.len() as u32], value: a.values[i] });
+                continue;
+            }
+            let child = |id: i64| {
+                index
+                    .get(&(a.tree_ids[i], id))
+                    .copied()
+                    .filter(|&c| c != i)
+                    .map(|c| ids[c])
+                    .with_context(|| format!("node {} of tree {} has no child {id}", a.node_ids[i], a.tree_ids[i]))
             };
-            nodes.push(node);
+            let feature = u32::try_from(a.feature_ids[i]).context("a negative feature id")?;
+            forest.max_feature = forest.max_feature.max(feature as usize);
+            forest.branches.push(Branch {
+                feature,
+                threshold: a.values[i],
+                next: [child(a.false_ids[i])?, child(a.true_ids[i])?],
+            });
+            modes.push(a.modes[i]);
+            missing.push(a.missing_tracks_true.get(i) == Some(&1));
         }
-        let forest = Forest { nodes, roots, weights, max_feature };
+        forest.tests = match modes.first() {
+            Some(&first) if modes.iter().all(|&m| m == first) && !missing.contains(&true) => Tests::Uniform(first),
+            _ => Tests::PerBranch { modes, missing_goes_true: missing },
+        };
         forest.check_acyclic()?;
         Ok(forest)
     }
 
     /// Every walk from a root ends at a leaf: no cycles (a malformed file must not loop forever).
     fn check_acyclic(&self) -> TractResult<()> {
-        // 0: unseen, 1: on the current path, 2: done.
-        let mut state = vec![0u8; self.nodes.len()];
+        // Per branch: 0 unseen, 1 on the current path, 2 done.
+        let mut state = vec![0u8; self.branches.len()];
         for &root in &self.roots {
             let mut stack = vec![(root, false)];
-            while let Some((node, children_done)) = stack.pop() {
-                let n = node as usize;
-                if children_done {
-                    state[n] = 2;
+            while let Some((id, children_done)) = stack.pop() {
+                if id & LEAF != 0 {
                     continue;
                 }
-                match state[n] {
-                    1 => bail!("the trees have a cycle through node {n}"),
+                let b = id as usize;
+                if children_done {
+                    state[b] = 2;
+                    continue;
+                }
+                match state[b] {
+                    1 => bail!("the trees have a cycle through branch {b}"),
                     2 => continue,
                     _ => {}
                 }
-                state[n] = 1;
-                stack.push((node, true));
-                if self.nodes[n].mode != Mode::Leaf {
-                    for &child in &self.nodes[n].next {
-                        if state[child as usize] == 1 {
-                            bail!("the trees have a cycle through node {child}");
-                        }
-                        stack.push((child, false));
+                state[b] = 1;
+                stack.push((id, true));
+                for &child in &self.branches[b].next {
+                    if child & LEAF == 0 && state[child as usize] == 1 {
+                        bail!("the trees have a cycle through branch {child}");
                     }
+                    stack.push((child, false));
                 }
             }
         }
@@ -229,32 +268,65 @@ impl Forest {
         self.max_feature + 1
     }
 
-    /// The leaf `row` reaches in `tree`.
+    /// Calls `f` with the leaf `row` reaches in each tree, in tree order.
     #[inline]
-    fn leaf(&self, tree: usize, row: &[f32]) -> &Node {
-        let mut node = &self.nodes[self.roots[tree] as usize];
-        while node.mode != Mode::Leaf {
-            let x = row[node.feature as usize];
-            node = &self.nodes[node.next[node.goes_true(x) as usize] as usize];
-        }
-        node
-    }
-
-    fn leaf_weights(&self, leaf: &Node) -> &[(u32, f32)] {
-        &self.weights[leaf.next[0] as usize..leaf.next[1] as usize]
-    }
-
-    /// Branches `row` passes through in every tree: what the benchmark divides instructions by.
-    pub fn visits(&self, row: &[f32]) -> u64 {
-        let mut visits = 0;
-        for &root in &self.roots {
-            let mut node = &self.nodes[root as usize];
-            while node.mode != Mode::Leaf {
-                visits += 1;
-                node = &self.nodes[node.next[node.goes_true(row[node.feature as usize]) as usize] as usize];
+    fn for_each_leaf(&self, row: &[f32], mut f: impl FnMut(&Leaf)) {
+        assert!(
+            row.len() > self.max_feature,
+            "a row of {} features for a forest reading {}",
+            row.len(),
+            self.features()
+        );
+        match &self.tests {
+            Tests::Uniform(Mode::Leq) => self.roots.iter().for_each(|&r| f(self.walk(r, row, |_, x, t| x <= t))),
+            Tests::Uniform(Mode::Lt) => self.roots.iter().for_each(|&r| f(self.walk(r, row, |_, x, t| x < t))),
+            Tests::Uniform(mode) => self.roots.iter().for_each(|&r| f(self.walk(r, row, |_, x, t| mode.holds(x, t)))),
+            Tests::PerBranch { modes, missing_goes_true } => {
+                let holds = |b: usize, x: f32, t: f32| (missing_goes_true[b] && x.is_nan()) || modes[b].holds(x, t);
+                self.roots.iter().for_each(|&r| f(self.walk(r, row, holds)))
             }
         }
-        visits
+    }
+
+    /// From `root` down to a leaf, taking `next[holds(branch, x, threshold)]` at each branch.
+    #[inline(always)]
+    fn walk(&self, root: u32, row: &[f32], mut holds: impl FnMut(usize, f32, f32) -> bool) -> &Leaf {
+        let mut id = root;
+        while id & LEAF == 0 {
+            // SAFETY: a branch id is below `branches.len()` and a branch's feature at most
+            // `max_feature`, below `row.len()` (the struct's invariants; `for_each_leaf` checks
+            // the row).
+            let branch = unsafe { self.branches.get_unchecked(id as usize) };
+            let x = unsafe { *row.get_unchecked(branch.feature as usize) };
+            id = branch.next[holds(id as usize, x, branch.threshold) as usize];
+        }
+        // SAFETY: a leaf id is below `leaves.len()` (the struct's invariants).
+        unsafe { self.leaves.get_unchecked((id & !LEAF) as usize) }
+    }
+
+    #[inline(always)]
+    fn leaf_weights(&self, leaf: &Leaf) -> &[(u32, f32)] {
+        // SAFETY: a leaf's weight range lies within `weights` (the struct's invariants).
+        unsafe { self.weights.get_unchecked(leaf.weights[0] as usize..leaf.weights[1] as usize) }
+    }
+
+    /// Nodes `row` visits in every tree, the branches it passes through and the leaf it ends
+    /// at: what the benchmark divides an ensemble's instructions by.
+    pub fn visits(&self, row: &[f32]) -> u64 {
+        let mut visits = 0;
+        let mut holds = |b: usize, x: f32, t: f32| {
+            visits += 1;
+            match &self.tests {
+                Tests::Uniform(mode) => mode.holds(x, t),
+                Tests::PerBranch { modes, missing_goes_true } => {
+                    (missing_goes_true[b] && x.is_nan()) || modes[b].holds(x, t)
+                }
+            }
+        };
+        for &root in &self.roots {
+            self.walk(root, row, &mut holds);
+        }
+        visits + self.roots.len() as u64
     }
 }
 
@@ -292,13 +364,17 @@ impl TreeClassifier {
         let n = self.classes();
         scores.fill(0.0);
         seen.fill(false);
-        for tree in 0..self.forest.trees() {
-            let leaf = self.forest.leaf(tree, row);
+        assert!(scores.len() == n && seen.len() == n, "one score per class");
+        self.forest.for_each_leaf(row, |leaf| {
             for &(class, weight) in self.forest.leaf_weights(leaf) {
-                scores[class as usize] += weight;
-                seen[class as usize] = true;
+                // SAFETY: a weight's class is below the number of classes (checked by
+                // `Forest::build`), the length of `scores` and `seen` (asserted above).
+                unsafe {
+                    *scores.get_unchecked_mut(class as usize) += weight;
+                    *seen.get_unchecked_mut(class as usize) = true;
+                }
             }
-        }
+        });
         if n == 2 {
             return self.binary_label(scores, seen);
         }
@@ -421,11 +497,10 @@ impl TreeRegressor {
         out.fill(0.0);
         seen.fill(false);
         let single = self.targets == 1;
-        for tree in 0..self.forest.trees() {
-            let leaf = self.forest.leaf(tree, row);
+        self.forest.for_each_leaf(row, |leaf| {
             let weights = self.forest.leaf_weights(leaf);
             // One target: the leaf's first weight (its value when it has none), whatever its id.
-            let first = [(0, weights.first().map_or(leaf.threshold, |w| w.1))];
+            let first = [(0, weights.first().map_or(leaf.value, |w| w.1))];
             let weights = if single { &first[..] } else { weights };
             for &(target, w) in weights {
                 let (score, has) = (&mut out[target as usize], &mut seen[target as usize]);
@@ -436,7 +511,7 @@ impl TreeRegressor {
                 }
                 *has = true;
             }
-        }
+        });
         let trees = self.forest.trees() as f32;
         let base = |t: usize| -> f32 {
             match (single, self.base.len()) {
@@ -495,7 +570,8 @@ mod tests {
         assert_eq!(classifier.classify(&[0.9], &mut scores, &mut seen), 10);
         // NaN goes to the false branch without the missing-value flag.
         assert_eq!(classifier.classify(&[f32::NAN], &mut scores, &mut seen), 10);
-        assert_eq!(classifier.forest.visits(&[0.2]), 1);
+        // One branch and a leaf in the first tree, a lone leaf in the second.
+        assert_eq!(classifier.forest.visits(&[0.2]), 3);
     }
 
     #[test]
