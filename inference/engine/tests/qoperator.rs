@@ -218,3 +218,69 @@ fn an_operator_nobody_implements_is_named() {
     let info = inspect(&model_testdata::onnx::unsupported_operator_model()).unwrap();
     assert_eq!(info.unsupported, vec!["com.example::Unheard".to_string()]);
 }
+
+#[test]
+fn qlinear_average_pool_with_padding_strides_and_ceil_mode() {
+    // [1, 2, 5, 5], 3×3 windows, stride 2, one pixel of padding on each side; the padding is not
+    // counted (count_include_pad = 0), and ceil_mode makes a third window reach past the edge.
+    let x = ramp(50);
+    let graph = wrapped(13, &[1, 2, 5, 5], |g| {
+        g.node(
+            "com.microsoft::QLinearAveragePool",
+            &["q", "x_scale", "x_zp", "y_scale", "y_zp"],
+            &["qy"],
+            vec![
+                model_testdata::onnx::ints("kernel_shape", &[3, 3]),
+                model_testdata::onnx::ints("strides", &[2, 2]),
+                model_testdata::onnx::ints("pads", &[1, 1, 1, 1]),
+                int("ceil_mode", 1),
+            ],
+        )
+    });
+    let grid = on_grid(&x);
+    let mut expected = vec![];
+    for c in 0..2 {
+        for oy in 0..3i64 {
+            for ox in 0..3i64 {
+                let (mut sum, mut count) = (0f32, 0);
+                for ky in 0..3 {
+                    for kx in 0..3 {
+                        let (y, x) = (oy * 2 - 1 + ky, ox * 2 - 1 + kx);
+                        if (0..5).contains(&y) && (0..5).contains(&x) {
+                            sum += grid[c * 25 + (y * 5 + x) as usize];
+                            count += 1;
+                        }
+                    }
+                }
+                expected.push(sum / count as f32);
+            }
+        }
+    }
+    assert_close(&run(graph, &[1, 2, 5, 5], &x), &requantized(expected), Y_SCALE);
+}
+
+#[test]
+fn qlinear_reduce_mean_over_axes_with_and_without_kept_dimensions() {
+    let x = ramp(24);
+    let grid = on_grid(&x);
+    // [2, 3, 4] averaged over axes 1 and −1 (2): one mean per first index.
+    let expected = requantized((0..2).map(|a| grid[a * 12..a * 12 + 12].iter().sum::<f32>() / 12.0));
+    for keepdims in [1, 0] {
+        let graph = wrapped(13, &[2, 3, 4], |g| {
+            g.node(
+                "com.microsoft::QLinearReduceMean",
+                &["q", "x_scale", "x_zp", "y_scale", "y_zp"],
+                &["qy"],
+                vec![model_testdata::onnx::ints("axes", &[1, -1]), int("keepdims", keepdims)],
+            )
+        });
+        let bytes = graph.to_bytes();
+        let got = run(graph, &[2, 3, 4], &x);
+        assert_close(&got, &expected, Y_SCALE);
+        let plan =
+            load(&bytes, &[TensorSpec::new("x", vec![2, 3, 4], DType::F32)], inspect(&bytes).unwrap().weight_format)
+                .unwrap();
+        let rank = plan.plan.model().output_fact(0).unwrap().rank();
+        assert_eq!(rank, if keepdims == 1 { 3 } else { 1 });
+    }
+}

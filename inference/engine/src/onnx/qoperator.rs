@@ -17,8 +17,10 @@ use tract_onnx::prelude::tract_ndarray::{ArrayD, IxDyn};
 use tract_onnx::tract_core::broadcast::multi_broadcast;
 use tract_onnx::tract_core::ops::array::TypedConcat;
 use tract_onnx::tract_core::ops::change_axes::wire_with_rank_broadcast;
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
+use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec, SumPool};
 use tract_onnx::tract_core::ops::einsum::EinSum;
-use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
+use tract_onnx::tract_core::ops::nn::{DataFormat, Reduce, Reducer};
 use tract_onnx::tract_core::ops::quant::{quantize_linear_i8, quantize_linear_u8, DequantizeLinearF32};
 use tract_onnx::tract_core::ops::{math, nn};
 use tract_onnx::tract_hir::internal::*;
@@ -28,10 +30,12 @@ use tract_onnx::tract_hir::ops::nn::{LayerSoftmax, Softmax};
 pub const OPERATORS: &[&str] = &[
     "QGemm",
     "QLinearAdd",
+    "QLinearAveragePool",
     "QLinearConcat",
     "QLinearGlobalAveragePool",
     "QLinearLeakyRelu",
     "QLinearMul",
+    "QLinearReduceMean",
     "QLinearSigmoid",
     "QLinearSoftmax",
 ];
@@ -42,6 +46,8 @@ pub fn register(register: &mut OnnxOpRegister) {
     register.insert("QLinearMul", |ctx, node| binary(ctx, node, Core::Mul));
     register.insert("QLinearConcat", qlinear_concat);
     register.insert("QLinearGlobalAveragePool", qlinear_global_average_pool);
+    register.insert("QLinearAveragePool", qlinear_average_pool);
+    register.insert("QLinearReduceMean", qlinear_reduce_mean);
     register.insert("QLinearLeakyRelu", |ctx, node| {
         let alpha = node.get_attr_opt("alpha")?.unwrap_or(0.01);
         unary(ctx, node, Core::LeakyRelu { alpha })
@@ -115,6 +121,41 @@ fn qlinear_global_average_pool(ctx: &ParsingContext, node: &NodeProto) -> Built 
     unary(ctx, node, Core::GlobalAveragePool { channels_last })
 }
 
+/// `X, X_scale, X_zp, Y_scale, Y_zp` with AveragePool's attributes (no dilations).
+fn qlinear_average_pool(ctx: &ParsingContext, node: &NodeProto) -> Built {
+    let kernel_shape: TVec<usize> = node.get_attr_tvec("kernel_shape")?;
+    let ceil_mode = node.get_attr_opt::<i64>("ceil_mode")?.unwrap_or(0) == 1;
+    let zeros = || tvec!(0; kernel_shape.len());
+    let padding = match node.get_attr_opt::<&str>("auto_pad")?.unwrap_or("NOTSET") {
+        "SAME_UPPER" => PaddingSpec::SameUpper,
+        "SAME_LOWER" => PaddingSpec::SameLower,
+        "VALID" => PaddingSpec::Valid,
+        _ => match node.get_attr_opt_tvec::<usize>("pads")? {
+            Some(pads) => {
+                let (left, right) = pads.split_at(pads.len() / 2);
+                PaddingSpec::ExplicitOnnxPool(left.into(), right.into(), ceil_mode)
+            }
+            None => PaddingSpec::ExplicitOnnxPool(zeros(), zeros(), ceil_mode),
+        },
+    };
+    let pool = AveragePool {
+        kernel_shape: kernel_shape.clone(),
+        padding,
+        strides: node.get_attr_opt_tvec("strides")?,
+        count_include_pad: node.get_attr_opt::<i64>("count_include_pad")?.unwrap_or(0) != 0,
+        channels_last: node.get_attr_opt::<i64>("channels_last")?.unwrap_or(0) != 0,
+    };
+    unary(ctx, node, Core::AveragePool(pool))
+}
+
+/// `data, data_scale, data_zp, reduced_scale, reduced_zp` with ReduceMean's `axes` and
+/// `keepdims`.
+fn qlinear_reduce_mean(ctx: &ParsingContext, node: &NodeProto) -> Built {
+    let axes: Vec<i64> = node.get_attr_vec("axes")?;
+    let keepdims = node.get_attr_opt::<i64>("keepdims")?.unwrap_or(1) != 0;
+    unary(ctx, node, Core::ReduceMean { axes, keepdims })
+}
+
 /// `opset` says which Softmax semantics the node keeps: before opset 13, Softmax flattens the
 /// input to 2-D around `axis`; from 13 on it works along `axis` alone.
 fn qlinear_softmax(ctx: &ParsingContext, node: &NodeProto) -> Built {
@@ -175,9 +216,45 @@ enum Core {
     Sigmoid,
     LeakyRelu { alpha: f32 },
     GlobalAveragePool { channels_last: bool },
+    AveragePool(AveragePool),
+    ReduceMean { axes: Vec<i64>, keepdims: bool },
     Softmax { axis: i64, coerce_to_2d: bool },
     Concat { axis: i64 },
     Gemm { alpha: f32, trans_a: bool, trans_b: bool, bias: Option<usize> },
+}
+
+/// QLinearAveragePool's window: tract's `SumPool`, normalised, once the channels are known.
+#[derive(Clone, Debug)]
+struct AveragePool {
+    kernel_shape: TVec<usize>,
+    padding: PaddingSpec,
+    strides: Option<TVec<usize>>,
+    count_include_pad: bool,
+    channels_last: bool,
+}
+
+impl AveragePool {
+    fn spec(&self, shape: &[TDim]) -> TractResult<PoolSpec> {
+        let format = if self.channels_last { DataFormat::NHWC } else { DataFormat::NCHW };
+        let channels = format.shape(shape.to_vec())?.c().to_usize()?;
+        Ok(PoolSpec {
+            data_format: format,
+            kernel_shape: self.kernel_shape.clone(),
+            padding: self.padding.clone(),
+            dilations: None,
+            strides: self.strides.clone(),
+            input_channels: channels,
+            output_channels: channels,
+        })
+    }
+}
+
+/// The axes a ReduceMean reduces, resolved for `rank`, ascending.
+fn reduced_axes(axes: &[i64], rank: usize) -> TractResult<TVec<usize>> {
+    let mut resolved = axes.iter().map(|&a| resolve_axis(a, rank)).collect::<TractResult<TVec<_>>>()?;
+    resolved.sort_unstable();
+    resolved.dedup();
+    Ok(resolved)
 }
 
 /// One QOperator node: dequantize, compute in f32, quantize.
@@ -231,6 +308,28 @@ impl Expansion for QLinear {
                     Ok(())
                 })?
             }
+            Core::AveragePool(ref pool) => {
+                let x = x[0];
+                s.equals(&y.rank, &x.rank)?;
+                s.given(&x.shape, move |s, shape| {
+                    let out = pool.spec(&shape)?.output_shape(&shape)?;
+                    s.equals(&y.shape, out.shape)
+                })?
+            }
+            Core::ReduceMean { ref axes, keepdims } => {
+                let x = x[0];
+                s.given(&x.shape, move |s, shape| {
+                    let reduced = reduced_axes(axes, shape.len())?;
+                    let out: TVec<TDim> = (0..shape.len())
+                        .filter_map(|a| match (reduced.contains(&a), keepdims) {
+                            (false, _) => Some(shape[a].clone()),
+                            (true, true) => Some(1.into()),
+                            (true, false) => None,
+                        })
+                        .collect();
+                    s.equals(&y.shape, out)
+                })?
+            }
             Core::Concat { axis } => {
                 s.equals(&y.rank, &x[0].rank)?;
                 s.equals_all(x.iter().map(|x| x.rank.bex()).collect())?;
@@ -273,6 +372,16 @@ impl Expansion for QLinear {
             Core::Sigmoid => target.wire_node(&name, nn::sigmoid(), &floats)?[0],
             Core::LeakyRelu { alpha } => target.wire_node(&name, nn::leaky_relu(alpha), &floats)?[0],
             Core::GlobalAveragePool { channels_last } => global_average_pool(&name, target, floats[0], channels_last)?,
+            Core::AveragePool(ref pool) => {
+                let shape = target.outlet_fact(floats[0])?.shape.to_tvec();
+                let op = SumPool {
+                    pool_spec: pool.spec(&shape)?,
+                    count_include_pad: pool.count_include_pad,
+                    normalize: true,
+                };
+                target.wire_node(&name, op, &floats)?[0]
+            }
+            Core::ReduceMean { ref axes, keepdims } => reduce_mean(&name, target, floats[0], axes, keepdims)?,
             Core::Softmax { axis, coerce_to_2d: true } => {
                 LayerSoftmax::new(axis as isize, true).wire(&name, target, &floats)?[0]
             }
@@ -381,6 +490,30 @@ fn global_average_pool(name: &str, target: &mut TypedModel, x: OutletId, channel
     let sum = target.wire_node(format!("{name}.sum"), Reduce::new(spatial, Reducer::Sum), &[x])?;
     let count = target.add_const(format!("{name}.count"), tensor0(count as f32))?;
     Ok(wire_with_rank_broadcast(name, target, math::div(), &[sum[0], count])?[0])
+}
+
+/// The mean over `axes`: a sum, divided by the count, then the reduced axes dropped unless
+/// kept.
+fn reduce_mean(
+    name: &str,
+    target: &mut TypedModel,
+    x: OutletId,
+    axes: &[i64],
+    keepdims: bool,
+) -> TractResult<OutletId> {
+    let shape = target.outlet_fact(x)?.shape.clone();
+    let axes = reduced_axes(axes, shape.rank())?;
+    let count =
+        axes.iter().map(|axis| shape[*axis].to_i64().map_err(TractError::from)).product::<TractResult<i64>>()?;
+    let sum = target.wire_node(format!("{name}.sum"), Reduce::new(axes.clone(), Reducer::Sum), &[x])?;
+    let count = target.add_const(format!("{name}.count"), tensor0(count as f32))?;
+    let mut y = wire_with_rank_broadcast(format!("{name}.mean"), target, math::div(), &[sum[0], count])?[0];
+    if !keepdims {
+        for &axis in axes.iter().rev() {
+            y = target.wire_node(format!("{name}.rm{axis}"), AxisOp::Rm(axis), &[y])?[0];
+        }
+    }
+    Ok(y)
 }
 
 /// QGemm's int32 bias in f32: `C · a_scale · b_scale` (b_scale per output column or not).

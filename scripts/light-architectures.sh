@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The onnx package's nine light architectures in f32 and onnxruntime's three quantized forms,
+# run natively through the engine's loader and compared with onnxruntime
+# (inference/engine/examples/light_architectures.rs). Not part of test.sh: the quantized files
+# take about 1 GB and several minutes to make. Cases go to $CARGO_TARGET_DIR/light-architectures
+# (or target/light-architectures), made in a venv pinned by tools/prepare/requirements-light.txt.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+out="$target/light-architectures"
+venv="$target/light-venv"
+pins=tools/prepare/requirements-light.txt
+stamp=$(sha256sum "$pins" tools/prepare/light_quantized.py | sha256sum | cut -c1-16)
+if [ ! -f "$out/.stamp" ] || [ "$(cat "$out/.stamp")" != "$stamp" ]; then
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$pins"
+  "$venv/bin/python" tools/prepare/light_quantized.py "$out" >&2
+  echo "$stamp" > "$out/.stamp"
+fi
+cargo run --quiet -p inference-engine --example light_architectures -- "$out"
