@@ -6,14 +6,14 @@
 # (or target/light-architectures), made in a venv pinned by tools/prepare/requirements-light.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/pinned-venv.sh
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 out="$target/light-architectures"
 venv="$target/light-venv"
 pins=tools/prepare/requirements-light.txt
 stamp=$(sha256sum "$pins" tools/prepare/light_quantized.py | sha256sum | cut -c1-16)
 if [ ! -f "$out/.stamp" ] || [ "$(cat "$out/.stamp")" != "$stamp" ]; then
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$pins"
+  pinned_venv "$venv" "$pins"
   "$venv/bin/python" tools/prepare/light_quantized.py "$out" >&2
   echo "$stamp" > "$out/.stamp"
 fi

@@ -5,6 +5,7 @@
 # own. Does nothing when they are already there for these pins.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/lib/pinned-venv.sh
 target="${CARGO_TARGET_DIR:-$PWD/target}"
 out="$target/onnx-node-tests"
 venv="$target/onnx-venv"
@@ -13,9 +14,6 @@ stamp=$(sha256sum "$pins" tools/prepare/onnx_node_tests.py | sha256sum | cut -c1
 if [ -f "$out/.stamp" ] && [ "$(cat "$out/.stamp")" = "$stamp" ]; then
   exit 0
 fi
-if [ ! -x "$venv/bin/python" ]; then
-  python3 -m venv "$venv"
-fi
-"$venv/bin/pip" install --quiet --disable-pip-version-check -r "$pins"
+pinned_venv "$venv" "$pins"
 "$venv/bin/python" tools/prepare/onnx_node_tests.py "$out" >&2
 echo "$stamp" > "$out/.stamp"

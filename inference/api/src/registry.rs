@@ -24,6 +24,22 @@ pub enum DType {
 }
 
 impl DType {
+    /// Every element type a call can send and a reply carry ([`TensorData`](crate::TensorData)'s).
+    pub const ALL: [DType; 12] = [
+        DType::F32,
+        DType::F16,
+        DType::F64,
+        DType::I8,
+        DType::U8,
+        DType::I16,
+        DType::U16,
+        DType::I32,
+        DType::U32,
+        DType::I64,
+        DType::U64,
+        DType::Bool,
+    ];
+
     /// From ONNX's `TensorProto.DataType`.
     pub fn from_onnx(code: i32) -> DType {
         match code {

@@ -449,8 +449,17 @@ pub fn classification(outcome: Outcome, top_k: Option<u32>) -> Result<Classifica
         .map(|v| v.cast_to::<i64>().and_then(|t| Ok(t.try_as_plain_ram()?.as_slice::<i64>()?.to_vec())))
         .transpose()
         .map_err(engine_error)?;
-    let labels = &outcome.info.labels;
-    let name = |i: usize| labels.get(i).cloned().unwrap_or_else(|| i.to_string());
+    // Columns are named by the version's labels only when there is one per column (an SVM
+    // without probabilities scores pairs of classes, not classes).
+    let labels = Some(&outcome.info.labels).filter(|l| l.len() == classes);
+    let name = |i: usize| labels.and_then(|l| l.get(i).cloned()).unwrap_or_else(|| i.to_string());
+    // Refused before any record is built, rather than trapping on a reply over the limit.
+    let shown = (top_k.unwrap_or(5) as usize).min(classes) as u64;
+    let longest = labels.map_or(20, |l| l.iter().map(String::len).max().unwrap_or(0)) as u64;
+    let bytes = (records as u64).saturating_mul(shown.saturating_mul(longest + 16) + 32);
+    if bytes > MAX_OUTPUT_BYTES {
+        return Err(InferenceError::OutputTooLarge { bytes, max: MAX_OUTPUT_BYTES });
+    }
     let records: Vec<RecordClassification> = scores
         .chunks_exact(classes)
         .enumerate()

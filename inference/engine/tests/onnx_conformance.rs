@@ -40,22 +40,7 @@ fn tensor(path: &Path) -> TractResult<Tensor> {
 }
 
 fn dtype(dt: DatumType) -> Option<DType> {
-    [
-        DType::F32,
-        DType::F16,
-        DType::F64,
-        DType::I8,
-        DType::U8,
-        DType::I16,
-        DType::U16,
-        DType::I32,
-        DType::U32,
-        DType::I64,
-        DType::U64,
-        DType::Bool,
-    ]
-    .into_iter()
-    .find(|&d| model::datum(d) == Some(dt))
+    DType::ALL.into_iter().find(|&d| model::datum(d) == Some(dt))
 }
 
 /// Equal within the test's tolerance: `|a − b| ≤ atol + rtol·|b|` for floats (NaN matching NaN),

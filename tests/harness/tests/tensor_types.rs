@@ -92,6 +92,7 @@ fn every_element_type_round_trips_through_infer_with_a_symbolic_batch() {
     assert!(info.inputs.iter().all(|i| i.shape == vec![-1, 3]), "{:?}", info.inputs);
     let dtypes: Vec<String> = info.inputs.iter().map(|i| i.dtype.to_string()).collect();
     assert_eq!(dtypes, ELEMENT_TYPES.map(|(t, _)| t.to_string()));
+    assert_eq!(DType::ALL.map(|d| d.to_string()), ELEMENT_TYPES.map(|(t, _)| t.to_string()));
     for batch in [2, 5] {
         let inputs = batch_of(batch);
         let out = d.call(user(CALLER), calls::infer("types", None, &inputs)).0.unwrap().expect("infer");
@@ -224,21 +225,7 @@ fn a_symbolic_width_serves_three_widths_with_a_plan_each() {
     assert_eq!(d.call(maintainer, calls::plan_cache()).0.unwrap().unwrap().plans, 3);
 }
 
+/// Our element type of a name of [`ELEMENT_TYPES`] (both lists are in the same order).
 fn dtype(name: &str) -> DType {
-    ELEMENT_TYPES.iter().position(|(t, _)| *t == name).map(|i| DTYPES[i]).unwrap()
+    ELEMENT_TYPES.iter().position(|(t, _)| *t == name).map(|i| DType::ALL[i]).unwrap()
 }
-
-const DTYPES: [DType; 12] = [
-    DType::F32,
-    DType::F16,
-    DType::F64,
-    DType::I8,
-    DType::U8,
-    DType::I16,
-    DType::U16,
-    DType::I32,
-    DType::U32,
-    DType::I64,
-    DType::U64,
-    DType::Bool,
-];

@@ -38,7 +38,10 @@ pub fn register(register: &mut OnnxOpRegister) {
     });
     register.insert("OneHotEncoder", |_, node| {
         let categories = ints(node, "cats_int64s")?;
-        ensure!(!categories.is_empty(), "OneHotEncoder: only integer categories (cats_int64s) are supported");
+        ensure!(
+            (1..=MAX_OUTPUTS).contains(&categories.len()),
+            "OneHotEncoder: 1 to {MAX_OUTPUTS} integer categories (cats_int64s) are supported"
+        );
         let zeros = node.get_attr_opt::<i64>("zeros")?.unwrap_or(1) != 0;
         built(MlKind::OneHotEncoder(OneHotEncoder { categories, zeros }))
     });
@@ -73,13 +76,17 @@ fn floats(node: &NodeProto, name: &str) -> TractResult<Vec<f32>> {
     })
 }
 
+/// The most classes, targets or categories one operator may have: each row's output holds one
+/// value per output, and rows × outputs must stay far from wasm32's address space.
+pub const MAX_OUTPUTS: usize = 1 << 16;
+
 fn class_labels(node: &NodeProto) -> TractResult<Vec<i64>> {
     if node.get_attr_opt_tvec::<&str>("classlabels_strings")?.is_some_and(|s| !s.is_empty()) {
         bail!("{}: text class labels are not supported; export the model with integer labels", node.op_type)
     }
     let labels = ints(node, "classlabels_ints")?;
     let labels = if labels.is_empty() { ints(node, "classlabels_int64s")? } else { labels };
-    ensure!(!labels.is_empty(), "{}: no class labels", node.op_type);
+    ensure!(!labels.is_empty() && labels.len() <= MAX_OUTPUTS, "{}: 1 to {MAX_OUTPUTS} class labels", node.op_type);
     Ok(labels)
 }
 
@@ -120,11 +127,12 @@ fn tree_classifier(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<MlKin
 
 fn tree_regressor(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<MlKind> {
     let targets = node.get_attr_opt::<i64>("n_targets")?.unwrap_or(0);
-    ensure!(targets > 0, "TreeEnsembleRegressor: n_targets must be positive");
+    let targets = usize::try_from(targets).ok().filter(|t| (1..=MAX_OUTPUTS).contains(t));
+    let targets = targets.with_context(|| format!("TreeEnsembleRegressor: n_targets must be 1 to {MAX_OUTPUTS}"))?;
     let attributes = forest_attributes(node, "target")?;
     Ok(MlKind::TreeRegressor(TreeRegressor {
-        forest: Forest::build(&attributes, targets as usize)?,
-        targets: targets as usize,
+        forest: Forest::build(&attributes, targets)?,
+        targets,
         base: floats(node, "base_values")?,
         aggregate: Aggregate::parse(node.get_attr_opt::<&str>("aggregate_function")?)?,
         post: post_transform(node)?,
@@ -190,16 +198,20 @@ impl Expansion for Ml {
 /// Branches the rows pass through in every tree ensemble of the model (`rows` of `stride`
 /// features each): what benchmarks divide an inference's instructions by.
 pub fn tree_visits(model: &[u8], rows: &[f32], stride: usize) -> TractResult<u64> {
+    ensure!(stride > 0, "rows of no features");
     let proto = crate::model::onnx().proto_model_for_read(&mut &*model)?;
     let graph = proto.graph.as_ref().context("the model has no graph")?;
     let mut visits = 0;
     for node in &graph.node {
         let (leaves, outputs) = match node.op_type.as_str() {
             "TreeEnsembleClassifier" => ("class", class_labels(node)?.len()),
-            "TreeEnsembleRegressor" => ("target", node.get_attr_opt::<i64>("n_targets")?.unwrap_or(1) as usize),
+            "TreeEnsembleRegressor" => {
+                ("target", usize::try_from(node.get_attr_opt::<i64>("n_targets")?.unwrap_or(1))?)
+            }
             _ => continue,
         };
         let forest = Forest::build(&forest_attributes(node, leaves)?, outputs)?;
+        ensure!(stride >= forest.features(), "rows of {stride} features for trees reading {}", forest.features());
         visits += rows.chunks_exact(stride).map(|row| forest.visits(row)).sum::<u64>();
     }
     Ok(visits)

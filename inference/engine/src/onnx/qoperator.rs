@@ -124,6 +124,19 @@ fn qlinear_global_average_pool(ctx: &ParsingContext, node: &NodeProto) -> Built 
 /// `X, X_scale, X_zp, Y_scale, Y_zp` with AveragePool's attributes (no dilations).
 fn qlinear_average_pool(ctx: &ParsingContext, node: &NodeProto) -> Built {
     let kernel_shape: TVec<usize> = node.get_attr_tvec("kernel_shape")?;
+    let k = kernel_shape.len();
+    // tract's pooling indexes these by spatial axis and divides by the strides: malformed
+    // attributes are refused here rather than panicking there.
+    ensure!(k > 0 && kernel_shape.iter().all(|&d| d > 0), "QLinearAveragePool: kernel_shape must be positive");
+    if let Some(strides) = node.get_attr_opt_tvec::<usize>("strides")? {
+        ensure!(
+            strides.len() == k && strides.iter().all(|&s| s > 0),
+            "QLinearAveragePool: one positive stride per axis"
+        );
+    }
+    if let Some(pads) = node.get_attr_opt_tvec::<usize>("pads")? {
+        ensure!(pads.len() == 2 * k, "QLinearAveragePool: pads must give a start and an end per axis");
+    }
     let ceil_mode = node.get_attr_opt::<i64>("ceil_mode")?.unwrap_or(0) == 1;
     let zeros = || tvec!(0; kernel_shape.len());
     let padding = match node.get_attr_opt::<&str>("auto_pad")?.unwrap_or("NOTSET") {

@@ -103,6 +103,9 @@ impl EvalOp for MlOp {
         };
         let mut xs: Vec<f32> = input.cast_to::<f32>()?.try_as_plain_ram()?.as_slice::<f32>()?.to_vec();
         let n = xs.len().checked_div(stride).unwrap_or(0);
+        // Output sizes, checked: wasm32's usize is 32 bits, and a wrapped size would make a
+        // tensor whose shape claims more than its data.
+        let cells = |width: usize| n.checked_mul(width).context("an output too large to address");
         let answer = |labels: Vec<i64>, scores: Vec<f32>, width: usize| -> TractResult<TVec<TValue>> {
             Ok(tvec!(tensor1(&labels).into_tvalue(), Tensor::from_shape(&[n, width], &scores)?.into_tvalue()))
         };
@@ -114,7 +117,7 @@ impl EvalOp for MlOp {
                     c.forest.features()
                 );
                 let (width, mut seen) = (c.classes(), vec![false; c.classes()]);
-                let mut scores = vec![0f32; n * width];
+                let mut scores = vec![0f32; cells(width)?];
                 let labels = xs
                     .chunks_exact(stride.max(1))
                     .zip(scores.chunks_exact_mut(width))
@@ -125,7 +128,7 @@ impl EvalOp for MlOp {
             MlKind::SvmClassifier(c) => {
                 ensure!(stride == c.features, "the SVM takes rows of {} features, not {stride}", c.features);
                 let (width, mut scratch) = (c.width(), Vec::new());
-                let mut scores = vec![0f32; n * width];
+                let mut scores = vec![0f32; cells(width)?];
                 let labels = xs
                     .chunks_exact(stride.max(1))
                     .zip(scores.chunks_exact_mut(width))
@@ -139,7 +142,7 @@ impl EvalOp for MlOp {
                     "the regressor reads {} features; rows have {stride}",
                     r.forest.features()
                 );
-                let mut out = vec![0f32; n * r.targets];
+                let mut out = vec![0f32; cells(r.targets)?];
                 let mut seen = vec![false; r.targets];
                 for (row, y) in xs.chunks_exact(stride.max(1)).zip(out.chunks_exact_mut(r.targets)) {
                     r.regress(row, y, &mut seen);
@@ -158,8 +161,15 @@ impl EvalOp for MlOp {
             MlKind::OneHotEncoder(e) => {
                 let mut dims = shape.clone();
                 dims.push(e.categories.len());
-                let mut out = vec![0f32; xs.len() * e.categories.len()];
-                e.encode(&xs, &mut out).map_err(|e| anyhow!(e))?;
+                let size = xs.len().checked_mul(e.categories.len()).context("an output too large to address")?;
+                let mut out = vec![0f32; size];
+                // Integers are looked up as integers (f32 would merge those above 2^24).
+                let values: Vec<i64> = if input.datum_type().is_integer() {
+                    input.cast_to::<i64>()?.try_as_plain_ram()?.as_slice::<i64>()?.to_vec()
+                } else {
+                    xs.iter().map(|&x| x as i64).collect()
+                };
+                e.encode(&values, &mut out).map_err(|e| anyhow!(e))?;
                 Ok(tvec!(Tensor::from_shape(&dims, &out)?.into_tvalue()))
             }
         }

@@ -42,8 +42,9 @@ impl Imputer {
     }
 }
 
-/// One column per category, 1.0 where the value is that category (numbers truncated to
-/// integers); a value of no category gives a row of zeros, or an error without `zeros`.
+/// One column per category, 1.0 where the value is that category (real numbers truncated to
+/// integers by the caller); a value of no category gives a row of zeros, or an error without
+/// `zeros`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct OneHotEncoder {
     pub categories: Vec<i64>,
@@ -51,11 +52,10 @@ pub struct OneHotEncoder {
 }
 
 impl OneHotEncoder {
-    pub fn encode(&self, xs: &[f32], out: &mut [f32]) -> Result<(), String> {
+    pub fn encode(&self, values: &[i64], out: &mut [f32]) -> Result<(), String> {
         let n = self.categories.len();
         out.fill(0.0);
-        for (x, row) in xs.iter().zip(out.chunks_exact_mut(n)) {
-            let value = *x as i64;
+        for (&value, row) in values.iter().zip(out.chunks_exact_mut(n)) {
             // A repeated category counts at its last position, as onnxruntime maps it.
             match self.categories.iter().rposition(|&c| c == value) {
                 Some(at) => row[at] = 1.0,
@@ -80,8 +80,12 @@ mod tests {
         Imputer { imputed: vec![7.0, 8.0], replaced: f32::NAN }.apply(&mut xs, 2);
         assert_eq!(xs, [7.0, 5.0, 1.0, 8.0]);
         let mut out = [9.0; 6];
-        OneHotEncoder { categories: vec![3, 5, 7], zeros: true }.encode(&[5.0, 4.0], &mut out).unwrap();
+        OneHotEncoder { categories: vec![3, 5, 7], zeros: true }.encode(&[5, 4], &mut out).unwrap();
         assert_eq!(out, [0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
-        assert!(OneHotEncoder { categories: vec![3], zeros: false }.encode(&[4.0], &mut out[..1]).is_err());
+        assert!(OneHotEncoder { categories: vec![3], zeros: false }.encode(&[4], &mut out[..1]).is_err());
+        // Integers past f32's 2^24 stay distinct.
+        let big = OneHotEncoder { categories: vec![16_777_216, 16_777_217], zeros: true };
+        big.encode(&[16_777_217], &mut out[..2]).unwrap();
+        assert_eq!(out[..2], [0.0, 1.0]);
     }
 }

@@ -5,7 +5,7 @@
 //! The linear form (no support vectors: one coefficient row per class) is also taken.
 
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::internal::{bail, ensure};
+use tract_onnx::tract_core::internal::*;
 
 use super::transform::{logistic, probit, PostTransform};
 
@@ -39,10 +39,13 @@ impl Kernel {
             Kernel::Linear => dot(),
             Kernel::Poly { gamma, coef0, degree } => {
                 let base = gamma * dot() + coef0;
-                match degree as i32 {
-                    2 => base * base,
-                    3 => base * base * base,
-                    _ => base.powf(degree),
+                // onnxruntime compares the float degree with 2 and 3.
+                if degree == 2.0 {
+                    base * base
+                } else if degree == 3.0 {
+                    base * base * base
+                } else {
+                    base.powf(degree)
                 }
             }
             Kernel::Rbf { gamma } => {
@@ -86,7 +89,8 @@ impl SvmClassifier {
         ensure!(n >= 2, "an SVM classifier needs two classes or more");
         ensure!(!coefficients.is_empty() && !rho.is_empty(), "coefficients and rho are required");
         ensure!(prob_a.len() == prob_b.len(), "prob_a and prob_b differ in length");
-        let vectors: usize = vectors_per_class.iter().sum();
+        let vectors = vectors_per_class.iter().try_fold(0usize, |sum, &v| sum.checked_add(v));
+        let vectors = vectors.context("vectors_per_class sums past the address space")?;
         let features = if vectors > 0 {
             ensure!(
                 vectors_per_class.len() == n,

@@ -121,6 +121,8 @@ pub struct Forest {
     tests: Tests,
     /// The highest feature any branch reads.
     max_feature: usize,
+    /// Outputs (classes, targets) the weights are for: every weight's id is below it.
+    outputs: usize,
 }
 
 impl Forest {
@@ -158,13 +160,18 @@ impl Forest {
                 id
             })
             .collect();
+        ensure!(a.weights.len() < u32::MAX as usize, "a tree ensemble of {} leaf weights", a.weights.len());
         let mut index: HashMap<(i64, i64), usize> = HashMap::with_capacity(n);
         let mut roots = Vec::new();
+        // The run (tree) each node belongs to: its children must be in it, so that a walk stays
+        // within its tree and a row costs at most one visit per node.
+        let mut run = Vec::with_capacity(n);
         for (i, &id) in ids.iter().enumerate() {
             ensure!(index.insert((a.tree_ids[i], a.node_ids[i]), i).is_none(), "node {i} is listed twice");
             if i == 0 || a.tree_ids[i] != a.tree_ids[i - 1] {
                 roots.push(id);
             }
+            run.push(roots.len());
         }
         // Each leaf's weights, in (tree, node, listed) order.
         let mut order: Vec<usize> = (0..w).collect();
@@ -191,6 +198,7 @@ impl Forest {
             weights: Vec::with_capacity(w),
             tests: Tests::Uniform(Mode::Leaf),
             max_feature: 0,
+            outputs,
         };
         let (mut modes, mut missing) = (Vec::new(), Vec::new());
         for i in 0..n {
@@ -204,9 +212,11 @@ impl Forest {
                 index
                     .get(&(a.tree_ids[i], id))
                     .copied()
-                    .filter(|&c| c != i)
+                    .filter(|&c| c != i && run[c] == run[i])
                     .map(|c| ids[c])
-                    .with_context(|| format!("node {} of tree {} has no child {id}", a.node_ids[i], a.tree_ids[i]))
+                    .with_context(|| {
+                        format!("node {} of tree {} has no child {id} in its tree", a.node_ids[i], a.tree_ids[i])
+                    })
             };
             let feature = u32::try_from(a.feature_ids[i]).context("a negative feature id")?;
             forest.max_feature = forest.max_feature.max(feature as usize);
@@ -265,18 +275,27 @@ impl Forest {
 
     /// Features a row must have.
     pub fn features(&self) -> usize {
-        self.max_feature + 1
+        self.max_feature.saturating_add(1)
     }
 
-    /// Calls `f` with the leaf `row` reaches in each tree, in tree order.
-    #[inline]
-    fn for_each_leaf(&self, row: &[f32], mut f: impl FnMut(&Leaf)) {
+    /// Outputs its weights are for (classes or targets).
+    pub fn outputs(&self) -> usize {
+        self.outputs
+    }
+
+    fn check_row(&self, row: &[f32]) {
         assert!(
             row.len() > self.max_feature,
             "a row of {} features for a forest reading {}",
             row.len(),
             self.features()
         );
+    }
+
+    /// Calls `f` with the leaf `row` reaches in each tree, in tree order.
+    #[inline]
+    fn for_each_leaf(&self, row: &[f32], mut f: impl FnMut(&Leaf)) {
+        self.check_row(row);
         match &self.tests {
             Tests::Uniform(Mode::Leq) => self.roots.iter().for_each(|&r| f(self.walk(r, row, |_, x, t| x <= t))),
             Tests::Uniform(Mode::Lt) => self.roots.iter().for_each(|&r| f(self.walk(r, row, |_, x, t| x < t))),
@@ -313,6 +332,7 @@ impl Forest {
     /// Nodes `row` visits in every tree, the branches it passes through and the leaf it ends
     /// at: what the benchmark divides an ensemble's instructions by.
     pub fn visits(&self, row: &[f32]) -> u64 {
+        self.check_row(row);
         let mut visits = 0;
         let mut holds = |b: usize, x: f32, t: f32| {
             visits += 1;
@@ -347,7 +367,8 @@ impl TreeClassifier {
         let distinct: std::collections::BTreeSet<i64> = a.weight_ids.iter().copied().collect();
         TreeClassifier {
             binary: labels.len() == 2 && distinct.len() == 1,
-            weights_non_negative: a.weights.iter().all(|&w| w >= 0.0),
+            // onnxruntime's test is "no weight below 0": a NaN weight counts as non-negative.
+            weights_non_negative: a.weights.iter().all(|&w| w >= 0.0 || w.is_nan()),
             forest,
             labels,
             base: base.to_vec(),
@@ -364,11 +385,12 @@ impl TreeClassifier {
         let n = self.classes();
         scores.fill(0.0);
         seen.fill(false);
-        assert!(scores.len() == n && seen.len() == n, "one score per class");
+        let outputs = self.forest.outputs();
+        assert!(scores.len() >= outputs && seen.len() >= outputs, "a score for every class the weights name");
         self.forest.for_each_leaf(row, |leaf| {
             for &(class, weight) in self.forest.leaf_weights(leaf) {
-                // SAFETY: a weight's class is below the number of classes (checked by
-                // `Forest::build`), the length of `scores` and `seen` (asserted above).
+                // SAFETY: a weight's class is below the forest's outputs (checked by
+                // `Forest::build`), at most the length of `scores` and `seen` (asserted above).
                 unsafe {
                     *scores.get_unchecked_mut(class as usize) += weight;
                     *seen.get_unchecked_mut(class as usize) = true;
@@ -587,5 +609,15 @@ mod tests {
         let mut out_of_range = attributes();
         out_of_range.weight_ids[0] = 3;
         assert!(Forest::build(&out_of_range, 3).is_err());
+        // Tree ids 0, 0, 1, 0: the last node starts a run (a tree) of its own, so the root may
+        // not take it as a child (walks stay within their tree: a row costs at most a visit
+        // per node).
+        let mut across = attributes();
+        across.tree_ids = vec![0, 0, 1, 0];
+        across.node_ids = vec![0, 1, 0, 2];
+        across.weight_tree_ids = vec![0, 0, 1];
+        across.weight_node_ids = vec![1, 2, 0];
+        let error = Forest::build(&across, 3).unwrap_err().to_string();
+        assert!(error.contains("in its tree"), "{error}");
     }
 }
