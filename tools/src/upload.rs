@@ -17,7 +17,7 @@
 use std::time::Duration;
 
 use futures::stream::{self, StreamExt};
-use inference_api::{ModelInfo, RegistryError, UploadChunk, UploadRequest, UploadStatus};
+use inference_api::{ChunkRange, ModelInfo, RegistryError, UploadChunk, UploadRequest, UploadStatus};
 use inference_client::{CallError, InferenceClient, Transport};
 use sha2::{Digest, Sha256};
 
@@ -111,16 +111,8 @@ pub async fn recorded_version<T: Transport>(
     name: &str,
     sha256: &[u8],
 ) -> Result<Option<ModelInfo>, UploadError> {
-    let (mut found, mut after) = (None, None);
-    loop {
-        let page = client.list_models(after.as_ref()).await??;
-        let same = page.models.into_iter().filter(|i| i.name == name && i.sha256 == sha256);
-        found = same.chain(found).max_by_key(|i: &ModelInfo| i.version);
-        match page.next {
-            Some(next) => after = Some(next),
-            None => return Ok(found),
-        }
-    }
+    let models = client.all_models().await??;
+    Ok(models.into_iter().filter(|i| i.name == name && i.sha256 == sha256).max_by_key(|i| i.version))
 }
 
 /// Finds an unfinished upload of the very same file to resume: same name, size, chunk size and
@@ -139,7 +131,7 @@ async fn resumable<T: Transport>(
                 && p.chunk_size == request.chunk_size
                 && p.sha256 == request.sha256
         })
-        .min_by_key(|p| (p.missing.len(), p.upload_id)))
+        .min_by_key(|p| (ChunkRange::count(&p.missing), p.upload_id)))
 }
 
 /// Checks that `info` is the file whose sha256 is `local`.
@@ -210,7 +202,7 @@ async fn send<T: Transport>(
                 size: request.size,
                 chunk_size: request.chunk_size,
                 chunk_count: ticket.chunk_count,
-                missing: (0..ticket.chunk_count).collect(),
+                missing: vec![ChunkRange { start: 0, end: ticket.chunk_count }],
                 received_bytes: 0,
                 sha256: request.sha256.clone(),
             }
@@ -218,7 +210,7 @@ async fn send<T: Transport>(
     };
     progress.started(request.size, status.received_bytes);
     let id = status.upload_id;
-    let mut missing = status.missing.clone();
+    let mut missing: Vec<u32> = ChunkRange::indices(&status.missing).collect();
     // A chunk found corrupt at finish is dropped by the canister: send it again, once.
     for round in 0..2 {
         let results: Vec<Result<(), UploadError>> = stream::iter(missing)

@@ -4,7 +4,7 @@
 use candid::{CandidType, Deserialize, Principal};
 use thiserror::Error;
 
-use crate::{DType, ShapeMismatch};
+use crate::{ChunkRange, DType, ShapeMismatch};
 
 /// The role an endpoint requires.
 #[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,8 +60,8 @@ pub enum RegistryError {
     CorruptChunks { indices: Vec<u32> },
     #[error("chunk {index} was already received with other bytes")]
     ConflictingChunk { index: u32 },
-    #[error("chunks {} are still missing", list(missing))]
-    ChunksMissing { missing: Vec<u32> },
+    #[error("chunks {} are still missing", ranges(missing))]
+    ChunksMissing { missing: Vec<ChunkRange> },
     #[error("the model's sha256 does not match the declared one")]
     ModelHashMismatch { declared: Vec<u8>, actual: Vec<u8> },
     #[error("the model cannot be used: {0}")]
@@ -191,6 +191,11 @@ pub enum SelfTestError {
 }
 
 /// `[1, 2, 3]` for people, from a list of indices.
+fn ranges(ranges: &[ChunkRange]) -> String {
+    let items: Vec<String> = ranges.iter().map(ChunkRange::to_string).collect();
+    format!("[{}]", items.join(", "))
+}
+
 fn list(indices: &[u32]) -> String {
     let items: Vec<String> = indices.iter().map(u32::to_string).collect();
     format!("[{}]", items.join(", "))
@@ -253,8 +258,8 @@ mod tests {
         let caller = Principal::anonymous();
         let refused = InferenceError::NotAuthorized(NotAuthorized { caller, needs: Role::Caller });
         assert_eq!(refused.to_string(), "2vxsx-fae may not call this: it needs the allowed caller role");
-        let missing = RegistryError::ChunksMissing { missing: vec![0, 3] };
-        assert_eq!(missing.to_string(), "chunks [0, 3] are still missing");
+        let missing = RegistryError::ChunksMissing { missing: ChunkRange::covering([0, 3, 4, 5]) };
+        assert_eq!(missing.to_string(), "chunks [0, 3..6] are still missing");
         let version = RegistryError::UnknownVersion { name: "cls".into(), version: 3 };
         assert_eq!(InferenceError::from(version).to_string(), "model \"cls\" has no version 3");
         let records = JobError::RecordsFull { limit: 1024 };

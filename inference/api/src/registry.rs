@@ -279,6 +279,48 @@ pub struct UploadChunk {
     pub sha256: Vec<u8>,
 }
 
+/// The chunks `start..end` of an upload (`end` not included).
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRange {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl ChunkRange {
+    /// Increasing chunk indices as the fewest ranges.
+    pub fn covering(indices: impl IntoIterator<Item = u32>) -> Vec<ChunkRange> {
+        let mut ranges: Vec<ChunkRange> = Vec::new();
+        for index in indices {
+            match ranges.last_mut() {
+                Some(last) if last.end == index => last.end += 1,
+                _ => ranges.push(ChunkRange { start: index, end: index + 1 }),
+            }
+        }
+        ranges
+    }
+
+    /// Every chunk index in `ranges`, in order.
+    pub fn indices(ranges: &[ChunkRange]) -> impl DoubleEndedIterator<Item = u32> + '_ {
+        ranges.iter().flat_map(|r| r.start..r.end)
+    }
+
+    /// How many chunks `ranges` hold.
+    pub fn count(ranges: &[ChunkRange]) -> u64 {
+        ranges.iter().map(|r| r.end.saturating_sub(r.start) as u64).sum()
+    }
+}
+
+/// `5` for one chunk, `3..6` for several.
+impl std::fmt::Display for ChunkRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.end == self.start + 1 {
+            write!(f, "{}", self.start)
+        } else {
+            write!(f, "{}..{}", self.start, self.end)
+        }
+    }
+}
+
 /// Where an upload stands: what is still missing, for resuming.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct UploadStatus {
@@ -287,7 +329,9 @@ pub struct UploadStatus {
     pub size: u64,
     pub chunk_size: u32,
     pub chunk_count: u32,
-    pub missing: Vec<u32>,
+    /// The chunks not received yet, as ranges in increasing order (a reply stays small however
+    /// many chunks an upload has).
+    pub missing: Vec<ChunkRange>,
     pub received_bytes: u64,
     /// The whole file's sha256 declared at `upload_start`: an uploader resumes only an upload of
     /// the very file it holds.

@@ -1,6 +1,8 @@
 //! Classification: validate the input, build (or reuse) the plan, and run the resumable job
 //! across as many messages as it needs, awaiting a call to this canister between them.
 
+use std::convert::Infallible;
+
 use candid::Principal;
 use inference_api::{
     Classification, Inference, InferenceError, InputTensor, LabelScore, ModelInfo, ModelRef, NodeProfile,
@@ -29,10 +31,10 @@ pub type Rule = fn(Principal) -> Result<(), NotAuthorized>;
 /// Counts a call of this canister to itself for as long as it awaits its reply (see
 /// [`crate::state::State::awaiting`]; `pre_upgrade` refuses while any does). Dropped when the
 /// reply comes, or in the cleanup of a trapped callback.
-struct Awaiting;
+pub struct Awaiting;
 
 impl Awaiting {
-    fn begin() -> Awaiting {
+    pub fn begin() -> Awaiting {
         state::with_mut(|s| s.awaiting += 1);
         Awaiting
     }
@@ -48,28 +50,31 @@ impl Drop for Awaiting {
 /// already in the heap (after an upgrade, for a shape not seen yet, or after the cache dropped
 /// it): that message gets the whole instruction limit, and if building does not fit it (or
 /// traps), its effects are rolled back and the caller gets this typed error instead of a trap
-/// of its own message. The build's instructions are charged to `caller`'s quota.
+/// of its own message. The build's instructions are charged to `caller`'s quota. A version
+/// deleted meanwhile is `UnknownVersion`: its number is never given to another file.
 pub async fn plan_in_own_message(
     info: &ModelInfo,
     shapes: &Shapes,
     caller: Principal,
-) -> Result<model::LoadedModel, String> {
+) -> Result<model::LoadedModel, InferenceError> {
     if let Some(p) = state::with_mut(|s| s.plans.get(info, shapes)) {
         return Ok(p);
     }
     let wire: Vec<Vec<u64>> = shapes.iter().map(|s| s.iter().map(|&d| d as u64).collect()).collect();
     build_in_own_message(info, Some(wire), caller).await?;
-    state::with_mut(|s| s.plans.get(info, shapes))
-        .ok_or_else(|| "the plan was built, then dropped to make room for others: try again".to_string())
+    state::with_mut(|s| s.plans.get(info, shapes)).ok_or_else(|| {
+        InferenceError::Engine("the plan was built, then dropped to make room for others: try again".into())
+    })
 }
 
 /// Has `build_plan` run for this version in a message of its own (see [`plan_in_own_message`];
-/// `shapes` absent: the declared ones, see [`build_plan`]).
+/// `shapes` absent: the declared ones, see [`build_plan`]). The registry's refusals come back
+/// as they are; a build that could not complete is `InvalidModel`.
 pub async fn build_in_own_message(
     info: &ModelInfo,
     shapes: Option<Vec<Vec<u64>>>,
     caller: Principal,
-) -> Result<(), String> {
+) -> Result<(), RegistryError> {
     let call = ic_cdk::call::Call::unbounded_wait(ic_cdk::api::canister_self(), "build_plan").with_args(&(
         &info.name,
         info.version,
@@ -81,14 +86,14 @@ pub async fn build_in_own_message(
     };
     let instructions = match reply {
         Ok(response) => match response.candid::<Result<u64, RegistryError>>() {
-            Ok(built) => built.map_err(|e| e.to_string())?,
-            Err(e) => return Err(e.to_string()),
+            Ok(built) => built?,
+            Err(e) => return Err(RegistryError::InvalidModel(e.to_string())),
         },
         Err(e) => {
-            return Err(format!(
+            return Err(RegistryError::InvalidModel(format!(
             "building the plan of {} v{} did not complete in one message (the IC's instruction limit, or a trap): {e}",
             info.name, info.version
-        ))
+        )))
         }
     };
     crate::quota::charge(caller, instructions, ic_cdk::api::time());
@@ -314,7 +319,7 @@ pub async fn run(
     inputs: &[InputTensor],
     query: bool,
 ) -> Result<Outcome, InferenceError> {
-    prepare(caller, rule, info, inputs, query).await?.drive(|_| Ok(())).await
+    prepare(caller, rule, info, inputs, query).await?.run().await
 }
 
 /// Everything that can be refused before any computation (inputs, capacity), then builds (or
@@ -347,7 +352,7 @@ pub async fn prepare(
     let plan = if query {
         ensure_plan(&info, &shapes).map_err(engine_error)?
     } else {
-        let plan = plan_in_own_message(&info, &shapes, caller).await.map_err(InferenceError::Engine)?;
+        let plan = plan_in_own_message(&info, &shapes, caller).await?;
         rule(caller)?;
         plan
     };
@@ -371,29 +376,47 @@ impl Prepared {
         self
     }
 
-    /// Runs the job to its end, one budget per message. `between` is called at every pause,
-    /// after the next message has begun; an error from it ends the job.
-    pub async fn drive(
+    /// Runs the job to its end, one budget per message.
+    pub async fn run(self) -> Result<Outcome, InferenceError> {
+        match self.drive(|_| Ok::<(), Infallible>(())).await {
+            Ok(outcome) => outcome,
+            Err(never) => match never {},
+        }
+    }
+
+    /// Runs the job like [`Prepared::run`], asking `between` at every pause (after the next
+    /// message has begun) whether to go on: its `Err(stop)` ends the job there with `Err(stop)`;
+    /// otherwise the job's own outcome comes back as `Ok`.
+    pub async fn drive<Stop>(
         mut self,
-        mut between: impl FnMut(Advance) -> Result<(), InferenceError>,
-    ) -> Result<Outcome, InferenceError> {
+        mut between: impl FnMut(Advance) -> Result<(), Stop>,
+    ) -> Result<Result<Outcome, InferenceError>, Stop> {
         let mut messages = 1;
         loop {
             let budget = self.budget;
-            let progress = self.job.advance(budget, || ic_cdk::api::performance_counter(0)).map_err(engine_error)?;
+            let progress = match self.job.advance(budget, || ic_cdk::api::performance_counter(0)) {
+                Ok(progress) => progress,
+                Err(e) => return Ok(Err(engine_error(e))),
+            };
             match progress {
                 Progress::Finished(outputs) => {
                     self.charge();
                     let total = ic_cdk::api::performance_counter(1);
                     state::with_mut(|s| s.measured.insert((self.info.name.clone(), self.info.version), total));
                     let costs = if self.profiled { self.job.costs() } else { Vec::new() };
-                    return Ok(Outcome { outputs, info: self.info, messages, costs });
+                    return Ok(Ok(Outcome { outputs, info: self.info, messages, costs }));
                 }
-                Progress::Paused { .. } if self.query => return Err(InferenceError::TooExpensiveForQuery { budget }),
+                Progress::Paused { .. } if self.query => {
+                    return Ok(Err(InferenceError::TooExpensiveForQuery { budget }));
+                }
                 Progress::Paused { done, total } => {
                     self.charge();
-                    yield_message().await?;
-                    (self.rule)(self.caller)?;
+                    if let Err(e) = yield_message().await {
+                        return Ok(Err(e));
+                    }
+                    if let Err(e) = (self.rule)(self.caller) {
+                        return Ok(Err(e.into()));
+                    }
                     messages += 1;
                     between(Advance { steps_done: done as u32, steps_total: total as u32, messages })?;
                 }

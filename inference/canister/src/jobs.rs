@@ -6,18 +6,26 @@
 //! job's record is the engine's ([`inference_engine::jobs`]): in stable memory, visible only to
 //! its submitter, ended `Interrupted` (never silently lost) when a message of the job traps or
 //! the canister is upgraded while it runs. Inputs are never stored.
+//!
+//! Job ids are derived from a secret drawn from the management canister's `raw_rand`, so they
+//! reveal nothing (how many jobs ran, whose they are). The secret lives on the heap: `init` and
+//! `post_upgrade` may not call, so the first `submit` after either draws it.
 
 use candid::Principal;
+use ic_cdk::call::Call;
 use inference_api::{InferenceError, JobError, JobRequest, JobResult, JobStatus};
-use inference_engine::jobs::Advance;
+use inference_engine::jobs::{Advance, IdKey};
 
+use crate::inference::Awaiting;
 use crate::{auth, inference, state};
 
 /// Validates the request and starts the job; errors that need no computation come back here.
 pub async fn submit(caller: Principal, request: JobRequest) -> Result<u64, JobError> {
     let per_caller = state::with(|s| s.config.get().max_records_per_caller);
     state::with_mut(|s| s.jobs.check_capacity(caller, per_caller, ic_cdk::api::time()))?;
+    let key = id_key().await?;
     let rule = auth::inference_caller;
+    rule(caller)?;
     let (prepared, top_k) = match &request {
         JobRequest::Classify(r) => {
             let info = inference::serving(&r.model, r.version)?;
@@ -28,26 +36,40 @@ pub async fn submit(caller: Principal, request: JobRequest) -> Result<u64, JobEr
             (inference::prepare(caller, rule, info, &r.inputs, false).await?, None)
         }
     };
-    let id = state::with_mut(|s| s.jobs.start(caller, per_caller, ic_cdk::api::time()))?;
+    let id = state::with_mut(|s| s.jobs.start(caller, per_caller, ic_cdk::api::time(), &key))?;
     ic_cdk::futures::spawn(async move {
         let guard = Unfinished(id);
-        let outcome = prepared
-            .drive(|advance: Advance| {
-                // Cancelled by its submitter: stop here. The record stays `Cancelled` (`finish`
-                // ends only running jobs), so this error is never seen.
-                state::with_mut(|s| s.jobs.progress(id, advance))
-                    .map_err(|_| InferenceError::Engine("cancelled by its submitter".into()))
-            })
-            .await
-            .and_then(|outcome| match top_k {
-                Some(top_k) => inference::classification(outcome, top_k).map(JobResult::Classification),
-                None => inference::inference(outcome).map(JobResult::Inference),
-            });
-        // A cancelled job stays cancelled: `finish` only ends a running one.
+        // Cancelled by its submitter: the job stops at its next pause and its record stays
+        // `Cancelled`.
+        let Ok(outcome) = prepared.drive(|advance: Advance| state::with_mut(|s| s.jobs.progress(id, advance))).await
+        else {
+            std::mem::forget(guard);
+            return;
+        };
+        let outcome = outcome.and_then(|outcome| match top_k {
+            Some(top_k) => inference::classification(outcome, top_k).map(JobResult::Classification),
+            None => inference::inference(outcome).map(JobResult::Inference),
+        });
         state::with_mut(|s| s.jobs.finish(id, outcome, ic_cdk::api::time()));
         std::mem::forget(guard);
     });
     Ok(id)
+}
+
+/// The key job ids are derived from: drawn from `raw_rand` once per heap. Two `submit`s that
+/// both draw keep the first key that arrives.
+async fn id_key() -> Result<IdKey, JobError> {
+    if let Some(key) = state::with(|s| s.job_id_key) {
+        return Ok(key);
+    }
+    let drawn = {
+        let _awaiting = Awaiting::begin();
+        Call::unbounded_wait(Principal::management_canister(), "raw_rand").await
+    };
+    let failed = |e: String| JobError::Inference(InferenceError::CallFailed(format!("raw_rand: {e}")));
+    let bytes: Vec<u8> = drawn.map_err(|e| failed(e.to_string()))?.candid().map_err(|e| failed(e.to_string()))?;
+    let key = IdKey(bytes.try_into().map_err(|_| failed("not 32 bytes".into()))?);
+    Ok(state::with_mut(|s| *s.job_id_key.get_or_insert(key)))
 }
 
 /// Marks its job interrupted if dropped before the job finished: the task was cancelled

@@ -262,7 +262,7 @@ async fn profile(model: String, version: Option<u32>, inputs: Vec<InputTensor>) 
     auth::maintainer(caller)?;
     let info = state::with(|s| s.registry.info(&model, version))?;
     let prepared = inference::prepare(caller, auth::maintainer, info, &inputs, false).await?;
-    let outcome = prepared.profiled().drive(|_| Ok(())).await?;
+    let outcome = prepared.profiled().run().await?;
     Ok(inference::profile(outcome))
 }
 

@@ -50,6 +50,7 @@ fn post_upgrade(args: Option<InitArgs>) {
 /// continuation, a plan build): ic-cdk keeps each awaiting future behind a pointer into the
 /// heap, which the new module replaces, so its reply would run undefined code. Stopping the
 /// canister first ends every job (`Stopping`) and waits for the replies; then upgrade and start.
+/// Otherwise the callers' quota usage, kept on the heap, is saved for the new module.
 #[ic_cdk::pre_upgrade]
 fn pre_upgrade() {
     let awaiting = crate::state::with(|s| s.awaiting);
@@ -59,4 +60,5 @@ fn pre_upgrade() {
              stop the canister first, then upgrade it, then start it"
         ));
     }
+    crate::state::with_mut(|s| s.usage.save());
 }

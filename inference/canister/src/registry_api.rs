@@ -57,7 +57,7 @@ async fn after_plan_built(
     change: impl FnOnce(&mut state::State) -> Result<(), RegistryError>,
 ) -> Result<(), RegistryError> {
     let info = state::with(|s| s.registry.info(name, Some(version)))?;
-    inference::build_in_own_message(&info, None, caller).await.map_err(RegistryError::InvalidModel)?;
+    inference::build_in_own_message(&info, None, caller).await?;
     auth::maintainer(caller)?;
     state::with_mut(change)
 }

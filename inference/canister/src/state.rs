@@ -7,7 +7,8 @@ use candid::Principal;
 use ic_stable_structures::{DefaultMemoryImpl, StableCell};
 use inference_api::Config;
 use inference_engine::access::Access;
-use inference_engine::jobs::Jobs;
+use inference_engine::jobs::{IdKey, Jobs};
+use inference_engine::quota::Usage;
 use inference_engine::registry::Registry;
 use inference_engine::stable::{self, Mem, StableLayout};
 
@@ -20,6 +21,9 @@ pub struct State {
     pub config: StableCell<Config, Mem<DefaultMemoryImpl>>,
     /// Polling jobs and their results (`submit` / `status` / `result` / `cancel`).
     pub jobs: Jobs<DefaultMemoryImpl>,
+    /// The secret job ids are derived from, drawn by the first `submit` after an install or
+    /// upgrade ([`crate::jobs`]).
+    pub job_id_key: Option<IdKey>,
     /// Optimised plans by (model, version), built on activation or on first use after an
     /// upgrade, within the configured heap budget.
     pub plans: PlanCache,
@@ -30,7 +34,7 @@ pub struct State {
     /// an upgrade now would leave their callbacks pointing into a heap that no longer exists.
     pub awaiting: u32,
     /// What each caller's inferences used in its current quota window.
-    pub usage: BTreeMap<Principal, crate::quota::Usage>,
+    pub usage: Usage<DefaultMemoryImpl>,
     /// Measured instructions of the last complete inference per (model, version).
     pub measured: BTreeMap<(String, u32), u64>,
 }
@@ -43,12 +47,13 @@ impl State {
             access: Access::init(&layout),
             config: StableCell::init(layout.memory(stable::CONFIG), Config::default()),
             jobs: Jobs::init(&layout),
+            job_id_key: None,
+            usage: Usage::init(&layout),
             layout,
             plans: PlanCache::default(),
             jobs_in_flight: 0,
             jobs_per_caller: BTreeMap::new(),
             awaiting: 0,
-            usage: BTreeMap::new(),
             measured: BTreeMap::new(),
         }
     }

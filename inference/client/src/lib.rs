@@ -98,3 +98,21 @@ impl<T: Transport> InferenceClient<T> {
         self.transport
     }
 }
+
+impl<T: Transport> InferenceClient<T> {
+    /// Every model version the caller may see, following `list_models`' pages to the end.
+    pub async fn all_models(&self) -> Result<Result<Vec<api::ModelInfo>, api::RegistryError>, CallError> {
+        let (mut models, mut after) = (Vec::new(), None);
+        loop {
+            let page = match self.list_models(after.as_ref()).await? {
+                Ok(page) => page,
+                Err(refused) => return Ok(Err(refused)),
+            };
+            models.extend(page.models);
+            match page.next {
+                Some(cursor) => after = Some(cursor),
+                None => return Ok(Ok(models)),
+            }
+        }
+    }
+}

@@ -9,13 +9,15 @@
 //!              └──cancel──> Cancelled└──interrupt (trap, upgrade)──> Interrupted
 //! ```
 //!
-//! A record is visible only to its owner. A finished record (and its result) is dropped
+//! A job's id is derived from a secret key and a counter, so ids say nothing of how many jobs
+//! ran before or of whose they are. A record is visible only to its owner. A finished record (and its result) is dropped
 //! [`RESULT_TTL_NS`] after the job ended, or when its owner cancels it; a running one never
 //! expires. At most [`MAX_JOB_RECORDS`] are kept.
 
 use candid::Principal;
 use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
 use inference_api::{InferenceError, JobError, JobRecord, JobResult, JobStatus, MAX_JOB_RECORDS, RESULT_TTL_NS};
+use sha2::{Digest, Sha256};
 
 use crate::stable::{self, Mem, StableLayout};
 
@@ -32,8 +34,22 @@ pub struct Jobs<M: Memory> {
     records: StableBTreeMap<u64, JobRecord, Mem<M>>,
     /// Results of the records that are `Done`, read only by `result`.
     results: StableBTreeMap<u64, JobResult, Mem<M>>,
-    /// Ids are never reused, even after their records expire.
+    /// The counter job ids are derived from; never reused, even after records expire.
     next_id: StableCell<u64, Mem<M>>,
+}
+
+/// The secret job ids are derived from: 32 unpredictable bytes (the canister draws them from the
+/// management canister's `raw_rand`). Whoever knew it could tell how many jobs ran before theirs.
+#[derive(Clone, Copy)]
+pub struct IdKey(pub [u8; 32]);
+
+impl IdKey {
+    /// The id of the `n`-th job: 64 bits of sha256(key ‖ n). Two jobs get the same id with
+    /// probability about 2^-64 per pair; [`Jobs::start`] skips an id still in use.
+    fn id(&self, n: u64) -> u64 {
+        let digest = Sha256::new().chain_update(self.0).chain_update(n.to_le_bytes()).finalize();
+        u64::from_le_bytes(digest[..8].try_into().expect("8 bytes of 32"))
+    }
 }
 
 impl<M: Memory> Jobs<M> {
@@ -79,11 +95,18 @@ impl<M: Memory> Jobs<M> {
         Ok(())
     }
 
-    /// Records a new running job of `owner` and returns its id.
-    pub fn start(&mut self, owner: Principal, per_owner: u32, now: u64) -> Result<u64, JobError> {
+    /// Records a new running job of `owner` and returns its id, derived with `key`.
+    pub fn start(&mut self, owner: Principal, per_owner: u32, now: u64, key: &IdKey) -> Result<u64, JobError> {
         self.check_capacity(owner, per_owner, now)?;
-        let id = *self.next_id.get();
-        self.next_id.set(id + 1);
+        let mut n = *self.next_id.get();
+        let id = loop {
+            let id = key.id(n);
+            n += 1;
+            if !self.records.contains_key(&id) {
+                break id;
+            }
+        };
+        self.next_id.set(n);
         let status = JobStatus::Running { steps_done: 0, steps_total: 0, messages: 0 };
         self.records.insert(id, JobRecord { owner, submitted_at_ns: now, status });
         Ok(id)

@@ -27,6 +27,7 @@ pub mod onnx;
 pub mod ops;
 pub mod passes;
 pub mod platform;
+pub mod quota;
 pub mod registry;
 pub mod selftest;
 pub mod stable;

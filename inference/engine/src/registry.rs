@@ -623,8 +623,8 @@ fn expected_chunk_len(session: &UploadSession, index: u32) -> u64 {
 }
 
 fn status(session: &UploadSession) -> UploadStatus {
-    let missing: Vec<u32> =
-        session.received.iter().enumerate().filter(|(_, r)| r.is_none()).map(|(i, _)| i as u32).collect();
+    let missing =
+        ChunkRange::covering(session.received.iter().enumerate().filter(|(_, r)| r.is_none()).map(|(i, _)| i as u32));
     let received_bytes = (0..session.chunk_count)
         .filter(|i| session.received[*i as usize].is_some())
         .map(|i| expected_chunk_len(session, i))

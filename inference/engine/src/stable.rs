@@ -24,6 +24,8 @@ pub const JOB_IDS: MemoryId = MemoryId::new(8);
 pub const JOB_RESULTS: MemoryId = MemoryId::new(9);
 /// Per model name: the highest version number ever given and the versions enabled to serve.
 pub const LINEAGE: MemoryId = MemoryId::new(10);
+/// Per caller: the instructions its inferences used in its current quota window.
+pub const QUOTA_USAGE: MemoryId = MemoryId::new(11);
 /// Each model's (or upload's) bytes get a virtual memory of their own, written once at
 /// `chunk index × chunk size`: one copy per byte, no B-tree node rewrites. ic-stable-structures
 /// 0.7 cannot give a virtual memory's buckets back, so a deleted model's memory is reused by
@@ -36,8 +38,9 @@ pub const WASM_PAGE: u64 = 64 * 1024;
 pub const MAGIC: [u8; 4] = *b"ONNX";
 /// 2 added `LINEAGE` (empty until a name next changes: the version counter falls back to the
 /// highest existing version) and `ModelInfo::upload_id` (an option, absent in older records), so
-/// opening a layout-1 memory needs no rewrite beyond the header.
-pub const LAYOUT_VERSION: u32 = 2;
+/// opening a layout-1 memory needs no rewrite beyond the header. 3 added `QUOTA_USAGE` (empty in
+/// older memories: every caller starts a new window).
+pub const LAYOUT_VERSION: u32 = 3;
 
 use inference_api::candid_storable;
 

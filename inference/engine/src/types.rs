@@ -2,6 +2,6 @@
 //! engine's modules name them in one place.
 
 pub use inference_api::{
-    Config, DType, InferenceError, ModelCursor, ModelInfo, ModelPage, RegistryError, TensorSpec, UploadChunk,
-    UploadRequest, UploadStatus, UploadTicket, WeightFormat,
+    ChunkRange, Config, DType, InferenceError, ModelCursor, ModelInfo, ModelPage, RegistryError, TensorSpec,
+    UploadChunk, UploadRequest, UploadStatus, UploadTicket, WeightFormat,
 };

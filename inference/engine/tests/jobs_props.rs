@@ -8,7 +8,7 @@ use ic_stable_structures::DefaultMemoryImpl;
 use inference_api::{
     Inference, InferenceError, JobError, JobResult, JobStatus, ModelRef, MAX_JOB_RECORDS, RESULT_TTL_NS,
 };
-use inference_engine::jobs::{Advance, Jobs};
+use inference_engine::jobs::{Advance, IdKey, Jobs};
 use inference_engine::stable::StableLayout;
 use proptest::prelude::*;
 
@@ -60,10 +60,17 @@ enum State {
 #[derive(Default)]
 struct Model {
     jobs: BTreeMap<u64, (u8, State, Option<u64>)>,
-    next: u64,
+    /// The ids `start` gave, in order: operations name jobs by their place here.
+    ids: Vec<u64>,
 }
 
 impl Model {
+    /// The id of the `job`-th job submitted (from 1); for a job not submitted yet, an id no job
+    /// has (derived ids are 64 random-looking bits, never this small).
+    fn id(&self, job: u64) -> u64 {
+        self.ids.get(job as usize - 1).copied().unwrap_or(job)
+    }
+
     fn live(&self, caller: u8, job: u64, now: u64) -> Option<&(u8, State, Option<u64>)> {
         self.jobs.get(&job).filter(|(owner, _, expires)| *owner == caller && expires.is_none_or(|at| at > now))
     }
@@ -111,14 +118,24 @@ proptest! {
     fn jobs_follow_their_state_machine(ops in proptest::collection::vec(op(), 1..60)) {
         let memory = DefaultMemoryImpl::default();
         let mut jobs = Jobs::init(&StableLayout::init(memory.clone()));
-        let mut model = Model { next: 1, ..Model::default() };
+        let mut model = Model::default();
         let mut now = 1_000u64;
+        // The canister draws a new key after every upgrade (it lives on the heap).
+        let mut key = IdKey([0; 32]);
         for op in ops {
+            let op = match op {
+                Op::Progress { job, steps } => Op::Progress { job: model.id(job), steps },
+                Op::Finish { job, ok } => Op::Finish { job: model.id(job), ok },
+                Op::Trap { job } => Op::Trap { job: model.id(job) },
+                Op::Cancel { caller, job } => Op::Cancel { caller, job: model.id(job) },
+                Op::Read { caller, job } => Op::Read { caller, job: model.id(job) },
+                op => op,
+            };
             match op {
                 Op::Submit { owner } => {
-                    let id = jobs.start(who(owner), u32::MAX, now).expect("far below the record limit");
-                    prop_assert_eq!(id, model.next, "ids are consecutive and never reused");
-                    model.next += 1;
+                    let id = jobs.start(who(owner), u32::MAX, now, &key).expect("far below the record limit");
+                    prop_assert!(!model.ids.contains(&id), "ids are never reused");
+                    model.ids.push(id);
                     model.jobs.insert(id, (owner, State::Running(0), None));
                 }
                 Op::Progress { job, steps } => {
@@ -160,6 +177,7 @@ proptest! {
                     // post_upgrade: the same stable memory, a new heap; running jobs lost their task.
                     jobs = Jobs::init(&StableLayout::init(memory.clone()));
                     jobs.interrupt_running(now);
+                    key = IdKey([model.ids.len() as u8 + 1; 32]);
                     let running: Vec<u64> =
                         model.jobs.iter().filter(|(_, e)| matches!(e.1, State::Running(_))).map(|(id, _)| *id).collect();
                     for id in running {
@@ -168,9 +186,9 @@ proptest! {
                 }
             }
             // Every job, as its owner and as another principal sees it.
-            for job in 1..model.next {
+            for job in 1..=model.ids.len() as u64 + 1 {
                 for caller in 0..3 {
-                    check_read(&jobs, &model, caller, job, now);
+                    check_read(&jobs, &model, caller, model.id(job), now);
                 }
             }
         }
@@ -180,15 +198,15 @@ proptest! {
 #[test]
 fn records_beyond_the_limit_are_refused_until_results_expire() {
     let mut jobs = Jobs::init(&StableLayout::init(DefaultMemoryImpl::default()));
+    let key = IdKey([1; 32]);
     for n in 0..MAX_JOB_RECORDS {
-        let id = jobs.start(who(1), u32::MAX, n).unwrap();
+        let id = jobs.start(who(1), u32::MAX, n, &key).unwrap();
         jobs.finish(id, Ok(answer(id)), n);
     }
-    assert_eq!(jobs.start(who(2), u32::MAX, 5_000), Err(JobError::RecordsFull { limit: MAX_JOB_RECORDS as u32 }));
+    assert_eq!(jobs.start(who(2), u32::MAX, 5_000, &key), Err(JobError::RecordsFull { limit: MAX_JOB_RECORDS as u32 }));
     // The first result (finished at 0) expires one TTL later; then one record is free again.
     jobs.check_capacity(who(2), u32::MAX, RESULT_TTL_NS - 1).expect_err("nothing expired yet");
-    let id = jobs.start(who(2), u32::MAX, RESULT_TTL_NS).expect("the first record expired");
-    assert_eq!(id, MAX_JOB_RECORDS + 1);
+    jobs.start(who(2), u32::MAX, RESULT_TTL_NS, &key).expect("the first record expired");
     assert_eq!(jobs.len(), MAX_JOB_RECORDS);
 }
 
@@ -197,12 +215,27 @@ fn records_beyond_the_limit_are_refused_until_results_expire() {
 #[test]
 fn one_owner_cannot_take_more_than_its_share_of_the_records() {
     let mut jobs = Jobs::init(&StableLayout::init(DefaultMemoryImpl::default()));
-    let share = 3;
-    let ids: Vec<u64> = (0..share).map(|n| jobs.start(who(1), share, n as u64).unwrap()).collect();
-    assert_eq!(jobs.start(who(1), share, 10), Err(JobError::CallerRecordsFull { limit: share }));
-    jobs.start(who(2), share, 10).expect("another caller still gets a record");
+    let (share, key) = (3, IdKey([2; 32]));
+    let ids: Vec<u64> = (0..share).map(|n| jobs.start(who(1), share, n as u64, &key).unwrap()).collect();
+    assert_eq!(jobs.start(who(1), share, 10, &key), Err(JobError::CallerRecordsFull { limit: share }));
+    jobs.start(who(2), share, 10, &key).expect("another caller still gets a record");
     jobs.finish(ids[0], Ok(answer(ids[0])), 11);
-    assert_eq!(jobs.start(who(1), share, 12), Err(JobError::CallerRecordsFull { limit: share }), "unfetched");
+    assert_eq!(jobs.start(who(1), share, 12, &key), Err(JobError::CallerRecordsFull { limit: share }), "unfetched");
     jobs.cancel(who(1), ids[0], 13).unwrap();
-    jobs.start(who(1), share, 14).expect("a discarded result frees its record");
+    jobs.start(who(1), share, 14, &key).expect("a discarded result frees its record");
+}
+
+/// Job ids say nothing of how many jobs ran before: they are not a count, not in order, and
+/// another key gives other ids for the same jobs.
+#[test]
+fn job_ids_reveal_no_count() {
+    let ids = |key: u8| {
+        let mut jobs = Jobs::init(&StableLayout::init(DefaultMemoryImpl::default()));
+        (0..64).map(|n| jobs.start(who(1), u32::MAX, n, &IdKey([key; 32])).unwrap()).collect::<Vec<u64>>()
+    };
+    let (first, second) = (ids(3), ids(4));
+    assert!(first.iter().all(|id| *id > 1 << 20), "no small counts: {first:?}");
+    assert!(first.windows(2).all(|w| w[1].abs_diff(w[0]) > 1), "no consecutive ids: {first:?}");
+    assert!(!first.is_sorted() && !first.iter().rev().is_sorted(), "not in order: {first:?}");
+    assert!(first.iter().all(|id| !second.contains(id)), "another key, other ids");
 }

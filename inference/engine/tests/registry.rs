@@ -83,8 +83,8 @@ fn shuffled_duplicated_interrupted_upload_resumes_and_verifies() {
     assert!(matches!(r.finish_upload(t.upload_id, ADMIN), Err(RegistryError::ChunksMissing { .. })));
     // Resume from the canister's missing list.
     let missing = r.upload_status(t.upload_id, ADMIN).unwrap().missing;
-    assert_eq!(missing, (0..t.chunk_count).step_by(2).collect::<Vec<_>>());
-    for i in missing.into_iter().rev() {
+    assert_eq!(missing, ChunkRange::covering((0..t.chunk_count).step_by(2)));
+    for i in ChunkRange::indices(&missing).rev() {
         put(&mut r, t.upload_id, &model, i as usize).unwrap();
     }
     let info = r.finish_upload(t.upload_id, ADMIN).unwrap();
@@ -145,7 +145,7 @@ fn every_bad_upload_input_has_its_typed_error_and_changes_nothing() {
         }
     }
     assert_eq!(r.finish_upload(t.upload_id, ADMIN), Err(RegistryError::CorruptChunks { indices: vec![2] }));
-    assert_eq!(r.upload_status(t.upload_id, ADMIN).unwrap().missing, vec![2]);
+    assert_eq!(r.upload_status(t.upload_id, ADMIN).unwrap().missing, vec![ChunkRange { start: 2, end: 3 }]);
     put(&mut r, t.upload_id, &model, 2).unwrap();
     assert_eq!(r.finish_upload(t.upload_id, ADMIN).unwrap().name, "fixed");
     r.delete("fixed", 1).unwrap();
@@ -242,7 +242,7 @@ fn the_registry_reopens_from_the_same_stable_memory() {
     assert_eq!(r.active_version("cls"), Some(1));
     let pending = r.uploads(ADMIN);
     assert_eq!(pending.len(), 1);
-    for i in pending[0].missing.clone() {
+    for i in ChunkRange::indices(&pending[0].missing) {
         put(&mut r, pending[0].upload_id, &model, i as usize).unwrap();
     }
     assert_eq!(r.finish_upload(pending[0].upload_id, ADMIN).unwrap().name, "half");
@@ -298,7 +298,8 @@ fn an_upload_is_changed_only_by_its_owner_or_an_admin() {
     assert_eq!(r.abort_upload(t.upload_id, other), refused.clone());
     assert_eq!(r.upload_status(t.upload_id, other), refused.clone().map(|()| unreachable!()));
     assert!(r.uploads(other).is_empty(), "others' sessions are not listed");
-    assert_eq!(r.upload_status(t.upload_id, ADMIN).unwrap().missing.len(), t.chunk_count as usize, "nothing written");
+    let missing = r.upload_status(t.upload_id, ADMIN).unwrap().missing;
+    assert_eq!(ChunkRange::count(&missing), t.chunk_count as u64, "nothing written");
     r.put_chunk(t.upload_id, 0, chunk, hash, as_maintainer()).expect("the owner may");
     assert_eq!(r.uploads(as_maintainer()).len(), 1);
     r.abort_upload(t.upload_id, ADMIN).expect("an admin may abort any upload");

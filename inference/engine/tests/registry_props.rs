@@ -351,7 +351,7 @@ impl RefUpload {
     }
 
     fn status(&self) -> UploadStatus {
-        let missing: Vec<u32> = (0..self.chunk_count).filter(|&i| self.received[i as usize].is_none()).collect();
+        let missing = ChunkRange::covering((0..self.chunk_count).filter(|&i| self.received[i as usize].is_none()));
         let received_bytes = (0..self.chunk_count)
             .filter(|&i| self.received[i as usize].is_some())
             .map(|i| self.chunk_range(i).len() as u64)
@@ -659,7 +659,7 @@ fn check_put(
 fn put_all(real: &mut Real, model: &mut Reference, id: u64) -> Result<(), TestCaseError> {
     match model.uploads.get(&id).cloned() {
         Some(u) => {
-            for index in u.status().missing {
+            for index in ChunkRange::indices(&u.status().missing) {
                 let bytes = &u.content[u.chunk_range(index)];
                 check_put(real, model, id, index, bytes, &sha(bytes))?;
             }
@@ -733,7 +733,7 @@ fn apply(real: &mut Real, model: &mut Reference, op: &Op, step: u64) -> Result<(
                 Some(u) => {
                     let index = match index {
                         IndexChoice::Missing(n) => {
-                            let missing = u.status().missing;
+                            let missing: Vec<u32> = ChunkRange::indices(&u.status().missing).collect();
                             if missing.is_empty() {
                                 n as u32 % u.chunk_count
                             } else {

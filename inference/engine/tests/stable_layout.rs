@@ -27,12 +27,16 @@ use candid::Principal;
 use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::{DefaultMemoryImpl, Memory};
 use inference_engine::access::{Access, List};
+use inference_engine::quota::{Quota, Usage};
 use inference_engine::registry::{Actor, Registry, UploadPolicy};
 use inference_engine::stable::{self, Header, StableLayout, WASM_PAGE};
 use inference_engine::types::*;
 use sha2::{Digest, Sha256};
 
 const MAINTAINER: [u8; 10] = [0xa1; 10];
+/// The golden caller's quota window: (start, instructions used).
+const USED: (u64, u64) = (T1, 123_456_789);
+const QUOTA: Quota = Quota { instructions: 1 << 40, window_ns: 1 << 40 };
 const CALLER: [u8; 29] = [0xc2; 29];
 const UPLOADER: [u8; 3] = [1, 2, 3];
 /// 2023-11-14T22:13:20Z, and a minute later.
@@ -106,7 +110,8 @@ fn put(r: &mut Registry<DefaultMemoryImpl>, id: u64, bytes: &[u8], index: u32) -
 }
 
 /// The golden state: `cls` v1 (relu) and v2 (add), v1 activated then v2 (so v1 is the rollback
-/// target), a maintainer and a caller, and `det` (add) uploading with only its first chunk in.
+/// target), a maintainer and a caller (who used part of its instruction quota), and `det` (add)
+/// uploading with only its first chunk in.
 fn golden_state() -> DefaultMemoryImpl {
     let memory = DefaultMemoryImpl::default();
     let mut layout = StableLayout::init(memory.clone());
@@ -114,6 +119,9 @@ fn golden_state() -> DefaultMemoryImpl {
     let mut r = Registry::init(&layout);
     access.grant(List::Maintainers, Principal::from_slice(&MAINTAINER)).unwrap();
     access.grant(List::Callers, Principal::from_slice(&CALLER)).unwrap();
+    let mut usage = Usage::init(&layout);
+    usage.charge(Principal::from_slice(&CALLER), USED.1, QUOTA, USED.0);
+    usage.save();
     let uploader = Principal::from_slice(&UPLOADER);
     for (bytes, at, description) in [(relu(), T1, "relu"), (add(), T2, "add")] {
         let t = r.start_upload(&mut layout, request("cls", &bytes, description), uploader, at, NO_LIMITS).unwrap();
@@ -149,6 +157,7 @@ fn memory_name(id: u8) -> String {
         (stable::JOB_IDS, "JOB_IDS"),
         (stable::JOB_RESULTS, "JOB_RESULTS"),
         (stable::LINEAGE, "LINEAGE"),
+        (stable::QUOTA_USAGE, "QUOTA_USAGE"),
     ];
     match named.iter().find(|(m, _)| *m == MemoryId::new(id)) {
         Some((_, n)) => n.to_string(),
@@ -282,17 +291,25 @@ fn the_stable_layout_is_unchanged() {
 
 #[test]
 fn todays_stable_memory_still_reads() {
-    reads_the_golden_state(&golden("stable_image.txt"));
+    reads_the_golden_state(&golden("stable_image.txt"), Some(USED));
+}
+
+/// Layout 2 (before quota usage was kept): every caller starts a new window.
+#[test]
+fn layout_version_2_still_reads() {
+    reads_the_golden_state(&golden("stable_image_v2.txt"), None);
 }
 
 /// Layout 1 (before version lineage and upload ids): opened by today's code, it reads as it did
 /// and is written on with today's rules (the next version after v2 is v3).
 #[test]
 fn layout_version_1_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v1.txt"));
+    reads_the_golden_state(&golden("stable_image_v1.txt"), None);
 }
 
-fn reads_the_golden_state(image: &std::path::Path) {
+/// Opens a golden image and checks it holds the golden state; `used` is the caller's quota
+/// window (start, instructions) when the image's layout keeps one.
+fn reads_the_golden_state(image: &std::path::Path, used: Option<(u64, u64)>) {
     let text = std::fs::read_to_string(image).unwrap();
     let memory = from_image(&text);
     let (relu, add) = (relu(), add());
@@ -308,6 +325,7 @@ fn reads_the_golden_state(image: &std::path::Path) {
     assert_eq!(access.members(List::Callers), vec![Principal::from_slice(&CALLER)]);
     assert!(access.contains(List::Maintainers, Principal::from_slice(&MAINTAINER)));
     assert!(!access.contains(List::Maintainers, Principal::from_slice(&CALLER)));
+    assert_eq!(Usage::init(&layout).of(Principal::from_slice(&CALLER)), used);
 
     let mut r = Registry::init(&layout);
     let versions = r.versions();
@@ -380,7 +398,7 @@ fn reads_the_golden_state(image: &std::path::Path) {
             size: add.len() as u64,
             chunk_size: CHUNK,
             chunk_count: chunks,
-            missing: (1..chunks).collect(),
+            missing: vec![ChunkRange { start: 1, end: chunks }],
             received_bytes: 64,
             sha256: Sha256::digest(&add).to_vec(),
         }]

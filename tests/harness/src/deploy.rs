@@ -125,15 +125,13 @@ impl Deployment {
     pub fn state_fingerprint(&mut self) -> String {
         let admin = self.controller;
         let mut out = format!("{:?}\n", self.ic.stable_memory_sha256(self.inference));
-        let mut after = None;
-        loop {
-            let page = self.call(admin, calls::list_models(after.as_ref())).0.expect("list").expect("admin lists");
-            out += &format!("{:?}\n", page.models);
-            match page.next {
-                Some(next) => after = Some(next),
-                None => break,
-            }
-        }
+        let client = InferenceClient::new(IcTransport {
+            ic: RefCell::new(&mut *self.ic),
+            canister: self.inference,
+            sender: admin,
+        });
+        let models = futures::executor::block_on(client.all_models()).expect("list").expect("admin lists");
+        out += &format!("{models:?}\n");
         out += &format!("{:?}\n", self.call(admin, calls::uploads()).0.expect("uploads"));
         out += &format!("{:?}\n", self.call(admin, calls::roles()).0.expect("roles"));
         out += &format!("{:?}\n", self.call(admin, calls::config()).0.expect("config"));

@@ -354,3 +354,44 @@ fn a_maintainer_revoked_while_activate_builds_the_plan_does_not_activate() {
     let active = w.d.call(admin, calls::active_version(MODEL)).0.unwrap().unwrap();
     assert_eq!(active, Some(1), "the version active before stays active");
 }
+
+/// #13.6, interleaved: the version an inference read is deleted while the inference waits for
+/// its plan, then another file is uploaded under the same name (taking the freed blob). The
+/// inference gets `UnknownVersion` for the version it asked for, never another file's answer
+/// under that number; the new file gets a new number and answers as itself.
+#[test]
+fn a_version_deleted_while_an_inference_awaits_its_plan_is_never_run_as_another_file() {
+    let mut w = world();
+    let (m, inference, caller) = (w.d.maintainer, w.d.inference, user(30));
+    w.d.as_admin(calls::allow_caller(caller)).unwrap();
+    w.d.call(m, calls::enable_version(MODEL, w.inactive, true)).0.unwrap().unwrap();
+    let old = w.d.call(m, calls::model_info(MODEL, Some(w.inactive))).0.unwrap().unwrap();
+    // After an upgrade no plan is in the heap: the inference builds it in a message of its own.
+    w.d.upgrade_inference();
+    let request = classify(&w, Some(w.inactive), input(&w));
+    let classify_old = calls::classify(&request);
+    // Queued in this order: the inference reads the version and awaits its plan build, which is
+    // queued behind the delete.
+    let pending = canister_harness::submit_call(&mut *w.d.ic, inference, caller, &classify_old).unwrap();
+    let delete = calls::delete_version(MODEL, w.inactive);
+    let deleted = canister_harness::submit_call(&mut *w.d.ic, inference, m, &delete).unwrap();
+    let reply = canister_harness::await_call(&mut *w.d.ic, pending, &classify_old).0.unwrap();
+    assert_eq!(reply, Err(InferenceError::UnknownVersion { name: MODEL.into(), version: w.inactive }));
+    canister_harness::await_call(&mut *w.d.ic, deleted, &delete).0.unwrap().unwrap();
+
+    // Another file under the same name: the next number, in the blob the deleted version freed.
+    let other = case("rapidocr_cls", "qdq");
+    let specs = Some(canister_harness::cases::specs(&other));
+    let options = Deployment::upload_options(1 << 20);
+    let new = w.d.upload_with(m, MODEL, &other.model, vec![], specs, &options).expect("uploads");
+    assert_eq!((new.version, new.blob), (w.inactive + 1, old.blob));
+    let reply = w.d.call(caller, calls::classify(&request)).0.unwrap();
+    assert_eq!(reply, Err(InferenceError::UnknownVersion { name: MODEL.into(), version: w.inactive }));
+    w.d.call(m, calls::enable_version(MODEL, new.version, true)).0.unwrap().unwrap();
+    let request =
+        ClassifyRequest { version: Some(new.version), input: canister_harness::cases::input(&other), ..request };
+    let answer = w.d.call(caller, calls::classify(&request)).0.unwrap().expect("the new version serves");
+    assert_eq!((answer.model.version, answer.model.sha256), (new.version, Sha256::digest(&other.model).to_vec()));
+    let best = (0..other.expected.len()).max_by(|&a, &b| other.expected[a].total_cmp(&other.expected[b])).unwrap();
+    assert_eq!(answer.labels[0].index as usize, best, "the new file's own answer");
+}

@@ -86,7 +86,7 @@ fn an_allowance_withdrawn_while_a_job_runs_ends_it_at_its_next_message() {
 }
 
 #[test]
-fn an_agency_past_its_instruction_quota_waits_for_the_next_window_and_others_do_not() {
+fn an_agency_past_its_instruction_quota_waits_for_the_next_window_even_across_an_upgrade_and_others_do_not() {
     let (mut d, c) = deployed();
     let (first, _) = d.call(user(20), classify_call(&c));
     let cost = first.unwrap().unwrap().instructions;
@@ -108,6 +108,9 @@ fn an_agency_past_its_instruction_quota_waits_for_the_next_window_and_others_do_
         d.call(user(20), calls::classify_query(&request)).0.unwrap(),
         Err(InferenceError::QuotaExceeded { .. })
     ));
+    // An upgrade does not give a fresh window (the usage is in stable memory).
+    d.upgrade_inference();
+    assert!(matches!(d.call(user(20), classify_call(&c)).0.unwrap(), Err(InferenceError::QuotaExceeded { .. })));
     // Another agency is not affected.
     assert!(d.call(user(21), classify_call(&c)).0.unwrap().is_ok());
     d.ic.advance_time(window);

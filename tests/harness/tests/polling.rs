@@ -53,9 +53,13 @@ fn cancel(d: &mut Deployment, who: Principal, job: u64) -> Result<(), JobError> 
 
 /// Ticks until the job is no longer running; returns every status seen on the way.
 fn poll_until_finished(d: &mut Deployment, job: u64) -> Vec<JobStatus> {
+    poll_until_finished_by(d, OWNER, job)
+}
+
+fn poll_until_finished_by(d: &mut Deployment, owner: u8, job: u64) -> Vec<JobStatus> {
     let mut seen = vec![];
     for _ in 0..10_000 {
-        let s = status(d, user(OWNER), job).expect("the owner sees the job");
+        let s = status(d, user(owner), job).expect("the owner sees the job");
         let running = matches!(s, JobStatus::Running { .. });
         seen.push(s);
         if !running {
@@ -109,6 +113,21 @@ fn a_submitted_job_runs_on_and_its_result_is_classifys_answer_for_its_owner_only
     assert!(r.unwrap_err().to_string().contains("inspect_message"));
     let bad = JobRequest::Infer(InferRequest { model: MODEL.into(), version: None, inputs: vec![] });
     assert!(matches!(submit(&mut d, user(OWNER), bad), Err(JobError::Inference(InferenceError::InvalidInput(_)))));
+}
+
+/// Job ids come from a key drawn from `raw_rand`: they are no count of the jobs before (#13,
+/// finding 11).
+#[test]
+fn job_ids_reveal_no_count() {
+    let (mut d, c) = deployed(None);
+    let mut ids = vec![];
+    for who in [OWNER, OTHER, OWNER, OTHER] {
+        let job = submit(&mut d, user(who), JobRequest::Classify(classify_request(&c))).unwrap();
+        poll_until_finished_by(&mut d, who, job);
+        ids.push(job);
+    }
+    assert!(ids.iter().all(|id| *id > 1 << 20), "no small counts: {ids:?}");
+    assert!(ids.windows(2).all(|w| w[1].abs_diff(w[0]) > 1), "not consecutive: {ids:?}");
 }
 
 #[test]
@@ -191,10 +210,11 @@ fn stop_and_upgrade_while_jobs_run_leave_typed_errors_for_their_owners() {
     assert!(reason.contains("stop the canister first"), "{reason}");
     d.set_budget(30_000_000_000);
     assert!(matches!(poll_until_finished(&mut d, running).last(), Some(JobStatus::Done { .. })));
-    // With nothing in flight the upgrade goes through; job ids are never reused across it.
+    // With nothing in flight the upgrade goes through; job ids are never reused across it
+    // (the new heap draws a new id key).
     d.upgrade_inference();
     let after = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
-    assert!(after > running && running > stopped);
+    assert!(after != running && after != stopped && running != stopped);
     assert!(matches!(poll_until_finished(&mut d, after).last(), Some(JobStatus::Done { .. })));
     assert!(matches!(status(&mut d, user(OWNER), running), Ok(JobStatus::Done { .. })));
 }

@@ -6,8 +6,8 @@ use agency_api::Document;
 use canister_harness::deploy::Deployment;
 use canister_harness::user;
 use inference_api::{
-    DType, InferenceError, InputTensor, NotAuthorized, RegistryError, Role, RoleError, TensorData, TensorSpec,
-    UploadChunk, UploadRequest, UploadStatus, WeightFormat,
+    ChunkRange, DType, InferenceError, InputTensor, NotAuthorized, RegistryError, Role, RoleError, TensorData,
+    TensorSpec, UploadChunk, UploadRequest, UploadStatus, WeightFormat,
 };
 use inference_client::calls;
 use inference_tools::upload::{UploadError, UploadOptions};
@@ -76,7 +76,11 @@ fn a_real_model_survives_shuffling_duplicates_an_interruption_and_upgrades() {
     d.upgrade_inference();
     // The uploader resumes from the canister's missing list: it finds the unfinished upload.
     let (status, _) = d.call(maintainer, calls::upload_status(t.upload_id));
-    assert_eq!(status.unwrap().unwrap().missing, vec![0, 1, 3, 5]);
+    let missing = status.unwrap().unwrap().missing;
+    assert_eq!(
+        missing,
+        vec![ChunkRange { start: 0, end: 2 }, ChunkRange { start: 3, end: 4 }, ChunkRange { start: 5, end: 6 }]
+    );
     let info = d
         .upload_as(d.maintainer, "orientation", model, vec![], request.inputs.clone(), CHUNK as u32)
         .expect("resumed upload");

@@ -12,6 +12,7 @@ pub mod canister;
 pub mod costs;
 pub mod host;
 pub mod limits;
+pub mod management;
 pub mod module_prep;
 pub mod replica;
 pub mod report;

@@ -135,6 +135,7 @@ pub struct LocalReplica {
     trap_after: Option<(Principal, u64)>,
     /// Instructions an update message may execute: the IC's 40 B unless a test lowers it.
     update_instruction_limit: u64,
+    management: crate::management::Management,
 }
 
 /// Cycles a new canister gets, like PocketIC's `add_cycles` in most test set-ups.
@@ -168,6 +169,7 @@ impl LocalReplica {
             records: Vec::new(),
             trap_after: None,
             update_instruction_limit: limits::UPDATE_INSTRUCTIONS,
+            management: Default::default(),
         }
     }
 
@@ -724,6 +726,10 @@ impl LocalReplica {
         let refuse = |r: &mut LocalReplica, code, msg: String| {
             r.respond(&origin, Response::Reject { code: code as u32, message: msg }, to)
         };
+        if to == Principal::management_canister() {
+            let response = self.management.call(from, &method, &arg);
+            return self.respond(&origin, response, to);
+        }
         let Some(c) = self.canisters.get(&to) else {
             return refuse(self, RejectCode::DestinationInvalid, format!("Canister {to} not found"));
         };

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use ic_agent::identity::{AnonymousIdentity, BasicIdentity, Secp256k1Identity};
 use ic_agent::{Agent, Identity};
 use indicatif::{ProgressBar, ProgressStyle};
-use inference_api::{ModelInfo, TensorSpec, UploadRequest};
+use inference_api::{ChunkRange, ModelInfo, TensorSpec, UploadRequest};
 use inference_client::{CallError, InferenceClient};
 use inference_tools::agent::AgentTransport;
 use inference_tools::upload::{activate_verified, upload, Progress, UploadOptions, DEFAULT_CHUNK_BYTES};
@@ -322,21 +322,13 @@ async fn main() -> Result<()> {
             println!("deleted {name} v{version}");
         }
         Command::List => {
-            let mut after = None;
-            loop {
-                let page = answer(c.list_models(after.as_ref()).await)?;
-                for i in &page.models {
-                    let active = answer(c.active_version(&i.name).await)?;
-                    let mark = if active == Some(i.version) { "*" } else { " " };
-                    println!(
-                        "{mark} {:<24} v{:<4} {:?} {:>12} bytes  {}",
-                        i.name, i.version, i.weight_format, i.size, i.description
-                    );
-                }
-                match page.next {
-                    Some(next) => after = Some(next),
-                    None => break,
-                }
+            for i in &answer(c.all_models().await)? {
+                let active = answer(c.active_version(&i.name).await)?;
+                let mark = if active == Some(i.version) { "*" } else { " " };
+                println!(
+                    "{mark} {:<24} v{:<4} {:?} {:>12} bytes  {}",
+                    i.name, i.version, i.weight_format, i.size, i.description
+                );
             }
         }
         Command::Info { name, version } => {
@@ -344,9 +336,14 @@ async fn main() -> Result<()> {
         }
         Command::Uploads => {
             for u in answer(c.uploads().await)? {
+                let missing: Vec<String> = u.missing.iter().map(ChunkRange::to_string).collect();
                 println!(
-                    "#{} {} {}/{} bytes, missing chunks {:?}",
-                    u.upload_id, u.name, u.received_bytes, u.size, u.missing
+                    "#{} {} {}/{} bytes, missing chunks [{}]",
+                    u.upload_id,
+                    u.name,
+                    u.received_bytes,
+                    u.size,
+                    missing.join(", ")
                 );
             }
         }
