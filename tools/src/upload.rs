@@ -116,12 +116,12 @@ pub async fn recorded_version<T: Transport>(
 }
 
 /// Finds an unfinished upload of the very same file to resume: same name, size, chunk size and
-/// declared sha256 (of those, the one furthest along).
+/// declared sha256 (of those, the one furthest along), with the chunks it still misses.
 async fn resumable<T: Transport>(
     client: &InferenceClient<T>,
     request: &UploadRequest,
 ) -> Result<Option<UploadStatus>, UploadError> {
-    Ok(client
+    let furthest = client
         .uploads()
         .await??
         .into_iter()
@@ -131,7 +131,14 @@ async fn resumable<T: Transport>(
                 && p.chunk_size == request.chunk_size
                 && p.sha256 == request.sha256
         })
-        .min_by_key(|p| (ChunkRange::count(&p.missing), p.upload_id)))
+        .min_by_key(|p| (p.missing_chunks, p.upload_id));
+    let Some(furthest) = furthest else { return Ok(None) };
+    match client.upload_status(furthest.upload_id).await? {
+        Ok(status) => Ok(Some(status)),
+        // Expired (or aborted) since it was listed: start afresh.
+        Err(RegistryError::UnknownUpload(_)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Checks that `info` is the file whose sha256 is `local`.

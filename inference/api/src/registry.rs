@@ -310,6 +310,36 @@ impl ChunkRange {
     }
 }
 
+/// An unfinished upload in a list: how far along it is, without which chunks are missing
+/// (`upload_status` has those), so that a list of every upload stays small.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct UploadSummary {
+    pub upload_id: u64,
+    pub name: String,
+    pub size: u64,
+    pub chunk_size: u32,
+    pub chunk_count: u32,
+    pub missing_chunks: u64,
+    pub received_bytes: u64,
+    /// The whole file's sha256 declared at `upload_start`.
+    pub sha256: Vec<u8>,
+}
+
+impl From<UploadStatus> for UploadSummary {
+    fn from(s: UploadStatus) -> Self {
+        UploadSummary {
+            upload_id: s.upload_id,
+            missing_chunks: ChunkRange::count(&s.missing),
+            name: s.name,
+            size: s.size,
+            chunk_size: s.chunk_size,
+            chunk_count: s.chunk_count,
+            received_bytes: s.received_bytes,
+            sha256: s.sha256,
+        }
+    }
+}
+
 /// `5` for one chunk, `3..6` for several.
 impl std::fmt::Display for ChunkRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

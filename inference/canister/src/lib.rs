@@ -79,9 +79,10 @@ fn upload_status(upload_id: u64) -> Result<UploadStatus, RegistryError> {
     registry_api::status(caller, upload_id)
 }
 
-/// The caller's unfinished uploads (every one for an admin; maintainers).
+/// The caller's unfinished uploads (every one for an admin; maintainers), without their missing
+/// chunks: `upload_status` has those.
 #[query]
-fn uploads() -> Result<Vec<UploadStatus>, RegistryError> {
+fn uploads() -> Result<Vec<UploadSummary>, RegistryError> {
     let caller = msg_caller();
     auth::maintainer(caller)?;
     Ok(registry_api::uploads(caller))

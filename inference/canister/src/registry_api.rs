@@ -5,8 +5,8 @@
 
 use candid::Principal;
 use inference_api::{
-    ModelCursor, ModelInfo, ModelPage, RegistryError, UploadChunk, UploadRequest, UploadStatus, UploadTicket,
-    MODEL_PAGE_SIZE,
+    ModelCursor, ModelInfo, ModelPage, RegistryError, UploadChunk, UploadRequest, UploadStatus, UploadSummary,
+    UploadTicket, MODEL_PAGE_SIZE,
 };
 use inference_engine::registry::{Actor, UploadPolicy};
 
@@ -40,7 +40,7 @@ pub fn status(caller: Principal, upload_id: u64) -> Result<UploadStatus, Registr
     state::with(|s| s.registry.upload_status(upload_id, actor(caller)))
 }
 
-pub fn uploads(caller: Principal) -> Vec<UploadStatus> {
+pub fn uploads(caller: Principal) -> Vec<UploadSummary> {
     state::with(|s| s.registry.uploads(actor(caller)))
 }
 

@@ -25,7 +25,7 @@ crate::typed_endpoints! {
     /// Which chunks are still missing, for resuming.
     Query upload_status(upload_id: u64) -> Result<UploadStatus, RegistryError>;
     /// The caller's unfinished uploads (every one, for an admin).
-    Query uploads() -> Result<Vec<UploadStatus>, RegistryError>;
+    Query uploads() -> Result<Vec<UploadSummary>, RegistryError>;
     /// Builds the version's plan (so a model that cannot run never serves), then switches to it.
     Update activate(name: &str, version: u32) -> Result<(), RegistryError>;
     /// Lets a version besides the active one serve callers who name it (after building its

@@ -307,9 +307,10 @@ impl<M: Memory> Registry<M> {
     }
 
     /// The unfinished uploads `actor` may change: its own (at most its quota), or every one for
-    /// an admin (at most one per model slot).
-    pub fn uploads(&self, actor: Actor) -> Vec<UploadStatus> {
-        self.uploads.iter().map(|e| e.value()).filter(|s| actor.may_change(s).is_ok()).map(|s| status(&s)).collect()
+    /// an admin (at most one per model slot), each in a few dozen bytes.
+    pub fn uploads(&self, actor: Actor) -> Vec<UploadSummary> {
+        let mine = self.uploads.iter().map(|e| e.value()).filter(|s| actor.may_change(s).is_ok());
+        mine.map(|s| status(&s).into()).collect()
     }
 
     /// Abandons an upload; its blob memory becomes free for the next one.

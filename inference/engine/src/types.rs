@@ -3,5 +3,5 @@
 
 pub use inference_api::{
     ChunkRange, Config, DType, InferenceError, ModelCursor, ModelInfo, ModelPage, RegistryError, TensorSpec,
-    UploadChunk, UploadRequest, UploadStatus, UploadTicket, WeightFormat,
+    UploadChunk, UploadRequest, UploadStatus, UploadSummary, UploadTicket, WeightFormat,
 };

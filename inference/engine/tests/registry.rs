@@ -242,7 +242,9 @@ fn the_registry_reopens_from_the_same_stable_memory() {
     assert_eq!(r.active_version("cls"), Some(1));
     let pending = r.uploads(ADMIN);
     assert_eq!(pending.len(), 1);
-    for i in ChunkRange::indices(&pending[0].missing) {
+    let missing = r.upload_status(pending[0].upload_id, ADMIN).unwrap().missing;
+    assert_eq!(ChunkRange::count(&missing), pending[0].missing_chunks);
+    for i in ChunkRange::indices(&missing) {
         put(&mut r, pending[0].upload_id, &model, i as usize).unwrap();
     }
     assert_eq!(r.finish_upload(pending[0].upload_id, ADMIN).unwrap().name, "half");
@@ -332,6 +334,32 @@ fn uploads_are_bounded_in_chunks_per_maintainer_and_in_time() {
     assert_eq!(names, vec!["b", "d", "c"]);
     assert_eq!(r.uploads(as_maintainer()).len(), 2);
     assert!(t.upload_id > 3);
+}
+
+/// #13: replies grew with the chunk count (every missing index listed, in every upload of the
+/// admin's list) until they exceeded the reply limit. The worst case now: every slot holds an
+/// upload of the most chunks with every other chunk in; the missing chunks come as ranges, one
+/// upload at a time, and the list of all uploads carries counts only.
+#[test]
+fn upload_replies_stay_small_in_the_worst_case() {
+    let (mut layout, mut r) = setup();
+    let bytes = vec![7u8; MAX_CHUNKS as usize];
+    let mut tiny = request("tiny", &bytes);
+    tiny.chunk_size = 1;
+    let t = r.start_upload(&mut layout, tiny.clone(), maintainer(), 1, NO_LIMITS).unwrap();
+    let hash = Sha256::digest([7u8]).to_vec();
+    for index in (0..MAX_CHUNKS).step_by(2) {
+        r.put_chunk(t.upload_id, index, vec![7], hash.clone(), ADMIN).unwrap();
+    }
+    let status = r.upload_status(t.upload_id, ADMIN).unwrap();
+    assert_eq!(status.missing.len(), MAX_CHUNKS as usize / 2, "alternating: one range per missing chunk");
+    let status_bytes = candid::encode_one(&status).unwrap().len();
+    assert!(status_bytes <= 32 * 1024, "{status_bytes} bytes");
+    while r.start_upload(&mut layout, tiny.clone(), maintainer(), 1, NO_LIMITS).is_ok() {}
+    let all = r.uploads(ADMIN);
+    assert_eq!(all.len(), inference_engine::stable::BLOBS.len(), "every slot holds an upload");
+    let list_bytes = candid::encode_one(&all).unwrap().len();
+    assert!(list_bytes <= 64 * 1024, "{list_bytes} bytes for {} uploads", all.len());
 }
 
 /// #13: deleting the newest version let the next upload reuse its number, so a record naming

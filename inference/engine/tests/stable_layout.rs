@@ -390,19 +390,18 @@ fn reads_the_golden_state(image: &std::path::Path, used: Option<(u64, u64)>) {
     assert_eq!(r.info("cls", None).unwrap(), versions[1]);
     assert_eq!(r.active_version("det"), None);
     let chunks = add.len().div_ceil(64) as u32;
-    assert_eq!(
-        r.uploads(ADMIN),
-        vec![UploadStatus {
-            upload_id: 3,
-            name: "det".into(),
-            size: add.len() as u64,
-            chunk_size: CHUNK,
-            chunk_count: chunks,
-            missing: vec![ChunkRange { start: 1, end: chunks }],
-            received_bytes: 64,
-            sha256: Sha256::digest(&add).to_vec(),
-        }]
-    );
+    let status = UploadStatus {
+        upload_id: 3,
+        name: "det".into(),
+        size: add.len() as u64,
+        chunk_size: CHUNK,
+        chunk_count: chunks,
+        missing: vec![ChunkRange { start: 1, end: chunks }],
+        received_bytes: 64,
+        sha256: Sha256::digest(&add).to_vec(),
+    };
+    assert_eq!(r.upload_status(3, ADMIN), Ok(status.clone()));
+    assert_eq!(r.uploads(ADMIN), vec![UploadSummary::from(status)]);
 
     // And the state can be written on: the upload completes (its first chunk is still there),
     // the rollback history survived, ids and blobs go on from where they were.

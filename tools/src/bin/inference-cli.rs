@@ -336,7 +336,8 @@ async fn main() -> Result<()> {
         }
         Command::Uploads => {
             for u in answer(c.uploads().await)? {
-                let missing: Vec<String> = u.missing.iter().map(ChunkRange::to_string).collect();
+                let missing: Vec<String> =
+                    answer(c.upload_status(u.upload_id).await)?.missing.iter().map(ChunkRange::to_string).collect();
                 println!(
                     "#{} {} {}/{} bytes, missing chunks [{}]",
                     u.upload_id,
