@@ -32,6 +32,7 @@ pub mod registry;
 pub mod selftest;
 pub mod stable;
 pub mod types;
+pub mod upload_progress;
 
 pub use inference_api::candid_storable;
 pub use tract_onnx;

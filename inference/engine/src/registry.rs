@@ -16,6 +16,7 @@ use crate::candid_storable;
 use crate::model;
 use crate::stable::{self, Mem, StableLayout};
 use crate::types::*;
+use crate::upload_progress::UploadProgress;
 
 /// Largest chunk accepted: an ingress message is 2 MiB including the candid envelope.
 pub const MAX_CHUNK_BYTES: u64 = 2 * 1024 * 1024 - 4 * 1024;
@@ -23,11 +24,11 @@ pub const MAX_CHUNK_BYTES: u64 = 2 * 1024 * 1024 - 4 * 1024;
 /// the cap keeps it well inside the 40 B-instruction limit at the per-byte cost the benchmark
 /// measures (`upload/…/finish` in benchmarks/results.yml).
 pub const MAX_MODEL_BYTES: u64 = 256 * 1024 * 1024;
-/// Most chunks one upload may have: the session record (a hash per chunk) and the missing list
-/// in `upload_status`'s reply stay a few hundred KiB, far under the message limits, whatever
-/// chunk size a maintainer declares (a 256 MiB model needs chunks of 64 KiB or more).
+/// Most chunks one upload may have: the progress record (a bit per chunk) stays fixed and small
+/// and `upload_status`'s missing ranges a few KiB, whatever chunk size a maintainer declares (a
+/// 256 MiB model needs chunks of 64 KiB or more).
 pub const MAX_CHUNKS: u32 = 4096;
-const MAX_NAME: usize = 64;
+pub(crate) const MAX_NAME: usize = 64;
 /// Operators whose output is drawn at random: the canister's deterministic build has no random
 /// source, so such a model would trap at every inference. Refused at upload.
 const RANDOM_OPERATORS: [&str; 6] =
@@ -72,14 +73,16 @@ pub struct Activation {
     pub previous: Vec<u32>,
 }
 
-/// An upload in progress.
+/// An upload in progress, as `upload_start` stored it (read again only at finish); where it
+/// stands is its [`UploadProgress`].
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct UploadSession {
     pub id: u64,
     pub blob: u64,
     pub request: UploadRequest,
     pub chunk_count: u32,
-    /// sha256 of every chunk received so far.
+    /// Layout 3 and older: the sha256 of every chunk received so far. Moved to the progress
+    /// record and the chunk-hash map when the registry opens; empty since.
     pub received: Vec<Option<Vec<u8>>>,
     pub started_by: Principal,
     pub started_at_ns: u64,
@@ -106,7 +109,7 @@ pub struct Actor {
 }
 
 impl Actor {
-    fn may_change(&self, session: &UploadSession) -> Result<(), RegistryError> {
+    fn may_change(&self, session: &UploadProgress) -> Result<(), RegistryError> {
         if self.admin || session.started_by == self.principal {
             Ok(())
         } else {
@@ -133,6 +136,10 @@ pub struct Registry<M: Memory> {
     models: StableBTreeMap<VersionKey, ModelInfo, Mem<M>>,
     active: StableBTreeMap<String, Activation, Mem<M>>,
     uploads: StableBTreeMap<u64, UploadSession, Mem<M>>,
+    /// Where each upload stands, by upload id.
+    progress: StableBTreeMap<u64, UploadProgress, Mem<M>>,
+    /// The declared sha256 of each chunk received, by (upload id, chunk index).
+    chunk_hashes: StableBTreeMap<(u64, u32), [u8; 32], Mem<M>>,
     lineage: StableBTreeMap<String, Lineage, Mem<M>>,
     /// The blob memories, indexed by `blob - BLOBS.start()`.
     blobs: Vec<Mem<M>>,
@@ -153,12 +160,36 @@ fn check_name(name: &str) -> Result<(), RegistryError> {
 
 impl<M: Memory> Registry<M> {
     pub fn init(layout: &StableLayout<M>) -> Self {
-        Registry {
+        let mut registry = Registry {
             models: StableBTreeMap::init(layout.memory(stable::MODELS)),
             active: StableBTreeMap::init(layout.memory(stable::ACTIVE)),
             uploads: StableBTreeMap::init(layout.memory(stable::UPLOADS)),
+            progress: StableBTreeMap::init(layout.memory(stable::UPLOAD_PROGRESS)),
+            chunk_hashes: StableBTreeMap::init(layout.memory(stable::CHUNK_HASHES)),
             lineage: StableBTreeMap::init(layout.memory(stable::LINEAGE)),
             blobs: stable::BLOBS.map(|id| layout.memory(MemoryId::new(id))).collect(),
+        };
+        registry.migrate_sessions();
+        registry
+    }
+
+    /// Sessions stored by layout 3 or older keep their chunk hashes inside: moves them to the
+    /// progress record and the chunk-hash map. Runs once (in the first post_upgrade of this
+    /// code); a session already moved has a progress record and is skipped.
+    fn migrate_sessions(&mut self) {
+        let old: Vec<UploadSession> =
+            self.uploads.iter().filter(|e| !self.progress.contains_key(e.key())).map(|e| e.value()).collect();
+        for mut session in old {
+            let mut progress = progress_of(&session);
+            for (index, hash) in session.received.iter().enumerate() {
+                if let Some(hash) = hash.as_deref().and_then(|h| <[u8; 32]>::try_from(h).ok()) {
+                    progress.set(index as u32, true);
+                    self.chunk_hashes.insert((session.id, index as u32), hash);
+                }
+            }
+            self.progress.insert(session.id, progress);
+            session.received = Vec::new();
+            self.uploads.insert(session.id, session);
         }
     }
 
@@ -169,7 +200,7 @@ impl<M: Memory> Registry<M> {
     /// A blob memory no model or upload uses.
     fn free_blob(&self) -> Result<u64, RegistryError> {
         let used: std::collections::BTreeSet<u64> =
-            self.models.iter().map(|e| e.value().blob).chain(self.uploads.iter().map(|e| e.value().blob)).collect();
+            self.models.iter().map(|e| e.value().blob).chain(self.progress.iter().map(|e| e.value().blob)).collect();
         stable::BLOBS.map(u64::from).find(|b| !used.contains(b)).ok_or_else(|| {
             RegistryError::InvalidRequest(format!(
                 "all {} model slots hold a model version or an upload: delete a version or abort an upload",
@@ -208,24 +239,23 @@ impl<M: Memory> Registry<M> {
         }
         let chunk_count = chunk_count as u32;
         self.drop_expired_uploads(now_ns, policy.ttl_ns);
-        let held = self.uploads.iter().filter(|e| e.value().started_by == caller).count();
+        let held = self.progress.iter().filter(|e| e.value().started_by == caller).count();
         if held >= policy.max_per_maintainer as usize {
             return Err(RegistryError::UploadQuotaExceeded { limit: policy.max_per_maintainer });
         }
         let blob = self.free_blob()?;
         let id = layout.next_id(|h| &mut h.next_upload);
-        self.uploads.insert(
+        let session = UploadSession {
             id,
-            UploadSession {
-                id,
-                blob,
-                request,
-                chunk_count,
-                received: vec![None; chunk_count as usize],
-                started_by: caller,
-                started_at_ns: now_ns,
-            },
-        );
+            blob,
+            request,
+            chunk_count,
+            received: Vec::new(),
+            started_by: caller,
+            started_at_ns: now_ns,
+        };
+        self.progress.insert(id, progress_of(&session));
+        self.uploads.insert(id, session);
         Ok(UploadTicket { upload_id: id, chunk_count })
     }
 
@@ -233,25 +263,32 @@ impl<M: Memory> Registry<M> {
     /// upload starts, the only time a slot is wanted (at most one scan of 239 sessions).
     fn drop_expired_uploads(&mut self, now_ns: u64, ttl_ns: u64) {
         let expired: Vec<u64> = self
-            .uploads
+            .progress
             .iter()
             .filter(|e| now_ns.saturating_sub(e.value().started_at_ns) >= ttl_ns)
             .map(|e| *e.key())
             .collect();
         for id in expired {
-            self.uploads.remove(&id);
+            self.forget_upload(id);
         }
     }
 
-    fn session(&self, upload_id: u64) -> Result<UploadSession, RegistryError> {
-        self.uploads.get(&upload_id).ok_or(RegistryError::UnknownUpload(upload_id))
+    /// Removes an upload's records (its blob memory is free again).
+    fn forget_upload(&mut self, upload_id: u64) {
+        let hashed: Vec<(u64, u32)> =
+            self.chunk_hashes.range((upload_id, 0)..=(upload_id, u32::MAX)).map(|e| *e.key()).collect();
+        for key in hashed {
+            self.chunk_hashes.remove(&key);
+        }
+        self.progress.remove(&upload_id);
+        self.uploads.remove(&upload_id);
     }
 
-    /// The session, if `actor` may change it.
-    fn owned_session(&self, upload_id: u64, actor: Actor) -> Result<UploadSession, RegistryError> {
-        let session = self.session(upload_id)?;
-        actor.may_change(&session)?;
-        Ok(session)
+    /// Where the upload stands, if `actor` may change it.
+    fn owned_progress(&self, upload_id: u64, actor: Actor) -> Result<UploadProgress, RegistryError> {
+        let progress = self.progress.get(&upload_id).ok_or(RegistryError::UnknownUpload(upload_id))?;
+        actor.may_change(&progress)?;
+        Ok(progress)
     }
 
     /// Stores one chunk with its declared sha256. The same chunk again is accepted; a different
@@ -269,54 +306,55 @@ impl<M: Memory> Registry<M> {
         sha256: Vec<u8>,
         actor: Actor,
     ) -> Result<UploadStatus, RegistryError> {
-        let mut session = self.owned_session(upload_id, actor)?;
-        if index >= session.chunk_count {
-            return Err(RegistryError::ChunkIndexOutOfRange { index, chunk_count: session.chunk_count });
+        let mut progress = self.owned_progress(upload_id, actor)?;
+        if index >= progress.chunk_count {
+            return Err(RegistryError::ChunkIndexOutOfRange { index, chunk_count: progress.chunk_count });
         }
         if bytes.len() as u64 > MAX_CHUNK_BYTES {
             return Err(RegistryError::ChunkTooLarge { size: bytes.len() as u64, max: MAX_CHUNK_BYTES });
         }
-        let expected = expected_chunk_len(&session, index);
+        let expected = progress.chunk_len(index);
         if bytes.len() as u64 != expected {
             return Err(RegistryError::ChunkWrongSize { index, expected, got: bytes.len() as u64 });
         }
-        if sha256.len() != 32 {
+        let Ok(sha256) = <[u8; 32]>::try_from(sha256.as_slice()) else {
             return Err(RegistryError::ChunkHashMismatch { index });
+        };
+        if progress.has(index) {
+            return match self.chunk_hashes.get(&(upload_id, index)) {
+                Some(existing) if existing == sha256 => Ok(progress.status()),
+                _ => Err(RegistryError::ConflictingChunk { index }),
+            };
         }
-        match &session.received[index as usize] {
-            Some(existing) if *existing == sha256 => {}
-            Some(_) => return Err(RegistryError::ConflictingChunk { index }),
-            None => {
-                let memory = self.blob(session.blob);
-                let offset = index as u64 * session.request.chunk_size as u64;
-                let needed_pages = (offset + bytes.len() as u64).div_ceil(crate::stable::WASM_PAGE);
-                if memory.size() < needed_pages && memory.grow(needed_pages - memory.size()) < 0 {
-                    return Err(RegistryError::OutOfStableMemory);
-                }
-                memory.write(offset, &bytes);
-                session.received[index as usize] = Some(sha256);
-                self.uploads.insert(upload_id, session.clone());
-            }
+        let memory = self.blob(progress.blob);
+        let offset = progress.offset(index);
+        let needed_pages = (offset + bytes.len() as u64).div_ceil(crate::stable::WASM_PAGE);
+        if memory.size() < needed_pages && memory.grow(needed_pages - memory.size()) < 0 {
+            return Err(RegistryError::OutOfStableMemory);
         }
-        Ok(status(&session))
+        memory.write(offset, &bytes);
+        progress.set(index, true);
+        self.chunk_hashes.insert((upload_id, index), sha256);
+        self.progress.insert(upload_id, progress.clone());
+        Ok(progress.status())
     }
 
     /// An upload's status, for its owner or an admin.
     pub fn upload_status(&self, upload_id: u64, actor: Actor) -> Result<UploadStatus, RegistryError> {
-        self.owned_session(upload_id, actor).map(|s| status(&s))
+        self.owned_progress(upload_id, actor).map(|p| p.status())
     }
 
     /// The unfinished uploads `actor` may change: its own (at most its quota), or every one for
     /// an admin (at most one per model slot), each in a few dozen bytes.
     pub fn uploads(&self, actor: Actor) -> Vec<UploadSummary> {
-        let mine = self.uploads.iter().map(|e| e.value()).filter(|s| actor.may_change(s).is_ok());
-        mine.map(|s| status(&s).into()).collect()
+        let mine = self.progress.iter().map(|e| e.value()).filter(|p| actor.may_change(p).is_ok());
+        mine.map(|p| p.status().into()).collect()
     }
 
     /// Abandons an upload; its blob memory becomes free for the next one.
     pub fn abort_upload(&mut self, upload_id: u64, actor: Actor) -> Result<(), RegistryError> {
-        self.owned_session(upload_id, actor)?;
-        self.uploads.remove(&upload_id);
+        self.owned_progress(upload_id, actor)?;
+        self.forget_upload(upload_id);
         Ok(())
     }
 
@@ -333,20 +371,21 @@ impl<M: Memory> Registry<M> {
     /// Finishing an upload that already finished returns the version it became (while that
     /// version exists), so a maintainer whose reply was lost can simply finish again.
     pub fn finish_upload(&mut self, upload_id: u64, actor: Actor) -> Result<ModelInfo, RegistryError> {
-        let session = match self.owned_session(upload_id, actor) {
+        let progress = match self.owned_progress(upload_id, actor) {
             Err(RegistryError::UnknownUpload(id)) => {
                 return self.finished_from(id).ok_or(RegistryError::UnknownUpload(id));
             }
             other => other?,
         };
-        let missing = status(&session).missing;
+        let missing = progress.missing();
         if !missing.is_empty() {
             return Err(RegistryError::ChunksMissing { missing });
         }
+        let session = self.uploads.get(&upload_id).ok_or(RegistryError::UnknownUpload(upload_id))?;
         let bytes = self.read_blob(session.blob, session.request.size);
         let actual = Sha256::digest(&bytes).to_vec();
         if actual != session.request.sha256 {
-            return Err(self.drop_corrupt_chunks(session, actual));
+            return Err(self.drop_corrupt_chunks(progress, actual));
         }
         let inspection = model::inspect(&bytes).map_err(RegistryError::InvalidModel)?;
         if !inspection.unsupported.is_empty() {
@@ -358,7 +397,7 @@ impl<M: Memory> Registry<M> {
             // A declaration the model contradicts can never finish: the upload is dropped, so
             // that a corrected one starts afresh instead of resuming this one.
             Some(declared) => declared_inputs(declared, &inspection.inputs).inspect_err(|_| {
-                self.uploads.remove(&upload_id);
+                self.forget_upload(upload_id);
             })?,
             None => inspection.inputs,
         };
@@ -399,27 +438,29 @@ impl<M: Memory> Registry<M> {
         };
         self.lineage.insert(info.name.clone(), lineage);
         self.models.insert(VersionKey::new(&info.name, version), info.clone());
-        self.uploads.remove(&upload_id);
+        self.forget_upload(upload_id);
         Ok(info)
     }
 
     /// After a whole-file mismatch: finds the chunks whose bytes differ from their declared hash
     /// and drops them, so resending them repairs the upload. With none corrupt, the file is
     /// simply not the one declared.
-    fn drop_corrupt_chunks(&mut self, mut session: UploadSession, actual: Vec<u8>) -> RegistryError {
+    fn drop_corrupt_chunks(&mut self, mut progress: UploadProgress, actual: Vec<u8>) -> RegistryError {
         let mut indices = Vec::new();
-        for index in 0..session.chunk_count {
-            let mut bytes = vec![0; expected_chunk_len(&session, index) as usize];
-            self.blob(session.blob).read(index as u64 * session.request.chunk_size as u64, &mut bytes);
-            if session.received[index as usize].as_deref() != Some(Sha256::digest(&bytes).as_slice()) {
+        for index in 0..progress.chunk_count {
+            let mut bytes = vec![0; progress.chunk_len(index) as usize];
+            self.blob(progress.blob).read(progress.offset(index), &mut bytes);
+            let declared = self.chunk_hashes.get(&(progress.id, index));
+            if declared.as_ref().map(|h| h.as_slice()) != Some(Sha256::digest(&bytes).as_slice()) {
                 indices.push(index);
-                session.received[index as usize] = None;
+                progress.set(index, false);
+                self.chunk_hashes.remove(&(progress.id, index));
             }
         }
         if indices.is_empty() {
-            return RegistryError::ModelHashMismatch { declared: session.request.sha256.clone(), actual };
+            return RegistryError::ModelHashMismatch { declared: progress.sha256.to_vec(), actual };
         }
-        self.uploads.insert(session.id, session);
+        self.progress.insert(progress.id, progress);
         RegistryError::CorruptChunks { indices }
     }
 
@@ -614,32 +655,20 @@ fn declared_inputs(declared: &[TensorSpec], model: &[TensorSpec]) -> Result<Vec<
     Ok(declared.to_vec())
 }
 
-fn expected_chunk_len(session: &UploadSession, index: u32) -> u64 {
-    let chunk = session.request.chunk_size as u64;
-    if index + 1 == session.chunk_count {
-        session.request.size - chunk * index as u64
-    } else {
-        chunk
-    }
-}
-
-fn status(session: &UploadSession) -> UploadStatus {
-    let missing =
-        ChunkRange::covering(session.received.iter().enumerate().filter(|(_, r)| r.is_none()).map(|(i, _)| i as u32));
-    let received_bytes = (0..session.chunk_count)
-        .filter(|i| session.received[*i as usize].is_some())
-        .map(|i| expected_chunk_len(session, i))
-        .sum();
-    UploadStatus {
-        upload_id: session.id,
-        name: session.request.name.clone(),
-        size: session.request.size,
-        chunk_size: session.request.chunk_size,
-        chunk_count: session.chunk_count,
-        missing,
-        received_bytes,
-        sha256: session.request.sha256.clone(),
-    }
+/// The progress record of a session as `upload_start` made it: nothing received.
+fn progress_of(session: &UploadSession) -> UploadProgress {
+    let sha256 = <[u8; 32]>::try_from(session.request.sha256.as_slice()).expect("checked at upload_start");
+    UploadProgress::new(
+        session.id,
+        session.blob,
+        session.request.size,
+        session.request.chunk_size,
+        session.chunk_count,
+        session.started_by,
+        session.started_at_ns,
+        session.request.name.clone(),
+        sha256,
+    )
 }
 
 /// Class labels some exporters store in the model's metadata (e.g. `character`, one per line

@@ -26,6 +26,10 @@ pub const JOB_RESULTS: MemoryId = MemoryId::new(9);
 pub const LINEAGE: MemoryId = MemoryId::new(10);
 /// Per caller: the instructions its inferences used in its current quota window.
 pub const QUOTA_USAGE: MemoryId = MemoryId::new(11);
+/// Where each upload stands (a fixed-layout record, rewritten at every chunk).
+pub const UPLOAD_PROGRESS: MemoryId = MemoryId::new(12);
+/// The declared sha256 of every chunk received, by (upload id, chunk index).
+pub const CHUNK_HASHES: MemoryId = MemoryId::new(13);
 /// Each model's (or upload's) bytes get a virtual memory of their own, written once at
 /// `chunk index × chunk size`: one copy per byte, no B-tree node rewrites. ic-stable-structures
 /// 0.7 cannot give a virtual memory's buckets back, so a deleted model's memory is reused by
@@ -39,8 +43,9 @@ pub const MAGIC: [u8; 4] = *b"ONNX";
 /// 2 added `LINEAGE` (empty until a name next changes: the version counter falls back to the
 /// highest existing version) and `ModelInfo::upload_id` (an option, absent in older records), so
 /// opening a layout-1 memory needs no rewrite beyond the header. 3 added `QUOTA_USAGE` (empty in
-/// older memories: every caller starts a new window).
-pub const LAYOUT_VERSION: u32 = 3;
+/// older memories: every caller starts a new window). 4 moved an upload's chunk hashes out of its
+/// session record into `UPLOAD_PROGRESS` and `CHUNK_HASHES` (moved when the registry opens).
+pub const LAYOUT_VERSION: u32 = 4;
 
 use inference_api::candid_storable;
 

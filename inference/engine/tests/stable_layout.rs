@@ -158,6 +158,8 @@ fn memory_name(id: u8) -> String {
         (stable::JOB_RESULTS, "JOB_RESULTS"),
         (stable::LINEAGE, "LINEAGE"),
         (stable::QUOTA_USAGE, "QUOTA_USAGE"),
+        (stable::UPLOAD_PROGRESS, "UPLOAD_PROGRESS"),
+        (stable::CHUNK_HASHES, "CHUNK_HASHES"),
     ];
     match named.iter().find(|(m, _)| *m == MemoryId::new(id)) {
         Some((_, n)) => n.to_string(),
@@ -294,6 +296,13 @@ fn todays_stable_memory_still_reads() {
     reads_the_golden_state(&golden("stable_image.txt"), Some(USED));
 }
 
+/// Layout 3 (chunk hashes inside the session record): opened by today's code, the unfinished
+/// upload is moved to its progress record and completes from where it was.
+#[test]
+fn layout_version_3_still_reads() {
+    reads_the_golden_state(&golden("stable_image_v3.txt"), Some(USED));
+}
+
 /// Layout 2 (before quota usage was kept): every caller starts a new window.
 #[test]
 fn layout_version_2_still_reads() {
@@ -405,6 +414,12 @@ fn reads_the_golden_state(image: &std::path::Path, used: Option<(u64, u64)>) {
 
     // And the state can be written on: the upload completes (its first chunk is still there),
     // the rollback history survived, ids and blobs go on from where they were.
+    // The first chunk's hash was kept (moved out of the layout-3 session record): the same chunk
+    // again is accepted, other bytes for it are refused.
+    put(&mut r, 3, &add, 0);
+    let other = vec![0u8; CHUNK as usize];
+    let conflicting = r.put_chunk(3, 0, other.clone(), Sha256::digest(&other).to_vec(), ADMIN);
+    assert_eq!(conflicting, Err(RegistryError::ConflictingChunk { index: 0 }));
     for i in 1..chunks {
         put(&mut r, 3, &add, i);
     }
