@@ -5,6 +5,8 @@
 //! (and the canister's trap rollback covers the rest).
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 
 use candid::{CandidType, Deserialize, Principal};
 use ic_stable_structures::memory_manager::MemoryId;
@@ -143,7 +145,14 @@ pub struct Registry<M: Memory> {
     lineage: StableBTreeMap<String, Lineage, Mem<M>>,
     /// The blob memories, indexed by `blob - BLOBS.start()`.
     blobs: Vec<Mem<M>>,
+    /// What `serving` answered, by (name, version asked): every inference asks, and reading it
+    /// from the stable maps decodes three or four candid records (most of a small model's
+    /// fixed cost per call in the `classify/*/batch_1` benchmarks). Emptied by every change to
+    /// versions, activations or enabled versions; at most [`SERVING_MEMO_ENTRIES`].
+    serving_memo: RefCell<BTreeMap<(String, Option<u32>), ModelInfo>>,
 }
+
+const SERVING_MEMO_ENTRIES: usize = 32;
 
 fn check_name(name: &str) -> Result<(), RegistryError> {
     let ok = !name.is_empty()
@@ -168,6 +177,7 @@ impl<M: Memory> Registry<M> {
             chunk_hashes: StableBTreeMap::init(layout.memory(stable::CHUNK_HASHES)),
             lineage: StableBTreeMap::init(layout.memory(stable::LINEAGE)),
             blobs: stable::BLOBS.map(|id| layout.memory(MemoryId::new(id))).collect(),
+            serving_memo: RefCell::default(),
         };
         registry.migrate_sessions();
         registry
@@ -371,6 +381,7 @@ impl<M: Memory> Registry<M> {
     /// Finishing an upload that already finished returns the version it became (while that
     /// version exists), so a maintainer whose reply was lost can simply finish again.
     pub fn finish_upload(&mut self, upload_id: u64, actor: Actor) -> Result<ModelInfo, RegistryError> {
+        self.serving_changes();
         let progress = match self.owned_progress(upload_id, actor) {
             Err(RegistryError::UnknownUpload(id)) => {
                 return self.finished_from(id).ok_or(RegistryError::UnknownUpload(id));
@@ -513,6 +524,21 @@ impl<M: Memory> Registry<M> {
     /// The record of a version that may serve: the active one (when `version` is absent or names
     /// it) or one a maintainer enabled.
     pub fn serving(&self, name: &str, version: Option<u32>) -> Result<ModelInfo, InferenceError> {
+        let key = (name.to_string(), version);
+        if let Some(info) = self.serving_memo.borrow().get(&key) {
+            return Ok(info.clone());
+        }
+        let info = self.serving_now(name, version)?;
+        let mut memo = self.serving_memo.borrow_mut();
+        if memo.len() >= SERVING_MEMO_ENTRIES {
+            memo.clear();
+        }
+        memo.insert(key, info.clone());
+        Ok(info)
+    }
+
+    /// Which version serves, read from the stable maps (what [`Registry::serving`] remembers).
+    pub fn serving_now(&self, name: &str, version: Option<u32>) -> Result<ModelInfo, InferenceError> {
         let info = self.info(name, version)?;
         let active = self.active_version(name) == Some(info.version);
         let enabled = self.lineage.get(&name.to_string()).is_some_and(|l| l.enabled.contains(&info.version));
@@ -526,6 +552,7 @@ impl<M: Memory> Registry<M> {
     /// Lets a version serve beside the active one (or stops it); the caller has checked that it
     /// builds.
     pub fn set_enabled(&mut self, name: &str, version: u32, enabled: bool) -> Result<(), RegistryError> {
+        self.serving_changes();
         self.info(name, Some(version))?;
         let mut lineage = self.lineage_of(name);
         lineage.enabled.retain(|v| *v != version);
@@ -535,6 +562,12 @@ impl<M: Memory> Registry<M> {
         }
         self.lineage.insert(name.to_string(), lineage);
         Ok(())
+    }
+
+    /// Forgets what `serving` answered: called first by every method that changes versions,
+    /// activations or enabled versions.
+    fn serving_changes(&mut self) {
+        self.serving_memo.get_mut().clear();
     }
 
     /// A name's lineage, its highest number at least the highest existing version: a layout-1
@@ -561,6 +594,7 @@ impl<M: Memory> Registry<M> {
 
     /// Makes `version` the one that serves `name`.
     pub fn activate(&mut self, name: &str, version: u32) -> Result<(), RegistryError> {
+        self.serving_changes();
         self.info(name, Some(version))?;
         let activation = match self.active.get(&name.to_string()) {
             Some(a) if a.current == version => a,
@@ -577,6 +611,7 @@ impl<M: Memory> Registry<M> {
 
     /// Goes back to the version active before the current one; returns it.
     pub fn rollback(&mut self, name: &str) -> Result<u32, RegistryError> {
+        self.serving_changes();
         let mut a = self.active.get(&name.to_string()).ok_or_else(|| RegistryError::UnknownModel(name.to_string()))?;
         let Some(previous) = a.previous.pop() else {
             return Err(RegistryError::NothingToRollBackTo(name.to_string()));
@@ -588,6 +623,7 @@ impl<M: Memory> Registry<M> {
 
     /// Deletes a version that is not active, freeing its bytes.
     pub fn delete(&mut self, name: &str, version: u32) -> Result<(), RegistryError> {
+        self.serving_changes();
         self.info(name, Some(version))?;
         if self.active_version(name) == Some(version) {
             return Err(RegistryError::VersionActive { name: name.to_string(), version });

@@ -849,6 +849,11 @@ fn check_agree(real: &Real, model: &Reference) -> Result<(), TestCaseError> {
         for v in 0..=5 {
             prop_assert_eq!(r.info(name, Some(v)), model.info(name, Some(v)), "info({}, Some({}))", name, v);
         }
+        // What `serving` remembers is what the stable maps say now (the memo is filled here,
+        // so the next operation's change must empty it).
+        for v in std::iter::once(None).chain((0..=5).map(Some)) {
+            prop_assert_eq!(r.serving(name, v), r.serving_now(name, v), "serving({}, {:?})", name, v);
+        }
     }
     let want: Vec<UploadStatus> = model.uploads.values().map(|u| u.status()).collect();
     let summaries: Vec<UploadSummary> = want.iter().cloned().map(UploadSummary::from).collect();
