@@ -3,7 +3,8 @@
 
 use std::convert::Infallible;
 
-use candid::Principal;
+use candid::{CandidType, Deserialize, Principal};
+use ic_cdk::call::{CallFailed, RejectCode};
 use inference_api::{
     Classification, Inference, InferenceError, InputTensor, LabelScore, ModelInfo, ModelRef, NodeProfile,
     NotAuthorized, OutputTensor, Profile, RecordClassification, RegistryError, TensorData, TensorSpec,
@@ -50,8 +51,10 @@ impl Drop for Awaiting {
 /// already in the heap (after an upgrade, for a shape not seen yet, or after the cache dropped
 /// it): that message gets the whole instruction limit, and if building does not fit it (or
 /// traps), its effects are rolled back and the caller gets this typed error instead of a trap
-/// of its own message. The build's instructions are charged to `caller`'s quota. A version
-/// deleted meanwhile is `UnknownVersion`: its number is never given to another file.
+/// of its own message. The build's instructions are charged to `caller`'s quota, a failed one's
+/// too (a trapped one at the whole message limit). A build the model refuses (it cannot take
+/// these shapes) is remembered, so asking again costs nothing. A version deleted
+/// meanwhile is `UnknownVersion`: its number is never given to another file.
 pub async fn plan_in_own_message(
     info: &ModelInfo,
     shapes: &Shapes,
@@ -60,21 +63,49 @@ pub async fn plan_in_own_message(
     if let Some(p) = state::with_mut(|s| s.plans.get(info, shapes)) {
         return Ok(p);
     }
+    if let Some(failed) = state::with(|s| s.plans.failed(info, shapes)) {
+        return Err(failed.into());
+    }
     let wire: Vec<Vec<u64>> = shapes.iter().map(|s| s.iter().map(|&d| d as u64).collect()).collect();
-    build_in_own_message(info, Some(wire), caller).await?;
+    if let Err(failure) = build_in_own_message(info, Some(wire), caller).await {
+        if failure.for_good {
+            state::with_mut(|s| s.plans.remember_failure(info, shapes.clone(), failure.error.clone()));
+        }
+        return Err(failure.error.into());
+    }
     state::with_mut(|s| s.plans.get(info, shapes)).ok_or_else(|| {
         InferenceError::Engine("the plan was built, then dropped to make room for others: try again".into())
     })
 }
 
+/// What `build_plan` answers its own canister: the build's outcome and what it cost, failed or
+/// not, for the quota of the call that needed it.
+#[derive(CandidType, Deserialize)]
+pub struct Built {
+    pub outcome: Result<(), RegistryError>,
+    pub instructions: u64,
+}
+
+/// A plan build that did not give a plan: `for_good` when building again would fail again (the
+/// model cannot be built for these shapes: the version's bytes never change), not when the
+/// build trapped or the call did not get through.
+pub struct BuildFailure {
+    pub error: RegistryError,
+    pub for_good: bool,
+}
+
+/// Instructions a message may execute on the IC: what a build that trapped may have cost.
+const MESSAGE_INSTRUCTION_LIMIT: u64 = 40_000_000_000;
+
 /// Has `build_plan` run for this version in a message of its own (see [`plan_in_own_message`];
-/// `shapes` absent: the declared ones, see [`build_plan`]). The registry's refusals come back
-/// as they are; a build that could not complete is `InvalidModel`.
+/// `shapes` absent: the declared ones, see [`build_plan`]), charging its instructions to
+/// `caller`. The registry's refusals come back as they are; a build that could not complete is
+/// `InvalidModel`.
 pub async fn build_in_own_message(
     info: &ModelInfo,
     shapes: Option<Vec<Vec<u64>>>,
     caller: Principal,
-) -> Result<(), RegistryError> {
+) -> Result<(), BuildFailure> {
     let call = ic_cdk::call::Call::unbounded_wait(ic_cdk::api::canister_self(), "build_plan").with_args(&(
         &info.name,
         info.version,
@@ -84,20 +115,33 @@ pub async fn build_in_own_message(
         let _awaiting = Awaiting::begin();
         call.await
     };
-    let instructions = match reply {
-        Ok(response) => match response.candid::<Result<u64, RegistryError>>() {
-            Ok(built) => built?,
-            Err(e) => return Err(RegistryError::InvalidModel(e.to_string())),
+    let charge = |instructions| crate::quota::charge(caller, instructions, ic_cdk::api::time());
+    match reply {
+        Ok(response) => match response.candid::<Built>() {
+            Ok(Built { outcome, instructions }) => {
+                charge(instructions);
+                outcome.map_err(|error| {
+                    let for_good = matches!(error, RegistryError::InvalidModel(_));
+                    BuildFailure { error, for_good }
+                })
+            }
+            Err(e) => Err(BuildFailure { error: RegistryError::InvalidModel(e.to_string()), for_good: false }),
         },
         Err(e) => {
-            return Err(RegistryError::InvalidModel(format!(
-            "building the plan of {} v{} did not complete in one message (the IC's instruction limit, or a trap): {e}",
-            info.name, info.version
-        )))
+            // A trapped build is charged at the most it can have cost (its instructions were
+            // rolled back with it). It is not remembered: a trap for want of heap, with other
+            // plans cached, may not come again.
+            let trapped = matches!(&e, CallFailed::CallRejected(r) if r.reject_code() == Ok(RejectCode::CanisterError));
+            if trapped {
+                charge(MESSAGE_INSTRUCTION_LIMIT);
+            }
+            let error = RegistryError::InvalidModel(format!(
+                "building the plan of {} v{} did not complete in one message (the IC's instruction limit, or a trap): {e}",
+                info.name, info.version
+            ));
+            Err(BuildFailure { error, for_good: false })
         }
-    };
-    crate::quota::charge(caller, instructions, ic_cdk::api::time());
-    Ok(())
+    }
 }
 
 /// Builds and caches the plan of a model version for these input shapes, if not already in the

@@ -10,11 +10,14 @@
 
 use std::collections::BTreeMap;
 
-use inference_api::{ModelInfo, WeightFormat};
+use inference_api::{ModelInfo, RegistryError, WeightFormat};
 use inference_engine::model::LoadedModel;
 
 /// Heap a plan holds beyond its weights (graph, buffers), estimated.
 const PLAN_OVERHEAD_BYTES: u64 = 1 << 20;
+/// Failed builds remembered at most (then forgotten all at once: a caller who cycles through
+/// more shapes than this pays for a build at each, charged to its quota).
+const FAILURES_KEPT: usize = 256;
 
 /// The concrete shape of each input a plan was built for.
 pub type Shapes = Vec<Vec<usize>>;
@@ -34,6 +37,9 @@ pub struct PlanCache {
     entries: BTreeMap<Key, Entry>,
     clock: u64,
     bytes: u64,
+    /// Builds that failed for good, with why: a version's bytes never change and its number is
+    /// never given again, so the same build fails the same way.
+    failures: BTreeMap<Key, RegistryError>,
 }
 
 /// The heap a version's plan is estimated to take.
@@ -76,6 +82,21 @@ impl PlanCache {
     pub fn remove(&mut self, name: &str, version: u32) {
         let keys: Vec<Key> = self.entries.keys().filter(|(n, v, _)| n == name && *v == version).cloned().collect();
         keys.iter().for_each(|k| self.drop_entry(k));
+        self.failures.retain(|(n, v, _), _| !(n == name && *v == version));
+    }
+
+    /// Why building this version's plan for these shapes failed, if it did.
+    pub fn failed(&self, info: &ModelInfo, shapes: &Shapes) -> Option<RegistryError> {
+        let key = (info.name.clone(), info.version, shapes.clone());
+        self.failures.get(&key).cloned()
+    }
+
+    /// Remembers a build that failed for good.
+    pub fn remember_failure(&mut self, info: &ModelInfo, shapes: Shapes, error: RegistryError) {
+        if self.failures.len() >= FAILURES_KEPT {
+            self.failures.clear();
+        }
+        self.failures.insert((info.name.clone(), info.version, shapes), error);
     }
 
     fn drop_entry(&mut self, key: &Key) {

@@ -57,7 +57,7 @@ async fn after_plan_built(
     change: impl FnOnce(&mut state::State) -> Result<(), RegistryError>,
 ) -> Result<(), RegistryError> {
     let info = state::with(|s| s.registry.info(name, Some(version)))?;
-    inference::build_in_own_message(&info, None, caller).await?;
+    inference::build_in_own_message(&info, None, caller).await.map_err(|failure| failure.error)?;
     auth::maintainer(caller)?;
     state::with_mut(change)
 }
@@ -78,10 +78,10 @@ pub async fn enable(caller: Principal, name: &str, version: u32, enabled: bool) 
 /// Builds a version's plan into the heap cache (in a message of its own, called by this
 /// canister, so the build has the whole instruction limit; see [`inference::build_plan`]), and
 /// answers the instructions it took, for the quota of the call that needed it.
-pub fn build_plan(name: &str, version: u32, shapes: Option<Vec<Vec<u64>>>) -> Result<u64, RegistryError> {
-    let info = state::with(|s| s.registry.info(name, Some(version)))?;
-    inference::build_plan(&info, shapes).map_err(RegistryError::InvalidModel)?;
-    Ok(ic_cdk::api::performance_counter(0))
+pub fn build_plan(name: &str, version: u32, shapes: Option<Vec<Vec<u64>>>) -> inference::Built {
+    let outcome = state::with(|s| s.registry.info(name, Some(version)))
+        .and_then(|info| inference::build_plan(&info, shapes).map_err(RegistryError::InvalidModel));
+    inference::Built { outcome, instructions: ic_cdk::api::performance_counter(0) }
 }
 
 pub fn delete(name: &str, version: u32) -> Result<(), RegistryError> {

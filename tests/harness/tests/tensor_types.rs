@@ -229,3 +229,42 @@ fn a_symbolic_width_serves_three_widths_with_a_plan_each() {
 fn dtype(name: &str) -> DType {
     ELEMENT_TYPES.iter().position(|(t, _)| *t == name).map(|i| DType::ALL[i]).unwrap()
 }
+
+/// A shape the model cannot be built for (#14 review): the failed build is charged to the
+/// caller's quota, and remembered, so asking again costs one message and no build.
+#[test]
+fn a_failed_plan_build_is_charged_and_remembered() {
+    use model_testdata::onnx::{ElemType as DataType, Graph};
+    let mut d = deployment("reshape");
+    // A symbolic batch reshaped to one row: it builds (and activates) at batch 1, never at 2.
+    let model = Graph::new(17)
+        .input("x", DataType::Float, &[-1, 4])
+        .output("y", DataType::Float)
+        .i64("shape", &[2], &[1, 4])
+        .node("Reshape", &["x", "shape"], &["y"], vec![])
+        .to_bytes();
+    let info = publish(&mut d, "reshape", &model, None);
+    assert_eq!(info.inputs[0].shape, vec![-1, 4]);
+    let rows = |n: usize| InputTensor { shape: vec![n as u64, 4], data: TensorData::F32(vec![0.5; 4 * n]) };
+    let call = |d: &mut Deployment, who: u8, n| {
+        let (reply, cost) = d.call(user(who), calls::infer("reshape", None, &[rows(n)]));
+        (reply.expect("infer replies"), cost.messages.expect("the local replica counts messages"))
+    };
+    let (first, messages) = call(&mut d, CALLER, 2);
+    let Err(InferenceError::Engine(why)) = first else { panic!("{first:?}") };
+    assert!(messages > 1, "the build ran in a message of its own ({messages} messages)");
+    let (again, messages) = call(&mut d, CALLER, 2);
+    assert_eq!(again, Err(InferenceError::Engine(why)), "the same refusal");
+    assert_eq!(messages, 1, "remembered: no build this time");
+    assert!(call(&mut d, CALLER, 1).0.is_ok(), "the shape the model takes still serves");
+    // Another caller under a quota far below one build: its failed build (a shape not tried
+    // yet) spends the quota, so its next call, however small, is refused.
+    const OTHER: u8 = 6;
+    d.as_admin(calls::allow_caller(user(OTHER))).unwrap();
+    d.configure(|c| c.instruction_quota_per_caller = 1_000_000);
+    assert!(matches!(call(&mut d, OTHER, 3).0, Err(InferenceError::Engine(_))));
+    assert!(
+        matches!(call(&mut d, OTHER, 1).0, Err(InferenceError::QuotaExceeded { .. })),
+        "the failed build was charged"
+    );
+}

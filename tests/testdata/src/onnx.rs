@@ -49,6 +49,10 @@ impl Graph {
         self.raw(name, DataType::Int32, dims, values.iter().flat_map(|v| v.to_le_bytes()).collect())
     }
 
+    pub fn i64(self, name: &str, dims: &[i64], values: &[i64]) -> Graph {
+        self.raw(name, DataType::Int64, dims, values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+
     fn raw(mut self, name: &str, elem_type: DataType, dims: &[i64], raw_data: Vec<u8>) -> Graph {
         self.graph.initializer.push(TensorProto {
             name: name.into(),
