@@ -118,6 +118,13 @@ wasmparser::for_each_operator!(ic_operator_cost);
 /// `system_api_complexity.rs`); calls that copy data add one instruction per byte.
 pub mod system_api {
     pub const DEFAULT: u64 = 500;
+    /// Bytes a message sends out of the sandbox (its reply or reject, a call's argument) cost
+    /// this many instructions each instead of one (`BYTE_TRANSMISSION_COST_FACTOR` in the IC's
+    /// `rs/embedders/src/wasmtime_embedder/linker.rs`).
+    pub const BYTE_TRANSMISSION: u64 = 50;
+    /// The canister log's capacity: `trap` bills its message as a log record of at most this
+    /// many bytes (2 per byte kept, 50 per byte sent), besides one per byte read.
+    pub const LOG_CAPACITY_BYTES: u64 = 4 * 1024;
     pub const CALL_NEW: u64 = 1_500;
     pub const CALL_PERFORM: u64 = 5_000;
     pub const IS_CONTROLLER: u64 = 1_000;

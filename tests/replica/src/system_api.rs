@@ -170,7 +170,7 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
 
     // --- replies ---
     l.func_wrap("ic0", "msg_reply_data_append", |mut c: Caller<'_, Host>, src: u32, size: u32| {
-        syscall(&mut c, cost::DEFAULT + size as u64)?;
+        syscall(&mut c, cost::DEFAULT + cost::BYTE_TRANSMISSION * size as u64)?;
         require(&c, "msg_reply_data_append", c.data().message.may_reply)?;
         let bytes = read(&mut c, "ic0.msg_reply_data_append", src as u64, size as u64)?;
         let limit = if c.data().message.kind == MessageKind::Query {
@@ -196,7 +196,7 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
         Ok(())
     })?;
     l.func_wrap("ic0", "msg_reject", |mut c: Caller<'_, Host>, src: u32, size: u32| {
-        syscall(&mut c, cost::DEFAULT + size as u64)?;
+        syscall(&mut c, cost::DEFAULT + cost::BYTE_TRANSMISSION * size as u64)?;
         require(&c, "msg_reject", c.data().message.may_reply)?;
         let bytes = read(&mut c, "ic0.msg_reject", src as u64, size as u64)?;
         let m = &mut c.data_mut().message;
@@ -308,7 +308,8 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
         Ok(())
     })?;
     l.func_wrap("ic0", "trap", |mut c: Caller<'_, Host>, src: u32, size: u32| -> HostResult<()> {
-        syscall(&mut c, cost::DEFAULT + size as u64)?;
+        let logged = (size as u64).min(cost::LOG_CAPACITY_BYTES);
+        syscall(&mut c, cost::DEFAULT + size as u64 + (2 + cost::BYTE_TRANSMISSION) * logged)?;
         let bytes = read(&mut c, "ic0.trap", src as u64, size as u64)?;
         trap(format!("Canister called `ic0.trap` with message: '{}'", String::from_utf8_lossy(&bytes)))
     })?;
@@ -355,7 +356,7 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
         }
     })?;
     l.func_wrap("ic0", "call_data_append", |mut c: Caller<'_, Host>, src: u32, size: u32| {
-        syscall(&mut c, cost::DEFAULT + size as u64)?;
+        syscall(&mut c, cost::DEFAULT + cost::BYTE_TRANSMISSION * size as u64)?;
         let bytes = read(&mut c, "ic0.call_data_append", src as u64, size as u64)?;
         match c.data_mut().message.building.as_mut() {
             Some(call) => {

@@ -18,6 +18,8 @@ const IMPORTS: &str = r#"
   (import "ic0" "call_perform" (func $call_perform (result i32)))
   (import "ic0" "accept_message" (func $accept))
   (import "ic0" "msg_method_name_size" (func $method_size (result i32)))
+  (import "ic0" "msg_reject" (func $reject (param i32 i32)))
+  (import "ic0" "call_data_append" (func $call_append (param i32 i32)))
 "#;
 
 fn module(body: &str) -> Vec<u8> {
@@ -37,6 +39,16 @@ fn cost_of(body: &str) -> u64 {
     let id = install(&mut r, &module(body));
     let (result, report) = r.update_call(id, Principal::anonymous(), "f", vec![]);
     result.expect("call replies");
+    assert_eq!(report.message_count(), 1);
+    report.instructions()
+}
+
+/// Instructions the single message of an update call took, whether it replied, rejected or
+/// trapped.
+fn cost_of_any(body: &str) -> u64 {
+    let mut r = LocalReplica::new();
+    let id = install(&mut r, &module(body));
+    let (_, report) = r.update_call(id, Principal::anonymous(), "f", vec![]);
     assert_eq!(report.message_count(), 1);
     report.instructions()
 }
@@ -97,13 +109,13 @@ fn bulk_memory_charges_its_size() {
 
 #[test]
 fn system_api_calls_charge_overhead_plus_bytes() {
-    // msg_reply_data_append(0, 300): 2 consts + call 5 + 500 + 300 bytes
+    // msg_reply_data_append(0, 300): 2 consts + call 5 + 500 + 50 per byte sent out
     let cost = cost_of(
         r#"(func (export "canister_update f")
         i32.const 0 i32.const 300 call $append
         call $msg_reply)"#,
     );
-    assert_eq!(cost, 2 + 5 + 500 + 300 + REPLY);
+    assert_eq!(cost, 2 + 5 + 500 + 50 * 300 + REPLY);
     // stable64_grow(1): const + call + 100; stable64_write(0, 0, 10): 3 consts + call + 20 + 10
     // bytes + 1000 for the newly dirtied 4 KiB page
     let cost = cost_of(
@@ -113,6 +125,32 @@ fn system_api_calls_charge_overhead_plus_bytes() {
         call $msg_reply)"#,
     );
     assert_eq!(cost, (1 + 5 + 100 + 1) + (3 + 5 + 20 + 10 + 1000) + REPLY);
+}
+
+/// What a message sends out of the sandbox costs 50 instructions a byte on the IC
+/// (`BYTE_TRANSMISSION_COST_FACTOR`): a reject's message and a call's argument as a reply's bytes.
+#[test]
+fn bytes_sent_out_cost_50_each() {
+    // msg_reject(0, 40): 2 consts + call 5 + 500 + 50 × 40
+    assert_eq!(
+        cost_of_any(r#"(func (export "canister_update f") i32.const 0 i32.const 40 call $reject)"#),
+        2 + 5 + 500 + 2_000
+    );
+    // call_new to a 10-byte callee and a 1-byte method: 8 consts + call 5 + 1 500 + 11 bytes;
+    // call_data_append(0, 100): 2 consts + call 5 + 500 + 50 × 100. The call is never performed.
+    let cost = cost_of(
+        r#"(func (export "canister_update f")
+        i32.const 0 i32.const 10 i32.const 0 i32.const 1 i32.const 0 i32.const 0 i32.const 0 i32.const 0
+        call $call_new
+        i32.const 0 i32.const 100 call $call_append
+        call $msg_reply)"#,
+    );
+    assert_eq!(cost, (8 + 5 + 1_500 + 11) + (2 + 5 + 500 + 5_000) + REPLY);
+    // trap(0, 10): 2 consts + call 5 + 500 + 10 bytes read + the log record (2 + 50 per byte).
+    assert_eq!(
+        cost_of_any(r#"(func (export "canister_update f") i32.const 0 i32.const 10 call $trap)"#),
+        2 + 5 + 500 + 10 + 520
+    );
 }
 
 /// A module that burns `per_iteration` instructions per loop iteration through memory.fill
