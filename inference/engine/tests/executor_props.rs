@@ -104,7 +104,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(256))]
 
     /// The same model quantized dynamically: our integer convolution, zero-point shift,
     /// transpose and dynamic quantize operators between messages.

@@ -14,6 +14,8 @@ use candid_parser::configs::Configs;
 use candid_parser::utils::CandidSource;
 use canister_harness::deploy::Deployment;
 use canister_harness::{user, CallOutcome};
+use inference_api::{ClassifyRequest, InputTensor, JobRequest, TensorData};
+use inference_client::calls;
 use model_testdata::case;
 
 /// What refusing a caller may cost, decoding its argument included.
@@ -31,9 +33,25 @@ enum Caller {
 
 /// The methods each caller may call (its role); everything else must be refused.
 fn may_call(caller: Caller, method: &str) -> bool {
-    let anyone = ["platform_report"];
-    let own_jobs = ["status", "result", "cancel"];
-    let callers = ["classify", "classify_query", "infer", "submit", "list_models", "model_info", "active_version"];
+    // Names from the typed client, which holds every method name (#12).
+    let request = ClassifyRequest {
+        model: String::new(),
+        version: None,
+        input: InputTensor { shape: vec![], data: TensorData::F32(vec![]) },
+        top_k: None,
+    };
+    let job = JobRequest::Classify(request.clone());
+    let anyone = [calls::platform_report().method];
+    let own_jobs = [calls::status(0).method, calls::result(0).method, calls::cancel(0).method];
+    let callers = [
+        calls::classify(&request).method,
+        calls::classify_query(&request).method,
+        calls::infer("", None, &[]).method,
+        calls::submit(&job).method,
+        calls::list_models(None).method,
+        calls::model_info("", None).method,
+        calls::active_version("").method,
+    ];
     match caller {
         Caller::AnonymousIngress => anyone.contains(&method),
         // Any principal may ask about its own jobs: it has none, so it gets `UnknownJob`.
