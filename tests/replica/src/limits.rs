@@ -46,11 +46,3 @@ pub const STABLE_PAGES_PER_INSTALL: u64 = (8u64 << 30) / OS_PAGE;
 pub const WASM_MEMORY_LIMIT: u64 = 3 << 30;
 /// The wasm32 heap's hard limit.
 pub const WASM32_MAX_HEAP: u64 = 4 << 30;
-
-/// Cycles on a 13-node application subnet.
-pub const CYCLES_PER_MESSAGE: u128 = 5_000_000;
-pub const CYCLES_PER_INSTRUCTION: u128 = 1;
-pub const CYCLES_INGRESS_RECEPTION: u128 = 1_200_000;
-pub const CYCLES_INGRESS_PER_BYTE: u128 = 2_000;
-pub const CYCLES_XNET_CALL: u128 = 260_000;
-pub const CYCLES_XNET_PER_BYTE: u128 = 1_000;

@@ -9,9 +9,11 @@ use candid::Principal;
 use wasmtime::Linker;
 
 use crate::canister::{load_module, shared_cache, Entry, Execution, Instantiated, ModuleCache};
+use crate::fees::Fees;
 use crate::host::{Callback, Host, MessageContext, MessageKind, Response};
 use crate::limits;
 use crate::report::{CallReport, MessageRecord};
+use crate::system_api::instruction_limit_message;
 
 /// Reject codes of the interface spec.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -112,11 +114,29 @@ struct CallContext {
     replied: bool,
     outstanding: u32,
     instructions: u64,
+    /// Cycles the call carried that no message has accepted yet: returned with the response.
+    cycles_available: u128,
 }
 
 enum Message {
-    Request { to: Principal, from: Principal, method: String, arg: Vec<u8>, origin: Origin, cycles: u128 },
-    Response { to: Principal, context: u64, callback: Callback, response: Response, from: Principal },
+    Request {
+        to: Principal,
+        from: Principal,
+        method: String,
+        arg: Vec<u8>,
+        origin: Origin,
+        cycles: u128,
+        /// For an ingress message: the bytes its canister paid to receive.
+        ingress_bytes: Option<u64>,
+    },
+    Response {
+        to: Principal,
+        context: u64,
+        callback: Callback,
+        response: Response,
+        /// Cycles the call carried that the callee did not accept, back to the caller.
+        refund: u128,
+    },
 }
 
 /// The local replica. See the crate documentation for what it enforces.
@@ -136,6 +156,8 @@ pub struct LocalReplica {
     /// Instructions an update message may execute: the IC's 40 B unless a test lowers it.
     update_instruction_limit: u64,
     management: crate::management::Management,
+    /// The fees of the subnet the replica stands for (13 nodes unless a test picks 34).
+    fees: Fees,
 }
 
 /// Cycles a new canister gets, like PocketIC's `add_cycles` in most test set-ups.
@@ -170,6 +192,7 @@ impl LocalReplica {
             trap_after: None,
             update_instruction_limit: limits::UPDATE_INSTRUCTIONS,
             management: Default::default(),
+            fees: Fees::default(),
         }
     }
 
@@ -178,6 +201,26 @@ impl LocalReplica {
     /// above 40 B; pass the IC's limit to restore it).
     pub fn set_update_instruction_limit(&mut self, limit: u64) {
         self.update_instruction_limit = limit.min(limits::UPDATE_INSTRUCTIONS);
+    }
+
+    /// Prices every fee as on a subnet of `nodes` nodes (the IC's application subnets have 13,
+    /// or 34): each 13-node fee scaled by `nodes / 13`, rounded down.
+    pub fn set_subnet_size(&mut self, nodes: u32) {
+        self.fees = Fees::new(nodes);
+    }
+
+    pub fn fees(&self) -> Fees {
+        self.fees
+    }
+
+    /// Bytes the IC charges the canister storage for: its heap, stable memory and module.
+    pub fn memory_usage(&self, canister: Principal) -> u64 {
+        self.canisters.get(&canister).map_or(0, memory_usage)
+    }
+
+    /// The balance below which the canister is frozen: 30 days of its storage.
+    pub fn freezing_threshold(&self, canister: Principal) -> u128 {
+        self.fees.freezing_threshold(self.memory_usage(canister))
     }
 
     /// Fault injection for tests: the canister's `n`-th replicated message from now (counting
@@ -237,8 +280,34 @@ impl LocalReplica {
         Ok(())
     }
 
+    /// Sets the canister's environment variables (a controller's setting), read through
+    /// `ic0.env_var_*`.
+    pub fn set_env_vars(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        vars: BTreeMap<String, String>,
+    ) -> Result<(), Reject> {
+        let c = self.canister_mut(canister)?;
+        if !c.host().controllers.contains(&sender) {
+            return Err(reject(
+                RejectCode::CanisterError,
+                format!("Only controllers of canister {canister} can change its settings"),
+            ));
+        }
+        c.host_mut().env_vars = vars;
+        Ok(())
+    }
+
     pub fn cycle_balance(&self, canister: Principal) -> u128 {
         self.canisters.get(&canister).map_or(0, |c| c.host().cycles)
+    }
+
+    /// For tests of what a canister short of cycles meets: sets its balance outright.
+    pub fn set_cycle_balance(&mut self, canister: Principal, amount: u128) {
+        if let Some(c) = self.canisters.get_mut(&canister) {
+            c.host_mut().cycles = amount;
+        }
     }
 
     pub fn add_cycles(&mut self, canister: Principal, amount: u128) {
@@ -286,7 +355,8 @@ impl LocalReplica {
         sender: Principal,
     ) -> Result<CallReport, Reject> {
         let time = self.time_nanos;
-        let (module, hash) = load_module(&self.cache, wasm).map_err(|e| reject(RejectCode::CanisterError, e))?;
+        let loaded = load_module(&self.cache, wasm).map_err(|e| reject(RejectCode::CanisterError, e))?;
+        let (module, hash, loaded_bytes) = (loaded.module, loaded.hash, loaded.wasm_bytes);
         let c = self.canister_mut(canister)?;
         if !c.host().controllers.contains(&sender) {
             return Err(reject(
@@ -303,8 +373,29 @@ impl LocalReplica {
             }
             _ => {}
         }
-        let mut records = Vec::new();
-        let mut budget = limits::INSTALL_INSTRUCTIONS;
+        // The install prepays its whole 300 B instruction limit, above the freezing threshold.
+        let threshold = self.freezing_threshold(canister);
+        let prepayment = self.fees.execution(limits::INSTALL_INSTRUCTIONS);
+        let c = self.canister_mut(canister)?;
+        if c.host().cycles.saturating_sub(threshold) < prepayment {
+            return Err(reject(
+                RejectCode::CanisterError,
+                format!("Canister {canister} does not have enough cycles to install code (InstallCodeNotEnoughCycles)"),
+            ));
+        }
+        // Compiling the module comes out of the install's 300 B first, as on the IC.
+        let compilation = loaded.compilation_instructions;
+        if compilation > limits::INSTALL_INSTRUCTIONS {
+            return Err(reject(
+                RejectCode::CanisterError,
+                format!(
+                    "Canister {canister} trapped during install: {}",
+                    instruction_limit_message(limits::INSTALL_INSTRUCTIONS)
+                ),
+            ));
+        }
+        let mut records = vec![MessageRecord::new(canister, MessageKind::Compilation, "compilation", compilation)];
+        let mut budget = limits::INSTALL_INSTRUCTIONS - compilation;
         let mut run = |inst: &mut Instantiated,
                        linker: &Linker<Host>,
                        kind: MessageKind,
@@ -314,11 +405,16 @@ impl LocalReplica {
             if !inst.has_export(export) {
                 return Ok(());
             }
-            let ctx = MessageContext::new(kind, sender, export, arg, budget);
+            let ctx_limit = budget;
+            let ctx = MessageContext::new(kind, sender, export, arg, ctx_limit);
             let exec = inst.execute(linker, &Entry::Export(export.to_string()), ctx);
             budget -= exec.instructions;
             records.push(MessageRecord::new(canister, kind, export, exec.instructions));
             match exec.trap {
+                // The limit is the install's, whatever compilation and earlier hooks left of it.
+                Some(t) if t == instruction_limit_message(ctx_limit) => {
+                    Err(instruction_limit_message(limits::INSTALL_INSTRUCTIONS))
+                }
                 Some(t) => Err(t),
                 None => Ok(()),
             }
@@ -356,11 +452,16 @@ impl LocalReplica {
         })();
         let c = self.canisters.get_mut(&canister).expect("exists");
         self.records.extend(records.iter().cloned());
+        // One message's fee and every instruction, compilation included, whatever the outcome.
+        let install_cycles: u128 = records.iter().map(|r| r.cycles_at(&self.fees).execution).sum();
+        let module_bytes = loaded_bytes;
         match result {
-            Ok(fresh) => {
+            Ok(mut fresh) => {
+                fresh.module_bytes = module_bytes;
+                fresh.host_mut().cycles = fresh.host().cycles.saturating_sub(install_cycles);
                 c.instance = Some(fresh);
                 c.idle_host = None;
-                Ok(CallReport::from_records(records))
+                Ok(CallReport::from_records(records, self.fees))
             }
             Err(trap) => {
                 // pre_upgrade may have touched the old instance's heap and stable memory;
@@ -373,6 +474,8 @@ impl LocalReplica {
                     }
                     None => c.idle_host = Some(base_host),
                 }
+                let host = c.host_mut();
+                host.cycles = host.cycles.saturating_sub(install_cycles);
                 Err(reject(RejectCode::CanisterError, format!("Canister {canister} trapped during install: {trap}")))
             }
         }
@@ -434,10 +537,16 @@ impl LocalReplica {
         self.time_nanos
     }
 
+    /// Moves the clock; every canister pays for the memory it held meanwhile (the IC charges
+    /// storage every few seconds, down to zero).
     pub fn advance_time(&mut self, by: Duration) {
         self.time_nanos += by.as_nanos() as u64;
+        let fees = self.fees;
         for c in self.canisters.values_mut() {
-            c.host_mut().time_nanos = self.time_nanos;
+            let storage = fees.storage(memory_usage(c), by.as_secs());
+            let host = c.host_mut();
+            host.time_nanos = self.time_nanos;
+            host.cycles = host.cycles.saturating_sub(storage);
         }
     }
 
@@ -457,24 +566,28 @@ impl LocalReplica {
             .collect();
         for id in due {
             self.canisters.get_mut(&id).unwrap().host_mut().global_timer = 0;
+            let c = &self.canisters[&id];
+            let threshold = self.fees.freezing_threshold(memory_usage(c));
+            if c.host().cycles.saturating_sub(threshold) < self.fees.execution(self.update_instruction_limit) {
+                continue; // a frozen canister's timer does not run
+            }
             let context = self.open_context(id, id, Origin::System);
+            let message =
+                Incoming { caller: id, method: "canister_global_timer", arg: vec![], cycles: 0, ingress_bytes: None };
             self.execute_in_context(
                 id,
                 context,
                 Entry::Export("canister_global_timer".into()),
                 MessageKind::GlobalTimer,
-                id,
-                "canister_global_timer",
-                vec![],
+                message,
                 None,
-                0,
             );
         }
         for _ in 0..self.queue.len() {
             let Some(message) = self.queue.pop_front() else { break };
             self.deliver(message);
         }
-        CallReport::from_records(self.records[start..].to_vec())
+        CallReport::from_records(self.records[start..].to_vec(), self.fees)
     }
 
     // ----- calls -----
@@ -490,7 +603,7 @@ impl LocalReplica {
     ) -> (Result<Vec<u8>, Reject>, CallReport) {
         let start = self.records.len();
         let result = self.submit_and_await(canister, sender, method, arg);
-        (result, CallReport::from_records(self.records[start..].to_vec()))
+        (result, CallReport::from_records(self.records[start..].to_vec(), self.fees))
     }
 
     fn submit_and_await(
@@ -521,7 +634,7 @@ impl LocalReplica {
     pub fn await_call(&mut self, id: u64) -> (Result<Vec<u8>, Reject>, CallReport) {
         let start = self.records.len();
         let result = self.await_result(id);
-        (result, CallReport::from_records(self.records[start..].to_vec()))
+        (result, CallReport::from_records(self.records[start..].to_vec(), self.fees))
     }
 
     fn await_result(&mut self, id: u64) -> Result<Vec<u8>, Reject> {
@@ -545,7 +658,7 @@ impl LocalReplica {
         let result = self
             .enqueue_request(canister, caller, method, arg, Delivery::InterCanister)
             .and_then(|id| self.await_result(id));
-        (result, CallReport::from_records(self.records[start..].to_vec()))
+        (result, CallReport::from_records(self.records[start..].to_vec(), self.fees))
     }
 
     fn submit(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> Result<u64, Reject> {
@@ -619,9 +732,18 @@ impl LocalReplica {
                 ));
             }
         }
+        let mut ingress_bytes = None;
         if delivery == Delivery::Ingress {
-            let fee = limits::CYCLES_INGRESS_RECEPTION + limits::CYCLES_INGRESS_PER_BYTE * arg.len() as u128;
-            c.host_mut().cycles = c.host().cycles.saturating_sub(fee);
+            // The canister pays to receive the message, if it can while staying above its
+            // freezing threshold (`should_accept_ingress_message` on the IC).
+            let bytes = crate::fees::ingress_message_bytes(method, &arg);
+            let fee = self.fees.ingress(bytes);
+            let threshold = self.fees.freezing_threshold(memory_usage(c));
+            if c.host().cycles.saturating_sub(threshold) < fee {
+                return Err(out_of_cycles(canister));
+            }
+            c.host_mut().cycles -= fee;
+            ingress_bytes = Some(bytes);
         }
         let id = self.fresh_id();
         self.queue.push_back(Message::Request {
@@ -631,6 +753,7 @@ impl LocalReplica {
             arg,
             origin: Origin::Ingress(id),
             cycles: 0,
+            ingress_bytes,
         });
         Ok(id)
     }
@@ -675,7 +798,7 @@ impl LocalReplica {
         let ctx = MessageContext::new(MessageKind::Query, sender, method, arg, limits::QUERY_INSTRUCTIONS);
         let exec = inst.execute(linker, &Entry::Export(export.clone()), ctx);
         let record = MessageRecord::new(canister, MessageKind::Query, method, exec.instructions);
-        let report = CallReport::from_records(vec![record]);
+        let report = CallReport::from_records(vec![record], self.fees);
         (response_of(canister, exec), report)
     }
 
@@ -686,8 +809,18 @@ impl LocalReplica {
 
     fn open_context(&mut self, canister: Principal, caller: Principal, origin: Origin) -> u64 {
         let id = self.fresh_id();
-        self.contexts
-            .insert(id, CallContext { canister, caller, origin, replied: false, outstanding: 0, instructions: 0 });
+        self.contexts.insert(
+            id,
+            CallContext {
+                canister,
+                caller,
+                origin,
+                replied: false,
+                outstanding: 0,
+                instructions: 0,
+                cycles_available: 0,
+            },
+        );
         id
     }
 
@@ -705,15 +838,16 @@ impl LocalReplica {
 
     fn deliver(&mut self, message: Message) {
         match message {
-            Message::Request { to, from, method, arg, origin, cycles } => {
-                self.deliver_request(to, from, method, arg, origin, cycles)
+            Message::Request { to, from, method, arg, origin, cycles, ingress_bytes } => {
+                self.deliver_request(to, from, method, arg, origin, cycles, ingress_bytes)
             }
-            Message::Response { to, context, callback, response, from } => {
-                self.deliver_response(to, context, callback, response, from)
+            Message::Response { to, context, callback, response, refund } => {
+                self.deliver_response(to, context, callback, response, refund)
             }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn deliver_request(
         &mut self,
         to: Principal,
@@ -722,13 +856,15 @@ impl LocalReplica {
         arg: Vec<u8>,
         origin: Origin,
         cycles: u128,
+        ingress_bytes: Option<u64>,
     ) {
+        // A refused request's cycles go back to its caller.
         let refuse = |r: &mut LocalReplica, code, msg: String| {
-            r.respond(&origin, Response::Reject { code: code as u32, message: msg }, to)
+            r.respond(&origin, Response::Reject { code: code as u32, message: msg }, cycles)
         };
         if to == Principal::management_canister() {
             let response = self.management.call(from, &method, &arg);
-            return self.respond(&origin, response, to);
+            return self.respond(&origin, response, cycles);
         }
         let Some(c) = self.canisters.get(&to) else {
             return refuse(self, RejectCode::DestinationInvalid, format!("Canister {to} not found"));
@@ -750,18 +886,18 @@ impl LocalReplica {
                 format!("Canister {to} has no update method '{method}'"),
             );
         };
+        // The message prepays the execution of its whole instruction limit.
+        let threshold = self.fees.freezing_threshold(memory_usage(c));
+        if c.host().cycles.saturating_sub(threshold) < self.fees.execution(self.update_instruction_limit) {
+            let Reject { code, message } = out_of_cycles(to);
+            return refuse(self, code, message);
+        }
         let context = self.open_context(to, from, origin);
-        self.execute_in_context(to, context, Entry::Export(export), kind, from, &method, arg, None, cycles);
+        let message = Incoming { caller: from, method: &method, arg, cycles, ingress_bytes };
+        self.execute_in_context(to, context, Entry::Export(export), kind, message, None);
     }
 
-    fn deliver_response(
-        &mut self,
-        to: Principal,
-        context: u64,
-        callback: Callback,
-        response: Response,
-        from: Principal,
-    ) {
+    fn deliver_response(&mut self, to: Principal, context: u64, callback: Callback, response: Response, refund: u128) {
         let Some(cc) = self.contexts.get_mut(&context) else { return };
         cc.outstanding -= 1;
         let caller = cc.caller;
@@ -770,50 +906,67 @@ impl LocalReplica {
             self.contexts.remove(&context);
             return;
         }
+        // The call prepaid the largest response's transmission; the rest comes back, with the
+        // cycles the callee did not accept.
+        let response_bytes = match &response {
+            Response::Reply(bytes) => bytes.len(),
+            Response::Reject { message, .. } => message.len(),
+        } as u64;
+        let returned = self.fees.response_transmission_prepayment() - self.fees.xnet_response(response_bytes);
+        self.canisters.get_mut(&to).unwrap().host_mut().cycles += returned + refund;
         let (entry, kind, arg, rejected) = match response {
             Response::Reply(bytes) => (callback.reply, MessageKind::ReplyCallback, bytes, None),
             Response::Reject { code, message } => {
                 (callback.reject, MessageKind::RejectCallback, vec![], Some((code, message)))
             }
         };
-        let _ = from;
+        let message = Incoming { caller, method: "", arg, cycles: 0, ingress_bytes: None };
+        let callback = Answer { reject: rejected, callback, response_bytes, refunded: refund };
         self.execute_in_context(
             to,
             context,
             Entry::Table { fun: entry.0, env: entry.1 },
             kind,
-            caller,
-            "",
-            arg,
-            Some((rejected, callback)),
-            0,
+            message,
+            Some(callback),
         );
     }
 
     /// Runs one message of call context `context` on `canister`, then settles the context:
     /// queues the calls it made, forwards a reply or reject, or closes it.
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// Cycles as on the IC: a request (or timer) prepays the execution of its whole instruction
+    /// limit before it runs, a callback was prepaid by the call that awaits it; the unused
+    /// instructions are refunded after the message, trapped or not.
     fn execute_in_context(
         &mut self,
         canister: Principal,
         context: u64,
         entry: Entry,
         kind: MessageKind,
-        caller: Principal,
-        method: &str,
-        arg: Vec<u8>,
-        // For response callbacks: the reject (if it is one) and the call's continuations.
-        response: Option<(Option<(u32, String)>, Callback)>,
-        cycles: u128,
+        incoming: Incoming<'_>,
+        // For response callbacks: the response and the call's continuations.
+        answer: Option<Answer>,
     ) {
+        let limit = self.update_instruction_limit;
+        let fees = self.fees;
+        let threshold = self.freezing_threshold(canister);
+        if answer.is_none() {
+            self.canisters.get_mut(&canister).unwrap().host_mut().cycles -= fees.execution(limit);
+            self.contexts.get_mut(&context).unwrap().cycles_available = incoming.cycles;
+        }
         let cc = &self.contexts[&context];
-        let mut ctx = MessageContext::new(kind, caller, method, arg, self.update_instruction_limit);
+        let Incoming { caller, method, arg, ingress_bytes, .. } = incoming;
+        let mut ctx = MessageContext::new(kind, caller, method, arg, limit);
         ctx.call_context_instructions = cc.instructions;
         ctx.may_reply = kind.may_reply() && !cc.replied && !matches!(cc.origin, Origin::System);
-        ctx.cycles_available = cycles;
-        let cleanup = response.as_ref().and_then(|(_, cb)| cb.cleanup);
-        if let Some((Some(reject), _)) = response {
-            ctx.reject = Some(reject);
+        ctx.cycles_available = cc.cycles_available;
+        ctx.fees = fees;
+        ctx.freezing_threshold = threshold;
+        let cleanup = answer.as_ref().and_then(|a| a.callback.cleanup);
+        if let Some(answer) = &answer {
+            ctx.reject = answer.reject.clone();
+            ctx.cycles_refunded = answer.refunded;
         }
         let exec = if self.injected_trap(canister) {
             Execution {
@@ -827,14 +980,23 @@ impl LocalReplica {
             let inst = c.instance.as_mut().expect("installed");
             inst.execute(linker, &entry, ctx)
         };
-        let mut charged = limits::CYCLES_PER_MESSAGE + limits::CYCLES_PER_INSTRUCTION * exec.instructions as u128;
         let label = match &entry {
             Entry::Export(_) => method.to_string(),
             Entry::Table { .. } => format!("{kind:?}"),
         };
-        self.records.push(MessageRecord::new(canister, kind, &label, exec.instructions));
         let Execution { trap, instructions, message } = exec;
-        self.contexts.get_mut(&context).unwrap().instructions += instructions;
+        let mut record = MessageRecord::new(canister, kind, &label, instructions);
+        record.limit = limit;
+        record.ingress_bytes = ingress_bytes;
+        record.response_bytes = answer.as_ref().map(|a| a.response_bytes);
+        if trap.is_none() {
+            record.request_bytes = message.performed.iter().map(|c| (c.method.len() + c.arg.len()) as u64).collect();
+        }
+        self.records.push(record);
+        let refund = fees.instructions(limit.saturating_sub(instructions)).min(fees.execution(limit));
+        self.canisters.get_mut(&canister).unwrap().host_mut().cycles += refund;
+        let cc = self.contexts.get_mut(&context).unwrap();
+        cc.instructions += instructions;
 
         if let Some(trap) = trap {
             // A trapped callback runs its cleanup closure, whose changes do persist.
@@ -843,15 +1005,16 @@ impl LocalReplica {
                 let inst = self.canisters.get_mut(&canister).unwrap().instance.as_mut().unwrap();
                 let e = inst.execute(&self.linker, &Entry::Table { fun, env }, ctx);
                 self.records.push(MessageRecord::new(canister, MessageKind::Cleanup, "cleanup", e.instructions));
-                charged += limits::CYCLES_PER_INSTRUCTION * e.instructions as u128;
+                let host = self.canisters.get_mut(&canister).unwrap().host_mut();
+                host.cycles = host.cycles.saturating_sub(fees.instructions(e.instructions));
             }
-            self.charge(canister, charged + cycles);
             self.settle(context, None, canister, Some(format!("Canister {canister} trapped: {trap}")));
             return;
         }
-        // Calls made by a message that returned normally are sent.
+        cc.cycles_available = message.cycles_available;
+        // Calls made by a message that returned normally are sent (`call_perform` withdrew their
+        // fees and prepayments).
         for call in message.performed {
-            charged += limits::CYCLES_XNET_CALL + limits::CYCLES_XNET_PER_BYTE * call.arg.len() as u128;
             self.contexts.get_mut(&context).unwrap().outstanding += 1;
             self.queue.push_back(Message::Request {
                 to: call.callee,
@@ -860,18 +1023,10 @@ impl LocalReplica {
                 arg: call.arg,
                 origin: Origin::Canister { caller: canister, caller_context: context, callback: call.callback },
                 cycles: call.cycles,
+                ingress_bytes: None,
             });
         }
-        // Cycles offered and not accepted go back with the response (not modelled further).
-        self.charge(canister, charged);
         self.settle(context, message.response, canister, None);
-    }
-
-    fn charge(&mut self, canister: Principal, cycles: u128) {
-        if let Some(c) = self.canisters.get_mut(&canister) {
-            let h = c.host_mut();
-            h.cycles = h.cycles.saturating_sub(cycles);
-        }
     }
 
     /// After a message of `context`: forward its response, or close the context when nothing
@@ -881,7 +1036,8 @@ impl LocalReplica {
         if let Some(response) = response {
             cc.replied = true;
             let origin = cc.origin.clone();
-            self.respond(&origin, response, canister);
+            let refund = std::mem::take(&mut cc.cycles_available);
+            self.respond(&origin, response, refund);
         }
         let cc = &self.contexts[&context];
         if cc.outstanding == 0 {
@@ -891,13 +1047,14 @@ impl LocalReplica {
                 self.respond(
                     &cc.origin,
                     Response::Reject { code: RejectCode::CanisterError as u32, message },
-                    canister,
+                    cc.cycles_available,
                 );
             }
         }
     }
 
-    fn respond(&mut self, origin: &Origin, response: Response, from: Principal) {
+    /// Delivers `response` to whoever made the call, with the `refund` of its unaccepted cycles.
+    fn respond(&mut self, origin: &Origin, response: Response, refund: u128) {
         match origin {
             Origin::Ingress(id) => {
                 let result = match response {
@@ -912,7 +1069,7 @@ impl LocalReplica {
                     context: *caller_context,
                     callback: *callback,
                     response,
-                    from,
+                    refund,
                 });
             }
             Origin::System => {}
@@ -923,6 +1080,34 @@ impl LocalReplica {
     pub fn message_log(&self) -> &[MessageRecord] {
         &self.records
     }
+}
+
+/// A request (or timer) as the message that executes it sees it.
+struct Incoming<'a> {
+    caller: Principal,
+    method: &'a str,
+    arg: Vec<u8>,
+    /// Cycles the caller attached.
+    cycles: u128,
+    ingress_bytes: Option<u64>,
+}
+
+/// A response as the callback that executes it sees it.
+struct Answer {
+    reject: Option<(u32, String)>,
+    callback: Callback,
+    response_bytes: u64,
+    refunded: u128,
+}
+
+/// What the IC answers when a canister cannot pay for a message (IC0207).
+fn out_of_cycles(canister: Principal) -> Reject {
+    reject(RejectCode::SysTransient, format!("Canister {canister} is out of cycles"))
+}
+
+fn memory_usage(c: &Canister) -> u64 {
+    let stable = c.host().stable.bytes.len() as u64;
+    stable + c.instance.as_ref().map_or(0, |i| i.heap_bytes() + i.module_bytes)
 }
 
 fn response_of(canister: Principal, exec: Execution) -> Result<Vec<u8>, Reject> {
@@ -944,5 +1129,6 @@ fn clone_host(h: &Host) -> Host {
     n.stable = h.stable.clone();
     n.log = h.log.clone();
     n.status = h.status;
+    n.env_vars = h.env_vars.clone();
     n
 }

@@ -51,10 +51,9 @@ fn charge(caller: &mut Caller<'_, Host>, amount: u64) -> HostResult<()> {
     Ok(())
 }
 
-/// The first charge of every system call: its overhead, plus the share of the `call`
-/// instruction's price that fuel does not carry for calls into the host.
+/// The first charge of every system call: its overhead (the `call` itself is priced by fuel).
 fn syscall(caller: &mut Caller<'_, Host>, overhead: u64) -> HostResult<()> {
-    charge(caller, overhead + crate::costs::WASMTIME_ENTRY_FUEL)
+    charge(caller, overhead)
 }
 
 fn read(caller: &mut Caller<'_, Host>, api: &str, ptr: u64, len: u64) -> HostResult<Vec<u8>> {
@@ -90,8 +89,9 @@ fn copy_out(caller: &mut Caller<'_, Host>, api: &str, dst: u32, offset: u32, siz
     write(caller, api, dst as u64, &src[offset..offset + size])
 }
 
+/// The 128-bit cycles calls cost their overhead alone (500), with no charge for the 16 bytes.
 fn write_u128(caller: &mut Caller<'_, Host>, api: &str, dst: u32, value: u128) -> HostResult<()> {
-    syscall(caller, cost::DEFAULT + 16)?;
+    syscall(caller, cost::DEFAULT)?;
     write(caller, api, dst as u64, &value.to_le_bytes())
 }
 
@@ -103,13 +103,33 @@ fn require(caller: &Caller<'_, Host>, api: &str, allowed: bool) -> HostResult<()
     }
 }
 
-/// Names of every `ic0` function the replica provides.
-pub fn names() -> std::collections::BTreeSet<String> {
+/// Every `ic0` function the replica provides, with its (wasm32) signature.
+pub fn signatures() -> std::collections::BTreeMap<String, crate::validate::Signature> {
     let engine = wasmtime::Engine::default();
     let mut linker = Linker::new(&engine);
     register(&mut linker).expect("system API registers");
     let mut store = wasmtime::Store::new(&engine, Host::new(Principal::anonymous(), vec![], 0));
-    linker.iter(&mut store).map(|(_, name, _)| name.to_string()).collect()
+    let types = |types: &mut dyn Iterator<Item = wasmtime::ValType>| -> Vec<wasmparser::ValType> {
+        types
+            .map(|t| match t {
+                wasmtime::ValType::I32 => wasmparser::ValType::I32,
+                wasmtime::ValType::I64 => wasmparser::ValType::I64,
+                wasmtime::ValType::F32 => wasmparser::ValType::F32,
+                wasmtime::ValType::F64 => wasmparser::ValType::F64,
+                other => panic!("the system API takes no {other}"),
+            })
+            .collect()
+    };
+    let exports: Vec<(String, wasmtime::Extern)> =
+        linker.iter(&mut store).map(|(_, name, ext)| (name.to_string(), ext)).collect();
+    exports
+        .into_iter()
+        .filter_map(|(name, ext)| {
+            let ty = ext.into_func()?.ty(&store);
+            let signature = (types(&mut ty.params()), types(&mut ty.results()));
+            Some((name, signature))
+        })
+        .collect()
 }
 
 /// Adds the `ic0` functions to `linker`.
@@ -228,7 +248,8 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
         write_u128(&mut c, "ic0.canister_cycle_balance128", dst, v)
     })?;
     l.func_wrap("ic0", "canister_liquid_cycle_balance128", |mut c: Caller<'_, Host>, dst: u32| {
-        let v = c.data().cycles;
+        // What the canister may spend: its balance above the freezing threshold.
+        let v = c.data().cycles.saturating_sub(c.data().message.freezing_threshold);
         write_u128(&mut c, "ic0.canister_liquid_cycle_balance128", dst, v)
     })?;
     l.func_wrap("ic0", "msg_deadline", |mut c: Caller<'_, Host>| -> HostResult<u64> {
@@ -265,6 +286,54 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
         syscall(&mut c, cost::DEFAULT)?;
         Ok(!matches!(c.data().message.kind, MessageKind::Query | MessageKind::InspectMessage) as u32)
     })?;
+    l.func_wrap("ic0", "subnet_self_size", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(crate::subnet_id().as_slice().len() as u32)
+    })?;
+    l.func_wrap("ic0", "subnet_self_copy", |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
+        copy_out(&mut c, "ic0.subnet_self_copy", dst, off, size, crate::subnet_id().as_slice())
+    })?;
+    l.func_wrap("ic0", "cycles_burn128", |mut c: Caller<'_, Host>, hi: u64, lo: u64, dst: u32| {
+        require(&c, "cycles_burn128", c.data().message.kind.persists())?;
+        let wanted = ((hi as u128) << 64) | lo as u128;
+        let liquid = c.data().cycles.saturating_sub(c.data().message.freezing_threshold);
+        let burned = wanted.min(liquid);
+        c.data_mut().cycles -= burned;
+        write_u128(&mut c, "ic0.cycles_burn128", dst, burned)
+    })?;
+
+    // --- environment variables (canister settings; none unless a controller sets them) ---
+    l.func_wrap("ic0", "env_var_count", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(c.data().env_vars.len() as u32)
+    })?;
+    l.func_wrap("ic0", "env_var_name_size", |mut c: Caller<'_, Host>, index: u32| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        Ok(env_var_name(&c, "ic0.env_var_name_size", index)?.len() as u32)
+    })?;
+    l.func_wrap("ic0", "env_var_name_copy", |mut c: Caller<'_, Host>, index: u32, dst: u32, off: u32, size: u32| {
+        let name = env_var_name(&c, "ic0.env_var_name_copy", index)?;
+        copy_out(&mut c, "ic0.env_var_name_copy", dst, off, size, name.as_bytes())
+    })?;
+    l.func_wrap("ic0", "env_var_name_exists", |mut c: Caller<'_, Host>, src: u32, size: u32| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT + size as u64)?;
+        let name = read(&mut c, "ic0.env_var_name_exists", src as u64, size as u64)?;
+        Ok(c.data().env_vars.contains_key(&String::from_utf8_lossy(&name).into_owned()) as u32)
+    })?;
+    l.func_wrap("ic0", "env_var_value_size", |mut c: Caller<'_, Host>, src: u32, size: u32| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT + size as u64)?;
+        Ok(env_var_value(&mut c, "ic0.env_var_value_size", src, size)?.len() as u32)
+    })?;
+    #[allow(clippy::too_many_arguments)]
+    l.func_wrap(
+        "ic0",
+        "env_var_value_copy",
+        |mut c: Caller<'_, Host>, src: u32, size: u32, dst: u32, off: u32, len: u32| {
+            charge(&mut c, size as u64)?;
+            let value = env_var_value(&mut c, "ic0.env_var_value_copy", src, size)?;
+            copy_out(&mut c, "ic0.env_var_value_copy", dst, off, len, value.as_bytes())
+        },
+    )?;
     l.func_wrap("ic0", "certified_data_set", |mut c: Caller<'_, Host>, src: u32, size: u32| {
         syscall(&mut c, cost::DEFAULT + size as u64)?;
         if size > 32 {
@@ -385,9 +454,44 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
         }
     })?;
     l.func_wrap("ic0", "cost_call", |mut c: Caller<'_, Host>, method_name_size: u64, payload_size: u64, dst: u32| {
-        let fee = limits::CYCLES_XNET_CALL + limits::CYCLES_XNET_PER_BYTE * (method_name_size + payload_size) as u128;
+        let fee = c.data().message.fees.call_prepayment(method_name_size.saturating_add(payload_size));
         write_u128(&mut c, "ic0.cost_call", dst, fee)
     })?;
+    l.func_wrap("ic0", "cost_create_canister", |mut c: Caller<'_, Host>, dst: u32| {
+        let fee = c.data().message.fees.canister_creation();
+        write_u128(&mut c, "ic0.cost_create_canister", dst, fee)
+    })?;
+    l.func_wrap(
+        "ic0",
+        "cost_http_request",
+        |mut c: Caller<'_, Host>, request_size: u64, max_response: u64, dst: u32| {
+            let fee = c.data().message.fees.http_request(request_size, max_response);
+            write_u128(&mut c, "ic0.cost_http_request", dst, fee)
+        },
+    )?;
+    // Threshold keys: the curve or algorithm must exist (1 if not) and the key must be one the
+    // subnet holds (2 if not: this replica holds none); the fee is written only on 0.
+    l.func_wrap(
+        "ic0",
+        "cost_sign_with_ecdsa",
+        |mut c: Caller<'_, Host>, src: u32, size: u32, curve: u32, _dst: u32| {
+            threshold_key_cost(&mut c, "ic0.cost_sign_with_ecdsa", src, size, curve == 0)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "cost_sign_with_schnorr",
+        |mut c: Caller<'_, Host>, src: u32, size: u32, algorithm: u32, _dst: u32| {
+            threshold_key_cost(&mut c, "ic0.cost_sign_with_schnorr", src, size, algorithm <= 1)
+        },
+    )?;
+    l.func_wrap(
+        "ic0",
+        "cost_vetkd_derive_key",
+        |mut c: Caller<'_, Host>, src: u32, size: u32, curve: u32, _dst: u32| {
+            threshold_key_cost(&mut c, "ic0.cost_vetkd_derive_key", src, size, curve == 0)
+        },
+    )?;
     l.func_wrap("ic0", "call_perform", |mut c: Caller<'_, Host>| -> HostResult<u32> {
         syscall(&mut c, cost::CALL_PERFORM)?;
         let Some(call) = c.data_mut().message.building.take() else {
@@ -399,48 +503,125 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
             c.data_mut().cycles += call.cycles;
             return Ok(2);
         }
+        // The call prepays its fees, the largest response and its callback's execution, from
+        // the balance above the freezing threshold; short of it, the call is refused with
+        // SYS_TRANSIENT and its attached cycles come back.
+        let prepayment = c.data().message.fees.call_prepayment((call.method.len() + call.arg.len()) as u64);
+        let liquid = c.data().cycles.saturating_sub(c.data().message.freezing_threshold);
+        if liquid < prepayment {
+            c.data_mut().cycles += call.cycles;
+            return Ok(2);
+        }
+        c.data_mut().cycles -= prepayment;
         c.data_mut().message.performed.push(call);
         Ok(0)
     })?;
 
     // --- stable memory (64-bit API) ---
-    l.func_wrap("ic0", "stable64_size", |mut c: Caller<'_, Host>| -> HostResult<u64> {
-        syscall(&mut c, cost::STABLE_SIZE)?;
-        Ok(c.data().stable.pages())
-    })?;
+    // Wasm-native stable memory replaces `stable64_size` by a bare `memory.size`, which the IC
+    // does not meter: it costs its `call` only.
+    l.func_wrap("ic0", "stable64_size", |c: Caller<'_, Host>| -> HostResult<u64> { Ok(c.data().stable.pages()) })?;
     l.func_wrap("ic0", "stable64_grow", |mut c: Caller<'_, Host>, pages: u64| -> HostResult<u64> {
         syscall(&mut c, cost::STABLE_GROW)?;
-        let old = c.data().stable.pages();
-        let new_bytes = (old + pages).saturating_mul(limits::WASM_PAGE);
-        if new_bytes > limits::MAX_STABLE_BYTES {
-            return Ok(u64::MAX);
-        }
-        c.data_mut().stable.bytes.resize(new_bytes as usize, 0);
-        Ok(old)
+        Ok(stable_grow(&mut c, pages, limits::MAX_STABLE_BYTES / limits::WASM_PAGE))
     })?;
     l.func_wrap("ic0", "stable64_write", |mut c: Caller<'_, Host>, offset: u64, src: u64, size: u64| {
-        syscall(&mut c, cost::STABLE_READ_WRITE + size)?;
-        let bytes = read(&mut c, "ic0.stable64_write", src, size)?;
-        if offset.checked_add(size).is_none_or(|end| end > c.data().stable.bytes.len() as u64) {
-            return trap("ic0.stable64_write: stable memory out of bounds");
-        }
-        let (_, dirtied) = c.data_mut().stable.touch(offset, size, true);
-        charge(&mut c, cost::STABLE_DIRTY_PAGE * dirtied)?;
-        check_stable_pages(&c)?;
-        c.data_mut().stable.bytes[offset as usize..(offset + size) as usize].copy_from_slice(&bytes);
-        Ok(())
+        stable_write(&mut c, "ic0.stable64_write", offset, src, size)
     })?;
     l.func_wrap("ic0", "stable64_read", |mut c: Caller<'_, Host>, dst: u64, offset: u64, size: u64| {
-        syscall(&mut c, cost::STABLE_READ_WRITE + size)?;
-        if offset.checked_add(size).is_none_or(|end| end > c.data().stable.bytes.len() as u64) {
-            return trap("ic0.stable64_read: stable memory out of bounds");
-        }
-        c.data_mut().stable.touch(offset, size, false);
-        check_stable_pages(&c)?;
-        let bytes = c.data().stable.bytes[offset as usize..(offset + size) as usize].to_vec();
-        write(&mut c, "ic0.stable64_read", dst, &bytes)
+        stable_read(&mut c, "ic0.stable64_read", dst, offset, size)
+    })?;
+
+    // --- stable memory (32-bit API: the same memory, addressed up to 4 GiB) ---
+    l.func_wrap("ic0", "stable_size", |c: Caller<'_, Host>| -> HostResult<u32> {
+        require_32_bit_stable(&c, "ic0.stable_size")?;
+        Ok(c.data().stable.pages() as u32)
+    })?;
+    l.func_wrap("ic0", "stable_grow", |mut c: Caller<'_, Host>, pages: u32| -> HostResult<i32> {
+        syscall(&mut c, cost::STABLE_GROW)?;
+        require_32_bit_stable(&c, "ic0.stable_grow")?;
+        Ok(stable_grow(&mut c, pages as u64, MAX_32_BIT_STABLE_PAGES) as i64 as i32)
+    })?;
+    l.func_wrap("ic0", "stable_write", |mut c: Caller<'_, Host>, offset: u32, src: u32, size: u32| {
+        require_32_bit_stable(&c, "ic0.stable_write")?;
+        stable_write(&mut c, "ic0.stable_write", offset as u64, src as u64, size as u64)
+    })?;
+    l.func_wrap("ic0", "stable_read", |mut c: Caller<'_, Host>, dst: u32, offset: u32, size: u32| {
+        require_32_bit_stable(&c, "ic0.stable_read")?;
+        stable_read(&mut c, "ic0.stable_read", dst as u64, offset as u64, size as u64)
     })?;
     Ok(())
+}
+
+fn threshold_key_cost(c: &mut Caller<'_, Host>, api: &str, src: u32, size: u32, known_curve: bool) -> HostResult<u32> {
+    syscall(c, cost::DEFAULT + size as u64)?;
+    read(c, api, src as u64, size as u64)?;
+    if !known_curve {
+        return Ok(1);
+    }
+    Ok(2)
+}
+
+fn env_var_name(c: &Caller<'_, Host>, api: &str, index: u32) -> HostResult<String> {
+    match c.data().env_vars.keys().nth(index as usize) {
+        Some(name) => Ok(name.clone()),
+        None => trap(format!("{api}: environment variable index {index} is out of bounds")),
+    }
+}
+
+fn env_var_value(c: &mut Caller<'_, Host>, api: &str, src: u32, size: u32) -> HostResult<String> {
+    let name = read(c, api, src as u64, size as u64)?;
+    let name = String::from_utf8_lossy(&name).into_owned();
+    match c.data().env_vars.get(&name) {
+        Some(value) => Ok(value.clone()),
+        None => trap(format!("{api}: environment variable `{name}` does not exist")),
+    }
+}
+
+/// 4 GiB of 64 KiB pages: all the 32-bit stable API can address.
+const MAX_32_BIT_STABLE_PAGES: u64 = 1 << 16;
+
+fn require_32_bit_stable(c: &Caller<'_, Host>, api: &str) -> HostResult<()> {
+    if c.data().stable.pages() > MAX_32_BIT_STABLE_PAGES {
+        return trap(format!("{api}: 32 bit stable memory api used on a memory larger than 4GB"));
+    }
+    Ok(())
+}
+
+/// Grows stable memory by `pages` if it stays within `max_pages`; the old size, or -1 (as u64).
+fn stable_grow(c: &mut Caller<'_, Host>, pages: u64, max_pages: u64) -> u64 {
+    let old = c.data().stable.pages();
+    match old.checked_add(pages).filter(|&new| new <= max_pages) {
+        Some(new) => {
+            c.data_mut().stable.bytes.resize((new * limits::WASM_PAGE) as usize, 0);
+            old
+        }
+        None => u64::MAX,
+    }
+}
+
+fn stable_write(c: &mut Caller<'_, Host>, api: &str, offset: u64, src: u64, size: u64) -> HostResult<()> {
+    syscall(c, cost::STABLE_READ_WRITE + size)?;
+    let bytes = read(c, api, src, size)?;
+    if offset.checked_add(size).is_none_or(|end| end > c.data().stable.bytes.len() as u64) {
+        return trap(format!("{api}: stable memory out of bounds"));
+    }
+    let (_, dirtied) = c.data_mut().stable.touch(offset, size, true);
+    charge(c, cost::STABLE_DIRTY_PAGE * dirtied)?;
+    check_stable_pages(c)?;
+    c.data_mut().stable.bytes[offset as usize..(offset + size) as usize].copy_from_slice(&bytes);
+    Ok(())
+}
+
+fn stable_read(c: &mut Caller<'_, Host>, api: &str, dst: u64, offset: u64, size: u64) -> HostResult<()> {
+    syscall(c, cost::STABLE_READ_WRITE + size)?;
+    if offset.checked_add(size).is_none_or(|end| end > c.data().stable.bytes.len() as u64) {
+        return trap(format!("{api}: stable memory out of bounds"));
+    }
+    c.data_mut().stable.touch(offset, size, false);
+    check_stable_pages(c)?;
+    let bytes = c.data().stable.bytes[offset as usize..(offset + size) as usize].to_vec();
+    write(c, api, dst, &bytes)
 }
 
 fn check_stable_pages(c: &Caller<'_, Host>) -> HostResult<()> {

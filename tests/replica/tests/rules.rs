@@ -3,58 +3,14 @@
 
 use ic_replica::{LocalReplica, Principal, RejectCode};
 
-const IMPORTS: &str = r#"
-  (import "ic0" "msg_reply" (func $msg_reply))
-  (import "ic0" "msg_reply_data_append" (func $append (param i32 i32)))
-  (import "ic0" "msg_arg_data_copy" (func $arg_copy (param i32 i32 i32)))
-  (import "ic0" "trap" (func $trap (param i32 i32)))
-  (import "ic0" "stable64_grow" (func $stable_grow (param i64) (result i64)))
-  (import "ic0" "stable64_write" (func $stable_write (param i64 i64 i64)))
-  (import "ic0" "stable64_read" (func $stable_read (param i64 i64 i64)))
-  (import "ic0" "performance_counter" (func $perf (param i32) (result i64)))
-  (import "ic0" "canister_self_size" (func $self_size (result i32)))
-  (import "ic0" "canister_self_copy" (func $self_copy (param i32 i32 i32)))
-  (import "ic0" "call_new" (func $call_new (param i32 i32 i32 i32 i32 i32 i32 i32)))
-  (import "ic0" "call_perform" (func $call_perform (result i32)))
-  (import "ic0" "accept_message" (func $accept))
-  (import "ic0" "msg_method_name_size" (func $method_size (result i32)))
-  (import "ic0" "msg_reject" (func $reject (param i32 i32)))
-  (import "ic0" "call_data_append" (func $call_append (param i32 i32)))
-"#;
+mod common;
 
-fn module(body: &str) -> Vec<u8> {
-    wat::parse_str(format!("(module {IMPORTS} (memory 2) {body})")).unwrap()
-}
-
-fn install(replica: &mut LocalReplica, wasm: &[u8]) -> Principal {
-    let controller = Principal::from_slice(&[7; 29]);
-    let id = replica.create_canister(controller);
-    replica.install_canister(id, wasm, vec![], controller).expect("install");
-    id
-}
-
-/// Instructions the single message of an update call took.
-fn cost_of(body: &str) -> u64 {
-    let mut r = LocalReplica::new();
-    let id = install(&mut r, &module(body));
-    let (result, report) = r.update_call(id, Principal::anonymous(), "f", vec![]);
-    result.expect("call replies");
-    assert_eq!(report.message_count(), 1);
-    report.instructions()
-}
-
-/// Instructions the single message of an update call took, whether it replied, rejected or
-/// trapped.
-fn cost_of_any(body: &str) -> u64 {
-    let mut r = LocalReplica::new();
-    let id = install(&mut r, &module(body));
-    let (_, report) = r.update_call(id, Principal::anonymous(), "f", vec![]);
-    assert_eq!(report.message_count(), 1);
-    report.instructions()
-}
+use common::{cost_of, cost_of_any, install, module, IMPORTS};
 
 // msg_reply costs `call` (5) + the system call (500).
 const REPLY: u64 = 505;
+// Entering a wasm function costs 1 on the IC: the message's own function, and every callee.
+const ENTRY: u64 = ic_replica::costs::FUNCTION_ENTRY_COST;
 
 #[test]
 fn straight_line_block_costs_the_table_sum() {
@@ -65,7 +21,7 @@ fn straight_line_block_costs_the_table_sum() {
         f32.const 1 f32.const 2 f32.max drop
         call $msg_reply)"#,
     );
-    assert_eq!(cost, 36 + REPLY);
+    assert_eq!(cost, ENTRY + 36 + REPLY);
 }
 
 #[test]
@@ -76,7 +32,7 @@ fn loop_of_n_iterations_costs_n_times_its_body() {
         (loop $l local.get $i i32.const 1 i32.add local.tee $i i32.const 1000 i32.lt_u br_if $l)
         call $msg_reply)"#,
     );
-    assert_eq!(cost, 8 * 1000 + REPLY);
+    assert_eq!(cost, ENTRY + 8 * 1000 + REPLY);
 }
 
 #[test]
@@ -91,8 +47,9 @@ fn calls_and_indirect_calls_cost_5_and_10() {
           i32.const 0 call_indirect (type $t) drop
           call $msg_reply)"#,
     );
-    // call 5 + g 1 + drop 1; const 1 + call_indirect 10 + g 1 + drop 1
-    assert_eq!(cost, 7 + 13 + REPLY);
+    // call 5 + g's entry 1 + its const 1 + drop 1; const 1 + call_indirect 10 + g's entry 1 +
+    // its const 1 + drop 1
+    assert_eq!(cost, ENTRY + (5 + ENTRY + 1 + 1) + (1 + 10 + ENTRY + 1 + 1) + REPLY);
 }
 
 #[test]
@@ -104,7 +61,7 @@ fn bulk_memory_charges_its_size() {
         call $msg_reply)"#,
     );
     // 3 consts + fill 100 + 4096 bytes; 3 consts + copy 100 + 1000 bytes
-    assert_eq!(cost, 3 + 100 + 4096 + 3 + 100 + 1000 + REPLY);
+    assert_eq!(cost, ENTRY + 3 + 100 + 4096 + 3 + 100 + 1000 + REPLY);
 }
 
 #[test]
@@ -115,7 +72,7 @@ fn system_api_calls_charge_overhead_plus_bytes() {
         i32.const 0 i32.const 300 call $append
         call $msg_reply)"#,
     );
-    assert_eq!(cost, 2 + 5 + 500 + 50 * 300 + REPLY);
+    assert_eq!(cost, ENTRY + 2 + 5 + 500 + 50 * 300 + REPLY);
     // stable64_grow(1): const + call + 100; stable64_write(0, 0, 10): 3 consts + call + 20 + 10
     // bytes + 1000 for the newly dirtied 4 KiB page
     let cost = cost_of(
@@ -124,7 +81,7 @@ fn system_api_calls_charge_overhead_plus_bytes() {
         i64.const 0 i64.const 0 i64.const 10 call $stable_write
         call $msg_reply)"#,
     );
-    assert_eq!(cost, (1 + 5 + 100 + 1) + (3 + 5 + 20 + 10 + 1000) + REPLY);
+    assert_eq!(cost, ENTRY + (1 + 5 + 100 + 1) + (3 + 5 + 20 + 10 + 1000) + REPLY);
 }
 
 /// What a message sends out of the sandbox costs 50 instructions a byte on the IC
@@ -134,7 +91,7 @@ fn bytes_sent_out_cost_50_each() {
     // msg_reject(0, 40): 2 consts + call 5 + 500 + 50 × 40
     assert_eq!(
         cost_of_any(r#"(func (export "canister_update f") i32.const 0 i32.const 40 call $reject)"#),
-        2 + 5 + 500 + 2_000
+        ENTRY + 2 + 5 + 500 + 2_000
     );
     // call_new to a 10-byte callee and a 1-byte method: 8 consts + call 5 + 1 500 + 11 bytes;
     // call_data_append(0, 100): 2 consts + call 5 + 500 + 50 × 100. The call is never performed.
@@ -145,11 +102,11 @@ fn bytes_sent_out_cost_50_each() {
         i32.const 0 i32.const 100 call $call_append
         call $msg_reply)"#,
     );
-    assert_eq!(cost, (8 + 5 + 1_500 + 11) + (2 + 5 + 500 + 5_000) + REPLY);
+    assert_eq!(cost, ENTRY + (8 + 5 + 1_500 + 11) + (2 + 5 + 500 + 5_000) + REPLY);
     // trap(0, 10): 2 consts + call 5 + 500 + 10 bytes read + the log record (2 + 50 per byte).
     assert_eq!(
         cost_of_any(r#"(func (export "canister_update f") i32.const 0 i32.const 10 call $trap)"#),
-        2 + 5 + 500 + 10 + 520
+        ENTRY + 2 + 5 + 500 + 10 + 520
     );
 }
 
@@ -340,7 +297,7 @@ fn modules_the_ic_refuses_are_refused_at_install() {
         r.install_canister(id, &wat::parse_str(wat_text).unwrap(), vec![], controller).unwrap_err().message
     };
     let e = refused(r#"(module (import "env" "f" (func)) (memory 1))"#);
-    assert!(e.contains("only functions of `ic0`"), "{e}");
+    assert!(e.contains("Module imports function 'f' from 'env' that is not exported by the runtime"), "{e}");
     let e = refused(r#"(module (import "ic0" "no_such_call" (func)) (memory 1))"#);
     assert!(e.contains("not exported by the runtime"), "{e}");
     let e = refused(r#"(module (memory 1) (memory 1))"#);
@@ -351,7 +308,7 @@ fn modules_the_ic_refuses_are_refused_at_install() {
     );
     assert!(e.contains("relaxed"), "{e}");
     let e = refused(r#"(module (memory 1) (func (export "canister_bogus")))"#);
-    assert!(e.contains("reserved prefix"), "{e}");
+    assert!(e.contains("Exporting reserved function 'canister_bogus' with \"canister_\" prefix"), "{e}");
     // gzip-compressed modules are accepted.
     let mut r = LocalReplica::new();
     let id = r.create_canister(controller);
