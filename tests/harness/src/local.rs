@@ -12,8 +12,14 @@ pub struct LocalBackend {
 }
 
 impl LocalBackend {
+    /// A replica pricing a 13-node subnet, or as many nodes as `IC_REPLICA_SUBNET_SIZE` says
+    /// (34 for the IC's large application subnets).
     pub fn new() -> Self {
-        LocalBackend { replica: LocalReplica::new() }
+        let mut replica = LocalReplica::new();
+        if let Some(nodes) = std::env::var("IC_REPLICA_SUBNET_SIZE").ok().and_then(|n| n.parse().ok()) {
+            replica.set_subnet_size(nodes);
+        }
+        LocalBackend { replica }
     }
 }
 

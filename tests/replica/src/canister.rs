@@ -204,8 +204,11 @@ impl Instantiated {
         let limit = message.limit;
         let persists = message.kind.persists();
         let snapshot = self.snapshot();
-        // Cycles accepted or burnt by a message that traps are given back, like its memory.
-        let cycles_before = self.store.data().cycles;
+        // Cycles, certified data and the timer a trapped message changed are put back, like its
+        // memory.
+        let host = self.store.data();
+        let (cycles_before, certified_before, timer_before) =
+            (host.cycles, host.certified_data.clone(), host.global_timer);
         {
             let host = self.store.data_mut();
             host.message = message;
@@ -230,7 +233,10 @@ impl Instantiated {
             self.store.data_mut().stable.commit();
         } else {
             self.store.data_mut().stable.rollback();
-            self.store.data_mut().cycles = cycles_before;
+            let host = self.store.data_mut();
+            host.cycles = cycles_before;
+            host.certified_data = certified_before;
+            host.global_timer = timer_before;
             self.restore(linker, snapshot).expect("restoring the canister after a trap");
         }
         Execution { trap, instructions, message }
@@ -280,6 +286,19 @@ pub struct LoadedModule {
     pub wasm_bytes: u64,
 }
 
+/// The compilation cost of a module, counted once per hash (a test suite installs the same
+/// 7 MiB canister many times).
+fn compilation_cost(hash: [u8; 32], wasm: &[u8]) -> Result<u64, String> {
+    static COSTS: OnceLock<Mutex<std::collections::HashMap<[u8; 32], u64>>> = OnceLock::new();
+    let costs = COSTS.get_or_init(Default::default);
+    if let Some(&cost) = costs.lock().unwrap().get(&hash) {
+        return Ok(cost);
+    }
+    let cost = crate::compilation::compilation_cost(wasm).map_err(|e| e.to_string())?;
+    costs.lock().unwrap().insert(hash, cost);
+    Ok(cost)
+}
+
 /// Validates, prepares and compiles a module for installation.
 pub fn load_module(cache: &ModuleCache, wasm: &[u8]) -> Result<LoadedModule, String> {
     static SYSTEM_API: OnceLock<std::collections::BTreeMap<String, crate::validate::Signature>> = OnceLock::new();
@@ -287,7 +306,7 @@ pub fn load_module(cache: &ModuleCache, wasm: &[u8]) -> Result<LoadedModule, Str
     crate::validate::validate(&wasm, SYSTEM_API.get_or_init(crate::system_api::signatures))
         .map_err(|e| e.to_string())?;
     let hash: [u8; 32] = Sha256::digest(&wasm).into();
-    let compilation_instructions = crate::compilation::compilation_cost(&wasm).map_err(|e| e.to_string())?;
+    let compilation_instructions = compilation_cost(hash, &wasm)?;
     let prepared = module_prep::prepare(&wasm).map_err(|e| format!("{e:#}"))?;
     let module = cache.compile(&prepared).map_err(|e| format!("{e:?}"))?;
     Ok(LoadedModule { module, hash, compilation_instructions, wasm_bytes: wasm.len() as u64 })

@@ -28,9 +28,10 @@ const MEMORY_GROW_CHECK: u64 = 3;
 /// The counter-decrementing function the IC adds (20 instructions) and, with wasm-native stable
 /// memory (on for application subnets), its page-counting function (46).
 const ADDED_FUNCTIONS: u64 = 20 + 46;
-/// Globals the IC adds: the instruction counter, and the dirty- and accessed-page counters of
-/// wasm-native stable memory.
-const ADDED_GLOBALS: u64 = 3;
+/// Globals the IC adds: the instruction counter, and the dirty- and accessed-page counters and
+/// the size of wasm-native stable memory (older versions of the IC add three; four is the
+/// larger charge).
+const ADDED_GLOBALS: u64 = 4;
 /// Wasm-native stable memory replaces each imported stable-memory call by a function of its own.
 /// `stable64_size` is one instruction and `stable64_grow` about twenty;
 /// the read and write bodies are longer, and this bound (above each of them) stands in for

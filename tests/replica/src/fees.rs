@@ -83,7 +83,7 @@ impl Fees {
     /// What a message with limit `limit` that used `used` instructions pays in the end: its
     /// prepayment less the refund of the instructions it left.
     pub fn execution_used(&self, limit: u64, used: u64) -> u128 {
-        self.execution(limit) - self.instructions(limit.saturating_sub(used)).min(self.execution(limit))
+        self.execution(limit) - self.instructions(limit.saturating_sub(used))
     }
 
     /// Inducting an ingress message of `bytes`, paid by the canister it is for.
@@ -116,6 +116,11 @@ impl Fees {
     /// Keeping `bytes` of memory for `seconds`.
     pub fn storage(&self, bytes: u64, seconds: u64) -> u128 {
         self.scale(bytes as u128 * GIB_STORAGE_PER_SECOND_FEE * seconds as u128 / GIB)
+    }
+
+    /// Keeping `bytes` of memory for `nanos` nanoseconds (what a clock advance costs).
+    pub fn storage_nanos(&self, bytes: u64, nanos: u64) -> u128 {
+        self.scale(bytes as u128 * GIB_STORAGE_PER_SECOND_FEE * nanos as u128 / (GIB * 1_000_000_000))
     }
 
     /// The balance a canister of `memory_bytes` must keep: below it, it is frozen.

@@ -67,6 +67,33 @@ impl MessageKind {
                 | MessageKind::RejectCallback
         )
     }
+    /// The IC's name for the mode a system call was refused in ("… cannot be executed in
+    /// non replicated query mode").
+    pub fn ic_mode_name(self) -> &'static str {
+        match self {
+            MessageKind::Start | MessageKind::Compilation => "start",
+            MessageKind::Init | MessageKind::PostUpgrade => "init",
+            MessageKind::PreUpgrade => "pre upgrade",
+            MessageKind::Update => "update",
+            MessageKind::ReplicatedQuery => "replicated query",
+            MessageKind::Query => "non replicated query",
+            MessageKind::InspectMessage => "inspect message",
+            MessageKind::ReplyCallback => "reply callback",
+            MessageKind::RejectCallback => "reject callback",
+            MessageKind::Cleanup => "cleanup",
+            MessageKind::GlobalTimer => "global timer",
+        }
+    }
+    /// Whether a message of this kind may see and accept cycles sent with its call.
+    pub fn receives_cycles(self) -> bool {
+        matches!(
+            self,
+            MessageKind::Update
+                | MessageKind::ReplicatedQuery
+                | MessageKind::ReplyCallback
+                | MessageKind::RejectCallback
+        )
+    }
     pub fn may_call(self) -> bool {
         matches!(
             self,
@@ -132,6 +159,8 @@ pub struct MessageContext {
     pub fees: crate::fees::Fees,
     /// The balance the canister must keep (its freezing threshold) when this message started.
     pub freezing_threshold: u128,
+    /// What a non-replicated query's data certificate certifies (made when the canister asks).
+    pub certified_state: Option<crate::certification::CertifiedState>,
 }
 
 impl MessageContext {
@@ -157,6 +186,7 @@ impl MessageContext {
             cycles_refunded: 0,
             fees: crate::fees::Fees::default(),
             freezing_threshold: 0,
+            certified_state: None,
         }
     }
 }

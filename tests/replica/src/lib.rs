@@ -9,6 +9,7 @@
 //! and the known differences from the IC.
 
 pub mod canister;
+pub mod certification;
 pub mod compilation;
 pub mod costs;
 pub mod fees;
@@ -23,13 +24,11 @@ pub mod validate;
 
 pub use candid::Principal;
 
-/// The replica's one subnet, as `ic0.subnet_self_copy` names it: a self-authenticating-style
-/// id (28 bytes of sha224, then 2), fixed so runs are reproducible.
+/// The replica's one subnet, as `ic0.subnet_self_copy` names it. Without a delegation in a
+/// certificate, clients (ic-agent, agent-js) take the subnet to be the self-authenticating id
+/// of the root key, so that is its id.
 pub fn subnet_id() -> Principal {
-    use sha2::{Digest, Sha224};
-    let mut bytes = Sha224::digest(b"ic-replica subnet").to_vec();
-    bytes.push(2);
-    Principal::from_slice(&bytes)
+    Principal::self_authenticating(certification::root_key_der())
 }
 pub use fees::{Cycles, Fees};
 pub use host::MessageKind;

@@ -209,6 +209,16 @@ impl LocalReplica {
         self.fees = Fees::new(nodes);
     }
 
+    /// Instructions a message of `kind` may execute: 40 B for updates, callbacks and timers
+    /// (or less, if a test lowered it); 5 B for a query method called by a canister, which runs
+    /// replicated but without time slicing.
+    fn instruction_limit(&self, kind: MessageKind) -> u64 {
+        match kind {
+            MessageKind::ReplicatedQuery => limits::QUERY_INSTRUCTIONS.min(self.update_instruction_limit),
+            _ => self.update_instruction_limit,
+        }
+    }
+
     pub fn fees(&self) -> Fees {
         self.fees
     }
@@ -299,6 +309,12 @@ impl LocalReplica {
         Ok(())
     }
 
+    /// The replica's root public key, DER-encoded: what clients verify its certificates with
+    /// (ic-agent's `set_root_key`), as they fetch a local network's.
+    pub fn root_key(&self) -> &'static [u8] {
+        crate::certification::root_key_der()
+    }
+
     pub fn cycle_balance(&self, canister: Principal) -> u128 {
         self.canisters.get(&canister).map_or(0, |c| c.host().cycles)
     }
@@ -375,7 +391,8 @@ impl LocalReplica {
         }
         // The install prepays its whole 300 B instruction limit, above the freezing threshold.
         let threshold = self.freezing_threshold(canister);
-        let prepayment = self.fees.execution(limits::INSTALL_INSTRUCTIONS);
+        let fees = self.fees;
+        let prepayment = fees.execution(limits::INSTALL_INSTRUCTIONS);
         let c = self.canister_mut(canister)?;
         if c.host().cycles.saturating_sub(threshold) < prepayment {
             return Err(reject(
@@ -406,7 +423,9 @@ impl LocalReplica {
                 return Ok(());
             }
             let ctx_limit = budget;
-            let ctx = MessageContext::new(kind, sender, export, arg, ctx_limit);
+            let mut ctx = MessageContext::new(kind, sender, export, arg, ctx_limit);
+            ctx.fees = fees;
+            ctx.freezing_threshold = threshold;
             let exec = inst.execute(linker, &Entry::Export(export.to_string()), ctx);
             budget -= exec.instructions;
             records.push(MessageRecord::new(canister, kind, export, exec.instructions));
@@ -543,7 +562,7 @@ impl LocalReplica {
         self.time_nanos += by.as_nanos() as u64;
         let fees = self.fees;
         for c in self.canisters.values_mut() {
-            let storage = fees.storage(memory_usage(c), by.as_secs());
+            let storage = fees.storage_nanos(memory_usage(c), by.as_nanos() as u64);
             let host = c.host_mut();
             host.time_nanos = self.time_nanos;
             host.cycles = host.cycles.saturating_sub(storage);
@@ -683,12 +702,13 @@ impl LocalReplica {
                     format!("Request of {} bytes exceeds the limit of {}", arg.len(), limits::MAX_REQUEST_BYTES),
                 ));
             }
-        } else if arg.len() > limits::MAX_INGRESS_BYTES {
+        } else if crate::fees::ingress_message_bytes(method, &arg) > limits::MAX_INGRESS_BYTES as u64 {
+            // The IC's limit is on the whole message: argument, method name and envelope.
             return Err(reject(
                 RejectCode::SysFatal,
                 format!(
-                    "Request payload of {} bytes exceeds the ingress limit of {} bytes",
-                    arg.len(),
+                    "Request of {} bytes exceeds the ingress limit of {} bytes",
+                    crate::fees::ingress_message_bytes(method, &arg),
                     limits::MAX_INGRESS_BYTES
                 ),
             ));
@@ -795,7 +815,12 @@ impl LocalReplica {
                 CallReport::default(),
             );
         }
-        let ctx = MessageContext::new(MessageKind::Query, sender, method, arg, limits::QUERY_INSTRUCTIONS);
+        let mut ctx = MessageContext::new(MessageKind::Query, sender, method, arg, limits::QUERY_INSTRUCTIONS);
+        ctx.certified_state = Some(crate::certification::CertifiedState {
+            canister,
+            certified_data: inst.host().certified_data.clone(),
+            time_nanos: self.time_nanos,
+        });
         let exec = inst.execute(linker, &Entry::Export(export.clone()), ctx);
         let record = MessageRecord::new(canister, MessageKind::Query, method, exec.instructions);
         let report = CallReport::from_records(vec![record], self.fees);
@@ -888,7 +913,7 @@ impl LocalReplica {
         };
         // The message prepays the execution of its whole instruction limit.
         let threshold = self.fees.freezing_threshold(memory_usage(c));
-        if c.host().cycles.saturating_sub(threshold) < self.fees.execution(self.update_instruction_limit) {
+        if c.host().cycles.saturating_sub(threshold) < self.fees.execution(self.instruction_limit(kind)) {
             let Reject { code, message } = out_of_cycles(to);
             return refuse(self, code, message);
         }
@@ -912,7 +937,8 @@ impl LocalReplica {
             Response::Reply(bytes) => bytes.len(),
             Response::Reject { message, .. } => message.len(),
         } as u64;
-        let returned = self.fees.response_transmission_prepayment() - self.fees.xnet_response(response_bytes);
+        let returned =
+            self.fees.response_transmission_prepayment().saturating_sub(self.fees.xnet_response(response_bytes));
         self.canisters.get_mut(&to).unwrap().host_mut().cycles += returned + refund;
         let (entry, kind, arg, rejected) = match response {
             Response::Reply(bytes) => (callback.reply, MessageKind::ReplyCallback, bytes, None),
@@ -948,11 +974,16 @@ impl LocalReplica {
         // For response callbacks: the response and the call's continuations.
         answer: Option<Answer>,
     ) {
-        let limit = self.update_instruction_limit;
+        let limit = self.instruction_limit(kind);
         let fees = self.fees;
         let threshold = self.freezing_threshold(canister);
+        // What this message's execution was prepaid with: by itself, or by the call awaiting it.
+        let prepaid = match answer {
+            None => fees.execution(limit),
+            Some(_) => fees.execution(limits::UPDATE_INSTRUCTIONS),
+        };
         if answer.is_none() {
-            self.canisters.get_mut(&canister).unwrap().host_mut().cycles -= fees.execution(limit);
+            self.canisters.get_mut(&canister).unwrap().host_mut().cycles -= prepaid;
             self.contexts.get_mut(&context).unwrap().cycles_available = incoming.cycles;
         }
         let cc = &self.contexts[&context];
@@ -993,7 +1024,8 @@ impl LocalReplica {
             record.request_bytes = message.performed.iter().map(|c| (c.method.len() + c.arg.len()) as u64).collect();
         }
         self.records.push(record);
-        let refund = fees.instructions(limit.saturating_sub(instructions)).min(fees.execution(limit));
+        // The message keeps what its record says it cost; the rest of the prepayment comes back.
+        let refund = prepaid.saturating_sub(fees.execution_used(limit, instructions));
         self.canisters.get_mut(&canister).unwrap().host_mut().cycles += refund;
         let cc = self.contexts.get_mut(&context).unwrap();
         cc.instructions += instructions;
@@ -1001,7 +1033,10 @@ impl LocalReplica {
         if let Some(trap) = trap {
             // A trapped callback runs its cleanup closure, whose changes do persist.
             if let Some((fun, env)) = cleanup {
-                let ctx = MessageContext::new(MessageKind::Cleanup, caller, "", vec![], limits::CLEANUP_INSTRUCTIONS);
+                let mut ctx =
+                    MessageContext::new(MessageKind::Cleanup, caller, "", vec![], limits::CLEANUP_INSTRUCTIONS);
+                ctx.fees = fees;
+                ctx.freezing_threshold = threshold;
                 let inst = self.canisters.get_mut(&canister).unwrap().instance.as_mut().unwrap();
                 let e = inst.execute(&self.linker, &Entry::Table { fun, env }, ctx);
                 self.records.push(MessageRecord::new(canister, MessageKind::Cleanup, "cleanup", e.instructions));
@@ -1011,7 +1046,10 @@ impl LocalReplica {
             self.settle(context, None, canister, Some(format!("Canister {canister} trapped: {trap}")));
             return;
         }
-        cc.cycles_available = message.cycles_available;
+        // A replicated query's acceptance is discarded with the rest of its changes.
+        if kind.persists() {
+            cc.cycles_available = message.cycles_available;
+        }
         // Calls made by a message that returned normally are sent (`call_perform` withdrew their
         // fees and prepayments).
         for call in message.performed {

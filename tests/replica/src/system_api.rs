@@ -99,7 +99,8 @@ fn require(caller: &Caller<'_, Host>, api: &str, allowed: bool) -> HostResult<()
     if allowed {
         Ok(())
     } else {
-        trap(format!("\"{api}\" cannot be executed in {:?} mode", caller.data().message.kind))
+        let mode = caller.data().message.kind.ic_mode_name();
+        trap(format!("Canister violated contract: \"ic0_{api}\" cannot be executed in {mode} mode"))
     }
 }
 
@@ -227,14 +228,22 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
 
     // --- cycles ---
     l.func_wrap("ic0", "msg_cycles_available128", |mut c: Caller<'_, Host>, dst: u32| {
+        require(&c, "msg_cycles_available128", c.data().message.kind.receives_cycles())?;
         let v = c.data().message.cycles_available;
         write_u128(&mut c, "ic0.msg_cycles_available128", dst, v)
     })?;
     l.func_wrap("ic0", "msg_cycles_refunded128", |mut c: Caller<'_, Host>, dst: u32| {
+        let kind = c.data().message.kind;
+        require(
+            &c,
+            "msg_cycles_refunded128",
+            matches!(kind, MessageKind::ReplyCallback | MessageKind::RejectCallback),
+        )?;
         let v = c.data().message.cycles_refunded;
         write_u128(&mut c, "ic0.msg_cycles_refunded128", dst, v)
     })?;
     l.func_wrap("ic0", "msg_cycles_accept128", |mut c: Caller<'_, Host>, hi: u64, lo: u64, dst: u32| {
+        require(&c, "msg_cycles_accept128", c.data().message.kind.receives_cycles())?;
         let max = ((hi as u128) << 64) | lo as u128;
         let m = &mut c.data_mut().message;
         let take = max.min(m.cycles_available);
@@ -251,6 +260,40 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
         // What the canister may spend: its balance above the freezing threshold.
         let v = c.data().cycles.saturating_sub(c.data().message.freezing_threshold);
         write_u128(&mut c, "ic0.canister_liquid_cycle_balance128", dst, v)
+    })?;
+    // The 64-bit forms wasm32 modules may still import: the same, for amounts below 2^64.
+    l.func_wrap("ic0", "msg_cycles_available", |mut c: Caller<'_, Host>| -> HostResult<u64> {
+        syscall(&mut c, cost::DEFAULT)?;
+        require(&c, "msg_cycles_available", c.data().message.kind.receives_cycles())?;
+        fit_64("ic0.msg_cycles_available", c.data().message.cycles_available)
+    })?;
+    l.func_wrap("ic0", "msg_cycles_refunded", |mut c: Caller<'_, Host>| -> HostResult<u64> {
+        syscall(&mut c, cost::DEFAULT)?;
+        let kind = c.data().message.kind;
+        require(&c, "msg_cycles_refunded", matches!(kind, MessageKind::ReplyCallback | MessageKind::RejectCallback))?;
+        fit_64("ic0.msg_cycles_refunded", c.data().message.cycles_refunded)
+    })?;
+    l.func_wrap("ic0", "msg_cycles_accept", |mut c: Caller<'_, Host>, max: u64| -> HostResult<u64> {
+        syscall(&mut c, cost::DEFAULT)?;
+        require(&c, "msg_cycles_accept", c.data().message.kind.receives_cycles())?;
+        let m = &mut c.data_mut().message;
+        let take = (max as u128).min(m.cycles_available);
+        m.cycles_available -= take;
+        m.cycles_accepted += take;
+        c.data_mut().cycles += take;
+        Ok(take as u64)
+    })?;
+    l.func_wrap("ic0", "canister_cycle_balance", |mut c: Caller<'_, Host>| -> HostResult<u64> {
+        syscall(&mut c, cost::DEFAULT)?;
+        fit_64("ic0.canister_cycle_balance", c.data().cycles)
+    })?;
+    l.func_wrap("ic0", "call_cycles_add", |mut c: Caller<'_, Host>, amount: u64| {
+        syscall(&mut c, cost::DEFAULT)?;
+        add_cycles_to_call(&mut c, "call_cycles_add", amount as u128)
+    })?;
+    // Only the cycles minting canister mints cycles.
+    l.func_wrap("ic0", "mint_cycles128", |_c: Caller<'_, Host>, _hi: u64, _lo: u64, _dst: u32| -> HostResult<()> {
+        trap("ic0.mint_cycles128 cannot be executed on non Cycles Minting Canister")
     })?;
     l.func_wrap("ic0", "msg_deadline", |mut c: Caller<'_, Host>| -> HostResult<u64> {
         syscall(&mut c, cost::DEFAULT)?;
@@ -336,6 +379,11 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     )?;
     l.func_wrap("ic0", "certified_data_set", |mut c: Caller<'_, Host>, src: u32, size: u32| {
         syscall(&mut c, cost::DEFAULT + size as u64)?;
+        use MessageKind::*;
+        let kind = c.data().message.kind;
+        let allowed =
+            matches!(kind, Init | PreUpgrade | PostUpgrade | Update | ReplyCallback | RejectCallback | GlobalTimer);
+        require(&c, "certified_data_set", allowed)?;
         if size > 32 {
             return trap("ic0.certified_data_set: certified data is at most 32 bytes");
         }
@@ -343,9 +391,32 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
         c.data_mut().certified_data = bytes;
         Ok(())
     })?;
+    // A non-replicated query has a certificate of the canister's certified data; nothing else
+    // does.
     l.func_wrap("ic0", "data_certificate_present", |mut c: Caller<'_, Host>| -> HostResult<u32> {
         syscall(&mut c, cost::DEFAULT)?;
-        Ok(0)
+        Ok(c.data().message.certified_state.is_some() as u32)
+    })?;
+    l.func_wrap("ic0", "data_certificate_size", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        require(&c, "data_certificate_size", c.data().message.kind == MessageKind::Query)?;
+        let certificate = c.data().message.certified_state.as_ref().map(|s| s.certificate());
+        Ok(certificate.map_or(0, |d| d.len() as u32))
+    })?;
+    l.func_wrap("ic0", "data_certificate_copy", |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
+        require(&c, "data_certificate_copy", c.data().message.kind == MessageKind::Query)?;
+        let certificate = c.data().message.certified_state.as_ref().map(|s| s.certificate()).unwrap_or_default();
+        copy_out(&mut c, "ic0.data_certificate_copy", dst, off, size, &certificate)
+    })?;
+    // The root key, in the modes the IC allows it (not queries, not inspect_message).
+    l.func_wrap("ic0", "root_key_size", |mut c: Caller<'_, Host>| -> HostResult<u32> {
+        syscall(&mut c, cost::DEFAULT)?;
+        require(&c, "root_key_size", root_key_allowed(c.data().message.kind))?;
+        Ok(crate::certification::root_key_der().len() as u32)
+    })?;
+    l.func_wrap("ic0", "root_key_copy", |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
+        require(&c, "root_key_copy", root_key_allowed(c.data().message.kind))?;
+        copy_out(&mut c, "ic0.root_key_copy", dst, off, size, crate::certification::root_key_der())
     })?;
 
     // --- time, timers, counters, logs ---
@@ -428,6 +499,13 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
         syscall(&mut c, cost::DEFAULT + cost::BYTE_TRANSMISSION * size as u64)?;
         let bytes = read(&mut c, "ic0.call_data_append", src as u64, size as u64)?;
         match c.data_mut().message.building.as_mut() {
+            // The IC traps as soon as method name and argument outgrow a same-subnet request.
+            Some(call) if call.method.len() + call.arg.len() + bytes.len() > limits::MAX_REQUEST_BYTES => {
+                trap(format!(
+                    "ic0.call_data_append: a request's method name and argument may not exceed {} bytes",
+                    limits::MAX_REQUEST_BYTES
+                ))
+            }
             Some(call) => {
                 call.arg.extend_from_slice(&bytes);
                 Ok(())
@@ -440,18 +518,7 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     })?;
     l.func_wrap("ic0", "call_cycles_add128", |mut c: Caller<'_, Host>, hi: u64, lo: u64| {
         syscall(&mut c, cost::DEFAULT)?;
-        let amount = ((hi as u128) << 64) | lo as u128;
-        if c.data().cycles < amount {
-            return trap("ic0.call_cycles_add128: not enough cycles");
-        }
-        c.data_mut().cycles -= amount;
-        match c.data_mut().message.building.as_mut() {
-            Some(call) => {
-                call.cycles += amount;
-                Ok(())
-            }
-            None => trap("ic0.call_cycles_add128: no call is being built"),
-        }
+        add_cycles_to_call(&mut c, "call_cycles_add128", ((hi as u128) << 64) | lo as u128)
     })?;
     l.func_wrap("ic0", "cost_call", |mut c: Caller<'_, Host>, method_name_size: u64, payload_size: u64, dst: u32| {
         let fee = c.data().message.fees.call_prepayment(method_name_size.saturating_add(payload_size));
@@ -497,12 +564,6 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
         let Some(call) = c.data_mut().message.building.take() else {
             return trap("ic0.call_perform: no call is being built");
         };
-        // Same-subnet request limit. The IC refuses the call synchronously rather than trapping;
-        // the caller sees a non-zero result (ic-cdk: `CallPerformFailed`).
-        if call.arg.len() > limits::MAX_REQUEST_BYTES {
-            c.data_mut().cycles += call.cycles;
-            return Ok(2);
-        }
         // The call prepays its fees, the largest response and its callback's execution, from
         // the balance above the freezing threshold; short of it, the call is refused with
         // SYS_TRANSIENT and its attached cycles come back.
@@ -551,6 +612,30 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
         stable_read(&mut c, "ic0.stable_read", dst as u64, offset as u64, size as u64)
     })?;
     Ok(())
+}
+
+fn fit_64(api: &str, amount: u128) -> HostResult<u64> {
+    u64::try_from(amount).or_else(|_| trap(format!("{api}: the amount does not fit in 64 bits")))
+}
+
+/// Moves `amount` from the balance (above the freezing threshold only) to the call being built.
+fn add_cycles_to_call(c: &mut Caller<'_, Host>, api: &str, amount: u128) -> HostResult<()> {
+    require(c, api, c.data().message.kind.may_call())?;
+    if c.data().message.building.is_none() {
+        return trap(format!("ic0.{api}: no call is being built"));
+    }
+    if c.data().cycles.saturating_sub(c.data().message.freezing_threshold) < amount {
+        return trap(format!(
+            "ic0.{api}: the canister cannot attach more cycles than it has above its freezing threshold"
+        ));
+    }
+    c.data_mut().cycles -= amount;
+    c.data_mut().message.building.as_mut().expect("checked above").cycles += amount;
+    Ok(())
+}
+
+fn root_key_allowed(kind: MessageKind) -> bool {
+    !matches!(kind, MessageKind::Query | MessageKind::InspectMessage | MessageKind::Start)
 }
 
 fn threshold_key_cost(c: &mut Caller<'_, Host>, api: &str, src: u32, size: u32, known_curve: bool) -> HostResult<u32> {

@@ -133,8 +133,8 @@ fn a_canister_short_of_cycles_is_refused_as_on_the_ic() {
     r.set_cycle_balance(id, threshold + ingress + prepaid + fees.call_prepayment(4) - 1);
     let bytes = r.update_call(id, Principal::anonymous(), "g", vec![]).0.unwrap();
     assert_eq!(bytes, 2u32.to_le_bytes());
-    // With one cycle more, the call goes out.
-    r.set_cycle_balance(id, threshold + ingress + prepaid + fees.call_prepayment(4) + 10_000_000);
+    // With that cycle, the call goes out.
+    r.set_cycle_balance(id, threshold + ingress + prepaid + fees.call_prepayment(4));
     let bytes = r.update_call(id, Principal::anonymous(), "g", vec![]).0.unwrap();
     assert_eq!(bytes, 0u32.to_le_bytes());
 }
@@ -142,7 +142,7 @@ fn a_canister_short_of_cycles_is_refused_as_on_the_ic() {
 #[test]
 fn an_install_pays_compilation_6000_per_instrumented_instruction() {
     // One function: `call`, `end` (2) + its entry block's decrement and check (10); the IC adds
-    // two functions (66) and three globals (2 each).
+    // two functions (66) and four globals (2 each).
     let wasm = wat::parse_str(
         r#"(module (import "ic0" "msg_reply" (func $r)) (memory 1) (func (export "canister_update f") call $r))"#,
     )
@@ -153,9 +153,9 @@ fn an_install_pays_compilation_6000_per_instrumented_instruction() {
     let report = r.install_canister(id, &wasm, vec![], CONTROLLER).unwrap();
     let compilation = &report.messages[0];
     assert_eq!(compilation.kind, MessageKind::Compilation);
-    assert_eq!(compilation.instructions, 6_000 * (2 + 10 + 66 + 6));
+    assert_eq!(compilation.instructions, 6_000 * (2 + 10 + 66 + 8));
     // One install message: its fixed fee and the compilation's instructions.
-    assert_eq!(report.cycles(), 5_000_000 + 504_000);
+    assert_eq!(report.cycles(), 5_000_000 + 516_000);
     assert_eq!(before - r.cycle_balance(id), report.cycles());
 }
 
@@ -171,4 +171,18 @@ fn storage_is_charged_as_time_passes_and_sets_the_freezing_threshold() {
     // 127,000 cycles per GiB-second.
     assert_eq!(before - r.cycle_balance(id), bytes as u128 * 127_000 * 86_400 / (1 << 30));
     assert_eq!(r.freezing_threshold(id), bytes as u128 * 127_000 * 30 * 86_400 / (1 << 30));
+}
+
+#[test]
+fn a_callback_under_a_lowered_limit_pays_what_its_record_says() {
+    // The call prepays its callback's execution at the IC's 40 B; the callback runs under the
+    // test's lower limit and gets back everything but what it used.
+    let mut r = LocalReplica::new();
+    r.set_update_instruction_limit(1_000_000);
+    let id = install(&mut r, &caller());
+    let before = r.cycle_balance(id);
+    let (result, report) = r.update_call(id, Principal::anonymous(), "f", vec![]);
+    result.unwrap();
+    assert_eq!(report.message_count(), 3);
+    assert_eq!(before - r.cycle_balance(id), report.cycles());
 }

@@ -171,9 +171,11 @@ fn ingress_payload_over_2_mib_is_refused_and_reply_over_2_mib_traps() {
     ))
     .unwrap();
     let id = install(&mut r, &wasm);
-    let (ok, _) = r.update_call(id, Principal::anonymous(), "f", vec![0; 2 * 1024 * 1024]);
+    // The limit covers the whole message: argument, method name ("f") and envelope.
+    let largest = 2 * 1024 * 1024 - 1 - ic_replica::fees::INGRESS_ENVELOPE_BYTES as usize;
+    let (ok, _) = r.update_call(id, Principal::anonymous(), "f", vec![0; largest]);
     assert!(ok.is_ok());
-    let (too_big, _) = r.update_call(id, Principal::anonymous(), "f", vec![0; 2 * 1024 * 1024 + 1]);
+    let (too_big, _) = r.update_call(id, Principal::anonymous(), "f", vec![0; largest + 1]);
     assert!(too_big.unwrap_err().message.contains("exceeds the ingress limit"));
     let (reply, _) = r.update_call(id, Principal::anonymous(), "big", vec![]);
     assert!(reply.unwrap_err().message.contains("cannot be larger than 2097152"));

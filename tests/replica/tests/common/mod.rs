@@ -35,6 +35,13 @@ pub const IMPORTS: &str = r#"
   (import "ic0" "env_var_count" (func $env_count (result i32)))
   (import "ic0" "env_var_value_size" (func $env_value_size (param i32 i32) (result i32)))
   (import "ic0" "env_var_value_copy" (func $env_value_copy (param i32 i32 i32 i32 i32)))
+  (import "ic0" "msg_arg_data_size" (func $arg_size (result i32)))
+  (import "ic0" "certified_data_set" (func $certified_data_set (param i32 i32)))
+  (import "ic0" "data_certificate_present" (func $certificate_present (result i32)))
+  (import "ic0" "data_certificate_size" (func $certificate_size (result i32)))
+  (import "ic0" "data_certificate_copy" (func $certificate_copy (param i32 i32 i32)))
+  (import "ic0" "root_key_size" (func $root_key_size (result i32)))
+  (import "ic0" "root_key_copy" (func $root_key_copy (param i32 i32 i32)))
 "#;
 
 pub const CONTROLLER: Principal = Principal::from_slice(&[7; 29]);
