@@ -118,17 +118,21 @@ struct CallContext {
     cycles_available: u128,
 }
 
+/// A request waiting in the queue.
+struct Request {
+    to: Principal,
+    from: Principal,
+    method: String,
+    arg: Vec<u8>,
+    origin: Origin,
+    /// Cycles the caller attached.
+    cycles: u128,
+    /// For an ingress message: the bytes its canister paid to receive.
+    ingress_bytes: Option<u64>,
+}
+
 enum Message {
-    Request {
-        to: Principal,
-        from: Principal,
-        method: String,
-        arg: Vec<u8>,
-        origin: Origin,
-        cycles: u128,
-        /// For an ingress message: the bytes its canister paid to receive.
-        ingress_bytes: Option<u64>,
-    },
+    Request(Request),
     Response {
         to: Principal,
         context: u64,
@@ -279,6 +283,12 @@ impl LocalReplica {
         sender: Principal,
         controllers: Vec<Principal>,
     ) -> Result<(), Reject> {
+        self.settings_of(canister, sender)?.controllers = controllers;
+        Ok(())
+    }
+
+    /// The canister's state, for a change of its settings by `sender` (controllers only).
+    fn settings_of(&mut self, canister: Principal, sender: Principal) -> Result<&mut Host, Reject> {
         let c = self.canister_mut(canister)?;
         if !c.host().controllers.contains(&sender) {
             return Err(reject(
@@ -286,8 +296,7 @@ impl LocalReplica {
                 format!("Only controllers of canister {canister} can change its settings"),
             ));
         }
-        c.host_mut().controllers = controllers;
-        Ok(())
+        Ok(c.host_mut())
     }
 
     /// Sets the canister's environment variables (a controller's setting), read through
@@ -298,14 +307,7 @@ impl LocalReplica {
         sender: Principal,
         vars: BTreeMap<String, String>,
     ) -> Result<(), Reject> {
-        let c = self.canister_mut(canister)?;
-        if !c.host().controllers.contains(&sender) {
-            return Err(reject(
-                RejectCode::CanisterError,
-                format!("Only controllers of canister {canister} can change its settings"),
-            ));
-        }
-        c.host_mut().env_vars = vars;
+        self.settings_of(canister, sender)?.env_vars = vars;
         Ok(())
     }
 
@@ -766,7 +768,7 @@ impl LocalReplica {
             ingress_bytes = Some(bytes);
         }
         let id = self.fresh_id();
-        self.queue.push_back(Message::Request {
+        self.queue.push_back(Message::Request(Request {
             to: canister,
             from: sender,
             method: method.to_string(),
@@ -774,7 +776,7 @@ impl LocalReplica {
             origin: Origin::Ingress(id),
             cycles: 0,
             ingress_bytes,
-        });
+        }));
         Ok(id)
     }
 
@@ -863,26 +865,15 @@ impl LocalReplica {
 
     fn deliver(&mut self, message: Message) {
         match message {
-            Message::Request { to, from, method, arg, origin, cycles, ingress_bytes } => {
-                self.deliver_request(to, from, method, arg, origin, cycles, ingress_bytes)
-            }
+            Message::Request(request) => self.deliver_request(request),
             Message::Response { to, context, callback, response, refund } => {
                 self.deliver_response(to, context, callback, response, refund)
             }
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn deliver_request(
-        &mut self,
-        to: Principal,
-        from: Principal,
-        method: String,
-        arg: Vec<u8>,
-        origin: Origin,
-        cycles: u128,
-        ingress_bytes: Option<u64>,
-    ) {
+    fn deliver_request(&mut self, request: Request) {
+        let Request { to, from, method, arg, origin, cycles, ingress_bytes } = request;
         // A refused request's cycles go back to its caller.
         let refuse = |r: &mut LocalReplica, code, msg: String| {
             r.respond(&origin, Response::Reject { code: code as u32, message: msg }, cycles)
@@ -1054,7 +1045,7 @@ impl LocalReplica {
         // fees and prepayments).
         for call in message.performed {
             self.contexts.get_mut(&context).unwrap().outstanding += 1;
-            self.queue.push_back(Message::Request {
+            self.queue.push_back(Message::Request(Request {
                 to: call.callee,
                 from: canister,
                 method: call.method,
@@ -1062,7 +1053,7 @@ impl LocalReplica {
                 origin: Origin::Canister { caller: canister, caller_context: context, callback: call.callback },
                 cycles: call.cycles,
                 ingress_bytes: None,
-            });
+            }));
         }
         self.settle(context, message.response, canister, None);
     }

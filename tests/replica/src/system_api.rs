@@ -538,27 +538,16 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     )?;
     // Threshold keys: the curve or algorithm must exist (1 if not) and the key must be one the
     // subnet holds (2 if not: this replica holds none); the fee is written only on 0.
-    l.func_wrap(
-        "ic0",
-        "cost_sign_with_ecdsa",
-        |mut c: Caller<'_, Host>, src: u32, size: u32, curve: u32, _dst: u32| {
-            threshold_key_cost(&mut c, "ic0.cost_sign_with_ecdsa", src, size, curve == 0)
-        },
-    )?;
-    l.func_wrap(
-        "ic0",
-        "cost_sign_with_schnorr",
-        |mut c: Caller<'_, Host>, src: u32, size: u32, algorithm: u32, _dst: u32| {
-            threshold_key_cost(&mut c, "ic0.cost_sign_with_schnorr", src, size, algorithm <= 1)
-        },
-    )?;
-    l.func_wrap(
-        "ic0",
-        "cost_vetkd_derive_key",
-        |mut c: Caller<'_, Host>, src: u32, size: u32, curve: u32, _dst: u32| {
-            threshold_key_cost(&mut c, "ic0.cost_vetkd_derive_key", src, size, curve == 0)
-        },
-    )?;
+    let threshold_keys: [(&'static str, KnownCurve); 3] = [
+        ("cost_sign_with_ecdsa", |curve| curve == 0),
+        ("cost_sign_with_schnorr", |algorithm| algorithm <= 1),
+        ("cost_vetkd_derive_key", |curve| curve == 0),
+    ];
+    for (name, known) in threshold_keys {
+        l.func_wrap("ic0", name, move |mut c: Caller<'_, Host>, src: u32, size: u32, curve: u32, _dst: u32| {
+            threshold_key_cost(&mut c, name, src, size, known(curve))
+        })?;
+    }
     l.func_wrap("ic0", "call_perform", |mut c: Caller<'_, Host>| -> HostResult<u32> {
         syscall(&mut c, cost::CALL_PERFORM)?;
         let Some(call) = c.data_mut().message.building.take() else {
@@ -638,9 +627,12 @@ fn root_key_allowed(kind: MessageKind) -> bool {
     !matches!(kind, MessageKind::Query | MessageKind::InspectMessage | MessageKind::Start)
 }
 
+/// Whether a threshold-key call's curve or algorithm number exists.
+type KnownCurve = fn(u32) -> bool;
+
 fn threshold_key_cost(c: &mut Caller<'_, Host>, api: &str, src: u32, size: u32, known_curve: bool) -> HostResult<u32> {
     syscall(c, cost::DEFAULT + size as u64)?;
-    read(c, api, src as u64, size as u64)?;
+    read(c, &format!("ic0.{api}"), src as u64, size as u64)?;
     if !known_curve {
         return Ok(1);
     }
