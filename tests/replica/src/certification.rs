@@ -48,18 +48,24 @@ pub fn canister_tree(canister: Principal, certified_data: &[u8], time_nanos: u64
     )
 }
 
-/// What a query's data certificate covers: a canister's certified data at a time.
+/// What a query's data certificate covers: a canister's certified data at a time. The
+/// certificate is signed the first time the canister asks for it, and only then.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertifiedState {
     pub canister: Principal,
     pub certified_data: Vec<u8>,
     pub time_nanos: u64,
+    certificate: OnceLock<Vec<u8>>,
 }
 
 impl CertifiedState {
+    pub fn new(canister: Principal, certified_data: Vec<u8>, time_nanos: u64) -> Self {
+        CertifiedState { canister, certified_data, time_nanos, certificate: OnceLock::new() }
+    }
+
     /// The data certificate, as `ic0.data_certificate_copy` gives it.
-    pub fn certificate(&self) -> Vec<u8> {
-        certify(canister_tree(self.canister, &self.certified_data, self.time_nanos))
+    pub fn certificate(&self) -> &[u8] {
+        self.certificate.get_or_init(|| certify(canister_tree(self.canister, &self.certified_data, self.time_nanos)))
     }
 }
 

@@ -588,8 +588,7 @@ impl LocalReplica {
         for id in due {
             self.canisters.get_mut(&id).unwrap().host_mut().global_timer = 0;
             let c = &self.canisters[&id];
-            let threshold = self.fees.freezing_threshold(memory_usage(c));
-            if c.host().cycles.saturating_sub(threshold) < self.fees.execution(self.update_instruction_limit) {
+            if liquid(c, &self.fees) < self.fees.execution(self.update_instruction_limit) {
                 continue; // a frozen canister's timer does not run
             }
             let context = self.open_context(id, id, Origin::System);
@@ -760,8 +759,7 @@ impl LocalReplica {
             // freezing threshold (`should_accept_ingress_message` on the IC).
             let bytes = crate::fees::ingress_message_bytes(method, &arg);
             let fee = self.fees.ingress(bytes);
-            let threshold = self.fees.freezing_threshold(memory_usage(c));
-            if c.host().cycles.saturating_sub(threshold) < fee {
+            if liquid(c, &self.fees) < fee {
                 return Err(out_of_cycles(canister));
             }
             c.host_mut().cycles -= fee;
@@ -818,11 +816,9 @@ impl LocalReplica {
             );
         }
         let mut ctx = MessageContext::new(MessageKind::Query, sender, method, arg, limits::QUERY_INSTRUCTIONS);
-        ctx.certified_state = Some(crate::certification::CertifiedState {
-            canister,
-            certified_data: inst.host().certified_data.clone(),
-            time_nanos: self.time_nanos,
-        });
+        let certified_data = inst.host().certified_data.clone();
+        ctx.certified_state =
+            Some(crate::certification::CertifiedState::new(canister, certified_data, self.time_nanos));
         let exec = inst.execute(linker, &Entry::Export(export.clone()), ctx);
         let record = MessageRecord::new(canister, MessageKind::Query, method, exec.instructions);
         let report = CallReport::from_records(vec![record], self.fees);
@@ -903,8 +899,7 @@ impl LocalReplica {
             );
         };
         // The message prepays the execution of its whole instruction limit.
-        let threshold = self.fees.freezing_threshold(memory_usage(c));
-        if c.host().cycles.saturating_sub(threshold) < self.fees.execution(self.instruction_limit(kind)) {
+        if liquid(c, &self.fees) < self.fees.execution(self.instruction_limit(kind)) {
             let Reject { code, message } = out_of_cycles(to);
             return refuse(self, code, message);
         }
@@ -1132,6 +1127,11 @@ struct Answer {
 /// What the IC answers when a canister cannot pay for a message (IC0207).
 fn out_of_cycles(canister: Principal) -> Reject {
     reject(RejectCode::SysTransient, format!("Canister {canister} is out of cycles"))
+}
+
+/// What the canister may spend: its balance above its freezing threshold.
+fn liquid(c: &Canister, fees: &Fees) -> u128 {
+    c.host().cycles.saturating_sub(fees.freezing_threshold(memory_usage(c)))
 }
 
 fn memory_usage(c: &Canister) -> u64 {

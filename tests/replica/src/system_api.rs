@@ -400,12 +400,12 @@ fn register_host(l: &mut Linker<Host>) -> wasmtime::Result<()> {
     l.func_wrap("ic0", "data_certificate_size", |mut c: Caller<'_, Host>| -> HostResult<u32> {
         syscall(&mut c, cost::DEFAULT)?;
         require(&c, "data_certificate_size", c.data().message.kind == MessageKind::Query)?;
-        let certificate = c.data().message.certified_state.as_ref().map(|s| s.certificate());
-        Ok(certificate.map_or(0, |d| d.len() as u32))
+        Ok(c.data().message.certified_state.as_ref().map_or(0, |s| s.certificate().len() as u32))
     })?;
     l.func_wrap("ic0", "data_certificate_copy", |mut c: Caller<'_, Host>, dst: u32, off: u32, size: u32| {
         require(&c, "data_certificate_copy", c.data().message.kind == MessageKind::Query)?;
-        let certificate = c.data().message.certified_state.as_ref().map(|s| s.certificate()).unwrap_or_default();
+        let certificate =
+            c.data().message.certified_state.as_ref().map(|s| s.certificate().to_vec()).unwrap_or_default();
         copy_out(&mut c, "ic0.data_certificate_copy", dst, off, size, &certificate)
     })?;
     // The root key, in the modes the IC allows it (not queries, not inspect_message).
