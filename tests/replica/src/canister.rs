@@ -117,6 +117,9 @@ pub struct Instantiated {
     pub wasm_hash: [u8; 32],
     /// Size of the installed module, which counts in the canister's memory usage.
     pub module_bytes: u64,
+    /// The module's `icp:public` / `icp:private` custom sections, served under
+    /// `/canister/<id>/metadata/<name>` of the state tree.
+    pub metadata: std::collections::BTreeMap<String, Metadata>,
     store: Store<Host>,
     instance: Instance,
     globals: Vec<Global>,
@@ -143,7 +146,7 @@ impl Instantiated {
             .into_iter()
             .filter_map(|name| instance.get_global(&mut store, &name))
             .collect();
-        Ok(Instantiated { module, wasm_hash, module_bytes: 0, store, instance, globals })
+        Ok(Instantiated { module, wasm_hash, module_bytes: 0, metadata: Default::default(), store, instance, globals })
     }
 
     pub fn host(&self) -> &Host {
@@ -181,6 +184,7 @@ impl Instantiated {
             let host = std::mem::replace(self.store.data_mut(), Host::new(candid::Principal::anonymous(), vec![], 0));
             let mut fresh = Instantiated::new(linker, self.module.clone(), self.wasm_hash, host)?;
             fresh.module_bytes = self.module_bytes;
+            fresh.metadata = std::mem::take(&mut self.metadata);
             fresh.store.data_mut().running = false;
             let memory = fresh.store.data().memory.expect("memory");
             let pages = snap.heap.len() as u64 / crate::limits::WASM_PAGE;
@@ -284,6 +288,32 @@ pub struct LoadedModule {
     pub compilation_instructions: u64,
     /// Its (decompressed) size, which the canister pays storage for.
     pub wasm_bytes: u64,
+    /// Its `icp:` custom sections by name (without the scope).
+    pub metadata: std::collections::BTreeMap<String, Metadata>,
+}
+
+/// A module's `icp:public <name>` or `icp:private <name>` custom section: public ones anyone may
+/// read from the state tree, private ones only the canister's controllers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    pub public: bool,
+    pub bytes: Vec<u8>,
+}
+
+/// The module's `icp:` custom sections (validation has already checked their names).
+fn metadata_sections(wasm: &[u8]) -> std::collections::BTreeMap<String, Metadata> {
+    let mut sections = std::collections::BTreeMap::new();
+    for payload in wasmparser::Parser::new(0).parse_all(wasm).flatten() {
+        if let wasmparser::Payload::CustomSection(c) = payload {
+            let (public, name) = match (c.name().strip_prefix("icp:public "), c.name().strip_prefix("icp:private ")) {
+                (Some(name), _) => (true, name),
+                (_, Some(name)) => (false, name),
+                _ => continue,
+            };
+            sections.insert(name.to_string(), Metadata { public, bytes: c.data().to_vec() });
+        }
+    }
+    sections
 }
 
 /// The compilation cost of a module, counted once per hash (a test suite installs the same
@@ -309,5 +339,11 @@ pub fn load_module(cache: &ModuleCache, wasm: &[u8]) -> Result<LoadedModule, Str
     let compilation_instructions = compilation_cost(hash, &wasm)?;
     let prepared = module_prep::prepare(&wasm).map_err(|e| format!("{e:#}"))?;
     let module = cache.compile(&prepared).map_err(|e| format!("{e:?}"))?;
-    Ok(LoadedModule { module, hash, compilation_instructions, wasm_bytes: wasm.len() as u64 })
+    Ok(LoadedModule {
+        module,
+        hash,
+        compilation_instructions,
+        wasm_bytes: wasm.len() as u64,
+        metadata: metadata_sections(&wasm),
+    })
 }

@@ -80,7 +80,7 @@ pub fn certify(tree: HashTree) -> Vec<u8> {
     out.into_inner()
 }
 
-fn leb128(mut value: u64) -> Vec<u8> {
+pub(crate) fn leb128(mut value: u64) -> Vec<u8> {
     let mut out = Vec::new();
     loop {
         let byte = (value & 0x7f) as u8;

@@ -14,6 +14,7 @@ pub mod compilation;
 pub mod costs;
 pub mod fees;
 pub mod host;
+pub mod http;
 pub mod limits;
 pub mod management;
 pub mod module_prep;

@@ -273,6 +273,46 @@ impl LocalReplica {
         id
     }
 
+    /// Creates an empty canister with these controllers and cycles (the management canister's
+    /// `provisional_create_canister_with_cycles`).
+    pub fn create_canister_with(&mut self, controllers: Vec<Principal>, cycles: u128) -> Principal {
+        let id = self.create_canister(Principal::anonymous());
+        let host = self.canisters.get_mut(&id).expect("just created").host_mut();
+        host.controllers = controllers;
+        host.cycles = cycles;
+        id
+    }
+
+    /// Makes canister ids start above the first `n`, so that the ids of system canisters that a
+    /// front serves itself (the cycles minting canister is the fifth id) never go to a canister.
+    pub fn reserve_canister_ids(&mut self, n: u64) {
+        self.next_canister = self.next_canister.max(n);
+    }
+
+    /// Every canister, in id order.
+    pub fn canister_ids(&self) -> Vec<Principal> {
+        self.canisters.keys().copied().collect()
+    }
+
+    /// The module's `icp:` custom sections by name, as the state tree serves them.
+    pub fn all_metadata(&self, canister: Principal) -> BTreeMap<String, crate::canister::Metadata> {
+        self.canisters.get(&canister).and_then(|c| c.instance.as_ref()).map(|i| i.metadata.clone()).unwrap_or_default()
+    }
+
+    /// The canister's environment variables.
+    pub fn env_vars(&self, canister: Principal) -> BTreeMap<String, String> {
+        self.canisters.get(&canister).map(|c| c.host().env_vars.clone()).unwrap_or_default()
+    }
+
+    /// Whether messages wait in the queue or a global timer is due: a round has work to do.
+    pub fn has_work(&self) -> bool {
+        !self.queue.is_empty()
+            || self.canisters.values().any(|c| {
+                let t = c.host().global_timer;
+                c.instance.is_some() && c.status == CanisterStatus::Running && t != 0 && t <= self.time_nanos
+            })
+    }
+
     pub fn controllers(&self, canister: Principal) -> Vec<Principal> {
         self.canisters.get(&canister).map(|c| c.host().controllers.clone()).unwrap_or_default()
     }
@@ -374,7 +414,7 @@ impl LocalReplica {
     ) -> Result<CallReport, Reject> {
         let time = self.time_nanos;
         let loaded = load_module(&self.cache, wasm).map_err(|e| reject(RejectCode::CanisterError, e))?;
-        let (module, hash, loaded_bytes) = (loaded.module, loaded.hash, loaded.wasm_bytes);
+        let (module, hash, loaded_bytes, metadata) = (loaded.module, loaded.hash, loaded.wasm_bytes, loaded.metadata);
         let c = self.canister_mut(canister)?;
         if !c.host().controllers.contains(&sender) {
             return Err(reject(
@@ -479,6 +519,7 @@ impl LocalReplica {
         match result {
             Ok(mut fresh) => {
                 fresh.module_bytes = module_bytes;
+                fresh.metadata = metadata;
                 fresh.host_mut().cycles = fresh.host().cycles.saturating_sub(install_cycles);
                 c.instance = Some(fresh);
                 c.idle_host = None;
@@ -556,6 +597,13 @@ impl LocalReplica {
 
     pub fn time_nanos(&self) -> u64 {
         self.time_nanos
+    }
+
+    /// Moves the clock forward to `nanos` (a server following the wall clock); never back.
+    pub fn advance_time_to(&mut self, nanos: u64) {
+        if nanos > self.time_nanos {
+            self.advance_time(Duration::from_nanos(nanos - self.time_nanos));
+        }
     }
 
     /// Moves the clock; every canister pays for the memory it held meanwhile (the IC charges

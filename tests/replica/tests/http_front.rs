@@ -1,0 +1,203 @@
+//! The replica's HTTP front against ic-agent, the client the maintainers' CLI is built on:
+//! installs through the management canister, signed and delegated calls, verified queries,
+//! certified replies and rejects, read_state, and the requests the IC refuses.
+
+mod common;
+
+use std::time::Duration;
+
+use candid::{Decode, Encode, Principal};
+use ic_agent::agent::{RejectCode, RejectResponse};
+use ic_agent::identity::{AnonymousIdentity, BasicIdentity, DelegatedIdentity, Secp256k1Identity};
+use ic_agent::{Agent, AgentError, Identity};
+use ic_management_canister_types::{CanisterIdRecord, CanisterInstallMode, InstallCodeArgs};
+use ic_replica::http::HttpReplica;
+use ic_transport_types::{Delegation, SignedDelegation};
+use sha2::Digest;
+
+const CANDID: &str = "service : { echo : (blob) -> (blob) }";
+
+fn echo_module() -> Vec<u8> {
+    common::module(&format!(
+        r#"
+        (func (export "canister_update echo")
+          i32.const 0 i32.const 0 call $arg_size call $arg_copy
+          i32.const 0 call $arg_size call $append call $msg_reply)
+        (func (export "canister_query echo_query")
+          i32.const 0 i32.const 0 call $arg_size call $arg_copy
+          i32.const 0 call $arg_size call $append call $msg_reply)
+        (func (export "canister_update fail") i32.const 0 i32.const 0 call $trap)
+        (@custom "icp:public candid:service" "{CANDID}")
+        (@custom "icp:private notes" "for controllers")"#
+    ))
+}
+
+fn ed25519(seed: u8) -> BasicIdentity {
+    BasicIdentity::from_raw_key(&[seed; 32])
+}
+
+async fn agent(url: &str, identity: impl Identity + 'static) -> Agent {
+    let agent = Agent::builder().with_url(url).with_identity(identity).build().expect("an agent");
+    agent.fetch_root_key().await.expect("the replica's status gives its root key");
+    agent
+}
+
+/// Creates and installs the echo canister through the management canister, as `controller`.
+async fn deploy(agent: &Agent) -> Principal {
+    let any = Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 1, 1]);
+    let reply = agent
+        .update(&Principal::management_canister(), "provisional_create_canister_with_cycles")
+        .with_effective_canister_id(any)
+        .with_arg(Encode!(&ic_management_canister_types::ProvisionalCreateCanisterWithCyclesArgs::default()).unwrap())
+        .call_and_wait()
+        .await
+        .expect("created");
+    let id = Decode!(&reply, CanisterIdRecord).unwrap().canister_id;
+    let install = InstallCodeArgs {
+        mode: CanisterInstallMode::Install,
+        canister_id: id,
+        wasm_module: echo_module(),
+        arg: vec![],
+        sender_canister_version: None,
+    };
+    agent
+        .update(&Principal::management_canister(), "install_code")
+        .with_effective_canister_id(id)
+        .with_arg(Encode!(&install).unwrap())
+        .call_and_wait()
+        .await
+        .expect("installed");
+    id
+}
+
+fn reject_of(error: AgentError) -> RejectResponse {
+    match error {
+        AgentError::CertifiedReject { reject, .. } | AgentError::UncertifiedReject { reject, .. } => reject,
+        other => panic!("expected a reject, got {other}"),
+    }
+}
+
+fn http_status(error: AgentError) -> (u16, String) {
+    match error {
+        AgentError::HttpError(payload) => (payload.status, String::from_utf8_lossy(&payload.content).to_string()),
+        other => panic!("expected an HTTP error, got {other}"),
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn ic_agent_deploys_calls_and_reads_state_with_every_check_on() {
+    let server = HttpReplica::start(0, |_| {}).unwrap();
+    let owner = agent(server.url(), ed25519(1)).await;
+    let id = deploy(&owner).await;
+
+    // A query, its node signature verified (ic-agent's default), and a certified update.
+    let reply = owner.query(&id, "echo_query").with_arg(b"hello".to_vec()).call().await.unwrap();
+    assert_eq!(reply, b"hello");
+    let reply = owner.update(&id, "echo").with_arg(b"certified".to_vec()).call_and_wait().await.unwrap();
+    assert_eq!(reply, b"certified");
+
+    // Other users' keys: secp256k1, a delegation from an ed25519 key, and the anonymous principal.
+    let secp = Secp256k1Identity::from_private_key(k256::SecretKey::from_slice(&[9; 32]).unwrap());
+    let delegator = ed25519(2);
+    let session = ed25519(3);
+    let delegation =
+        Delegation { pubkey: session.public_key().unwrap(), expiration: u64::MAX, targets: Some(vec![id]) };
+    let signature = delegator.sign_delegation(&delegation).unwrap().signature.unwrap();
+    let delegated = DelegatedIdentity::new(
+        delegator.public_key().unwrap(),
+        Box::new(session),
+        vec![SignedDelegation { delegation, signature }],
+    )
+    .unwrap();
+    for user in [
+        agent(server.url(), secp).await,
+        agent(server.url(), delegated).await,
+        agent(server.url(), AnonymousIdentity).await,
+    ] {
+        assert_eq!(user.update(&id, "echo").with_arg(vec![7]).call_and_wait().await.unwrap(), [7]);
+        assert_eq!(user.query(&id, "echo_query").with_arg(vec![8]).call().await.unwrap(), [8]);
+    }
+
+    // The state tree: module hash, controllers, public metadata for anyone, private for controllers.
+    let wasm_hash: [u8; 32] = sha2::Sha256::digest(echo_module()).into();
+    assert_eq!(owner.read_state_canister_module_hash(id).await.unwrap(), wasm_hash);
+    assert_eq!(owner.read_state_canister_controllers(id).await.unwrap(), [owner.get_principal().unwrap()]);
+    let stranger = agent(server.url(), ed25519(4)).await;
+    assert_eq!(stranger.read_state_canister_metadata(id, "candid:service").await.unwrap(), CANDID.as_bytes());
+    assert_eq!(owner.read_state_canister_metadata(id, "notes").await.unwrap(), b"for controllers");
+    let (status, body) = http_status(stranger.read_state_canister_metadata(id, "notes").await.unwrap_err());
+    assert_eq!(status, 403, "{body}");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn rejects_come_back_certified_with_the_ic_error_codes() {
+    let server = HttpReplica::start(0, |_| {}).unwrap();
+    let owner = agent(server.url(), ed25519(1)).await;
+    let id = deploy(&owner).await;
+
+    let trap = reject_of(owner.update(&id, "fail").call_and_wait().await.unwrap_err());
+    assert_eq!(trap.reject_code, RejectCode::CanisterError);
+    assert_eq!(trap.error_code.as_deref(), Some("IC0503"));
+    let missing = reject_of(owner.query(&id, "no_such_method").call().await.unwrap_err());
+    assert_eq!(missing.error_code.as_deref(), Some("IC0536"));
+    // Only controllers may read a canister's status.
+    let stranger = agent(server.url(), ed25519(4)).await;
+    let refused = reject_of(
+        stranger
+            .update(&Principal::management_canister(), "canister_status")
+            .with_effective_canister_id(id)
+            .with_arg(Encode!(&CanisterIdRecord { canister_id: id }).unwrap())
+            .call_and_wait()
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(refused.error_code.as_deref(), Some("IC0512"), "{}", refused.reject_message);
+}
+
+/// Signs as one key while claiming to be another.
+struct Impostor {
+    claimed: BasicIdentity,
+    signer: BasicIdentity,
+}
+
+impl Identity for Impostor {
+    fn sender(&self) -> Result<Principal, String> {
+        self.claimed.sender()
+    }
+    fn public_key(&self) -> Option<Vec<u8>> {
+        self.claimed.public_key()
+    }
+    fn sign(&self, content: &ic_transport_types::EnvelopeContent) -> Result<ic_agent::Signature, String> {
+        let mut signature = self.signer.sign(content)?;
+        signature.public_key = self.claimed.public_key();
+        Ok(signature)
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_front_refuses_what_the_ic_refuses() {
+    let server = HttpReplica::start(0, |_| {}).unwrap();
+    let owner = agent(server.url(), ed25519(1)).await;
+    let id = deploy(&owner).await;
+
+    // A signature by another key than the sender's.
+    let impostor = agent(server.url(), Impostor { claimed: ed25519(1), signer: ed25519(5) }).await;
+    let (status, body) = http_status(impostor.update(&id, "echo").call_and_wait().await.unwrap_err());
+    assert_eq!(status, 400);
+    assert!(body.contains("Invalid signature"), "{body}");
+
+    // An expiry beyond the IC's five minutes and drift.
+    let late = owner.update(&id, "echo").expire_after(Duration::from_secs(10 * 60)).call_and_wait().await;
+    let (status, body) = http_status(late.unwrap_err());
+    assert_eq!(status, 400);
+    assert!(body.starts_with("Invalid request expiry"), "{body}");
+
+    // Another sender's request status is not theirs to read.
+    let signed = owner.update(&id, "echo").with_arg(vec![1]).sign().unwrap();
+    owner.update_signed(id, signed.signed_update).await.unwrap();
+    let stranger = agent(server.url(), ed25519(4)).await;
+    let (status, _) = http_status(stranger.request_status_raw(&signed.request_id, id).await.unwrap_err());
+    assert_eq!(status, 403);
+    let (status, _) = owner.request_status_raw(&signed.request_id, id).await.unwrap();
+    assert!(matches!(status, ic_agent::agent::RequestStatusResponse::Replied(r) if r.arg == [1]));
+}
