@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting and lints first, then builds the canister modules the tests
 # execute and writes the ONNX node tests, then the whole workspace's tests (unit, property,
-# replica rules, real-canister scenarios, ONNX conformance, candid interface), then the
-# benchmark check.
+# replica rules, real-canister scenarios, ONNX conformance, candid interface), then real IC
+# clients over the replica's HTTP front, then the benchmark check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/ensure-tools.sh
@@ -25,6 +25,8 @@ if command -v cargo-nextest >/dev/null; then
 else
   phase cargo test --workspace --no-fail-fast
 fi
+# Real IC clients (icp-cli, @dfinity/agent from npm) against the replica's HTTP front.
+phase ./tests/clients/run.sh
 # Instruction counts on the local replica are deterministic: a change that moves them must
 # commit the new numbers (scripts/bench.sh --persist), as with canbench.
 phase ./scripts/bench.sh --check

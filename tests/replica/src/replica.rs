@@ -773,7 +773,10 @@ impl LocalReplica {
         let Some(inst) = c.instance.as_mut() else {
             return Err(reject(RejectCode::DestinationInvalid, format!("Canister {canister} has no code installed")));
         };
-        if !inst.has_export(&format!("canister_update {method}")) {
+        // A query method may be called as an update: it then runs replicated, as on the IC.
+        if !inst.has_export(&format!("canister_update {method}"))
+            && !inst.has_export(&format!("canister_query {method}"))
+        {
             return Err(reject(
                 RejectCode::DestinationInvalid,
                 format!("Canister {canister} has no update method '{method}'"),

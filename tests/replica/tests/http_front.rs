@@ -95,6 +95,9 @@ async fn ic_agent_deploys_calls_and_reads_state_with_every_check_on() {
     assert_eq!(reply, b"hello");
     let reply = owner.update(&id, "echo").with_arg(b"certified".to_vec()).call_and_wait().await.unwrap();
     assert_eq!(reply, b"certified");
+    // A query method called as an update runs replicated, as on the IC.
+    let reply = owner.update(&id, "echo_query").with_arg(b"replicated".to_vec()).call_and_wait().await.unwrap();
+    assert_eq!(reply, b"replicated");
 
     // Other users' keys: secp256k1, a delegation from an ed25519 key, and the anonymous principal.
     let secp = Secp256k1Identity::from_private_key(k256::SecretKey::from_slice(&[9; 32]).unwrap());
@@ -127,6 +130,19 @@ async fn ic_agent_deploys_calls_and_reads_state_with_every_check_on() {
     assert_eq!(owner.read_state_canister_metadata(id, "notes").await.unwrap(), b"for controllers");
     let (status, body) = http_status(stranger.read_state_canister_metadata(id, "notes").await.unwrap_err());
     assert_eq!(status, 403, "{body}");
+
+    // The controller's canister_status, decoded as clients decode it.
+    let reply = owner
+        .update(&Principal::management_canister(), "canister_status")
+        .with_effective_canister_id(id)
+        .with_arg(Encode!(&CanisterIdRecord { canister_id: id }).unwrap())
+        .call_and_wait()
+        .await
+        .unwrap();
+    let status = Decode!(&reply, ic_management_canister_types::CanisterStatusResult).unwrap();
+    assert_eq!(status.module_hash, Some(wasm_hash.to_vec()));
+    assert_eq!(status.settings.controllers, [owner.get_principal().unwrap()]);
+    assert!(status.cycles > 0u64);
 }
 
 #[tokio::test(flavor = "current_thread")]

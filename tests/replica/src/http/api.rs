@@ -155,6 +155,7 @@ fn call(front: &mut Front, ecid: Principal, synchronous: bool, checked: Checked)
     let key: [u8; 32] = request_id.as_slice().try_into().expect("a sha256");
     if !front.finished.contains_key(&key) {
         *front.calls_by_method.entry(method_name.clone()).or_default() += 1;
+        std::thread::sleep(front.call_delay);
         let result = if canister_id == Principal::management_canister() {
             super::management::call(front, sender, ecid, &method_name, &arg)
         } else if canister_id != ecid {

@@ -2,12 +2,11 @@
 //! (create, status, settings, install, the chunk store for modules over 2 MiB, start, stop).
 //! Every other method is rejected as one the local replica does not implement.
 
-use candid::{CandidType, Decode, Encode, Principal};
+use candid::{CandidType, Decode, Encode, Nat, Principal};
 use ic_management_canister_types::{
-    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusResult, CanisterStatusType, ChunkHash,
-    DefiniteCanisterSettings, EnvironmentVariable, InstallChunkedCodeArgs, InstallCodeArgs, LogVisibility,
-    MemoryMetrics, ProvisionalCreateCanisterWithCyclesArgs, QueryStats, SnapshotVisibility, UpdateSettingsArgs,
-    UploadChunkArgs,
+    CanisterIdRecord, CanisterInstallMode, CanisterSettings, CanisterStatusType, ChunkHash, EnvironmentVariable,
+    InstallChunkedCodeArgs, InstallCodeArgs, LogVisibility, MemoryMetrics, ProvisionalCreateCanisterWithCyclesArgs,
+    QueryStats, SnapshotVisibility, UpdateSettingsArgs, UploadChunkArgs,
 };
 use sha2::{Digest, Sha256};
 
@@ -249,7 +248,43 @@ fn env_map(vars: Vec<EnvironmentVariable>) -> std::collections::BTreeMap<String,
     vars.into_iter().map(|v| (v.name, v.value)).collect()
 }
 
-fn status(front: &Front, canister: Principal) -> CanisterStatusResult {
+/// `canister_status`'s reply as the IC gives it now (ic-management-canister-types 0.9 and later,
+/// which icp-cli 1.5 decodes with): 0.8's record and the settings `status_visibility` and
+/// `minimum_incoming_canister_call_cycles`. Older clients ignore the two extra fields.
+#[derive(CandidType)]
+struct StatusReply {
+    status: CanisterStatusType,
+    ready_for_migration: bool,
+    version: u64,
+    settings: DefiniteSettings,
+    module_hash: Option<Vec<u8>>,
+    memory_size: Nat,
+    memory_metrics: MemoryMetrics,
+    cycles: Nat,
+    reserved_cycles: Nat,
+    idle_cycles_burned_per_day: Nat,
+    query_stats: QueryStats,
+}
+
+#[derive(CandidType)]
+struct DefiniteSettings {
+    controllers: Vec<Principal>,
+    compute_allocation: Nat,
+    memory_allocation: Nat,
+    freezing_threshold: Nat,
+    reserved_cycles_limit: Nat,
+    minimum_incoming_canister_call_cycles: Nat,
+    log_visibility: LogVisibility,
+    log_memory_limit: Nat,
+    snapshot_visibility: SnapshotVisibility,
+    /// The same variant as log visibility (`controllers`, `public`, `allowed_viewers`).
+    status_visibility: LogVisibility,
+    wasm_memory_limit: Nat,
+    wasm_memory_threshold: Nat,
+    environment_variables: Vec<EnvironmentVariable>,
+}
+
+fn status(front: &Front, canister: Principal) -> StatusReply {
     let r = &front.replica;
     let status = match r.canister_status(canister) {
         Some(crate::CanisterStatus::Running) | None => CanisterStatusType::Running,
@@ -260,20 +295,22 @@ fn status(front: &Front, canister: Principal) -> CanisterStatusResult {
     let chunks: u64 = front.chunk_stores.get(&canister).map_or(0, |s| s.values().map(|c| c.len() as u64).sum());
     let module = memory - r.heap_bytes(canister) - r.stable_bytes(canister);
     let fees = r.fees();
-    CanisterStatusResult {
+    StatusReply {
         status,
         ready_for_migration: false,
         // The replica does not count canister versions.
         version: 0,
-        settings: DefiniteCanisterSettings {
+        settings: DefiniteSettings {
             controllers: r.controllers(canister),
             compute_allocation: 0u64.into(),
             memory_allocation: 0u64.into(),
             freezing_threshold: FREEZING_THRESHOLD_SECONDS.into(),
             reserved_cycles_limit: RESERVED_CYCLES_LIMIT.into(),
+            minimum_incoming_canister_call_cycles: 0u64.into(),
             log_visibility: LogVisibility::Controllers,
             log_memory_limit: LOG_MEMORY_LIMIT.into(),
             snapshot_visibility: SnapshotVisibility::Controllers,
+            status_visibility: LogVisibility::Controllers,
             wasm_memory_limit: WASM_MEMORY_LIMIT.into(),
             wasm_memory_threshold: 0u64.into(),
             environment_variables: r

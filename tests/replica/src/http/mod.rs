@@ -37,6 +37,9 @@ pub struct Front {
     created: u64,
     /// Update calls executed, by method name (a test counts what a client sent).
     pub calls_by_method: BTreeMap<String, u64>,
+    /// Latency added before each update call executes, so a test can stop a client mid-way
+    /// (zero unless a test sets it).
+    pub call_delay: Duration,
 }
 
 type Job = Box<dyn FnOnce(&mut Front) + Send>;
@@ -79,6 +82,7 @@ impl HttpReplica {
                 chunk_stores: HashMap::new(),
                 created: 0,
                 calls_by_method: BTreeMap::new(),
+                call_delay: Duration::ZERO,
             };
             run(front, inbox);
         });

