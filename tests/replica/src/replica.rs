@@ -93,10 +93,10 @@ impl Canister {
 }
 
 /// How a request reaches a canister: from a user (filtered by inspect_message, paying the
-/// ingress fee) or from another canister.
+/// ingress fee on the signed message's bytes) or from another canister.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Delivery {
-    Ingress,
+    Ingress { message_bytes: u64 },
     InterCanister,
 }
 
@@ -730,7 +730,22 @@ impl LocalReplica {
     }
 
     fn submit(&mut self, canister: Principal, sender: Principal, method: &str, arg: Vec<u8>) -> Result<u64, Reject> {
-        self.enqueue_request(canister, sender, method, arg, Delivery::Ingress)
+        let message_bytes = crate::fees::ingress_message_bytes(method, &arg);
+        self.enqueue_request(canister, sender, method, arg, Delivery::Ingress { message_bytes })
+    }
+
+    /// Submits an ingress update that arrived as a signed HTTP request of `message_bytes` (the
+    /// CBOR envelope): the size limit and the ingress fee apply to those bytes, as on the IC,
+    /// instead of [`crate::fees::ingress_message_bytes`]'s estimate.
+    pub fn submit_signed_call(
+        &mut self,
+        canister: Principal,
+        sender: Principal,
+        method: &str,
+        arg: Vec<u8>,
+        message_bytes: u64,
+    ) -> Result<u64, Reject> {
+        self.enqueue_request(canister, sender, method, arg, Delivery::Ingress { message_bytes })
     }
 
     fn enqueue_request(
@@ -741,7 +756,18 @@ impl LocalReplica {
         arg: Vec<u8>,
         delivery: Delivery,
     ) -> Result<u64, Reject> {
-        if delivery == Delivery::InterCanister {
+        if let Delivery::Ingress { message_bytes } = delivery {
+            // The IC's limit is on the whole message: argument, method name and envelope.
+            if message_bytes > limits::MAX_INGRESS_BYTES as u64 {
+                return Err(reject(
+                    RejectCode::SysFatal,
+                    format!(
+                        "Request of {message_bytes} bytes exceeds the ingress limit of {} bytes",
+                        limits::MAX_INGRESS_BYTES
+                    ),
+                ));
+            }
+        } else {
             if !self.canisters.contains_key(&sender) {
                 return Err(reject(RejectCode::DestinationInvalid, format!("{sender} is not a canister here")));
             }
@@ -751,16 +777,6 @@ impl LocalReplica {
                     format!("Request of {} bytes exceeds the limit of {}", arg.len(), limits::MAX_REQUEST_BYTES),
                 ));
             }
-        } else if crate::fees::ingress_message_bytes(method, &arg) > limits::MAX_INGRESS_BYTES as u64 {
-            // The IC's limit is on the whole message: argument, method name and envelope.
-            return Err(reject(
-                RejectCode::SysFatal,
-                format!(
-                    "Request of {} bytes exceeds the ingress limit of {} bytes",
-                    crate::fees::ingress_message_bytes(method, &arg),
-                    limits::MAX_INGRESS_BYTES
-                ),
-            ));
         }
         let linker = &self.linker;
         let c = self
@@ -782,7 +798,8 @@ impl LocalReplica {
                 format!("Canister {canister} has no update method '{method}'"),
             ));
         }
-        if delivery == Delivery::Ingress && inst.has_export("canister_inspect_message") {
+        let ingress = matches!(delivery, Delivery::Ingress { .. });
+        if ingress && inst.has_export("canister_inspect_message") {
             let ctx = MessageContext::new(
                 MessageKind::InspectMessage,
                 sender,
@@ -805,10 +822,9 @@ impl LocalReplica {
             }
         }
         let mut ingress_bytes = None;
-        if delivery == Delivery::Ingress {
+        if let Delivery::Ingress { message_bytes: bytes } = delivery {
             // The canister pays to receive the message, if it can while staying above its
             // freezing threshold (`should_accept_ingress_message` on the IC).
-            let bytes = crate::fees::ingress_message_bytes(method, &arg);
             let fee = self.fees.ingress(bytes);
             if liquid(c, &self.fees) < fee {
                 return Err(out_of_cycles(canister));

@@ -210,7 +210,14 @@ async fn the_front_refuses_what_the_ic_refuses() {
 
     // Another sender's request status is not theirs to read.
     let signed = owner.update(&id, "echo").with_arg(vec![1]).sign().unwrap();
+    let envelope_bytes = signed.signed_update.len() as u64;
+    // What calls outside HTTP pay for (an estimated envelope) is within 5 % of a real one.
+    let estimate = ic_replica::fees::ingress_message_bytes("echo", &[1]);
+    assert!(estimate.abs_diff(envelope_bytes) * 20 <= envelope_bytes, "estimate {estimate}, real {envelope_bytes}");
     owner.update_signed(id, signed.signed_update).await.unwrap();
+    // The canister paid the ingress fee on the signed envelope's bytes, as on the IC.
+    let charged = server.with(|front| front.replica.message_log().last().unwrap().ingress_bytes);
+    assert_eq!(charged, Some(envelope_bytes));
     let stranger = agent(server.url(), ed25519(4)).await;
     let (status, _) = http_status(stranger.request_status_raw(&signed.request_id, id).await.unwrap_err());
     assert_eq!(status, 403);

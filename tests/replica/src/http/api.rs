@@ -148,7 +148,7 @@ fn query(front: &mut Front, ecid: Principal, checked: Checked) -> Reply {
 }
 
 fn call(front: &mut Front, ecid: Principal, synchronous: bool, checked: Checked) -> Reply {
-    let request_id = checked.request_id;
+    let (request_id, message_bytes) = (checked.request_id, checked.message_bytes);
     let EnvelopeContent::Call { sender, canister_id, method_name, arg, .. } = checked.content else {
         return Reply::text(400, "The call endpoint takes requests of type call");
     };
@@ -168,7 +168,7 @@ fn call(front: &mut Front, ecid: Principal, synchronous: bool, checked: Checked)
         } else {
             // Refused before it executes (inspect_message, an unknown method, no cycles for the
             // ingress fee): the IC answers this without certifying anything.
-            let id = match front.replica.submit_call(canister_id, sender, &method_name, arg) {
+            let id = match front.replica.submit_signed_call(canister_id, sender, &method_name, arg, message_bytes) {
                 Ok(id) => id,
                 Err(reject) if synchronous => {
                     #[derive(Serialize)]

@@ -22,6 +22,8 @@ const P256_OID: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01
 pub struct Checked {
     pub content: EnvelopeContent,
     pub request_id: RequestId,
+    /// The signed request's size: what the IC's ingress limit and fee count.
+    pub message_bytes: u64,
 }
 
 /// Decodes `body` and checks it at time `now_nanos`; the error is the IC's 400 message.
@@ -69,7 +71,7 @@ pub fn check(body: &[u8], now_nanos: u64) -> Result<Checked, String> {
         }
         _ => return Err("A sender signature needs both sender_pubkey and sender_sig".into()),
     }
-    Ok(Checked { content, request_id })
+    Ok(Checked { content, request_id, message_bytes: body.len() as u64 })
 }
 
 fn target_canister(content: &EnvelopeContent) -> Option<Principal> {
