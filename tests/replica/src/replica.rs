@@ -304,6 +304,20 @@ impl LocalReplica {
         self.canisters.get(&canister).map(|c| c.host().env_vars.clone()).unwrap_or_default()
     }
 
+    /// Charges `canister` the ingress fee of a `message_bytes` message sent to the management
+    /// canister on its behalf (the IC's payer is the call's effective canister), if it can pay it
+    /// from above its freezing threshold.
+    pub fn charge_management_ingress(&mut self, canister: Principal, message_bytes: u64) -> Result<(), Reject> {
+        let fee = self.fees.ingress(message_bytes);
+        let fees = self.fees;
+        let c = self.canister_mut(canister)?;
+        if liquid(c, &fees) < fee {
+            return Err(out_of_cycles(canister));
+        }
+        c.host_mut().cycles -= fee;
+        Ok(())
+    }
+
     /// Whether messages wait in the queue or a global timer is due: a round has work to do.
     pub fn has_work(&self) -> bool {
         !self.queue.is_empty()

@@ -168,6 +168,22 @@ async fn rejects_come_back_certified_with_the_ic_error_codes() {
             .unwrap_err(),
     );
     assert_eq!(refused.error_code.as_deref(), Some("IC0512"), "{}", refused.reject_message);
+
+    // A controller's message to the management canister is paid by the canister it names.
+    let before = server.with(move |front| front.replica.cycle_balance(id));
+    let signed = owner
+        .update(&Principal::management_canister(), "canister_status")
+        .with_effective_canister_id(id)
+        .with_arg(Encode!(&CanisterIdRecord { canister_id: id }).unwrap())
+        .sign()
+        .unwrap();
+    let bytes = signed.signed_update.len() as u64;
+    let fee = server.with(move |front| front.replica.fees().ingress(bytes));
+    owner.update_signed(id, signed.signed_update).await.unwrap();
+    let after = server.with(move |front| front.replica.cycle_balance(id));
+    assert!(fee > 1_200_000);
+    // Storage for the time between the two readings may also have been charged.
+    assert!(before - after >= fee && before - after < fee + 1_000_000, "paid {}, fee {fee}", before - after);
 }
 
 /// Signs as one key while claiming to be another.

@@ -157,7 +157,7 @@ fn call(front: &mut Front, ecid: Principal, synchronous: bool, checked: Checked)
         *front.calls_by_method.entry(method_name.clone()).or_default() += 1;
         std::thread::sleep(front.call_delay);
         let result = if canister_id == Principal::management_canister() {
-            super::management::call(front, sender, ecid, &method_name, &arg)
+            super::management::call(front, sender, ecid, &method_name, &arg, message_bytes)
         } else if canister_id != ecid {
             return Reply::text(
                 400,

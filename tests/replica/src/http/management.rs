@@ -35,14 +35,44 @@ fn encode<T: CandidType>(value: &T) -> Result<Vec<u8>, Reject> {
     Ok(Encode!(value).expect("a management reply encodes"))
 }
 
-/// Answers `method` sent by `sender` with effective canister id `ecid`.
+/// `update_settings` arguments up to this size pay their ingress fee after executing, on the
+/// argument and method name only, so that a frozen canister can be unfrozen
+/// (`MAX_DELAYED_INGRESS_COST_PAYLOAD_SIZE` in the IC's cycles account manager).
+const MAX_DELAYED_INGRESS_COST_PAYLOAD_SIZE: usize = 338;
+
+/// Answers `method` sent by `sender` with effective canister id `ecid`, in a signed request of
+/// `message_bytes`. As on the IC, the effective canister pays the ingress fee (creation, which
+/// has no canister yet, is free).
 pub fn call(
     front: &mut Front,
     sender: Principal,
     ecid: Principal,
     method: &str,
     arg: &[u8],
+    message_bytes: u64,
 ) -> Result<Vec<u8>, Reject> {
+    if method == "provisional_create_canister_with_cycles" {
+        return execute(front, sender, ecid, method, arg);
+    }
+    // Only a controller gets a message to the management canister about a canister inducted
+    // (and charged) at all.
+    controller_only(front, ecid, sender)?;
+    if method == "update_settings" && arg.len() <= MAX_DELAYED_INGRESS_COST_PAYLOAD_SIZE {
+        let result = execute(front, sender, ecid, method, arg);
+        // The delayed fee is taken as far as the balance goes (the IC ignores a shortfall).
+        let delayed = (method.len() + arg.len()) as u64;
+        if front.replica.charge_management_ingress(ecid, delayed).is_err() {
+            let balance = front.replica.cycle_balance(ecid);
+            let fee = front.replica.fees().ingress(delayed);
+            front.replica.set_cycle_balance(ecid, balance.saturating_sub(fee));
+        }
+        return result;
+    }
+    front.replica.charge_management_ingress(ecid, message_bytes)?;
+    execute(front, sender, ecid, method, arg)
+}
+
+fn execute(front: &mut Front, sender: Principal, ecid: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject> {
     // Except for creation, a method names its canister, which must be the effective one.
     let target = |canister: Principal| -> Result<Principal, Reject> {
         if canister != ecid {
