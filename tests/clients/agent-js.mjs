@@ -83,9 +83,12 @@ async function main() {
     fail('self_test by a stranger was not refused');
   }
   const code = /"reject_code":\s*(\d)/.exec(refused)?.[1] ?? /Reject code: (\d)/.exec(refused)?.[1];
+  const errorCode = /"error_code":\s*"(IC\d+)"/.exec(refused)?.[1];
+  // Refused by the ingress filter: answered without a certificate.
+  const certified = !refused.includes('non_replicated_rejection');
 
   const caller = controller.getPrincipal().toText();
-  process.stdout.write(`${JSON.stringify({ caller, query, update: 'Ok', stranger: { reject_code: code } })}\n`);
+  process.stdout.write(`${JSON.stringify({ caller, query, update: 'Ok', stranger: { reject_code: code, error_code: errorCode, certified } })}\n`);
 }
 
 main().then(

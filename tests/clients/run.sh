@@ -66,5 +66,6 @@ done
 out=$(node tests/clients/agent-js.mjs "$url" "$inference" "$work/deployer.pem") || fail "agent-js: $out"
 echo "agent-js: $out"
 echo "$out" | grep -q "\"caller\":\"$deployer\"" || fail "agent-js did not sign as the deployer $deployer: $out"
-echo "$out" | grep -q '"reject_code":"4"' || fail "agent-js did not see a stranger's update refused (CanisterReject): $out"
+echo "$out" | grep -q '"stranger":{"reject_code":"4","error_code":"IC0406","certified":false}' ||
+  fail "agent-js did not see a stranger's update refused by inspect_message, uncertified (IC0406): $out"
 echo "tests/clients/run.sh: icp-cli and @dfinity/agent passed against $url"

@@ -41,8 +41,9 @@ fn succeed(output: Output) -> String {
     stdout
 }
 
-fn chunk_calls(server: &HttpReplica) -> u64 {
-    server.with(|front| front.calls_by_method.get("upload_chunk").copied().unwrap_or(0))
+/// `upload_chunk` calls the canister admitted and executed.
+fn chunk_calls(server: &HttpReplica, canister: Principal) -> u64 {
+    server.with(move |front| front.calls_by_method.get(&(canister, "upload_chunk".to_string())).copied().unwrap_or(0))
 }
 
 #[test]
@@ -76,7 +77,7 @@ fn the_cli_uploads_is_killed_resumes_activates_and_lists() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while chunk_calls(&server) < 4 {
+    while chunk_calls(&server, canister) < 4 {
         assert!(first.try_wait().unwrap().is_none(), "the upload ended before it could be killed");
         assert!(started.elapsed() < Duration::from_secs(120), "no chunk arrived");
         std::thread::sleep(Duration::from_millis(5));
@@ -84,7 +85,7 @@ fn the_cli_uploads_is_killed_resumes_activates_and_lists() {
     first.kill().unwrap();
     first.wait().unwrap();
     server.with(|front| front.call_delay = Duration::ZERO);
-    let sent_before = chunk_calls(&server);
+    let sent_before = chunk_calls(&server, canister);
     assert!(sent_before < chunks, "killed mid-upload: {sent_before} of {chunks} chunks sent");
 
     // The canister keeps the unfinished upload; running the same command again resumes it.
@@ -92,7 +93,7 @@ fn the_cli_uploads_is_killed_resumes_activates_and_lists() {
     assert!(uploads.contains("orientation"), "the unfinished upload is listed: {uploads}");
     let out = succeed(cli(&server, canister, &pem, &[&upload[..], &["--activate"]].concat()).output().unwrap());
     assert!(out.contains("activated orientation v1"), "{out}");
-    let sent_after = chunk_calls(&server) - sent_before;
+    let sent_after = chunk_calls(&server, canister) - sent_before;
     // Only what the canister missed crosses the link again: at most the chunk that was in flight
     // when the first run was killed is sent twice.
     assert!(

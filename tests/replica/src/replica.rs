@@ -273,13 +273,19 @@ impl LocalReplica {
         id
     }
 
-    /// Creates an empty canister with these controllers and cycles (the management canister's
-    /// `provisional_create_canister_with_cycles`).
-    pub fn create_canister_with(&mut self, controllers: Vec<Principal>, cycles: u128) -> Principal {
+    /// Creates an empty canister with these controllers (none is allowed), cycles and
+    /// environment variables (the management canister's `provisional_create_canister_with_cycles`).
+    pub fn create_canister_with(
+        &mut self,
+        controllers: Vec<Principal>,
+        cycles: u128,
+        env_vars: BTreeMap<String, String>,
+    ) -> Principal {
         let id = self.create_canister(Principal::anonymous());
         let host = self.canisters.get_mut(&id).expect("just created").host_mut();
         host.controllers = controllers;
         host.cycles = cycles;
+        host.env_vars = env_vars;
         id
     }
 
@@ -801,14 +807,14 @@ impl LocalReplica {
             return Err(reject(RejectCode::CanisterError, format!("Canister {canister} is not running")));
         }
         let Some(inst) = c.instance.as_mut() else {
-            return Err(reject(RejectCode::DestinationInvalid, format!("Canister {canister} has no code installed")));
+            return Err(reject(RejectCode::CanisterError, format!("Canister {canister} has no code installed")));
         };
         // A query method may be called as an update: it then runs replicated, as on the IC.
         if !inst.has_export(&format!("canister_update {method}"))
             && !inst.has_export(&format!("canister_query {method}"))
         {
             return Err(reject(
-                RejectCode::DestinationInvalid,
+                RejectCode::CanisterError,
                 format!("Canister {canister} has no update method '{method}'"),
             ));
         }
@@ -882,17 +888,14 @@ impl LocalReplica {
         }
         let Some(inst) = c.instance.as_mut() else {
             return (
-                Err(reject(RejectCode::DestinationInvalid, format!("Canister {canister} has no code installed"))),
+                Err(reject(RejectCode::CanisterError, format!("Canister {canister} has no code installed"))),
                 CallReport::default(),
             );
         };
         let export = format!("canister_query {method}");
         if !inst.has_export(&export) {
             return (
-                Err(reject(
-                    RejectCode::DestinationInvalid,
-                    format!("Canister {canister} has no query method '{method}'"),
-                )),
+                Err(reject(RejectCode::CanisterError, format!("Canister {canister} has no query method '{method}'"))),
                 CallReport::default(),
             );
         }
@@ -966,18 +969,14 @@ impl LocalReplica {
             return refuse(self, RejectCode::CanisterError, format!("Canister {to} is not running"));
         }
         let Some(inst) = c.instance.as_ref() else {
-            return refuse(self, RejectCode::DestinationInvalid, format!("Canister {to} has no code installed"));
+            return refuse(self, RejectCode::CanisterError, format!("Canister {to} has no code installed"));
         };
         let (export, kind) = if inst.has_export(&format!("canister_update {method}")) {
             (format!("canister_update {method}"), MessageKind::Update)
         } else if inst.has_export(&format!("canister_query {method}")) {
             (format!("canister_query {method}"), MessageKind::ReplicatedQuery)
         } else {
-            return refuse(
-                self,
-                RejectCode::DestinationInvalid,
-                format!("Canister {to} has no update method '{method}'"),
-            );
+            return refuse(self, RejectCode::CanisterError, format!("Canister {to} has no update method '{method}'"));
         };
         // The message prepays the execution of its whole instruction limit.
         if liquid(c, &self.fees) < self.fees.execution(self.instruction_limit(kind)) {

@@ -146,28 +146,61 @@ async fn ic_agent_deploys_calls_and_reads_state_with_every_check_on() {
 }
 
 #[tokio::test(flavor = "current_thread")]
-async fn rejects_come_back_certified_with_the_ic_error_codes() {
+async fn rejects_carry_the_ic_codes_and_filtered_calls_cost_nothing() {
     let server = HttpReplica::start(0, |_| {}).unwrap();
     let owner = agent(server.url(), ed25519(1)).await;
     let id = deploy(&owner).await;
 
-    let trap = reject_of(owner.update(&id, "fail").call_and_wait().await.unwrap_err());
-    assert_eq!(trap.reject_code, RejectCode::CanisterError);
-    assert_eq!(trap.error_code.as_deref(), Some("IC0503"));
+    // A trap is certified; the error code's first digit is the reject code, as on the IC.
+    let trap = owner.update(&id, "fail").call_and_wait().await.unwrap_err();
+    assert!(matches!(trap, AgentError::CertifiedReject { .. }), "{trap}");
+    let trap = reject_of(trap);
+    assert_eq!((trap.reject_code, trap.error_code.as_deref()), (RejectCode::CanisterError, Some("IC0503")));
     let missing = reject_of(owner.query(&id, "no_such_method").call().await.unwrap_err());
-    assert_eq!(missing.error_code.as_deref(), Some("IC0536"));
-    // Only controllers may read a canister's status.
+    assert_eq!((missing.reject_code, missing.error_code.as_deref()), (RejectCode::CanisterError, Some("IC0536")));
+    // Refused before it runs (the update method is missing): not certified.
+    let missing = owner.update(&id, "no_such_method").call_and_wait().await.unwrap_err();
+    assert!(matches!(missing, AgentError::UncertifiedReject { .. }), "{missing}");
+
+    // Only controllers may read a canister's status; a stranger's attempt costs the canister
+    // nothing (the ingress filter refuses it before any fee).
+    let balance = |server: &HttpReplica| server.with(move |front| front.replica.cycle_balance(id));
+    let before = balance(&server);
     let stranger = agent(server.url(), ed25519(4)).await;
-    let refused = reject_of(
-        stranger
-            .update(&Principal::management_canister(), "canister_status")
+    let refused = stranger
+        .update(&Principal::management_canister(), "canister_status")
+        .with_effective_canister_id(id)
+        .with_arg(Encode!(&CanisterIdRecord { canister_id: id }).unwrap())
+        .call_and_wait()
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, AgentError::UncertifiedReject { .. }), "{refused}");
+    let refused = reject_of(refused);
+    assert_eq!((refused.reject_code, refused.error_code.as_deref()), (RejectCode::CanisterError, Some("IC0512")));
+    // Neither does a method users may not call, nor settings that change nothing.
+    for (method, arg) in [
+        ("raw_rand", Encode!().unwrap()),
+        (
+            "update_settings",
+            Encode!(&ic_management_canister_types::UpdateSettingsArgs {
+                canister_id: id,
+                settings: Default::default(),
+                sender_canister_version: None,
+            })
+            .unwrap(),
+        ),
+    ] {
+        let refused = stranger
+            .update(&Principal::management_canister(), method)
             .with_effective_canister_id(id)
-            .with_arg(Encode!(&CanisterIdRecord { canister_id: id }).unwrap())
+            .with_arg(arg)
             .call_and_wait()
             .await
-            .unwrap_err(),
-    );
-    assert_eq!(refused.error_code.as_deref(), Some("IC0512"), "{}", refused.reject_message);
+            .unwrap_err();
+        assert!(matches!(refused, AgentError::UncertifiedReject { .. }), "{method}: {refused}");
+    }
+    // The ledger and the storage of the seconds between the readings are the only difference.
+    assert!(before - balance(&server) < 1_000_000, "a stranger cost the canister {} cycles", before - balance(&server));
 
     // A controller's message to the management canister is paid by the canister it names.
     let before = server.with(move |front| front.replica.cycle_balance(id));
@@ -218,11 +251,73 @@ async fn the_front_refuses_what_the_ic_refuses() {
     assert_eq!(status, 400);
     assert!(body.contains("Invalid signature"), "{body}");
 
-    // An expiry beyond the IC's five minutes and drift.
+    // An expiry beyond the IC's five minutes and drift, or already past.
     let late = owner.update(&id, "echo").expire_after(Duration::from_secs(10 * 60)).call_and_wait().await;
     let (status, body) = http_status(late.unwrap_err());
     assert_eq!(status, 400);
     assert!(body.starts_with("Invalid request expiry"), "{body}");
+    let past = std::time::SystemTime::now() - Duration::from_secs(10);
+    let (status, body) = http_status(owner.update(&id, "echo").expire_at(past).call_and_wait().await.unwrap_err());
+    assert!(status == 400 && body.starts_with("Invalid request expiry"), "{status} {body}");
+
+    // Delegations: expired, aimed at other canisters, or more than 20 of them.
+    let delegated = |expiration: u64, targets: Option<Vec<Principal>>, links: u8| {
+        let keys: Vec<BasicIdentity> = (0..=links).map(|i| ed25519(100 + i)).collect();
+        let chain = keys
+            .windows(2)
+            .map(|pair| {
+                let delegation =
+                    Delegation { pubkey: pair[1].public_key().unwrap(), expiration, targets: targets.clone() };
+                let signature = pair[0].sign_delegation(&delegation).unwrap().signature.unwrap();
+                SignedDelegation { delegation, signature }
+            })
+            .collect();
+        let last = keys.into_iter().next_back().unwrap();
+        DelegatedIdentity::new_unchecked(ed25519(100).public_key().unwrap(), Box::new(last), chain)
+    };
+    let other = Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 9, 1, 1]);
+    for (what, identity) in [
+        ("expired", delegated(1, None, 1)),
+        ("another target", delegated(u64::MAX, Some(vec![other]), 1)),
+        ("21 links", delegated(u64::MAX, None, 21)),
+    ] {
+        let user = agent(server.url(), identity).await;
+        let (status, body) = http_status(user.update(&id, "echo").call_and_wait().await.unwrap_err());
+        assert!(status == 400 && body.contains("delegation"), "{what}: {status} {body}");
+    }
+    // Targeted at the canister, a delegation does not reach the management canister.
+    let user = agent(server.url(), delegated(u64::MAX, Some(vec![id]), 1)).await;
+    assert_eq!(user.update(&id, "echo").with_arg(vec![2]).call_and_wait().await.unwrap(), [2]);
+    let (status, _) = http_status(
+        user.update(&Principal::management_canister(), "canister_status")
+            .with_effective_canister_id(id)
+            .with_arg(Encode!(&CanisterIdRecord { canister_id: id }).unwrap())
+            .call_and_wait()
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status, 400);
+
+    // A message over the IC's 2 MiB: 413, whatever it is for.
+    let install = InstallCodeArgs {
+        mode: CanisterInstallMode::Reinstall,
+        canister_id: id,
+        wasm_module: vec![0; 2 << 20],
+        arg: vec![],
+        sender_canister_version: None,
+    };
+    let too_large = owner
+        .update(&Principal::management_canister(), "install_code")
+        .with_effective_canister_id(id)
+        .with_arg(Encode!(&install).unwrap())
+        .call_and_wait()
+        .await;
+    assert_eq!(http_status(too_large.unwrap_err()).0, 413);
+
+    // read_state serves the IC's paths only.
+    let (status, _) =
+        http_status(owner.read_state_raw(vec![vec!["canister".into(), id.as_slice().into()]], id).await.unwrap_err());
+    assert_eq!(status, 404);
 
     // Another sender's request status is not theirs to read.
     let signed = owner.update(&id, "echo").with_arg(vec![1]).sign().unwrap();
@@ -239,4 +334,55 @@ async fn the_front_refuses_what_the_ic_refuses() {
     assert_eq!(status, 403);
     let (status, _) = owner.request_status_raw(&signed.request_id, id).await.unwrap();
     assert!(matches!(status, ic_agent::agent::RequestStatusResponse::Replied(r) if r.arg == [1]));
+}
+
+/// Sends one raw HTTP/1.1 request and returns the status line and headers.
+fn raw(url: &str, request: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(url.trim_start_matches("http://")).unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_server_answers_browsers_and_survives_odd_requests() {
+    let server = HttpReplica::start(0, |_| {}).unwrap();
+    // A CORS preflight, as a browser agent sends before each call.
+    let preflight = raw(server.url(), "OPTIONS /api/v3/canister/aaaaa-aa/call HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert!(
+        preflight.starts_with("HTTP/1.1 204") && preflight.contains("Access-Control-Allow-Origin: *"),
+        "{preflight}"
+    );
+    // A body that is not CBOR by its content type.
+    let plain = raw(
+        server.url(),
+        "POST /api/v2/canister/aaaaa-aa/query HTTP/1.1\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+    );
+    assert!(plain.starts_with("HTTP/1.1 400") && plain.contains("Unexpected content-type"), "{plain}");
+    // A creation with no controllers and environment variables (the IC allows both).
+    let owner = agent(server.url(), ed25519(1)).await;
+    let create = ic_management_canister_types::ProvisionalCreateCanisterWithCyclesArgs {
+        settings: Some(ic_management_canister_types::CanisterSettings {
+            controllers: Some(vec![]),
+            environment_variables: Some(vec![ic_management_canister_types::EnvironmentVariable {
+                name: "A".into(),
+                value: "1".into(),
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let reply = owner
+        .update(&Principal::management_canister(), "provisional_create_canister_with_cycles")
+        .with_effective_canister_id(Principal::from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 1, 1]))
+        .with_arg(Encode!(&create).unwrap())
+        .call_and_wait()
+        .await
+        .unwrap();
+    let id = Decode!(&reply, CanisterIdRecord).unwrap().canister_id;
+    assert!(server.with(move |front| front.replica.controllers(id).is_empty()));
+    // The server still answers.
+    owner.status().await.unwrap();
 }

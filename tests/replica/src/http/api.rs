@@ -1,7 +1,6 @@
 //! The IC's HTTP interface over the replica: `status`, `query`, `call` (v2 asynchronous, v3/v4
-//! synchronous) and `read_state`, with the bodies and status codes clients expect.
-
-use std::collections::HashMap;
+//! synchronous) and `read_state`, with the bodies, status codes, reject codes and error codes of
+//! the IC's `http_endpoints` (rs/http_endpoints/public).
 
 use candid::Principal;
 use ic_transport_types::{EnvelopeContent, NodeSignature, QueryResponse, RejectResponse, ReplyResponse};
@@ -9,7 +8,8 @@ use serde::Serialize;
 
 use super::envelope::{self, Checked};
 use super::state::{self, Path, RequestStatus};
-use super::Front;
+use super::{management, system_canisters, Front};
+use crate::limits;
 use crate::replica::{Reject, RejectCode};
 
 /// An HTTP response: status code, content type and body.
@@ -28,10 +28,20 @@ impl Reply {
     }
 }
 
+/// How long a finished call's status is kept after its expiry (the IC prunes it some time after;
+/// by then the request cannot be sent again).
+const KEEP_AFTER_EXPIRY_NANOS: u64 = 5 * 60 * 1_000_000_000;
+/// The IC's limits on a read_state request (`MAXIMUM_NUMBER_OF_PATHS`, labels per path).
+const MAX_PATHS: usize = 1000;
+const MAX_LABELS_PER_PATH: usize = 127;
+
 /// A finished call, kept so that clients can read its status and the same request sent again
 /// is answered, not executed twice.
 pub struct Finished {
     pub sender: Principal,
+    /// The canister the call was addressed to (`aaaaa-aa` for the management canister).
+    pub receiver: Principal,
+    pub expiry: u64,
     pub status: RequestStatus,
 }
 
@@ -68,13 +78,19 @@ fn route(method: &str, path: &str) -> Result<Endpoint, Reply> {
 }
 
 /// Answers one HTTP request.
-pub fn handle(front: &mut Front, method: &str, path: &str, body: &[u8]) -> Reply {
+pub fn handle(front: &mut Front, method: &str, path: &str, content_type: Option<&str>, body: &[u8]) -> Reply {
+    if method == "OPTIONS" {
+        return Reply::text(204, ""); // a CORS preflight: the headers say it all
+    }
     let endpoint = match route(method, path) {
         Ok(e) => e,
         Err(reply) => return reply,
     };
     if let Endpoint::Status = endpoint {
         return Reply::cbor(200, state::status_body());
+    }
+    if content_type.map(|c| c.split(';').next().unwrap_or("").trim()) != Some("application/cbor") {
+        return Reply::text(400, "Unexpected content-type, expected application/cbor.");
     }
     let now = front.replica.time_nanos();
     let checked = match envelope::check(body, now) {
@@ -89,20 +105,27 @@ pub fn handle(front: &mut Front, method: &str, path: &str, body: &[u8]) -> Reply
     }
 }
 
-/// The IC's error code for a reject, as its messages' causes map to them.
+/// The IC's error code for a reject: its cause where the message tells it, else the generic
+/// code of its class. The first digit is always the reject code, as on the IC.
 fn error_code(reject: &Reject) -> &'static str {
     let m = &reject.message;
     match reject.code {
+        RejectCode::SysFatal => "IC0101",
+        RejectCode::SysTransient if m.contains("out of cycles") => "IC0207",
+        RejectCode::SysTransient => "IC0201",
+        RejectCode::DestinationInvalid => "IC0301",
+        RejectCode::CanisterReject if m.contains("does not take the management canister's") => "IC0408",
+        RejectCode::CanisterReject if m.contains("Failed to decode") => "IC0409",
         RejectCode::CanisterReject => "IC0406",
-        _ if m.contains("trapped") => "IC0503",
-        _ if m.contains("not found") => "IC0301",
-        _ if m.contains("has no update method") || m.contains("has no query method") => "IC0536",
-        _ if m.contains("has no code installed") => "IC0537",
-        _ if m.contains("is not running") => "IC0508",
-        _ if m.contains("out of cycles") => "IC0207",
-        _ if m.contains("Only controllers") || m.contains("Only the controllers") => "IC0512",
-        _ if m.contains("did not produce a response") => "IC0506",
-        _ => "IC0504",
+        RejectCode::CanisterError if m.contains("trapped") => "IC0503",
+        RejectCode::CanisterError if m.contains("has no update method") || m.contains("has no query method") => {
+            "IC0536"
+        }
+        RejectCode::CanisterError if m.contains("has no code installed") => "IC0537",
+        RejectCode::CanisterError if m.contains("is not running") => "IC0508",
+        RejectCode::CanisterError if m.contains("Only controllers") || m.contains("Only the controllers") => "IC0512",
+        RejectCode::CanisterError if m.contains("did not produce a response") => "IC0506",
+        RejectCode::CanisterError => "IC0504",
     }
 }
 
@@ -121,10 +144,10 @@ fn query(front: &mut Front, ecid: Principal, checked: Checked) -> Reply {
     if canister_id != ecid {
         return Reply::text(
             400,
-            format!("Effective canister id {ecid} does not match the query's canister {canister_id}"),
+            format!("Specified CanisterId {canister_id} does not match effective canister id in URL {ecid}"),
         );
     }
-    let result = match super::system_canisters::query(front, canister_id, &method_name, &arg) {
+    let result = match system_canisters::query(canister_id, &method_name) {
         Some(result) => result,
         None => front.replica.query_call(canister_id, sender, &method_name, arg).0,
     };
@@ -147,41 +170,61 @@ fn query(front: &mut Front, ecid: Principal, checked: Checked) -> Reply {
     Reply::cbor(200, state::cbor(&response))
 }
 
+/// Where an admitted call goes to execute.
+enum Admitted {
+    Management,
+    SystemCanister,
+    Queued(u64),
+}
+
 fn call(front: &mut Front, ecid: Principal, synchronous: bool, checked: Checked) -> Reply {
     let (request_id, message_bytes) = (checked.request_id, checked.message_bytes);
-    let EnvelopeContent::Call { sender, canister_id, method_name, arg, .. } = checked.content else {
+    let EnvelopeContent::Call { sender, canister_id, method_name, arg, ingress_expiry, .. } = checked.content else {
         return Reply::text(400, "The call endpoint takes requests of type call");
     };
+    if message_bytes > limits::MAX_INGRESS_BYTES as u64 {
+        return Reply::text(
+            413,
+            format!(
+                "Request {request_id} is too large. Message byte size {message_bytes} is larger than the max allowed {}.",
+                limits::MAX_INGRESS_BYTES
+            ),
+        );
+    }
+    let management = canister_id == Principal::management_canister();
+    if !management && canister_id != ecid {
+        return Reply::text(
+            400,
+            format!("Specified CanisterId {canister_id} does not match effective canister id in URL {ecid}"),
+        );
+    }
     let key: [u8; 32] = request_id.as_slice().try_into().expect("a sha256");
     if !front.finished.contains_key(&key) {
-        *front.calls_by_method.entry(method_name.clone()).or_default() += 1;
-        std::thread::sleep(front.call_delay);
-        let result = if canister_id == Principal::management_canister() {
-            super::management::call(front, sender, ecid, &method_name, &arg, message_bytes)
-        } else if canister_id != ecid {
-            return Reply::text(
-                400,
-                format!("Effective canister id {ecid} does not match the call's canister {canister_id}"),
-            );
-        } else if let Some(result) = super::system_canisters::update(front, sender, canister_id, &method_name, &arg) {
-            result
+        // The ingress filter: a call refused here is answered without being certified.
+        let admitted = if management {
+            match management::admit(front, sender, ecid, &method_name, &arg, message_bytes) {
+                Ok(()) => Ok(Admitted::Management),
+                Err(Ok(bad_request)) => return Reply::text(400, bad_request),
+                Err(Err(reject)) => Err(reject),
+            }
+        } else if system_canisters::is_system_canister(canister_id) {
+            Ok(Admitted::SystemCanister)
         } else {
-            // Refused before it executes (inspect_message, an unknown method, no cycles for the
-            // ingress fee): the IC answers this without certifying anything.
-            let id = match front.replica.submit_signed_call(canister_id, sender, &method_name, arg, message_bytes) {
-                Ok(id) => id,
-                Err(reject) if synchronous => {
-                    #[derive(Serialize)]
-                    #[serde(tag = "status", rename = "non_replicated_rejection")]
-                    struct NonReplicated {
-                        #[serde(flatten)]
-                        reject: RejectResponse,
-                    }
-                    return Reply::cbor(200, state::cbor(&NonReplicated { reject: transport_reject(&reject) }));
-                }
-                Err(reject) => return Reply::text(400, reject.message),
-            };
-            front.replica.await_call(id).0
+            front
+                .replica
+                .submit_signed_call(canister_id, sender, &method_name, arg.clone(), message_bytes)
+                .map(Admitted::Queued)
+        };
+        let admitted = match admitted {
+            Ok(a) => a,
+            Err(reject) => return refused(synchronous, &reject),
+        };
+        *front.calls_by_method.entry((canister_id, method_name.clone())).or_default() += 1;
+        std::thread::sleep(front.call_delay);
+        let result = match admitted {
+            Admitted::Management => management::execute(front, sender, ecid, &method_name, &arg),
+            Admitted::SystemCanister => system_canisters::update(front, sender, canister_id, &method_name, &arg),
+            Admitted::Queued(id) => front.replica.await_call(id).0,
         };
         let status = match result {
             Ok(reply) => RequestStatus::Replied(reply),
@@ -191,7 +234,9 @@ fn call(front: &mut Front, ecid: Principal, synchronous: bool, checked: Checked)
                 error_code: error_code(&reject).to_string(),
             },
         };
-        front.finished.insert(key, Finished { sender, status });
+        let now = front.replica.time_nanos();
+        front.finished.retain(|_, f| f.expiry.saturating_add(KEEP_AFTER_EXPIRY_NANOS) > now);
+        front.finished.insert(key, Finished { sender, receiver: canister_id, expiry: ingress_expiry, status });
     }
     if !synchronous {
         return Reply::cbor(202, vec![]);
@@ -208,66 +253,106 @@ fn call(front: &mut Front, ecid: Principal, synchronous: bool, checked: Checked)
     Reply::cbor(200, state::cbor(&Certified { status: "replied", certificate }))
 }
 
+/// A call refused before it executed: on v3/v4 a `non_replicated_rejection`, on v2 the bare
+/// reject (both 200 CBOR, as the IC answers them).
+fn refused(synchronous: bool, reject: &Reject) -> Reply {
+    #[derive(Serialize)]
+    #[serde(tag = "status", rename = "non_replicated_rejection")]
+    struct NonReplicated {
+        #[serde(flatten)]
+        reject: RejectResponse,
+    }
+    let reject = transport_reject(reject);
+    if synchronous {
+        Reply::cbor(200, state::cbor(&NonReplicated { reject }))
+    } else {
+        Reply::cbor(200, state::cbor(&reject))
+    }
+}
+
 fn read_state(front: &mut Front, ecid: Option<Principal>, checked: Checked) -> Reply {
     let EnvelopeContent::ReadState { sender, paths, .. } = checked.content else {
         return Reply::text(400, "The read_state endpoint takes requests of type read_state");
     };
+    if paths.len() > MAX_PATHS {
+        return Reply::text(400, format!("Too many paths requested: {} (at most {MAX_PATHS})", paths.len()));
+    }
+    if paths.iter().any(|p| p.len() > MAX_LABELS_PER_PATH) {
+        return Reply::text(400, "Failed to parse requested paths: path is too long.");
+    }
     let requested: Vec<Path> = paths.iter().map(|p| p.iter().map(|l| l.as_bytes().to_vec()).collect()).collect();
     let mut leaves = Vec::new();
-    let mut canisters: HashMap<Principal, ()> = HashMap::new();
+    let (mut subnet, mut canister, mut request) = (false, false, None::<[u8; 32]>);
     for path in &requested {
-        let first = path.first().map(Vec::as_slice);
-        match first {
-            Some(b"time") => {}
-            Some(b"subnet") | Some(b"canister_ranges") => {
-                if leaves.iter().all(|(p, _): &(Path, Vec<u8>)| p[0] != b"subnet") {
-                    leaves.extend(state::subnet_leaves());
+        let labels: Vec<&[u8]> = path.iter().map(Vec::as_slice).collect();
+        match (ecid, labels.as_slice()) {
+            (_, [b"time"]) => {}
+            (_, [b"subnet"])
+            | (_, [b"subnet", _])
+            | (_, [b"subnet", _, b"public_key" | b"canister_ranges" | b"node"])
+            | (_, [b"subnet", _, b"node", _])
+            | (_, [b"subnet", _, b"node", _, b"public_key"]) => subnet = true,
+            (None, [b"canister_ranges", _]) => subnet = true,
+            (Some(ecid), [b"canister", id, b"controllers" | b"module_hash"]) => {
+                if let Err(reply) = same_canister(id, ecid) {
+                    return reply;
                 }
+                canister = true;
             }
-            Some(b"request_status") if ecid.is_some() && path.len() >= 2 => {
-                let Ok(key) = <[u8; 32]>::try_from(path[1].as_slice()) else { continue };
-                if let Some(finished) = front.finished.get(&key) {
-                    if finished.sender != sender {
-                        return Reply::text(403, format!("Request {} was not sent by {sender}", hex::encode(key)));
-                    }
-                    leaves.extend(finished.status.leaves(&key));
+            (Some(ecid), [b"canister", id, b"metadata", name]) => {
+                if let Err(reply) = same_canister(id, ecid) {
+                    return reply;
                 }
-            }
-            Some(b"canister") if path.len() >= 2 => {
-                let Ok(canister) = Principal::try_from_slice(&path[1]) else {
-                    return Reply::text(400, "Invalid canister id in a read_state path");
+                let Ok(name) = std::str::from_utf8(name) else {
+                    return Reply::text(400, "Could not parse the custom section name.");
                 };
-                if Some(canister) != ecid {
+                let private = front.replica.all_metadata(ecid).get(name).is_some_and(|m| !m.public);
+                if private && !front.replica.controllers(ecid).contains(&sender) {
                     return Reply::text(
-                        400,
-                        format!("Effective canister id in the URL does not match the path's canister {canister}"),
+                        403,
+                        format!("Custom section {name:.100} can only be requested by the controllers of the canister."),
                     );
                 }
-                if canisters.insert(canister, ()).is_some() {
-                    continue;
+                canister = true;
+            }
+            (Some(_), [b"request_status", id])
+            | (
+                Some(_),
+                [b"request_status", id, b"status" | b"reply" | b"reject_code" | b"reject_message" | b"error_code"],
+            ) => {
+                let Ok(id) = <[u8; 32]>::try_from(*id) else {
+                    return Reply::text(400, "Invalid request id in paths: a request id is 32 bytes.");
+                };
+                if request.is_some_and(|r| r != id) {
+                    return Reply::text(400, "More than one non-unique request ID exists in request_status paths.");
                 }
-                let controllers = front.replica.controllers(canister);
-                let mut metadata = front.replica.all_metadata(canister);
-                if path.get(2).map(Vec::as_slice) == Some(b"metadata") {
-                    if let Some(name) = path.get(3) {
-                        let name = String::from_utf8_lossy(name).to_string();
-                        let private = metadata.get(&name).is_some_and(|m| !m.public);
-                        if private && !controllers.contains(&sender) {
-                            return Reply::text(
-                                403,
-                                format!(
-                                    "Custom section {name} can only be requested by the controllers of the canister"
-                                ),
-                            );
-                        }
+                request = Some(id);
+                if let Some(finished) = front.finished.get(&id) {
+                    if finished.sender != sender {
+                        return Reply::text(403, "The user tries to access Request ID not signed by the caller.");
+                    }
+                    if checked.targets.as_ref().is_some_and(|t| !t.contains(&finished.receiver)) {
+                        return Reply::text(
+                            403,
+                            "The user tries to access request IDs for canisters not belonging to sender delegation targets.",
+                        );
                     }
                 }
-                metadata.retain(|_, m| m.public || controllers.contains(&sender));
-                let hash = front.replica.module_hash(canister);
-                leaves.extend(state::canister_leaves(canister, hash, &controllers, &metadata));
             }
-            _ => return Reply::text(400, "This read_state path is not served by the local replica"),
+            _ => return Reply::text(404, "Invalid path requested."),
         }
+    }
+    if subnet {
+        leaves.extend(state::subnet_leaves());
+    }
+    if let (true, Some(id)) = (canister, ecid) {
+        let controllers = front.replica.controllers(id);
+        let mut metadata = front.replica.all_metadata(id);
+        metadata.retain(|_, m| m.public || controllers.contains(&sender));
+        leaves.extend(state::canister_leaves(id, front.replica.module_hash(id), &controllers, &metadata));
+    }
+    if let Some(finished) = request.and_then(|id| front.finished.get(&id).map(|f| (id, f))) {
+        leaves.extend(finished.1.status.leaves(&finished.0));
     }
     #[derive(Serialize)]
     struct ReadState {
@@ -276,4 +361,16 @@ fn read_state(front: &mut Front, ecid: Option<Principal>, checked: Checked) -> R
     }
     let certificate = state::certificate(&leaves, &requested, front.replica.time_nanos());
     Reply::cbor(200, state::cbor(&ReadState { certificate }))
+}
+
+/// A canister path's id must be the effective canister id of the URL.
+fn same_canister(id: &[u8], ecid: Principal) -> Result<(), Reply> {
+    match Principal::try_from_slice(id) {
+        Ok(id) if id == ecid => Ok(()),
+        Ok(id) => Err(Reply::text(
+            400,
+            format!("Effective principal id in URL {ecid} does not match requested principal id: {id}."),
+        )),
+        Err(_) => Err(Reply::text(400, "Could not parse the principal id in a read_state path.")),
+    }
 }

@@ -7,10 +7,12 @@ use ic_transport_types::{Envelope, EnvelopeContent, RequestId};
 /// How far ahead of the replica's clock an expiry may lie: the IC's 5 minutes plus its 30 s
 /// of permitted drift (`MAX_INGRESS_TTL`, `PERMITTED_DRIFT_AT_VALIDATOR`).
 const MAX_EXPIRY_AHEAD_NANOS: u64 = (5 * 60 + 30) * 1_000_000_000;
-/// How far behind the clock an expiry may lie (the same drift).
-const MAX_EXPIRY_BEHIND_NANOS: u64 = 30 * 1_000_000_000;
-/// Delegation chains the IC accepts (`MAXIMUM_NUMBER_OF_DELEGATIONS`).
+/// Delegation chains the IC accepts (`MAXIMUM_NUMBER_OF_DELEGATIONS`), and targets per
+/// delegation (`MAXIMUM_NUMBER_OF_TARGETS_PER_DELEGATION`).
 const MAX_DELEGATIONS: usize = 20;
+const MAX_TARGETS_PER_DELEGATION: usize = 1000;
+/// The longest nonce the IC accepts (its `NonceTooBigError` above 32 bytes).
+const MAX_NONCE_BYTES: usize = 32;
 /// The DER prefix of an ed25519 public key (RFC 8410), before its 32 raw bytes.
 const ED25519_DER_PREFIX: [u8; 12] = [0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
 /// The object identifiers that name secp256k1 and P-256 in a DER public key.
@@ -22,6 +24,8 @@ const P256_OID: [u8; 10] = [0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01
 pub struct Checked {
     pub content: EnvelopeContent,
     pub request_id: RequestId,
+    /// The canisters the sender's delegations allow, if they restrict them (their intersection).
+    pub targets: Option<Vec<Principal>>,
     /// The signed request's size: what the IC's ingress limit and fee count.
     pub message_bytes: u64,
 }
@@ -31,7 +35,9 @@ pub fn check(body: &[u8], now_nanos: u64) -> Result<Checked, String> {
     let envelope: Envelope = serde_cbor::from_slice(body).map_err(|e| format!("Could not parse body as CBOR: {e}"))?;
     let content = envelope.content.into_owned();
     let expiry = content.ingress_expiry();
-    let earliest = now_nanos.saturating_sub(MAX_EXPIRY_BEHIND_NANOS);
+    // The IC's window: not expired, and not further ahead than the TTL and the drift
+    // (`validate_ingress_expiry`).
+    let earliest = now_nanos;
     let latest = now_nanos + MAX_EXPIRY_AHEAD_NANOS;
     if expiry < earliest || expiry > latest {
         return Err(format!(
@@ -39,7 +45,18 @@ pub fn check(body: &[u8], now_nanos: u64) -> Result<Checked, String> {
              expiry: {earliest}, Maximum allowed expiry: {latest}, Provided expiry: {expiry}"
         ));
     }
+    let nonce = match &content {
+        EnvelopeContent::Call { nonce, .. } | EnvelopeContent::Query { nonce, .. } => nonce.as_deref(),
+        EnvelopeContent::ReadState { .. } => None,
+    };
+    if nonce.is_some_and(|n| n.len() > MAX_NONCE_BYTES) {
+        return Err(format!(
+            "Nonce in request is too big: got {} bytes, max allowed {MAX_NONCE_BYTES}",
+            nonce.unwrap().len()
+        ));
+    }
     let request_id = content.to_request_id();
+    let mut targets: Option<Vec<Principal>> = None;
     let sender = *content.sender();
     match (envelope.sender_pubkey, envelope.sender_sig) {
         (None, None) if sender == Principal::anonymous() => {}
@@ -52,6 +69,7 @@ pub fn check(body: &[u8], now_nanos: u64) -> Result<Checked, String> {
             if delegations.len() > MAX_DELEGATIONS {
                 return Err(format!("Invalid delegation: more than {MAX_DELEGATIONS} delegations"));
             }
+            let mut seen = vec![public_key.clone()];
             let mut key = public_key;
             for signed in delegations {
                 verify(&key, &signed.delegation.signable(), &signed.signature)
@@ -60,18 +78,33 @@ pub fn check(body: &[u8], now_nanos: u64) -> Result<Checked, String> {
                 if delegation.expiration < now_nanos {
                     return Err(format!("Invalid delegation: expired at {}", delegation.expiration));
                 }
-                if let (Some(targets), Some(canister)) = (&delegation.targets, target_canister(&content)) {
-                    if !targets.contains(&canister) {
-                        return Err(format!("Invalid delegation: canister {canister} is not one of its targets"));
+                if let Some(allowed) = &delegation.targets {
+                    if allowed.len() > MAX_TARGETS_PER_DELEGATION {
+                        return Err(format!(
+                            "Invalid delegation: more than {MAX_TARGETS_PER_DELEGATION} targets in one delegation"
+                        ));
                     }
+                    if let Some(canister) = target_canister(&content) {
+                        if !allowed.contains(&canister) {
+                            return Err(format!("Invalid delegation: canister {canister} is not one of its targets"));
+                        }
+                    }
+                    targets = Some(match targets.take() {
+                        None => allowed.clone(),
+                        Some(before) => before.into_iter().filter(|t| allowed.contains(t)).collect(),
+                    });
                 }
+                if seen.contains(&delegation.pubkey) {
+                    return Err("Invalid delegation: the chain delegates to a key twice (a cycle)".into());
+                }
+                seen.push(delegation.pubkey.clone());
                 key = delegation.pubkey;
             }
             verify(&key, &request_id.signable(), &signature).map_err(|e| format!("Invalid signature: {e}"))?;
         }
         _ => return Err("A sender signature needs both sender_pubkey and sender_sig".into()),
     }
-    Ok(Checked { content, request_id, message_bytes: body.len() as u64 })
+    Ok(Checked { content, request_id, targets, message_bytes: body.len() as u64 })
 }
 
 fn target_canister(content: &EnvelopeContent) -> Option<Principal> {

@@ -8,6 +8,7 @@ use ic_management_canister_types::{
     InstallChunkedCodeArgs, InstallCodeArgs, LogVisibility, MemoryMetrics, ProvisionalCreateCanisterWithCyclesArgs,
     QueryStats, SnapshotVisibility, UpdateSettingsArgs, UploadChunkArgs,
 };
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::Front;
@@ -40,47 +41,103 @@ fn encode<T: CandidType>(value: &T) -> Result<Vec<u8>, Reject> {
 /// (`MAX_DELAYED_INGRESS_COST_PAYLOAD_SIZE` in the IC's cycles account manager).
 const MAX_DELAYED_INGRESS_COST_PAYLOAD_SIZE: usize = 338;
 
-/// Answers `method` sent by `sender` with effective canister id `ecid`, in a signed request of
-/// `message_bytes`. As on the IC, the effective canister pays the ingress fee (creation, which
-/// has no canister yet, is free).
-pub fn call(
+/// The methods users may call over HTTP here; creation names no canister yet.
+const INGRESS_METHODS: [&str; 10] = [
+    "provisional_create_canister_with_cycles",
+    "canister_status",
+    "update_settings",
+    "install_code",
+    "upload_chunk",
+    "clear_chunk_store",
+    "stored_chunks",
+    "install_chunked_code",
+    "start_canister",
+    "stop_canister",
+];
+
+/// The canister a management method's argument names (its effective canister id on the IC).
+#[derive(CandidType, Deserialize)]
+struct Target {
+    canister_id: Option<Principal>,
+    target_canister: Option<Principal>,
+}
+
+/// What the IC's ingress filter does for a message to the management canister, before anything
+/// is certified: the method must be one users may call, its argument must name the canister,
+/// which must exist and be controlled by the sender, and pay the ingress fee from above its
+/// freezing threshold (`should_accept_ingress_message` and `ingress_induction_cost`). The
+/// argument's canister is returned; an `Err(Ok(message))` is a 400 (the URL names another
+/// canister), an `Err(Err(reject))` a non-replicated rejection.
+pub fn admit(
     front: &mut Front,
     sender: Principal,
     ecid: Principal,
     method: &str,
     arg: &[u8],
     message_bytes: u64,
-) -> Result<Vec<u8>, Reject> {
+) -> Result<(), Result<String, Reject>> {
+    if !INGRESS_METHODS.contains(&method) {
+        return Err(Err(reject(
+            RejectCode::CanisterReject,
+            format!("The local replica does not take the management canister's {method} from users"),
+        )));
+    }
     if method == "provisional_create_canister_with_cycles" {
-        return execute(front, sender, ecid, method, arg);
+        return Ok(()); // free: there is no canister to pay yet
     }
-    // Only a controller gets a message to the management canister about a canister inducted
-    // (and charged) at all.
-    controller_only(front, ecid, sender)?;
+    let target = Decode!(arg, Target)
+        .ok()
+        .and_then(|t| t.canister_id.or(t.target_canister))
+        .ok_or_else(|| Err(reject(RejectCode::CanisterReject, format!("Failed to decode the argument of {method}"))))?;
+    if target != ecid {
+        return Err(Ok(format!("Specified CanisterId {target} does not match effective canister id in URL {ecid}")));
+    }
+    if !front.replica.canister_ids().contains(&target) {
+        return Err(Err(reject(RejectCode::DestinationInvalid, format!("Canister {target} not found"))));
+    }
+    if !front.replica.controllers(target).contains(&sender) {
+        return Err(Err(reject(
+            RejectCode::CanisterError,
+            format!("Only controllers of canister {target} can call ic00 method {method}"),
+        )));
+    }
     if method == "update_settings" && arg.len() <= MAX_DELAYED_INGRESS_COST_PAYLOAD_SIZE {
-        let result = execute(front, sender, ecid, method, arg);
-        // The delayed fee is taken as far as the balance goes (the IC ignores a shortfall).
-        let delayed = (method.len() + arg.len()) as u64;
-        if front.replica.charge_management_ingress(ecid, delayed).is_err() {
-            let balance = front.replica.cycle_balance(ecid);
-            let fee = front.replica.fees().ingress(delayed);
-            front.replica.set_cycle_balance(ecid, balance.saturating_sub(fee));
-        }
-        return result;
+        return Ok(()); // paid after it executes
     }
-    front.replica.charge_management_ingress(ecid, message_bytes)?;
-    execute(front, sender, ecid, method, arg)
+    front.replica.charge_management_ingress(target, message_bytes).map_err(Err)
 }
 
-fn execute(front: &mut Front, sender: Principal, ecid: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject> {
-    // Except for creation, a method names its canister, which must be the effective one.
-    let target = |canister: Principal| -> Result<Principal, Reject> {
-        if canister != ecid {
-            return Err(reject(
-                RejectCode::CanisterReject,
-                format!("The effective canister id {ecid} does not match the argument's canister {canister}"),
-            ));
+/// Executes an admitted message to the management canister (see [`admit`]).
+pub fn execute(
+    front: &mut Front,
+    sender: Principal,
+    ecid: Principal,
+    method: &str,
+    arg: &[u8],
+) -> Result<Vec<u8>, Reject> {
+    let result = execute_method(front, sender, ecid, method, arg);
+    if method == "update_settings" && arg.len() <= MAX_DELAYED_INGRESS_COST_PAYLOAD_SIZE {
+        // The delayed fee, on the argument and method name, as far as the balance goes (the IC
+        // ignores a shortfall here).
+        let delayed = (method.len() + arg.len()) as u64;
+        if front.replica.charge_management_ingress(ecid, delayed).is_err() {
+            let fee = front.replica.fees().ingress(delayed);
+            let balance = front.replica.cycle_balance(ecid);
+            front.replica.set_cycle_balance(ecid, balance.saturating_sub(fee));
         }
+    }
+    result
+}
+
+fn execute_method(
+    front: &mut Front,
+    sender: Principal,
+    ecid: Principal,
+    method: &str,
+    arg: &[u8],
+) -> Result<Vec<u8>, Reject> {
+    let target = |canister: Principal| -> Result<Principal, Reject> {
+        debug_assert_eq!(canister, ecid, "admit checked it");
         Ok(canister)
     };
     match method {
@@ -88,7 +145,7 @@ fn execute(front: &mut Front, sender: Principal, ecid: Principal, method: &str, 
             let args: ProvisionalCreateCanisterWithCyclesArgs = decode(method, arg)?;
             if args.specified_id.is_some() {
                 return Err(reject(
-                    RejectCode::CanisterReject,
+                    RejectCode::CanisterError,
                     "The local replica does not create canisters at a specified id",
                 ));
             }
@@ -96,13 +153,11 @@ fn execute(front: &mut Front, sender: Principal, ecid: Principal, method: &str, 
             check_settings(&settings)?;
             let controllers = settings.controllers.unwrap_or_else(|| vec![sender]);
             let cycles = match args.amount {
-                Some(n) => u128::try_from(n.0).map_err(|_| reject(RejectCode::CanisterReject, "amount too large"))?,
+                Some(n) => u128::try_from(n.0).map_err(|_| reject(RejectCode::CanisterError, "amount too large"))?,
                 None => INITIAL_CYCLES,
             };
-            let id = front.replica.create_canister_with(controllers, cycles);
-            if let Some(vars) = settings.environment_variables {
-                front.replica.set_env_vars(id, front.replica.controllers(id)[0], env_map(vars))?;
-            }
+            let env = settings.environment_variables.map(env_map).unwrap_or_default();
+            let id = front.replica.create_canister_with(controllers, cycles, env);
             encode(&CanisterIdRecord { canister_id: id })
         }
         "canister_status" => {
@@ -133,14 +188,14 @@ fn execute(front: &mut Front, sender: Principal, ecid: Principal, method: &str, 
             controller_only(front, canister, sender)?;
             if args.chunk.len() > MAX_CHUNK_BYTES {
                 return Err(reject(
-                    RejectCode::CanisterReject,
+                    RejectCode::CanisterError,
                     format!("Wasm chunk size {} exceeds the maximum chunk size of {MAX_CHUNK_BYTES}", args.chunk.len()),
                 ));
             }
             let store = front.chunk_stores.entry(canister).or_default();
             let hash: [u8; 32] = Sha256::digest(&args.chunk).into();
             if store.len() >= MAX_CHUNKS && !store.contains_key(&hash) {
-                return Err(reject(RejectCode::CanisterReject, "Wasm chunk store is full (100 chunks)"));
+                return Err(reject(RejectCode::CanisterError, "Wasm chunk store is full (100 chunks)"));
             }
             store.insert(hash, args.chunk);
             encode(&ChunkHash { hash: hash.to_vec() })
@@ -172,7 +227,7 @@ fn execute(front: &mut Front, sender: Principal, ecid: Principal, method: &str, 
                     .and_then(|h| store.and_then(|s| s.get(&h)))
                     .ok_or_else(|| {
                         reject(
-                            RejectCode::CanisterReject,
+                            RejectCode::CanisterError,
                             format!("Chunk {} is not in the chunk store", hex::encode(&chunk.hash)),
                         )
                     })?;
@@ -180,7 +235,7 @@ fn execute(front: &mut Front, sender: Principal, ecid: Principal, method: &str, 
             }
             if Sha256::digest(&wasm).as_slice() != args.wasm_module_hash.as_slice() {
                 return Err(reject(
-                    RejectCode::CanisterReject,
+                    RejectCode::CanisterError,
                     "The wasm module hash does not match the chunks' sha256",
                 ));
             }
@@ -196,10 +251,7 @@ fn execute(front: &mut Front, sender: Principal, ecid: Principal, method: &str, 
             front.replica.stop_canister(canister, sender)?;
             encode(&())
         }
-        _ => Err(reject(
-            RejectCode::DestinationInvalid,
-            format!("The local replica does not implement the management canister's {method} over HTTP"),
-        )),
+        _ => unreachable!("admit lets only INGRESS_METHODS through"),
     }
 }
 
@@ -233,7 +285,7 @@ fn install(
                 || flags.wasm_memory_persistence.is_some_and(|p| p != Default::default())
             {
                 return Err(reject(
-                    RejectCode::CanisterReject,
+                    RejectCode::CanisterError,
                     "The local replica does not implement skip_pre_upgrade or keeping the Wasm memory",
                 ));
             }
@@ -258,7 +310,7 @@ fn check_settings(settings: &CanisterSettings) -> Result<(), Reject> {
     for (name, value, only) in fixed {
         if value.as_ref().is_some_and(|v| v.0 != only.into()) {
             return Err(reject(
-                RejectCode::CanisterReject,
+                RejectCode::CanisterError,
                 format!("The local replica does not implement setting {name} (only its default, {only})"),
             ));
         }
@@ -267,7 +319,7 @@ fn check_settings(settings: &CanisterSettings) -> Result<(), Reject> {
         || settings.snapshot_visibility.as_ref().is_some_and(|v| *v != SnapshotVisibility::Controllers)
     {
         return Err(reject(
-            RejectCode::CanisterReject,
+            RejectCode::CanisterError,
             "The local replica does not implement log or snapshot visibility",
         ));
     }

@@ -35,8 +35,8 @@ pub struct Front {
     chunk_stores: HashMap<Principal, BTreeMap<[u8; 32], Vec<u8>>>,
     /// Canisters created through the cycles ledger, for its block ids.
     created: u64,
-    /// Update calls executed, by method name (a test counts what a client sent).
-    pub calls_by_method: BTreeMap<String, u64>,
+    /// Calls admitted and executed, by canister and method (a test counts what a client sent).
+    pub calls_by_method: BTreeMap<(Principal, String), u64>,
     /// Latency added before each update call executes, so a test can stop a client mid-way
     /// (zero unless a test sets it).
     pub call_delay: Duration,
@@ -47,6 +47,7 @@ type Job = Box<dyn FnOnce(&mut Front) + Send>;
 enum Work {
     Http(server::Request),
     Job(Job),
+    Stop,
 }
 
 /// A running server. Dropping it stops it.
@@ -115,19 +116,28 @@ impl HttpReplica {
         rx.recv().expect("the replica thread answered")
     }
 
-    /// Blocks until the replica's thread ends (it runs as long as the server).
+    /// Blocks until the replica's thread ends (it runs as long as the server); a panic there
+    /// (a bug: no request should cause one) is passed on.
     pub fn wait(mut self) {
         if let Some(t) = self.replica_thread.take() {
-            let _ = t.join();
+            if let Err(panic) = t.join() {
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 }
 
 impl Drop for HttpReplica {
+    /// Stops accepting, ends the replica's thread after the request it is on, and waits for it;
+    /// connections still open get 503s.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         // Wake the accept loop so it sees the flag.
         let _ = std::net::TcpStream::connect(self.address);
+        let _ = self.work.send(Work::Stop);
+        if let Some(t) = self.replica_thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -140,10 +150,17 @@ fn run(mut front: Front, inbox: mpsc::Receiver<Work>) {
         front.replica.advance_time_to(wall_clock_nanos());
         match work {
             Ok(Work::Http(request)) => {
-                let reply = api::handle(&mut front, &request.method, &request.path, &request.body);
+                let reply = api::handle(
+                    &mut front,
+                    &request.method,
+                    &request.path,
+                    request.content_type.as_deref(),
+                    &request.body,
+                );
                 let _ = request.answer.send(reply);
             }
             Ok(Work::Job(job)) => job(&mut front),
+            Ok(Work::Stop) => return,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 if front.replica.has_work() {
                     front.replica.tick();

@@ -4,8 +4,9 @@
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 use super::api::Reply;
 
@@ -13,36 +14,49 @@ use super::api::Reply;
 /// (the canister's own limit then answers in the IC's words).
 const MAX_BODY_BYTES: usize = 8 << 20;
 const MAX_HEADERS: usize = 64;
+/// Connections served at once; more are answered 503 and closed.
+const MAX_CONNECTIONS: usize = 256;
+/// How long a connection may take to send a request (the IC's `MAX_REQUEST_RECEIVE_TIMEOUT`).
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// One parsed request, handed to the replica's thread with a way back for its answer.
 pub struct Request {
     pub method: String,
     pub path: String,
+    pub content_type: Option<String>,
     pub body: Vec<u8>,
     pub answer: mpsc::Sender<Reply>,
 }
 
 /// Accepts connections until `stop` is set (and a connection wakes the loop).
 pub fn accept_loop(listener: TcpListener, requests: mpsc::Sender<Request>, stop: Arc<AtomicBool>) {
+    let open = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
         }
-        let Ok(stream) = stream else { continue };
-        let requests = requests.clone();
+        let Ok(mut stream) = stream else { continue };
+        if open.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            let _ = respond(&mut stream, &Reply::text(503, "too many connections"), true);
+            continue;
+        }
+        open.fetch_add(1, Ordering::SeqCst);
+        let (requests, open) = (requests.clone(), open.clone());
         std::thread::spawn(move || {
             // A broken connection ends its thread; the client sees it closed.
             let _ = serve_connection(stream, requests);
+            open.fetch_sub(1, Ordering::SeqCst);
         });
     }
 }
 
 fn serve_connection(mut stream: TcpStream, requests: mpsc::Sender<Request>) -> io::Result<()> {
     stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(RECEIVE_TIMEOUT))?;
     let mut buffer = Vec::new();
     loop {
         // Read until the head is complete.
-        let (head_len, method, path, content_length, expect_continue, close) = loop {
+        let (head_len, method, path, content_type, content_length, expect_continue, close) = loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut request = httparse::Request::new(&mut headers);
             match request.parse(&buffer) {
@@ -63,11 +77,13 @@ fn serve_connection(mut stream: TcpStream, requests: mpsc::Sender<Request>) -> i
                         Some(Err(_)) => return respond(&mut stream, &Reply::text(400, "bad Content-Length"), true),
                     };
                     let close = header("connection").as_deref() == Some("close");
+                    let content_type = header("content-type");
                     let expect = header("expect").as_deref() == Some("100-continue");
                     break (
                         len,
                         request.method.unwrap_or("").to_string(),
                         request.path.unwrap_or("").to_string(),
+                        content_type,
                         length,
                         expect,
                         close,
@@ -98,7 +114,7 @@ fn serve_connection(mut stream: TcpStream, requests: mpsc::Sender<Request>) -> i
         let body = buffer[head_len..head_len + content_length].to_vec();
         buffer.drain(..head_len + content_length);
         let (answer, answered) = mpsc::channel();
-        if requests.send(Request { method, path, body, answer }).is_err() {
+        if requests.send(Request { method, path, content_type, body, answer }).is_err() {
             return respond(&mut stream, &Reply::text(503, "the replica has stopped"), true);
         }
         let reply = answered.recv().unwrap_or_else(|_| Reply::text(500, "the replica failed on this request"));
@@ -109,10 +125,17 @@ fn serve_connection(mut stream: TcpStream, requests: mpsc::Sender<Request>) -> i
     }
 }
 
-/// Reads more bytes into `buffer`; false when the peer has closed.
+/// Reads more bytes into `buffer`; false when the peer has closed or stayed silent too long.
 fn fill(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> io::Result<bool> {
     let mut chunk = [0u8; 64 << 10];
-    let n = stream.read(&mut chunk)?;
+    let n = match stream.read(&mut chunk) {
+        Ok(n) => n,
+        Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            respond(stream, &Reply::text(408, "request timed out"), true)?;
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    };
     buffer.extend_from_slice(&chunk[..n]);
     Ok(n > 0)
 }
@@ -121,6 +144,8 @@ fn respond(stream: &mut TcpStream, reply: &Reply, close: bool) -> io::Result<()>
     let reason = match reply.status {
         200 => "OK",
         202 => "Accepted",
+        204 => "No Content",
+        408 => "Request Timeout",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",
@@ -132,7 +157,9 @@ fn respond(stream: &mut TcpStream, reply: &Reply, close: bool) -> io::Result<()>
     };
     let connection = if close { "close" } else { "keep-alive" };
     let head = format!(
-        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\nContent-Type: {}\r\nContent-Length: {}\r\nConnection: {connection}\r\n\
+         Access-Control-Allow-Origin: *\r\nAccess-Control-Allow-Methods: GET, POST, OPTIONS\r\n\
+         Access-Control-Allow-Headers: Content-Type\r\n\r\n",
         reply.status,
         reply.content_type,
         reply.body.len()

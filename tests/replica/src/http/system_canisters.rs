@@ -49,48 +49,42 @@ enum CreateCanisterError {
     GenericError { error_code: Nat, message: String },
 }
 
+/// Whether the front answers for `canister` itself.
+pub fn is_system_canister(canister: Principal) -> bool {
+    canister == cycles_minting_canister() || canister == cycles_ledger()
+}
+
 /// A query to a system canister, answered here; `None` when `canister` is not one.
-pub fn query(_front: &mut Front, canister: Principal, method: &str, _arg: &[u8]) -> Option<Result<Vec<u8>, Reject>> {
+pub fn query(canister: Principal, method: &str) -> Option<Result<Vec<u8>, Reject>> {
     if canister == cycles_minting_canister() {
         return Some(match method {
             "get_default_subnets" => Ok(Encode!(&vec![crate::subnet_id()]).expect("encodes")),
-            _ => Err(not_served(canister, method)),
+            _ => Err(not_served(canister, method, "query")),
         });
     }
     None
 }
 
-/// An update to a system canister, answered here; `None` when `canister` is not one.
+/// An update to one of the system canisters ([`is_system_canister`]), answered here.
 pub fn update(
     front: &mut Front,
     sender: Principal,
     canister: Principal,
     method: &str,
     arg: &[u8],
-) -> Option<Result<Vec<u8>, Reject>> {
-    if canister == cycles_minting_canister() {
-        return Some(Err(not_served(canister, method)));
+) -> Result<Vec<u8>, Reject> {
+    if canister != cycles_ledger() || method != "create_canister" {
+        return Err(not_served(canister, method, "update"));
     }
-    if canister != cycles_ledger() {
-        return None;
-    }
-    if method != "create_canister" {
-        return Some(Err(not_served(canister, method)));
-    }
-    let args = match Decode!(arg, CreateCanisterArgs) {
-        Ok(args) => args,
-        Err(e) => {
-            return Some(Err(Reject {
-                code: RejectCode::CanisterError,
-                message: format!("Error decoding candid for create_canister: {e}"),
-            }))
-        }
-    };
+    let args = Decode!(arg, CreateCanisterArgs).map_err(|e| Reject {
+        code: RejectCode::CanisterError,
+        message: format!("Error decoding candid for create_canister: {e}"),
+    })?;
     let settings = args.creation_args.and_then(|c| c.settings).unwrap_or_default();
     let controllers = settings.controllers.unwrap_or_else(|| vec![sender]);
     let result = match u128::try_from(args.amount.0) {
         Ok(cycles) => {
-            let canister_id = front.replica.create_canister_with(controllers, cycles);
+            let canister_id = front.replica.create_canister_with(controllers, cycles, Default::default());
             front.created += 1;
             Ok(CreateCanisterSuccess { block_id: Nat::from(front.created), canister_id })
         }
@@ -99,12 +93,15 @@ pub fn update(
             message: "amount does not fit in 128 bits".into(),
         }),
     };
-    Some(Ok(Encode!(&result).expect("encodes")))
+    Ok(Encode!(&result).expect("encodes"))
 }
 
-fn not_served(canister: Principal, method: &str) -> Reject {
+/// As the IC answers a method a canister lacks (IC0536): the front answers only what icp-cli asks.
+fn not_served(canister: Principal, method: &str, kind: &str) -> Reject {
     Reject {
-        code: RejectCode::DestinationInvalid,
-        message: format!("The local replica answers only what icp-cli asks of {canister}, not {method}"),
+        code: RejectCode::CanisterError,
+        message: format!(
+            "Canister {canister} has no {kind} method '{method}' (the local replica answers only what icp-cli asks of it)"
+        ),
     }
 }
