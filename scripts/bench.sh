@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks on the local replica (or PocketIC with POCKET_IC_BIN): prints a table and writes
-# target/bench/results.yml and the per-operator profile target/bench/profile.md.
+# target/bench/results.yml and the per-operator profile target/bench/profile.md; then the
+# throughput of one and two subnets (subnet model over the replica's per-message instructions),
+# target/bench/throughput.yml.
 #   scripts/bench.sh            run and show the differences from benchmarks/results.yml
 #   scripts/bench.sh --check    fail when the numbers differ from benchmarks/results.yml or profile.md (CI)
 #   scripts/bench.sh --persist  make these numbers the committed baseline
@@ -8,13 +10,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/build-canisters.sh >&2
 cargo run --quiet -p canister-harness --example bench
+cargo run --quiet -p canister-harness --example throughput
 baseline=benchmarks/results.yml
 case "${1:-}" in
   --persist)
     mkdir -p benchmarks && cp target/bench/results.yml "$baseline" && cp target/bench/profile.md benchmarks/profile.md
-    echo "baseline updated: $baseline, benchmarks/profile.md" ;;
+    cp target/bench/throughput.yml benchmarks/throughput.yml
+    echo "baseline updated: $baseline, benchmarks/profile.md, benchmarks/throughput.yml" ;;
   --check)
-    if ! diff -u "$baseline" target/bench/results.yml || ! diff -u benchmarks/profile.md target/bench/profile.md; then
+    if ! diff -u "$baseline" target/bench/results.yml || ! diff -u benchmarks/profile.md target/bench/profile.md ||
+      ! diff -u benchmarks/throughput.yml target/bench/throughput.yml; then
       echo "benchmark results differ from $baseline: review, then commit them with scripts/bench.sh --persist" >&2
       exit 1
     fi

@@ -49,8 +49,8 @@ pub struct CallCost {
     /// What the call would cost on a 34-node subnet (every fee × 34 / 13, rounded down as the IC
     /// rounds).
     pub cycles_34_nodes: Option<u128>,
-    /// Instructions per executed message, in order, where known.
-    pub per_message: Vec<u64>,
+    /// Each executed message's canister and instructions, in order, where known.
+    pub per_message: Vec<(Principal, u64)>,
 }
 
 /// A reply or reject, and what it cost.

@@ -38,7 +38,7 @@ fn cost(report: &CallReport) -> CallCost {
         cycles: Some(report.cycles()),
         cycles_by_kind: Some(report.cycles_by_kind()),
         cycles_34_nodes: Some(report.cycles_at(&Fees::new(ic_replica::fees::LARGE_SUBNET_SIZE)).total()),
-        per_message: report.messages.iter().map(|m| m.instructions).collect(),
+        per_message: report.messages.iter().map(|m| (m.canister, m.instructions)).collect(),
     }
 }
 

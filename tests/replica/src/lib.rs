@@ -20,6 +20,7 @@ pub mod management;
 pub mod module_prep;
 pub mod replica;
 pub mod report;
+pub mod subnet;
 pub mod system_api;
 pub mod validate;
 
