@@ -3,4 +3,5 @@
 //! against a real network ([`agent`]), the test harness against the local replica (and PocketIC).
 
 pub mod agent;
+pub mod capacity;
 pub mod upload;

@@ -106,5 +106,16 @@ fn the_cli_uploads_is_killed_resumes_activates_and_lists() {
     assert!(line.starts_with('*') && line.contains("v1") && line.contains(&size.to_string()), "{line}");
     let uploads = succeed(cli(&server, canister, &pem, &["uploads"]).output().unwrap());
     assert!(!uploads.contains("orientation"), "no unfinished upload is left: {uploads}");
+
+    // Capacity: one inference measured on the canister, then pools of 1 and 4 planned.
+    let plan = succeed(cli(&server, canister, &pem, &["capacity", "orientation", "--pool", "1,4"]).output().unwrap());
+    let rate = |canisters: &str| -> f64 {
+        let row =
+            plan.lines().find(|l| l.split_whitespace().next() == Some(canisters)).unwrap_or_else(|| panic!("{plan}"));
+        row.split_whitespace().nth(1).unwrap().parse().unwrap()
+    };
+    eprintln!("{plan}");
+    assert!(plan.contains("orientation v1:") && plan.contains("instructions in 1 message"), "{plan}");
+    assert!(rate("1") > 1.0 && rate("4") > 3.5 * rate("1"), "{plan}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

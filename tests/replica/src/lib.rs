@@ -12,17 +12,16 @@ pub mod canister;
 pub mod certification;
 pub mod compilation;
 pub mod costs;
-pub mod fees;
 pub mod host;
 pub mod http;
-pub mod limits;
 pub mod management;
 pub mod module_prep;
 pub mod replica;
 pub mod report;
-pub mod subnet;
 pub mod system_api;
 pub mod validate;
+// The IC's limits, fees and scheduling, in a crate of their own that the CLI shares.
+pub use ic_cost_model::{fees, limits, subnet};
 
 pub use candid::Principal;
 

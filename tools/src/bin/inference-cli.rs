@@ -19,6 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use inference_api::{ChunkRange, ModelInfo, TensorSpec, UploadRequest};
 use inference_client::{CallError, InferenceClient};
 use inference_tools::agent::AgentTransport;
+use inference_tools::capacity;
 use inference_tools::upload::{activate_verified, upload, Progress, UploadOptions, DEFAULT_CHUNK_BYTES};
 use sha2::{Digest, Sha256};
 
@@ -131,6 +132,24 @@ enum Command {
     DisallowCaller { principal: Principal },
     /// Who holds which role.
     Roles,
+    /// What one inference canister, and pools of several, serve per second on an application
+    /// subnet, and the cycles per classification and per day: one inference of a zero input of
+    /// the model's declared shape, measured on the canister with `profile` (maintainers),
+    /// scheduled as the subnet would (ic-cost-model's subnet model).
+    Capacity {
+        name: String,
+        #[arg(long)]
+        version: Option<u32>,
+        /// Pool sizes to plan for (canisters on one subnet).
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4,8")]
+        pool: Vec<usize>,
+        /// The value of every symbolic dimension in the measured input.
+        #[arg(long, default_value_t = 1)]
+        symbolic: u64,
+        /// The subnet's nodes (its fees scale with them): 13, or 34 for a large subnet.
+        #[arg(long, default_value_t = 13)]
+        subnet_nodes: u32,
+    },
 }
 
 struct Bar(ProgressBar);
@@ -370,6 +389,64 @@ async fn main() -> Result<()> {
         Command::Roles => {
             let roles = answer(c.roles().await)?;
             println!("maintainers: {:?}\nallowed callers: {:?}", roles.maintainers, roles.callers);
+        }
+        Command::Capacity { name, version, pool, symbolic, subnet_nodes } => {
+            let info = answer(c.model_info(name, *version).await)?;
+            let inputs = capacity::zero_inputs(&info.inputs, *symbolic);
+            // `profile` (maintainers) runs it as `infer` would, counting every message.
+            let measured_run = answer(c.profile(name, Some(info.version), &inputs).await)?;
+            // What `infer` would carry: this argument, and a reply of the declared outputs.
+            let outputs = capacity::zero_inputs(&info.outputs, *symbolic);
+            let reply = inference_api::Inference {
+                outputs: outputs
+                    .into_iter()
+                    .zip(&info.outputs)
+                    .map(|(t, spec)| inference_api::OutputTensor {
+                        name: spec.name.clone(),
+                        shape: t.shape,
+                        data: t.data,
+                    })
+                    .collect(),
+                model: measured_run.model.clone(),
+                instructions: measured_run.instructions,
+                messages: measured_run.messages,
+            };
+            let measured = capacity::Measured {
+                instructions: measured_run.instructions,
+                messages: measured_run.messages,
+                request_bytes: (candid::encode_args((name, Some(info.version), &inputs))?.len() + "infer".len()) as u64,
+                reply_bytes: candid::encode_one(Ok::<_, inference_api::InferenceError>(reply))?.len() as u64,
+            };
+            let shapes: Vec<&Vec<u64>> = inputs.iter().map(|i| &i.shape).collect();
+            println!(
+                "{} v{}: {} instructions in {} message(s) per inference (measured on the canister, zero input {shapes:?})",
+                info.name, info.version, measured.instructions, measured.messages
+            );
+            let plan = capacity::plan(measured, pool, *subnet_nodes);
+            println!(
+                "cycles per inference on a {}-node subnet: {} to execute, + {} when an agency canister calls it \
+                 ({} B request, {} B reply)",
+                plan.subnet_nodes,
+                plan.execution_cycles,
+                plan.inter_canister_cycles,
+                measured.request_bytes,
+                measured.reply_bytes
+            );
+            println!(
+                "{:>9} {:>15} {:>14} {:>14} {:>22}",
+                "canisters", "inferences/s", "p50 (rounds)", "p99 (rounds)", "cycles/day at that rate"
+            );
+            for p in &plan.pools {
+                println!(
+                    "{:>9} {:>15.2} {:>14} {:>14} {:>22}",
+                    p.canisters, p.per_second, p.latency_p50_rounds, p.latency_p99_rounds, p.cycles_per_day
+                );
+            }
+            println!(
+                "(one round a second; a backlog of {} calls per canister; an application subnet has 4 execution \
+                 threads, so pools beyond 4 canisters on one subnet add nothing: spread them over subnets)",
+                capacity::BACKLOG_PER_CANISTER
+            );
         }
         Command::Inspect { .. } => unreachable!(),
     }

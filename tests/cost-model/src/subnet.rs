@@ -8,7 +8,7 @@
 //! Modelled after the IC's scheduler (rs/execution_environment/src/scheduler.rs,
 //! scheduler/round_schedule.rs) and its configuration for application subnets
 //! (rs/config/src/subnet_config.rs, execution_environment.rs); the figures and what is left out
-//! are listed in `docs/subnet-model.md`.
+//! are listed in `tests/replica/docs/subnet-model.md`.
 
 use std::collections::VecDeque;
 
