@@ -78,6 +78,11 @@ pub enum RegistryError {
     NothingToRollBackTo(String),
     #[error("stable memory is full")]
     OutOfStableMemory,
+    /// A pool member copying a version from `peer` (`replicate`) got no usable answer from it:
+    /// the peer is unreachable, stopped, or refused (this canister must be one of its
+    /// maintainers). The upload stays; replicating again resumes it.
+    #[error("copying from {peer} failed: {message}")]
+    PeerFailed { peer: Principal, message: String },
 }
 
 /// Errors of running a model (`classify`, `classify_query`, `infer`, `profile`, and a job's

@@ -270,6 +270,10 @@ pub struct UploadTicket {
     pub chunk_count: u32,
 }
 
+/// Bytes a pool member copies per call from a peer (`version_chunk`): within the 2 MiB a
+/// replicated reply may carry, and within the 2 MiB of a call between subnets.
+pub const COPY_CHUNK_BYTES: u32 = 1 << 20;
+
 /// One chunk of an upload, with the sha256 of its own bytes.
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct UploadChunk {

@@ -143,6 +143,24 @@ fn model_info(name: String, version: Option<u32>) -> Result<ModelInfo, RegistryE
     state::with(|s| s.registry.info(&name, version))
 }
 
+/// Chunk `index` of a version's file, in chunks of `COPY_CHUNK_BYTES` (maintainers: pool members
+/// copy versions from each other with it).
+#[query(decode_with = "args::small_args")]
+fn version_chunk(name: String, version: u32, index: u32) -> Result<serde_bytes::ByteBuf, RegistryError> {
+    auth::maintainer(msg_caller())?;
+    registry_api::version_chunk(&name, version, index).map(serde_bytes::ByteBuf::from)
+}
+
+/// Copies a version from the inference canister `peer` into this one (maintainers; this canister
+/// must be one of `peer`'s maintainers). The copy is an upload of the caller's: its sha256 is
+/// checked at the end against the peer's record, and running it again resumes it.
+#[update(decode_with = "args::small_args")]
+async fn replicate(peer: Principal, name: String, version: u32) -> Result<ModelInfo, RegistryError> {
+    let caller = msg_caller();
+    auth::maintainer(caller)?;
+    registry_api::replicate(caller, peer, &name, version).await
+}
+
 /// The version that serves `name`, and the others enabled to serve (maintainers and allowed
 /// callers).
 #[query(decode_with = "args::small")]

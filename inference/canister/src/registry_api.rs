@@ -6,9 +6,11 @@
 use candid::Principal;
 use inference_api::{
     ModelCursor, ModelInfo, ModelPage, RegistryError, UploadChunk, UploadRequest, UploadStatus, UploadSummary,
-    UploadTicket, MODEL_PAGE_SIZE,
+    UploadTicket, COPY_CHUNK_BYTES, MODEL_PAGE_SIZE,
 };
+use inference_client::{CdkTransport, InferenceClient};
 use inference_engine::registry::{Actor, UploadPolicy};
+use sha2::{Digest, Sha256};
 
 use crate::{auth, inference, state};
 
@@ -42,6 +44,71 @@ pub fn status(caller: Principal, upload_id: u64) -> Result<UploadStatus, Registr
 
 pub fn uploads(caller: Principal) -> Vec<UploadSummary> {
     state::with(|s| s.registry.uploads(actor(caller)))
+}
+
+/// Chunk `index` of a version's file, in chunks of [`COPY_CHUNK_BYTES`].
+pub fn version_chunk(name: &str, version: u32, index: u32) -> Result<Vec<u8>, RegistryError> {
+    state::with(|s| {
+        let info = s.registry.info(name, Some(version))?;
+        let chunk = COPY_CHUNK_BYTES as u64;
+        let chunk_count = info.size.div_ceil(chunk) as u32;
+        if index >= chunk_count {
+            return Err(RegistryError::ChunkIndexOutOfRange { index, chunk_count });
+        }
+        Ok(s.registry.bytes_range(&info, index as u64 * chunk, chunk))
+    })
+}
+
+/// Copies `name` v`version` from the inference canister `peer` as an upload of `caller`'s:
+/// its record first, then each chunk the upload misses, then the upload's finish, which checks
+/// the whole file's sha256 against the peer's record. An unfinished copy of the same file by
+/// the same maintainer is resumed. Between the calls to the peer, `caller` must still be a
+/// maintainer.
+pub async fn replicate(
+    caller: Principal,
+    peer: Principal,
+    name: &str,
+    version: u32,
+) -> Result<ModelInfo, RegistryError> {
+    let failed = |message: String| RegistryError::PeerFailed { peer, message };
+    let client = InferenceClient::new(CdkTransport { canister: peer });
+    let source = client
+        .model_info(name, Some(version))
+        .await
+        .map_err(|e| failed(e.to_string()))?
+        .map_err(|e| failed(e.to_string()))?;
+    auth::maintainer(caller)?;
+    let same_file = |u: &UploadSummary| {
+        u.name == source.name && u.sha256 == source.sha256 && u.size == source.size && u.chunk_size == COPY_CHUNK_BYTES
+    };
+    let upload_id = match uploads(caller).into_iter().find(same_file) {
+        Some(unfinished) => unfinished.upload_id,
+        None => {
+            let request = UploadRequest {
+                name: source.name.clone(),
+                size: source.size,
+                sha256: source.sha256.clone(),
+                chunk_size: COPY_CHUNK_BYTES,
+                description: source.description.clone(),
+                labels: source.labels.clone(),
+                inputs: Some(source.inputs.clone()),
+            };
+            start(caller, request)?.upload_id
+        }
+    };
+    for range in status(caller, upload_id)?.missing {
+        for index in range.start..range.end {
+            let bytes = client
+                .version_chunk(name, version, index)
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .map_err(|e| failed(e.to_string()))?;
+            auth::maintainer(caller)?;
+            let sha256 = Sha256::digest(&bytes).to_vec();
+            put(caller, UploadChunk { upload_id, index, bytes, sha256 })?;
+        }
+    }
+    finish(caller, upload_id)
 }
 
 pub fn page(after: Option<ModelCursor>) -> ModelPage {

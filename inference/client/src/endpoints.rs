@@ -39,6 +39,13 @@ crate::typed_endpoints! {
     Query list_models(after: Option<&ModelCursor>) -> Result<ModelPage, RegistryError>;
     /// A version's record; the active version when `version` is absent.
     Query model_info(name: &str, version: Option<u32>) -> Result<ModelInfo, RegistryError>;
+    /// Chunk `index` of a version's file, in chunks of `COPY_CHUNK_BYTES` (maintainers: pool
+    /// members copy versions from each other with it).
+    Query version_chunk(name: &str, version: u32, index: u32) -> Result<serde_bytes::ByteBuf, RegistryError>;
+    /// Copies `name` v`version` from the inference canister `peer` into this one, chunk by chunk,
+    /// verifies its sha256 and records it as a version here (maintainers; this canister must be a
+    /// maintainer of `peer`). Running it again resumes an interrupted copy.
+    Update replicate(peer: candid::Principal, name: &str, version: u32) -> Result<ModelInfo, RegistryError>;
     Query active_version(name: &str) -> Result<Option<u32>, RegistryError>;
     /// The plans held in the heap against the configured budget (maintainers).
     Query plan_cache() -> Result<PlanCacheReport, RegistryError>;

@@ -592,6 +592,14 @@ impl<M: Memory> Registry<M> {
         self.read_blob(info.blob, info.size)
     }
 
+    /// Bytes `offset..offset + len` of a version's file (cut at its end).
+    pub fn bytes_range(&self, info: &ModelInfo, offset: u64, len: u64) -> Vec<u8> {
+        let len = len.min(info.size.saturating_sub(offset));
+        let mut bytes = vec![0; len as usize];
+        self.blob(info.blob).read(offset, &mut bytes);
+        bytes
+    }
+
     /// Makes `version` the one that serves `name`.
     pub fn activate(&mut self, name: &str, version: u32) -> Result<(), RegistryError> {
         self.serving_changes();

@@ -161,7 +161,8 @@ pub fn await_call<R: CandidType + DeserializeOwned>(
     (reply(call, outcome.result), outcome.cost)
 }
 
-pub(crate) fn reply<R: CandidType + DeserializeOwned>(
+/// A raw outcome decoded as `call`'s reply (or the rejection, as a [`CallError`]).
+pub fn reply<R: CandidType + DeserializeOwned>(
     call: &Call<R>,
     result: Result<Vec<u8>, Reject>,
 ) -> Result<R, CallError> {

@@ -101,10 +101,16 @@ pub fn admit(
             format!("Only controllers of canister {target} can call ic00 method {method}"),
         )));
     }
-    if method == "update_settings" && arg.len() <= MAX_DELAYED_INGRESS_COST_PAYLOAD_SIZE {
-        return Ok(()); // paid after it executes
+    if pays_after_executing(method, arg) {
+        return Ok(());
     }
     front.replica.charge_management_ingress(target, message_bytes).map_err(Err)
+}
+
+/// A small `update_settings` pays its ingress fee after it executes, so that a frozen canister
+/// can be unfrozen.
+fn pays_after_executing(method: &str, arg: &[u8]) -> bool {
+    method == "update_settings" && arg.len() <= MAX_DELAYED_INGRESS_COST_PAYLOAD_SIZE
 }
 
 /// Executes an admitted message to the management canister (see [`admit`]).
@@ -115,8 +121,8 @@ pub fn execute(
     method: &str,
     arg: &[u8],
 ) -> Result<Vec<u8>, Reject> {
-    let result = execute_method(front, sender, ecid, method, arg);
-    if method == "update_settings" && arg.len() <= MAX_DELAYED_INGRESS_COST_PAYLOAD_SIZE {
+    let result = execute_method(front, sender, method, arg);
+    if pays_after_executing(method, arg) {
         // The delayed fee, on the argument and method name, as far as the balance goes (the IC
         // ignores a shortfall here).
         let delayed = (method.len() + arg.len()) as u64;
@@ -129,17 +135,8 @@ pub fn execute(
     result
 }
 
-fn execute_method(
-    front: &mut Front,
-    sender: Principal,
-    ecid: Principal,
-    method: &str,
-    arg: &[u8],
-) -> Result<Vec<u8>, Reject> {
-    let target = |canister: Principal| -> Result<Principal, Reject> {
-        debug_assert_eq!(canister, ecid, "admit checked it");
-        Ok(canister)
-    };
+fn execute_method(front: &mut Front, sender: Principal, method: &str, arg: &[u8]) -> Result<Vec<u8>, Reject> {
+    // `admit` checked that the argument's canister is `ecid`.
     match method {
         "provisional_create_canister_with_cycles" => {
             let args: ProvisionalCreateCanisterWithCyclesArgs = decode(method, arg)?;
@@ -161,13 +158,13 @@ fn execute_method(
             encode(&CanisterIdRecord { canister_id: id })
         }
         "canister_status" => {
-            let canister = target(decode::<CanisterIdRecord>(method, arg)?.canister_id)?;
+            let canister = decode::<CanisterIdRecord>(method, arg)?.canister_id;
             controller_only(front, canister, sender)?;
             encode(&status(front, canister))
         }
         "update_settings" => {
             let args: UpdateSettingsArgs = decode(method, arg)?;
-            let canister = target(args.canister_id)?;
+            let canister = args.canister_id;
             check_settings(&args.settings)?;
             if let Some(vars) = args.settings.environment_variables {
                 front.replica.set_env_vars(canister, sender, env_map(vars))?;
@@ -179,12 +176,12 @@ fn execute_method(
         }
         "install_code" => {
             let args: InstallCodeArgs = decode(method, arg)?;
-            let canister = target(args.canister_id)?;
+            let canister = args.canister_id;
             install(front, canister, sender, args.mode, &args.wasm_module, args.arg)
         }
         "upload_chunk" => {
             let args: UploadChunkArgs = decode(method, arg)?;
-            let canister = target(args.canister_id)?;
+            let canister = args.canister_id;
             controller_only(front, canister, sender)?;
             if args.chunk.len() > MAX_CHUNK_BYTES {
                 return Err(reject(
@@ -201,13 +198,13 @@ fn execute_method(
             encode(&ChunkHash { hash: hash.to_vec() })
         }
         "clear_chunk_store" => {
-            let canister = target(decode::<CanisterIdRecord>(method, arg)?.canister_id)?;
+            let canister = decode::<CanisterIdRecord>(method, arg)?.canister_id;
             controller_only(front, canister, sender)?;
             front.chunk_stores.remove(&canister);
             encode(&())
         }
         "stored_chunks" => {
-            let canister = target(decode::<CanisterIdRecord>(method, arg)?.canister_id)?;
+            let canister = decode::<CanisterIdRecord>(method, arg)?.canister_id;
             controller_only(front, canister, sender)?;
             let store = front.chunk_stores.get(&canister);
             let hashes: Vec<ChunkHash> =
@@ -216,7 +213,7 @@ fn execute_method(
         }
         "install_chunked_code" => {
             let args: InstallChunkedCodeArgs = decode(method, arg)?;
-            let canister = target(args.target_canister)?;
+            let canister = args.target_canister;
             let store_canister = args.store_canister.unwrap_or(canister);
             controller_only(front, store_canister, sender)?;
             let store = front.chunk_stores.get(&store_canister);
@@ -242,12 +239,12 @@ fn execute_method(
             install(front, canister, sender, args.mode, &wasm, args.arg)
         }
         "start_canister" => {
-            let canister = target(decode::<CanisterIdRecord>(method, arg)?.canister_id)?;
+            let canister = decode::<CanisterIdRecord>(method, arg)?.canister_id;
             front.replica.start_canister(canister, sender)?;
             encode(&())
         }
         "stop_canister" => {
-            let canister = target(decode::<CanisterIdRecord>(method, arg)?.canister_id)?;
+            let canister = decode::<CanisterIdRecord>(method, arg)?.canister_id;
             front.replica.stop_canister(canister, sender)?;
             encode(&())
         }

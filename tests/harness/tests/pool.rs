@@ -1,0 +1,77 @@
+//! A pool of inference canisters (#16): one upload, copied canister to canister (`replicate`),
+//! every member serving the same file with the same answers.
+
+use canister_harness::cases::input;
+use canister_harness::deploy::Deployment;
+use canister_harness::{call, canister_wasm, user, CallError, Principal};
+use inference_api::{ClassifyRequest, InitArgs, ModelInfo, NotAuthorized, RegistryError, Role};
+use inference_client::calls;
+use model_testdata::case;
+
+const MODEL: &str = "rapidocr_cls.fp32";
+
+/// Installs another inference canister beside `d`'s, with `d`'s maintainer as its maintainer and
+/// user(5) as an allowed caller.
+fn member(d: &mut Deployment) -> Principal {
+    let id = d.ic.create_canister(d.controller);
+    let init = candid::encode_args((Some(InitArgs { kernels: None }),)).unwrap();
+    d.ic.install_canister(id, &canister_wasm("inference_canister"), init, d.controller).expect("installs");
+    let (controller, maintainer) = (d.controller, d.maintainer);
+    call(&mut *d.ic, id, controller, calls::grant_maintainer(maintainer)).0.unwrap().unwrap();
+    call(&mut *d.ic, id, controller, calls::allow_caller(user(5))).0.unwrap().unwrap();
+    id
+}
+
+fn replicate(d: &mut Deployment, on: Principal, from: Principal, version: u32) -> Result<ModelInfo, RegistryError> {
+    let maintainer = d.maintainer;
+    call(&mut *d.ic, on, maintainer, calls::replicate(from, MODEL, version)).0.unwrap()
+}
+
+#[test]
+fn a_three_canister_pool_receives_one_upload_and_every_member_serves_the_same_file() {
+    let mut d = Deployment::new(MODEL);
+    let c = case("rapidocr_cls", "fp32");
+    let source = d.publish(MODEL, &c, &[]);
+    let first = d.inference;
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
+    let members = [member(&mut d), member(&mut d)];
+
+    // The members may read the first one's files only once it makes them its maintainers.
+    let refused = replicate(&mut d, members[0], first, source.version).unwrap_err();
+    assert!(matches!(refused, RegistryError::PeerFailed { peer, .. } if peer == first), "{refused:?}");
+    for m in members {
+        d.as_admin(calls::grant_maintainer(m)).unwrap();
+    }
+
+    let request = ClassifyRequest { model: MODEL.into(), version: None, input: input(&c), top_k: Some(3) };
+    let (reference, _) = d.call(user(5), calls::classify(&request));
+    let reference = reference.unwrap().unwrap();
+    for m in members {
+        let copy = replicate(&mut d, m, first, source.version).expect("the member copies the version");
+        assert_eq!(
+            (&copy.sha256, copy.size, &copy.inputs, &copy.labels),
+            (&source.sha256, source.size, &source.inputs, &source.labels)
+        );
+        let maintainer = d.maintainer;
+        call(&mut *d.ic, m, maintainer, calls::activate(MODEL, copy.version)).0.unwrap().unwrap();
+        let answer = call(&mut *d.ic, m, user(5), calls::classify(&request)).0.unwrap().unwrap();
+        assert_eq!(answer.records, reference.records, "member {m} answers as the first does");
+        // Nothing is left over: the copy's upload finished.
+        assert!(call(&mut *d.ic, m, maintainer, calls::uploads()).0.unwrap().unwrap().is_empty());
+    }
+
+    // Only maintainers copy: a user is refused at the ingress filter, a canister that is not a
+    // maintainer by the endpoint itself; and only what exists is copied.
+    let stranger = call(&mut *d.ic, members[0], user(5), calls::replicate(first, MODEL, 1)).0;
+    assert!(matches!(stranger, Err(CallError::Rejected { .. })), "{stranger:?}");
+    let copy_call = calls::replicate(first, MODEL, 1);
+    if let Some(outcome) = d.ic.call_from_canister(members[0], members[1], copy_call.method, copy_call.arg.clone()) {
+        let refused = canister_harness::reply(&copy_call, outcome.result).unwrap();
+        assert!(
+            matches!(refused, Err(RegistryError::NotAuthorized(NotAuthorized { needs: Role::Maintainer, .. }))),
+            "{refused:?}"
+        );
+    }
+    let missing = replicate(&mut d, members[1], first, 99).unwrap_err();
+    assert!(matches!(missing, RegistryError::PeerFailed { .. }), "{missing:?}");
+}
