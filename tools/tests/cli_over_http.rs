@@ -1,6 +1,7 @@
 //! `inference-cli`, the maintainers' tool (ic-agent), against the local replica's HTTP front:
 //! it uploads a bundled model, is killed mid-upload, resumes where the canister stands,
-//! activates and lists — the flaky-link story, with a real client over real HTTP.
+//! activates and lists — the flaky-link story, with a real client over real HTTP — then plans
+//! capacity and copies the version to a pool of two more canisters.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -47,7 +48,7 @@ fn chunk_calls(server: &HttpReplica, canister: Principal) -> u64 {
 }
 
 #[test]
-fn the_cli_uploads_is_killed_resumes_activates_and_lists() {
+fn the_cli_uploads_is_killed_resumes_activates_lists_plans_and_pools() {
     let wasm_path = root().join("target/canisters/inference_canister.wasm");
     let wasm = std::fs::read(&wasm_path).unwrap_or_else(|e| {
         panic!("{}: {e}. Build the canisters first: scripts/build-canisters.sh", wasm_path.display())
@@ -59,13 +60,17 @@ fn the_cli_uploads_is_killed_resumes_activates_and_lists() {
     let size = std::fs::metadata(&model).unwrap().len();
     let chunks = size.div_ceil(CHUNK_BYTES);
 
-    // The canister's controller is the CLI's identity (controllers are admins).
+    // Three inference canisters (the first, and two pool members), each controlled by the CLI's
+    // identity (controllers are admins).
     let server = HttpReplica::start(0, move |replica| {
-        let id = replica.create_canister(maintainer);
-        replica.install_canister(id, &wasm, Encode!(&None::<InitArgs>).unwrap(), maintainer).expect("installs");
+        for _ in 0..3 {
+            let id = replica.create_canister(maintainer);
+            replica.install_canister(id, &wasm, Encode!(&None::<InitArgs>).unwrap(), maintainer).expect("installs");
+        }
     })
     .unwrap();
-    let canister = server.with(|front| front.replica.canister_ids()[0]);
+    let ids = server.with(|front| front.replica.canister_ids());
+    let (canister, members) = (ids[0], [ids[1], ids[2]]);
 
     // A slow link: each call takes 50 ms, so the upload is still going when it is killed.
     server.with(|front| front.call_delay = Duration::from_millis(50));
@@ -117,5 +122,29 @@ fn the_cli_uploads_is_killed_resumes_activates_and_lists() {
     eprintln!("{plan}");
     assert!(plan.contains("orientation v1:") && plan.contains("instructions in 1 message"), "{plan}");
     assert!(rate("1") > 1.0 && rate("4") > 3.5 * rate("1"), "{plan}");
+
+    // A pool: the members become the first's maintainers, copy v1 from it canister to canister
+    // and activate it; every member then serves the same file.
+    let members_arg = format!("{},{}", members[0], members[1]);
+    for m in members {
+        succeed(cli(&server, canister, &pem, &["grant-maintainer", &m.to_text()]).output().unwrap());
+    }
+    let copied = succeed(
+        cli(
+            &server,
+            canister,
+            &pem,
+            &["pool", "copy", "orientation", "--version", "1", "--members", &members_arg, "--activate"],
+        )
+        .output()
+        .unwrap(),
+    );
+    assert_eq!(copied.lines().filter(|l| l.contains("copied (sha256")).count(), 2, "{copied}");
+    let status = succeed(
+        cli(&server, canister, &pem, &["pool", "status", "orientation", "--members", &members_arg]).output().unwrap(),
+    );
+    let shas: Vec<&str> = status.lines().filter_map(|l| l.split("sha256 ").nth(1)).collect();
+    assert_eq!(shas.len(), 3, "{status}");
+    assert!(shas.iter().all(|s| *s == shas[0]), "every member serves the same file: {status}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

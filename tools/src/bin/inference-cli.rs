@@ -132,6 +132,13 @@ enum Command {
     DisallowCaller { principal: Principal },
     /// Who holds which role.
     Roles,
+    /// Pools of inference canisters serving the same models: `--canister` is the first member,
+    /// which holds the upload; the others copy from it canister to canister (each must be one of
+    /// its maintainers: `grant-maintainer <member>` on the first).
+    Pool {
+        #[command(subcommand)]
+        command: PoolCommand,
+    },
     /// What one inference canister, and pools of several, serve per second on an application
     /// subnet, and the cycles per classification and per day: one inference of a zero input of
     /// the model's declared shape, measured on the canister with `profile` (maintainers),
@@ -149,6 +156,28 @@ enum Command {
         /// The subnet's nodes (its fees scale with them): 13, or 34 for a large subnet.
         #[arg(long, default_value_t = 13)]
         subnet_nodes: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum PoolCommand {
+    /// Copies a version of the first member to the others (each checks the whole sha256 against
+    /// the first's record); with `--activate` it then serves everywhere: every member first builds
+    /// its plan (enable), and only then does each activate, so no member fails half-way.
+    Copy {
+        name: String,
+        #[arg(long)]
+        version: u32,
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<Principal>,
+        #[arg(long)]
+        activate: bool,
+    },
+    /// The version serving `name` on each member, and its sha256.
+    Status {
+        name: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<Principal>,
     },
 }
 
@@ -202,6 +231,11 @@ fn dirs_home() -> PathBuf {
 
 async fn client(cli: &Cli) -> Result<InferenceClient<AgentTransport>> {
     let canister = cli.canister.ok_or_else(|| anyhow!("which canister? pass --canister or set INFERENCE_CANISTER"))?;
+    client_for(cli, canister).await
+}
+
+/// A client of `canister` on the CLI's network, as its identity.
+async fn client_for(cli: &Cli, canister: Principal) -> Result<InferenceClient<AgentTransport>> {
     let url = match cli.network.as_str() {
         "local" => "http://127.0.0.1:4943".to_string(),
         "ic" => "https://icp-api.io".to_string(),
@@ -223,8 +257,12 @@ fn answer<T, E: std::fmt::Display>(reply: Result<Result<T, E>, CallError>) -> Re
     reply?.map_err(|e| anyhow!("the canister refused: {e}"))
 }
 
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn print_info(i: &ModelInfo) {
-    let sha: String = i.sha256.iter().map(|b| format!("{b:02x}")).collect();
+    let sha = hex(&i.sha256);
     println!(
         "{} v{}  {:?} weights, {} bytes, {} parameters, sha256 {sha}",
         i.name, i.version, i.weight_format, i.size, i.parameters
@@ -389,6 +427,41 @@ async fn main() -> Result<()> {
         Command::Roles => {
             let roles = answer(c.roles().await)?;
             println!("maintainers: {:?}\nallowed callers: {:?}", roles.maintainers, roles.callers);
+        }
+        Command::Pool { command: PoolCommand::Copy { name, version, members, activate } } => {
+            let first = cli.canister.expect("a client was made for it");
+            let source = answer(c.model_info(name, Some(*version)).await)?;
+            let mut placed = vec![(first, source.version)];
+            for &member in members {
+                let copy = answer(client_for(&cli, member).await?.replicate(first, name, *version).await)?;
+                if copy.sha256 != source.sha256 {
+                    return Err(anyhow!("{member} recorded another file than {first}'s {name} v{version}"));
+                }
+                println!("{member}: {name} v{} copied (sha256 {})", copy.version, hex(&copy.sha256));
+                placed.push((member, copy.version));
+            }
+            if *activate {
+                for &(member, v) in &placed {
+                    answer(client_for(&cli, member).await?.enable_version(name, v, true).await)?;
+                }
+                for &(member, v) in &placed {
+                    answer(client_for(&cli, member).await?.activate(name, v).await)?;
+                    println!("{member}: {name} v{v} active");
+                }
+            }
+        }
+        Command::Pool { command: PoolCommand::Status { name, members } } => {
+            let first = cli.canister.expect("a client was made for it");
+            for member in std::iter::once(first).chain(members.iter().copied()) {
+                let m = client_for(&cli, member).await?;
+                match answer(m.active_version(name).await)? {
+                    Some(v) => {
+                        let info = answer(m.model_info(name, Some(v)).await)?;
+                        println!("{member}: {name} v{v} sha256 {}", hex(&info.sha256));
+                    }
+                    None => println!("{member}: {name} has no active version"),
+                }
+            }
         }
         Command::Capacity { name, version, pool, symbolic, subnet_nodes } => {
             let info = answer(c.model_info(name, *version).await)?;
