@@ -13,10 +13,12 @@
 
 mod endpoints;
 mod macros;
+mod router;
 mod transport;
 
 pub use endpoints::calls;
 pub use inference_api as api;
+pub use router::Router;
 pub use transport::*;
 
 #[doc(hidden)]

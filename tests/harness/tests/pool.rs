@@ -3,9 +3,13 @@
 
 use canister_harness::cases::input;
 use canister_harness::deploy::Deployment;
-use canister_harness::{call, canister_wasm, user, CallError, Principal};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use canister_harness::{call, canister_wasm, user, CallError, Ic, LocalBackend, Principal};
 use inference_api::{ClassifyRequest, InitArgs, ModelInfo, NotAuthorized, RegistryError, Role};
 use inference_client::calls;
+use inference_client::{Router, Transport};
 use model_testdata::case;
 
 const MODEL: &str = "rapidocr_cls.fp32";
@@ -74,4 +78,73 @@ fn a_three_canister_pool_receives_one_upload_and_every_member_serves_the_same_fi
     }
     let missing = replicate(&mut d, members[1], first, 99).unwrap_err();
     assert!(matches!(missing, RegistryError::PeerFailed { .. }), "{missing:?}");
+}
+
+/// A member of the pool as the router reaches it: the backend, shared by every member.
+struct Member {
+    ic: Rc<RefCell<Box<dyn Ic>>>,
+    canister: Principal,
+    sender: Principal,
+}
+
+impl Transport for Member {
+    async fn update(&self, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, String> {
+        let outcome = self.ic.borrow_mut().update_call(self.canister, self.sender, method, arg);
+        outcome.result.map_err(|r| r.message)
+    }
+    async fn query(&self, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, String> {
+        let outcome = self.ic.borrow_mut().query_call(self.canister, self.sender, method, arg);
+        outcome.result.map_err(|r| r.message)
+    }
+}
+
+#[test]
+fn the_router_loses_no_request_while_a_member_is_stopped_upgraded_and_started() {
+    let mut d = Deployment::new(MODEL);
+    let c = case("rapidocr_cls", "fp32");
+    let source = d.publish(MODEL, &c, &[]);
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
+    let second = member(&mut d);
+    d.as_admin(calls::grant_maintainer(second)).unwrap();
+    let first = d.inference;
+    let copy = replicate(&mut d, second, first, source.version).unwrap();
+    let maintainer = d.maintainer;
+    call(&mut *d.ic, second, maintainer, calls::activate(MODEL, copy.version)).0.unwrap().unwrap();
+
+    let controller = d.controller;
+    let ic: Rc<RefCell<Box<dyn Ic>>> =
+        Rc::new(RefCell::new(std::mem::replace(&mut d.ic, Box::new(LocalBackend::new()))));
+    let router = Router::new(
+        [first, second].into_iter().map(|canister| Member { ic: ic.clone(), canister, sender: user(5) }).collect(),
+    );
+    let request = |seed: usize| {
+        let mut input = input(&c);
+        if let inference_api::TensorData::F32(values) = &mut input.data {
+            values[0] = seed as f32 / 100.0; // a different request, the same answer's shape
+        }
+        ClassifyRequest { model: MODEL.into(), version: None, input, top_k: Some(1) }
+    };
+    let classify = |seed: usize| futures::executor::block_on(router.classify(&request(seed)));
+    // Requests that go first to the member being upgraded.
+    let to_first: Vec<usize> = (0..200).filter(|&s| router.first_member(&request(s)) == 0).take(3).collect();
+    assert_eq!(to_first.len(), 3);
+
+    for &seed in &to_first {
+        assert!(classify(seed).unwrap().is_ok());
+    }
+    ic.borrow_mut().stop_canister(first, controller).unwrap();
+    for &seed in &to_first {
+        let answer = classify(seed).unwrap().expect("the other member answers while this one is stopped");
+        assert_eq!(answer.model.sha256, source.sha256);
+    }
+    ic.borrow_mut()
+        .upgrade_canister(first, &canister_wasm("inference_canister"), candid::encode_args(()).unwrap(), controller)
+        .unwrap();
+    for &seed in &to_first {
+        assert!(classify(seed).unwrap().is_ok(), "stopped after the upgrade, still served");
+    }
+    ic.borrow_mut().start_canister(first, controller).unwrap();
+    for &seed in &to_first {
+        assert!(classify(seed).unwrap().is_ok());
+    }
 }
