@@ -70,6 +70,16 @@ async fn deploy(agent: &Agent) -> Principal {
     id
 }
 
+/// A call to the management canister about canister `id`.
+async fn management(agent: &Agent, method: &str, id: Principal, arg: Vec<u8>) -> Result<Vec<u8>, AgentError> {
+    agent
+        .update(&Principal::management_canister(), method)
+        .with_effective_canister_id(id)
+        .with_arg(arg)
+        .call_and_wait()
+        .await
+}
+
 fn reject_of(error: AgentError) -> RejectResponse {
     match error {
         AgentError::CertifiedReject { reject, .. } | AgentError::UncertifiedReject { reject, .. } => reject,
@@ -132,11 +142,7 @@ async fn ic_agent_deploys_calls_and_reads_state_with_every_check_on() {
     assert_eq!(status, 403, "{body}");
 
     // The controller's canister_status, decoded as clients decode it.
-    let reply = owner
-        .update(&Principal::management_canister(), "canister_status")
-        .with_effective_canister_id(id)
-        .with_arg(Encode!(&CanisterIdRecord { canister_id: id }).unwrap())
-        .call_and_wait()
+    let reply = management(&owner, "canister_status", id, Encode!(&CanisterIdRecord { canister_id: id }).unwrap())
         .await
         .unwrap();
     let status = Decode!(&reply, ic_management_canister_types::CanisterStatusResult).unwrap();
@@ -167,11 +173,7 @@ async fn rejects_carry_the_ic_codes_and_filtered_calls_cost_nothing() {
     let balance = |server: &HttpReplica| server.with(move |front| front.replica.cycle_balance(id));
     let before = balance(&server);
     let stranger = agent(server.url(), ed25519(4)).await;
-    let refused = stranger
-        .update(&Principal::management_canister(), "canister_status")
-        .with_effective_canister_id(id)
-        .with_arg(Encode!(&CanisterIdRecord { canister_id: id }).unwrap())
-        .call_and_wait()
+    let refused = management(&stranger, "canister_status", id, Encode!(&CanisterIdRecord { canister_id: id }).unwrap())
         .await
         .unwrap_err();
     assert!(matches!(refused, AgentError::UncertifiedReject { .. }), "{refused}");
@@ -190,13 +192,7 @@ async fn rejects_carry_the_ic_codes_and_filtered_calls_cost_nothing() {
             .unwrap(),
         ),
     ] {
-        let refused = stranger
-            .update(&Principal::management_canister(), method)
-            .with_effective_canister_id(id)
-            .with_arg(arg)
-            .call_and_wait()
-            .await
-            .unwrap_err();
+        let refused = management(&stranger, method, id, arg).await.unwrap_err();
         assert!(matches!(refused, AgentError::UncertifiedReject { .. }), "{method}: {refused}");
     }
     // The ledger and the storage of the seconds between the readings are the only difference.
@@ -306,12 +302,7 @@ async fn the_front_refuses_what_the_ic_refuses() {
         arg: vec![],
         sender_canister_version: None,
     };
-    let too_large = owner
-        .update(&Principal::management_canister(), "install_code")
-        .with_effective_canister_id(id)
-        .with_arg(Encode!(&install).unwrap())
-        .call_and_wait()
-        .await;
+    let too_large = management(&owner, "install_code", id, Encode!(&install).unwrap()).await;
     assert_eq!(http_status(too_large.unwrap_err()).0, 413);
 
     // read_state serves the IC's paths only.

@@ -2,7 +2,7 @@
 //! (ic-agent, icp-cli, agent-js) can talk to it: `status`, `query`, `call` and `read_state`,
 //! CBOR bodies, request ids, ingress expiry, ed25519/secp256k1/P-256 signatures and
 //! delegations checked, certificates signed by the replica's root key, query replies signed by
-//! its one node. See docs/http-front-plan.md for what each client needs and why.
+//! its one node. See docs/http-front.md for what each client needs and where this differs from the IC.
 //!
 //! One thread owns the [`LocalReplica`] and answers requests one at a time, as a subnet orders
 //! messages; between requests it follows the wall clock and runs rounds while messages wait
@@ -44,7 +44,7 @@ pub struct Front {
 
 type Job = Box<dyn FnOnce(&mut Front) + Send>;
 
-enum Work {
+pub(super) enum Work {
     Http(server::Request),
     Job(Job),
     Stop,
@@ -70,7 +70,6 @@ impl HttpReplica {
         let listener = TcpListener::bind(("127.0.0.1", port))?;
         let address = listener.local_addr()?;
         let (work, inbox) = mpsc::channel::<Work>();
-        let (requests, http_inbox) = mpsc::channel::<server::Request>();
         let stop = Arc::new(AtomicBool::new(false));
         let replica_thread = std::thread::spawn(move || {
             let mut replica = LocalReplica::new();
@@ -87,16 +86,8 @@ impl HttpReplica {
             };
             run(front, inbox);
         });
-        // Forward parsed HTTP requests into the replica thread's one inbox.
-        let forward = work.clone();
-        std::thread::spawn(move || {
-            for request in http_inbox {
-                if forward.send(Work::Http(request)).is_err() {
-                    return;
-                }
-            }
-        });
-        let accept_stop = stop.clone();
+        // Connections put their parsed requests into the replica thread's one inbox.
+        let (requests, accept_stop) = (work.clone(), stop.clone());
         std::thread::spawn(move || server::accept_loop(listener, requests, accept_stop));
         Ok(HttpReplica { url: format!("http://{address}"), work, stop, address, replica_thread: Some(replica_thread) })
     }

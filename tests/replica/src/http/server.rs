@@ -9,6 +9,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use super::api::Reply;
+use super::Work;
 
 /// The largest body taken: the IC's 2 MiB ingress limit and its envelope, with room to spare
 /// (the canister's own limit then answers in the IC's words).
@@ -29,7 +30,7 @@ pub struct Request {
 }
 
 /// Accepts connections until `stop` is set (and a connection wakes the loop).
-pub fn accept_loop(listener: TcpListener, requests: mpsc::Sender<Request>, stop: Arc<AtomicBool>) {
+pub fn accept_loop(listener: TcpListener, requests: mpsc::Sender<Work>, stop: Arc<AtomicBool>) {
     let open = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
@@ -50,7 +51,7 @@ pub fn accept_loop(listener: TcpListener, requests: mpsc::Sender<Request>, stop:
     }
 }
 
-fn serve_connection(mut stream: TcpStream, requests: mpsc::Sender<Request>) -> io::Result<()> {
+fn serve_connection(mut stream: TcpStream, requests: mpsc::Sender<Work>) -> io::Result<()> {
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(RECEIVE_TIMEOUT))?;
     let mut buffer = Vec::new();
@@ -114,7 +115,7 @@ fn serve_connection(mut stream: TcpStream, requests: mpsc::Sender<Request>) -> i
         let body = buffer[head_len..head_len + content_length].to_vec();
         buffer.drain(..head_len + content_length);
         let (answer, answered) = mpsc::channel();
-        if requests.send(Request { method, path, content_type, body, answer }).is_err() {
+        if requests.send(Work::Http(Request { method, path, content_type, body, answer })).is_err() {
             return respond(&mut stream, &Reply::text(503, "the replica has stopped"), true);
         }
         let reply = answered.recv().unwrap_or_else(|_| Reply::text(500, "the replica failed on this request"));
