@@ -11,6 +11,7 @@ use inference_api::{ClassifyRequest, InitArgs, ModelInfo, NotAuthorized, Registr
 use inference_client::calls;
 use inference_client::{Router, Transport};
 use model_testdata::case;
+use sha2::Digest;
 
 const MODEL: &str = "rapidocr_cls.fp32";
 
@@ -147,4 +148,41 @@ fn the_router_loses_no_request_while_a_member_is_stopped_upgraded_and_started() 
     for &seed in &to_first {
         assert!(classify(seed).unwrap().is_ok());
     }
+}
+
+#[test]
+fn a_copy_resumes_the_callers_unfinished_upload_of_the_same_file_and_chunks_past_the_end_are_refused() {
+    let mut d = Deployment::new(MODEL);
+    let c = case("rapidocr_cls", "fp32");
+    let source = d.publish(MODEL, &c, &[]);
+    let first = d.inference;
+    let second = member(&mut d);
+    d.as_admin(calls::grant_maintainer(second)).unwrap();
+    let maintainer = d.maintainer;
+
+    // An unfinished copy, as an interrupted `replicate` leaves it: the upload, its first chunk.
+    let chunk = inference_api::COPY_CHUNK_BYTES as usize;
+    let request = inference_api::UploadRequest {
+        name: MODEL.into(),
+        size: source.size,
+        sha256: source.sha256.clone(),
+        chunk_size: inference_api::COPY_CHUNK_BYTES,
+        description: String::new(),
+        labels: vec![],
+        inputs: Some(source.inputs.clone()),
+    };
+    let ticket = call(&mut *d.ic, second, maintainer, calls::upload_start(&request)).0.unwrap().unwrap();
+    let bytes = c.model[..chunk.min(c.model.len())].to_vec();
+    let sha256 = sha2::Sha256::digest(&bytes).to_vec();
+    let first_chunk = inference_api::UploadChunk { upload_id: ticket.upload_id, index: 0, bytes: bytes.into(), sha256 };
+    call(&mut *d.ic, second, maintainer, calls::upload_chunk(&first_chunk)).0.unwrap().unwrap();
+
+    // The copy finishes that upload rather than starting another.
+    let copy = replicate(&mut d, second, first, source.version).unwrap();
+    assert_eq!(copy.sha256, source.sha256);
+    assert!(call(&mut *d.ic, second, maintainer, calls::uploads()).0.unwrap().unwrap().is_empty());
+
+    let chunks = source.size.div_ceil(chunk as u64) as u32;
+    let past_end = call(&mut *d.ic, first, maintainer, calls::version_chunk(MODEL, source.version, chunks)).0.unwrap();
+    assert_eq!(past_end, Err(RegistryError::ChunkIndexOutOfRange { index: chunks, chunk_count: chunks }));
 }
