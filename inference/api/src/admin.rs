@@ -110,6 +110,8 @@ impl Default for Config {
 pub struct Roles {
     pub maintainers: Vec<Principal>,
     pub callers: Vec<Principal>,
+    /// The other members of this canister's pool (`set_pool`).
+    pub peers: Vec<Principal>,
 }
 
 /// Which of tract's kernels a canister computes with.

@@ -18,6 +18,9 @@ pub enum Role {
     Caller,
     /// The canister itself (its internal continuation and plan-building calls).
     ThisCanister,
+    /// A fellow member of this canister's pool (set by an admin with `set_pool`): reads the
+    /// registry and copies model versions from it.
+    Peer,
 }
 
 /// The one shape of every refusal for lack of a role.
@@ -83,6 +86,9 @@ pub enum RegistryError {
     /// maintainers). The upload stays; replicating again resumes it.
     #[error("copying from {peer} failed: {message}")]
     PeerFailed { peer: Principal, message: String },
+    /// A catch-up with the pool is already running (`catch_up`, or the one `set_pool` started).
+    #[error("this canister is already catching up with its pool")]
+    CatchUpRunning,
 }
 
 /// Errors of running a model (`classify`, `classify_query`, `infer`, `profile`, and a job's
@@ -213,6 +219,7 @@ impl std::fmt::Display for Role {
             Role::Maintainer => "maintainer",
             Role::Caller => "allowed caller",
             Role::ThisCanister => "this canister",
+            Role::Peer => "pool member",
         })
     }
 }

@@ -4,6 +4,8 @@
 
 use candid::{CandidType, Deserialize, Principal};
 
+use crate::ModelRef;
+
 /// Element type of a tensor.
 #[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
@@ -370,4 +372,43 @@ pub struct UploadStatus {
     /// The whole file's sha256 declared at `upload_start`: an uploader resumes only an upload of
     /// the very file it holds.
     pub sha256: Vec<u8>,
+}
+
+/// A version that serves a name on one canister (`serving_versions`): the active one, and the
+/// others a maintainer enabled. Pool members number their copies of a file each in their own
+/// order, so the file is known by its sha256 across a pool.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ServingVersion {
+    pub version: u32,
+    pub sha256: Vec<u8>,
+    pub active: bool,
+}
+
+/// A canister's pool as it sees it (`pool`): the members (itself among them), and how its last
+/// catch-up with them went.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PoolView {
+    pub members: Vec<Principal>,
+    /// A catch-up is running now.
+    pub catching_up: bool,
+    /// The last catch-up that ended since the canister's last install or upgrade.
+    pub last_catch_up: Option<CatchUp>,
+}
+
+/// What one catch-up with the pool did: the versions it copied, enabled or activated here (by
+/// name, this canister's version number and sha256), and the peers it could not read.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct CatchUp {
+    pub copied: Vec<ModelRef>,
+    pub enabled: Vec<ModelRef>,
+    pub activated: Vec<ModelRef>,
+    pub failed: Vec<PeerFailure>,
+    pub finished_at_ns: u64,
+}
+
+/// A peer a catch-up could not read or copy from, and why.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct PeerFailure {
+    pub peer: Principal,
+    pub message: String,
 }

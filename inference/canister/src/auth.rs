@@ -38,9 +38,21 @@ pub fn inference_caller(caller: Principal) -> Result<(), NotAuthorized> {
     require(caller, Role::Caller, state::with(|s| s.access.contains(List::Callers, caller)))
 }
 
-/// Whoever may see which models there are: maintainers (and admins) and allowed callers.
+/// A member of this canister's pool (set by an admin with `set_pool`).
+pub fn peer(caller: Principal) -> Result<(), NotAuthorized> {
+    require(caller, Role::Peer, state::with(|s| s.access.contains(List::Peers, caller)))
+}
+
+/// Whoever may see which models there are: maintainers (and admins), allowed callers and the
+/// pool's members. A refusal names the caller role, the one an outsider would be given.
 pub fn reader(caller: Principal) -> Result<(), NotAuthorized> {
-    maintainer(caller).or_else(|_| inference_caller(caller))
+    let holds = maintainer(caller).is_ok() || inference_caller(caller).is_ok() || peer(caller).is_ok();
+    require(caller, Role::Caller, holds)
+}
+
+/// Whoever may read a version's bytes: maintainers (and admins) and the pool's members.
+pub fn copier(caller: Principal) -> Result<(), NotAuthorized> {
+    maintainer(caller).or_else(|_| peer(caller))
 }
 
 /// This canister itself: its continuation and plan-building calls.

@@ -11,6 +11,7 @@ mod inference;
 mod jobs;
 pub mod lifecycle;
 mod plans;
+mod pool;
 mod quota;
 mod registry_api;
 mod state;
@@ -143,16 +144,16 @@ fn model_info(name: String, version: Option<u32>) -> Result<ModelInfo, RegistryE
     state::with(|s| s.registry.info(&name, version))
 }
 
-/// Chunk `index` of a version's file, in chunks of `COPY_CHUNK_BYTES` (maintainers: pool members
-/// copy versions from each other with it).
+/// Chunk `index` of a version's file, in chunks of `COPY_CHUNK_BYTES` (maintainers and the
+/// pool's members: members copy versions from each other with it).
 #[query(decode_with = "args::small_args")]
 fn version_chunk(name: String, version: u32, index: u32) -> Result<serde_bytes::ByteBuf, RegistryError> {
-    auth::maintainer(msg_caller())?;
+    auth::copier(msg_caller())?;
     registry_api::version_chunk(&name, version, index).map(serde_bytes::ByteBuf::from)
 }
 
 /// Copies a version from the inference canister `peer` into this one (maintainers; this canister
-/// must be one of `peer`'s maintainers). The copy is an upload of the caller's: its sha256 is
+/// must be one of `peer`'s maintainers or pool members). The copy is an upload of the caller's: its sha256 is
 /// checked at the end against the peer's record, and running it again resumes it.
 #[update(decode_with = "args::small_args")]
 async fn replicate(peer: Principal, name: String, version: u32) -> Result<ModelInfo, RegistryError> {
@@ -161,12 +162,47 @@ async fn replicate(peer: Principal, name: String, version: u32) -> Result<ModelI
     registry_api::replicate(caller, peer, &name, version).await
 }
 
-/// The version that serves `name`, and the others enabled to serve (maintainers and allowed
-/// callers).
+/// The version that serves `name` when a call names none (maintainers, allowed callers and
+/// the pool's members).
 #[query(decode_with = "args::small")]
 fn active_version(name: String) -> Result<Option<u32>, RegistryError> {
     auth::reader(msg_caller())?;
     Ok(state::with(|s| s.registry.active_version(&name)))
+}
+
+/// Every version that serves `name` (the active one and the enabled ones) with its sha256:
+/// what a pool's router pins to and a member catches up on (maintainers, allowed callers and
+/// the pool's members).
+#[query(decode_with = "args::small")]
+fn serving_versions(name: String) -> Result<Vec<ServingVersion>, RegistryError> {
+    auth::reader(msg_caller())?;
+    registry_api::serving_versions(&name)
+}
+
+// ----- the pool (admins set it; its members copy from each other) -----
+
+/// Makes `members` this canister's pool: they become its peers, which may read its registry
+/// and copy its versions; then this canister catches up with them in the background (admins).
+#[update(decode_with = "args::small")]
+fn set_pool(members: Vec<Principal>) -> Result<(), RoleError> {
+    auth::admin(msg_caller())?;
+    pool::set(members)
+}
+
+/// The pool's members (this canister among them) and how its last catch-up went (maintainers,
+/// allowed callers and the pool's members).
+#[query]
+fn pool() -> Result<PoolView, RegistryError> {
+    auth::reader(msg_caller())?;
+    Ok(pool::view())
+}
+
+/// Copies and enables here every version that serves on a peer, and activates the one active
+/// on most of them; answers what it did (maintainers; `CatchUpRunning` while one runs).
+#[update]
+async fn catch_up() -> Result<CatchUp, RegistryError> {
+    auth::maintainer(msg_caller())?;
+    pool::catch_up().await
 }
 
 /// The plans held in the heap and their estimated size (maintainers).
@@ -221,6 +257,7 @@ fn roles() -> Result<Roles, RoleError> {
     Ok(state::with(|s| Roles {
         maintainers: s.access.members(List::Maintainers),
         callers: s.access.members(List::Callers),
+        peers: s.access.members(List::Peers),
     }))
 }
 

@@ -5,13 +5,14 @@
 
 use candid::Principal;
 use inference_api::{
-    ModelCursor, ModelInfo, ModelPage, RegistryError, UploadChunk, UploadRequest, UploadStatus, UploadSummary,
-    UploadTicket, COPY_CHUNK_BYTES, MODEL_PAGE_SIZE,
+    ModelCursor, ModelInfo, ModelPage, RegistryError, ServingVersion, UploadChunk, UploadRequest, UploadStatus,
+    UploadSummary, UploadTicket, COPY_CHUNK_BYTES, MODEL_PAGE_SIZE,
 };
 use inference_client::{CdkTransport, InferenceClient};
 use inference_engine::registry::{Actor, UploadPolicy};
 use sha2::{Digest, Sha256};
 
+use crate::inference::Awaiting;
 use crate::{auth, inference, state};
 
 fn actor(caller: Principal) -> Actor {
@@ -59,29 +60,41 @@ pub fn version_chunk(name: &str, version: u32, index: u32) -> Result<Vec<u8>, Re
     })
 }
 
-/// Copies `name` v`version` from the inference canister `peer` as an upload of `caller`'s:
-/// its record first, then each chunk the upload misses, then the upload's finish, which checks
-/// the whole file's sha256 against the peer's record. An unfinished copy of the same file by
-/// the same maintainer is resumed. Between the calls to the peer, `caller` must still be a
-/// maintainer.
+/// Copies `name` v`version` from the inference canister `peer` as an upload of `caller`'s (see
+/// [`copy_version`]); between the calls to the peer, `caller` must still be a maintainer.
 pub async fn replicate(
     caller: Principal,
     peer: Principal,
     name: &str,
     version: u32,
 ) -> Result<ModelInfo, RegistryError> {
+    copy_version(caller, || Ok(auth::maintainer(caller)?), peer, name, version).await
+}
+
+/// Copies `name` v`version` from the inference canister `peer` as an upload owned by `owner`:
+/// its record first, then each chunk the upload misses, then the upload's finish, which checks
+/// the whole file's sha256 against the peer's record. An unfinished copy of the same file by
+/// the same owner is resumed. `still_allowed` is asked again after every call to the peer (a
+/// role revoked, or a pool changed, while the copy waited ends it).
+pub async fn copy_version(
+    owner: Principal,
+    still_allowed: impl Fn() -> Result<(), RegistryError>,
+    peer: Principal,
+    name: &str,
+    version: u32,
+) -> Result<ModelInfo, RegistryError> {
     let failed = |message: String| RegistryError::PeerFailed { peer, message };
     let client = InferenceClient::new(CdkTransport { canister: peer });
-    let source = client
-        .model_info(name, Some(version))
-        .await
-        .map_err(|e| failed(e.to_string()))?
-        .map_err(|e| failed(e.to_string()))?;
-    auth::maintainer(caller)?;
+    let source = {
+        let _awaiting = Awaiting::begin();
+        client.model_info(name, Some(version)).await
+    };
+    let source = source.map_err(|e| failed(e.to_string()))?.map_err(|e| failed(e.to_string()))?;
+    still_allowed()?;
     let same_file = |u: &UploadSummary| {
         u.name == source.name && u.sha256 == source.sha256 && u.size == source.size && u.chunk_size == COPY_CHUNK_BYTES
     };
-    let upload_id = match uploads(caller).into_iter().find(same_file) {
+    let upload_id = match uploads(owner).into_iter().find(same_file) {
         Some(unfinished) => unfinished.upload_id,
         None => {
             let request = UploadRequest {
@@ -93,45 +106,68 @@ pub async fn replicate(
                 labels: source.labels.clone(),
                 inputs: Some(source.inputs.clone()),
             };
-            start(caller, request)?.upload_id
+            start(owner, request)?.upload_id
         }
     };
-    for range in status(caller, upload_id)?.missing {
+    for range in status(owner, upload_id)?.missing {
         for index in range.start..range.end {
-            let bytes = client
-                .version_chunk(name, version, index)
-                .await
-                .map_err(|e| failed(e.to_string()))?
-                .map_err(|e| failed(e.to_string()))?;
-            auth::maintainer(caller)?;
+            let bytes = {
+                let _awaiting = Awaiting::begin();
+                client.version_chunk(name, version, index).await
+            };
+            let bytes = bytes.map_err(|e| failed(e.to_string()))?.map_err(|e| failed(e.to_string()))?;
+            still_allowed()?;
             let sha256 = Sha256::digest(&bytes).to_vec();
-            put(caller, UploadChunk { upload_id, index, bytes, sha256 })?;
+            put(owner, UploadChunk { upload_id, index, bytes, sha256 })?;
         }
     }
-    finish(caller, upload_id)
+    finish(owner, upload_id)
+}
+
+/// The versions that serve `name` here: the active one and the enabled ones.
+pub fn serving_versions(name: &str) -> Result<Vec<ServingVersion>, RegistryError> {
+    state::with(|s| {
+        let active = s.registry.active_version(name);
+        let enabled = s.registry.enabled_versions(name);
+        if active.is_none() && enabled.is_empty() {
+            s.registry.info(name, None)?;
+        }
+        let mut versions: Vec<u32> = active.into_iter().chain(enabled).collect();
+        versions.sort_unstable();
+        versions.dedup();
+        versions
+            .into_iter()
+            .map(|version| {
+                let info = s.registry.info(name, Some(version))?;
+                Ok(ServingVersion { version, sha256: info.sha256, active: active == Some(version) })
+            })
+            .collect()
+    })
 }
 
 pub fn page(after: Option<ModelCursor>) -> ModelPage {
     state::with(|s| s.registry.page(after.as_ref(), MODEL_PAGE_SIZE))
 }
 
-/// Builds the version's plan (so a version that cannot run never serves), then, if the caller
-/// is still a maintainer after that wait, applies `change`.
-async fn after_plan_built(
+/// Builds the version's plan (so a version that cannot run never serves), charging `caller`,
+/// then, if `still_allowed` after that wait, applies `change`.
+pub async fn after_plan_built(
     caller: Principal,
+    still_allowed: impl Fn() -> Result<(), RegistryError>,
     name: &str,
     version: u32,
     change: impl FnOnce(&mut state::State) -> Result<(), RegistryError>,
 ) -> Result<(), RegistryError> {
     let info = state::with(|s| s.registry.info(name, Some(version)))?;
     inference::build_in_own_message(&info, None, caller).await.map_err(|failure| failure.error)?;
-    auth::maintainer(caller)?;
+    still_allowed()?;
     state::with_mut(change)
 }
 
 /// Activates after building the plan, so a version that cannot run never serves.
 pub async fn activate(caller: Principal, name: &str, version: u32) -> Result<(), RegistryError> {
-    after_plan_built(caller, name, version, |s| s.registry.activate(name, version)).await
+    let maintainer = || Ok(auth::maintainer(caller)?);
+    after_plan_built(caller, maintainer, name, version, |s| s.registry.activate(name, version)).await
 }
 
 /// Lets a version serve beside the active one (after building its plan), or stops it.
@@ -139,7 +175,8 @@ pub async fn enable(caller: Principal, name: &str, version: u32, enabled: bool) 
     if !enabled {
         return state::with_mut(|s| s.registry.set_enabled(name, version, false));
     }
-    after_plan_built(caller, name, version, |s| s.registry.set_enabled(name, version, true)).await
+    let maintainer = || Ok(auth::maintainer(caller)?);
+    after_plan_built(caller, maintainer, name, version, |s| s.registry.set_enabled(name, version, true)).await
 }
 
 /// Builds a version's plan into the heap cache (in a message of its own, called by this

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use candid::Principal;
 use ic_stable_structures::{DefaultMemoryImpl, StableCell};
-use inference_api::Config;
+use inference_api::{CatchUp, Config};
 use inference_engine::access::Access;
 use inference_engine::jobs::{IdKey, Jobs};
 use inference_engine::quota::Usage;
@@ -37,6 +37,10 @@ pub struct State {
     pub usage: Usage<DefaultMemoryImpl>,
     /// Measured instructions of the last complete inference per (model, version).
     pub measured: BTreeMap<(String, u32), u64>,
+    /// A catch-up with the pool runs ([`crate::pool`]), and how the last one ended (since this
+    /// heap began: an upgrade forgets it).
+    pub catching_up: bool,
+    pub last_catch_up: Option<CatchUp>,
 }
 
 impl State {
@@ -55,6 +59,8 @@ impl State {
             jobs_per_caller: BTreeMap::new(),
             awaiting: 0,
             measured: BTreeMap::new(),
+            catching_up: false,
+            last_catch_up: None,
         }
     }
 

@@ -47,6 +47,8 @@ crate::typed_endpoints! {
     /// maintainer of `peer`). Running it again resumes an interrupted copy.
     Update replicate(peer: candid::Principal, name: &str, version: u32) -> Result<ModelInfo, RegistryError>;
     Query active_version(name: &str) -> Result<Option<u32>, RegistryError>;
+    /// Every version that serves `name`, with its sha256 (what a pool's router pins to).
+    Query serving_versions(name: &str) -> Result<Vec<ServingVersion>, RegistryError>;
     /// The plans held in the heap against the configured budget (maintainers).
     Query plan_cache() -> Result<PlanCacheReport, RegistryError>;
 
@@ -60,6 +62,15 @@ crate::typed_endpoints! {
     Query roles() -> Result<Roles, RoleError>;
     Query config() -> Result<Config, ConfigError>;
     Update set_config(config: &Config) -> Result<(), ConfigError>;
+
+    // ----- the pool -----
+    /// Makes `members` the canister's pool (its peers may copy its versions), then it catches up
+    /// with them in the background (admins).
+    Update set_pool(members: &[candid::Principal]) -> Result<(), RoleError>;
+    /// The pool's members and the last catch-up (maintainers, callers and members).
+    Query pool() -> Result<PoolView, RegistryError>;
+    /// Copies and enables what serves on the peers, activates what most have active (maintainers).
+    Update catch_up() -> Result<CatchUp, RegistryError>;
 
     // ----- inference (allowed callers) -----
     /// Classifies one input; any model size, continuing across messages.

@@ -13,6 +13,7 @@
 
 mod endpoints;
 mod macros;
+pub mod pool;
 mod router;
 mod transport;
 

@@ -11,12 +11,15 @@ use crate::stable::{self, Mem, PrincipalKey, StableLayout};
 pub struct Access<M: Memory> {
     maintainers: StableBTreeMap<PrincipalKey, (), Mem<M>>,
     callers: StableBTreeMap<PrincipalKey, (), Mem<M>>,
+    peers: StableBTreeMap<PrincipalKey, (), Mem<M>>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum List {
     Maintainers,
     Callers,
+    /// The other members of this canister's pool: they read its registry and copy versions.
+    Peers,
 }
 
 impl<M: Memory> Access<M> {
@@ -24,6 +27,7 @@ impl<M: Memory> Access<M> {
         Access {
             maintainers: StableBTreeMap::init(layout.memory(stable::MAINTAINERS)),
             callers: StableBTreeMap::init(layout.memory(stable::CALLERS)),
+            peers: StableBTreeMap::init(layout.memory(stable::PEERS)),
         }
     }
 
@@ -31,7 +35,30 @@ impl<M: Memory> Access<M> {
         match list {
             List::Maintainers => &self.maintainers,
             List::Callers => &self.callers,
+            List::Peers => &self.peers,
         }
+    }
+
+    fn list_mut(&mut self, list: List) -> &mut StableBTreeMap<PrincipalKey, (), Mem<M>> {
+        match list {
+            List::Maintainers => &mut self.maintainers,
+            List::Callers => &mut self.callers,
+            List::Peers => &mut self.peers,
+        }
+    }
+
+    /// Makes a list exactly `members`; nothing changes when one of them is anonymous.
+    pub fn replace(&mut self, list: List, members: &[Principal]) -> Result<(), RoleError> {
+        if members.contains(&Principal::anonymous()) {
+            return Err(RoleError::AnonymousPrincipal);
+        }
+        for gone in self.members(list) {
+            self.revoke(list, gone);
+        }
+        for &who in members {
+            self.grant(list, who)?;
+        }
+        Ok(())
     }
 
     /// Adds `who` to a list; the anonymous principal is refused.
@@ -39,20 +66,12 @@ impl<M: Memory> Access<M> {
         if who == Principal::anonymous() {
             return Err(RoleError::AnonymousPrincipal);
         }
-        let key = PrincipalKey(who.as_slice().to_vec());
-        match list {
-            List::Maintainers => self.maintainers.insert(key, ()),
-            List::Callers => self.callers.insert(key, ()),
-        };
+        self.list_mut(list).insert(PrincipalKey(who.as_slice().to_vec()), ());
         Ok(())
     }
 
     pub fn revoke(&mut self, list: List, who: Principal) {
-        let key = PrincipalKey(who.as_slice().to_vec());
-        match list {
-            List::Maintainers => self.maintainers.remove(&key),
-            List::Callers => self.callers.remove(&key),
-        };
+        self.list_mut(list).remove(&PrincipalKey(who.as_slice().to_vec()));
     }
 
     pub fn contains(&self, list: List, who: Principal) -> bool {

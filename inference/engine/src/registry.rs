@@ -496,6 +496,11 @@ impl<M: Memory> Registry<M> {
             .ok_or_else(|| RegistryError::UnknownVersion { name: name.to_string(), version })
     }
 
+    /// Every version of one name, in version order.
+    pub fn versions_of(&self, name: &str) -> Vec<ModelInfo> {
+        self.models.range(VersionKey::first(name)..=VersionKey::last(name)).map(|e| e.value()).collect()
+    }
+
     pub fn versions(&self) -> Vec<ModelInfo> {
         self.models.iter().map(|e| e.value()).collect()
     }

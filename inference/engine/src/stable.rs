@@ -30,6 +30,8 @@ pub const QUOTA_USAGE: MemoryId = MemoryId::new(11);
 pub const UPLOAD_PROGRESS: MemoryId = MemoryId::new(12);
 /// The declared sha256 of every chunk received, by (upload id, chunk index).
 pub const CHUNK_HASHES: MemoryId = MemoryId::new(13);
+/// The other members of this canister's pool.
+pub const PEERS: MemoryId = MemoryId::new(14);
 /// Each model's (or upload's) bytes get a virtual memory of their own, written once at
 /// `chunk index × chunk size`: one copy per byte, no B-tree node rewrites. ic-stable-structures
 /// 0.7 cannot give a virtual memory's buckets back, so a deleted model's memory is reused by
@@ -44,8 +46,9 @@ pub const MAGIC: [u8; 4] = *b"ONNX";
 /// highest existing version) and `ModelInfo::upload_id` (an option, absent in older records), so
 /// opening a layout-1 memory needs no rewrite beyond the header. 3 added `QUOTA_USAGE` (empty in
 /// older memories: every caller starts a new window). 4 moved an upload's chunk hashes out of its
-/// session record into `UPLOAD_PROGRESS` and `CHUNK_HASHES` (moved when the registry opens).
-pub const LAYOUT_VERSION: u32 = 4;
+/// session record into `UPLOAD_PROGRESS` and `CHUNK_HASHES` (moved when the registry opens). 5
+/// added `PEERS` (empty in older memories: no pool).
+pub const LAYOUT_VERSION: u32 = 5;
 
 use inference_api::candid_storable;
 

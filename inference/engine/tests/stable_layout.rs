@@ -38,6 +38,8 @@ const MAINTAINER: [u8; 10] = [0xa1; 10];
 const USED: (u64, u64) = (T1, 123_456_789);
 const QUOTA: Quota = Quota { instructions: 1 << 40, window_ns: 1 << 40 };
 const CALLER: [u8; 29] = [0xc2; 29];
+/// The golden canister's one pool peer.
+const PEER: [u8; 10] = [0xd3; 10];
 const UPLOADER: [u8; 3] = [1, 2, 3];
 /// 2023-11-14T22:13:20Z, and a minute later.
 const T1: u64 = 1_700_000_000_000_000_000;
@@ -119,6 +121,7 @@ fn golden_state() -> DefaultMemoryImpl {
     let mut r = Registry::init(&layout);
     access.grant(List::Maintainers, Principal::from_slice(&MAINTAINER)).unwrap();
     access.grant(List::Callers, Principal::from_slice(&CALLER)).unwrap();
+    access.grant(List::Peers, Principal::from_slice(&PEER)).unwrap();
     let mut usage = Usage::init(&layout);
     usage.charge(Principal::from_slice(&CALLER), USED.1, QUOTA, USED.0);
     usage.save();
@@ -160,6 +163,7 @@ fn memory_name(id: u8) -> String {
         (stable::QUOTA_USAGE, "QUOTA_USAGE"),
         (stable::UPLOAD_PROGRESS, "UPLOAD_PROGRESS"),
         (stable::CHUNK_HASHES, "CHUNK_HASHES"),
+        (stable::PEERS, "PEERS"),
     ];
     match named.iter().find(|(m, _)| *m == MemoryId::new(id)) {
         Some((_, n)) => n.to_string(),
@@ -293,32 +297,39 @@ fn the_stable_layout_is_unchanged() {
 
 #[test]
 fn todays_stable_memory_still_reads() {
-    reads_the_golden_state(&golden("stable_image.txt"), Some(USED));
+    reads_the_golden_state(&golden("stable_image.txt"), Some(USED), true);
+}
+
+/// Layout 4 (before pools): no peers.
+#[test]
+fn layout_version_4_still_reads() {
+    reads_the_golden_state(&golden("stable_image_v4.txt"), Some(USED), false);
 }
 
 /// Layout 3 (chunk hashes inside the session record): opened by today's code, the unfinished
 /// upload is moved to its progress record and completes from where it was.
 #[test]
 fn layout_version_3_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v3.txt"), Some(USED));
+    reads_the_golden_state(&golden("stable_image_v3.txt"), Some(USED), false);
 }
 
 /// Layout 2 (before quota usage was kept): every caller starts a new window.
 #[test]
 fn layout_version_2_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v2.txt"), None);
+    reads_the_golden_state(&golden("stable_image_v2.txt"), None, false);
 }
 
 /// Layout 1 (before version lineage and upload ids): opened by today's code, it reads as it did
 /// and is written on with today's rules (the next version after v2 is v3).
 #[test]
 fn layout_version_1_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v1.txt"), None);
+    reads_the_golden_state(&golden("stable_image_v1.txt"), None, false);
 }
 
 /// Opens a golden image and checks it holds the golden state; `used` is the caller's quota
-/// window (start, instructions) when the image's layout keeps one.
-fn reads_the_golden_state(image: &std::path::Path, used: Option<(u64, u64)>) {
+/// window (start, instructions) when the image's layout keeps one; `peered` whether its layout
+/// keeps pool peers.
+fn reads_the_golden_state(image: &std::path::Path, used: Option<(u64, u64)>, peered: bool) {
     let text = std::fs::read_to_string(image).unwrap();
     let memory = from_image(&text);
     let (relu, add) = (relu(), add());
@@ -332,6 +343,8 @@ fn reads_the_golden_state(image: &std::path::Path, used: Option<(u64, u64)>) {
     let access = Access::init(&layout);
     assert_eq!(access.members(List::Maintainers), vec![Principal::from_slice(&MAINTAINER)]);
     assert_eq!(access.members(List::Callers), vec![Principal::from_slice(&CALLER)]);
+    let peers = if peered { vec![Principal::from_slice(&PEER)] } else { vec![] };
+    assert_eq!(access.members(List::Peers), peers);
     assert!(access.contains(List::Maintainers, Principal::from_slice(&MAINTAINER)));
     assert!(!access.contains(List::Maintainers, Principal::from_slice(&CALLER)));
     assert_eq!(Usage::init(&layout).of(Principal::from_slice(&CALLER)), used);

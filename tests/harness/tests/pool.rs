@@ -4,11 +4,15 @@
 use canister_harness::cases::input;
 use canister_harness::deploy::Deployment;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use canister_harness::{call, canister_wasm, user, CallError, Ic, LocalBackend, Principal};
-use inference_api::{ClassifyRequest, InitArgs, ModelInfo, NotAuthorized, RegistryError, Role};
-use inference_client::calls;
+use inference_api::{
+    Classification, ClassifyRequest, InferenceError, InitArgs, ModelInfo, ModelRef, NotAuthorized, PoolView,
+    RegistryError, Role, RoleError, ServingVersion,
+};
+use inference_client::{calls, pool};
 use inference_client::{Router, Transport};
 use model_testdata::case;
 use sha2::Digest;
@@ -185,4 +189,272 @@ fn a_copy_resumes_the_callers_unfinished_upload_of_the_same_file_and_chunks_past
     let chunks = source.size.div_ceil(chunk as u64) as u32;
     let past_end = call(&mut *d.ic, first, maintainer, calls::version_chunk(MODEL, source.version, chunks)).0.unwrap();
     assert_eq!(past_end, Err(RegistryError::ChunkIndexOutOfRange { index: chunks, chunk_count: chunks }));
+}
+
+/// Ticks until `member` has no catch-up running (a catch-up is a few dozen messages).
+fn caught_up(ic: &mut dyn Ic, member: Principal, reader: Principal) -> PoolView {
+    for _ in 0..10_000 {
+        let view = call(ic, member, reader, calls::pool()).0.unwrap().unwrap();
+        if !view.catching_up {
+            return view;
+        }
+        ic.tick();
+    }
+    panic!("{member} is still catching up");
+}
+
+fn serving(ic: &mut dyn Ic, member: Principal, reader: Principal) -> Vec<ServingVersion> {
+    call(ic, member, reader, calls::serving_versions(MODEL)).0.unwrap().unwrap()
+}
+
+fn shas(refs: &[ModelRef]) -> Vec<&[u8]> {
+    refs.iter().map(|r| r.sha256.as_slice()).collect()
+}
+
+/// Sets the membership `pool` on each of `on` (as the controller), as `inference-cli pool`
+/// does, through the typed client's pool helper.
+fn set_pool(ic: &Rc<RefCell<Box<dyn Ic>>>, controller: Principal, on: &[Principal], pool: &[Principal]) {
+    let members: Vec<_> = on
+        .iter()
+        .map(|&canister| pool::Member::new(canister, Member { ic: ic.clone(), canister, sender: controller }))
+        .collect();
+    futures::executor::block_on(pool::set_members(&members, pool)).unwrap();
+}
+
+fn shared(d: &mut Deployment) -> Rc<RefCell<Box<dyn Ic>>> {
+    Rc::new(RefCell::new(std::mem::replace(&mut d.ic, Box::new(LocalBackend::new()))))
+}
+
+#[test]
+fn members_keep_their_pool_copy_from_each_other_and_a_late_member_catches_up_by_itself() {
+    let mut d = Deployment::new(MODEL);
+    let (v1_case, v2_case) = (case("rapidocr_cls", "fp32"), case("rapidocr_cls", "f16"));
+    let v1 = d.publish(MODEL, &v1_case, &[]);
+    // A second file, uploaded to the first member only (it serves nowhere yet).
+    let specs = Some(canister_harness::cases::specs(&v2_case));
+    let v2 = d.upload_as(d.maintainer, MODEL, &v2_case.model, vec![], specs, 256 * 1024).unwrap();
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
+    let (first, controller, maintainer) = (d.inference, d.controller, d.maintainer);
+    let (m1, m2) = (member(&mut d), member(&mut d));
+    let request = ClassifyRequest { model: MODEL.into(), version: None, input: input(&v1_case), top_k: Some(3) };
+    let ic = shared(&mut d);
+
+    // Before a pool, another canister may not read the first's files; nor may anyone but an
+    // admin set a pool, or anyone but a reader see it.
+    let chunk = calls::version_chunk(MODEL, v1.version, 0);
+    let refused = ic.borrow_mut().call_from_canister(first, m1, chunk.method, chunk.arg.clone());
+    if let Some(outcome) = refused {
+        let refused = canister_harness::reply(&chunk, outcome.result).unwrap();
+        assert!(matches!(refused, Err(RegistryError::NotAuthorized(NotAuthorized { needs: Role::Peer, .. }))));
+    }
+    let by_maintainer = call(&mut **ic.borrow_mut(), first, maintainer, calls::set_pool(&[first, m1])).0.unwrap();
+    assert!(matches!(by_maintainer, Err(RoleError::NotAuthorized(NotAuthorized { needs: Role::Admin, .. }))));
+    let stranger = call(&mut **ic.borrow_mut(), first, user(9), calls::pool()).0.unwrap();
+    assert!(matches!(stranger, Err(RegistryError::NotAuthorized(NotAuthorized { needs: Role::Caller, .. }))));
+
+    // A pool of two: the second member copies, checks and activates the first's file by itself.
+    set_pool(&ic, controller, &[first, m1], &[first, m1]);
+    let view = caught_up(&mut **ic.borrow_mut(), m1, user(5));
+    assert_eq!(view.members, sorted(&[first, m1]));
+    let report = view.last_catch_up.expect("a catch-up ran");
+    assert_eq!(shas(&report.copied), vec![v1.sha256.as_slice()]);
+    assert_eq!(shas(&report.activated), vec![v1.sha256.as_slice()]);
+    assert!(report.failed.is_empty(), "{report:?}");
+    let reference = call(&mut **ic.borrow_mut(), first, user(5), calls::classify(&request)).0.unwrap().unwrap();
+    let answer = call(&mut **ic.borrow_mut(), m1, user(5), calls::classify(&request)).0.unwrap().unwrap();
+    assert_eq!((answer.records, &answer.model.sha256), (reference.records.clone(), &v1.sha256));
+    let roles = call(&mut **ic.borrow_mut(), first, maintainer, calls::roles()).0.unwrap().unwrap();
+    assert_eq!(roles.peers, vec![m1]);
+
+    // The second file, copied by the member as a peer (it is no maintainer of the first), and
+    // the pool switched to it in two phases: the first file stays enabled everywhere.
+    let copy = call(&mut **ic.borrow_mut(), m1, maintainer, calls::replicate(first, MODEL, v2.version)).0.unwrap();
+    assert_eq!(copy.unwrap().sha256, v2.sha256, "a peer reads the first's file");
+    let as_maintainer: Vec<_> = [first, m1]
+        .iter()
+        .map(|&c| pool::Member::new(c, Member { ic: ic.clone(), canister: c, sender: maintainer }))
+        .collect();
+    futures::executor::block_on(pool::activate(&as_maintainer, MODEL, &v2.sha256)).unwrap();
+    for m in [first, m1] {
+        let now = serving(&mut **ic.borrow_mut(), m, user(5));
+        let active: Vec<_> = now.iter().filter(|v| v.active).map(|v| v.sha256.clone()).collect();
+        assert_eq!(active, vec![v2.sha256.clone()]);
+        assert!(now.iter().any(|v| v.sha256 == v1.sha256 && !v.active), "the old file still serves: {now:?}");
+    }
+
+    // A third member, added late, copies both files and activates the one the pool has active.
+    set_pool(&ic, controller, &[first, m1, m2], &[first, m1, m2]);
+    let report = caught_up(&mut **ic.borrow_mut(), m2, user(5)).last_catch_up.unwrap();
+    assert_eq!(sorted_shas(&report.copied), sorted_shas_of(&[&v1.sha256, &v2.sha256]), "{report:?}");
+    assert_eq!(shas(&report.activated), vec![v2.sha256.as_slice()]);
+    let answer = call(&mut **ic.borrow_mut(), m2, user(5), calls::classify(&request)).0.unwrap().unwrap();
+    let on_first = call(&mut **ic.borrow_mut(), first, user(5), calls::classify(&request)).0.unwrap().unwrap();
+    assert_eq!((answer.records, &answer.model.sha256), (on_first.records, &v2.sha256));
+    // Members already level copy nothing when they catch up again.
+    caught_up(&mut **ic.borrow_mut(), m1, user(5));
+    let again = call(&mut **ic.borrow_mut(), m1, maintainer, calls::catch_up()).0.unwrap().unwrap();
+    assert!(again.copied.is_empty() && again.activated.is_empty() && again.failed.is_empty(), "{again:?}");
+
+    // Removed, a member may no longer read the others' files.
+    set_pool(&ic, controller, &[first, m1], &[first, m1]);
+    set_pool(&ic, controller, &[m2], &[]);
+    if let Some(outcome) = ic.borrow_mut().call_from_canister(first, m2, chunk.method, chunk.arg.clone()) {
+        let refused = canister_harness::reply(&chunk, outcome.result).unwrap();
+        assert!(matches!(refused, Err(RegistryError::NotAuthorized(_))), "{refused:?}");
+    }
+    assert_eq!(call(&mut **ic.borrow_mut(), m2, user(5), calls::pool()).0.unwrap().unwrap().members, vec![m2]);
+}
+
+fn sorted(ids: &[Principal]) -> Vec<Principal> {
+    let mut ids = ids.to_vec();
+    ids.sort();
+    ids
+}
+
+fn sorted_shas(refs: &[ModelRef]) -> Vec<Vec<u8>> {
+    let mut shas: Vec<Vec<u8>> = refs.iter().map(|r| r.sha256.clone()).collect();
+    shas.sort();
+    shas
+}
+
+fn sorted_shas_of(shas: &[&Vec<u8>]) -> Vec<Vec<u8>> {
+    let mut shas: Vec<Vec<u8>> = shas.iter().map(|s| s.to_vec()).collect();
+    shas.sort();
+    shas
+}
+
+/// Agencies sending requests to a pool, each through its own router (or, for `naive`, straight
+/// to the members in turn with no version named), keeping the sha256 of every answer.
+struct Agencies {
+    ic: Rc<RefCell<Box<dyn Ic>>>,
+    members: Vec<Principal>,
+    /// Refreshes its pin before none of its calls during the switch.
+    steady: Router<Member>,
+    /// Refreshes its pin before each of its calls.
+    eager: Router<Member>,
+    request: ClassifyRequest,
+    answers: RefCell<BTreeMap<&'static str, Vec<Vec<u8>>>>,
+    /// Calls of the steady agency, pinned, submitted before a maintainer's call and awaited after.
+    in_flight: RefCell<Vec<u64>>,
+}
+
+impl Agencies {
+    fn record(&self, agency: &'static str, answer: Result<Classification, InferenceError>) {
+        let answer = answer.unwrap_or_else(|e| panic!("{agency}: a request was refused: {e}"));
+        self.answers.borrow_mut().entry(agency).or_default().push(answer.model.sha256);
+    }
+
+    /// One burst of load: the calls left in flight by the last burst are awaited, each agency
+    /// sends a few requests, and the steady agency leaves one pinned call in flight per member.
+    async fn burst(&self) {
+        for id in self.in_flight.take() {
+            let outcome = self.ic.borrow_mut().await_call(id);
+            let answer = candid::decode_one(&outcome.result.expect("the call completes")).unwrap();
+            self.record("in flight", answer);
+        }
+        for seed in 0..3 {
+            self.record("steady", self.steady.classify(&self.request).await.unwrap());
+            self.eager.refresh(MODEL).await;
+            self.record("eager", self.eager.classify(&self.request).await.unwrap());
+            let naive = self.members[seed % self.members.len()];
+            let answer = call(&mut **self.ic.borrow_mut(), naive, user(5), calls::classify(&self.request)).0.unwrap();
+            self.record("naive", answer);
+        }
+        let pin = self.steady.pinned(MODEL).expect("pinned at its first call");
+        for (at, &member) in self.members.iter().enumerate() {
+            let pinned = ClassifyRequest { version: pin.versions[at], ..self.request.clone() };
+            let c = calls::classify(&pinned);
+            let id = self.ic.borrow_mut().submit_call(member, user(5), c.method, c.arg).unwrap();
+            self.in_flight.borrow_mut().push(id);
+        }
+    }
+}
+
+/// The maintainer's calls, each after a burst of the agencies' load.
+struct UnderLoad<'a> {
+    maintainer: Member,
+    agencies: &'a Agencies,
+}
+
+impl Transport for UnderLoad<'_> {
+    async fn update(&self, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.agencies.burst().await;
+        self.maintainer.update(method, arg).await
+    }
+    async fn query(&self, method: &str, arg: Vec<u8>) -> Result<Vec<u8>, String> {
+        self.agencies.burst().await;
+        self.maintainer.query(method, arg).await
+    }
+}
+
+/// Whether `answers` never go back to `old` once `new` answered.
+fn never_back(answers: &[Vec<u8>], new: &[u8]) -> bool {
+    answers.iter().skip_while(|s| s.as_slice() != new).all(|s| s.as_slice() == new)
+}
+
+#[test]
+fn a_version_switch_under_load_never_mixes_versions_in_one_agencys_answers() {
+    let mut d = Deployment::new(MODEL);
+    let (v1_case, v2_case) = (case("rapidocr_cls", "fp32"), case("rapidocr_cls", "f16"));
+    let v1 = d.publish(MODEL, &v1_case, &[]);
+    let specs = Some(canister_harness::cases::specs(&v2_case));
+    let v2 = d.upload_as(d.maintainer, MODEL, &v2_case.model, vec![], specs, 256 * 1024).unwrap();
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
+    let (first, controller, maintainer) = (d.inference, d.controller, d.maintainer);
+    let members = vec![first, member(&mut d), member(&mut d)];
+    let ic = shared(&mut d);
+    set_pool(&ic, controller, &members, &members);
+    for &m in &members[1..] {
+        caught_up(&mut **ic.borrow_mut(), m, user(5));
+        let copy = call(&mut **ic.borrow_mut(), m, maintainer, calls::replicate(first, MODEL, v2.version)).0.unwrap();
+        assert_eq!(copy.unwrap().sha256, v2.sha256);
+    }
+
+    let router =
+        || Router::new(members.iter().map(|&canister| Member { ic: ic.clone(), canister, sender: user(5) }).collect());
+    let agencies = Agencies {
+        ic: ic.clone(),
+        members: members.clone(),
+        steady: router(),
+        eager: router(),
+        request: ClassifyRequest { model: MODEL.into(), version: None, input: input(&v1_case), top_k: Some(1) },
+        answers: RefCell::default(),
+        in_flight: RefCell::default(),
+    };
+    let as_maintainer: Vec<_> = members
+        .iter()
+        .map(|&canister| {
+            let maintainer = Member { ic: ic.clone(), canister, sender: maintainer };
+            pool::Member::new(canister, UnderLoad { maintainer, agencies: &agencies })
+        })
+        .collect();
+    futures::executor::block_on(async {
+        agencies.burst().await;
+        pool::activate(&as_maintainer, MODEL, &v2.sha256).await.unwrap();
+        agencies.burst().await;
+        agencies.burst().await;
+    });
+
+    let answers = agencies.answers.borrow();
+    let (old, new) = (v1.sha256.as_slice(), v2.sha256.as_slice());
+    // Without a router, the switch member by member shows: the new file, then the old again.
+    assert!(!never_back(&answers["naive"], new), "the naive agency saw no mix: the test would prove nothing");
+    // The steady agency's router stays pinned to the old file, which every member keeps serving,
+    // and so do its calls in flight across each activation.
+    assert!(answers["steady"].iter().all(|s| s == old), "{:?}", answers["steady"]);
+    assert!(answers["in flight"].iter().all(|s| s == old));
+    assert!(answers["in flight"].len() >= 3 * 10, "calls were in flight across the switch");
+    // The eager one moves to the new file once, and never back.
+    assert!(
+        answers["eager"].first().map(Vec::as_slice) == Some(old)
+            && answers["eager"].last().map(Vec::as_slice) == Some(new)
+    );
+    assert!(never_back(&answers["eager"], new), "{:?}", answers["eager"]);
+    drop(answers);
+
+    // Refreshed after the switch, the steady agency moves to the new file too.
+    let pin = futures::executor::block_on(agencies.steady.refresh(MODEL)).unwrap();
+    assert_eq!(pin.sha256, v2.sha256);
+    let answer = futures::executor::block_on(agencies.steady.classify(&agencies.request)).unwrap().unwrap();
+    assert_eq!(answer.model.sha256, v2.sha256);
 }

@@ -51,6 +51,8 @@ fn may_call(caller: Caller, method: &str) -> bool {
         calls::list_models(None).method,
         calls::model_info("", None).method,
         calls::active_version("").method,
+        calls::serving_versions("").method,
+        calls::pool().method,
     ];
     match caller {
         Caller::AnonymousIngress => anyone.contains(&method),

@@ -17,7 +17,7 @@ use ic_agent::identity::{AnonymousIdentity, BasicIdentity, Secp256k1Identity};
 use ic_agent::{Agent, Identity};
 use indicatif::{ProgressBar, ProgressStyle};
 use inference_api::{ChunkRange, ModelInfo, TensorSpec, UploadRequest};
-use inference_client::{CallError, InferenceClient};
+use inference_client::{pool, CallError, InferenceClient};
 use inference_tools::agent::AgentTransport;
 use inference_tools::capacity;
 use inference_tools::upload::{activate_verified, upload, Progress, UploadOptions, DEFAULT_CHUNK_BYTES};
@@ -57,39 +57,7 @@ enum Command {
     /// finish went through but its reply was lost), that version is reported and nothing is
     /// uploaded (`--force` records it again as a new version). The recorded version's sha256 is
     /// checked against the file before it is printed or activated.
-    Upload {
-        file: PathBuf,
-        /// The model's name (letters, digits, '-', '_', '.').
-        #[arg(long)]
-        name: String,
-        /// Class labels, in output order: repeat, or give a file with one per line.
-        #[arg(long = "label")]
-        labels: Vec<String>,
-        #[arg(long)]
-        labels_file: Option<PathBuf>,
-        /// Declare the first input's shape, e.g. `1,3,224,224` to fix a symbolic batch, or
-        /// `-1,3,48,-1` to keep batch and width symbolic (the default: the model's own shape).
-        #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
-        input_shape: Vec<i64>,
-        /// Bound the first input's dimensions, e.g. `256,3,48,1280` (fixed ones at their value).
-        #[arg(long, value_delimiter = ',')]
-        max_shape: Vec<u64>,
-        #[arg(long, default_value = "")]
-        description: String,
-        #[arg(long, default_value_t = DEFAULT_CHUNK_BYTES)]
-        chunk_bytes: u32,
-        /// Chunks in flight at once.
-        #[arg(long, default_value_t = 4)]
-        parallel: usize,
-        /// Make the version the active one once uploaded and its sha256 checked against the file
-        /// (also when the file was already recorded and nothing was uploaded).
-        #[arg(long)]
-        activate: bool,
-        /// Upload even if a version of this name already holds a file with this sha256 (to record
-        /// it again, e.g. with other labels).
-        #[arg(long)]
-        force: bool,
-    },
+    Upload(UploadArgs),
     /// Make a version the one that serves.
     Activate {
         name: String,
@@ -159,25 +127,77 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct UploadArgs {
+    file: PathBuf,
+    /// The model's name (letters, digits, '-', '_', '.').
+    #[arg(long)]
+    name: String,
+    /// Class labels, in output order: repeat, or give a file with one per line.
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    #[arg(long)]
+    labels_file: Option<PathBuf>,
+    /// Declare the first input's shape, e.g. `1,3,224,224` to fix a symbolic batch, or
+    /// `-1,3,48,-1` to keep batch and width symbolic (the default: the model's own shape).
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
+    input_shape: Vec<i64>,
+    /// Bound the first input's dimensions, e.g. `256,3,48,1280` (fixed ones at their value).
+    #[arg(long, value_delimiter = ',')]
+    max_shape: Vec<u64>,
+    #[arg(long, default_value = "")]
+    description: String,
+    #[arg(long, default_value_t = DEFAULT_CHUNK_BYTES)]
+    chunk_bytes: u32,
+    /// Chunks in flight at once.
+    #[arg(long, default_value_t = 4)]
+    parallel: usize,
+    /// Make the version the active one once uploaded and its sha256 checked against the file
+    /// (also when the file was already recorded and nothing was uploaded).
+    #[arg(long)]
+    activate: bool,
+    /// Upload even if a version of this name already holds a file with this sha256 (to record
+    /// it again, e.g. with other labels).
+    #[arg(long)]
+    force: bool,
+}
+
 #[derive(Subcommand)]
 enum PoolCommand {
-    /// Copies a version of the first member to the others (each checks the whole sha256 against
-    /// the first's record); with `--activate` it then serves everywhere: every member first builds
-    /// its plan (enable), and only then does each activate, so no member fails half-way.
+    /// Makes `--canister` and `--members` one pool: every member keeps the membership, may copy
+    /// versions from the others, and catches up with them by itself (admins of every member).
+    /// Waits until each has caught up.
+    Create {
+        #[arg(long, value_delimiter = ',', required = true)]
+        members: Vec<Principal>,
+    },
+    /// Adds a member to `--canister`'s pool: every member learns the new membership, and the new
+    /// one copies, checks and activates what the pool serves by itself. Waits until it has.
+    Add { member: Principal },
+    /// Removes a member: the others forget it and it forgets them (it keeps its versions).
+    Remove { member: Principal },
+    /// Each member of `--canister`'s pool, what serves `name` on it (version, sha256, active),
+    /// and how its last catch-up went.
+    Status { name: Option<String> },
+    /// Uploads a file to `--canister` (as `upload` does), copies it to every other member, and with
+    /// `--activate` switches the pool to it (as `pool activate`).
+    Upload(UploadArgs),
+    /// Copies `--canister`'s version of a model to every other member (each checks the whole
+    /// sha256 against the first's record); with `--activate`, then switches the pool to it.
     Copy {
         name: String,
         #[arg(long)]
         version: u32,
-        #[arg(long, value_delimiter = ',', required = true)]
-        members: Vec<Principal>,
         #[arg(long)]
         activate: bool,
     },
-    /// The version serving `name` on each member, and its sha256.
-    Status {
+    /// Switches the pool to the file of `--canister`'s version, in two phases: every member
+    /// builds its plan and keeps its active version serving, then every member activates. A
+    /// router pinned to the old file keeps finding it; disable it when none is.
+    Activate {
         name: String,
-        #[arg(long, value_delimiter = ',', required = true)]
-        members: Vec<Principal>,
+        #[arg(long)]
+        version: u32,
     },
 }
 
@@ -300,66 +320,8 @@ async fn main() -> Result<()> {
     }
     let c = client(&cli).await?;
     match &cli.command {
-        Command::Upload {
-            file,
-            name,
-            labels,
-            labels_file,
-            input_shape,
-            max_shape,
-            description,
-            chunk_bytes,
-            parallel,
-            activate,
-            force,
-        } => {
-            let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-            let mut labels = labels.clone();
-            if let Some(f) = labels_file {
-                labels.extend(
-                    std::fs::read_to_string(f)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from),
-                );
-            }
-            let inputs = if input_shape.is_empty() && max_shape.is_empty() {
-                None
-            } else {
-                let summary = inference_engine::model::inspect(&bytes).map_err(|e| anyhow!(e))?;
-                let mut inputs = summary.inputs.clone();
-                let first = inputs.first_mut().ok_or_else(|| anyhow!("the model declares no input"))?;
-                if !input_shape.is_empty() {
-                    first.shape = input_shape.clone();
-                }
-                first.max_shape = (!max_shape.is_empty()).then(|| max_shape.clone());
-                Some(inputs)
-            };
-            let request = UploadRequest {
-                name: name.clone(),
-                size: 0,
-                sha256: vec![],
-                chunk_size: 0,
-                description: description.clone(),
-                labels,
-                inputs,
-            };
-            let bar = ProgressBar::new(bytes.len() as u64);
-            bar.set_style(
-                ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}").unwrap(),
-            );
-            let options = UploadOptions {
-                chunk_bytes: *chunk_bytes,
-                parallelism: *parallel,
-                force: *force,
-                ..Default::default()
-            };
-            // Checked against the file's sha256 before it comes back: a mismatch is an error.
-            let info = upload(&c, &bytes, request, &options, &Bar(bar.clone())).await.map_err(|e| anyhow!("{e}"))?;
-            bar.finish();
-            print_info(&info);
-            if *activate {
-                let sha256 = Sha256::digest(&bytes);
-                activate_verified(&c, &info.name, info.version, &sha256).await.map_err(|e| anyhow!("{e}"))?;
-                println!("activated {} v{}", info.name, info.version);
-            }
+        Command::Upload(args) => {
+            upload_file(&c, args, args.activate).await?;
         }
         Command::Activate { name, version, file } => {
             match file {
@@ -428,41 +390,7 @@ async fn main() -> Result<()> {
             let roles = answer(c.roles().await)?;
             println!("maintainers: {:?}\nallowed callers: {:?}", roles.maintainers, roles.callers);
         }
-        Command::Pool { command: PoolCommand::Copy { name, version, members, activate } } => {
-            let first = cli.canister.expect("a client was made for it");
-            let source = answer(c.model_info(name, Some(*version)).await)?;
-            let mut placed = vec![(first, source.version)];
-            for &member in members {
-                let copy = answer(client_for(&cli, member).await?.replicate(first, name, *version).await)?;
-                if copy.sha256 != source.sha256 {
-                    return Err(anyhow!("{member} recorded another file than {first}'s {name} v{version}"));
-                }
-                println!("{member}: {name} v{} copied (sha256 {})", copy.version, hex(&copy.sha256));
-                placed.push((member, copy.version));
-            }
-            if *activate {
-                for &(member, v) in &placed {
-                    answer(client_for(&cli, member).await?.enable_version(name, v, true).await)?;
-                }
-                for &(member, v) in &placed {
-                    answer(client_for(&cli, member).await?.activate(name, v).await)?;
-                    println!("{member}: {name} v{v} active");
-                }
-            }
-        }
-        Command::Pool { command: PoolCommand::Status { name, members } } => {
-            let first = cli.canister.expect("a client was made for it");
-            for member in std::iter::once(first).chain(members.iter().copied()) {
-                let m = client_for(&cli, member).await?;
-                match answer(m.active_version(name).await)? {
-                    Some(v) => {
-                        let info = answer(m.model_info(name, Some(v)).await)?;
-                        println!("{member}: {name} v{v} sha256 {}", hex(&info.sha256));
-                    }
-                    None => println!("{member}: {name} has no active version"),
-                }
-            }
-        }
+        Command::Pool { command } => pool_command(&cli, &c, command).await?,
         Command::Capacity { name, version, pool, symbolic, subnet_nodes } => {
             let info = answer(c.model_info(name, *version).await)?;
             let inputs = capacity::zero_inputs(&info.inputs, *symbolic);
@@ -524,6 +452,229 @@ async fn main() -> Result<()> {
         Command::Inspect { .. } => unreachable!(),
     }
     Ok(())
+}
+
+/// A client of each member of `--canister`'s pool (as it keeps the membership), the first one
+/// first.
+async fn pool_members(cli: &Cli, first: &InferenceClient<AgentTransport>) -> Result<Vec<pool::Member<AgentTransport>>> {
+    let first_id = cli.canister.expect("a client was made for it");
+    let view = answer(first.pool().await)?;
+    let mut members = vec![pool::Member::new(first_id, client_for(cli, first_id).await?.into_transport())];
+    for &m in view.members.iter().filter(|&&m| m != first_id) {
+        members.push(pool::Member::new(m, client_for(cli, m).await?.into_transport()));
+    }
+    Ok(members)
+}
+
+/// Waits until `member` has no catch-up running, then prints how its last one went. A member
+/// whose catch-up could not reach a peer (one that did not know it yet, when a pool is made)
+/// catches up once more, now that every member knows every other.
+async fn await_catch_up(member: &pool::Member<AgentTransport>) -> Result<()> {
+    let started = std::time::Instant::now();
+    let view = loop {
+        let view = answer(member.client.pool().await)?;
+        if !view.catching_up {
+            break view;
+        }
+        if started.elapsed() > Duration::from_secs(3600) {
+            return Err(anyhow!("{} has been catching up for an hour; see `pool status`", member.canister));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let report = match view.last_catch_up {
+        Some(report) if report.failed.is_empty() => report,
+        _ => answer(member.client.catch_up().await)?,
+    };
+    let refs = |refs: &[inference_api::ModelRef]| -> String {
+        let named: Vec<String> =
+            refs.iter().map(|r| format!("{} v{} ({})", r.name, r.version, &hex(&r.sha256)[..12])).collect();
+        named.join(", ")
+    };
+    println!(
+        "{}: caught up (copied [{}], enabled [{}], activated [{}])",
+        member.canister,
+        refs(&report.copied),
+        refs(&report.enabled),
+        refs(&report.activated)
+    );
+    for failure in &report.failed {
+        println!("{}: could not use {}: {}", member.canister, failure.peer, failure.message);
+    }
+    Ok(())
+}
+
+/// Copies `--canister`'s `name` v`version` to every other member; each checks its sha256.
+async fn copy_to_pool(members: &[pool::Member<AgentTransport>], name: &str, version: u32) -> Result<ModelInfo> {
+    let first = &members[0];
+    let source = answer(first.client.model_info(name, Some(version)).await)?;
+    for m in &members[1..] {
+        let copy = answer(m.client.replicate(first.canister, name, version).await)?;
+        if copy.sha256 != source.sha256 {
+            return Err(anyhow!("{} recorded another file than {}'s {name} v{version}", m.canister, first.canister));
+        }
+        println!("{}: {name} v{} copied (sha256 {})", m.canister, copy.version, hex(&copy.sha256));
+    }
+    Ok(source)
+}
+
+/// Switches the pool to `source`'s file (see `inference_client::pool::activate`).
+async fn activate_pool(members: &[pool::Member<AgentTransport>], source: &ModelInfo) -> Result<()> {
+    let versions = pool::activate(members, &source.name, &source.sha256).await?;
+    for (m, v) in members.iter().zip(versions) {
+        println!("{}: {} v{v} active", m.canister, source.name);
+    }
+    Ok(())
+}
+
+async fn pool_command(cli: &Cli, c: &InferenceClient<AgentTransport>, command: &PoolCommand) -> Result<()> {
+    let first = cli.canister.expect("a client was made for it");
+    match command {
+        PoolCommand::Create { members } => {
+            let mut ids = vec![first];
+            ids.extend(members.iter().copied().filter(|&m| m != first));
+            let mut clients = Vec::new();
+            for &id in &ids {
+                clients.push(pool::Member::new(id, client_for(cli, id).await?.into_transport()));
+            }
+            pool::set_members(&clients, &ids).await?;
+            println!(
+                "a pool of {} members: {}",
+                ids.len(),
+                ids.iter().map(|m| m.to_text()).collect::<Vec<_>>().join(", ")
+            );
+            for m in &clients {
+                await_catch_up(m).await?;
+            }
+        }
+        PoolCommand::Add { member } => {
+            let mut members = pool_members(cli, c).await?;
+            if members.iter().any(|m| m.canister == *member) {
+                return Err(anyhow!("{member} is already a member"));
+            }
+            members.push(pool::Member::new(*member, client_for(cli, *member).await?.into_transport()));
+            let ids: Vec<Principal> = members.iter().map(|m| m.canister).collect();
+            // The newcomer last: it catches up with members that already know it.
+            pool::set_members(&members, &ids).await?;
+            await_catch_up(members.last().expect("just pushed")).await?;
+        }
+        PoolCommand::Remove { member } => {
+            let members = pool_members(cli, c).await?;
+            let (gone, staying): (Vec<_>, Vec<_>) = members.into_iter().partition(|m| m.canister == *member);
+            let Some(gone) = gone.into_iter().next() else {
+                return Err(anyhow!("{member} is not a member of {first}'s pool"));
+            };
+            let ids: Vec<Principal> = staying.iter().map(|m| m.canister).collect();
+            pool::set_members(&staying, &ids).await?;
+            pool::set_members(std::slice::from_ref(&gone), &[]).await?;
+            println!("{member} left the pool; {} members remain", ids.len());
+        }
+        PoolCommand::Status { name } => {
+            for m in pool_members(cli, c).await? {
+                let view = answer(m.client.pool().await)?;
+                let state = if view.catching_up { "catching up" } else { "idle" };
+                println!("{} ({state})", m.canister);
+                if let Some(name) = name {
+                    match m.client.serving_versions(name).await? {
+                        Ok(serving) => {
+                            for v in serving {
+                                let active = if v.active { "active" } else { "enabled" };
+                                println!("  {name} v{} {active} sha256 {}", v.version, hex(&v.sha256));
+                            }
+                        }
+                        Err(refused) => println!("  {name}: {refused}"),
+                    }
+                }
+                if let Some(last) = view.last_catch_up {
+                    println!(
+                        "  last catch-up: {} copied, {} enabled, {} activated, {} failed",
+                        last.copied.len(),
+                        last.enabled.len(),
+                        last.activated.len(),
+                        last.failed.len()
+                    );
+                }
+            }
+        }
+        PoolCommand::Upload(args) => {
+            let members = pool_members(cli, c).await?;
+            let info = upload_file(c, args, false).await?;
+            let source = copy_to_pool(&members, &info.name, info.version).await?;
+            if args.activate {
+                activate_pool(&members, &source).await?;
+            }
+        }
+        PoolCommand::Copy { name, version, activate } => {
+            let members = pool_members(cli, c).await?;
+            let source = copy_to_pool(&members, name, *version).await?;
+            if *activate {
+                activate_pool(&members, &source).await?;
+            }
+        }
+        PoolCommand::Activate { name, version } => {
+            let members = pool_members(cli, c).await?;
+            let source = answer(c.model_info(name, Some(*version)).await)?;
+            activate_pool(&members, &source).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `upload`: the file as a new version of `args.name`, checked against its sha256; activated
+/// when `activate`.
+async fn upload_file(c: &InferenceClient<AgentTransport>, args: &UploadArgs, activate: bool) -> Result<ModelInfo> {
+    let UploadArgs {
+        file,
+        name,
+        labels,
+        labels_file,
+        input_shape,
+        max_shape,
+        description,
+        chunk_bytes,
+        parallel,
+        force,
+        ..
+    } = args;
+    let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let mut labels = labels.clone();
+    if let Some(f) = labels_file {
+        labels.extend(std::fs::read_to_string(f)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
+    }
+    let inputs = if input_shape.is_empty() && max_shape.is_empty() {
+        None
+    } else {
+        let summary = inference_engine::model::inspect(&bytes).map_err(|e| anyhow!(e))?;
+        let mut inputs = summary.inputs.clone();
+        let first = inputs.first_mut().ok_or_else(|| anyhow!("the model declares no input"))?;
+        if !input_shape.is_empty() {
+            first.shape = input_shape.clone();
+        }
+        first.max_shape = (!max_shape.is_empty()).then(|| max_shape.clone());
+        Some(inputs)
+    };
+    let request = UploadRequest {
+        name: name.clone(),
+        size: 0,
+        sha256: vec![],
+        chunk_size: 0,
+        description: description.clone(),
+        labels,
+        inputs,
+    };
+    let bar = ProgressBar::new(bytes.len() as u64);
+    bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}").unwrap());
+    let options =
+        UploadOptions { chunk_bytes: *chunk_bytes, parallelism: *parallel, force: *force, ..Default::default() };
+    // Checked against the file's sha256 before it comes back: a mismatch is an error.
+    let info = upload(c, &bytes, request, &options, &Bar(bar.clone())).await.map_err(|e| anyhow!("{e}"))?;
+    bar.finish();
+    print_info(&info);
+    if activate {
+        let sha256 = Sha256::digest(&bytes);
+        activate_verified(c, &info.name, info.version, &sha256).await.map_err(|e| anyhow!("{e}"))?;
+        println!("activated {} v{}", info.name, info.version);
+    }
+    Ok(info)
 }
 
 fn inference_engine_inspect(bytes: &[u8]) -> Result<String> {
