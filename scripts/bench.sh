@@ -9,8 +9,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/build-canisters.sh >&2
-cargo run --quiet -p canister-harness --example bench
-cargo run --quiet -p canister-harness --example throughput
+# PocketIC instead of the local replica when POCKET_IC_BIN is set (the harness's feature).
+features=()
+if [ -n "${POCKET_IC_BIN:-}" ]; then
+  features=(--features canister-harness/pocket-ic)
+fi
+cargo run --quiet -p canister-harness "${features[@]}" --example bench
+cargo run --quiet -p canister-harness "${features[@]}" --example throughput
 baseline=benchmarks/results.yml
 case "${1:-}" in
   --persist)

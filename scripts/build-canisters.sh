@@ -13,10 +13,13 @@ ensure_wasm_opt
 
 out=target/canisters
 mkdir -p "$out"
+# A target directory of its own: nothing of a wasm32 build is shared with the host's, and apart
+# cargo need not wait for a host build's lock (test.sh runs this beside clippy).
+wasm_target=${CARGO_TARGET_DIR:-target}/canister-build
 for pkg in inference-canister agency-canister; do
-  cargo build --quiet -p "$pkg" --target wasm32-unknown-unknown --profile canister
+  CARGO_TARGET_DIR=$wasm_target cargo build --quiet -p "$pkg" --target wasm32-unknown-unknown --profile canister
   name=${pkg//-/_}
-  raw=${CARGO_TARGET_DIR:-target}/wasm32-unknown-unknown/canister/$name.wasm
+  raw=$wasm_target/wasm32-unknown-unknown/canister/$name.wasm
   opt=$out/$name.wasm
   # Only re-optimise when cargo produced a new module (wasm-opt takes ~30 s on tract).
   if [ ! -f "$opt" ] || [ "$raw" -nt "$opt" ]; then

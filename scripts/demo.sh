@@ -4,4 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/build-canisters.sh
-cargo run --quiet -p canister-harness --example demo
+# PocketIC instead of the local replica when POCKET_IC_BIN is set (the harness's feature).
+features=()
+if [ -n "${POCKET_IC_BIN:-}" ]; then
+  features=(--features canister-harness/pocket-ic)
+fi
+cargo run --quiet -p canister-harness "${features[@]}" --example demo

@@ -1,11 +1,13 @@
 //! One interface that scenario tests and benchmarks are written against, with two backends:
 //! the local replica ([`ic_replica::LocalReplica`], the default) and PocketIC (the `pocket-ic`
-//! crate, selected when `POCKET_IC_BIN` points at a server binary). Method names mirror the
-//! `pocket-ic` crate's so IC developers feel at home.
+//! crate, built with this crate's `pocket-ic` feature and selected when `POCKET_IC_BIN` points
+//! at a server binary). Method names mirror the `pocket-ic` crate's so IC developers feel at
+//! home.
 
 pub mod cases;
 pub mod deploy;
 mod local;
+#[cfg(feature = "pocket-ic")]
 mod pocket;
 
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ pub use inference_client::{Call, CallError, Mode};
 use serde::de::DeserializeOwned;
 
 pub use local::LocalBackend;
+#[cfg(feature = "pocket-ic")]
 pub use pocket::PocketIcBackend;
 
 /// A call that did not get a reply: the reject code of the interface spec and the message.
@@ -119,14 +122,19 @@ pub trait Ic {
     fn as_any(&mut self) -> &mut dyn std::any::Any;
 }
 
-/// The backend the environment asks for: PocketIC when `POCKET_IC_BIN` is set, else the local
-/// replica.
+/// The backend the environment asks for: PocketIC when `POCKET_IC_BIN` is set (in a build with
+/// the `pocket-ic` feature), else the local replica.
 pub fn backend() -> Box<dyn Ic> {
-    if std::env::var_os("POCKET_IC_BIN").is_some() {
-        Box::new(PocketIcBackend::new())
-    } else {
-        Box::new(LocalBackend::new())
+    if std::env::var_os("POCKET_IC_BIN").is_none() {
+        return Box::new(LocalBackend::new());
     }
+    #[cfg(feature = "pocket-ic")]
+    return Box::new(PocketIcBackend::new());
+    #[cfg(not(feature = "pocket-ic"))]
+    panic!(
+        "POCKET_IC_BIN is set, but this build has no PocketIC backend: run the tests with \
+         `--features canister-harness/pocket-ic`"
+    );
 }
 
 /// Makes a typed call (from `inference_client::calls` or `agency_api::calls`) as `sender`, as
