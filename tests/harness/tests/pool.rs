@@ -225,15 +225,21 @@ fn shared(d: &mut Deployment) -> Rc<RefCell<Box<dyn Ic>>> {
     Rc::new(RefCell::new(std::mem::replace(&mut d.ic, Box::new(LocalBackend::new()))))
 }
 
-#[test]
-fn members_keep_their_pool_copy_from_each_other_and_a_late_member_catches_up_by_itself() {
+/// A deployment whose first member serves the model's fp32 file and holds its f16 file unused
+/// (uploaded, serving nowhere yet), with user(5) an allowed caller: the case, then both records.
+fn two_files() -> (Deployment, model_testdata::Case, ModelInfo, ModelInfo) {
     let mut d = Deployment::new(MODEL);
     let (v1_case, v2_case) = (case("rapidocr_cls", "fp32"), case("rapidocr_cls", "f16"));
     let v1 = d.publish(MODEL, &v1_case, &[]);
-    // A second file, uploaded to the first member only (it serves nowhere yet).
     let specs = Some(canister_harness::cases::specs(&v2_case));
     let v2 = d.upload_as(d.maintainer, MODEL, &v2_case.model, vec![], specs, 256 * 1024).unwrap();
     d.as_admin(calls::allow_caller(user(5))).unwrap();
+    (d, v1_case, v1, v2)
+}
+
+#[test]
+fn members_keep_their_pool_copy_from_each_other_and_a_late_member_catches_up_by_itself() {
+    let (mut d, v1_case, v1, v2) = two_files();
     let (first, controller, maintainer) = (d.inference, d.controller, d.maintainer);
     let (m1, m2) = (member(&mut d), member(&mut d));
     let request = ClassifyRequest { model: MODEL.into(), version: None, input: input(&v1_case), top_k: Some(3) };
@@ -394,12 +400,7 @@ fn never_back(answers: &[Vec<u8>], new: &[u8]) -> bool {
 
 #[test]
 fn a_version_switch_under_load_never_mixes_versions_in_one_agencys_answers() {
-    let mut d = Deployment::new(MODEL);
-    let (v1_case, v2_case) = (case("rapidocr_cls", "fp32"), case("rapidocr_cls", "f16"));
-    let v1 = d.publish(MODEL, &v1_case, &[]);
-    let specs = Some(canister_harness::cases::specs(&v2_case));
-    let v2 = d.upload_as(d.maintainer, MODEL, &v2_case.model, vec![], specs, 256 * 1024).unwrap();
-    d.as_admin(calls::allow_caller(user(5))).unwrap();
+    let (mut d, v1_case, v1, v2) = two_files();
     let (first, controller, maintainer) = (d.inference, d.controller, d.maintainer);
     let members = vec![first, member(&mut d), member(&mut d)];
     let ic = shared(&mut d);
