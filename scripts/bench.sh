@@ -14,8 +14,10 @@ features=()
 if [ -n "${POCKET_IC_BIN:-}" ]; then
   features=(--features canister-harness/pocket-ic)
 fi
-cargo run --quiet -p canister-harness "${features[@]}" --example bench
-cargo run --quiet -p canister-harness "${features[@]}" --example throughput
+source scripts/lib/workspace-build.sh
+build_workspace_programs "${features[@]}"
+"$(workspace_program examples/bench)"
+"$(workspace_program examples/throughput)"
 baseline=benchmarks/results.yml
 case "${1:-}" in
   --persist)

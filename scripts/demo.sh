@@ -9,4 +9,6 @@ features=()
 if [ -n "${POCKET_IC_BIN:-}" ]; then
   features=(--features canister-harness/pocket-ic)
 fi
-cargo run --quiet -p canister-harness "${features[@]}" --example demo
+source scripts/lib/workspace-build.sh
+build_workspace_programs "${features[@]}"
+"$(workspace_program examples/demo)"

@@ -6,5 +6,6 @@
 # (icp.yaml), `HttpAgent.create({ host, shouldFetchRootKey: true })`. State lives as long as it runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --quiet -p ic-replica --bin ic-replica-http
-exec "${CARGO_TARGET_DIR:-target}/debug/ic-replica-http" "$@"
+source scripts/lib/workspace-build.sh
+build_workspace_programs
+exec "$(workspace_program ic-replica-http)" "$@"

@@ -19,14 +19,14 @@ done
 (cd tests/clients && npm ci --no-audit --no-fund --loglevel=error)
 export IC_WASM=$root/tests/clients/node_modules/@icp-sdk/ic-wasm-linux-x64/bin/ic-wasm
 icp=$root/tests/clients/node_modules/@icp-sdk/icp-cli-linux-x64/bin/icp
-cargo build --quiet -p ic-replica --bin ic-replica-http
-target=${CARGO_TARGET_DIR:-target}
-case $target in /*) ;; *) target=$root/$target ;; esac
+source "$root/scripts/lib/workspace-build.sh"
+build_workspace_programs
+replica_http=$(workspace_program ic-replica-http)
 
 work=$(mktemp -d)
 # icp-cli keeps identities and settings under ICP_HOME; no telemetry leaves the machine.
 export ICP_HOME=$work/icp-home ICP_TELEMETRY_DISABLED=1
-"$target/debug/ic-replica-http" --port $port >"$work/replica.out" 2>"$work/replica.err" &
+"$replica_http" --port $port >"$work/replica.out" 2>"$work/replica.err" &
 replica=$!
 trap 'kill $replica 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 200); do
