@@ -4,11 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/build-canisters.sh
-# PocketIC instead of the local replica when POCKET_IC_BIN is set (the harness's feature).
-features=()
-if [ -n "${POCKET_IC_BIN:-}" ]; then
-  features=(--features canister-harness/pocket-ic)
-fi
 source scripts/lib/workspace-build.sh
-build_workspace_programs "${features[@]}"
+build_workspace_programs "${pocket_ic_features[@]}"
 "$(workspace_program examples/demo)"

@@ -12,11 +12,8 @@ phase() {
   "$@"
   echo "[test.sh] $* took $((SECONDS - started)) s (total $SECONDS s)" >&2
 }
-# PocketIC instead of the local replica (README, "Tests"): the harness's PocketIC backend.
-features=()
-if [ -n "${POCKET_IC_BIN:-}" ]; then
-  features=(--features canister-harness/pocket-ic)
-fi
+source scripts/lib/workspace-build.sh
+features=("${pocket_ic_features[@]}")
 phase ensure_rust_components
 phase cargo fmt --all --check
 # The canister modules build (wasm32, their own target directory: scripts/build-canisters.sh)

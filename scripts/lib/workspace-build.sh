@@ -14,3 +14,10 @@ workspace_program() {
   case $target in /*) ;; *) target=$PWD/$target ;; esac
   echo "$target/debug/$1"
 }
+
+# PocketIC instead of the local replica when POCKET_IC_BIN is set (README, "Tests"): the harness's
+# PocketIC backend is a feature the default build leaves out.
+pocket_ic_features=()
+if [ -n "${POCKET_IC_BIN:-}" ]; then
+  pocket_ic_features=(--features canister-harness/pocket-ic)
+fi
