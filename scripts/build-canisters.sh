@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/ensure-tools.sh
+# Lints are the host build's business (scripts/test.sh): the wasm build keeps plain rustc, so its
+# fingerprints, and its cached build, do not depend on who called this.
+unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS
 ensure_wasm_target
 ensure_wasm_opt
 

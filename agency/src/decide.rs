@@ -1,8 +1,8 @@
 //! `decide`: reserve the document id, ask the inference canister, record the decision.
 
-use agency_api::{AgencyError, Decision, Document, MAX_DOCUMENT_ID_BYTES};
+use agency_api::{AgencyError, Decision, Document, TextDocument, MAX_DOCUMENT_ID_BYTES};
 use candid::Principal;
-use inference_api::ClassifyRequest;
+use inference_api::{ClassifyRequest, TextInput, TextRequest};
 use inference_client::{CdkTransport, InferenceClient};
 
 use crate::{auth, state};
@@ -11,9 +11,7 @@ use crate::{auth, state};
 /// id wins.
 pub async fn decide(caller: Principal, document: Document) -> Result<Decision, AgencyError> {
     let id = document.id;
-    if id.is_empty() || id.len() > MAX_DOCUMENT_ID_BYTES {
-        return Err(AgencyError::InvalidDocumentId { length: id.len() as u64, max: MAX_DOCUMENT_ID_BYTES as u64 });
-    }
+    check_id(&id)?;
     let settings = state::settings();
     state::with_store(|s| s.reserve(&id, settings.decision_limit())).map_err(|e| visible_to(caller, e))?;
     // From here until the decision is recorded the id is reserved; the guard ends the
@@ -37,6 +35,62 @@ pub async fn decide(caller: Principal, document: Document) -> Result<Decision, A
     };
     state::with_store(|s| s.record(decision.clone())).map_err(|e| visible_to(caller, e))?;
     Ok(decision)
+}
+
+fn check_id(id: &str) -> Result<(), AgencyError> {
+    if id.is_empty() || id.len() > MAX_DOCUMENT_ID_BYTES {
+        return Err(AgencyError::InvalidDocumentId { length: id.len() as u64, max: MAX_DOCUMENT_ID_BYTES as u64 });
+    }
+    Ok(())
+}
+
+/// Classifies a batch of texts for `caller` in one call and records a decision for each; every
+/// id is checked and reserved before the call, and a refusal records none.
+pub async fn decide_texts(caller: Principal, documents: Vec<TextDocument>) -> Result<Vec<Decision>, AgencyError> {
+    let settings = state::settings();
+    let model = settings.text_model.clone().ok_or(AgencyError::NotConfigured { setting: "text_model".into() })?;
+    let mut seen = std::collections::BTreeSet::new();
+    for d in &documents {
+        check_id(&d.id)?;
+        if !seen.insert(d.id.as_str()) {
+            return Err(AgencyError::DuplicateDocument { document_id: d.id.clone() });
+        }
+    }
+    let mut reservations = Vec::with_capacity(documents.len());
+    for d in &documents {
+        state::with_store(|s| s.reserve(&d.id, settings.decision_limit())).map_err(|e| visible_to(caller, e))?;
+        reservations.push(Reservation(d.id.clone()));
+    }
+    let inference = InferenceClient::new(CdkTransport { canister: settings.inference_canister });
+    let texts = documents.iter().map(|d| TextInput::Text(d.text.clone())).collect();
+    let request = TextRequest { model, version: None, texts, top_k: Some(1) };
+    let answer = inference.classify_text(&request).await.map_err(|e| AgencyError::CallFailed(e.to_string()))?;
+    let c = answer.map_err(AgencyError::Inference)?;
+    let decided_at_ns = ic_cdk::api::time();
+    let decisions = documents
+        .iter()
+        .zip(c.texts)
+        .map(|(d, labels)| {
+            let best = labels.scores.into_iter().next().ok_or(AgencyError::NoLabel)?;
+            Ok(Decision {
+                document_id: d.id.clone(),
+                label: best.label,
+                score: best.score,
+                model: c.model.clone(),
+                instructions: c.instructions,
+                messages: c.messages,
+                decided_at_ns,
+                submitted_by: Some(caller),
+            })
+        })
+        .collect::<Result<Vec<_>, AgencyError>>()?;
+    if decisions.len() != documents.len() {
+        return Err(AgencyError::NoLabel);
+    }
+    for decision in &decisions {
+        state::with_store(|s| s.record(decision.clone())).map_err(|e| visible_to(caller, e))?;
+    }
+    Ok(decisions)
 }
 
 /// An earlier decision is shown only to its submitter, readers and admins.

@@ -11,7 +11,9 @@ mod decide;
 mod state;
 mod store;
 
-use agency_api::{AgencyError, AgencyRole, Decision, DecisionPage, Document, Roles, Settings, MAX_DECISIONS_LIMIT};
+use agency_api::{
+    AgencyError, AgencyRole, Decision, DecisionPage, Document, Roles, Settings, TextDocument, MAX_DECISIONS_LIMIT,
+};
 use candid::Principal;
 use ic_cdk::api::msg_caller;
 use ic_cdk::{query, update};
@@ -41,6 +43,16 @@ async fn decide(document: Document) -> Result<Decision, AgencyError> {
     let caller = msg_caller();
     auth::user(caller)?;
     decide::decide(caller, document).await
+}
+
+/// Classifies a batch of texts with the agency's text model (one call to the inference canister)
+/// and records a decision for each, in request order (users). All or none: an id already
+/// decided or being decided refuses the whole batch before any inference.
+#[update(decode_with = "decode_texts")]
+async fn decide_texts(documents: Vec<TextDocument>) -> Result<Vec<Decision>, AgencyError> {
+    let caller = msg_caller();
+    auth::user(caller)?;
+    decide::decide_texts(caller, documents).await
 }
 
 /// One document's decision, if it was decided (readers and admins).
@@ -114,6 +126,17 @@ fn decode_document(bytes: Vec<u8>) -> Document {
     match candid::utils::decode_args_with_config::<(Document,)>(&bytes, &config) {
         Ok((document,)) => document,
         Err(e) => ic_cdk::trap(format!("decide: the argument does not decode as a Document: {e}")),
+    }
+}
+
+/// Decodes `decide_texts`'s argument within an inter-canister request's 2 MiB (texts cost about
+/// one candid unit per byte).
+fn decode_texts(bytes: Vec<u8>) -> Vec<TextDocument> {
+    let mut config = candid::DecoderConfig::new();
+    config.set_decoding_quota(20_000_000).set_skipping_quota(10_000);
+    match candid::utils::decode_args_with_config::<(Vec<TextDocument>,)>(&bytes, &config) {
+        Ok((documents,)) => documents,
+        Err(e) => ic_cdk::trap(format!("decide_texts: the argument does not decode as text documents: {e}")),
     }
 }
 

@@ -343,3 +343,22 @@ async fn futures_timer_sleep(d: Duration) {
     });
     let _ = rx.await;
 }
+
+/// A text model's bundle as the canister stores it: the ONNX model followed by its tokenizer
+/// file, and the declaration that says where the tokenizer starts and what it hashes to.
+pub fn text_bundle(
+    model: &[u8],
+    tokenizer: &[u8],
+    max_tokens: u32,
+    truncation: inference_api::Truncation,
+    task: inference_api::TextTask,
+) -> (Vec<u8>, inference_api::TextSpec) {
+    let spec = inference_api::TextSpec {
+        tokenizer_bytes: tokenizer.len() as u64,
+        tokenizer_sha256: Sha256::digest(tokenizer).to_vec(),
+        max_tokens,
+        truncation,
+        task,
+    };
+    ([model, tokenizer].concat(), spec)
+}

@@ -39,6 +39,7 @@ fn request(name: &str, bytes: &[u8], chunk_size: u32) -> UploadRequest {
         description: String::new(),
         labels: vec![],
         inputs: None,
+        text: None,
     }
 }
 

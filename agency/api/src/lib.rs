@@ -27,6 +27,9 @@ pub struct Settings {
     /// absent). Decisions are audit records and are never evicted: when full, `decide` refuses
     /// with [`AgencyError::StorageFull`].
     pub max_decisions: Option<u64>,
+    /// The text model `decide_texts` classifies with (a text bundle on the inference canister);
+    /// absent: `decide_texts` is refused with `NotConfigured`.
+    pub text_model: Option<String>,
 }
 
 impl Settings {
@@ -63,6 +66,14 @@ pub struct Document {
     /// The agency's id of the document: 1 to [`MAX_DOCUMENT_ID_BYTES`] bytes, decided once.
     pub id: String,
     pub image: InputTensor,
+}
+
+/// A citizen's text (a petition, a complaint, a form's free text) to decide on.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TextDocument {
+    /// The agency's id of the document: 1 to [`MAX_DOCUMENT_ID_BYTES`] bytes, decided once.
+    pub id: String,
+    pub text: String,
 }
 
 /// What was decided about a document, by which model, and at whose request.
@@ -124,6 +135,12 @@ pub enum AgencyError {
     /// The model answered no label.
     #[error("the model answered no label")]
     NoLabel,
+    /// The endpoint needs a setting an admin has not made (`set_settings`).
+    #[error("this agency has no {setting} set")]
+    NotConfigured { setting: String },
+    /// One call names a document id twice.
+    #[error("document \"{document_id}\" appears twice in the batch")]
+    DuplicateDocument { document_id: String },
 }
 
 impl std::fmt::Display for AgencyRole {
@@ -163,6 +180,9 @@ inference_client::typed_endpoints! {
     /// Classifies a citizen's document and records the decision (decisions are immutable; the
     /// first call for an id wins).
     Update decide(document: &Document) -> Result<Decision, AgencyError>;
+    /// Classifies a batch of citizens' texts with the agency's text model in one call to the
+    /// inference canister and records a decision for each, in request order (all or none).
+    Update decide_texts(documents: &[TextDocument]) -> Result<Vec<Decision>, AgencyError>;
 
     // ----- readers and admins -----
     /// One document's decision, if it was decided.

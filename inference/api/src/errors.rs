@@ -143,6 +143,9 @@ pub enum InferenceError {
     /// Continuing in the next message failed.
     #[error("continuing in a new message failed: {0}")]
     CallFailed(String),
+    /// The texts of `classify_text` or `embed_text` were refused.
+    #[error(transparent)]
+    Text(#[from] crate::TextError),
 }
 
 /// Errors of the polling endpoints (`submit`, `status`, `result`, `cancel`).

@@ -16,11 +16,13 @@ mod jobs;
 mod registry;
 #[cfg(feature = "storable")]
 mod storable;
+mod text;
 
 pub use admin::*;
 pub use errors::*;
 pub use inference::*;
 pub use jobs::*;
 pub use registry::*;
+pub use text::*;
 
 pub use candid::Principal;

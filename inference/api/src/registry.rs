@@ -230,6 +230,15 @@ pub struct ModelInfo {
     /// The upload this version was finished from (absent for versions older than the field),
     /// so finishing the same upload again returns this version instead of a second one.
     pub upload_id: Option<u64>,
+    /// A text model's bundle: its tokenizer is the file's tail (`size` counts both).
+    pub text: Option<crate::TextSpec>,
+}
+
+impl ModelInfo {
+    /// Bytes of the ONNX model: the whole file less a text model's tokenizer.
+    pub fn model_bytes(&self) -> u64 {
+        self.size - self.text.as_ref().map_or(0, |t| t.tokenizer_bytes)
+    }
 }
 
 /// Where a page of `list_models` starts: after this version.
@@ -263,6 +272,8 @@ pub struct UploadRequest {
     /// (`max_shape`); taken from the model when absent. Symbolic dimensions left at -1 stay
     /// symbolic: each call gives them their values.
     pub inputs: Option<Vec<TensorSpec>>,
+    /// A text model: the file is the ONNX model followed by its tokenizer (see [`TextSpec`]).
+    pub text: Option<crate::TextSpec>,
 }
 
 /// Returned by `upload_start`.

@@ -69,7 +69,7 @@ pub fn accepts_ingress(method: &str, caller: Principal, arg_bytes: usize) -> boo
         return false;
     }
     match method {
-        "classify" | "infer" | "submit" | "cancel" => inference_caller(caller).is_ok(),
+        "classify" | "classify_text" | "embed_text" | "infer" | "submit" | "cancel" => inference_caller(caller).is_ok(),
         "yield_message" | "build_plan" => false,
         _ => maintainer(caller).is_ok(),
     }

@@ -7,6 +7,8 @@
 mod api;
 mod args;
 mod auth;
+#[cfg(target_arch = "wasm32")]
+mod entropy;
 mod inference;
 mod jobs;
 pub mod lifecycle;
@@ -15,6 +17,7 @@ mod pool;
 mod quota;
 mod registry_api;
 mod state;
+mod text;
 
 use candid::Principal;
 use ic_cdk::api::msg_caller;
@@ -299,6 +302,24 @@ async fn classify_query(request: ClassifyRequest) -> Result<Classification, Infe
     let input = std::slice::from_ref(&request.input);
     let outcome = inference::run(caller, auth::inference_caller, info, input, true).await?;
     inference::classification(outcome, request.top_k)
+}
+
+/// Classifies a batch of texts with a text model (its tokenizer travels with it): labels and
+/// scores per text, in request order (allowed callers).
+#[update(decode_with = "args::input")]
+async fn classify_text(request: TextRequest) -> Result<TextClassification, InferenceError> {
+    let caller = msg_caller();
+    auth::inference_caller(caller)?;
+    text::classify_text(caller, request).await
+}
+
+/// One vector per text from a text embedding model, pooled as the bundle declares (allowed
+/// callers).
+#[update(decode_with = "args::input")]
+async fn embed_text(request: TextRequest) -> Result<TextEmbeddings, InferenceError> {
+    let caller = msg_caller();
+    auth::inference_caller(caller)?;
+    text::embed_text(caller, request).await
 }
 
 /// Runs a model and returns its raw output tensors.

@@ -105,6 +105,7 @@ pub async fn copy_version(
                 description: source.description.clone(),
                 labels: source.labels.clone(),
                 inputs: Some(source.inputs.clone()),
+                text: source.text.clone(),
             };
             start(owner, request)?.upload_id
         }

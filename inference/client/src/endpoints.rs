@@ -77,6 +77,11 @@ crate::typed_endpoints! {
     Update classify(request: &ClassifyRequest) -> Result<Classification, InferenceError>;
     /// `classify` in one query, for models that fit a query's budget.
     Query classify_query(request: &ClassifyRequest) -> Result<Classification, InferenceError>;
+    /// Classifies a batch of texts with a text model (tokenized in the canister by the
+    /// version's own tokenizer): labels and scores per text.
+    Update classify_text(request: &TextRequest) -> Result<TextClassification, InferenceError>;
+    /// One pooled vector per text from a text embedding model.
+    Update embed_text(request: &TextRequest) -> Result<TextEmbeddings, InferenceError>;
     /// Runs a model and returns its raw output tensors.
     Update infer(model: &str, version: Option<u32>, inputs: &[InputTensor]) -> Result<Inference, InferenceError>;
     /// Instructions per node of the plan (maintainers).

@@ -31,6 +31,7 @@ pub mod quota;
 pub mod registry;
 pub mod selftest;
 pub mod stable;
+pub mod text;
 pub mod types;
 pub mod upload_progress;
 

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::candid_storable;
 use crate::model;
 use crate::stable::{self, Mem, StableLayout};
+use crate::text;
 use crate::types::*;
 use crate::upload_progress::UploadProgress;
 
@@ -243,6 +244,17 @@ impl<M: Memory> Registry<M> {
         for input in request.inputs.iter().flatten() {
             input.check_declaration().map_err(RegistryError::InvalidRequest)?;
         }
+        if let Some(text) = &request.text {
+            if text.tokenizer_bytes == 0 || text.tokenizer_bytes >= request.size {
+                return invalid(format!(
+                    "tokenizer_bytes is {}: the tokenizer is the file's tail, after a model of at least one byte",
+                    text.tokenizer_bytes
+                ));
+            }
+            if text.tokenizer_sha256.len() != 32 {
+                return invalid("tokenizer_sha256 must be 32 bytes".into());
+            }
+        }
         let chunk_count = request.size.div_ceil(request.chunk_size as u64);
         if chunk_count > MAX_CHUNKS as u64 {
             return Err(RegistryError::TooManyChunks { chunk_count, max: MAX_CHUNKS });
@@ -398,7 +410,9 @@ impl<M: Memory> Registry<M> {
         if actual != session.request.sha256 {
             return Err(self.drop_corrupt_chunks(progress, actual));
         }
-        let inspection = model::inspect(&bytes).map_err(RegistryError::InvalidModel)?;
+        let model_len = session.request.size - session.request.text.as_ref().map_or(0, |t| t.tokenizer_bytes);
+        let (model_bytes, tokenizer) = bytes.split_at(model_len as usize);
+        let inspection = model::inspect(model_bytes).map_err(RegistryError::InvalidModel)?;
         if !inspection.unsupported.is_empty() {
             return Err(RegistryError::UnsupportedOperators(inspection.unsupported));
         }
@@ -417,6 +431,16 @@ impl<M: Memory> Registry<M> {
                 "input \"{}\" has an element type no call can send (strings, sequences or maps)",
                 i.name
             )));
+        }
+        if let Some(text) = &request.text {
+            if Sha256::digest(tokenizer).as_slice() != text.tokenizer_sha256 {
+                // As a contradicted input declaration: the upload can never finish.
+                self.forget_upload(upload_id);
+                return Err(RegistryError::InvalidRequest(
+                    "the file's tail is not the tokenizer declared (its sha256 differs): check tokenizer_bytes".into(),
+                ));
+            }
+            text::check_bundle(text, &inputs, tokenizer).map_err(RegistryError::InvalidModel)?;
         }
         let labels = if !request.labels.is_empty() {
             request.labels.clone()
@@ -446,6 +470,7 @@ impl<M: Memory> Registry<M> {
             uploaded_at_ns: session.started_at_ns,
             blob: session.blob,
             upload_id: Some(upload_id),
+            text: request.text.clone(),
         };
         self.lineage.insert(info.name.clone(), lineage);
         self.models.insert(VersionKey::new(&info.name, version), info.clone());
@@ -592,9 +617,15 @@ impl<M: Memory> Registry<M> {
         self.active.get(&name.to_string()).map(|a| a.current)
     }
 
-    /// The model's bytes.
+    /// The ONNX model's bytes (without a text model's tokenizer).
     pub fn bytes(&self, info: &ModelInfo) -> Vec<u8> {
-        self.read_blob(info.blob, info.size)
+        self.read_blob(info.blob, info.model_bytes())
+    }
+
+    /// A text model's tokenizer file.
+    pub fn tokenizer_bytes(&self, info: &ModelInfo) -> Option<Vec<u8>> {
+        let text = info.text.as_ref()?;
+        Some(self.bytes_range(info, info.model_bytes(), text.tokenizer_bytes))
     }
 
     /// Bytes `offset..offset + len` of a version's file (cut at its end).

@@ -44,6 +44,7 @@ fn request(name: &str, bytes: &[u8]) -> UploadRequest {
             dtype: DType::F32,
             max_shape: None,
         }]),
+        text: None,
     }
 }
 

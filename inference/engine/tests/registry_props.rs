@@ -94,6 +94,7 @@ fn oracle(content: &[u8]) -> Inspection {
         description: String::new(),
         labels: vec![],
         inputs: None,
+        text: None,
     };
     let t = r.start_upload(&mut layout, request, Principal::anonymous(), 0, NO_LIMITS).unwrap();
     r.put_chunk(t.upload_id, 0, content.to_vec(), sha(content), ADMIN).unwrap();
@@ -534,6 +535,7 @@ impl Reference {
             uploaded_at_ns: u.at,
             blob: u.blob,
             upload_id: Some(id),
+            text: None,
         };
         self.models.insert((name, version), (info.clone(), u.data));
         self.retired.push(id);
@@ -719,6 +721,7 @@ fn apply(real: &mut Real, model: &mut Reference, op: &Op, step: u64) -> Result<(
                 inputs: pin_inputs.then(|| {
                     vec![TensorSpec { name: "x".into(), shape: vec![1, 4], dtype: DType::F32, max_shape: None }]
                 }),
+                text: None,
             };
             let by = Principal::from_slice(&[caller + 1]);
             let at = 1_000 * step;

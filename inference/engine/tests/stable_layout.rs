@@ -102,6 +102,7 @@ fn request(name: &str, bytes: &[u8], description: &str) -> UploadRequest {
         description: description.into(),
         labels: vec!["neg".into(), "pos".into()],
         inputs: None,
+        text: None,
     }
 }
 
@@ -298,6 +299,13 @@ fn the_stable_layout_is_unchanged() {
 #[test]
 fn todays_stable_memory_still_reads() {
     reads_the_golden_state(&golden("stable_image.txt"), Some(USED), true);
+}
+
+/// Layout 5 as written before text models: records without the `text` field (an added
+/// candid `opt` field, read as absent; no migration needed).
+#[test]
+fn layout_version_5_before_text_models_still_reads() {
+    reads_the_golden_state(&golden("stable_image_v5_before_text.txt"), Some(USED), true);
 }
 
 /// Layout 4 (before pools): no peers.

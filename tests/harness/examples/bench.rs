@@ -30,6 +30,8 @@ struct Bench {
     macs: Option<u64>,
     /// Records (rows, images) classified in the call, and tree nodes visited, when counted.
     records: Option<u64>,
+    /// Tokens a text model saw in the call (padding included: the model computes it).
+    tokens: Option<u64>,
     visits: Option<u64>,
     /// Instructions of the tree ensemble's node alone (from `profile`).
     ensemble_instructions: Option<u64>,
@@ -74,6 +76,7 @@ impl Runner {
             stable_increase: after.1.saturating_sub(before.1),
             macs,
             records: None,
+            tokens: None,
             visits: None,
             ensemble_instructions: None,
             note,
@@ -104,7 +107,7 @@ fn inferred() -> Vec<(&'static str, String)> {
 fn main() {
     let d = Deployment::new("rapidocr_cls.fp32");
     let mut r = Runner { d, results: vec![], planned: 0 };
-    r.planned = 5 + inferred().len() + 1 + 4 + 1 + GENERIC_BASELINE.len() + BATCHED;
+    r.planned = 5 + inferred().len() + 1 + 4 + 1 + GENERIC_BASELINE.len() + BATCHED + TEXT_LENGTHS.len();
     r.d.as_admin(calls::allow_caller(user(5))).unwrap();
     eprintln!("backend: {}", r.d.ic.backend_name());
 
@@ -121,6 +124,7 @@ fn main() {
             description: String::new(),
             labels: vec![],
             inputs: Some(specs(&big)),
+            text: None,
         };
         let (t, _) = d.call(maintainer, calls::upload_start(&request));
         let id = t.unwrap().unwrap().upload_id;
@@ -259,6 +263,7 @@ fn main() {
     }
 
     batches(&mut r);
+    texts(&mut r);
 
     report(&r.results);
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/results.yml");
@@ -266,6 +271,50 @@ fn main() {
     std::fs::write(&path, yaml(&r.results)).unwrap();
     std::fs::write(path.with_file_name("profile.md"), profile_report(&profiles)).unwrap();
     eprintln!("wrote {} and profile.md", path.display());
+}
+
+/// Token counts the text encoder is measured at (the 32, 128 and 512).
+const TEXT_LENGTHS: [usize; 3] = [32, 128, 512];
+
+/// A MiniLM-L6-shaped BERT encoder (6 layers, 384 wide, dynamic int8, random weights) through
+/// `embed_text`: one text of exactly 32, 128 and 512 tokens (no padding), tokenized in the
+/// canister; instructions per token and per MAC. Each length is called once first to build its
+/// plan.
+fn texts(r: &mut Runner) {
+    use inference_api::{Pooling, TextRequest, TextSpec, TextTask, Truncation};
+    r.d = Deployment::new("texts");
+    r.d.as_admin(calls::allow_caller(user(5))).unwrap();
+    let model = model_testdata::text::file("bert_l6.dyn_u8.onnx");
+    let tokenizer = model_testdata::text::file("wordpiece.json");
+    let embed = TextTask::Embed { pooling: Pooling::Mean, normalize: true };
+    r.d.publish_text("bert-l6", "bert_l6.dyn_u8.onnx", "wordpiece.json", 512, Truncation::Refuse, embed, &[]);
+    let spec = TextSpec {
+        tokenizer_bytes: tokenizer.len() as u64,
+        tokenizer_sha256: sha256(&tokenizer),
+        max_tokens: 512,
+        truncation: Truncation::Refuse,
+        task: embed,
+    };
+    let local = inference_engine::text::TextTokenizer::new(&tokenizer, &spec).unwrap();
+    for tokens in TEXT_LENGTHS {
+        // One word that is one token, repeated: [CLS] + words + [SEP] is exactly `tokens`.
+        let text = vec!["english"; tokens - 2].join(" ");
+        assert_eq!(local.encode(0, &text).unwrap().ids.len(), tokens);
+        let shape =
+            |name: &str| inference_api::TensorSpec::new(name, vec![1, tokens as i64], inference_api::DType::I64);
+        let specs = ["input_ids", "attention_mask", "token_type_ids"].map(shape);
+        let macs = inference_engine::model::macs(&model, &specs).ok();
+        let request =
+            TextRequest { model: "bert-l6".into(), version: None, texts: vec![text.as_str().into()], top_k: None };
+        r.d.call(user(5), calls::embed_text(&request)).0.unwrap().unwrap();
+        r.bench(&format!("embed_text/bert_l6.dyn_u8/tokens_{tokens}"), macs, |d| {
+            let (res, c) = d.call(user(5), calls::embed_text(&request));
+            let out = res.unwrap().unwrap();
+            let note = "tokenizer + int8 encoder + mean pooling, one text, plan built".to_string();
+            (c, out.instructions, out.messages as u64, note)
+        });
+        r.results.last_mut().unwrap().tokens = Some(tokens as u64);
+    }
 }
 
 /// How many benchmarks [`batches`] records.
@@ -480,6 +529,9 @@ fn yaml(results: &[Bench]) -> String {
         }
         if let Some(n) = b.records {
             let _ = writeln!(y, "    records: {n}\n    instructions_per_record: {}", b.instructions / n.max(1));
+        }
+        if let Some(n) = b.tokens {
+            let _ = writeln!(y, "    tokens: {n}\n    instructions_per_token: {}", b.instructions / n.max(1));
         }
         if let (Some(v), Some(e)) = (b.visits, b.ensemble_instructions) {
             let _ = writeln!(

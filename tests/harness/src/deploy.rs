@@ -6,9 +6,11 @@ use std::cell::RefCell;
 
 use agency_api::{Roles, Settings};
 use candid::{CandidType, Principal};
-use inference_api::{Config, InitArgs, Kernels, ModelInfo, RoleError, TensorSpec, UploadRequest};
+use inference_api::{
+    Config, InitArgs, Kernels, ModelInfo, RoleError, TensorSpec, TextSpec, TextTask, Truncation, UploadRequest,
+};
 use inference_client::{calls, Call, CallError, InferenceClient, Transport};
-use inference_tools::upload::{upload, UploadError, UploadOptions};
+use inference_tools::upload::{text_bundle, upload, UploadError, UploadOptions};
 use serde::de::DeserializeOwned;
 
 use crate::{canister_wasm, user, CallCost, Ic};
@@ -78,7 +80,12 @@ impl Deployment {
     /// [`Deployment::agency`].
     pub fn install_agency(&mut self, model: &str) -> Principal {
         let agency = self.ic.create_canister(self.controller);
-        let settings = Settings { inference_canister: self.inference, model: model.to_string(), max_decisions: None };
+        let settings = Settings {
+            inference_canister: self.inference,
+            model: model.to_string(),
+            max_decisions: None,
+            text_model: None,
+        };
         let roles = Roles { users: vec![user(AGENCY_USER)], readers: vec![user(AGENCY_USER)] };
         self.ic
             .install_canister(
@@ -203,9 +210,17 @@ impl Deployment {
         inputs: Option<Vec<TensorSpec>>,
         options: &UploadOptions,
     ) -> Result<ModelInfo, UploadError> {
-        let client =
-            InferenceClient::new(IcTransport { ic: RefCell::new(&mut *self.ic), canister: self.inference, sender });
-        let request = UploadRequest {
+        self.upload_request(sender, bytes, Self::request(name, labels, inputs, None), options)
+    }
+
+    /// An upload's declaration; the uploader fills in size, sha256 and chunk size.
+    pub fn request(
+        name: &str,
+        labels: Vec<String>,
+        inputs: Option<Vec<TensorSpec>>,
+        text: Option<TextSpec>,
+    ) -> UploadRequest {
+        UploadRequest {
             name: name.into(),
             size: 0,
             sha256: vec![],
@@ -213,8 +228,49 @@ impl Deployment {
             description: String::new(),
             labels,
             inputs,
-        };
+            text,
+        }
+    }
+
+    /// Uploads `bytes` as `request` declares them through the chunked uploader as `sender`.
+    pub fn upload_request(
+        &mut self,
+        sender: Principal,
+        bytes: &[u8],
+        request: UploadRequest,
+        options: &UploadOptions,
+    ) -> Result<ModelInfo, UploadError> {
+        let client =
+            InferenceClient::new(IcTransport { ic: RefCell::new(&mut *self.ic), canister: self.inference, sender });
         futures::executor::block_on(upload(&client, bytes, request, options, &()))
+    }
+
+    /// Uploads a text model and its tokenizer (`models/text/<file>`) as one bundle, as the
+    /// maintainer, in 1 MiB chunks, and activates it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn publish_text(
+        &mut self,
+        name: &str,
+        model: &str,
+        tokenizer: &str,
+        max_tokens: u32,
+        truncation: Truncation,
+        task: TextTask,
+        labels: &[&str],
+    ) -> ModelInfo {
+        let (bundle, spec) = text_bundle(
+            &model_testdata::text::file(model),
+            &model_testdata::text::file(tokenizer),
+            max_tokens,
+            truncation,
+            task,
+        );
+        let labels = labels.iter().map(|s| s.to_string()).collect();
+        let request = Self::request(name, labels, None, Some(spec));
+        let maintainer = self.maintainer;
+        let info = self.upload_request(maintainer, &bundle, request, &Self::upload_options(1 << 20)).expect("upload");
+        self.call(maintainer, calls::activate(name, info.version)).0.expect("activate replies").expect("activate");
+        info
     }
 
     /// Uploads a bundled model's test-case file as the maintainer and activates it.

@@ -65,6 +65,7 @@ fn upload_request(model: &[u8]) -> UploadRequest {
         description: String::new(),
         labels: vec![],
         inputs: None,
+        text: None,
     }
 }
 

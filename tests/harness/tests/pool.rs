@@ -174,6 +174,7 @@ fn a_copy_resumes_the_callers_unfinished_upload_of_the_same_file_and_chunks_past
         description: String::new(),
         labels: vec![],
         inputs: Some(source.inputs.clone()),
+        text: None,
     };
     let ticket = call(&mut *d.ic, second, maintainer, calls::upload_start(&request)).0.unwrap().unwrap();
     let bytes = c.model[..chunk.min(c.model.len())].to_vec();

@@ -58,6 +58,7 @@ fn a_real_model_survives_shuffling_duplicates_an_interruption_and_upgrades() {
             dtype: DType::F32,
             max_shape: None,
         }]),
+        text: None,
     };
     let maintainer = d.maintainer;
     let (t, _) = d.call(maintainer, calls::upload_start(&request));
@@ -146,6 +147,7 @@ fn bad_uploads_are_refused_with_typed_errors_and_the_active_version_keeps_servin
         description: String::new(),
         labels: vec![],
         inputs: None,
+        text: None,
     };
     let id = d.call(maintainer, calls::upload_start(&request)).0.unwrap().unwrap().upload_id;
     let bad =

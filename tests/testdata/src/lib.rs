@@ -161,3 +161,77 @@ pub fn tabular(name: &str) -> Tabular {
         onnxruntime_scores: npy_with_shape(&outputs[if classifier { 1 } else { 0 }]).1,
     }
 }
+
+/// The text models of `models/text` (made by tools/prepare/text_models.py).
+pub mod text {
+    use super::{models_dir, npy_i64, npy_with_shape};
+
+    /// `models/text/<file>`'s bytes.
+    pub fn file(name: &str) -> Vec<u8> {
+        let path = models_dir().join("text").join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// Each sample text's token ids, by tokenizer name.
+    pub type TokenIds = Vec<(String, Vec<Vec<u32>>)>;
+
+    /// The sample texts and the ids Python's `tokenizers` gives them, per tokenizer
+    /// (`wordpiece`, `bpe`, `unigram`, `all_minilm_l6`).
+    pub fn golden_tokens() -> (Vec<String>, TokenIds) {
+        let json: serde_json::Value = serde_json::from_slice(&file("tokens.json")).unwrap();
+        let sample = json["sample"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect();
+        let ids = json["ids"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, texts)| {
+                let texts = texts
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|ids| ids.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect())
+                    .collect();
+                (name.clone(), texts)
+            })
+            .collect();
+        (sample, ids)
+    }
+
+    /// A text model's golden case: the sample's inputs as the canister pads them, and
+    /// onnxruntime's outputs for them.
+    pub struct TextCase {
+        pub model: Vec<u8>,
+        /// (name, [rows, tokens], values) in the model's input order.
+        pub inputs: Vec<(String, Vec<usize>, Vec<i64>)>,
+        /// (name, shape, values).
+        pub outputs: Vec<(String, Vec<usize>, Vec<f32>)>,
+    }
+
+    pub fn case(name: &str) -> TextCase {
+        let dir = models_dir().join("text").join("testdata").join(name);
+        let json: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("case.json")).unwrap()).unwrap();
+        let names = |key: &str| {
+            json[key].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect::<Vec<_>>()
+        };
+        let inputs = names("inputs")
+            .into_iter()
+            .map(|n| {
+                let path = dir.join(format!("{n}.npy"));
+                (n, shape_of(&path), npy_i64(&path))
+            })
+            .collect();
+        let outputs = names("outputs")
+            .into_iter()
+            .map(|n| {
+                let (shape, values) = npy_with_shape(&dir.join(format!("{n}.npy")));
+                (n, shape, values)
+            })
+            .collect();
+        TextCase { model: file(json["model"].as_str().unwrap()), inputs, outputs }
+    }
+
+    fn shape_of(path: &std::path::Path) -> Vec<usize> {
+        let array: ndarray::ArrayD<i64> = ndarray_npy::read_npy(path).unwrap();
+        array.shape().to_vec()
+    }
+}

@@ -16,11 +16,11 @@ use clap::{Parser, Subcommand};
 use ic_agent::identity::{AnonymousIdentity, BasicIdentity, Secp256k1Identity};
 use ic_agent::{Agent, Identity};
 use indicatif::{ProgressBar, ProgressStyle};
-use inference_api::{ChunkRange, ModelInfo, TensorSpec, UploadRequest};
+use inference_api::{ChunkRange, ModelInfo, Pooling, TensorSpec, TextTask, Truncation, UploadRequest};
 use inference_client::{pool, CallError, InferenceClient};
 use inference_tools::agent::AgentTransport;
 use inference_tools::capacity;
-use inference_tools::upload::{activate_verified, upload, Progress, UploadOptions, DEFAULT_CHUNK_BYTES};
+use inference_tools::upload::{activate_verified, text_bundle, upload, Progress, UploadOptions, DEFAULT_CHUNK_BYTES};
 use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
@@ -160,6 +160,47 @@ struct UploadArgs {
     /// it again, e.g. with other labels).
     #[arg(long)]
     force: bool,
+    /// A text model: its tokenizer (a Hugging Face tokenizer.json), uploaded with the model as
+    /// one file, verified, versioned and activated together.
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// A text model's longest text in tokens, special tokens included.
+    #[arg(long, default_value_t = 512, requires = "tokenizer")]
+    max_tokens: u32,
+    /// Keep a longer text's first `--max-tokens` tokens instead of refusing it.
+    #[arg(long, requires = "tokenizer")]
+    truncate: bool,
+    /// What a text model's output is.
+    #[arg(long, value_enum, default_value = "classify-logits", requires = "tokenizer")]
+    task: TextTaskArg,
+}
+
+/// `--task`: how the canister reads a text model's output.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum TextTaskArg {
+    /// Scores per text from logits (softmax applied).
+    ClassifyLogits,
+    /// Scores per text that are already probabilities.
+    ClassifyProbabilities,
+    /// A unit vector per text: the mean over its tokens (sentence-transformers).
+    EmbedMean,
+    /// A unit vector per text: its first token's ([CLS]).
+    EmbedCls,
+    /// The model's own vector per text, unit length.
+    EmbedPooled,
+}
+
+impl From<TextTaskArg> for TextTask {
+    fn from(t: TextTaskArg) -> TextTask {
+        let embed = |pooling| TextTask::Embed { pooling, normalize: true };
+        match t {
+            TextTaskArg::ClassifyLogits => TextTask::Classify { softmax: true },
+            TextTaskArg::ClassifyProbabilities => TextTask::Classify { softmax: false },
+            TextTaskArg::EmbedMean => embed(Pooling::Mean),
+            TextTaskArg::EmbedCls => embed(Pooling::Cls),
+            TextTaskArg::EmbedPooled => embed(Pooling::Pooled),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -633,9 +674,26 @@ async fn upload_file(c: &InferenceClient<AgentTransport>, args: &UploadArgs, act
         chunk_bytes,
         parallel,
         force,
+        tokenizer,
+        max_tokens,
+        truncate,
+        task,
         ..
     } = args;
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let (bytes, text) = match tokenizer {
+        None => (bytes, None),
+        Some(path) => {
+            let tokenizer = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let truncation = if *truncate { Truncation::KeepStart } else { Truncation::Refuse };
+            let (bundle, spec) = text_bundle(&bytes, &tokenizer, *max_tokens, truncation, (*task).into());
+            // The canister checks the same at the upload's finish; checked here first, nothing
+            // is sent for a bundle it would refuse.
+            let inputs = inference_engine::model::inspect(&bytes).map_err(|e| anyhow!(e))?.inputs;
+            inference_engine::text::check_bundle(&spec, &inputs, &tokenizer).map_err(|e| anyhow!(e))?;
+            (bundle, Some(spec))
+        }
+    };
     let mut labels = labels.clone();
     if let Some(f) = labels_file {
         labels.extend(std::fs::read_to_string(f)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from));
@@ -643,7 +701,8 @@ async fn upload_file(c: &InferenceClient<AgentTransport>, args: &UploadArgs, act
     let inputs = if input_shape.is_empty() && max_shape.is_empty() {
         None
     } else {
-        let summary = inference_engine::model::inspect(&bytes).map_err(|e| anyhow!(e))?;
+        let model_bytes = &bytes[..bytes.len() - text.as_ref().map_or(0, |t| t.tokenizer_bytes as usize)];
+        let summary = inference_engine::model::inspect(model_bytes).map_err(|e| anyhow!(e))?;
         let mut inputs = summary.inputs.clone();
         let first = inputs.first_mut().ok_or_else(|| anyhow!("the model declares no input"))?;
         if !input_shape.is_empty() {
@@ -660,6 +719,7 @@ async fn upload_file(c: &InferenceClient<AgentTransport>, args: &UploadArgs, act
         description: description.clone(),
         labels,
         inputs,
+        text,
     };
     let bar = ProgressBar::new(bytes.len() as u64);
     bar.set_style(ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}").unwrap());

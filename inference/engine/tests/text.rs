@@ -1,0 +1,243 @@
+//! Text models natively: the tokenizers give exactly the ids Python's `tokenizers` gives for
+//! Urdu, English and mixed-script text (WordPiece, byte-level BPE, Unigram, and the real
+//! all-MiniLM-L6-v2 tokenizer); a batch is padded exactly as the golden inputs were; and the
+//! models give onnxruntime's outputs for them (models/text, tools/prepare/text_models.py).
+
+use inference_api::{Pooling, TextError, TextInput, TextSpec, TextTask, Truncation};
+use inference_engine::executor::run_to_end;
+use inference_engine::model::{inspect, load};
+use inference_engine::text::{self, Encoded, TextTokenizer};
+use inference_engine::types::{DType, TensorSpec};
+use model_testdata::text::{case, file, golden_tokens};
+use sha2::{Digest, Sha256};
+use tract_onnx::prelude::*;
+
+fn spec(tokenizer: &[u8], max_tokens: u32, truncation: Truncation) -> TextSpec {
+    TextSpec {
+        tokenizer_bytes: tokenizer.len() as u64,
+        tokenizer_sha256: Sha256::digest(tokenizer).to_vec(),
+        max_tokens,
+        truncation,
+        task: TextTask::Embed { pooling: Pooling::Mean, normalize: true },
+    }
+}
+
+/// Each tokenizer as the bundles declare it: ours refuse long texts, all-MiniLM-L6-v2 keeps the
+/// first 256 tokens (sentence-transformers' setting, and the golden's).
+fn tokenizer(name: &str) -> TextTokenizer {
+    let (file_name, max, truncation) = match name {
+        "all_minilm_l6" => ("all_minilm_l6.tokenizer.json".to_string(), 256, Truncation::KeepStart),
+        other => (format!("{other}.json"), 512, Truncation::Refuse),
+    };
+    let bytes = file(&file_name);
+    TextTokenizer::new(&bytes, &spec(&bytes, max, truncation)).unwrap()
+}
+
+fn encode_all(tok: &TextTokenizer, texts: &[String]) -> Vec<Encoded> {
+    texts.iter().enumerate().map(|(i, t)| tok.encode(i as u32, t).unwrap()).collect()
+}
+
+#[test]
+fn every_tokenizer_gives_pythons_ids_for_urdu_english_and_mixed_script_text() {
+    let (sample, golden) = golden_tokens();
+    assert!(sample.iter().any(|t| t.contains("درخواست")) && sample.iter().any(|t| t.contains("petition")));
+    assert_eq!(golden.len(), 4, "wordpiece, bpe, unigram, all_minilm_l6");
+    for (name, expected) in golden {
+        let tok = tokenizer(&name);
+        for (i, (text, ids)) in sample.iter().zip(&expected).enumerate() {
+            let got = tok.encode(i as u32, text).unwrap();
+            assert_eq!(&got.ids, ids, "{name}: text {i} ({text})");
+        }
+        eprintln!("{name}: {} texts, ids equal to Python's", sample.len());
+    }
+}
+
+#[test]
+fn a_batch_is_padded_exactly_as_the_golden_inputs_are() {
+    let (sample, _) = golden_tokens();
+    for (model, tok) in [("langid", "wordpiece"), ("all_minilm_l6", "all_minilm_l6")] {
+        let c = case(model);
+        let tok = tokenizer(tok);
+        let specs: Vec<TensorSpec> =
+            c.inputs.iter().map(|(name, _, _)| TensorSpec::new(name, vec![-1, -1], DType::I64)).collect();
+        let inputs = text::model_inputs(&encode_all(&tok, &sample), &specs, tok.pad_id(), 512);
+        for ((name, shape, values), got) in c.inputs.iter().zip(&inputs) {
+            assert_eq!(got.shape, shape.iter().map(|&d| d as u64).collect::<Vec<_>>(), "{model}: {name}");
+            assert_eq!(got.data, inference_api::TensorData::I64(values.clone()), "{model}: {name}");
+        }
+    }
+}
+
+/// Runs a golden case's inputs through the model natively.
+fn run(model: &str) -> (Vec<f32>, Vec<usize>, model_testdata::text::TextCase) {
+    let c = case(model);
+    let inspection = inspect(&c.model).unwrap();
+    assert!(inspection.unsupported.is_empty(), "{model}: {:?}", inspection.unsupported);
+    let specs: Vec<TensorSpec> = c
+        .inputs
+        .iter()
+        .map(|(name, shape, _)| TensorSpec::new(name, shape.iter().map(|&d| d as i64).collect(), DType::I64))
+        .collect();
+    let loaded = load(&c.model, &specs, inspection.weight_format).unwrap();
+    let inputs: TVec<TValue> =
+        c.inputs.iter().map(|(_, shape, values)| Tensor::from_shape(shape, values).unwrap().into()).collect();
+    let out = run_to_end(&loaded.plan, inputs).unwrap();
+    let first = out[0].cast_to::<f32>().unwrap();
+    let values = first.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
+    let shape = out[0].shape().to_vec();
+    (values, shape, c)
+}
+
+fn worst(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn the_language_identifier_gives_onnxruntimes_logits_in_f32_and_dynamic_int8() {
+    let (sample, _) = golden_tokens();
+    for (model, tolerance) in [("langid", 1e-5), ("langid.dyn_u8", 1e-2)] {
+        let (got, shape, c) = run(model);
+        let (_, expected_shape, expected) = &c.outputs[0];
+        assert_eq!(&shape, expected_shape, "{model}");
+        let classes = shape[1];
+        let difference = worst(&got, expected);
+        assert!(difference <= tolerance, "{model}: logits differ from onnxruntime's by {difference}");
+        for (row, _) in sample.iter().enumerate() {
+            let range = row * classes..(row + 1) * classes;
+            assert_eq!(
+                model_testdata::argmax(&got[range.clone()]),
+                model_testdata::argmax(&expected[range]),
+                "{model}: text {row}"
+            );
+        }
+        eprintln!("{model}: logits within {difference:.1e} of onnxruntime's, argmax equal for every text");
+    }
+}
+
+#[test]
+fn bert_encoders_give_onnxruntimes_hidden_states() {
+    // all-MiniLM-L6-v2's int8 weights are dequantized in the graph (f32 arithmetic); the
+    // random-weight MiniLM-L6-shaped encoder is onnxruntime's dynamic int8 (MatMulInteger).
+    for (model, tolerance) in [("all_minilm_l6", 1e-4), ("bert_l6.dyn_u8", 0.05)] {
+        let (got, shape, c) = run(model);
+        let (_, expected_shape, expected) = &c.outputs[0];
+        assert_eq!(&shape, expected_shape, "{model}");
+        // Padding rows and tokens are not compared: nothing reads them.
+        let mask = &c.inputs.iter().find(|(n, _, _)| n == "attention_mask").unwrap().2;
+        let dim = shape[2];
+        let (mut difference, mut compared) = (0f32, 0);
+        for (token, &m) in mask.iter().enumerate() {
+            if m == 1 {
+                let range = token * dim..(token + 1) * dim;
+                difference = difference.max(worst(&got[range.clone()], &expected[range]));
+                compared += 1;
+            }
+        }
+        assert!(difference <= tolerance, "{model}: hidden states differ from onnxruntime's by {difference}");
+        eprintln!("{model}: {compared} tokens' hidden states within {difference:.1e} of onnxruntime's");
+    }
+}
+
+#[test]
+fn mean_pooled_minilm_vectors_match_onnxruntimes_and_rank_similar_texts_first() {
+    let (sample, _) = golden_tokens();
+    let (got, shape, c) = run("all_minilm_l6");
+    let tok = tokenizer("all_minilm_l6");
+    let encoded = encode_all(&tok, &sample);
+    let ours = text::pool(&got, &shape, &encoded, Pooling::Mean, true).unwrap();
+    let theirs = text::pool(&c.outputs[0].2, &shape, &encoded, Pooling::Mean, true).unwrap();
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    for (i, (a, b)) in ours.iter().zip(&theirs).enumerate() {
+        assert!((dot(a, a) - 1.0).abs() < 1e-5, "text {i}: not unit length");
+        assert!(dot(a, b) > 0.9999, "text {i}: cosine with onnxruntime's vector is {}", dot(a, b));
+    }
+}
+
+#[test]
+fn minilm_through_our_tokenizer_and_padding_places_paraphrases_together() {
+    // A real sentence encoder, end to end natively: tokenized and padded here, pooled here.
+    let texts: Vec<String> = [
+        "There is no water in our street since Monday.",
+        "Our area's water supply has been cut off.",
+        "I want to renew my driving licence.",
+    ]
+    .map(String::from)
+    .to_vec();
+    let tok = tokenizer("all_minilm_l6");
+    let encoded = encode_all(&tok, &texts);
+    let model = file("all_minilm_l6.int8w.onnx");
+    let specs = inspect(&model).unwrap().inputs;
+    let inputs = text::model_inputs(&encoded, &specs, tok.pad_id(), 256);
+    let concrete: Vec<TensorSpec> = specs
+        .iter()
+        .zip(&inputs)
+        .map(|(s, i)| s.with_shape(&i.shape.iter().map(|&d| d as usize).collect::<Vec<_>>()))
+        .collect();
+    let loaded = load(&model, &concrete, inference_api::WeightFormat::Int8).unwrap();
+    let values: TVec<TValue> = inputs
+        .iter()
+        .map(|i| {
+            let shape: Vec<usize> = i.shape.iter().map(|&d| d as usize).collect();
+            let inference_api::TensorData::I64(v) = &i.data else { panic!("i64 inputs") };
+            Tensor::from_shape(&shape, v).unwrap().into()
+        })
+        .collect();
+    let out = run_to_end(&loaded.plan, values).unwrap();
+    let hidden = out[0].try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
+    let v = text::pool(&hidden, out[0].shape(), &encoded, Pooling::Mean, true).unwrap();
+    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    let (paraphrase, unrelated) = (dot(&v[0], &v[1]), dot(&v[0], &v[2]));
+    eprintln!("cosine: paraphrase {paraphrase:.3}, unrelated {unrelated:.3}");
+    assert!(paraphrase > unrelated + 0.2, "paraphrase {paraphrase}, unrelated {unrelated}");
+}
+
+#[test]
+fn bad_texts_get_typed_errors() {
+    let too_many: Vec<TextInput> = (0..65).map(|_| TextInput::from("a")).collect();
+    assert_eq!(text::texts_of(&[]), Err(TextError::NoTexts));
+    assert_eq!(text::texts_of(&too_many), Err(TextError::TooManyTexts { count: 65, max: 64 }));
+    assert_eq!(text::texts_of(&["ok".into(), " \n".into()]), Err(TextError::Empty { index: 1 }));
+    let invalid = TextInput::Utf8(serde_bytes::ByteBuf::from(b"ab\xffcd".to_vec()));
+    assert_eq!(text::texts_of(&["ok".into(), invalid]), Err(TextError::InvalidUtf8 { index: 1, valid_up_to: 2 }));
+    let urdu = TextInput::Utf8(serde_bytes::ByteBuf::from("درخواست".as_bytes().to_vec()));
+    assert_eq!(text::texts_of(&[urdu]).unwrap(), vec!["درخواست"]);
+
+    let bytes = file("wordpiece.json");
+    let strict = TextTokenizer::new(&bytes, &spec(&bytes, 8, Truncation::Refuse)).unwrap();
+    let long = "one two three four five six seven eight nine";
+    let tokens = tokenizer("wordpiece").encode(0, long).unwrap().ids.len() as u64;
+    assert!(tokens > 8);
+    assert_eq!(strict.encode(3, long), Err(TextError::TooLong { index: 3, tokens, max: 8 }));
+    let keeping = TextTokenizer::new(&bytes, &spec(&bytes, 8, Truncation::KeepStart)).unwrap();
+    let kept = keeping.encode(0, long).unwrap();
+    assert_eq!((kept.ids.len(), kept.truncated), (8, true));
+    assert_eq!(kept.ids.last(), strict.encode(0, "one").unwrap().ids.last(), "the last token is still [SEP]");
+    assert!(!keeping.encode(0, "one two").unwrap().truncated);
+}
+
+#[test]
+fn a_bundle_is_checked_at_upload() {
+    let bytes = file("wordpiece.json");
+    let ids = TensorSpec::new("input_ids", vec![-1, -1], DType::I64);
+    let mask = TensorSpec::new("attention_mask", vec![-1, -1], DType::I64);
+    let good = spec(&bytes, 128, Truncation::Refuse);
+    assert_eq!(text::check_bundle(&good, &[ids.clone(), mask.clone()], &bytes), Ok(()));
+    let image = TensorSpec::new("x", vec![1, 3, 48, 192], DType::F32);
+    assert!(text::check_bundle(&good, &[image], &bytes).unwrap_err().contains("\"x\""));
+    assert!(text::check_bundle(&good, std::slice::from_ref(&mask), &bytes).unwrap_err().contains("input_ids"));
+    let floats = TensorSpec::new("input_ids", vec![-1, -1], DType::F32);
+    assert!(text::check_bundle(&good, &[floats], &bytes).unwrap_err().contains("i64 or i32"));
+    let huge = TextSpec { max_tokens: 100_000, ..good.clone() };
+    assert!(text::check_bundle(&huge, std::slice::from_ref(&ids), &bytes).unwrap_err().contains("max_tokens"));
+    assert!(text::check_bundle(&good, &[ids], b"{not json").unwrap_err().contains("does not load"));
+}
+
+#[test]
+fn batches_take_few_shapes() {
+    assert_eq!(text::sequence_length(3, 512), 16);
+    assert_eq!(text::sequence_length(17, 512), 32);
+    assert_eq!(text::sequence_length(100, 100), 100, "never beyond max_tokens");
+    assert_eq!(text::sequence_length(600, 1000), 1000);
+    assert_eq!((text::batch_rows(1), text::batch_rows(3), text::batch_rows(12)), (1, 4, 16));
+}
