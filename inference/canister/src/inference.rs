@@ -484,7 +484,7 @@ async fn yield_message() -> Result<(), InferenceError> {
     })
 }
 
-fn model_ref(info: &ModelInfo) -> ModelRef {
+pub fn model_ref(info: &ModelInfo) -> ModelRef {
     ModelRef { name: info.name.clone(), version: info.version, sha256: info.sha256.clone() }
 }
 
@@ -493,6 +493,38 @@ fn flat(value: &TValue) -> Result<Vec<f32>, InferenceError> {
     let t = value.cast_to::<f32>().map_err(engine_error)?;
     let view = t.try_as_plain_ram().map_err(engine_error)?;
     Ok(view.as_slice::<f32>().map_err(engine_error)?.to_vec())
+}
+
+/// Rows of scores as a reply shows them: each row's `top_k` best (default 5), best first, the
+/// columns named by the version's labels when there is one per column (an SVM without
+/// probabilities scores pairs of classes, not classes), by their index otherwise.
+pub struct Ranking<'a> {
+    labels: Option<&'a [String]>,
+    top_k: usize,
+}
+
+impl<'a> Ranking<'a> {
+    /// Refused before any row is ranked when the reply would exceed its limit, rather than
+    /// trapping on it.
+    pub fn new(info: &'a ModelInfo, classes: usize, rows: usize, top_k: Option<u32>) -> Result<Self, InferenceError> {
+        let labels = Some(info.labels.as_slice()).filter(|l| l.len() == classes);
+        let top_k = (top_k.unwrap_or(5) as usize).min(classes);
+        let longest = labels.map_or(20, |l| l.iter().map(String::len).max().unwrap_or(0)) as u64;
+        let bytes = (rows as u64).saturating_mul((top_k as u64).saturating_mul(longest + 16) + 32);
+        if bytes > MAX_OUTPUT_BYTES {
+            return Err(InferenceError::OutputTooLarge { bytes, max: MAX_OUTPUT_BYTES });
+        }
+        Ok(Ranking { labels, top_k })
+    }
+
+    pub fn rank(&self, row: &[f32]) -> Vec<LabelScore> {
+        let mut ranked: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
+        // Best first; ties by index, so the order is deterministic.
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(self.top_k);
+        let name = |i: usize| self.labels.and_then(|l| l.get(i).cloned()).unwrap_or_else(|| i.to_string());
+        ranked.into_iter().map(|(i, score)| LabelScore { label: name(i), index: i as u32, score }).collect()
+    }
 }
 
 /// One classification per record: the scores are the first floating-point output, read as
@@ -516,32 +548,13 @@ pub fn classification(outcome: Outcome, top_k: Option<u32>) -> Result<Classifica
         .map(|v| v.cast_to::<i64>().and_then(|t| Ok(t.try_as_plain_ram()?.as_slice::<i64>()?.to_vec())))
         .transpose()
         .map_err(engine_error)?;
-    // Columns are named by the version's labels only when there is one per column (an SVM
-    // without probabilities scores pairs of classes, not classes).
-    let labels = Some(&outcome.info.labels).filter(|l| l.len() == classes);
-    let name = |i: usize| labels.and_then(|l| l.get(i).cloned()).unwrap_or_else(|| i.to_string());
-    // Refused before any record is built, rather than trapping on a reply over the limit.
-    let shown = (top_k.unwrap_or(5) as usize).min(classes) as u64;
-    let longest = labels.map_or(20, |l| l.iter().map(String::len).max().unwrap_or(0)) as u64;
-    let bytes = (records as u64).saturating_mul(shown.saturating_mul(longest + 16) + 32);
-    if bytes > MAX_OUTPUT_BYTES {
-        return Err(InferenceError::OutputTooLarge { bytes, max: MAX_OUTPUT_BYTES });
-    }
+    let ranking = Ranking::new(&outcome.info, classes, records, top_k)?;
     let records: Vec<RecordClassification> = scores
         .chunks_exact(classes)
         .enumerate()
-        .map(|(r, row)| {
-            let mut ranked: Vec<(usize, f32)> = row.iter().copied().enumerate().collect();
-            // Best first; ties by index, so the order is deterministic.
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            ranked.truncate(top_k.unwrap_or(5) as usize);
-            RecordClassification {
-                label: decisions.as_ref().map(|d| d[r].to_string()),
-                scores: ranked
-                    .into_iter()
-                    .map(|(i, score)| LabelScore { label: name(i), index: i as u32, score })
-                    .collect(),
-            }
+        .map(|(r, row)| RecordClassification {
+            label: decisions.as_ref().map(|d| d[r].to_string()),
+            scores: ranking.rank(row),
         })
         .collect();
     Ok(Classification {

@@ -8,12 +8,12 @@ use std::rc::Rc;
 
 use candid::Principal;
 use inference_api::{
-    InferenceError, LabelScore, ModelInfo, ModelRef, TextClassification, TextEmbedding, TextEmbeddings, TextError,
-    TextLabels, TextRequest, TextSpec, TextTask,
+    InferenceError, ModelInfo, TextClassification, TextEmbedding, TextEmbeddings, TextError, TextLabels, TextRequest,
+    TextSpec, TextTask,
 };
 use inference_engine::text::{self, Encoded, TextTokenizer};
 
-use crate::inference::{self, engine_error, Outcome, MAX_OUTPUT_BYTES};
+use crate::inference::{self, engine_error, model_ref, Outcome, Ranking, MAX_OUTPUT_BYTES};
 use crate::{auth, state};
 
 /// Tokenizers kept loaded (parsing a tokenizer file takes tens of millions of instructions).
@@ -100,10 +100,6 @@ fn scores_of(outcome: &Outcome) -> Result<(Vec<f32>, Vec<usize>), InferenceError
     Ok((plain.as_slice::<f32>().map_err(engine_error)?.to_vec(), value.shape().to_vec()))
 }
 
-fn model_ref(info: &ModelInfo) -> ModelRef {
-    ModelRef { name: info.name.clone(), version: info.version, sha256: info.sha256.clone() }
-}
-
 pub async fn classify_text(caller: Principal, request: TextRequest) -> Result<TextClassification, InferenceError> {
     let (outcome, encoded, spec) = run(caller, &request, true).await?;
     let TextTask::Classify { softmax } = spec.task else { unreachable!("checked by text_spec") };
@@ -116,13 +112,7 @@ pub async fn classify_text(caller: Principal, request: TextRequest) -> Result<Te
             )))
         }
     };
-    let labels = Some(&outcome.info.labels).filter(|l| l.len() == classes);
-    let top_k = (request.top_k.unwrap_or(5) as usize).min(classes);
-    let longest = labels.map_or(20, |l| l.iter().map(String::len).max().unwrap_or(0)) as u64;
-    let bytes = (encoded.len() as u64) * (top_k as u64 * (longest + 16) + 32);
-    if bytes > MAX_OUTPUT_BYTES {
-        return Err(InferenceError::OutputTooLarge { bytes, max: MAX_OUTPUT_BYTES });
-    }
+    let ranking = Ranking::new(&outcome.info, classes, encoded.len(), request.top_k)?;
     let texts = scores
         .chunks_exact(classes)
         .zip(&encoded)
@@ -131,18 +121,7 @@ pub async fn classify_text(caller: Principal, request: TextRequest) -> Result<Te
             if softmax {
                 text::softmax(&mut row);
             }
-            let mut ranked: Vec<(usize, f32)> = row.into_iter().enumerate().collect();
-            // Best first; ties by index, so the order is deterministic.
-            ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-            ranked.truncate(top_k);
-            let label = |i: usize| labels.and_then(|l| l.get(i).cloned()).unwrap_or_else(|| i.to_string());
-            TextLabels {
-                scores: ranked
-                    .into_iter()
-                    .map(|(i, score)| LabelScore { label: label(i), index: i as u32, score })
-                    .collect(),
-                tokens: e.count(),
-            }
+            TextLabels { scores: ranking.rank(&row), tokens: e.count() }
         })
         .collect();
     Ok(TextClassification {

@@ -226,3 +226,36 @@ fn a_bad_bundle_is_refused_and_the_serving_version_keeps_serving() {
     let answer = classify_as(&mut d, agency, &request(vec!["The petition was received.".into()])).unwrap();
     assert_eq!((answer.model.version, answer.texts[0].scores[0].label.as_str()), (1, "en"));
 }
+
+#[test]
+fn a_pool_member_copies_a_text_bundle_and_classifies_with_the_same_tokenizer() {
+    let mut d = deployed();
+    let (controller, maintainer, first) = (d.controller, d.maintainer, d.inference);
+    let second = d.ic.create_canister(controller);
+    let wasm = canister_harness::canister_wasm("inference_canister");
+    d.ic.install_canister(second, &wasm, candid::encode_args((None::<inference_api::InitArgs>,)).unwrap(), controller)
+        .expect("installs");
+    let role = |d: &mut Deployment, call: inference_client::Call<Result<(), inference_api::RoleError>>| {
+        canister_harness::call(&mut *d.ic, second, controller, call).0.unwrap().unwrap()
+    };
+    role(&mut d, calls::grant_maintainer(maintainer));
+    role(&mut d, calls::allow_caller(user(5)));
+    d.as_admin(calls::grant_maintainer(second)).unwrap();
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
+    let source = d.call(maintainer, calls::model_info(LANGID, None)).0.unwrap().unwrap();
+    let copy = canister_harness::call(&mut *d.ic, second, maintainer, calls::replicate(first, LANGID, source.version))
+        .0
+        .unwrap()
+        .expect("copied");
+    assert_eq!((copy.sha256.clone(), copy.text.clone()), (source.sha256.clone(), source.text.clone()));
+    canister_harness::call(&mut *d.ic, second, maintainer, calls::activate(LANGID, copy.version)).0.unwrap().unwrap();
+    let (sample, _) = golden_tokens();
+    let texts: Vec<TextInput> = sample.iter().map(|t| t.as_str().into()).collect();
+    let request = TextRequest { model: LANGID.into(), version: None, texts, top_k: Some(1) };
+    let here = d.call(user(5), calls::classify_text(&request)).0;
+    let there = canister_harness::call(&mut *d.ic, second, user(5), calls::classify_text(&request)).0;
+    let labels = |r: Result<Result<inference_api::TextClassification, InferenceError>, _>| {
+        r.unwrap().unwrap().texts.into_iter().map(|t| (t.scores[0].label.clone(), t.tokens)).collect::<Vec<_>>()
+    };
+    assert_eq!(labels(here), labels(there), "the copy answers as the original, token for token");
+}
