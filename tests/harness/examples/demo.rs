@@ -1,10 +1,12 @@
 //! The main job on the local replica: install the inference and agency canisters, upload a
 //! bundled real model through the chunked uploader, activate it, and classify documents from the
-//! agency canister (inter-canister), printing labels, instructions, messages, rounds and cycles.
+//! agency canister (inter-canister), printing labels, instructions, messages, rounds and cycles;
+//! then a text model (model + tokenizer) and a batch of Urdu, English and Hindi texts.
 
-use agency_api::{Decision, Document};
+use agency_api::{Decision, Document, Settings, TextDocument};
 use canister_harness::deploy::{Deployment, AGENCY_USER};
 use canister_harness::{canister_wasm, user, CallCost};
+use inference_api::{TextTask, Truncation};
 use inference_client::calls;
 use model_testdata::case;
 
@@ -76,6 +78,42 @@ fn main() {
         decision.label, decision.messages, decision.score
     );
     println!("  whole call: {}", show(&cost));
+    d.set_budget(30_000_000_000);
+
+    texts(&mut d);
+}
+
+/// A text model: the language identifier and its tokenizer uploaded as one bundle, then the
+/// agency decides a batch of citizens' texts in one call (tokenized in the inference canister).
+fn texts(d: &mut Deployment) {
+    let labels = ["en", "ur", "ar", "fa", "ps", "sd", "hi"];
+    let classify = TextTask::Classify { softmax: true };
+    let info = d.publish_text("langid", "langid.onnx", "wordpiece.json", 128, Truncation::KeepStart, classify, &labels);
+    println!(
+        "
+uploaded langid v{} (model + tokenizer.json, one file of {} bytes, sha256 {})",
+        info.version,
+        info.size,
+        hex(&info.sha256)
+    );
+    let settings = Settings { text_model: Some("langid".into()), ..d.agency_settings() };
+    let controller = d.controller;
+    d.call_agency(controller, agency_api::calls::set_settings(&settings)).0.unwrap().unwrap();
+    let texts = [
+        "The petition was received at the district office on Monday.",
+        "درخواست نمبر ۱۲۳۴ پر کارروائی جاری ہے",
+        "नमस्ते दुनिया, यह एक परीक्षण है",
+    ];
+    let documents: Vec<TextDocument> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| TextDocument { id: format!("petition-{i}"), text: t.to_string() })
+        .collect();
+    let (r, cost) = d.call_agency(user(AGENCY_USER), agency_api::calls::decide_texts(&documents));
+    for (text, decision) in texts.iter().zip(r.expect("decide_texts replies").expect("decisions")) {
+        println!("  {:<60} -> {} ({:.3})", text, decision.label, decision.score);
+    }
+    println!("  whole call (agency + inference, 3 texts): {}", show(&cost));
 }
 
 fn platform_kernels(d: &mut Deployment) -> String {

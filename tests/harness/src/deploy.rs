@@ -145,6 +145,15 @@ impl Deployment {
         out
     }
 
+    /// The agency canister's settings, as its controller reads them.
+    pub fn agency_settings(&mut self) -> Settings {
+        let controller = self.controller;
+        self.call_agency(controller, agency_api::calls::settings())
+            .0
+            .expect("settings replies")
+            .expect("an admin reads them")
+    }
+
     /// A typed call to the agency canister as `sender`.
     pub fn call_agency<R: CandidType + DeserializeOwned>(
         &mut self,
