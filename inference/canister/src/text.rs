@@ -78,6 +78,9 @@ async fn run(
 ) -> Result<(Outcome, Vec<Encoded>, TextSpec), InferenceError> {
     let info = inference::serving(&request.model, request.version)?;
     let spec = text_spec(&info, classify)?;
+    // Before tokenizing: a caller whose quota is spent gets no tokenization either (it would be
+    // charged, but only once its inference ran).
+    crate::quota::check(caller, ic_cdk::api::time())?;
     let texts = text::texts_of(&request.texts)?;
     let tokenizer = tokenizer_of(&info, &spec)?;
     let encoded =

@@ -259,3 +259,18 @@ fn a_pool_member_copies_a_text_bundle_and_classifies_with_the_same_tokenizer() {
     };
     assert_eq!(labels(here), labels(there), "the copy answers as the original, token for token");
 }
+
+#[test]
+fn a_caller_whose_quota_is_spent_gets_no_tokenization() {
+    let mut d = deployed();
+    let agency = d.agency;
+    // One inference spends a 1-instruction quota; the next is refused before any tokenizing.
+    d.configure(|c| c.instruction_quota_per_caller = 1);
+    let texts = request(vec!["The petition was received.".into()]);
+    assert!(classify_as(&mut d, agency, &texts).is_ok(), "the first call runs: the quota is checked before");
+    let refused = classify_as(&mut d, agency, &texts);
+    assert!(matches!(refused, Err(InferenceError::QuotaExceeded { .. })), "{refused:?}");
+    // The quota is checked before the texts are even read: an empty one is not reported.
+    let refused = classify_as(&mut d, agency, &request(vec!["".into()]));
+    assert!(matches!(refused, Err(InferenceError::QuotaExceeded { .. })), "{refused:?}");
+}
