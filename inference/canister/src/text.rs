@@ -85,7 +85,7 @@ async fn run(
     let tokenizer = tokenizer_of(&info, &spec)?;
     let encoded =
         texts.iter().enumerate().map(|(i, t)| tokenizer.encode(i as u32, t)).collect::<Result<Vec<_>, _>>()?;
-    let inputs = text::model_inputs(&encoded, &info.inputs, tokenizer.pad_id(), spec.max_tokens);
+    let inputs = text::model_inputs(&encoded, &info.inputs, tokenizer.pad_id(), spec.max_tokens)?;
     drop(tokenizer);
     let outcome = inference::run(caller, auth::inference_caller, info, &inputs, false).await?;
     Ok((outcome, encoded, spec))

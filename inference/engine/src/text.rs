@@ -169,14 +169,43 @@ pub fn batch_rows(texts: usize) -> usize {
     texts.next_power_of_two()
 }
 
+/// The batch's shape: rows and tokens, each the model's own where its input fixes them (a text
+/// or a batch beyond it refused), else the padded sizes of [`batch_rows`] and
+/// [`sequence_length`].
+fn batch_shape(encoded: &[Encoded], specs: &[TensorSpec], max_tokens: u32) -> Result<(usize, usize), TextError> {
+    let fixed = |dim: usize| specs.iter().find_map(|s| s.shape.get(dim).and_then(|&d| usize::try_from(d).ok()));
+    let longest = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+    let rows = match fixed(0) {
+        Some(rows) if encoded.len() > rows => {
+            return Err(TextError::TooManyTexts { count: encoded.len() as u64, max: rows as u32 })
+        }
+        Some(rows) => rows,
+        None => batch_rows(encoded.len()),
+    };
+    let seq = match fixed(1) {
+        Some(seq) => {
+            if let Some(index) = encoded.iter().position(|e| e.ids.len() > seq) {
+                let tokens = encoded[index].ids.len() as u64;
+                return Err(TextError::TooLong { index: index as u32, tokens, max: seq as u32 });
+            }
+            seq
+        }
+        None => sequence_length(longest, max_tokens),
+    };
+    Ok((rows, seq))
+}
+
 /// The model's inputs for a batch, in the model's input order: token ids padded with the
 /// tokenizer's pad id, the attention mask (0 on padding), token types and positions, as the
 /// model's element type. Rows beyond the texts are all padding (mask 0).
-pub fn model_inputs(encoded: &[Encoded], specs: &[TensorSpec], pad_id: u32, max_tokens: u32) -> Vec<InputTensor> {
-    let longest = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(1);
-    let seq = sequence_length(longest, max_tokens);
-    let rows = batch_rows(encoded.len());
-    specs
+pub fn model_inputs(
+    encoded: &[Encoded],
+    specs: &[TensorSpec],
+    pad_id: u32,
+    max_tokens: u32,
+) -> Result<Vec<InputTensor>, TextError> {
+    let (rows, seq) = batch_shape(encoded, specs, max_tokens)?;
+    Ok(specs
         .iter()
         .map(|spec| {
             let mut values = vec![0i64; rows * seq];
@@ -211,7 +240,7 @@ pub fn model_inputs(encoded: &[Encoded], specs: &[TensorSpec], pad_id: u32, max_
             };
             InputTensor { shape: vec![rows as u64, seq as u64], data }
         })
-        .collect()
+        .collect())
 }
 
 /// Probabilities from one row of logits (max-subtracted, so no overflow).

@@ -60,7 +60,7 @@ fn a_batch_is_padded_exactly_as_the_golden_inputs_are() {
         let tok = tokenizer(tok);
         let specs: Vec<TensorSpec> =
             c.inputs.iter().map(|(name, _, _)| TensorSpec::new(name, vec![-1, -1], DType::I64)).collect();
-        let inputs = text::model_inputs(&encode_all(&tok, &sample), &specs, tok.pad_id(), 512);
+        let inputs = text::model_inputs(&encode_all(&tok, &sample), &specs, tok.pad_id(), 512).unwrap();
         for ((name, shape, values), got) in c.inputs.iter().zip(&inputs) {
             assert_eq!(got.shape, shape.iter().map(|&d| d as u64).collect::<Vec<_>>(), "{model}: {name}");
             assert_eq!(got.data, inference_api::TensorData::I64(values.clone()), "{model}: {name}");
@@ -168,7 +168,7 @@ fn minilm_through_our_tokenizer_and_padding_places_paraphrases_together() {
     let encoded = encode_all(&tok, &texts);
     let model = file("all_minilm_l6.int8w.onnx");
     let specs = inspect(&model).unwrap().inputs;
-    let inputs = text::model_inputs(&encoded, &specs, tok.pad_id(), 256);
+    let inputs = text::model_inputs(&encoded, &specs, tok.pad_id(), 256).unwrap();
     let concrete: Vec<TensorSpec> = specs
         .iter()
         .zip(&inputs)
@@ -240,4 +240,24 @@ fn batches_take_few_shapes() {
     assert_eq!(text::sequence_length(100, 100), 100, "never beyond max_tokens");
     assert_eq!(text::sequence_length(600, 1000), 1000);
     assert_eq!((text::batch_rows(1), text::batch_rows(3), text::batch_rows(12)), (1, 4, 16));
+}
+
+#[test]
+fn a_model_that_fixes_its_batch_or_length_gets_exactly_that_shape() {
+    let tok = tokenizer("wordpiece");
+    let texts: Vec<String> = ["one", "one two three"].map(String::from).to_vec();
+    let encoded = encode_all(&tok, &texts);
+    let fixed = |rows: i64, seq: i64| {
+        ["input_ids", "attention_mask"].map(|n| TensorSpec::new(n, vec![rows, seq], DType::I64)).to_vec()
+    };
+    let inputs = text::model_inputs(&encoded, &fixed(-1, 64), tok.pad_id(), 512).unwrap();
+    assert_eq!(inputs[0].shape, vec![2, 64], "a fixed length is padded to, not the bucket");
+    let inputs = text::model_inputs(&encoded, &fixed(8, -1), tok.pad_id(), 512).unwrap();
+    assert_eq!(inputs[1].shape, vec![8, 16], "a fixed batch is filled with padding rows");
+    let longest = encoded[1].ids.len() as u64;
+    let short = fixed(-1, longest as i64 - 1);
+    let refused = text::model_inputs(&encoded, &short, tok.pad_id(), 512);
+    assert_eq!(refused, Err(TextError::TooLong { index: 1, tokens: longest, max: longest as u32 - 1 }));
+    let refused = text::model_inputs(&encoded, &fixed(1, -1), tok.pad_id(), 512);
+    assert_eq!(refused, Err(TextError::TooManyTexts { count: 2, max: 1 }));
 }
