@@ -1,7 +1,8 @@
 //! Prints the optimised plan of an ONNX model: one line per node, its operator and output fact.
-//! `cargo run -p inference-engine --example plan -- model.onnx 1,3,224,224`
+//! `cargo run -p inference-engine --example plan -- model.onnx 1,3,224,224` (a text model's
+//! inputs, ids and masks, all take the one shape given: `-- bert.onnx 1,128`)
 use inference_engine::model;
-use inference_engine::types::{DType, TensorSpec, WeightFormat};
+use inference_engine::types::{DType, TensorSpec};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -9,8 +10,12 @@ fn main() {
     let shape: Vec<i64> = args[2].split(',').map(|d| d.parse().unwrap()).collect();
     let info = model::inspect(&bytes).unwrap();
     let mut inputs = info.inputs.clone();
-    inputs[0] = TensorSpec { name: inputs[0].name.clone(), shape, dtype: DType::F32, max_shape: None };
-    let loaded = model::load(&bytes, &inputs, WeightFormat::F32).unwrap();
+    let text = inputs.iter().all(|i| matches!(i.dtype, DType::I64 | DType::I32));
+    for input in if text { &mut inputs[..] } else { &mut inputs[..1] } {
+        let dtype = if text { input.dtype } else { DType::F32 };
+        *input = TensorSpec { name: input.name.clone(), shape: shape.clone(), dtype, max_shape: None };
+    }
+    let loaded = model::load(&bytes, &inputs, info.weight_format).unwrap();
     let m = loaded.plan.model();
     for &n in loaded.plan.order_without_consts() {
         let node = m.node(n);

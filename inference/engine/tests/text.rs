@@ -139,6 +139,49 @@ fn bert_encoders_give_onnxruntimes_hidden_states() {
     }
 }
 
+/// The same inputs through plain tract (its own optimised plan, none of our passes).
+fn run_plain_tract(c: &model_testdata::text::TextCase) -> Vec<f32> {
+    let mut model = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .with_ignore_output_shapes(true)
+        .model_for_read(&mut &c.model[..])
+        .unwrap();
+    for (i, (_, shape, _)) in c.inputs.iter().enumerate() {
+        model.set_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), shape.clone())).unwrap();
+    }
+    let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+    let inputs: TVec<TValue> =
+        c.inputs.iter().map(|(_, shape, values)| Tensor::from_shape(shape, values).unwrap().into()).collect();
+    let out = plan.run(inputs).unwrap();
+    out[0].cast_to::<f32>().unwrap().try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec()
+}
+
+#[test]
+fn an_int8_encoders_products_run_on_our_kernel_with_tracts_exact_outputs() {
+    // Every MatMulInteger of the dynamic int8 encoder becomes an IntegerConv (1×1), none stays
+    // on tract's integer matrix product; the integer sums are exact, so the hidden states are
+    // plain tract's bit for bit.
+    let (got, _, c) = run("bert_l6.dyn_u8");
+    let specs: Vec<TensorSpec> = c
+        .inputs
+        .iter()
+        .map(|(name, shape, _)| TensorSpec::new(name, shape.iter().map(|&d| d as i64).collect(), DType::I64))
+        .collect();
+    let loaded = load(&c.model, &specs, inspect(&c.model).unwrap().weight_format).unwrap();
+    let plan = loaded.plan.model();
+    let ours = plan.nodes().iter().filter(|n| n.op.name() == "IntegerConv").count();
+    let integer_products: Vec<_> = plan
+        .nodes()
+        .iter()
+        .filter(|n| n.op.name() == "OptMatMul" && n.outputs[0].fact.datum_type == i32::datum_type())
+        .map(|n| n.name.clone())
+        .collect();
+    assert_eq!(ours, 6 * 6, "six products in each of six layers");
+    assert!(integer_products.is_empty(), "still on tract's integer product: {integer_products:?}");
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert!(bits(&got) == bits(&run_plain_tract(&c)), "hidden states differ from plain tract's");
+}
+
 #[test]
 fn mean_pooled_minilm_vectors_match_onnxruntimes_and_rank_similar_texts_first() {
     let (sample, _) = golden_tokens();

@@ -263,7 +263,7 @@ fn main() {
     }
 
     batches(&mut r);
-    texts(&mut r);
+    profiles.push(texts(&mut r));
 
     report(&r.results);
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/bench/results.yml");
@@ -279,8 +279,8 @@ const TEXT_LENGTHS: [usize; 3] = [32, 128, 512];
 /// A MiniLM-L6-shaped BERT encoder (6 layers, 384 wide, dynamic int8, random weights) through
 /// `embed_text`: one text of exactly 32, 128 and 512 tokens (no padding), tokenized in the
 /// canister; instructions per token and per MAC. Each length is called once first to build its
-/// plan.
-fn texts(r: &mut Runner) {
+/// plan. Answers the profile of the 128-token inference (the length), for `profile.md`.
+fn texts(r: &mut Runner) -> (String, Profile) {
     use inference_api::{Pooling, TextRequest, TextSpec, TextTask, Truncation};
     r.d = Deployment::new("texts");
     r.d.as_admin(calls::allow_caller(user(5))).unwrap();
@@ -313,8 +313,22 @@ fn texts(r: &mut Runner) {
             let note = "tokenizer + int8 encoder + mean pooling, one text, plan built".to_string();
             (c, out.instructions, out.messages as u64, note)
         });
-        r.results.last_mut().unwrap().tokens = Some(tokens as u64);
+        let result = r.results.last_mut().unwrap();
+        result.tokens = Some(tokens as u64);
+        if tokens == 128 {
+            // #17's target for a MiniLM-class encoder in int8, end to end (tokenizer included).
+            let per_mac = result.instructions as f64 / result.macs.unwrap_or(1).max(1) as f64;
+            result.note += &format!("; {per_mac:.3} instructions per MAC (target ≤ 1.2)");
+            assert!(per_mac <= 1.2, "embed_text at 128 tokens: {per_mac:.3} instructions per MAC, over the 1.2 target");
+        }
     }
+    // The same encoder's 128 ids, token type 0, no padding, as `embed_text` sends them.
+    let ids: Vec<i64> = std::iter::once(2).chain(std::iter::repeat_n(1000, 126)).chain([3]).collect();
+    let inputs = [TensorData::I64(ids), TensorData::I64(vec![1; 128]), TensorData::I64(vec![0; 128])]
+        .map(|data| InputTensor { shape: vec![1, 128], data });
+    let maintainer = r.d.maintainer;
+    let (p, _) = r.d.call(maintainer, calls::profile("bert-l6", None, &inputs));
+    ("bert_l6.dyn_u8 (128 tokens)".to_string(), p.unwrap().unwrap())
 }
 
 /// How many benchmarks [`batches`] records.

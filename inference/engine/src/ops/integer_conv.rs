@@ -13,7 +13,9 @@
 //! [`crate::passes::integer_conv`] wires it, after declutter, in place of tract's one-group 2-D
 //! convolutions of static int8 models (whose int8 weights it reads from the ONNX graph,
 //! [`crate::onnx::quantized_weights`]) and of dynamic ones (`ConvInteger`), in the layouts tract
-//! chose for the input and the output.
+//! chose for the input and the output. [`crate::passes::integer_matmul`] wires it as a 1×1
+//! convolution in place of dynamic int8 matrix products by constant weights (`MatMulInteger`,
+//! a text encoder's linear layers).
 //!
 //! The result is exact integer arithmetic, `Σ (x − x_zp)·w`, then one f32 multiply by
 //! `x_scale·w_scale` and one add of the bias per output: deterministic, the same on wasm and

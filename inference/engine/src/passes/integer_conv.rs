@@ -103,7 +103,7 @@ fn build(
     Ok(Some(operator(&values, geometry, epilogue, sides, Runtime::default())))
 }
 
-fn operator(
+pub(super) fn operator(
     weights: &[i16],
     geometry: Geometry,
     epilogue: Epilogue,
@@ -125,9 +125,9 @@ fn operator(
 
 /// How one side of a convolution holds its image: with or without a batch axis, CHW or HWC.
 #[derive(Clone, Copy, Debug)]
-struct Side {
-    batch: bool,
-    layout: Layout,
+pub(super) struct Side {
+    pub(super) batch: bool,
+    pub(super) layout: Layout,
 }
 
 impl Side {
@@ -280,7 +280,7 @@ fn einsum_match(
 
 /// The weights of a dynamic int8 convolution with their own zero point subtracted, if they and
 /// it are constants (one zero point for the tensor).
-fn shifted_kernel(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Tensor>> {
+pub(super) fn shifted_kernel(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Tensor>> {
     let (Some(kernel), Some(zero_point)) =
         (model.outlet_fact(node.inputs[1])?.konst.clone(), model.outlet_fact(node.inputs[5])?.konst.clone())
     else {
@@ -298,7 +298,7 @@ fn shifted_kernel(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Te
 /// Whether a quantized `Conv`/`EinSum` is what `ConvInteger` becomes: nine inputs (`x, w, bias,
 /// x_zp, x_scale, w_zp, w_scale, y_zp, y_scale`), a u8/i8 runtime input, no bias, unit scales, a
 /// zero output zero point; answers the `Cast` to f32 that reads it.
-fn conv_integer<'m>(model: &'m TypedModel, node: &TypedNode) -> TractResult<Option<&'m TypedNode>> {
+pub(super) fn conv_integer<'m>(model: &'m TypedModel, node: &TypedNode) -> TractResult<Option<&'m TypedNode>> {
     if node.inputs.len() != 9 {
         return Ok(None);
     }
@@ -427,7 +427,7 @@ fn other_operand(node: &TypedNode, op: &str, outlet: OutletId) -> Option<OutletI
 /// The epilogue does the same two f32 operations in the same order, so the outputs stay tract's
 /// bit for bit. Answers the scale's wire, the bias (zeros without the add) and the output they
 /// replace.
-fn scale_and_bias(
+pub(super) fn scale_and_bias(
     model: &TypedModel,
     cast: &TypedNode,
     m: usize,

@@ -21,10 +21,13 @@
 //! 2. [`integer_conv::IntegerConvRewrite`] (decluttered): int8 convolutions onto
 //!    [`crate::ops::integer_conv::IntegerConv`] and, for dynamic models' grouped ones, tract's f32
 //!    convolution between [`crate::ops::layout`]'s shift and transpose.
-//! 3. [`f16_to_f32::F16ToF32`] (decluttered): f16 weights computed in f32, for F16 models.
-//! 4. [`qdq::QdqAccelerate`] (optimized): quantize/dequantize onto [`crate::ops::qdq::Qdq`],
+//! 3. [`integer_matmul::IntegerMatMulRewrite`] (decluttered): dynamic int8 matrix products by
+//!    constant weights (`MatMulInteger`, a transformer's linear layers) onto the same
+//!    [`crate::ops::integer_conv::IntegerConv`], as 1×1 convolutions.
+//! 4. [`f16_to_f32::F16ToF32`] (decluttered): f16 weights computed in f32, for F16 models.
+//! 5. [`qdq::QdqAccelerate`] (optimized): quantize/dequantize onto [`crate::ops::qdq::Qdq`],
 //!    quantize → dequantize pairs fused.
-//! 5. [`dynamic_quantize::DynamicQuantizeAccelerate`] (optimized): `DynamicQuantizeLinear` onto
+//! 6. [`dynamic_quantize::DynamicQuantizeAccelerate`] (optimized): `DynamicQuantizeLinear` onto
 //!    [`crate::ops::dynamic_quantize::SimdDynamicQuantize`].
 //!
 //! # Adding a pass
@@ -66,6 +69,7 @@
 mod dynamic_quantize;
 mod f16_to_f32;
 mod integer_conv;
+mod integer_matmul;
 mod qdq;
 mod quantized_softmax;
 
@@ -77,6 +81,7 @@ use crate::types::WeightFormat;
 pub use dynamic_quantize::DynamicQuantizeAccelerate;
 pub use f16_to_f32::F16ToF32;
 pub use integer_conv::IntegerConvRewrite;
+pub use integer_matmul::IntegerMatMulRewrite;
 pub use qdq::QdqAccelerate;
 pub use quantized_softmax::QuantizedSoftmaxGuard;
 
@@ -114,8 +119,14 @@ pub trait Pass: Sync {
 }
 
 /// Every pass, in the order they run (grouped by stage, stages in order).
-pub const PIPELINE: &[&dyn Pass] =
-    &[&QuantizedSoftmaxGuard, &IntegerConvRewrite, &F16ToF32, &QdqAccelerate, &DynamicQuantizeAccelerate];
+pub const PIPELINE: &[&dyn Pass] = &[
+    &QuantizedSoftmaxGuard,
+    &IntegerConvRewrite,
+    &IntegerMatMulRewrite,
+    &F16ToF32,
+    &QdqAccelerate,
+    &DynamicQuantizeAccelerate,
+];
 
 /// Runs the passes of `stage`, in [`PIPELINE`] order.
 pub fn run(stage: Stage, model: &mut TypedModel, context: &Context) -> TractResult<()> {
@@ -139,6 +150,7 @@ mod tests {
             [
                 "quantized softmax guard",
                 "integer convolutions",
+                "integer matrix products",
                 "f16 to f32",
                 "qdq accelerate",
                 "dynamic quantize accelerate"
