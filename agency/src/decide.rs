@@ -3,6 +3,7 @@
 use agency_api::{AgencyError, Decision, Document, TextDocument, MAX_DOCUMENT_ID_BYTES};
 use candid::Principal;
 use inference_api::{ClassifyRequest, TextInput, TextRequest};
+use inference_client::text::TextClient;
 use inference_client::{CdkTransport, InferenceClient};
 
 use crate::{auth, state};
@@ -49,6 +50,7 @@ fn check_id(id: &str) -> Result<(), AgencyError> {
 pub async fn decide_texts(caller: Principal, documents: Vec<TextDocument>) -> Result<Vec<Decision>, AgencyError> {
     let settings = state::settings();
     let model = settings.text_model.clone().ok_or(AgencyError::NotConfigured { setting: "text_model".into() })?;
+    let front = settings.text_canister.ok_or(AgencyError::NotConfigured { setting: "text_canister".into() })?;
     let mut seen = std::collections::BTreeSet::new();
     for d in &documents {
         check_id(&d.id)?;
@@ -61,10 +63,10 @@ pub async fn decide_texts(caller: Principal, documents: Vec<TextDocument>) -> Re
         state::with_store(|s| s.reserve(&d.id, settings.decision_limit())).map_err(|e| visible_to(caller, e))?;
         reservations.push(Reservation(d.id.clone()));
     }
-    let inference = InferenceClient::new(CdkTransport { canister: settings.inference_canister });
+    let front = TextClient::new(CdkTransport { canister: front });
     let texts = documents.iter().map(|d| TextInput::Text(d.text.clone())).collect();
     let request = TextRequest { model, version: None, texts, top_k: Some(1) };
-    let answer = inference.classify_text(&request).await.map_err(|e| AgencyError::CallFailed(e.to_string()))?;
+    let answer = front.classify_text(&request).await.map_err(|e| AgencyError::CallFailed(e.to_string()))?;
     let c = answer.map_err(AgencyError::Inference)?;
     let decided_at_ns = ic_cdk::api::time();
     let decisions = documents
@@ -85,7 +87,9 @@ pub async fn decide_texts(caller: Principal, documents: Vec<TextDocument>) -> Re
         })
         .collect::<Result<Vec<_>, AgencyError>>()?;
     if decisions.len() != documents.len() {
-        return Err(AgencyError::NoLabel);
+        // The reply holds one classification per text; anything else is a broken reply.
+        let (got, sent) = (decisions.len(), documents.len());
+        return Err(AgencyError::CallFailed(format!("the text front answered {got} classifications for {sent} texts")));
     }
     for decision in &decisions {
         state::with_store(|s| s.record(decision.clone())).map_err(|e| visible_to(caller, e))?;

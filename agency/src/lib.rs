@@ -45,7 +45,7 @@ async fn decide(document: Document) -> Result<Decision, AgencyError> {
     decide::decide(caller, document).await
 }
 
-/// Classifies a batch of texts with the agency's text model (one call to the inference canister)
+/// Classifies a batch of texts with the agency's text model (one call to the text front canister)
 /// and records a decision for each, in request order (users). All or none: an id already
 /// decided or being decided refuses the whole batch before any inference.
 #[update(decode_with = "decode_texts")]

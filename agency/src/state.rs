@@ -21,7 +21,7 @@ thread_local! {
     static MEMORY: MemoryManager<DefaultMemoryImpl> = MemoryManager::init(DefaultMemoryImpl::default());
     static SETTINGS: RefCell<StableCell<Settings, Mem>> = RefCell::new(StableCell::init(
         MEMORY.with(|m| m.get(SETTINGS_MEMORY)),
-        Settings { inference_canister: Principal::anonymous(), model: String::new(), max_decisions: None, text_model: None }));
+        Settings { inference_canister: Principal::anonymous(), model: String::new(), max_decisions: None, text_model: None, text_canister: None }));
     static STORE: RefCell<Store<Mem>> = RefCell::new(Store::init(MEMORY.with(|m| m.get(DECISIONS_MEMORY))));
     static USERS: RefCell<StableBTreeMap<Principal, (), Mem>> =
         RefCell::new(StableBTreeMap::init(MEMORY.with(|m| m.get(USERS_MEMORY))));

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Real IC clients against the local replica's HTTP front (scripts/replica.sh):
-#   1. icp-cli (npm @icp-sdk/icp-cli-linux-x64) deploys both canisters from icp.yaml to it as a
-#      connected network: CMC and cycles-ledger creation, the chunk store for the 8 MB inference
-#      module, install_code for the agency with its init argument naming the inference canister;
+#   1. icp-cli (npm @icp-sdk/icp-cli-linux-x64) deploys the three canisters from icp.yaml to it
+#      as a connected network: CMC and cycles-ledger creation, the chunk store for the 8 MB
+#      inference module, install_code for the text front and the agency with their init
+#      arguments naming the inference canister;
 #   2. icp-cli reads each deployed module's candid:service metadata back from the state tree;
 #   3. a @dfinity/agent script (agent-js.mjs) calls a query and an update as the controller, and
 #      sees a stranger's update refused before it executes; signatures verified throughout.
@@ -48,17 +49,21 @@ deployer=$("$icp" identity principal --identity deployer)
 
 "$icp" deploy inference -e replica -y --identity deployer
 inference=$("$icp" canister status inference -e replica -i)
+"$icp" deploy text -e replica -y --identity deployer --args "(record { inference_canister = principal \"$inference\" })"
 "$icp" deploy agency -e replica -y --identity deployer \
   --args "(record { inference_canister = principal \"$inference\"; model = \"orientation\"; max_decisions = null }, null)"
 agency=$("$icp" canister status agency -e replica -i)
 echo "deployed inference $inference and agency $agency as $deployer"
 
-# The agency got its init argument: its settings name the inference canister.
-settings=$("$icp" canister call agency settings '()' -e replica --identity deployer)
-echo "$settings" | grep -q "$inference" || fail "agency settings do not name $inference: $settings"
+# The agency and the text front got their init arguments: their settings name the inference
+# canister.
+for name in agency text; do
+  settings=$("$icp" canister call $name settings '()' -e replica --identity deployer)
+  echo "$settings" | grep -q "$inference" || fail "$name settings do not name $inference: $settings"
+done
 
-# Both modules carry candid:service, as dfx's do, served from the state tree.
-for name in inference agency; do
+# Every module carries candid:service, as dfx's do, served from the state tree.
+for name in inference text agency; do
   metadata=$("$icp" canister metadata $name candid:service -e replica --identity deployer)
   echo "$metadata" | grep -q '^service' || fail "$name has no candid:service metadata: $metadata"
 done

@@ -30,6 +30,9 @@ pub struct Settings {
     /// The text model `decide_texts` classifies with (a text bundle on the inference canister);
     /// absent: `decide_texts` is refused with `NotConfigured`.
     pub text_model: Option<String>,
+    /// The text front canister that tokenizes for the inference canister (`decide_texts` sends
+    /// it the texts); absent: `decide_texts` is refused with `NotConfigured`.
+    pub text_canister: Option<Principal>,
 }
 
 impl Settings {
@@ -181,7 +184,7 @@ inference_client::typed_endpoints! {
     /// first call for an id wins).
     Update decide(document: &Document) -> Result<Decision, AgencyError>;
     /// Classifies a batch of citizens' texts with the agency's text model in one call to the
-    /// inference canister and records a decision for each, in request order (all or none).
+    /// text front canister and records a decision for each, in request order (all or none).
     Update decide_texts(documents: &[TextDocument]) -> Result<Vec<Decision>, AgencyError>;
 
     // ----- readers and admins -----

@@ -112,6 +112,8 @@ pub struct Roles {
     pub callers: Vec<Principal>,
     /// The other members of this canister's pool (`set_pool`).
     pub peers: Vec<Principal>,
+    /// The text front canisters (`allow_front`).
+    pub fronts: Vec<Principal>,
 }
 
 /// Which of tract's kernels a canister computes with.

@@ -21,6 +21,9 @@ pub enum Role {
     /// A fellow member of this canister's pool (set by an admin with `set_pool`): reads the
     /// registry and copies model versions from it.
     Peer,
+    /// A text front canister (granted by an admin): tokenizes for allowed callers and runs the
+    /// token endpoints on their behalf, under their access and quota.
+    Front,
 }
 
 /// The one shape of every refusal for lack of a role.
@@ -146,6 +149,10 @@ pub enum InferenceError {
     /// The texts of `classify_text` or `embed_text` were refused.
     #[error(transparent)]
     Text(#[from] crate::TextError),
+    /// A text front's call to its inference canister failed (rejected, or a reply that did not
+    /// decode); nothing ran.
+    #[error("the inference canister could not be reached: {0}")]
+    Unreachable(String),
 }
 
 /// Errors of the polling endpoints (`submit`, `status`, `result`, `cancel`).
@@ -223,6 +230,7 @@ impl std::fmt::Display for Role {
             Role::Caller => "allowed caller",
             Role::ThisCanister => "this canister",
             Role::Peer => "pool member",
+            Role::Front => "text front",
         })
     }
 }

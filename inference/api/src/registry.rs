@@ -232,6 +232,8 @@ pub struct ModelInfo {
     pub upload_id: Option<u64>,
     /// A text model's bundle: its tokenizer is the file's tail (`size` counts both).
     pub text: Option<crate::TextSpec>,
+    /// A text model's token ids, read from its tokenizer at the upload's finish.
+    pub vocabulary: Option<crate::Vocabulary>,
 }
 
 impl ModelInfo {

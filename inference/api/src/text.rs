@@ -84,6 +84,57 @@ pub struct TextRequest {
     pub top_k: Option<u32>,
 }
 
+/// A text model's token ids, as the inference canister reads them from the bundle's tokenizer
+/// at the upload's finish: ids run from 0 to `size - 1`; batches are padded with `pad_id`.
+#[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vocabulary {
+    pub size: u32,
+    pub pad_id: u32,
+}
+
+/// One text's tokens, special tokens included, as the bundle's tokenizer makes them.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct Tokens {
+    pub ids: Vec<u32>,
+    /// The segment of each token (`token_type_ids`), as many as `ids`; empty: all 0.
+    pub type_ids: Vec<u32>,
+    /// The tokenizer cut the text (the bundle's `KeepStart` truncation).
+    pub truncated: bool,
+}
+
+impl Tokens {
+    pub fn count(&self) -> TokenCount {
+        TokenCount { tokens: self.ids.len() as u32, truncated: self.truncated }
+    }
+}
+
+/// `classify_tokens` and `embed_tokens`'s request: texts already tokenized with the version's
+/// own tokenizer (by the text front canister, or by a caller that tokenizes itself).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TokensRequest {
+    pub model: String,
+    /// The active version when absent; a front pins the version it tokenized for.
+    pub version: Option<u32>,
+    pub texts: Vec<Tokens>,
+    /// How many labels to return per text, best first (default 5; `classify_tokens` only).
+    pub top_k: Option<u32>,
+    /// Set by a text front only: the allowed caller it runs for, whose access, quota and slots
+    /// the call takes. Anyone else leaves it absent.
+    pub on_behalf_of: Option<candid::Principal>,
+}
+
+/// What a text front needs to tokenize for a caller (`text_model`): the version it will pin,
+/// its bundle and its tokenizer's size and hash (the front caches tokenizers by that hash).
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TextModel {
+    pub model: ModelRef,
+    pub spec: TextSpec,
+    pub vocabulary: Vocabulary,
+}
+
+/// Bytes of a tokenizer `tokenizer_chunk` returns at most per call.
+pub const TOKENIZER_CHUNK_BYTES: u64 = 1 << 20;
+
 /// How a text was tokenized.
 #[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TokenCount {
@@ -145,7 +196,20 @@ pub enum TextError {
     /// `classify_text` on an embedding model, or `embed_text` on a classifier.
     #[error("\"{name}\" v{version} is a model for {task}")]
     WrongTask { name: String, version: u32, task: String },
-    /// The tokenizer could not encode the text.
+    /// The tokenizer could not encode the text (or, at a text front, could not be loaded).
     #[error("text {index} could not be tokenized: {message}")]
     Tokenizer { index: u32, message: String },
+    /// A token id the model's vocabulary does not have.
+    #[error("text {index} has token id {id}; the vocabulary has {size}")]
+    UnknownToken { index: u32, id: u32, size: u32 },
+    /// `type_ids` is neither empty nor as long as `ids`.
+    #[error("text {index} has {type_ids} token types for {ids} tokens")]
+    TokenTypes { index: u32, ids: u64, type_ids: u64 },
+}
+
+/// The text front canister's settings: its install argument, and what `settings` answers.
+#[derive(CandidType, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FrontSettings {
+    /// The inference canister it tokenizes for (which must grant it `allow_front`).
+    pub inference_canister: candid::Principal,
 }

@@ -31,7 +31,7 @@ pub fn limit_of(method: &str) -> usize {
     match method {
         "upload_chunk" => CHUNK_ARG_BYTES,
         "upload_start" => UPLOAD_REQUEST_BYTES,
-        "classify" | "classify_query" | "classify_text" | "embed_text" | "infer" | "profile" | "submit" => {
+        "classify" | "classify_query" | "classify_tokens" | "embed_tokens" | "infer" | "profile" | "submit" => {
             INPUT_ARG_BYTES
         }
         _ => SMALL_ARG_BYTES,

@@ -43,11 +43,35 @@ pub fn peer(caller: Principal) -> Result<(), NotAuthorized> {
     require(caller, Role::Peer, state::with(|s| s.access.contains(List::Peers, caller)))
 }
 
+/// A text front canister (granted by an admin with `allow_front`).
+pub fn front(caller: Principal) -> Result<(), NotAuthorized> {
+    require(caller, Role::Front, state::with(|s| s.access.contains(List::Fronts, caller)))
+}
+
+/// Who a token endpoint runs for: the caller itself, an allowed caller; or, for a text front
+/// naming `on_behalf_of`, that principal, which must be an allowed caller. Only fronts may name
+/// one, so nobody else spends another's quota.
+pub fn token_caller(caller: Principal, on_behalf_of: Option<Principal>) -> Result<Principal, NotAuthorized> {
+    match on_behalf_of {
+        None => inference_caller(caller).map(|()| caller),
+        Some(agency) => {
+            front(caller)?;
+            inference_caller(agency).map(|()| agency)
+        }
+    }
+}
+
 /// Whoever may see which models there are: maintainers (and admins), allowed callers and the
 /// pool's members. A refusal names the caller role, the one an outsider would be given.
 pub fn reader(caller: Principal) -> Result<(), NotAuthorized> {
     let holds = maintainer(caller).is_ok() || inference_caller(caller).is_ok() || peer(caller).is_ok();
     require(caller, Role::Caller, holds)
+}
+
+/// Whoever may read a version's tokenizer: text fronts, maintainers (and admins) and the pool's
+/// members.
+pub fn tokenizer_reader(caller: Principal) -> Result<(), NotAuthorized> {
+    front(caller).or_else(|_| copier(caller))
 }
 
 /// Whoever may read a version's bytes: maintainers (and admins) and the pool's members.
@@ -69,7 +93,11 @@ pub fn accepts_ingress(method: &str, caller: Principal, arg_bytes: usize) -> boo
         return false;
     }
     match method {
-        "classify" | "classify_text" | "embed_text" | "infer" | "submit" | "cancel" => inference_caller(caller).is_ok(),
+        "classify" | "classify_tokens" | "embed_tokens" | "infer" | "submit" | "cancel" => {
+            inference_caller(caller).is_ok()
+        }
+        // Fronts are canisters: they never send ingress.
+        "text_model" => false,
         "yield_message" | "build_plan" => false,
         _ => maintainer(caller).is_ok(),
     }

@@ -7,8 +7,6 @@
 mod api;
 mod args;
 mod auth;
-#[cfg(target_arch = "wasm32")]
-mod entropy;
 mod inference;
 mod jobs;
 pub mod lifecycle;
@@ -18,6 +16,10 @@ mod quota;
 mod registry_api;
 mod state;
 mod text;
+
+// getrandom's custom backend (tract's `rand` links getrandom; nothing here calls it).
+#[cfg(target_arch = "wasm32")]
+use canister_entropy as _;
 
 use candid::Principal;
 use ic_cdk::api::msg_caller;
@@ -253,6 +255,18 @@ fn disallow_caller(who: Principal) -> Result<(), RoleError> {
     set_role(List::Callers, who, false)
 }
 
+/// Lets a text front canister tokenize for allowed callers and run the token endpoints on their
+/// behalf (admins).
+#[update(decode_with = "args::small")]
+fn allow_front(who: Principal) -> Result<(), RoleError> {
+    set_role(List::Fronts, who, true)
+}
+
+#[update(decode_with = "args::small")]
+fn disallow_front(who: Principal) -> Result<(), RoleError> {
+    set_role(List::Fronts, who, false)
+}
+
 /// Who holds which role (maintainers).
 #[query]
 fn roles() -> Result<Roles, RoleError> {
@@ -261,6 +275,7 @@ fn roles() -> Result<Roles, RoleError> {
         maintainers: s.access.members(List::Maintainers),
         callers: s.access.members(List::Callers),
         peers: s.access.members(List::Peers),
+        fronts: s.access.members(List::Fronts),
     }))
 }
 
@@ -304,22 +319,39 @@ async fn classify_query(request: ClassifyRequest) -> Result<Classification, Infe
     inference::classification(outcome, request.top_k)
 }
 
-/// Classifies a batch of texts with a text model (its tokenizer travels with it): labels and
-/// scores per text, in request order (allowed callers).
+/// Classifies a batch of tokenized texts with a text model: labels and scores per text, in
+/// request order (allowed callers; a text front on an allowed caller's behalf).
 #[update(decode_with = "args::input")]
-async fn classify_text(request: TextRequest) -> Result<TextClassification, InferenceError> {
-    let caller = msg_caller();
-    auth::inference_caller(caller)?;
-    text::classify_text(caller, request).await
+async fn classify_tokens(request: TokensRequest) -> Result<TextClassification, InferenceError> {
+    text::classify_tokens(msg_caller(), request).await
 }
 
-/// One vector per text from a text embedding model, pooled as the bundle declares (allowed
-/// callers).
+/// One vector per tokenized text from a text embedding model, pooled as the bundle declares
+/// (allowed callers; a text front on an allowed caller's behalf).
 #[update(decode_with = "args::input")]
-async fn embed_text(request: TextRequest) -> Result<TextEmbeddings, InferenceError> {
-    let caller = msg_caller();
-    auth::inference_caller(caller)?;
-    text::embed_text(caller, request).await
+async fn embed_tokens(request: TokensRequest) -> Result<TextEmbeddings, InferenceError> {
+    text::embed_tokens(msg_caller(), request).await
+}
+
+/// Which version a text front tokenizes `classify_text` (`classify`) or `embed_text` texts for,
+/// on `on_behalf_of`'s behalf, with its bundle and vocabulary (text fronts; `on_behalf_of` must
+/// be an allowed caller with quota left).
+#[update(decode_with = "args::small_args")]
+fn text_model(
+    name: String,
+    version: Option<u32>,
+    on_behalf_of: Principal,
+    classify: bool,
+) -> Result<TextModel, InferenceError> {
+    text::text_model(msg_caller(), &name, version, on_behalf_of, classify)
+}
+
+/// Bytes `offset..` of a serving text version's tokenizer, up to `TOKENIZER_CHUNK_BYTES` (text
+/// fronts, maintainers and pool members).
+#[query(decode_with = "args::small_args")]
+fn tokenizer_chunk(name: String, version: u32, offset: u64) -> Result<serde_bytes::ByteBuf, InferenceError> {
+    auth::tokenizer_reader(msg_caller())?;
+    text::tokenizer_chunk(&name, version, offset).map(serde_bytes::ByteBuf::from)
 }
 
 /// Runs a model and returns its raw output tensors.

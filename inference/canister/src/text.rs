@@ -1,65 +1,27 @@
-//! `classify_text` and `embed_text`: the texts are tokenized here with the version's own
-//! tokenizer, run through the model as `classify` runs tensors (across messages, with the same
-//! slots, quotas and re-checks), and read back as labels or pooled vectors.
-
-use std::cell::RefCell;
-use std::collections::BTreeMap;
-use std::rc::Rc;
+//! Text models without a tokenizer here: the token endpoints (`classify_tokens`,
+//! `embed_tokens`) take texts already tokenized with the version's own tokenizer, pad them into
+//! the model's inputs, run the model as `classify` runs tensors (across messages, with the same
+//! slots, quotas and re-checks), and read the outputs back as labels or pooled vectors. The
+//! text front canister (`inference/text-canister`) tokenizes for agencies: it asks
+//! [`text_model`] which version to tokenize for, reads the tokenizer with [`tokenizer_chunk`]
+//! once per tokenizer, and calls the token endpoints on the agency's behalf.
+//!
+//! Tokenizing here would need the `tokenizers` crate, over a MiB of code: more than this
+//! canister's code budget leaves (`tests/harness/tests/inference_canister.rs`).
 
 use candid::Principal;
 use inference_api::{
-    InferenceError, ModelInfo, TextClassification, TextEmbedding, TextEmbeddings, TextError, TextLabels, TextRequest,
-    TextSpec, TextTask,
+    InferenceError, ModelInfo, TextClassification, TextEmbedding, TextEmbeddings, TextError, TextLabels, TextModel,
+    TextSpec, TextTask, TokensRequest, Vocabulary, TOKENIZER_CHUNK_BYTES,
 };
-use inference_engine::text::{self, Encoded, TextTokenizer};
+use inference_engine::text;
 
 use crate::inference::{self, engine_error, model_ref, Outcome, Ranking, MAX_OUTPUT_BYTES};
 use crate::{auth, state};
 
-/// Tokenizers kept loaded (parsing a tokenizer file takes tens of millions of instructions).
-const TOKENIZERS_KEPT: usize = 8;
-
-/// A version's file: name, version, sha256.
-type FileKey = (String, u32, Vec<u8>);
-
-thread_local! {
-    /// Loaded tokenizers by file, with when each was last used.
-    static TOKENIZERS: RefCell<BTreeMap<FileKey, (u64, Rc<TextTokenizer>)>> = RefCell::default();
-    static CLOCK: RefCell<u64> = const { RefCell::new(0) };
-}
-
-/// The loaded tokenizer of a text model's version.
-fn tokenizer_of(info: &ModelInfo, spec: &TextSpec) -> Result<Rc<TextTokenizer>, InferenceError> {
-    let key = (info.name.clone(), info.version, info.sha256.clone());
-    let now = CLOCK.with_borrow_mut(|c| {
-        *c += 1;
-        *c
-    });
-    if let Some(found) = TOKENIZERS.with_borrow_mut(|m| {
-        m.get_mut(&key).map(|(used, t)| {
-            *used = now;
-            t.clone()
-        })
-    }) {
-        return Ok(found);
-    }
-    let bytes = state::with(|s| s.registry.tokenizer_bytes(info))
-        .ok_or_else(|| InferenceError::Engine("the version has no tokenizer".into()))?;
-    // Checked at upload: failing here means the stored bytes changed, which they cannot.
-    let tokenizer = Rc::new(TextTokenizer::new(&bytes, spec).map_err(InferenceError::Engine)?);
-    TOKENIZERS.with_borrow_mut(|m| {
-        if m.len() >= TOKENIZERS_KEPT {
-            if let Some(oldest) = m.iter().min_by_key(|(_, (used, _))| *used).map(|(k, _)| k.clone()) {
-                m.remove(&oldest);
-            }
-        }
-        m.insert(key, (now, tokenizer.clone()));
-    });
-    Ok(tokenizer)
-}
-
-/// The version's bundle, if it is a text model for `task` (compared by kind, not settings).
-fn text_spec(info: &ModelInfo, classify: bool) -> Result<TextSpec, InferenceError> {
+/// The version's bundle and vocabulary, if it is a text model for `task` (compared by kind, not
+/// settings).
+fn text_spec(info: &ModelInfo, classify: bool) -> Result<(TextSpec, Vocabulary), InferenceError> {
     let spec =
         info.text.clone().ok_or_else(|| TextError::NotATextModel { name: info.name.clone(), version: info.version })?;
     let is_classifier = matches!(spec.task, TextTask::Classify { .. });
@@ -67,28 +29,55 @@ fn text_spec(info: &ModelInfo, classify: bool) -> Result<TextSpec, InferenceErro
         let task = if is_classifier { "classify_text" } else { "embed_text" };
         return Err(TextError::WrongTask { name: info.name.clone(), version: info.version, task: task.into() }.into());
     }
-    Ok(spec)
+    let vocabulary = match info.vocabulary {
+        Some(vocabulary) => vocabulary,
+        // A version recorded before the finish read it (stable layout 5): read it now.
+        None => state::with(|s| s.registry.tokenizer_bytes(info))
+            .ok_or_else(|| InferenceError::Engine("the version has no tokenizer".into()))
+            .and_then(|bytes| text::vocabulary(&bytes).map_err(InferenceError::Engine))?,
+    };
+    Ok((spec, vocabulary))
 }
 
-/// Tokenizes the request's texts and runs the model on them for `caller`.
+/// What a text front tokenizes for, for `agency` (which must be an allowed caller with quota
+/// left: a front tokenizes nothing for anyone else). The caller must be a front.
+pub fn text_model(
+    caller: Principal,
+    name: &str,
+    version: Option<u32>,
+    agency: Principal,
+    classify: bool,
+) -> Result<TextModel, InferenceError> {
+    let agency = auth::token_caller(caller, Some(agency))?;
+    crate::quota::check(agency, ic_cdk::api::time())?;
+    let info = inference::serving(name, version)?;
+    let (spec, vocabulary) = text_spec(&info, classify)?;
+    Ok(TextModel { model: model_ref(&info), spec, vocabulary })
+}
+
+/// Bytes `offset..` of a serving text version's tokenizer, at most [`TOKENIZER_CHUNK_BYTES`];
+/// empty at the end.
+pub fn tokenizer_chunk(name: &str, version: u32, offset: u64) -> Result<Vec<u8>, InferenceError> {
+    let info = inference::serving(name, Some(version))?;
+    let spec = info.text.as_ref().ok_or_else(|| TextError::NotATextModel { name: name.into(), version })?;
+    let start = offset.min(spec.tokenizer_bytes);
+    let len = (spec.tokenizer_bytes - start).min(TOKENIZER_CHUNK_BYTES);
+    Ok(state::with(|s| s.registry.bytes_range(&info, info.model_bytes() + start, len)))
+}
+
+/// Checks the request's tokens against the version and runs the model on them for `caller`.
 async fn run(
     caller: Principal,
-    request: &TextRequest,
+    request: &TokensRequest,
     classify: bool,
-) -> Result<(Outcome, Vec<Encoded>, TextSpec), InferenceError> {
+) -> Result<(Outcome, TextSpec), InferenceError> {
+    let caller = auth::token_caller(caller, request.on_behalf_of)?;
     let info = inference::serving(&request.model, request.version)?;
-    let spec = text_spec(&info, classify)?;
-    // Before tokenizing: a caller whose quota is spent gets no tokenization either (it would be
-    // charged, but only once its inference ran).
-    crate::quota::check(caller, ic_cdk::api::time())?;
-    let texts = text::texts_of(&request.texts)?;
-    let tokenizer = tokenizer_of(&info, &spec)?;
-    let encoded =
-        texts.iter().enumerate().map(|(i, t)| tokenizer.encode(i as u32, t)).collect::<Result<Vec<_>, _>>()?;
-    let inputs = text::model_inputs(&encoded, &info.inputs, tokenizer.pad_id(), spec.max_tokens)?;
-    drop(tokenizer);
+    let (spec, vocabulary) = text_spec(&info, classify)?;
+    text::check_tokens(&request.texts, vocabulary, spec.max_tokens)?;
+    let inputs = text::model_inputs(&request.texts, &info.inputs, vocabulary.pad_id, spec.max_tokens)?;
     let outcome = inference::run(caller, auth::inference_caller, info, &inputs, false).await?;
-    Ok((outcome, encoded, spec))
+    Ok((outcome, spec))
 }
 
 /// The first floating-point output as f32 values and its shape.
@@ -103,28 +92,29 @@ fn scores_of(outcome: &Outcome) -> Result<(Vec<f32>, Vec<usize>), InferenceError
     Ok((plain.as_slice::<f32>().map_err(engine_error)?.to_vec(), value.shape().to_vec()))
 }
 
-pub async fn classify_text(caller: Principal, request: TextRequest) -> Result<TextClassification, InferenceError> {
-    let (outcome, encoded, spec) = run(caller, &request, true).await?;
+pub async fn classify_tokens(caller: Principal, request: TokensRequest) -> Result<TextClassification, InferenceError> {
+    let (outcome, spec) = run(caller, &request, true).await?;
     let TextTask::Classify { softmax } = spec.task else { unreachable!("checked by text_spec") };
     let (scores, shape) = scores_of(&outcome)?;
+    let texts = &request.texts;
     let classes = match shape[..] {
-        [rows, classes] if rows >= encoded.len() && classes > 0 => classes,
+        [rows, classes] if rows >= texts.len() && classes > 0 => classes,
         _ => {
             return Err(InferenceError::Engine(format!(
                 "a classifier's output of shape {shape:?} is not one row of scores per text"
             )))
         }
     };
-    let ranking = Ranking::new(&outcome.info, classes, encoded.len(), request.top_k)?;
+    let ranking = Ranking::new(&outcome.info, classes, texts.len(), request.top_k)?;
     let texts = scores
         .chunks_exact(classes)
-        .zip(&encoded)
-        .map(|(row, e)| {
+        .zip(texts)
+        .map(|(row, tokens)| {
             let mut row = row.to_vec();
             if softmax {
                 text::softmax(&mut row);
             }
-            TextLabels { scores: ranking.rank(&row), tokens: e.count() }
+            TextLabels { scores: ranking.rank(&row), tokens: tokens.count() }
         })
         .collect();
     Ok(TextClassification {
@@ -135,11 +125,11 @@ pub async fn classify_text(caller: Principal, request: TextRequest) -> Result<Te
     })
 }
 
-pub async fn embed_text(caller: Principal, request: TextRequest) -> Result<TextEmbeddings, InferenceError> {
-    let (outcome, encoded, spec) = run(caller, &request, false).await?;
+pub async fn embed_tokens(caller: Principal, request: TokensRequest) -> Result<TextEmbeddings, InferenceError> {
+    let (outcome, spec) = run(caller, &request, false).await?;
     let TextTask::Embed { pooling, normalize } = spec.task else { unreachable!("checked by text_spec") };
     let (values, shape) = scores_of(&outcome)?;
-    let vectors = text::pool(&values, &shape, &encoded, pooling, normalize).map_err(InferenceError::Engine)?;
+    let vectors = text::pool(&values, &shape, &request.texts, pooling, normalize).map_err(InferenceError::Engine)?;
     let dimensions = vectors.first().map_or(0, Vec::len);
     let bytes = (vectors.len() * (dimensions * 4 + 32)) as u64;
     if bytes > MAX_OUTPUT_BYTES {
@@ -148,8 +138,8 @@ pub async fn embed_text(caller: Principal, request: TextRequest) -> Result<TextE
     Ok(TextEmbeddings {
         texts: vectors
             .into_iter()
-            .zip(&encoded)
-            .map(|(vector, e)| TextEmbedding { vector, tokens: e.count() })
+            .zip(&request.texts)
+            .map(|(vector, tokens)| TextEmbedding { vector, tokens: tokens.count() })
             .collect(),
         dimensions: dimensions as u32,
         model: model_ref(&outcome.info),

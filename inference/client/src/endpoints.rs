@@ -58,6 +58,9 @@ crate::typed_endpoints! {
     /// Allows a principal (normally an agency canister) to run inference.
     Update allow_caller(who: candid::Principal) -> Result<(), RoleError>;
     Update disallow_caller(who: candid::Principal) -> Result<(), RoleError>;
+    /// Lets a text front canister run the token endpoints on allowed callers' behalf.
+    Update allow_front(who: candid::Principal) -> Result<(), RoleError>;
+    Update disallow_front(who: candid::Principal) -> Result<(), RoleError>;
     /// Who holds which role (maintainers, as `config`).
     Query roles() -> Result<Roles, RoleError>;
     Query config() -> Result<Config, ConfigError>;
@@ -77,11 +80,16 @@ crate::typed_endpoints! {
     Update classify(request: &ClassifyRequest) -> Result<Classification, InferenceError>;
     /// `classify` in one query, for models that fit a query's budget.
     Query classify_query(request: &ClassifyRequest) -> Result<Classification, InferenceError>;
-    /// Classifies a batch of texts with a text model (tokenized in the canister by the
-    /// version's own tokenizer): labels and scores per text.
-    Update classify_text(request: &TextRequest) -> Result<TextClassification, InferenceError>;
-    /// One pooled vector per text from a text embedding model.
-    Update embed_text(request: &TextRequest) -> Result<TextEmbeddings, InferenceError>;
+    /// Classifies a batch of texts tokenized with the version's own tokenizer: labels and scores
+    /// per text (agencies send text to the text front, [`crate::text::TextClient`]).
+    Update classify_tokens(request: &TokensRequest) -> Result<TextClassification, InferenceError>;
+    /// One pooled vector per tokenized text from a text embedding model.
+    Update embed_tokens(request: &TokensRequest) -> Result<TextEmbeddings, InferenceError>;
+    /// Which version a text front tokenizes for, on an allowed caller's behalf (text fronts).
+    Update text_model(name: &str, version: Option<u32>, on_behalf_of: candid::Principal, classify: bool) -> Result<TextModel, InferenceError>;
+    /// Bytes `offset..` of a serving text version's tokenizer, up to `TOKENIZER_CHUNK_BYTES`
+    /// (text fronts, maintainers, pool members).
+    Query tokenizer_chunk(name: &str, version: u32, offset: u64) -> Result<serde_bytes::ByteBuf, InferenceError>;
     /// Runs a model and returns its raw output tensors.
     Update infer(model: &str, version: Option<u32>, inputs: &[InputTensor]) -> Result<Inference, InferenceError>;
     /// Instructions per node of the plan (maintainers).

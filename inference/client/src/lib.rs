@@ -15,6 +15,7 @@ mod endpoints;
 mod macros;
 pub mod pool;
 mod router;
+pub mod text;
 mod transport;
 
 pub use endpoints::calls;

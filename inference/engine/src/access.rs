@@ -12,6 +12,7 @@ pub struct Access<M: Memory> {
     maintainers: StableBTreeMap<PrincipalKey, (), Mem<M>>,
     callers: StableBTreeMap<PrincipalKey, (), Mem<M>>,
     peers: StableBTreeMap<PrincipalKey, (), Mem<M>>,
+    fronts: StableBTreeMap<PrincipalKey, (), Mem<M>>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -20,6 +21,9 @@ pub enum List {
     Callers,
     /// The other members of this canister's pool: they read its registry and copy versions.
     Peers,
+    /// Text front canisters: they tokenize for allowed callers and run token endpoints on their
+    /// behalf.
+    Fronts,
 }
 
 impl<M: Memory> Access<M> {
@@ -28,6 +32,7 @@ impl<M: Memory> Access<M> {
             maintainers: StableBTreeMap::init(layout.memory(stable::MAINTAINERS)),
             callers: StableBTreeMap::init(layout.memory(stable::CALLERS)),
             peers: StableBTreeMap::init(layout.memory(stable::PEERS)),
+            fronts: StableBTreeMap::init(layout.memory(stable::FRONTS)),
         }
     }
 
@@ -36,6 +41,7 @@ impl<M: Memory> Access<M> {
             List::Maintainers => &self.maintainers,
             List::Callers => &self.callers,
             List::Peers => &self.peers,
+            List::Fronts => &self.fronts,
         }
     }
 
@@ -44,6 +50,7 @@ impl<M: Memory> Access<M> {
             List::Maintainers => &mut self.maintainers,
             List::Callers => &mut self.callers,
             List::Peers => &mut self.peers,
+            List::Fronts => &mut self.fronts,
         }
     }
 

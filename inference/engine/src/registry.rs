@@ -432,6 +432,7 @@ impl<M: Memory> Registry<M> {
                 i.name
             )));
         }
+        let mut vocabulary = None;
         if let Some(text) = &request.text {
             if Sha256::digest(tokenizer).as_slice() != text.tokenizer_sha256 {
                 // As a contradicted input declaration: the upload can never finish.
@@ -440,7 +441,7 @@ impl<M: Memory> Registry<M> {
                     "the file's tail is not the tokenizer declared (its sha256 differs): check tokenizer_bytes".into(),
                 ));
             }
-            text::check_bundle(text, &inputs, tokenizer).map_err(RegistryError::InvalidModel)?;
+            vocabulary = Some(text::check_bundle(text, &inputs, tokenizer).map_err(RegistryError::InvalidModel)?);
         }
         let labels = if !request.labels.is_empty() {
             request.labels.clone()
@@ -471,6 +472,7 @@ impl<M: Memory> Registry<M> {
             blob: session.blob,
             upload_id: Some(upload_id),
             text: request.text.clone(),
+            vocabulary,
         };
         self.lineage.insert(info.name.clone(), lineage);
         self.models.insert(VersionKey::new(&info.name, version), info.clone());

@@ -32,6 +32,8 @@ pub const UPLOAD_PROGRESS: MemoryId = MemoryId::new(12);
 pub const CHUNK_HASHES: MemoryId = MemoryId::new(13);
 /// The other members of this canister's pool.
 pub const PEERS: MemoryId = MemoryId::new(14);
+/// The text front canisters.
+pub const FRONTS: MemoryId = MemoryId::new(15);
 /// Each model's (or upload's) bytes get a virtual memory of their own, written once at
 /// `chunk index × chunk size`: one copy per byte, no B-tree node rewrites. ic-stable-structures
 /// 0.7 cannot give a virtual memory's buckets back, so a deleted model's memory is reused by
@@ -47,8 +49,10 @@ pub const MAGIC: [u8; 4] = *b"ONNX";
 /// opening a layout-1 memory needs no rewrite beyond the header. 3 added `QUOTA_USAGE` (empty in
 /// older memories: every caller starts a new window). 4 moved an upload's chunk hashes out of its
 /// session record into `UPLOAD_PROGRESS` and `CHUNK_HASHES` (moved when the registry opens). 5
-/// added `PEERS` (empty in older memories: no pool).
-pub const LAYOUT_VERSION: u32 = 5;
+/// added `PEERS` (empty in older memories: no pool). 6 added `FRONTS` (empty in older memories:
+/// no text front) and `ModelInfo::vocabulary` (an option: a text version recorded before it has
+/// none, and the token endpoints refuse it until it is uploaded again).
+pub const LAYOUT_VERSION: u32 = 6;
 
 use inference_api::candid_storable;
 

@@ -1,16 +1,16 @@
-//! Text models: checking a bundle at upload, tokenizing a batch of texts into the model's
-//! inputs exactly as Python's `tokenizers` does, and reading the outputs back as labels or
-//! pooled vectors.
+//! Text models: checking a bundle at upload, checking a batch of tokenized texts and padding
+//! it into the model's inputs, and reading the outputs back as labels or pooled vectors.
+//! Tokenizing itself happens in the text front canister (`inference-tokenizer`), outside this
+//! canister's code budget.
 //!
 //! Batches are padded to fixed sizes (rows to a power of two, tokens to a bucket of
 //! [`SEQUENCE_BUCKETS`]) so that a model serves every batch with a handful of plans: a plan is
 //! built per concrete input shape, and building one costs far more than running it once.
 
 use inference_api::{
-    DType, InputTensor, Pooling, TensorData, TensorSpec, TextError, TextInput, TextSpec, TokenCount, Truncation,
-    MAX_TEXTS, MAX_TEXT_TOKENS,
+    DType, InputTensor, Pooling, TensorData, TensorSpec, TextError, TextSpec, Tokens, Vocabulary, MAX_TEXTS,
+    MAX_TEXT_TOKENS,
 };
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 /// Token lengths a batch is padded to (the smallest that holds its longest text, at most the
 /// bundle's `max_tokens`).
@@ -35,9 +35,10 @@ fn role(name: &str) -> Option<Role> {
     })
 }
 
-/// A bundle is sound: a tokenizer that loads, a length within bounds, and model inputs that
-/// are all token tensors (`input_ids` among them) of rank 2 and an integer type.
-pub fn check_bundle(spec: &TextSpec, inputs: &[TensorSpec], tokenizer: &[u8]) -> Result<(), String> {
+/// A bundle is sound: a tokenizer file whose ids [`vocabulary`] reads, a length within bounds,
+/// and model inputs that are all token tensors (`input_ids` among them) of rank 2 and an
+/// integer type. Answers the vocabulary.
+pub fn check_bundle(spec: &TextSpec, inputs: &[TensorSpec], tokenizer: &[u8]) -> Result<Vocabulary, String> {
     if spec.max_tokens < 2 || spec.max_tokens > MAX_TEXT_TOKENS {
         return Err(format!("max_tokens is {}; it must be 2 to {MAX_TEXT_TOKENS}", spec.max_tokens));
     }
@@ -62,98 +63,93 @@ pub fn check_bundle(spec: &TextSpec, inputs: &[TensorSpec], tokenizer: &[u8]) ->
     if !inputs.iter().any(|i| role(&i.name) == Some(Role::InputIds)) {
         return Err("the model has no \"input_ids\" input".into());
     }
-    TextTokenizer::new(tokenizer, spec).map(|_| ())
+    vocabulary(tokenizer)
 }
 
-/// A bundle's tokenizer, set up for the bundle's length and truncation (the tokenizer file's
-/// own padding and truncation settings are replaced: this module pads, and the bundle decides
-/// how to truncate).
-#[derive(Clone)]
-pub struct TextTokenizer {
-    inner: Tokenizer,
-    max_tokens: u32,
-    truncation: Truncation,
-    pad_id: u32,
-}
-
-/// One text's tokens.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Encoded {
-    pub ids: Vec<u32>,
-    pub type_ids: Vec<u32>,
-    pub truncated: bool,
-}
-
-impl Encoded {
-    pub fn count(&self) -> TokenCount {
-        TokenCount { tokens: self.ids.len() as u32, truncated: self.truncated }
+/// A tokenizer file's ids, read with serde rather than loaded as a tokenizer (the tokenizer
+/// itself runs in the text front canister): the size is one more than the largest id of the
+/// model's vocabulary and the added tokens; the pad id is the file's padding setting, else the
+/// first of `[PAD]`, `<pad>`, `<|endoftext|>` it has, else 0 (as the front's tokenizer pads).
+pub fn vocabulary(tokenizer: &[u8]) -> Result<Vocabulary, String> {
+    #[derive(serde::Deserialize)]
+    struct File {
+        model: Model,
+        #[serde(default)]
+        added_tokens: Vec<Added>,
+        #[serde(default)]
+        padding: Option<Padding>,
     }
+    #[derive(serde::Deserialize)]
+    struct Model {
+        vocab: Vocab,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Vocab {
+        /// WordPiece, BPE, WordLevel: token → id.
+        Map(std::collections::HashMap<String, u32>),
+        /// Unigram: (piece, score), the id is the position.
+        List(Vec<(String, f64)>),
+    }
+    #[derive(serde::Deserialize)]
+    struct Added {
+        id: u32,
+        content: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Padding {
+        pad_id: u32,
+    }
+    let file: File =
+        serde_json::from_slice(tokenizer).map_err(|e| format!("the tokenizer is not a tokenizer.json file: {e}"))?;
+    let id_of = |token: &str| {
+        file.added_tokens.iter().find(|a| a.content == token).map(|a| a.id).or_else(|| match &file.model.vocab {
+            Vocab::Map(map) => map.get(token).copied(),
+            Vocab::List(list) => list.iter().position(|(piece, _)| piece == token).map(|i| i as u32),
+        })
+    };
+    let largest_model_id = match &file.model.vocab {
+        Vocab::Map(map) => map.values().copied().max(),
+        Vocab::List(list) => list.len().checked_sub(1).map(|i| i as u32),
+    };
+    let largest = largest_model_id.into_iter().chain(file.added_tokens.iter().map(|a| a.id)).max();
+    let size = largest.and_then(|id| id.checked_add(1)).ok_or("the tokenizer has no tokens")?;
+    let pad_id = file
+        .padding
+        .as_ref()
+        .map(|p| p.pad_id)
+        .or_else(|| ["[PAD]", "<pad>", "<|endoftext|>"].iter().find_map(|t| id_of(t)))
+        .unwrap_or(0);
+    Ok(Vocabulary { size, pad_id })
 }
 
-impl TextTokenizer {
-    pub fn new(bytes: &[u8], spec: &TextSpec) -> Result<TextTokenizer, String> {
-        let mut inner = Tokenizer::from_bytes(bytes).map_err(|e| format!("the tokenizer does not load: {e}"))?;
-        let pad_id = inner
-            .get_padding()
-            .map(|p| p.pad_id)
-            .or_else(|| ["[PAD]", "<pad>", "<|endoftext|>"].iter().find_map(|t| inner.token_to_id(t)))
-            .unwrap_or(0);
-        inner.with_padding(None);
-        let truncation = match spec.truncation {
-            Truncation::Refuse => None,
-            Truncation::KeepStart => Some(TruncationParams {
-                direction: TruncationDirection::Right,
-                max_length: spec.max_tokens as usize,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-            }),
-        };
-        inner.with_truncation(truncation).map_err(|e| format!("the tokenizer cannot truncate: {e}"))?;
-        Ok(TextTokenizer { inner, max_tokens: spec.max_tokens, truncation: spec.truncation, pad_id })
-    }
-
-    /// Text `index` of a request as tokens, with the tokenizer's special tokens.
-    pub fn encode(&self, index: u32, text: &str) -> Result<Encoded, TextError> {
-        let encoding =
-            self.inner.encode_fast(text, true).map_err(|e| TextError::Tokenizer { index, message: e.to_string() })?;
-        let ids = encoding.get_ids().to_vec();
-        if ids.len() > self.max_tokens as usize {
-            // Only with `Refuse`: `KeepStart` truncated it already.
-            return Err(TextError::TooLong { index, tokens: ids.len() as u64, max: self.max_tokens });
-        }
-        let truncated = self.truncation == Truncation::KeepStart && !encoding.get_overflowing().is_empty();
-        Ok(Encoded { type_ids: encoding.get_type_ids().to_vec(), ids, truncated })
-    }
-
-    pub fn pad_id(&self) -> u32 {
-        self.pad_id
-    }
-}
-
-/// The request's texts as strings: at least one, at most [`MAX_TEXTS`], none empty, all UTF-8.
-pub fn texts_of(inputs: &[TextInput]) -> Result<Vec<&str>, TextError> {
-    if inputs.is_empty() {
+/// A batch of tokenized texts fits the bundle: at least one text, at most [`MAX_TEXTS`], none
+/// empty or longer than `max_tokens`, every id in the vocabulary, token types absent or one per
+/// token.
+pub fn check_tokens(texts: &[Tokens], vocabulary: Vocabulary, max_tokens: u32) -> Result<(), TextError> {
+    if texts.is_empty() {
         return Err(TextError::NoTexts);
     }
-    if inputs.len() > MAX_TEXTS as usize {
-        return Err(TextError::TooManyTexts { count: inputs.len() as u64, max: MAX_TEXTS });
+    if texts.len() > MAX_TEXTS as usize {
+        return Err(TextError::TooManyTexts { count: texts.len() as u64, max: MAX_TEXTS });
     }
-    inputs
-        .iter()
-        .enumerate()
-        .map(|(index, input)| {
-            let index = index as u32;
-            let text = match input {
-                TextInput::Text(s) => s.as_str(),
-                TextInput::Utf8(bytes) => std::str::from_utf8(bytes)
-                    .map_err(|e| TextError::InvalidUtf8 { index, valid_up_to: e.valid_up_to() as u64 })?,
-            };
-            if text.trim().is_empty() {
-                return Err(TextError::Empty { index });
-            }
-            Ok(text)
-        })
-        .collect()
+    for (index, text) in texts.iter().enumerate() {
+        let index = index as u32;
+        if text.ids.is_empty() {
+            return Err(TextError::Empty { index });
+        }
+        if text.ids.len() > max_tokens as usize {
+            return Err(TextError::TooLong { index, tokens: text.ids.len() as u64, max: max_tokens });
+        }
+        if !text.type_ids.is_empty() && text.type_ids.len() != text.ids.len() {
+            let (ids, type_ids) = (text.ids.len() as u64, text.type_ids.len() as u64);
+            return Err(TextError::TokenTypes { index, ids, type_ids });
+        }
+        if let Some(&id) = text.ids.iter().find(|&&id| id >= vocabulary.size) {
+            return Err(TextError::UnknownToken { index, id, size: vocabulary.size });
+        }
+    }
+    Ok(())
 }
 
 /// Tokens a batch whose longest text has `longest` is padded to: its bucket, or beyond the
@@ -172,7 +168,7 @@ pub fn batch_rows(texts: usize) -> usize {
 /// The batch's shape: rows and tokens, each the model's own where its input fixes them (a text
 /// or a batch beyond it refused), else the padded sizes of [`batch_rows`] and
 /// [`sequence_length`].
-fn batch_shape(encoded: &[Encoded], specs: &[TensorSpec], max_tokens: u32) -> Result<(usize, usize), TextError> {
+fn batch_shape(encoded: &[Tokens], specs: &[TensorSpec], max_tokens: u32) -> Result<(usize, usize), TextError> {
     let fixed = |dim: usize| specs.iter().find_map(|s| s.shape.get(dim).and_then(|&d| usize::try_from(d).ok()));
     let longest = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(1);
     let rows = match fixed(0) {
@@ -199,7 +195,7 @@ fn batch_shape(encoded: &[Encoded], specs: &[TensorSpec], max_tokens: u32) -> Re
 /// tokenizer's pad id, the attention mask (0 on padding), token types and positions, as the
 /// model's element type. Rows beyond the texts are all padding (mask 0).
 pub fn model_inputs(
-    encoded: &[Encoded],
+    encoded: &[Tokens],
     specs: &[TensorSpec],
     pad_id: u32,
     max_tokens: u32,
@@ -261,7 +257,7 @@ pub fn softmax(row: &mut [f32]) {
 pub fn pool(
     output: &[f32],
     shape: &[usize],
-    encoded: &[Encoded],
+    encoded: &[Tokens],
     pooling: Pooling,
     normalize: bool,
 ) -> Result<Vec<Vec<f32>>, String> {

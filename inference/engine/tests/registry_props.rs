@@ -536,6 +536,7 @@ impl Reference {
             blob: u.blob,
             upload_id: Some(id),
             text: None,
+            vocabulary: None,
         };
         self.models.insert((name, version), (info.clone(), u.data));
         self.retired.push(id);

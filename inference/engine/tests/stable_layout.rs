@@ -40,6 +40,7 @@ const QUOTA: Quota = Quota { instructions: 1 << 40, window_ns: 1 << 40 };
 const CALLER: [u8; 29] = [0xc2; 29];
 /// The golden canister's one pool peer.
 const PEER: [u8; 10] = [0xd3; 10];
+const FRONT: [u8; 10] = [0xd4; 10];
 const UPLOADER: [u8; 3] = [1, 2, 3];
 /// 2023-11-14T22:13:20Z, and a minute later.
 const T1: u64 = 1_700_000_000_000_000_000;
@@ -123,6 +124,7 @@ fn golden_state() -> DefaultMemoryImpl {
     access.grant(List::Maintainers, Principal::from_slice(&MAINTAINER)).unwrap();
     access.grant(List::Callers, Principal::from_slice(&CALLER)).unwrap();
     access.grant(List::Peers, Principal::from_slice(&PEER)).unwrap();
+    access.grant(List::Fronts, Principal::from_slice(&FRONT)).unwrap();
     let mut usage = Usage::init(&layout);
     usage.charge(Principal::from_slice(&CALLER), USED.1, QUOTA, USED.0);
     usage.save();
@@ -298,46 +300,53 @@ fn the_stable_layout_is_unchanged() {
 
 #[test]
 fn todays_stable_memory_still_reads() {
-    reads_the_golden_state(&golden("stable_image.txt"), Some(USED), true);
+    reads_the_golden_state(&golden("stable_image.txt"), Some(USED), true, true);
+}
+
+/// Layout 5 (before text fronts): no fronts; records without `vocabulary` (an added candid
+/// `opt` field, read as absent).
+#[test]
+fn layout_version_5_still_reads() {
+    reads_the_golden_state(&golden("stable_image_v5.txt"), Some(USED), true, false);
 }
 
 /// Layout 5 as written before text models: records without the `text` field (an added
 /// candid `opt` field, read as absent; no migration needed).
 #[test]
 fn layout_version_5_before_text_models_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v5_before_text.txt"), Some(USED), true);
+    reads_the_golden_state(&golden("stable_image_v5_before_text.txt"), Some(USED), true, false);
 }
 
 /// Layout 4 (before pools): no peers.
 #[test]
 fn layout_version_4_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v4.txt"), Some(USED), false);
+    reads_the_golden_state(&golden("stable_image_v4.txt"), Some(USED), false, false);
 }
 
 /// Layout 3 (chunk hashes inside the session record): opened by today's code, the unfinished
 /// upload is moved to its progress record and completes from where it was.
 #[test]
 fn layout_version_3_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v3.txt"), Some(USED), false);
+    reads_the_golden_state(&golden("stable_image_v3.txt"), Some(USED), false, false);
 }
 
 /// Layout 2 (before quota usage was kept): every caller starts a new window.
 #[test]
 fn layout_version_2_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v2.txt"), None, false);
+    reads_the_golden_state(&golden("stable_image_v2.txt"), None, false, false);
 }
 
 /// Layout 1 (before version lineage and upload ids): opened by today's code, it reads as it did
 /// and is written on with today's rules (the next version after v2 is v3).
 #[test]
 fn layout_version_1_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v1.txt"), None, false);
+    reads_the_golden_state(&golden("stable_image_v1.txt"), None, false, false);
 }
 
 /// Opens a golden image and checks it holds the golden state; `used` is the caller's quota
 /// window (start, instructions) when the image's layout keeps one; `peered` whether its layout
-/// keeps pool peers.
-fn reads_the_golden_state(image: &std::path::Path, used: Option<(u64, u64)>, peered: bool) {
+/// keeps pool peers; `fronted` whether it keeps text fronts.
+fn reads_the_golden_state(image: &std::path::Path, used: Option<(u64, u64)>, peered: bool, fronted: bool) {
     let text = std::fs::read_to_string(image).unwrap();
     let memory = from_image(&text);
     let (relu, add) = (relu(), add());
@@ -353,6 +362,8 @@ fn reads_the_golden_state(image: &std::path::Path, used: Option<(u64, u64)>, pee
     assert_eq!(access.members(List::Callers), vec![Principal::from_slice(&CALLER)]);
     let peers = if peered { vec![Principal::from_slice(&PEER)] } else { vec![] };
     assert_eq!(access.members(List::Peers), peers);
+    let fronts = if fronted { vec![Principal::from_slice(&FRONT)] } else { vec![] };
+    assert_eq!(access.members(List::Fronts), fronts);
     assert!(access.contains(List::Maintainers, Principal::from_slice(&MAINTAINER)));
     assert!(!access.contains(List::Maintainers, Principal::from_slice(&CALLER)));
     assert_eq!(Usage::init(&layout).of(Principal::from_slice(&CALLER)), used);

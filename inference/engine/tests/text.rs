@@ -4,10 +4,12 @@
 //! models give onnxruntime's outputs for them (models/text, tools/prepare/text_models.py).
 
 use inference_api::{Pooling, TextError, TextInput, TextSpec, TextTask, Truncation};
+use inference_api::{Tokens, Vocabulary};
 use inference_engine::executor::run_to_end;
 use inference_engine::model::{inspect, load};
-use inference_engine::text::{self, Encoded, TextTokenizer};
+use inference_engine::text;
 use inference_engine::types::{DType, TensorSpec};
+use inference_tokenizer::{texts_of, TextTokenizer};
 use model_testdata::text::{case, file, golden_tokens};
 use sha2::{Digest, Sha256};
 use tract_onnx::prelude::*;
@@ -33,7 +35,7 @@ fn tokenizer(name: &str) -> TextTokenizer {
     TextTokenizer::new(&bytes, &spec(&bytes, max, truncation)).unwrap()
 }
 
-fn encode_all(tok: &TextTokenizer, texts: &[String]) -> Vec<Encoded> {
+fn encode_all(tok: &TextTokenizer, texts: &[String]) -> Vec<Tokens> {
     texts.iter().enumerate().map(|(i, t)| tok.encode(i as u32, t).unwrap()).collect()
 }
 
@@ -238,13 +240,13 @@ fn minilm_through_our_tokenizer_and_padding_places_paraphrases_together() {
 #[test]
 fn bad_texts_get_typed_errors() {
     let too_many: Vec<TextInput> = (0..65).map(|_| TextInput::from("a")).collect();
-    assert_eq!(text::texts_of(&[]), Err(TextError::NoTexts));
-    assert_eq!(text::texts_of(&too_many), Err(TextError::TooManyTexts { count: 65, max: 64 }));
-    assert_eq!(text::texts_of(&["ok".into(), " \n".into()]), Err(TextError::Empty { index: 1 }));
+    assert_eq!(texts_of(&[]), Err(TextError::NoTexts));
+    assert_eq!(texts_of(&too_many), Err(TextError::TooManyTexts { count: 65, max: 64 }));
+    assert_eq!(texts_of(&["ok".into(), " \n".into()]), Err(TextError::Empty { index: 1 }));
     let invalid = TextInput::Utf8(serde_bytes::ByteBuf::from(b"ab\xffcd".to_vec()));
-    assert_eq!(text::texts_of(&["ok".into(), invalid]), Err(TextError::InvalidUtf8 { index: 1, valid_up_to: 2 }));
+    assert_eq!(texts_of(&["ok".into(), invalid]), Err(TextError::InvalidUtf8 { index: 1, valid_up_to: 2 }));
     let urdu = TextInput::Utf8(serde_bytes::ByteBuf::from("درخواست".as_bytes().to_vec()));
-    assert_eq!(text::texts_of(&[urdu]).unwrap(), vec!["درخواست"]);
+    assert_eq!(texts_of(&[urdu]).unwrap(), vec!["درخواست"]);
 
     let bytes = file("wordpiece.json");
     let strict = TextTokenizer::new(&bytes, &spec(&bytes, 8, Truncation::Refuse)).unwrap();
@@ -265,7 +267,8 @@ fn a_bundle_is_checked_at_upload() {
     let ids = TensorSpec::new("input_ids", vec![-1, -1], DType::I64);
     let mask = TensorSpec::new("attention_mask", vec![-1, -1], DType::I64);
     let good = spec(&bytes, 128, Truncation::Refuse);
-    assert_eq!(text::check_bundle(&good, &[ids.clone(), mask.clone()], &bytes), Ok(()));
+    let vocabulary = text::check_bundle(&good, &[ids.clone(), mask.clone()], &bytes).unwrap();
+    assert_eq!(vocabulary, Vocabulary { size: 4096, pad_id: 0 });
     let image = TensorSpec::new("x", vec![1, 3, 48, 192], DType::F32);
     assert!(text::check_bundle(&good, &[image], &bytes).unwrap_err().contains("\"x\""));
     assert!(text::check_bundle(&good, std::slice::from_ref(&mask), &bytes).unwrap_err().contains("input_ids"));
@@ -273,7 +276,37 @@ fn a_bundle_is_checked_at_upload() {
     assert!(text::check_bundle(&good, &[floats], &bytes).unwrap_err().contains("i64 or i32"));
     let huge = TextSpec { max_tokens: 100_000, ..good.clone() };
     assert!(text::check_bundle(&huge, std::slice::from_ref(&ids), &bytes).unwrap_err().contains("max_tokens"));
-    assert!(text::check_bundle(&good, &[ids], b"{not json").unwrap_err().contains("does not load"));
+    assert!(text::check_bundle(&good, &[ids], b"{not json").unwrap_err().contains("not a tokenizer.json"));
+}
+
+#[test]
+fn the_canister_reads_the_ids_the_front_tokenizes_with() {
+    // The inference canister reads a tokenizer's vocabulary size and pad id with serde (it holds
+    // no tokenizer); the text front pads nothing but tokenizes with the real one. They agree for
+    // every tokenizer kind.
+    for name in ["wordpiece", "bpe", "unigram", "all_minilm_l6"] {
+        let file_name =
+            if name == "all_minilm_l6" { "all_minilm_l6.tokenizer.json".into() } else { format!("{name}.json") };
+        let bytes = file(&file_name);
+        let read = text::vocabulary(&bytes).unwrap();
+        let tok = tokenizer(name);
+        assert_eq!(read, Vocabulary { size: tok.vocabulary_size(), pad_id: tok.pad_id() }, "{name}");
+    }
+}
+
+#[test]
+fn tokens_are_checked_before_they_are_padded() {
+    let vocabulary = Vocabulary { size: 100, pad_id: 0 };
+    let tokens = |ids: Vec<u32>, type_ids: Vec<u32>| Tokens { ids, type_ids, truncated: false };
+    let check = |texts: &[Tokens]| text::check_tokens(texts, vocabulary, 8);
+    assert_eq!(check(&[]), Err(TextError::NoTexts));
+    assert_eq!(check(&vec![tokens(vec![1], vec![]); 65]), Err(TextError::TooManyTexts { count: 65, max: 64 }));
+    assert_eq!(check(&[tokens(vec![1], vec![]), tokens(vec![], vec![])]), Err(TextError::Empty { index: 1 }));
+    assert_eq!(check(&[tokens(vec![1; 9], vec![])]), Err(TextError::TooLong { index: 0, tokens: 9, max: 8 }));
+    assert_eq!(check(&[tokens(vec![1, 100], vec![])]), Err(TextError::UnknownToken { index: 0, id: 100, size: 100 }));
+    let types = Err(TextError::TokenTypes { index: 0, ids: 2, type_ids: 1 });
+    assert_eq!(check(&[tokens(vec![1, 2], vec![0])]), types);
+    assert_eq!(check(&[tokens(vec![1, 99], vec![0, 1]), tokens(vec![5; 8], vec![])]), Ok(()));
 }
 
 #[test]

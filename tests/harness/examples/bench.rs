@@ -13,6 +13,7 @@ use canister_harness::deploy::Deployment;
 use canister_harness::{user, CallCost};
 use inference_api::{ClassifyRequest, InputTensor, Kernels, Profile, TensorData, UploadChunk, UploadRequest};
 use inference_client::calls;
+use inference_client::text::calls as text_calls;
 use model_testdata::{case, variants, Case};
 
 #[derive(Default)]
@@ -277,8 +278,8 @@ fn main() {
 const TEXT_LENGTHS: [usize; 3] = [32, 128, 512];
 
 /// A MiniLM-L6-shaped BERT encoder (6 layers, 384 wide, dynamic int8, random weights) through
-/// `embed_text`: one text of exactly 32, 128 and 512 tokens (no padding), tokenized in the
-/// canister; instructions per token and per MAC. Each length is called once first to build its
+/// `embed_text`: one text of exactly 32, 128 and 512 tokens (no padding), tokenized by the
+/// text front canister; instructions (of both canisters) per token and per MAC. Each length is called once first to build its
 /// plan. Answers the profile of the 128-token inference (the length), for `profile.md`.
 fn texts(r: &mut Runner) -> (String, Profile) {
     use inference_api::{Pooling, TextRequest, TextSpec, TextTask, Truncation};
@@ -295,7 +296,7 @@ fn texts(r: &mut Runner) -> (String, Profile) {
         truncation: Truncation::Refuse,
         task: embed,
     };
-    let local = inference_engine::text::TextTokenizer::new(&tokenizer, &spec).unwrap();
+    let local = inference_tokenizer::TextTokenizer::new(&tokenizer, &spec).unwrap();
     for tokens in TEXT_LENGTHS {
         // One word that is one token, repeated: [CLS] + words + [SEP] is exactly `tokens`.
         let text = vec!["english"; tokens - 2].join(" ");
@@ -306,11 +307,11 @@ fn texts(r: &mut Runner) -> (String, Profile) {
         let macs = inference_engine::model::macs(&model, &specs).ok();
         let request =
             TextRequest { model: "bert-l6".into(), version: None, texts: vec![text.as_str().into()], top_k: None };
-        r.d.call(user(5), calls::embed_text(&request)).0.unwrap().unwrap();
+        r.d.call_text(user(5), text_calls::embed_text(&request)).0.unwrap().unwrap();
         r.bench(&format!("embed_text/bert_l6.dyn_u8/tokens_{tokens}"), macs, |d| {
-            let (res, c) = d.call(user(5), calls::embed_text(&request));
+            let (res, c) = d.call_text(user(5), text_calls::embed_text(&request));
             let out = res.unwrap().unwrap();
-            let note = "tokenizer + int8 encoder + mean pooling, one text, plan built".to_string();
+            let note = "text front (tokenizer) + int8 encoder + mean pooling, one text, plan built".to_string();
             (c, out.instructions, out.messages as u64, note)
         });
         let result = r.results.last_mut().unwrap();

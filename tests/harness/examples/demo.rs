@@ -84,7 +84,8 @@ fn main() {
 }
 
 /// A text model: the language identifier and its tokenizer uploaded as one bundle, then the
-/// agency decides a batch of citizens' texts in one call (tokenized in the inference canister).
+/// agency decides a batch of citizens' texts in one call (tokenized by the text front canister,
+/// run by the inference canister on the agency's behalf).
 fn texts(d: &mut Deployment) {
     let labels = ["en", "ur", "ar", "fa", "ps", "sd", "hi"];
     let classify = TextTask::Classify { softmax: true };
@@ -96,7 +97,7 @@ uploaded langid v{} (model + tokenizer.json, one file of {} bytes, sha256 {})",
         info.size,
         hex(&info.sha256)
     );
-    let settings = Settings { text_model: Some("langid".into()), ..d.agency_settings() };
+    let settings = Settings { text_model: Some("langid".into()), text_canister: Some(d.text), ..d.agency_settings() };
     let controller = d.controller;
     d.call_agency(controller, agency_api::calls::set_settings(&settings)).0.unwrap().unwrap();
     let texts = [
@@ -113,7 +114,7 @@ uploaded langid v{} (model + tokenizer.json, one file of {} bytes, sha256 {})",
     for (text, decision) in texts.iter().zip(r.expect("decide_texts replies").expect("decisions")) {
         println!("  {:<60} -> {} ({:.3})", text, decision.label, decision.score);
     }
-    println!("  whole call (agency + inference, 3 texts): {}", show(&cost));
+    println!("  whole call (agency + text front + inference, 3 texts): {}", show(&cost));
 }
 
 fn platform_kernels(d: &mut Deployment) -> String {

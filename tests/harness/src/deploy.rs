@@ -1,13 +1,14 @@
 //! A deployment as an agency would have it: the inference canister, an agency canister allowed
-//! to call it (with [`AGENCY_USER`] as its user and reader), a maintainer, and models uploaded
-//! through the maintainers' chunked uploader.
+//! to call it (with [`AGENCY_USER`] as its user and reader), a maintainer, models uploaded
+//! through the maintainers' chunked uploader, and (for text models) the text front canister.
 
 use std::cell::RefCell;
 
 use agency_api::{Roles, Settings};
 use candid::{CandidType, Principal};
 use inference_api::{
-    Config, InitArgs, Kernels, ModelInfo, RoleError, TensorSpec, TextSpec, TextTask, Truncation, UploadRequest,
+    Config, FrontSettings, InitArgs, Kernels, ModelInfo, RoleError, TensorSpec, TextSpec, TextTask, Truncation,
+    UploadRequest,
 };
 use inference_client::{calls, Call, CallError, InferenceClient, Transport};
 use inference_tools::upload::{text_bundle, upload, UploadError, UploadOptions};
@@ -39,6 +40,9 @@ pub struct Deployment {
     pub ic: Box<dyn Ic>,
     pub inference: Principal,
     pub agency: Principal,
+    /// The text front canister of [`Deployment::inference`], once [`Deployment::install_text`]
+    /// (or [`Deployment::publish_text`]) installed it; anonymous before.
+    pub text: Principal,
     pub controller: Principal,
     pub maintainer: Principal,
 }
@@ -69,7 +73,8 @@ impl Deployment {
         let init = Some(InitArgs { kernels: Some(kernels) });
         ic.install_canister(inference, inference_wasm, candid::encode_args((init,)).unwrap(), controller)
             .expect("inference canister installs");
-        let mut d = Deployment { ic, inference, agency: Principal::anonymous(), controller, maintainer };
+        let anonymous = Principal::anonymous();
+        let mut d = Deployment { ic, inference, agency: anonymous, text: anonymous, controller, maintainer };
         d.as_admin(calls::grant_maintainer(maintainer)).expect("grant maintainer");
         d.install_agency(model);
         d
@@ -85,6 +90,7 @@ impl Deployment {
             model: model.to_string(),
             max_decisions: None,
             text_model: None,
+            text_canister: None,
         };
         let roles = Roles { users: vec![user(AGENCY_USER)], readers: vec![user(AGENCY_USER)] };
         self.ic
@@ -98,6 +104,56 @@ impl Deployment {
         self.as_admin(calls::allow_caller(agency)).expect("allow the agency");
         self.agency = agency;
         agency
+    }
+
+    /// Installs a text front canister for the inference canister `inference` (ours, or another
+    /// pool member) and grants it the front role there, as their controller.
+    pub fn install_front(&mut self, inference: Principal) -> Principal {
+        let front = self.ic.create_canister(self.controller);
+        let settings = FrontSettings { inference_canister: inference };
+        self.ic
+            .install_canister(
+                front,
+                &canister_wasm("text_canister"),
+                candid::encode_args((settings,)).unwrap(),
+                self.controller,
+            )
+            .expect("text canister installs");
+        let controller = self.controller;
+        crate::call(&mut *self.ic, inference, controller, calls::allow_front(front))
+            .0
+            .expect("allow_front replies")
+            .expect("allow the front");
+        front
+    }
+
+    /// [`Deployment::text`], installed the first time.
+    pub fn install_text(&mut self) -> Principal {
+        if self.text == Principal::anonymous() {
+            self.text = self.install_front(self.inference);
+        }
+        self.text
+    }
+
+    /// A typed call to the text front canister as `sender` (see [`Deployment::install_text`]).
+    pub fn call_text<R: CandidType + DeserializeOwned>(
+        &mut self,
+        sender: Principal,
+        call: Call<R>,
+    ) -> (Result<R, CallError>, CallCost) {
+        crate::call(&mut *self.ic, self.text, sender, call)
+    }
+
+    /// A typed update of the text front canister made by canister `caller` (no
+    /// inspect_message, as between canisters). `None` on a backend that cannot stand in for a
+    /// canister's code.
+    pub fn call_text_from_canister<R: CandidType + DeserializeOwned>(
+        &mut self,
+        caller: Principal,
+        call: Call<R>,
+    ) -> Option<Result<R, CallError>> {
+        let outcome = self.ic.call_from_canister(self.text, caller, call.method, call.arg.clone())?;
+        Some(crate::reply(&call, outcome.result))
     }
 
     /// A typed call to the inference canister as `sender`: the reply and what the call cost.
@@ -255,7 +311,8 @@ impl Deployment {
     }
 
     /// Uploads a text model and its tokenizer (`models/text/<file>`) as one bundle, as the
-    /// maintainer, in 1 MiB chunks, and activates it.
+    /// maintainer, in 1 MiB chunks, and activates it; installs the text front
+    /// ([`Deployment::install_text`]) if it is not yet.
     #[allow(clippy::too_many_arguments)]
     pub fn publish_text(
         &mut self,
@@ -279,6 +336,7 @@ impl Deployment {
         let maintainer = self.maintainer;
         let info = self.upload_request(maintainer, &bundle, request, &Self::upload_options(1 << 20)).expect("upload");
         self.call(maintainer, calls::activate(name, info.version)).0.expect("activate replies").expect("activate");
+        self.install_text();
         info
     }
 

@@ -194,8 +194,13 @@ fn decisions_are_read_only_by_readers_and_admins_a_page_at_a_time_and_survive_an
 #[test]
 fn a_full_store_refuses_new_documents_and_evicts_nothing() {
     let (mut d, c) = deployed();
-    let settings =
-        |max| Settings { inference_canister: d.inference, model: MODEL.into(), max_decisions: max, text_model: None };
+    let settings = |max| Settings {
+        inference_canister: d.inference,
+        model: MODEL.into(),
+        max_decisions: max,
+        text_model: None,
+        text_canister: None,
+    };
     let (two, three, zero) = (settings(Some(2)), settings(Some(3)), settings(Some(0)));
     // Only admins change settings; the limit has a range.
     assert!(agency(&mut d, USER(), agency_api::calls::set_settings(&two)).is_err());

@@ -1,13 +1,18 @@
 //! Text models on the real canisters: a bundle (ONNX model + tokenizer.json) uploaded as one
-//! file; an agency canister classifies a batch of Urdu and English texts inter-canister, in f32
-//! and dynamic int8, with onnxruntime's answers; all-MiniLM-L6-v2 embeds texts as onnxruntime's
-//! outputs pooled; bad texts and bad bundles get typed errors and change nothing.
+//! file; an agency canister classifies a batch of Urdu and English texts inter-canister through
+//! the text front canister, in f32 and dynamic int8, with onnxruntime's answers;
+//! all-MiniLM-L6-v2 embeds texts as onnxruntime's outputs pooled; bad texts, bad tokens and bad
+//! bundles get typed errors and change nothing; only fronts speak for others.
 
 use agency_api::{AgencyError, Settings, TextDocument};
 use canister_harness::deploy::{Deployment, AGENCY_USER};
 use canister_harness::{user, Principal};
-use inference_api::{InferenceError, Pooling, RegistryError, TextError, TextInput, TextRequest, TextTask, Truncation};
+use inference_api::{
+    InferenceError, NotAuthorized, Pooling, RegistryError, Role, TextError, TextInput, TextRequest, TextTask, Tokens,
+    TokensRequest, Truncation,
+};
 use inference_client::calls;
+use inference_client::text::calls as text_calls;
 use inference_tools::upload::text_bundle;
 use model_testdata::text::{case, file, golden_tokens};
 
@@ -21,8 +26,8 @@ fn trained_labels() -> Vec<String> {
     json["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect()
 }
 
-/// The inference canister with the language identifier (f32) active, and the agency set to
-/// classify texts with it.
+/// The inference canister with the language identifier (f32) active, its text front, and the
+/// agency set to classify texts with them.
 fn deployed() -> Deployment {
     assert_eq!(trained_labels(), LABELS);
     let mut d = Deployment::new("no-image-model");
@@ -33,6 +38,7 @@ fn deployed() -> Deployment {
         model: "no-image-model".into(),
         max_decisions: None,
         text_model: Some(LANGID.into()),
+        text_canister: Some(d.text),
     };
     let controller = d.controller;
     d.call_agency(controller, agency_api::calls::set_settings(&settings)).0.unwrap().unwrap();
@@ -111,7 +117,8 @@ fn all_minilm_embeds_texts_as_onnxruntimes_hidden_states_pooled() {
     let texts: Vec<TextInput> = chosen.iter().map(|&i| TextInput::Text(sample[i].clone())).collect();
     let request = TextRequest { model: MINILM.into(), version: None, texts, top_k: None };
     let agency = d.agency;
-    let answer = d.call_from_canister(agency, calls::embed_text(&request)).unwrap().unwrap().expect("vectors");
+    let answer =
+        d.call_text_from_canister(agency, text_calls::embed_text(&request)).unwrap().unwrap().expect("vectors");
     assert_eq!(answer.dimensions, 384);
     // onnxruntime's hidden states for the whole sample, mean-pooled over each text's tokens.
     let c = case("all_minilm_l6");
@@ -142,7 +149,7 @@ fn classify_as(
     caller: Principal,
     request: &TextRequest,
 ) -> Result<inference_api::TextClassification, InferenceError> {
-    d.call_from_canister(caller, calls::classify_text(request)).unwrap().unwrap()
+    d.call_text_from_canister(caller, text_calls::classify_text(request)).unwrap().unwrap()
 }
 
 fn request(texts: Vec<TextInput>) -> TextRequest {
@@ -164,7 +171,7 @@ fn bad_texts_get_typed_errors() {
     assert_eq!(classify_as(&mut d, agency, &many), text(TextError::TooManyTexts { count: 65, max: 64 }));
     // An embedding request to a classifier, and a text request to a tensor model.
     let wrong = request(vec!["hello".into()]);
-    let answer = d.call_from_canister(agency, calls::embed_text(&wrong)).unwrap().unwrap();
+    let answer = d.call_text_from_canister(agency, text_calls::embed_text(&wrong)).unwrap().unwrap();
     assert!(matches!(answer, Err(InferenceError::Text(TextError::WrongTask { .. }))), "{answer:?}");
     let c = model_testdata::case("rapidocr_cls", "fp32");
     d.publish("image", &c, &["0", "180"]);
@@ -252,8 +259,9 @@ fn a_pool_member_copies_a_text_bundle_and_classifies_with_the_same_tokenizer() {
     let (sample, _) = golden_tokens();
     let texts: Vec<TextInput> = sample.iter().map(|t| t.as_str().into()).collect();
     let request = TextRequest { model: LANGID.into(), version: None, texts, top_k: Some(1) };
-    let here = d.call(user(5), calls::classify_text(&request)).0;
-    let there = canister_harness::call(&mut *d.ic, second, user(5), calls::classify_text(&request)).0;
+    let second_front = d.install_front(second);
+    let here = d.call_text(user(5), text_calls::classify_text(&request)).0;
+    let there = canister_harness::call(&mut *d.ic, second_front, user(5), text_calls::classify_text(&request)).0;
     let labels = |r: Result<Result<inference_api::TextClassification, InferenceError>, _>| {
         r.unwrap().unwrap().texts.into_iter().map(|t| (t.scores[0].label.clone(), t.tokens)).collect::<Vec<_>>()
     };
@@ -273,4 +281,63 @@ fn a_caller_whose_quota_is_spent_gets_no_tokenization() {
     // The quota is checked before the texts are even read: an empty one is not reported.
     let refused = classify_as(&mut d, agency, &request(vec!["".into()]));
     assert!(matches!(refused, Err(InferenceError::QuotaExceeded { .. })), "{refused:?}");
+}
+
+#[test]
+fn token_endpoints_check_every_id_and_only_fronts_speak_for_others() {
+    let mut d = deployed();
+    let (agency, front) = (d.agency, d.text);
+    let tokenizer = file("wordpiece.json");
+    let vocabulary = inference_engine::text::vocabulary(&tokenizer).unwrap();
+    let info = d.call(d.maintainer, calls::model_info(LANGID, None)).0.unwrap().unwrap();
+    assert_eq!(info.vocabulary, Some(vocabulary), "read from the bundle's tokenizer at the finish");
+    // An agency that tokenizes itself gets exactly what the front answers for its text.
+    let spec = info.text.clone().unwrap();
+    let local = inference_tokenizer::TextTokenizer::new(&tokenizer, &spec).unwrap();
+    let text = "The petition was received.";
+    let tokens = |texts: Vec<Tokens>, on_behalf_of| TokensRequest {
+        model: LANGID.into(),
+        version: None,
+        texts,
+        top_k: Some(2),
+        on_behalf_of,
+    };
+    let own = tokens(vec![local.encode(0, text).unwrap()], None);
+    let direct = d.call_from_canister(agency, calls::classify_tokens(&own)).unwrap().unwrap().unwrap();
+    let through_front = classify_as(&mut d, agency, &request(vec![text.into()])).unwrap();
+    assert_eq!(direct.texts, through_front.texts);
+
+    // Every id is checked against the vocabulary before anything runs; token types too.
+    let unknown = tokens(vec![Tokens { ids: vec![2, vocabulary.size, 3], ..Tokens::default() }], None);
+    let refused = d.call_from_canister(agency, calls::classify_tokens(&unknown)).unwrap().unwrap();
+    let expected = TextError::UnknownToken { index: 0, id: vocabulary.size, size: vocabulary.size };
+    assert_eq!(refused, Err(InferenceError::Text(expected)));
+    let types = tokens(vec![Tokens { ids: vec![2, 3], type_ids: vec![0], truncated: false }], None);
+    let refused = d.call_from_canister(agency, calls::classify_tokens(&types)).unwrap().unwrap();
+    assert_eq!(refused, Err(InferenceError::Text(TextError::TokenTypes { index: 0, ids: 2, type_ids: 1 })));
+    let empty = tokens(vec![Tokens::default()], None);
+    let refused = d.call_from_canister(agency, calls::classify_tokens(&empty)).unwrap().unwrap();
+    assert_eq!(refused, Err(InferenceError::Text(TextError::Empty { index: 0 })));
+
+    // An allowed caller that is not a front cannot spend another's quota, nor read tokenizers
+    // or ask for what to tokenize.
+    let for_another = tokens(vec![local.encode(0, text).unwrap()], Some(user(5)));
+    let refused = d.call_from_canister(agency, calls::classify_tokens(&for_another)).unwrap().unwrap();
+    assert_eq!(refused, Err(InferenceError::NotAuthorized(NotAuthorized { caller: agency, needs: Role::Front })));
+    let refused = d.call_from_canister(agency, calls::text_model(LANGID, None, agency, true)).unwrap().unwrap();
+    assert!(matches!(refused, Err(InferenceError::NotAuthorized(NotAuthorized { needs: Role::Front, .. }))));
+    let refused = d.call_from_canister(agency, calls::tokenizer_chunk(LANGID, 1, 0)).unwrap().unwrap();
+    assert!(matches!(refused, Err(InferenceError::NotAuthorized(_))), "{refused:?}");
+    // A front speaks only for allowed callers.
+    let stranger = user(77);
+    let for_stranger = tokens(vec![local.encode(0, text).unwrap()], Some(stranger));
+    let refused = d.call_from_canister(front, calls::classify_tokens(&for_stranger)).unwrap().unwrap();
+    assert_eq!(refused, Err(InferenceError::NotAuthorized(NotAuthorized { caller: stranger, needs: Role::Caller })));
+    // Once disallowed, a front is refused too, and its callers with it.
+    let controller = d.controller;
+    d.as_admin(calls::disallow_front(front)).unwrap();
+    let refused = classify_as(&mut d, agency, &request(vec![text.into()]));
+    assert_eq!(refused, Err(InferenceError::NotAuthorized(NotAuthorized { caller: front, needs: Role::Front })));
+    let roles = d.call(controller, calls::roles()).0.unwrap().unwrap();
+    assert!(roles.fronts.is_empty());
 }

@@ -98,6 +98,11 @@ enum Command {
     AllowCaller { principal: Principal },
     /// Withdraw inference access (controllers only).
     DisallowCaller { principal: Principal },
+    /// Let a text front canister tokenize for allowed callers and run their texts (controllers
+    /// only).
+    AllowFront { principal: Principal },
+    /// Withdraw the text front role (controllers only).
+    DisallowFront { principal: Principal },
     /// Who holds which role.
     Roles,
     /// Pools of inference canisters serving the same models: `--canister` is the first member,
@@ -427,9 +432,20 @@ async fn main() -> Result<()> {
             answer(c.disallow_caller(*principal).await)?;
             println!("{principal} may no longer run inference");
         }
+        Command::AllowFront { principal } => {
+            answer(c.allow_front(*principal).await)?;
+            println!("{principal} may tokenize and run texts for allowed callers");
+        }
+        Command::DisallowFront { principal } => {
+            answer(c.disallow_front(*principal).await)?;
+            println!("{principal} is no longer a text front");
+        }
         Command::Roles => {
             let roles = answer(c.roles().await)?;
-            println!("maintainers: {:?}\nallowed callers: {:?}", roles.maintainers, roles.callers);
+            println!(
+                "maintainers: {:?}\nallowed callers: {:?}\ntext fronts: {:?}",
+                roles.maintainers, roles.callers, roles.fronts
+            );
         }
         Command::Pool { command } => pool_command(&cli, &c, command).await?,
         Command::Capacity { name, version, pool, symbolic, subnet_nodes } => {
@@ -688,9 +704,11 @@ async fn upload_file(c: &InferenceClient<AgentTransport>, args: &UploadArgs, act
             let truncation = if *truncate { Truncation::KeepStart } else { Truncation::Refuse };
             let (bundle, spec) = text_bundle(&bytes, &tokenizer, *max_tokens, truncation, (*task).into());
             // The canister checks the same at the upload's finish; checked here first, nothing
-            // is sent for a bundle it would refuse.
+            // is sent for a bundle it would refuse. The text front loads the tokenizer itself:
+            // one that does not load is refused here, where the maintainer sees why.
             let inputs = inference_engine::model::inspect(&bytes).map_err(|e| anyhow!(e))?.inputs;
             inference_engine::text::check_bundle(&spec, &inputs, &tokenizer).map_err(|e| anyhow!(e))?;
+            inference_tokenizer::TextTokenizer::new(&tokenizer, &spec).map_err(|e| anyhow!(e))?;
             (bundle, Some(spec))
         }
     };

@@ -1,14 +1,19 @@
-//! getrandom's custom backend for the canister (`.cargo/config.toml` selects it for wasm32).
+//! getrandom's custom backend for this project's canisters (`.cargo/config.toml` selects it
+//! for wasm32; each canister links it with `use canister_entropy as _;`).
 //!
 //! The IC replicates every computation: a canister has no entropy of its own, and whatever it
-//! computes must be the same on every node. The one caller is ahash, which seeds the hash maps
-//! of the tokenizer (`tokenizers`) once per instance and panics without seeds; a fixed stream
-//! serves it. Nothing secret or meant to be unpredictable comes from here: job ids derive from
-//! the management canister's `raw_rand`, and models with random operators are refused at
-//! upload. A fixed seed lets whoever knows it craft colliding words, which only slows the
-//! crafting caller's own tokenization, paid from its own instruction quota.
+//! computes must be the same on every node. In the text front canister, ahash seeds the hash
+//! maps of the tokenizer (`tokenizers`) once per instance and panics without seeds; a fixed
+//! stream serves it. In the inference canister, tract's `rand` links getrandom but nothing
+//! calls it: job ids derive from the management canister's `raw_rand`, and models with random
+//! operators are refused at upload. Nothing secret or meant to be unpredictable comes from
+//! here. A fixed seed lets whoever knows it craft colliding words, which only slows the
+//! crafting caller's own tokenization.
 //!
-//! getrandom 0.3 and 0.4 (tract's `rand`) both call this one symbol, by design of getrandom.
+//! getrandom 0.3 (tokenizers' ahash) and 0.4 (tract's `rand`) both call this one symbol, by
+//! design of getrandom.
+
+#![cfg(target_arch = "wasm32")]
 
 /// SplitMix64 from a fixed start: well-spread bytes, the same on every node and every call.
 fn fill(dest: &mut [u8]) {
