@@ -23,7 +23,9 @@ Everything is made here, from a corpus a PyPI package ships, with fixed seeds:
   (Gather embeddings, LayerNormalization, MatMul+Add projections, 12-head attention with the
   mask added as -10000, Softmax, Erf GELU), hidden 384, 12 heads, intermediate 1536, the
   WordPiece vocabulary, 512 positions: 2 layers in f32 and dynamic int8 for conformance, and
-  the MiniLM-L6 shape (6 layers) in dynamic int8 for the speed benchmark. Inputs
+  the MiniLM-L6 shape (6 layers) in dynamic int8 for the speed benchmark, and in static int8
+  (QDQ, `bert_l6.qdq.onnx`: MatMuls only, per-channel int8 weights, calibrated on the sample).
+  Inputs
   `input_ids`, `attention_mask`, `token_type_ids`; output `last_hidden_state` [batch, seq, 384].
 - `testdata/<model>/`: the sample's ids padded as the canister pads them (to the bucket: the
   smallest of 16, 32, 64, 128, 256, 512 that holds the longest text), and onnxruntime's
@@ -49,7 +51,7 @@ import onnx
 import onnxruntime as ort
 from babel import Locale
 from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization import QuantType, quantize_dynamic
+from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic, quantize_static
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 LANGUAGES = ["en", "ur", "ar", "fa", "ps", "sd", "hi"]
@@ -352,6 +354,49 @@ def dynamic_int8(src, dst):
     quantize_dynamic(src, dst, weight_type=QuantType.QUInt8)
 
 
+class Batches(CalibrationDataReader):
+    """Calibration feeds: the sample in batches of four, padded as the canister pads them."""
+
+    def __init__(self, tok, texts):
+        self.feeds = []
+        for i in range(0, len(texts), 4):
+            ids, mask = batch(tok, texts[i : i + 4])
+            self.feeds.append({"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)})
+        self.at = 0
+
+    def get_next(self):
+        if self.at == len(self.feeds):
+            return None
+        self.at += 1
+        return self.feeds[self.at - 1]
+
+
+def bert_qdq(out_dir):
+    """The MiniLM-L6-shaped encoder in static int8 QDQ form, as onnxruntime's quantize_static
+    makes a transformer's linear layers: its MatMuls only, int8 weights per output channel
+    (symmetric), activations u8 with a zero point, calibrated on the sample; then its golden.
+    Reads the committed tokenizer and sample, so it can run alone (`text_models.py DIR bert-qdq`)
+    without retraining the tokenizers."""
+    wp = Tokenizer.from_file(os.path.join(out_dir, "wordpiece.json"))
+    with open(os.path.join(out_dir, "sample.txt"), encoding="utf-8") as f:
+        sample = [line.rstrip("\n") for line in f if line.strip()]
+    with tempfile.TemporaryDirectory() as tmp:
+        f32 = os.path.join(tmp, "bert_l6.f32.onnx")
+        save(bert_graph(6), f32)
+        quantize_static(
+            f32,
+            os.path.join(out_dir, "bert_l6.qdq.onnx"),
+            Batches(wp, sample),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["MatMul"],
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+        )
+    golden(out_dir, "bert_l6.qdq", "bert_l6.qdq.onnx", wp, sample, with_types=True)
+
+
 def golden(out_dir, name, model_file, tok, texts, with_types):
     """The sample as the canister feeds it, and onnxruntime's outputs for it."""
     case = os.path.join(out_dir, "testdata", name)
@@ -432,7 +477,11 @@ def main(out_dir):
         golden(out_dir, model, model + ".onnx", wp, sample, with_types=False)
     golden(out_dir, "bert_l6.dyn_u8", "bert_l6.dyn_u8.onnx", wp, sample, with_types=True)
     golden(out_dir, "all_minilm_l6", "all_minilm_l6.int8w.onnx", minilm, sample, with_types=True)
+    bert_qdq(out_dir)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[2:] == ["bert-qdq"]:
+        bert_qdq(sys.argv[1])
+    else:
+        main(sys.argv[1])

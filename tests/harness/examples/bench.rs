@@ -108,7 +108,14 @@ fn inferred() -> Vec<(&'static str, String)> {
 fn main() {
     let d = Deployment::new("rapidocr_cls.fp32");
     let mut r = Runner { d, results: vec![], planned: 0 };
-    r.planned = 5 + inferred().len() + 1 + 4 + 1 + GENERIC_BASELINE.len() + BATCHED + TEXT_LENGTHS.len();
+    r.planned = 5
+        + inferred().len()
+        + 1
+        + 4
+        + 1
+        + GENERIC_BASELINE.len()
+        + BATCHED
+        + TEXT_MODELS.iter().map(|m| m.2.len()).sum::<usize>();
     r.d.as_admin(calls::allow_caller(user(5))).unwrap();
     eprintln!("backend: {}", r.d.ic.backend_name());
 
@@ -274,10 +281,13 @@ fn main() {
     eprintln!("wrote {} and profile.md", path.display());
 }
 
-/// Token counts the text encoder is measured at (the 32, 128 and 512).
-const TEXT_LENGTHS: [usize; 3] = [32, 128, 512];
+/// The text encoders measured (name, file in models/text, token counts): the MiniLM-L6-shaped
+/// encoder in dynamic int8 at the 32, 128 and 512 tokens, and in static int8 (QDQ) at
+/// 128.
+const TEXT_MODELS: [(&str, &str, &[usize]); 2] =
+    [("bert-l6", "bert_l6.dyn_u8", &[32, 128, 512]), ("bert-l6-qdq", "bert_l6.qdq", &[128])];
 
-/// A MiniLM-L6-shaped BERT encoder (6 layers, 384 wide, dynamic int8, random weights) through
+/// A MiniLM-L6-shaped BERT encoder (6 layers, 384 wide, random weights; [`TEXT_MODELS`]) through
 /// `embed_text`: one text of exactly 32, 128 and 512 tokens (no padding), tokenized by the
 /// text front canister; instructions (of both canisters) per token and per MAC. Each length is called once first to build its
 /// plan. Answers the profile of the 128-token inference (the length), for `profile.md`.
@@ -285,10 +295,8 @@ fn texts(r: &mut Runner) -> (String, Profile) {
     use inference_api::{Pooling, TextRequest, TextSpec, TextTask, Truncation};
     r.d = Deployment::new("texts");
     r.d.as_admin(calls::allow_caller(user(5))).unwrap();
-    let model = model_testdata::text::file("bert_l6.dyn_u8.onnx");
     let tokenizer = model_testdata::text::file("wordpiece.json");
     let embed = TextTask::Embed { pooling: Pooling::Mean, normalize: true };
-    r.d.publish_text("bert-l6", "bert_l6.dyn_u8.onnx", "wordpiece.json", 512, Truncation::Refuse, embed, &[]);
     let spec = TextSpec {
         tokenizer_bytes: tokenizer.len() as u64,
         tokenizer_sha256: sha256(&tokenizer),
@@ -297,30 +305,36 @@ fn texts(r: &mut Runner) -> (String, Profile) {
         task: embed,
     };
     let local = inference_tokenizer::TextTokenizer::new(&tokenizer, &spec).unwrap();
-    for tokens in TEXT_LENGTHS {
-        // One word that is one token, repeated: [CLS] + words + [SEP] is exactly `tokens`.
-        let text = vec!["english"; tokens - 2].join(" ");
-        assert_eq!(local.encode(0, &text).unwrap().ids.len(), tokens);
-        let shape =
-            |name: &str| inference_api::TensorSpec::new(name, vec![1, tokens as i64], inference_api::DType::I64);
-        let specs = ["input_ids", "attention_mask", "token_type_ids"].map(shape);
-        let macs = inference_engine::model::macs(&model, &specs).ok();
-        let request =
-            TextRequest { model: "bert-l6".into(), version: None, texts: vec![text.as_str().into()], top_k: None };
-        r.d.call_text(user(5), text_calls::embed_text(&request)).0.unwrap().unwrap();
-        r.bench(&format!("embed_text/bert_l6.dyn_u8/tokens_{tokens}"), macs, |d| {
-            let (res, c) = d.call_text(user(5), text_calls::embed_text(&request));
-            let out = res.unwrap().unwrap();
-            let note = "text front (tokenizer) + int8 encoder + mean pooling, one text, plan built".to_string();
-            (c, out.instructions, out.messages as u64, note)
-        });
-        let result = r.results.last_mut().unwrap();
-        result.tokens = Some(tokens as u64);
-        if tokens == 128 {
-            // #17's target for a MiniLM-class encoder in int8, end to end (tokenizer included).
-            let per_mac = result.instructions as f64 / result.macs.unwrap_or(1).max(1) as f64;
-            result.note += &format!("; {per_mac:.3} instructions per MAC (target ≤ 1.2)");
-            assert!(per_mac <= 1.2, "embed_text at 128 tokens: {per_mac:.3} instructions per MAC, over the 1.2 target");
+    for (name, form, lengths) in TEXT_MODELS {
+        let file = format!("{form}.onnx");
+        let model = model_testdata::text::file(&file);
+        r.d.publish_text(name, &file, "wordpiece.json", 512, Truncation::Refuse, embed, &[]);
+        for &tokens in lengths {
+            // One word that is one token, repeated: [CLS] + words + [SEP] is exactly `tokens`.
+            let text = vec!["english"; tokens - 2].join(" ");
+            assert_eq!(local.encode(0, &text).unwrap().ids.len(), tokens);
+            let shape =
+                |name: &str| inference_api::TensorSpec::new(name, vec![1, tokens as i64], inference_api::DType::I64);
+            let specs = ["input_ids", "attention_mask", "token_type_ids"].map(shape);
+            let macs = inference_engine::model::macs(&model, &specs).ok();
+            let request =
+                TextRequest { model: name.to_string(), version: None, texts: vec![text.as_str().into()], top_k: None };
+            r.d.call_text(user(5), text_calls::embed_text(&request)).0.unwrap().unwrap();
+            r.bench(&format!("embed_text/{form}/tokens_{tokens}"), macs, |d| {
+                let (res, c) = d.call_text(user(5), text_calls::embed_text(&request));
+                let out = res.unwrap().unwrap();
+                let note = "text front (tokenizer) + int8 encoder + mean pooling, one text, plan built".to_string();
+                (c, out.instructions, out.messages as u64, note)
+            });
+            let result = r.results.last_mut().unwrap();
+            result.tokens = Some(tokens as u64);
+            if tokens == 128 {
+                // #17's target for a MiniLM-class encoder in int8, end to end (tokenizer
+                // included).
+                let per_mac = result.instructions as f64 / result.macs.unwrap_or(1).max(1) as f64;
+                result.note += &format!("; {per_mac:.3} instructions per MAC (target ≤ 1.2)");
+                assert!(per_mac <= 1.2, "embed_text/{form} at 128 tokens: {per_mac:.3} instructions per MAC, over 1.2");
+            }
         }
     }
     // The same encoder's 128 ids, token type 0, no padding, as `embed_text` sends them.

@@ -52,12 +52,15 @@ impl Pass for IntegerConvRewrite {
     }
 }
 
-fn tensor_floats(t: &Tensor) -> TractResult<Vec<f32>> {
+pub(super) fn tensor_floats(t: &Tensor) -> TractResult<Vec<f32>> {
     Ok(t.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())
 }
 
 /// The int8 input of a dequantize node: its wire and parameters, if `outlet` is one.
-fn dequantized(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(OutletId, DequantizeLinearF32)>> {
+pub(super) fn dequantized(
+    model: &TypedModel,
+    outlet: OutletId,
+) -> TractResult<Option<(OutletId, DequantizeLinearF32)>> {
     let node = model.node(outlet.node);
     let Some(op) = node.op_as::<DequantizeLinearF32>() else { return Ok(None) };
     let dt = model.outlet_fact(node.inputs[0])?.datum_type;
@@ -149,7 +152,7 @@ impl Side {
     }
 
     /// Whether a constant added to an image held this way varies along its channels alone.
-    fn along_channels(&self, b: &Tensor) -> bool {
+    pub(super) fn along_channels(&self, b: &Tensor) -> bool {
         // The channel axis counted from the end (constants broadcast from the right).
         let channel_from_end = match self.layout {
             Layout::Planar => 3,
@@ -413,7 +416,7 @@ fn integer_match(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Mat
 }
 
 /// The node's other input, if it is the `TypedBinOp` named `op` reading `outlet` once.
-fn other_operand(node: &TypedNode, op: &str, outlet: OutletId) -> Option<OutletId> {
+pub(super) fn other_operand(node: &TypedNode, op: &str, outlet: OutletId) -> Option<OutletId> {
     node.op_as::<TypedBinOp>().filter(|b| b.0.name() == op)?;
     match node.inputs.as_slice() {
         [a, b] if *a == outlet && *b != outlet => Some(*b),
