@@ -2,7 +2,7 @@
 
 use agency_api::{AgencyError, Decision, Document, TextDocument, MAX_DOCUMENT_ID_BYTES};
 use candid::Principal;
-use inference_api::{ClassifyRequest, TextInput, TextRequest};
+use inference_api::{ClassifyRequest, LabelScore, ModelRef, TextInput, TextRequest};
 use inference_client::text::TextClient;
 use inference_client::{CdkTransport, InferenceClient};
 
@@ -23,19 +23,40 @@ pub async fn decide(caller: Principal, document: Document) -> Result<Decision, A
     let request = ClassifyRequest { model: settings.model, version: None, input: document.image, top_k: Some(1) };
     let answer = inference.classify(&request).await.map_err(|e| AgencyError::CallFailed(e.to_string()))?;
     let c = answer.map_err(AgencyError::Inference)?;
-    let best = c.labels.into_iter().next().ok_or(AgencyError::NoLabel)?;
-    let decision = Decision {
-        document_id: id,
-        label: best.label,
-        score: best.score,
-        model: c.model,
-        instructions: c.instructions,
-        messages: c.messages,
-        decided_at_ns: ic_cdk::api::time(),
-        submitted_by: Some(caller),
-    };
+    let answered = Answered { model: c.model, instructions: c.instructions, messages: c.messages };
+    let decision = answered.decision(id, c.labels, ic_cdk::api::time(), caller)?;
     state::with_store(|s| s.record(decision.clone())).map_err(|e| visible_to(caller, e))?;
     Ok(decision)
+}
+
+/// What one inference call answered besides the labels: which model, at what cost.
+struct Answered {
+    model: ModelRef,
+    instructions: u64,
+    messages: u32,
+}
+
+impl Answered {
+    /// The decision on `document_id`: its best label (the first of `scores`, best first).
+    fn decision(
+        &self,
+        document_id: String,
+        scores: Vec<LabelScore>,
+        decided_at_ns: u64,
+        caller: Principal,
+    ) -> Result<Decision, AgencyError> {
+        let best = scores.into_iter().next().ok_or(AgencyError::NoLabel)?;
+        Ok(Decision {
+            document_id,
+            label: best.label,
+            score: best.score,
+            model: self.model.clone(),
+            instructions: self.instructions,
+            messages: self.messages,
+            decided_at_ns,
+            submitted_by: Some(caller),
+        })
+    }
 }
 
 fn check_id(id: &str) -> Result<(), AgencyError> {
@@ -69,22 +90,11 @@ pub async fn decide_texts(caller: Principal, documents: Vec<TextDocument>) -> Re
     let answer = front.classify_text(&request).await.map_err(|e| AgencyError::CallFailed(e.to_string()))?;
     let c = answer.map_err(AgencyError::Inference)?;
     let decided_at_ns = ic_cdk::api::time();
+    let answered = Answered { model: c.model, instructions: c.instructions, messages: c.messages };
     let decisions = documents
         .iter()
         .zip(c.texts)
-        .map(|(d, labels)| {
-            let best = labels.scores.into_iter().next().ok_or(AgencyError::NoLabel)?;
-            Ok(Decision {
-                document_id: d.id.clone(),
-                label: best.label,
-                score: best.score,
-                model: c.model.clone(),
-                instructions: c.instructions,
-                messages: c.messages,
-                decided_at_ns,
-                submitted_by: Some(caller),
-            })
-        })
+        .map(|(d, labels)| answered.decision(d.id.clone(), labels.scores, decided_at_ns, caller))
         .collect::<Result<Vec<_>, AgencyError>>()?;
     if decisions.len() != documents.len() {
         // The reply holds one classification per text; anything else is a broken reply.

@@ -70,17 +70,22 @@ fn a_batch_is_padded_exactly_as_the_golden_inputs_are() {
     }
 }
 
-/// Runs a golden case's inputs through the model natively.
-fn run(model: &str) -> (Vec<f32>, Vec<usize>, model_testdata::text::TextCase) {
-    let c = case(model);
+/// The case's model, loaded for its inputs' shapes.
+fn loaded(c: &model_testdata::text::TextCase) -> inference_engine::model::LoadedModel {
     let inspection = inspect(&c.model).unwrap();
-    assert!(inspection.unsupported.is_empty(), "{model}: {:?}", inspection.unsupported);
+    assert!(inspection.unsupported.is_empty(), "{:?}", inspection.unsupported);
     let specs: Vec<TensorSpec> = c
         .inputs
         .iter()
         .map(|(name, shape, _)| TensorSpec::new(name, shape.iter().map(|&d| d as i64).collect(), DType::I64))
         .collect();
-    let loaded = load(&c.model, &specs, inspection.weight_format).unwrap();
+    load(&c.model, &specs, inspection.weight_format).unwrap()
+}
+
+/// Runs a golden case's inputs through the model natively.
+fn run(model: &str) -> (Vec<f32>, Vec<usize>, model_testdata::text::TextCase) {
+    let c = case(model);
+    let loaded = loaded(&c);
     let inputs: TVec<TValue> =
         c.inputs.iter().map(|(_, shape, values)| Tensor::from_shape(shape, values).unwrap().into()).collect();
     let out = run_to_end(&loaded.plan, inputs).unwrap();
@@ -164,12 +169,7 @@ fn an_int8_encoders_products_run_on_our_kernel_with_tracts_exact_outputs() {
     // on tract's integer matrix product; the integer sums are exact, so the hidden states are
     // plain tract's bit for bit.
     let (got, _, c) = run("bert_l6.dyn_u8");
-    let specs: Vec<TensorSpec> = c
-        .inputs
-        .iter()
-        .map(|(name, shape, _)| TensorSpec::new(name, shape.iter().map(|&d| d as i64).collect(), DType::I64))
-        .collect();
-    let loaded = load(&c.model, &specs, inspect(&c.model).unwrap().weight_format).unwrap();
+    let loaded = loaded(&c);
     let plan = loaded.plan.model();
     let ours = plan.nodes().iter().filter(|n| n.op.name() == "IntegerConv").count();
     let integer_products: Vec<_> = plan
@@ -207,21 +207,7 @@ fn a_static_int8_encoders_products_run_on_our_kernel_at_least_as_close_to_onnxru
     }
     eprintln!("bert_l6.qdq: ours within {from_ours:.3} of onnxruntime's hidden states, plain tract {from_tract:.3}");
     assert!(from_ours <= 0.15 && from_ours <= from_tract + 1e-3, "ours {from_ours}, plain tract {from_tract}");
-    let specs: Vec<TensorSpec> = c
-        .inputs
-        .iter()
-        .map(|(name, shape, _)| TensorSpec::new(name, shape.iter().map(|&d| d as i64).collect(), DType::I64))
-        .collect();
-    let loaded = load(&c.model, &specs, inspect(&c.model).unwrap().weight_format).unwrap();
-    let plan = loaded.plan.model();
-    let count = |op: &str| plan.nodes().iter().filter(|n| n.op.name() == op).count();
-    assert_eq!((count("IntegerConv"), count("OptMatMul")), (6 * 6, 6 * 2));
-    let specs: Vec<TensorSpec> = c
-        .inputs
-        .iter()
-        .map(|(name, shape, _)| TensorSpec::new(name, shape.iter().map(|&d| d as i64).collect(), DType::I64))
-        .collect();
-    let loaded = load(&c.model, &specs, inspect(&c.model).unwrap().weight_format).unwrap();
+    let loaded = loaded(&c);
     let plan = loaded.plan.model();
     let count = |op: &str| plan.nodes().iter().filter(|n| n.op.name() == op).count();
     assert_eq!((count("IntegerConv"), count("OptMatMul")), (6 * 6, 6 * 2));

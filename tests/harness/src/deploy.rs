@@ -152,7 +152,17 @@ impl Deployment {
         caller: Principal,
         call: Call<R>,
     ) -> Option<Result<R, CallError>> {
-        let outcome = self.ic.call_from_canister(self.text, caller, call.method, call.arg.clone())?;
+        self.update_from_canister(self.text, caller, call)
+    }
+
+    /// An update of `target` made by canister `caller`, where the backend can stand in for one.
+    fn update_from_canister<R: CandidType + DeserializeOwned>(
+        &mut self,
+        target: Principal,
+        caller: Principal,
+        call: Call<R>,
+    ) -> Option<Result<R, CallError>> {
+        let outcome = self.ic.call_from_canister(target, caller, call.method, call.arg.clone())?;
         Some(crate::reply(&call, outcome.result))
     }
 
@@ -176,8 +186,8 @@ impl Deployment {
         match call.mode {
             inference_client::Mode::Query => Some(self.call(caller, call).0),
             inference_client::Mode::Update => {
-                let outcome = self.ic.call_from_canister(self.inference, caller, call.method, call.arg.clone())?;
-                Some(crate::reply(&call, outcome.result))
+                let inference = self.inference;
+                self.update_from_canister(inference, caller, call)
             }
         }
     }
