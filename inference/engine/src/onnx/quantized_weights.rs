@@ -36,7 +36,9 @@ impl QuantizedWeights {
     /// Finds every `Conv` whose weights are `DequantizeLinear(int8 initializer, float
     /// initializer scale[, zero zero point])` along the output-channel axis.
     pub fn from_graph(graph: &GraphProto) -> QuantizedWeights {
-        QuantizedWeights { convs: convs(graph), matmuls: matmuls(graph) }
+        let producer: HashMap<&str, &NodeProto> =
+            graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+        QuantizedWeights { convs: convs(graph, &producer), matmuls: matmuls(graph, &producer) }
     }
 
     /// The weights of the `Conv` node named `conv`.
@@ -90,13 +92,11 @@ fn dequantized_weights(
 
 /// Every `MatMul` whose second input is int8 weights `[K, N]` dequantized per tensor or per
 /// column (`axis` 1).
-fn matmuls(graph: &GraphProto) -> HashMap<String, MatMulWeights> {
-    let producer: HashMap<&str, &NodeProto> =
-        graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+fn matmuls(graph: &GraphProto, producer: &HashMap<&str, &NodeProto>) -> HashMap<String, MatMulWeights> {
     let mut found = HashMap::new();
     for matmul in graph.node.iter().filter(|n| n.op_type == "MatMul") {
         let Some(Dequantized { values, shape, scales, axis }) =
-            dequantized_weights(graph, &producer, matmul.input.get(1), 1)
+            dequantized_weights(graph, producer, matmul.input.get(1), 1)
         else {
             continue;
         };
@@ -110,13 +110,11 @@ fn matmuls(graph: &GraphProto) -> HashMap<String, MatMulWeights> {
 
 /// Every `Conv` whose weights are int8 `[M, C, kh, kw]` dequantized per tensor or per output
 /// channel (`axis` 0).
-fn convs(graph: &GraphProto) -> HashMap<String, ConvWeights> {
-    let producer: HashMap<&str, &NodeProto> =
-        graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+fn convs(graph: &GraphProto, producer: &HashMap<&str, &NodeProto>) -> HashMap<String, ConvWeights> {
     let mut found = HashMap::new();
     for conv in graph.node.iter().filter(|n| n.op_type == "Conv") {
         let Some(Dequantized { values, shape, scales, axis }) =
-            dequantized_weights(graph, &producer, conv.input.get(1), 1)
+            dequantized_weights(graph, producer, conv.input.get(1), 1)
         else {
             continue;
         };

@@ -491,12 +491,5 @@ pub fn rewrite(model: &mut TypedModel, weights: &QuantizedWeights) -> TractResul
             patches.push(patch);
         }
     }
-    let count = patches.len();
-    for patch in patches {
-        patch.apply(model)?;
-    }
-    if count > 0 {
-        *model = model.clone().into_compact()?;
-    }
-    Ok(count)
+    super::apply_all(model, patches)
 }

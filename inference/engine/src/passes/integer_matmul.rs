@@ -249,14 +249,7 @@ pub fn rewrite(model: &mut TypedModel, weights: &QuantizedWeights) -> TractResul
         };
         patches.extend(found);
     }
-    let count = patches.len();
-    for patch in patches {
-        patch.apply(model)?;
-    }
-    if count > 0 {
-        *model = model.clone().into_compact()?;
-    }
-    Ok(count)
+    super::apply_all(model, patches)
 }
 
 #[cfg(test)]

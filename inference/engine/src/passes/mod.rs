@@ -128,6 +128,19 @@ pub const PIPELINE: &[&dyn Pass] = &[
     &DynamicQuantizeAccelerate,
 ];
 
+/// Applies patches found on `model` as it was (they replace disjoint nodes), then drops what they
+/// left unused; answers how many there were.
+fn apply_all(model: &mut TypedModel, patches: Vec<TypedModelPatch>) -> TractResult<usize> {
+    let count = patches.len();
+    for patch in patches {
+        patch.apply(model)?;
+    }
+    if count > 0 {
+        *model = model.clone().into_compact()?;
+    }
+    Ok(count)
+}
+
 /// Runs the passes of `stage`, in [`PIPELINE`] order.
 pub fn run(stage: Stage, model: &mut TypedModel, context: &Context) -> TractResult<()> {
     for pass in PIPELINE.iter().filter(|p| p.stage() == stage) {
