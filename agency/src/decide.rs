@@ -2,7 +2,7 @@
 
 use agency_api::{AgencyError, Decision, Document, TextDocument, MAX_DOCUMENT_ID_BYTES};
 use candid::Principal;
-use inference_api::{ClassifyRequest, LabelScore, ModelRef, TextInput, TextRequest};
+use inference_api::{ClassifyRequest, LabelScore, ModelRef, Receipt, TextInput, TextRequest};
 use inference_client::text::TextClient;
 use inference_client::{CdkTransport, InferenceClient};
 
@@ -23,17 +23,19 @@ pub async fn decide(caller: Principal, document: Document) -> Result<Decision, A
     let request = ClassifyRequest { model: settings.model, version: None, input: document.image, top_k: Some(1) };
     let answer = inference.classify(&request).await.map_err(|e| AgencyError::CallFailed(e.to_string()))?;
     let c = answer.map_err(AgencyError::Inference)?;
-    let answered = Answered { model: c.model, instructions: c.instructions, messages: c.messages };
+    let answered = Answered { model: c.model, instructions: c.instructions, messages: c.messages, receipt: c.receipt };
     let decision = answered.decision(id, c.labels, ic_cdk::api::time(), caller)?;
     state::with_store(|s| s.record(decision.clone())).map_err(|e| visible_to(caller, e))?;
     Ok(decision)
 }
 
-/// What one inference call answered besides the labels: which model, at what cost.
+/// What one inference call answered besides the labels: which model, at what cost, logged as
+/// which audit entry.
 struct Answered {
     model: ModelRef,
     instructions: u64,
     messages: u32,
+    receipt: Option<Receipt>,
 }
 
 impl Answered {
@@ -55,6 +57,7 @@ impl Answered {
             messages: self.messages,
             decided_at_ns,
             submitted_by: Some(caller),
+            receipt: self.receipt.clone(),
         })
     }
 }
@@ -90,7 +93,7 @@ pub async fn decide_texts(caller: Principal, documents: Vec<TextDocument>) -> Re
     let answer = front.classify_text(&request).await.map_err(|e| AgencyError::CallFailed(e.to_string()))?;
     let c = answer.map_err(AgencyError::Inference)?;
     let decided_at_ns = ic_cdk::api::time();
-    let answered = Answered { model: c.model, instructions: c.instructions, messages: c.messages };
+    let answered = Answered { model: c.model, instructions: c.instructions, messages: c.messages, receipt: c.receipt };
     let decisions = documents
         .iter()
         .zip(c.texts)

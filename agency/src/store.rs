@@ -95,6 +95,7 @@ mod tests {
             messages: 1,
             decided_at_ns: 0,
             submitted_by: None,
+            receipt: None,
         }
     }
 

@@ -3,5 +3,6 @@
 //! against a real network ([`agent`]), the test harness against the local replica (and PocketIC).
 
 pub mod agent;
+pub mod audit;
 pub mod capacity;
 pub mod upload;

@@ -161,3 +161,53 @@ fn the_cli_uploads_is_killed_resumes_activates_lists_plans_and_pools() {
     assert!(!status.contains(&members[1].to_text()), "{status}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The auditor's commands over real HTTP: the registry checked against the replica's
+/// certificate, the audit log exported with `--verify` (chain recomputed up to the certified
+/// head), the export verified on its own, and a tampered export refused.
+#[test]
+fn the_cli_exports_verifies_and_certifies_the_audit_log() {
+    let wasm = std::fs::read(root().join("target/canisters/inference_canister.wasm"))
+        .expect("the canister is built: scripts/build-canisters.sh");
+    let dir = std::env::temp_dir().join(format!("inference-cli-audit-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (pem, admin) = identity(&dir);
+    let server = HttpReplica::start(0, move |replica| {
+        let id = replica.create_canister(admin);
+        replica.install_canister(id, &wasm, Encode!(&None::<InitArgs>).unwrap(), admin).expect("installs");
+    })
+    .unwrap();
+    let canister = server.with(|front| front.replica.canister_ids())[0];
+    let run = |args: &[&str]| cli(&server, canister, &pem, args).output().unwrap();
+
+    let model = root().join("models/tabular/random_forest.onnx");
+    succeed(run(&["upload", model.to_str().unwrap(), "--name", "forest", "--activate"]));
+    let auditor = Principal::from_slice(&[7; 10]).to_text();
+    succeed(run(&["grant-auditor", &auditor]));
+    assert!(succeed(run(&["roles"])).contains(&auditor));
+
+    let certified = succeed(run(&["certified"]));
+    assert!(certified.lines().any(|l| l.starts_with("forest") && l.contains("v1")), "{certified}");
+    let one = succeed(run(&["certified", "nothing"]));
+    assert!(one.contains("no model named nothing is active"), "{one}");
+
+    let export = dir.join("audit.jsonl");
+    let out = run(&["audit", "--verify", "--out", export.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    succeed(out);
+    assert!(stderr.contains("chain to the certified head"), "{stderr}");
+    let lines = std::fs::read_to_string(&export).unwrap();
+    assert_eq!(lines.lines().count(), 3, "the upload's finish, its activation, the grant: {lines}");
+    assert!(lines.contains("\"action\":\"RoleGranted\"") && lines.contains(&auditor), "{lines}");
+    let verified = succeed(run(&["audit-verify", export.to_str().unwrap()]));
+    assert!(verified.contains("entries 0..=2 verify"), "{verified}");
+
+    let tampered = dir.join("tampered.jsonl");
+    std::fs::write(&tampered, lines.replacen("\"version\":1", "\"version\":2", 1)).unwrap();
+    let refused = run(&["audit-verify", tampered.to_str().unwrap()]);
+    assert!(!refused.status.success(), "a tampered export must not verify");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("entry 0"), "{:?}", refused);
+    let only_grants = succeed(run(&["audit", "--caller", &admin.to_text(), "--model", "forest"]));
+    assert_eq!(only_grants.lines().count(), 2, "the admin's changes about forest: {only_grants}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

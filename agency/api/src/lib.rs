@@ -92,6 +92,9 @@ pub struct Decision {
     /// The user that submitted the document (absent only in decisions recorded before the agency
     /// kept it).
     pub submitted_by: Option<Principal>,
+    /// The inference canister's audit-log entry of the inference behind this decision (shared
+    /// by a batch's decisions; absent in decisions recorded before receipts).
+    pub receipt: Option<inference_api::Receipt>,
 }
 
 /// One page of decisions in document-id order.

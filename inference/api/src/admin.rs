@@ -114,6 +114,8 @@ pub struct Roles {
     pub peers: Vec<Principal>,
     /// The text front canisters (`allow_front`).
     pub fronts: Vec<Principal>,
+    /// They read the audit log.
+    pub auditors: Vec<Principal>,
 }
 
 /// Which of tract's kernels a canister computes with.

@@ -4,7 +4,7 @@
 use candid::{CandidType, Deserialize, Principal};
 use thiserror::Error;
 
-use crate::{ChunkRange, DType, ShapeMismatch};
+use crate::{AuditError, ChunkRange, DType, ShapeMismatch};
 
 /// The role an endpoint requires.
 #[derive(CandidType, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +24,8 @@ pub enum Role {
     /// A text front canister (granted by an admin): tokenizes for allowed callers and runs the
     /// token endpoints on their behalf, under their access and quota.
     Front,
+    /// Granted by an admin: reads the audit log.
+    Auditor,
 }
 
 /// The one shape of every refusal for lack of a role.
@@ -231,6 +233,7 @@ impl std::fmt::Display for Role {
             Role::ThisCanister => "this canister",
             Role::Peer => "pool member",
             Role::Front => "text front",
+            Role::Auditor => "auditor",
         })
     }
 }
@@ -245,7 +248,7 @@ macro_rules! refusal_converts_into {
         }
     )*};
 }
-refusal_converts_into!(RegistryError, InferenceError, RoleError, ConfigError, SelfTestError);
+refusal_converts_into!(RegistryError, InferenceError, RoleError, ConfigError, SelfTestError, AuditError);
 
 impl From<NotAuthorized> for JobError {
     fn from(e: NotAuthorized) -> Self {
@@ -255,6 +258,31 @@ impl From<NotAuthorized> for JobError {
 impl From<InferenceError> for JobError {
     fn from(e: InferenceError) -> Self {
         JobError::Inference(e)
+    }
+}
+
+impl InferenceError {
+    /// The variant's name, as the audit log records a refused inference.
+    pub fn code(&self) -> &'static str {
+        match self {
+            InferenceError::NotAuthorized(_) => "NotAuthorized",
+            InferenceError::UnknownModel(_) => "UnknownModel",
+            InferenceError::UnknownVersion { .. } => "UnknownVersion",
+            InferenceError::InvalidInput(_) => "InvalidInput",
+            InferenceError::InputShape { .. } => "InputShape",
+            InferenceError::InputDType { .. } => "InputDType",
+            InferenceError::Busy { .. } => "Busy",
+            InferenceError::Stopping => "Stopping",
+            InferenceError::TooExpensiveForQuery { .. } => "TooExpensiveForQuery",
+            InferenceError::CallerBusy { .. } => "CallerBusy",
+            InferenceError::QuotaExceeded { .. } => "QuotaExceeded",
+            InferenceError::VersionNotServing { .. } => "VersionNotServing",
+            InferenceError::OutputTooLarge { .. } => "OutputTooLarge",
+            InferenceError::Engine(_) => "Engine",
+            InferenceError::CallFailed(_) => "CallFailed",
+            InferenceError::Text(_) => "Text",
+            InferenceError::Unreachable(_) => "Unreachable",
+        }
     }
 }
 

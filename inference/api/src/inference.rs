@@ -168,6 +168,9 @@ pub struct Classification {
     /// Instructions the whole inference took (all its messages).
     pub instructions: u64,
     pub messages: u32,
+    /// The audit log's entry of this inference (absent from a query's answer: a query's state
+    /// changes are discarded, so it cannot log).
+    pub receipt: Option<crate::Receipt>,
 }
 
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
@@ -184,6 +187,8 @@ pub struct Inference {
     pub model: ModelRef,
     pub instructions: u64,
     pub messages: u32,
+    /// The audit log's entry of this inference.
+    pub receipt: Option<crate::Receipt>,
 }
 
 /// The instructions one node of the optimised plan took, in plan order.

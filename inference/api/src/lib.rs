@@ -2,7 +2,8 @@
 //!
 //! Every type an endpoint takes or returns lives here, with the errors of each family of
 //! endpoints: [`RegistryError`] (uploads and versions), [`InferenceError`] (running a model),
-//! [`JobError`] (polling), [`RoleError`] and [`ConfigError`] (administration). Each error says
+//! [`JobError`] (polling), [`RoleError`] and [`ConfigError`] (administration), [`AuditError`]
+//! (the audit log). Each error says
 //! what went wrong in its variant and fields; its `Display` is a sentence for people, never a
 //! Debug dump. `inference/inference.did` is generated from the canister that uses these types.
 //!
@@ -10,6 +11,7 @@
 //! agency canisters and the engine share it.
 
 mod admin;
+mod audit;
 mod errors;
 mod inference;
 mod jobs;
@@ -19,6 +21,7 @@ mod storable;
 mod text;
 
 pub use admin::*;
+pub use audit::*;
 pub use errors::*;
 pub use inference::*;
 pub use jobs::*;

@@ -158,6 +158,8 @@ pub struct TextClassification {
     pub model: ModelRef,
     pub instructions: u64,
     pub messages: u32,
+    /// The audit log's entry of this inference.
+    pub receipt: Option<crate::Receipt>,
 }
 
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
@@ -174,6 +176,8 @@ pub struct TextEmbeddings {
     pub model: ModelRef,
     pub instructions: u64,
     pub messages: u32,
+    /// The audit log's entry of this inference.
+    pub receipt: Option<crate::Receipt>,
 }
 
 /// Why a batch of texts was refused (`InferenceError::Text`); `index` is the text's position in

@@ -48,6 +48,23 @@ pub fn front(caller: Principal) -> Result<(), NotAuthorized> {
     require(caller, Role::Front, state::with(|s| s.access.contains(List::Fronts, caller)))
 }
 
+/// An auditor (granted by an admin), or an admin.
+pub fn auditor(caller: Principal) -> Result<(), NotAuthorized> {
+    let holds = state::with(|s| s.access.contains(List::Auditors, caller)) || is_admin(caller);
+    require(caller, Role::Auditor, holds)
+}
+
+/// A role list's name in audit entries.
+pub fn role_name(list: List) -> &'static str {
+    match list {
+        List::Maintainers => "maintainer",
+        List::Callers => "caller",
+        List::Peers => "peer",
+        List::Fronts => "front",
+        List::Auditors => "auditor",
+    }
+}
+
 /// Who a token endpoint runs for: the caller itself, an allowed caller; or, for a text front
 /// naming `on_behalf_of`, that principal, which must be an allowed caller. Only fronts may name
 /// one, so nobody else spends another's quota.

@@ -342,6 +342,23 @@ pub struct Outcome {
     pub costs: Vec<NodeCost>,
 }
 
+impl Outcome {
+    /// The sha256 of the outputs, as a receipt gives it ([`inference_api::output_sha256`]).
+    pub fn output_sha256(&self) -> Result<Vec<u8>, InferenceError> {
+        crate::audit::hashing(|| {
+            let outputs = self
+                .outputs
+                .iter()
+                .map(|v| {
+                    let shape = v.shape().iter().map(|&d| d as u64).collect();
+                    Ok(OutputTensor { name: String::new(), shape, data: to_data(v)? })
+                })
+                .collect::<Result<Vec<_>, InferenceError>>()?;
+            Ok(inference_api::output_sha256(&outputs))
+        })
+    }
+}
+
 /// A validated job with its slot taken, ready to run.
 pub struct Prepared {
     caller: Principal,
@@ -563,6 +580,7 @@ pub fn classification(outcome: Outcome, top_k: Option<u32>) -> Result<Classifica
         model: model_ref(&outcome.info),
         instructions: ic_cdk::api::performance_counter(1),
         messages: outcome.messages,
+        receipt: None,
     })
 }
 
@@ -585,6 +603,7 @@ pub fn inference(outcome: Outcome) -> Result<Inference, InferenceError> {
         model: model_ref(&outcome.info),
         instructions: ic_cdk::api::performance_counter(1),
         messages: outcome.messages,
+        receipt: None,
     })
 }
 

@@ -16,11 +16,30 @@ use ic_cdk::call::Call;
 use inference_api::{InferenceError, JobError, JobRequest, JobResult, JobStatus};
 use inference_engine::jobs::{Advance, IdKey};
 
+use crate::audit::{self, Pending};
 use crate::inference::Awaiting;
 use crate::{auth, inference, state};
 
 /// Validates the request and starts the job; errors that need no computation come back here.
+/// The job is logged when it ends (its result carries the receipt), a refusal here at once.
 pub async fn submit(caller: Principal, request: JobRequest) -> Result<u64, JobError> {
+    let (model, version, inputs) = match &request {
+        JobRequest::Classify(r) => (&r.model, r.version, std::slice::from_ref(&r.input)),
+        JobRequest::Infer(r) => (&r.model, r.version, &r.inputs[..]),
+    };
+    let pending = Pending::begin(caller, None, "submit", model, version, || audit::inputs_sha256(inputs))?;
+    match start(caller, request).await {
+        Ok((id, prepared, top_k)) => {
+            spawn(id, prepared, top_k, pending);
+            Ok(id)
+        }
+        Err(refused) => Err(pending.refused(refused)),
+    }
+}
+
+type TopK = Option<Option<u32>>;
+
+async fn start(caller: Principal, request: JobRequest) -> Result<(u64, inference::Prepared, TopK), JobError> {
     let per_caller = state::with(|s| s.config.get().max_records_per_caller);
     state::with_mut(|s| s.jobs.check_capacity(caller, per_caller, ic_cdk::api::time()))?;
     let key = id_key().await?;
@@ -37,23 +56,33 @@ pub async fn submit(caller: Principal, request: JobRequest) -> Result<u64, JobEr
         }
     };
     let id = state::with_mut(|s| s.jobs.start(caller, per_caller, ic_cdk::api::time(), &key))?;
+    Ok((id, prepared, top_k))
+}
+
+/// Runs a started job in a task of its own, to its end, and logs that end.
+fn spawn(id: u64, prepared: inference::Prepared, top_k: TopK, pending: Pending) {
     ic_cdk::futures::spawn(async move {
         let guard = Unfinished(id);
         // Cancelled by its submitter: the job stops at its next pause and its record stays
         // `Cancelled`.
         let Ok(outcome) = prepared.drive(|advance: Advance| state::with_mut(|s| s.jobs.progress(id, advance))).await
         else {
+            pending.refused(JobError::Cancelled);
             std::mem::forget(guard);
             return;
         };
-        let outcome = outcome.and_then(|outcome| match top_k {
-            Some(top_k) => inference::classification(outcome, top_k).map(JobResult::Classification),
-            None => inference::inference(outcome).map(JobResult::Inference),
+        let outcome = outcome.and_then(|outcome| {
+            let output_sha256 = outcome.output_sha256()?;
+            let result = match top_k {
+                Some(top_k) => inference::classification(outcome, top_k).map(JobResult::Classification),
+                None => inference::inference(outcome).map(JobResult::Inference),
+            }?;
+            Ok((result, output_sha256))
         });
+        let outcome = pending.close(outcome);
         state::with_mut(|s| s.jobs.finish(id, outcome, ic_cdk::api::time()));
         std::mem::forget(guard);
     });
-    Ok(id)
 }
 
 /// The key job ids are derived from: drawn from `raw_rand` once per heap. Two `submit`s that

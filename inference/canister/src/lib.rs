@@ -6,7 +6,9 @@
 
 mod api;
 mod args;
+mod audit;
 mod auth;
+mod certified;
 mod inference;
 mod jobs;
 pub mod lifecycle;
@@ -123,14 +125,18 @@ fn build_plan(name: String, version: u32, shapes: Option<Vec<Vec<u64>>>) -> infe
 /// Returns to the previously active version.
 #[update(decode_with = "args::small")]
 fn rollback(name: String) -> Result<u32, RegistryError> {
-    auth::maintainer(msg_caller())?;
-    state::with_mut(|s| s.registry.rollback(&name))
+    let caller = msg_caller();
+    auth::maintainer(caller)?;
+    let version = state::with_mut(|s| s.registry.rollback(&name))?;
+    audit::model_change(caller, ChangeAction::RolledBack, &name, version);
+    Ok(version)
 }
 
 #[update(decode_with = "args::small_args")]
 fn delete_version(name: String, version: u32) -> Result<(), RegistryError> {
-    auth::maintainer(msg_caller())?;
-    registry_api::delete(&name, version)
+    let caller = msg_caller();
+    auth::maintainer(caller)?;
+    registry_api::delete(caller, &name, version)
 }
 
 /// Model versions in name and version order, a page at a time: pass the last page's `next`
@@ -190,8 +196,11 @@ fn serving_versions(name: String) -> Result<Vec<ServingVersion>, RegistryError> 
 /// and copy its versions; then this canister catches up with them in the background (admins).
 #[update(decode_with = "args::small")]
 fn set_pool(members: Vec<Principal>) -> Result<(), RoleError> {
-    auth::admin(msg_caller())?;
-    pool::set(members)
+    let caller = msg_caller();
+    auth::admin(caller)?;
+    pool::set(members)?;
+    audit::change(caller, ChangeAction::PoolSet, None, None);
+    Ok(())
 }
 
 /// The pool's members (this canister among them) and how its last catch-up went (maintainers,
@@ -223,7 +232,8 @@ fn plan_cache() -> Result<PlanCacheReport, RegistryError> {
 // ----- roles and settings (admins = controllers) -----
 
 fn set_role(list: List, who: Principal, granted: bool) -> Result<(), RoleError> {
-    auth::admin(msg_caller())?;
+    let caller = msg_caller();
+    auth::admin(caller)?;
     state::with_mut(|s| {
         if granted {
             s.access.grant(list, who)
@@ -231,7 +241,10 @@ fn set_role(list: List, who: Principal, granted: bool) -> Result<(), RoleError> 
             s.access.revoke(list, who);
             Ok(())
         }
-    })
+    })?;
+    let action = if granted { ChangeAction::RoleGranted } else { ChangeAction::RoleRevoked };
+    audit::change(caller, action, None, Some((who, auth::role_name(list))));
+    Ok(())
 }
 
 #[update(decode_with = "args::small")]
@@ -276,6 +289,7 @@ fn roles() -> Result<Roles, RoleError> {
         callers: s.access.members(List::Callers),
         peers: s.access.members(List::Peers),
         fronts: s.access.members(List::Fronts),
+        auditors: s.access.members(List::Auditors),
     }))
 }
 
@@ -288,9 +302,11 @@ fn config() -> Result<Config, ConfigError> {
 
 #[update(decode_with = "args::small")]
 fn set_config(config: Config) -> Result<(), ConfigError> {
-    auth::admin(msg_caller())?;
+    let caller = msg_caller();
+    auth::admin(caller)?;
     config.validate()?;
     state::with_mut(|s| s.config.set(config));
+    audit::change(caller, ChangeAction::ConfigSet, None, None);
     Ok(())
 }
 
@@ -302,13 +318,21 @@ fn set_config(config: Config) -> Result<(), ConfigError> {
 async fn classify(request: ClassifyRequest) -> Result<Classification, InferenceError> {
     let caller = msg_caller();
     auth::inference_caller(caller)?;
-    let info = inference::serving(&request.model, request.version)?;
     let input = std::slice::from_ref(&request.input);
-    let outcome = inference::run(caller, auth::inference_caller, info, input, false).await?;
-    inference::classification(outcome, request.top_k)
+    let pending = audit::Pending::begin(caller, None, "classify", &request.model, request.version, || {
+        audit::inputs_sha256(input)
+    })?;
+    let answer = async {
+        let info = inference::serving(&request.model, request.version)?;
+        let outcome = inference::run(caller, auth::inference_caller, info, input, false).await?;
+        let output_sha256 = outcome.output_sha256()?;
+        Ok((inference::classification(outcome, request.top_k)?, output_sha256))
+    };
+    pending.close(answer.await)
 }
 
 /// `classify` as a query, for models whose cost fits one query; `TooExpensiveForQuery` otherwise.
+/// Not logged, so without a receipt: a query's state changes are discarded.
 #[query(decode_with = "args::input")]
 async fn classify_query(request: ClassifyRequest) -> Result<Classification, InferenceError> {
     let caller = msg_caller();
@@ -359,9 +383,15 @@ fn tokenizer_chunk(name: String, version: u32, offset: u64) -> Result<serde_byte
 async fn infer(model: String, version: Option<u32>, inputs: Vec<InputTensor>) -> Result<Inference, InferenceError> {
     let caller = msg_caller();
     auth::inference_caller(caller)?;
-    let info = inference::serving(&model, version)?;
-    let outcome = inference::run(caller, auth::inference_caller, info, &inputs, false).await?;
-    inference::inference(outcome)
+    let pending = audit::Pending::begin(caller, None, "infer", &model, version, || audit::inputs_sha256(&inputs))?;
+    let answer = async {
+        let info = inference::serving(&model, version)?;
+        let outcome = inference::run(caller, auth::inference_caller, info, &inputs, false).await?;
+        let answer = inference::inference(outcome)?;
+        let output_sha256 = audit::outputs_sha256(&answer.outputs);
+        Ok((answer, output_sha256))
+    };
+    pending.close(answer.await)
 }
 
 /// Runs a model like `infer` and reports the instructions each node of its plan took (for
@@ -371,10 +401,15 @@ async fn infer(model: String, version: Option<u32>, inputs: Vec<InputTensor>) ->
 async fn profile(model: String, version: Option<u32>, inputs: Vec<InputTensor>) -> Result<Profile, InferenceError> {
     let caller = msg_caller();
     auth::maintainer(caller)?;
-    let info = state::with(|s| s.registry.info(&model, version))?;
-    let prepared = inference::prepare(caller, auth::maintainer, info, &inputs, false).await?;
-    let outcome = prepared.profiled().run().await?;
-    Ok(inference::profile(outcome))
+    let pending = audit::Pending::begin(caller, None, "profile", &model, version, || audit::inputs_sha256(&inputs))?;
+    let answer = async {
+        let info = state::with(|s| s.registry.info(&model, version))?;
+        let prepared = inference::prepare(caller, auth::maintainer, info, &inputs, false).await?;
+        let outcome = prepared.profiled().run().await?;
+        let output_sha256 = outcome.output_sha256()?;
+        Ok((inference::profile(outcome), output_sha256))
+    };
+    pending.close(answer.await)
 }
 
 /// Starts a job and returns its id at once; poll `status`, then fetch `result`. Refusals that
@@ -402,6 +437,56 @@ fn result(job: u64) -> Result<JobResult, JobError> {
 #[update(decode_with = "args::small")]
 fn cancel(job: u64) -> Result<(), JobError> {
     jobs::cancel(msg_caller(), job)
+}
+
+// ----- the audit log and the certified registry -----
+
+/// Entries of the audit log, oldest first, filtered and paged (auditors and admins).
+#[query(decode_with = "args::small")]
+fn audit_log(query: AuditQuery) -> Result<AuditPage, AuditError> {
+    auth::auditor(msg_caller())?;
+    Ok(state::with(|s| s.audit.page(&query, ic_cdk::api::time())))
+}
+
+/// The log's head, its retention and what logging costs; certified in a query (anyone: the
+/// head reveals no entry, and lets anyone check an exported log against the subnet).
+#[query]
+fn audit_head() -> AuditHead {
+    audit::head(certified::head_certified())
+}
+
+/// Every model's active version and sha256, certified in a query (anyone).
+#[query]
+fn certified_models() -> CertifiedModels {
+    CertifiedModels { models: certified::active_models(), certified: certified::models_certified() }
+}
+
+/// One model's active version and sha256 (absent: no such model is active), certified in a
+/// query with a witness of just that leaf or of its absence (anyone).
+#[query(decode_with = "args::small")]
+fn certified_model(name: String) -> CertifiedModel {
+    let model = certified::active_models().into_iter().find(|m| m.name == name);
+    CertifiedModel { model, certified: certified::model_certified(&name) }
+}
+
+/// Lets a principal read the audit log (admins).
+#[update(decode_with = "args::small")]
+fn grant_auditor(who: Principal) -> Result<(), RoleError> {
+    set_role(List::Auditors, who, true)
+}
+
+#[update(decode_with = "args::small")]
+fn revoke_auditor(who: Principal) -> Result<(), RoleError> {
+    set_role(List::Auditors, who, false)
+}
+
+/// How long audit entries are kept; older ones are dropped at once, whole, from the front
+/// (admins).
+#[update(decode_with = "args::small")]
+fn set_audit_retention(retention: AuditRetention) -> Result<(), AuditError> {
+    let caller = msg_caller();
+    auth::admin(caller)?;
+    audit::set_retention(caller, retention)
 }
 
 /// The continuation point of long inferences: awaiting a call to it ends the current message.

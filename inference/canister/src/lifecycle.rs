@@ -31,6 +31,7 @@ fn start(args: Option<InitArgs>) {
         ic_cdk::trap(format!("kernels {kernels:?}: {e}"));
     }
     crate::state::open();
+    crate::certified::refresh_models();
 }
 
 #[ic_cdk::init]

@@ -13,12 +13,12 @@
 use std::collections::BTreeMap;
 
 use candid::Principal;
-use inference_api::{CatchUp, ModelRef, PeerFailure, PoolView, RegistryError, RoleError, ServingVersion};
+use inference_api::{CatchUp, ChangeAction, ModelRef, PeerFailure, PoolView, RegistryError, RoleError, ServingVersion};
 use inference_client::{CdkTransport, InferenceClient};
 use inference_engine::access::List;
 
 use crate::inference::Awaiting;
-use crate::{registry_api, state};
+use crate::{audit, registry_api, state};
 
 /// The members, this canister among them, in principal order.
 pub fn members() -> Vec<Principal> {
@@ -165,10 +165,14 @@ pub async fn catch_up() -> Result<CatchUp, RegistryError> {
         }
         if let Some(previous) = active {
             state::with_mut(|s| s.registry.set_enabled(name, previous, true))?;
+            audit::model_change(me, ChangeAction::VersionEnabled, name, previous);
         }
         let still = || Ok(());
         match registry_api::after_plan_built(me, still, name, target, |s| s.registry.activate(name, target)).await {
-            Ok(()) => report.activated.push(model_ref(name, target)),
+            Ok(()) => {
+                audit::model_change(me, ChangeAction::Activated, name, target);
+                report.activated.push(model_ref(name, target))
+            }
             Err(e) => {
                 report.failed.push(PeerFailure { peer: me, message: format!("activating {name} v{target}: {e}") })
             }
@@ -211,6 +215,7 @@ async fn file_here(me: Principal, name: &str, file: &Wanted, report: &mut CatchU
         .await
     {
         Ok(()) => {
+            audit::model_change(me, ChangeAction::VersionEnabled, name, version);
             report.enabled.push(model_ref(name, version));
             Some(version)
         }

@@ -5,15 +5,15 @@
 
 use candid::Principal;
 use inference_api::{
-    ModelCursor, ModelInfo, ModelPage, RegistryError, ServingVersion, UploadChunk, UploadRequest, UploadStatus,
-    UploadSummary, UploadTicket, COPY_CHUNK_BYTES, MODEL_PAGE_SIZE,
+    ChangeAction, ModelCursor, ModelInfo, ModelPage, RegistryError, ServingVersion, UploadChunk, UploadRequest,
+    UploadStatus, UploadSummary, UploadTicket, COPY_CHUNK_BYTES, MODEL_PAGE_SIZE,
 };
 use inference_client::{CdkTransport, InferenceClient};
 use inference_engine::registry::{Actor, UploadPolicy};
 use sha2::{Digest, Sha256};
 
 use crate::inference::Awaiting;
-use crate::{auth, inference, state};
+use crate::{audit, auth, inference, state};
 
 fn actor(caller: Principal) -> Actor {
     Actor { principal: caller, admin: auth::admin(caller).is_ok() }
@@ -32,7 +32,13 @@ pub fn put(caller: Principal, chunk: UploadChunk) -> Result<UploadStatus, Regist
 }
 
 pub fn finish(caller: Principal, upload_id: u64) -> Result<ModelInfo, RegistryError> {
-    state::with_mut(|s| s.registry.finish_upload(upload_id, actor(caller)))
+    // Finishing a finished upload again answers its version: that is no new change to log.
+    let in_progress = state::with(|s| s.registry.upload_status(upload_id, actor(caller)).is_ok());
+    let info = state::with_mut(|s| s.registry.finish_upload(upload_id, actor(caller)))?;
+    if in_progress {
+        audit::model_change(caller, ChangeAction::UploadFinished, &info.name, info.version);
+    }
+    Ok(info)
 }
 
 pub fn abort(caller: Principal, upload_id: u64) -> Result<(), RegistryError> {
@@ -168,16 +174,22 @@ pub async fn after_plan_built(
 /// Activates after building the plan, so a version that cannot run never serves.
 pub async fn activate(caller: Principal, name: &str, version: u32) -> Result<(), RegistryError> {
     let maintainer = || Ok(auth::maintainer(caller)?);
-    after_plan_built(caller, maintainer, name, version, |s| s.registry.activate(name, version)).await
+    after_plan_built(caller, maintainer, name, version, |s| s.registry.activate(name, version)).await?;
+    audit::model_change(caller, ChangeAction::Activated, name, version);
+    Ok(())
 }
 
 /// Lets a version serve beside the active one (after building its plan), or stops it.
 pub async fn enable(caller: Principal, name: &str, version: u32, enabled: bool) -> Result<(), RegistryError> {
-    if !enabled {
-        return state::with_mut(|s| s.registry.set_enabled(name, version, false));
+    if enabled {
+        let maintainer = || Ok(auth::maintainer(caller)?);
+        after_plan_built(caller, maintainer, name, version, |s| s.registry.set_enabled(name, version, true)).await?;
+    } else {
+        state::with_mut(|s| s.registry.set_enabled(name, version, false))?;
     }
-    let maintainer = || Ok(auth::maintainer(caller)?);
-    after_plan_built(caller, maintainer, name, version, |s| s.registry.set_enabled(name, version, true)).await
+    let action = if enabled { ChangeAction::VersionEnabled } else { ChangeAction::VersionDisabled };
+    audit::model_change(caller, action, name, version);
+    Ok(())
 }
 
 /// Builds a version's plan into the heap cache (in a message of its own, called by this
@@ -189,10 +201,13 @@ pub fn build_plan(name: &str, version: u32, shapes: Option<Vec<Vec<u64>>>) -> in
     inference::Built { outcome, instructions: ic_cdk::api::performance_counter(0) }
 }
 
-pub fn delete(name: &str, version: u32) -> Result<(), RegistryError> {
-    state::with_mut(|s| {
+pub fn delete(caller: Principal, name: &str, version: u32) -> Result<(), RegistryError> {
+    let info = state::with_mut(|s| {
+        let info = s.registry.info(name, Some(version))?;
         s.registry.delete(name, version)?;
         s.plans.remove(name, version);
-        Ok(())
-    })
+        Ok::<_, RegistryError>(info)
+    })?;
+    audit::change(caller, ChangeAction::VersionDeleted, Some(&inference::model_ref(&info)), None);
+    Ok(())
 }

@@ -7,6 +7,7 @@ use candid::Principal;
 use ic_stable_structures::{DefaultMemoryImpl, StableCell};
 use inference_api::{CatchUp, Config};
 use inference_engine::access::Access;
+use inference_engine::audit::AuditLog;
 use inference_engine::jobs::{IdKey, Jobs};
 use inference_engine::quota::Usage;
 use inference_engine::registry::Registry;
@@ -18,6 +19,10 @@ pub struct State {
     pub layout: StableLayout<DefaultMemoryImpl>,
     pub registry: Registry<DefaultMemoryImpl>,
     pub access: Access<DefaultMemoryImpl>,
+    /// The audit log ([`crate::audit`]).
+    pub audit: AuditLog<DefaultMemoryImpl>,
+    /// What logging has cost since this heap began.
+    pub audit_stats: crate::audit::Stats,
     pub config: StableCell<Config, Mem<DefaultMemoryImpl>>,
     /// Polling jobs and their results (`submit` / `status` / `result` / `cancel`).
     pub jobs: Jobs<DefaultMemoryImpl>,
@@ -49,6 +54,8 @@ impl State {
         State {
             registry: Registry::init(&layout),
             access: Access::init(&layout),
+            audit: AuditLog::init(&layout),
+            audit_stats: Default::default(),
             config: StableCell::init(layout.memory(stable::CONFIG), Config::default()),
             jobs: Jobs::init(&layout),
             job_id_key: None,

@@ -16,6 +16,7 @@ use inference_api::{
 };
 use inference_engine::text;
 
+use crate::audit::{self, Pending};
 use crate::inference::{self, engine_error, model_ref, Outcome, Ranking, MAX_OUTPUT_BYTES};
 use crate::{auth, state};
 
@@ -92,8 +93,29 @@ fn scores_of(outcome: &Outcome) -> Result<(Vec<f32>, Vec<usize>), InferenceError
     Ok((plain.as_slice::<f32>().map_err(engine_error)?.to_vec(), value.shape().to_vec()))
 }
 
+/// Checks who the call runs for (see [`auth::token_caller`]); what it then does is logged.
+fn pending(caller: Principal, request: &TokensRequest, endpoint: &'static str) -> Result<Pending, InferenceError> {
+    let runs_for = auth::token_caller(caller, request.on_behalf_of)?;
+    let via = (runs_for != caller).then_some(caller);
+    Pending::begin(runs_for, via, endpoint, &request.model, request.version, || audit::tokens_sha256(&request.texts))
+}
+
 pub async fn classify_tokens(caller: Principal, request: TokensRequest) -> Result<TextClassification, InferenceError> {
+    let pending = pending(caller, &request, "classify_tokens")?;
+    pending.close(classify_answer(caller, request).await)
+}
+
+pub async fn embed_tokens(caller: Principal, request: TokensRequest) -> Result<TextEmbeddings, InferenceError> {
+    let pending = pending(caller, &request, "embed_tokens")?;
+    pending.close(embed_answer(caller, request).await)
+}
+
+async fn classify_answer(
+    caller: Principal,
+    request: TokensRequest,
+) -> Result<(TextClassification, Vec<u8>), InferenceError> {
     let (outcome, spec) = run(caller, &request, true).await?;
+    let output_sha256 = outcome.output_sha256()?;
     let TextTask::Classify { softmax } = spec.task else { unreachable!("checked by text_spec") };
     let (scores, shape) = scores_of(&outcome)?;
     let texts = &request.texts;
@@ -117,16 +139,19 @@ pub async fn classify_tokens(caller: Principal, request: TokensRequest) -> Resul
             TextLabels { scores: ranking.rank(&row), tokens: tokens.count() }
         })
         .collect();
-    Ok(TextClassification {
+    let answer = TextClassification {
         texts,
         model: model_ref(&outcome.info),
         instructions: ic_cdk::api::performance_counter(1),
         messages: outcome.messages,
-    })
+        receipt: None,
+    };
+    Ok((answer, output_sha256))
 }
 
-pub async fn embed_tokens(caller: Principal, request: TokensRequest) -> Result<TextEmbeddings, InferenceError> {
+async fn embed_answer(caller: Principal, request: TokensRequest) -> Result<(TextEmbeddings, Vec<u8>), InferenceError> {
     let (outcome, spec) = run(caller, &request, false).await?;
+    let output_sha256 = outcome.output_sha256()?;
     let TextTask::Embed { pooling, normalize } = spec.task else { unreachable!("checked by text_spec") };
     let (values, shape) = scores_of(&outcome)?;
     let vectors = text::pool(&values, &shape, &request.texts, pooling, normalize).map_err(InferenceError::Engine)?;
@@ -135,7 +160,7 @@ pub async fn embed_tokens(caller: Principal, request: TokensRequest) -> Result<T
     if bytes > MAX_OUTPUT_BYTES {
         return Err(InferenceError::OutputTooLarge { bytes, max: MAX_OUTPUT_BYTES });
     }
-    Ok(TextEmbeddings {
+    let answer = TextEmbeddings {
         texts: vectors
             .into_iter()
             .zip(&request.texts)
@@ -145,5 +170,7 @@ pub async fn embed_tokens(caller: Principal, request: TokensRequest) -> Result<T
         model: model_ref(&outcome.info),
         instructions: ic_cdk::api::performance_counter(1),
         messages: outcome.messages,
-    })
+        receipt: None,
+    };
+    Ok((answer, output_sha256))
 }

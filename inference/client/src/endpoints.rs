@@ -100,4 +100,18 @@ crate::typed_endpoints! {
     Query result(job: u64) -> Result<JobResult, JobError>;
     /// Stops a running job, or discards a finished one's result.
     Update cancel(job: u64) -> Result<(), JobError>;
+
+    // ----- the audit log and the certified registry -----
+    /// Entries of the audit log, oldest first, filtered and paged (auditors and admins).
+    Query audit_log(query: &AuditQuery) -> Result<AuditPage, AuditError>;
+    /// The log's head, certified in a query (anyone; check it with [`crate::certified`]).
+    Query audit_head() -> AuditHead;
+    /// Every model's active version and sha256, certified in a query (anyone).
+    Query certified_models() -> CertifiedModels;
+    /// One model's active version, or the proof that none is active under `name` (anyone).
+    Query certified_model(name: &str) -> CertifiedModel;
+    Update grant_auditor(who: candid::Principal) -> Result<(), RoleError>;
+    Update revoke_auditor(who: candid::Principal) -> Result<(), RoleError>;
+    /// How long entries are kept (admins).
+    Update set_audit_retention(retention: &AuditRetention) -> Result<(), AuditError>;
 }

@@ -11,6 +11,8 @@
 //! (method, encoded argument, reply type) for callers that submit a call now and decode its reply
 //! later, such as the test harness. Method names appear here and in the canister, nowhere else.
 
+#[cfg(feature = "verify")]
+pub mod certified;
 mod endpoints;
 mod macros;
 pub mod pool;

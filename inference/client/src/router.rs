@@ -224,6 +224,7 @@ mod tests {
             records: vec![],
             messages: 1,
             instructions: label.len() as u64,
+            receipt: None,
         }
     }
 

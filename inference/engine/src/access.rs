@@ -13,6 +13,7 @@ pub struct Access<M: Memory> {
     callers: StableBTreeMap<PrincipalKey, (), Mem<M>>,
     peers: StableBTreeMap<PrincipalKey, (), Mem<M>>,
     fronts: StableBTreeMap<PrincipalKey, (), Mem<M>>,
+    auditors: StableBTreeMap<PrincipalKey, (), Mem<M>>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -24,6 +25,8 @@ pub enum List {
     /// Text front canisters: they tokenize for allowed callers and run token endpoints on their
     /// behalf.
     Fronts,
+    /// They read the audit log.
+    Auditors,
 }
 
 impl<M: Memory> Access<M> {
@@ -33,6 +36,7 @@ impl<M: Memory> Access<M> {
             callers: StableBTreeMap::init(layout.memory(stable::CALLERS)),
             peers: StableBTreeMap::init(layout.memory(stable::PEERS)),
             fronts: StableBTreeMap::init(layout.memory(stable::FRONTS)),
+            auditors: StableBTreeMap::init(layout.memory(stable::AUDITORS)),
         }
     }
 
@@ -42,6 +46,7 @@ impl<M: Memory> Access<M> {
             List::Callers => &self.callers,
             List::Peers => &self.peers,
             List::Fronts => &self.fronts,
+            List::Auditors => &self.auditors,
         }
     }
 
@@ -51,6 +56,7 @@ impl<M: Memory> Access<M> {
             List::Callers => &mut self.callers,
             List::Peers => &mut self.peers,
             List::Fronts => &mut self.fronts,
+            List::Auditors => &mut self.auditors,
         }
     }
 

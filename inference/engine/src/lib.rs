@@ -5,7 +5,7 @@
 //!
 //! - [`stable`]: the stable-memory layout (one `MemoryManager`, named memories, a versioned
 //!   header); [`registry`]: chunked uploads, versions, activation; [`access`]: roles;
-//!   [`jobs`]: the polling jobs' records and results.
+//!   [`jobs`]: the polling jobs' records and results; [`audit`]: the audit log.
 //! - [`model`]: ONNX inspection and plan building ([`model::load`]); [`executor`]: resumable,
 //!   deterministic runs.
 //! - What `model::load` adds to tract, by layer (as tract itself is laid out):
@@ -19,6 +19,7 @@
 //!   bits, to prove the kernel registry works in every message.
 
 pub mod access;
+pub mod audit;
 pub mod executor;
 pub mod jobs;
 pub mod kernels;

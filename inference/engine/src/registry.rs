@@ -181,7 +181,20 @@ impl<M: Memory> Registry<M> {
             serving_memo: RefCell::default(),
         };
         registry.migrate_sessions();
+        registry.check_blobs();
         registry
+    }
+
+    /// Layout 7 took memories 249..=254 from the blobs for the audit log: a memory whose
+    /// versions or uploads still hold one cannot open under this code (the upgrade rolls back).
+    fn check_blobs(&self) {
+        let taken = self.models.iter().map(|e| e.value().blob).chain(self.progress.iter().map(|e| e.value().blob));
+        for blob in taken {
+            assert!(
+                stable::BLOBS.contains(&(blob as u8)) && blob <= u8::MAX as u64,
+                "model memory {blob} is now the audit log's: delete versions or abort uploads under the old code first"
+            );
+        }
     }
 
     /// Sessions stored by layout 3 or older keep their chunk hashes inside: moves them to the
@@ -613,6 +626,19 @@ impl<M: Memory> Registry<M> {
     /// The versions enabled besides the active one.
     pub fn enabled_versions(&self, name: &str) -> Vec<u32> {
         self.lineage.get(&name.to_string()).map(|l| l.enabled).unwrap_or_default()
+    }
+
+    /// Every model's active version with its sha256, in name order (what the canister
+    /// certifies).
+    pub fn active_models(&self) -> Vec<inference_api::ActiveModel> {
+        self.active
+            .iter()
+            .filter_map(|e| {
+                let (name, version) = (e.key().clone(), e.value().current);
+                let sha256 = self.models.get(&VersionKey::new(&name, version))?.sha256;
+                Some(inference_api::ActiveModel { name, version, sha256 })
+            })
+            .collect()
     }
 
     pub fn active_version(&self, name: &str) -> Option<u32> {

@@ -34,11 +34,20 @@ pub const CHUNK_HASHES: MemoryId = MemoryId::new(13);
 pub const PEERS: MemoryId = MemoryId::new(14);
 /// The text front canisters.
 pub const FRONTS: MemoryId = MemoryId::new(15);
+/// The auditors (layout 7 took this and the next five from the blob memories' end).
+pub const AUDITORS: MemoryId = MemoryId::new(249);
+/// Where the audit log stands: its first kept index, its segments, its retention.
+pub const AUDIT_STATE: MemoryId = MemoryId::new(250);
+/// The audit log's two segments ([`crate::audit`]), each a `StableLog`'s index and data.
+pub const AUDIT_INDEX_A: MemoryId = MemoryId::new(251);
+pub const AUDIT_DATA_A: MemoryId = MemoryId::new(252);
+pub const AUDIT_INDEX_B: MemoryId = MemoryId::new(253);
+pub const AUDIT_DATA_B: MemoryId = MemoryId::new(254);
 /// Each model's (or upload's) bytes get a virtual memory of their own, written once at
 /// `chunk index × chunk size`: one copy per byte, no B-tree node rewrites. ic-stable-structures
 /// 0.7 cannot give a virtual memory's buckets back, so a deleted model's memory is reused by
 /// the next upload instead.
-pub const BLOBS: std::ops::RangeInclusive<u8> = 16..=254;
+pub const BLOBS: std::ops::RangeInclusive<u8> = 16..=248;
 
 /// Bytes in a (wasm and stable-memory) page.
 pub const WASM_PAGE: u64 = 64 * 1024;
@@ -51,8 +60,11 @@ pub const MAGIC: [u8; 4] = *b"ONNX";
 /// session record into `UPLOAD_PROGRESS` and `CHUNK_HASHES` (moved when the registry opens). 5
 /// added `PEERS` (empty in older memories: no pool). 6 added `FRONTS` (empty in older memories:
 /// no text front) and `ModelInfo::vocabulary` (an option: a text version recorded before it has
-/// none, and the token endpoints refuse it until it is uploaded again).
-pub const LAYOUT_VERSION: u32 = 6;
+/// none, and the token endpoints refuse it until it is uploaded again). 7 added the audit log
+/// and the auditors in memories 249..=254, taken from the blob memories (empty in older
+/// memories: the log starts at the upgrade; opening refuses a memory whose versions or uploads
+/// hold one of those blobs, which needs 233 of them).
+pub const LAYOUT_VERSION: u32 = 7;
 
 use inference_api::candid_storable;
 

@@ -18,7 +18,7 @@ fn who(n: u8) -> Principal {
 
 fn answer(n: u64) -> JobResult {
     let model = ModelRef { name: "m".into(), version: 1, sha256: vec![0; 32] };
-    JobResult::Inference(Inference { outputs: vec![], model, instructions: n, messages: 1 })
+    JobResult::Inference(Inference { outputs: vec![], model, instructions: n, messages: 1, receipt: None })
 }
 
 #[derive(Clone, Debug)]

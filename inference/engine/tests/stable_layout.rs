@@ -26,7 +26,9 @@ use std::path::PathBuf;
 use candid::Principal;
 use ic_stable_structures::memory_manager::MemoryId;
 use ic_stable_structures::{DefaultMemoryImpl, Memory};
+use inference_api::{verify_chain, AuditEvent, AuditQuery, AuditRetention, ChangeAction, ChangeRecord, GENESIS};
 use inference_engine::access::{Access, List};
+use inference_engine::audit::AuditLog;
 use inference_engine::quota::{Quota, Usage};
 use inference_engine::registry::{Actor, Registry, UploadPolicy};
 use inference_engine::stable::{self, Header, StableLayout, WASM_PAGE};
@@ -41,6 +43,7 @@ const CALLER: [u8; 29] = [0xc2; 29];
 /// The golden canister's one pool peer.
 const PEER: [u8; 10] = [0xd3; 10];
 const FRONT: [u8; 10] = [0xd4; 10];
+const AUDITOR: [u8; 10] = [0xd5; 10];
 const UPLOADER: [u8; 3] = [1, 2, 3];
 /// 2023-11-14T22:13:20Z, and a minute later.
 const T1: u64 = 1_700_000_000_000_000_000;
@@ -115,7 +118,8 @@ fn put(r: &mut Registry<DefaultMemoryImpl>, id: u64, bytes: &[u8], index: u32) -
 
 /// The golden state: `cls` v1 (relu) and v2 (add), v1 activated then v2 (so v1 is the rollback
 /// target), a maintainer and a caller (who used part of its instruction quota), and `det` (add)
-/// uploading with only its first chunk in.
+/// uploading with only its first chunk in; an auditor, and an audit log of two entries kept by
+/// count.
 fn golden_state() -> DefaultMemoryImpl {
     let memory = DefaultMemoryImpl::default();
     let mut layout = StableLayout::init(memory.clone());
@@ -125,6 +129,12 @@ fn golden_state() -> DefaultMemoryImpl {
     access.grant(List::Callers, Principal::from_slice(&CALLER)).unwrap();
     access.grant(List::Peers, Principal::from_slice(&PEER)).unwrap();
     access.grant(List::Fronts, Principal::from_slice(&FRONT)).unwrap();
+    access.grant(List::Auditors, Principal::from_slice(&AUDITOR)).unwrap();
+    let mut log = AuditLog::init(&layout);
+    log.set_retention(&AuditRetention { max_entries: Some(2), max_age_ns: None }, T1);
+    for (n, at) in [(1, T1), (2, T2), (3, T3)] {
+        log.append(at, Principal::from_slice(&CALLER), None, golden_event(n));
+    }
     let mut usage = Usage::init(&layout);
     usage.charge(Principal::from_slice(&CALLER), USED.1, QUOTA, USED.0);
     usage.save();
@@ -142,6 +152,17 @@ fn golden_state() -> DefaultMemoryImpl {
     let t = r.start_upload(&mut layout, request("det", &add, "unfinished"), uploader, T3, NO_LIMITS).unwrap();
     put(&mut r, t.upload_id, &add, 0);
     memory
+}
+
+fn golden_event(version: u32) -> AuditEvent {
+    AuditEvent::Change(ChangeRecord {
+        action: ChangeAction::Activated,
+        model: Some("cls".into()),
+        version: Some(version),
+        model_sha256: Some(vec![version as u8; 32]),
+        subject: None,
+        role: None,
+    })
 }
 
 fn raw(memory: &DefaultMemoryImpl) -> Vec<u8> {
@@ -167,6 +188,13 @@ fn memory_name(id: u8) -> String {
         (stable::UPLOAD_PROGRESS, "UPLOAD_PROGRESS"),
         (stable::CHUNK_HASHES, "CHUNK_HASHES"),
         (stable::PEERS, "PEERS"),
+        (stable::FRONTS, "FRONTS"),
+        (stable::AUDITORS, "AUDITORS"),
+        (stable::AUDIT_STATE, "AUDIT_STATE"),
+        (stable::AUDIT_INDEX_A, "AUDIT_INDEX_A"),
+        (stable::AUDIT_DATA_A, "AUDIT_DATA_A"),
+        (stable::AUDIT_INDEX_B, "AUDIT_INDEX_B"),
+        (stable::AUDIT_DATA_B, "AUDIT_DATA_B"),
     ];
     match named.iter().find(|(m, _)| *m == MemoryId::new(id)) {
         Some((_, n)) => n.to_string(),
@@ -300,53 +328,60 @@ fn the_stable_layout_is_unchanged() {
 
 #[test]
 fn todays_stable_memory_still_reads() {
-    reads_the_golden_state(&golden("stable_image.txt"), Some(USED), true, true);
+    reads_the_golden_state(&golden("stable_image.txt"), Some(USED), stable::LAYOUT_VERSION);
+}
+
+/// Layout 6 (before the audit log): no auditors, an empty log that starts at the upgrade.
+#[test]
+fn layout_version_6_still_reads() {
+    reads_the_golden_state(&golden("stable_image_v6.txt"), Some(USED), 6);
 }
 
 /// Layout 5 (before text fronts): no fronts; records without `vocabulary` (an added candid
 /// `opt` field, read as absent).
 #[test]
 fn layout_version_5_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v5.txt"), Some(USED), true, false);
+    reads_the_golden_state(&golden("stable_image_v5.txt"), Some(USED), 5);
 }
 
 /// Layout 5 as written before text models: records without the `text` field (an added
 /// candid `opt` field, read as absent; no migration needed).
 #[test]
 fn layout_version_5_before_text_models_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v5_before_text.txt"), Some(USED), true, false);
+    reads_the_golden_state(&golden("stable_image_v5_before_text.txt"), Some(USED), 5);
 }
 
 /// Layout 4 (before pools): no peers.
 #[test]
 fn layout_version_4_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v4.txt"), Some(USED), false, false);
+    reads_the_golden_state(&golden("stable_image_v4.txt"), Some(USED), 4);
 }
 
 /// Layout 3 (chunk hashes inside the session record): opened by today's code, the unfinished
 /// upload is moved to its progress record and completes from where it was.
 #[test]
 fn layout_version_3_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v3.txt"), Some(USED), false, false);
+    reads_the_golden_state(&golden("stable_image_v3.txt"), Some(USED), 3);
 }
 
 /// Layout 2 (before quota usage was kept): every caller starts a new window.
 #[test]
 fn layout_version_2_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v2.txt"), None, false, false);
+    reads_the_golden_state(&golden("stable_image_v2.txt"), None, 2);
 }
 
 /// Layout 1 (before version lineage and upload ids): opened by today's code, it reads as it did
 /// and is written on with today's rules (the next version after v2 is v3).
 #[test]
 fn layout_version_1_still_reads() {
-    reads_the_golden_state(&golden("stable_image_v1.txt"), None, false, false);
+    reads_the_golden_state(&golden("stable_image_v1.txt"), None, 1);
 }
 
 /// Opens a golden image and checks it holds the golden state; `used` is the caller's quota
-/// window (start, instructions) when the image's layout keeps one; `peered` whether its layout
-/// keeps pool peers; `fronted` whether it keeps text fronts.
-fn reads_the_golden_state(image: &std::path::Path, used: Option<(u64, u64)>, peered: bool, fronted: bool) {
+/// window (start, instructions) when the image's layout keeps one; `layout` the layout it was
+/// written in (pool peers since 5, text fronts since 6, the audit log since 7).
+fn reads_the_golden_state(image: &std::path::Path, used: Option<(u64, u64)>, layout_written: u32) {
+    let (peered, fronted, audited) = (layout_written >= 5, layout_written >= 6, layout_written >= 7);
     let text = std::fs::read_to_string(image).unwrap();
     let memory = from_image(&text);
     let (relu, add) = (relu(), add());
@@ -364,6 +399,20 @@ fn reads_the_golden_state(image: &std::path::Path, used: Option<(u64, u64)>, pee
     assert_eq!(access.members(List::Peers), peers);
     let fronts = if fronted { vec![Principal::from_slice(&FRONT)] } else { vec![] };
     assert_eq!(access.members(List::Fronts), fronts);
+    let auditors = if audited { vec![Principal::from_slice(&AUDITOR)] } else { vec![] };
+    assert_eq!(access.members(List::Auditors), auditors);
+    let mut log = AuditLog::init(&layout);
+    let kept = log.page(&AuditQuery::default(), T3).records;
+    if audited {
+        // Retention kept the newest two of three; they still chain to the head.
+        assert_eq!(kept.iter().map(|r| r.entry.index).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(kept[1].entry.event, golden_event(3));
+        assert_eq!(verify_chain(&kept), Ok(Some(log.head().to_vec())));
+    } else {
+        assert_eq!((kept.len(), log.next_index(), log.head()), (0, 0, GENESIS.as_slice()));
+    }
+    let (index, _) = log.append(T3, Principal::from_slice(&CALLER), None, golden_event(4));
+    assert_eq!(index, if audited { 3 } else { 0 });
     assert!(access.contains(List::Maintainers, Principal::from_slice(&MAINTAINER)));
     assert!(!access.contains(List::Maintainers, Principal::from_slice(&CALLER)));
     assert_eq!(Usage::init(&layout).of(Principal::from_slice(&CALLER)), used);

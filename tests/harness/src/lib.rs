@@ -109,15 +109,22 @@ pub trait Ic {
     ) -> Option<CallOutcome> {
         None
     }
-    /// The sha256 of a canister's stable memory, where the backend can read it.
-    fn stable_memory_sha256(&mut self, _canister: Principal) -> Option<[u8; 32]> {
+    /// A canister's stable memory, where the backend can read it.
+    fn stable_memory(&mut self, _canister: Principal) -> Option<Vec<u8>> {
         None
+    }
+    /// The sha256 of a canister's stable memory, where the backend can read it.
+    fn stable_memory_sha256(&mut self, canister: Principal) -> Option<[u8; 32]> {
+        use sha2::Digest;
+        self.stable_memory(canister).map(|bytes| sha2::Sha256::digest(&bytes).into())
     }
     fn tick(&mut self);
     fn advance_time(&mut self, by: Duration);
     fn cycle_balance(&mut self, canister: Principal) -> u128;
     /// Heap and stable-memory bytes of a canister, where the backend can see them.
     fn memory_usage(&mut self, canister: Principal) -> Option<(u64, u64)>;
+    /// The root key certificates are signed with (DER), as an agent fetches a local network's.
+    fn root_key(&mut self) -> Vec<u8>;
     /// For backend-specific hooks (e.g. the local replica's fault injection).
     fn as_any(&mut self) -> &mut dyn std::any::Any;
 }

@@ -108,9 +108,8 @@ impl Ic for LocalBackend {
         let (result, report) = self.replica.call_from_canister(canister, caller, method, payload);
         Some(CallOutcome { result: result.map_err(reject), cost: cost(&report) })
     }
-    fn stable_memory_sha256(&mut self, canister: Principal) -> Option<[u8; 32]> {
-        use sha2::Digest;
-        Some(sha2::Sha256::digest(self.replica.stable_memory(canister).as_slice()).into())
+    fn stable_memory(&mut self, canister: Principal) -> Option<Vec<u8>> {
+        Some(self.replica.stable_memory(canister).to_vec())
     }
     fn tick(&mut self) {
         self.replica.tick();
@@ -126,5 +125,8 @@ impl Ic for LocalBackend {
     }
     fn memory_usage(&mut self, canister: Principal) -> Option<(u64, u64)> {
         Some((self.replica.heap_bytes(canister), self.replica.stable_bytes(canister)))
+    }
+    fn root_key(&mut self) -> Vec<u8> {
+        self.replica.root_key().to_vec()
     }
 }

@@ -105,4 +105,10 @@ impl Ic for PocketIcBackend {
     fn memory_usage(&mut self, _canister: Principal) -> Option<(u64, u64)> {
         None
     }
+    fn stable_memory(&mut self, canister: Principal) -> Option<Vec<u8>> {
+        Some(self.pic.get_stable_memory(canister))
+    }
+    fn root_key(&mut self) -> Vec<u8> {
+        self.pic.root_key().expect("the PocketIC instance has a root key")
+    }
 }

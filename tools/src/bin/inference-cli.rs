@@ -105,6 +105,29 @@ enum Command {
     DisallowFront { principal: Principal },
     /// Who holds which role.
     Roles,
+    /// Let a principal read the audit log (controllers only).
+    GrantAuditor { principal: Principal },
+    /// Withdraw the auditor role (controllers only).
+    RevokeAuditor { principal: Principal },
+    /// Export the audit log as JSON lines (auditors and controllers): one entry a line, oldest
+    /// first, with its hash and the previous entry's. With `--verify`, the whole kept log is read
+    /// and its chain recomputed up to the head the subnet certifies, then filtered here.
+    Audit(AuditArgs),
+    /// Verify an exported file on its own: every line's hash recomputed from its fields, and
+    /// every line chained to the one before (an export made with filters has gaps, and fails).
+    AuditVerify { file: PathBuf },
+    /// How long audit entries are kept (controllers only); older ones are dropped whole.
+    AuditRetention {
+        /// Keep at most this many of the newest entries.
+        #[arg(long)]
+        max_entries: Option<u64>,
+        /// Keep no entry older than this many days.
+        #[arg(long)]
+        max_age_days: Option<u64>,
+    },
+    /// Every model's active version and sha256 (or one model's), checked against the subnet's
+    /// certificate and root key: what a reader outside the subnet can trust (anyone).
+    Certified { name: Option<String> },
     /// Pools of inference canisters serving the same models: `--canister` is the first member,
     /// which holds the upload; the others copy from it canister to canister (each must be one of
     /// its maintainers: `grant-maintainer <member>` on the first).
@@ -206,6 +229,100 @@ impl From<TextTaskArg> for TextTask {
             TextTaskArg::EmbedPooled => embed(Pooling::Pooled),
         }
     }
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// Entries at or after this time: nanoseconds since the epoch, or an age such as `30m`,
+    /// `24h`, `7d`.
+    #[arg(long)]
+    since: Option<String>,
+    /// Entries at or before this time (as `--since`).
+    #[arg(long)]
+    until: Option<String>,
+    /// Entries of inferences run for this principal, or changes made by it.
+    #[arg(long)]
+    caller: Option<Principal>,
+    /// Entries about this model.
+    #[arg(long)]
+    model: Option<String>,
+    /// Recompute the chain of the whole kept log and check it ends in the certified head.
+    #[arg(long)]
+    verify: bool,
+    /// Write the JSON lines here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// `--since`/`--until`: nanoseconds since the epoch, or an age (`30m`, `24h`, `7d`) before now.
+fn parse_time(text: &str) -> Result<u64> {
+    if let Ok(ns) = text.parse::<u64>() {
+        return Ok(ns);
+    }
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let seconds = match unit {
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(anyhow!("{text}: not nanoseconds since the epoch, nor an age like 30m, 24h or 7d")),
+    };
+    let age = number.parse::<u64>().map_err(|_| anyhow!("{text}: not an age like 30m, 24h or 7d"))? * seconds;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    Ok(now.saturating_sub(Duration::from_secs(age)).as_nanos() as u64)
+}
+
+async fn audit_command(c: &InferenceClient<AgentTransport>, args: &AuditArgs) -> Result<()> {
+    let filter = inference_api::AuditQuery {
+        caller: args.caller,
+        model: args.model.clone(),
+        since_ns: args.since.as_deref().map(parse_time).transpose()?,
+        until_ns: args.until.as_deref().map(parse_time).transpose()?,
+        ..Default::default()
+    };
+    let root_key = c.transport().agent.read_root_key();
+    let check = args.verify.then_some((c.transport().canister, root_key.as_slice()));
+    let export = inference_tools::audit::export(c, &filter, check).await?;
+    let lines = inference_tools::audit::to_json_lines(&export.records);
+    match &args.out {
+        Some(path) => std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?,
+        None => print!("{lines}"),
+    }
+    if let Some(v) = export.verified {
+        eprintln!(
+            "verified: {} kept entries chain to the certified head (entry {}, sha256 {}, certified at {} ns); {} exported",
+            v.entries,
+            v.next_index.saturating_sub(1),
+            hex(&v.head_sha256),
+            v.certified_at_ns,
+            export.records.len()
+        );
+    }
+    Ok(())
+}
+
+async fn certified_command(c: &InferenceClient<AgentTransport>, name: Option<&str>) -> Result<()> {
+    use inference_client::certified::{verify_model, verify_models};
+    let (root_key, canister) = (c.transport().agent.read_root_key(), c.transport().canister);
+    let (models, at) = match name {
+        Some(name) => {
+            let reply = c.certified_model(name).await?;
+            let at = verify_model(&reply, name, canister, &root_key)?;
+            (reply.model.into_iter().collect(), at)
+        }
+        None => {
+            let reply = c.certified_models().await?;
+            let at = verify_models(&reply, canister, &root_key)?;
+            (reply.models, at)
+        }
+    };
+    for m in &models {
+        println!("{:<24} v{:<4} sha256 {}", m.name, m.version, hex(&m.sha256));
+    }
+    if let (Some(name), true) = (name, models.is_empty()) {
+        println!("no model named {name} is active");
+    }
+    eprintln!("certified by the subnet at {at} ns");
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -364,6 +481,18 @@ async fn main() -> Result<()> {
         }
         return Ok(());
     }
+    if let Command::AuditVerify { file } = &cli.command {
+        let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let v = inference_tools::audit::verify_json_lines(&text).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+        println!(
+            "{}: entries {}..={} verify; the last one's sha256 is {}",
+            file.display(),
+            v.first_index,
+            v.last_index,
+            hex(&v.last_sha256)
+        );
+        return Ok(());
+    }
     let c = client(&cli).await?;
     match &cli.command {
         Command::Upload(args) => {
@@ -442,11 +571,30 @@ async fn main() -> Result<()> {
         }
         Command::Roles => {
             let roles = answer(c.roles().await)?;
-            println!(
-                "maintainers: {:?}\nallowed callers: {:?}\ntext fronts: {:?}",
-                roles.maintainers, roles.callers, roles.fronts
-            );
+            let texts = |ps: &[Principal]| ps.iter().map(Principal::to_text).collect::<Vec<_>>().join(", ");
+            println!("maintainers: {}", texts(&roles.maintainers));
+            println!("allowed callers: {}", texts(&roles.callers));
+            println!("pool peers: {}", texts(&roles.peers));
+            println!("text fronts: {}", texts(&roles.fronts));
+            println!("auditors: {}", texts(&roles.auditors));
         }
+        Command::GrantAuditor { principal } => {
+            answer(c.grant_auditor(*principal).await)?;
+            println!("{principal} may read the audit log");
+        }
+        Command::RevokeAuditor { principal } => {
+            answer(c.revoke_auditor(*principal).await)?;
+            println!("{principal} may no longer read the audit log");
+        }
+        Command::Audit(args) => audit_command(&c, args).await?,
+        Command::AuditVerify { .. } => unreachable!("answered before connecting"),
+        Command::AuditRetention { max_entries, max_age_days } => {
+            let max_age_ns = max_age_days.map(|d| d.saturating_mul(86_400 * 1_000_000_000));
+            let retention = inference_api::AuditRetention { max_entries: *max_entries, max_age_ns };
+            answer(c.set_audit_retention(&retention).await)?;
+            println!("audit entries kept: {retention:?}");
+        }
+        Command::Certified { name } => certified_command(&c, name.as_deref()).await?,
         Command::Pool { command } => pool_command(&cli, &c, command).await?,
         Command::Capacity { name, version, pool, symbolic, subnet_nodes } => {
             let info = answer(c.model_info(name, *version).await)?;
@@ -468,6 +616,13 @@ async fn main() -> Result<()> {
                 model: measured_run.model.clone(),
                 instructions: measured_run.instructions,
                 messages: measured_run.messages,
+                // Its size: a receipt's three hashes.
+                receipt: Some(inference_api::Receipt {
+                    index: u64::MAX,
+                    entry_sha256: vec![0; 32],
+                    input_sha256: vec![0; 32],
+                    output_sha256: vec![0; 32],
+                }),
             };
             let measured = capacity::Measured {
                 instructions: measured_run.instructions,
