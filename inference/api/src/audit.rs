@@ -15,6 +15,18 @@ use thiserror::Error;
 
 use crate::{InputTensor, NotAuthorized, TensorData, Tokens};
 
+/// A slice of numbers as little-endian bytes: borrowed where memory already holds them so
+/// (hashing a 100 KiB image then costs the sha256 alone, not a copy element by element).
+macro_rules! le {
+    ($v:expr) => {
+        if cfg!(target_endian = "little") {
+            Cow::Borrowed(bytemuck::cast_slice(&$v[..]))
+        } else {
+            Cow::Owned($v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
+        }
+    };
+}
+
 /// The hash an entry's `prev_sha256` holds when no entry came before it.
 pub const GENESIS: [u8; 32] = [0; 32];
 
@@ -293,7 +305,8 @@ pub fn tokens_sha256(texts: &[Tokens]) -> Vec<u8> {
     let mut digest = TensorDigest::default();
     for text in texts {
         for ids in [&text.ids, &text.type_ids] {
-            digest.add("u32", &[ids.len() as u64], &elements_le(&TensorData::U32(ids.clone())));
+            let bytes: Cow<'_, [u8]> = le!(ids);
+            digest.add("u32", &[ids.len() as u64], &bytes);
         }
     }
     digest.finish()
@@ -309,18 +322,8 @@ pub fn output_sha256(outputs: &[crate::OutputTensor]) -> Vec<u8> {
     digest.finish()
 }
 
-/// A tensor's elements as little-endian bytes: borrowed where memory already holds them so
-/// (hashing a 100 KiB image then costs the sha256 alone, not a copy element by element).
+/// A tensor's elements as little-endian bytes (borrowed, see `le!`; booleans as one byte each).
 fn elements_le(data: &TensorData) -> Cow<'_, [u8]> {
-    macro_rules! le {
-        ($v:expr) => {
-            if cfg!(target_endian = "little") {
-                Cow::Borrowed(bytemuck::cast_slice(&$v[..]))
-            } else {
-                Cow::Owned($v.iter().flat_map(|x| x.to_le_bytes()).collect())
-            }
-        };
-    }
     match data {
         TensorData::U8(v) => Cow::Borrowed(&v[..]),
         TensorData::Bool(v) => Cow::Owned(v.iter().map(|&b| b as u8).collect()),
