@@ -52,6 +52,13 @@ impl Job {
     pub fn new(plan: &Arc<TypedSimplePlan>, inputs: TVec<TValue>) -> TractResult<Job> {
         let mut state = plan.spawn()?;
         state.set_inputs(inputs)?;
+        if plan.model().inputs.is_empty() {
+            // A plan without inputs (each folded into it as a value, `model::load_with_values`)
+            // is computed whole here: tract readies a run's values when it is given its first
+            // input, and there is none. Such a graph is constants and what they compute.
+            state.exec()?;
+            return Ok(Job { state, order: vec![], frees: vec![], next: 0, costs: vec![] });
+        }
         let model = plan.model();
         let order: Vec<usize> = plan.order_without_consts().to_vec();
         let outputs: Vec<usize> = model.outputs.iter().map(|o| o.node).collect();

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use tract_onnx::pb::{self, tensor_shape_proto::dimension, type_proto};
+use tract_onnx::prelude::tract_data::internal::{bail, ensure};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::model::typed::TypedSimplePlan;
 
@@ -28,6 +29,10 @@ pub struct Inspection {
     /// The class labels of its ONNX-ML classifier (`classlabels_*` of its first
     /// `TreeEnsembleClassifier`, `SVMClassifier` or `LinearClassifier`), in class order.
     pub class_labels: Vec<String>,
+    /// The inputs (positions in `inputs`) whose values tract needs to build a plan: a
+    /// reduction's axes, a target shape, resize scales, pads, quantization scales… (see
+    /// [`crate::onnx::plan_values`]). Such a model builds with [`load_with_values`].
+    pub plan_value_inputs: Vec<usize>,
 }
 
 /// The `classlabels_*` attribute of the graph's first ONNX-ML classifier.
@@ -130,6 +135,7 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
         parameters,
         metadata: proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect(),
         class_labels: class_labels(graph),
+        plan_value_inputs: crate::onnx::plan_values::plan_value_inputs(graph),
     })
 }
 
@@ -137,11 +143,11 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
 /// dimensions kept symbolic: what activating a version with symbolic inputs proves before any
 /// call brings a concrete shape.
 pub fn check_symbolic(bytes: &[u8], inputs: &[TensorSpec], weight_format: WeightFormat) -> TractResult<()> {
-    let (model, _) = match typed(&onnx(), bytes, inputs, Some(weight_format)) {
+    let (model, _) = match typed(&onnx(), bytes, inputs, &[], Some(weight_format)) {
         Ok(m) => m,
         Err(first) => {
             let relaxed = onnx().with_ignore_value_info(true).with_ignore_output_shapes(true);
-            typed(&relaxed, bytes, inputs, Some(weight_format)).map_err(|_| first)?
+            typed(&relaxed, bytes, inputs, &[], Some(weight_format)).map_err(|_| first)?
         }
     };
     model.into_decluttered()?;
@@ -198,6 +204,7 @@ fn typed(
     parser: &tract_onnx::Onnx,
     bytes: &[u8],
     inputs: &[TensorSpec],
+    values: &[(usize, Arc<Tensor>)],
     weight_format: Option<WeightFormat>,
 ) -> TractResult<(TypedModel, QuantizedWeights)> {
     let mut proto = parser.proto_model_for_read(&mut &*bytes)?;
@@ -207,16 +214,45 @@ fn typed(
         let fact = input_fact(&model, ix, input)?;
         model.set_input_fact(ix, fact)?;
     }
+    fold_inputs(&mut model, inputs, values)?;
     let mut model = model.into_typed()?;
     passes::run(Stage::Typed, &mut model, &Context { weights: &weights, weight_format })?;
     Ok((model, weights))
 }
 
+/// Makes each input of `values` a constant of the model with its value (checked against the
+/// input's declared type and shape), and takes it out of the model's inputs.
+fn fold_inputs(model: &mut InferenceModel, inputs: &[TensorSpec], values: &[(usize, Arc<Tensor>)]) -> TractResult<()> {
+    let outlets = model.input_outlets()?.to_vec();
+    let mut folded = Vec::with_capacity(values.len());
+    for (ix, value) in values {
+        let Some(&outlet) = outlets.get(*ix) else { bail!("the model has no input {ix}") };
+        if let Some(spec) = inputs.get(*ix) {
+            ensure!(
+                datum(spec.dtype) == Some(value.datum_type())
+                    && spec.shape.iter().map(|&d| d as usize).eq(value.shape().iter().copied()),
+                "the value of input \"{}\" is a {:?} of shape {:?}, not what it was declared as",
+                spec.name,
+                value.datum_type(),
+                value.shape()
+            );
+        }
+        let node = model.node_mut(outlet.node);
+        node.op = Box::new(tract_onnx::tract_hir::ops::konst::Const::new(value.clone())?);
+        node.outputs[0].fact = InferenceFact::from(value.clone().into_tensor());
+        folded.push(outlet);
+    }
+    model.inputs.retain(|o| !folded.contains(o));
+    Ok(())
+}
+
 /// Multiply-accumulates one inference performs, from tract's cost model of the decluttered graph
 /// (convolutions, matmuls, their integer forms) at the given input shapes (which should be fixed).
 pub fn macs(bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<u64> {
-    let model = typed(&onnx(), bytes, inputs, None)
-        .or_else(|_| typed(&onnx().with_ignore_value_info(true).with_ignore_output_shapes(true), bytes, inputs, None))?
+    let model = typed(&onnx(), bytes, inputs, &[], None)
+        .or_else(|_| {
+            typed(&onnx().with_ignore_value_info(true).with_ignore_output_shapes(true), bytes, inputs, &[], None)
+        })?
         .0
         .into_decluttered()?;
     let mut total = 0u64;
@@ -243,11 +279,23 @@ pub fn macs(bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<u64> {
 /// brings (see [`TensorSpec::with_shape`]), because tract optimises a fixed graph into
 /// kernels chosen for its sizes. A symbolic dimension left in `inputs` stays a symbol.
 pub fn load(bytes: &[u8], inputs: &[TensorSpec], weight_format: WeightFormat) -> TractResult<LoadedModel> {
-    let (model, weights) = match typed(&onnx(), bytes, inputs, Some(weight_format)) {
+    load_with_values(bytes, inputs, &[], weight_format)
+}
+
+/// [`load`], with the inputs of `values` (positions in `inputs`, normally the model's
+/// [`Inspection::plan_value_inputs`]) made constants of the plan: the plan for these values,
+/// whose inputs are the others, in order ([`LoadedModel::inputs`]).
+pub fn load_with_values(
+    bytes: &[u8],
+    inputs: &[TensorSpec],
+    values: &[(usize, Arc<Tensor>)],
+    weight_format: WeightFormat,
+) -> TractResult<LoadedModel> {
+    let (model, weights) = match typed(&onnx(), bytes, inputs, values, Some(weight_format)) {
         Ok(m) => m,
         Err(first) => {
             let relaxed = onnx().with_ignore_value_info(true).with_ignore_output_shapes(true);
-            typed(&relaxed, bytes, inputs, Some(weight_format)).map_err(|_| first)?
+            typed(&relaxed, bytes, inputs, values, Some(weight_format)).map_err(|_| first)?
         }
     };
     let context = Context { weights: &weights, weight_format: Some(weight_format) };
@@ -256,5 +304,11 @@ pub fn load(bytes: &[u8], inputs: &[TensorSpec], weight_format: WeightFormat) ->
     let mut model = model.into_optimized()?;
     passes::run(Stage::Optimized, &mut model, &context)?;
     let plan = TypedSimplePlan::new(model)?;
-    Ok(LoadedModel { plan, inputs: inputs.to_vec() })
+    let inputs = inputs
+        .iter()
+        .enumerate()
+        .filter(|(ix, _)| !values.iter().any(|(v, _)| v == ix))
+        .map(|(_, s)| s.clone())
+        .collect();
+    Ok(LoadedModel { plan, inputs })
 }

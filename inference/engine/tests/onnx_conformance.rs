@@ -10,6 +10,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use inference_engine::model;
 use inference_engine::types::{DType, TensorSpec, WeightFormat};
@@ -106,8 +107,18 @@ fn run(dir: &Path, plain_tract: bool) -> TractResult<()> {
                     Ok(TensorSpec::new(&spec.name, t.shape().iter().map(|&d| d as i64).collect(), d))
                 })
                 .collect::<TractResult<Vec<_>>>()?;
-            let loaded = model::load(&bytes, &specs, WeightFormat::F32)?;
-            inference_engine::executor::run_to_end(&loaded.plan, inputs.into_iter().map(|t| t.into_tvalue()).collect())?
+            // Inputs whose values tract needs (axes, target shapes, scales…) build the plan for
+            // this data set's values, as the canister builds one per value a call brings.
+            let values: Vec<(usize, Arc<Tensor>)> =
+                info.plan_value_inputs.iter().map(|&ix| (ix, Arc::new(inputs[ix].clone()))).collect();
+            let loaded = model::load_with_values(&bytes, &specs, &values, WeightFormat::F32)?;
+            let rest = inputs
+                .into_iter()
+                .enumerate()
+                .filter(|(ix, _)| !info.plan_value_inputs.contains(ix))
+                .map(|(_, t)| t.into_tvalue())
+                .collect();
+            inference_engine::executor::run_to_end(&loaded.plan, rest)?
         };
         ensure!(outputs.len() == expected.len(), "{} outputs, expected {}", outputs.len(), expected.len());
         for (ix, (got, want)) in outputs.iter().zip(&expected).enumerate() {

@@ -6,12 +6,14 @@
 //!   parser ([`register`]).
 //! - [`ml`]: the ONNX-ML operators of tabular models (tree ensembles, SVM classifier, scaler,
 //!   imputer, one-hot encoder), parsed into ours ([`crate::ops::ml`]).
+//! - [`whole_tensor`]: `NegativeLogLikelihoodLoss`, `SoftmaxCrossEntropyLoss` and `CumProd`, each one op of ours.
 //! - [`GRAPH_REWRITES`]: rewrites of the raw graph, in the order they run: [`unique_names`]
 //!   (every node gets a name of its own), then [`qlinear_conv`] (`QLinearConv` to its QDQ form,
 //!   so it runs on tract's f32 convolution like the QDQ models do).
 //! - [`quantized_weights`]: the int8 weights of the graph's convolutions, read after the
 //!   rewrites (tract folds them into f32 constants; [`crate::passes::integer_conv`] needs them).
 //! - [`initializers`]: reading initializers' values.
+//! - [`plan_values`]: the inputs whose values tract needs to build a plan (axes, shapes, scales).
 //!
 //! To add a rewrite of the raw graph: write a module here with a
 //! `pub fn rewrite(graph: &mut GraphProto) -> usize` (how many changes it made), declare it
@@ -19,10 +21,12 @@
 
 pub mod initializers;
 pub mod ml;
+pub mod plan_values;
 pub mod qlinear_conv;
 pub mod qoperator;
 pub mod quantized_weights;
 pub mod unique_names;
+pub mod whole_tensor;
 
 use tract_onnx::model::OnnxOpRegister;
 use tract_onnx::pb::{GraphProto, ModelProto};
@@ -33,6 +37,7 @@ use quantized_weights::QuantizedWeights;
 pub fn register(register: &mut OnnxOpRegister) {
     qoperator::register(register);
     ml::register(register);
+    whole_tensor::register(register);
 }
 
 /// One rewrite of the raw ONNX graph: its name, and the function that applies it and answers

@@ -9,12 +9,16 @@
 //! - [`qdq`]: [`qdq::Qdq`], quantize, dequantize or both fused.
 //! - [`dynamic_quantize`]: [`dynamic_quantize::SimdDynamicQuantize`], `DynamicQuantizeLinear`.
 //! - [`ml`]: [`ml::MlOp`], the ONNX-ML operators of tabular models (tree ensembles, SVM, scaler…).
+//! - [`cumulative`]: [`cumulative::CumProd`], the running product along an axis.
+//! - [`loss`]: [`loss::Loss`], `NegativeLogLikelihoodLoss` and `SoftmaxCrossEntropyLoss`.
 //!
 //! The QOperator contrib operators are not here: they are tract-onnx expansions into tract's own
 //! operators, registered with the parser ([`crate::onnx::qoperator`]).
 
+pub mod cumulative;
 pub mod dynamic_quantize;
 pub mod integer_conv;
 pub mod layout;
+pub mod loss;
 pub mod ml;
 pub mod qdq;
