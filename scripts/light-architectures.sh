@@ -17,4 +17,5 @@ if [ ! -f "$out/.stamp" ] || [ "$(cat "$out/.stamp")" != "$stamp" ]; then
   "$venv/bin/python" tools/prepare/light_quantized.py "$out" >&2
   echo "$stamp" > "$out/.stamp"
 fi
-cargo run --quiet -p inference-engine --example light_architectures -- "$out"
+# Release: the engine's own int8 kernels are far too slow in a debug build for resnet50 or vgg19.
+cargo run --quiet --release -p inference-engine --example light_architectures -- "$out"

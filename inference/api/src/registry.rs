@@ -234,7 +234,17 @@ pub struct ModelInfo {
     pub text: Option<crate::TextSpec>,
     /// A text model's token ids, read from its tokenizer at the upload's finish.
     pub vocabulary: Option<crate::Vocabulary>,
+    /// The inputs (positions in `inputs`) whose values, not only shapes, the engine needs to
+    /// build a plan: a reduction's axes, a target shape, resize scales, pads, a quantization
+    /// scale… A plan is built for each value a call brings to them, as for each shape (a
+    /// value is at most [`MAX_PLAN_VALUE_ELEMENTS`] elements). Absent for versions older than
+    /// the field: none.
+    pub plan_value_inputs: Option<Vec<u32>>,
 }
+
+/// The most elements a call may give an input whose value builds the plan
+/// ([`ModelInfo::plan_value_inputs`]): axes, shapes and scales are a few numbers each.
+pub const MAX_PLAN_VALUE_ELEMENTS: u64 = 64;
 
 impl ModelInfo {
     /// Bytes of the ONNX model: the whole file less a text model's tokenizer.

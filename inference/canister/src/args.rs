@@ -15,6 +15,8 @@ pub const SMALL_ARG_BYTES: usize = 4 * 1024;
 pub const UPLOAD_REQUEST_BYTES: usize = 256 * 1024;
 /// One chunk and its envelope: an ingress message's 2 MiB.
 pub const CHUNK_ARG_BYTES: usize = 2 * 1024 * 1024;
+/// `build_plan`'s shapes and plan values (this canister's own call).
+pub const PLAN_ARG_BYTES: usize = 64 * 1024;
 /// Inference inputs: the largest inter-canister request (10 MiB).
 pub const INPUT_ARG_BYTES: usize = 10 * 1024 * 1024;
 
@@ -31,6 +33,7 @@ pub fn limit_of(method: &str) -> usize {
     match method {
         "upload_chunk" => CHUNK_ARG_BYTES,
         "upload_start" => UPLOAD_REQUEST_BYTES,
+        "build_plan" => PLAN_ARG_BYTES,
         "classify" | "classify_query" | "classify_tokens" | "embed_tokens" | "infer" | "profile" | "submit" => {
             INPUT_ARG_BYTES
         }
@@ -62,6 +65,11 @@ pub fn small<T: CandidType + DeserializeOwned>(bytes: Vec<u8>) -> T {
 /// Several small arguments.
 pub fn small_args<T: for<'a> ArgumentDecoder<'a>>(bytes: Vec<u8>) -> T {
     decode(bytes, SMALL_ARG_BYTES)
+}
+
+/// `build_plan`'s arguments.
+pub fn plan_args<T: for<'a> ArgumentDecoder<'a>>(bytes: Vec<u8>) -> T {
+    decode(bytes, PLAN_ARG_BYTES)
 }
 
 pub fn upload_request<T: CandidType + DeserializeOwned>(bytes: Vec<u8>) -> T {

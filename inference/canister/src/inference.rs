@@ -2,19 +2,21 @@
 //! across as many messages as it needs, awaiting a call to this canister between them.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use candid::{CandidType, Deserialize, Principal};
 use ic_cdk::call::{CallFailed, RejectCode};
 use inference_api::{
     Classification, Inference, InferenceError, InputTensor, LabelScore, ModelInfo, ModelRef, NodeProfile,
     NotAuthorized, OutputTensor, Profile, RecordClassification, RegistryError, TensorData, TensorSpec,
+    MAX_PLAN_VALUE_ELEMENTS,
 };
 use inference_engine::executor::{Job, NodeCost, Progress};
 use inference_engine::jobs::Advance;
 use inference_engine::model;
 use tract_onnx::prelude::*;
 
-use crate::plans::Shapes;
+use crate::plans::{PlanKey, Shapes};
 use crate::state;
 
 /// tract's error chain as one sentence (its Display with causes), never its Debug dump.
@@ -57,23 +59,25 @@ impl Drop for Awaiting {
 /// meanwhile is `UnknownVersion`: its number is never given to another file.
 pub async fn plan_in_own_message(
     info: &ModelInfo,
-    shapes: &Shapes,
+    request: &PlanRequest,
     caller: Principal,
 ) -> Result<model::LoadedModel, InferenceError> {
-    if let Some(p) = state::with_mut(|s| s.plans.get(info, shapes)) {
+    let key = &request.key;
+    if let Some(p) = state::with_mut(|s| s.plans.get(info, key)) {
         return Ok(p);
     }
-    if let Some(failed) = state::with(|s| s.plans.failed(info, shapes)) {
+    if let Some(failed) = state::with(|s| s.plans.failed(info, key)) {
         return Err(failed.into());
     }
-    let wire: Vec<Vec<u64>> = shapes.iter().map(|s| s.iter().map(|&d| d as u64).collect()).collect();
+    let wire: Vec<Vec<u64>> = key.shapes.iter().map(|s| s.iter().map(|&d| d as u64).collect()).collect();
+    let wire = (wire, request.wire_values.clone());
     if let Err(failure) = build_in_own_message(info, Some(wire), caller).await {
         if failure.for_good {
-            state::with_mut(|s| s.plans.remember_failure(info, shapes.clone(), failure.error.clone()));
+            state::with_mut(|s| s.plans.remember_failure(info, key.clone(), failure.error.clone()));
         }
         return Err(failure.error.into());
     }
-    state::with_mut(|s| s.plans.get(info, shapes)).ok_or_else(|| {
+    state::with_mut(|s| s.plans.get(info, key)).ok_or_else(|| {
         InferenceError::Engine("the plan was built, then dropped to make room for others: try again".into())
     })
 }
@@ -98,18 +102,23 @@ pub struct BuildFailure {
 const MESSAGE_INSTRUCTION_LIMIT: u64 = 40_000_000_000;
 
 /// Has `build_plan` run for this version in a message of its own (see [`plan_in_own_message`];
-/// `shapes` absent: the declared ones, see [`build_plan`]), charging its instructions to
+/// `shapes` (with the plan-value inputs' values) absent: the declared ones, see [`build_plan`]), charging its instructions to
 /// `caller`. The registry's refusals come back as they are; a build that could not complete is
 /// `InvalidModel`.
 pub async fn build_in_own_message(
     info: &ModelInfo,
-    shapes: Option<Vec<Vec<u64>>>,
+    shapes: Option<(Vec<Vec<u64>>, Vec<InputTensor>)>,
     caller: Principal,
 ) -> Result<(), BuildFailure> {
+    let (shapes, values) = match shapes {
+        Some((shapes, values)) => (Some(shapes), Some(values)),
+        None => (None, None),
+    };
     let call = ic_cdk::call::Call::unbounded_wait(ic_cdk::api::canister_self(), "build_plan").with_args(&(
         &info.name,
         info.version,
         shapes,
+        values,
     ));
     let reply = {
         let _awaiting = Awaiting::begin();
@@ -144,29 +153,100 @@ pub async fn build_in_own_message(
     }
 }
 
-/// Builds and caches the plan of a model version for these input shapes, if not already in the
-/// heap.
-pub fn ensure_plan(info: &ModelInfo, shapes: &Shapes) -> TractResult<model::LoadedModel> {
-    if let Some(p) = state::with_mut(|s| s.plans.get(info, shapes)) {
+/// The positions of a version's plan-value inputs (see `ModelInfo::plan_value_inputs`).
+pub fn plan_value_inputs(info: &ModelInfo) -> Vec<usize> {
+    info.plan_value_inputs.iter().flatten().map(|&ix| ix as usize).collect()
+}
+
+/// What one plan is built for: its cache key, the plan-value inputs' values as tensors, and as
+/// the caller sent them (for `build_plan`, which checks them again).
+pub struct PlanRequest {
+    pub key: PlanKey,
+    values: Vec<(usize, Arc<Tensor>)>,
+    wire_values: Vec<InputTensor>,
+}
+
+impl PlanRequest {
+    /// The plan for a call's checked `tensors` (every input's, as `inputs` sent them): their
+    /// shapes, and the values of the plan-value inputs, each at most
+    /// [`MAX_PLAN_VALUE_ELEMENTS`] elements.
+    pub fn of(info: &ModelInfo, tensors: &[TValue], inputs: &[InputTensor]) -> Result<PlanRequest, InferenceError> {
+        let mut request = PlanRequest::shapes(tensors.iter().map(|t| t.shape().to_vec()).collect());
+        for ix in plan_value_inputs(info) {
+            let (Some(tensor), Some(input), Some(spec)) = (tensors.get(ix), inputs.get(ix), info.inputs.get(ix)) else {
+                return Err(InferenceError::InvalidInput(format!("the model has no input {ix}")));
+            };
+            request = request.with_value(ix, spec, tensor.clone(), input.clone())?;
+        }
+        Ok(request)
+    }
+
+    /// A plan for these shapes, with no plan-value inputs (yet).
+    pub fn shapes(shapes: Shapes) -> PlanRequest {
+        PlanRequest { key: PlanKey::shapes(shapes), values: vec![], wire_values: vec![] }
+    }
+
+    /// Adds the value of plan-value input `ix`, checked against its declaration (`tensor`) and
+    /// at most [`MAX_PLAN_VALUE_ELEMENTS`] elements.
+    fn with_value(
+        mut self,
+        ix: usize,
+        spec: &TensorSpec,
+        tensor: TValue,
+        input: InputTensor,
+    ) -> Result<PlanRequest, InferenceError> {
+        if tensor.len() as u64 > MAX_PLAN_VALUE_ELEMENTS {
+            return Err(InferenceError::InvalidInput(format!(
+                "input \"{}\" sets how the model is built (axes, a shape, scales…): at most \
+                 {MAX_PLAN_VALUE_ELEMENTS} elements, not {}",
+                spec.name,
+                tensor.len()
+            )));
+        }
+        let tensor = tensor.into_tensor();
+        self.key.values.push(tensor.as_bytes().to_vec());
+        self.values.push((ix, Arc::new(tensor)));
+        self.wire_values.push(input);
+        Ok(self)
+    }
+
+    /// A call's inputs less the plan-value ones (the plan holds those): what its job runs on.
+    pub fn run_inputs(&self, tensors: TVec<TValue>) -> TVec<TValue> {
+        let folded = |ix: &usize| self.values.iter().any(|(v, _)| v == ix);
+        tensors.into_iter().enumerate().filter(|(ix, _)| !folded(ix)).map(|(_, t)| t).collect()
+    }
+}
+
+/// Builds and caches the plan of a model version for these input shapes and plan values, if not
+/// already in the heap.
+pub fn ensure_plan(info: &ModelInfo, request: &PlanRequest) -> TractResult<model::LoadedModel> {
+    if let Some(p) = state::with_mut(|s| s.plans.get(info, &request.key)) {
         return Ok(p);
     }
     let bytes = state::with(|s| s.registry.bytes(info));
-    let specs: Vec<TensorSpec> = info.inputs.iter().zip(shapes).map(|(spec, shape)| spec.with_shape(shape)).collect();
-    let loaded = model::load(&bytes, &specs, info.weight_format)?;
+    let specs: Vec<TensorSpec> =
+        info.inputs.iter().zip(&request.key.shapes).map(|(spec, shape)| spec.with_shape(shape)).collect();
+    let loaded = model::load_with_values(&bytes, &specs, &request.values, info.weight_format)?;
     state::with_mut(|s| {
         let budget = s.config.get().plan_cache_bytes;
-        s.plans.insert(info, shapes.clone(), loaded.clone(), budget)
+        s.plans.insert(info, request.key.clone(), loaded.clone(), budget)
     });
     Ok(loaded)
 }
 
-/// What `build_plan` does for a version: the plan for `shapes`; without them, the plan for the
-/// declared shapes when they are all fixed, or else (symbolic dimensions, no call's shape yet)
-/// a check that the model types with its dimensions symbolic or, where tract cannot type it so
-/// (a `Reshape` whose target shape is computed from the batch, say), the plan with every
-/// symbolic dimension at 1. Each shape must fit the declaration.
-pub fn build_plan(info: &ModelInfo, shapes: Option<Vec<Vec<u64>>>) -> Result<(), String> {
-    let shapes: Option<Shapes> = match shapes {
+/// What `build_plan` does for a version: the plan for `shapes` and the plan-value inputs'
+/// `values`; without them, the plan for the declared shapes when they are all fixed, or else
+/// (symbolic dimensions, no call's shape yet) a check that the model types with its dimensions
+/// symbolic or, where tract cannot type it so (a `Reshape` whose target shape is computed from
+/// the batch, say), the plan with every symbolic dimension at 1. A model with plan-value inputs
+/// has no plan before a call brings their values: without them, it is only parsed. Each shape
+/// and value must fit the declaration.
+pub fn build_plan(
+    info: &ModelInfo,
+    shapes: Option<Vec<Vec<u64>>>,
+    values: Option<Vec<InputTensor>>,
+) -> Result<(), String> {
+    let request: Option<PlanRequest> = match shapes {
         Some(shapes) => {
             if shapes.len() != info.inputs.len() {
                 return Err(format!("model {} takes {} inputs", info.name, info.inputs.len()));
@@ -174,24 +254,53 @@ pub fn build_plan(info: &ModelInfo, shapes: Option<Vec<Vec<u64>>>) -> Result<(),
             for (spec, shape) in info.inputs.iter().zip(&shapes) {
                 spec.admits(shape).map_err(|m| format!("input \"{}\": {m}", spec.name))?;
             }
-            Some(shapes.iter().map(|s| s.iter().map(|&d| d as usize).collect()).collect())
+            let shapes: Shapes = shapes.iter().map(|s| s.iter().map(|&d| d as usize).collect()).collect();
+            Some(checked_request(info, shapes, values.unwrap_or_default()).map_err(|e| format!("{e}"))?)
         }
-        None => info.inputs.iter().map(TensorSpec::fixed_shape).collect(),
+        None if !plan_value_inputs(info).is_empty() => {
+            let bytes = state::with(|s| s.registry.bytes(info));
+            return model::check_parses(&bytes).map_err(|e| format!("{e:#}"));
+        }
+        None => info.inputs.iter().map(TensorSpec::fixed_shape).collect::<Option<Shapes>>().map(PlanRequest::shapes),
     };
-    match shapes {
-        Some(shapes) => ensure_plan(info, &shapes).map(|_| ()),
+    match request {
+        Some(request) => ensure_plan(info, &request).map(|_| ()),
         None => {
             let bytes = state::with(|s| s.registry.bytes(info));
             model::check_symbolic(&bytes, &info.inputs, info.weight_format).or_else(|symbolic| {
                 let smallest =
                     info.inputs.iter().map(|i| i.shape.iter().map(|&d| d.max(1) as usize).collect()).collect();
-                ensure_plan(info, &smallest).map(|_| ()).map_err(|e| {
+                ensure_plan(info, &PlanRequest::shapes(smallest)).map(|_| ()).map_err(|e| {
                     symbolic.context(format!("nor does it build with its symbolic dimensions at 1: {e:#}"))
                 })
             })
         }
     }
     .map_err(|e| format!("{e:#}"))
+}
+
+/// The plan request `build_plan` was sent: the plan-value inputs' values checked against their
+/// declarations and `shapes` as a call's are.
+fn checked_request(info: &ModelInfo, shapes: Shapes, values: Vec<InputTensor>) -> Result<PlanRequest, InferenceError> {
+    let positions = plan_value_inputs(info);
+    if values.len() != positions.len() {
+        return Err(InferenceError::InvalidInput(format!(
+            "{} values for {} plan-value inputs",
+            values.len(),
+            positions.len()
+        )));
+    }
+    let max_elements = state::with(|s| s.config()).max_input_elements;
+    let mut request = PlanRequest::shapes(shapes);
+    for (&ix, value) in positions.iter().zip(values) {
+        let spec = info.inputs.get(ix).ok_or_else(|| InferenceError::InvalidInput(format!("no input {ix}")))?;
+        if value.shape.iter().map(|&d| d as usize).ne(request.key.shapes[ix].iter().copied()) {
+            return Err(InferenceError::InvalidInput(format!("the value of \"{}\" has another shape", spec.name)));
+        }
+        let tensor = to_tensor(&value, spec, max_elements)?;
+        request = request.with_value(ix, spec, tensor, value)?;
+    }
+    Ok(request)
 }
 
 /// The record of a version that may serve (active, or enabled by a maintainer).
@@ -407,17 +516,17 @@ pub async fn prepare(
         .zip(&info.inputs)
         .map(|(t, spec)| to_tensor(t, spec, config.max_input_elements))
         .collect::<Result<TVec<_>, _>>()?;
-    let shapes: Shapes = tensors.iter().map(|t| t.shape().to_vec()).collect();
+    let request = PlanRequest::of(&info, &tensors, inputs)?;
     let slot = if query { None } else { Some(JobSlot::acquire(caller)?) };
     // A query cannot call: it builds a missing plan inline, within its own limit.
     let plan = if query {
-        ensure_plan(&info, &shapes).map_err(engine_error)?
+        ensure_plan(&info, &request).map_err(engine_error)?
     } else {
-        let plan = plan_in_own_message(&info, &shapes, caller).await?;
+        let plan = plan_in_own_message(&info, &request, caller).await?;
         rule(caller)?;
         plan
     };
-    let job = Job::new(&plan.plan, tensors).map_err(engine_error)?;
+    let job = Job::new(&plan.plan, request.run_inputs(tensors)).map_err(engine_error)?;
     let budget = if query { config.query_budget } else { config.update_budget };
     Ok(Prepared { caller, rule, info, job, budget, query, profiled: false, _slot: slot })
 }

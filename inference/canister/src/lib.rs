@@ -114,12 +114,17 @@ async fn enable_version(name: String, version: u32, enabled: bool) -> Result<(),
 }
 
 /// Builds a plan in a message of its own (this canister only).
-#[update(hidden = true, decode_with = "args::small_args")]
-fn build_plan(name: String, version: u32, shapes: Option<Vec<Vec<u64>>>) -> inference::Built {
+#[update(hidden = true, decode_with = "args::plan_args")]
+fn build_plan(
+    name: String,
+    version: u32,
+    shapes: Option<Vec<Vec<u64>>>,
+    values: Option<Vec<InputTensor>>,
+) -> inference::Built {
     if let Err(refused) = auth::this_canister(msg_caller()) {
         return inference::Built { outcome: Err(refused.into()), instructions: 0 };
     }
-    registry_api::build_plan(&name, version, shapes)
+    registry_api::build_plan(&name, version, shapes, values)
 }
 
 /// Returns to the previously active version.

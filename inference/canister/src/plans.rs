@@ -1,5 +1,7 @@
-//! The heap cache of built plans, by model version and concrete input shapes (a model with a
-//! symbolic dimension has one plan per shape calls bring), within a heap budget: the least recently
+//! The heap cache of built plans, by model version, concrete input shapes (a model with a
+//! symbolic dimension has one plan per shape calls bring) and the values of its plan-value
+//! inputs (`ModelInfo::plan_value_inputs`: one plan per axes, target shape… calls bring),
+//! within a heap budget: the least recently
 //! used plans are dropped when a new one would exceed it, and rebuilt on their next use. Without
 //! a budget, running many versions in turn pinned every plan until the heap ran out and every
 //! build trapped (#13).
@@ -22,7 +24,23 @@ const FAILURES_KEPT: usize = 256;
 /// The concrete shape of each input a plan was built for.
 pub type Shapes = Vec<Vec<usize>>;
 
-type Key = (String, u32, Shapes);
+/// What one plan of a version is built for: each input's shape, and the little-endian bytes
+/// of each plan-value input's value, in the order of `ModelInfo::plan_value_inputs` (their
+/// element types and shapes are the version's and `shapes`'s).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PlanKey {
+    pub shapes: Shapes,
+    pub values: Vec<Vec<u8>>,
+}
+
+impl PlanKey {
+    /// A plan for these shapes, with no plan-value inputs.
+    pub fn shapes(shapes: Shapes) -> PlanKey {
+        PlanKey { shapes, values: vec![] }
+    }
+}
+
+type Key = (String, u32, PlanKey);
 
 struct Entry {
     plan: LoadedModel,
@@ -49,11 +67,11 @@ pub fn estimated_bytes(info: &ModelInfo) -> u64 {
 }
 
 impl PlanCache {
-    /// The cached plan of exactly this model (same version and bytes) for these input shapes,
+    /// The cached plan of exactly this model (same version and bytes) for these input shapes and values,
     /// marked as used.
-    pub fn get(&mut self, info: &ModelInfo, shapes: &Shapes) -> Option<LoadedModel> {
+    pub fn get(&mut self, info: &ModelInfo, key: &PlanKey) -> Option<LoadedModel> {
         self.clock += 1;
-        let entry = self.entries.get_mut(&(info.name.clone(), info.version, shapes.clone()))?;
+        let entry = self.entries.get_mut(&(info.name.clone(), info.version, key.clone()))?;
         if entry.sha256 != info.sha256 {
             return None;
         }
@@ -63,8 +81,8 @@ impl PlanCache {
 
     /// Keeps a newly built plan, dropping the least recently used others while the total
     /// would exceed `budget` (a plan larger than the budget alone is still kept: it is in use).
-    pub fn insert(&mut self, info: &ModelInfo, shapes: Shapes, plan: LoadedModel, budget: u64) {
-        let key = (info.name.clone(), info.version, shapes);
+    pub fn insert(&mut self, info: &ModelInfo, key: PlanKey, plan: LoadedModel, budget: u64) {
+        let key = (info.name.clone(), info.version, key);
         self.drop_entry(&key);
         let bytes = estimated_bytes(info);
         while self.bytes + bytes > budget {
@@ -78,25 +96,25 @@ impl PlanCache {
         self.entries.insert(key, Entry { plan, sha256: info.sha256.clone(), bytes, last_used: self.clock });
     }
 
-    /// Drops every plan of a version (all its shapes).
+    /// Drops every plan of a version (all its shapes and values).
     pub fn remove(&mut self, name: &str, version: u32) {
         let keys: Vec<Key> = self.entries.keys().filter(|(n, v, _)| n == name && *v == version).cloned().collect();
         keys.iter().for_each(|k| self.drop_entry(k));
         self.failures.retain(|(n, v, _), _| !(n == name && *v == version));
     }
 
-    /// Why building this version's plan for these shapes failed, if it did.
-    pub fn failed(&self, info: &ModelInfo, shapes: &Shapes) -> Option<RegistryError> {
-        let key = (info.name.clone(), info.version, shapes.clone());
+    /// Why building this version's plan for these shapes and values failed, if it did.
+    pub fn failed(&self, info: &ModelInfo, key: &PlanKey) -> Option<RegistryError> {
+        let key = (info.name.clone(), info.version, key.clone());
         self.failures.get(&key).cloned()
     }
 
     /// Remembers a build that failed for good.
-    pub fn remember_failure(&mut self, info: &ModelInfo, shapes: Shapes, error: RegistryError) {
+    pub fn remember_failure(&mut self, info: &ModelInfo, key: PlanKey, error: RegistryError) {
         if self.failures.len() >= FAILURES_KEPT {
             self.failures.clear();
         }
-        self.failures.insert((info.name.clone(), info.version, shapes), error);
+        self.failures.insert((info.name.clone(), info.version, key), error);
     }
 
     fn drop_entry(&mut self, key: &Key) {

@@ -5,8 +5,8 @@
 
 use candid::Principal;
 use inference_api::{
-    ChangeAction, ModelCursor, ModelInfo, ModelPage, RegistryError, ServingVersion, UploadChunk, UploadRequest,
-    UploadStatus, UploadSummary, UploadTicket, COPY_CHUNK_BYTES, MODEL_PAGE_SIZE,
+    ChangeAction, InputTensor, ModelCursor, ModelInfo, ModelPage, RegistryError, ServingVersion, UploadChunk,
+    UploadRequest, UploadStatus, UploadSummary, UploadTicket, COPY_CHUNK_BYTES, MODEL_PAGE_SIZE,
 };
 use inference_client::{CdkTransport, InferenceClient};
 use inference_engine::registry::{Actor, UploadPolicy};
@@ -195,9 +195,14 @@ pub async fn enable(caller: Principal, name: &str, version: u32, enabled: bool) 
 /// Builds a version's plan into the heap cache (in a message of its own, called by this
 /// canister, so the build has the whole instruction limit; see [`inference::build_plan`]), and
 /// answers the instructions it took, for the quota of the call that needed it.
-pub fn build_plan(name: &str, version: u32, shapes: Option<Vec<Vec<u64>>>) -> inference::Built {
+pub fn build_plan(
+    name: &str,
+    version: u32,
+    shapes: Option<Vec<Vec<u64>>>,
+    values: Option<Vec<InputTensor>>,
+) -> inference::Built {
     let outcome = state::with(|s| s.registry.info(name, Some(version)))
-        .and_then(|info| inference::build_plan(&info, shapes).map_err(RegistryError::InvalidModel));
+        .and_then(|info| inference::build_plan(&info, shapes, values).map_err(RegistryError::InvalidModel));
     inference::Built { outcome, instructions: ic_cdk::api::performance_counter(0) }
 }
 

@@ -102,6 +102,8 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
         }
         operators.insert(name);
     }
+    unsupported.extend(crate::onnx::reverse_rnn::unsupported(&proto));
+    unsupported.extend(crate::onnx::ignored_attributes::unsupported(graph));
     let (mut by_type, mut parameters) = ([0u64; 3], 0u64);
     // Weights are initializers, or `Constant` nodes' values in some exporters' output.
     let constants = graph
@@ -151,6 +153,16 @@ pub fn check_symbolic(bytes: &[u8], inputs: &[TensorSpec], weight_format: Weight
         }
     };
     model.into_decluttered()?;
+    Ok(())
+}
+
+/// Checks that the model parses into tract's graph (every operator known, its attributes
+/// read): what activation proves of a model whose plans need its plan-value inputs' values.
+pub fn check_parses(bytes: &[u8]) -> TractResult<()> {
+    let parser = onnx();
+    let mut proto = parser.proto_model_for_read(&mut &*bytes)?;
+    crate::onnx::prepare(&mut proto);
+    parser.model_for_proto_model(&proto)?;
     Ok(())
 }
 

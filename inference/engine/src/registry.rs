@@ -486,6 +486,7 @@ impl<M: Memory> Registry<M> {
             upload_id: Some(upload_id),
             text: request.text.clone(),
             vocabulary,
+            plan_value_inputs: Some(inspection.plan_value_inputs.iter().map(|&ix| ix as u32).collect()),
         };
         self.lineage.insert(info.name.clone(), lineage);
         self.models.insert(VersionKey::new(&info.name, version), info.clone());

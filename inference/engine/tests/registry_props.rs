@@ -537,6 +537,7 @@ impl Reference {
             upload_id: Some(id),
             text: None,
             vocabulary: None,
+            plan_value_inputs: inspected.plan_value_inputs,
         };
         self.models.insert((name, version), (info.clone(), u.data));
         self.retired.push(id);

@@ -331,6 +331,13 @@ fn todays_stable_memory_still_reads() {
     reads_the_golden_state(&golden("stable_image.txt"), Some(USED), stable::LAYOUT_VERSION);
 }
 
+/// Layout 7 as written before plan-value inputs: records without `plan_value_inputs` (an
+/// added candid `opt` field, read as absent; no migration needed).
+#[test]
+fn layout_version_7_before_plan_values_still_reads() {
+    reads_the_golden_state(&golden("stable_image_v7_before_plan_values.txt"), Some(USED), 7);
+}
+
 /// Layout 6 (before the audit log): no auditors, an empty log that starts at the upgrade.
 #[test]
 fn layout_version_6_still_reads() {

@@ -268,3 +268,51 @@ fn a_failed_plan_build_is_charged_and_remembered() {
         "the failed build was charged"
     );
 }
+
+/// A model whose reduction axes are an input (#14): tract needs them to build a plan, so the
+/// canister builds one per value a call brings, as per shape. Each answer is the reduction
+/// over the axes sent; the same axes again reuse their plan; a value the model refuses is a
+/// typed error that leaves the others serving, and an oversized one is refused before any build.
+#[test]
+fn reduction_axes_sent_by_the_caller_build_a_plan_per_value() {
+    use model_testdata::onnx::{int, ElemType as DataType, Graph};
+    let mut d = deployment("reduce");
+    let model = Graph::new(17)
+        .input("x", DataType::Float, &[2, 3, 4])
+        .input("axes", DataType::Int64, &[-1])
+        .output("y", DataType::Float)
+        .node("ReduceSum", &["x", "axes"], &["y"], vec![int("keepdims", 0)])
+        .to_bytes();
+    let info = publish(&mut d, "reduce", &model, None);
+    assert_eq!(info.plan_value_inputs, Some(vec![1]), "the axes build the plan");
+    let x: Vec<f32> = (0..24).map(|i| i as f32 * 0.5 - 3.0).collect();
+    let at = |i: usize, j: usize, k: usize| x[i * 12 + j * 4 + k];
+    let call = |d: &mut Deployment, axes: &[i64]| {
+        let inputs = [
+            InputTensor { shape: vec![2, 3, 4], data: TensorData::F32(x.clone()) },
+            InputTensor { shape: vec![axes.len() as u64], data: TensorData::I64(axes.to_vec()) },
+        ];
+        d.call(user(CALLER), calls::infer("reduce", None, &inputs)).0.unwrap()
+    };
+    let over_rows: Vec<f32> = (0..2).flat_map(|i| (0..4).map(move |k| (0..3).map(|j| at(i, j, k)).sum())).collect();
+    let over_columns: Vec<f32> = (0..2).flat_map(|i| (0..3).map(move |j| (0..4).map(|k| at(i, j, k)).sum())).collect();
+    let over_both: Vec<f32> = (0..3).map(|j| (0..2).flat_map(|i| (0..4).map(move |k| at(i, j, k))).sum()).collect();
+    for (axes, shape, want) in
+        [(&[1][..], vec![2, 4], &over_rows), (&[2], vec![2, 3], &over_columns), (&[0, -1], vec![3], &over_both)]
+    {
+        let out = call(&mut d, axes).expect("infer");
+        assert_eq!(out.outputs[0].shape, shape, "axes {axes:?}");
+        assert_eq!(out.outputs[0].data.as_f32().unwrap(), want.as_slice(), "axes {axes:?}");
+    }
+    let maintainer = d.maintainer;
+    assert_eq!(d.call(maintainer, calls::plan_cache()).0.unwrap().unwrap().plans, 3);
+    assert_eq!(call(&mut d, &[1]).unwrap().outputs[0].data.as_f32().unwrap(), over_rows.as_slice());
+    assert_eq!(d.call(maintainer, calls::plan_cache()).0.unwrap().unwrap().plans, 3, "the same axes, the same plan");
+    assert!(matches!(call(&mut d, &[7]), Err(InferenceError::Engine(_))), "an axis the input lacks");
+    let too_many = vec![0i64; 65];
+    assert!(
+        matches!(call(&mut d, &too_many), Err(InferenceError::InvalidInput(m)) if m.contains("at most 64")),
+        "an oversized plan value is refused before any build"
+    );
+    assert_eq!(call(&mut d, &[2]).unwrap().outputs[0].data.as_f32().unwrap(), over_columns.as_slice());
+}

@@ -450,8 +450,11 @@ fn print_info(i: &ModelInfo) {
         "{} v{}  {:?} weights, {} bytes, {} parameters, sha256 {sha}",
         i.name, i.version, i.weight_format, i.size, i.parameters
     );
-    for t in &i.inputs {
-        println!("  input  {} {:?} {:?}", t.name, t.shape, t.dtype);
+    let plan_values = i.plan_value_inputs.clone().unwrap_or_default();
+    for (ix, t) in i.inputs.iter().enumerate() {
+        // A plan-value input's values build the plan: each new value costs a plan build.
+        let builds = if plan_values.contains(&(ix as u32)) { "  (plan value)" } else { "" };
+        println!("  input  {} {:?} {:?}{builds}", t.name, t.shape, t.dtype);
     }
     for t in &i.outputs {
         println!("  output {} {:?} {:?}", t.name, t.shape, t.dtype);
@@ -920,6 +923,10 @@ fn inference_engine_inspect(bytes: &[u8]) -> Result<String> {
         i.weight_format,
         i.parameters
     );
+    if !i.plan_value_inputs.is_empty() {
+        let names: Vec<&str> = i.plan_value_inputs.iter().map(|&ix| i.inputs[ix].name.as_str()).collect();
+        out.push_str(&format!("plan values (a plan per value calls bring): {}\n", names.join(", ")));
+    }
     if i.unsupported.is_empty() {
         out.push_str("tract runs every operator");
     } else {

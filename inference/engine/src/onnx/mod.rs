@@ -10,8 +10,12 @@
 //! - [`GRAPH_REWRITES`]: rewrites of the raw graph, in the order they run: [`unique_names`]
 //!   (every node gets a name of its own), then [`qlinear_conv`] (`QLinearConv` to its QDQ form,
 //!   so it runs on tract's f32 convolution like the QDQ models do).
+//! - [`reverse_rnn`]: `LSTM`/`GRU`/`RNN` with `direction="reverse"` as the forward node between
+//!   two reversals of the sequence (tract runs them forward), applied by [`prepare`] first.
 //! - [`quantized_weights`]: the int8 weights of the graph's convolutions, read after the
 //!   rewrites (tract folds them into f32 constants; [`crate::passes::integer_conv`] needs them).
+//! - [`ignored_attributes`]: attribute values tract does not read (named, so the upload is
+//!   refused rather than computed wrong).
 //! - [`initializers`]: reading initializers' values.
 //! - [`plan_values`]: the inputs whose values tract needs to build a plan (axes, shapes, scales).
 //!
@@ -19,12 +23,14 @@
 //! `pub fn rewrite(graph: &mut GraphProto) -> usize` (how many changes it made), declare it
 //! below, and add one line to [`GRAPH_REWRITES`] at the point in the order where it must run.
 
+pub mod ignored_attributes;
 pub mod initializers;
 pub mod ml;
 pub mod plan_values;
 pub mod qlinear_conv;
 pub mod qoperator;
 pub mod quantized_weights;
+pub mod reverse_rnn;
 pub mod unique_names;
 pub mod whole_tensor;
 
@@ -53,9 +59,11 @@ pub const GRAPH_REWRITES: &[GraphRewrite] = &[
     GraphRewrite { name: "QLinearConv to QDQ", rewrite: qlinear_conv::lower },
 ];
 
-/// Applies [`GRAPH_REWRITES`] to the model's graph, then reads what the passes need from it: the
-/// int8 weights of its convolutions (none without a graph).
+/// Applies [`GRAPH_REWRITES`] to the model's graph and [`reverse_rnn`] to the model (it needs the
+/// opset), then reads what the passes need from it: the int8 weights of its convolutions (none
+/// without a graph).
 pub fn prepare(proto: &mut ModelProto) -> QuantizedWeights {
+    reverse_rnn::rewrite(proto);
     let Some(graph) = proto.graph.as_mut() else { return QuantizedWeights::default() };
     for rewrite in GRAPH_REWRITES {
         (rewrite.rewrite)(graph);
