@@ -100,6 +100,7 @@ pub fn zero_inputs(specs: &[TensorSpec], symbolic: u64) -> Vec<InputTensor> {
                 DType::I64 => TensorData::I64(vec![0; n]),
                 DType::U64 => TensorData::U64(vec![0; n]),
                 DType::Bool => TensorData::Bool(vec![false; n]),
+                DType::Text => TensorData::Text(vec![String::new(); n]),
             };
             InputTensor { shape, data }
         })

@@ -264,7 +264,8 @@ pub fn model_leaf(version: u32, sha256: &[u8]) -> Vec<u8> {
 // ----- hashes of inputs and outputs -----
 
 /// The sha256 of a tensor list: for each tensor its element type's name, its rank and
-/// dimensions (u64, little-endian) and its elements, little-endian (booleans as one byte).
+/// dimensions (u64, little-endian) and its elements, little-endian (booleans as one byte,
+/// strings as their length, u32 little-endian, then their UTF-8 bytes).
 pub struct TensorDigest(Sha256);
 
 impl Default for TensorDigest {
@@ -327,6 +328,7 @@ fn elements_le(data: &TensorData) -> Cow<'_, [u8]> {
     match data {
         TensorData::U8(v) => Cow::Borrowed(&v[..]),
         TensorData::Bool(v) => Cow::Owned(v.iter().map(|&b| b as u8).collect()),
+        TensorData::Text(v) => Cow::Owned(crate::text_le_bytes(v)),
         TensorData::F32(v) => le!(v),
         TensorData::I8(v) => le!(v),
         TensorData::F16(v) => le!(v),

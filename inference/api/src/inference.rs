@@ -21,6 +21,8 @@ pub enum TensorData {
     I64(Vec<i64>),
     U64(Vec<u64>),
     Bool(Vec<bool>),
+    /// UTF-8 strings (ONNX `STRING`): text class labels, categories.
+    Text(Vec<String>),
 }
 
 /// `$m!(variant, element)` for every [`TensorData`] variant but `U8`, whose bytes are a blob.
@@ -50,7 +52,7 @@ impl TensorData {
                 }
             };
         }
-        len!(F32, I8, F16, F64, I16, U16, I32, U32, I64, U64, Bool)
+        len!(F32, I8, F16, F64, I16, U16, I32, U32, I64, U64, Bool, Text)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -72,6 +74,7 @@ impl TensorData {
             TensorData::I64(_) => DType::I64,
             TensorData::U64(_) => DType::U64,
             TensorData::Bool(_) => DType::Bool,
+            TensorData::Text(_) => DType::Text,
         }
     }
 
@@ -83,7 +86,8 @@ impl TensorData {
         }
     }
 
-    /// The bytes of the elements, little-endian, in order: what a digest of an output hashes.
+    /// The bytes of the elements, little-endian, in order: what a digest of an output hashes
+    /// (a string as its length, u32 little-endian, then its UTF-8 bytes).
     pub fn to_le_bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::new();
         macro_rules! extend {
@@ -102,8 +106,21 @@ impl TensorData {
         if let TensorData::U8(v) = self {
             bytes.extend_from_slice(v);
         }
+        if let TensorData::Text(v) = self {
+            bytes = text_le_bytes(v);
+        }
         bytes
     }
+}
+
+/// Strings as one byte string: each one's length (u32, little-endian), then its UTF-8 bytes.
+pub fn text_le_bytes(strings: &[String]) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(strings.iter().map(|s| s.len() + 4).sum());
+    for s in strings {
+        bytes.extend((s.len() as u32).to_le_bytes());
+        bytes.extend(s.as_bytes());
+    }
+    bytes
 }
 
 /// A tensor sent by the caller: row-major data and its shape.

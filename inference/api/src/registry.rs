@@ -15,7 +15,7 @@ pub enum DType {
     U8,
     I32,
     I64,
-    /// An element type the engine does not take (strings, complex numbers, sequences…).
+    /// An element type the engine does not take (bfloat16, complex numbers, sequences…).
     Other,
     F64,
     I16,
@@ -23,11 +23,13 @@ pub enum DType {
     U32,
     U64,
     Bool,
+    /// UTF-8 strings: an ONNX-ML classifier's text class labels, a category mapper's input.
+    Text,
 }
 
 impl DType {
     /// Every element type a call can send and a reply carry ([`TensorData`](crate::TensorData)'s).
-    pub const ALL: [DType; 12] = [
+    pub const ALL: [DType; 13] = [
         DType::F32,
         DType::F16,
         DType::F64,
@@ -40,6 +42,7 @@ impl DType {
         DType::I64,
         DType::U64,
         DType::Bool,
+        DType::Text,
     ];
 
     /// From ONNX's `TensorProto.DataType`.
@@ -52,6 +55,7 @@ impl DType {
             5 => DType::I16,
             6 => DType::I32,
             7 => DType::I64,
+            8 => DType::Text,
             9 => DType::Bool,
             10 => DType::F16,
             11 => DType::F64,
@@ -77,6 +81,7 @@ impl std::fmt::Display for DType {
             DType::U32 => "u32",
             DType::U64 => "u64",
             DType::Bool => "bool",
+            DType::Text => "text",
             DType::Other => "another element type",
         })
     }

@@ -355,6 +355,9 @@ fn to_tensor(input: &InputTensor, spec: &TensorSpec, max_elements: u64) -> Resul
         TensorData::I64(v) => Tensor::from_shape(&shape, v),
         TensorData::U64(v) => Tensor::from_shape(&shape, v),
         TensorData::Bool(v) => Tensor::from_shape(&shape, v),
+        TensorData::Text(v) => tract_ndarray::ArrayD::from_shape_vec(shape.as_slice(), v.clone())
+            .map(Tensor::from)
+            .map_err(|e| tract_onnx::prelude::tract_data::internal::anyhow!("{e}")),
     };
     Ok(tensor.map_err(|e| InferenceError::InvalidInput(e.to_string()))?.into())
 }
@@ -393,6 +396,8 @@ fn to_data(value: &TValue) -> Result<TensorData, InferenceError> {
         TensorData::U64(vec_of!(u64))
     } else if dt == bool::datum_type() {
         TensorData::Bool(vec_of!(bool))
+    } else if dt == String::datum_type() {
+        TensorData::Text(vec_of!(String))
     } else if dt == TDim::datum_type() {
         let dims = plain.as_slice::<TDim>().map_err(engine_error)?;
         TensorData::I64(dims.iter().map(|d| d.to_i64().map_err(engine_error)).collect::<Result<_, _>>()?)
@@ -655,7 +660,7 @@ impl<'a> Ranking<'a> {
 
 /// One classification per record: the scores are the first floating-point output, read as
 /// rows of its last dimension (a record each); the model's own decisions, when it has them, are
-/// its integer output with one value per record (an ONNX-ML classifier's label).
+/// its integer or text output with one value per record (an ONNX-ML classifier's label).
 pub fn classification(outcome: Outcome, top_k: Option<u32>) -> Result<Classification, InferenceError> {
     let is_float = |v: &&TValue| v.datum_type().is_float();
     // Models without outputs are refused at upload; this keeps a bad plan from trapping.
@@ -667,11 +672,12 @@ pub fn classification(outcome: Outcome, top_k: Option<u32>) -> Result<Classifica
     let classes = scores.shape().last().copied().unwrap_or(1).max(1);
     let scores = flat(scores)?;
     let records = scores.len() / classes;
-    let decisions: Option<Vec<i64>> = outcome
+    let is_label = |v: &&TValue| v.datum_type().is_integer() || v.datum_type() == String::datum_type();
+    let decisions: Option<Vec<String>> = outcome
         .outputs
         .iter()
-        .find(|v| v.datum_type().is_integer() && v.len() == records)
-        .map(|v| v.cast_to::<i64>().and_then(|t| Ok(t.try_as_plain_ram()?.as_slice::<i64>()?.to_vec())))
+        .find(|v| is_label(v) && v.len() == records)
+        .map(|v| v.cast_to::<String>().and_then(|t| Ok(t.try_as_plain_ram()?.as_slice::<String>()?.to_vec())))
         .transpose()
         .map_err(engine_error)?;
     let ranking = Ranking::new(&outcome.info, classes, records, top_k)?;
@@ -679,7 +685,7 @@ pub fn classification(outcome: Outcome, top_k: Option<u32>) -> Result<Classifica
         .chunks_exact(classes)
         .enumerate()
         .map(|(r, row)| RecordClassification {
-            label: decisions.as_ref().map(|d| d[r].to_string()),
+            label: decisions.as_ref().map(|d| d[r].clone()),
             scores: ranking.rank(row),
         })
         .collect();
@@ -693,9 +699,18 @@ pub fn classification(outcome: Outcome, top_k: Option<u32>) -> Result<Classifica
     })
 }
 
+/// The bytes an output takes in a reply (a string its length and 4).
+fn reply_bytes(value: &TValue) -> u64 {
+    if value.datum_type() == String::datum_type() {
+        let Ok(view) = value.try_as_plain_ram() else { return u64::MAX };
+        return view.as_slice::<String>().map_or(u64::MAX, |s| s.iter().map(|t| t.len() as u64 + 4).sum());
+    }
+    (value.len() * value.datum_type().size_of()) as u64
+}
+
 pub fn inference(outcome: Outcome) -> Result<Inference, InferenceError> {
     // Refused before any output is copied, rather than trapping on a reply over the limit.
-    let bytes: u64 = outcome.outputs.iter().map(|v| (v.len() * v.datum_type().size_of()) as u64).sum();
+    let bytes: u64 = outcome.outputs.iter().map(reply_bytes).sum();
     if bytes > MAX_OUTPUT_BYTES {
         return Err(InferenceError::OutputTooLarge { bytes, max: MAX_OUTPUT_BYTES });
     }

@@ -188,6 +188,7 @@ pub fn datum(dtype: DType) -> Option<DatumType> {
         DType::I64 => i64::datum_type(),
         DType::U64 => u64::datum_type(),
         DType::Bool => bool::datum_type(),
+        DType::Text => String::datum_type(),
         DType::Other => return None,
     })
 }

@@ -53,3 +53,21 @@ fn regressors_give_scikit_learns_values() {
         assert!(worst <= 1e-5, "{name}: values differ from scikit-learn's by {worst} (relative)");
     }
 }
+
+/// A classifier with text class labels (`classlabels_strings`, what skl2onnx writes for text
+/// targets) answers the texts, and its labels become the version's.
+#[test]
+fn a_classifier_with_text_labels_answers_the_texts() {
+    use model_testdata::onnx::{text_label_tree_model, TEXT_LABELS};
+    let model = text_label_tree_model();
+    let info = inspect(&model).unwrap();
+    assert!(info.unsupported.is_empty(), "{:?}", info.unsupported);
+    assert_eq!(info.class_labels, TEXT_LABELS);
+    assert_eq!(info.outputs[0].dtype, DType::Text);
+    let rows = [0.9f32, 0.9, 0.1, 0.9, 0.1, 0.1, 0.6, 0.0];
+    let loaded = load(&model, &[TensorSpec::new("x", vec![4, 2], DType::F32)], info.weight_format).unwrap();
+    let out = run_to_end(&loaded.plan, tvec!(Tensor::from_shape(&[4, 2], &rows).unwrap().into())).unwrap();
+    let labels = out[0].try_as_plain_ram().unwrap().as_slice::<String>().unwrap().to_vec();
+    assert_eq!(labels, ["bird", "dog", "cat", "bird"]);
+    assert_eq!(f32s(&out[1]), [0., 0., 1., 0., 1., 0., 1., 0., 0., 0., 0., 1.]);
+}

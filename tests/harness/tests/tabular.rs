@@ -65,3 +65,26 @@ fn a_regressor_answers_a_value_per_row() {
     let worst = values.iter().zip(&case.sklearn_predictions).map(|(a, b)| (a - b).abs() / b.abs()).fold(0f32, f32::max);
     assert!(worst <= 1e-5, "relative difference {worst}");
 }
+
+/// A classifier with text class labels (skl2onnx's export of a classifier trained on text
+/// targets): `classify` names each record's label and scores by the texts, and `infer` gives
+/// the label output as text.
+#[test]
+fn text_class_labels_come_back_as_text() {
+    use model_testdata::onnx::{text_label_tree_model, TEXT_LABELS};
+    let mut d = deployment();
+    let info = d.upload_as(d.maintainer, "animals", &text_label_tree_model(), vec![], None, 1 << 20).expect("upload");
+    assert_eq!(info.labels, TEXT_LABELS, "the classifier's labels are the version's");
+    assert_eq!(info.outputs[0].dtype, inference_api::DType::Text);
+    let maintainer = d.maintainer;
+    d.call(maintainer, calls::activate("animals", info.version)).0.unwrap().expect("activate");
+    let input = InputTensor { shape: vec![3, 2], data: TensorData::F32(vec![0.9, 0.9, 0.1, 0.9, 0.1, 0.1]) };
+    let request = ClassifyRequest { model: "animals".into(), version: None, input: input.clone(), top_k: Some(1) };
+    let answer = d.call(user(CALLER), calls::classify(&request)).0.unwrap().expect("classify");
+    let labels: Vec<&str> = answer.records.iter().map(|r| r.label.as_deref().unwrap()).collect();
+    assert_eq!(labels, ["bird", "dog", "cat"]);
+    let best: Vec<&str> = answer.records.iter().map(|r| r.scores[0].label.as_str()).collect();
+    assert_eq!(best, labels, "the scores are named by the same texts");
+    let out = d.call(user(CALLER), calls::infer("animals", None, &[input])).0.unwrap().expect("infer");
+    assert_eq!(out.outputs[0].data, TensorData::Text(vec!["bird".into(), "dog".into(), "cat".into()]));
+}

@@ -44,6 +44,7 @@ fn data(dtype: &str, batch: usize) -> TensorData {
         "i64" => TensorData::I64(ints.map(|i| i * 5_000_000_000).collect()),
         "u64" => TensorData::U64(ints.map(|i| i as u64 * 5_000_000_000).collect()),
         "bool" => TensorData::Bool(ints.map(|i| i % 3 == 0).collect()),
+        "text" => TensorData::Text(ints.map(|i| format!("é{i}ß")).collect()),
         other => unreachable!("{other}"),
     }
 }
@@ -60,7 +61,8 @@ fn half_bits(x: f32) -> u16 {
     sign | ((exponent as u16) << 10) | mantissa
 }
 
-/// What the model answers for `data`: each element doubled, or negated for booleans.
+/// What the model answers for `data`: each element doubled, negated for booleans, the same
+/// for text.
 fn expected(data: &TensorData) -> TensorData {
     match data {
         TensorData::F32(v) => TensorData::F32(v.iter().map(|x| x + x).collect()),
@@ -77,6 +79,7 @@ fn expected(data: &TensorData) -> TensorData {
         TensorData::I64(v) => TensorData::I64(v.iter().map(|x| x + x).collect()),
         TensorData::U64(v) => TensorData::U64(v.iter().map(|x| x + x).collect()),
         TensorData::Bool(v) => TensorData::Bool(v.iter().map(|x| !x).collect()),
+        TensorData::Text(v) => TensorData::Text(v.clone()),
     }
 }
 

@@ -82,10 +82,14 @@ impl Graph {
 
     pub fn to_bytes(&self) -> Vec<u8> {
         let opset = |domain: &str, version| OperatorSetIdProto { domain: domain.into(), version };
+        let mut opset_import = vec![opset("", self.opset), opset("com.microsoft", 1)];
+        if self.graph.node.iter().any(|n| n.domain == "ai.onnx.ml") {
+            opset_import.push(opset("ai.onnx.ml", 3));
+        }
         ModelProto {
             ir_version: 8,
             producer_name: "model-testdata".into(),
-            opset_import: vec![opset("", self.opset), opset("com.microsoft", 1)],
+            opset_import,
             graph: Some(self.graph.clone()),
             ..Default::default()
         }
@@ -136,9 +140,8 @@ pub fn unsupported_operator_model() -> Vec<u8> {
         .to_bytes()
 }
 
-/// Every element type the canister's API carries, with its ONNX code, and whether it is bool
-/// (which has no `Add`).
-pub const ELEMENT_TYPES: [(&str, DataType); 12] = [
+/// Every element type the canister's API carries, with its ONNX code.
+pub const ELEMENT_TYPES: [(&str, DataType); 13] = [
     ("f32", DataType::Float),
     ("f16", DataType::Float16),
     ("f64", DataType::Double),
@@ -151,11 +154,12 @@ pub const ELEMENT_TYPES: [(&str, DataType); 12] = [
     ("i64", DataType::Int64),
     ("u64", DataType::Uint64),
     ("bool", DataType::Bool),
+    ("text", DataType::String),
 ];
 
 /// One input `x_<type>` of shape [batch, 3] (batch symbolic) per element type in
 /// [`ELEMENT_TYPES`], and one output `y_<type>` of the same type and shape: `x + x` for numbers,
-/// `not x` for booleans.
+/// `not x` for booleans, `x` itself for text.
 pub fn every_element_type_model() -> Vec<u8> {
     let mut g = Graph::new(17);
     for (name, ty) in ELEMENT_TYPES {
@@ -163,6 +167,8 @@ pub fn every_element_type_model() -> Vec<u8> {
         g = g.input(&x, ty, &[-1, 3]).output(&y, ty);
         g = if ty == DataType::Bool {
             g.node("Not", &[&x], &[&y], vec![])
+        } else if ty == DataType::String {
+            g.node("Identity", &[&x], &[&y], vec![])
         } else {
             g.node("Add", &[&x, &x], &[&y], vec![])
         };
@@ -182,6 +188,63 @@ pub fn symbolic_width_model() -> Vec<u8> {
         .f32("w", &[1, 4, 3], &weights)
         .node("Conv", &["x", "w"], &["y"], vec![ints("pads", &[1, 1])])
         .node("ReduceMean", &["y"], &["mean"], vec![ints("axes", &[2])])
+        .to_bytes()
+}
+
+pub fn floats(name: &str, values: &[f32]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Floats as i32,
+        floats: values.to_vec(),
+        ..Default::default()
+    }
+}
+
+pub fn strings(name: &str, values: &[&str]) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Strings as i32,
+        strings: values.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        ..Default::default()
+    }
+}
+
+pub fn string(name: &str, value: &str) -> AttributeProto {
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::String as i32,
+        s: value.as_bytes().to_vec(),
+        ..Default::default()
+    }
+}
+
+/// The text class labels of [`text_label_tree_model`], in class order.
+pub const TEXT_LABELS: [&str; 3] = ["cat", "dog", "bird"];
+
+/// A `TreeEnsembleClassifier` with text class labels (`classlabels_strings`), as skl2onnx
+/// writes a classifier trained on text targets: rows `x` f32 [batch, 2]; `x0 > 0.5` is a bird,
+/// else `x1 > 0.5` a dog, else a cat. Outputs `label` (text) and `probabilities` [batch, 3].
+pub fn text_label_tree_model() -> Vec<u8> {
+    let tree = vec![
+        ints("nodes_treeids", &[0; 5]),
+        ints("nodes_nodeids", &[0, 1, 2, 3, 4]),
+        ints("nodes_featureids", &[0, 1, 0, 0, 0]),
+        strings("nodes_modes", &["BRANCH_LEQ", "BRANCH_LEQ", "LEAF", "LEAF", "LEAF"]),
+        floats("nodes_values", &[0.5, 0.5, 0.0, 0.0, 0.0]),
+        ints("nodes_truenodeids", &[1, 3, 0, 0, 0]),
+        ints("nodes_falsenodeids", &[2, 4, 0, 0, 0]),
+        ints("class_treeids", &[0, 0, 0]),
+        ints("class_nodeids", &[2, 3, 4]),
+        ints("class_ids", &[2, 0, 1]),
+        floats("class_weights", &[1.0, 1.0, 1.0]),
+        strings("classlabels_strings", &TEXT_LABELS),
+        string("post_transform", "NONE"),
+    ];
+    Graph::new(17)
+        .input("x", DataType::Float, &[-1, 2])
+        .output("label", DataType::String)
+        .output("probabilities", DataType::Float)
+        .node("ai.onnx.ml::TreeEnsembleClassifier", &["x"], &["label", "probabilities"], tree)
         .to_bytes()
 }
 

@@ -1,6 +1,6 @@
 //! Parsing the ONNX-ML operators of tabular models into ours ([`crate::ops::ml`]):
 //! `TreeEnsembleClassifier` and `TreeEnsembleRegressor` (replacing tract's, whose cost grew with
-//! the size of the forest), `SVMClassifier`, `Scaler`, `Imputer` and `OneHotEncoder` (which
+//! the size of the forest), `SVMClassifier` (classifiers with integer or text class labels), `Scaler`, `Imputer` and `OneHotEncoder` (which
 //! tract lacks). `LinearClassifier`, `LinearRegressor`, `Normalizer` and `CategoryMapper` stay
 //! tract's.
 
@@ -80,14 +80,21 @@ fn floats(node: &NodeProto, name: &str) -> TractResult<Vec<f32>> {
 /// value per output, and rows × outputs must stay far from wasm32's address space.
 pub const MAX_OUTPUTS: usize = 1 << 16;
 
-fn class_labels(node: &NodeProto) -> TractResult<Vec<i64>> {
-    if node.get_attr_opt_tvec::<&str>("classlabels_strings")?.is_some_and(|s| !s.is_empty()) {
-        bail!("{}: text class labels are not supported; export the model with integer labels", node.op_type)
-    }
-    let labels = ints(node, "classlabels_ints")?;
-    let labels = if labels.is_empty() { ints(node, "classlabels_int64s")? } else { labels };
+/// A classifier's labels: its integer labels, or for text labels (`classlabels_strings`) the
+/// class indices and the texts the operator answers in their place.
+fn class_labels(node: &NodeProto) -> TractResult<(Vec<i64>, Vec<String>)> {
+    let texts: Vec<String> = node
+        .get_attr_opt_tvec::<&str>("classlabels_strings")?
+        .map(|s| s.iter().map(|t| t.to_string()).collect())
+        .unwrap_or_default();
+    let (labels, texts) = if texts.is_empty() {
+        let labels = ints(node, "classlabels_ints")?;
+        (if labels.is_empty() { ints(node, "classlabels_int64s")? } else { labels }, texts)
+    } else {
+        ((0..texts.len() as i64).collect(), texts)
+    };
     ensure!(!labels.is_empty() && labels.len() <= MAX_OUTPUTS, "{}: 1 to {MAX_OUTPUTS} class labels", node.op_type);
-    Ok(labels)
+    Ok((labels, texts))
 }
 
 fn post_transform(node: &NodeProto) -> TractResult<PostTransform> {
@@ -118,11 +125,12 @@ fn forest_attributes(node: &NodeProto, leaves: &str) -> TractResult<ForestAttrib
 }
 
 fn tree_classifier(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<MlKind> {
-    let labels = class_labels(node)?;
+    let (labels, text_labels) = class_labels(node)?;
     let attributes = forest_attributes(node, "class")?;
     let forest = Forest::build(&attributes, labels.len())?;
     let base = floats(node, "base_values")?;
-    Ok(MlKind::TreeClassifier(TreeClassifier::new(forest, labels, &base, post_transform(node)?, &attributes)))
+    let classifier = TreeClassifier::new(forest, labels, &base, post_transform(node)?, &attributes);
+    Ok(MlKind::TreeClassifier(TreeClassifier { text_labels, ..classifier }))
 }
 
 fn tree_regressor(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<MlKind> {
@@ -145,8 +153,9 @@ fn svm_classifier(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<MlKind
         .into_iter()
         .map(|v| usize::try_from(v).context("vectors_per_class"))
         .collect::<TractResult<_>>()?;
-    Ok(MlKind::SvmClassifier(SvmClassifier::new(
-        class_labels(node)?,
+    let (labels, text_labels) = class_labels(node)?;
+    let classifier = SvmClassifier::new(
+        labels,
         kernel,
         vectors_per_class,
         floats(node, "support_vectors")?,
@@ -155,7 +164,8 @@ fn svm_classifier(_ctx: &ParsingContext, node: &NodeProto) -> TractResult<MlKind
         floats(node, "prob_a")?,
         floats(node, "prob_b")?,
         post_transform(node)?,
-    )?))
+    )?;
+    Ok(MlKind::SvmClassifier(SvmClassifier { text_labels, ..classifier }))
 }
 
 /// The inference-model side of an [`MlOp`]: its typing rules, and its wiring as the one op.
@@ -204,7 +214,7 @@ pub fn tree_visits(model: &[u8], rows: &[f32], stride: usize) -> TractResult<u64
     let mut visits = 0;
     for node in &graph.node {
         let (leaves, outputs) = match node.op_type.as_str() {
-            "TreeEnsembleClassifier" => ("class", class_labels(node)?.len()),
+            "TreeEnsembleClassifier" => ("class", class_labels(node)?.0.len()),
             "TreeEnsembleRegressor" => {
                 ("target", usize::try_from(node.get_attr_opt::<i64>("n_targets")?.unwrap_or(1))?)
             }

@@ -53,9 +53,16 @@ impl MlKind {
     pub fn output_facts(&self, dt: DatumType, shape: &[TDim]) -> TractResult<TVec<TypedFact>> {
         let rows = if shape.len() >= 2 { shape[0].clone() } else { 1.into() };
         let scores = |width: usize| f32::fact([rows.clone(), width.into()]);
+        let label = |texts: &[String]| {
+            if texts.is_empty() {
+                i64::fact([rows.clone()])
+            } else {
+                String::fact([rows.clone()])
+            }
+        };
         Ok(match self {
-            MlKind::TreeClassifier(c) => tvec!(i64::fact([rows.clone()]), scores(c.classes())),
-            MlKind::SvmClassifier(c) => tvec!(i64::fact([rows.clone()]), scores(c.width())),
+            MlKind::TreeClassifier(c) => tvec!(label(&c.text_labels), scores(c.classes())),
+            MlKind::SvmClassifier(c) => tvec!(label(&c.text_labels), scores(c.width())),
             MlKind::TreeRegressor(r) => tvec!(scores(r.targets)),
             MlKind::Scaler(_) => tvec!(f32::fact(shape)),
             MlKind::Imputer(_) => tvec!(dt.fact(shape)),
@@ -106,9 +113,16 @@ impl EvalOp for MlOp {
         // Output sizes, checked: wasm32's usize is 32 bits, and a wrapped size would make a
         // tensor whose shape claims more than its data.
         let cells = |width: usize| n.checked_mul(width).context("an output too large to address");
-        let answer = |labels: Vec<i64>, scores: Vec<f32>, width: usize| -> TractResult<TVec<TValue>> {
-            Ok(tvec!(tensor1(&labels).into_tvalue(), Tensor::from_shape(&[n, width], &scores)?.into_tvalue()))
-        };
+        // Text labels are answered in place of the class indices the classifiers give then.
+        let answer =
+            |labels: Vec<i64>, texts: &[String], scores: Vec<f32>, width: usize| -> TractResult<TVec<TValue>> {
+                let labels = if texts.is_empty() {
+                    tensor1(&labels)
+                } else {
+                    tensor1(&labels.iter().map(|&i| texts[i as usize].clone()).collect::<Vec<_>>())
+                };
+                Ok(tvec!(labels.into_tvalue(), Tensor::from_shape(&[n, width], &scores)?.into_tvalue()))
+            };
         match &*self.0 {
             MlKind::TreeClassifier(c) => {
                 ensure!(
@@ -123,7 +137,7 @@ impl EvalOp for MlOp {
                     .zip(scores.chunks_exact_mut(width))
                     .map(|(row, out)| c.classify(row, out, &mut seen))
                     .collect();
-                answer(labels, scores, width)
+                answer(labels, &c.text_labels, scores, width)
             }
             MlKind::SvmClassifier(c) => {
                 ensure!(stride == c.features, "the SVM takes rows of {} features, not {stride}", c.features);
@@ -134,7 +148,7 @@ impl EvalOp for MlOp {
                     .zip(scores.chunks_exact_mut(width))
                     .map(|(row, out)| c.classify(row, out, &mut scratch))
                     .collect();
-                answer(labels, scores, width)
+                answer(labels, &c.text_labels, scores, width)
             }
             MlKind::TreeRegressor(r) => {
                 ensure!(

@@ -60,6 +60,8 @@ impl Kernel {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SvmClassifier {
     pub labels: Vec<i64>,
+    /// Text class labels, as [`crate::ops::ml::tree::TreeClassifier::text_labels`].
+    pub text_labels: Vec<String>,
     pub kernel: Kernel,
     /// Support vectors per class (empty in the linear form).
     pub vectors_per_class: Vec<usize>,
@@ -110,6 +112,7 @@ impl SvmClassifier {
         };
         Ok(SvmClassifier {
             labels,
+            text_labels: vec![],
             kernel: if vectors > 0 { kernel } else { Kernel::Linear },
             vectors_per_class,
             support_vectors,

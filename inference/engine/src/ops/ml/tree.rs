@@ -355,6 +355,9 @@ impl Forest {
 pub struct TreeClassifier {
     pub forest: Forest,
     pub labels: Vec<i64>,
+    /// Text class labels (`classlabels_strings`), in class order: `labels` are then the class
+    /// indices, and the operator answers these texts.
+    pub text_labels: Vec<String>,
     pub base: Vec<f32>,
     pub post: PostTransform,
     /// Two classes, every weight on one class id.
@@ -371,6 +374,7 @@ impl TreeClassifier {
             weights_non_negative: a.weights.iter().all(|&w| w >= 0.0 || w.is_nan()),
             forest,
             labels,
+            text_labels: vec![],
             base: base.to_vec(),
             post,
         }
