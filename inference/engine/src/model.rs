@@ -97,7 +97,8 @@ pub fn inspect(bytes: &[u8]) -> Result<Inspection, String> {
         } else {
             format!("{}::{}", node.domain, node.op_type)
         };
-        if !parser.op_register.0.contains_key(&node.op_type) {
+        let rewritten = crate::onnx::REWRITTEN_OPERATORS.contains(&node.op_type.as_str());
+        if !parser.op_register.0.contains_key(&node.op_type) && !rewritten {
             unsupported.insert(name.clone());
         }
         operators.insert(name);

@@ -9,7 +9,8 @@
 //! - [`whole_tensor`]: `NegativeLogLikelihoodLoss`, `SoftmaxCrossEntropyLoss` and `CumProd`, each one op of ours.
 //! - [`GRAPH_REWRITES`]: rewrites of the raw graph, in the order they run: [`unique_names`]
 //!   (every node gets a name of its own), then [`qlinear_conv`] (`QLinearConv` to its QDQ form,
-//!   so it runs on tract's f32 convolution like the QDQ models do).
+//!   so it runs on tract's f32 convolution like the QDQ models do), then [`lp_pool`] (`LpPool`,
+//!   which tract lacks, as operators it has; listed in [`REWRITTEN_OPERATORS`]).
 //! - [`reverse_rnn`]: `LSTM`/`GRU`/`RNN` with `direction="reverse"` as the forward node between
 //!   two reversals of the sequence (tract runs them forward), applied by [`prepare`] first.
 //! - [`quantized_weights`]: the int8 weights of the graph's convolutions, read after the
@@ -25,6 +26,7 @@
 
 pub mod ignored_attributes;
 pub mod initializers;
+pub mod lp_pool;
 pub mod ml;
 pub mod plan_values;
 pub mod qlinear_conv;
@@ -53,10 +55,14 @@ pub struct GraphRewrite {
     pub rewrite: fn(&mut GraphProto) -> usize,
 }
 
+/// Operators no parser knows that a rewrite replaces before parsing (`inspect` takes them).
+pub const REWRITTEN_OPERATORS: &[&str] = &["LpPool"];
+
 /// The rewrites of the raw graph, in the order [`prepare`] applies them.
 pub const GRAPH_REWRITES: &[GraphRewrite] = &[
     GraphRewrite { name: "unique node names", rewrite: unique_names::rewrite },
     GraphRewrite { name: "QLinearConv to QDQ", rewrite: qlinear_conv::lower },
+    GraphRewrite { name: "LpPool to Abs, Pow and AveragePool", rewrite: lp_pool::rewrite },
 ];
 
 /// Applies [`GRAPH_REWRITES`] to the model's graph and [`reverse_rnn`] to the model (it needs the
