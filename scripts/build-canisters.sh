@@ -19,7 +19,7 @@ mkdir -p "$out"
 # A target directory of its own: nothing of a wasm32 build is shared with the host's, and apart
 # cargo need not wait for a host build's lock (test.sh runs this beside clippy).
 wasm_target=${CARGO_TARGET_DIR:-target}/canister-build
-for pkg in inference-canister text-canister agency-canister; do
+for pkg in inference-canister text-canister agency-canister plain-tract-canister; do
   CARGO_TARGET_DIR=$wasm_target cargo build --quiet -p "$pkg" --target wasm32-unknown-unknown --profile canister
   name=${pkg//-/_}
   raw=$wasm_target/wasm32-unknown-unknown/canister/$name.wasm

