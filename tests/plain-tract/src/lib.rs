@@ -6,8 +6,8 @@
 //!
 //! Only the benchmark uses it. Its endpoints are for the canister's controllers alone, checked in
 //! each body: `append` gathers the model's bytes in the heap (the example embeds them in its
-//! module, which the IC's module limits forbid for the larger bundled models), `load` builds the
-//! plan (the example does it in `init`), `run` infers.
+//! module; sending them lets one module serve every bundled model), `load` builds the plan (the
+//! example does it in `init`), `run` infers.
 
 use std::cell::RefCell;
 
@@ -74,8 +74,8 @@ fn append(bytes: serde_bytes::ByteBuf) -> Result<(), PlainError> {
 /// Parses the appended model with its one f32 input pinned to `shape`, optimises it and keeps
 /// the runnable plan (controllers). The bytes are dropped either way. Where the file's own
 /// intermediate shapes contradict the pinned input (exporters leave a symbolic batch in
-/// `value_info`), it parses again without them, as tract's documentation suggests; the answer
-/// says whether it had to.
+/// `value_info`), it parses again with tract's `with_ignore_value_info` option, as a developer
+/// meeting that error would; the answer says whether it had to.
 #[ic_cdk::update]
 fn load(shape: Vec<u64>) -> Result<Loaded, PlainError> {
     controller()?;
