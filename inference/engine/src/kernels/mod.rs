@@ -14,11 +14,13 @@
 //!
 //! - [`qdq`]: quantize, dequantize, and the two fused (f32 → u8/i8 → f32).
 //! - [`dynamic_quantize`]: `DynamicQuantizeLinear`'s range fold and quantize.
+//! - [`float_conv`]: the f32 convolution's multiply of packed filters by an im2col matrix.
 //! - [`integer_conv`]: the integer convolution's widening and multiply over packed int8 values.
 //! - [`layout`]: the zero-point shift to channels-last (HWC) and the transpose back to planar
 //!   (CHW), with the scale and bias folded in.
 
 pub mod dynamic_quantize;
+pub mod float_conv;
 pub mod integer_conv;
 pub mod layout;
 pub mod qdq;
@@ -53,6 +55,7 @@ impl Int8 for i8 {
 pub fn check_all() -> Result<(), String> {
     qdq::check()?;
     integer_conv::check()?;
+    float_conv::check()?;
     layout::check()?;
     dynamic_quantize::check()?;
     Ok(())

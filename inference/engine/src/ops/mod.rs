@@ -2,6 +2,8 @@
 //! the passes ([`crate::passes`]) wire in place of tract's nodes. Their loops are in
 //! [`crate::kernels`].
 //!
+//! - [`float_conv`]: [`float_conv::FloatConv`], a 2-D f32 convolution with our kernel (f32
+//!   models, and the f32 convolutions of any other).
 //! - [`integer_conv`]: [`integer_conv::IntegerConv`], a 2-D convolution computed on the int8
 //!   values (static and dynamic int8 models).
 //! - [`layout`]: [`layout::ZeroPointShift`] and [`layout::ToPlanar`], around a dynamic int8
@@ -17,6 +19,7 @@
 
 pub mod cumulative;
 pub mod dynamic_quantize;
+pub mod float_conv;
 pub mod integer_conv;
 pub mod layout;
 pub mod loss;

@@ -1,5 +1,6 @@
 //! Models whose weights are stored in f16 computed in f32: tract's own `f16_to_f32` transform,
-//! run on the decluttered model for [`WeightFormat::F16`] models only.
+//! run on the decluttered model for [`WeightFormat::F16`] models only, then tract's declutter
+//! again.
 
 use tract_onnx::prelude::*;
 
@@ -25,6 +26,10 @@ impl Pass for F16ToF32 {
         }
         let Some(transform) = tract_onnx::tract_core::transform::get_transform("f16_to_f32")? else { return Ok(0) };
         transform.transform(model)?;
+        // Declutter again: the widened weights become constants (the casts fold) and the
+        // batch normalisations after convolutions fold into them, as in the f32 model, so the
+        // passes that follow see the same graph.
+        *model = model.clone().into_decluttered()?;
         Ok(1)
     }
 }

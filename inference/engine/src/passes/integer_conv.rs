@@ -174,7 +174,7 @@ impl Side {
 }
 
 /// The side and geometry of a one-group 2-D `Conv` over the image `x`.
-fn conv_geometry(model: &TypedModel, conv: &Conv, x: OutletId) -> TractResult<Option<(Side, Geometry)>> {
+pub(super) fn conv_geometry(model: &TypedModel, conv: &Conv, x: OutletId) -> TractResult<Option<(Side, Geometry)>> {
     let spec = &conv.pool_spec;
     let side = match spec.data_format {
         DataFormat::NCHW => Side { batch: true, layout: Layout::Planar },
@@ -201,7 +201,11 @@ fn conv_geometry(model: &TypedModel, conv: &Conv, x: OutletId) -> TractResult<Op
 
 /// The sides and geometry of a 1×1 convolution's `EinSum` (`[N]IHW,OI->[N]OHW` or the HWC
 /// spellings; a quantized einsum's scalar inputs have no axes) over the image `x`.
-fn einsum_geometry(model: &TypedModel, einsum: &EinSum, x: OutletId) -> TractResult<Option<([Side; 2], Geometry)>> {
+pub(super) fn einsum_geometry(
+    model: &TypedModel,
+    einsum: &EinSum,
+    x: OutletId,
+) -> TractResult<Option<([Side; 2], Geometry)>> {
     let expression = einsum.axes.to_string();
     let Some((inputs, output)) = expression.split_once("->") else { return Ok(None) };
     let inputs: Vec<&str> = inputs.split(',').collect();

@@ -25,9 +25,11 @@
 //!    constant weights (`MatMulInteger`, a transformer's linear layers) onto the same
 //!    [`crate::ops::integer_conv::IntegerConv`], as 1×1 convolutions.
 //! 4. [`f16_to_f32::F16ToF32`] (decluttered): f16 weights computed in f32, for F16 models.
-//! 5. [`qdq::QdqAccelerate`] (optimized): quantize/dequantize onto [`crate::ops::qdq::Qdq`],
+//! 5. [`float_conv::FloatConvRewrite`] (decluttered): the remaining one-group f32 convolutions
+//!    onto [`crate::ops::float_conv::FloatConv`], a following ReLU fused.
+//! 6. [`qdq::QdqAccelerate`] (optimized): quantize/dequantize onto [`crate::ops::qdq::Qdq`],
 //!    quantize → dequantize pairs fused.
-//! 6. [`dynamic_quantize::DynamicQuantizeAccelerate`] (optimized): `DynamicQuantizeLinear` onto
+//! 7. [`dynamic_quantize::DynamicQuantizeAccelerate`] (optimized): `DynamicQuantizeLinear` onto
 //!    [`crate::ops::dynamic_quantize::SimdDynamicQuantize`].
 //!
 //! # Adding a pass
@@ -68,6 +70,7 @@
 
 mod dynamic_quantize;
 mod f16_to_f32;
+mod float_conv;
 mod integer_conv;
 mod integer_matmul;
 mod qdq;
@@ -80,6 +83,7 @@ use crate::types::WeightFormat;
 
 pub use dynamic_quantize::DynamicQuantizeAccelerate;
 pub use f16_to_f32::F16ToF32;
+pub use float_conv::FloatConvRewrite;
 pub use integer_conv::IntegerConvRewrite;
 pub use integer_matmul::IntegerMatMulRewrite;
 pub use qdq::QdqAccelerate;
@@ -124,6 +128,7 @@ pub const PIPELINE: &[&dyn Pass] = &[
     &IntegerConvRewrite,
     &IntegerMatMulRewrite,
     &F16ToF32,
+    &FloatConvRewrite,
     &QdqAccelerate,
     &DynamicQuantizeAccelerate,
 ];
@@ -165,6 +170,7 @@ mod tests {
                 "integer convolutions",
                 "integer matrix products",
                 "f16 to f32",
+                "f32 convolutions",
                 "qdq accelerate",
                 "dynamic quantize accelerate"
             ]

@@ -40,14 +40,14 @@ impl Geometry {
     }
 
     /// The input row `iy` read by output row `oy` at kernel row `ky`, if inside the image.
-    fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
+    pub(crate) fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
         let iy = (oy * self.strides[0] + ky * self.dilations[0]) as isize - self.pad_before[0] as isize;
         (iy >= 0 && (iy as usize) < self.input[0]).then_some(iy as usize)
     }
 
     /// The output columns whose input column at kernel column `kx` lies inside the image, and
     /// the input column the first of them reads.
-    fn columns_inside(&self, kx: usize) -> (usize, usize, usize) {
+    pub(crate) fn columns_inside(&self, kx: usize) -> (usize, usize, usize) {
         let (w, ow, sx) = (self.input[1], self.output[1], self.strides[1]);
         let offset = (kx * self.dilations[1]) as isize - self.pad_before[1] as isize;
         let first = if offset >= 0 { 0 } else { ((-offset) as usize).div_ceil(sx).min(ow) };

@@ -1,0 +1,465 @@
+//! The f32 convolution's kernel: packed filters times an im2col matrix ([`im2col`]), written for
+//! the IC's metering rather than for a CPU.
+//!
+//! Under the IC's cost table `f32x4.mul` and `f32x4.add` cost 2 each and every `local.get`,
+//! `local.set` and load costs 1, so a product `acc + w·x` on four lanes costs at least 6
+//! (two operands, the multiply, the add): 1.5 per multiply-accumulate is the floor. tract's wasm
+//! kernel, built for a CPU's registers, spends about twice that (splat shuffles, accumulators
+//! read and written around every product; `benchmarks/profile.md`, `OptMatMul`). This kernel
+//! keeps each accumulator on the wasm stack for [`UNROLL`] products before writing it back, and
+//! shares every loaded operand: a block of [`ROWS`] output channels (each weight splatted once
+//! from the packed filters) times a tile of four-column vectors of the im2col matrix (each
+//! loaded once), so the loads and the accumulator traffic are a fraction of the products'.
+//!
+//! Each output is `bias + Σ_k w[m, k] · x[k, n]`, summed from the bias in k order by steps of
+//! [`UNROLL`] (each step's products summed pairwise first, [`step`]; the last K % 4 one at a
+//! time), then `max(·, 0)` when a ReLU is fused: the same operations in the same order on every lane,
+//! so [`Simd128`] and [`Scalar`] agree bit for bit with [`reference::direct`], a direct
+//! convolution (checked natively and in the canister's self-test).
+//!
+//! Loops index with plain counters and the tile's arithmetic is spelled out by macros, as in
+//! [`super::integer_conv`]: at the canister's opt-level (`z`) LLVM neither unrolls loops nor
+//! keeps an iterator adaptor inline.
+
+pub mod im2col;
+pub mod reference;
+
+pub use reference::{check, check_kernels};
+
+/// Lanes of a vector: four f32 columns.
+pub const LANES: usize = 4;
+/// Output channels per block of the packed filters; each of a step's weights is splatted once
+/// and multiplies every vector of the tile.
+pub const ROWS: usize = 8;
+/// Vectors of columns in a wide tile (sixteen columns); narrower tails take one vector.
+pub const WIDE: usize = 4;
+/// K values per step: the products an accumulator takes before it is written back.
+pub const UNROLL: usize = 4;
+
+/// The left operand `[M, K]`, per block of [`ROWS`] rows and per k, one f32 per row (rows past
+/// M are zeros), and the bias: one per row (a convolution's filters, whose rows are output
+/// channels), or one per column of the product (an image's pixels times transposed filters,
+/// [`PackedFilters::rows_of`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PackedFilters {
+    pub channels: usize,
+    pub depth: usize,
+    pub panels: Vec<f32>,
+    pub bias: Vec<f32>,
+    /// Whether `bias` holds one value per column of the product instead of one per row.
+    pub bias_per_column: bool,
+}
+
+impl PackedFilters {
+    /// From ONNX's row-major `[M, K]` filters (K in (channel, kernel row, kernel column) order)
+    /// and M biases.
+    pub fn new(weights: &[f32], channels: usize, bias: &[f32]) -> PackedFilters {
+        let depth = weights.len().checked_div(channels).unwrap_or(0);
+        assert!(weights.len() == channels * depth && bias.len() == channels);
+        let blocks = channels.div_ceil(ROWS);
+        let mut padded = bias.to_vec();
+        padded.resize(blocks * ROWS, 0.0);
+        PackedFilters { channels, depth, panels: pack(weights, channels, depth), bias: padded, bias_per_column: false }
+    }
+
+    /// From `rows` row-major rows of `depth` values (an interleaved image's pixels, each its
+    /// channels), with one bias per column of the product.
+    pub fn rows_of(values: &[f32], rows: usize, depth: usize, bias_per_column: Vec<f32>) -> PackedFilters {
+        assert!(values.len() >= rows * depth);
+        PackedFilters {
+            channels: rows,
+            depth,
+            panels: pack(values, rows, depth),
+            bias: bias_per_column,
+            bias_per_column: true,
+        }
+    }
+
+    pub fn blocks(&self) -> usize {
+        self.channels.div_ceil(ROWS)
+    }
+}
+
+/// Row-major `[rows, depth]` values as panels: per block of [`ROWS`] rows, per k, the block's
+/// values (zeros past the last row).
+fn pack(values: &[f32], rows: usize, depth: usize) -> Vec<f32> {
+    let blocks = rows.div_ceil(ROWS);
+    let mut panels = vec![0f32; blocks * depth * ROWS];
+    assert!(values.len() >= rows * depth);
+    let (from, into) = (values.as_ptr(), panels.as_mut_ptr());
+    let mut m = 0;
+    while m < rows {
+        let (block, r) = (m / ROWS, m % ROWS);
+        let (mut at, mut k) = ((block * depth) * ROWS + r, 0);
+        while k < depth {
+            // SAFETY: m < rows and k < depth: values[m · depth + k] is in bounds (asserted), and
+            // at = (block · depth + k) · ROWS + r < blocks · depth · ROWS, the panels' length.
+            unsafe { *into.add(at) = *from.add(m * depth + k) };
+            at += ROWS;
+            k += 1;
+        }
+        m += 1;
+    }
+    panels
+}
+
+/// The family's interface.
+pub trait FloatKernels {
+    /// `out[m · ldc + n] = act(bias[m] + Σ_k w[m, k] · b[k · ldb + n])` for every channel m and
+    /// column n < `columns` (a multiple of [`LANES`]); `act` is `max(·, 0)` when `relu`.
+    fn multiply(
+        filters: &PackedFilters,
+        b: &[f32],
+        ldb: usize,
+        columns: usize,
+        relu: bool,
+        out: &mut [f32],
+        ldc: usize,
+    );
+}
+
+/// One multiply-accumulate at a time.
+pub struct Scalar;
+
+/// What the operator calls: [`Simd128`] in a wasm simd128 build, else [`Scalar`].
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub type Best = Simd128;
+/// What the operator calls: `Simd128` in a wasm simd128 build, else [`Scalar`].
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+pub type Best = Scalar;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub use simd::Simd128;
+
+/// The sum of one step's four products, pairwise: `(p0 + p1) + (p2 + p3)`. The same number of
+/// additions as a chain, but the accumulator takes one rounding per four products, which keeps
+/// long sums (K in the thousands) within the tolerance of onnxruntime's blocked ones.
+#[inline]
+pub fn step(p: [f32; UNROLL]) -> f32 {
+    (p[0] + p[1]) + (p[2] + p[3])
+}
+
+/// wasm's `f32.max(x, 0)`: NaN stays NaN, −0 becomes +0.
+#[inline]
+pub fn relu(x: f32) -> f32 {
+    if x.is_nan() || x > 0.0 {
+        x
+    } else {
+        0.0
+    }
+}
+
+/// Panics unless every read and write of [`FloatKernels::multiply`] is in bounds.
+fn check_bounds(filters: &PackedFilters, b: &[f32], ldb: usize, columns: usize, out: &[f32], ldc: usize) {
+    let (m, k) = (filters.channels, filters.depth);
+    assert!(columns.is_multiple_of(LANES) && columns <= ldb && columns <= ldc);
+    assert!(k == 0 || b.len() >= (k - 1) * ldb + columns);
+    assert!(m == 0 || out.len() >= (m - 1) * ldc + columns);
+    let biases = if filters.bias_per_column { columns } else { filters.blocks() * ROWS };
+    assert!(filters.panels.len() >= filters.blocks() * k * ROWS && filters.bias.len() >= biases);
+}
+
+impl FloatKernels for Scalar {
+    fn multiply(
+        filters: &PackedFilters,
+        b: &[f32],
+        ldb: usize,
+        columns: usize,
+        relu: bool,
+        out: &mut [f32],
+        ldc: usize,
+    ) {
+        check_bounds(filters, b, ldb, columns, out, ldc);
+        let depth = filters.depth;
+        for m in 0..filters.channels {
+            let (block, r) = (m / ROWS, m % ROWS);
+            for n in 0..columns {
+                let product = |k: usize| filters.panels[(block * depth + k) * ROWS + r] * b[k * ldb + n];
+                let mut acc = filters.bias[if filters.bias_per_column { n } else { m }];
+                let mut k = 0;
+                while k + UNROLL <= depth {
+                    acc += step([product(k), product(k + 1), product(k + 2), product(k + 3)]);
+                    k += UNROLL;
+                }
+                while k < depth {
+                    acc += product(k);
+                    k += 1;
+                }
+                out[m * ldc + n] = if relu { self::relu(acc) } else { acc };
+            }
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd {
+    use core::arch::wasm32::*;
+    use core::hint::black_box;
+
+    use super::*;
+
+    /// Blocks of [`ROWS`] channels times tiles of [`WIDE`] (then one) four-column vectors.
+    pub struct Simd128;
+
+    impl FloatKernels for Simd128 {
+        fn multiply(
+            filters: &PackedFilters,
+            b: &[f32],
+            ldb: usize,
+            columns: usize,
+            relu: bool,
+            out: &mut [f32],
+            ldc: usize,
+        ) {
+            check_bounds(filters, b, ldb, columns, out, ldc);
+            if filters.bias_per_column {
+                blocks::<true>(filters, b, ldb, columns, relu, out, ldc)
+            } else {
+                blocks::<false>(filters, b, ldb, columns, relu, out, ldc)
+            }
+        }
+    }
+
+    /// Every block and tile, with the bias per column or per row decided at compile time (a
+    /// choice at run time between the two ways of filling the accumulators put them in memory).
+    fn blocks<const PER_COLUMN: bool>(
+        filters: &PackedFilters,
+        b: &[f32],
+        ldb: usize,
+        columns: usize,
+        relu: bool,
+        out: &mut [f32],
+        ldc: usize,
+    ) {
+        let mut block = 0;
+        while block < filters.blocks() {
+            let mut n = 0;
+            while n + WIDE * LANES <= columns {
+                // SAFETY: check_bounds (by the caller): columns n..n + 16 < columns of every row
+                // of `b` and of every channel row of `out` this block has; the block's panels
+                // and bias.
+                unsafe { wide::<PER_COLUMN>(filters, block, b, ldb, n, relu, out, ldc) };
+                n += WIDE * LANES;
+            }
+            while n < columns {
+                // SAFETY: as above for columns n..n + 4 < columns.
+                unsafe { narrow::<PER_COLUMN>(filters, block, b, ldb, n, relu, out, ldc) };
+                n += LANES;
+            }
+            block += 1;
+        }
+    }
+
+    /// `acc[r][p] += Σ_u s[u][r] · x[u][p]` for every listed r and p, over u in 0..4 summed
+    /// pairwise before the accumulator (see [`step`]) or u = 0 alone, on the stack.
+    macro_rules! products {
+        ($acc:ident, $s:ident, $x:ident, [$($r:tt)*], $ps:tt, $us:tt) => {
+            $( products!(@row $acc, $s, $x, $r, $ps, $us); )*
+        };
+        (@row $acc:ident, $s:ident, $x:ident, $r:tt, [$($p:tt)*], $us:tt) => {
+            $( products!(@one $acc, $s, $x, $r, $p, $us); )*
+        };
+        (@one $acc:ident, $s:ident, $x:ident, $r:tt, $p:tt, [0 1 2 3]) => {
+            $acc[$r][$p] = f32x4_add(
+                $acc[$r][$p],
+                f32x4_add(
+                    f32x4_add(f32x4_mul($s[0][$r], $x[0][$p]), f32x4_mul($s[1][$r], $x[1][$p])),
+                    f32x4_add(f32x4_mul($s[2][$r], $x[2][$p]), f32x4_mul($s[3][$r], $x[3][$p])),
+                ),
+            );
+        };
+        (@one $acc:ident, $s:ident, $x:ident, $r:tt, $p:tt, [0]) => {
+            $acc[$r][$p] = f32x4_add($acc[$r][$p], f32x4_mul($s[0][$r], $x[0][$p]));
+        };
+    }
+
+    /// The weights of one k for the block's channels, splatted: `w` points at them.
+    macro_rules! splats {
+        ($w:expr) => {{
+            let w = $w;
+            [
+                v128_load32_splat(w as *const u32),
+                v128_load32_splat(w.add(1) as *const u32),
+                v128_load32_splat(w.add(2) as *const u32),
+                v128_load32_splat(w.add(3) as *const u32),
+                v128_load32_splat(w.add(4) as *const u32),
+                v128_load32_splat(w.add(5) as *const u32),
+                v128_load32_splat(w.add(6) as *const u32),
+                v128_load32_splat(w.add(7) as *const u32),
+            ]
+        }};
+    }
+
+    /// Writes the block's accumulators (`p` vectors each) to `out` at column `n`, channels past
+    /// M skipped, ReLU applied when fused. Rows and vectors are named by constants so the
+    /// accumulators stay locals (an index computed at run time would put them in memory).
+    macro_rules! finish {
+        ($acc:ident, $filters:ident, $block:ident, $n:ident, $relu:ident, $out:ident, $ldc:ident, [$($r:tt)*], $ps:tt) => {{
+            let first = $block * ROWS;
+            let count = ($filters.channels - first).min(ROWS);
+            $( finish!(@row $acc, first, count, $n, $relu, $out, $ldc, $r, $ps); )*
+        }};
+        (@row $acc:ident, $first:ident, $count:ident, $n:ident, $relu:ident, $out:ident, $ldc:ident, $r:tt, [$($p:tt)*]) => {
+            if $r < $count {
+                let row = $out.as_mut_ptr().add(($first + $r) * $ldc + $n);
+                $(
+                    let v = if $relu { f32x4_max($acc[$r][$p], f32x4_splat(0.0)) } else { $acc[$r][$p] };
+                    v128_store(row.add($p * LANES) as *mut v128, v);
+                )*
+            }
+        };
+    }
+
+    /// The block's initial accumulators: the bias of each row on every lane of `p` vectors, or
+    /// the bias of each column from column `n` in every row.
+    macro_rules! biases {
+        ($filters:ident, $block:ident, $n:ident, [$($p:tt)*], $count:expr) => {{
+            if PER_COLUMN {
+                let bias = $filters.bias.as_ptr().add($n);
+                let columns = [$( v128_load(bias.add($p * LANES) as *const v128) ),*];
+                // Listed, not `[columns; ROWS]`: a repeat expression is filled through memory.
+                [columns, columns, columns, columns, columns, columns, columns, columns]
+            } else {
+                rows!($filters, $block, $count)
+            }
+        }};
+    }
+
+    /// Each row's bias on every lane of `p` vectors.
+    macro_rules! rows {
+        ($filters:ident, $block:ident, $p:expr) => {{
+            let bias = $filters.bias.as_ptr().add($block * ROWS) as *const u32;
+            [
+                [v128_load32_splat(bias); $p],
+                [v128_load32_splat(bias.add(1)); $p],
+                [v128_load32_splat(bias.add(2)); $p],
+                [v128_load32_splat(bias.add(3)); $p],
+                [v128_load32_splat(bias.add(4)); $p],
+                [v128_load32_splat(bias.add(5)); $p],
+                [v128_load32_splat(bias.add(6)); $p],
+                [v128_load32_splat(bias.add(7)); $p],
+            ]
+        }};
+    }
+
+    /// Sixteen columns of one block.
+    ///
+    /// # Safety
+    /// Columns `n..n + 16` exist in every row of `b` and of `out` the block reads or writes
+    /// (`check_bounds`), and `block` < `filters.blocks()`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    unsafe fn wide<const PER_COLUMN: bool>(
+        filters: &PackedFilters,
+        block: usize,
+        b: &[f32],
+        ldb: usize,
+        n: usize,
+        relu: bool,
+        out: &mut [f32],
+        ldc: usize,
+    ) {
+        let depth = filters.depth;
+        let mut acc = biases!(filters, block, n, [0 1 2 3], WIDE);
+        let mut w = filters.panels.as_ptr().add(block * depth * ROWS);
+        let mut x0 = b.as_ptr().add(n);
+        let mut k = 0;
+        while k + UNROLL <= depth {
+            // Opaque to LLVM's loop strength reduction, which would otherwise rewrite every
+            // load's address as a separate induction variable and lose the loads' constant
+            // offsets (an `i32.add` each; see the module's documentation).
+            (w, x0) = black_box((w, x0));
+            let (x1, x2, x3) = (x0.add(ldb), x0.add(2 * ldb), x0.add(3 * ldb));
+            let x = [
+                [
+                    v128_load(x0 as *const v128),
+                    v128_load(x0.add(4) as *const v128),
+                    v128_load(x0.add(8) as *const v128),
+                    v128_load(x0.add(12) as *const v128),
+                ],
+                [
+                    v128_load(x1 as *const v128),
+                    v128_load(x1.add(4) as *const v128),
+                    v128_load(x1.add(8) as *const v128),
+                    v128_load(x1.add(12) as *const v128),
+                ],
+                [
+                    v128_load(x2 as *const v128),
+                    v128_load(x2.add(4) as *const v128),
+                    v128_load(x2.add(8) as *const v128),
+                    v128_load(x2.add(12) as *const v128),
+                ],
+                [
+                    v128_load(x3 as *const v128),
+                    v128_load(x3.add(4) as *const v128),
+                    v128_load(x3.add(8) as *const v128),
+                    v128_load(x3.add(12) as *const v128),
+                ],
+            ];
+            let s = [splats!(w), splats!(w.add(ROWS)), splats!(w.add(2 * ROWS)), splats!(w.add(3 * ROWS))];
+            products!(acc, s, x, [0 1 2 3 4 5 6 7], [0 1 2 3], [0 1 2 3]);
+            w = w.add(UNROLL * ROWS);
+            x0 = x0.add(UNROLL * ldb);
+            k += UNROLL;
+        }
+        while k < depth {
+            let x = [[
+                v128_load(x0 as *const v128),
+                v128_load(x0.add(4) as *const v128),
+                v128_load(x0.add(8) as *const v128),
+                v128_load(x0.add(12) as *const v128),
+            ]];
+            let s = [splats!(w)];
+            products!(acc, s, x, [0 1 2 3 4 5 6 7], [0 1 2 3], [0]);
+            w = w.add(ROWS);
+            x0 = x0.add(ldb);
+            k += 1;
+        }
+        finish!(acc, filters, block, n, relu, out, ldc, [0 1 2 3 4 5 6 7], [0 1 2 3]);
+    }
+
+    /// Four columns of one block.
+    ///
+    /// # Safety
+    /// As [`wide`], for columns `n..n + 4`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    unsafe fn narrow<const PER_COLUMN: bool>(
+        filters: &PackedFilters,
+        block: usize,
+        b: &[f32],
+        ldb: usize,
+        n: usize,
+        relu: bool,
+        out: &mut [f32],
+        ldc: usize,
+    ) {
+        let depth = filters.depth;
+        let mut acc = biases!(filters, block, n, [0], 1);
+        let mut w = filters.panels.as_ptr().add(block * depth * ROWS);
+        let mut x0 = b.as_ptr().add(n);
+        let mut k = 0;
+        while k + UNROLL <= depth {
+            let x = [
+                [v128_load(x0 as *const v128)],
+                [v128_load(x0.add(ldb) as *const v128)],
+                [v128_load(x0.add(2 * ldb) as *const v128)],
+                [v128_load(x0.add(3 * ldb) as *const v128)],
+            ];
+            let s = [splats!(w), splats!(w.add(ROWS)), splats!(w.add(2 * ROWS)), splats!(w.add(3 * ROWS))];
+            products!(acc, s, x, [0 1 2 3 4 5 6 7], [0], [0 1 2 3]);
+            w = w.add(UNROLL * ROWS);
+            x0 = x0.add(UNROLL * ldb);
+            k += UNROLL;
+        }
+        while k < depth {
+            let x = [[v128_load(x0 as *const v128)]];
+            let s = [splats!(w)];
+            products!(acc, s, x, [0 1 2 3 4 5 6 7], [0], [0]);
+            w = w.add(ROWS);
+            x0 = x0.add(ldb);
+            k += 1;
+        }
+        finish!(acc, filters, block, n, relu, out, ldc, [0 1 2 3 4 5 6 7], [0]);
+    }
+}

@@ -1,0 +1,238 @@
+//! Finding the f32 convolutions [`FloatConv`] computes in a decluttered model and wiring it in
+//! their place, with the ReLU that follows fused.
+//!
+//! It runs after the integer passes (the convolutions they take are gone) and after
+//! [`super::f16_to_f32`] (an f16 model's filters are f32 constants by then), on tract's layouts.
+//! It takes each one-group 2-D convolution over an f32 image with constant f32 filters: a `Conv`
+//! (k×k, its bias a constant), or the `EinSum` tract declutters a 1×1 convolution into with the
+//! bias `Add` that follows it when that adds one constant per channel. The `Mul`s and `Add`s of one
+//! constant per channel that follow (a batch normalisation declutter left) fold into the filters
+//! and the bias, as tract's optimiser fuses them into its product; then a `Max` with a constant
+//! zero (ONNX's `Relu`) becomes the kernel's ReLU.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::cnn::Conv;
+use tract_onnx::tract_core::ops::einsum::EinSum;
+
+use super::integer_conv::{conv_geometry, einsum_geometry, other_operand, tensor_floats, Side};
+use super::{Context, Pass, Stage};
+use crate::kernels::float_conv::PackedFilters;
+use crate::kernels::integer_conv::pack::Geometry;
+use crate::ops::float_conv::{FloatConv, PixelMajor};
+
+/// The pass: [`rewrite`], after declutter.
+pub struct FloatConvRewrite;
+
+impl Pass for FloatConvRewrite {
+    fn name(&self) -> &'static str {
+        "f32 convolutions"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Decluttered
+    }
+
+    fn run(&self, model: &mut TypedModel, _context: &Context) -> TractResult<usize> {
+        rewrite(model)
+    }
+}
+
+/// A constant f32 tensor's values, if `outlet` is one.
+fn constant_floats(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(TVec<usize>, Vec<f32>)>> {
+    let Some(k) = model.outlet_fact(outlet)?.konst.as_ref() else { return Ok(None) };
+    if k.datum_type() != f32::datum_type() {
+        return Ok(None);
+    }
+    Ok(Some((k.shape().into(), tensor_floats(k)?)))
+}
+
+/// What [`rewrite`] wires for one convolution.
+struct Match {
+    input: OutletId,
+    sides: [Side; 2],
+    geometry: Geometry,
+    filters: Vec<f32>,
+    bias: Vec<f32>,
+    /// The output it replaces (the convolution's, or its bias add's).
+    replaces: OutletId,
+}
+
+/// A k×k `Conv` over an f32 image with constant filters and bias.
+fn conv_match(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<Option<Match>> {
+    if conv.q_params.is_some() || node.inputs.len() != 3 {
+        return Ok(None);
+    }
+    let x = node.inputs[0];
+    if model.outlet_fact(x)?.datum_type != f32::datum_type() {
+        return Ok(None);
+    }
+    let Some((side, geometry)) = conv_geometry(model, conv, x)? else { return Ok(None) };
+    let Some((shape, filters)) = constant_floats(model, node.inputs[1])? else { return Ok(None) };
+    let Some((_, bias)) = constant_floats(model, node.inputs[2])? else { return Ok(None) };
+    let m = shape.first().copied().unwrap_or(0);
+    if m == 0 || shape[1..] != [geometry.channels, geometry.kernel[0], geometry.kernel[1]] {
+        return Ok(None);
+    }
+    let bias = match bias.len() {
+        1 => vec![bias[0]; m],
+        n if n == m => bias,
+        _ => return Ok(None),
+    };
+    Ok(Some(Match { input: x, sides: [side, side], geometry, filters, bias, replaces: OutletId::new(node.id, 0) }))
+}
+
+/// A 1×1 convolution's `EinSum` over an f32 image with constant `[M, C]` filters, and the bias
+/// `Add` that follows when it is the einsum's only reader and adds one constant per channel.
+fn einsum_match(model: &TypedModel, node: &TypedNode, einsum: &EinSum) -> TractResult<Option<Match>> {
+    if einsum.q_params.is_some() || node.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let x = node.inputs[0];
+    if model.outlet_fact(x)?.datum_type != f32::datum_type() {
+        return Ok(None);
+    }
+    let Some((sides, geometry)) = einsum_geometry(model, einsum, x)? else { return Ok(None) };
+    let Some((shape, filters)) = constant_floats(model, node.inputs[1])? else { return Ok(None) };
+    let m = shape.first().copied().unwrap_or(0);
+    if m == 0 || shape.len() != 2 || shape[1] != geometry.channels {
+        return Ok(None);
+    }
+    let out = OutletId::new(node.id, 0);
+    let bias = model
+        .single_succ(node.id)?
+        .and_then(|add| {
+            let b = model.outlet_fact(other_operand(add, "Add", out)?).ok()?.konst.clone()?;
+            let fits = b.datum_type() == f32::datum_type()
+                && (b.len() == m || b.len() == 1)
+                && sides[1].along_channels(&b)
+                && model.outlet_fact(OutletId::new(add.id, 0)).ok()?.shape == model.outlet_fact(out).ok()?.shape;
+            fits.then(|| (tensor_floats(&b).ok(), OutletId::new(add.id, 0)))
+        })
+        .and_then(|(b, add)| Some((b?, add)));
+    let (bias, replaces) = match bias {
+        Some((b, add)) if b.len() == 1 => (vec![b[0]; m], add),
+        Some((b, add)) => (b, add),
+        None => (vec![0.0; m], out),
+    };
+    Ok(Some(Match { input: x, sides, geometry, filters, bias, replaces }))
+}
+
+/// A `Mul` or an `Add` of one constant per channel reading `outlet` alone (a batch
+/// normalisation tract did not fold into the filters): its output, and the per-channel scale and
+/// shift it applies (`x · scale + shift`).
+#[allow(clippy::type_complexity)]
+fn affine_after(
+    model: &TypedModel,
+    outlet: OutletId,
+    output: Side,
+    m: usize,
+) -> TractResult<Option<(OutletId, Vec<f32>, Vec<f32>)>> {
+    if model.node(outlet.node).outputs.len() != 1 {
+        return Ok(None);
+    }
+    let Some(next) = model.single_succ(outlet.node)? else { return Ok(None) };
+    let next_out = OutletId::new(next.id, 0);
+    if model.outlet_fact(next_out)?.shape != model.outlet_fact(outlet)?.shape {
+        return Ok(None);
+    }
+    for (op, is_scale) in [("Mul", true), ("Add", false)] {
+        let Some(other) = other_operand(next, op, outlet) else { continue };
+        let Some(k) = model.outlet_fact(other)?.konst.as_ref() else { return Ok(None) };
+        if k.datum_type() != f32::datum_type() || !(k.len() == m || k.len() == 1) || !output.along_channels(k) {
+            return Ok(None);
+        }
+        let values = tensor_floats(k)?;
+        let per_channel = if values.len() == 1 { vec![values[0]; m] } else { values };
+        return Ok(Some(if is_scale {
+            (next_out, per_channel, vec![0.0; m])
+        } else {
+            (next_out, vec![1.0; m], per_channel)
+        }));
+    }
+    Ok(None)
+}
+
+/// The ReLU reading `outlet` alone (a `Max` with a constant zero), if there is one.
+fn relu_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<OutletId>> {
+    let Some(max) = model.single_succ(outlet.node)? else { return Ok(None) };
+    if model.node(outlet.node).outputs.len() != 1 {
+        return Ok(None);
+    }
+    let Some(zero) = other_operand(max, "Max", outlet) else { return Ok(None) };
+    let is_zero = model.outlet_fact(zero)?.konst.as_ref().is_some_and(|k| {
+        k.datum_type() == f32::datum_type() && tensor_floats(k).is_ok_and(|v| v.iter().all(|z| *z == 0.0))
+    });
+    let max_out = OutletId::new(max.id, 0);
+    Ok((is_zero && model.outlet_fact(max_out)?.shape == model.outlet_fact(outlet)?.shape).then_some(max_out))
+}
+
+/// Replaces each f32 convolution of a decluttered model that [`FloatConv`] computes; returns
+/// how many.
+///
+/// A patch taps its input from the model as it was, so a convolution reading another's
+/// (replaced) output waits for the next round: rounds repeat until one finds nothing.
+pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
+    let mut total = 0;
+    loop {
+        let count = round(model)?;
+        if count == 0 {
+            return Ok(total);
+        }
+        total += count;
+    }
+}
+
+/// One round of [`rewrite`]: the convolutions whose input no other of this round replaces.
+fn round(model: &mut TypedModel) -> TractResult<usize> {
+    let mut patches = vec![];
+    // This round's replaced outputs and the inputs its patches tap.
+    let (mut replaced, mut tapped): (Vec<OutletId>, Vec<OutletId>) = (vec![], vec![]);
+    for node in model.nodes() {
+        let found = if let Some(conv) = node.op_as::<Conv>().filter(|c| c.group == 1) {
+            conv_match(model, node, conv)?
+        } else if let Some(einsum) = node.op_as::<EinSum>() {
+            einsum_match(model, node, einsum)?
+        } else {
+            None
+        };
+        let Some(Match { input, sides, geometry, mut filters, mut bias, mut replaces }) = found else { continue };
+        while let Some((out, scale, shift)) = affine_after(model, replaces, sides[1], bias.len())? {
+            let depth = filters.len() / bias.len();
+            for (m, s) in scale.iter().enumerate() {
+                filters[m * depth..][..depth].iter_mut().for_each(|w| *w *= s);
+                bias[m] = bias[m] * s + shift[m];
+            }
+            replaces = out;
+        }
+        let relu = match relu_after(model, replaces)? {
+            Some(out) => {
+                replaces = out;
+                true
+            }
+            None => false,
+        };
+        let op = FloatConv {
+            input_batch: sides[0].batch,
+            output_batch: sides[1].batch,
+            input_layout: sides[0].layout,
+            output_layout: sides[1].layout,
+            filters: Arc::new(PackedFilters::new(&filters, bias.len(), &bias)),
+            pixel_major: PixelMajor::of(&geometry, [sides[0].layout, sides[1].layout], &filters, &bias).map(Arc::new),
+            geometry,
+            relu,
+        };
+        let mut patch = TypedModelPatch::new(format!("f32 convolution {}", node.name));
+        if replaced.contains(&input) || tapped.contains(&replaces) {
+            continue;
+        }
+        let wire = patch.tap_model(model, input)?;
+        let out = patch.wire_node(&node.name, op, &[wire])?[0];
+        patch.shunt_outside(model, replaces, out)?;
+        patches.push(patch);
+        replaced.push(replaces);
+        tapped.push(input);
+    }
+    super::apply_all(model, patches)
+}
