@@ -10,6 +10,8 @@
 //!   model's grouped and depthwise convolutions run in f32.
 //! - [`qdq`]: [`qdq::Qdq`], quantize, dequantize or both fused.
 //! - [`dynamic_quantize`]: [`dynamic_quantize::SimdDynamicQuantize`], `DynamicQuantizeLinear`.
+//! - [`max_pool`]: [`max_pool::PlanarMaxPool`], tract's 2-D f32 max pool over planar images.
+//! - [`strided_copy`]: [`strided_copy::StridedCopy`], tract's f32 `Downsample` copied row by row.
 //! - [`ml`]: [`ml::MlOp`], the ONNX-ML operators of tabular models (tree ensembles, SVM, scaler…).
 //! - [`cumulative`]: [`cumulative::CumProd`], the running product along an axis.
 //! - [`loss`]: [`loss::Loss`], `NegativeLogLikelihoodLoss` and `SoftmaxCrossEntropyLoss`.
@@ -23,5 +25,7 @@ pub mod float_conv;
 pub mod integer_conv;
 pub mod layout;
 pub mod loss;
+pub mod max_pool;
 pub mod ml;
 pub mod qdq;
+pub mod strided_copy;

@@ -31,6 +31,10 @@
 //!    quantize → dequantize pairs fused.
 //! 7. [`dynamic_quantize::DynamicQuantizeAccelerate`] (optimized): `DynamicQuantizeLinear` onto
 //!    [`crate::ops::dynamic_quantize::SimdDynamicQuantize`].
+//! 8. [`strided_copy::StridedCopyAccelerate`] (optimized): f32 `Downsample` onto
+//!    [`crate::ops::strided_copy::StridedCopy`].
+//! 9. [`max_pool::MaxPoolAccelerate`] (optimized): 2-D f32 max pools over planar images onto
+//!    [`crate::ops::max_pool::PlanarMaxPool`].
 //!
 //! # Adding a pass
 //!
@@ -73,8 +77,10 @@ mod f16_to_f32;
 mod float_conv;
 mod integer_conv;
 mod integer_matmul;
+mod max_pool;
 mod qdq;
 mod quantized_softmax;
+mod strided_copy;
 
 use tract_onnx::prelude::*;
 
@@ -86,8 +92,10 @@ pub use f16_to_f32::F16ToF32;
 pub use float_conv::FloatConvRewrite;
 pub use integer_conv::IntegerConvRewrite;
 pub use integer_matmul::IntegerMatMulRewrite;
+pub use max_pool::MaxPoolAccelerate;
 pub use qdq::QdqAccelerate;
 pub use quantized_softmax::QuantizedSoftmaxGuard;
+pub use strided_copy::StridedCopyAccelerate;
 
 /// Where in the loading a pass runs: on the typed model as parsed, after tract's declutter, or
 /// after tract's optimisation. In execution order.
@@ -131,6 +139,8 @@ pub const PIPELINE: &[&dyn Pass] = &[
     &FloatConvRewrite,
     &QdqAccelerate,
     &DynamicQuantizeAccelerate,
+    &StridedCopyAccelerate,
+    &MaxPoolAccelerate,
 ];
 
 /// Applies patches found on `model` as it was (they replace disjoint nodes), then drops what they
@@ -172,7 +182,9 @@ mod tests {
                 "f16 to f32",
                 "f32 convolutions",
                 "qdq accelerate",
-                "dynamic quantize accelerate"
+                "dynamic quantize accelerate",
+                "strided copy accelerate",
+                "max pool accelerate"
             ]
         );
     }

@@ -61,7 +61,7 @@ pub fn im2col(x: &[f32], geometry: &Geometry, layout: Layout) -> Vec<f32> {
 /// Under the IC's metering a bounds-checked element copy costs several times a plain one, and
 /// im2col copies K·N values for every M·K·N multiply-accumulates: with few output channels it
 /// showed in the convolution's count (`benchmarks/profile.md`).
-fn gather(from: &[f32], step: usize, into: &mut [f32]) {
+pub fn gather(from: &[f32], step: usize, into: &mut [f32]) {
     let count = into.len();
     assert!(count == 0 || from.len() > (count - 1) * step);
     let (src, dst) = (from.as_ptr(), into.as_mut_ptr());

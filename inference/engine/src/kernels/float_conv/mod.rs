@@ -31,7 +31,11 @@ pub const LANES: usize = 4;
 /// Output channels per block of the packed filters; each of a step's weights is splatted once
 /// and multiplies every vector of the tile.
 pub const ROWS: usize = 8;
-/// Vectors of columns in a wide tile (sixteen columns); narrower tails take one vector.
+/// Vectors of columns in the widest tile (thirty-two columns): per step each splatted weight
+/// feeds eight products, which spreads its load over more of them than sixteen columns do.
+pub const WIDEST: usize = 8;
+/// Vectors of columns in a wide tile (sixteen columns), for what the widest leave; narrower
+/// tails take one vector.
 pub const WIDE: usize = 4;
 /// K values per step: the products an accumulator takes before it is written back.
 pub const UNROLL: usize = 4;
@@ -234,6 +238,16 @@ mod simd {
         let mut block = 0;
         while block < filters.blocks() {
             let mut n = 0;
+            // Pixel-major products (a bias per column) have the output channels as columns,
+            // rarely many: sixteen-column tiles serve them, which keeps the module within the
+            // code size we budget (`the_modules_fit_the_ic_limits_with_the_margin_we_keep`).
+            while !PER_COLUMN && n + WIDEST * LANES <= columns {
+                // SAFETY: check_bounds (by the caller): columns n..n + 32 < columns of every row
+                // of `b` and of every channel row of `out` this block has; the block's panels
+                // and bias.
+                unsafe { widest::<PER_COLUMN>(filters, block, b, ldb, n, relu, out, ldc) };
+                n += WIDEST * LANES;
+            }
             while n + WIDE * LANES <= columns {
                 // SAFETY: check_bounds (by the caller): columns n..n + 16 < columns of every row
                 // of `b` and of every channel row of `out` this block has; the block's panels
@@ -342,124 +356,76 @@ mod simd {
         }};
     }
 
-    /// Sixteen columns of one block.
-    ///
-    /// # Safety
-    /// Columns `n..n + 16` exist in every row of `b` and of `out` the block reads or writes
-    /// (`check_bounds`), and `block` < `filters.blocks()`.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    unsafe fn wide<const PER_COLUMN: bool>(
-        filters: &PackedFilters,
-        block: usize,
-        b: &[f32],
-        ldb: usize,
-        n: usize,
-        relu: bool,
-        out: &mut [f32],
-        ldc: usize,
-    ) {
-        let depth = filters.depth;
-        let mut acc = biases!(filters, block, n, [0 1 2 3], WIDE);
-        let mut w = filters.panels.as_ptr().add(block * depth * ROWS);
-        let mut x0 = b.as_ptr().add(n);
-        let mut k = 0;
-        while k + UNROLL <= depth {
-            // Opaque to LLVM's loop strength reduction, which would otherwise rewrite every
-            // load's address as a separate induction variable and lose the loads' constant
-            // offsets (an `i32.add` each; see the module's documentation).
-            (w, x0) = black_box((w, x0));
-            let (x1, x2, x3) = (x0.add(ldb), x0.add(2 * ldb), x0.add(3 * ldb));
-            let x = [
-                [
-                    v128_load(x0 as *const v128),
-                    v128_load(x0.add(4) as *const v128),
-                    v128_load(x0.add(8) as *const v128),
-                    v128_load(x0.add(12) as *const v128),
-                ],
-                [
-                    v128_load(x1 as *const v128),
-                    v128_load(x1.add(4) as *const v128),
-                    v128_load(x1.add(8) as *const v128),
-                    v128_load(x1.add(12) as *const v128),
-                ],
-                [
-                    v128_load(x2 as *const v128),
-                    v128_load(x2.add(4) as *const v128),
-                    v128_load(x2.add(8) as *const v128),
-                    v128_load(x2.add(12) as *const v128),
-                ],
-                [
-                    v128_load(x3 as *const v128),
-                    v128_load(x3.add(4) as *const v128),
-                    v128_load(x3.add(8) as *const v128),
-                    v128_load(x3.add(12) as *const v128),
-                ],
-            ];
-            let s = [splats!(w), splats!(w.add(ROWS)), splats!(w.add(2 * ROWS)), splats!(w.add(3 * ROWS))];
-            products!(acc, s, x, [0 1 2 3 4 5 6 7], [0 1 2 3], [0 1 2 3]);
-            w = w.add(UNROLL * ROWS);
-            x0 = x0.add(UNROLL * ldb);
-            k += UNROLL;
-        }
-        while k < depth {
-            let x = [[
-                v128_load(x0 as *const v128),
-                v128_load(x0.add(4) as *const v128),
-                v128_load(x0.add(8) as *const v128),
-                v128_load(x0.add(12) as *const v128),
-            ]];
-            let s = [splats!(w)];
-            products!(acc, s, x, [0 1 2 3 4 5 6 7], [0 1 2 3], [0]);
-            w = w.add(ROWS);
-            x0 = x0.add(ldb);
-            k += 1;
-        }
-        finish!(acc, filters, block, n, relu, out, ldc, [0 1 2 3 4 5 6 7], [0 1 2 3]);
+    /// The vectors of columns `p · 4..p · 4 + 4` of the row at `x`, for each listed p.
+    macro_rules! vectors {
+        ($x:expr, [$($p:tt)*]) => {{
+            let x = $x;
+            [$( v128_load(x.add($p * LANES) as *const v128) ),*]
+        }};
     }
 
-    /// Four columns of one block.
+    /// Defines a tile: one block's columns `n..n + 4 · count` (vectors `[p…]`).
     ///
-    /// # Safety
-    /// As [`wide`], for columns `n..n + 4`.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    unsafe fn narrow<const PER_COLUMN: bool>(
-        filters: &PackedFilters,
-        block: usize,
-        b: &[f32],
-        ldb: usize,
-        n: usize,
-        relu: bool,
-        out: &mut [f32],
-        ldc: usize,
-    ) {
-        let depth = filters.depth;
-        let mut acc = biases!(filters, block, n, [0], 1);
-        let mut w = filters.panels.as_ptr().add(block * depth * ROWS);
-        let mut x0 = b.as_ptr().add(n);
-        let mut k = 0;
-        while k + UNROLL <= depth {
-            let x = [
-                [v128_load(x0 as *const v128)],
-                [v128_load(x0.add(ldb) as *const v128)],
-                [v128_load(x0.add(2 * ldb) as *const v128)],
-                [v128_load(x0.add(3 * ldb) as *const v128)],
-            ];
-            let s = [splats!(w), splats!(w.add(ROWS)), splats!(w.add(2 * ROWS)), splats!(w.add(3 * ROWS))];
-            products!(acc, s, x, [0 1 2 3 4 5 6 7], [0], [0 1 2 3]);
-            w = w.add(UNROLL * ROWS);
-            x0 = x0.add(UNROLL * ldb);
-            k += UNROLL;
-        }
-        while k < depth {
-            let x = [[v128_load(x0 as *const v128)]];
-            let s = [splats!(w)];
-            products!(acc, s, x, [0 1 2 3 4 5 6 7], [0], [0]);
-            w = w.add(ROWS);
-            x0 = x0.add(ldb);
-            k += 1;
-        }
-        finish!(acc, filters, block, n, relu, out, ldc, [0 1 2 3 4 5 6 7], [0]);
+    /// # Safety (of the function defined)
+    /// Those columns exist in every row of `b` and of `out` the block reads or writes
+    /// (`check_bounds`), and `block` < `filters.blocks()`.
+    macro_rules! tile {
+        ($(#[$doc:meta])* $name:ident, [$($p:tt)*], $count:expr) => {
+            $(#[$doc])*
+            #[allow(clippy::too_many_arguments)]
+            #[inline(never)]
+            unsafe fn $name<const PER_COLUMN: bool>(
+                filters: &PackedFilters,
+                block: usize,
+                b: &[f32],
+                ldb: usize,
+                n: usize,
+                relu: bool,
+                out: &mut [f32],
+                ldc: usize,
+            ) {
+                let depth = filters.depth;
+                let mut acc = biases!(filters, block, n, [$($p)*], $count);
+                let mut w = filters.panels.as_ptr().add(block * depth * ROWS);
+                let mut x0 = b.as_ptr().add(n);
+                let mut k = 0;
+                while k + UNROLL <= depth {
+                    // Opaque to LLVM's loop strength reduction, which would otherwise rewrite
+                    // every load's address as a separate induction variable and lose the
+                    // loads' constant offsets (an `i32.add` each; see the module's
+                    // documentation).
+                    (w, x0) = black_box((w, x0));
+                    let (x1, x2, x3) = (x0.add(ldb), x0.add(2 * ldb), x0.add(3 * ldb));
+                    let x = [vectors!(x0, [$($p)*]), vectors!(x1, [$($p)*]), vectors!(x2, [$($p)*]), vectors!(x3, [$($p)*])];
+                    let s = [splats!(w), splats!(w.add(ROWS)), splats!(w.add(2 * ROWS)), splats!(w.add(3 * ROWS))];
+                    products!(acc, s, x, [0 1 2 3 4 5 6 7], [$($p)*], [0 1 2 3]);
+                    w = w.add(UNROLL * ROWS);
+                    x0 = x0.add(UNROLL * ldb);
+                    k += UNROLL;
+                }
+                while k < depth {
+                    let x = [vectors!(x0, [$($p)*])];
+                    let s = [splats!(w)];
+                    products!(acc, s, x, [0 1 2 3 4 5 6 7], [$($p)*], [0]);
+                    w = w.add(ROWS);
+                    x0 = x0.add(ldb);
+                    k += 1;
+                }
+                finish!(acc, filters, block, n, relu, out, ldc, [0 1 2 3 4 5 6 7], [$($p)*]);
+            }
+        };
     }
+
+    tile!(
+        /// Thirty-two columns of one block: each splatted weight feeds eight vectors.
+        widest, [0 1 2 3 4 5 6 7], WIDEST
+    );
+    tile!(
+        /// Sixteen columns of one block.
+        wide, [0 1 2 3], WIDE
+    );
+    tile!(
+        /// Four columns of one block.
+        narrow, [0], 1
+    );
 }

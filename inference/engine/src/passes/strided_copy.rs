@@ -1,0 +1,41 @@
+//! Gives an optimised model's f32 `Downsample` nodes (strided 1×1 convolutions' inputs, see
+//! [`StridedCopy`]) a row-by-row copy, node for node.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::Downsample;
+
+use super::{Context, Pass, Stage};
+use crate::ops::strided_copy::StridedCopy;
+
+/// The pass: [`replace`], after optimisation.
+pub struct StridedCopyAccelerate;
+
+impl Pass for StridedCopyAccelerate {
+    fn name(&self) -> &'static str {
+        "strided copy accelerate"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Optimized
+    }
+
+    fn run(&self, model: &mut TypedModel, _: &Context) -> TractResult<usize> {
+        replace(model)
+    }
+}
+
+/// Replaces each f32 `Downsample` with a positive stride by [`StridedCopy`]; answers how many.
+pub fn replace(model: &mut TypedModel) -> TractResult<usize> {
+    let mut changed = 0;
+    for id in 0..model.nodes().len() {
+        let node = model.node(id);
+        let Some(d) = node.op_as::<Downsample>() else { continue };
+        if d.stride <= 0 || model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type() {
+            continue;
+        }
+        let op = StridedCopy { axis: d.axis, stride: d.stride as usize, modulo: d.modulo };
+        model.node_mut(id).op = Box::new(op);
+        changed += 1;
+    }
+    Ok(changed)
+}
