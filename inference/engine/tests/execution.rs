@@ -81,6 +81,30 @@ fn every_variant_matches_onnxruntime_and_keeps_the_argmax() {
     eprintln!("{}", report.join("\n"));
 }
 
+/// A bundled case's model loaded for its input shape, and the MACs of its whole graph.
+fn loaded_with_macs(model: &str, variant: &str) -> (inference_engine::model::LoadedModel, u64) {
+    let case = support::case(model, variant);
+    let info = inspect(&case.model).unwrap();
+    let spec = TensorSpec {
+        name: info.inputs[0].name.clone(),
+        shape: case.input_shape.iter().map(|&d| d as i64).collect(),
+        dtype: DType::F32,
+        max_shape: None,
+    };
+    let all = inference_engine::model::macs(&case.model, std::slice::from_ref(&spec)).unwrap();
+    (load(&case.model, &[spec], info.weight_format).unwrap(), all)
+}
+
+/// The MACs the plan's nodes of operator `op` compute (their cost).
+fn macs_of(plan: &TypedModel, op: &str) -> u64 {
+    let mut macs = 0;
+    for node in plan.nodes().iter().filter(|n| n.op.name() == op) {
+        let facts = plan.node_input_facts(node.id).unwrap();
+        macs += node.op.cost(&facts).unwrap().iter().map(|(_, n)| n.to_i64().unwrap() as u64).sum::<u64>();
+    }
+    macs
+}
+
 /// The one-group convolutions of int8 models (QDQ, QOperator lowered to QDQ, and dynamic) run
 /// on their int8 values in our kernel: all of them but the squeeze-excitation ones on 1×1
 /// inputs (which tract declutters into matrix-vector products), so most of the model's
@@ -98,22 +122,9 @@ fn int8_convolutions_run_on_int8_values() {
         ("opennsfw", "qdq_nosm", 0.99),
         ("rapidocr_cls", "fp32", 0.0),
     ] {
-        let case = support::case(model, variant);
-        let info = inspect(&case.model).unwrap();
-        let spec = TensorSpec {
-            name: info.inputs[0].name.clone(),
-            shape: case.input_shape.iter().map(|&d| d as i64).collect(),
-            dtype: DType::F32,
-            max_shape: None,
-        };
-        let all = inference_engine::model::macs(&case.model, std::slice::from_ref(&spec)).unwrap();
-        let loaded = load(&case.model, &[spec], info.weight_format).unwrap();
+        let (loaded, all) = loaded_with_macs(model, variant);
         let plan = loaded.plan.model();
-        let mut integer = 0;
-        for node in plan.nodes().iter().filter(|n| n.op.name() == "IntegerConv") {
-            let facts = plan.node_input_facts(node.id).unwrap();
-            integer += node.op.cost(&facts).unwrap().iter().map(|(_, n)| n.to_i64().unwrap() as u64).sum::<u64>();
-        }
+        let integer = macs_of(plan, "IntegerConv");
         let got = integer as f64 / all as f64;
         let integer_path: Vec<_> =
             plan.nodes().iter().filter(|n| n.op.name() == "QSumB").map(|n| n.name.clone()).collect();
@@ -141,22 +152,9 @@ fn f32_convolutions_run_on_our_kernel() {
         ("opennsfw", "fp32", 0.99),
         ("rapidocr_cls", "qdq", 0.0),
     ] {
-        let case = support::case(model, variant);
-        let info = inspect(&case.model).unwrap();
-        let spec = TensorSpec {
-            name: info.inputs[0].name.clone(),
-            shape: case.input_shape.iter().map(|&d| d as i64).collect(),
-            dtype: DType::F32,
-            max_shape: None,
-        };
-        let all = inference_engine::model::macs(&case.model, std::slice::from_ref(&spec)).unwrap();
-        let loaded = load(&case.model, &[spec], info.weight_format).unwrap();
+        let (loaded, all) = loaded_with_macs(model, variant);
         let plan = loaded.plan.model();
-        let mut ours = 0;
-        for node in plan.nodes().iter().filter(|n| n.op.name() == "FloatConv") {
-            let facts = plan.node_input_facts(node.id).unwrap();
-            ours += node.op.cost(&facts).unwrap().iter().map(|(_, n)| n.to_i64().unwrap() as u64).sum::<u64>();
-        }
+        let ours = macs_of(plan, "FloatConv");
         let got = ours as f64 / all as f64;
         eprintln!("{model}/{variant}: {:.1} % of the MACs in our f32 convolutions", got * 100.0);
         if share == 0.0 {

@@ -185,9 +185,14 @@ pub(super) fn conv_geometry(model: &TypedModel, conv: &Conv, x: OutletId) -> Tra
     if conv.group != 1 || conv.kernel_fmt != KernelFormat::OIHW || spec.rank() != 2 {
         return Ok(None);
     }
-    let Some((channels, [h, w])) = side.image(model, x)? else { return Ok(None) };
+    let Some((channels, size)) = side.image(model, x)? else { return Ok(None) };
+    Ok(Some((side, pool_geometry(spec, channels, size))))
+}
+
+/// The geometry of a 2-D window (a convolution's or a pool's) over `channels` × `[h, w]` images.
+pub(super) fn pool_geometry(spec: &PoolSpec, channels: usize, [h, w]: [usize; 2]) -> Geometry {
     let padding = spec.computed_padding(&[h, w]);
-    let geometry = Geometry {
+    Geometry {
         channels,
         input: [h, w],
         kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
@@ -195,8 +200,7 @@ pub(super) fn conv_geometry(model: &TypedModel, conv: &Conv, x: OutletId) -> Tra
         dilations: [spec.dilation(0), spec.dilation(1)],
         pad_before: [padding[0].pad_before, padding[1].pad_before],
         output: [padding[0].convoluted, padding[1].convoluted],
-    };
-    Ok(Some((side, geometry)))
+    }
 }
 
 /// The sides and geometry of a 1×1 convolution's `EinSum` (`[N]IHW,OI->[N]OHW` or the HWC

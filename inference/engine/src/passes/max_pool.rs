@@ -5,8 +5,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::cnn::OptMaxPool;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
+use super::integer_conv::pool_geometry;
 use super::{Context, Pass, Stage};
-use crate::kernels::integer_conv::pack::Geometry;
 use crate::ops::max_pool::PlanarMaxPool;
 
 /// The pass: [`replace`], after optimisation.
@@ -43,17 +43,7 @@ pub fn planar(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Planar
     let Some(shape) = fact.shape.as_concrete() else { return Ok(None) };
     let image = if batch { shape.get(1..) } else { Some(shape) };
     let Some(&[channels, h, w]) = image else { return Ok(None) };
-    let padding = spec.computed_padding(&[h, w]);
-    let geometry = Geometry {
-        channels,
-        input: [h, w],
-        kernel: [spec.kernel_shape[0], spec.kernel_shape[1]],
-        strides: [spec.stride(0), spec.stride(1)],
-        dilations: [spec.dilation(0), spec.dilation(1)],
-        pad_before: [padding[0].pad_before, padding[1].pad_before],
-        output: [padding[0].convoluted, padding[1].convoluted],
-    };
-    Ok(Some(PlanarMaxPool { batch, geometry }))
+    Ok(Some(PlanarMaxPool { batch, geometry: pool_geometry(spec, channels, [h, w]) }))
 }
 
 /// Replaces each max pool [`planar`] accepts; answers how many.
