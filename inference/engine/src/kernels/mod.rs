@@ -27,26 +27,41 @@ pub mod qdq;
 
 /// A value the kernels convert from or to: u8 or i8.
 pub trait Int8: Copy + 'static {
+    /// Whether the bytes read as u8 (else as i8).
+    const UNSIGNED: bool;
     fn to_i32(self) -> i32;
     /// From a value already clamped into this type's range.
     fn from_clamped(v: i32) -> Self;
+    /// The values' bytes, for kernels that move bytes whatever they mean (one instance of
+    /// their code rather than one per type: the canister's code section is near our budget).
+    fn bytes(xs: &[Self]) -> &[u8];
 }
 
 impl Int8 for u8 {
+    const UNSIGNED: bool = true;
     fn to_i32(self) -> i32 {
         self as i32
     }
     fn from_clamped(v: i32) -> Self {
         v as u8
     }
+    fn bytes(xs: &[u8]) -> &[u8] {
+        xs
+    }
 }
 
 impl Int8 for i8 {
+    const UNSIGNED: bool = false;
     fn to_i32(self) -> i32 {
         self as i32
     }
     fn from_clamped(v: i32) -> Self {
         v as i8
+    }
+    fn bytes(xs: &[i8]) -> &[u8] {
+        // SAFETY: i8 and u8 have the same size and alignment and every bit pattern is valid for
+        // both; the returned slice borrows `xs` for as long.
+        unsafe { core::slice::from_raw_parts(xs.as_ptr() as *const u8, xs.len()) }
     }
 }
 

@@ -81,8 +81,8 @@ impl IntegerConv {
         let (geometry, weights) = (&self.geometry, &*self.weights);
         let strides = Strides::of(self.output_layout, weights.channels, geometry.pixels());
         let packed = match self.input_layout {
-            Layout::Planar => pack::pack_planar(x, geometry, epilogue.zero_point),
-            Layout::Interleaved => pack::pack_interleaved(x, geometry, epilogue.zero_point),
+            Layout::Planar => pack::pack_planar::<Best, T>(x, geometry, epilogue.zero_point),
+            Layout::Interleaved => pack::pack_interleaved::<Best, T>(x, geometry, epilogue.zero_point),
         };
         Best::multiply(weights, &packed, geometry.pixels(), epilogue, strides, out)
     }

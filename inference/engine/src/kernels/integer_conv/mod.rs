@@ -22,13 +22,24 @@ pub mod reference;
 
 pub use reference::{check, check_kernels};
 
-use super::Int8;
 use pack::{Epilogue, PackedWeights, Strides};
 
 /// The family's interface.
 pub trait ConvKernels {
-    /// Values widened to i16 (`min(xs.len(), ys.len())` of them).
-    fn widen<T: Int8>(xs: &[T], ys: &mut [i16]);
+    /// Values widened to i16 (`min(xs.len(), ys.len())` of them): the bytes of u8 values if
+    /// `unsigned`, else of i8 ones.
+    fn widen(xs: &[u8], unsigned: bool, ys: &mut [i16]);
+    /// A planar (CHW) image of `channels × pixels` values (the bytes of u8 values if `unsigned`,
+    /// else of i8 ones) widened to i16 and interleaved (HWC): `ys[p·C + c] = xs[c·P + p]`. The
+    /// packing's transposition, so that each tap of each output pixel copies a contiguous run
+    /// of channels.
+    fn interleave(xs: &[u8], unsigned: bool, ys: &mut [i16], channels: usize, pixels: usize);
+    /// `ys[i] = xs[from + i·step]` for every i of `ys`: a row segment of a planar image, every
+    /// `step`-th column, for the planar im2col matrix of small channel counts ([`pack`]).
+    fn gather(xs: &[u8], from: usize, step: usize, ys: &mut [u8]);
+    /// `dst.copy_from_slice(src)` for the packing's short runs (a tap's channels): under the
+    /// IC's metering a bulk `memory.copy` costs a hundred instructions before its bytes.
+    fn copy(src: &[i16], dst: &mut [i16]);
     /// The outputs of one image from its packed im2col matrix ([`pack`]): output (channel m,
     /// pixel p) at `out[m · strides.channel + p · strides.pixel]`.
     fn multiply(
@@ -54,10 +65,38 @@ pub type Best = Scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub use simd::Simd128;
 
-fn widen_scalar<T: Int8>(xs: &[T], ys: &mut [i16]) {
+fn widen_scalar(xs: &[u8], unsigned: bool, ys: &mut [i16]) {
     let (len, mut i) = (xs.len().min(ys.len()), 0);
     while i < len {
-        ys[i] = xs[i].to_i32() as i16;
+        ys[i] = if unsigned { xs[i] as i16 } else { xs[i] as i8 as i16 };
+        i += 1;
+    }
+}
+
+/// [`ConvKernels::interleave`] for channels `channels.0..channels.1` of pixels
+/// `pixels.0..pixels.1` (the simd128 version's edges).
+fn interleave_scalar(
+    xs: &[u8],
+    unsigned: bool,
+    ys: &mut [i16],
+    count: [usize; 2],
+    channels: [usize; 2],
+    pixels: [usize; 2],
+) {
+    let [c_count, p_count] = count;
+    for p in pixels[0]..pixels[1] {
+        for c in channels[0]..channels[1] {
+            let x = xs[c * p_count + p];
+            ys[p * c_count + c] = if unsigned { x as i16 } else { x as i8 as i16 };
+        }
+    }
+}
+
+/// [`ConvKernels::gather`] from `ys[done]` on (the simd128 version's tail).
+fn gather_scalar(xs: &[u8], from: usize, step: usize, ys: &mut [u8], done: usize) {
+    let mut i = done;
+    while i < ys.len() {
+        ys[i] = xs[from + i * step];
         i += 1;
     }
 }
@@ -91,8 +130,20 @@ fn multiply_scalar(
 }
 
 impl ConvKernels for Scalar {
-    fn widen<T: Int8>(xs: &[T], ys: &mut [i16]) {
-        widen_scalar(xs, ys)
+    fn widen(xs: &[u8], unsigned: bool, ys: &mut [i16]) {
+        widen_scalar(xs, unsigned, ys)
+    }
+
+    fn interleave(xs: &[u8], unsigned: bool, ys: &mut [i16], channels: usize, pixels: usize) {
+        interleave_scalar(xs, unsigned, ys, [channels, pixels], [0, channels], [0, pixels])
+    }
+
+    fn gather(xs: &[u8], from: usize, step: usize, ys: &mut [u8]) {
+        gather_scalar(xs, from, step, ys, 0)
+    }
+
+    fn copy(src: &[i16], dst: &mut [i16]) {
+        dst.copy_from_slice(src)
     }
 
     fn multiply(
@@ -118,8 +169,21 @@ mod simd {
     pub struct Simd128;
 
     impl ConvKernels for Simd128 {
-        fn widen<T: Int8>(xs: &[T], ys: &mut [i16]) {
-            widen(xs, ys)
+        fn widen(xs: &[u8], unsigned: bool, ys: &mut [i16]) {
+            widen(xs, unsigned, ys)
+        }
+
+        fn interleave(xs: &[u8], unsigned: bool, ys: &mut [i16], channels: usize, pixels: usize) {
+            interleave(xs, unsigned, ys, channels, pixels)
+        }
+
+        fn gather(xs: &[u8], from: usize, step: usize, ys: &mut [u8]) {
+            gather(xs, from, step, ys)
+        }
+
+        #[inline(always)]
+        fn copy(src: &[i16], dst: &mut [i16]) {
+            copy(src, dst)
         }
 
         fn multiply(
@@ -134,27 +198,157 @@ mod simd {
         }
     }
 
-    #[inline(always)]
-    fn widen<T: Int8>(xs: &[T], ys: &mut [i16]) {
+    fn widen(xs: &[u8], unsigned: bool, ys: &mut [i16]) {
         let len = xs.len().min(ys.len());
         let n = len / 8 * 8;
-        let unsigned = T::from_clamped(255).to_i32() == 255;
-        let (x, y) = (xs.as_ptr() as *const u8, ys.as_mut_ptr());
+        let (x, y) = (xs.as_ptr(), ys.as_mut_ptr());
         let mut i = 0;
         while i < n {
-            // SAFETY: i + 8 <= n <= len: the 8 bytes read at x + i are xs[i..i + 8] (`T` is one
-            // byte), the 8 i16 written at y + i are ys[i..i + 8]; no alignment is required.
-            unsafe {
-                let wide = if unsigned {
-                    u16x8_load_extend_u8x8(x.add(i))
-                } else {
-                    i16x8_load_extend_i8x8(x.add(i) as *const i8)
-                };
-                v128_store(y.add(i) as *mut v128, wide);
-            }
+            // SAFETY: i + 8 <= n <= len: the 8 bytes read at x + i are xs[i..i + 8], the 8 i16
+            // written at y + i are ys[i..i + 8]; no alignment is required.
+            unsafe { v128_store(y.add(i) as *mut v128, load_widened(x.add(i), unsigned)) };
             i += 8;
         }
-        widen_scalar(&xs[n..len], &mut ys[n..len]);
+        widen_scalar(&xs[n..len], unsigned, &mut ys[n..len]);
+    }
+
+    /// Eight values from `at`, widened to i16 lanes.
+    ///
+    /// # Safety
+    /// `at..at + 8` must be readable.
+    #[inline(always)]
+    unsafe fn load_widened(at: *const u8, unsigned: bool) -> v128 {
+        // SAFETY: the caller's contract.
+        unsafe {
+            if unsigned {
+                u16x8_load_extend_u8x8(at)
+            } else {
+                i16x8_load_extend_i8x8(at as *const i8)
+            }
+        }
+    }
+
+    /// 8 × 8 blocks: eight channels' rows of eight pixels loaded widened, transposed in three
+    /// rounds of shuffles (16-, 32-, then 64-bit units), stored as eight pixels' rows of eight
+    /// channels; the edges (channel and pixel counts beyond a multiple of eight) one at a time.
+    fn interleave(xs: &[u8], unsigned: bool, ys: &mut [i16], channels: usize, pixels: usize) {
+        let (whole_c, whole_p) = (channels / 8 * 8, pixels / 8 * 8);
+        assert!(xs.len() >= channels * pixels && ys.len() >= channels * pixels);
+        let (x, y) = (xs.as_ptr(), ys.as_mut_ptr());
+        let mut p = 0;
+        while p < whole_p {
+            let mut c = 0;
+            while c < whole_c {
+                // SAFETY: c + 8 <= channels and p + 8 <= pixels: each read x[(c + i)·P + p..][..8]
+                // and each write y[(p + j)·C + c..][..8] lies within the C·P values asserted
+                // above. No access needs alignment.
+                unsafe {
+                    let from = x.add(c * pixels + p);
+                    let r0 = load_widened(from, unsigned);
+                    let r1 = load_widened(from.add(pixels), unsigned);
+                    let r2 = load_widened(from.add(2 * pixels), unsigned);
+                    let r3 = load_widened(from.add(3 * pixels), unsigned);
+                    let r4 = load_widened(from.add(4 * pixels), unsigned);
+                    let r5 = load_widened(from.add(5 * pixels), unsigned);
+                    let r6 = load_widened(from.add(6 * pixels), unsigned);
+                    let r7 = load_widened(from.add(7 * pixels), unsigned);
+                    // Channel pairs (2i, 2i + 1) of pixels 0–3 (…0) and 4–7 (…1).
+                    let (a0, a1) = (
+                        i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(r0, r1),
+                        i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(r0, r1),
+                    );
+                    let (b0, b1) = (
+                        i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(r2, r3),
+                        i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(r2, r3),
+                    );
+                    let (c0, c1) = (
+                        i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(r4, r5),
+                        i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(r4, r5),
+                    );
+                    let (d0, d1) = (
+                        i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(r6, r7),
+                        i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(r6, r7),
+                    );
+                    // Channels 0–3 (e) and 4–7 (f) of pixel pairs (0, 1), (2, 3), (4, 5), (6, 7).
+                    let (e0, e1) = (i32x4_shuffle::<0, 4, 1, 5>(a0, b0), i32x4_shuffle::<2, 6, 3, 7>(a0, b0));
+                    let (e2, e3) = (i32x4_shuffle::<0, 4, 1, 5>(a1, b1), i32x4_shuffle::<2, 6, 3, 7>(a1, b1));
+                    let (f0, f1) = (i32x4_shuffle::<0, 4, 1, 5>(c0, d0), i32x4_shuffle::<2, 6, 3, 7>(c0, d0));
+                    let (f2, f3) = (i32x4_shuffle::<0, 4, 1, 5>(c1, d1), i32x4_shuffle::<2, 6, 3, 7>(c1, d1));
+                    let to = y.add(p * channels + c);
+                    v128_store(to as *mut v128, i64x2_shuffle::<0, 2>(e0, f0));
+                    v128_store(to.add(channels) as *mut v128, i64x2_shuffle::<1, 3>(e0, f0));
+                    v128_store(to.add(2 * channels) as *mut v128, i64x2_shuffle::<0, 2>(e1, f1));
+                    v128_store(to.add(3 * channels) as *mut v128, i64x2_shuffle::<1, 3>(e1, f1));
+                    v128_store(to.add(4 * channels) as *mut v128, i64x2_shuffle::<0, 2>(e2, f2));
+                    v128_store(to.add(5 * channels) as *mut v128, i64x2_shuffle::<1, 3>(e2, f2));
+                    v128_store(to.add(6 * channels) as *mut v128, i64x2_shuffle::<0, 2>(e3, f3));
+                    v128_store(to.add(7 * channels) as *mut v128, i64x2_shuffle::<1, 3>(e3, f3));
+                }
+                c += 8;
+            }
+            p += 8;
+        }
+        let count = [channels, pixels];
+        interleave_scalar(xs, unsigned, ys, count, [whole_c, channels], [0, whole_p]);
+        interleave_scalar(xs, unsigned, ys, count, [0, channels], [whole_p, pixels]);
+    }
+
+    /// Steps of one and two sixteen values a vector (two loads and a shuffle keeping the even
+    /// bytes for two), then eight, then one at a time; other steps one at a time.
+    fn gather(xs: &[u8], from: usize, step: usize, ys: &mut [u8]) {
+        let (count, len) = (ys.len(), xs.len());
+        let (x, y) = (xs.as_ptr(), ys.as_mut_ptr());
+        let mut i = 0;
+        if step == 1 {
+            while i + 16 <= count && from + i + 16 <= len {
+                // SAFETY: reads x[from + i..][..16] within `xs` and writes ys[i..i + 16] (both
+                // checked just above); no alignment is required.
+                unsafe { v128_store(y.add(i) as *mut v128, v128_load(x.add(from + i) as *const v128)) };
+                i += 16;
+            }
+        } else if step == 2 {
+            while i + 16 <= count && from + 2 * i + 32 <= len {
+                // SAFETY: reads x[from + 2i..][..32] within `xs` and writes ys[i..i + 16] (both
+                // checked just above); no alignment is required.
+                unsafe {
+                    let at = x.add(from + 2 * i);
+                    let (a, b) = (v128_load(at as *const v128), v128_load(at.add(16) as *const v128));
+                    let even = i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30>(a, b);
+                    v128_store(y.add(i) as *mut v128, even);
+                }
+                i += 16;
+            }
+            while i + 8 <= count && from + 2 * i + 16 <= len {
+                // SAFETY: reads x[from + 2i..][..16] within `xs` and writes ys[i..i + 8] (both
+                // checked just above); no alignment is required.
+                unsafe {
+                    let a = v128_load(x.add(from + 2 * i) as *const v128);
+                    let even = i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 0, 2, 4, 6, 8, 10, 12, 14>(a, a);
+                    v128_store64_lane::<0>(even, y.add(i) as *mut u64);
+                }
+                i += 8;
+            }
+        }
+        gather_scalar(xs, from, step, ys, i)
+    }
+
+    /// Eight values a vector, the rest one at a time.
+    #[inline(always)]
+    fn copy(src: &[i16], dst: &mut [i16]) {
+        let len = src.len();
+        assert_eq!(len, dst.len());
+        let n = len / 8 * 8;
+        let (from, to) = (src.as_ptr(), dst.as_mut_ptr());
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i + 8 <= n <= len, the length of both slices; no alignment is required.
+            unsafe { v128_store(to.add(i) as *mut v128, v128_load(from.add(i) as *const v128)) };
+            i += 8;
+        }
+        while i < len {
+            dst[i] = src[i];
+            i += 1;
+        }
     }
 
     /// The epilogue's parameters for one block of four channels, as lanes.

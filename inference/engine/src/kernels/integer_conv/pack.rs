@@ -1,7 +1,7 @@
 //! What the kernels read: the convolution's geometry, its weights and its input packed as i16
 //! pairs along K for `i32x4.dot_i16x8_s`, and how each integer sum becomes an f32 output.
 
-use super::{Best, ConvKernels};
+use super::ConvKernels;
 use crate::kernels::Int8;
 
 /// How an image's values are laid out: channel planes (CHW) or channels interleaved per pixel
@@ -198,37 +198,101 @@ fn im2col(
     packed
 }
 
-/// The packed im2col matrix of an interleaved (HWC) image: each tap of each pixel copies that
-/// input pixel's channels, contiguous on both sides.
-pub fn pack_interleaved<T: Int8>(x: &[T], geometry: &Geometry, zero_point: i32) -> Vec<i16> {
+/// The packed im2col matrix of an interleaved (HWC) image, with kernels `K`.
+pub fn pack_interleaved<K: ConvKernels, T: Int8>(x: &[T], geometry: &Geometry, zero_point: i32) -> Vec<i16> {
+    pack_interleaved_bytes::<K>(T::bytes(x), T::UNSIGNED, geometry, zero_point)
+}
+
+/// [`pack_interleaved`] over the values' bytes (one instance for u8 and i8).
+fn pack_interleaved_bytes<K: ConvKernels>(x: &[u8], unsigned: bool, geometry: &Geometry, zero_point: i32) -> Vec<i16> {
+    let values = geometry.channels * geometry.input[0] * geometry.input[1];
+    if let Some(mut packed) = pointwise_matrix(geometry) {
+        K::widen(&x[..values], unsigned, &mut packed[..values]);
+        return packed;
+    }
+    let mut image = vec![0i16; values];
+    K::widen(&x[..values], unsigned, &mut image);
+    from_interleaved::<K>(&image, geometry, zero_point)
+}
+
+/// The packed im2col matrix of a planar (CHW) image, with kernels `K`: by transposition rather
+/// than a gather per tap and pixel (scalar code costs some forty instructions a value under the
+/// IC's metering). Channel counts that are a multiple of eight interleave the image, then copy
+/// each tap's run of channels as vectors; the others (an image's three colour planes) build
+/// the im2col matrix planar, row segments at a time, then transpose it whole.
+pub fn pack_planar<K: ConvKernels, T: Int8>(x: &[T], geometry: &Geometry, zero_point: i32) -> Vec<i16> {
+    pack_planar_bytes::<K>(T::bytes(x), T::UNSIGNED, geometry, zero_point)
+}
+
+/// [`pack_planar`] over the values' bytes (one instance for u8 and i8).
+fn pack_planar_bytes<K: ConvKernels>(x: &[u8], unsigned: bool, geometry: &Geometry, zero_point: i32) -> Vec<i16> {
+    let (channels, pixels) = (geometry.channels, geometry.input[0] * geometry.input[1]);
+    if let Some(mut packed) = pointwise_matrix(geometry) {
+        K::interleave(x, unsigned, &mut packed, channels, pixels);
+        return packed;
+    }
+    if !channels.is_multiple_of(8) {
+        let (depth, pixels) = (padded_pairs(geometry) * 2, geometry.pixels());
+        let columns = planar_columns::<K>(x, geometry, zero_point);
+        let mut packed = vec![0i16; pixels.div_ceil(PIXELS) * PIXELS * depth];
+        K::interleave(&columns, unsigned, &mut packed, depth, pixels);
+        return packed;
+    }
+    let mut image = vec![0i16; channels * pixels];
+    K::interleave(x, unsigned, &mut image, channels, pixels);
+    from_interleaved::<K>(&image, geometry, zero_point)
+}
+
+/// The im2col matrix in planar form: row k (in the packed rows' (kernel row, kernel column,
+/// channel) order, with zero-point rows up to [`padded_pairs`] pairs) holds tap k's input value
+/// for every output pixel, gathered a row segment at a time; padding reads the zero point (whose
+/// byte is the same whether it is read as u8 or i8).
+fn planar_columns<K: ConvKernels>(x: &[u8], geometry: &Geometry, zero_point: i32) -> Vec<u8> {
+    let (c, [h, w], [kh, kw], sx) = (geometry.channels, geometry.input, geometry.kernel, geometry.strides[1]);
+    let ([oh, ow], pixels) = (geometry.output, geometry.pixels());
+    let mut columns = vec![zero_point as u8; padded_pairs(geometry) * 2 * pixels];
+    for ky in 0..kh {
+        for kx in 0..kw {
+            let (first, end, start) = geometry.columns_inside(kx);
+            if first == end {
+                continue;
+            }
+            for channel in 0..c {
+                let row = ((ky * kw + kx) * c + channel) * pixels;
+                for oy in 0..oh {
+                    if let Some(iy) = geometry.input_row(oy, ky) {
+                        let segment = &mut columns[row + oy * ow..][first..end];
+                        K::gather(x, (channel * h + iy) * w + start, sx, segment);
+                    }
+                }
+            }
+        }
+    }
+    columns
+}
+
+/// For a 1×1 convolution of stride 1 without padding over a channel count that fills whole
+/// kernel steps, the im2col matrix is the interleaved image itself: a zeroed matrix for it (its
+/// rows rounded up to whole groups of [`PIXELS`]); `None` for every other convolution.
+fn pointwise_matrix(geometry: &Geometry) -> Option<Vec<i16>> {
+    let pointwise = geometry.kernel == [1, 1]
+        && geometry.strides == [1, 1]
+        && geometry.pad_before == [0, 0]
+        && geometry.output == geometry.input;
+    let c = geometry.channels;
+    (pointwise && c == padded_pairs(geometry) * 2).then(|| vec![0i16; geometry.pixels().div_ceil(PIXELS) * PIXELS * c])
+}
+
+/// The packed im2col matrix of an image already widened and interleaved: each tap of each pixel
+/// copies that input pixel's channels, contiguous on both sides.
+fn from_interleaved<K: ConvKernels>(image: &[i16], geometry: &Geometry, zero_point: i32) -> Vec<i16> {
     let (c, w, sx) = (geometry.channels, geometry.input[1], geometry.strides[1]);
     im2col(geometry, zero_point, |rows, iy, [first, end], start, stride| {
         let (mut ix, mut ox) = (start, first);
         while ox < end {
-            Best::widen(&x[(iy * w + ix) * c..][..c], &mut rows[ox * stride..][..c]);
+            K::copy(&image[(iy * w + ix) * c..][..c], &mut rows[ox * stride..][..c]);
             ix += sx;
             ox += 1;
-        }
-    })
-}
-
-/// The packed im2col matrix of a planar (CHW) image: each channel's values are gathered across
-/// the pixels of a row.
-pub fn pack_planar<T: Int8>(x: &[T], geometry: &Geometry, zero_point: i32) -> Vec<i16> {
-    let ([h, w], sx) = (geometry.input, geometry.strides[1]);
-    im2col(geometry, zero_point, |rows, iy, [first, end], start, stride| {
-        let count = end - first;
-        let mut c = 0;
-        while c < geometry.channels {
-            let line = &x[(c * h + iy) * w..][..w];
-            let (mut ix, mut at, mut left) = (start, first * stride + c, count);
-            while left > 0 {
-                rows[at] = line[ix].to_i32() as i16;
-                ix += sx;
-                at += stride;
-                left -= 1;
-            }
-            c += 1;
         }
     })
 }

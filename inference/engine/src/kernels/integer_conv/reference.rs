@@ -66,8 +66,8 @@ pub fn packed_and_multiplied<K: ConvKernels, T: Int8>(
     let strides = Strides::of(layouts[1], m, pixels);
     let mut out = vec![f32::NAN; m * pixels];
     let packed = match layouts[0] {
-        Layout::Planar => pack_planar(x, geometry, epilogue.zero_point),
-        Layout::Interleaved => pack_interleaved(x, geometry, epilogue.zero_point),
+        Layout::Planar => pack_planar::<K, T>(x, geometry, epilogue.zero_point),
+        Layout::Interleaved => pack_interleaved::<K, T>(x, geometry, epilogue.zero_point),
     };
     K::multiply(&weights, &packed, pixels, epilogue, strides, &mut out);
     match layouts[1] {
@@ -105,6 +105,16 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
         // Channel counts that take the wide (sixteen-channel) blocks.
         (5, [3, 7], [3, 3], [1, 1], [1, 1], [1, 1], 16),
         (24, [2, 3], [1, 1], [1, 1], [1, 1], [0, 0], 32),
+        // Whole 8 × 8 blocks of the packing's transposition, with channel and pixel edges; the
+        // 1×1 ones over multiples of eight channels pack by the transposition alone.
+        (16, [9, 7], [3, 3], [1, 1], [1, 1], [1, 1], 5),
+        (12, [4, 6], [1, 1], [1, 1], [1, 1], [0, 0], 16),
+        (40, [3, 11], [1, 1], [1, 1], [1, 1], [0, 0], 16),
+        (8, [8, 9], [1, 1], [2, 2], [1, 1], [0, 0], 4),
+        // Planar im2col rows gathered sixteen and eight values a vector, at strides 1 and 2.
+        (3, [6, 37], [3, 3], [2, 2], [1, 1], [1, 1], 16),
+        (5, [3, 21], [3, 3], [2, 2], [1, 1], [1, 1], 4),
+        (3, [3, 27], [3, 3], [1, 1], [1, 1], [1, 1], 8),
     ];
     let mut seed = 12345u32;
     let mut next = move || {
