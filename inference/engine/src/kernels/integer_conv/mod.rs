@@ -14,8 +14,9 @@
 //!
 //! Loops index with plain counters, as in [`super::qdq`]: at the canister's opt-level,
 //! iterator adaptors stay calls. LLVM's loop strength reduction costs the loads their constant
-//! offsets (an `i32.add` each); `-C llvm-args=-disable-lsr` would remove those here but slows
-//! tract's f32 kernels, so the build keeps it.
+//! offsets (an `i32.const` and an `i32.add` each); `-C llvm-args=-disable-lsr` would remove
+//! those but slows tract's f32 kernels, so the kernel's pointers pass through
+//! `core::hint::black_box` once per step instead, as in [`super::float_conv`].
 
 pub mod pack;
 pub mod reference;
@@ -161,6 +162,7 @@ impl ConvKernels for Scalar {
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
     use core::arch::wasm32::*;
+    use core::hint::black_box;
 
     use super::pack::{PIXELS, ROWS, STEP, WIDE_ROWS};
     use super::*;
@@ -383,7 +385,7 @@ mod simd {
         /// the four channels are adjacent.
         #[inline(always)]
         fn finish(&self, acc: v128, out: &mut [f32], at: usize, stride: usize) {
-            let lanes = f32x4_add(f32x4_mul(f32x4_convert_i32x4(i32x4_sub(acc, self.offset)), self.scale), self.bias);
+            let lanes = self.outputs(acc);
             if stride == 1 && self.count == 4 {
                 assert!(at + 4 <= out.len());
                 // SAFETY: out[at..at + 4] is in bounds (asserted); no alignment is required.
@@ -399,6 +401,34 @@ mod simd {
                 if self.count > 3 {
                     out[at + 3 * stride] = f32x4_extract_lane::<3>(lanes);
                 }
+            }
+        }
+
+        /// [`Epilogue::scalar`] of the block's four channels (lanes).
+        #[inline(always)]
+        fn outputs(&self, acc: v128) -> v128 {
+            f32x4_add(f32x4_mul(f32x4_convert_i32x4(i32x4_sub(acc, self.offset)), self.scale), self.bias)
+        }
+
+        /// [`Lanes::finish`] of four consecutive pixels' accumulators into a planar output,
+        /// transposed so that each channel's four outputs are one store at
+        /// `out[at + r · stride..][..4]`: eight shuffles and four stores where lane-by-lane
+        /// stores cost about twelve instructions an output. The block must have four channels.
+        #[inline(always)]
+        fn finish_pixels(&self, acc: [v128; 4], out: &mut [f32], at: usize, stride: usize) {
+            let [a0, a1, a2, a3] = acc;
+            let (p0, p1, p2, p3) = (self.outputs(a0), self.outputs(a1), self.outputs(a2), self.outputs(a3));
+            let (t0, t1) = (i32x4_shuffle::<0, 4, 1, 5>(p0, p1), i32x4_shuffle::<2, 6, 3, 7>(p0, p1));
+            let (t2, t3) = (i32x4_shuffle::<0, 4, 1, 5>(p2, p3), i32x4_shuffle::<2, 6, 3, 7>(p2, p3));
+            assert!(self.count == 4 && at + 3 * stride + 4 <= out.len());
+            let to = out.as_mut_ptr();
+            // SAFETY: out[at + r · stride..][..4] for r < 4 is in bounds (asserted); no
+            // alignment is required.
+            unsafe {
+                v128_store(to.add(at) as *mut v128, i64x2_shuffle::<0, 2>(t0, t2));
+                v128_store(to.add(at + stride) as *mut v128, i64x2_shuffle::<1, 3>(t0, t2));
+                v128_store(to.add(at + 2 * stride) as *mut v128, i64x2_shuffle::<0, 2>(t1, t3));
+                v128_store(to.add(at + 3 * stride) as *mut v128, i64x2_shuffle::<1, 3>(t1, t3));
             }
         }
     }
@@ -458,6 +488,10 @@ mod simd {
                     let (mut x1, mut x2, mut x3) = (x0.add(pairs), x0.add(2 * pairs), x0.add(3 * pairs));
                     let end = x1;
                     while x0 < end {
+                        // Opaque to LLVM's loop strength reduction, which would otherwise make
+                        // every load's address its own induction variable and lose the loads'
+                        // constant offsets (see the module's documentation).
+                        (w, x0, x1, x2, x3) = black_box((w, x0, x1, x2, x3));
                         let (v0, v1, v2, v3) =
                             (v128_load(w), v128_load(w.add(1)), v128_load(w.add(2)), v128_load(w.add(3)));
                         macro_rules! pixel {
@@ -490,6 +524,11 @@ mod simd {
                 }
                 let p = group * PIXELS;
                 let at = first * strides.channel + p * strides.pixel;
+                if strides.pixel == 1 && lanes.count == 4 && p + PIXELS <= pixels {
+                    lanes.finish_pixels([a0, a1, a2, a3], out, at, strides.channel);
+                    group += 1;
+                    continue;
+                }
                 lanes.finish(a0, out, at, strides.channel);
                 if p + 1 < pixels {
                     lanes.finish(a1, out, at + strides.pixel, strides.channel);
@@ -554,6 +593,8 @@ mod simd {
                     let (mut x1, mut x2, mut x3) = (x0.add(pairs), x0.add(2 * pairs), x0.add(3 * pairs));
                     let end = x1;
                     while x0 < end {
+                        // Opaque to loop strength reduction, as in `multiply_narrow`.
+                        (w, x0, x1, x2, x3) = black_box((w, x0, x1, x2, x3));
                         // w{u}{g}: K pair u of the step, channels 4g..4g + 4 of the block.
                         let (w00, w01, w02, w03) =
                             (v128_load(w), v128_load(w.add(1)), v128_load(w.add(2)), v128_load(w.add(3)));
@@ -615,6 +656,14 @@ mod simd {
                 let p = group * PIXELS;
                 let at = first * strides.channel + p * strides.pixel;
                 let quarter = 4 * strides.channel;
+                if strides.pixel == 1 && p + PIXELS <= pixels {
+                    lanes[0].finish_pixels([a00, a10, a20, a30], out, at, strides.channel);
+                    lanes[1].finish_pixels([a01, a11, a21, a31], out, at + quarter, strides.channel);
+                    lanes[2].finish_pixels([a02, a12, a22, a32], out, at + 2 * quarter, strides.channel);
+                    lanes[3].finish_pixels([a03, a13, a23, a33], out, at + 3 * quarter, strides.channel);
+                    group += 1;
+                    continue;
+                }
                 let accumulators =
                     [[a00, a01, a02, a03], [a10, a11, a12, a13], [a20, a21, a22, a23], [a30, a31, a32, a33]];
                 let mut j = 0;
