@@ -18,11 +18,13 @@
 //! - [`integer_conv`]: the integer convolution's widening and multiply over packed int8 values.
 //! - [`layout`]: the zero-point shift to channels-last (HWC) and the transpose back to planar
 //!   (CHW), with the scale and bias folded in.
+//! - [`max_pool`]: the f32 max pool's fold of an input row into an output row.
 
 pub mod dynamic_quantize;
 pub mod float_conv;
 pub mod integer_conv;
 pub mod layout;
+pub mod max_pool;
 pub mod qdq;
 
 /// A value the kernels convert from or to: u8 or i8.
@@ -72,6 +74,7 @@ pub fn check_all() -> Result<(), String> {
     integer_conv::check()?;
     float_conv::check()?;
     layout::check()?;
+    max_pool::reference::check()?;
     dynamic_quantize::check()?;
     Ok(())
 }

@@ -6,12 +6,14 @@
 //! pool, `benchmarks/profile.md`). This keeps tract's semantics exactly: each output starts at
 //! `f32::MIN`, takes a value when it is greater (`<`, so NaN is skipped and the first of equal
 //! values is kept), visits the window in (kernel row, kernel column) order and skips padding.
+//! Each row segment's fold is [`crate::kernels::max_pool`]'s (four outputs a vector on wasm).
 //! Wired by [`crate::passes::max_pool`].
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
 use crate::kernels::integer_conv::pack::Geometry;
+use crate::kernels::max_pool::{Best, MaxPoolKernels};
 
 /// A max pool over planar images (see the module's documentation).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,17 +42,16 @@ impl PlanarMaxPool {
         let ([h, w], [kh, kw], [oh, ow], sx) = (g.input, g.kernel, g.output, g.strides[1]);
         assert!(x.len() >= g.channels * h * w && out.len() >= g.channels * oh * ow);
         out[..g.channels * oh * ow].fill(f32::MIN);
+        // Each kernel column's output columns, once: their divisions cost more than a row's fold.
+        let columns: Vec<_> = (0..kw).map(|kx| g.columns_inside(kx)).filter(|(first, end, _)| first < end).collect();
         for c in 0..g.channels {
             for oy in 0..oh {
                 let row_out = &mut out[(c * oh + oy) * ow..][..ow];
                 for ky in 0..kh {
                     let Some(iy) = g.input_row(oy, ky) else { continue };
                     let row_in = &x[(c * h + iy) * w..][..w];
-                    for kx in 0..kw {
-                        let (first, end, start) = g.columns_inside(kx);
-                        if first < end {
-                            fold_max(&row_in[start..], sx, &mut row_out[first..end]);
-                        }
+                    for &(first, end, start) in &columns {
+                        Best::fold(&row_in[start..], sx, &mut row_out[first..end]);
                     }
                 }
             }
@@ -65,25 +66,6 @@ impl PlanarMaxPool {
         } else {
             image
         }
-    }
-}
-
-/// `maxes[i] = v` where `maxes[i] < v`, for `v = from[i · step]`: tract's fold, without a bounds
-/// check per element.
-fn fold_max(from: &[f32], step: usize, maxes: &mut [f32]) {
-    let count = maxes.len();
-    assert!(count == 0 || from.len() > (count - 1) * step);
-    let (src, dst) = (from.as_ptr(), maxes.as_mut_ptr());
-    let (mut i, mut at) = (0, 0);
-    while i < count {
-        // SAFETY: i < count, so at = i · step <= (count − 1) · step < from.len() (asserted), and
-        // maxes[i] is in bounds.
-        unsafe {
-            let (v, m) = (*src.add(at), *dst.add(i));
-            *dst.add(i) = if m < v { v } else { m };
-        }
-        at += step;
-        i += 1;
     }
 }
 

@@ -9,10 +9,15 @@
 //! constant per channel that follow (a batch normalisation declutter left) fold into the filters
 //! and the bias, as tract's optimiser fuses them into its product; then a `Max` with a constant
 //! zero (ONNX's `Relu`) becomes the kernel's ReLU.
+//!
+//! Grouped (depthwise) f32 convolutions stay tract's, but the per-channel `Mul`s and `Add`s
+//! after them fold into their filters and bias the same way ([`depthwise_folded`]): tract ran
+//! them as a separate pass over the convolution's output.
 
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::cnn::conv::KernelFormat;
 use tract_onnx::tract_core::ops::cnn::Conv;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
@@ -168,6 +173,63 @@ fn relu_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<Outlet
     Ok((is_zero && model.outlet_fact(max_out)?.shape == model.outlet_fact(outlet)?.shape).then_some(max_out))
 }
 
+/// A grouped `Conv` over an f32 image with constant OIHW filters and bias followed by
+/// per-channel `Mul`s and `Add`s ([`affine_after`]): the same convolution with them folded into
+/// its filters and bias (each output channel's filters times its scale, its bias times its
+/// scale plus its shift), and the output it replaces.
+fn depthwise_folded(
+    model: &TypedModel,
+    node: &TypedNode,
+    conv: &Conv,
+) -> TractResult<Option<(TypedModelPatch, OutletId)>> {
+    if conv.q_params.is_some() || node.inputs.len() != 3 || conv.kernel_fmt != KernelFormat::OIHW {
+        return Ok(None);
+    }
+    let x = node.inputs[0];
+    if model.outlet_fact(x)?.datum_type != f32::datum_type() || conv.pool_spec.rank() != 2 {
+        return Ok(None);
+    }
+    let Some((filter_shape, mut filters)) = constant_floats(model, node.inputs[1])? else { return Ok(None) };
+    let Some((_, bias)) = constant_floats(model, node.inputs[2])? else { return Ok(None) };
+    let m = filter_shape.first().copied().unwrap_or(0);
+    if m == 0 || !filters.len().is_multiple_of(m) {
+        return Ok(None);
+    }
+    // tract's declutter leaves a convolution without bias a scalar zero.
+    let mut bias = match bias.len() {
+        1 => vec![bias[0]; m],
+        n if n == m => bias,
+        _ => return Ok(None),
+    };
+    let side = Side::of_format(conv.pool_spec.data_format);
+    let mut replaces = OutletId::new(node.id, 0);
+    while let Some((out, scale, shift)) = affine_after(model, replaces, side, m)? {
+        fold_affine(&mut filters, &mut bias, &scale, &shift);
+        replaces = out;
+    }
+    if replaces == OutletId::new(node.id, 0) {
+        return Ok(None);
+    }
+    let mut patch = TypedModelPatch::new(format!("depthwise affine {}", node.name));
+    let wire = patch.tap_model(model, x)?;
+    let filters =
+        patch.add_const(format!("{}.folded_filters", node.name), Tensor::from_shape(&filter_shape, &filters)?)?;
+    let bias = patch.add_const(format!("{}.folded_bias", node.name), Tensor::from_shape(&[m], &bias)?)?;
+    let out = patch.wire_node(&node.name, conv.clone(), &[wire, filters, bias])?[0];
+    patch.shunt_outside(model, replaces, out)?;
+    Ok(Some((patch, replaces)))
+}
+
+/// `x · scale + shift` per output channel folded into a convolution's filters (output channel
+/// first, `filters.len() / bias.len()` values each) and bias.
+fn fold_affine(filters: &mut [f32], bias: &mut [f32], scale: &[f32], shift: &[f32]) {
+    let depth = filters.len() / bias.len();
+    for (m, s) in scale.iter().enumerate() {
+        filters[m * depth..][..depth].iter_mut().for_each(|w| *w *= s);
+        bias[m] = bias[m] * s + shift[m];
+    }
+}
+
 /// Replaces each f32 convolution of a decluttered model that [`FloatConv`] computes; returns
 /// how many.
 ///
@@ -190,6 +252,16 @@ fn round(model: &mut TypedModel) -> TractResult<usize> {
     // This round's replaced outputs and the inputs its patches tap.
     let (mut replaced, mut tapped): (Vec<OutletId>, Vec<OutletId>) = (vec![], vec![]);
     for node in model.nodes() {
+        if let Some(conv) = node.op_as::<Conv>().filter(|c| c.group > 1) {
+            if let Some((patch, replaces)) = depthwise_folded(model, node, conv)? {
+                if !replaced.contains(&node.inputs[0]) && !tapped.contains(&replaces) {
+                    patches.push(patch);
+                    replaced.push(replaces);
+                    tapped.push(node.inputs[0]);
+                }
+            }
+            continue;
+        }
         let found = if let Some(conv) = node.op_as::<Conv>().filter(|c| c.group == 1) {
             conv_match(model, node, conv)?
         } else if let Some(einsum) = node.op_as::<EinSum>() {
@@ -199,11 +271,7 @@ fn round(model: &mut TypedModel) -> TractResult<usize> {
         };
         let Some(Match { input, sides, geometry, mut filters, mut bias, mut replaces }) = found else { continue };
         while let Some((out, scale, shift)) = affine_after(model, replaces, sides[1], bias.len())? {
-            let depth = filters.len() / bias.len();
-            for (m, s) in scale.iter().enumerate() {
-                filters[m * depth..][..depth].iter_mut().for_each(|w| *w *= s);
-                bias[m] = bias[m] * s + shift[m];
-            }
+            fold_affine(&mut filters, &mut bias, &scale, &shift);
             replaces = out;
         }
         let relu = match relu_after(model, replaces)? {

@@ -134,6 +134,16 @@ pub(super) struct Side {
 }
 
 impl Side {
+    /// The side of an image in tract's data format `format`.
+    pub(super) fn of_format(format: DataFormat) -> Side {
+        match format {
+            DataFormat::NCHW => Side { batch: true, layout: Layout::Planar },
+            DataFormat::CHW => Side { batch: false, layout: Layout::Planar },
+            DataFormat::NHWC => Side { batch: true, layout: Layout::Interleaved },
+            DataFormat::HWC => Side { batch: false, layout: Layout::Interleaved },
+        }
+    }
+
     /// From an einsum's axes for one image, `channel` naming its channel axis: `[N]CHW` or
     /// `[N]HWC` spelled with tract's letters (`I` or `O` for C).
     fn of_axes(axes: &str, channel: char) -> Option<Side> {
@@ -176,12 +186,7 @@ impl Side {
 /// The side and geometry of a one-group 2-D `Conv` over the image `x`.
 pub(super) fn conv_geometry(model: &TypedModel, conv: &Conv, x: OutletId) -> TractResult<Option<(Side, Geometry)>> {
     let spec = &conv.pool_spec;
-    let side = match spec.data_format {
-        DataFormat::NCHW => Side { batch: true, layout: Layout::Planar },
-        DataFormat::CHW => Side { batch: false, layout: Layout::Planar },
-        DataFormat::NHWC => Side { batch: true, layout: Layout::Interleaved },
-        DataFormat::HWC => Side { batch: false, layout: Layout::Interleaved },
-    };
+    let side = Side::of_format(spec.data_format);
     if conv.group != 1 || conv.kernel_fmt != KernelFormat::OIHW || spec.rank() != 2 {
         return Ok(None);
     }

@@ -72,6 +72,14 @@ pub fn gather(from: &[f32], step: usize, into: &mut [f32]) {
             unsafe { copy4(src.add(i), dst.add(i)) };
             i += 4;
         }
+    } else if step == 2 {
+        // A strided convolution's rows (opennsfw's 7×7 first layer): four a vector while the
+        // eight values read lie in `from`.
+        while i + 4 <= count && 2 * i + 8 <= from.len() {
+            // SAFETY: from[2i..2i + 8] and into[i..i + 4] are in bounds (checked just above).
+            unsafe { copy_evens4(src.add(2 * i), dst.add(i)) };
+            i += 4;
+        }
     }
     let mut at = i * step;
     while i < count {
@@ -112,4 +120,23 @@ unsafe fn copy4(from: *const f32, into: *mut f32) {
     core::arch::wasm32::v128_store(into as *mut _, core::arch::wasm32::v128_load(from as *const _));
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     core::ptr::copy_nonoverlapping(from, into, 4);
+}
+
+/// The four even-indexed of eight adjacent f32 from `from` to `into`: two loads and a shuffle on
+/// wasm simd128.
+///
+/// # Safety
+/// Eight values are readable at `from` and four writable at `into` (no alignment needed).
+#[inline(always)]
+unsafe fn copy_evens4(from: *const f32, into: *mut f32) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        use core::arch::wasm32::*;
+        let (a, b) = (v128_load(from as *const v128), v128_load(from.add(4) as *const v128));
+        v128_store(into as *mut v128, i32x4_shuffle::<0, 2, 4, 6>(a, b));
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    for j in 0..4 {
+        *into.add(j) = *from.add(2 * j);
+    }
 }

@@ -116,6 +116,8 @@ pub fn check_kernels<K: FloatKernels>() -> Result<(), String> {
         // sixteen-column tile.
         (5, [3, 7], [1, 1], [1, 1], [1, 1], [0, 0], 20),
         (12, [2, 9], [1, 1], [1, 1], [1, 1], [0, 0], 4),
+        // Rows gathered at stride 2 four values a vector (a first layer's im2col).
+        (3, [5, 23], [3, 3], [2, 2], [1, 1], [1, 1], 4),
     ];
     let mut seed = 2024u32;
     let mut next = move || {
