@@ -230,6 +230,18 @@ mod simd {
         }
     }
 
+    /// The 16-bit lanes of `a` and `b` interleaved, `a` first: from their lanes 0–3, then 4–7.
+    #[inline(always)]
+    fn zip16(a: v128, b: v128) -> (v128, v128) {
+        (i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(a, b), i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(a, b))
+    }
+
+    /// The 32-bit lanes of `a` and `b` interleaved, `a` first: from their lanes 0–1, then 2–3.
+    #[inline(always)]
+    fn zip32(a: v128, b: v128) -> (v128, v128) {
+        (i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b))
+    }
+
     /// 8 × 8 blocks: eight channels' rows of eight pixels loaded widened, transposed in three
     /// rounds of shuffles (16-, 32-, then 64-bit units), stored as eight pixels' rows of eight
     /// channels; the edges (channel and pixel counts beyond a multiple of eight) one at a time.
@@ -255,27 +267,11 @@ mod simd {
                     let r6 = load_widened(from.add(6 * pixels), unsigned);
                     let r7 = load_widened(from.add(7 * pixels), unsigned);
                     // Channel pairs (2i, 2i + 1) of pixels 0–3 (…0) and 4–7 (…1).
-                    let (a0, a1) = (
-                        i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(r0, r1),
-                        i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(r0, r1),
-                    );
-                    let (b0, b1) = (
-                        i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(r2, r3),
-                        i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(r2, r3),
-                    );
-                    let (c0, c1) = (
-                        i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(r4, r5),
-                        i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(r4, r5),
-                    );
-                    let (d0, d1) = (
-                        i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(r6, r7),
-                        i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(r6, r7),
-                    );
+                    let ((a0, a1), (b0, b1)) = (zip16(r0, r1), zip16(r2, r3));
+                    let ((c0, c1), (d0, d1)) = (zip16(r4, r5), zip16(r6, r7));
                     // Channels 0–3 (e) and 4–7 (f) of pixel pairs (0, 1), (2, 3), (4, 5), (6, 7).
-                    let (e0, e1) = (i32x4_shuffle::<0, 4, 1, 5>(a0, b0), i32x4_shuffle::<2, 6, 3, 7>(a0, b0));
-                    let (e2, e3) = (i32x4_shuffle::<0, 4, 1, 5>(a1, b1), i32x4_shuffle::<2, 6, 3, 7>(a1, b1));
-                    let (f0, f1) = (i32x4_shuffle::<0, 4, 1, 5>(c0, d0), i32x4_shuffle::<2, 6, 3, 7>(c0, d0));
-                    let (f2, f3) = (i32x4_shuffle::<0, 4, 1, 5>(c1, d1), i32x4_shuffle::<2, 6, 3, 7>(c1, d1));
+                    let ((e0, e1), (e2, e3)) = (zip32(a0, b0), zip32(a1, b1));
+                    let ((f0, f1), (f2, f3)) = (zip32(c0, d0), zip32(c1, d1));
                     let to = y.add(p * channels + c);
                     v128_store(to as *mut v128, i64x2_shuffle::<0, 2>(e0, f0));
                     v128_store(to.add(channels) as *mut v128, i64x2_shuffle::<1, 3>(e0, f0));
@@ -418,8 +414,7 @@ mod simd {
         fn finish_pixels(&self, acc: [v128; 4], out: &mut [f32], at: usize, stride: usize) {
             let [a0, a1, a2, a3] = acc;
             let (p0, p1, p2, p3) = (self.outputs(a0), self.outputs(a1), self.outputs(a2), self.outputs(a3));
-            let (t0, t1) = (i32x4_shuffle::<0, 4, 1, 5>(p0, p1), i32x4_shuffle::<2, 6, 3, 7>(p0, p1));
-            let (t2, t3) = (i32x4_shuffle::<0, 4, 1, 5>(p2, p3), i32x4_shuffle::<2, 6, 3, 7>(p2, p3));
+            let ((t0, t1), (t2, t3)) = (zip32(p0, p1), zip32(p2, p3));
             assert!(self.count == 4 && at + 3 * stride + 4 <= out.len());
             let to = out.as_mut_ptr();
             // SAFETY: out[at + r · stride..][..4] for r < 4 is in bounds (asserted); no
