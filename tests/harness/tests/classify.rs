@@ -273,9 +273,10 @@ fn a_maintainer_profiles_a_model_node_by_node_and_nobody_else_can() {
     assert!(p.nodes.len() > 50 && p.nodes.iter().all(|n| n.instructions > 0), "{:?}", p.nodes);
     let in_nodes: u64 = p.nodes.iter().map(|n| n.instructions).sum();
     // The nodes account for nearly all of the inference; the rest is decoding, messages, reply,
-    // and the audit entry (hashing the input and output).
+    // and the audit entry (hashing the input and output). That rest is a fixed cost (about 6.7 M
+    // here over four messages), so its share grows as the nodes get faster: 85 %.
     let unlogged = p.instructions - logging;
-    assert!(in_nodes <= unlogged && in_nodes * 10 >= unlogged * 9, "{in_nodes} of {unlogged} ({logging} logging)");
+    assert!(in_nodes <= unlogged && in_nodes * 100 >= unlogged * 85, "{in_nodes} of {unlogged} ({logging} logging)");
     assert!(p.nodes.iter().any(|n| n.op == "OptMatMul"), "tract's optimised operators are named");
     // An inference of the same input costs what the profile measured, give or take its own overhead.
     let (inference, _) = infer(&mut d, &c);

@@ -55,7 +55,7 @@ pub type Best = Simd128;
 pub type Best = Scalar;
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub use simd::Simd128;
+pub use simd::{transpose, Simd128};
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
@@ -68,7 +68,7 @@ mod simd {
 
     /// Rows `a..d` (four lanes each) as columns: lane i of the result j is lane j of row i.
     #[inline(always)]
-    fn transpose(a: v128, b: v128, c: v128, d: v128) -> [v128; 4] {
+    pub fn transpose(a: v128, b: v128, c: v128, d: v128) -> [v128; 4] {
         let (t0, t1) = (i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
         let (t2, t3) = (i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
         [

@@ -19,7 +19,9 @@
 //! - [`layout`]: the zero-point shift to channels-last (HWC) and the transpose back to planar
 //!   (CHW), with the scale and bias folded in.
 //! - [`max_pool`]: the f32 max pool's fold of an input row into an output row.
+//! - [`depthwise`]: the f32 depthwise convolution of one channel's plane, its activation fused.
 
+pub mod depthwise;
 pub mod dynamic_quantize;
 pub mod float_conv;
 pub mod integer_conv;
@@ -75,6 +77,7 @@ pub fn check_all() -> Result<(), String> {
     float_conv::check()?;
     layout::check()?;
     max_pool::reference::check()?;
+    depthwise::reference::check()?;
     dynamic_quantize::check()?;
     Ok(())
 }

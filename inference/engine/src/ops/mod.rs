@@ -10,6 +10,8 @@
 //!   model's grouped and depthwise convolutions run in f32.
 //! - [`qdq`]: [`qdq::Qdq`], quantize, dequantize or both fused.
 //! - [`dynamic_quantize`]: [`dynamic_quantize::SimdDynamicQuantize`], `DynamicQuantizeLinear`.
+//! - [`depthwise`]: [`depthwise::Depthwise`], a 2-D f32 depthwise convolution with our kernel,
+//!   its activation fused.
 //! - [`max_pool`]: [`max_pool::PlanarMaxPool`], tract's 2-D f32 max pool over planar images.
 //! - [`strided_copy`]: [`strided_copy::StridedCopy`], tract's f32 `Downsample` copied row by row.
 //! - [`ml`]: [`ml::MlOp`], the ONNX-ML operators of tabular models (tree ensembles, SVM, scaler…).
@@ -20,6 +22,7 @@
 //! operators, registered with the parser ([`crate::onnx::qoperator`]).
 
 pub mod cumulative;
+pub mod depthwise;
 pub mod dynamic_quantize;
 pub mod float_conv;
 pub mod integer_conv;

@@ -10,9 +10,13 @@
 //! and the bias, as tract's optimiser fuses them into its product; then a `Max` with a constant
 //! zero (ONNX's `Relu`) becomes the kernel's ReLU.
 //!
-//! Grouped (depthwise) f32 convolutions stay tract's, but the per-channel `Mul`s and `Add`s
-//! after them fold into their filters and bias the same way ([`depthwise_folded`]): tract ran
-//! them as a separate pass over the convolution's output.
+//! Depthwise f32 convolutions (one group per channel), in the windows
+//! [`crate::kernels::depthwise`] has a vector loop for, become [`Depthwise`] (those
+//! [`super::depthwise`] did not already replace before declutter), with the per-channel `Mul`s
+//! and `Add`s after them folded into their filters and bias and a following ReLU or HardSwish
+//! fused ([`fused`]). Other grouped convolutions stay
+//! tract's, but with those `Mul`s and `Add`s folded the same way ([`depthwise_folded`]): tract
+//! ran them as a separate pass over the convolution's output.
 
 use std::sync::Arc;
 
@@ -21,10 +25,12 @@ use tract_onnx::tract_core::ops::cnn::conv::KernelFormat;
 use tract_onnx::tract_core::ops::cnn::Conv;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
+use super::depthwise::{depthwise_of, fused};
 use super::integer_conv::{conv_geometry, einsum_geometry, other_operand, tensor_floats, Side};
 use super::{Context, Pass, Stage};
 use crate::kernels::float_conv::PackedFilters;
 use crate::kernels::integer_conv::pack::Geometry;
+use crate::ops::depthwise::Depthwise;
 use crate::ops::float_conv::{FloatConv, PixelMajor};
 
 /// The pass: [`rewrite`], after declutter.
@@ -45,7 +51,7 @@ impl Pass for FloatConvRewrite {
 }
 
 /// A constant f32 tensor's values, if `outlet` is one.
-fn constant_floats(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(TVec<usize>, Vec<f32>)>> {
+pub(super) fn constant_floats(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(TVec<usize>, Vec<f32>)>> {
     let Some(k) = model.outlet_fact(outlet)?.konst.as_ref() else { return Ok(None) };
     if k.datum_type() != f32::datum_type() {
         return Ok(None);
@@ -128,7 +134,7 @@ fn einsum_match(model: &TypedModel, node: &TypedNode, einsum: &EinSum) -> TractR
 /// normalisation tract did not fold into the filters): its output, and the per-channel scale and
 /// shift it applies (`x · scale + shift`).
 #[allow(clippy::type_complexity)]
-fn affine_after(
+pub(super) fn affine_after(
     model: &TypedModel,
     outlet: OutletId,
     output: Side,
@@ -160,7 +166,7 @@ fn affine_after(
 }
 
 /// The ReLU reading `outlet` alone (a `Max` with a constant zero), if there is one.
-fn relu_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<OutletId>> {
+pub(super) fn relu_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<OutletId>> {
     let Some(max) = model.single_succ(outlet.node)? else { return Ok(None) };
     if model.node(outlet.node).outputs.len() != 1 {
         return Ok(None);
@@ -222,7 +228,7 @@ fn depthwise_folded(
 
 /// `x · scale + shift` per output channel folded into a convolution's filters (output channel
 /// first, `filters.len() / bias.len()` values each) and bias.
-fn fold_affine(filters: &mut [f32], bias: &mut [f32], scale: &[f32], shift: &[f32]) {
+pub(super) fn fold_affine(filters: &mut [f32], bias: &mut [f32], scale: &[f32], shift: &[f32]) {
     let depth = filters.len() / bias.len();
     for (m, s) in scale.iter().enumerate() {
         filters[m * depth..][..depth].iter_mut().for_each(|w| *w *= s);
@@ -252,6 +258,28 @@ fn round(model: &mut TypedModel) -> TractResult<usize> {
     // This round's replaced outputs and the inputs its patches tap.
     let (mut replaced, mut tapped): (Vec<OutletId>, Vec<OutletId>) = (vec![], vec![]);
     for node in model.nodes() {
+        // A depthwise convolution: ours (wired at the typed stage, or now), with what follows it
+        // folded in.
+        let depthwise = match (node.op_as::<Depthwise>(), node.op_as::<Conv>().filter(|c| c.group > 1)) {
+            (Some(op), _) => Some(op.clone()),
+            (None, Some(conv)) => depthwise_of(model, node, conv)?,
+            _ => None,
+        };
+        if let Some(op) = depthwise {
+            let (op, replaces) = fused(model, OutletId::new(node.id, 0), op)?;
+            let (input, unchanged) =
+                (node.inputs[0], replaces == OutletId::new(node.id, 0) && node.op_is::<Depthwise>());
+            if !unchanged && !replaced.contains(&input) && !tapped.contains(&replaces) {
+                let mut patch = TypedModelPatch::new(format!("f32 depthwise convolution {}", node.name));
+                let wire = patch.tap_model(model, input)?;
+                let out = patch.wire_node(&node.name, op, &[wire])?[0];
+                patch.shunt_outside(model, replaces, out)?;
+                patches.push(patch);
+                replaced.push(replaces);
+                tapped.push(input);
+            }
+            continue;
+        }
         if let Some(conv) = node.op_as::<Conv>().filter(|c| c.group > 1) {
             if let Some((patch, replaces)) = depthwise_folded(model, node, conv)? {
                 if !replaced.contains(&node.inputs[0]) && !tapped.contains(&replaces) {

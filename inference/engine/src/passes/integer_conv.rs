@@ -173,7 +173,7 @@ impl Side {
     }
 
     /// The channel count and spatial size of an image held this way.
-    fn image(&self, model: &TypedModel, x: OutletId) -> TractResult<Option<(usize, [usize; 2])>> {
+    pub(super) fn image(&self, model: &TypedModel, x: OutletId) -> TractResult<Option<(usize, [usize; 2])>> {
         let Some(shape) = model.outlet_fact(x)?.shape.as_concrete().map(|s| s.to_vec()) else { return Ok(None) };
         let image = if self.batch { shape.get(1..) } else { Some(&shape[..]) };
         Ok(match (self.layout, image) {

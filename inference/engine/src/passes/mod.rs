@@ -18,23 +18,27 @@
 //! The passes today, in order:
 //! 1. [`quantized_softmax::QuantizedSoftmaxGuard`] (typed): keeps declutter from folding a
 //!    quantized Softmax into a per-element lookup table.
-//! 2. [`integer_conv::IntegerConvRewrite`] (decluttered): int8 convolutions onto
+//! 2. [`depthwise::DepthwiseRewrite`] (typed): f32 depthwise convolutions with constant filters
+//!    onto [`crate::ops::depthwise::Depthwise`] before declutter, so tract keeps the graph planar
+//!    instead of moving it channels-last for its own depthwise kernel.
+//! 3. [`integer_conv::IntegerConvRewrite`] (decluttered): int8 convolutions onto
 //!    [`crate::ops::integer_conv::IntegerConv`] and, for dynamic models' grouped ones, tract's f32
 //!    convolution between [`crate::ops::layout`]'s shift and transpose.
-//! 3. [`integer_matmul::IntegerMatMulRewrite`] (decluttered): dynamic int8 matrix products by
+//! 4. [`integer_matmul::IntegerMatMulRewrite`] (decluttered): dynamic int8 matrix products by
 //!    constant weights (`MatMulInteger`, a transformer's linear layers) onto the same
 //!    [`crate::ops::integer_conv::IntegerConv`], as 1×1 convolutions.
-//! 4. [`f16_to_f32::F16ToF32`] (decluttered): f16 weights computed in f32, for F16 models.
-//! 5. [`float_conv::FloatConvRewrite`] (decluttered): the remaining one-group f32 convolutions
-//!    onto [`crate::ops::float_conv::FloatConv`], a following ReLU fused.
-//! 6. [`qdq::QdqAccelerate`] (optimized): quantize/dequantize onto [`crate::ops::qdq::Qdq`],
+//! 5. [`f16_to_f32::F16ToF32`] (decluttered): f16 weights computed in f32, for F16 models.
+//! 6. [`float_conv::FloatConvRewrite`] (decluttered): the remaining one-group f32 convolutions
+//!    onto [`crate::ops::float_conv::FloatConv`], a following ReLU fused; the depthwise ones
+//!    onto [`crate::ops::depthwise::Depthwise`] (those left), batch norms and activations fused.
+//! 7. [`qdq::QdqAccelerate`] (optimized): quantize/dequantize onto [`crate::ops::qdq::Qdq`],
 //!    quantize → dequantize pairs fused.
-//! 7. [`dynamic_quantize::DynamicQuantizeAccelerate`] (optimized): `DynamicQuantizeLinear` onto
+//! 8. [`dynamic_quantize::DynamicQuantizeAccelerate`] (optimized): `DynamicQuantizeLinear` onto
 //!    [`crate::ops::dynamic_quantize::SimdDynamicQuantize`].
-//! 8. [`strided_copy::StridedCopyAccelerate`] (optimized): f32 `Downsample` onto
+//! 9. [`strided_copy::StridedCopyAccelerate`] (optimized): f32 `Downsample` onto
 //!    [`crate::ops::strided_copy::StridedCopy`].
-//! 9. [`max_pool::MaxPoolAccelerate`] (optimized): 2-D f32 max pools over planar images onto
-//!    [`crate::ops::max_pool::PlanarMaxPool`].
+//! 10. [`max_pool::MaxPoolAccelerate`] (optimized): 2-D f32 max pools over planar images onto
+//!     [`crate::ops::max_pool::PlanarMaxPool`].
 //!
 //! # Adding a pass
 //!
@@ -72,6 +76,7 @@
 //!
 //! New operators a pass wires go in [`crate::ops`], their loops in [`crate::kernels`].
 
+mod depthwise;
 mod dynamic_quantize;
 mod f16_to_f32;
 mod float_conv;
@@ -87,6 +92,7 @@ use tract_onnx::prelude::*;
 use crate::onnx::quantized_weights::QuantizedWeights;
 use crate::types::WeightFormat;
 
+pub use depthwise::DepthwiseRewrite;
 pub use dynamic_quantize::DynamicQuantizeAccelerate;
 pub use f16_to_f32::F16ToF32;
 pub use float_conv::FloatConvRewrite;
@@ -133,6 +139,7 @@ pub trait Pass: Sync {
 /// Every pass, in the order they run (grouped by stage, stages in order).
 pub const PIPELINE: &[&dyn Pass] = &[
     &QuantizedSoftmaxGuard,
+    &DepthwiseRewrite,
     &IntegerConvRewrite,
     &IntegerMatMulRewrite,
     &F16ToF32,
@@ -177,6 +184,7 @@ mod tests {
             names,
             [
                 "quantized softmax guard",
+                "f32 depthwise convolutions",
                 "integer convolutions",
                 "integer matrix products",
                 "f16 to f32",

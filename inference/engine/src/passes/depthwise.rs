@@ -1,0 +1,131 @@
+//! Depthwise f32 convolutions onto [`Depthwise`], before tract's declutter.
+//!
+//! On wasm, tract's declutter moves every depthwise convolution of sixteen channels or more to
+//! channels-last (HWC), for its own channel-inner kernel (`Conv::suggested_axis_changes` in
+//! tract-core 0.23.9), and the layout change spreads through the graph: the 1×1 convolutions
+//! around them then run on interleaved images, where [`crate::ops::float_conv::FloatConv`] takes
+//! narrower tiles or transposes. With our own kernel the reason is gone, so this pass replaces the
+//! depthwise convolutions whose filters and bias are already constants while the model is typed:
+//! the graph stays planar (CHW) and [`super::float_conv`] folds the batch normalisation and the
+//! activation that follow into them after declutter ([`fused`]). The others (a QDQ model's,
+//! whose filters are still dequantized from int8 here) are replaced after declutter, in the
+//! layout tract chose.
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::cnn::conv::KernelFormat;
+use tract_onnx::tract_core::ops::cnn::Conv;
+
+use super::float_conv::{affine_after, constant_floats, fold_affine, relu_after};
+use super::integer_conv::{pool_geometry, Side};
+use super::{Context, Pass, Stage};
+use crate::kernels::depthwise::{vectorised, Activation};
+use crate::ops::depthwise::Depthwise;
+
+/// The pass: [`rewrite`], on the typed model.
+pub struct DepthwiseRewrite;
+
+impl Pass for DepthwiseRewrite {
+    fn name(&self) -> &'static str {
+        "f32 depthwise convolutions"
+    }
+
+    fn stage(&self) -> Stage {
+        Stage::Typed
+    }
+
+    fn run(&self, model: &mut TypedModel, _context: &Context) -> TractResult<usize> {
+        rewrite(model)
+    }
+}
+
+/// A depthwise `Conv` (one group per channel, one filter per group) over an f32 image with
+/// constant filters and bias, in a window [`vectorised`] covers, as [`Depthwise`] (no activation).
+pub(super) fn depthwise_of(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<Option<Depthwise>> {
+    if conv.q_params.is_some() || node.inputs.len() != 3 || conv.kernel_fmt != KernelFormat::OIHW {
+        return Ok(None);
+    }
+    let (x, side) = (node.inputs[0], Side::of_format(conv.pool_spec.data_format));
+    if model.outlet_fact(x)?.datum_type != f32::datum_type() || conv.pool_spec.rank() != 2 {
+        return Ok(None);
+    }
+    let Some((channels, size)) = side.image(model, x)? else { return Ok(None) };
+    let geometry = pool_geometry(&conv.pool_spec, channels, size);
+    let Some((shape, filters)) = constant_floats(model, node.inputs[1])? else { return Ok(None) };
+    let Some((_, bias)) = constant_floats(model, node.inputs[2])? else { return Ok(None) };
+    let one_per_channel = shape[..] == [channels, 1, geometry.kernel[0], geometry.kernel[1]];
+    if conv.group != channels || !one_per_channel || !vectorised(&geometry) {
+        return Ok(None);
+    }
+    // tract's declutter leaves a convolution without bias a scalar zero.
+    let bias = match bias.len() {
+        1 => vec![bias[0]; channels],
+        n if n == channels => bias,
+        _ => return Ok(None),
+    };
+    Ok(Some(Depthwise::new(side.batch, side.layout, geometry, filters, bias, Activation::Identity)))
+}
+
+/// `op` (whose output is `outlet`) with the per-channel `Mul`s and `Add`s that read it folded
+/// into its filters and bias, then a ReLU or a HardSwish that follows fused, and the output it
+/// then replaces (`outlet` when nothing follows that it can take).
+pub(super) fn fused(model: &TypedModel, outlet: OutletId, op: Depthwise) -> TractResult<(Depthwise, OutletId)> {
+    if op.activation != Activation::Identity {
+        return Ok((op, outlet));
+    }
+    let side = Side { batch: op.batch, layout: op.layout };
+    let (mut weights, mut bias) = (op.filters.weights.clone(), op.filters.bias.clone());
+    let mut replaces = outlet;
+    while let Some((out, scale, shift)) = affine_after(model, replaces, side, bias.len())? {
+        fold_affine(&mut weights, &mut bias, &scale, &shift);
+        replaces = out;
+    }
+    let mut activation = Activation::Identity;
+    if let Some(out) = relu_after(model, replaces)? {
+        (activation, replaces) = (Activation::Relu, out);
+    } else if let Some(out) = hard_swish_after(model, replaces)? {
+        (activation, replaces) = (Activation::HardSwish, out);
+    }
+    if replaces == outlet {
+        return Ok((op, outlet));
+    }
+    Ok((Depthwise::new(op.batch, op.layout, op.geometry, weights, bias, activation), replaces))
+}
+
+/// The HardSwish reading `outlet` alone, if there is one.
+fn hard_swish_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<OutletId>> {
+    let Some(next) = model.single_succ(outlet.node)? else { return Ok(None) };
+    if model.node(outlet.node).outputs.len() != 1 || next.op.name() != "HardSwish" || next.inputs.len() != 1 {
+        return Ok(None);
+    }
+    let out = OutletId::new(next.id, 0);
+    let fact = model.outlet_fact(out)?;
+    Ok((fact.datum_type == f32::datum_type() && fact.shape == model.outlet_fact(outlet)?.shape).then_some(out))
+}
+
+/// Replaces each depthwise convolution [`depthwise_of`] takes; returns how many. A patch taps its
+/// input from the model as it was, so a convolution reading another's output waits for the next
+/// round: rounds repeat until one finds nothing.
+pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
+    let mut total = 0;
+    loop {
+        let mut patches = vec![];
+        let mut replaced = vec![];
+        for node in model.nodes() {
+            let Some(conv) = node.op_as::<Conv>() else { continue };
+            if replaced.contains(&node.inputs[0]) {
+                continue;
+            }
+            let Some(op) = depthwise_of(model, node, conv)? else { continue };
+            let mut patch = TypedModelPatch::new(format!("f32 depthwise convolution {}", node.name));
+            let wire = patch.tap_model(model, node.inputs[0])?;
+            let out = patch.wire_node(&node.name, op, &[wire])?[0];
+            patch.shunt_outside(model, OutletId::new(node.id, 0), out)?;
+            patches.push(patch);
+            replaced.push(OutletId::new(node.id, 0));
+        }
+        match super::apply_all(model, patches)? {
+            0 => return Ok(total),
+            count => total += count,
+        }
+    }
+}
