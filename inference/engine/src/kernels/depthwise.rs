@@ -17,37 +17,8 @@
 //! [`Scalar`] does the same operations in the same order one output at a time, so both equal
 //! [`reference::direct`] bit for bit (checked natively and in the canister's self-test).
 
+pub use crate::kernels::activation::Activation;
 use crate::kernels::integer_conv::pack::{Geometry, Layout};
-
-/// What is applied to each output before it is stored: nothing, a ReLU, or a HardSwish, the one
-/// the ONNX graph had after the convolution.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Activation {
-    Identity,
-    /// wasm's `f32.max(x, 0)`, as tract's `Max` with a zero ([`super::float_conv::relu`]).
-    Relu,
-    /// tract's f32 HardSwish exactly: `x · clamp(x + 3, 0, 6) · (1/6)`, the product taken left to
-    /// right ([`hard_swish`]).
-    HardSwish,
-}
-
-impl Activation {
-    pub fn apply(self, x: f32) -> f32 {
-        match self {
-            Activation::Identity => x,
-            Activation::Relu => super::float_conv::relu(x),
-            Activation::HardSwish => hard_swish(x),
-        }
-    }
-}
-
-/// tract-linalg 0.23.9's generic f32 HardSwish (the one its wasm build runs), value by value.
-#[inline]
-pub fn hard_swish(x: f32) -> f32 {
-    const INV6: f32 = 1.0 / 6.0;
-    let relu6 = (x + 3.0).clamp(0.0, 6.0);
-    x * relu6 * INV6
-}
 
 /// An image's values, zero padded on every side, in blocks of four channels: block `b` is a
 /// padded image whose pixels are the four lanes of channels `4b..4b + 4` (lanes past the image's
@@ -230,6 +201,7 @@ mod simd {
     use core::hint::black_box;
 
     use super::*;
+    use crate::kernels::activation::activate;
     use crate::kernels::layout::transpose;
 
     /// Pixels copied and planes transposed four values a vector, outputs four channels a vector
@@ -286,11 +258,7 @@ mod simd {
                 }
                 x += 4;
             }
-            for x in x..width {
-                for k in 0..4 {
-                    to[4 * x + k] = planes[k * plane + x];
-                }
-            }
+            Scalar::planes_to_pixels(&planes[x..], plane, 4, width - x, &mut to[4 * x..]);
         }
 
         fn blocks(
@@ -427,21 +395,6 @@ mod simd {
         [0 1 2 3 4],
         [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24]
     );
-
-    /// The activation on four outputs, as [`Activation::apply`] on each.
-    #[inline(always)]
-    fn activate(v: v128, activation: Activation) -> v128 {
-        match activation {
-            Activation::Identity => v,
-            Activation::Relu => f32x4_max(v, f32x4_splat(0.0)),
-            Activation::HardSwish => {
-                // clamp(t, 0, 6) as Rust spells it: t < 0 → 0, then t > 6 → 6 (NaN kept);
-                // pmax(t, 0) is `t < 0 ? 0 : t` and pmin(t, 6) is `6 < t ? 6 : t`.
-                let relu6 = f32x4_pmin(f32x4_pmax(f32x4_add(v, f32x4_splat(3.0)), f32x4_splat(0.0)), f32x4_splat(6.0));
-                f32x4_mul(f32x4_mul(v, relu6), f32x4_splat(1.0 / 6.0))
-            }
-        }
-    }
 
     /// Stores four outputs at `out[..]`, or the first `count` of them.
     #[inline(always)]
@@ -598,15 +551,6 @@ pub mod reference {
         #[test]
         fn kernels_equal_the_reference() {
             super::check().unwrap();
-        }
-
-        #[test]
-        fn hard_swish_is_tracts_formula() {
-            use super::super::hard_swish;
-            assert_eq!(hard_swish(-4.0), -0.0);
-            assert_eq!(hard_swish(4.0), 4.0);
-            assert_eq!(hard_swish(1.0).to_bits(), (1.0f32 * 4.0 * (1.0 / 6.0)).to_bits());
-            assert!(hard_swish(f32::NAN).is_nan());
         }
     }
 }

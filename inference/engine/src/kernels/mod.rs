@@ -19,8 +19,10 @@
 //! - [`layout`]: the zero-point shift to channels-last (HWC) and the transpose back to planar
 //!   (CHW), with the scale and bias folded in.
 //! - [`max_pool`]: the f32 max pool's fold of an input row into an output row.
+//! - [`activation`]: the ReLU or HardSwish a convolution kernel applies to its outputs.
 //! - [`depthwise`]: the f32 depthwise convolution of one channel's plane, its activation fused.
 
+pub mod activation;
 pub mod depthwise;
 pub mod dynamic_quantize;
 pub mod float_conv;

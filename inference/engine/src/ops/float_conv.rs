@@ -4,7 +4,7 @@
 //!
 //! [`crate::passes::float_conv`] wires it, after declutter, in place of tract's one-group 2-D f32
 //! convolutions with constant filters (a `Conv`, or the `EinSum` and bias `Add` tract declutters
-//! a 1×1 convolution into), in the layouts tract chose, with a following ReLU fused.
+//! a 1×1 convolution into), in the layouts tract chose, with a following ReLU or HardSwish fused.
 
 use std::sync::Arc;
 
@@ -12,7 +12,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
 use crate::kernels::float_conv::im2col::{columns, im2col, is_identity, transpose};
-use crate::kernels::float_conv::{Best, FloatKernels, PackedFilters, LANES};
+use crate::kernels::float_conv::{Activation, Best, FloatKernels, PackedFilters, LANES};
 use crate::kernels::integer_conv::pack::{Geometry, Layout};
 
 /// A 2-D f32 convolution by constant filters (see the module's documentation).
@@ -26,8 +26,8 @@ pub struct FloatConv {
     pub output_layout: Layout,
     pub geometry: Geometry,
     pub filters: Arc<PackedFilters>,
-    /// `max(·, 0)` on every output (a ReLU that followed the convolution).
-    pub relu: bool,
+    /// Applied to every output (a ReLU or HardSwish that followed the convolution).
+    pub activation: Activation,
     /// For a 1×1 convolution from and to interleaved images: the filters transposed, so the
     /// product runs pixel-major ([`PixelMajor`]).
     pub pixel_major: Option<Arc<PixelMajor>>,
@@ -75,8 +75,8 @@ impl Op for FloatConv {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{:?} → {:?}, {:?}, {} output channels, relu {}",
-            self.input_layout, self.output_layout, self.geometry, self.filters.channels, self.relu
+            "{:?} → {:?}, {:?}, {} output channels, {:?}",
+            self.input_layout, self.output_layout, self.geometry, self.filters.channels, self.activation
         )])
     }
 
@@ -91,7 +91,7 @@ impl FloatConv {
         if let Some(pixel_major) = &self.pixel_major {
             let (pixels, c) = (geometry.pixels(), geometry.channels);
             let rows = PackedFilters::rows_of(x, pixels, c, pixel_major.bias.clone());
-            Best::multiply(&rows, &pixel_major.weights, m, m, self.relu, out, m);
+            Best::multiply(&rows, &pixel_major.weights, m, m, self.activation, out, m);
             return;
         }
         let (pixels, cols) = (geometry.pixels(), columns(geometry));
@@ -99,10 +99,10 @@ impl FloatConv {
         let mut scratch = if direct_out { Vec::new() } else { vec![0f32; m * cols] };
         let target: &mut [f32] = if direct_out { out } else { &mut scratch };
         if is_identity(geometry, self.input_layout) {
-            Best::multiply(&self.filters, x, pixels, cols, self.relu, target, cols);
+            Best::multiply(&self.filters, x, pixels, cols, self.activation, target, cols);
         } else {
             let matrix = im2col(x, geometry, self.input_layout);
-            Best::multiply(&self.filters, &matrix, cols, cols, self.relu, target, cols);
+            Best::multiply(&self.filters, &matrix, cols, cols, self.activation, target, cols);
         }
         if direct_out {
             return;

@@ -15,7 +15,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::cnn::conv::KernelFormat;
 use tract_onnx::tract_core::ops::cnn::Conv;
 
-use super::float_conv::{affine_after, constant_floats, fold_affine, relu_after};
+use super::float_conv::{activation_after, affine_after, constant_floats, fold_affine};
 use super::integer_conv::{pool_geometry, Side};
 use super::{Context, Pass, Stage};
 use crate::kernels::depthwise::{vectorised, Activation};
@@ -80,26 +80,13 @@ pub(super) fn fused(model: &TypedModel, outlet: OutletId, op: Depthwise) -> Trac
         replaces = out;
     }
     let mut activation = Activation::Identity;
-    if let Some(out) = relu_after(model, replaces)? {
-        (activation, replaces) = (Activation::Relu, out);
-    } else if let Some(out) = hard_swish_after(model, replaces)? {
-        (activation, replaces) = (Activation::HardSwish, out);
+    if let Some((fused, out)) = activation_after(model, replaces)? {
+        (activation, replaces) = (fused, out);
     }
     if replaces == outlet {
         return Ok((op, outlet));
     }
     Ok((Depthwise::new(op.batch, op.layout, op.geometry, weights, bias, activation), replaces))
-}
-
-/// The HardSwish reading `outlet` alone, if there is one.
-fn hard_swish_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<OutletId>> {
-    let Some(next) = model.single_succ(outlet.node)? else { return Ok(None) };
-    if model.node(outlet.node).outputs.len() != 1 || next.op.name() != "HardSwish" || next.inputs.len() != 1 {
-        return Ok(None);
-    }
-    let out = OutletId::new(next.id, 0);
-    let fact = model.outlet_fact(out)?;
-    Ok((fact.datum_type == f32::datum_type() && fact.shape == model.outlet_fact(outlet)?.shape).then_some(out))
 }
 
 /// Replaces each depthwise convolution [`depthwise_of`] takes; returns how many. A patch taps its

@@ -1,5 +1,5 @@
 //! Finding the f32 convolutions [`FloatConv`] computes in a decluttered model and wiring it in
-//! their place, with the ReLU that follows fused.
+//! their place, with the ReLU or HardSwish that follows fused.
 //!
 //! It runs after the integer passes (the convolutions they take are gone) and after
 //! [`super::f16_to_f32`] (an f16 model's filters are f32 constants by then), on tract's layouts.
@@ -8,7 +8,8 @@
 //! bias `Add` that follows it when that adds one constant per channel. The `Mul`s and `Add`s of one
 //! constant per channel that follow (a batch normalisation declutter left) fold into the filters
 //! and the bias, as tract's optimiser fuses them into its product; then a `Max` with a constant
-//! zero (ONNX's `Relu`) becomes the kernel's ReLU.
+//! zero (ONNX's `Relu`) or tract's `HardSwish` becomes the kernel's activation
+//! ([`activation_after`]).
 //!
 //! Depthwise f32 convolutions (one group per channel), in the windows
 //! [`crate::kernels::depthwise`] has a vector loop for, become [`Depthwise`] (those
@@ -28,7 +29,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use super::depthwise::{depthwise_of, fused};
 use super::integer_conv::{conv_geometry, einsum_geometry, other_operand, tensor_floats, Side};
 use super::{Context, Pass, Stage};
-use crate::kernels::float_conv::PackedFilters;
+use crate::kernels::float_conv::{Activation, PackedFilters};
 use crate::kernels::integer_conv::pack::Geometry;
 use crate::ops::depthwise::Depthwise;
 use crate::ops::float_conv::{FloatConv, PixelMajor};
@@ -166,7 +167,7 @@ pub(super) fn affine_after(
 }
 
 /// The ReLU reading `outlet` alone (a `Max` with a constant zero), if there is one.
-pub(super) fn relu_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<OutletId>> {
+fn relu_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<OutletId>> {
     let Some(max) = model.single_succ(outlet.node)? else { return Ok(None) };
     if model.node(outlet.node).outputs.len() != 1 {
         return Ok(None);
@@ -177,6 +178,26 @@ pub(super) fn relu_after(model: &TypedModel, outlet: OutletId) -> TractResult<Op
     });
     let max_out = OutletId::new(max.id, 0);
     Ok((is_zero && model.outlet_fact(max_out)?.shape == model.outlet_fact(outlet)?.shape).then_some(max_out))
+}
+
+/// The HardSwish reading `outlet` alone, if there is one.
+fn hard_swish_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<OutletId>> {
+    let Some(next) = model.single_succ(outlet.node)? else { return Ok(None) };
+    if model.node(outlet.node).outputs.len() != 1 || next.op.name() != "HardSwish" || next.inputs.len() != 1 {
+        return Ok(None);
+    }
+    let out = OutletId::new(next.id, 0);
+    let fact = model.outlet_fact(out)?;
+    Ok((fact.datum_type == f32::datum_type() && fact.shape == model.outlet_fact(outlet)?.shape).then_some(out))
+}
+
+/// The activation a convolution's kernel can apply in place of the node reading `outlet` alone
+/// (a ReLU or a HardSwish), and that node's output.
+pub(super) fn activation_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(Activation, OutletId)>> {
+    if let Some(out) = relu_after(model, outlet)? {
+        return Ok(Some((Activation::Relu, out)));
+    }
+    Ok(hard_swish_after(model, outlet)?.map(|out| (Activation::HardSwish, out)))
 }
 
 /// A grouped `Conv` over an f32 image with constant OIHW filters and bias followed by
@@ -252,11 +273,52 @@ pub fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
     }
 }
 
+/// One round's patches, the outputs they replace and the inputs they tap.
+#[derive(Default)]
+struct Round {
+    patches: Vec<TypedModelPatch>,
+    replaced: Vec<OutletId>,
+    tapped: Vec<OutletId>,
+}
+
+impl Round {
+    /// Whether a patch tapping `input` and replacing `replaces` is independent of this round's
+    /// others (its input is not one they replace, its output not one they tap).
+    fn free(&self, input: OutletId, replaces: OutletId) -> bool {
+        !self.replaced.contains(&input) && !self.tapped.contains(&replaces)
+    }
+
+    fn add(&mut self, patch: TypedModelPatch, input: OutletId, replaces: OutletId) {
+        self.patches.push(patch);
+        self.replaced.push(replaces);
+        self.tapped.push(input);
+    }
+
+    /// A patch wiring `op` (named `name`) on `input` in place of `replaces`, when [`Round::free`].
+    fn wire(
+        &mut self,
+        model: &TypedModel,
+        patch_name: String,
+        name: &str,
+        op: impl Into<Box<dyn TypedOp>>,
+        input: OutletId,
+        replaces: OutletId,
+    ) -> TractResult<()> {
+        if !self.free(input, replaces) {
+            return Ok(());
+        }
+        let mut patch = TypedModelPatch::new(patch_name);
+        let wire = patch.tap_model(model, input)?;
+        let out = patch.wire_node(name, op, &[wire])?[0];
+        patch.shunt_outside(model, replaces, out)?;
+        self.add(patch, input, replaces);
+        Ok(())
+    }
+}
+
 /// One round of [`rewrite`]: the convolutions whose input no other of this round replaces.
 fn round(model: &mut TypedModel) -> TractResult<usize> {
-    let mut patches = vec![];
-    // This round's replaced outputs and the inputs its patches tap.
-    let (mut replaced, mut tapped): (Vec<OutletId>, Vec<OutletId>) = (vec![], vec![]);
+    let mut round = Round::default();
     for node in model.nodes() {
         // A depthwise convolution: ours (wired at the typed stage, or now), with what follows it
         // folded in.
@@ -267,25 +329,16 @@ fn round(model: &mut TypedModel) -> TractResult<usize> {
         };
         if let Some(op) = depthwise {
             let (op, replaces) = fused(model, OutletId::new(node.id, 0), op)?;
-            let (input, unchanged) =
-                (node.inputs[0], replaces == OutletId::new(node.id, 0) && node.op_is::<Depthwise>());
-            if !unchanged && !replaced.contains(&input) && !tapped.contains(&replaces) {
-                let mut patch = TypedModelPatch::new(format!("f32 depthwise convolution {}", node.name));
-                let wire = patch.tap_model(model, input)?;
-                let out = patch.wire_node(&node.name, op, &[wire])?[0];
-                patch.shunt_outside(model, replaces, out)?;
-                patches.push(patch);
-                replaced.push(replaces);
-                tapped.push(input);
+            if replaces != OutletId::new(node.id, 0) || !node.op_is::<Depthwise>() {
+                let name = format!("f32 depthwise convolution {}", node.name);
+                round.wire(model, name, &node.name, op, node.inputs[0], replaces)?;
             }
             continue;
         }
         if let Some(conv) = node.op_as::<Conv>().filter(|c| c.group > 1) {
             if let Some((patch, replaces)) = depthwise_folded(model, node, conv)? {
-                if !replaced.contains(&node.inputs[0]) && !tapped.contains(&replaces) {
-                    patches.push(patch);
-                    replaced.push(replaces);
-                    tapped.push(node.inputs[0]);
+                if round.free(node.inputs[0], replaces) {
+                    round.add(patch, node.inputs[0], replaces);
                 }
             }
             continue;
@@ -302,13 +355,10 @@ fn round(model: &mut TypedModel) -> TractResult<usize> {
             fold_affine(&mut filters, &mut bias, &scale, &shift);
             replaces = out;
         }
-        let relu = match relu_after(model, replaces)? {
-            Some(out) => {
-                replaces = out;
-                true
-            }
-            None => false,
-        };
+        let mut activation = Activation::Identity;
+        if let Some((fused, out)) = activation_after(model, replaces)? {
+            (activation, replaces) = (fused, out);
+        }
         let op = FloatConv {
             input_batch: sides[0].batch,
             output_batch: sides[1].batch,
@@ -317,18 +367,9 @@ fn round(model: &mut TypedModel) -> TractResult<usize> {
             filters: Arc::new(PackedFilters::new(&filters, bias.len(), &bias)),
             pixel_major: PixelMajor::of(&geometry, [sides[0].layout, sides[1].layout], &filters, &bias).map(Arc::new),
             geometry,
-            relu,
+            activation,
         };
-        let mut patch = TypedModelPatch::new(format!("f32 convolution {}", node.name));
-        if replaced.contains(&input) || tapped.contains(&replaces) {
-            continue;
-        }
-        let wire = patch.tap_model(model, input)?;
-        let out = patch.wire_node(&node.name, op, &[wire])?[0];
-        patch.shunt_outside(model, replaces, out)?;
-        patches.push(patch);
-        replaced.push(replaces);
-        tapped.push(input);
+        round.wire(model, format!("f32 convolution {}", node.name), &node.name, op, input, replaces)?;
     }
-    super::apply_all(model, patches)
+    super::apply_all(model, round.patches)
 }

@@ -13,7 +13,7 @@
 //!
 //! Each output is `bias + Σ_k w[m, k] · x[k, n]`, summed from the bias in k order by steps of
 //! [`UNROLL`] (each step's products summed pairwise first, [`step`]; the last K % 4 one at a
-//! time), then `max(·, 0)` when a ReLU is fused: the same operations in the same order on every lane,
+//! time), then the fused activation ([`Activation`]): the same operations in the same order on every lane,
 //! so [`Simd128`] and [`Scalar`] agree bit for bit with [`reference::direct`], a direct
 //! convolution (checked natively and in the canister's self-test).
 //!
@@ -25,6 +25,8 @@ pub mod im2col;
 pub mod reference;
 
 pub use reference::{check, check_kernels};
+
+pub use crate::kernels::activation::Activation;
 
 /// Lanes of a vector: four f32 columns.
 pub const LANES: usize = 4;
@@ -110,13 +112,13 @@ fn pack(values: &[f32], rows: usize, depth: usize) -> Vec<f32> {
 /// The family's interface.
 pub trait FloatKernels {
     /// `out[m · ldc + n] = act(bias[m] + Σ_k w[m, k] · b[k · ldb + n])` for every channel m and
-    /// column n < `columns` (a multiple of [`LANES`]); `act` is `max(·, 0)` when `relu`.
+    /// column n < `columns` (a multiple of [`LANES`]); `act` is `activation`.
     fn multiply(
         filters: &PackedFilters,
         b: &[f32],
         ldb: usize,
         columns: usize,
-        relu: bool,
+        activation: Activation,
         out: &mut [f32],
         ldc: usize,
     );
@@ -143,16 +145,6 @@ pub fn step(p: [f32; UNROLL]) -> f32 {
     (p[0] + p[1]) + (p[2] + p[3])
 }
 
-/// wasm's `f32.max(x, 0)`: NaN stays NaN, −0 becomes +0.
-#[inline]
-pub fn relu(x: f32) -> f32 {
-    if x.is_nan() || x > 0.0 {
-        x
-    } else {
-        0.0
-    }
-}
-
 /// Panics unless every read and write of [`FloatKernels::multiply`] is in bounds.
 fn check_bounds(filters: &PackedFilters, b: &[f32], ldb: usize, columns: usize, out: &[f32], ldc: usize) {
     let (m, k) = (filters.channels, filters.depth);
@@ -169,7 +161,7 @@ impl FloatKernels for Scalar {
         b: &[f32],
         ldb: usize,
         columns: usize,
-        relu: bool,
+        activation: Activation,
         out: &mut [f32],
         ldc: usize,
     ) {
@@ -189,7 +181,7 @@ impl FloatKernels for Scalar {
                     acc += product(k);
                     k += 1;
                 }
-                out[m * ldc + n] = if relu { self::relu(acc) } else { acc };
+                out[m * ldc + n] = activation.apply(acc);
             }
         }
     }
@@ -201,6 +193,7 @@ mod simd {
     use core::hint::black_box;
 
     use super::*;
+    use crate::kernels::activation::activate;
 
     /// Blocks of [`ROWS`] channels times tiles of [`WIDE`] (then one) four-column vectors.
     pub struct Simd128;
@@ -211,15 +204,15 @@ mod simd {
             b: &[f32],
             ldb: usize,
             columns: usize,
-            relu: bool,
+            activation: Activation,
             out: &mut [f32],
             ldc: usize,
         ) {
             check_bounds(filters, b, ldb, columns, out, ldc);
             if filters.bias_per_column {
-                blocks::<true>(filters, b, ldb, columns, relu, out, ldc)
+                blocks::<true>(filters, b, ldb, columns, activation, out, ldc)
             } else {
-                blocks::<false>(filters, b, ldb, columns, relu, out, ldc)
+                blocks::<false>(filters, b, ldb, columns, activation, out, ldc)
             }
         }
     }
@@ -231,7 +224,7 @@ mod simd {
         b: &[f32],
         ldb: usize,
         columns: usize,
-        relu: bool,
+        activation: Activation,
         out: &mut [f32],
         ldc: usize,
     ) {
@@ -245,19 +238,19 @@ mod simd {
                 // SAFETY: check_bounds (by the caller): columns n..n + 32 < columns of every row
                 // of `b` and of every channel row of `out` this block has; the block's panels
                 // and bias.
-                unsafe { widest::<PER_COLUMN>(filters, block, b, ldb, n, relu, out, ldc) };
+                unsafe { widest::<PER_COLUMN>(filters, block, b, ldb, n, activation, out, ldc) };
                 n += WIDEST * LANES;
             }
             while n + WIDE * LANES <= columns {
                 // SAFETY: check_bounds (by the caller): columns n..n + 16 < columns of every row
                 // of `b` and of every channel row of `out` this block has; the block's panels
                 // and bias.
-                unsafe { wide::<PER_COLUMN>(filters, block, b, ldb, n, relu, out, ldc) };
+                unsafe { wide::<PER_COLUMN>(filters, block, b, ldb, n, activation, out, ldc) };
                 n += WIDE * LANES;
             }
             while n < columns {
                 // SAFETY: as above for columns n..n + 4 < columns.
-                unsafe { narrow::<PER_COLUMN>(filters, block, b, ldb, n, relu, out, ldc) };
+                unsafe { narrow::<PER_COLUMN>(filters, block, b, ldb, n, activation, out, ldc) };
                 n += LANES;
             }
             block += 1;
@@ -305,19 +298,19 @@ mod simd {
     }
 
     /// Writes the block's accumulators (`p` vectors each) to `out` at column `n`, channels past
-    /// M skipped, ReLU applied when fused. Rows and vectors are named by constants so the
+    /// M skipped, the fused activation applied. Rows and vectors are named by constants so the
     /// accumulators stay locals (an index computed at run time would put them in memory).
     macro_rules! finish {
-        ($acc:ident, $filters:ident, $block:ident, $n:ident, $relu:ident, $out:ident, $ldc:ident, [$($r:tt)*], $ps:tt) => {{
+        ($acc:ident, $filters:ident, $block:ident, $n:ident, $activation:ident, $out:ident, $ldc:ident, [$($r:tt)*], $ps:tt) => {{
             let first = $block * ROWS;
             let count = ($filters.channels - first).min(ROWS);
-            $( finish!(@row $acc, first, count, $n, $relu, $out, $ldc, $r, $ps); )*
+            $( finish!(@row $acc, first, count, $n, $activation, $out, $ldc, $r, $ps); )*
         }};
-        (@row $acc:ident, $first:ident, $count:ident, $n:ident, $relu:ident, $out:ident, $ldc:ident, $r:tt, [$($p:tt)*]) => {
+        (@row $acc:ident, $first:ident, $count:ident, $n:ident, $activation:ident, $out:ident, $ldc:ident, $r:tt, [$($p:tt)*]) => {
             if $r < $count {
                 let row = $out.as_mut_ptr().add(($first + $r) * $ldc + $n);
                 $(
-                    let v = if $relu { f32x4_max($acc[$r][$p], f32x4_splat(0.0)) } else { $acc[$r][$p] };
+                    let v = activate($acc[$r][$p], $activation);
                     v128_store(row.add($p * LANES) as *mut v128, v);
                 )*
             }
@@ -380,7 +373,7 @@ mod simd {
                 b: &[f32],
                 ldb: usize,
                 n: usize,
-                relu: bool,
+                activation: Activation,
                 out: &mut [f32],
                 ldc: usize,
             ) {
@@ -411,7 +404,7 @@ mod simd {
                     x0 = x0.add(ldb);
                     k += 1;
                 }
-                finish!(acc, filters, block, n, relu, out, ldc, [0 1 2 3 4 5 6 7], [$($p)*]);
+                finish!(acc, filters, block, n, activation, out, ldc, [0 1 2 3 4 5 6 7], [$($p)*]);
             }
         };
     }

@@ -2,16 +2,16 @@
 //! kernels against it, natively and (through the canister's self-test) on wasm.
 
 use super::im2col::{columns, im2col, is_identity};
-use super::{relu, step, Best, FloatKernels, PackedFilters, Scalar, UNROLL};
+use super::{step, Activation, Best, FloatKernels, PackedFilters, Scalar, UNROLL};
 use crate::kernels::integer_conv::pack::{Geometry, Layout};
 use crate::kernels::integer_conv::reference::laid_out;
 
 /// A direct convolution of a planar (CHW) image `x` by ONNX-ordered filters `w` (`[m, C, kh,
 /// kw]`): each output is its bias plus the products in (channel, kernel row, kernel column)
-/// order by steps of four ([`step`]), a padded position contributing `0 · w`, then ReLU when
-/// `fused_relu`. Planar output
+/// order by steps of four ([`step`]), a padded position contributing `0 · w`, then the fused
+/// `activation`. Planar output
 /// `[m, oh, ow]`.
-pub fn direct(x: &[f32], w: &[f32], bias: &[f32], g: &Geometry, fused_relu: bool) -> Vec<f32> {
+pub fn direct(x: &[f32], w: &[f32], bias: &[f32], g: &Geometry, activation: Activation) -> Vec<f32> {
     let [h, wd] = g.input;
     let [kh, kw] = g.kernel;
     let [oh, ow] = g.output;
@@ -44,7 +44,7 @@ pub fn direct(x: &[f32], w: &[f32], bias: &[f32], g: &Geometry, fused_relu: bool
                 for p in rest {
                     acc += p;
                 }
-                out[o * oh * ow + oy * ow + ox] = if fused_relu { relu(acc) } else { acc };
+                out[o * oh * ow + oy * ow + ox] = activation.apply(acc);
             }
         }
     }
@@ -59,15 +59,15 @@ pub fn multiplied<K: FloatKernels>(
     bias: &[f32],
     geometry: &Geometry,
     layout: Layout,
-    fused_relu: bool,
+    activation: Activation,
 ) -> Vec<f32> {
     let (m, pixels, cols) = (bias.len(), geometry.pixels(), columns(geometry));
     let filters = PackedFilters::new(w, m, bias);
     let mut out = vec![f32::NAN; m * cols];
     if is_identity(geometry, layout) {
-        K::multiply(&filters, x, pixels, cols, fused_relu, &mut out, cols);
+        K::multiply(&filters, x, pixels, cols, activation, &mut out, cols);
     } else {
-        K::multiply(&filters, &im2col(x, geometry, layout), cols, cols, fused_relu, &mut out, cols);
+        K::multiply(&filters, &im2col(x, geometry, layout), cols, cols, activation, &mut out, cols);
     }
     (0..m * pixels).map(|i| out[i / pixels * cols + i % pixels]).collect()
 }
@@ -75,12 +75,18 @@ pub fn multiplied<K: FloatKernels>(
 /// Runs kernel `K` pixel-major on an interleaved image (`[pixels, C]` rows by the transposed
 /// filters, a bias per column), as a 1×1 convolution from and to interleaved images does;
 /// answers the planar output.
-pub fn pixel_major<K: FloatKernels>(x: &[f32], w: &[f32], bias: &[f32], pixels: usize, relu: bool) -> Vec<f32> {
+pub fn pixel_major<K: FloatKernels>(
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    pixels: usize,
+    activation: Activation,
+) -> Vec<f32> {
     let (m, c) = (bias.len(), w.len() / bias.len());
     let transposed: Vec<f32> = (0..c * m).map(|i| w[(i % m) * c + i / m]).collect();
     let rows = PackedFilters::rows_of(x, pixels, c, bias.to_vec());
     let mut out = vec![f32::NAN; pixels * m];
-    K::multiply(&rows, &transposed, m, m, relu, &mut out, m);
+    K::multiply(&rows, &transposed, m, m, activation, &mut out, m);
     (0..m * pixels).map(|i| out[(i % pixels) * m + i / pixels]).collect()
 }
 
@@ -131,25 +137,25 @@ pub fn check_kernels<K: FloatKernels>() -> Result<(), String> {
         let w: Vec<f32> = (0..m * geometry.depth()).map(|_| next()).collect();
         let bias: Vec<f32> = (0..m).map(|_| next()).collect();
         let x: Vec<f32> = (0..channels * input[0] * input[1]).map(|_| next() * 3.0).collect();
-        for fused_relu in [false, true] {
-            let want: Vec<u32> = direct(&x, &w, &bias, &geometry, fused_relu).iter().map(|v| v.to_bits()).collect();
+        for activation in [Activation::Identity, Activation::Relu, Activation::HardSwish] {
+            let want: Vec<u32> = direct(&x, &w, &bias, &geometry, activation).iter().map(|v| v.to_bits()).collect();
             for layout in [Layout::Planar, Layout::Interleaved] {
                 let held = laid_out(&x, channels, layout);
-                let got = multiplied::<K>(&held, &w, &bias, &geometry, layout, fused_relu);
+                let got = multiplied::<K>(&held, &w, &bias, &geometry, layout, activation);
                 let pixel_major_fits =
                     kernel == [1, 1] && strides == [1, 1] && pad == [0, 0] && m.is_multiple_of(super::LANES);
                 if layout == Layout::Interleaved && pixel_major_fits {
-                    let got = pixel_major::<K>(&held, &w, &bias, geometry.pixels(), fused_relu);
+                    let got = pixel_major::<K>(&held, &w, &bias, geometry.pixels(), activation);
                     if got.iter().map(|v| v.to_bits()).collect::<Vec<_>>() != want {
                         return Err(format!(
-                            "f32 convolution case {case} (pixel-major, relu {fused_relu}, {}) differs from the direct convolution",
+                            "f32 convolution case {case} (pixel-major, {activation:?}, {}) differs from the direct convolution",
                             std::any::type_name::<K>()
                         ));
                     }
                 }
                 if got.iter().map(|v| v.to_bits()).collect::<Vec<_>>() != want {
                     return Err(format!(
-                        "f32 convolution case {case} ({layout:?}, relu {fused_relu}, {}) differs from the direct convolution",
+                        "f32 convolution case {case} ({layout:?}, {activation:?}, {}) differs from the direct convolution",
                         std::any::type_name::<K>()
                     ));
                 }
