@@ -10,9 +10,9 @@
 //! pixel, every tap of a window is one vector load at a constant offset, and no output is an edge
 //! case. On wasm ([`Simd128`]) the taps of 3×3 and 5×5 windows are spelled out by a macro, a
 //! block's weights stay in locals for the whole image and the accumulator on the wasm stack: a
-//! tap costs a load, a multiply and an add. The activation fused after the convolution
-//! ([`Activation`]) is applied before each vector is stored, channels-last (a planar output is
-//! then transposed back by [`super::layout`]).
+//! tap costs a load, a multiply and an add, four output pixels at a time. The activation fused
+//! after the convolution ([`Activation`]) is applied before the vectors are stored: channels-last
+//! as they are, or for a planar output transposed 4 × 4 into four channels' runs of four pixels.
 //!
 //! [`Scalar`] does the same operations in the same order one output at a time, so both equal
 //! [`reference::direct`] bit for bit (checked natively and in the canister's self-test).
