@@ -438,37 +438,25 @@ pub mod reference {
         out
     }
 
-    /// The convolution of a `[C, h, w]` image by kernel family `K`, through a [`Blocked`]
-    /// buffer filled from its planes; the output `[C, oh, ow]`.
-    pub fn by_planes<K: DepthwiseKernels>(
+    /// The convolution of an image held in `layout` (`[C, h, w]` or `[h, w, C]`) by kernel
+    /// family `K`, through a [`Blocked`] buffer; `weights` and `bias` as for [`direct`] (per
+    /// channel), the output in the same layout.
+    pub fn by<K: DepthwiseKernels>(
         g: &Geometry,
         x: &[f32],
         weights: &[f32],
         bias: &[f32],
         activation: Activation,
+        layout: Layout,
     ) -> Vec<f32> {
         let mut blocked = Blocked::new(g);
-        blocked.fill_planar::<K>(x);
+        match layout {
+            Layout::Planar => blocked.fill_planar::<K>(x),
+            Layout::Interleaved => blocked.fill::<K>(x),
+        }
         let mut out = vec![0.0; g.pixels() * g.channels];
         let packed = block_weights(weights, g.channels, g.kernel[0] * g.kernel[1]);
-        K::blocks(&blocked, &packed, &block_bias(bias), activation, Layout::Planar, &mut out);
-        out
-    }
-
-    /// The convolution of a `[h, w, C]` image by kernel family `K`, through a [`Blocked`]
-    /// buffer; `weights` and `bias` as for [`direct`] (per channel), the output `[oh, ow, C]`.
-    pub fn by_blocks<K: DepthwiseKernels>(
-        g: &Geometry,
-        x: &[f32],
-        weights: &[f32],
-        bias: &[f32],
-        activation: Activation,
-    ) -> Vec<f32> {
-        let mut blocked = Blocked::new(g);
-        blocked.fill::<K>(x);
-        let mut out = vec![0.0; g.pixels() * g.channels];
-        let packed = block_weights(weights, g.channels, g.kernel[0] * g.kernel[1]);
-        K::blocks(&blocked, &packed, &block_bias(bias), activation, Layout::Interleaved, &mut out);
+        K::blocks(&blocked, &packed, &block_bias(bias), activation, layout, &mut out);
         out
     }
 
@@ -528,8 +516,9 @@ pub mod reference {
                     let bias: Vec<f32> = (0..channels).map(|c| [0.5, -0.0, value(c, 3)][c % 3]).collect();
                     for activation in [Activation::Identity, Activation::Relu, Activation::HardSwish] {
                         let want = direct(&g, &x, &weights, &bias, activation);
-                        let planar = by_planes::<K>(&g, &x, &weights, &bias, activation);
-                        let interleaved = by_blocks::<K>(&g, &transposed(&x, channels), &weights, &bias, activation);
+                        let planar = by::<K>(&g, &x, &weights, &bias, activation, Layout::Planar);
+                        let interleaved =
+                            by::<K>(&g, &transposed(&x, channels), &weights, &bias, activation, Layout::Interleaved);
                         let interleaved = transposed(&interleaved, g.pixels());
                         for (layout, got) in [("planar", planar), ("interleaved", interleaved)] {
                             if bits(&want) != bits(&got) {
