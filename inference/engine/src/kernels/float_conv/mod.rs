@@ -6,7 +6,8 @@
 //! (two operands, the multiply, the add): 1.5 per multiply-accumulate is the floor. tract's wasm
 //! kernel, built for a CPU's registers, spends about twice that (splat shuffles, accumulators
 //! read and written around every product; `benchmarks/profile.md`, `OptMatMul`). This kernel
-//! keeps each accumulator on the wasm stack for [`UNROLL`] products before writing it back, and
+//! keeps each accumulator on the wasm stack for two steps of [`UNROLL`] products before writing
+//! it back (one `local.get` and one `local.set` per eight products), and
 //! shares every loaded operand: a block of [`ROWS`] output channels (each weight splatted once
 //! from the packed filters) times a tile of four-column vectors of the im2col matrix (each
 //! loaded once), so the loads and the accumulator traffic are a fraction of the products'.
@@ -267,13 +268,22 @@ mod simd {
             $( products!(@one $acc, $s, $x, $r, $p, $us); )*
         };
         (@one $acc:ident, $s:ident, $x:ident, $r:tt, $p:tt, [0 1 2 3]) => {
+            $acc[$r][$p] = f32x4_add($acc[$r][$p], products!(@step $s, $x, $r, $p, 0 1 2 3));
+        };
+        // Two steps on the accumulator before it is written back: `(acc + step) + step`, the
+        // sums of two single steps in the same order, with one `local.get` and one `local.set`
+        // of the accumulator instead of two of each.
+        (@one $acc:ident, $s:ident, $x:ident, $r:tt, $p:tt, [0 1 2 3 4 5 6 7]) => {
             $acc[$r][$p] = f32x4_add(
-                $acc[$r][$p],
-                f32x4_add(
-                    f32x4_add(f32x4_mul($s[0][$r], $x[0][$p]), f32x4_mul($s[1][$r], $x[1][$p])),
-                    f32x4_add(f32x4_mul($s[2][$r], $x[2][$p]), f32x4_mul($s[3][$r], $x[3][$p])),
-                ),
+                f32x4_add($acc[$r][$p], products!(@step $s, $x, $r, $p, 0 1 2 3)),
+                products!(@step $s, $x, $r, $p, 4 5 6 7),
             );
+        };
+        (@step $s:ident, $x:ident, $r:tt, $p:tt, $u0:tt $u1:tt $u2:tt $u3:tt) => {
+            f32x4_add(
+                f32x4_add(f32x4_mul($s[$u0][$r], $x[$u0][$p]), f32x4_mul($s[$u1][$r], $x[$u1][$p])),
+                f32x4_add(f32x4_mul($s[$u2][$r], $x[$u2][$p]), f32x4_mul($s[$u3][$r], $x[$u3][$p])),
+            )
         };
         (@one $acc:ident, $s:ident, $x:ident, $r:tt, $p:tt, [0]) => {
             $acc[$r][$p] = f32x4_add($acc[$r][$p], f32x4_mul($s[0][$r], $x[0][$p]));
@@ -382,12 +392,38 @@ mod simd {
                 let mut w = filters.panels.as_ptr().add(block * depth * ROWS);
                 let mut x0 = b.as_ptr().add(n);
                 let mut k = 0;
-                while k + UNROLL <= depth {
+                while k + 2 * UNROLL <= depth {
                     // Opaque to LLVM's loop strength reduction, which would otherwise rewrite
                     // every load's address as a separate induction variable and lose the
                     // loads' constant offsets (an `i32.add` each; see the module's
                     // documentation).
                     (w, x0) = black_box((w, x0));
+                    let x = [
+                        vectors!(x0, [$($p)*]),
+                        vectors!(x0.add(ldb), [$($p)*]),
+                        vectors!(x0.add(2 * ldb), [$($p)*]),
+                        vectors!(x0.add(3 * ldb), [$($p)*]),
+                        vectors!(x0.add(4 * ldb), [$($p)*]),
+                        vectors!(x0.add(5 * ldb), [$($p)*]),
+                        vectors!(x0.add(6 * ldb), [$($p)*]),
+                        vectors!(x0.add(7 * ldb), [$($p)*]),
+                    ];
+                    let s = [
+                        splats!(w),
+                        splats!(w.add(ROWS)),
+                        splats!(w.add(2 * ROWS)),
+                        splats!(w.add(3 * ROWS)),
+                        splats!(w.add(4 * ROWS)),
+                        splats!(w.add(5 * ROWS)),
+                        splats!(w.add(6 * ROWS)),
+                        splats!(w.add(7 * ROWS)),
+                    ];
+                    products!(acc, s, x, [0 1 2 3 4 5 6 7], [$($p)*], [0 1 2 3 4 5 6 7]);
+                    w = w.add(2 * UNROLL * ROWS);
+                    x0 = x0.add(2 * UNROLL * ldb);
+                    k += 2 * UNROLL;
+                }
+                if k + UNROLL <= depth {
                     let (x1, x2, x3) = (x0.add(ldb), x0.add(2 * ldb), x0.add(3 * ldb));
                     let x = [vectors!(x0, [$($p)*]), vectors!(x1, [$($p)*]), vectors!(x2, [$($p)*]), vectors!(x3, [$($p)*])];
                     let s = [splats!(w), splats!(w.add(ROWS)), splats!(w.add(2 * ROWS)), splats!(w.add(3 * ROWS))];
