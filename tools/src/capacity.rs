@@ -88,7 +88,8 @@ pub fn zero_inputs(specs: &[TensorSpec], symbolic: u64) -> Vec<InputTensor> {
             let shape: Vec<u64> = spec.shape.iter().map(|&d| if d < 0 { symbolic } else { d as u64 }).collect();
             let n = shape.iter().product::<u64>() as usize;
             let data = match spec.dtype {
-                DType::F32 | DType::Other => TensorData::F32(vec![0.0; n]),
+                // As clients send large f32 tensors (decoded at a byte an instruction).
+                DType::F32 | DType::Other => TensorData::f32_bytes(&vec![0.0; n]),
                 DType::F16 => TensorData::F16(vec![0; n]),
                 DType::F64 => TensorData::F64(vec![0.0; n]),
                 DType::I8 => TensorData::I8(vec![0; n]),

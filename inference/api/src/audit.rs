@@ -326,7 +326,8 @@ pub fn output_sha256(outputs: &[crate::OutputTensor]) -> Vec<u8> {
 /// A tensor's elements as little-endian bytes (borrowed, see `le!`; booleans as one byte each).
 fn elements_le(data: &TensorData) -> Cow<'_, [u8]> {
     match data {
-        TensorData::U8(v) => Cow::Borrowed(&v[..]),
+        // The same bytes as the `F32` form of the same values: both forms give one digest.
+        TensorData::U8(v) | TensorData::F32Bytes(v) => Cow::Borrowed(&v[..]),
         TensorData::Bool(v) => Cow::Owned(v.iter().map(|&b| b as u8).collect()),
         TensorData::Text(v) => Cow::Owned(crate::text_le_bytes(v)),
         TensorData::F32(v) => le!(v),
@@ -658,5 +659,8 @@ mod tests {
         assert_ne!(a, input_sha256(&[t(vec![2], TensorData::I32(vec![1, 2]))]));
         assert_ne!(a, input_sha256(&[t(vec![2], TensorData::F32(vec![1.0, 2.5]))]));
         assert_eq!(a, input_sha256(&[t(vec![2], TensorData::F32(vec![1.0, 2.0]))]));
+        // Sent as bytes, the same tensor has the same digest.
+        assert_eq!(a, input_sha256(&[t(vec![2], TensorData::f32_bytes(&[1.0, 2.0]))]));
+        assert_ne!(a, input_sha256(&[t(vec![2], TensorData::f32_bytes(&[1.0, 2.5]))]));
     }
 }

@@ -8,6 +8,11 @@ use crate::DType;
 #[derive(CandidType, Deserialize, Clone, Debug, PartialEq)]
 pub enum TensorData {
     F32(Vec<f32>),
+    /// f32 values as their little-endian bytes, four a value: the same tensor as `F32` (same
+    /// element type, checks and receipt digest), for large ones. A canister decodes a blob at
+    /// about one instruction a byte, a `vec float32` element by element at about 31
+    /// (`benchmarks/NOTES.md`, "f32 tensors as bytes").
+    F32Bytes(serde_bytes::ByteBuf),
     I8(Vec<i8>),
     U8(serde_bytes::ByteBuf),
     /// IEEE 754 half-precision values as their bit patterns (candid has no 16-bit float).
@@ -48,6 +53,7 @@ impl TensorData {
             ($($v:ident),*) => {
                 match self {
                     TensorData::U8(v) => v.len(),
+                    TensorData::F32Bytes(v) => v.len() / 4,
                     $(TensorData::$v(v) => v.len(),)*
                 }
             };
@@ -62,7 +68,7 @@ impl TensorData {
     /// The element type of these data.
     pub fn dtype(&self) -> DType {
         match self {
-            TensorData::F32(_) => DType::F32,
+            TensorData::F32(_) | TensorData::F32Bytes(_) => DType::F32,
             TensorData::I8(_) => DType::I8,
             TensorData::U8(_) => DType::U8,
             TensorData::F16(_) => DType::F16,
@@ -78,12 +84,17 @@ impl TensorData {
         }
     }
 
-    /// The elements when they are f32.
+    /// The elements when they are sent as [`TensorData::F32`] (outputs always are).
     pub fn as_f32(&self) -> Option<&[f32]> {
         match self {
             TensorData::F32(v) => Some(v),
             _ => None,
         }
+    }
+
+    /// `values` as [`TensorData::F32Bytes`]: the cheaper way to send a large f32 tensor.
+    pub fn f32_bytes(values: &[f32]) -> TensorData {
+        TensorData::F32Bytes(values.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>().into())
     }
 
     /// The bytes of the elements, little-endian, in order: what a digest of an output hashes
@@ -103,7 +114,7 @@ impl TensorData {
             };
         }
         each_vector_variant!(extend);
-        if let TensorData::U8(v) = self {
+        if let TensorData::U8(v) | TensorData::F32Bytes(v) = self {
             bytes.extend_from_slice(v);
         }
         if let TensorData::Text(v) = self {

@@ -327,12 +327,23 @@ fn to_tensor(input: &InputTensor, spec: &TensorSpec, max_elements: u64) -> Resul
         return Err(InferenceError::InvalidInput(format!("{count} elements exceed the limit of {max_elements}")));
     }
     let shape: Vec<usize> = input.shape.iter().map(|&d| d as usize).collect();
+    if let TensorData::F32Bytes(bytes) = &input.data {
+        if !bytes.len().is_multiple_of(4) {
+            return Err(InferenceError::InvalidInput(format!(
+                "F32Bytes holds {} bytes, not a whole number of f32 (4 bytes each)",
+                bytes.len()
+            )));
+        }
+    }
     let len = input.data.len();
     if len as u64 != count {
         return Err(InferenceError::InvalidInput(format!("shape {} needs {count} elements, got {len}", dims(&shape))));
     }
     let not_finite = match &input.data {
         TensorData::F32(v) => v.iter().position(|x| !x.is_finite()),
+        TensorData::F32Bytes(bytes) => {
+            bytes.chunks_exact(4).position(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite())
+        }
         TensorData::F64(v) => v.iter().position(|x| !x.is_finite()),
         TensorData::F16(v) => v.iter().position(|&x| !f16::from_bits(x).is_finite()),
         _ => None,
@@ -344,6 +355,9 @@ fn to_tensor(input: &InputTensor, spec: &TensorSpec, max_elements: u64) -> Resul
     }
     let tensor = match &input.data {
         TensorData::F32(v) => Tensor::from_shape(&shape, v),
+        // SAFETY: f32 is plain data (any four bytes are one); `from_raw` checks that the bytes
+        // fill the shape, and copies them into storage aligned for f32, little-endian as wasm is.
+        TensorData::F32Bytes(bytes) => unsafe { Tensor::from_raw::<f32>(&shape, bytes) },
         TensorData::F16(v) => Tensor::from_shape(&shape, &v.iter().map(|&x| f16::from_bits(x)).collect::<Vec<_>>()),
         TensorData::F64(v) => Tensor::from_shape(&shape, v),
         TensorData::I8(v) => Tensor::from_shape(&shape, v),

@@ -452,7 +452,7 @@ fn batches(r: &mut Runner) {
         for &rows in sizes {
             let input = InputTensor {
                 shape: vec![rows as u64, features as u64],
-                data: TensorData::F32(case.input[..rows * features].to_vec()),
+                data: TensorData::f32_bytes(&case.input[..rows * features]),
             };
             let visits =
                 inference_engine::onnx::ml::tree_visits(&case.model, &case.input[..rows * features], features).unwrap();
@@ -494,7 +494,7 @@ fn batches(r: &mut Runner) {
         shape[0] = batch;
         let input = InputTensor {
             shape: shape.iter().map(|&d| d as u64).collect(),
-            data: TensorData::F32(image.input.repeat(batch)),
+            data: TensorData::f32_bytes(&image.input.repeat(batch)),
         };
         let req = ClassifyRequest { model: "rapidocr_cls".into(), version: None, input, top_k: Some(1) };
         r.d.call(user(5), calls::classify(&req)).0.unwrap().unwrap();
@@ -517,7 +517,7 @@ fn audit_cost(r: &mut Runner) {
     let smallest = smallest.instructions;
     let case = model_testdata::tabular("random_forest");
     let features = case.input_shape[1];
-    let input = InputTensor { shape: vec![1, features as u64], data: TensorData::F32(case.input[..features].to_vec()) };
+    let input = InputTensor { shape: vec![1, features as u64], data: TensorData::f32_bytes(&case.input[..features]) };
     let req = ClassifyRequest { model: "random_forest".into(), version: None, input, top_k: Some(1) };
     eprintln!("[{}/{}] audit/classify/random_forest/batch_1", r.results.len() + 1, r.planned);
     let head = |d: &mut Deployment| d.call(user(5), calls::audit_head()).0.unwrap();

@@ -6,8 +6,9 @@ use model_testdata::Case;
 /// The inputs' names and shapes, to pin at upload.
 pub use model_testdata::specs;
 
+/// As a client sends a large f32 tensor: its bytes ([`TensorData::f32_bytes`]).
 fn tensor(shape: &[usize], data: &[f32]) -> InputTensor {
-    InputTensor { shape: shape.iter().map(|&d| d as u64).collect(), data: TensorData::F32(data.to_vec()) }
+    InputTensor { shape: shape.iter().map(|&d| d as u64).collect(), data: TensorData::f32_bytes(data) }
 }
 
 /// The case's first input.

@@ -201,9 +201,9 @@ fn forty_bad_inputs_get_typed_errors_and_change_nothing() {
     let wrong_shape = InputTensor { shape: vec![1, 3, 48, 191], ..input(&w) };
     refused!(w, from_canister agency, calls::classify(&classify(&w, None, wrong_shape)), InferenceError::InputShape { .. });
     let mut nan = input(&w);
-    if let TensorData::F32(v) = &mut nan.data {
-        v[7] = f32::NAN;
-    }
+    let mut values = w.case.input.clone();
+    values[7] = f32::NAN;
+    nan.data = TensorData::f32_bytes(&values);
     refused!(w, from_canister agency, calls::classify(&classify(&w, None, nan)), InferenceError::InvalidInput(_));
     let bytes =
         InputTensor { shape: input(&w).shape, data: TensorData::U8(serde_bytes::ByteBuf::from(vec![0; 3 * 48 * 192])) };

@@ -141,6 +141,20 @@ fn bad_inputs_get_typed_errors() {
     assert!(
         matches!(call(MODEL, InputTensor { data: TensorData::F32(nan), ..input(&c) }), Err(InferenceError::InvalidInput(m)) if m.contains("not finite"))
     );
+    let mut nan_bytes = TensorData::f32_bytes(&c.input);
+    if let TensorData::F32Bytes(b) = &mut nan_bytes {
+        b[4 * 17..4 * 18].copy_from_slice(&f32::INFINITY.to_le_bytes());
+    }
+    assert!(
+        matches!(call(MODEL, InputTensor { data: nan_bytes, ..input(&c) }), Err(InferenceError::InvalidInput(m)) if m.contains("element 17 is not finite"))
+    );
+    let mut ragged = TensorData::f32_bytes(&c.input);
+    if let TensorData::F32Bytes(b) = &mut ragged {
+        b.push(0);
+    }
+    assert!(
+        matches!(call(MODEL, InputTensor { data: ragged, ..input(&c) }), Err(InferenceError::InvalidInput(m)) if m.contains("not a whole number of f32"))
+    );
     let bytes = InputTensor {
         shape: input(&c).shape,
         data: TensorData::U8(serde_bytes::ByteBuf::from(vec![0u8; c.input.len()])),
@@ -151,6 +165,26 @@ fn bad_inputs_get_typed_errors() {
     );
     // Still serving.
     assert!(call(MODEL, input(&c)).is_ok());
+}
+
+#[test]
+fn f32_sent_as_bytes_or_as_a_vector_is_the_same_tensor() {
+    let (mut d, c) = deployed();
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
+    let as_bytes = input(&c);
+    assert!(matches!(as_bytes.data, TensorData::F32Bytes(_)));
+    let as_vector = InputTensor { data: TensorData::F32(c.input.clone()), ..as_bytes.clone() };
+    let mut run = |t: &InputTensor| d.call(user(5), calls::infer(MODEL, None, std::slice::from_ref(t)));
+    run(&as_vector).0.unwrap().unwrap(); // The first call also loads the plan.
+    let ((bytes, bytes_cost), (vector, vector_cost)) = (run(&as_bytes), run(&as_vector));
+    let (bytes, vector) = (bytes.unwrap().unwrap(), vector.unwrap().unwrap());
+    assert_eq!(bytes.outputs, vector.outputs);
+    let digest = |i: &Inference| i.receipt.as_ref().expect("a receipt").input_sha256.clone();
+    assert_eq!(digest(&bytes), digest(&vector), "one tensor, one digest, whichever form carried it");
+    // The reason the form exists: candid decodes a vec float32 element by element.
+    if let (Some(bytes), Some(vector)) = (bytes_cost.instructions, vector_cost.instructions) {
+        assert!(bytes + 2_000_000 < vector, "{bytes} instructions as bytes, {vector} as a vector");
+    }
 }
 
 #[test]

@@ -124,9 +124,9 @@ fn the_router_loses_no_request_while_a_member_is_stopped_upgraded_and_started() 
     );
     let request = |seed: usize| {
         let mut input = input(&c);
-        if let inference_api::TensorData::F32(values) = &mut input.data {
-            values[0] = seed as f32 / 100.0; // a different request, the same answer's shape
-        }
+        let mut values = c.input.clone();
+        values[0] = seed as f32 / 100.0; // a different request, the same answer's shape
+        input.data = inference_api::TensorData::f32_bytes(&values);
         ClassifyRequest { model: MODEL.into(), version: None, input, top_k: Some(1) }
     };
     let classify = |seed: usize| futures::executor::block_on(router.classify(&request(seed)));

@@ -66,6 +66,7 @@ fn half_bits(x: f32) -> u16 {
 fn expected(data: &TensorData) -> TensorData {
     match data {
         TensorData::F32(v) => TensorData::F32(v.iter().map(|x| x + x).collect()),
+        TensorData::F32Bytes(_) => unreachable!("the f32 input is sent as a vector here"),
         TensorData::F16(v) => {
             TensorData::F16(v.iter().map(|&x| if x & 0x7fff == 0 { x } else { x + (1 << 10) }).collect())
         }
