@@ -164,6 +164,19 @@ fn f32_convolutions_run_on_our_kernel() {
     }
 }
 
+/// opennsfw's NHWC image reaches its first convolution without tract's transpose to NCHW: the
+/// convolution reads it interleaved (its outputs against onnxruntime's are checked by
+/// `content_moderation_model_matches_onnxruntime`).
+#[test]
+fn an_nhwc_input_is_read_interleaved_by_its_first_convolution() {
+    let (loaded, _) = loaded_with_macs("opennsfw", "fp32");
+    let plan = loaded.plan.model();
+    let moves: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "MoveAxis").map(|n| &n.name).collect();
+    assert!(moves.is_empty(), "transposes left in the plan: {moves:?}");
+    let first = plan.nodes().iter().find(|n| n.op.name() == "FloatConv").expect("a FloatConv");
+    assert_eq!(plan.node(first.inputs[0].node).op.name(), "Source", "{}", first.name);
+}
+
 /// The f32 depthwise convolutions run on our kernel (none is left to tract's), with the batch
 /// normalisations after them folded into their filters and bias and their activation fused: no
 /// per-channel multiply or add, no HardSwish and no ReLU reads a depthwise convolution's output.

@@ -6,14 +6,15 @@
 //! pool, `benchmarks/profile.md`). This keeps tract's semantics exactly: each output starts at
 //! `f32::MIN`, takes a value when it is greater (`<`, so NaN is skipped and the first of equal
 //! values is kept), visits the window in (kernel row, kernel column) order and skips padding.
-//! Each row segment's fold is [`crate::kernels::max_pool`]'s (four outputs a vector on wasm).
+//! The outputs whose windows lie inside the image are [`crate::kernels::max_pool`]'s (four
+//! outputs a vector on wasm, each window folded whole before its outputs are stored).
 //! Wired by [`crate::passes::max_pool`].
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
 use crate::kernels::integer_conv::pack::Geometry;
-use crate::kernels::max_pool::{Best, MaxPoolKernels};
+use crate::kernels::max_pool::{Best, MaxPoolKernels, Windows};
 
 /// A max pool over planar images (see the module's documentation).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,23 +37,28 @@ impl Op for PlanarMaxPool {
 }
 
 impl PlanarMaxPool {
-    /// The pool of one image `x` into `out` (`[C, oh, ow]`).
+    /// The pool of one image `x` into `out` (`[C, oh, ow]`): per output row, the outputs whose
+    /// windows lie inside the image's columns by the kernel ([`Best::windows`]), the few at the
+    /// edges (their windows cut by the padding) one at a time here.
     pub fn image(&self, x: &[f32], out: &mut [f32]) {
         let g = &self.geometry;
-        let ([h, w], [kh, kw], [oh, ow], sx) = (g.input, g.kernel, g.output, g.strides[1]);
+        let ([h, w], [kh, kw], [oh, ow], sx, dx) = (g.input, g.kernel, g.output, g.strides[1], g.dilations[1]);
         assert!(x.len() >= g.channels * h * w && out.len() >= g.channels * oh * ow);
-        out[..g.channels * oh * ow].fill(f32::MIN);
-        // Each kernel column's output columns, once: their divisions cost more than a row's fold.
-        let columns: Vec<_> = (0..kw).map(|kx| g.columns_inside(kx)).filter(|(first, end, _)| first < end).collect();
+        // The outputs every kernel column reads inside the image: those the first column does
+        // from its first, to those the last column does up to its end (divisions, done once).
+        let (inner, _, start) = g.columns_inside(0);
+        let inner_end = if kw == 0 { inner } else { g.columns_inside(kw - 1).1.max(inner) };
+        let windows = Windows { start, step: sx, taps: kw, dilation: dx };
+        let mut rows: Vec<&[f32]> = Vec::with_capacity(kh);
         for c in 0..g.channels {
+            let plane = &x[c * h * w..][..h * w];
             for oy in 0..oh {
+                rows.clear();
+                rows.extend((0..kh).filter_map(|ky| g.input_row(oy, ky)).map(|iy| &plane[iy * w..][..w]));
                 let row_out = &mut out[(c * oh + oy) * ow..][..ow];
-                for ky in 0..kh {
-                    let Some(iy) = g.input_row(oy, ky) else { continue };
-                    let row_in = &x[(c * h + iy) * w..][..w];
-                    for &(first, end, start) in &columns {
-                        Best::fold(&row_in[start..], sx, &mut row_out[first..end]);
-                    }
+                Best::windows(&rows, windows, &mut row_out[inner..inner_end]);
+                for ox in (0..inner).chain(inner_end..ow) {
+                    row_out[ox] = edge(g, &rows, ox);
                 }
             }
         }
@@ -100,4 +106,21 @@ impl TypedOp for PlanarMaxPool {
     }
 
     as_op!();
+}
+
+/// Output `ox`'s window over `rows`, skipping the columns outside the image: tract's fold in
+/// (row, column) order.
+fn edge(g: &Geometry, rows: &[&[f32]], ox: usize) -> f32 {
+    let mut max = f32::MIN;
+    for row in rows {
+        for kx in 0..g.kernel[1] {
+            let ix = (ox * g.strides[1] + kx * g.dilations[1]) as isize - g.pad_before[1] as isize;
+            if let Some(&v) = usize::try_from(ix).ok().and_then(|ix| row.get(ix)) {
+                if max < v {
+                    max = v;
+                }
+            }
+        }
+    }
+    max
 }

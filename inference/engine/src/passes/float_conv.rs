@@ -22,6 +22,7 @@
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::cnn::conv::KernelFormat;
 use tract_onnx::tract_core::ops::cnn::Conv;
 use tract_onnx::tract_core::ops::einsum::EinSum;
@@ -30,7 +31,7 @@ use super::depthwise::{depthwise_of, fused};
 use super::integer_conv::{conv_geometry, einsum_geometry, other_operand, tensor_floats, Side};
 use super::{Context, Pass, Stage};
 use crate::kernels::float_conv::{Activation, PackedFilters};
-use crate::kernels::integer_conv::pack::Geometry;
+use crate::kernels::integer_conv::pack::{Geometry, Layout};
 use crate::ops::depthwise::Depthwise;
 use crate::ops::float_conv::{FloatConv, PixelMajor};
 
@@ -316,6 +317,19 @@ impl Round {
     }
 }
 
+/// The interleaved image a planar input was moved from (an NHWC model input transposed to NCHW,
+/// `AxisOp::Move`), when the convolution is the move's only reader: the convolution then reads
+/// the interleaved image itself (its im2col gathers each channel's plane anyway) and the move,
+/// tract's generic permutation at tens of instructions an element, goes unused
+/// (`benchmarks/profile.md`, opennsfw's `MoveAxis`).
+fn interleaved_source(model: &TypedModel, input: OutletId, side: Side) -> Option<(OutletId, Side)> {
+    let node = model.node(input.node);
+    let moved_from_hwc = if side.batch { AxisOp::Move(3, 1) } else { AxisOp::Move(2, 0) };
+    let only_reader = model.outlet_successors(input).len() == 1;
+    (side.layout == Layout::Planar && node.op_as::<AxisOp>() == Some(&moved_from_hwc) && only_reader)
+        .then(|| (node.inputs[0], Side { batch: side.batch, layout: Layout::Interleaved }))
+}
+
 /// One round of [`rewrite`]: the convolutions whose input no other of this round replaces.
 fn round(model: &mut TypedModel) -> TractResult<usize> {
     let mut round = Round::default();
@@ -350,7 +364,12 @@ fn round(model: &mut TypedModel) -> TractResult<usize> {
         } else {
             None
         };
-        let Some(Match { input, sides, geometry, mut filters, mut bias, mut replaces }) = found else { continue };
+        let Some(Match { mut input, mut sides, geometry, mut filters, mut bias, mut replaces }) = found else {
+            continue;
+        };
+        if let Some((unmoved, side)) = interleaved_source(model, input, sides[0]) {
+            (input, sides[0]) = (unmoved, side);
+        }
         while let Some((out, scale, shift)) = affine_after(model, replaces, sides[1], bias.len())? {
             fold_affine(&mut filters, &mut bias, &scale, &shift);
             replaces = out;

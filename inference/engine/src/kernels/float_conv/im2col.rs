@@ -24,36 +24,103 @@ pub fn is_identity(geometry: &Geometry, layout: Layout) -> bool {
 }
 
 /// The im2col matrix of one image `x` held in `layout`.
+///
+/// Each channel is first copied into a plane with its padding's zeros around it (once per
+/// channel, not once per kernel position), so each of the matrix's row segments is one copy
+/// from that plane without a bound to compute; where the padded plane is the channel itself
+/// (planar, no padding) the copies read the image. Every element of the matrix is written once,
+/// into memory the allocator does not clear first. Gathering each segment with its own bounds
+/// and padding, and zeroing the matrix first, cost more than the copies themselves: several
+/// times a 3×3 layer's products on 7×7 images (`benchmarks/profile.md`, `FloatConv`).
 pub fn im2col(x: &[f32], geometry: &Geometry, layout: Layout) -> Vec<f32> {
     let cols = columns(geometry);
     let (channels, [h, w]) = (geometry.channels, geometry.input);
-    let ([kh, kw], [oh, ow], sx) = (geometry.kernel, geometry.output, geometry.strides[1]);
-    assert!(x.len() >= channels * h * w);
-    let mut matrix = vec![0f32; geometry.depth() * cols];
-    // Where input (c, iy, ix) is, and how far apart two columns of a row are.
-    let (channel_stride, pixel_stride) = match layout {
-        Layout::Planar => (h * w, 1),
-        Layout::Interleaved => (1, channels),
-    };
-    for c in 0..channels {
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let row = &mut matrix[((c * kh + ky) * kw + kx) * cols..][..cols];
-                let (first, end, start) = geometry.columns_inside(kx);
-                if first >= end {
-                    continue;
+    let ([kh, kw], [oh, ow]) = (geometry.kernel, geometry.output);
+    let ([sy, sx], [dy, dx], [top, left]) = (geometry.strides, geometry.dilations, geometry.pad_before);
+    let pixels = oh * ow;
+    assert!(x.len() >= channels * h * w && pixels <= cols);
+    let length = geometry.depth() * cols;
+    let mut matrix: Vec<f32> = Vec::with_capacity(length);
+    // Debug builds (the native tests) start from NaNs, so an element the loops below missed
+    // shows in the comparison with the direct convolution instead of reading as a lucky zero.
+    #[cfg(debug_assertions)]
+    matrix.spare_capacity_mut().fill(core::mem::MaybeUninit::new(f32::NAN));
+    let base = matrix.as_mut_ptr();
+    if pixels == 0 {
+        // SAFETY: no column holds a pixel: every row is its zeros, written here.
+        unsafe { zeros(base, length) };
+    } else {
+        // The padded plane: every position a kernel reads, the image's inside it at (top, left).
+        let (ph, pw) = ((oh - 1) * sy + (kh - 1) * dy + 1, (ow - 1) * sx + (kw - 1) * dx + 1);
+        let (channel_stride, pixel_stride) = match layout {
+            Layout::Planar => (h * w, 1),
+            Layout::Interleaved => (1, channels),
+        };
+        let reads_image = layout == Layout::Planar && top == 0 && left == 0 && ph <= h && pw <= w;
+        let (mut plane, plane_width) = if reads_image { (Vec::new(), w) } else { (vec![0f32; ph * pw], pw) };
+        // The rows of the image that land in the plane, and their values that do.
+        let inside_cols = w.min(pw.saturating_sub(left));
+        let inside_rows = if inside_cols == 0 { 0 } else { h.min(ph.saturating_sub(top)) };
+        for c in 0..channels {
+            let source: &[f32] = if reads_image {
+                &x[c * channel_stride..][..h * w]
+            } else {
+                for iy in 0..inside_rows {
+                    let from = &x[c * channel_stride + iy * w * pixel_stride..];
+                    gather(from, pixel_stride, &mut plane[(top + iy) * pw + left..][..inside_cols]);
                 }
-                let step = sx * pixel_stride;
-                for oy in 0..oh {
-                    let Some(iy) = geometry.input_row(oy, ky) else { continue };
-                    let from = c * channel_stride + (iy * w + start) * pixel_stride;
-                    let source = &x[from..][..(end - first - 1) * step + 1];
-                    gather(source, step, &mut row[oy * ow + first..oy * ow + end]);
+                &plane
+            };
+            // Every read below is at most (ph − 1) · width + pw − 1: the plane's last value, or
+            // within the channel's (ph <= h, pw <= w).
+            assert!((ph - 1) * plane_width + pw <= source.len());
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row = ((c * kh + ky) * kw + kx) * cols;
+                    let first = ky * dy * plane_width + kx * dx;
+                    // SAFETY: reads: each run's last value is at first + (oy · sy) · width +
+                    // (ow − 1) · sx <= the bound asserted above, and `strided` reads no further
+                    // than `readable`. Writes: the row's columns 0..cols lie within the matrix's
+                    // capacity (row + cols <= length): the runs write columns 0..pixels, `zeros`
+                    // the rest.
+                    unsafe {
+                        let (from, into) = (source.as_ptr().add(first), base.add(row));
+                        if sx == 1 && sy * plane_width == ow {
+                            strided(from, 1, source.len() - first, into, pixels);
+                        } else {
+                            for oy in 0..oh {
+                                let at = oy * sy * plane_width;
+                                strided(from.add(at), sx, source.len() - first - at, into.add(oy * ow), ow);
+                            }
+                        }
+                        zeros(into.add(pixels), cols - pixels);
+                    }
                 }
             }
         }
     }
+    // SAFETY: every row's columns 0..cols were written above, so all `length` elements are
+    // initialised.
+    unsafe { matrix.set_len(length) };
     matrix
+}
+
+/// Writes `count` zeros at `into`: one store each for short runs (a `memory.fill` costs a
+/// hundred instructions before its bytes), `memory.fill` for long ones.
+///
+/// # Safety
+/// `count` values are writable at `into`.
+unsafe fn zeros(into: *mut f32, count: usize) {
+    if count >= 32 {
+        core::ptr::write_bytes(into, 0, count);
+        return;
+    }
+    let mut i = 0;
+    while i < count {
+        // Volatile so that LLVM does not turn the loop back into a `memory.fill`.
+        core::ptr::write_volatile(into.add(i), 0.0);
+        i += 1;
+    }
 }
 
 /// `into[i] = from[i · step]` for every i of `into` (`from` holds at least that many).
@@ -64,28 +131,76 @@ pub fn im2col(x: &[f32], geometry: &Geometry, layout: Layout) -> Vec<f32> {
 pub fn gather(from: &[f32], step: usize, into: &mut [f32]) {
     let count = into.len();
     assert!(count == 0 || from.len() > (count - 1) * step);
-    let (src, dst) = (from.as_ptr(), into.as_mut_ptr());
-    let mut i = 0;
-    if step == 1 {
-        while i + 4 <= count {
-            // SAFETY: i + 4 <= count: from[i..i + 4] and into[i..i + 4] are in bounds (asserted).
-            unsafe { copy4(src.add(i), dst.add(i)) };
-            i += 4;
+    // SAFETY: `from` holds its length in readable values, `into` its length in writable ones,
+    // and the assertion is `strided`'s condition on them.
+    unsafe { strided(from.as_ptr(), step, from.len(), into.as_mut_ptr(), count) }
+}
+
+/// `into[i] = from[i · step]` for i < `count`, reading nothing at or past `from + readable`.
+///
+/// Steps of one and two go four values a vector, the last vector overlapping the one before
+/// when `count` is not a multiple of four (the same values written twice): a row of seven costs
+/// two vectors instead of one and three values one at a time.
+///
+/// # Safety
+/// `readable` values are readable at `from`, with (count − 1) · step < readable when count > 0,
+/// and `count` values are writable at `into`.
+unsafe fn strided(from: *const f32, step: usize, readable: usize, into: *mut f32, count: usize) {
+    if count >= LANES && step == 1 {
+        let last = count - LANES;
+        let mut i = 0;
+        // Four vectors a turn of the loop, which costs as much as a vector's copy.
+        while i + 4 * LANES <= last {
+            // SAFETY: i + 16 <= count: from[i..i + 16] is readable, into[i..i + 16] writable.
+            let (s, d) = (from.add(i), into.add(i));
+            copy4(s, d);
+            copy4(s.add(LANES), d.add(LANES));
+            copy4(s.add(2 * LANES), d.add(2 * LANES));
+            copy4(s.add(3 * LANES), d.add(3 * LANES));
+            i += 4 * LANES;
         }
-    } else if step == 2 {
-        // A strided convolution's rows (opennsfw's 7×7 first layer): four a vector while the
-        // eight values read lie in `from`.
-        while i + 4 <= count && 2 * i + 8 <= from.len() {
-            // SAFETY: from[2i..2i + 8] and into[i..i + 4] are in bounds (checked just above).
-            unsafe { copy_evens4(src.add(2 * i), dst.add(i)) };
-            i += 4;
+        while i < last {
+            // SAFETY: i + 4 <= count: from[i..i + 4] is readable, into[i..i + 4] writable.
+            copy4(from.add(i), into.add(i));
+            i += LANES;
+        }
+        copy4(from.add(last), into.add(last));
+        return;
+    }
+    // A strided convolution's rows (opennsfw's 7×7 first layer): each vector reads eight
+    // values, so the last one reaches 2 · count; when that is past `readable`, vectors while they
+    // fit and the rest one at a time.
+    let mut i = 0;
+    if count >= LANES && step == 2 {
+        let last = count - LANES;
+        if 2 * count <= readable {
+            while i + 4 * LANES <= last {
+                // SAFETY: 2i + 32 <= 2 · count <= readable; i + 16 <= count.
+                let (s, d) = (from.add(2 * i), into.add(i));
+                copy_evens4(s, d);
+                copy_evens4(s.add(2 * LANES), d.add(LANES));
+                copy_evens4(s.add(4 * LANES), d.add(2 * LANES));
+                copy_evens4(s.add(6 * LANES), d.add(3 * LANES));
+                i += 4 * LANES;
+            }
+            while i < last {
+                // SAFETY: 2i + 8 <= 2 · count <= readable; i + 4 <= count.
+                copy_evens4(from.add(2 * i), into.add(i));
+                i += LANES;
+            }
+            copy_evens4(from.add(2 * last), into.add(last));
+            return;
+        }
+        while i + LANES <= count && 2 * i + 2 * LANES <= readable {
+            // SAFETY: as checked just above.
+            copy_evens4(from.add(2 * i), into.add(i));
+            i += LANES;
         }
     }
     let mut at = i * step;
     while i < count {
-        // SAFETY: i < count, so at = i · step <= (count − 1) · step < from.len() (asserted), and
-        // into[i] is in bounds.
-        unsafe { *dst.add(i) = *src.add(at) };
+        // SAFETY: at = i · step <= (count − 1) · step < readable, and i < count.
+        *into.add(i) = *from.add(at);
         at += step;
         i += 1;
     }

@@ -124,6 +124,11 @@ pub fn check_kernels<K: FloatKernels>() -> Result<(), String> {
         (12, [2, 9], [1, 1], [1, 1], [1, 1], [0, 0], 4),
         // Rows gathered at stride 2 four values a vector (a first layer's im2col).
         (3, [5, 23], [3, 3], [2, 2], [1, 1], [1, 1], 4),
+        // Strides that leave the image's last row and column unread (im2col's padded plane is
+        // cropped, or the image read in place), and padding read on one side only.
+        (4, [10, 10], [1, 1], [2, 2], [1, 1], [0, 0], 5),
+        (3, [7, 9], [3, 3], [2, 2], [1, 1], [0, 0], 4),
+        (2, [6, 6], [2, 2], [2, 2], [1, 1], [1, 1], 3),
     ];
     let mut seed = 2024u32;
     let mut next = move || {
