@@ -13,6 +13,8 @@
 //! - [`depthwise`]: [`depthwise::Depthwise`], a 2-D f32 depthwise convolution with our kernel,
 //!   its activation fused.
 //! - [`max_pool`]: [`max_pool::PlanarMaxPool`], tract's 2-D f32 max pool over planar images.
+//! - [`lookup`]: [`lookup::Lookup`], an int8 tensor through a 256-entry table (a run of
+//!   elementwise nodes after a quantize → dequantize, computed once).
 //! - [`strided_copy`]: [`strided_copy::StridedCopy`], tract's f32 `Downsample` copied row by row.
 //! - [`ml`]: [`ml::MlOp`], the ONNX-ML operators of tabular models (tree ensembles, SVM, scaler…).
 //! - [`cumulative`]: [`cumulative::CumProd`], the running product along an axis.
@@ -27,6 +29,7 @@ pub mod dynamic_quantize;
 pub mod float_conv;
 pub mod integer_conv;
 pub mod layout;
+pub mod lookup;
 pub mod loss;
 pub mod max_pool;
 pub mod ml;

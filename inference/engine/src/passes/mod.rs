@@ -39,6 +39,9 @@
 //!    [`crate::ops::strided_copy::StridedCopy`].
 //! 10. [`max_pool::MaxPoolAccelerate`] (optimized): 2-D f32 max pools over planar images onto
 //!     [`crate::ops::max_pool::PlanarMaxPool`].
+//! 11. [`lookup::LookupTables`] (optimized): a run of elementwise nodes computing from a
+//!     quantize → dequantize's values alone onto the quantize and a 256-entry
+//!     [`crate::ops::lookup::Lookup`].
 //!
 //! # Adding a pass
 //!
@@ -82,6 +85,7 @@ mod f16_to_f32;
 mod float_conv;
 mod integer_conv;
 mod integer_matmul;
+mod lookup;
 mod max_pool;
 mod qdq;
 mod quantized_softmax;
@@ -98,6 +102,7 @@ pub use f16_to_f32::F16ToF32;
 pub use float_conv::FloatConvRewrite;
 pub use integer_conv::IntegerConvRewrite;
 pub use integer_matmul::IntegerMatMulRewrite;
+pub use lookup::LookupTables;
 pub use max_pool::MaxPoolAccelerate;
 pub use qdq::QdqAccelerate;
 pub use quantized_softmax::QuantizedSoftmaxGuard;
@@ -148,6 +153,7 @@ pub const PIPELINE: &[&dyn Pass] = &[
     &DynamicQuantizeAccelerate,
     &StridedCopyAccelerate,
     &MaxPoolAccelerate,
+    &LookupTables,
 ];
 
 /// Applies patches found on `model` as it was (they replace disjoint nodes), then drops what they
@@ -192,7 +198,8 @@ mod tests {
                 "qdq accelerate",
                 "dynamic quantize accelerate",
                 "strided copy accelerate",
-                "max pool accelerate"
+                "max pool accelerate",
+                "lookup tables",
             ]
         );
     }
