@@ -175,13 +175,11 @@ mod tests {
     use crate::kernels::qdq::{Dequantize, Quantize};
 
     /// A fake-quantized image through HardSwish as a QDQ model spells it (`x · clamp(x · α + β,
-    /// 0, 1)` with a fake-quantize after the clamp), then quantized to u8; `alpha` is the
-    /// multiplier's constant, one value or one per channel.
-    fn hard_swish_model(alpha: Tensor) -> TypedModel {
-        let (q, d) = (
-            Quantize { inv_scale: 1.0 / 0.05, zero_point: 120, dt: u8::datum_type() },
-            Dequantize { scale: 0.05, zero_point: 120 },
-        );
+    /// 0, 1)` with a fake-quantize after the clamp), then quantized to `dt` (u8 or i8);
+    /// `alpha` is the multiplier's constant, one value or one per channel.
+    fn hard_swish_model(alpha: Tensor, dt: DatumType) -> TypedModel {
+        let zero_point = if dt == u8::datum_type() { 120 } else { -8 };
+        let (q, d) = (Quantize { inv_scale: 1.0 / 0.05, zero_point, dt }, Dequantize { scale: 0.05, zero_point });
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact([1, 2, 3, 50])).unwrap();
         let v = model.wire_node("fake", Qdq(Conversion::Both(q, d)), &[x]).unwrap()[0];
@@ -220,21 +218,33 @@ mod tests {
     }
 
     /// The run becomes a quantize and a table, with the same bytes out as before for every
-    /// input byte.
+    /// input byte, u8 and i8 (an i8 reads the table at its byte's bits).
     #[test]
     fn a_quantized_hard_swish_becomes_a_table_with_the_same_results() {
-        let mut model = hard_swish_model(tensor0(1.0f32 / 6.0).into_shape(&[1, 1, 1, 1]).unwrap());
-        let before = run(&model);
-        assert_eq!(replace(&mut model).unwrap(), 1);
-        let names = ops(&model);
-        assert!(names.contains(&"Lookup256".to_string()), "{names:?}");
-        assert!(!names.iter().any(|n| n.contains("Mul") || n.contains("Min")), "{names:?}");
-        let after = run(&model);
-        assert_eq!(after.datum_type(), u8::datum_type());
-        assert_eq!(before, after);
-        let distinct: std::collections::BTreeSet<u8> =
-            before.try_as_plain_ram().unwrap().as_slice::<u8>().unwrap().iter().copied().collect();
-        assert!(distinct.len() > 100, "the input should reach most bytes: {}", distinct.len());
+        for dt in [u8::datum_type(), i8::datum_type()] {
+            let mut model = hard_swish_model(tensor0(1.0f32 / 6.0).into_shape(&[1, 1, 1, 1]).unwrap(), dt);
+            let before = run(&model);
+            assert_eq!(replace(&mut model).unwrap(), 1, "{dt:?}");
+            let names = ops(&model);
+            assert!(names.contains(&"Lookup256".to_string()), "{names:?}");
+            assert!(!names.iter().any(|n| n.contains("Mul") || n.contains("Min")), "{names:?}");
+            let after = run(&model);
+            assert_eq!(after.datum_type(), dt);
+            assert_eq!(before, after, "{dt:?}");
+            let read = bytes_read(dt);
+            assert!(read > 200, "{dt:?}: the input should quantize to most bytes: {read}");
+        }
+    }
+
+    /// How many distinct bytes the input quantizes to: the table entries the comparison reads.
+    fn bytes_read(dt: DatumType) -> usize {
+        let zero_point = if dt == u8::datum_type() { 120 } else { -8 };
+        let q = Quantize { inv_scale: 1.0 / 0.05, zero_point, dt };
+        let bytes =
+            Qdq(Conversion::Quantize(q)).eval(&EvalContext::out_of_plan(), tvec!(input().into_tvalue())).unwrap();
+        let wide = bytes[0].cast_to_dt(i32::datum_type()).unwrap();
+        let values = wide.try_as_plain_ram().unwrap().as_slice::<i32>().unwrap().to_vec();
+        values.into_iter().collect::<std::collections::BTreeSet<i32>>().len()
     }
 
     /// One constant per channel makes the run depend on the channel, not the byte alone: it is
@@ -242,7 +252,7 @@ mod tests {
     #[test]
     fn a_run_with_a_per_channel_constant_is_left() {
         let alpha = tensor1(&[0.1f32, 0.2]).into_shape(&[1, 2, 1, 1]).unwrap();
-        let mut model = hard_swish_model(alpha);
+        let mut model = hard_swish_model(alpha, u8::datum_type());
         assert_eq!(replace(&mut model).unwrap(), 0);
         assert!(!ops(&model).contains(&"Lookup256".to_string()));
     }
