@@ -1,20 +1,21 @@
 //! [`Depthwise`]: a 2-D f32 depthwise convolution (one filter per channel) of planar (CHW) or
 //! channels-last (HWC) images, computed by [`crate::kernels::depthwise`] instead of tract's
 //! `DepthWiseConv`, which costs about five of the IC's instructions per multiply-accumulate on
-//! wasm (`benchmarks/profile.md`), with the activation that followed it fused. On wasm tract's
-//! declutter moves depthwise convolutions of sixteen channels or more to HWC (for its own
-//! channel-inner kernel), so the canister sees mostly those; native builds keep CHW.
+//! wasm (`benchmarks/profile.md`), with the activation that followed it fused.
 //!
-//! [`crate::passes::float_conv`] wires it, after declutter, in place of tract's grouped `Conv`s
-//! with one group per channel and constant filters, the batch normalisation after them folded
-//! in, where the kernel has a vector loop for the window.
+//! [`crate::passes::depthwise`] wires it before declutter (so the graph stays planar) and
+//! [`crate::passes::float_conv`] after it (a QDQ model's, in the layout tract chose), in place of
+//! tract's grouped `Conv`s with one group per channel and constant filters, the batch
+//! normalisation after them folded in, where the kernel has a vector loop for the window.
 
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-use crate::kernels::depthwise::{block_bias, block_weights, Activation, Best, Blocked, DepthwiseKernels};
+use crate::kernels::depthwise::{
+    block_bias, block_weights, planar, Activation, Best, Blocked, DepthwiseKernels, Padded,
+};
 use crate::kernels::integer_conv::pack::{Geometry, Layout};
 
 /// A depthwise convolution by constant filters (see the module's documentation).
@@ -38,7 +39,7 @@ pub struct DepthwiseFilters {
     /// One per channel.
     pub bias: Vec<f32>,
     /// `weights` packed per block of four channels ([`block_weights`]) and `bias` padded to
-    /// whole blocks ([`block_bias`]), as the kernel reads them.
+    /// whole blocks ([`block_bias`]), as the kernel reads channels-last images.
     pub blocks: (Vec<f32>, Vec<f32>),
 }
 
@@ -104,14 +105,23 @@ impl EvalOp for Depthwise {
         let x = view.as_slice::<f32>()?;
         let mut plain = output.try_as_plain_ram_mut()?;
         let out = plain.as_slice_mut::<f32>()?;
-        let (weights, bias) = &self.filters.blocks;
-        let mut blocked = Blocked::new(g);
-        for (x, out) in x.chunks_exact(image_in).zip(out.chunks_exact_mut(image_out)) {
-            match self.layout {
-                Layout::Planar => blocked.fill_planar::<Best>(x),
-                Layout::Interleaved => blocked.fill::<Best>(x),
+        let images = x.chunks_exact(image_in).zip(out.chunks_exact_mut(image_out));
+        match self.layout {
+            Layout::Planar => {
+                let (weights, bias) = (&self.filters.weights, &self.filters.bias);
+                let mut padded = Padded::new(g);
+                for (x, out) in images {
+                    planar::<Best>(&mut padded, x, weights, bias, self.activation, out);
+                }
             }
-            Best::blocks(&blocked, weights, bias, self.activation, self.layout, out);
+            Layout::Interleaved => {
+                let (weights, bias) = &self.filters.blocks;
+                let mut blocked = Blocked::new(g);
+                for (x, out) in images {
+                    blocked.fill::<Best>(x);
+                    Best::blocks(&blocked, weights, bias, self.activation, out);
+                }
+            }
         }
         Ok(tvec!(output.into_tvalue()))
     }

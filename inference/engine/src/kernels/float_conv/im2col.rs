@@ -145,7 +145,7 @@ pub fn gather(from: &[f32], step: usize, into: &mut [f32]) {
 /// # Safety
 /// `readable` values are readable at `from`, with (count − 1) · step < readable when count > 0,
 /// and `count` values are writable at `into`.
-unsafe fn strided(from: *const f32, step: usize, readable: usize, into: *mut f32, count: usize) {
+pub(crate) unsafe fn strided(from: *const f32, step: usize, readable: usize, into: *mut f32, count: usize) {
     if count >= LANES && step == 1 {
         let last = count - LANES;
         let mut i = 0;

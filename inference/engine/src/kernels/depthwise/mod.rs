@@ -3,28 +3,32 @@
 //! bias in (kernel row, kernel column) order, padding read as zeros.
 //!
 //! tract's depthwise kernel costs about five of the IC's instructions per multiply-accumulate on
-//! wasm (`DepthWiseConv` in `benchmarks/profile.md`). Here the image is first copied into a
-//! zero-padded buffer of four-channel blocks ([`Blocked`]: per block, a padded image whose pixels
-//! are four lanes, one per channel): channels-last (HWC) pixels as they are, planar (CHW) images
-//! four planes at a time through a 4 × 4 transposition. A vector is then four channels of one
-//! pixel, every tap of a window is one vector load at a constant offset, and no output is an edge
-//! case. On wasm ([`Simd128`]) the taps of 3×3 and 5×5 windows are spelled out by a macro, a
-//! block's weights stay in locals for the whole image and the accumulator on the wasm stack: a
-//! tap costs a load, a multiply and an add, four output pixels at a time. The activation fused
-//! after the convolution ([`Activation`]) is applied before the vectors are stored: channels-last
-//! as they are, or for a planar output transposed 4 × 4 into four channels' runs of four pixels.
+//! wasm (`DepthWiseConv` in `benchmarks/profile.md`). Ours reads the image in the layout it comes
+//! in, with the padding's zeros copied around it so that no output is an edge case:
+//! - planar (CHW) images one channel at a time, a vector being four adjacent outputs of a row
+//!   ([`planar`]);
+//! - channels-last (HWC) images through a buffer of four-channel blocks ([`Blocked`]: per block,
+//!   a padded image whose pixels are four lanes, one per channel), a vector being four channels
+//!   of one pixel.
+//!
+//! On wasm ([`Simd128`]) the taps of 3×3 and 5×5 windows are spelled out by macros, the weights
+//! stay in locals for the whole plane (or block) and the accumulator on the wasm stack: a tap
+//! costs a load at a constant offset, a multiply and an add, for four outputs. The activation
+//! fused after the convolution ([`Activation`]) is applied before the vectors are stored.
 //!
 //! [`Scalar`] does the same operations in the same order one output at a time, so both equal
 //! [`reference::direct`] bit for bit (checked natively and in the canister's self-test).
 
+pub mod planar;
+
 pub use crate::kernels::activation::Activation;
 use crate::kernels::integer_conv::pack::{Geometry, Layout};
+pub use planar::{planar, Padded};
 
-/// An image's values, zero padded on every side, in blocks of four channels: block `b` is a
+/// A channels-last image's values, zero padded on every side, in blocks of four channels: block `b` is a
 /// padded image whose pixels are the four lanes of channels `4b..4b + 4` (lanes past the image's
 /// channels stay zero). The padding is zeroed once, when the buffer is made; [`Blocked::fill`]
-/// and [`Blocked::fill_planar`] write only the image's values, so one buffer serves every image
-/// of a batch.
+/// writes only the image's values, so one buffer serves every image of a batch.
 pub struct Blocked {
     geometry: Geometry,
     rows: usize,
@@ -56,21 +60,6 @@ impl Blocked {
         assert!(self.values.len() >= self.geometry.channels.div_ceil(4) * self.block_stride());
     }
 
-    /// Copies one `[C, h, w]` image into the blocks' interiors.
-    pub fn fill_planar<K: DepthwiseKernels>(&mut self, image: &[f32]) {
-        let g = &self.geometry;
-        let ([h, w], [top, left], c) = (g.input, g.pad_before, g.channels);
-        assert!(image.len() >= h * w * c);
-        let (columns, block_stride, plane) = (self.columns, self.block_stride(), h * w);
-        for block in 0..c.div_ceil(4) {
-            let count = (c - 4 * block).min(4);
-            for y in 0..h {
-                let to = &mut self.values[block * block_stride + ((top + y) * columns + left) * 4..][..4 * w];
-                K::planes_to_pixels(&image[4 * block * plane + y * w..], plane, count, w, to);
-            }
-        }
-    }
-
     /// Copies one `[h, w, C]` image into the blocks' interiors.
     pub fn fill<K: DepthwiseKernels>(&mut self, image: &[f32]) {
         let g = &self.geometry;
@@ -90,20 +79,13 @@ pub trait DepthwiseKernels {
     /// `4b..4b + 4` of pixel `x` at `to[b · block_stride + 4x..]`.
     fn to_blocks(pixels: &[f32], channels: usize, to: &mut [f32], block_stride: usize);
 
-    /// Writes one row of `width` values of `count` (1 to 4) planes, `plane` values apart from
-    /// `planes` on, as four-lane pixels: value `x` of plane `k` at `to[4x + k]`.
-    fn planes_to_pixels(planes: &[f32], plane: usize, count: usize, width: usize, to: &mut [f32]);
+    /// The `[oh, ow, C]` output image from its [`Blocked`] input, the weights as
+    /// [`block_weights`] packs them and the bias padded to whole blocks.
+    fn blocks(blocked: &Blocked, weights: &[f32], bias: &[f32], activation: Activation, out: &mut [f32]);
 
-    /// The output image from its [`Blocked`] input, the weights as [`block_weights`] packs them
-    /// and the bias padded to whole blocks, `[oh, ow, C]` or, for [`Layout::Planar`], `[C, oh, ow]`.
-    fn blocks(
-        blocked: &Blocked,
-        weights: &[f32],
-        bias: &[f32],
-        activation: Activation,
-        layout: Layout,
-        out: &mut [f32],
-    );
+    /// One channel's `[oh, ow]` output plane from its [`Padded`] image, its window's `kh · kw`
+    /// weights (row-major) and its bias.
+    fn plane(padded: &Padded, weights: &[f32], bias: f32, activation: Activation, out: &mut [f32]);
 }
 
 /// `[C, kh · kw]` weights as [`DepthwiseKernels::blocks`] reads them: per block of four channels,
@@ -136,22 +118,7 @@ impl DepthwiseKernels for Scalar {
         }
     }
 
-    fn planes_to_pixels(planes: &[f32], plane: usize, count: usize, width: usize, to: &mut [f32]) {
-        for x in 0..width {
-            for k in 0..count {
-                to[4 * x + k] = planes[k * plane + x];
-            }
-        }
-    }
-
-    fn blocks(
-        blocked: &Blocked,
-        weights: &[f32],
-        bias: &[f32],
-        activation: Activation,
-        layout: Layout,
-        out: &mut [f32],
-    ) {
+    fn blocks(blocked: &Blocked, weights: &[f32], bias: &[f32], activation: Activation, out: &mut [f32]) {
         blocked.check_size();
         let g = &blocked.geometry;
         let ([oh, ow], [kh, kw], [sy, sx], c) = (g.output, g.kernel, g.strides, g.channels);
@@ -168,14 +135,14 @@ impl DepthwiseKernels for Scalar {
                             acc += v * weights[(block * taps + ky * kw + kx) * 4 + lane];
                         }
                     }
-                    let at = match layout {
-                        Layout::Interleaved => (oy * ow + ox) * c + ch,
-                        Layout::Planar => ch * oh * ow + oy * ow + ox,
-                    };
-                    out[at] = activation.apply(acc);
+                    out[(oy * ow + ox) * c + ch] = activation.apply(acc);
                 }
             }
         }
+    }
+
+    fn plane(padded: &Padded, weights: &[f32], bias: f32, activation: Activation, out: &mut [f32]) {
+        planar::scalar_plane(padded, weights, bias, activation, out)
     }
 }
 
@@ -202,10 +169,9 @@ mod simd {
 
     use super::*;
     use crate::kernels::activation::activate;
-    use crate::kernels::layout::transpose;
 
-    /// Pixels copied and planes transposed four values a vector, outputs four channels a vector
-    /// for the [`vectorised`] windows; the rest as [`Scalar`].
+    /// Pixels copied four values a vector, outputs four channels (or, planar, four adjacent
+    /// outputs of a channel) a vector for the [`vectorised`] windows; the rest as [`Scalar`].
     pub struct Simd128;
 
     impl DepthwiseKernels for Simd128 {
@@ -235,43 +201,10 @@ mod simd {
             }
         }
 
-        fn planes_to_pixels(planes: &[f32], plane: usize, count: usize, width: usize, to: &mut [f32]) {
-            if count != 4 {
-                return Scalar::planes_to_pixels(planes, plane, count, width, to);
-            }
-            assert!(planes.len() >= 3 * plane + width && to.len() >= 4 * width);
-            let (src, dst) = (planes.as_ptr(), to.as_mut_ptr());
-            let mut x = 0;
-            while x + 4 <= width {
-                // SAFETY: planes[k · plane + x..][..4] for k < 4 and to[4x..][..16] are in bounds
-                // (the loop's test and the assert).
-                unsafe {
-                    let (p0, p1, p2, p3) =
-                        (src.add(x), src.add(plane + x), src.add(2 * plane + x), src.add(3 * plane + x));
-                    let load = |p: *const f32| v128_load(p as *const v128);
-                    let pixels = transpose(load(p0), load(p1), load(p2), load(p3));
-                    let to = dst.add(4 * x);
-                    v128_store(to as *mut v128, pixels[0]);
-                    v128_store(to.add(4) as *mut v128, pixels[1]);
-                    v128_store(to.add(8) as *mut v128, pixels[2]);
-                    v128_store(to.add(12) as *mut v128, pixels[3]);
-                }
-                x += 4;
-            }
-            Scalar::planes_to_pixels(&planes[x..], plane, 4, width - x, &mut to[4 * x..]);
-        }
-
-        fn blocks(
-            blocked: &Blocked,
-            weights: &[f32],
-            bias: &[f32],
-            activation: Activation,
-            layout: Layout,
-            out: &mut [f32],
-        ) {
+        fn blocks(blocked: &Blocked, weights: &[f32], bias: &[f32], activation: Activation, out: &mut [f32]) {
             let g = &blocked.geometry;
             if !vectorised(g) {
-                return Scalar::blocks(blocked, weights, bias, activation, layout, out);
+                return Scalar::blocks(blocked, weights, bias, activation, out);
             }
             let (blocks, taps) = (g.channels.div_ceil(4), g.kernel[0] * g.kernel[1]);
             assert!(weights.len() >= blocks * taps * 4 && bias.len() >= blocks * 4);
@@ -280,17 +213,17 @@ mod simd {
             // SAFETY: the asserts above: every block's weights and bias, every output, and (by
             // Blocked::new's sizes) every pixel a tap reads.
             unsafe {
-                match (g.kernel[0], g.strides[1], layout) {
-                    (3, 1, Layout::Interleaved) => blocks_3::<1, false>(blocked, weights, bias, activation, out),
-                    (3, _, Layout::Interleaved) => blocks_3::<2, false>(blocked, weights, bias, activation, out),
-                    (5, 1, Layout::Interleaved) => blocks_5::<1, false>(blocked, weights, bias, activation, out),
-                    (_, _, Layout::Interleaved) => blocks_5::<2, false>(blocked, weights, bias, activation, out),
-                    (3, 1, Layout::Planar) => blocks_3::<1, true>(blocked, weights, bias, activation, out),
-                    (3, _, Layout::Planar) => blocks_3::<2, true>(blocked, weights, bias, activation, out),
-                    (5, 1, Layout::Planar) => blocks_5::<1, true>(blocked, weights, bias, activation, out),
-                    (_, _, Layout::Planar) => blocks_5::<2, true>(blocked, weights, bias, activation, out),
+                match (g.kernel[0], g.strides[1]) {
+                    (3, 1) => blocks_3::<1>(blocked, weights, bias, activation, out),
+                    (3, _) => blocks_3::<2>(blocked, weights, bias, activation, out),
+                    (5, 1) => blocks_5::<1>(blocked, weights, bias, activation, out),
+                    (_, _) => blocks_5::<2>(blocked, weights, bias, activation, out),
                 }
             }
+        }
+
+        fn plane(padded: &Padded, weights: &[f32], bias: f32, activation: Activation, out: &mut [f32]) {
+            planar::simd::plane(padded, weights, bias, activation, out)
         }
     }
 
@@ -310,14 +243,13 @@ mod simd {
 
     /// The image of one k×k window at column stride `S` over [`Blocked`] four-channel pixels:
     /// per block (its weights in locals), per output row, four pixels at a time by [`pixel!`]
-    /// (then one at a time), stored channels-last or, when `PLANAR`, transposed to four
-    /// channels' runs of four pixels and stored into their planes.
+    /// (then one at a time), stored channels-last.
     macro_rules! block_window {
         ($name:ident, $k:literal, $kys:tt, $kxs:tt, [$($i:literal)*]) => {
             /// # Safety
             /// `blocked` holds every pixel the image reads (see [`Simd128::blocks`]); `weights`
-            /// and `bias` every block's, `out` the `[oh, ow, C]` (or `[C, oh, ow]`) image.
-            unsafe fn $name<const S: usize, const PLANAR: bool>(
+            /// and `bias` every block's, `out` the `[oh, ow, C]` image.
+            unsafe fn $name<const S: usize>(
                 blocked: &Blocked,
                 weights: &[f32],
                 bias: &[f32],
@@ -325,7 +257,7 @@ mod simd {
                 out: &mut [f32],
             ) {
                 let g = &blocked.geometry;
-                let ([oh, ow], sy, c, pixels) = (g.output, g.strides[0], g.channels, g.pixels());
+                let ([oh, ow], sy, c) = (g.output, g.strides[0], g.channels);
                 let (row_stride, block_stride) = (blocked.columns * 4, blocked.block_stride());
                 let (values, out) = (blocked.values.as_ptr(), out.as_mut_ptr());
                 let mut block = 0;
@@ -350,32 +282,16 @@ mod simd {
                                     activate(pixel!(b, rows, at + 2 * S * 4, w, $k, $kys, $kxs), activation),
                                     activate(pixel!(b, rows, at + 3 * S * 4, w, $k, $kys, $kxs), activation),
                                 ];
-                                if PLANAR {
-                                    let runs = transpose(v[0], v[1], v[2], v[3]);
-                                    let to = out.add(block * 4 * pixels + oy * ow + ox);
-                                    v128_store(to as *mut v128, runs[0]);
-                                    if lanes > 1 { v128_store(to.add(pixels) as *mut v128, runs[1]) }
-                                    if lanes > 2 { v128_store(to.add(2 * pixels) as *mut v128, runs[2]) }
-                                    if lanes > 3 { v128_store(to.add(3 * pixels) as *mut v128, runs[3]) }
-                                } else {
-                                    let to = out.add((oy * ow + ox) * c + block * 4);
-                                    store(to, v[0], lanes);
-                                    store(to.add(c), v[1], lanes);
-                                    store(to.add(2 * c), v[2], lanes);
-                                    store(to.add(3 * c), v[3], lanes);
-                                }
+                                let to = out.add((oy * ow + ox) * c + block * 4);
+                                store(to, v[0], lanes);
+                                store(to.add(c), v[1], lanes);
+                                store(to.add(2 * c), v[2], lanes);
+                                store(to.add(3 * c), v[3], lanes);
                                 ox += 4;
                             }
                             while ox < ow {
                                 let v = activate(pixel!(b, rows, ox * S * 4, w, $k, $kys, $kxs), activation);
-                                if PLANAR {
-                                    let lane: [f32; 4] = core::mem::transmute(v);
-                                    for (j, value) in lane.iter().enumerate().take(lanes) {
-                                        *out.add((block * 4 + j) * pixels + oy * ow + ox) = *value;
-                                    }
-                                } else {
-                                    store(out.add((oy * ow + ox) * c + block * 4), v, lanes);
-                                }
+                                store(out.add((oy * ow + ox) * c + block * 4), v, lanes);
                                 ox += 1;
                             }
                             oy += 1;
@@ -439,8 +355,8 @@ pub mod reference {
     }
 
     /// The convolution of an image held in `layout` (`[C, h, w]` or `[h, w, C]`) by kernel
-    /// family `K`, through a [`Blocked`] buffer; `weights` and `bias` as for [`direct`] (per
-    /// channel), the output in the same layout.
+    /// family `K`, through a [`Padded`] plane or a [`Blocked`] buffer as the operator does;
+    /// `weights` and `bias` as for [`direct`] (per channel), the output in the same layout.
     pub fn by<K: DepthwiseKernels>(
         g: &Geometry,
         x: &[f32],
@@ -449,14 +365,16 @@ pub mod reference {
         activation: Activation,
         layout: Layout,
     ) -> Vec<f32> {
-        let mut blocked = Blocked::new(g);
-        match layout {
-            Layout::Planar => blocked.fill_planar::<K>(x),
-            Layout::Interleaved => blocked.fill::<K>(x),
-        }
         let mut out = vec![0.0; g.pixels() * g.channels];
-        let packed = block_weights(weights, g.channels, g.kernel[0] * g.kernel[1]);
-        K::blocks(&blocked, &packed, &block_bias(bias), activation, layout, &mut out);
+        match layout {
+            Layout::Planar => planar::<K>(&mut Padded::new(g), x, weights, bias, activation, &mut out),
+            Layout::Interleaved => {
+                let mut blocked = Blocked::new(g);
+                blocked.fill::<K>(x);
+                let packed = block_weights(weights, g.channels, g.kernel[0] * g.kernel[1]);
+                K::blocks(&blocked, &packed, &block_bias(bias), activation, &mut out);
+            }
+        }
         out
     }
 
@@ -506,7 +424,20 @@ pub mod reference {
             for strides in [[1, 1], [2, 2], [2, 1], [1, 2]] {
                 // Three and six channels: a partial block; eight: whole ones (widths around the vector
                 // width of the transposition).
-                for (channels, size) in [(3, [1, 1]), (6, [4, 5]), (8, [7, 9]), (3, [6, 17]), (8, [5, 22])] {
+                // Planar rows of 1 to 22 outputs: vectors in pairs and alone, the last pair or
+                // vector overlapping the ones before, and rows too short for a vector; odd and
+                // even widths split into column phases.
+                for (channels, size) in [
+                    (3, [1, 1]),
+                    (6, [4, 5]),
+                    (8, [7, 9]),
+                    (3, [6, 17]),
+                    (8, [5, 22]),
+                    (5, [3, 8]),
+                    (2, [2, 4]),
+                    (2, [3, 14]),
+                    (3, [2, 7]),
+                ] {
                     if size[0] + 2 * pad < k || size[1] + 2 * pad < k {
                         continue;
                     }

@@ -1,0 +1,334 @@
+//! The depthwise kernel's planar (CHW) path: one channel at a time, four adjacent outputs of a
+//! row a vector, read from the channel's own plane and written straight into its output plane.
+//!
+//! Each channel is first copied into a [`Padded`] plane, the padding's zeros around it (zeroed
+//! once per image; the copies write only the channel's values), so no output is an edge case.
+//! For a column stride of two the plane is split into its even and odd columns ("phases"):
+//! output columns `x..x + 4` then read four adjacent values of one phase at every tap, as they
+//! do at stride one. A tap costs a load at a constant offset from its window row's pointer, the
+//! weight (splatted once per channel, a local), a multiply and an add; two vectors share their
+//! window rows' pointers. Those pointers are computed from one opaque pointer per pair of
+//! vectors (`black_box`): otherwise LLVM's loop strength reduction moves the loads' base to the
+//! middle of the window, and a wasm load's offset cannot be negative, so every load paid an
+//! `i32.add` (measured on the replica: `benchmarks/profile.md`, `Depthwise`).
+//!
+//! Replacing the four-channel blocks ([`super::Blocked`]) for planar images removed their
+//! 4 × 4 transpositions in and out, and the zeroing of a whole padded copy of the image.
+
+use super::{Activation, DepthwiseKernels};
+use crate::kernels::float_conv::im2col::strided;
+use crate::kernels::integer_conv::pack::Geometry;
+
+/// One channel's image with zeros around it, as far as any tap of any output reads, split into
+/// `phases` planes of its columns (`x % phases`; two for a column stride of two, else one). The
+/// padding is zeroed when the buffer is made; [`Padded::fill`] writes only the channel's values,
+/// so one buffer serves every channel of every image.
+pub struct Padded {
+    geometry: Geometry,
+    phases: usize,
+    rows: usize,
+    /// Values per row of one phase.
+    columns: usize,
+    /// Where a row's first image column lands, from its padded row's start in the buffer (and,
+    /// with two phases, its second column, in the other phase).
+    first: [usize; 2],
+    values: Vec<f32>,
+}
+
+impl Padded {
+    /// A zeroed buffer for the channels of a convolution of `geometry`.
+    pub fn new(geometry: &Geometry) -> Padded {
+        let g = geometry;
+        let reach = |axis: usize| {
+            g.output[axis].saturating_sub(1) * g.strides[axis] + (g.kernel[axis] - 1) * g.dilations[axis] + 1
+        };
+        let rows = reach(0).max(g.pad_before[0] + g.input[0]);
+        let width = reach(1).max(g.pad_before[1] + g.input[1]);
+        let phases = if g.strides[1] == 2 { 2 } else { 1 };
+        let columns = width.div_ceil(phases);
+        // Image column x lands in padded column left + x: phase (left + x) % phases, at
+        // (left + x) / phases in it.
+        let left = g.pad_before[1];
+        let lands = |x: usize| ((left + x) % phases) * rows * columns + (left + x) / phases;
+        Padded {
+            geometry: g.clone(),
+            phases,
+            rows,
+            columns,
+            first: [lands(0), lands(1)],
+            values: vec![0.0; phases * rows * columns],
+        }
+    }
+
+    /// Values from one phase's plane to the next.
+    fn phase_stride(&self) -> usize {
+        self.rows * self.columns
+    }
+
+    /// The value at padded row `y`, padded column `x`.
+    fn at(&self, y: usize, x: usize) -> f32 {
+        self.values[(x % self.phases) * self.phase_stride() + y * self.columns + x / self.phases]
+    }
+
+    /// Copies one `[h, w]` channel, the first `h · w` values of `channel`, into the interior.
+    ///
+    /// Rows are copied without a bound per row: the bounds are checked once per channel,
+    /// because the slicing and divisions of a checked copy per row cost several times the copy
+    /// of a 14-value row (`benchmarks/profile.md`, `Depthwise`).
+    pub fn fill(&mut self, channel: &[f32]) {
+        let g = &self.geometry;
+        let ([h, w], top) = (g.input, g.pad_before[0]);
+        assert!(channel.len() >= h * w);
+        if h == 0 || w == 0 {
+            return;
+        }
+        let (columns, [first, second]) = (self.columns, self.first);
+        // The last row's values land inside the buffer (Padded::new: rows >= top + h and
+        // columns >= the last image column's place in its phase); so do all rows before it.
+        let last_row = (top + h - 1) * columns;
+        let fits = match self.phases {
+            1 => first + last_row + w <= self.values.len(),
+            _ => {
+                first + last_row + w.div_ceil(2) <= self.values.len() && second + last_row + w / 2 <= self.values.len()
+            }
+        };
+        assert!(fits);
+        let (from, into) = (channel.as_ptr(), self.values.as_mut_ptr());
+        for iy in 0..h {
+            let row = (top + iy) * columns;
+            // SAFETY: reads: channel[iy · w..][..w] is in bounds (the first assert); writes: the
+            // row's values, in bounds by the second.
+            unsafe {
+                if self.phases == 1 {
+                    strided(from.add(iy * w), 1, w, into.add(first + row), w);
+                } else {
+                    split(from.add(iy * w), w, into.add(first + row), into.add(second + row));
+                }
+            }
+        }
+    }
+}
+
+/// One row of `w` values split into its even and odd columns: `evens[i] = from[2i]` for
+/// i < ⌈w/2⌉, `odds[i] = from[2i + 1]` for i < ⌊w/2⌋. Eight values at a time on wasm simd128 (two
+/// loads, two shuffles, two stores), the last eight overlapping the ones before.
+///
+/// # Safety
+/// `w` values are readable at `from`, ⌈w/2⌉ writable at `evens` and ⌊w/2⌋ at `odds`.
+unsafe fn split(from: *const f32, w: usize, evens: *mut f32, odds: *mut f32) {
+    let pairs = w / 2;
+    let mut i = 0;
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if pairs >= 4 {
+        let last = pairs - 4;
+        while i < last {
+            // SAFETY: i + 4 <= pairs: from[2i..2i + 8] is readable, evens[i..i + 4] and
+            // odds[i..i + 4] writable.
+            unsafe { split8(from.add(2 * i), evens.add(i), odds.add(i)) };
+            i += 4;
+        }
+        // SAFETY: as above for i = last = pairs − 4.
+        unsafe { split8(from.add(2 * last), evens.add(last), odds.add(last)) };
+        i = pairs;
+    }
+    while i < pairs {
+        // SAFETY: 2i + 1 < w, i < ⌊w/2⌋.
+        unsafe {
+            *evens.add(i) = *from.add(2 * i);
+            *odds.add(i) = *from.add(2 * i + 1);
+        }
+        i += 1;
+    }
+    if w % 2 == 1 {
+        // SAFETY: 2 · pairs = w − 1 < w, pairs < ⌈w/2⌉.
+        unsafe { *evens.add(pairs) = *from.add(2 * pairs) };
+    }
+}
+
+/// Eight values split into their four even and four odd ones.
+///
+/// # Safety
+/// Eight values are readable at `from`, four writable at `evens` and at `odds`.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+unsafe fn split8(from: *const f32, evens: *mut f32, odds: *mut f32) {
+    use core::arch::wasm32::*;
+    // SAFETY: the caller's.
+    unsafe {
+        let (a, b) = (v128_load(from as *const v128), v128_load(from.add(4) as *const v128));
+        v128_store(evens as *mut v128, i32x4_shuffle::<0, 2, 4, 6>(a, b));
+        v128_store(odds as *mut v128, i32x4_shuffle::<1, 3, 5, 7>(a, b));
+    }
+}
+
+/// The output of a planar `[C, h, w]` image `x` as `[C, oh, ow]` by kernel family `K`: each
+/// channel copied into `padded` (made for the same geometry), then [`DepthwiseKernels::plane`].
+/// `weights` are `[C, kh · kw]`, `bias` one per channel.
+pub fn planar<K: DepthwiseKernels>(
+    padded: &mut Padded,
+    x: &[f32],
+    weights: &[f32],
+    bias: &[f32],
+    activation: Activation,
+    out: &mut [f32],
+) {
+    let g = padded.geometry.clone();
+    let ([h, w], taps, pixels) = (g.input, g.kernel[0] * g.kernel[1], g.pixels());
+    assert!(x.len() >= g.channels * h * w && weights.len() >= g.channels * taps && bias.len() >= g.channels);
+    assert!(out.len() >= g.channels * pixels);
+    for c in 0..g.channels {
+        padded.fill(&x[c * h * w..]);
+        K::plane(padded, &weights[c * taps..][..taps], bias[c], activation, &mut out[c * pixels..][..pixels]);
+    }
+}
+
+/// [`DepthwiseKernels::plane`] one output at a time: `bias + Σ w · x` in (kernel row, kernel
+/// column) order, then the activation.
+pub fn scalar_plane(padded: &Padded, weights: &[f32], bias: f32, activation: Activation, out: &mut [f32]) {
+    let g = &padded.geometry;
+    let ([oh, ow], [kh, kw], [sy, sx], [dy, dx]) = (g.output, g.kernel, g.strides, g.dilations);
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let mut acc = bias;
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    acc += padded.at(oy * sy + ky * dy, ox * sx + kx * dx) * weights[ky * kw + kx];
+                }
+            }
+            out[oy * ow + ox] = activation.apply(acc);
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod simd {
+    use core::arch::wasm32::*;
+    use core::hint::black_box;
+
+    use super::*;
+    use crate::kernels::activation::activate;
+    use crate::kernels::depthwise::vectorised;
+
+    /// [`DepthwiseKernels::plane`] four outputs a vector for the [`vectorised`] windows on rows
+    /// of at least four outputs; the rest as [`scalar_plane`].
+    pub fn plane(padded: &Padded, weights: &[f32], bias: f32, activation: Activation, out: &mut [f32]) {
+        let g = &padded.geometry;
+        if !vectorised(g) || g.output[1] < 4 {
+            return scalar_plane(padded, weights, bias, activation, out);
+        }
+        assert!(weights.len() >= g.kernel[0] * g.kernel[1] && out.len() >= g.pixels());
+        // Every read below is within the buffer: Padded::new sized each phase's rows and
+        // columns to the window's reach over every output.
+        assert!(padded.values.len() >= padded.phases * padded.phase_stride());
+        // SAFETY: the asserts above (the window's weights, the plane's outputs, every value a
+        // tap reads).
+        unsafe {
+            match (g.kernel[0], g.strides[1]) {
+                (3, 1) => plane_3::<1>(padded, weights, bias, activation, out),
+                (3, _) => plane_3::<2>(padded, weights, bias, activation, out),
+                (5, 1) => plane_5::<1>(padded, weights, bias, activation, out),
+                (_, _) => plane_5::<2>(padded, weights, bias, activation, out),
+            }
+        }
+    }
+
+    /// One vector's window summed onto `$bias`: `$rows[ky]` (and `$odd[ky]`, the odd phase's)
+    /// point at the window's rows, the vector `$shift` values on from them; taps in (row,
+    /// column) order, one chain on the wasm stack. At column stride two an even kernel column
+    /// `kx` reads the even phase `kx / 2` on, an odd one the odd phase.
+    macro_rules! window {
+        ($bias:ident, $rows:ident, $odd:ident, $shift:literal, $w:ident, $k:literal, [$($ky:literal)*], $kxs:tt) => {{
+            let mut acc = $bias;
+            $( window!(@row acc, $rows, $odd, $shift, $w, $k, $ky, $kxs); )*
+            acc
+        }};
+        (@row $acc:ident, $rows:ident, $odd:ident, $shift:literal, $w:ident, $k:literal, $ky:literal, [$($kx:literal)*]) => {
+            $(
+                let (from, column) = if S == 1 {
+                    ($rows[$ky], $kx)
+                } else if $kx % 2 == 0 {
+                    ($rows[$ky], $kx / 2)
+                } else {
+                    ($odd[$ky], $kx / 2)
+                };
+                $acc = f32x4_add($acc, f32x4_mul(v128_load(from.add($shift + column) as *const v128), $w[$ky * $k + $kx]));
+            )*
+        };
+    }
+
+    /// The output plane of one channel's k×k window at column stride `S` (see the module's
+    /// documentation): per output row, pairs of vectors, then single vectors, the last ones
+    /// ending at the row's end (overlapping those before: the same values written twice).
+    macro_rules! plane_window {
+        ($name:ident, $k:literal, $kys:tt, $kxs:tt, [$($i:literal)*]) => {
+            /// # Safety
+            /// `padded` holds every value a tap reads (see [`plane`]), `weights` the window's,
+            /// `out` the `[oh, ow]` plane, and `ow >= 4`.
+            unsafe fn $name<const S: usize>(
+                padded: &Padded,
+                weights: &[f32],
+                bias: f32,
+                activation: Activation,
+                out: &mut [f32],
+            ) {
+                let g = &padded.geometry;
+                let ([oh, ow], sy) = (g.output, g.strides[0]);
+                let (columns, phase_stride) = (padded.columns, padded.phase_stride());
+                let (values, out) = (padded.values.as_ptr(), out.as_mut_ptr());
+                // SAFETY: (for the block) the caller's conditions: the weights, every output,
+                // and every value a tap reads, are in bounds.
+                unsafe {
+                    let wp = weights.as_ptr() as *const u32;
+                    let w = [$( v128_load32_splat(wp.add($i)) ),*];
+                    let b = f32x4_splat(bias);
+                    // The window rows' distances from the first, computed once.
+                    let offsets = plane_window!(@offsets columns, $kys);
+                    let mut oy = 0;
+                    while oy < oh {
+                        let (first, to) = (values.add(oy * sy * columns), out.add(oy * ow));
+                        let mut ox = 0;
+                        // Pairs while more than four outputs are left (the last pair ending
+                        // at the row's end), then single vectors.
+                        while ow >= 8 && ox + 4 < ow {
+                            let at = ox.min(ow - 8);
+                            let p = black_box(first.add(at));
+                            let rows = plane_window!(@rows p, offsets, $kys);
+                            let odd = if S == 2 { plane_window!(@rows p.add(phase_stride), offsets, $kys) } else { rows };
+                            let v0 = activate(window!(b, rows, odd, 0, w, $k, $kys, $kxs), activation);
+                            let v1 = activate(window!(b, rows, odd, 4, w, $k, $kys, $kxs), activation);
+                            v128_store(to.add(at) as *mut v128, v0);
+                            v128_store(to.add(at + 4) as *mut v128, v1);
+                            ox = at + 8;
+                        }
+                        while ox < ow {
+                            let at = ox.min(ow - 4);
+                            let p = black_box(first.add(at));
+                            let rows = plane_window!(@rows p, offsets, $kys);
+                            let odd = if S == 2 { plane_window!(@rows p.add(phase_stride), offsets, $kys) } else { rows };
+                            let v = activate(window!(b, rows, odd, 0, w, $k, $kys, $kxs), activation);
+                            v128_store(to.add(at) as *mut v128, v);
+                            ox = at + 4;
+                        }
+                        oy += 1;
+                    }
+                }
+            }
+        };
+        (@offsets $columns:ident, [$($ky:literal)*]) => {
+            [$( $ky * $columns ),*]
+        };
+        (@rows $p:expr, $offsets:ident, [$($ky:literal)*]) => {{
+            let p = $p;
+            [$( p.add($offsets[$ky]) ),*]
+        }};
+    }
+
+    plane_window!(plane_3, 3, [0 1 2], [0 1 2], [0 1 2 3 4 5 6 7 8]);
+    plane_window!(
+        plane_5,
+        5,
+        [0 1 2 3 4],
+        [0 1 2 3 4],
+        [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24]
+    );
+}
