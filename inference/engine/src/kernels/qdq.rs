@@ -66,6 +66,9 @@ pub trait QdqKernels {
     fn dequantize<T: Int8>(d: &Dequantize, xs: &[T], ys: &mut [f32]);
     /// f32 → f32: the quantize, then the dequantize, with no int8 value stored in between.
     fn quantize_dequantize(q: &Quantize, d: &Dequantize, xs: &[f32], ys: &mut [f32]);
+    /// f32 → a table's type: the quantize, then the 256-entry `table` read at the value's byte
+    /// (an i8's two's complement), with no int8 value stored in between.
+    fn quantize_look_up<T: Copy>(q: &Quantize, xs: &[f32], table: &[T], ys: &mut [T]);
 }
 
 /// One element at a time.
@@ -89,6 +92,13 @@ fn quantize_dequantize_scalar(q: &Quantize, d: &Dequantize, xs: &[f32], ys: &mut
     }
 }
 
+fn quantize_look_up_scalar<T: Copy>(q: &Quantize, xs: &[f32], table: &[T], ys: &mut [T]) {
+    assert!(table.len() == 256);
+    for (x, y) in xs.iter().zip(ys) {
+        *y = table[(q.scalar(*x) & 255) as usize];
+    }
+}
+
 impl QdqKernels for Scalar {
     fn quantize<T: Int8>(q: &Quantize, xs: &[f32], ys: &mut [T]) {
         quantize_scalar(q, xs, ys)
@@ -100,6 +110,10 @@ impl QdqKernels for Scalar {
 
     fn quantize_dequantize(q: &Quantize, d: &Dequantize, xs: &[f32], ys: &mut [f32]) {
         quantize_dequantize_scalar(q, d, xs, ys)
+    }
+
+    fn quantize_look_up<T: Copy>(q: &Quantize, xs: &[f32], table: &[T], ys: &mut [T]) {
+        quantize_look_up_scalar(q, xs, table, ys)
     }
 }
 
@@ -118,7 +132,8 @@ mod simd {
     use core::arch::wasm32::*;
 
     use super::{
-        dequantize_scalar, quantize_dequantize_scalar, quantize_scalar, Dequantize, Int8, QdqKernels, Quantize,
+        dequantize_scalar, quantize_dequantize_scalar, quantize_look_up_scalar, quantize_scalar, Dequantize, Int8,
+        QdqKernels, Quantize,
     };
 
     /// Four lanes at a time, with a scalar tail.
@@ -147,9 +162,24 @@ mod simd {
         /// Four lanes of `Quantize::scalar`, as i32.
         #[inline(always)]
         fn apply(&self, x: v128) -> v128 {
+            i32x4_min(i32x4_max(self.unclamped(x), self.lo), self.hi)
+        }
+
+        /// The addresses in a 256-entry table of `2^shift`-byte entries at `table` (splatted)
+        /// of four lanes of `Quantize::scalar`: each lane's byte (an i8's two's complement)
+        /// shifted, plus the table's address (wasm32's addresses are 32 bits).
+        #[inline(always)]
+        fn entries(&self, x: v128, shift: u32, table: v128) -> v128 {
+            i32x4_add(i32x4_shl(v128_and(self.apply(x), i32x4_splat(255)), shift), table)
+        }
+
+        /// Four lanes of `Quantize::scalar` before its clamp. Narrowed to bytes by saturating
+        /// narrows (to i16, then to u8 or i8) they are clamped exactly as `apply` clamps: both
+        /// bounds lie within i16's range, and the byte type's range is the clamp's.
+        #[inline(always)]
+        fn unclamped(&self, x: v128) -> v128 {
             let rounded = f32x4_nearest(f32x4_mul(x, self.inv_scale));
-            let shifted = i32x4_add(i32x4_trunc_sat_f32x4(rounded), self.zero_point);
-            i32x4_min(i32x4_max(shifted, self.lo), self.hi)
+            i32x4_add(i32x4_trunc_sat_f32x4(rounded), self.zero_point)
         }
     }
 
@@ -186,10 +216,12 @@ mod simd {
                 // written at y + i are ys[i..i + 16] (`T` is one byte: u8 or i8). v128 loads and
                 // stores have no alignment requirement.
                 unsafe {
-                    let v = x.add(i / 4);
-                    let (a, b) = (lanes.apply(v128_load(v)), lanes.apply(v128_load(v.add(1))));
-                    let (c, d) = (lanes.apply(v128_load(v.add(2))), lanes.apply(v128_load(v.add(3))));
-                    // Values are clamped into the type's range already: the saturating narrows are exact.
+                    // Opaque once a turn, so that the four loads keep their constant offsets
+                    // (LLVM's loop strength reduction otherwise computes each address apart).
+                    let v = core::hint::black_box(x.add(i / 4));
+                    let (a, b) = (lanes.unclamped(v128_load(v)), lanes.unclamped(v128_load(v.add(1))));
+                    let (c, d) = (lanes.unclamped(v128_load(v.add(2))), lanes.unclamped(v128_load(v.add(3))));
+                    // The saturating narrows clamp (see `QuantizeLanes::unclamped`).
                     let (low, high) = (i16x8_narrow_i32x4(a, b), i16x8_narrow_i32x4(c, d));
                     let bytes = if unsigned { u8x16_narrow_i16x8(low, high) } else { i8x16_narrow_i16x8(low, high) };
                     v128_store(y.add(i) as *mut v128, bytes);
@@ -243,6 +275,48 @@ mod simd {
                 i += 1;
             }
             quantize_dequantize_scalar(q, d, &xs[n..len], &mut ys[n..len]);
+        }
+
+        /// Sixteen values a turn: four vectors quantized and clamped, each lane turned into
+        /// the address of its byte's entry (`& 255`: an i8's two's complement) in the vector,
+        /// then each entry read at its lane's address and stored: a lane costs an extract, a
+        /// load and a store. The turn's pointers pass through `black_box` so that the loads and
+        /// stores keep constant offsets (LLVM's loop strength reduction otherwise computes each
+        /// address apart).
+        fn quantize_look_up<T: Copy>(q: &Quantize, xs: &[f32], table: &[T], ys: &mut [T]) {
+            assert!(table.len() == 256);
+            let len = xs.len().min(ys.len());
+            let n = len / 16 * 16;
+            let lanes = QuantizeLanes::new(q);
+            let shift = core::mem::size_of::<T>().trailing_zeros();
+            let base = i32x4_splat(table.as_ptr() as i32);
+            let (x, y) = (xs.as_ptr(), ys.as_mut_ptr());
+            /// Lane `$l` of `$at`, an entry's address, read into `$y[$k]`.
+            macro_rules! entry {
+                ($at:ident, $y:ident, $($l:literal $k:literal)*) => {
+                    $( *$y.add($k) = *(i32x4_extract_lane::<$l>($at) as usize as *const T); )*
+                };
+            }
+            let mut i = 0;
+            while i < n {
+                // SAFETY: i + 16 <= n <= len: xs[i..i + 16] is readable and ys[i..i + 16]
+                // writable (no alignment needed for the vector loads). Each address is the
+                // table's plus a byte (0..=255, by the mask) times size_of::<T>(): an entry of
+                // the 256-entry table, aligned as `T`.
+                unsafe {
+                    let (xi, yi) = core::hint::black_box((x.add(i), y.add(i)));
+                    let a = lanes.entries(v128_load(xi as *const v128), shift, base);
+                    entry!(a, yi, 0 0 1 1 2 2 3 3);
+                    let b = lanes.entries(v128_load(xi.add(4) as *const v128), shift, base);
+                    entry!(b, yi, 0 4 1 5 2 6 3 7);
+                    let c = lanes.entries(v128_load(xi.add(8) as *const v128), shift, base);
+                    entry!(c, yi, 0 8 1 9 2 10 3 11);
+                    let d = lanes.entries(v128_load(xi.add(12) as *const v128), shift, base);
+                    entry!(d, yi, 0 12 1 13 2 14 3 15);
+                }
+                i += 16;
+            }
+            quantize_look_up_scalar(q, &xs[n..len], table, &mut ys[n..len]);
         }
     }
 }
@@ -364,6 +438,24 @@ pub fn check_kernels<K: QdqKernels>() -> Result<(), String> {
                     "dequantize differs from tract's at scale {}, zero point {}, length {len}",
                     d.scale, d.zero_point
                 ));
+            }
+            // Tables of every entry type, read at tract's quantized bytes (an i8's two's
+            // complement), each entry distinct.
+            let floats: Vec<f32> = (0..256).map(|b| b as f32 * 1.5 - 7.25).collect();
+            let small: Vec<u8> = (0..256).map(|b| (b as u8).wrapping_mul(7).wrapping_add(3)).collect();
+            let (ui, ii) = (reference::quantize_u8(&qu, xs), reference::quantize_i8(&qi, xs));
+            let (mut f, mut b) = (vec![0f32; len], vec![0u8; len]);
+            for (q, index) in [(&qu, ui.clone()), (&qi, ii.iter().map(|v| *v as u8).collect())] {
+                K::quantize_look_up(q, xs, &floats, &mut f);
+                K::quantize_look_up(q, xs, &small, &mut b);
+                let want_f: Vec<f32> = index.iter().map(|i| floats[*i as usize]).collect();
+                let want_b: Vec<u8> = index.iter().map(|i| small[*i as usize]).collect();
+                if bits(&f) != bits(&want_f) || b != want_b {
+                    return Err(format!(
+                        "a quantize and table read differs from tract's quantize at scale 1/{inv_scale}, zero point {}, {:?}, length {len}",
+                        q.zero_point, q.dt
+                    ));
+                }
             }
         }
     }

