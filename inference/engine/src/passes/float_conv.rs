@@ -192,11 +192,74 @@ fn hard_swish_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<
     Ok((fact.datum_type == f32::datum_type() && fact.shape == model.outlet_fact(outlet)?.shape).then_some(out))
 }
 
-/// The activation a convolution's kernel can apply in place of the node reading `outlet` alone
-/// (a ReLU or a HardSwish), and that node's output.
+/// The one value of a one-element f32 constant at `outlet`, if it is one.
+fn scalar_constant(model: &TypedModel, outlet: OutletId) -> TractResult<Option<f32>> {
+    let Some(k) = model.outlet_fact(outlet)?.konst.as_ref() else { return Ok(None) };
+    if k.datum_type() != f32::datum_type() || k.len() != 1 {
+        return Ok(None);
+    }
+    Ok(Some(tensor_floats(k)?[0]))
+}
+
+/// The binary `op` reading `outlet` alone with a one-element constant of exactly `value` (bit
+/// for bit) as its other operand, keeping `outlet`'s shape: its output.
+fn by_constant(model: &TypedModel, outlet: OutletId, op: &str, value: f32) -> TractResult<Option<OutletId>> {
+    let Some(next) = model.single_succ(outlet.node)? else { return Ok(None) };
+    if model.node(outlet.node).outputs.len() != 1 {
+        return Ok(None);
+    }
+    let Some(other) = other_operand(next, op, outlet) else { return Ok(None) };
+    let out = OutletId::new(next.id, 0);
+    let same_shape = model.outlet_fact(out)?.shape == model.outlet_fact(outlet)?.shape;
+    let is_value = scalar_constant(model, other)?.is_some_and(|k| k.to_bits() == value.to_bits());
+    Ok((same_shape && is_value).then_some(out))
+}
+
+/// HardSwish spelled out after `outlet`, as PaddlePaddle's exporter writes it (rapidocr_cls):
+/// `Add` 3, `Max` 0, `Min` 6 (ONNX's `Clip`), `Mul` by the convolution's output, `Mul` by 1/6
+/// (tract's reciprocal of the `Div` by 6). Those are the fused HardSwish's operations on every
+/// value in the same order ([`Activation::HardSwish`]: `x · clamp(x + 3, 0, 6) · (1/6)`), so
+/// its results are the same bits, NaN's payload apart (a NaN input gives NaN either way; `x + 3`
+/// is never −0, where a `Max` and the clamp could differ). Answers the last `Mul`'s output.
+fn spelled_hard_swish_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<OutletId>> {
+    let node = model.node(outlet.node);
+    if node.outputs.len() != 1 || node.outputs[0].successors.len() != 2 {
+        return Ok(None);
+    }
+    let readers: Vec<&TypedNode> = node.outputs[0].successors.iter().map(|inlet| model.node(inlet.node)).collect();
+    for (add, mul) in [(readers[0], readers[1]), (readers[1], readers[0])] {
+        let Some(three) = other_operand(add, "Add", outlet) else { continue };
+        if scalar_constant(model, three)?.map(f32::to_bits) != Some(3f32.to_bits()) {
+            continue;
+        }
+        let added = OutletId::new(add.id, 0);
+        if model.outlet_fact(added)?.shape != model.outlet_fact(outlet)?.shape {
+            continue;
+        }
+        let Some(low) = by_constant(model, added, "Max", 0.0)? else { continue };
+        let Some(clamped) = by_constant(model, low, "Min", 6.0)? else { continue };
+        if model.single_succ(clamped.node)?.map(|n| n.id) != Some(mul.id)
+            || other_operand(mul, "Mul", outlet) != Some(clamped)
+        {
+            continue;
+        }
+        let product = OutletId::new(mul.id, 0);
+        if model.outlet_fact(product)?.shape != model.outlet_fact(outlet)?.shape {
+            continue;
+        }
+        return by_constant(model, product, "Mul", 1.0 / 6.0);
+    }
+    Ok(None)
+}
+
+/// The activation a convolution's kernel can apply in place of the nodes reading `outlet` (a
+/// ReLU, or a HardSwish as tract's operator or spelled out), and their last one's output.
 pub(super) fn activation_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(Activation, OutletId)>> {
     if let Some(out) = relu_after(model, outlet)? {
         return Ok(Some((Activation::Relu, out)));
+    }
+    if let Some(out) = spelled_hard_swish_after(model, outlet)? {
+        return Ok(Some((Activation::HardSwish, out)));
     }
     Ok(hard_swish_after(model, outlet)?.map(|out| (Activation::HardSwish, out)))
 }
@@ -391,4 +454,69 @@ fn round(model: &mut TypedModel) -> TractResult<usize> {
         round.wire(model, format!("f32 convolution {}", node.name), &node.name, op, input, replaces)?;
     }
     super::apply_all(model, round.patches)
+}
+
+#[cfg(test)]
+mod tests {
+    use tract_onnx::tract_core::ops::math;
+
+    use super::*;
+
+    /// tract's plan for the HardSwish spelled out as rapidocr_cls spells it gives the fused
+    /// activation's bits on every value tried (NaN for NaN), so fusing it changes no output.
+    #[test]
+    fn a_spelled_hard_swish_is_the_fused_one_bit_for_bit() {
+        let mut xs: Vec<f32> = (-4000..4000).map(|i| i as f32 * 0.0021).collect();
+        xs.extend([-3.0, 3.0, -0.0, 0.0, 1e-40, -1e-40, 1e30, -1e30, f32::INFINITY, f32::NEG_INFINITY, f32::NAN]);
+        xs.extend((0..64).map(|i| -3.0 + (i as f32 - 32.0) * f32::EPSILON * 4.0));
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([xs.len()])).unwrap();
+        let constant =
+            |model: &mut TypedModel, name: &str, value: f32| model.add_const(name, tensor1(&[value])).unwrap();
+        let (three, zero, six, sixth) = (
+            constant(&mut model, "three", 3.0),
+            constant(&mut model, "zero", 0.0),
+            constant(&mut model, "six", 6.0),
+            constant(&mut model, "sixth", 1.0 / 6.0),
+        );
+        let t = model.wire_node("add", math::add(), &[x, three]).unwrap()[0];
+        let t = model.wire_node("max", math::max(), &[t, zero]).unwrap()[0];
+        let t = model.wire_node("min", math::min(), &[t, six]).unwrap()[0];
+        let t = model.wire_node("mul", math::mul(), &[x, t]).unwrap()[0];
+        let y = model.wire_node("div", math::mul(), &[t, sixth]).unwrap()[0];
+        model.select_output_outlets(&[y]).unwrap();
+        assert_eq!(spelled_hard_swish_after(&model, x).unwrap(), Some(y));
+        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+        let out = plan.run(tvec!(tensor1(&xs).into_tvalue())).unwrap().remove(0);
+        let got = out.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
+        for (x, y) in xs.iter().zip(got) {
+            let want = Activation::HardSwish.apply(*x);
+            assert!(y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()), "x = {x}: {y} against {want}");
+        }
+    }
+
+    /// A `Div` by 6 rounds differently from the fused product by 1/6, and a clamp to other
+    /// bounds is another function: neither is taken for the fused HardSwish.
+    #[test]
+    fn other_spellings_are_left() {
+        for (six, sixth) in [(6.0, 0.17), (5.0, 1.0 / 6.0)] {
+            let mut model = TypedModel::default();
+            let x = model.add_source("x", f32::fact([4])).unwrap();
+            let constant =
+                |model: &mut TypedModel, name: &str, value: f32| model.add_const(name, tensor1(&[value])).unwrap();
+            let (three, zero, six, sixth) = (
+                constant(&mut model, "three", 3.0),
+                constant(&mut model, "zero", 0.0),
+                constant(&mut model, "six", six),
+                constant(&mut model, "sixth", sixth),
+            );
+            let t = model.wire_node("add", math::add(), &[x, three]).unwrap()[0];
+            let t = model.wire_node("max", math::max(), &[t, zero]).unwrap()[0];
+            let t = model.wire_node("min", math::min(), &[t, six]).unwrap()[0];
+            let t = model.wire_node("mul", math::mul(), &[x, t]).unwrap()[0];
+            let y = model.wire_node("div", math::mul(), &[t, sixth]).unwrap()[0];
+            model.select_output_outlets(&[y]).unwrap();
+            assert_eq!(spelled_hard_swish_after(&model, x).unwrap(), None);
+        }
+    }
 }
