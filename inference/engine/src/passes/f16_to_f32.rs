@@ -1,6 +1,8 @@
 //! Models whose weights are stored in f16 computed in f32: tract's own `f16_to_f32` transform,
-//! run on the decluttered model for [`WeightFormat::F16`] models only, then tract's declutter
-//! again.
+//! run on the typed model for [`WeightFormat::F16`] models only, before every pass that looks for
+//! f32 convolutions and their constants: [`super::depthwise`] then takes the depthwise
+//! convolutions before declutter as in the f32 model, and [`super::float_conv`] finds a spelled-out
+//! HardSwish's constants as plain f32 (`benchmarks/NOTES.md`).
 
 use tract_onnx::prelude::*;
 
@@ -16,7 +18,7 @@ impl Pass for F16ToF32 {
     }
 
     fn stage(&self) -> Stage {
-        Stage::Decluttered
+        Stage::Typed
     }
 
     /// Answers 1 when it transformed the model (tract's transform does not count nodes).
@@ -26,10 +28,6 @@ impl Pass for F16ToF32 {
         }
         let Some(transform) = tract_onnx::tract_core::transform::get_transform("f16_to_f32")? else { return Ok(0) };
         transform.transform(model)?;
-        // Declutter again: the widened weights become constants (the casts fold) and the
-        // batch normalisations after convolutions fold into them, as in the f32 model, so the
-        // passes that follow see the same graph.
-        *model = model.clone().into_decluttered()?;
         Ok(1)
     }
 }

@@ -18,16 +18,17 @@
 //! The passes today, in order:
 //! 1. [`quantized_softmax::QuantizedSoftmaxGuard`] (typed): keeps declutter from folding a
 //!    quantized Softmax into a per-element lookup table.
-//! 2. [`depthwise::DepthwiseRewrite`] (typed): f32 depthwise convolutions with constant filters
+//! 2. [`f16_to_f32::F16ToF32`] (typed): f16 weights computed in f32, for F16 models, before
+//!    declutter, so the passes after it see the f32 model's graph.
+//! 3. [`depthwise::DepthwiseRewrite`] (typed): f32 depthwise convolutions with constant filters
 //!    onto [`crate::ops::depthwise::Depthwise`] before declutter, so tract keeps the graph planar
 //!    instead of moving it channels-last for its own depthwise kernel.
-//! 3. [`integer_conv::IntegerConvRewrite`] (decluttered): int8 convolutions onto
+//! 4. [`integer_conv::IntegerConvRewrite`] (decluttered): int8 convolutions onto
 //!    [`crate::ops::integer_conv::IntegerConv`] and, for dynamic models' grouped ones, tract's f32
 //!    convolution between [`crate::ops::layout`]'s shift and transpose.
-//! 4. [`integer_matmul::IntegerMatMulRewrite`] (decluttered): dynamic int8 matrix products by
+//! 5. [`integer_matmul::IntegerMatMulRewrite`] (decluttered): dynamic int8 matrix products by
 //!    constant weights (`MatMulInteger`, a transformer's linear layers) onto the same
 //!    [`crate::ops::integer_conv::IntegerConv`], as 1×1 convolutions.
-//! 5. [`f16_to_f32::F16ToF32`] (decluttered): f16 weights computed in f32, for F16 models.
 //! 6. [`float_conv::FloatConvRewrite`] (decluttered): the remaining one-group f32 convolutions
 //!    onto [`crate::ops::float_conv::FloatConv`], a following ReLU fused; the depthwise ones
 //!    onto [`crate::ops::depthwise::Depthwise`] (those left), batch norms and activations fused.
@@ -144,10 +145,10 @@ pub trait Pass: Sync {
 /// Every pass, in the order they run (grouped by stage, stages in order).
 pub const PIPELINE: &[&dyn Pass] = &[
     &QuantizedSoftmaxGuard,
+    &F16ToF32,
     &DepthwiseRewrite,
     &IntegerConvRewrite,
     &IntegerMatMulRewrite,
-    &F16ToF32,
     &FloatConvRewrite,
     &QdqAccelerate,
     &DynamicQuantizeAccelerate,
@@ -190,10 +191,10 @@ mod tests {
             names,
             [
                 "quantized softmax guard",
+                "f16 to f32",
                 "f32 depthwise convolutions",
                 "integer convolutions",
                 "integer matrix products",
-                "f16 to f32",
                 "f32 convolutions",
                 "qdq accelerate",
                 "dynamic quantize accelerate",
