@@ -462,6 +462,24 @@ mod tests {
 
     use super::*;
 
+    /// `x · clamp(x + 3, 0, six) · sixth` over `len` values as PaddlePaddle spells it (an `Add`,
+    /// a `Max`, a `Min`, a `Mul` by the input, a `Mul` by the last constant): the model, its
+    /// input and its output.
+    fn spelled(len: usize, six: f32, sixth: f32) -> (TypedModel, OutletId, OutletId) {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", f32::fact([len])).unwrap();
+        let mut constant = |name: &str, value: f32| model.add_const(name, tensor1(&[value])).unwrap();
+        let (three, zero, six, sixth) =
+            (constant("three", 3.0), constant("zero", 0.0), constant("six", six), constant("sixth", sixth));
+        let t = model.wire_node("add", math::add(), &[x, three]).unwrap()[0];
+        let t = model.wire_node("max", math::max(), &[t, zero]).unwrap()[0];
+        let t = model.wire_node("min", math::min(), &[t, six]).unwrap()[0];
+        let t = model.wire_node("mul", math::mul(), &[x, t]).unwrap()[0];
+        let y = model.wire_node("div", math::mul(), &[t, sixth]).unwrap()[0];
+        model.select_output_outlets(&[y]).unwrap();
+        (model, x, y)
+    }
+
     /// tract's plan for the HardSwish spelled out as rapidocr_cls spells it gives the fused
     /// activation's bits on every value tried (NaN for NaN), so fusing it changes no output.
     #[test]
@@ -469,22 +487,7 @@ mod tests {
         let mut xs: Vec<f32> = (-4000..4000).map(|i| i as f32 * 0.0021).collect();
         xs.extend([-3.0, 3.0, -0.0, 0.0, 1e-40, -1e-40, 1e30, -1e30, f32::INFINITY, f32::NEG_INFINITY, f32::NAN]);
         xs.extend((0..64).map(|i| -3.0 + (i as f32 - 32.0) * f32::EPSILON * 4.0));
-        let mut model = TypedModel::default();
-        let x = model.add_source("x", f32::fact([xs.len()])).unwrap();
-        let constant =
-            |model: &mut TypedModel, name: &str, value: f32| model.add_const(name, tensor1(&[value])).unwrap();
-        let (three, zero, six, sixth) = (
-            constant(&mut model, "three", 3.0),
-            constant(&mut model, "zero", 0.0),
-            constant(&mut model, "six", 6.0),
-            constant(&mut model, "sixth", 1.0 / 6.0),
-        );
-        let t = model.wire_node("add", math::add(), &[x, three]).unwrap()[0];
-        let t = model.wire_node("max", math::max(), &[t, zero]).unwrap()[0];
-        let t = model.wire_node("min", math::min(), &[t, six]).unwrap()[0];
-        let t = model.wire_node("mul", math::mul(), &[x, t]).unwrap()[0];
-        let y = model.wire_node("div", math::mul(), &[t, sixth]).unwrap()[0];
-        model.select_output_outlets(&[y]).unwrap();
+        let (model, x, y) = spelled(xs.len(), 6.0, 1.0 / 6.0);
         assert_eq!(spelled_hard_swish_after(&model, x).unwrap(), Some(y));
         let plan = model.into_optimized().unwrap().into_runnable().unwrap();
         let out = plan.run(tvec!(tensor1(&xs).into_tvalue())).unwrap().remove(0);
@@ -495,27 +498,12 @@ mod tests {
         }
     }
 
-    /// A `Div` by 6 rounds differently from the fused product by 1/6, and a clamp to other
-    /// bounds is another function: neither is taken for the fused HardSwish.
+    /// A product by another constant than the f32 nearest 1/6 (a `Div` by 6 rounds otherwise),
+    /// or a clamp to other bounds, is another function: neither is taken for the fused HardSwish.
     #[test]
     fn other_spellings_are_left() {
         for (six, sixth) in [(6.0, 0.17), (5.0, 1.0 / 6.0)] {
-            let mut model = TypedModel::default();
-            let x = model.add_source("x", f32::fact([4])).unwrap();
-            let constant =
-                |model: &mut TypedModel, name: &str, value: f32| model.add_const(name, tensor1(&[value])).unwrap();
-            let (three, zero, six, sixth) = (
-                constant(&mut model, "three", 3.0),
-                constant(&mut model, "zero", 0.0),
-                constant(&mut model, "six", six),
-                constant(&mut model, "sixth", sixth),
-            );
-            let t = model.wire_node("add", math::add(), &[x, three]).unwrap()[0];
-            let t = model.wire_node("max", math::max(), &[t, zero]).unwrap()[0];
-            let t = model.wire_node("min", math::min(), &[t, six]).unwrap()[0];
-            let t = model.wire_node("mul", math::mul(), &[x, t]).unwrap()[0];
-            let y = model.wire_node("div", math::mul(), &[t, sixth]).unwrap()[0];
-            model.select_output_outlets(&[y]).unwrap();
+            let (model, x, _) = spelled(4, six, sixth);
             assert_eq!(spelled_hard_swish_after(&model, x).unwrap(), None);
         }
     }

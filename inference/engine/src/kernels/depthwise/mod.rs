@@ -41,10 +41,7 @@ impl Blocked {
     /// A zeroed buffer for the images of a convolution of `geometry`.
     pub fn new(geometry: &Geometry) -> Blocked {
         let g = geometry;
-        let reach = |axis: usize| {
-            g.output[axis].saturating_sub(1) * g.strides[axis] + (g.kernel[axis] - 1) * g.dilations[axis] + 1
-        };
-        let (rows, columns) = (reach(0).max(g.pad_before[0] + g.input[0]), reach(1).max(g.pad_before[1] + g.input[1]));
+        let [rows, columns] = padded_extent(g);
         let blocks = g.channels.div_ceil(4);
         Blocked { geometry: g.clone(), rows, columns, values: vec![0.0; blocks * rows * columns * 4] }
     }
@@ -71,6 +68,16 @@ impl Blocked {
             K::to_blocks(&image[y * w * c..][..w * c], c, &mut self.values[at..], block_stride);
         }
     }
+}
+
+/// The rows and columns of a padded image in which every tap of every output of a convolution
+/// of `g` reads: the window's reach over the outputs, or the image after its leading padding,
+/// whichever is larger.
+fn padded_extent(g: &Geometry) -> [usize; 2] {
+    [0, 1].map(|axis| {
+        let reach = g.output[axis].saturating_sub(1) * g.strides[axis] + (g.kernel[axis] - 1) * g.dilations[axis] + 1;
+        reach.max(g.pad_before[axis] + g.input[axis])
+    })
 }
 
 /// The family's interface.

@@ -15,7 +15,7 @@
 //! Replacing the four-channel blocks ([`super::Blocked`]) for planar images removed their
 //! 4 × 4 transpositions in and out, and the zeroing of a whole padded copy of the image.
 
-use super::{Activation, DepthwiseKernels};
+use super::{padded_extent, Activation, DepthwiseKernels};
 use crate::kernels::float_conv::im2col::strided;
 use crate::kernels::integer_conv::pack::Geometry;
 
@@ -39,11 +39,7 @@ impl Padded {
     /// A zeroed buffer for the channels of a convolution of `geometry`.
     pub fn new(geometry: &Geometry) -> Padded {
         let g = geometry;
-        let reach = |axis: usize| {
-            g.output[axis].saturating_sub(1) * g.strides[axis] + (g.kernel[axis] - 1) * g.dilations[axis] + 1
-        };
-        let rows = reach(0).max(g.pad_before[0] + g.input[0]);
-        let width = reach(1).max(g.pad_before[1] + g.input[1]);
+        let [rows, width] = padded_extent(g);
         let phases = if g.strides[1] == 2 { 2 } else { 1 };
         let columns = width.div_ceil(phases);
         // Image column x lands in padded column left + x: phase (left + x) % phases, at
