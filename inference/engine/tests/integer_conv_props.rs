@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use inference_engine::kernels::activation::Activation;
 use inference_engine::kernels::integer_conv::pack::{Epilogue, Geometry, Layout, PackedWeights};
 use inference_engine::kernels::integer_conv::reference::{direct, laid_out};
 use inference_engine::ops::integer_conv::{IntegerConv, Runtime};
@@ -28,6 +29,8 @@ struct Case {
     /// ONNX-ordered `[m, C, kh, kw]` weights.
     w: Vec<i8>,
     epilogue: Epilogue,
+    /// Applied after the epilogue.
+    activation: Activation,
 }
 
 fn layout() -> impl Strategy<Value = Layout> {
@@ -73,11 +76,25 @@ fn case() -> impl Strategy<Value = Case> {
                     lo..=hi,
                     proptest::collection::vec(1e-4f32..1.0, m),
                     proptest::collection::vec(-10f32..10.0, m),
+                    prop_oneof![
+                        Just(Activation::Identity),
+                        Just(Activation::Relu),
+                        Just(Activation::HardSwish),
+                        Just(Activation::HardSigmoidSwish)
+                    ],
                 )
             },
         )
         .prop_map(
-            |((geometry, m, unsigned, layouts, batch, input_batch, output_batch), x, w, zero_point, scales, bias)| {
+            |(
+                (geometry, m, unsigned, layouts, batch, input_batch, output_batch),
+                x,
+                w,
+                zero_point,
+                scales,
+                bias,
+                activation,
+            )| {
                 Case {
                     geometry,
                     m,
@@ -89,6 +106,7 @@ fn case() -> impl Strategy<Value = Case> {
                     x,
                     w,
                     epilogue: Epilogue { zero_point, scales, bias },
+                    activation,
                 }
             },
         )
@@ -120,6 +138,7 @@ fn run(c: &Case) -> Vec<u32> {
         geometry: g.clone(),
         weights: Arc::new(weights),
         epilogue: Arc::new(c.epilogue.clone()),
+        activation: c.activation,
     };
     let fact = input.datum_type().fact(input.shape());
     let expected_shape = op.output_facts(&[&fact]).unwrap()[0].shape.as_concrete().unwrap().to_vec();
@@ -139,7 +158,8 @@ fn run(c: &Case) -> Vec<u32> {
 fn reference(c: &Case) -> Vec<u32> {
     let g = &c.geometry;
     let image = g.channels * g.input[0] * g.input[1];
-    c.x.chunks(image).flat_map(|img| direct(img, &c.w, g, c.m, &c.epilogue)).map(f32::to_bits).collect()
+    let outputs = c.x.chunks(image).flat_map(|img| direct(img, &c.w, g, c.m, &c.epilogue));
+    outputs.map(|y| c.activation.apply(y).to_bits()).collect()
 }
 
 proptest! {

@@ -16,18 +16,17 @@
 //! - [`dynamic_quantize`]: `DynamicQuantizeLinear`'s range fold and quantize.
 //! - [`float_conv`]: the f32 convolution's multiply of packed filters by an im2col matrix.
 //! - [`integer_conv`]: the integer convolution's widening and multiply over packed int8 values.
-//! - [`layout`]: the zero-point shift to channels-last (HWC) and the transpose back to planar
-//!   (CHW), with the scale and bias folded in.
 //! - [`max_pool`]: the f32 max pool's fold of an input row into an output row.
-//! - [`activation`]: the ReLU or HardSwish a convolution kernel applies to its outputs.
-//! - [`depthwise`]: the f32 depthwise convolution of one channel's plane, its activation fused.
+//! - [`activation`]: the ReLU or HardSwish a convolution kernel applies to its outputs (or the
+//!   integer convolution's operator, in place).
+//! - [`depthwise`]: the f32 depthwise convolution of one channel's plane, its activation fused
+//!   (and a dynamic int8 one's dequantize).
 
 pub mod activation;
 pub mod depthwise;
 pub mod dynamic_quantize;
 pub mod float_conv;
 pub mod integer_conv;
-pub mod layout;
 pub mod max_pool;
 pub mod qdq;
 
@@ -77,9 +76,9 @@ pub fn check_all() -> Result<(), String> {
     qdq::check()?;
     integer_conv::check()?;
     float_conv::check()?;
-    layout::check()?;
     max_pool::reference::check()?;
     depthwise::reference::check()?;
     dynamic_quantize::check()?;
+    activation::check()?;
     Ok(())
 }

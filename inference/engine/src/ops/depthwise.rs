@@ -28,6 +28,10 @@ pub struct Depthwise {
     pub geometry: Geometry,
     pub filters: Arc<DepthwiseFilters>,
     pub activation: Activation,
+    /// Whether a second input, one f32 computed per inference, scales each output's sum before
+    /// the bias is added (a dynamic int8 convolution's dequantize: the sums are of integers, so
+    /// exact; planar images only): [`Depthwise::scaled_at_run_time`].
+    pub scaled: bool,
 }
 
 /// A depthwise convolution's weights and bias, as the passes fold into them and as the kernel
@@ -51,7 +55,8 @@ impl Op for Depthwise {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}, {:?}, {:?}", self.layout, self.geometry, self.activation)])
+        let scaled = if self.scaled { ", scaled at run time" } else { "" };
+        Ok(vec![format!("{:?}, {:?}, {:?}{scaled}", self.layout, self.geometry, self.activation)])
     }
 
     op_as_typed_op!();
@@ -70,7 +75,12 @@ impl Depthwise {
         let taps = geometry.kernel[0] * geometry.kernel[1];
         let blocks = (block_weights(&weights, geometry.channels, taps), block_bias(&bias));
         let filters = Arc::new(DepthwiseFilters { weights, bias, blocks });
-        Depthwise { batch, layout, geometry, filters, activation }
+        Depthwise { batch, layout, geometry, filters, activation, scaled: false }
+    }
+
+    /// The operator taking the scale of its sums as a second input (see [`Depthwise::scaled`]).
+    pub fn scaled_at_run_time(self) -> Depthwise {
+        Depthwise { scaled: true, ..self }
     }
 
     fn output_shape<D: Clone + From<usize>>(&self, batch: D) -> TVec<D> {
@@ -98,6 +108,14 @@ impl EvalOp for Depthwise {
         let (image_in, image_out) = (g.channels * g.input[0] * g.input[1], g.channels * g.pixels());
         ensure!(image_in > 0 && image_out > 0, "Depthwise: an empty image");
         ensure!(input.len() == batch * image_in, "Depthwise: input of shape {:?}", input.shape());
+        let scale = match self.scaled {
+            true => {
+                ensure!(self.layout == Layout::Planar, "Depthwise: a scale for a channels-last image");
+                ensure!(inputs.len() == 2 && inputs[1].len() == 1, "Depthwise: one scale, as a second input");
+                Some(inputs[1].cast_to_scalar::<f32>()?)
+            }
+            false => None,
+        };
         // SAFETY: f32 is a plain type; `image` writes every output of every channel of each of
         // the `batch` images (the whole tensor) before the tensor is read.
         let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape(batch))? };
@@ -111,7 +129,7 @@ impl EvalOp for Depthwise {
                 let (weights, bias) = (&self.filters.weights, &self.filters.bias);
                 let mut padded = Padded::new(g);
                 for (x, out) in images {
-                    planar::<Best>(&mut padded, x, weights, bias, self.activation, out);
+                    planar::<Best>(&mut padded, x, weights, bias, scale, self.activation, out);
                 }
             }
             Layout::Interleaved => {

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
+use crate::kernels::activation::{activate_in_place, Activation};
 use crate::kernels::integer_conv::pack::{self, Epilogue, Geometry, Layout, PackedWeights, Strides};
 use crate::kernels::integer_conv::{Best, ConvKernels};
 use crate::kernels::Int8;
@@ -56,6 +57,8 @@ pub struct IntegerConv {
     pub geometry: Geometry,
     pub weights: Arc<PackedWeights>,
     pub epilogue: Arc<Epilogue>,
+    /// What followed the output in the graph (a ReLU or HardSwish), applied to it in place.
+    pub activation: Activation,
 }
 
 impl Eq for IntegerConv {}
@@ -67,8 +70,8 @@ impl Op for IntegerConv {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{:?} → {:?}, {:?}, {} output channels",
-            self.input_layout, self.output_layout, self.geometry, self.weights.channels
+            "{:?} → {:?}, {:?}, {} output channels, {:?}",
+            self.input_layout, self.output_layout, self.geometry, self.weights.channels, self.activation
         )])
     }
 
@@ -84,7 +87,8 @@ impl IntegerConv {
             Layout::Planar => pack::pack_planar::<Best, T>(x, geometry, epilogue.zero_point),
             Layout::Interleaved => pack::pack_interleaved::<Best, T>(x, geometry, epilogue.zero_point),
         };
-        Best::multiply(weights, &packed, geometry.pixels(), epilogue, strides, out)
+        Best::multiply(weights, &packed, geometry.pixels(), epilogue, strides, out);
+        activate_in_place(out, self.activation);
     }
 
     /// The output's shape: `[N,] M, OH, OW` or `[N,] OH, OW, M`.

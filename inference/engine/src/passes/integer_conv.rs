@@ -29,11 +29,15 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::ops::quant::DequantizeLinearF32;
 
+use super::float_conv::activation_after;
 use super::{Context, Pass, Stage};
+use crate::kernels::activation::Activation;
+use crate::kernels::depthwise::vectorised;
 use crate::kernels::integer_conv::pack::{Epilogue, Geometry, Layout, PackedWeights};
 use crate::onnx::quantized_weights::{ConvWeights, QuantizedWeights};
+use crate::ops::depthwise::Depthwise;
 use crate::ops::integer_conv::{IntegerConv, Runtime};
-use crate::ops::layout::{ToPlanar, ZeroPointShift};
+use crate::ops::layout::ZeroPointShift;
 
 /// The pass: [`rewrite`], after declutter.
 pub struct IntegerConvRewrite;
@@ -123,6 +127,7 @@ pub(super) fn operator(
         geometry,
         weights: Arc::new(weights),
         epilogue: Arc::new(epilogue),
+        activation: Activation::Identity,
     }
 }
 
@@ -328,16 +333,15 @@ pub(super) fn conv_integer<'m>(model: &'m TypedModel, node: &TypedNode) -> Tract
     Ok(cast.filter(|_| units && zeros))
 }
 
-/// A grouped or depthwise convolution of a dynamic int8 model, lowered to tract's f32
-/// convolution (its wasm depthwise kernel) over `x − x_zp`, with weights `w − w_zp` in f32. Each
-/// output sums at most 256 products of values within ±255, under 2^24: the f32 sums are the
-/// exact integers `ConvInteger` computes, without tract's integer path (an eager `Im2col` and
-/// column sums, which dominated a dynamic model's instructions; see `benchmarks/profile.md`).
+/// A grouped or depthwise convolution of a dynamic int8 model, computed in f32 over
+/// `x − x_zp` ([`ZeroPointShift`]) with weights `w − w_zp`. Each output sums at most 256 products
+/// of values within ±255, under 2^24: the f32 sums are the exact integers `ConvInteger` computes,
+/// without tract's integer path (an eager `Im2col` and column sums, which dominated a dynamic
+/// model's instructions; see `benchmarks/profile.md`).
 ///
-/// tract would run a depthwise convolution of 16 channels or more channels-last (its wasm
-/// kernel is much cheaper there), but `DynamicQuantizeLinear` stops it from changing the
-/// layout around it, so the shift writes the input HWC and [`ToPlanar`] turns the output back,
-/// applying the scale and bias that follow on the way.
+/// A depthwise one our kernel covers becomes [`Depthwise`] scaled at run time, the scale
+/// multiply, bias add and activation that follow applied as it writes each output
+/// ([`scaled_depthwise`]); another grouped one, tract's f32 convolution.
 fn grouped_integer_patch(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
     let Some(conv) = node.op_as::<Conv>().filter(|c| c.q_params == Some(i32::datum_type()) && c.group > 1) else {
         return Ok(None);
@@ -348,39 +352,56 @@ fn grouped_integer_patch(model: &TypedModel, node: &TypedNode) -> TractResult<Op
     if depth > 256 {
         return Ok(None);
     }
-    let spec = &conv.pool_spec;
-    let depthwise =
-        conv.group == spec.input_channels && conv.group == spec.output_channels && spec.input_channels >= 16;
-    let interleave = match spec.data_format {
-        DataFormat::NCHW if depthwise => Some((true, DataFormat::NHWC)),
-        DataFormat::CHW if depthwise => Some((false, DataFormat::HWC)),
-        _ => None,
-    };
     let mut patch = TypedModelPatch::new(format!("grouped integer convolution {} in f32", node.name));
     let x = patch.tap_model(model, node.inputs[0])?;
     let zero_point = patch.tap_model(model, node.inputs[3])?;
-    let shift = ZeroPointShift { interleave: interleave.map(|(batch, _)| batch) };
-    let shifted = patch.wire_node(format!("{}.shift", node.name), shift, &[x, zero_point])?[0];
-    let kernel = patch.add_const(format!("{}.kernel_f32", node.name), kernel.cast_to::<f32>()?.into_owned())?;
-    let bias = patch.add_const(format!("{}.bias_f32", node.name), tensor0(0f32))?;
-    let data_format = interleave.map(|(_, format)| format).unwrap_or(spec.data_format);
-    let op = Conv { q_params: None, pool_spec: PoolSpec { data_format, ..spec.clone() }, ..conv.clone() };
-    let mut out = patch.wire_node(&node.name, op, &[shifted, kernel, bias])?[0];
-    let mut replaces = OutletId::new(cast.id, 0);
-    if let Some((batch, _)) = interleave {
-        // The scale multiply and bias add that follow ride along with the transpose back.
-        let planar = Side { batch, layout: Layout::Planar };
-        let (op, inputs) = match scale_and_bias(model, cast, spec.output_channels, planar)? {
-            Some((scale, bias, last)) => {
-                replaces = last;
-                (ToPlanar { batch, bias: Some(Arc::new(bias)) }, vec![out, patch.tap_model(model, scale)?])
-            }
-            None => (ToPlanar { batch, bias: None }, vec![out]),
-        };
-        out = patch.wire_node(format!("{}.planar", node.name), op, &inputs)?[0];
+    let shifted = patch.wire_node(format!("{}.shift", node.name), ZeroPointShift, &[x, zero_point])?[0];
+    let kernel = kernel.cast_to::<f32>()?.into_owned();
+    if let Some((op, scale, replaces)) = scaled_depthwise(model, node, conv, cast, &kernel)? {
+        let scale = patch.tap_model(model, scale)?;
+        let out = patch.wire_node(&node.name, op, &[shifted, scale])?[0];
+        patch.shunt_outside(model, replaces, out)?;
+        return Ok(Some(patch));
     }
-    patch.shunt_outside(model, replaces, out)?;
+    let kernel = patch.add_const(format!("{}.kernel_f32", node.name), kernel)?;
+    let bias = patch.add_const(format!("{}.bias_f32", node.name), tensor0(0f32))?;
+    let op = Conv { q_params: None, ..conv.clone() };
+    let out = patch.wire_node(&node.name, op, &[shifted, kernel, bias])?[0];
+    patch.shunt_outside(model, OutletId::new(cast.id, 0), out)?;
     Ok(Some(patch))
+}
+
+/// A dynamic int8 depthwise convolution (one filter per channel, `kernel` its shifted weights in
+/// f32) over a planar image, in a window [`vectorised`] covers, followed by the scale multiply
+/// and bias add of [`scale_and_bias`]: [`Depthwise`] scaled at run time with that bias, and the
+/// ReLU or HardSwish that follows fused. The same f32 operations in the same order as tract's
+/// nodes (the exact sum, times the scale, plus the bias, the activation), so the same bits.
+/// Answers the operator, the scale's wire and the output it replaces.
+fn scaled_depthwise(
+    model: &TypedModel,
+    node: &TypedNode,
+    conv: &Conv,
+    cast: &TypedNode,
+    kernel: &Tensor,
+) -> TractResult<Option<(Depthwise, OutletId, OutletId)>> {
+    let (spec, side) = (&conv.pool_spec, Side::of_format(conv.pool_spec.data_format));
+    if side.layout != Layout::Planar || spec.rank() != 2 || conv.kernel_fmt != KernelFormat::OIHW {
+        return Ok(None);
+    }
+    let Some((channels, size)) = side.image(model, node.inputs[0])? else { return Ok(None) };
+    let geometry = pool_geometry(spec, channels, size);
+    let one_per_channel = kernel.shape() == [channels, 1, geometry.kernel[0], geometry.kernel[1]];
+    if conv.group != channels || !one_per_channel || !vectorised(&geometry) {
+        return Ok(None);
+    }
+    let Some((scale, bias, mut replaces)) = scale_and_bias(model, cast, channels, side)? else { return Ok(None) };
+    let mut activation = Activation::Identity;
+    if let Some((fused, out)) = activation_after(model, replaces)? {
+        (activation, replaces) = (fused, out);
+    }
+    let weights = tensor_floats(kernel)?;
+    let op = Depthwise::new(side.batch, Layout::Planar, geometry, weights, bias, activation).scaled_at_run_time();
+    Ok(Some((op, scale, replaces)))
 }
 
 /// A scalar constant's value as f64, if `outlet` is one.
@@ -496,7 +517,12 @@ pub fn rewrite(model: &mut TypedModel, weights: &QuantizedWeights) -> TractResul
         if let Some(patch) = grouped_integer_patch(model, node)? {
             patches.push(patch);
         }
-        if let Some(Match { inputs, op, replaces }) = found {
+        if let Some(Match { inputs, mut op, mut replaces }) = found {
+            // A ReLU or HardSwish that reads the output alone is applied by the operator.
+            if let Some((activation, out)) = activation_after(model, replaces)? {
+                op.activation = activation;
+                replaces = out;
+            }
             let mut patch = TypedModelPatch::new(format!("integer convolution {}", node.name));
             let wires = inputs.iter().map(|i| patch.tap_model(model, *i)).collect::<TractResult<TVec<_>>>()?;
             let out = patch.wire_node(&node.name, op, &wires)?[0];

@@ -91,8 +91,10 @@ pub trait DepthwiseKernels {
     fn blocks(blocked: &Blocked, weights: &[f32], bias: &[f32], activation: Activation, out: &mut [f32]);
 
     /// One channel's `[oh, ow]` output plane from its [`Padded`] image, its window's `kh · kw`
-    /// weights (row-major) and its bias.
-    fn plane(padded: &Padded, weights: &[f32], bias: f32, activation: Activation, out: &mut [f32]);
+    /// weights (row-major) and its bias: each output's sum starts at the bias, or, with a
+    /// `scale`, at zero and is then `sum · scale + bias` (a dynamic int8 convolution's exact
+    /// integer sum, then its dequantize, in onnxruntime's order).
+    fn plane(padded: &Padded, weights: &[f32], bias: f32, scale: Option<f32>, activation: Activation, out: &mut [f32]);
 }
 
 /// `[C, kh · kw]` weights as [`DepthwiseKernels::blocks`] reads them: per block of four channels,
@@ -148,8 +150,8 @@ impl DepthwiseKernels for Scalar {
         }
     }
 
-    fn plane(padded: &Padded, weights: &[f32], bias: f32, activation: Activation, out: &mut [f32]) {
-        planar::scalar_plane(padded, weights, bias, activation, out)
+    fn plane(padded: &Padded, weights: &[f32], bias: f32, scale: Option<f32>, activation: Activation, out: &mut [f32]) {
+        planar::scalar_plane(padded, weights, bias, scale, activation, out)
     }
 }
 
@@ -229,8 +231,15 @@ mod simd {
             }
         }
 
-        fn plane(padded: &Padded, weights: &[f32], bias: f32, activation: Activation, out: &mut [f32]) {
-            planar::simd::plane(padded, weights, bias, activation, out)
+        fn plane(
+            padded: &Padded,
+            weights: &[f32],
+            bias: f32,
+            scale: Option<f32>,
+            activation: Activation,
+            out: &mut [f32],
+        ) {
+            planar::simd::plane(padded, weights, bias, scale, activation, out)
         }
     }
 
@@ -337,14 +346,22 @@ pub mod reference {
     use super::*;
 
     /// A direct depthwise convolution of `[C, h, w]` planes, each output summed from the bias in
-    /// (kernel row, kernel column) order with padding read as zero products, then activated.
-    pub fn direct(g: &Geometry, x: &[f32], weights: &[f32], bias: &[f32], activation: Activation) -> Vec<f32> {
+    /// (kernel row, kernel column) order with padding read as zero products, then activated;
+    /// with a `scale`, summed from zero, then times the scale plus the bias, then activated.
+    pub fn direct(
+        g: &Geometry,
+        x: &[f32],
+        weights: &[f32],
+        bias: &[f32],
+        scale: Option<f32>,
+        activation: Activation,
+    ) -> Vec<f32> {
         let ([h, w], [kh, kw], [oh, ow]) = (g.input, g.kernel, g.output);
         let mut out = vec![0.0; g.channels * oh * ow];
         for c in 0..g.channels {
             for oy in 0..oh {
                 for ox in 0..ow {
-                    let mut acc = bias[c];
+                    let mut acc = if scale.is_some() { 0.0 } else { bias[c] };
                     for ky in 0..kh {
                         for kx in 0..kw {
                             let iy = (oy * g.strides[0] + ky * g.dilations[0]) as isize - g.pad_before[0] as isize;
@@ -353,6 +370,9 @@ pub mod reference {
                             let v = if inside { x[(c * h + iy as usize) * w + ix as usize] } else { 0.0 };
                             acc += v * weights[(c * kh + ky) * kw + kx];
                         }
+                    }
+                    if let Some(s) = scale {
+                        acc = acc * s + bias[c];
                     }
                     out[(c * oh + oy) * ow + ox] = activation.apply(acc);
                 }
@@ -374,7 +394,7 @@ pub mod reference {
     ) -> Vec<f32> {
         let mut out = vec![0.0; g.pixels() * g.channels];
         match layout {
-            Layout::Planar => planar::<K>(&mut Padded::new(g), x, weights, bias, activation, &mut out),
+            Layout::Planar => planar::<K>(&mut Padded::new(g), x, weights, bias, None, activation, &mut out),
             Layout::Interleaved => {
                 let mut blocked = Blocked::new(g);
                 blocked.fill::<K>(x);
@@ -452,8 +472,30 @@ pub mod reference {
                     let x: Vec<f32> = (0..channels * size[0] * size[1]).map(|i| value(i, 1)).collect();
                     let weights: Vec<f32> = (0..channels * k * k).map(|i| value(i, 2)).collect();
                     let bias: Vec<f32> = (0..channels).map(|c| [0.5, -0.0, value(c, 3)][c % 3]).collect();
-                    for activation in [Activation::Identity, Activation::Relu, Activation::HardSwish] {
-                        let want = direct(&g, &x, &weights, &bias, activation);
+                    for activation in
+                        [Activation::Identity, Activation::Relu, Activation::HardSwish, Activation::HardSigmoidSwish]
+                    {
+                        // Planar images also scaled: integer values and weights, as a dynamic
+                        // int8 model's are, with a scale that rounds.
+                        let integers: Vec<f32> = x.iter().map(|v| if v.is_nan() { *v } else { v.trunc() }).collect();
+                        let want = direct(&g, &integers, &weights, &bias, Some(0.0123), activation);
+                        let mut got = vec![0.0; want.len()];
+                        planar::<K>(
+                            &mut Padded::new(&g),
+                            &integers,
+                            &weights,
+                            &bias,
+                            Some(0.0123),
+                            activation,
+                            &mut got,
+                        );
+                        if bits(&want) != bits(&got) {
+                            return Err(format!(
+                                "depthwise {k}×{k} scaled (strides {strides:?}, pad {pad}, {channels} channels of {size:?}, {activation:?}, {}) differs from the reference",
+                                std::any::type_name::<K>()
+                            ));
+                        }
+                        let want = direct(&g, &x, &weights, &bias, None, activation);
                         let planar = by::<K>(&g, &x, &weights, &bias, activation, Layout::Planar);
                         let interleaved =
                             by::<K>(&g, &transposed(&x, channels), &weights, &bias, activation, Layout::Interleaved);

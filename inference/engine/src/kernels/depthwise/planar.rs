@@ -159,12 +159,13 @@ unsafe fn split8(from: *const f32, evens: *mut f32, odds: *mut f32) {
 
 /// The output of a planar `[C, h, w]` image `x` as `[C, oh, ow]` by kernel family `K`: each
 /// channel copied into `padded` (made for the same geometry), then [`DepthwiseKernels::plane`].
-/// `weights` are `[C, kh · kw]`, `bias` one per channel.
+/// `weights` are `[C, kh · kw]`, `bias` one per channel, `scale` (if any) for every channel.
 pub fn planar<K: DepthwiseKernels>(
     padded: &mut Padded,
     x: &[f32],
     weights: &[f32],
     bias: &[f32],
+    scale: Option<f32>,
     activation: Activation,
     out: &mut [f32],
 ) {
@@ -174,22 +175,32 @@ pub fn planar<K: DepthwiseKernels>(
     assert!(out.len() >= g.channels * pixels);
     for c in 0..g.channels {
         padded.fill(&x[c * h * w..]);
-        K::plane(padded, &weights[c * taps..][..taps], bias[c], activation, &mut out[c * pixels..][..pixels]);
+        K::plane(padded, &weights[c * taps..][..taps], bias[c], scale, activation, &mut out[c * pixels..][..pixels]);
     }
 }
 
 /// [`DepthwiseKernels::plane`] one output at a time: `bias + Σ w · x` in (kernel row, kernel
-/// column) order, then the activation.
-pub fn scalar_plane(padded: &Padded, weights: &[f32], bias: f32, activation: Activation, out: &mut [f32]) {
+/// column) order (or `(Σ w · x) · scale + bias`), then the activation.
+pub fn scalar_plane(
+    padded: &Padded,
+    weights: &[f32],
+    bias: f32,
+    scale: Option<f32>,
+    activation: Activation,
+    out: &mut [f32],
+) {
     let g = &padded.geometry;
     let ([oh, ow], [kh, kw], [sy, sx], [dy, dx]) = (g.output, g.kernel, g.strides, g.dilations);
     for oy in 0..oh {
         for ox in 0..ow {
-            let mut acc = bias;
+            let mut acc = if scale.is_some() { 0.0 } else { bias };
             for ky in 0..kh {
                 for kx in 0..kw {
                     acc += padded.at(oy * sy + ky * dy, ox * sx + kx * dx) * weights[ky * kw + kx];
                 }
+            }
+            if let Some(s) = scale {
+                acc = acc * s + bias;
             }
             out[oy * ow + ox] = activation.apply(acc);
         }
@@ -202,15 +213,22 @@ pub mod simd {
     use core::hint::black_box;
 
     use super::*;
-    use crate::kernels::activation::activate;
+    use crate::kernels::activation::{activate, activate_each};
     use crate::kernels::depthwise::vectorised;
 
     /// [`DepthwiseKernels::plane`] four outputs a vector for the [`vectorised`] windows on rows
     /// of at least four outputs; the rest as [`scalar_plane`].
-    pub fn plane(padded: &Padded, weights: &[f32], bias: f32, activation: Activation, out: &mut [f32]) {
+    pub fn plane(
+        padded: &Padded,
+        weights: &[f32],
+        bias: f32,
+        scale: Option<f32>,
+        activation: Activation,
+        out: &mut [f32],
+    ) {
         let g = &padded.geometry;
         if !vectorised(g) || g.output[1] < 4 {
-            return scalar_plane(padded, weights, bias, activation, out);
+            return scalar_plane(padded, weights, bias, scale, activation, out);
         }
         assert!(weights.len() >= g.kernel[0] * g.kernel[1] && out.len() >= g.pixels());
         // Every read below is within the buffer: Padded::new sized each phase's rows and
@@ -219,13 +237,26 @@ pub mod simd {
         // SAFETY: the asserts above (the window's weights, the plane's outputs, every value a
         // tap reads).
         unsafe {
-            match (g.kernel[0], g.strides[1]) {
-                (3, 1) => plane_3::<1>(padded, weights, bias, activation, out),
-                (3, _) => plane_3::<2>(padded, weights, bias, activation, out),
-                (5, 1) => plane_5::<1>(padded, weights, bias, activation, out),
-                (_, _) => plane_5::<2>(padded, weights, bias, activation, out),
+            // Scaled planes (dynamic int8 models) have loops of their own: a test on the scale
+            // in the loops cost the f32 models' planes about three instructions an output.
+            let (w, b, a) = (weights, bias, activation);
+            match (g.kernel[0], g.strides[1], scale) {
+                (3, 1, None) => plane_3::<1, false>(padded, w, b, 0.0, a, out),
+                (3, _, None) => plane_3::<2, false>(padded, w, b, 0.0, a, out),
+                (5, 1, None) => plane_5::<1, false>(padded, w, b, 0.0, a, out),
+                (_, _, None) => plane_5::<2, false>(padded, w, b, 0.0, a, out),
+                (3, 1, Some(s)) => plane_3::<1, true>(padded, w, b, s, a, out),
+                (3, _, Some(s)) => plane_3::<2, true>(padded, w, b, s, a, out),
+                (5, 1, Some(s)) => plane_5::<1, true>(padded, w, b, s, a, out),
+                (_, _, Some(s)) => plane_5::<2, true>(padded, w, b, s, a, out),
             }
         }
+    }
+
+    /// A scaled plane's sums, `sum · scale + bias` ([`DepthwiseKernels::plane`]).
+    #[inline(always)]
+    fn rescaled(sum: v128, scale: v128, bias: v128) -> v128 {
+        f32x4_add(f32x4_mul(sum, scale), bias)
     }
 
     /// One vector's window summed onto `$bias`: `$rows[ky]` (and `$odd[ky]`, the odd phase's)
@@ -255,15 +286,18 @@ pub mod simd {
     /// The output plane of one channel's k×k window at column stride `S` (see the module's
     /// documentation): per output row, pairs of vectors, then single vectors, the last ones
     /// ending at the row's end (overlapping those before: the same values written twice).
+    /// `SCALED`: the sums start at zero and are `rescaled` by `scale` and the bias (else `scale`
+    /// is unused and the sums start at the bias).
     macro_rules! plane_window {
         ($name:ident, $k:literal, $kys:tt, $kxs:tt, [$($i:literal)*]) => {
             /// # Safety
             /// `padded` holds every value a tap reads (see [`plane`]), `weights` the window's,
             /// `out` the `[oh, ow]` plane, and `ow >= 4`.
-            unsafe fn $name<const S: usize>(
+            unsafe fn $name<const S: usize, const SCALED: bool>(
                 padded: &Padded,
                 weights: &[f32],
                 bias: f32,
+                scale: f32,
                 activation: Activation,
                 out: &mut [f32],
             ) {
@@ -277,6 +311,7 @@ pub mod simd {
                     let wp = weights.as_ptr() as *const u32;
                     let w = [$( v128_load32_splat(wp.add($i)) ),*];
                     let b = f32x4_splat(bias);
+                    let (start, scale) = (if SCALED { f32x4_splat(0.0) } else { b }, f32x4_splat(scale));
                     // The window rows' distances from the first, computed once.
                     let offsets = plane_window!(@offsets columns, $kys);
                     let mut oy = 0;
@@ -290,8 +325,12 @@ pub mod simd {
                             let p = black_box(first.add(at));
                             let rows = plane_window!(@rows p, offsets, $kys);
                             let odd = if S == 2 { plane_window!(@rows p.add(phase_stride), offsets, $kys) } else { rows };
-                            let v0 = activate(window!(b, rows, odd, 0, w, $k, $kys, $kxs), activation);
-                            let v1 = activate(window!(b, rows, odd, 4, w, $k, $kys, $kxs), activation);
+                            let mut v0 = window!(start, rows, odd, 0, w, $k, $kys, $kxs);
+                            let mut v1 = window!(start, rows, odd, 4, w, $k, $kys, $kxs);
+                            if SCALED {
+                                (v0, v1) = (rescaled(v0, scale, b), rescaled(v1, scale, b));
+                            }
+                            activate_each!(activation, v0, v1);
                             v128_store(to.add(at) as *mut v128, v0);
                             v128_store(to.add(at + 4) as *mut v128, v1);
                             ox = at + 8;
@@ -301,7 +340,11 @@ pub mod simd {
                             let p = black_box(first.add(at));
                             let rows = plane_window!(@rows p, offsets, $kys);
                             let odd = if S == 2 { plane_window!(@rows p.add(phase_stride), offsets, $kys) } else { rows };
-                            let v = activate(window!(b, rows, odd, 0, w, $k, $kys, $kxs), activation);
+                            let mut v = window!(start, rows, odd, 0, w, $k, $kys, $kxs);
+                            if SCALED {
+                                v = rescaled(v, scale, b);
+                            }
+                            let v = activate(v, activation);
                             v128_store(to.add(at) as *mut v128, v);
                             ox = at + 4;
                         }

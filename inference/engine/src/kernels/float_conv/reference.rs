@@ -142,7 +142,8 @@ pub fn check_kernels<K: FloatKernels>() -> Result<(), String> {
         let w: Vec<f32> = (0..m * geometry.depth()).map(|_| next()).collect();
         let bias: Vec<f32> = (0..m).map(|_| next()).collect();
         let x: Vec<f32> = (0..channels * input[0] * input[1]).map(|_| next() * 3.0).collect();
-        for activation in [Activation::Identity, Activation::Relu, Activation::HardSwish] {
+        for activation in [Activation::Identity, Activation::Relu, Activation::HardSwish, Activation::HardSigmoidSwish]
+        {
             let want: Vec<u32> = direct(&x, &w, &bias, &geometry, activation).iter().map(|v| v.to_bits()).collect();
             for layout in [Layout::Planar, Layout::Interleaved] {
                 let held = laid_out(&x, channels, layout);
