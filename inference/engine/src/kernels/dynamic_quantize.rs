@@ -72,32 +72,34 @@ pub type Best = Scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub struct Simd128;
 
+/// A vector's four lanes.
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[inline(always)]
+fn lanes(v: core::arch::wasm32::v128) -> [f32; 4] {
+    use core::arch::wasm32::*;
+    [f32x4_extract_lane::<0>(v), f32x4_extract_lane::<1>(v), f32x4_extract_lane::<2>(v), f32x4_extract_lane::<3>(v)]
+}
+
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 impl DynamicQuantizeKernels for Simd128 {
     /// The range in four lanes, then across them. `pmin(a, v)` is `v < a ? v : a`: a NaN never
     /// replaces, and -0 never replaces the starting +0, as in tract's fold.
     fn range(xs: &[f32]) -> (f32, f32) {
         use core::arch::wasm32::*;
-        let n = xs.len() / 4 * 4;
+        let n = xs.len() / 8 * 8;
         let (mut min, mut max) = (f32x4_splat(0.0), f32x4_splat(0.0));
-        let x = xs.as_ptr() as *const v128;
+        let x = xs.as_ptr();
         let mut i = 0;
-        while i < n / 4 {
-            // SAFETY: vector i covers xs[4i..4i + 4], inside the slice since 4i + 4 <= n <=
-            // xs.len(); v128 loads need no alignment.
-            let v = unsafe { v128_load(x.add(i)) };
-            min = f32x4_pmin(min, v);
-            max = f32x4_pmax(max, v);
-            i += 1;
+        // Two vectors an iteration, each folded into both accumulators in turn: the same
+        // comparisons in the same order per lane as one vector at a time.
+        while i < n {
+            // SAFETY: i + 8 <= n <= xs.len(): xs[i..i + 8] is in bounds; v128 loads need no
+            // alignment.
+            let (a, b) = unsafe { (v128_load(x.add(i) as *const v128), v128_load(x.add(i + 4) as *const v128)) };
+            min = f32x4_pmin(f32x4_pmin(min, a), b);
+            max = f32x4_pmax(f32x4_pmax(max, a), b);
+            i += 8;
         }
-        let lanes = |v: v128| {
-            [
-                f32x4_extract_lane::<0>(v),
-                f32x4_extract_lane::<1>(v),
-                f32x4_extract_lane::<2>(v),
-                f32x4_extract_lane::<3>(v),
-            ]
-        };
         let folded = range_scalar(&lanes(min), (0.0, 0.0)).0;
         let folded_max = range_scalar(&lanes(max), (0.0, 0.0)).1;
         range_scalar(&xs[n..], (folded, folded_max))
@@ -109,9 +111,16 @@ impl DynamicQuantizeKernels for Simd128 {
         let n = len / 16 * 16;
         let (divisor, zero, lo, hi) =
             (f32x4_splat(scale), i32x4_splat(zero_point as i32), i32x4_splat(0), i32x4_splat(255));
-        let lanes = |v: v128| {
+        // A function, not a closure: at the canister's opt-level ("z") a closure stays a call.
+        #[inline(always)]
+        fn quantized(v: v128, divisor: v128, zero: v128, lo: v128, hi: v128) -> v128 {
             i32x4_min(i32x4_max(i32x4_add(i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_div(v, divisor))), zero), lo), hi)
-        };
+        }
+        macro_rules! q {
+            ($v:expr) => {
+                quantized($v, divisor, zero, lo, hi)
+            };
+        }
         let (x, y) = (xs.as_ptr() as *const v128, ys.as_mut_ptr());
         let mut i = 0;
         while i < n {
@@ -119,8 +128,8 @@ impl DynamicQuantizeKernels for Simd128 {
             // the 16 bytes written at y + i are ys[i..i + 16]; no alignment is required.
             unsafe {
                 let v = x.add(i / 4);
-                let (a, b) = (lanes(v128_load(v)), lanes(v128_load(v.add(1))));
-                let (c, d) = (lanes(v128_load(v.add(2))), lanes(v128_load(v.add(3))));
+                let (a, b) = (q!(v128_load(v)), q!(v128_load(v.add(1))));
+                let (c, d) = (q!(v128_load(v.add(2))), q!(v128_load(v.add(3))));
                 // Clamped to 0..=255 already: the saturating narrows are exact.
                 v128_store(
                     y.add(i) as *mut v128,
