@@ -23,6 +23,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cast::Cast;
+use tract_onnx::tract_core::ops::change_axes::AxisOp;
 use tract_onnx::tract_core::ops::cnn::conv::KernelFormat;
 use tract_onnx::tract_core::ops::cnn::{Conv, PoolSpec};
 use tract_onnx::tract_core::ops::einsum::EinSum;
@@ -79,6 +80,9 @@ struct Match {
     /// The f32 output it replaces: the convolution's, or that of the last node it absorbs (a 1×1
     /// convolution's bias add; a dynamic convolution's cast, scale multiply and bias add).
     replaces: OutletId,
+    /// Whether the image is one pixel whose two unit axes tract took away
+    /// ([`vector_einsum_geometry`]): the output loses them too.
+    flat: bool,
 }
 
 /// The operator for `onnx`'s weights over an input dequantized by `dequantize`, when tract's
@@ -244,6 +248,49 @@ pub(super) fn einsum_geometry(
     )))
 }
 
+/// A 1×1 convolution of a one-pixel image as tract declutters it, the image's unit axes gone
+/// from its output (`[N]I[HW],OI->[N]O`: a classifier's head after its global pool): the image
+/// as one interleaved pixel (the same memory as planar for one pixel, and the channel axis last,
+/// as the flat tensor's is, for [`Side::along_channels`]) and its geometry.
+fn vector_einsum_geometry(
+    model: &TypedModel,
+    einsum: &EinSum,
+    x: OutletId,
+) -> TractResult<Option<([Side; 2], Geometry)>> {
+    let expression = einsum.axes.to_string();
+    let Some((inputs, output)) = expression.split_once("->") else { return Ok(None) };
+    let inputs: Vec<&str> = inputs.split(',').collect();
+    if inputs.len() < 2 || inputs[1] != "OI" || inputs[2..].iter().any(|axes| !axes.is_empty()) {
+        return Ok(None);
+    }
+    // The input may keep its unit image axes (`NIHW`) where the output lost them.
+    let (batch, image_axes) = match (inputs[0], output) {
+        ("NI", "NO") => (true, false),
+        ("I", "O") => (false, false),
+        ("NIHW", "NO") => (true, true),
+        ("IHW", "O") => (false, true),
+        _ => return Ok(None),
+    };
+    let Some(shape) = model.outlet_fact(x)?.shape.as_concrete().map(|s| s.to_vec()) else { return Ok(None) };
+    let channel = batch as usize;
+    let rank = channel + 1 + 2 * image_axes as usize;
+    if shape.len() != rank || shape[channel + 1..].iter().any(|&d| d != 1) {
+        return Ok(None);
+    }
+    let side = Side { batch, layout: Layout::Interleaved };
+    let one = [1, 1];
+    let geometry = Geometry {
+        channels: shape[channel],
+        input: one,
+        kernel: one,
+        strides: one,
+        dilations: one,
+        pad_before: [0, 0],
+        output: one,
+    };
+    Ok(Some(([side, side], geometry)))
+}
+
 /// A k×k convolution of a static int8 model: tract's `Conv` over a dequantized input.
 fn conv_match(
     model: &TypedModel,
@@ -264,7 +311,7 @@ fn conv_match(
         _ => return Ok(None),
     };
     let op = build(model, &x.1, onnx, node.inputs[1], geometry, bias, [side, side])?;
-    Ok(op.map(|op| Match { inputs: tvec!(x.0), op, replaces: OutletId::new(node.id, 0) }))
+    Ok(op.map(|op| Match { inputs: tvec!(x.0), op, replaces: OutletId::new(node.id, 0), flat: false }))
 }
 
 /// A 1×1 convolution, which tract declutters into `EinSum` (named `<conv>.einsum`) over the
@@ -296,7 +343,7 @@ fn einsum_match(
         _ => (vec![0.0; m], OutletId::new(node.id, 0)),
     };
     let op = build(model, &x.1, onnx, node.inputs[1], geometry, bias, [input, output])?;
-    Ok(op.map(|op| Match { inputs: tvec!(x.0), op, replaces }))
+    Ok(op.map(|op| Match { inputs: tvec!(x.0), op, replaces, flat: false }))
 }
 
 /// The weights of a dynamic int8 convolution with their own zero point subtracted, if they and
@@ -421,13 +468,16 @@ fn integer_match(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Mat
     let x = node.inputs[0];
     let sides_and_geometry = if let Some(conv) = node.op_as::<Conv>().filter(|c| c.q_params == Some(i32::datum_type()))
     {
-        conv_geometry(model, conv, x)?.map(|(side, geometry)| ([side, side], geometry))
+        conv_geometry(model, conv, x)?.map(|(side, geometry)| ([side, side], geometry, false))
     } else if let Some(einsum) = node.op_as::<EinSum>().filter(|e| e.q_params == Some(i32::datum_type())) {
-        einsum_geometry(model, einsum, x)?
+        match einsum_geometry(model, einsum, x)? {
+            Some((sides, geometry)) => Some((sides, geometry, false)),
+            None => vector_einsum_geometry(model, einsum, x)?.map(|(sides, geometry)| (sides, geometry, true)),
+        }
     } else {
         None
     };
-    let Some((sides, geometry)) = sides_and_geometry else { return Ok(None) };
+    let Some((sides, geometry, flat)) = sides_and_geometry else { return Ok(None) };
     let Some(kernel) = shifted_kernel(model, node)? else { return Ok(None) };
     let m = kernel.shape().first().copied().unwrap_or(0);
     if m == 0 || kernel.len() != m * geometry.depth() {
@@ -446,7 +496,7 @@ fn integer_match(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Mat
     };
     let epilogue = Epilogue { zero_point: 0, scales: vec![1.0; m], bias };
     let op = operator(&values, geometry, epilogue, sides, runtime);
-    Ok(Some(Match { inputs, op, replaces }))
+    Ok(Some(Match { inputs, op, replaces, flat }))
 }
 
 /// The node's other input, if it is the `TypedBinOp` named `op` reading `outlet` once.
@@ -517,7 +567,7 @@ pub fn rewrite(model: &mut TypedModel, weights: &QuantizedWeights) -> TractResul
         if let Some(patch) = grouped_integer_patch(model, node)? {
             patches.push(patch);
         }
-        if let Some(Match { inputs, mut op, mut replaces }) = found {
+        if let Some(Match { inputs, mut op, mut replaces, flat }) = found {
             // A ReLU or HardSwish that reads the output alone is applied by the operator.
             if let Some((activation, out)) = activation_after(model, replaces)? {
                 op.activation = activation;
@@ -525,7 +575,14 @@ pub fn rewrite(model: &mut TypedModel, weights: &QuantizedWeights) -> TractResul
             }
             let mut patch = TypedModelPatch::new(format!("integer convolution {}", node.name));
             let wires = inputs.iter().map(|i| patch.tap_model(model, *i)).collect::<TractResult<TVec<_>>>()?;
-            let out = patch.wire_node(&node.name, op, &wires)?[0];
+            let batch = op.output_batch as usize;
+            let mut out = patch.wire_node(&node.name, op, &wires)?[0];
+            if flat {
+                // `[N,] 1, 1, M` to the flat `[N,] M` the graph reads.
+                for axis in ["h", "w"] {
+                    out = patch.wire_node(format!("{}.flat.{axis}", node.name), AxisOp::Rm(batch), &[out])?[0];
+                }
+            }
             patch.shunt_outside(model, replaces, out)?;
             patches.push(patch);
         }
