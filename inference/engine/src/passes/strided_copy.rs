@@ -1,5 +1,5 @@
-//! Gives an optimised model's f32 `Downsample` nodes (strided 1×1 convolutions' inputs, see
-//! [`StridedCopy`]) a row-by-row copy, node for node.
+//! Gives an optimised model's f32, u8 and i8 `Downsample` nodes (strided 1×1 convolutions'
+//! inputs, see [`StridedCopy`]) a row-by-row copy, node for node.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::Downsample;
@@ -24,13 +24,15 @@ impl Pass for StridedCopyAccelerate {
     }
 }
 
-/// Replaces each f32 `Downsample` with a positive stride by [`StridedCopy`]; answers how many.
+/// Replaces each f32, u8 or i8 `Downsample` with a positive stride by [`StridedCopy`]; answers
+/// how many.
 pub fn replace(model: &mut TypedModel) -> TractResult<usize> {
     let mut changed = 0;
     for id in 0..model.nodes().len() {
         let node = model.node(id);
         let Some(d) = node.op_as::<Downsample>() else { continue };
-        if d.stride <= 0 || model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type() {
+        let dt = model.outlet_fact(node.inputs[0])?.datum_type;
+        if d.stride <= 0 || ![DatumType::F32, DatumType::U8, DatumType::I8].contains(&dt) {
             continue;
         }
         let op = StridedCopy { axis: d.axis, stride: d.stride as usize, modulo: d.modulo };
