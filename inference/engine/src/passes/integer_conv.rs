@@ -217,6 +217,18 @@ pub(super) fn pool_geometry(spec: &PoolSpec, channels: usize, [h, w]: [usize; 2]
     }
 }
 
+/// The axes of an `EinSum` by `[O, I]` weights (a 1×1 convolution's; a quantized einsum's
+/// scalar inputs have no axes): its image input's and its output's, as tract spells them.
+fn product_axes(einsum: &EinSum) -> Option<(String, String)> {
+    let expression = einsum.axes.to_string();
+    let (inputs, output) = expression.split_once("->")?;
+    let inputs: Vec<&str> = inputs.split(',').collect();
+    if inputs.len() < 2 || inputs[1] != "OI" || inputs[2..].iter().any(|axes| !axes.is_empty()) {
+        return None;
+    }
+    Some((inputs[0].to_string(), output.to_string()))
+}
+
 /// The sides and geometry of a 1×1 convolution's `EinSum` (`[N]IHW,OI->[N]OHW` or the HWC
 /// spellings; a quantized einsum's scalar inputs have no axes) over the image `x`.
 pub(super) fn einsum_geometry(
@@ -224,13 +236,8 @@ pub(super) fn einsum_geometry(
     einsum: &EinSum,
     x: OutletId,
 ) -> TractResult<Option<([Side; 2], Geometry)>> {
-    let expression = einsum.axes.to_string();
-    let Some((inputs, output)) = expression.split_once("->") else { return Ok(None) };
-    let inputs: Vec<&str> = inputs.split(',').collect();
-    if inputs.len() < 2 || inputs[1] != "OI" || inputs[2..].iter().any(|axes| !axes.is_empty()) {
-        return Ok(None);
-    }
-    let (Some(input), Some(output)) = (Side::of_axes(inputs[0], 'I'), Side::of_axes(output, 'O')) else {
+    let Some((image, output)) = product_axes(einsum) else { return Ok(None) };
+    let (Some(input), Some(output)) = (Side::of_axes(&image, 'I'), Side::of_axes(&output, 'O')) else {
         return Ok(None);
     };
     let Some((channels, size)) = input.image(model, x)? else { return Ok(None) };
@@ -257,14 +264,9 @@ fn vector_einsum_geometry(
     einsum: &EinSum,
     x: OutletId,
 ) -> TractResult<Option<([Side; 2], Geometry)>> {
-    let expression = einsum.axes.to_string();
-    let Some((inputs, output)) = expression.split_once("->") else { return Ok(None) };
-    let inputs: Vec<&str> = inputs.split(',').collect();
-    if inputs.len() < 2 || inputs[1] != "OI" || inputs[2..].iter().any(|axes| !axes.is_empty()) {
-        return Ok(None);
-    }
+    let Some((image, output)) = product_axes(einsum) else { return Ok(None) };
     // The input may keep its unit image axes (`NIHW`) where the output lost them.
-    let (batch, image_axes) = match (inputs[0], output) {
+    let (batch, image_axes) = match (&*image, &*output) {
         ("NI", "NO") => (true, false),
         ("I", "O") => (false, false),
         ("NIHW", "NO") => (true, true),
