@@ -43,12 +43,18 @@ impl Pass for F16ToF32 {
 /// values: every f16 is exactly an f32), and takes out the casts left from f32 to f32 (the model
 /// input's and output's, which cast to and from f16 before the transform); answers how many.
 fn widened_constants(model: &mut TypedModel) -> TractResult<usize> {
-    // One at a time: a cast may read another (tract's transform casts an f16 constant to f32
-    // before the graph's own cast, now from f32 to f32).
+    // One at a time, in node order, each patch built on the model the ones before left: a cast
+    // may read another (tract's transform casts an f16 constant to f32 before the graph's own
+    // cast, now from f32 to f32). Applying a patch keeps the ids of the nodes after it, so the
+    // scan goes on from the next node (one walk over the model, not one a cast).
     let mut count = 0;
-    while let Some(patch) = next_cast(model)? {
-        patch.apply(model)?;
-        count += 1;
+    let mut id = 0;
+    while id < model.nodes().len() {
+        if let Some(patch) = widened(model, id)? {
+            patch.apply(model)?;
+            count += 1;
+        }
+        id += 1;
     }
     if count > 0 {
         *model = model.clone().into_compact()?;
@@ -56,26 +62,23 @@ fn widened_constants(model: &mut TypedModel) -> TractResult<usize> {
     Ok(count)
 }
 
-/// The patch replacing the first cast [`widened_constants`] takes, if any is left.
-fn next_cast(model: &TypedModel) -> TractResult<Option<TypedModelPatch>> {
-    for node in model.nodes() {
-        let Some(cast) = node.op_as::<Cast>() else { continue };
-        let input = model.outlet_fact(node.inputs[0])?;
-        if cast.to != f32::datum_type() {
-            continue;
-        }
-        let mut patch = TypedModelPatch::new(format!("widen {}", node.name));
-        let replacement = match &input.konst {
-            Some(value) if value.datum_type() == f16::datum_type() => {
-                patch.add_const(&node.name, value.cast_to::<f32>()?.into_owned())?
-            }
-            _ if input.datum_type == f32::datum_type() => patch.tap_model(model, node.inputs[0])?,
-            _ => continue,
-        };
-        patch.shunt_outside(model, OutletId::new(node.id, 0), replacement)?;
-        return Ok(Some(patch));
+/// The patch replacing node `id`, if it is a cast [`widened_constants`] takes.
+fn widened(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+    let node = model.node(id);
+    if node.op_as::<Cast>().is_none_or(|c| c.to != f32::datum_type()) {
+        return Ok(None);
     }
-    Ok(None)
+    let input = model.outlet_fact(node.inputs[0])?;
+    let mut patch = TypedModelPatch::new(format!("widen {}", node.name));
+    let replacement = match &input.konst {
+        Some(value) if value.datum_type() == f16::datum_type() => {
+            patch.add_const(&node.name, value.cast_to::<f32>()?.into_owned())?
+        }
+        _ if input.datum_type == f32::datum_type() => patch.tap_model(model, node.inputs[0])?,
+        _ => return Ok(None),
+    };
+    patch.shunt_outside(model, OutletId::new(id, 0), replacement)?;
+    Ok(Some(patch))
 }
 
 #[cfg(test)]
