@@ -23,6 +23,8 @@ pub mod reference;
 
 pub use reference::{check, check_kernels};
 
+use std::mem::MaybeUninit;
+
 use pack::{Epilogue, PackedWeights, Strides};
 
 /// The family's interface.
@@ -38,9 +40,17 @@ pub trait ConvKernels {
     /// `ys[i] = xs[from + i·step]` for every i of `ys`: a row segment of a planar image, every
     /// `step`-th column, for the planar im2col matrix of small channel counts ([`pack`]).
     fn gather(xs: &[u8], from: usize, step: usize, ys: &mut [u8]);
-    /// `dst.copy_from_slice(src)` for the packing's short runs (a tap's channels): under the
-    /// IC's metering a bulk `memory.copy` costs a hundred instructions before its bytes.
-    fn copy(src: &[i16], dst: &mut [i16]);
+    /// One kernel tap's row segment of the packing: for each of `count` output pixels i, the
+    /// `channels` values at `src[from + i · step..]` written to `dst[i · stride..]`.
+    fn copy_pixels(
+        src: &[i16],
+        from: usize,
+        step: usize,
+        dst: &mut [MaybeUninit<i16>],
+        stride: usize,
+        count: usize,
+        channels: usize,
+    );
     /// The outputs of one image from its packed im2col matrix ([`pack`]): output (channel m,
     /// pixel p) at `out[m · strides.channel + p · strides.pixel]`.
     fn multiply(
@@ -143,8 +153,20 @@ impl ConvKernels for Scalar {
         gather_scalar(xs, from, step, ys, 0)
     }
 
-    fn copy(src: &[i16], dst: &mut [i16]) {
-        dst.copy_from_slice(src)
+    fn copy_pixels(
+        src: &[i16],
+        from: usize,
+        step: usize,
+        dst: &mut [MaybeUninit<i16>],
+        stride: usize,
+        count: usize,
+        channels: usize,
+    ) {
+        for i in 0..count {
+            for (slot, value) in dst[i * stride..][..channels].iter_mut().zip(&src[from + i * step..][..channels]) {
+                slot.write(*value);
+            }
+        }
     }
 
     fn multiply(
@@ -183,9 +205,16 @@ mod simd {
             gather(xs, from, step, ys)
         }
 
-        #[inline(always)]
-        fn copy(src: &[i16], dst: &mut [i16]) {
-            copy(src, dst)
+        fn copy_pixels(
+            src: &[i16],
+            from: usize,
+            step: usize,
+            dst: &mut [MaybeUninit<i16>],
+            stride: usize,
+            count: usize,
+            channels: usize,
+        ) {
+            copy_pixels(src, from, step, dst, stride, count, channels)
         }
 
         fn multiply(
@@ -330,21 +359,53 @@ mod simd {
         gather_scalar(xs, from, step, ys, i)
     }
 
-    /// Eight values a vector, the rest one at a time.
-    #[inline(always)]
-    fn copy(src: &[i16], dst: &mut [i16]) {
-        let len = src.len();
-        assert_eq!(len, dst.len());
-        let n = len / 8 * 8;
-        let (from, to) = (src.as_ptr(), dst.as_mut_ptr());
-        let mut i = 0;
-        while i < n {
-            // SAFETY: i + 8 <= n <= len, the length of both slices; no alignment is required.
-            unsafe { v128_store(to.add(i) as *mut v128, v128_load(from.add(i) as *const v128)) };
-            i += 8;
+    /// Thirty-two values a step (four vectors at constant offsets from one address: one
+    /// vector a step cost some thirty instructions, mostly the loop's own arithmetic), then
+    /// eight, then one at a time. Each vector passes through an `or` with a zero LLVM cannot
+    /// see: a plain copy loop becomes a `memcpy`, that is a `memory.copy`, which the IC charges
+    /// a hundred instructions before its bytes (a tap's channels are 6–512 bytes).
+    fn copy_pixels(
+        src: &[i16],
+        from: usize,
+        step: usize,
+        dst: &mut [MaybeUninit<i16>],
+        stride: usize,
+        count: usize,
+        channels: usize,
+    ) {
+        if count == 0 {
+            return;
         }
-        while i < len {
-            dst[i] = src[i];
+        assert!(from + (count - 1) * step + channels <= src.len() && (count - 1) * stride + channels <= dst.len());
+        let (wide, whole) = (channels / 32 * 32, channels / 8 * 8);
+        let (opaque_zero, opaque_zero16) = black_box((i16x8_splat(0), 0i16));
+        let (s, d) = (src.as_ptr(), dst.as_mut_ptr() as *mut i16);
+        let mut i = 0;
+        while i < count {
+            // SAFETY: for i < count, src[from + i · step..][..channels] and
+            // dst[i · stride..][..channels] are in bounds (asserted above); every access below
+            // lies within the first `channels` values of both (j + 32 <= wide, j + 8 <= whole,
+            // j < channels); no alignment is required, and MaybeUninit<i16> is an i16's layout.
+            unsafe {
+                let (x, y) = (s.add(from + i * step), d.add(i * stride));
+                let mut j = 0;
+                while j < wide {
+                    let (x, y) = (x.add(j) as *const v128, y.add(j) as *mut v128);
+                    v128_store(y, v128_or(v128_load(x), opaque_zero));
+                    v128_store(y.add(1), v128_or(v128_load(x.add(1)), opaque_zero));
+                    v128_store(y.add(2), v128_or(v128_load(x.add(2)), opaque_zero));
+                    v128_store(y.add(3), v128_or(v128_load(x.add(3)), opaque_zero));
+                    j += 32;
+                }
+                while j < whole {
+                    v128_store(y.add(j) as *mut v128, v128_or(v128_load(x.add(j) as *const v128), opaque_zero));
+                    j += 8;
+                }
+                while j < channels {
+                    *y.add(j) = *x.add(j) | opaque_zero16;
+                    j += 1;
+                }
+            }
             i += 1;
         }
     }

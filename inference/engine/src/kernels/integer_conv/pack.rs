@@ -1,6 +1,9 @@
 //! What the kernels read: the convolution's geometry, its weights and its input packed as i16
 //! pairs along K for `i32x4.dot_i16x8_s`, and how each integer sum becomes an f32 output.
 
+use std::borrow::Cow;
+use std::mem::MaybeUninit;
+
 use super::ConvKernels;
 use crate::kernels::Int8;
 
@@ -155,49 +158,6 @@ impl Strides {
     }
 }
 
-/// The im2col matrix of one image, for the kernel: one row per output pixel, of K i16 in
-/// (kernel row, kernel column, channel) order, padded with zeros to [`padded_pairs`] pairs and
-/// to whole groups of [`PIXELS`] rows. Padding reads the zero point (a real zero). `copy`
-/// fills, for kernel tap (`ky`, `kx`), the row segments of output row `oy` from input row `iy`:
-/// pixels `first..end` of the row read input columns `start`, `start + sx`, ….
-fn im2col(
-    geometry: &Geometry,
-    zero_point: i32,
-    mut copy: impl FnMut(&mut [i16], usize, [usize; 2], usize, usize),
-) -> Vec<i16> {
-    let (pixels, c) = (geometry.pixels(), geometry.channels);
-    let stride = padded_pairs(geometry) * 2;
-    let mut packed = vec![0i16; pixels.div_ceil(PIXELS) * PIXELS * stride];
-    let [kh, kw] = geometry.kernel;
-    let [oh, ow] = geometry.output;
-    let zero = zero_point as i16;
-    for ky in 0..kh {
-        for kx in 0..kw {
-            let tap = (ky * kw + kx) * c;
-            let (first, end, start) = geometry.columns_inside(kx);
-            for oy in 0..oh {
-                let rows = &mut packed[oy * ow * stride + tap..];
-                let inside = geometry.input_row(oy, ky);
-                let (first, end) = if inside.is_some() { (first, end) } else { (ow, ow) };
-                // Columns left and right of the image (all of them above or below it) read zeros.
-                let mut ox = 0;
-                while ox < ow {
-                    if ox == first && first < end {
-                        ox = end;
-                        continue;
-                    }
-                    rows[ox * stride..][..c].fill(zero);
-                    ox += 1;
-                }
-                if let Some(iy) = inside {
-                    copy(rows, iy, [first, end], start, stride);
-                }
-            }
-        }
-    }
-    packed
-}
-
 /// The packed im2col matrix of an interleaved (HWC) image, with kernels `K`.
 pub fn pack_interleaved<K: ConvKernels, T: Int8>(x: &[T], geometry: &Geometry, zero_point: i32) -> Vec<i16> {
     pack_interleaved_bytes::<K>(T::bytes(x), T::UNSIGNED, geometry, zero_point)
@@ -217,9 +177,10 @@ fn pack_interleaved_bytes<K: ConvKernels>(x: &[u8], unsigned: bool, geometry: &G
 
 /// The packed im2col matrix of a planar (CHW) image, with kernels `K`: by transposition rather
 /// than a gather per tap and pixel (scalar code costs some forty instructions a value under the
-/// IC's metering). Channel counts that are a multiple of eight interleave the image, then copy
-/// each tap's run of channels as vectors; the others (an image's three colour planes) build
-/// the im2col matrix planar, row segments at a time, then transpose it whole.
+/// IC's metering). Channel counts that are a multiple of eight interleave the image, then pack
+/// it as an interleaved one; the others (an image's three colour planes, whose transposition
+/// and runs would go one value at a time) build the im2col matrix planar, row segments at a
+/// time, then transpose it whole.
 pub fn pack_planar<K: ConvKernels, T: Int8>(x: &[T], geometry: &Geometry, zero_point: i32) -> Vec<i16> {
     pack_planar_bytes::<K>(T::bytes(x), T::UNSIGNED, geometry, zero_point)
 }
@@ -283,16 +244,86 @@ fn pointwise_matrix(geometry: &Geometry) -> Option<Vec<i16>> {
     (pointwise && c == padded_pairs(geometry) * 2).then(|| vec![0i16; geometry.pixels().div_ceil(PIXELS) * PIXELS * c])
 }
 
-/// The packed im2col matrix of an image already widened and interleaved: each tap of each pixel
-/// copies that input pixel's channels, contiguous on both sides.
+/// The packed im2col matrix of an image already widened and interleaved: one row per output
+/// pixel, of K i16 in (kernel row, kernel column, channel) order, padded with zeros to
+/// [`padded_pairs`] pairs and to whole groups of [`PIXELS`] rows.
+///
+/// The image's rows are first given zero-point columns either side ([`padded_rows`]), so that
+/// every kernel column of every output pixel reads inside a row: a kernel row of an output
+/// pixel is then one contiguous run of `kw · C` values (`C` for each kernel column when the
+/// kernel is dilated), copied for a whole output row by one call. Rows above and below the
+/// image read the zero point.
+///
+/// The matrix is allocated uninitialised and every value written once: the IC charges a
+/// zeroed allocation's `memory.fill` one instruction a byte, as much as copying the runs.
 fn from_interleaved<K: ConvKernels>(image: &[i16], geometry: &Geometry, zero_point: i32) -> Vec<i16> {
-    let (c, w, sx) = (geometry.channels, geometry.input[1], geometry.strides[1]);
-    im2col(geometry, zero_point, |rows, iy, [first, end], start, stride| {
-        let (mut ix, mut ox) = (start, first);
-        while ox < end {
-            K::copy(&image[(iy * w + ix) * c..][..c], &mut rows[ox * stride..][..c]);
-            ix += sx;
-            ox += 1;
+    let (c, depth, pixels) = (geometry.channels, geometry.depth(), geometry.pixels());
+    let ([kh, kw], [oh, ow]) = (geometry.kernel, geometry.output);
+    let (sx, dx) = (geometry.strides[1], geometry.dilations[1]);
+    let (rows, width) = padded_rows::<K>(image, geometry, zero_point);
+    let (runs, run) = if dx == 1 { (1, kw * c) } else { (kw, c) };
+    let stride = padded_pairs(geometry) * 2;
+    let len = pixels.div_ceil(PIXELS) * PIXELS * stride;
+    let mut packed = Vec::with_capacity(len);
+    let slots = &mut packed.spare_capacity_mut()[..len];
+    if depth < stride {
+        for p in 0..pixels {
+            fill(&mut slots[p * stride + depth..(p + 1) * stride], 0);
         }
-    })
+    }
+    fill(&mut slots[pixels * stride..], 0);
+    for ky in 0..kh {
+        for oy in 0..oh {
+            let output_row = &mut slots[oy * ow * stride + ky * kw * c..];
+            match geometry.input_row(oy, ky) {
+                None => {
+                    for ox in 0..ow {
+                        fill(&mut output_row[ox * stride..][..kw * c], zero_point as i16);
+                    }
+                }
+                Some(iy) => {
+                    for r in 0..runs {
+                        let from = (iy * width + r * dx) * c;
+                        K::copy_pixels(&rows, from, sx * c, &mut output_row[r * run..], stride, ow, run);
+                    }
+                }
+            }
+        }
+    }
+    // SAFETY: all `len` values are written above: each pixel's row holds its kernel rows
+    // (copied, or filled for input rows outside the image), then its K padding; the rows past
+    // the last pixel are filled whole.
+    unsafe { packed.set_len(len) };
+    packed
+}
+
+/// The interleaved image with zero-point columns left and right of each row: `pad_before`
+/// columns, then the image's, then as many as the last output pixel's kernel reaches past the
+/// image (none when the image needs no padding, which is then borrowed), and the padded width.
+fn padded_rows<'a, K: ConvKernels>(image: &'a [i16], geometry: &Geometry, zero_point: i32) -> (Cow<'a, [i16]>, usize) {
+    let (c, [h, w], left) = (geometry.channels, geometry.input, geometry.pad_before[1]);
+    let reach = (geometry.output[1] - 1) * geometry.strides[1] + (geometry.kernel[1] - 1) * geometry.dilations[1] + 1;
+    let width = reach.max(left + w);
+    if width == w {
+        return (Cow::Borrowed(image), w);
+    }
+    let mut padded = vec![zero_point as i16; h * width * c];
+    for iy in 0..h {
+        let row = &mut padded[(iy * width + left) * c..][..w * c];
+        K::copy_pixels(image, iy * w * c, 0, as_uninit(row), 0, 1, w * c);
+    }
+    (Cow::Owned(padded), width)
+}
+
+/// Initialised values seen as slots to overwrite.
+fn as_uninit(values: &mut [i16]) -> &mut [MaybeUninit<i16>] {
+    // SAFETY: MaybeUninit<i16> has i16's layout, and only initialised values are written
+    // through the slots (the kernels' copies), so `values` stays initialised.
+    unsafe { &mut *(values as *mut [i16] as *mut [MaybeUninit<i16>]) }
+}
+
+fn fill(slots: &mut [MaybeUninit<i16>], value: i16) {
+    for slot in slots {
+        slot.write(value);
+    }
 }

@@ -111,8 +111,13 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
         (12, [4, 6], [1, 1], [1, 1], [1, 1], [0, 0], 16),
         (40, [3, 11], [1, 1], [1, 1], [1, 1], [0, 0], 16),
         (8, [8, 9], [1, 1], [2, 2], [1, 1], [0, 0], 4),
-        // Planar im2col rows gathered sixteen and eight values a vector, at strides 1 and 2.
+        // Planar inputs of a few channels: im2col rows gathered sixteen and eight values a
+        // vector, at strides 1 and 2. Interleaved ones: kernel rows copied as runs of kw · C
+        // values (vectors of eight, then one at a time), runs of C values for each kernel
+        // column of a dilated kernel, runs of whole four-vector steps (32 channels).
         (3, [6, 37], [3, 3], [2, 2], [1, 1], [1, 1], 16),
+        (4, [6, 9], [3, 3], [1, 2], [1, 2], [1, 2], 8),
+        (32, [5, 6], [3, 3], [1, 1], [1, 1], [1, 1], 16),
         (5, [3, 21], [3, 3], [2, 2], [1, 1], [1, 1], 4),
         (3, [3, 27], [3, 3], [1, 1], [1, 1], [1, 1], 8),
     ];
