@@ -31,12 +31,12 @@ use pack::{Epilogue, PackedWeights, Strides};
 pub trait ConvKernels {
     /// Values widened to i16 (`min(xs.len(), ys.len())` of them): the bytes of u8 values if
     /// `unsigned`, else of i8 ones.
-    fn widen(xs: &[u8], unsigned: bool, ys: &mut [i16]);
+    fn widen(xs: &[u8], unsigned: bool, ys: &mut [MaybeUninit<i16>]);
     /// A planar (CHW) image of `channels × pixels` values (the bytes of u8 values if `unsigned`,
     /// else of i8 ones) widened to i16 and interleaved (HWC): `ys[p·C + c] = xs[c·P + p]`. The
     /// packing's transposition, so that each tap of each output pixel copies a contiguous run
     /// of channels.
-    fn interleave(xs: &[u8], unsigned: bool, ys: &mut [i16], channels: usize, pixels: usize);
+    fn interleave(xs: &[u8], unsigned: bool, ys: &mut [MaybeUninit<i16>], channels: usize, pixels: usize);
     /// `ys[i] = xs[from + i·step]` for every i of `ys`: a row segment of a planar image, every
     /// `step`-th column, for the planar im2col matrix of small channel counts ([`pack`]).
     fn gather(xs: &[u8], from: usize, step: usize, ys: &mut [u8]);
@@ -76,10 +76,10 @@ pub type Best = Scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub use simd::Simd128;
 
-fn widen_scalar(xs: &[u8], unsigned: bool, ys: &mut [i16]) {
+fn widen_scalar(xs: &[u8], unsigned: bool, ys: &mut [MaybeUninit<i16>]) {
     let (len, mut i) = (xs.len().min(ys.len()), 0);
     while i < len {
-        ys[i] = if unsigned { xs[i] as i16 } else { xs[i] as i8 as i16 };
+        ys[i].write(if unsigned { xs[i] as i16 } else { xs[i] as i8 as i16 });
         i += 1;
     }
 }
@@ -89,7 +89,7 @@ fn widen_scalar(xs: &[u8], unsigned: bool, ys: &mut [i16]) {
 fn interleave_scalar(
     xs: &[u8],
     unsigned: bool,
-    ys: &mut [i16],
+    ys: &mut [MaybeUninit<i16>],
     count: [usize; 2],
     channels: [usize; 2],
     pixels: [usize; 2],
@@ -98,7 +98,7 @@ fn interleave_scalar(
     for p in pixels[0]..pixels[1] {
         for c in channels[0]..channels[1] {
             let x = xs[c * p_count + p];
-            ys[p * c_count + c] = if unsigned { x as i16 } else { x as i8 as i16 };
+            ys[p * c_count + c].write(if unsigned { x as i16 } else { x as i8 as i16 });
         }
     }
 }
@@ -141,11 +141,11 @@ fn multiply_scalar(
 }
 
 impl ConvKernels for Scalar {
-    fn widen(xs: &[u8], unsigned: bool, ys: &mut [i16]) {
+    fn widen(xs: &[u8], unsigned: bool, ys: &mut [MaybeUninit<i16>]) {
         widen_scalar(xs, unsigned, ys)
     }
 
-    fn interleave(xs: &[u8], unsigned: bool, ys: &mut [i16], channels: usize, pixels: usize) {
+    fn interleave(xs: &[u8], unsigned: bool, ys: &mut [MaybeUninit<i16>], channels: usize, pixels: usize) {
         interleave_scalar(xs, unsigned, ys, [channels, pixels], [0, channels], [0, pixels])
     }
 
@@ -193,11 +193,11 @@ mod simd {
     pub struct Simd128;
 
     impl ConvKernels for Simd128 {
-        fn widen(xs: &[u8], unsigned: bool, ys: &mut [i16]) {
+        fn widen(xs: &[u8], unsigned: bool, ys: &mut [MaybeUninit<i16>]) {
             widen(xs, unsigned, ys)
         }
 
-        fn interleave(xs: &[u8], unsigned: bool, ys: &mut [i16], channels: usize, pixels: usize) {
+        fn interleave(xs: &[u8], unsigned: bool, ys: &mut [MaybeUninit<i16>], channels: usize, pixels: usize) {
             interleave(xs, unsigned, ys, channels, pixels)
         }
 
@@ -229,10 +229,10 @@ mod simd {
         }
     }
 
-    fn widen(xs: &[u8], unsigned: bool, ys: &mut [i16]) {
+    fn widen(xs: &[u8], unsigned: bool, ys: &mut [MaybeUninit<i16>]) {
         let len = xs.len().min(ys.len());
         let n = len / 8 * 8;
-        let (x, y) = (xs.as_ptr(), ys.as_mut_ptr());
+        let (x, y) = (xs.as_ptr(), ys.as_mut_ptr() as *mut i16);
         let mut i = 0;
         while i < n {
             // SAFETY: i + 8 <= n <= len: the 8 bytes read at x + i are xs[i..i + 8], the 8 i16
@@ -274,10 +274,10 @@ mod simd {
     /// 8 × 8 blocks: eight channels' rows of eight pixels loaded widened, transposed in three
     /// rounds of shuffles (16-, 32-, then 64-bit units), stored as eight pixels' rows of eight
     /// channels; the edges (channel and pixel counts beyond a multiple of eight) one at a time.
-    fn interleave(xs: &[u8], unsigned: bool, ys: &mut [i16], channels: usize, pixels: usize) {
+    fn interleave(xs: &[u8], unsigned: bool, ys: &mut [MaybeUninit<i16>], channels: usize, pixels: usize) {
         let (whole_c, whole_p) = (channels / 8 * 8, pixels / 8 * 8);
         assert!(xs.len() >= channels * pixels && ys.len() >= channels * pixels);
-        let (x, y) = (xs.as_ptr(), ys.as_mut_ptr());
+        let (x, y) = (xs.as_ptr(), ys.as_mut_ptr() as *mut i16);
         let mut p = 0;
         while p < whole_p {
             let mut c = 0;

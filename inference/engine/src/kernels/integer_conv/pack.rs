@@ -166,13 +166,11 @@ pub fn pack_interleaved<K: ConvKernels, T: Int8>(x: &[T], geometry: &Geometry, z
 /// [`pack_interleaved`] over the values' bytes (one instance for u8 and i8).
 fn pack_interleaved_bytes<K: ConvKernels>(x: &[u8], unsigned: bool, geometry: &Geometry, zero_point: i32) -> Vec<i16> {
     let values = geometry.channels * geometry.input[0] * geometry.input[1];
-    if let Some(mut packed) = pointwise_matrix(geometry) {
-        K::widen(&x[..values], unsigned, &mut packed[..values]);
-        return packed;
+    let widen = |slots: &mut [MaybeUninit<i16>]| K::widen(&x[..values], unsigned, slots);
+    if is_pointwise(geometry) {
+        return written(pointwise_len(geometry), values, widen);
     }
-    let mut image = vec![0i16; values];
-    K::widen(&x[..values], unsigned, &mut image);
-    from_interleaved::<K>(&image, geometry, zero_point)
+    from_interleaved::<K>(&written(values, values, widen), geometry, zero_point)
 }
 
 /// The packed im2col matrix of a planar (CHW) image, with kernels `K`: by transposition rather
@@ -188,20 +186,17 @@ pub fn pack_planar<K: ConvKernels, T: Int8>(x: &[T], geometry: &Geometry, zero_p
 /// [`pack_planar`] over the values' bytes (one instance for u8 and i8).
 fn pack_planar_bytes<K: ConvKernels>(x: &[u8], unsigned: bool, geometry: &Geometry, zero_point: i32) -> Vec<i16> {
     let (channels, pixels) = (geometry.channels, geometry.input[0] * geometry.input[1]);
-    if let Some(mut packed) = pointwise_matrix(geometry) {
-        K::interleave(x, unsigned, &mut packed, channels, pixels);
-        return packed;
+    let interleave = |slots: &mut [MaybeUninit<i16>]| K::interleave(x, unsigned, slots, channels, pixels);
+    if is_pointwise(geometry) {
+        return written(pointwise_len(geometry), channels * pixels, interleave);
     }
     if !channels.is_multiple_of(8) {
         let (depth, pixels) = (padded_pairs(geometry) * 2, geometry.pixels());
         let columns = planar_columns::<K>(x, geometry, zero_point);
-        let mut packed = vec![0i16; pixels.div_ceil(PIXELS) * PIXELS * depth];
-        K::interleave(&columns, unsigned, &mut packed, depth, pixels);
-        return packed;
+        let len = pixels.div_ceil(PIXELS) * PIXELS * depth;
+        return written(len, depth * pixels, |slots| K::interleave(&columns, unsigned, slots, depth, pixels));
     }
-    let mut image = vec![0i16; channels * pixels];
-    K::interleave(x, unsigned, &mut image, channels, pixels);
-    from_interleaved::<K>(&image, geometry, zero_point)
+    from_interleaved::<K>(&written(channels * pixels, channels * pixels, interleave), geometry, zero_point)
 }
 
 /// The im2col matrix in planar form: row k (in the packed rows' (kernel row, kernel column,
@@ -233,15 +228,36 @@ fn planar_columns<K: ConvKernels>(x: &[u8], geometry: &Geometry, zero_point: i32
 }
 
 /// For a 1×1 convolution of stride 1 without padding over a channel count that fills whole
-/// kernel steps, the im2col matrix is the interleaved image itself: a zeroed matrix for it (its
-/// rows rounded up to whole groups of [`PIXELS`]); `None` for every other convolution.
-fn pointwise_matrix(geometry: &Geometry) -> Option<Vec<i16>> {
-    let pointwise = geometry.kernel == [1, 1]
+/// kernel steps, the im2col matrix is the interleaved image itself (its rows rounded up to whole
+/// groups of [`PIXELS`], [`pointwise_len`]).
+fn is_pointwise(geometry: &Geometry) -> bool {
+    geometry.kernel == [1, 1]
         && geometry.strides == [1, 1]
         && geometry.pad_before == [0, 0]
-        && geometry.output == geometry.input;
-    let c = geometry.channels;
-    (pointwise && c == padded_pairs(geometry) * 2).then(|| vec![0i16; geometry.pixels().div_ceil(PIXELS) * PIXELS * c])
+        && geometry.output == geometry.input
+        && geometry.channels == padded_pairs(geometry) * 2
+}
+
+fn pointwise_len(geometry: &Geometry) -> usize {
+    geometry.pixels().div_ceil(PIXELS) * PIXELS * geometry.channels
+}
+
+/// `len` values, of which `write` writes the first `count` (every one of them: a kernel's
+/// `widen` or `interleave` of as many values) and the rest are zeros. Allocated uninitialised:
+/// the IC charges a zeroed allocation's `memory.fill` one instruction a byte.
+fn written(len: usize, count: usize, write: impl FnOnce(&mut [MaybeUninit<i16>])) -> Vec<i16> {
+    let mut values = Vec::with_capacity(len);
+    let slots = &mut values.spare_capacity_mut()[..len];
+    // Debug builds (the native tests) start from a value no convolution test reads as a lucky
+    // zero, so a value `write` missed shows in the comparison with the direct convolution.
+    #[cfg(debug_assertions)]
+    fill(slots, i16::MIN);
+    write(&mut slots[..count]);
+    fill(&mut slots[count..], 0);
+    // SAFETY: the first `count` values are written by `write` (its contract above), the rest
+    // just before.
+    unsafe { values.set_len(len) };
+    values
 }
 
 /// The packed im2col matrix of an image already widened and interleaved: one row per output
@@ -266,6 +282,9 @@ fn from_interleaved<K: ConvKernels>(image: &[i16], geometry: &Geometry, zero_poi
     let len = pixels.div_ceil(PIXELS) * PIXELS * stride;
     let mut packed = Vec::with_capacity(len);
     let slots = &mut packed.spare_capacity_mut()[..len];
+    // Debug builds start from a value no test reads as a lucky zero, as in [`written`].
+    #[cfg(debug_assertions)]
+    fill(slots, i16::MIN);
     if depth < stride {
         for p in 0..pixels {
             fill(&mut slots[p * stride + depth..(p + 1) * stride], 0);
