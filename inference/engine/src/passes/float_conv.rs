@@ -28,7 +28,7 @@ use tract_onnx::tract_core::ops::cnn::Conv;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use super::depthwise::{depthwise_of, fused};
-use super::integer_conv::{conv_geometry, einsum_geometry, other_operand, tensor_floats, Side};
+use super::integer_conv::{conv_geometry, downsampled, einsum_geometry, other_operand, tensor_floats, Side};
 use super::{Context, Pass, Stage};
 use crate::kernels::float_conv::{Activation, PackedFilters};
 use crate::kernels::integer_conv::pack::{Geometry, Layout};
@@ -81,7 +81,8 @@ fn conv_match(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<
     if model.outlet_fact(x)?.datum_type != f32::datum_type() {
         return Ok(None);
     }
-    let Some((side, geometry)) = conv_geometry(model, conv, x)? else { return Ok(None) };
+    let Some((side, mut geometry)) = conv_geometry(model, conv, x)? else { return Ok(None) };
+    let last = downsampled(model, node, side, &mut geometry)?;
     let Some((shape, filters)) = constant_floats(model, node.inputs[1])? else { return Ok(None) };
     let Some((_, bias)) = constant_floats(model, node.inputs[2])? else { return Ok(None) };
     let m = shape.first().copied().unwrap_or(0);
@@ -93,11 +94,12 @@ fn conv_match(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<
         n if n == m => bias,
         _ => return Ok(None),
     };
-    Ok(Some(Match { input: x, sides: [side, side], geometry, filters, bias, replaces: OutletId::new(node.id, 0) }))
+    Ok(Some(Match { input: x, sides: [side, side], geometry, filters, bias, replaces: OutletId::new(last.id, 0) }))
 }
 
 /// A 1×1 convolution's `EinSum` over an f32 image with constant `[M, C]` filters, and the bias
-/// `Add` that follows when it is the einsum's only reader and adds one constant per channel.
+/// `Add` that follows when it is the einsum's (or its downsample's, [`downsampled`]) only reader
+/// and adds one constant per channel.
 fn einsum_match(model: &TypedModel, node: &TypedNode, einsum: &EinSum) -> TractResult<Option<Match>> {
     if einsum.q_params.is_some() || node.inputs.len() != 2 {
         return Ok(None);
@@ -106,15 +108,15 @@ fn einsum_match(model: &TypedModel, node: &TypedNode, einsum: &EinSum) -> TractR
     if model.outlet_fact(x)?.datum_type != f32::datum_type() {
         return Ok(None);
     }
-    let Some((sides, geometry)) = einsum_geometry(model, einsum, x)? else { return Ok(None) };
+    let Some((sides, mut geometry)) = einsum_geometry(model, einsum, x)? else { return Ok(None) };
     let Some((shape, filters)) = constant_floats(model, node.inputs[1])? else { return Ok(None) };
     let m = shape.first().copied().unwrap_or(0);
     if m == 0 || shape.len() != 2 || shape[1] != geometry.channels {
         return Ok(None);
     }
-    let out = OutletId::new(node.id, 0);
+    let out = OutletId::new(downsampled(model, node, sides[1], &mut geometry)?.id, 0);
     let bias = model
-        .single_succ(node.id)?
+        .single_succ(out.node)?
         .and_then(|add| {
             let b = model.outlet_fact(other_operand(add, "Add", out)?).ok()?.konst.clone()?;
             let fits = b.datum_type() == f32::datum_type()

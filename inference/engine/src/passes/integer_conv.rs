@@ -29,6 +29,7 @@ use tract_onnx::tract_core::ops::cnn::{Conv, PoolSpec};
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::ops::quant::DequantizeLinearF32;
+use tract_onnx::tract_core::ops::Downsample;
 
 use super::float_conv::activation_after;
 use super::{Context, Pass, Stage};
@@ -305,7 +306,8 @@ fn conv_match(
         return Ok(None);
     }
     let Some(x) = dequantized(model, node.inputs[0])? else { return Ok(None) };
-    let Some((side, geometry)) = conv_geometry(model, conv, x.0)? else { return Ok(None) };
+    let Some((side, mut geometry)) = conv_geometry(model, conv, x.0)? else { return Ok(None) };
+    let last = downsampled(model, node, side, &mut geometry)?;
     let Some(bias) = model.outlet_fact(node.inputs[2])?.konst.as_ref() else { return Ok(None) };
     let bias = match (bias.datum_type(), bias.len()) {
         (DatumType::F32, 1) => vec![tensor_floats(bias)?[0]; onnx.shape[0]],
@@ -313,7 +315,7 @@ fn conv_match(
         _ => return Ok(None),
     };
     let op = build(model, &x.1, onnx, node.inputs[1], geometry, bias, [side, side])?;
-    Ok(op.map(|op| Match { inputs: tvec!(x.0), op, replaces: OutletId::new(node.id, 0), flat: false }))
+    Ok(op.map(|op| Match { inputs: tvec!(x.0), op, replaces: OutletId::new(last.id, 0), flat: false }))
 }
 
 /// A 1×1 convolution, which tract declutters into `EinSum` (named `<conv>.einsum`) over the
@@ -329,23 +331,52 @@ fn einsum_match(
         return Ok(None);
     }
     let Some(x) = dequantized(model, node.inputs[0])? else { return Ok(None) };
-    let Some(([input, output], geometry)) = einsum_geometry(model, einsum, x.0)? else { return Ok(None) };
+    let Some(([input, output], mut geometry)) = einsum_geometry(model, einsum, x.0)? else { return Ok(None) };
+    let last = downsampled(model, node, output, &mut geometry)?;
     let m = onnx.shape[0];
-    // The bias add, when it is the einsum's only reader and adds one constant per channel.
-    let bias_add = model.single_succ(node.id)?.filter(|add| {
+    // The bias add, when it is the einsum's (or its downsample's) only reader and adds one
+    // constant per channel.
+    let bias_add = model.single_succ(last.id)?.filter(|add| {
         add.name == node.name.trim_end_matches(".einsum")
             && add.op_as::<TypedBinOp>().is_some_and(|op| op.0.name() == "Add")
-            && add.inputs[0] == OutletId::new(node.id, 0)
+            && add.inputs[0] == OutletId::new(last.id, 0)
     });
     let bias = bias_add
         .and_then(|add| model.outlet_fact(add.inputs[1]).ok()?.konst.clone())
         .filter(|b| b.datum_type() == f32::datum_type() && b.len() == m && output.along_channels(b));
     let (bias, replaces) = match (bias, bias_add) {
         (Some(b), Some(add)) => (tensor_floats(&b)?, OutletId::new(add.id, 0)),
-        _ => (vec![0.0; m], OutletId::new(node.id, 0)),
+        _ => (vec![0.0; m], OutletId::new(last.id, 0)),
     };
     let op = build(model, &x.1, onnx, node.inputs[1], geometry, bias, [input, output])?;
     Ok(op.map(|op| Match { inputs: tvec!(x.0), op, replaces, flat: false }))
+}
+
+/// The `Downsample`s tract's declutter pulled up onto a convolution's output from a strided
+/// reader (a residual block's output read by the next stage's stride-2 convolutions): each keeps
+/// every k-th output row or column from the first, which is the same convolution at k times its
+/// stride, computing a k-th of the outputs (and of the bias add and everything after them) with
+/// no copy. Folds each one that is the only reader of the node before it into `geometry`;
+/// answers the last node folded (`node` itself if none).
+pub(super) fn downsampled<'m>(
+    model: &'m TypedModel,
+    node: &'m TypedNode,
+    output: Side,
+    geometry: &mut Geometry,
+) -> TractResult<&'m TypedNode> {
+    // The output's first image axis: after the batch axis, and after the channel axis if planar.
+    let rows_axis = output.batch as usize + (output.layout == Layout::Planar) as usize;
+    let mut last = node;
+    while let Some(next) = model.single_succ(last.id)? {
+        let Some(d) = next.op_as::<Downsample>() else { break };
+        let image_axis = d.axis.checked_sub(rows_axis).filter(|axis| *axis < 2);
+        let (Some(axis), true) = (image_axis, d.stride > 0 && d.modulo == 0) else { break };
+        let k = d.stride as usize;
+        geometry.strides[axis] *= k;
+        geometry.output[axis] = geometry.output[axis].div_ceil(k);
+        last = next;
+    }
+    Ok(last)
 }
 
 /// The weights of a dynamic int8 convolution with their own zero point subtracted, if they and
