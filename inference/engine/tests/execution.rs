@@ -167,16 +167,19 @@ fn f32_convolutions_run_on_our_kernel() {
 }
 
 /// opennsfw's NHWC image reaches its first convolution without tract's transpose to NCHW: the
-/// convolution reads it interleaved (its outputs against onnxruntime's are checked by
-/// `content_moderation_model_matches_onnxruntime`).
+/// convolution reads it interleaved, in f32 as it is, in the QDQ form as quantized (its outputs
+/// against onnxruntime's are checked by `content_moderation_model_matches_onnxruntime`).
 #[test]
 fn an_nhwc_input_is_read_interleaved_by_its_first_convolution() {
-    let (loaded, _) = loaded_with_macs("opennsfw", "fp32");
-    let plan = loaded.plan.model();
-    let moves: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "MoveAxis").map(|n| &n.name).collect();
-    assert!(moves.is_empty(), "transposes left in the plan: {moves:?}");
-    let first = plan.nodes().iter().find(|n| n.op.name() == "FloatConv").expect("a FloatConv");
-    assert_eq!(plan.node(first.inputs[0].node).op.name(), "Source", "{}", first.name);
+    for (variant, conv, reads) in [("fp32", "FloatConv", "Source"), ("qdq_nosm", "IntegerConv", "SimdQuantize")] {
+        let (loaded, _) = loaded_with_macs("opennsfw", variant);
+        let plan = loaded.plan.model();
+        let moves: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "MoveAxis").map(|n| &n.name).collect();
+        assert!(moves.is_empty(), "{variant}: transposes left in the plan: {moves:?}");
+        let first = plan.nodes().iter().find(|n| n.op.name() == conv).expect("a convolution");
+        let input = plan.node(first.inputs[0].node);
+        assert_eq!(input.op.name(), reads, "{variant}: {}", first.name);
+    }
 }
 
 /// The inputs of opennsfw's strided 1×1 convolutions (tract's `Downsample`s, pushed up to the

@@ -422,7 +422,7 @@ impl Round {
 /// the interleaved image itself (its im2col gathers each channel's plane anyway) and the move,
 /// tract's generic permutation at tens of instructions an element, goes unused
 /// (`benchmarks/profile.md`, opennsfw's `MoveAxis`).
-fn interleaved_source(model: &TypedModel, input: OutletId, side: Side) -> Option<(OutletId, Side)> {
+pub(super) fn interleaved_source(model: &TypedModel, input: OutletId, side: Side) -> Option<(OutletId, Side)> {
     let node = model.node(input.node);
     let moved_from_hwc = if side.batch { AxisOp::Move(3, 1) } else { AxisOp::Move(2, 0) };
     let only_reader = model.outlet_successors(input).len() == 1;

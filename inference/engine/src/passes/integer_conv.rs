@@ -31,7 +31,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::ops::quant::DequantizeLinearF32;
 use tract_onnx::tract_core::ops::Downsample;
 
-use super::float_conv::activation_after;
+use super::float_conv::{activation_after, interleaved_source};
 use super::{Context, Pass, Stage};
 use crate::kernels::activation::Activation;
 use crate::kernels::depthwise::vectorised;
@@ -600,7 +600,12 @@ pub fn rewrite(model: &mut TypedModel, weights: &QuantizedWeights) -> TractResul
         if let Some(patch) = grouped_integer_patch(model, node)? {
             patches.push(patch);
         }
-        if let Some(Match { inputs, mut op, mut replaces, flat }) = found {
+        if let Some(Match { mut inputs, mut op, mut replaces, flat }) = found {
+            // An NHWC model input moved to NCHW for it is read as it was, as `FloatConv` does.
+            let side = Side { batch: op.input_batch, layout: op.input_layout };
+            if let Some((unmoved, side)) = interleaved_source(model, inputs[0], side) {
+                (inputs[0], op.input_layout) = (unmoved, side.layout);
+            }
             // A ReLU or HardSwish that reads the output alone is applied by the operator.
             if let Some((activation, out)) = activation_after(model, replaces)? {
                 op.activation = activation;

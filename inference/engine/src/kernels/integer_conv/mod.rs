@@ -360,10 +360,11 @@ mod simd {
     }
 
     /// Thirty-two values a step (four vectors at constant offsets from one address: one
-    /// vector a step cost some thirty instructions, mostly the loop's own arithmetic), then
-    /// eight, then one at a time. Each vector passes through an `or` with a zero LLVM cannot
-    /// see: a plain copy loop becomes a `memcpy`, that is a `memory.copy`, which the IC charges
-    /// a hundred instructions before its bytes (a tap's channels are 6–512 bytes).
+    /// vector a step cost some thirty instructions, mostly the loop's own arithmetic), then the
+    /// remaining one to three whole vectors without a loop, then one value at a time. Each
+    /// vector passes through an `or` with a zero LLVM cannot see: a plain copy loop becomes a
+    /// `memcpy`, that is a `memory.copy`, which the IC charges a hundred instructions before
+    /// its bytes (a run is 16–1536 bytes).
     fn copy_pixels(
         src: &[i16],
         from: usize,
@@ -397,10 +398,20 @@ mod simd {
                     v128_store(y.add(3), v128_or(v128_load(x.add(3)), opaque_zero));
                     j += 32;
                 }
-                while j < whole {
-                    v128_store(y.add(j) as *mut v128, v128_or(v128_load(x.add(j) as *const v128), opaque_zero));
-                    j += 8;
+                let (x_rest, y_rest) = (x.add(j) as *const v128, y.add(j) as *mut v128);
+                // A macro, not a closure: at the canister's opt-level a closure stays a call.
+                macro_rules! copy {
+                    ($($k:literal),*) => {{
+                        $(v128_store(y_rest.add($k), v128_or(v128_load(x_rest.add($k)), opaque_zero));)*
+                    }};
                 }
+                match (whole - wide) / 8 {
+                    3 => copy!(0, 1, 2),
+                    2 => copy!(0, 1),
+                    1 => copy!(0),
+                    _ => {}
+                }
+                j = whole;
                 while j < channels {
                     *y.add(j) = *x.add(j) | opaque_zero16;
                     j += 1;

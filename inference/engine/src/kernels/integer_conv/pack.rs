@@ -285,12 +285,11 @@ fn from_interleaved<K: ConvKernels>(image: &[i16], geometry: &Geometry, zero_poi
     // Debug builds start from a value no test reads as a lucky zero, as in [`written`].
     #[cfg(debug_assertions)]
     fill(slots, i16::MIN);
-    if depth < stride {
-        for p in 0..pixels {
-            fill(&mut slots[p * stride + depth..(p + 1) * stride], 0);
-        }
-    }
-    fill(&mut slots[pixels * stride..], 0);
+    // A run rounded up to whole vectors, where what it spills over is written after it (the
+    // pixel's next run, or its K padding, filled last) and its source holds the values read:
+    // its tail then costs no value-by-value copy (a first layer's runs are 9 or 21 values).
+    let rounded = run.next_multiple_of(8);
+    let last_pixel = ow.saturating_sub(1) * sx * c;
     for ky in 0..kh {
         for oy in 0..oh {
             let output_row = &mut slots[oy * ow * stride + ky * kw * c..];
@@ -302,15 +301,24 @@ fn from_interleaved<K: ConvKernels>(image: &[i16], geometry: &Geometry, zero_poi
                 }
                 Some(iy) => {
                     for r in 0..runs {
-                        let from = (iy * width + r * dx) * c;
-                        K::copy_pixels(&rows, from, sx * c, &mut output_row[r * run..], stride, ow, run);
+                        let (from, at) = ((iy * width + r * dx) * c, ky * kw * c + r * run);
+                        let spills = at + rounded <= stride && from + last_pixel + rounded <= rows.len();
+                        let copied = if spills { rounded } else { run };
+                        K::copy_pixels(&rows, from, sx * c, &mut output_row[r * run..], stride, ow, copied);
                     }
                 }
             }
         }
     }
+    if depth < stride {
+        for p in 0..pixels {
+            fill(&mut slots[p * stride + depth..(p + 1) * stride], 0);
+        }
+    }
+    fill(&mut slots[pixels * stride..], 0);
     // SAFETY: all `len` values are written above: each pixel's row holds its kernel rows
-    // (copied, or filled for input rows outside the image), then its K padding; the rows past
+    // (copied, or filled for input rows outside the image; a run's spill past its end is
+    // overwritten by the run or padding written after it), then its K padding; the rows past
     // the last pixel are filled whole.
     unsafe { packed.set_len(len) };
     packed
@@ -326,7 +334,8 @@ fn padded_rows<'a, K: ConvKernels>(image: &'a [i16], geometry: &Geometry, zero_p
     if width == w {
         return (Cow::Borrowed(image), w);
     }
-    let mut padded = vec![zero_point as i16; h * width * c];
+    // Eight values more, for the last run rounded up to whole vectors.
+    let mut padded = vec![zero_point as i16; h * width * c + 8];
     for iy in 0..h {
         let row = &mut padded[(iy * width + left) * c..][..w * c];
         K::copy_pixels(image, iy * w * c, 0, as_uninit(row), 0, 1, w * c);
