@@ -6,8 +6,8 @@
 //!   models, and the f32 convolutions of any other).
 //! - [`integer_conv`]: [`integer_conv::IntegerConv`], a 2-D convolution computed on the int8
 //!   values (static and dynamic int8 models).
-//! - [`layout`]: [`layout::ZeroPointShift`] and [`layout::ToPlanar`], around a dynamic int8
-//!   model's grouped and depthwise convolutions run in f32.
+//! - [`layout`]: [`layout::ZeroPointShift`], before a dynamic int8 model's grouped and
+//!   depthwise convolutions run in f32.
 //! - [`qdq`]: [`qdq::Qdq`], quantize, dequantize or both fused.
 //! - [`dynamic_quantize`]: [`dynamic_quantize::SimdDynamicQuantize`], `DynamicQuantizeLinear`.
 //! - [`depthwise`]: [`depthwise::Depthwise`], a 2-D f32 depthwise convolution with our kernel,

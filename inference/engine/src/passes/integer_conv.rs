@@ -1,13 +1,15 @@
 //! Finding the convolutions [`IntegerConv`] computes in a decluttered model and wiring it in
 //! their place; and moving a dynamic int8 model's grouped and depthwise convolutions off tract's
-//! integer path onto its f32 one, between [`ZeroPointShift`] and [`ToPlanar`].
+//! integer path, after [`ZeroPointShift`], onto our [`Depthwise`] or tract's f32 convolution.
 //!
 //! It runs on the decluttered model, after tract has chosen its layouts (batch axis dropped, HWC
 //! around its wasm depthwise kernel). It takes each one-group 2-D convolution whose input is a
 //! dequantize of a u8/i8 tensor and whose weights are an int8 initializer dequantized with zero
 //! points 0 (per tensor or per output channel): a `Conv` (k×k), or the `EinSum` and bias `Add`
 //! tract declutters a 1×1 convolution into. It wires [`IntegerConv`] on the int8 tensor itself,
-//! in the layouts tract chose for the input and the output. The int8 weights come from the ONNX
+//! in the layouts tract chose for the input and the output. A `Downsample` tract pulled up onto
+//! the convolution's output becomes the convolution's stride ([`downsampled`]), and an NHWC
+//! model input moved to NCHW for it is read as it was. The int8 weights come from the ONNX
 //! graph ([`Context::weights`], read by [`crate::onnx::quantized_weights`]); the rewrite only
 //! fires where tract's f32 constants are exactly those weights dequantized, so it never guesses.
 //!

@@ -29,19 +29,19 @@ use pack::{Epilogue, PackedWeights, Strides};
 
 /// The family's interface.
 pub trait ConvKernels {
-    /// Values widened to i16 (`min(xs.len(), ys.len())` of them): the bytes of u8 values if
-    /// `unsigned`, else of i8 ones.
+    /// Values widened to i16 (`min(xs.len(), ys.len())` of them, each slot written): the bytes
+    /// of u8 values if `unsigned`, else of i8 ones.
     fn widen(xs: &[u8], unsigned: bool, ys: &mut [MaybeUninit<i16>]);
     /// A planar (CHW) image of `channels × pixels` values (the bytes of u8 values if `unsigned`,
-    /// else of i8 ones) widened to i16 and interleaved (HWC): `ys[p·C + c] = xs[c·P + p]`. The
-    /// packing's transposition, so that each tap of each output pixel copies a contiguous run
-    /// of channels.
+    /// else of i8 ones) widened to i16 and interleaved (HWC): `ys[p·C + c] = xs[c·P + p]`, each
+    /// of the first `C·P` slots written. The packing's transposition, so that each kernel row
+    /// of each output pixel copies a contiguous run of values.
     fn interleave(xs: &[u8], unsigned: bool, ys: &mut [MaybeUninit<i16>], channels: usize, pixels: usize);
     /// `ys[i] = xs[from + i·step]` for every i of `ys`: a row segment of a planar image, every
     /// `step`-th column, for the planar im2col matrix of small channel counts ([`pack`]).
     fn gather(xs: &[u8], from: usize, step: usize, ys: &mut [u8]);
-    /// One kernel tap's row segment of the packing: for each of `count` output pixels i, the
-    /// `channels` values at `src[from + i · step..]` written to `dst[i · stride..]`.
+    /// One kernel row's runs for a row of output pixels ([`pack`]): for each of `count` pixels
+    /// i, the `channels` values at `src[from + i · step..]` written to `dst[i · stride..]`.
     fn copy_pixels(
         src: &[i16],
         from: usize,

@@ -329,7 +329,8 @@ fn from_interleaved<K: ConvKernels>(image: &[i16], geometry: &Geometry, zero_poi
 /// image (none when the image needs no padding, which is then borrowed), and the padded width.
 fn padded_rows<'a, K: ConvKernels>(image: &'a [i16], geometry: &Geometry, zero_point: i32) -> (Cow<'a, [i16]>, usize) {
     let (c, [h, w], left) = (geometry.channels, geometry.input, geometry.pad_before[1]);
-    let reach = (geometry.output[1] - 1) * geometry.strides[1] + (geometry.kernel[1] - 1) * geometry.dilations[1] + 1;
+    let (last_output, last_tap) = (geometry.output[1].saturating_sub(1), geometry.kernel[1].saturating_sub(1));
+    let reach = last_output * geometry.strides[1] + last_tap * geometry.dilations[1] + 1;
     let width = reach.max(left + w);
     if width == w {
         return (Cow::Borrowed(image), w);
