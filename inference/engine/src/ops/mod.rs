@@ -16,6 +16,8 @@
 //! - [`lookup`]: [`lookup::Lookup`], an int8 tensor through a 256-entry table (a run of
 //!   elementwise nodes after a quantize → dequantize, computed once).
 //! - [`strided_copy`]: [`strided_copy::StridedCopy`], tract's f32 `Downsample` copied row by row.
+//! - [`pool_sum`]: [`pool_sum::PoolSum`], tract's f32 sum over an image's pixels (a global
+//!   average pool's).
 //! - [`ml`]: [`ml::MlOp`], the ONNX-ML operators of tabular models (tree ensembles, SVM, scaler…).
 //! - [`cumulative`]: [`cumulative::CumProd`], the running product along an axis.
 //! - [`loss`]: [`loss::Loss`], `NegativeLogLikelihoodLoss` and `SoftmaxCrossEntropyLoss`.
@@ -33,5 +35,6 @@ pub mod lookup;
 pub mod loss;
 pub mod max_pool;
 pub mod ml;
+pub mod pool_sum;
 pub mod qdq;
 pub mod strided_copy;

@@ -40,7 +40,9 @@
 //!    [`crate::ops::strided_copy::StridedCopy`].
 //! 10. [`max_pool::MaxPoolAccelerate`] (optimized): 2-D f32 max pools over planar images onto
 //!     [`crate::ops::max_pool::PlanarMaxPool`].
-//! 11. [`lookup::LookupTables`] (optimized): a quantize → dequantize and the run of elementwise
+//! 11. [`pool_sum::PoolSumAccelerate`] (optimized): f32 sums over an image's pixels (global
+//!     average pools) onto [`crate::ops::pool_sum::PoolSum`].
+//! 12. [`lookup::LookupTables`] (optimized): a quantize → dequantize and the run of elementwise
 //!     nodes computing from its values alone onto a quantize read through a 256-entry table,
 //!     [`crate::ops::lookup::Lookup`].
 //!
@@ -88,6 +90,7 @@ mod integer_conv;
 mod integer_matmul;
 mod lookup;
 mod max_pool;
+mod pool_sum;
 mod qdq;
 mod quantized_softmax;
 mod strided_copy;
@@ -105,6 +108,7 @@ pub use integer_conv::IntegerConvRewrite;
 pub use integer_matmul::IntegerMatMulRewrite;
 pub use lookup::LookupTables;
 pub use max_pool::MaxPoolAccelerate;
+pub use pool_sum::PoolSumAccelerate;
 pub use qdq::QdqAccelerate;
 pub use quantized_softmax::QuantizedSoftmaxGuard;
 pub use strided_copy::StridedCopyAccelerate;
@@ -154,6 +158,7 @@ pub const PIPELINE: &[&dyn Pass] = &[
     &DynamicQuantizeAccelerate,
     &StridedCopyAccelerate,
     &MaxPoolAccelerate,
+    &PoolSumAccelerate,
     &LookupTables,
 ];
 
@@ -200,6 +205,7 @@ mod tests {
                 "dynamic quantize accelerate",
                 "strided copy accelerate",
                 "max pool accelerate",
+                "pool sum accelerate",
                 "lookup tables",
             ]
         );
