@@ -40,17 +40,10 @@ pub trait ConvKernels {
     /// `ys[i] = xs[from + i·step]` for every i of `ys`: a row segment of a planar image, every
     /// `step`-th column, for the planar im2col matrix of small channel counts ([`pack`]).
     fn gather(xs: &[u8], from: usize, step: usize, ys: &mut [u8]);
-    /// One kernel row's runs for a row of output pixels ([`pack`]): for each of `count` pixels
-    /// i, the `channels` values at `src[from + i · step..]` written to `dst[i · stride..]`.
-    fn copy_pixels(
-        src: &[i16],
-        from: usize,
-        step: usize,
-        dst: &mut [MaybeUninit<i16>],
-        stride: usize,
-        count: usize,
-        channels: usize,
-    );
+    /// One kernel row's runs for a row of output pixels ([`pack`]): for each of `runs.count`
+    /// pixels i, the `runs.len` values at `src[runs.from + i · runs.step..]` written to
+    /// `dst[i · runs.stride..]`.
+    fn copy_pixels(src: &[i16], dst: &mut [MaybeUninit<i16>], runs: Runs);
     /// The outputs of one image from its packed im2col matrix ([`pack`]): output (channel m,
     /// pixel p) at `out[m · strides.channel + p · strides.pixel]`.
     fn multiply(
@@ -61,6 +54,17 @@ pub trait ConvKernels {
         strides: Strides,
         out: &mut [f32],
     );
+}
+
+/// Where [`ConvKernels::copy_pixels`] reads and writes: `count` runs of `len` values, the i-th
+/// read from `from + i · step` and written at `i · stride`.
+#[derive(Clone, Copy, Debug)]
+pub struct Runs {
+    pub from: usize,
+    pub step: usize,
+    pub stride: usize,
+    pub count: usize,
+    pub len: usize,
 }
 
 /// One multiply-accumulate at a time.
@@ -153,17 +157,10 @@ impl ConvKernels for Scalar {
         gather_scalar(xs, from, step, ys, 0)
     }
 
-    fn copy_pixels(
-        src: &[i16],
-        from: usize,
-        step: usize,
-        dst: &mut [MaybeUninit<i16>],
-        stride: usize,
-        count: usize,
-        channels: usize,
-    ) {
+    fn copy_pixels(src: &[i16], dst: &mut [MaybeUninit<i16>], runs: Runs) {
+        let Runs { from, step, stride, count, len } = runs;
         for i in 0..count {
-            for (slot, value) in dst[i * stride..][..channels].iter_mut().zip(&src[from + i * step..][..channels]) {
+            for (slot, value) in dst[i * stride..][..len].iter_mut().zip(&src[from + i * step..][..len]) {
                 slot.write(*value);
             }
         }
@@ -205,16 +202,8 @@ mod simd {
             gather(xs, from, step, ys)
         }
 
-        fn copy_pixels(
-            src: &[i16],
-            from: usize,
-            step: usize,
-            dst: &mut [MaybeUninit<i16>],
-            stride: usize,
-            count: usize,
-            channels: usize,
-        ) {
-            copy_pixels(src, from, step, dst, stride, count, channels)
+        fn copy_pixels(src: &[i16], dst: &mut [MaybeUninit<i16>], runs: Runs) {
+            copy_pixels(src, dst, runs)
         }
 
         fn multiply(
@@ -365,15 +354,8 @@ mod simd {
     /// vector passes through an `or` with a zero LLVM cannot see: a plain copy loop becomes a
     /// `memcpy`, that is a `memory.copy`, which the IC charges a hundred instructions before
     /// its bytes (a run is 16–1536 bytes).
-    fn copy_pixels(
-        src: &[i16],
-        from: usize,
-        step: usize,
-        dst: &mut [MaybeUninit<i16>],
-        stride: usize,
-        count: usize,
-        channels: usize,
-    ) {
+    fn copy_pixels(src: &[i16], dst: &mut [MaybeUninit<i16>], runs: Runs) {
+        let Runs { from, step, stride, count, len: channels } = runs;
         if count == 0 {
             return;
         }

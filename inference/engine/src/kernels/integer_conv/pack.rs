@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
-use super::ConvKernels;
+use super::{ConvKernels, Runs};
 use crate::kernels::Int8;
 
 /// How an image's values are laid out: channel planes (CHW) or channels interleaved per pixel
@@ -304,7 +304,8 @@ fn from_interleaved<K: ConvKernels>(image: &[i16], geometry: &Geometry, zero_poi
                         let (from, at) = ((iy * width + r * dx) * c, ky * kw * c + r * run);
                         let spills = at + rounded <= stride && from + last_pixel + rounded <= rows.len();
                         let copied = if spills { rounded } else { run };
-                        K::copy_pixels(&rows, from, sx * c, &mut output_row[r * run..], stride, ow, copied);
+                        let runs = Runs { from, step: sx * c, stride, count: ow, len: copied };
+                        K::copy_pixels(&rows, &mut output_row[r * run..], runs);
                     }
                 }
             }
@@ -339,7 +340,7 @@ fn padded_rows<'a, K: ConvKernels>(image: &'a [i16], geometry: &Geometry, zero_p
     let mut padded = vec![zero_point as i16; h * width * c + 8];
     for iy in 0..h {
         let row = &mut padded[(iy * width + left) * c..][..w * c];
-        K::copy_pixels(image, iy * w * c, 0, as_uninit(row), 0, 1, w * c);
+        K::copy_pixels(image, as_uninit(row), Runs { from: iy * w * c, step: 0, stride: 0, count: 1, len: w * c });
     }
     (Cow::Owned(padded), width)
 }
