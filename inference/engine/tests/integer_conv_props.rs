@@ -7,6 +7,7 @@ use std::sync::Arc;
 use inference_engine::kernels::activation::Activation;
 use inference_engine::kernels::integer_conv::pack::{Epilogue, Geometry, Layout, PackedWeights};
 use inference_engine::kernels::integer_conv::reference::{direct, laid_out};
+use inference_engine::kernels::integer_conv::winograd::WinogradWeights;
 use inference_engine::ops::integer_conv::{IntegerConv, Runtime};
 use proptest::prelude::*;
 use tract_onnx::prelude::*;
@@ -37,10 +38,13 @@ fn layout() -> impl Strategy<Value = Layout> {
     prop_oneof![Just(Layout::Planar), Just(Layout::Interleaved)]
 }
 
+/// A convolution's shape: channels, output channels, kernel, strides, dilations, pads before
+/// and after, input size before adjustment.
+type Shape = (usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2], [usize; 2], [usize; 2]);
+
 fn case() -> impl Strategy<Value = Case> {
-    // channels, output channels (incl. multiples of 16: the wide blocks), kernel, strides,
-    // dilations, pads before and after, input size before adjustment.
-    let shape = (
+    // Output channels include multiples of 16: the wide blocks.
+    case_of((
         1usize..=20,
         prop_oneof![1usize..=20, Just(16usize), Just(32usize)],
         [1usize..=4, 1usize..=4],
@@ -49,7 +53,25 @@ fn case() -> impl Strategy<Value = Case> {
         [0usize..=3, 0usize..=3],
         [0usize..=3, 0usize..=3],
         [1usize..=9, 1usize..=9],
-    );
+    ))
+}
+
+/// The convolutions Winograd's transforms compute: 3×3 of stride 1, channels a multiple of
+/// eight; output sizes up to 24 columns (the vector path takes whole fours of tiles).
+fn winograd_case() -> impl Strategy<Value = Case> {
+    case_of((
+        prop_oneof![Just(8usize), Just(16usize), Just(24usize)],
+        prop_oneof![Just(4usize), Just(5usize), Just(16usize), Just(20usize), Just(32usize)],
+        Just([3usize, 3]),
+        Just([1usize, 1]),
+        Just([1usize, 1]),
+        [0usize..=3, 0usize..=3],
+        [0usize..=3, 0usize..=3],
+        [1usize..=9, 1usize..=24],
+    ))
+}
+
+fn case_of(shape: impl Strategy<Value = Shape>) -> impl Strategy<Value = Case> {
     let options = (any::<bool>(), [layout(), layout()], 1usize..=2, any::<bool>(), any::<bool>());
     (shape, options)
         .prop_flat_map(
@@ -105,7 +127,7 @@ fn case() -> impl Strategy<Value = Case> {
                     output_batch,
                     x,
                     w,
-                    epilogue: Epilogue { zero_point, scales, bias },
+                    epilogue: Epilogue { zero_point, scales, bias, raw: false },
                     activation,
                 }
             },
@@ -137,6 +159,7 @@ fn run(c: &Case) -> Vec<u32> {
         runtime: Runtime::default(),
         geometry: g.clone(),
         weights: Arc::new(weights),
+        winograd: winograd(c).map(Arc::new),
         epilogue: Arc::new(c.epilogue.clone()),
         activation: c.activation,
     };
@@ -155,6 +178,11 @@ fn run(c: &Case) -> Vec<u32> {
     values.chunks(c.m * pixels).flat_map(planar).map(f32::to_bits).collect()
 }
 
+/// The case's weights for Winograd's transforms, if it is a convolution they compute.
+fn winograd(c: &Case) -> Option<WinogradWeights> {
+    WinogradWeights::new(&c.w.iter().map(|v| *v as i16).collect::<Vec<_>>(), &c.geometry, c.m)
+}
+
 fn reference(c: &Case) -> Vec<u32> {
     let g = &c.geometry;
     let image = g.channels * g.input[0] * g.input[1];
@@ -167,6 +195,12 @@ proptest! {
 
     #[test]
     fn integer_conv_equals_a_direct_convolution(c in case()) {
+        prop_assert_eq!(run(&c), reference(&c), "{:?}", c.geometry);
+    }
+
+    #[test]
+    fn winograd_equals_a_direct_convolution(c in winograd_case()) {
+        prop_assert!(winograd(&c).is_some(), "{:?}", c.geometry);
         prop_assert_eq!(run(&c), reference(&c), "{:?}", c.geometry);
     }
 }

@@ -38,6 +38,7 @@ use super::{Context, Pass, Stage};
 use crate::kernels::activation::Activation;
 use crate::kernels::depthwise::vectorised;
 use crate::kernels::integer_conv::pack::{Epilogue, Geometry, Layout, PackedWeights};
+use crate::kernels::integer_conv::winograd::WinogradWeights;
 use crate::onnx::quantized_weights::{ConvWeights, QuantizedWeights};
 use crate::ops::depthwise::Depthwise;
 use crate::ops::integer_conv::{IntegerConv, Runtime};
@@ -112,6 +113,7 @@ fn build(
         zero_point: dequantize.zero_point,
         scales: (0..m).map(|o| dequantize.scale * scale(o)).collect(),
         bias,
+        raw: false,
     };
     let values: Vec<i16> = onnx.values.iter().map(|v| *v as i16).collect();
     Ok(Some(operator(&values, geometry, epilogue, sides, Runtime::default())))
@@ -124,7 +126,9 @@ pub(super) fn operator(
     [input, output]: [Side; 2],
     runtime: Runtime,
 ) -> IntegerConv {
-    let weights = PackedWeights::new(weights, &geometry, epilogue.scales.len());
+    let channels = epilogue.scales.len();
+    let winograd = WinogradWeights::new(weights, &geometry, channels).map(Arc::new);
+    let weights = PackedWeights::new(weights, &geometry, channels);
     IntegerConv {
         input_batch: input.batch,
         output_batch: output.batch,
@@ -133,6 +137,7 @@ pub(super) fn operator(
         runtime,
         geometry,
         weights: Arc::new(weights),
+        winograd,
         epilogue: Arc::new(epilogue),
         activation: Activation::Identity,
     }
@@ -529,7 +534,7 @@ fn integer_match(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Mat
         }
         None => (vec![0.0; m], OutletId::new(cast.id, 0)),
     };
-    let epilogue = Epilogue { zero_point: 0, scales: vec![1.0; m], bias };
+    let epilogue = Epilogue { zero_point: 0, scales: vec![1.0; m], bias, raw: false };
     let op = operator(&values, geometry, epilogue, sides, runtime);
     Ok(Some(Match { inputs, op, replaces, flat }))
 }

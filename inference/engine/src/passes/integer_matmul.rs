@@ -194,6 +194,7 @@ fn static_patch(
         zero_point: dequantize.zero_point,
         scales: (0..*n).map(|column| dequantize.scale * scale(column)).collect(),
         bias,
+        raw: false,
     };
     // The kernel's weights are [n, k].
     let columns: Vec<i16> = (0..n * k).map(|i| values[(i % k) * n + i / k] as i16).collect();
@@ -233,7 +234,7 @@ fn dynamic_patch(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Typ
         }
         None => (vec![0.0; n], OutletId::new(cast.id, 0)),
     };
-    let epilogue = Epilogue { zero_point: 0, scales: vec![1.0; n], bias };
+    let epilogue = Epilogue { zero_point: 0, scales: vec![1.0; n], bias, raw: false };
     let op = operator(&values, line(k, product.rows), epilogue, [side, side], runtime);
     Ok(Some(wire(model, node, op, &inputs, replaces, product.rows, n)?))
 }

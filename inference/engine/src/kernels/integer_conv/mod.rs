@@ -20,6 +20,7 @@
 
 pub mod pack;
 pub mod reference;
+pub mod winograd;
 
 pub use reference::{check, check_kernels};
 
@@ -50,6 +51,36 @@ pub trait ConvKernels {
         weights: &PackedWeights,
         input: &[i16],
         pixels: usize,
+        epilogue: &Epilogue,
+        strides: Strides,
+        out: &mut [f32],
+    );
+    /// Winograd's input transform ([`winograd`]): for each tile t (`tiles[0]` rows of
+    /// `tiles[1]`) of a padded interleaved image (`width` pixels a row, C = `channels` values a
+    /// pixel, a multiple of eight), `Bᵀ d B` of each channel c of its 4×4 window, value (i, j)
+    /// written at `v[(4i + j) · stride + t · C + c]`, the (1, 1) one less `4 · zero_point`
+    /// (the transform of a window of zero points is that alone).
+    fn winograd_input(
+        image: &[i16],
+        width: usize,
+        channels: usize,
+        tiles: [usize; 2],
+        zero_point: i16,
+        v: &mut [MaybeUninit<i16>],
+        stride: usize,
+    );
+    /// Winograd's output transform ([`winograd`]): for each tile t (of `tiles[0] · tiles[1]`)
+    /// and channel m (of `channels`), its sixteen products (position ξ at
+    /// `products[ξ · stride + m · tiles + t]`) to `Aᵀ M A / 4`, each output through the
+    /// epilogue (without weight sums) and written, as [`ConvKernels::multiply`] does, for the
+    /// pixels inside `output`.
+    #[allow(clippy::too_many_arguments)]
+    fn winograd_output(
+        products: &[i32],
+        stride: usize,
+        channels: usize,
+        tiles: [usize; 2],
+        output: [usize; 2],
         epilogue: &Epilogue,
         strides: Strides,
         out: &mut [f32],
@@ -176,6 +207,31 @@ impl ConvKernels for Scalar {
     ) {
         multiply_scalar(weights, input, pixels, epilogue, strides, out)
     }
+
+    fn winograd_input(
+        image: &[i16],
+        width: usize,
+        channels: usize,
+        tiles: [usize; 2],
+        zero_point: i16,
+        v: &mut [MaybeUninit<i16>],
+        stride: usize,
+    ) {
+        winograd::input_scalar(image, width, channels, tiles, zero_point, v, stride)
+    }
+
+    fn winograd_output(
+        products: &[i32],
+        stride: usize,
+        channels: usize,
+        tiles: [usize; 2],
+        output: [usize; 2],
+        epilogue: &Epilogue,
+        strides: Strides,
+        out: &mut [f32],
+    ) {
+        winograd::output_scalar(products, stride, channels, tiles, output, epilogue, strides, out)
+    }
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -215,6 +271,31 @@ mod simd {
             out: &mut [f32],
         ) {
             multiply(weights, input, pixels, epilogue, strides, out)
+        }
+
+        fn winograd_input(
+            image: &[i16],
+            width: usize,
+            channels: usize,
+            tiles: [usize; 2],
+            zero_point: i16,
+            v: &mut [MaybeUninit<i16>],
+            stride: usize,
+        ) {
+            winograd::simd::input(image, width, channels, tiles, zero_point, v, stride)
+        }
+
+        fn winograd_output(
+            products: &[i32],
+            stride: usize,
+            channels: usize,
+            tiles: [usize; 2],
+            output: [usize; 2],
+            epilogue: &Epilogue,
+            strides: Strides,
+            out: &mut [f32],
+        ) {
+            winograd::simd::output(products, stride, channels, tiles, output, epilogue, strides, out)
         }
     }
 
@@ -410,6 +491,8 @@ mod simd {
         bias: v128,
         /// Channels of the block that exist (the last block may have fewer than four).
         count: usize,
+        /// [`Epilogue::raw`]: the sums written as they are.
+        raw: bool,
     }
 
     impl Lanes {
@@ -428,6 +511,7 @@ mod simd {
                 scale: f32x4(s[0], s[1], s[2], s[3]),
                 bias: f32x4(b[0], b[1], b[2], b[3]),
                 count,
+                raw: epilogue.raw,
             }
         }
 
@@ -457,6 +541,9 @@ mod simd {
         /// [`Epilogue::scalar`] of the block's four channels (lanes).
         #[inline(always)]
         fn outputs(&self, acc: v128) -> v128 {
+            if self.raw {
+                return acc;
+            }
             f32x4_add(f32x4_mul(f32x4_convert_i32x4(i32x4_sub(acc, self.offset)), self.scale), self.bias)
         }
 

@@ -133,11 +133,17 @@ pub struct Epilogue {
     pub zero_point: i32,
     pub scales: Vec<f32>,
     pub bias: Vec<f32>,
+    /// Whether the integer sums are written as they are instead (their bits in the f32 slots):
+    /// the matrix products of [`super::winograd`], whose outputs come from sixteen of them.
+    pub raw: bool,
 }
 
 impl Epilogue {
     #[inline]
     pub fn scalar(&self, m: usize, acc: i32, sum: i32) -> f32 {
+        if self.raw {
+            return f32::from_bits(acc as u32);
+        }
         (acc.wrapping_sub(self.zero_point.wrapping_mul(sum))) as f32 * self.scales[m] + self.bias[m]
     }
 }
@@ -346,7 +352,7 @@ fn padded_rows<'a, K: ConvKernels>(image: &'a [i16], geometry: &Geometry, zero_p
 }
 
 /// Initialised values seen as slots to overwrite.
-fn as_uninit(values: &mut [i16]) -> &mut [MaybeUninit<i16>] {
+pub(super) fn as_uninit(values: &mut [i16]) -> &mut [MaybeUninit<i16>] {
     // SAFETY: MaybeUninit<i16> has i16's layout, and only initialised values are written
     // through the slots (the kernels' copies), so `values` stays initialised.
     unsafe { &mut *(values as *mut [i16] as *mut [MaybeUninit<i16>]) }
