@@ -233,6 +233,23 @@ fn downsampled_convolutions_compute_only_the_outputs_kept() {
     }
 }
 
+/// opennsfw's 3×3 convolutions of stride 1 in the QDQ form all take Winograd's transforms
+/// (`kernels::integer_conv::winograd`: sixteen products per channel of each 2×2 block of outputs
+/// where the direct convolution takes thirty-six, the same integer sums), and no other does.
+#[test]
+fn three_by_three_integer_convolutions_take_winograds_transforms() {
+    let (loaded, _) = loaded_with_macs("opennsfw", "qdq_nosm");
+    let plan = loaded.plan.model();
+    let convolutions: Vec<String> =
+        plan.nodes().iter().filter(|n| n.op.name() == "IntegerConv").map(|n| n.op.info().unwrap()[0].clone()).collect();
+    let eligible = |info: &str| info.contains("kernel: [3, 3], strides: [1, 1], dilations: [1, 1]");
+    let taking = |info: &str| info.ends_with(", Winograd F(2×2, 3×3)");
+    assert_eq!(convolutions.iter().filter(|info| eligible(info)).count(), 16, "{convolutions:#?}");
+    for info in &convolutions {
+        assert_eq!(taking(info), eligible(info), "{info}");
+    }
+}
+
 /// The sums of the squeeze-excitation blocks' global average pools (tract's `Reduce<Sum>` over
 /// each channel's pixels) are our `PoolSum`, in every form of the models that have them
 /// (bit for bit tract's: `ops::pool_sum`'s test).

@@ -56,6 +56,7 @@ pub struct IntegerConv {
     /// Which of the epilogue's parameters are inputs computed per inference (dynamic int8).
     pub runtime: Runtime,
     pub geometry: Geometry,
+    /// The packed weights of the direct path (their panels left empty when `winograd` is set).
     pub weights: Arc<PackedWeights>,
     /// The weights transformed for Winograd's F(2×2, 3×3), when the convolution is one it
     /// computes ([`winograd`]): 3×3 of stride 1, sixteen products a channel where the direct
@@ -75,8 +76,13 @@ impl Op for IntegerConv {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{:?} → {:?}, {:?}, {} output channels, {:?}",
-            self.input_layout, self.output_layout, self.geometry, self.weights.channels, self.activation
+            "{:?} → {:?}, {:?}, {} output channels, {:?}{}",
+            self.input_layout,
+            self.output_layout,
+            self.geometry,
+            self.weights.channels,
+            self.activation,
+            if self.winograd.is_some() { ", Winograd F(2×2, 3×3)" } else { "" }
         )])
     }
 

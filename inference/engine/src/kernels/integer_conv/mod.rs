@@ -493,10 +493,14 @@ mod simd {
         count: usize,
         /// [`Epilogue::raw`]: the sums written as they are.
         raw: bool,
+        /// Whether [`Lanes::finish`] is one converted store: four channels, adjacent in the
+        /// output, not raw (one test where the output's layout and the epilogue's kind would
+        /// each cost one per store).
+        contiguous: bool,
     }
 
     impl Lanes {
-        fn new(weights: &PackedWeights, epilogue: &Epilogue, first: usize) -> Lanes {
+        fn new(weights: &PackedWeights, epilogue: &Epilogue, first: usize, channel_stride: usize) -> Lanes {
             let count = (weights.channels - first).min(ROWS);
             let mut values = [[0f32; 4]; 2];
             let mut offsets = [0i32; 4];
@@ -512,6 +516,7 @@ mod simd {
                 bias: f32x4(b[0], b[1], b[2], b[3]),
                 count,
                 raw: epilogue.raw,
+                contiguous: count == 4 && channel_stride == 1 && !epilogue.raw,
             }
         }
 
@@ -519,6 +524,12 @@ mod simd {
         /// the four channels are adjacent.
         #[inline(always)]
         fn finish(&self, acc: v128, out: &mut [f32], at: usize, stride: usize) {
+            if self.contiguous {
+                assert!(at + 4 <= out.len());
+                // SAFETY: out[at..at + 4] is in bounds (asserted); no alignment is required.
+                unsafe { v128_store(out.as_mut_ptr().add(at) as *mut v128, self.converted(acc)) };
+                return;
+            }
             let lanes = self.outputs(acc);
             if stride == 1 && self.count == 4 {
                 assert!(at + 4 <= out.len());
@@ -542,8 +553,15 @@ mod simd {
         #[inline(always)]
         fn outputs(&self, acc: v128) -> v128 {
             if self.raw {
-                return acc;
+                acc
+            } else {
+                self.converted(acc)
             }
+        }
+
+        /// [`Epilogue::scalar`] of the block's four channels (lanes), not raw.
+        #[inline(always)]
+        fn converted(&self, acc: v128) -> v128 {
             f32x4_add(f32x4_mul(f32x4_convert_i32x4(i32x4_sub(acc, self.offset)), self.scale), self.bias)
         }
 
@@ -553,8 +571,13 @@ mod simd {
         /// stores cost about twelve instructions an output. The block must have four channels.
         #[inline(always)]
         fn finish_pixels(&self, acc: [v128; 4], out: &mut [f32], at: usize, stride: usize) {
+            // One test of `raw` for the four accumulators (each costs a load and a branch).
             let [a0, a1, a2, a3] = acc;
-            let (p0, p1, p2, p3) = (self.outputs(a0), self.outputs(a1), self.outputs(a2), self.outputs(a3));
+            let [p0, p1, p2, p3] = if self.raw {
+                acc
+            } else {
+                [self.converted(a0), self.converted(a1), self.converted(a2), self.converted(a3)]
+            };
             let ((t0, t1), (t2, t3)) = (zip32(p0, p1), zip32(p2, p3));
             assert!(self.count == 4 && at + 3 * stride + 4 <= out.len());
             let to = out.as_mut_ptr();
@@ -608,7 +631,7 @@ mod simd {
         let mut block = 0;
         while block < blocks {
             let first = block * ROWS;
-            let lanes = Lanes::new(weights, epilogue, first);
+            let lanes = Lanes::new(weights, epilogue, first, strides.channel);
             let mut group = 0;
             while group < groups {
                 let z = i32x4_splat(0);
@@ -706,10 +729,10 @@ mod simd {
         while block < blocks {
             let first = block * WIDE_ROWS;
             let lanes = [
-                Lanes::new(weights, epilogue, first),
-                Lanes::new(weights, epilogue, first + 4),
-                Lanes::new(weights, epilogue, first + 8),
-                Lanes::new(weights, epilogue, first + 12),
+                Lanes::new(weights, epilogue, first, strides.channel),
+                Lanes::new(weights, epilogue, first + 4, strides.channel),
+                Lanes::new(weights, epilogue, first + 8, strides.channel),
+                Lanes::new(weights, epilogue, first + 12, strides.channel),
             ];
             let mut group = 0;
             while group < groups {
