@@ -12,6 +12,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
 use crate::kernels::float_conv::im2col::gather;
+use crate::kernels::integer_conv::{self, ConvKernels};
 
 /// Every `stride`-th index of `axis` from `modulo`, of an f32, u8 or i8 tensor.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -46,13 +47,21 @@ impl StridedCopy {
 
     /// [`StridedCopy::copy`] of bytes (u8 or i8 values).
     pub fn copy_bytes(&self, x: &[u8], shape: &[usize], out: &mut [u8]) {
+        let (len, inner) = (shape[self.axis], shape[self.axis + 1..].iter().product::<usize>());
+        if inner == 1 && self.stride > 1 && len == self.stride * self.kept(len) && out.len() * self.stride == x.len() {
+            // The last axis, in whole strides: the values kept are every stride-th one of the
+            // whole tensor from `modulo` (so `modulo < stride`), one gather instead of one per
+            // row (a row's call and its scalar tail cost as much as its vectors).
+            return <integer_conv::Best as ConvKernels>::gather(x, self.modulo, self.stride, out);
+        }
         self.copy_with(x, shape, out, |from, step, into| {
             if step == 1 {
                 into.copy_from_slice(&from[..into.len()]);
             } else {
-                for (y, x) in into.iter_mut().zip(from.iter().step_by(step)) {
-                    *y = *x;
-                }
+                // The integer convolution's gather (sixteen values a vector at step 2): an
+                // iterator's `step_by` stays calls at the canister's opt-level, some forty
+                // instructions a byte (`benchmarks/profile.md`, opennsfw QDQ).
+                <integer_conv::Best as ConvKernels>::gather(from, 0, step, into);
             }
         })
     }
@@ -124,11 +133,17 @@ mod tests {
 
     use super::*;
 
-    /// Every axis, stride and start of a small 4-D tensor (f32, u8, i8) copies what tract's
-    /// `Downsample` does.
+    /// Every axis, stride and start of small 4-D tensors (f32, u8, i8) copies what tract's
+    /// `Downsample` does; a last axis of 6 is whole strides of 2 and 3 (one gather over the
+    /// whole tensor), one of 7 is not.
     #[test]
     fn copies_what_tracts_downsample_keeps() {
-        let shape = [2usize, 3, 5, 7];
+        for shape in [[2usize, 3, 5, 7], [2, 3, 5, 6]] {
+            copies_what_tracts_downsample_keeps_of(shape);
+        }
+    }
+
+    fn copies_what_tracts_downsample_keeps_of(shape: [usize; 4]) {
         let values: Vec<f32> = (0..shape.iter().product::<usize>()).map(|i| i as f32 * 0.5 - 3.0).collect();
         let floats = tensor1(&values).into_shape(&shape).unwrap();
         let bytes: Vec<u8> = (0..shape.iter().product::<usize>()).map(|i| (i * 37 % 251) as u8).collect();

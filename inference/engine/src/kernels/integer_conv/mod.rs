@@ -56,10 +56,11 @@ pub trait ConvKernels {
         out: &mut [f32],
     );
     /// Winograd's input transform ([`winograd`]): for each tile t (`tiles[0]` rows of
-    /// `tiles[1]`) of a padded interleaved image (`width` pixels a row, C = `channels` values a
-    /// pixel, a multiple of eight), `Bᵀ d B` of each channel c of its 4×4 window, value (i, j)
-    /// written at `v[(4i + j) · stride + t · C + c]`, the (1, 1) one less `4 · zero_point`
-    /// (the transform of a window of zero points is that alone).
+    /// `tiles[1]`) of a padded interleaved image (`2 · tiles[0] + 2` rows of `width ≥ 2 ·
+    /// tiles[1] + 2` pixels, C = `channels` values a pixel, a multiple of eight), `Bᵀ d B` of
+    /// each channel c of its 4×4 window, value (i, j) written at
+    /// `v[(4i + j) · stride + t · C + c]`, the (1, 1) one less `4 · zero_point` (the transform
+    /// of a window of zero points is that alone).
     fn winograd_input(
         image: &[i16],
         width: usize,
@@ -69,9 +70,10 @@ pub trait ConvKernels {
         v: &mut [MaybeUninit<i16>],
         stride: usize,
     );
-    /// Winograd's output transform ([`winograd`]): for each tile t (of `tiles[0] · tiles[1]`)
-    /// and channel m (of `channels`), its sixteen products (position ξ at
-    /// `products[ξ · stride + m · tiles + t]`) to `Aᵀ M A / 4`, each output through the
+    /// Winograd's output transform ([`winograd`]): for each tile t (of T = `tiles[0] ·
+    /// tiles[1]`) and channel m (of `channels`), its sixteen products (position ξ at
+    /// `products[ξ · stride + m · T + t]`, with three values more after the last, which a
+    /// vector step may read) to `Aᵀ M A / 4`, each output through the
     /// epilogue (without weight sums) and written, as [`ConvKernels::multiply`] does, for the
     /// pixels inside `output`.
     #[allow(clippy::too_many_arguments)]

@@ -11,9 +11,10 @@
 //! entries are halves), `U = (2G) g (2G)ᵀ` is four times `G g Gᵀ` and an integer, so the result
 //! is `4 Y`, every step exact: the identity is a polynomial one, so it also holds modulo 2³²,
 //! i32's wrapping arithmetic, and `4 Y` comes back whole whenever it fits an i32 (the weights
-//! are checked for that, [`WinogradWeights::new`]). The input is read less its zero point (a
-//! padded tile then reads zeros), so `Y` is `Σ (x − x_zp)·w` itself and the epilogue needs no
-//! weight sums: each output is bit for bit the direct convolution's.
+//! are checked for that, [`WinogradWeights::new`]). The input is transformed as it is, padded
+//! with its zero point, and the transform of a window of zero points (`4 · x_zp` at position
+//! (1, 1), nothing elsewhere) is subtracted, so `Y` is `Σ (x − x_zp)·w` itself and the epilogue
+//! needs no weight sums: each output is bit for bit the direct convolution's.
 //!
 //! The value ranges fit the kernel's i16 operands: `|x − x_zp| ≤ 255` for u8 and i8 alike, so
 //! `|Bᵀ d B| ≤ 4 · 255`; `|w| ≤ 255`, so `|U| ≤ 9 · 255`.
@@ -43,15 +44,19 @@ const G2: [[i32; 3]; 4] = [[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]];
 impl WinogradWeights {
     /// From ONNX's `[M, C, 3, 3]` weights, their zero point already subtracted, for `channels`
     /// (M) output channels: `None` when the convolution is not a 3×3 one of stride 1 and
-    /// dilation 1, when C is not a multiple of eight (the packed rows' whole steps), or when
-    /// some `4 Y` might not fit an i32.
+    /// dilation 1, when C is not a positive multiple of eight (the packed rows' whole steps),
+    /// when a weight is outside ±255 (the bound the transformed weights' i16 relies on), or
+    /// when some output channel's `4 Y` might not fit an i32 (the whole convolution then takes
+    /// the direct path).
     pub fn new(values: &[i16], geometry: &Geometry, channels: usize) -> Option<WinogradWeights> {
         let c_count = geometry.channels;
         let shape_fits = geometry.kernel == [3, 3]
             && geometry.strides == [1, 1]
             && geometry.dilations == [1, 1]
+            && c_count > 0
             && c_count.is_multiple_of(8)
-            && values.len() == channels * c_count * 9;
+            && values.len() == channels * c_count * 9
+            && values.iter().all(|v| v.unsigned_abs() <= 255);
         if !shape_fits {
             return None;
         }
@@ -129,6 +134,10 @@ fn convolve_bytes<K: ConvKernels>(
     let stride = count.div_ceil(PIXELS) * PIXELS * c;
     let mut transformed = Vec::with_capacity(POSITIONS * stride);
     let slots = &mut transformed.spare_capacity_mut()[..POSITIONS * stride];
+    // Debug builds (the native tests) start from a value no test reads as a lucky zero, as the
+    // packing's `written` does, so a value the transform missed shows.
+    #[cfg(debug_assertions)]
+    slots.fill(MaybeUninit::new(i16::MIN));
     K::winograd_input(&image, tiles[1] * 2 + 2, c, tiles, epilogue.zero_point as i16, slots, stride);
     for position in 0..POSITIONS {
         for slot in &mut slots[position * stride + count * c..(position + 1) * stride] {
@@ -141,10 +150,16 @@ fn convolve_bytes<K: ConvKernels>(
     // Three values more, which the vector output transform's last step of a row may read.
     let products_len = POSITIONS * count * m;
     let mut products: Vec<i32> = Vec::with_capacity(products_len + 3);
+    // Debug builds fill the products with a sentinel first, as above; release builds leave them
+    // uninitialised (the IC charges a zeroed allocation's fill a byte at a time, 1.6 M
+    // instructions for opennsfw's first 3×3 layer), as the operators' `Tensor::uninitialized`
+    // outputs are.
+    #[cfg(debug_assertions)]
+    products.spare_capacity_mut()[..products_len].fill(MaybeUninit::new(i32::MIN));
     {
         // SAFETY: f32 and i32 have the same size and alignment and no invalid values; the kernel
-        // writes every (channel, tile) of each position's `count · m` values before any is read
-        // (allocated uninitialised: the IC charges a zeroed allocation's fill a byte at a time).
+        // writes every (channel, tile) of each position's `count · m` values, and only writes,
+        // before any is read.
         let raw = unsafe { std::slice::from_raw_parts_mut(products.as_mut_ptr() as *mut f32, products_len) };
         // Planar, channel by channel: four consecutive tiles are one vector, for the kernel's
         // transposed stores and the output transform's lanes.
