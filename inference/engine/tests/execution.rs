@@ -250,6 +250,18 @@ fn three_by_three_integer_convolutions_take_winograds_transforms() {
     }
 }
 
+/// opennsfw's QDQ residual adds (a dequantize or quantize-dequantize on each side, a quantize
+/// after) are one `ResidualAdd` pass each: no f32 tensor between the convolutions' outputs and
+/// the next block's quantized input. The one left is the last block's, whose sum goes through a
+/// quantize-dequantize to the global average pool, in f32.
+#[test]
+fn residual_adds_are_one_pass_each() {
+    let (loaded, _) = loaded_with_macs("opennsfw", "qdq_nosm");
+    let plan = loaded.plan.model();
+    let count = |name: &str| plan.nodes().iter().filter(|n| n.op.name() == name).count();
+    assert_eq!((count("ResidualAdd"), count("OptAddUnicast")), (15, 1));
+}
+
 /// The sums of the squeeze-excitation blocks' global average pools (tract's `Reduce<Sum>` over
 /// each channel's pixels) are our `PoolSum`, in every form of the models that have them
 /// (bit for bit tract's: `ops::pool_sum`'s test).

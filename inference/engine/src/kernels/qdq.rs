@@ -58,6 +58,33 @@ impl Dequantize {
     }
 }
 
+/// One operand of [`QdqKernels::residual_add`] and how it becomes f32.
+#[derive(Clone, Copy)]
+pub enum Operand<'a> {
+    /// f32 values, quantized then dequantized (a QDQ pair with no int8 tensor between).
+    FakeQuantized(&'a [f32], Quantize, Dequantize),
+    /// The bytes of u8 (`unsigned`) or i8 values, dequantized.
+    Dequantized(&'a [u8], bool, Dequantize),
+}
+
+impl Operand<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Operand::FakeQuantized(xs, ..) => xs.len(),
+            Operand::Dequantized(xs, ..) => xs.len(),
+        }
+    }
+
+    /// Element `i` as f32, as the separate quantize, dequantize, or fused pass computes it.
+    #[inline]
+    fn scalar(&self, i: usize) -> f32 {
+        match *self {
+            Operand::FakeQuantized(xs, q, d) => d.scalar(q.scalar(xs[i])),
+            Operand::Dequantized(xs, unsigned, d) => d.scalar(if unsigned { xs[i] as i32 } else { xs[i] as i8 as i32 }),
+        }
+    }
+}
+
 /// The family's interface. Each function converts `min(xs.len(), ys.len())` elements.
 pub trait QdqKernels {
     /// f32 → u8 or i8 (`T` must be `q.dt`).
@@ -69,6 +96,10 @@ pub trait QdqKernels {
     /// f32 → a table's type: the quantize, then the 256-entry `table` read at the value's byte
     /// (an i8's two's complement), with no int8 value stored in between.
     fn quantize_look_up<T: Copy>(q: &Quantize, xs: &[f32], table: &[T], ys: &mut [T]);
+    /// A residual add of a QDQ model in one pass: `ys[i]` = the bytes of `q` (u8 or i8) of
+    /// `left[i] + right[i]` (each operand as f32, [`Operand`]), for the elements all three
+    /// hold, with no f32 tensor stored between.
+    fn residual_add(left: Operand, right: Operand, q: &Quantize, ys: &mut [u8]);
 }
 
 /// One element at a time.
@@ -89,6 +120,16 @@ fn dequantize_scalar<T: Int8>(d: &Dequantize, xs: &[T], ys: &mut [f32]) {
 fn quantize_dequantize_scalar(q: &Quantize, d: &Dequantize, xs: &[f32], ys: &mut [f32]) {
     for (x, y) in xs.iter().zip(ys) {
         *y = d.scalar(q.scalar(*x));
+    }
+}
+
+/// [`QdqKernels::residual_add`] from element `done` on.
+fn residual_add_scalar(left: Operand, right: Operand, q: &Quantize, ys: &mut [u8], done: usize) {
+    let len = left.len().min(right.len()).min(ys.len());
+    let mut i = done;
+    while i < len {
+        ys[i] = q.scalar(left.scalar(i) + right.scalar(i)) as u8;
+        i += 1;
     }
 }
 
@@ -115,6 +156,10 @@ impl QdqKernels for Scalar {
     fn quantize_look_up<T: Copy>(q: &Quantize, xs: &[f32], table: &[T], ys: &mut [T]) {
         quantize_look_up_scalar(q, xs, table, ys)
     }
+
+    fn residual_add(left: Operand, right: Operand, q: &Quantize, ys: &mut [u8]) {
+        residual_add_scalar(left, right, q, ys, 0)
+    }
 }
 
 /// What the operators call: [`Simd128`] in a wasm simd128 build, else [`Scalar`].
@@ -132,8 +177,8 @@ mod simd {
     use core::arch::wasm32::*;
 
     use super::{
-        dequantize_scalar, quantize_dequantize_scalar, quantize_look_up_scalar, quantize_scalar, Dequantize, Int8,
-        QdqKernels, Quantize,
+        dequantize_scalar, quantize_dequantize_scalar, quantize_look_up_scalar, quantize_scalar, residual_add_scalar,
+        Dequantize, Int8, Operand, QdqKernels, Quantize,
     };
 
     /// Four lanes at a time, with a scalar tail.
@@ -318,6 +363,104 @@ mod simd {
             }
             quantize_look_up_scalar(q, &xs[n..len], table, &mut ys[n..len]);
         }
+
+        /// Sixteen elements a turn: each operand's four vectors as f32 (the same lane
+        /// operations as the separate passes), added, quantized and narrowed to one vector of
+        /// bytes.
+        fn residual_add(left: Operand, right: Operand, q: &Quantize, ys: &mut [u8]) {
+            let len = left.len().min(right.len()).min(ys.len());
+            let n = len / 16 * 16;
+            let unsigned = q.dt == tract_onnx::prelude::DatumType::U8;
+            let quantize = QuantizeLanes::new(q);
+            let (a, b) = (OperandLanes::new(&left), OperandLanes::new(&right));
+            let y = ys.as_mut_ptr();
+            let mut i = 0;
+            while i < n {
+                // SAFETY: i + 16 <= n <= len, within both operands (`OperandLanes::four`'s
+                // contract) and `ys`: the 16 bytes written at y + i are ys[i..i + 16]. No
+                // alignment is required.
+                unsafe {
+                    let ([l0, l1, l2, l3], [r0, r1, r2, r3]) = (a.four(i), b.four(i));
+                    // A macro, not a closure: at the canister's opt-level a closure stays a call.
+                    macro_rules! sum {
+                        ($l:expr, $r:expr) => {
+                            quantize.unclamped(f32x4_add($l, $r))
+                        };
+                    }
+                    // The saturating narrows clamp (see `QuantizeLanes::unclamped`).
+                    let (low, high) = (
+                        i16x8_narrow_i32x4(sum!(l0, r0), sum!(l1, r1)),
+                        i16x8_narrow_i32x4(sum!(l2, r2), sum!(l3, r3)),
+                    );
+                    let bytes = if unsigned { u8x16_narrow_i16x8(low, high) } else { i8x16_narrow_i16x8(low, high) };
+                    v128_store(y.add(i) as *mut v128, bytes);
+                }
+                i += 16;
+            }
+            residual_add_scalar(left, right, q, ys, n);
+        }
+    }
+
+    /// An [`Operand`]'s parameters as lanes, and where its values are.
+    enum OperandLanes {
+        FakeQuantized(*const f32, QuantizeLanes, DequantizeLanes),
+        Dequantized(*const u8, bool, DequantizeLanes),
+    }
+
+    impl OperandLanes {
+        fn new(operand: &Operand) -> OperandLanes {
+            match *operand {
+                Operand::FakeQuantized(xs, q, d) => {
+                    OperandLanes::FakeQuantized(xs.as_ptr(), QuantizeLanes::new(&q), DequantizeLanes::new(&d))
+                }
+                Operand::Dequantized(xs, unsigned, d) => {
+                    OperandLanes::Dequantized(xs.as_ptr(), unsigned, DequantizeLanes::new(&d))
+                }
+            }
+        }
+
+        /// Elements i..i + 16 as four f32 vectors.
+        ///
+        /// # Safety
+        /// The operand holds at least i + 16 elements.
+        #[inline(always)]
+        unsafe fn four(&self, i: usize) -> [v128; 4] {
+            match self {
+                OperandLanes::FakeQuantized(x, q, d) => {
+                    let v = x.add(i) as *const v128;
+                    macro_rules! lanes {
+                        ($k:expr) => {
+                            d.apply(q.apply(v128_load(v.add($k))))
+                        };
+                    }
+                    [lanes!(0), lanes!(1), lanes!(2), lanes!(3)]
+                }
+                OperandLanes::Dequantized(x, unsigned, d) => {
+                    let bytes = v128_load(x.add(i) as *const v128);
+                    let (low, high) = if *unsigned {
+                        (u16x8_extend_low_u8x16(bytes), u16x8_extend_high_u8x16(bytes))
+                    } else {
+                        (i16x8_extend_low_i8x16(bytes), i16x8_extend_high_i8x16(bytes))
+                    };
+                    let words = if *unsigned {
+                        [
+                            u32x4_extend_low_u16x8(low),
+                            u32x4_extend_high_u16x8(low),
+                            u32x4_extend_low_u16x8(high),
+                            u32x4_extend_high_u16x8(high),
+                        ]
+                    } else {
+                        [
+                            i32x4_extend_low_i16x8(low),
+                            i32x4_extend_high_i16x8(low),
+                            i32x4_extend_low_i16x8(high),
+                            i32x4_extend_high_i16x8(high),
+                        ]
+                    };
+                    [d.apply(words[0]), d.apply(words[1]), d.apply(words[2]), d.apply(words[3])]
+                }
+            }
+        }
     }
 }
 
@@ -455,6 +598,36 @@ pub fn check_kernels<K: QdqKernels>() -> Result<(), String> {
                         "a quantize and table read differs from tract's quantize at scale 1/{inv_scale}, zero point {}, {:?}, length {len}",
                         q.zero_point, q.dt
                     ));
+                }
+            }
+            // A residual add: the fake-quantized values plus the dequantized bytes of the values
+            // reversed (u8 and i8), or plus themselves fake-quantized, quantized to u8 and i8,
+            // as tract's separate passes and its f32 add compute it.
+            let reversed: Vec<f32> = xs.iter().rev().copied().collect();
+            let (ur, ir) = (reference::quantize_u8(&qu, &reversed), reference::quantize_i8(&qi, &reversed));
+            let di = Dequantize { scale: 0.75 / inv_scale, zero_point: qi.zero_point };
+            let fake = reference::dequantize(&d, &ui)?;
+            let cases: [(Operand, Vec<f32>); 3] = [
+                (Operand::Dequantized(&ur, true, d), reference::dequantize(&d, &ur)?),
+                (Operand::Dequantized(i8::bytes(&ir), false, di), reference::dequantize(&di, &ir)?),
+                (Operand::FakeQuantized(xs, qu, d), fake.clone()),
+            ];
+            for (case, (right, right_values)) in cases.into_iter().enumerate() {
+                let sums: Vec<f32> = fake.iter().zip(&right_values).map(|(a, b)| a + b).collect();
+                for q in [&qu, &qi] {
+                    let want: Vec<u8> = if q.dt == u8::datum_type() {
+                        reference::quantize_u8(q, &sums)
+                    } else {
+                        reference::quantize_i8(q, &sums).iter().map(|v| *v as u8).collect()
+                    };
+                    let mut got = vec![0u8; len];
+                    K::residual_add(Operand::FakeQuantized(xs, qu, d), right, q, &mut got);
+                    if got != want {
+                        return Err(format!(
+                            "a residual add (case {case}) differs from tract's passes at scale 1/{inv_scale}, zero point {}, {:?}, length {len}",
+                            q.zero_point, q.dt
+                        ));
+                    }
                 }
             }
         }

@@ -8,7 +8,8 @@
 //!   values (static and dynamic int8 models).
 //! - [`layout`]: [`layout::ZeroPointShift`], before a dynamic int8 model's grouped and
 //!   depthwise convolutions run in f32.
-//! - [`qdq`]: [`qdq::Qdq`], quantize, dequantize or both fused.
+//! - [`qdq`]: [`qdq::Qdq`], quantize, dequantize or both fused, or a QDQ model's residual add
+//!   (its dequantizes, the f32 add and the quantize) in one pass.
 //! - [`dynamic_quantize`]: [`dynamic_quantize::SimdDynamicQuantize`], `DynamicQuantizeLinear`.
 //! - [`depthwise`]: [`depthwise::Depthwise`], a 2-D f32 depthwise convolution with our kernel,
 //!   its activation fused.

@@ -50,7 +50,7 @@ fn elementwise(node: &TypedNode) -> bool {
         || op.downcast_ref::<OptBinByScalar>().is_some()
         || op.downcast_ref::<TypedBinOp>().is_some()
         || op.downcast_ref::<ElementWiseOp>().is_some()
-        || op.downcast_ref::<Qdq>().is_some_and(|q| !matches!(q.0, Conversion::Dequantize(_)))
+        || op.downcast_ref::<Qdq>().is_some_and(|q| matches!(q.0, Conversion::Quantize(_) | Conversion::Both(..)))
 }
 
 /// A run to replace: the quantize-dequantize node, the run's nodes in evaluation order, and the

@@ -45,6 +45,8 @@
 //! 12. [`lookup::LookupTables`] (optimized): a quantize → dequantize and the run of elementwise
 //!     nodes computing from its values alone onto a quantize read through a 256-entry table,
 //!     [`crate::ops::lookup::Lookup`].
+//! 13. [`residual_add::ResidualAddFusion`] (optimized): an f32 add between dequantizes (or
+//!     quantize-dequantizes) and a quantize onto one [`crate::ops::qdq::Conversion::ResidualAdd`].
 //!
 //! # Adding a pass
 //!
@@ -93,6 +95,7 @@ mod max_pool;
 mod pool_sum;
 mod qdq;
 mod quantized_softmax;
+mod residual_add;
 mod strided_copy;
 
 use tract_onnx::prelude::*;
@@ -111,6 +114,7 @@ pub use max_pool::MaxPoolAccelerate;
 pub use pool_sum::PoolSumAccelerate;
 pub use qdq::QdqAccelerate;
 pub use quantized_softmax::QuantizedSoftmaxGuard;
+pub use residual_add::ResidualAddFusion;
 pub use strided_copy::StridedCopyAccelerate;
 
 /// Where in the loading a pass runs: on the typed model as parsed, after tract's declutter, or
@@ -160,6 +164,7 @@ pub const PIPELINE: &[&dyn Pass] = &[
     &MaxPoolAccelerate,
     &PoolSumAccelerate,
     &LookupTables,
+    &ResidualAddFusion,
 ];
 
 /// Applies patches found on `model` as it was (they replace disjoint nodes), then drops what they
@@ -207,6 +212,7 @@ mod tests {
                 "max pool accelerate",
                 "pool sum accelerate",
                 "lookup tables",
+                "residual add fusion",
             ]
         );
     }
