@@ -192,49 +192,25 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
             for input_layout in layouts {
                 for output_layout in layouts {
                     let x = laid_out(&x, channels, input_layout);
-                    let got = if unsigned {
-                        packed_and_multiplied::<K, _>(
-                            &x.iter().map(|v| *v as u8).collect::<Vec<_>>(),
-                            &w,
-                            &geometry,
-                            m,
-                            &epilogue,
-                            [input_layout, output_layout],
-                        )
-                    } else {
-                        packed_and_multiplied::<K, _>(
-                            &x.iter().map(|v| *v as i8).collect::<Vec<_>>(),
-                            &w,
-                            &geometry,
-                            m,
-                            &epilogue,
-                            [input_layout, output_layout],
-                        )
-                    };
+                    let (bytes, signed): (Vec<u8>, Vec<i8>) =
+                        (x.iter().map(|v| *v as u8).collect(), x.iter().map(|v| *v as i8).collect());
+                    let layouts = [input_layout, output_layout];
+                    // A path of the convolution run on the input as its type (u8 or i8).
+                    macro_rules! on_input {
+                        ($path:ident) => {
+                            if unsigned {
+                                $path::<K, _>(&bytes, &w, &geometry, m, &epilogue, layouts)
+                            } else {
+                                $path::<K, _>(&signed, &w, &geometry, m, &epilogue, layouts)
+                            }
+                        };
+                    }
+                    let got = on_input!(packed_and_multiplied);
                     let kind = if unsigned { "u8" } else { "i8" };
                     if got.iter().map(|v| v.to_bits()).collect::<Vec<_>>() != want {
                         return Err(format!("integer convolution case {case} ({kind}, {input_layout:?} → {output_layout:?}, {}) differs from the direct convolution", std::any::type_name::<K>()));
                     }
-                    let layouts = [input_layout, output_layout];
-                    let winograd = if unsigned {
-                        winograd_convolved::<K, _>(
-                            &x.iter().map(|v| *v as u8).collect::<Vec<_>>(),
-                            &w,
-                            &geometry,
-                            m,
-                            &epilogue,
-                            layouts,
-                        )
-                    } else {
-                        winograd_convolved::<K, _>(
-                            &x.iter().map(|v| *v as i8).collect::<Vec<_>>(),
-                            &w,
-                            &geometry,
-                            m,
-                            &epilogue,
-                            layouts,
-                        )
-                    };
+                    let winograd = on_input!(winograd_convolved);
                     winograd_runs += usize::from(winograd.is_some());
                     if winograd.is_some_and(|got| got.iter().map(|v| v.to_bits()).collect::<Vec<_>>() != want) {
                         return Err(format!("Winograd case {case} ({kind}, {input_layout:?} → {output_layout:?}, {}) differs from the direct convolution", std::any::type_name::<K>()));
