@@ -264,9 +264,29 @@ pub fn model_leaf(version: u32, sha256: &[u8]) -> Vec<u8> {
 // ----- hashes of inputs and outputs -----
 
 /// The sha256 of a tensor list: for each tensor its element type's name, its rank and
-/// dimensions (u64, little-endian) and its elements, little-endian (booleans as one byte,
-/// strings as their length, u32 little-endian, then their UTF-8 bytes).
+/// dimensions (u64, little-endian), its elements' byte length (u64, little-endian) and its
+/// elements, little-endian (booleans as one byte, strings as their length, u32 little-endian,
+/// then their UTF-8 bytes). Elements of [`SEGMENTED_FROM`] bytes or more are given by the sha256s
+/// of their four segments instead ([`segments`]).
 pub struct TensorDigest(Sha256);
+
+/// From this many bytes a tensor's elements enter its digest as the sha256s of their four
+/// segments, which the canister hashes in the four lanes of one vector (`sha256-lanes`: about a
+/// third of scalar SHA-256's instructions a byte, benchmarks/NOTES.md). Below it, and so for
+/// every record, text and token list of ordinary size, they enter as themselves. The length,
+/// hashed first, says which form follows, so no tensor's digest stands for another's.
+pub const SEGMENTED_FROM: usize = 16 * 1024;
+
+/// The four segments of `elements` whose sha256s stand for them: three of a quarter of the
+/// length rounded down to whole 64-byte blocks, then the rest. Each is a plain sha256, so
+/// `split -b` and `sha256sum` recompute them.
+pub fn segments(elements: &[u8]) -> [&[u8]; 4] {
+    let quarter = elements.len() / 256 * 64;
+    let (first, rest) = elements.split_at(quarter);
+    let (second, rest) = rest.split_at(quarter);
+    let (third, fourth) = rest.split_at(quarter);
+    [first, second, third, fourth]
+}
 
 impl Default for TensorDigest {
     fn default() -> Self {
@@ -283,7 +303,13 @@ impl TensorDigest {
             self.0.update(d.to_le_bytes());
         }
         self.0.update((elements_le.len() as u64).to_le_bytes());
-        self.0.update(elements_le);
+        if elements_le.len() < SEGMENTED_FROM {
+            self.0.update(elements_le);
+        } else {
+            for digest in sha256_lanes::sha256x4(segments(elements_le)) {
+                self.0.update(digest);
+            }
+        }
     }
 
     pub fn finish(self) -> Vec<u8> {
@@ -662,5 +688,40 @@ mod tests {
         // Sent as bytes, the same tensor has the same digest.
         assert_eq!(a, input_sha256(&[t(vec![2], TensorData::f32_bytes(&[1.0, 2.0]))]));
         assert_ne!(a, input_sha256(&[t(vec![2], TensorData::f32_bytes(&[1.0, 2.5]))]));
+    }
+
+    #[test]
+    fn large_elements_enter_as_the_sha256s_of_their_four_segments() {
+        let bytes: Vec<u8> = (0..SEGMENTED_FROM as u32 + 300).map(|i| (i * 7 + i / 251) as u8).collect();
+        let tensor =
+            |bytes: &[u8]| InputTensor { shape: vec![bytes.len() as u64], data: TensorData::U8(bytes.to_vec().into()) };
+        let [first, second, third, fourth] = segments(&bytes);
+        assert_eq!([first.len(), second.len(), third.len()], [4160; 3]);
+        assert_eq!(fourth.len(), bytes.len() - 3 * 4160);
+        // The construction spelled out with plain sha256s.
+        let mut spelled = Sha256::new();
+        put_str(&mut spelled, "u8");
+        spelled.update(1u32.to_le_bytes());
+        spelled.update((bytes.len() as u64).to_le_bytes());
+        spelled.update((bytes.len() as u64).to_le_bytes());
+        for segment in [first, second, third, fourth] {
+            spelled.update(Sha256::digest(segment));
+        }
+        let digest = input_sha256(&[tensor(&bytes)]);
+        assert_eq!(digest, spelled.finalize().to_vec());
+        // Every segment counts, and so does the form: one byte less is hashed as itself.
+        for at in [0, 4160, 2 * 4160 + 5, bytes.len() - 1] {
+            let mut changed = bytes.clone();
+            changed[at] ^= 1;
+            assert_ne!(input_sha256(&[tensor(&changed)]), digest, "byte {at}");
+        }
+        let short = &bytes[..SEGMENTED_FROM - 1];
+        let mut plain = Sha256::new();
+        put_str(&mut plain, "u8");
+        plain.update(1u32.to_le_bytes());
+        plain.update((short.len() as u64).to_le_bytes());
+        plain.update((short.len() as u64).to_le_bytes());
+        plain.update(short);
+        assert_eq!(input_sha256(&[tensor(short)]), plain.finalize().to_vec());
     }
 }

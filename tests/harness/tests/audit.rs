@@ -132,6 +132,15 @@ fn a_classifications_receipt_matches_its_log_entry_and_the_agency_keeps_it() {
     let AuditEvent::Inference(refused) = &last.entry.event else { panic!("an inference entry") };
     assert_eq!((refused.error.as_deref(), &refused.output_sha256), (Some("InputShape"), &None));
     assert_eq!(refused.input_sha256, input_sha256(&[bad]));
+    // A large input's elements are hashed as four segments, in the canister's vector lanes: the
+    // same digest as the client's (here an odd length, whose last segment is the longest).
+    let large = (0..4_321).map(|i| i as f32 * 0.37).collect::<Vec<_>>();
+    let large = InputTensor { shape: vec![1, 4_321], data: TensorData::F32(large) };
+    const { assert!(inference_api::SEGMENTED_FROM < 4 * 4_321 && 4 * 4_321 % 256 != 0) };
+    let request = ClassifyRequest { model: MODEL.into(), version: None, input: large.clone(), top_k: None };
+    assert!(d.call(user(CALLER), calls::classify(&request)).0.unwrap().is_err());
+    let AuditEvent::Inference(refused) = log(&mut d).pop().unwrap().entry.event else { panic!("an inference entry") };
+    assert_eq!(refused.input_sha256, input_sha256(&[large]));
 
     // The agency canister's decision keeps its receipt, which is the entry of its call.
     let document = Document { id: "case-1".into(), image: rows(1) };

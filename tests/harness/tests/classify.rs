@@ -181,6 +181,8 @@ fn f32_sent_as_bytes_or_as_a_vector_is_the_same_tensor() {
     assert_eq!(bytes.outputs, vector.outputs);
     let digest = |i: &Inference| i.receipt.as_ref().expect("a receipt").input_sha256.clone();
     assert_eq!(digest(&bytes), digest(&vector), "one tensor, one digest, whichever form carried it");
+    // The client recomputes it (the canister hashes the image's four segments in vector lanes).
+    assert_eq!(digest(&bytes), inference_api::input_sha256(std::slice::from_ref(&as_vector)));
     // The reason the form exists: candid decodes a vec float32 element by element.
     if let (Some(bytes), Some(vector)) = (bytes_cost.instructions, vector_cost.instructions) {
         assert!(bytes + 2_000_000 < vector, "{bytes} instructions as bytes, {vector} as a vector");
