@@ -262,6 +262,23 @@ fn residual_adds_are_one_pass_each() {
     assert_eq!((count("ResidualAdd"), count("OptAddUnicast")), (15, 1));
 }
 
+/// opennsfw QDQ's max pool, between the first layer's fake-quantize and the quantize back, runs
+/// on the bytes (`passes::byte_max_pool`; bit for bit the f32 pool's, checked there).
+#[test]
+fn the_qdq_max_pool_runs_on_bytes() {
+    let (loaded, _) = loaded_with_macs("opennsfw", "qdq_nosm");
+    let plan = loaded.plan.model();
+    let pools: Vec<DatumType> = plan
+        .nodes()
+        .iter()
+        .filter(|n| n.op.name() == "PlanarMaxPool")
+        .map(|n| plan.outlet_fact(n.inputs[0]).unwrap().datum_type)
+        .collect();
+    assert_eq!(pools, [DatumType::U8]);
+    let fake_quantizes = plan.nodes().iter().filter(|n| n.op.name() == "SimdQuantizeDequantize").count();
+    assert_eq!(fake_quantizes, 2, "the first layer's fake-quantize is now a quantize");
+}
+
 /// The sums of the squeeze-excitation blocks' global average pools (tract's `Reduce<Sum>` over
 /// each channel's pixels) are our `PoolSum`, in every form of the models that have them
 /// (bit for bit tract's: `ops::pool_sum`'s test).

@@ -97,21 +97,26 @@ mod simd {
         }
     }
 
-    /// Four values `STEP` apart from `at`: one load, or two and a shuffle keeping the even lanes.
+    /// Four values `STEP` apart from `at`: one load, or two and a shuffle of the lanes wanted
+    /// (the second load ends at the last value wanted, so a row's last window fits).
     ///
     /// # Safety
-    /// `4 · STEP` values are readable at `at` (no alignment needed).
+    /// `span::<STEP>()` values are readable at `at` (no alignment needed).
     #[inline(always)]
     unsafe fn taps<const STEP: usize>(at: *const f32) -> v128 {
         if STEP == 1 {
             v128_load(at as *const v128)
         } else {
-            i32x4_shuffle::<0, 2, 4, 6>(v128_load(at as *const v128), v128_load(at.add(4) as *const v128))
+            i32x4_shuffle::<0, 2, 5, 7>(v128_load(at as *const v128), v128_load(at.add(3) as *const v128))
         }
     }
 
-    /// The outputs four a vector while their vectors' reads lie in every row (a vector at step
-    /// two reads one value past what its outputs need), the last four overlapping the ones
+    /// What four outputs `STEP` apart read of one tap's row: up to the last one's value.
+    const fn span<const STEP: usize>() -> usize {
+        3 * STEP + 1
+    }
+
+    /// The outputs four a vector while their vectors' reads lie in every row, the last four overlapping the ones
     /// before when the count is not a multiple of four (an output's value does not depend on
     /// which vector computes it); returns how many it wrote.
     fn vectors<const STEP: usize>(rows: &[&[f32]], w: Windows, out: &mut [f32]) -> usize {
@@ -119,7 +124,7 @@ mod simd {
             return 0;
         }
         let shortest = rows.iter().map(|row| row.len()).min().unwrap_or(0);
-        let (count, span) = (out.len(), (w.taps - 1) * w.dilation + 4 * STEP);
+        let (count, span) = (out.len(), (w.taps - 1) * w.dilation + span::<STEP>());
         let fits = |i: usize| w.start + i * STEP + span <= shortest;
         let mut i = 0;
         while i + 4 <= count && fits(i) {
@@ -140,7 +145,7 @@ mod simd {
     /// the maxima.
     ///
     /// # Safety
-    /// start + i · STEP + (taps − 1) · dilation + 4 · STEP <= every row's length.
+    /// start + i · STEP + (taps − 1) · dilation + span::<STEP>() <= every row's length.
     #[inline(always)]
     unsafe fn window<const STEP: usize>(rows: &[&[f32]], w: Windows, i: usize) -> v128 {
         let mut m = f32x4_splat(f32::MIN);

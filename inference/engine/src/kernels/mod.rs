@@ -17,12 +17,14 @@
 //! - [`float_conv`]: the f32 convolution's multiply of packed filters by an im2col matrix.
 //! - [`integer_conv`]: the integer convolution's widening and multiply over packed int8 values.
 //! - [`max_pool`]: the f32 max pool's fold of an input row into an output row.
+//! - [`byte_pool`]: the max pool of a u8 or i8 plane, separable (column maxima, then row maxima).
 //! - [`activation`]: the ReLU or HardSwish a convolution kernel applies to its outputs (or the
 //!   integer convolution's operator, in place).
 //! - [`depthwise`]: the f32 depthwise convolution of one channel's plane, its activation fused
 //!   (and a dynamic int8 one's dequantize).
 
 pub mod activation;
+pub mod byte_pool;
 pub mod depthwise;
 pub mod dynamic_quantize;
 pub mod float_conv;
@@ -77,6 +79,7 @@ pub fn check_all() -> Result<(), String> {
     integer_conv::check()?;
     float_conv::check()?;
     max_pool::reference::check()?;
+    byte_pool::reference::check()?;
     depthwise::reference::check()?;
     dynamic_quantize::check()?;
     activation::check()?;

@@ -38,7 +38,7 @@ impl Quantize {
     }
 
     #[inline]
-    fn scalar(&self, x: f32) -> i32 {
+    pub(crate) fn scalar(&self, x: f32) -> i32 {
         let (lo, hi) = self.range();
         ((x * self.inv_scale).round_ties_even() as i32).wrapping_add(self.zero_point).clamp(lo, hi)
     }
@@ -53,7 +53,7 @@ pub struct Dequantize {
 
 impl Dequantize {
     #[inline]
-    fn scalar(&self, q: i32) -> f32 {
+    pub(crate) fn scalar(&self, q: i32) -> f32 {
         q.wrapping_sub(self.zero_point) as f32 * self.scale
     }
 }

@@ -9,10 +9,15 @@
 //! The outputs whose windows lie inside the image are [`crate::kernels::max_pool`]'s (four
 //! outputs a vector on wasm, each window folded whole before its outputs are stored).
 //! Wired by [`crate::passes::max_pool`].
+//!
+//! The same operator pools u8 or i8 images, each output its window's greatest byte
+//! ([`crate::kernels::byte_pool`]), where [`crate::passes::byte_max_pool`] moves a QDQ model's
+//! pool from the f32 values between a dequantize and a quantize onto the bytes they come from.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
+use crate::kernels::byte_pool::{self, BytePoolKernels};
 use crate::kernels::integer_conv::pack::Geometry;
 use crate::kernels::max_pool::{Best, MaxPoolKernels, Windows};
 
@@ -85,15 +90,27 @@ impl EvalOp for PlanarMaxPool {
         let [oh, ow] = self.geometry.output;
         let (image_in, image_out) = (self.geometry.channels * h * w, self.geometry.channels * oh * ow);
         ensure!(input.len() == batch * image_in, "PlanarMaxPool: input of shape {:?}", input.shape());
-        // SAFETY: f32 is a plain type; `image` fills each image's whole output before folding
-        // into it, so every element is written before the tensor is read.
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape(batch))? };
+        let dt = input.datum_type();
+        ensure!(matches!(dt, DatumType::F32 | DatumType::U8 | DatumType::I8), "PlanarMaxPool: a {dt:?} input");
+        // SAFETY: f32, u8 and i8 are plain types; `image` fills each image's whole output before
+        // folding into it, and the byte kernel writes each plane's every output, so every
+        // element is written before the tensor is read.
+        let mut output = unsafe { Tensor::uninitialized_dt(dt, &self.output_shape(batch))? };
         let view = input.try_as_plain_ram()?;
-        let x = view.as_slice::<f32>()?;
         let mut plain = output.try_as_plain_ram_mut()?;
-        let out = plain.as_slice_mut::<f32>()?;
-        for n in 0..batch {
-            self.image(&x[n * image_in..][..image_in], &mut out[n * image_out..][..image_out]);
+        if dt == DatumType::F32 {
+            let (x, out) = (view.as_slice::<f32>()?, plain.as_slice_mut::<f32>()?);
+            for n in 0..batch {
+                self.image(&x[n * image_in..][..image_in], &mut out[n * image_out..][..image_out]);
+            }
+        } else {
+            // Every plane of every image, one after the other.
+            let (x, out) = (view.as_bytes(), plain.as_bytes_mut());
+            let (plane_in, plane_out) = (h * w, oh * ow);
+            for p in 0..batch * self.geometry.channels {
+                let (x, out) = (&x[p * plane_in..][..plane_in], &mut out[p * plane_out..][..plane_out]);
+                byte_pool::Best::plane(x, &self.geometry, dt == DatumType::U8, out);
+            }
         }
         Ok(tvec!(output.into_tvalue()))
     }
@@ -102,7 +119,7 @@ impl EvalOp for PlanarMaxPool {
 impl TypedOp for PlanarMaxPool {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let batch: TDim = if self.batch { inputs[0].shape[0].clone() } else { 1.into() };
-        Ok(tvec!(f32::fact(self.output_shape(batch))))
+        Ok(tvec!(inputs[0].datum_type.fact(self.output_shape(batch))))
     }
 
     as_op!();

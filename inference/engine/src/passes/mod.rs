@@ -40,12 +40,14 @@
 //!    [`crate::ops::strided_copy::StridedCopy`].
 //! 10. [`max_pool::MaxPoolAccelerate`] (optimized): 2-D f32 max pools over planar images onto
 //!     [`crate::ops::max_pool::PlanarMaxPool`].
-//! 11. [`pool_sum::PoolSumAccelerate`] (optimized): f32 sums over an image's pixels (global
+//! 11. [`byte_max_pool::BytePools`] (optimized): a max pool between a fake-quantize and the
+//!     quantize back to its bytes onto the quantize and a pool of the bytes.
+//! 12. [`pool_sum::PoolSumAccelerate`] (optimized): f32 sums over an image's pixels (global
 //!     average pools) onto [`crate::ops::pool_sum::PoolSum`].
-//! 12. [`lookup::LookupTables`] (optimized): a quantize → dequantize and the run of elementwise
+//! 13. [`lookup::LookupTables`] (optimized): a quantize → dequantize and the run of elementwise
 //!     nodes computing from its values alone onto a quantize read through a 256-entry table,
 //!     [`crate::ops::lookup::Lookup`].
-//! 13. [`residual_add::ResidualAddFusion`] (optimized): an f32 add between dequantizes (or
+//! 14. [`residual_add::ResidualAddFusion`] (optimized): an f32 add between dequantizes (or
 //!     quantize-dequantizes) and a quantize onto one [`crate::ops::qdq::Conversion::ResidualAdd`].
 //!
 //! # Adding a pass
@@ -84,6 +86,7 @@
 //!
 //! New operators a pass wires go in [`crate::ops`], their loops in [`crate::kernels`].
 
+mod byte_max_pool;
 mod depthwise;
 mod dynamic_quantize;
 mod f16_to_f32;
@@ -103,6 +106,7 @@ use tract_onnx::prelude::*;
 use crate::onnx::quantized_weights::QuantizedWeights;
 use crate::types::WeightFormat;
 
+pub use byte_max_pool::BytePools;
 pub use depthwise::DepthwiseRewrite;
 pub use dynamic_quantize::DynamicQuantizeAccelerate;
 pub use f16_to_f32::F16ToF32;
@@ -162,6 +166,7 @@ pub const PIPELINE: &[&dyn Pass] = &[
     &DynamicQuantizeAccelerate,
     &StridedCopyAccelerate,
     &MaxPoolAccelerate,
+    &BytePools,
     &PoolSumAccelerate,
     &LookupTables,
     &ResidualAddFusion,
@@ -210,6 +215,7 @@ mod tests {
                 "dynamic quantize accelerate",
                 "strided copy accelerate",
                 "max pool accelerate",
+                "max pool on bytes",
                 "pool sum accelerate",
                 "lookup tables",
                 "residual add fusion",
