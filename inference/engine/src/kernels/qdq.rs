@@ -191,6 +191,10 @@ mod simd {
         zero_point: v128,
         lo: v128,
         hi: v128,
+        /// [`QuantizeLanes::bytes`]'s shift into i8's range and back: 128 and 0x80 for u8, zeros
+        /// for i8.
+        bias: v128,
+        flip: v128,
     }
 
     impl QuantizeLanes {
@@ -201,7 +205,23 @@ mod simd {
                 zero_point: i32x4_splat(q.zero_point),
                 lo: i32x4_splat(lo),
                 hi: i32x4_splat(hi),
+                bias: i16x8_splat(if lo == 0 { 128 } else { 0 }),
+                flip: u8x16_splat(if lo == 0 { 0x80 } else { 0 }),
             }
+        }
+
+        /// Sixteen lanes of [`QuantizeLanes::unclamped`] (four vectors) clamped to the type's
+        /// range and narrowed to its bytes: i32 to i16 by a saturating narrow, less the bias
+        /// (saturating), to i8 by a saturating narrow, then the bias's bit flipped back. For u8
+        /// that is `clamp(v, 0, 255)` shifted by 128 into i8 and back; for i8 the bias is zero.
+        /// (`u8x16_narrow_i16x8` would be one instruction, but LLVM spells it as a clamp, an
+        /// `and` and the narrow, and merges that clamp into the narrow before it as i32 minima,
+        /// maxima and a shuffle: some twenty instructions where these are six.)
+        #[inline(always)]
+        fn bytes(&self, a: v128, b: v128, c: v128, d: v128) -> v128 {
+            let low = i16x8_sub_sat(i16x8_narrow_i32x4(a, b), self.bias);
+            let high = i16x8_sub_sat(i16x8_narrow_i32x4(c, d), self.bias);
+            v128_xor(i8x16_narrow_i16x8(low, high), self.flip)
         }
 
         /// Four lanes of `Quantize::scalar`, as i32.
@@ -251,7 +271,6 @@ mod simd {
         fn quantize<T: Int8>(q: &Quantize, xs: &[f32], ys: &mut [T]) {
             let len = xs.len().min(ys.len());
             let n = len / 16 * 16;
-            let unsigned = q.dt == tract_onnx::prelude::DatumType::U8;
             let lanes = QuantizeLanes::new(q);
             let (x, y) = (xs.as_ptr() as *const v128, ys.as_mut_ptr() as *mut u8);
             let mut i = 0;
@@ -266,10 +285,7 @@ mod simd {
                     let v = core::hint::black_box(x.add(i / 4));
                     let (a, b) = (lanes.unclamped(v128_load(v)), lanes.unclamped(v128_load(v.add(1))));
                     let (c, d) = (lanes.unclamped(v128_load(v.add(2))), lanes.unclamped(v128_load(v.add(3))));
-                    // The saturating narrows clamp (see `QuantizeLanes::unclamped`).
-                    let (low, high) = (i16x8_narrow_i32x4(a, b), i16x8_narrow_i32x4(c, d));
-                    let bytes = if unsigned { u8x16_narrow_i16x8(low, high) } else { i8x16_narrow_i16x8(low, high) };
-                    v128_store(y.add(i) as *mut v128, bytes);
+                    v128_store(y.add(i) as *mut v128, lanes.bytes(a, b, c, d));
                 }
                 i += 16;
             }
@@ -366,100 +382,125 @@ mod simd {
 
         /// Sixteen elements a turn: each operand's four vectors as f32 (the same lane
         /// operations as the separate passes), added, quantized and narrowed to one vector of
-        /// bytes.
+        /// bytes. One loop per pair of operand kinds, their parameters in locals: matched once
+        /// a turn on an enum, they stayed in memory at the canister's opt-level and were loaded
+        /// at every use, twice the instructions an element (`benchmarks/NOTES.md`). An f32 add
+        /// is commutative, so a dequantized left operand swaps sides.
         fn residual_add(left: Operand, right: Operand, q: &Quantize, ys: &mut [u8]) {
             let len = left.len().min(right.len()).min(ys.len());
             let n = len / 16 * 16;
-            let unsigned = q.dt == tract_onnx::prelude::DatumType::U8;
-            let quantize = QuantizeLanes::new(q);
-            let (a, b) = (OperandLanes::new(&left), OperandLanes::new(&right));
-            let y = ys.as_mut_ptr();
-            let mut i = 0;
-            while i < n {
-                // SAFETY: i + 16 <= n <= len, within both operands (`OperandLanes::four`'s
-                // contract) and `ys`: the 16 bytes written at y + i are ys[i..i + 16]. No
-                // alignment is required.
-                unsafe {
-                    let ([l0, l1, l2, l3], [r0, r1, r2, r3]) = (a.four(i), b.four(i));
-                    // A macro, not a closure: at the canister's opt-level a closure stays a call.
-                    macro_rules! sum {
-                        ($l:expr, $r:expr) => {
-                            quantize.unclamped(f32x4_add($l, $r))
-                        };
-                    }
-                    // The saturating narrows clamp (see `QuantizeLanes::unclamped`).
-                    let (low, high) = (
-                        i16x8_narrow_i32x4(sum!(l0, r0), sum!(l1, r1)),
-                        i16x8_narrow_i32x4(sum!(l2, r2), sum!(l3, r3)),
-                    );
-                    let bytes = if unsigned { u8x16_narrow_i16x8(low, high) } else { i8x16_narrow_i16x8(low, high) };
-                    v128_store(y.add(i) as *mut v128, bytes);
+            let sum = QuantizeLanes::new(q);
+            match (left, right) {
+                (Operand::FakeQuantized(a, qa, da), Operand::FakeQuantized(b, qb, db)) => {
+                    let (a, b) = (Fake::new(a, &qa, &da), Fake::new(b, &qb, &db));
+                    // SAFETY: n <= both operands' and `ys`'s lengths.
+                    unsafe { residual_loop(&a, &b, &sum, ys, n) }
                 }
-                i += 16;
+                (Operand::FakeQuantized(a, qa, da), Operand::Dequantized(b, unsigned, db))
+                | (Operand::Dequantized(b, unsigned, db), Operand::FakeQuantized(a, qa, da)) => {
+                    let (a, b) = (Fake::new(a, &qa, &da), Bytes::new(b, unsigned, &db));
+                    // SAFETY: as above.
+                    unsafe { residual_loop(&a, &b, &sum, ys, n) }
+                }
+                (Operand::Dequantized(a, ua, da), Operand::Dequantized(b, ub, db)) => {
+                    let (a, b) = (Bytes::new(a, ua, &da), Bytes::new(b, ub, &db));
+                    // SAFETY: as above.
+                    unsafe { residual_loop(&a, &b, &sum, ys, n) }
+                }
             }
             residual_add_scalar(left, right, q, ys, n);
         }
     }
 
-    /// An [`Operand`]'s parameters as lanes, and where its values are.
-    enum OperandLanes {
-        FakeQuantized(*const f32, QuantizeLanes, DequantizeLanes),
-        Dequantized(*const u8, bool, DequantizeLanes),
-    }
-
-    impl OperandLanes {
-        fn new(operand: &Operand) -> OperandLanes {
-            match *operand {
-                Operand::FakeQuantized(xs, q, d) => {
-                    OperandLanes::FakeQuantized(xs.as_ptr(), QuantizeLanes::new(&q), DequantizeLanes::new(&d))
-                }
-                Operand::Dequantized(xs, unsigned, d) => {
-                    OperandLanes::Dequantized(xs.as_ptr(), unsigned, DequantizeLanes::new(&d))
-                }
-            }
-        }
-
-        /// Elements i..i + 16 as four f32 vectors.
-        ///
+    /// One kind of residual-add operand: sixteen of its elements as four f32 vectors.
+    trait Four {
         /// # Safety
         /// The operand holds at least i + 16 elements.
+        unsafe fn four(&self, i: usize) -> [v128; 4];
+    }
+
+    /// f32 values quantized then dequantized.
+    struct Fake {
+        x: *const f32,
+        q: QuantizeLanes,
+        d: DequantizeLanes,
+    }
+
+    impl Fake {
+        fn new(xs: &[f32], q: &Quantize, d: &Dequantize) -> Fake {
+            Fake { x: xs.as_ptr(), q: QuantizeLanes::new(q), d: DequantizeLanes::new(d) }
+        }
+    }
+
+    impl Four for Fake {
         #[inline(always)]
         unsafe fn four(&self, i: usize) -> [v128; 4] {
-            match self {
-                OperandLanes::FakeQuantized(x, q, d) => {
-                    let v = x.add(i) as *const v128;
-                    macro_rules! lanes {
-                        ($k:expr) => {
-                            d.apply(q.apply(v128_load(v.add($k))))
-                        };
-                    }
-                    [lanes!(0), lanes!(1), lanes!(2), lanes!(3)]
-                }
-                OperandLanes::Dequantized(x, unsigned, d) => {
-                    let bytes = v128_load(x.add(i) as *const v128);
-                    let (low, high) = if *unsigned {
-                        (u16x8_extend_low_u8x16(bytes), u16x8_extend_high_u8x16(bytes))
-                    } else {
-                        (i16x8_extend_low_i8x16(bytes), i16x8_extend_high_i8x16(bytes))
-                    };
-                    let words = if *unsigned {
-                        [
-                            u32x4_extend_low_u16x8(low),
-                            u32x4_extend_high_u16x8(low),
-                            u32x4_extend_low_u16x8(high),
-                            u32x4_extend_high_u16x8(high),
-                        ]
-                    } else {
-                        [
-                            i32x4_extend_low_i16x8(low),
-                            i32x4_extend_high_i16x8(low),
-                            i32x4_extend_low_i16x8(high),
-                            i32x4_extend_high_i16x8(high),
-                        ]
-                    };
-                    [d.apply(words[0]), d.apply(words[1]), d.apply(words[2]), d.apply(words[3])]
-                }
+            let v = self.x.add(i) as *const v128;
+            macro_rules! lanes {
+                ($k:expr) => {
+                    self.d.apply(self.q.apply(v128_load(v.add($k))))
+                };
             }
+            [lanes!(0), lanes!(1), lanes!(2), lanes!(3)]
+        }
+    }
+
+    /// u8 or i8 values dequantized. u8 ones are read as i8 with their top bit flipped (b − 128)
+    /// and the zero point taken 128 lower, which is the same integer `b − zero_point`: one
+    /// sign extension whatever the type, with no branch in the loop.
+    struct Bytes {
+        x: *const u8,
+        flip: v128,
+        d: DequantizeLanes,
+    }
+
+    impl Bytes {
+        fn new(xs: &[u8], unsigned: bool, d: &Dequantize) -> Bytes {
+            let shift = if unsigned { 128 } else { 0 };
+            let d = Dequantize { scale: d.scale, zero_point: d.zero_point.wrapping_sub(shift) };
+            Bytes { x: xs.as_ptr(), flip: u8x16_splat(shift as u8), d: DequantizeLanes::new(&d) }
+        }
+    }
+
+    impl Four for Bytes {
+        #[inline(always)]
+        unsafe fn four(&self, i: usize) -> [v128; 4] {
+            let bytes = v128_xor(v128_load(self.x.add(i) as *const v128), self.flip);
+            let (low, high) = (i16x8_extend_low_i8x16(bytes), i16x8_extend_high_i8x16(bytes));
+            let words = [
+                i32x4_extend_low_i16x8(low),
+                i32x4_extend_high_i16x8(low),
+                i32x4_extend_low_i16x8(high),
+                i32x4_extend_high_i16x8(high),
+            ];
+            [self.d.apply(words[0]), self.d.apply(words[1]), self.d.apply(words[2]), self.d.apply(words[3])]
+        }
+    }
+
+    /// The first `n` (a multiple of sixteen) sums of `a` and `b`, quantized into `ys`.
+    ///
+    /// # Safety
+    /// Both operands hold at least `n` elements, and `ys` is at least `n` long.
+    #[inline(always)]
+    unsafe fn residual_loop<A: Four, B: Four>(a: &A, b: &B, quantize: &QuantizeLanes, ys: &mut [u8], n: usize) {
+        assert!(n <= ys.len());
+        let y = ys.as_mut_ptr();
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i + 16 <= n, within both operands (the caller's contract) and `ys`: the
+            // 16 bytes written at y + i are ys[i..i + 16]. No alignment is required.
+            unsafe {
+                let ([l0, l1, l2, l3], [r0, r1, r2, r3]) = (a.four(i), b.four(i));
+                // A macro, not a closure: at the canister's opt-level a closure stays a call.
+                macro_rules! sum {
+                    ($l:expr, $r:expr) => {
+                        quantize.unclamped(f32x4_add($l, $r))
+                    };
+                }
+                let bytes = quantize.bytes(sum!(l0, r0), sum!(l1, r1), sum!(l2, r2), sum!(l3, r3));
+                v128_store(y.add(i) as *mut v128, bytes);
+            }
+            i += 16;
         }
     }
 }
@@ -620,15 +661,36 @@ pub fn check_kernels<K: QdqKernels>() -> Result<(), String> {
                     } else {
                         reference::quantize_i8(q, &sums).iter().map(|v| *v as u8).collect()
                     };
-                    let mut got = vec![0u8; len];
-                    K::residual_add(Operand::FakeQuantized(xs, qu, d), right, q, &mut got);
-                    if got != want {
-                        return Err(format!(
-                            "a residual add (case {case}) differs from tract's passes at scale 1/{inv_scale}, zero point {}, {:?}, length {len}",
-                            q.zero_point, q.dt
-                        ));
+                    let left = Operand::FakeQuantized(xs, qu, d);
+                    // Either order: the kernel swaps a dequantized left operand to the right.
+                    for (swapped, (a, b)) in [(false, (left, right)), (true, (right, left))] {
+                        let mut got = vec![0u8; len];
+                        K::residual_add(a, b, q, &mut got);
+                        if got != want {
+                            return Err(format!(
+                                "a residual add (case {case}, swapped {swapped}) differs from tract's passes at scale 1/{inv_scale}, zero point {}, {:?}, length {len}",
+                                q.zero_point, q.dt
+                            ));
+                        }
                     }
                 }
+            }
+            // Both operands dequantized bytes, u8 plus i8.
+            let both: Vec<f32> = reference::dequantize(&d, &ur)?
+                .iter()
+                .zip(&reference::dequantize(&di, &ir)?)
+                .map(|(a, b)| a + b)
+                .collect();
+            let want = reference::quantize_u8(&qu, &both);
+            let mut got = vec![0u8; len];
+            K::residual_add(
+                Operand::Dequantized(&ur, true, d),
+                Operand::Dequantized(i8::bytes(&ir), false, di),
+                &qu,
+                &mut got,
+            );
+            if got != want {
+                return Err(format!("a residual add of two dequantized operands differs from tract's, length {len}"));
             }
         }
     }
