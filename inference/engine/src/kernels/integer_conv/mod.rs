@@ -790,9 +790,9 @@ mod simd {
                 // SAFETY: the asserts above bound every read: weight block `block` (< blocks)
                 // spans `pairs · 4` vectors of `panels` from block · pairs · WIDE_ROWS u32, and
                 // the four pixel rows of `group` (< groups) span `pairs` u32 each of `input`
-                // from group · PIXELS · pairs · 2 i16; the turns take whole double steps and the
-                // last single step ends where row 0 reaches row 1's start (`pairs` is a multiple
-                // of STEP). No load needs alignment.
+                // from group · PIXELS · pairs · 2 i16; the turns take whole quadruple steps and
+                // the last steps end where row 0 reaches row 1's start (`pairs` is a multiple of
+                // STEP). No load needs alignment.
                 unsafe {
                     let mut w = weights.panels.as_ptr().add(block * pairs * WIDE_ROWS) as *const v128;
                     let mut x0 = input.as_ptr().add(group * PIXELS * pairs * 2) as *const u32;
@@ -875,22 +875,35 @@ mod simd {
                             );
                         }};
                     }
-                    // Two steps a turn: the turn's opaque pointers and their increments, some
-                    // fifty instructions, then cost half as much per multiply-accumulate.
-                    let (end, doubles) = (x1, x0.add(pairs / (2 * STEP) * (2 * STEP)));
-                    while x0 < doubles {
+                    // Four steps a turn: the turn's opaque pointers and their increments, some
+                    // fifty instructions, then cost a quarter as much per multiply-accumulate.
+                    // The last one to three steps after the turns, without a loop.
+                    let quads = x0.add(pairs / (4 * STEP) * (4 * STEP));
+                    while x0 < quads {
                         // Opaque to loop strength reduction, as in `multiply_narrow`.
                         (w, x0, x1, x2, x3) = black_box((w, x0, x1, x2, x3));
                         step!(0);
                         step!(STEP);
-                        w = w.add(2 * STEP * 4);
-                        x0 = x0.add(2 * STEP);
-                        x1 = x1.add(2 * STEP);
-                        x2 = x2.add(2 * STEP);
-                        x3 = x3.add(2 * STEP);
+                        step!(2 * STEP);
+                        step!(3 * STEP);
+                        w = w.add(4 * STEP * 4);
+                        x0 = x0.add(4 * STEP);
+                        x1 = x1.add(4 * STEP);
+                        x2 = x2.add(4 * STEP);
+                        x3 = x3.add(4 * STEP);
                     }
-                    if x0 < end {
-                        step!(0);
+                    match pairs % (4 * STEP) / STEP {
+                        3 => {
+                            step!(0);
+                            step!(STEP);
+                            step!(2 * STEP);
+                        }
+                        2 => {
+                            step!(0);
+                            step!(STEP);
+                        }
+                        1 => step!(0),
+                        _ => {}
                     }
                 }
                 let p = group * PIXELS;
