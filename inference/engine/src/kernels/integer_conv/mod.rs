@@ -685,46 +685,71 @@ mod simd {
                 // SAFETY: the asserts above bound every read: weight block `block` (< blocks)
                 // spans `pairs` vectors of `panels` from block · pairs · ROWS u32, and the four
                 // pixel rows of `group` (< groups) span `pairs` u32 each of `input` from
-                // group · PIXELS · pairs · 2 i16; the loop stops when row 0 reaches row 1's start.
-                // No load needs alignment.
+                // group · PIXELS · pairs · 2 i16; the turns and the steps after them end where row
+                // 0 reaches row 1's start (`pairs` is a multiple of STEP). No load needs alignment.
                 unsafe {
                     let mut w = weights.panels.as_ptr().add(block * pairs * ROWS) as *const v128;
                     let mut x0 = input.as_ptr().add(group * PIXELS * pairs * 2) as *const u32;
                     let (mut x1, mut x2, mut x3) = (x0.add(pairs), x0.add(2 * pairs), x0.add(3 * pairs));
-                    let end = x1;
-                    while x0 < end {
+                    // One step of [`STEP`] pairs from pair `$o` of the pointers: four weight
+                    // vectors, each pixel's four splats.
+                    macro_rules! step {
+                        ($o:expr) => {{
+                            let v = w.add($o);
+                            let (v0, v1, v2, v3) =
+                                (v128_load(v), v128_load(v.add(1)), v128_load(v.add(2)), v128_load(v.add(3)));
+                            macro_rules! pixel {
+                                ($acc:ident, $x:ident) => {
+                                    $acc = i32x4_add(
+                                        $acc,
+                                        i32x4_add(
+                                            i32x4_add(
+                                                i32x4_dot_i16x8(v0, v128_load32_splat($x.add($o))),
+                                                i32x4_dot_i16x8(v1, v128_load32_splat($x.add($o + 1))),
+                                            ),
+                                            i32x4_add(
+                                                i32x4_dot_i16x8(v2, v128_load32_splat($x.add($o + 2))),
+                                                i32x4_dot_i16x8(v3, v128_load32_splat($x.add($o + 3))),
+                                            ),
+                                        ),
+                                    );
+                                };
+                            }
+                            pixel!(a0, x0);
+                            pixel!(a1, x1);
+                            pixel!(a2, x2);
+                            pixel!(a3, x3);
+                        }};
+                    }
+                    // Four steps a turn, as in `multiply_wide`.
+                    let quads = x0.add(pairs / (4 * STEP) * (4 * STEP));
+                    while x0 < quads {
                         // Opaque to LLVM's loop strength reduction, which would otherwise make
                         // every load's address its own induction variable and lose the loads'
                         // constant offsets (see the module's documentation).
                         (w, x0, x1, x2, x3) = black_box((w, x0, x1, x2, x3));
-                        let (v0, v1, v2, v3) =
-                            (v128_load(w), v128_load(w.add(1)), v128_load(w.add(2)), v128_load(w.add(3)));
-                        macro_rules! pixel {
-                            ($acc:ident, $x:ident) => {
-                                $acc = i32x4_add(
-                                    $acc,
-                                    i32x4_add(
-                                        i32x4_add(
-                                            i32x4_dot_i16x8(v0, v128_load32_splat($x)),
-                                            i32x4_dot_i16x8(v1, v128_load32_splat($x.add(1))),
-                                        ),
-                                        i32x4_add(
-                                            i32x4_dot_i16x8(v2, v128_load32_splat($x.add(2))),
-                                            i32x4_dot_i16x8(v3, v128_load32_splat($x.add(3))),
-                                        ),
-                                    ),
-                                );
-                            };
+                        step!(0);
+                        step!(STEP);
+                        step!(2 * STEP);
+                        step!(3 * STEP);
+                        w = w.add(4 * STEP);
+                        x0 = x0.add(4 * STEP);
+                        x1 = x1.add(4 * STEP);
+                        x2 = x2.add(4 * STEP);
+                        x3 = x3.add(4 * STEP);
+                    }
+                    match pairs % (4 * STEP) / STEP {
+                        3 => {
+                            step!(0);
+                            step!(STEP);
+                            step!(2 * STEP);
                         }
-                        pixel!(a0, x0);
-                        pixel!(a1, x1);
-                        pixel!(a2, x2);
-                        pixel!(a3, x3);
-                        w = w.add(STEP);
-                        x0 = x0.add(STEP);
-                        x1 = x1.add(STEP);
-                        x2 = x2.add(STEP);
-                        x3 = x3.add(STEP);
+                        2 => {
+                            step!(0);
+                            step!(STEP);
+                        }
+                        1 => step!(0),
+                        _ => {}
                     }
                 }
                 let p = group * PIXELS;
