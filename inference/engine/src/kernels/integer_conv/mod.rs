@@ -638,6 +638,44 @@ mod simd {
         }
     }
 
+    /// A kernel's K loop: turns of four steps (`$step!(o)` computes the step of [`STEP`] K pairs
+    /// from pair `o` of the pointers), then the one to three steps left without a loop. Each
+    /// turn passes the pointers through `black_box`, opaque to LLVM's loop strength reduction
+    /// (which would otherwise make every load's address its own induction variable and lose the
+    /// loads' constant offsets, see the module's documentation), and advances them by four steps
+    /// (`$w` by `$vectors` weight vectors a step): that store, reload and increment cost as much
+    /// as a sixth of a wide step's dot products when paid once a step (`benchmarks/NOTES.md`).
+    macro_rules! four_steps_a_turn {
+        ($step:ident, $pairs:expr, $vectors:expr, $w:ident, $x0:ident, $x1:ident, $x2:ident, $x3:ident) => {{
+            let quads = $x0.add($pairs / (4 * STEP) * (4 * STEP));
+            while $x0 < quads {
+                ($w, $x0, $x1, $x2, $x3) = black_box(($w, $x0, $x1, $x2, $x3));
+                $step!(0);
+                $step!(STEP);
+                $step!(2 * STEP);
+                $step!(3 * STEP);
+                $w = $w.add(4 * STEP * $vectors);
+                $x0 = $x0.add(4 * STEP);
+                $x1 = $x1.add(4 * STEP);
+                $x2 = $x2.add(4 * STEP);
+                $x3 = $x3.add(4 * STEP);
+            }
+            match $pairs % (4 * STEP) / STEP {
+                3 => {
+                    $step!(0);
+                    $step!(STEP);
+                    $step!(2 * STEP);
+                }
+                2 => {
+                    $step!(0);
+                    $step!(STEP);
+                }
+                1 => $step!(0),
+                _ => {}
+            }
+        }};
+    }
+
     #[inline(always)]
     fn multiply(
         weights: &PackedWeights,
@@ -721,36 +759,7 @@ mod simd {
                             pixel!(a3, x3);
                         }};
                     }
-                    // Four steps a turn, as in `multiply_wide`.
-                    let quads = x0.add(pairs / (4 * STEP) * (4 * STEP));
-                    while x0 < quads {
-                        // Opaque to LLVM's loop strength reduction, which would otherwise make
-                        // every load's address its own induction variable and lose the loads'
-                        // constant offsets (see the module's documentation).
-                        (w, x0, x1, x2, x3) = black_box((w, x0, x1, x2, x3));
-                        step!(0);
-                        step!(STEP);
-                        step!(2 * STEP);
-                        step!(3 * STEP);
-                        w = w.add(4 * STEP);
-                        x0 = x0.add(4 * STEP);
-                        x1 = x1.add(4 * STEP);
-                        x2 = x2.add(4 * STEP);
-                        x3 = x3.add(4 * STEP);
-                    }
-                    match pairs % (4 * STEP) / STEP {
-                        3 => {
-                            step!(0);
-                            step!(STEP);
-                            step!(2 * STEP);
-                        }
-                        2 => {
-                            step!(0);
-                            step!(STEP);
-                        }
-                        1 => step!(0),
-                        _ => {}
-                    }
+                    four_steps_a_turn!(step, pairs, 1, w, x0, x1, x2, x3);
                 }
                 let p = group * PIXELS;
                 let at = first * strides.channel + p * strides.pixel;
@@ -900,36 +909,7 @@ mod simd {
                             );
                         }};
                     }
-                    // Four steps a turn: the turn's opaque pointers and their increments, some
-                    // fifty instructions, then cost a quarter as much per multiply-accumulate.
-                    // The last one to three steps after the turns, without a loop.
-                    let quads = x0.add(pairs / (4 * STEP) * (4 * STEP));
-                    while x0 < quads {
-                        // Opaque to loop strength reduction, as in `multiply_narrow`.
-                        (w, x0, x1, x2, x3) = black_box((w, x0, x1, x2, x3));
-                        step!(0);
-                        step!(STEP);
-                        step!(2 * STEP);
-                        step!(3 * STEP);
-                        w = w.add(4 * STEP * 4);
-                        x0 = x0.add(4 * STEP);
-                        x1 = x1.add(4 * STEP);
-                        x2 = x2.add(4 * STEP);
-                        x3 = x3.add(4 * STEP);
-                    }
-                    match pairs % (4 * STEP) / STEP {
-                        3 => {
-                            step!(0);
-                            step!(STEP);
-                            step!(2 * STEP);
-                        }
-                        2 => {
-                            step!(0);
-                            step!(STEP);
-                        }
-                        1 => step!(0),
-                        _ => {}
-                    }
+                    four_steps_a_turn!(step, pairs, 4, w, x0, x1, x2, x3);
                 }
                 let p = group * PIXELS;
                 let at = first * strides.channel + p * strides.pixel;
