@@ -267,8 +267,9 @@ fn written(len: usize, count: usize, write: impl FnOnce(&mut [MaybeUninit<i16>])
 }
 
 /// The packed im2col matrix of an image already widened and interleaved: one row per output
-/// pixel, of K i16 in (kernel row, kernel column, channel) order, padded with zeros to
-/// [`padded_pairs`] pairs and to whole groups of [`PIXELS`] rows.
+/// pixel, of K i16 in (kernel row, kernel column, channel) order, padded to [`padded_pairs`]
+/// pairs and to whole groups of [`PIXELS`] rows of zeros. The K padding's values are written but
+/// need not be zero (zeros, or the last kernel row's spill): the packed weights there are zero.
 ///
 /// The image's rows are first given zero-point columns either side ([`padded_rows`]), so that
 /// every kernel column of every output pixel reads inside a row: a kernel row of an output
@@ -292,14 +293,16 @@ fn from_interleaved<K: ConvKernels>(image: &[i16], geometry: &Geometry, zero_poi
     #[cfg(debug_assertions)]
     fill(slots, i16::MIN);
     // A run rounded up to whole vectors, where what it spills over is written after it (the
-    // pixel's next run, or its K padding, filled last) and its source holds the values read:
+    // pixel's next run, or its K padding) or is K padding, and its source holds the values read:
     // its tail then costs no value-by-value copy (a first layer's runs are 9 or 21 values).
     let rounded = run.next_multiple_of(8);
     let last_pixel = ow.saturating_sub(1) * sx * c;
     // The K padding (under eight values a pixel, whose weights are zero) as the last eight values
     // of each pixel's row, zeroed by one vector each before the last kernel row's runs write
-    // over the real ones among them: a fill value by value cost some 160 instructions a pixel
-    // (a first layer's 12544 pixels, 2 M). Only when that kernel row covers those real ones.
+    // over the real ones among them (and may spill into the padding, which is then that run's
+    // source values, as good as zeros against zero weights): a fill value by value after the
+    // runs cost some 160 instructions a pixel (a first layer's 12544 pixels, 2 M). Only when
+    // that kernel row covers the real ones among the eight.
     let tail = 8.min(stride);
     let zero_tails = depth < stride && kw * c + (stride - depth) >= tail;
     for ky in 0..kh {
@@ -336,8 +339,9 @@ fn from_interleaved<K: ConvKernels>(image: &[i16], geometry: &Geometry, zero_poi
     fill(&mut slots[pixels * stride..], 0);
     // SAFETY: all `len` values are written above: each pixel's row holds its kernel rows
     // (copied, or filled for input rows outside the image; a run's spill past its end is
-    // overwritten by the run or padding written after it), then its K padding; the rows past
-    // the last pixel are filled whole.
+    // overwritten by the run written after it or lands in the K padding), and its K padding
+    // (zeroed before the last kernel row, or filled after the runs); the rows past the last
+    // pixel are filled whole.
     unsafe { packed.set_len(len) };
     packed
 }
