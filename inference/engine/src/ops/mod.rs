@@ -6,6 +6,8 @@
 //!   models, and the f32 convolutions of any other).
 //! - [`integer_conv`]: [`integer_conv::IntegerConv`], a 2-D convolution computed on the int8
 //!   values (static and dynamic int8 models).
+//! - [`integer_depthwise`]: [`integer_depthwise::IntegerDepthwise`], a static int8 model's 2-D
+//!   depthwise convolution, computed on the int8 values.
 //! - [`layout`]: [`layout::ZeroPointShift`], before a dynamic int8 model's grouped and
 //!   depthwise convolutions run in f32.
 //! - [`qdq`]: [`qdq::Qdq`], quantize, dequantize or both fused, or a QDQ model's residual add
@@ -31,6 +33,7 @@ pub mod depthwise;
 pub mod dynamic_quantize;
 pub mod float_conv;
 pub mod integer_conv;
+pub mod integer_depthwise;
 pub mod layout;
 pub mod lookup;
 pub mod loss;

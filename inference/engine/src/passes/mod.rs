@@ -24,8 +24,10 @@
 //!    onto [`crate::ops::depthwise::Depthwise`] before declutter, so tract keeps the graph planar
 //!    instead of moving it channels-last for its own depthwise kernel.
 //! 4. [`integer_conv::IntegerConvRewrite`] (decluttered): int8 convolutions onto
-//!    [`crate::ops::integer_conv::IntegerConv`] and, for dynamic models' grouped ones, tract's f32
-//!    convolution between [`crate::ops::layout`]'s shift and transpose.
+//!    [`crate::ops::integer_conv::IntegerConv`]; static models' depthwise ones
+//!    onto [`crate::ops::integer_depthwise::IntegerDepthwise`] ([`integer_depthwise`]); for
+//!    dynamic models' grouped ones, tract's f32 convolution between [`crate::ops::layout`]'s
+//!    shift and transpose.
 //! 5. [`integer_matmul::IntegerMatMulRewrite`] (decluttered): dynamic int8 matrix products by
 //!    constant weights (`MatMulInteger`, a transformer's linear layers) onto the same
 //!    [`crate::ops::integer_conv::IntegerConv`], as 1×1 convolutions.
@@ -92,6 +94,7 @@ mod dynamic_quantize;
 mod f16_to_f32;
 mod float_conv;
 mod integer_conv;
+mod integer_depthwise;
 mod integer_matmul;
 mod lookup;
 mod max_pool;

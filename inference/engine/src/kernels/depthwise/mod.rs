@@ -19,6 +19,7 @@
 //! [`Scalar`] does the same operations in the same order one output at a time, so both equal
 //! [`reference::direct`] bit for bit (checked natively and in the canister's self-test).
 
+pub mod integer;
 pub mod planar;
 
 pub use crate::kernels::activation::Activation;

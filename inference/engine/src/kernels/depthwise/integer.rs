@@ -1,0 +1,477 @@
+//! The int8 depthwise convolution of planar (CHW) images of bytes: each output
+//! `Σ_{ky, kx} w[ky, kx] · (x[oy·sy + ky − top, ox·sx + kx − left] − zp)`, exact in i32 (the
+//! padding reads as the zero point, a zero), then dequantized per channel as `sum · scale + bias`.
+//!
+//! A static int8 model's depthwise convolution sits between a dequantize and a quantize; in f32
+//! a tap costs a load, a multiply and an add for four outputs (`benchmarks/profile.md`,
+//! `Depthwise`). `i32x4.dot_i16x8_s` sums two products a lane, eight multiply-accumulates an
+//! instruction, when the two values of a lane are two taps of one output: two adjacent columns of
+//! a window row, weighted by a pair of kernel columns `2j, 2j + 1` (an odd window's last pair has a
+//! zero weight). Eight adjacent bytes of a row, widened to i16 as they are loaded, are four such
+//! pairs: for four outputs `sx` columns apart at column stride two, for the even (or odd) ones of
+//! eight adjacent outputs at stride one, whose two halves are then interleaved. So each channel is
+//! copied into a [`BytePlane`], its padding the zero point's byte, and a window costs one load and
+//! one dot per pair of kernel columns per window row; the zero point is subtracted once, as
+//! `−zp · Σ w`, where each sum starts.
+//!
+//! [`Scalar`] computes the same integer sums straight from the image, so both are equal bit for
+//! bit (checked natively and in the canister's self-test by [`check`]).
+
+use super::padded_extent;
+use crate::kernels::integer_conv::pack::Geometry;
+
+/// A depthwise convolution's int8 filters, as the kernels read them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct IntegerFilters {
+    pub geometry: Geometry,
+    /// The input's zero point (its bytes read as u8 or i8).
+    pub zero_point: i32,
+    /// Per channel, its window's `kh · kw` weights, row-major (the int8 weights, their zero
+    /// point 0).
+    pub weights: Vec<i16>,
+    /// Per channel, per kernel row, per pair of kernel columns, the two weights as the two i16
+    /// halves of an i32 (zero past the window), splatted across a vector by the kernel.
+    pairs: Vec<i32>,
+    /// Per channel, `−zp · Σ w`: where its sums start, so that the zero point is subtracted once.
+    start: Vec<i32>,
+    /// Per channel, the product of the input's scale and its weights' (the sum's dequantize).
+    pub scales: Vec<f32>,
+    /// Per channel.
+    pub bias: Vec<f32>,
+}
+
+impl IntegerFilters {
+    /// The filters for `weights` (`[C, kh · kw]`), one scale and one bias per channel.
+    pub fn new(geometry: Geometry, zero_point: i32, weights: Vec<i16>, scales: Vec<f32>, bias: Vec<f32>) -> Self {
+        let ([kh, kw], c) = (geometry.kernel, geometry.channels);
+        assert!(weights.len() == c * kh * kw && scales.len() == c && bias.len() == c);
+        let column_pairs = kw.div_ceil(2);
+        let weight = |ch: usize, ky: usize, kx: usize| if kx < kw { weights[(ch * kh + ky) * kw + kx] } else { 0 };
+        let mut pairs = Vec::with_capacity(c * kh * column_pairs);
+        for ch in 0..c {
+            for ky in 0..kh {
+                for j in 0..column_pairs {
+                    let (a, b) = (weight(ch, ky, 2 * j) as u16 as u32, weight(ch, ky, 2 * j + 1) as u16 as u32);
+                    pairs.push((a | b << 16) as i32);
+                }
+            }
+        }
+        let start = weights.chunks(kh * kw).map(|w| -zero_point * w.iter().map(|v| *v as i32).sum::<i32>()).collect();
+        IntegerFilters { geometry, zero_point, weights, pairs, start, scales, bias }
+    }
+}
+
+/// One channel's image with the zero point's byte around it, as far as any load of the kernel
+/// reads (the window's reach, then a vector's width beyond). The padding is written when the
+/// buffer is made; [`BytePlane::fill`] writes only the channel's values, so one buffer serves
+/// every channel of every image.
+#[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
+pub struct BytePlane {
+    rows: usize,
+    columns: usize,
+    values: Vec<u8>,
+}
+
+impl BytePlane {
+    /// A buffer for the channels of a convolution of `g`, padded with `padding` (the zero
+    /// point's byte).
+    pub fn new(g: &Geometry, padding: u8) -> BytePlane {
+        let [rows, reach] = padded_extent(g);
+        // The last vector of a row (or the only one, of a row shorter than a vector) loads eight
+        // bytes from each pair's first column: up to column ow.max(8) · sx + kw + 8.
+        let columns = reach.max(g.output[1].max(8) * g.strides[1] + g.kernel[1]) + 8;
+        BytePlane { rows, columns, values: vec![padding; rows * columns] }
+    }
+
+    /// Copies one `[h, w]` channel, the first `h · w` bytes of `channel`, into the interior.
+    pub fn fill(&mut self, g: &Geometry, channel: &[u8]) {
+        let ([h, w], [top, left]) = (g.input, g.pad_before);
+        assert!(channel.len() >= h * w && (top + h) * self.columns <= self.values.len() && left + w <= self.columns);
+        for iy in 0..h {
+            let at = (top + iy) * self.columns + left;
+            copy_row(&channel[iy * w..][..w], &mut self.values[at..at + w]);
+        }
+    }
+}
+
+/// `to.copy_from_slice(from)` without a `memory.copy` for short rows (which costs 100 of the
+/// IC's instructions before its bytes): sixteen bytes a vector on wasm simd128, the last vector
+/// overlapping the ones before; shorter rows by two overlapping copies of eight or four bytes, or
+/// byte by byte.
+fn copy_row(from: &[u8], to: &mut [u8]) {
+    let n = from.len();
+    assert!(to.len() == n);
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        use core::arch::wasm32::*;
+        let (src, dst) = (from.as_ptr(), to.as_mut_ptr());
+        // SAFETY: every vector read or written lies within the n bytes of both (n >= 16, or
+        // n >= 8 for the 8-byte copies).
+        unsafe {
+            if n >= 16 {
+                let mut i = 0;
+                while i + 16 < n {
+                    v128_store(dst.add(i) as *mut v128, v128_load(src.add(i) as *const v128));
+                    i += 16;
+                }
+                v128_store(dst.add(n - 16) as *mut v128, v128_load(src.add(n - 16) as *const v128));
+                return;
+            }
+            if n >= 8 {
+                (dst as *mut u64).write_unaligned((src as *const u64).read_unaligned());
+                (dst.add(n - 8) as *mut u64).write_unaligned((src.add(n - 8) as *const u64).read_unaligned());
+                return;
+            }
+        }
+    }
+    if n >= 4 {
+        to[..4].copy_from_slice(&from[..4]);
+        to[n - 4..].copy_from_slice(&from[n - 4..]);
+        return;
+    }
+    // Written out: a loop here is a `memory.copy` again.
+    if n > 0 {
+        to[0] = from[0];
+    }
+    if n > 1 {
+        to[1] = from[1];
+    }
+    if n > 2 {
+        to[2] = from[2];
+    }
+}
+
+/// Whether the kernels below compute a convolution of `g` (windows of 3 and 5 without dilation,
+/// column stride 1 or 2); the operator is wired only there.
+pub fn covered(g: &Geometry) -> bool {
+    super::vectorised(g) && g.channels > 0 && g.pixels() > 0
+}
+
+/// A byte of an image: u8 or i8.
+pub trait Byte: Copy {
+    const SIGNED: bool;
+    fn value(self) -> i32;
+    fn bits(self) -> u8;
+}
+
+impl Byte for u8 {
+    const SIGNED: bool = false;
+    fn value(self) -> i32 {
+        self as i32
+    }
+    fn bits(self) -> u8 {
+        self
+    }
+}
+
+impl Byte for i8 {
+    const SIGNED: bool = true;
+    fn value(self) -> i32 {
+        self as i32
+    }
+    fn bits(self) -> u8 {
+        self as u8
+    }
+}
+
+/// The family's interface.
+pub trait IntegerDepthwiseKernels {
+    /// The `[C, oh, ow]` outputs of one `[C, h, w]` image.
+    fn image<T: Byte>(filters: &IntegerFilters, image: &[T], out: &mut [f32]);
+}
+
+/// One output at a time, straight from the image.
+pub struct Scalar;
+
+impl IntegerDepthwiseKernels for Scalar {
+    fn image<T: Byte>(filters: &IntegerFilters, image: &[T], out: &mut [f32]) {
+        let g = &filters.geometry;
+        let ([h, w], [oh, ow], [kh, kw], c) = (g.input, g.output, g.kernel, g.channels);
+        assert!(image.len() >= c * h * w && out.len() >= c * oh * ow);
+        for ch in 0..c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut sum = 0i32;
+                    for ky in 0..kh {
+                        let Some(iy) = g.input_row(oy, ky) else { continue };
+                        for kx in 0..kw {
+                            let ix = (ox * g.strides[1] + kx * g.dilations[1]) as isize - g.pad_before[1] as isize;
+                            if ix < 0 || ix as usize >= w {
+                                continue;
+                            }
+                            let x = image[(ch * h + iy) * w + ix as usize].value() - filters.zero_point;
+                            sum += x * filters.weights[(ch * kh + ky) * kw + kx] as i32;
+                        }
+                    }
+                    out[(ch * oh + oy) * ow + ox] = sum as f32 * filters.scales[ch] + filters.bias[ch];
+                }
+            }
+        }
+    }
+}
+
+/// What the operator calls: [`Simd128`] in a wasm simd128 build, else [`Scalar`].
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub type Best = Simd128;
+/// What the operator calls: `Simd128` in a wasm simd128 build, else [`Scalar`].
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+pub type Best = Scalar;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub use simd::Simd128;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd {
+    use core::arch::wasm32::*;
+    use core::hint::black_box;
+
+    use super::*;
+
+    /// Each channel through a [`BytePlane`], eight outputs a turn at column stride one, four at
+    /// stride two; a geometry not [`covered`], as [`Scalar`].
+    pub struct Simd128;
+
+    impl IntegerDepthwiseKernels for Simd128 {
+        fn image<T: Byte>(filters: &IntegerFilters, image: &[T], out: &mut [f32]) {
+            let g = &filters.geometry;
+            if !covered(g) {
+                return Scalar::image(filters, image, out);
+            }
+            let ([h, w], c, pixels) = (g.input, g.channels, g.pixels());
+            let (kh, column_pairs) = (g.kernel[0], g.kernel[1].div_ceil(2));
+            assert!(image.len() >= c * h * w && out.len() >= c * pixels);
+            assert!(filters.pairs.len() >= c * kh * column_pairs && filters.start.len() >= c);
+            assert!(filters.scales.len() >= c && filters.bias.len() >= c);
+            let padding = if T::SIGNED { filters.zero_point as i8 as u8 } else { filters.zero_point as u8 };
+            let mut plane = BytePlane::new(g, padding);
+            // Every row a window reads is in the plane (padded_extent's reach).
+            assert!(
+                plane.rows >= (g.output[0] - 1) * g.strides[0] + kh && plane.values.len() >= plane.rows * plane.columns
+            );
+            // SAFETY: T is u8 or i8, one byte with every bit pattern valid as u8.
+            let bytes = unsafe { core::slice::from_raw_parts(image.as_ptr() as *const u8, image.len()) };
+            for ch in 0..c {
+                plane.fill(g, &bytes[ch * h * w..]);
+                let weights = &filters.pairs[ch * kh * column_pairs..];
+                let (start, scale, bias) = (filters.start[ch], filters.scales[ch], filters.bias[ch]);
+                let out = &mut out[ch * pixels..][..pixels];
+                // SAFETY: the plane was made for g (every load of every output is inside it:
+                // BytePlane::new), the channel's weight pairs are in bounds by the assert, and
+                // `out` is its output plane.
+                unsafe {
+                    match (g.kernel[0], g.strides[1], T::SIGNED) {
+                        (3, 1, false) => plane_3::<1, false>(g, &plane, weights, start, scale, bias, out),
+                        (3, _, false) => plane_3::<2, false>(g, &plane, weights, start, scale, bias, out),
+                        (5, 1, false) => plane_5::<1, false>(g, &plane, weights, start, scale, bias, out),
+                        (_, _, false) => plane_5::<2, false>(g, &plane, weights, start, scale, bias, out),
+                        (3, 1, true) => plane_3::<1, true>(g, &plane, weights, start, scale, bias, out),
+                        (3, _, true) => plane_3::<2, true>(g, &plane, weights, start, scale, bias, out),
+                        (5, 1, true) => plane_5::<1, true>(g, &plane, weights, start, scale, bias, out),
+                        (_, _, true) => plane_5::<2, true>(g, &plane, weights, start, scale, bias, out),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Four sums dequantized: `sum · scale + bias`.
+    #[inline(always)]
+    fn dequantized(scale: v128, bias: v128, sum: v128) -> v128 {
+        f32x4_add(f32x4_mul(f32x4_convert_i32x4(sum), scale), bias)
+    }
+
+    /// Eight bytes at `from`, widened to i16 (sign-extended for i8 images).
+    #[inline(always)]
+    unsafe fn widened<const SIGNED: bool>(from: *const u8) -> v128 {
+        // SAFETY: the caller's: eight bytes are readable at `from`.
+        unsafe {
+            if SIGNED {
+                i16x8_load_extend_i8x8(from as *const i8)
+            } else {
+                u16x8_load_extend_u8x8(from)
+            }
+        }
+    }
+
+    /// Four outputs' window sums from `$start`: `$rows[ky]` point at window row `ky`'s first
+    /// column for the first output, `$shift` bytes on; pair `j` is `2j` columns on.
+    macro_rules! window {
+        ($start:ident, $rows:ident, $shift:literal, $w:ident, $j:literal, [$($ky:literal)*], $ps:tt) => {{
+            let mut acc = $start;
+            $( window!(@row acc, $rows, $shift, $w, $j, $ky, $ps); )*
+            acc
+        }};
+        (@row $acc:ident, $rows:ident, $shift:literal, $w:ident, $j:literal, $ky:literal, [$($p:literal)*]) => {
+            $(
+                let pair = widened::<SIGNED>($rows[$ky].add($shift + 2 * $p));
+                $acc = i32x4_add($acc, i32x4_dot_i16x8(pair, $w[$ky * $j + $p]));
+            )*
+        };
+    }
+
+    /// One channel's output plane for a k×k window at column stride `S`: per output row, units
+    /// of eight outputs (stride one: the even and the odd ones, interleaved) or four (stride
+    /// two), the last ending at the row's end (overlapping those before: the same values written
+    /// twice); a row shorter than a unit through a scratch unit.
+    macro_rules! plane_window {
+        ($name:ident, $j:literal, $kys:tt, $ps:tt, [$($i:literal)*]) => {
+            /// # Safety
+            /// `plane` holds the channel for `g` ([`BytePlane::new`]), `weights` its pairs,
+            /// `out` its `[oh, ow]` output plane.
+            unsafe fn $name<const S: usize, const SIGNED: bool>(
+                g: &Geometry,
+                plane: &BytePlane,
+                weights: &[i32],
+                start: i32,
+                scale: f32,
+                bias: f32,
+                out: &mut [f32],
+            ) {
+                let ([oh, ow], sy) = (g.output, g.strides[0]);
+                let unit = if S == 1 { 8 } else { 4 };
+                let (columns, values) = (plane.columns, plane.values.as_ptr());
+                // SAFETY: (for the block) the caller's conditions.
+                unsafe {
+                    let wp = weights.as_ptr();
+                    let w = [$( v128_load32_splat(wp.add($i) as *const u32) ),*];
+                    let (start, scale, bias) = (i32x4_splat(start), f32x4_splat(scale), f32x4_splat(bias));
+                    let offsets = plane_window!(@offsets columns, $kys);
+                    let mut scratch = [0f32; 8];
+                    for oy in 0..oh {
+                        let first = values.add(oy * sy * columns);
+                        let row = out.as_mut_ptr().add(oy * ow);
+                        let mut ox = 0;
+                        while ox < ow {
+                            // A row shorter than a unit is computed from its start into the
+                            // scratch unit.
+                            let (at, to) = if ow >= unit { (ox.min(ow - unit), row.add(ox.min(ow - unit))) } else { (0, scratch.as_mut_ptr()) };
+                            let p = black_box(first.add(at * S));
+                            let rows = plane_window!(@rows p, offsets, $kys);
+                            if S == 1 {
+                                let even = dequantized(scale, bias, window!(start, rows, 0, w, $j, $kys, $ps));
+                                let odd = dequantized(scale, bias, window!(start, rows, 1, w, $j, $kys, $ps));
+                                v128_store(to as *mut v128, i32x4_shuffle::<0, 4, 1, 5>(even, odd));
+                                v128_store(to.add(4) as *mut v128, i32x4_shuffle::<2, 6, 3, 7>(even, odd));
+                            } else {
+                                v128_store(to as *mut v128, dequantized(scale, bias, window!(start, rows, 0, w, $j, $kys, $ps)));
+                            }
+                            if ow < unit {
+                                core::ptr::copy_nonoverlapping(scratch.as_ptr(), row, ow);
+                            }
+                            ox = at + unit;
+                        }
+                    }
+                }
+            }
+        };
+        (@offsets $columns:ident, [$($ky:literal)*]) => {
+            [$( $ky * $columns ),*]
+        };
+        (@rows $p:expr, $offsets:ident, [$($ky:literal)*]) => {{
+            let p = $p;
+            [$( p.add($offsets[$ky]) ),*]
+        }};
+    }
+
+    plane_window!(plane_3, 2, [0 1 2], [0 1], [0 1 2 3 4 5]);
+    plane_window!(plane_5, 3, [0 1 2 3 4], [0 1 2], [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14]);
+}
+
+/// [`Best`] against [`Scalar`] bit for bit over windows of 3 and 5 (and 2, not covered), strides
+/// 1 and 2 per axis, paddings of none to the window's reach, widths odd and even, u8 and i8
+/// images with zero points across their range; an error names the first case that differs.
+pub fn check() -> Result<(), String> {
+    check_kernels::<Best>()
+}
+
+/// [`check`] for kernel family `K`.
+pub fn check_kernels<K: IntegerDepthwiseKernels>() -> Result<(), String> {
+    for (k, pad) in [(3, 1), (5, 2), (3, 0), (5, 1), (2, 0)] {
+        for strides in [[1, 1], [2, 2], [2, 1], [1, 2]] {
+            for (channels, [h, w]) in [
+                (3, [5, 5]),
+                (8, [7, 6]),
+                (4, [6, 9]),
+                (2, [9, 13]),
+                (12, [5, 8]),
+                (2, [4, 23]),
+                (4, [3, 17]),
+                (1, [8, 32]),
+            ] {
+                if h + 2 * pad < k || w + 2 * pad < k {
+                    continue;
+                }
+                let g = super::reference::geometry(channels, [h, w], k, strides, pad);
+                let taps = k * k;
+                let weights: Vec<i16> = (0..channels * taps).map(|i| ((i * 37 + 11) % 255) as i16 - 127).collect();
+                let scales: Vec<f32> = (0..channels).map(|c| 0.0125 + c as f32 * 0.003).collect();
+                let bias: Vec<f32> = (0..channels).map(|c| c as f32 * 0.25 - 1.0).collect();
+                for zero_point in [0, 3, 128, 255] {
+                    let filters =
+                        IntegerFilters::new(g.clone(), zero_point, weights.clone(), scales.clone(), bias.clone());
+                    let bytes: Vec<u8> = (0..h * w * channels).map(|i| ((i * 97 + 13) % 256) as u8).collect();
+                    compare::<K, u8>(
+                        &filters,
+                        &bytes,
+                        &format!("u8 k {k} pad {pad} strides {strides:?} {channels}×{h}×{w} zp {zero_point}"),
+                    )?;
+                    let signed: Vec<i8> = bytes.iter().map(|b| *b as i8).collect();
+                    let filters =
+                        IntegerFilters::new(g.clone(), zero_point - 128, weights.clone(), scales.clone(), bias.clone());
+                    compare::<K, i8>(
+                        &filters,
+                        &signed,
+                        &format!("i8 k {k} pad {pad} strides {strides:?} {channels}×{h}×{w} zp {}", zero_point - 128),
+                    )?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn compare<K: IntegerDepthwiseKernels, T: Byte>(
+    filters: &IntegerFilters,
+    image: &[T],
+    case: &str,
+) -> Result<(), String> {
+    let g = &filters.geometry;
+    let n = g.pixels() * g.channels;
+    // Outputs start as NaN, so one left unwritten differs.
+    let (mut ours, mut reference) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+    K::image(filters, image, &mut ours);
+    Scalar::image(filters, image, &mut reference);
+    match (0..n).find(|&i| ours[i].to_bits() != reference[i].to_bits()) {
+        Some(i) => {
+            Err(format!("int8 depthwise, {case}: output {i} is {} where the reference has {}", ours[i], reference[i]))
+        }
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scalar kernel against the convolution written out for one small case: a 3×3 window
+    /// of ones over a 3×3 image of one value per channel, padded by one, zero point 2.
+    #[test]
+    fn the_scalar_kernel_sums_the_window_less_the_zero_point() {
+        let g = super::super::reference::geometry(4, [3, 3], 3, [1, 1], 1);
+        let filters = IntegerFilters::new(g, 2, vec![1; 4 * 9], vec![0.5; 4], vec![1.0; 4]);
+        let image: Vec<u8> = (0..4u8).flat_map(|ch| [ch + 2; 9]).collect();
+        let mut out = vec![0.0; 4 * 9];
+        Scalar::image(&filters, &image, &mut out);
+        // Channel c's values less the zero point are c everywhere; the centre's window holds
+        // nine of them, a corner's four.
+        for ch in 0..4 {
+            assert_eq!(out[ch * 9 + 4], (9 * ch) as f32 * 0.5 + 1.0);
+            assert_eq!(out[ch * 9], (4 * ch) as f32 * 0.5 + 1.0);
+        }
+    }
+
+    #[test]
+    fn the_kernels_agree() {
+        check().unwrap();
+    }
+}
