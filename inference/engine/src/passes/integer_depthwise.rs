@@ -1,14 +1,15 @@
 //! Finding a static int8 model's depthwise convolutions that [`IntegerDepthwise`] computes, for
 //! [`super::integer_conv`]'s rewrite (the same stage and the same evidence as its convolutions).
 //!
-//! After declutter a QDQ model's depthwise convolution is tract's grouped `Conv` (one group per
-//! channel) over a dequantized u8/i8 image, its filters an f32 constant. It is taken on planar
-//! (CHW) images only: on wasm tract's declutter moves depthwise convolutions of sixteen channels
-//! or more channels-last, where an int8 kernel through pairs of columns measured no faster than
-//! the f32 one (`benchmarks/NOTES.md`), so those stay f32. It is taken when the filters are exactly the
-//! ONNX graph's int8 initializer dequantized (per tensor or per channel, zero point 0:
-//! [`crate::onnx::quantized_weights`]), so the rewrite never guesses, and when the kernel covers
-//! its window ([`covered`]); the others stay [`crate::ops::depthwise::Depthwise`] in f32
+//! A QDQ model's depthwise convolution reads a dequantized u8/i8 image with filters dequantized
+//! from an int8 initializer. [`super::depthwise`] replaces it before declutter with our f32
+//! [`Depthwise`] (so the graph stays planar on wasm, where declutter would move those of sixteen
+//! channels or more channels-last for tract's kernel); after declutter it is tract's grouped
+//! `Conv` only where that pass could not take it. Either is taken here, on planar images (a
+//! channels-last int8 kernel measured no faster than the f32 one: `benchmarks/NOTES.md`), when
+//! its filters are exactly the ONNX graph's int8 initializer dequantized (per tensor or per
+//! channel, zero point 0: [`crate::onnx::quantized_weights`]), so the rewrite never guesses, and
+//! when the kernel covers its window ([`covered`]); the others stay in f32
 //! ([`super::float_conv`]).
 
 use tract_onnx::prelude::*;
@@ -16,9 +17,11 @@ use tract_onnx::tract_core::ops::cnn::conv::KernelFormat;
 use tract_onnx::tract_core::ops::cnn::Conv;
 
 use super::integer_conv::{dequantized, pool_geometry, tensor_floats, Side};
+use crate::kernels::activation::Activation;
 use crate::kernels::depthwise::integer::{covered, IntegerFilters};
 use crate::kernels::integer_conv::pack::Layout;
 use crate::onnx::quantized_weights::QuantizedWeights;
+use crate::ops::depthwise::Depthwise;
 use crate::ops::integer_depthwise::IntegerDepthwise;
 
 /// The operator for the depthwise `Conv` `node` and the int8 tensor it reads, if it is one
@@ -65,4 +68,40 @@ pub(super) fn integer_depthwise(
     let values = onnx.values.iter().map(|v| *v as i16).collect();
     let filters = IntegerFilters::new(geometry, dequantize.zero_point, values, scales, bias);
     Ok(Some((x, IntegerDepthwise { batch: side.batch, filters: filters.into() })))
+}
+
+/// The operator for our f32 [`Depthwise`] `node` (wired before declutter, so planar) over a
+/// dequantized int8 image, when its filters are exactly the ONNX graph's int8 weights dequantized
+/// and nothing was folded into them (no activation, no batch normalisation: in a QDQ model a
+/// quantize follows it), and the int8 tensor it reads.
+pub(super) fn integer_of_ours(
+    model: &TypedModel,
+    node: &TypedNode,
+    op: &Depthwise,
+    weights: &QuantizedWeights,
+) -> TractResult<Option<(OutletId, IntegerDepthwise)>> {
+    let Some(onnx) = weights.get(&node.name) else { return Ok(None) };
+    if op.scaled || op.activation != Activation::Identity || op.layout != Layout::Planar || node.inputs.len() != 1 {
+        return Ok(None);
+    }
+    let Some((x, dequantize)) = dequantized(model, node.inputs[0])? else { return Ok(None) };
+    let geometry = op.geometry.clone();
+    let ([kh, kw], channels) = (geometry.kernel, geometry.channels);
+    if onnx.shape[..] != [channels, 1, kh, kw]
+        || !covered(&geometry)
+        || !matches!(onnx.scales.len(), n if n == 1 || n == channels)
+    {
+        return Ok(None);
+    }
+    let scale = |c: usize| onnx.scales[if onnx.scales.len() == 1 { 0 } else { c }];
+    let taps = kh * kw;
+    let expected: Vec<f32> = onnx.values.iter().enumerate().map(|(i, v)| *v as f32 * scale(i / taps)).collect();
+    if op.filters.weights != expected || op.filters.bias.len() != channels {
+        return Ok(None);
+    }
+    let bias = op.filters.bias.clone();
+    let scales = (0..channels).map(|c| dequantize.scale * scale(c)).collect();
+    let values = onnx.values.iter().map(|v| *v as i16).collect();
+    let filters = IntegerFilters::new(geometry, dequantize.zero_point, values, scales, bias);
+    Ok(Some((x, IntegerDepthwise { batch: op.batch, filters: filters.into() })))
 }
