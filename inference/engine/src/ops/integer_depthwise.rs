@@ -7,6 +7,12 @@
 //! per channel, zero points 0), reading the bytes the dequantize read. Instead of the f32 sum of
 //! the dequantized values it computes the exact integer sum, then `sum · (input scale · weight
 //! scale) + bias`: onnxruntime's order for a quantized convolution.
+//!
+//! A dynamic int8 model's depthwise `ConvInteger` reads the u8 image a `DynamicQuantizeLinear`
+//! made, its zero point and scale computed per inference: [`IntegerDepthwise::at_run_time`] takes
+//! them as inputs, and [`crate::passes::integer_conv`] wires it with the scale multiply, the bias
+//! add and the activation that followed it (the same f32 operations on the same exact sums as
+//! the f32 `Depthwise` scaled at run time that it replaces, so the same bits).
 
 use std::sync::Arc;
 
@@ -21,6 +27,9 @@ pub struct IntegerDepthwise {
     /// Whether the input and output have a leading batch axis or are one image.
     pub batch: bool,
     pub filters: Arc<IntegerFilters>,
+    /// Whether the zero point (u8/i8 or i32) and the scale of the sums (f32) are inputs 1 and
+    /// 2, computed per inference (a dynamic int8 model's), instead of the filters' own.
+    pub at_run_time: bool,
 }
 
 impl Eq for IntegerDepthwise {}
@@ -31,7 +40,11 @@ impl Op for IntegerDepthwise {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}, zero point {}", self.filters.geometry, self.filters.zero_point)])
+        let f = &self.filters;
+        Ok(vec![match self.at_run_time {
+            true => format!("{:?}, {:?}, zero point and scale at run time", f.geometry, f.activation),
+            false => format!("{:?}, {:?}, zero point {}", f.geometry, f.activation, f.zero_point),
+        }])
     }
 
     op_as_typed_op!();
@@ -48,13 +61,13 @@ impl IntegerDepthwise {
         }
     }
 
-    fn images<T: Byte + Datum>(&self, input: &Tensor, out: &mut [f32]) -> TractResult<()> {
-        let g = &self.filters.geometry;
+    fn images<T: Byte + Datum>(&self, filters: &IntegerFilters, input: &Tensor, out: &mut [f32]) -> TractResult<()> {
+        let g = &filters.geometry;
         let (image_in, image_out) = (g.channels * g.input[0] * g.input[1], g.channels * g.pixels());
         let view = input.try_as_plain_ram()?;
         let x = view.as_slice::<T>()?;
         for (x, out) in x.chunks_exact(image_in).zip(out.chunks_exact_mut(image_out)) {
-            Best::image(&self.filters, x, out);
+            Best::image(filters, x, out);
         }
         Ok(())
     }
@@ -66,6 +79,18 @@ impl EvalOp for IntegerDepthwise {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = &inputs[0];
         let batch = if self.batch { input.shape()[0] } else { 1 };
+        let filters = match self.at_run_time {
+            true => {
+                ensure!(
+                    inputs.len() == 3 && inputs[1].len() == 1 && inputs[2].len() == 1,
+                    "IntegerDepthwise: zero point and scale inputs"
+                );
+                Arc::new(
+                    self.filters.at_run_time(inputs[1].cast_to_scalar::<i32>()?, inputs[2].cast_to_scalar::<f32>()?),
+                )
+            }
+            false => self.filters.clone(),
+        };
         let g = &self.filters.geometry;
         let (image_in, image_out) = (g.channels * g.input[0] * g.input[1], g.channels * g.pixels());
         ensure!(image_in > 0 && image_out > 0, "IntegerDepthwise: an empty image");
@@ -77,8 +102,8 @@ impl EvalOp for IntegerDepthwise {
             let mut plain = output.try_as_plain_ram_mut()?;
             let out = plain.as_slice_mut::<f32>()?;
             match input.datum_type() {
-                DatumType::U8 => self.images::<u8>(input, out)?,
-                DatumType::I8 => self.images::<i8>(input, out)?,
+                DatumType::U8 => self.images::<u8>(&filters, input, out)?,
+                DatumType::I8 => self.images::<i8>(&filters, input, out)?,
                 dt => bail!("IntegerDepthwise reads u8 or i8, not {dt:?}"),
             }
         }

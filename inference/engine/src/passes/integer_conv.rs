@@ -34,7 +34,7 @@ use tract_onnx::tract_core::ops::quant::DequantizeLinearF32;
 use tract_onnx::tract_core::ops::Downsample;
 
 use super::float_conv::{activation_after, interleaved_source};
-use super::integer_depthwise::{integer_depthwise, integer_of_ours};
+use super::integer_depthwise::{integer_at_run_time, integer_depthwise, integer_of_ours};
 use super::{Context, Pass, Stage};
 use crate::kernels::activation::Activation;
 use crate::kernels::depthwise::vectorised;
@@ -445,12 +445,23 @@ fn grouped_integer_patch(model: &TypedModel, node: &TypedNode) -> TractResult<Op
     if depth > 256 {
         return Ok(None);
     }
+    let kernel = kernel.cast_to::<f32>()?.into_owned();
+    let depthwise = scaled_depthwise(model, node, conv, cast, &kernel)?;
+    if let Some((op, scale, replaces)) = &depthwise {
+        if let Some(ours) = integer_at_run_time(model, node, op)? {
+            let mut patch = TypedModelPatch::new(format!("int8 depthwise convolution {}", node.name));
+            let inputs = [node.inputs[0], node.inputs[3], *scale].map(|i| patch.tap_model(model, i));
+            let inputs = inputs.into_iter().collect::<TractResult<TVec<_>>>()?;
+            let out = patch.wire_node(&node.name, ours, &inputs)?[0];
+            patch.shunt_outside(model, *replaces, out)?;
+            return Ok(Some(patch));
+        }
+    }
     let mut patch = TypedModelPatch::new(format!("grouped integer convolution {} in f32", node.name));
     let x = patch.tap_model(model, node.inputs[0])?;
     let zero_point = patch.tap_model(model, node.inputs[3])?;
     let shifted = patch.wire_node(format!("{}.shift", node.name), ZeroPointShift, &[x, zero_point])?[0];
-    let kernel = kernel.cast_to::<f32>()?.into_owned();
-    if let Some((op, scale, replaces)) = scaled_depthwise(model, node, conv, cast, &kernel)? {
+    if let Some((op, scale, replaces)) = depthwise {
         let scale = patch.tap_model(model, scale)?;
         let out = patch.wire_node(&node.name, op, &[shifted, scale])?[0];
         patch.shunt_outside(model, replaces, out)?;

@@ -67,7 +67,7 @@ pub(super) fn integer_depthwise(
     let scales = (0..channels).map(|c| dequantize.scale * scale(c)).collect();
     let values = onnx.values.iter().map(|v| *v as i16).collect();
     let filters = IntegerFilters::new(geometry, dequantize.zero_point, values, scales, bias);
-    Ok(Some((x, IntegerDepthwise { batch: side.batch, filters: filters.into() })))
+    Ok(Some((x, IntegerDepthwise { batch: side.batch, filters: filters.into(), at_run_time: false })))
 }
 
 /// The operator for our f32 [`Depthwise`] `node` (wired before declutter, so planar) over a
@@ -103,5 +103,32 @@ pub(super) fn integer_of_ours(
     let scales = (0..channels).map(|c| dequantize.scale * scale(c)).collect();
     let values = onnx.values.iter().map(|v| *v as i16).collect();
     let filters = IntegerFilters::new(geometry, dequantize.zero_point, values, scales, bias);
-    Ok(Some((x, IntegerDepthwise { batch: op.batch, filters: filters.into() })))
+    Ok(Some((x, IntegerDepthwise { batch: op.batch, filters: filters.into(), at_run_time: false })))
+}
+
+/// A dynamic int8 depthwise convolution `node` (tract's integer `Conv` over the u8/i8 image a
+/// dynamic quantize made) as the f32 [`Depthwise`] scaled at run time that
+/// [`super::integer_conv`] found for it (`op`: the weights less their zero point, the bias and
+/// the activation that follow), computed on the image's bytes instead: the zero point and the
+/// scale become inputs ([`IntegerDepthwise::at_run_time`]). The sums are the same exact
+/// integers, dequantized and activated by the same f32 operations, so the outputs are the same
+/// bits.
+pub(super) fn integer_at_run_time(
+    model: &TypedModel,
+    node: &TypedNode,
+    op: &Depthwise,
+) -> TractResult<Option<IntegerDepthwise>> {
+    let dt = model.outlet_fact(node.inputs[0])?.datum_type;
+    if !(dt == u8::datum_type() || dt == i8::datum_type()) || !op.scaled || op.layout != Layout::Planar {
+        return Ok(None);
+    }
+    let weights: Vec<i16> = op.filters.weights.iter().map(|w| *w as i16).collect();
+    let exact = weights.iter().zip(&op.filters.weights).all(|(i, f)| *i as f32 == *f);
+    if !exact || !covered(&op.geometry) {
+        return Ok(None);
+    }
+    let channels = op.geometry.channels;
+    let filters = IntegerFilters::new(op.geometry.clone(), 0, weights, vec![1.0; channels], op.filters.bias.clone())
+        .activated(op.activation);
+    Ok(Some(IntegerDepthwise { batch: op.batch, filters: filters.into(), at_run_time: true }))
 }

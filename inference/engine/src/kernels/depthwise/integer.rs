@@ -18,6 +18,7 @@
 //! bit (checked natively and in the canister's self-test by [`check`]).
 
 use super::padded_extent;
+use crate::kernels::activation::Activation;
 use crate::kernels::integer_conv::pack::Geometry;
 
 /// A depthwise convolution's int8 filters, as the kernels read them.
@@ -38,6 +39,8 @@ pub struct IntegerFilters {
     pub scales: Vec<f32>,
     /// Per channel.
     pub bias: Vec<f32>,
+    /// Applied to each dequantized output.
+    pub activation: Activation,
 }
 
 impl IntegerFilters {
@@ -57,7 +60,23 @@ impl IntegerFilters {
             }
         }
         let start = weights.chunks(kh * kw).map(|w| -zero_point * w.iter().map(|v| *v as i32).sum::<i32>()).collect();
-        IntegerFilters { geometry, zero_point, weights, pairs, start, scales, bias }
+        IntegerFilters { geometry, zero_point, weights, pairs, start, scales, bias, activation: Activation::Identity }
+    }
+
+    /// These filters with `activation` applied to each output.
+    pub fn activated(self, activation: Activation) -> IntegerFilters {
+        IntegerFilters { activation, ..self }
+    }
+
+    /// These filters for an input whose zero point and scale are computed per inference (a
+    /// dynamic int8 model's): every channel's sum dequantized by `scale` (the input's scale
+    /// times the weights' one).
+    pub fn at_run_time(&self, zero_point: i32, scale: f32) -> IntegerFilters {
+        let [kh, kw] = self.geometry.kernel;
+        let start =
+            self.weights.chunks(kh * kw).map(|w| -zero_point * w.iter().map(|v| *v as i32).sum::<i32>()).collect();
+        let scales = vec![scale; self.geometry.channels];
+        IntegerFilters { zero_point, start, scales, ..self.clone() }
     }
 }
 
@@ -203,7 +222,8 @@ impl IntegerDepthwiseKernels for Scalar {
                             sum += x * filters.weights[(ch * kh + ky) * kw + kx] as i32;
                         }
                     }
-                    out[(ch * oh + oy) * ow + ox] = sum as f32 * filters.scales[ch] + filters.bias[ch];
+                    out[(ch * oh + oy) * ow + ox] =
+                        filters.activation.apply(sum as f32 * filters.scales[ch] + filters.bias[ch]);
                 }
             }
         }
@@ -226,6 +246,7 @@ mod simd {
     use core::hint::black_box;
 
     use super::*;
+    use crate::kernels::activation::{activate, activate_each};
 
     /// Each channel through a [`BytePlane`], eight outputs a turn at column stride one, four at
     /// stride two; a geometry not [`covered`], as [`Scalar`].
@@ -254,20 +275,21 @@ mod simd {
                 plane.fill(g, &bytes[ch * h * w..]);
                 let weights = &filters.pairs[ch * kh * column_pairs..];
                 let (start, scale, bias) = (filters.start[ch], filters.scales[ch], filters.bias[ch]);
+                let a = filters.activation;
                 let out = &mut out[ch * pixels..][..pixels];
                 // SAFETY: the plane was made for g (every load of every output is inside it:
                 // BytePlane::new), the channel's weight pairs are in bounds by the assert, and
                 // `out` is its output plane.
                 unsafe {
                     match (g.kernel[0], g.strides[1], T::SIGNED) {
-                        (3, 1, false) => plane_3::<1, false>(g, &plane, weights, start, scale, bias, out),
-                        (3, _, false) => plane_3::<2, false>(g, &plane, weights, start, scale, bias, out),
-                        (5, 1, false) => plane_5::<1, false>(g, &plane, weights, start, scale, bias, out),
-                        (_, _, false) => plane_5::<2, false>(g, &plane, weights, start, scale, bias, out),
-                        (3, 1, true) => plane_3::<1, true>(g, &plane, weights, start, scale, bias, out),
-                        (3, _, true) => plane_3::<2, true>(g, &plane, weights, start, scale, bias, out),
-                        (5, 1, true) => plane_5::<1, true>(g, &plane, weights, start, scale, bias, out),
-                        (_, _, true) => plane_5::<2, true>(g, &plane, weights, start, scale, bias, out),
+                        (3, 1, false) => plane_3::<1, false>(g, &plane, weights, start, scale, bias, a, out),
+                        (3, _, false) => plane_3::<2, false>(g, &plane, weights, start, scale, bias, a, out),
+                        (5, 1, false) => plane_5::<1, false>(g, &plane, weights, start, scale, bias, a, out),
+                        (_, _, false) => plane_5::<2, false>(g, &plane, weights, start, scale, bias, a, out),
+                        (3, 1, true) => plane_3::<1, true>(g, &plane, weights, start, scale, bias, a, out),
+                        (3, _, true) => plane_3::<2, true>(g, &plane, weights, start, scale, bias, a, out),
+                        (5, 1, true) => plane_5::<1, true>(g, &plane, weights, start, scale, bias, a, out),
+                        (_, _, true) => plane_5::<2, true>(g, &plane, weights, start, scale, bias, a, out),
                     }
                 }
             }
@@ -325,6 +347,7 @@ mod simd {
                 start: i32,
                 scale: f32,
                 bias: f32,
+                activation: Activation,
                 out: &mut [f32],
             ) {
                 let ([oh, ow], sy) = (g.output, g.strides[0]);
@@ -348,12 +371,14 @@ mod simd {
                             let p = black_box(first.add(at * S));
                             let rows = plane_window!(@rows p, offsets, $kys);
                             if S == 1 {
-                                let even = dequantized(scale, bias, window!(start, rows, 0, w, $j, $kys, $ps));
-                                let odd = dequantized(scale, bias, window!(start, rows, 1, w, $j, $kys, $ps));
+                                let mut even = dequantized(scale, bias, window!(start, rows, 0, w, $j, $kys, $ps));
+                                let mut odd = dequantized(scale, bias, window!(start, rows, 1, w, $j, $kys, $ps));
+                                activate_each!(activation, even, odd);
                                 v128_store(to as *mut v128, i32x4_shuffle::<0, 4, 1, 5>(even, odd));
                                 v128_store(to.add(4) as *mut v128, i32x4_shuffle::<2, 6, 3, 7>(even, odd));
                             } else {
-                                v128_store(to as *mut v128, dequantized(scale, bias, window!(start, rows, 0, w, $j, $kys, $ps)));
+                                let v = dequantized(scale, bias, window!(start, rows, 0, w, $j, $kys, $ps));
+                                v128_store(to as *mut v128, activate(v, activation));
                             }
                             if ow < unit {
                                 core::ptr::copy_nonoverlapping(scratch.as_ptr(), row, ow);
