@@ -109,16 +109,17 @@ impl DynamicQuantizeKernels for Simd128 {
         use core::arch::wasm32::*;
         let len = xs.len().min(ys.len());
         let n = len / 16 * 16;
-        let (divisor, zero, lo, hi) =
-            (f32x4_splat(scale), i32x4_splat(zero_point as i32), i32x4_splat(0), i32x4_splat(255));
+        let (divisor, zero) = (f32x4_splat(scale), i32x4_splat(zero_point as i32));
+        let (bias, flip) = (i16x8_splat(128), u8x16_splat(0x80));
         // A function, not a closure: at the canister's opt-level ("z") a closure stays a call.
+        // Unclamped: the narrows below clamp.
         #[inline(always)]
-        fn quantized(v: v128, divisor: v128, zero: v128, lo: v128, hi: v128) -> v128 {
-            i32x4_min(i32x4_max(i32x4_add(i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_div(v, divisor))), zero), lo), hi)
+        fn quantized(v: v128, divisor: v128, zero: v128) -> v128 {
+            i32x4_add(i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_div(v, divisor))), zero)
         }
         macro_rules! q {
             ($v:expr) => {
-                quantized($v, divisor, zero, lo, hi)
+                quantized($v, divisor, zero)
             };
         }
         let (x, y) = (xs.as_ptr() as *const v128, ys.as_mut_ptr());
@@ -130,11 +131,13 @@ impl DynamicQuantizeKernels for Simd128 {
                 let v = x.add(i / 4);
                 let (a, b) = (q!(v128_load(v)), q!(v128_load(v.add(1))));
                 let (c, d) = (q!(v128_load(v.add(2))), q!(v128_load(v.add(3))));
-                // Clamped to 0..=255 already: the saturating narrows are exact.
-                v128_store(
-                    y.add(i) as *mut v128,
-                    u8x16_narrow_i16x8(i16x8_narrow_i32x4(a, b), i16x8_narrow_i32x4(c, d)),
-                );
+                // clamp(v, 0, 255) by saturating narrows: i32 to i16, less 128 (saturating),
+                // to i8, then the top bit flipped back. (`u8x16_narrow_i16x8` would be one
+                // instruction, but LLVM spells it as a clamp, an `and` and the narrow, and merges
+                // that clamp into the narrow before it: some twenty instructions a vector.)
+                let (low, high) = (i16x8_narrow_i32x4(a, b), i16x8_narrow_i32x4(c, d));
+                let shifted = i8x16_narrow_i16x8(i16x8_sub_sat(low, bias), i16x8_sub_sat(high, bias));
+                v128_store(y.add(i) as *mut v128, v128_xor(shifted, flip));
             }
             i += 16;
         }

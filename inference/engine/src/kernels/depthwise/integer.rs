@@ -331,6 +331,27 @@ mod simd {
         };
     }
 
+    /// One unit of outputs (eight at column stride one: the even and the odd ones, interleaved;
+    /// four at two) from output column `$at` of the row whose window starts at `$first`, written
+    /// at `$to`.
+    macro_rules! output_unit {
+        ($first:ident, $at:expr, $to:expr, $offsets:ident, $start:ident, $w:ident, $j:literal, $kys:tt, $ps:tt, $scale:ident, $bias:ident, $activation:ident) => {{
+            let to = $to;
+            let p = black_box($first.add($at * S));
+            let rows = plane_window!(@rows p, $offsets, $kys);
+            if S == 1 {
+                let mut even = dequantized($scale, $bias, window!($start, rows, 0, $w, $j, $kys, $ps));
+                let mut odd = dequantized($scale, $bias, window!($start, rows, 1, $w, $j, $kys, $ps));
+                activate_each!($activation, even, odd);
+                v128_store(to as *mut v128, i32x4_shuffle::<0, 4, 1, 5>(even, odd));
+                v128_store(to.add(4) as *mut v128, i32x4_shuffle::<2, 6, 3, 7>(even, odd));
+            } else {
+                let v = dequantized($scale, $bias, window!($start, rows, 0, $w, $j, $kys, $ps));
+                v128_store(to as *mut v128, activate(v, $activation));
+            }
+        }};
+    }
+
     /// One channel's output plane for a k×k window at column stride `S`: per output row, units
     /// of eight outputs (stride one: the even and the odd ones, interleaved) or four (stride
     /// two), the last ending at the row's end (overlapping those before: the same values written
@@ -363,27 +384,20 @@ mod simd {
                     for oy in 0..oh {
                         let first = values.add(oy * sy * columns);
                         let row = out.as_mut_ptr().add(oy * ow);
-                        let mut ox = 0;
-                        while ox < ow {
-                            // A row shorter than a unit is computed from its start into the
-                            // scratch unit.
-                            let (at, to) = if ow >= unit { (ox.min(ow - unit), row.add(ox.min(ow - unit))) } else { (0, scratch.as_mut_ptr()) };
-                            let p = black_box(first.add(at * S));
-                            let rows = plane_window!(@rows p, offsets, $kys);
-                            if S == 1 {
-                                let mut even = dequantized(scale, bias, window!(start, rows, 0, w, $j, $kys, $ps));
-                                let mut odd = dequantized(scale, bias, window!(start, rows, 1, w, $j, $kys, $ps));
-                                activate_each!(activation, even, odd);
-                                v128_store(to as *mut v128, i32x4_shuffle::<0, 4, 1, 5>(even, odd));
-                                v128_store(to.add(4) as *mut v128, i32x4_shuffle::<2, 6, 3, 7>(even, odd));
-                            } else {
-                                let v = dequantized(scale, bias, window!(start, rows, 0, w, $j, $kys, $ps));
-                                v128_store(to as *mut v128, activate(v, activation));
+                        if ow >= unit {
+                            let mut ox = 0;
+                            while ox < ow {
+                                let at = ox.min(ow - unit);
+                                output_unit!(first, at, row.add(at), offsets, start, w, $j, $kys, $ps, scale, bias, activation);
+                                ox = at + unit;
                             }
-                            if ow < unit {
-                                core::ptr::copy_nonoverlapping(scratch.as_ptr(), row, ow);
+                        } else {
+                            // A row shorter than a unit: computed from its start into a scratch
+                            // unit, then copied.
+                            output_unit!(first, 0, scratch.as_mut_ptr(), offsets, start, w, $j, $kys, $ps, scale, bias, activation);
+                            for (i, v) in scratch.iter().take(ow).enumerate() {
+                                *row.add(i) = *v;
                             }
-                            ox = at + unit;
                         }
                     }
                 }
