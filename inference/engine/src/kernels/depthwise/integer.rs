@@ -1,8 +1,10 @@
 //! The int8 depthwise convolution of planar (CHW) images of bytes: each output
 //! `Σ_{ky, kx} w[ky, kx] · (x[oy·sy + ky − top, ox·sx + kx − left] − zp)`, exact in i32 (the
-//! padding reads as the zero point, a zero), then dequantized per channel as `sum · scale + bias`.
+//! padding reads as the zero point, a zero), then dequantized per channel as `sum · scale + bias`
+//! and activated ([`Activation`]).
 //!
-//! A static int8 model's depthwise convolution sits between a dequantize and a quantize; in f32
+//! An int8 model's depthwise convolution reads a quantized image (a static model's between a
+//! dequantize and a quantize, a dynamic one's after its per-inference quantize); in f32
 //! a tap costs a load, a multiply and an add for four outputs (`benchmarks/profile.md`,
 //! `Depthwise`). `i32x4.dot_i16x8_s` sums two products a lane, eight multiply-accumulates an
 //! instruction, when the two values of a lane are two taps of one output: two adjacent columns of
@@ -27,8 +29,8 @@ pub struct IntegerFilters {
     pub geometry: Geometry,
     /// The input's zero point (its bytes read as u8 or i8).
     pub zero_point: i32,
-    /// Per channel, its window's `kh · kw` weights, row-major (the int8 weights, their zero
-    /// point 0).
+    /// Per channel, its window's `kh · kw` weights, row-major (the int8 weights less their zero
+    /// point).
     pub weights: Vec<i16>,
     /// Per channel, per kernel row, per pair of kernel columns, the two weights as the two i16
     /// halves of an i32 (zero past the window), splatted across a vector by the kernel.
