@@ -1,4 +1,4 @@
-//! [`IntegerDepthwise`]: a static int8 model's 2-D depthwise convolution (one filter per channel)
+//! [`IntegerDepthwise`]: an int8 model's 2-D depthwise convolution (one filter per channel)
 //! of planar (CHW) images, computed on the int8 values by
 //! [`crate::kernels::depthwise::integer`] and dequantized as it writes each f32 output.
 //!

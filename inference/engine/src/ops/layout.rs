@@ -1,4 +1,5 @@
-//! [`ZeroPointShift`]: the input of a dynamic int8 model's grouped or depthwise convolution that
+//! [`ZeroPointShift`]: the input of a dynamic int8 model's grouped convolution (a depthwise one
+//! only where [`crate::ops::integer_depthwise::IntegerDepthwise`] does not take it) that
 //! [`crate::passes::integer_conv`] computes in f32, where sums of at most 256 products of small
 //! integers are exact: `x − zero_point` as f32, the zero point an input computed per inference.
 //!

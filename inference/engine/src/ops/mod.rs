@@ -6,10 +6,10 @@
 //!   models, and the f32 convolutions of any other).
 //! - [`integer_conv`]: [`integer_conv::IntegerConv`], a 2-D convolution computed on the int8
 //!   values (static and dynamic int8 models).
-//! - [`integer_depthwise`]: [`integer_depthwise::IntegerDepthwise`], a static int8 model's 2-D
-//!   depthwise convolution, computed on the int8 values.
-//! - [`layout`]: [`layout::ZeroPointShift`], before a dynamic int8 model's grouped and
-//!   depthwise convolutions run in f32.
+//! - [`integer_depthwise`]: [`integer_depthwise::IntegerDepthwise`], a static or dynamic int8
+//!   model's 2-D depthwise convolution, computed on the int8 values.
+//! - [`layout`]: [`layout::ZeroPointShift`], before a dynamic int8 model's grouped
+//!   convolutions run in f32.
 //! - [`qdq`]: [`qdq::Qdq`], quantize, dequantize or both fused, or a QDQ model's residual add
 //!   (its dequantizes, the f32 add and the quantize) in one pass.
 //! - [`dynamic_quantize`]: [`dynamic_quantize::SimdDynamicQuantize`], `DynamicQuantizeLinear`.

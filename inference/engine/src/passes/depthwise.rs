@@ -40,7 +40,8 @@ impl Pass for DepthwiseRewrite {
 }
 
 /// A depthwise `Conv` (one group per channel, one filter per group) over an f32 image with
-/// constant filters and bias, in a window [`vectorised`] covers, as [`Depthwise`] (no activation).
+/// constant filters and bias (or ones [`folded_floats`] computes), in a window [`vectorised`]
+/// covers, as [`Depthwise`] (no activation).
 pub(super) fn depthwise_of(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<Option<Depthwise>> {
     if conv.q_params.is_some() || node.inputs.len() != 3 || conv.kernel_fmt != KernelFormat::OIHW {
         return Ok(None);
@@ -51,12 +52,14 @@ pub(super) fn depthwise_of(model: &TypedModel, node: &TypedNode, conv: &Conv) ->
     }
     let Some((channels, size)) = side.image(model, x)? else { return Ok(None) };
     let geometry = pool_geometry(&conv.pool_spec, channels, size);
-    let Some((shape, filters)) = folded_floats(model, node.inputs[1])? else { return Ok(None) };
-    let Some((_, bias)) = folded_floats(model, node.inputs[2])? else { return Ok(None) };
-    let one_per_channel = shape[..] == [channels, 1, geometry.kernel[0], geometry.kernel[1]];
+    // The filters' shape is known before their values are computed.
+    let filter_shape = model.outlet_fact(node.inputs[1])?.shape.as_concrete().map(|s| s.to_vec());
+    let one_per_channel = filter_shape == Some(vec![channels, 1, geometry.kernel[0], geometry.kernel[1]]);
     if conv.group != channels || !one_per_channel || !vectorised(&geometry) {
         return Ok(None);
     }
+    let Some((_, filters)) = folded_floats(model, node.inputs[1])? else { return Ok(None) };
+    let Some((_, bias)) = folded_floats(model, node.inputs[2])? else { return Ok(None) };
     // tract's declutter leaves a convolution without bias a scalar zero.
     let bias = match bias.len() {
         1 => vec![bias[0]; channels],
@@ -81,7 +84,8 @@ fn folded_floats(model: &TypedModel, outlet: OutletId) -> TractResult<Option<(TV
         let Some(k) = model.outlet_fact(*input)?.konst.clone() else { return Ok(None) };
         inputs.push(TValue::from_const(k));
     }
-    let Some(outputs) = node.op.eval_out_of_plan(inputs)? else { return Ok(None) };
+    // An operator that cannot be evaluated here leaves the convolution to tract.
+    let Ok(Some(outputs)) = node.op.eval_out_of_plan(inputs) else { return Ok(None) };
     let value = &outputs[outlet.slot];
     if value.datum_type() != f32::datum_type() {
         return Ok(None);

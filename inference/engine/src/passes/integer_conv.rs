@@ -432,9 +432,11 @@ pub(super) fn conv_integer<'m>(model: &'m TypedModel, node: &TypedNode) -> Tract
 /// without tract's integer path (an eager `Im2col` and column sums, which dominated a dynamic
 /// model's instructions; see `benchmarks/profile.md`).
 ///
-/// A depthwise one our kernel covers becomes [`Depthwise`] scaled at run time, the scale
-/// multiply, bias add and activation that follow applied as it writes each output
-/// ([`scaled_depthwise`]); another grouped one, tract's f32 convolution.
+/// A depthwise one our kernel covers becomes [`crate::ops::integer_depthwise::IntegerDepthwise`]
+/// on the bytes themselves, the zero point and scale its inputs, the bias add and activation
+/// that follow applied as it writes each output ([`scaled_depthwise`], then
+/// [`integer_at_run_time`]); failing that, [`Depthwise`] scaled at run time over the shifted
+/// values; another grouped one, tract's f32 convolution.
 fn grouped_integer_patch(model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
     let Some(conv) = node.op_as::<Conv>().filter(|c| c.q_params == Some(i32::datum_type()) && c.group > 1) else {
         return Ok(None);

@@ -1,4 +1,5 @@
-//! Finding a static int8 model's depthwise convolutions that [`IntegerDepthwise`] computes, for
+//! Finding the int8 models' depthwise convolutions that [`IntegerDepthwise`] computes (a dynamic
+//! model's: [`integer_at_run_time`]), for
 //! [`super::integer_conv`]'s rewrite (the same stage and the same evidence as its convolutions).
 //!
 //! A QDQ model's depthwise convolution reads a dequantized u8/i8 image with filters dequantized

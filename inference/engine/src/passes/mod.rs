@@ -21,12 +21,12 @@
 //! 2. [`f16_to_f32::F16ToF32`] (typed): f16 weights computed in f32, for F16 models, before
 //!    declutter, so the passes after it see the f32 model's graph.
 //! 3. [`depthwise::DepthwiseRewrite`] (typed): f32 depthwise convolutions with constant filters
-//!    onto [`crate::ops::depthwise::Depthwise`] before declutter, so tract keeps the graph planar
+//!    (or filters dequantized from constants, a QDQ model's) onto [`crate::ops::depthwise::Depthwise`] before declutter, so tract keeps the graph planar
 //!    instead of moving it channels-last for its own depthwise kernel.
 //! 4. [`integer_conv::IntegerConvRewrite`] (decluttered): int8 convolutions onto
-//!    [`crate::ops::integer_conv::IntegerConv`]; static models' depthwise ones
+//!    [`crate::ops::integer_conv::IntegerConv`]; int8 models' depthwise ones
 //!    onto [`crate::ops::integer_depthwise::IntegerDepthwise`] ([`integer_depthwise`]); for
-//!    dynamic models' grouped ones, tract's f32 convolution between [`crate::ops::layout`]'s
+//!    dynamic models' other grouped ones, tract's f32 convolution between [`crate::ops::layout`]'s
 //!    shift and transpose.
 //! 5. [`integer_matmul::IntegerMatMulRewrite`] (decluttered): dynamic int8 matrix products by
 //!    constant weights (`MatMulInteger`, a transformer's linear layers) onto the same

@@ -17,7 +17,7 @@
 //! `−zp · Σ w`, where each sum starts.
 //!
 //! [`Scalar`] computes the same integer sums straight from the image, so both are equal bit for
-//! bit (checked natively and in the canister's self-test by [`check`]).
+//! bit (checked by [`check`] in the canister's self-test, simd128 against the scalar kernel).
 
 use super::padded_extent;
 use crate::kernels::activation::Activation;
@@ -85,7 +85,7 @@ impl IntegerFilters {
 /// One channel's image with the zero point's byte around it, as far as any load of the kernel
 /// reads (the window's reach, then a vector's width beyond). The padding is written when the
 /// buffer is made; [`BytePlane::fill`] writes only the channel's values, so one buffer serves
-/// every channel of every image.
+/// every channel of an image.
 #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
 pub struct BytePlane {
     rows: usize,
@@ -120,14 +120,16 @@ impl BytePlane {
 /// overlapping the ones before; shorter rows by two overlapping copies of eight or four bytes, or
 /// byte by byte.
 fn copy_row(from: &[u8], to: &mut [u8]) {
-    let n = from.len();
-    assert!(to.len() == n);
+    assert!(to.len() == from.len());
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    to.copy_from_slice(from);
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         use core::arch::wasm32::*;
-        let (src, dst) = (from.as_ptr(), to.as_mut_ptr());
-        // SAFETY: every vector read or written lies within the n bytes of both (n >= 16, or
-        // n >= 8 for the 8-byte copies).
+        let (n, src, dst) = (from.len(), from.as_ptr(), to.as_mut_ptr());
+        // SAFETY: every vector (or word) read or written lies within the n bytes of both: the
+        // sixteen-byte copies for n >= 16, the eight-byte ones for n >= 8, the four-byte ones for
+        // n >= 4; each branch returns.
         unsafe {
             if n >= 16 {
                 let mut i = 0;
@@ -143,22 +145,22 @@ fn copy_row(from: &[u8], to: &mut [u8]) {
                 (dst.add(n - 8) as *mut u64).write_unaligned((src.add(n - 8) as *const u64).read_unaligned());
                 return;
             }
+            if n >= 4 {
+                (dst as *mut u32).write_unaligned((src as *const u32).read_unaligned());
+                (dst.add(n - 4) as *mut u32).write_unaligned((src.add(n - 4) as *const u32).read_unaligned());
+                return;
+            }
         }
-    }
-    if n >= 4 {
-        to[..4].copy_from_slice(&from[..4]);
-        to[n - 4..].copy_from_slice(&from[n - 4..]);
-        return;
-    }
-    // Written out: a loop here is a `memory.copy` again.
-    if n > 0 {
-        to[0] = from[0];
-    }
-    if n > 1 {
-        to[1] = from[1];
-    }
-    if n > 2 {
-        to[2] = from[2];
+        // Written out: a loop here is a `memory.copy` again.
+        if n > 0 {
+            to[0] = from[0];
+        }
+        if n > 1 {
+            to[1] = from[1];
+        }
+        if n > 2 {
+            to[2] = from[2];
+        }
     }
 }
 
@@ -172,7 +174,6 @@ pub fn covered(g: &Geometry) -> bool {
 pub trait Byte: Copy {
     const SIGNED: bool;
     fn value(self) -> i32;
-    fn bits(self) -> u8;
 }
 
 impl Byte for u8 {
@@ -180,18 +181,12 @@ impl Byte for u8 {
     fn value(self) -> i32 {
         self as i32
     }
-    fn bits(self) -> u8 {
-        self
-    }
 }
 
 impl Byte for i8 {
     const SIGNED: bool = true;
     fn value(self) -> i32 {
         self as i32
-    }
-    fn bits(self) -> u8 {
-        self as u8
     }
 }
 
@@ -444,7 +439,8 @@ pub fn check_kernels<K: IntegerDepthwiseKernels>() -> Result<(), String> {
                 }
                 let g = super::reference::geometry(channels, [h, w], k, strides, pad);
                 let taps = k * k;
-                let weights: Vec<i16> = (0..channels * taps).map(|i| ((i * 37 + 11) % 255) as i16 - 127).collect();
+                // Within ±255: a dynamic model's weights less their zero point.
+                let weights: Vec<i16> = (0..channels * taps).map(|i| ((i * 37 + 11) % 511) as i16 - 255).collect();
                 let scales: Vec<f32> = (0..channels).map(|c| 0.0125 + c as f32 * 0.003).collect();
                 let bias: Vec<f32> = (0..channels).map(|c| c as f32 * 0.25 - 1.0).collect();
                 for zero_point in [0, 3, 128, 255] {
@@ -456,6 +452,9 @@ pub fn check_kernels<K: IntegerDepthwiseKernels>() -> Result<(), String> {
                         &bytes,
                         &format!("u8 k {k} pad {pad} strides {strides:?} {channels}×{h}×{w} zp {zero_point}"),
                     )?;
+                    // The same filters with the zero point and scale given per inference.
+                    let at_run_time = filters.at_run_time(zero_point, 0.0375);
+                    compare::<K, u8>(&at_run_time, &bytes, &format!("at run time, {k}×{k} zp {zero_point}"))?;
                     let signed: Vec<i8> = bytes.iter().map(|b| *b as i8).collect();
                     let filters =
                         IntegerFilters::new(g.clone(), zero_point - 128, weights.clone(), scales.clone(), bias.clone());
