@@ -16,12 +16,14 @@
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::cnn::conv::KernelFormat;
 use tract_onnx::tract_core::ops::cnn::Conv;
+use tract_onnx::tract_core::ops::quant::DequantizeLinearF32;
 
 use super::integer_conv::{dequantized, pool_geometry, tensor_floats, Side};
 use crate::kernels::activation::Activation;
 use crate::kernels::depthwise::integer::{covered, IntegerFilters};
+use crate::kernels::integer_conv::pack::Geometry;
 use crate::kernels::integer_conv::pack::Layout;
-use crate::onnx::quantized_weights::QuantizedWeights;
+use crate::onnx::quantized_weights::{ConvWeights, QuantizedWeights};
 use crate::ops::depthwise::Depthwise;
 use crate::ops::integer_depthwise::IntegerDepthwise;
 
@@ -45,29 +47,21 @@ pub(super) fn integer_depthwise(
     }
     let Some((channels, size)) = side.image(model, x)? else { return Ok(None) };
     let geometry = pool_geometry(spec, channels, size);
-    let [kh, kw] = geometry.kernel;
-    if conv.group != channels || onnx.shape[..] != [channels, 1, kh, kw] || !covered(&geometry) {
+    if conv.group != channels {
         return Ok(None);
     }
-    let taps = kh * kw;
-    let scale = |c: usize| onnx.scales[if onnx.scales.len() == 1 { 0 } else { c }];
-    if onnx.scales.len() != 1 && onnx.scales.len() != channels {
-        return Ok(None);
-    }
-    let expected: Vec<f32> = onnx.values.iter().enumerate().map(|(i, v)| *v as f32 * scale(i / taps)).collect();
     let Some(kernel) = model.outlet_fact(node.inputs[1])?.konst.as_ref() else { return Ok(None) };
-    if kernel.datum_type() != f32::datum_type() || tensor_floats(kernel)? != expected {
+    let Some(bias) = model.outlet_fact(node.inputs[2])?.konst.as_ref() else { return Ok(None) };
+    if kernel.datum_type() != f32::datum_type() || bias.datum_type() != f32::datum_type() {
         return Ok(None);
     }
-    let Some(bias) = model.outlet_fact(node.inputs[2])?.konst.as_ref() else { return Ok(None) };
-    let bias = match (bias.datum_type(), bias.len()) {
-        (DatumType::F32, 1) => vec![tensor_floats(bias)?[0]; channels],
-        (DatumType::F32, n) if n == channels => tensor_floats(bias)?,
-        _ => return Ok(None),
+    let bias = match bias.len() {
+        1 => vec![tensor_floats(bias)?[0]; channels],
+        _ => tensor_floats(bias)?,
     };
-    let scales = (0..channels).map(|c| dequantize.scale * scale(c)).collect();
-    let values = onnx.values.iter().map(|v| *v as i16).collect();
-    let filters = IntegerFilters::new(geometry, dequantize.zero_point, values, scales, bias);
+    let Some(filters) = static_filters(onnx, &dequantize, geometry, &tensor_floats(kernel)?, bias) else {
+        return Ok(None);
+    };
     Ok(Some((x, IntegerDepthwise { batch: side.batch, filters: filters.into(), at_run_time: false })))
 }
 
@@ -86,25 +80,37 @@ pub(super) fn integer_of_ours(
         return Ok(None);
     }
     let Some((x, dequantize)) = dequantized(model, node.inputs[0])? else { return Ok(None) };
-    let geometry = op.geometry.clone();
-    let ([kh, kw], channels) = (geometry.kernel, geometry.channels);
-    if onnx.shape[..] != [channels, 1, kh, kw]
-        || !covered(&geometry)
-        || !matches!(onnx.scales.len(), n if n == 1 || n == channels)
-    {
+    let (filters, bias) = (&op.filters.weights, op.filters.bias.clone());
+    let Some(filters) = static_filters(onnx, &dequantize, op.geometry.clone(), filters, bias) else {
         return Ok(None);
+    };
+    Ok(Some((x, IntegerDepthwise { batch: op.batch, filters: filters.into(), at_run_time: false })))
+}
+
+/// The int8 filters of a depthwise convolution of `geometry` by `onnx`'s weights over an image
+/// dequantized by `dequantize`, when `floats` (the f32 filters the graph computes with) are exactly
+/// those weights dequantized, `bias` has one value per channel and the kernel covers the window.
+fn static_filters(
+    onnx: &ConvWeights,
+    dequantize: &DequantizeLinearF32,
+    geometry: Geometry,
+    floats: &[f32],
+    bias: Vec<f32>,
+) -> Option<IntegerFilters> {
+    let ([kh, kw], channels) = (geometry.kernel, geometry.channels);
+    let scales_fit = onnx.scales.len() == 1 || onnx.scales.len() == channels;
+    if onnx.shape[..] != [channels, 1, kh, kw] || !covered(&geometry) || !scales_fit || bias.len() != channels {
+        return None;
     }
     let scale = |c: usize| onnx.scales[if onnx.scales.len() == 1 { 0 } else { c }];
     let taps = kh * kw;
     let expected: Vec<f32> = onnx.values.iter().enumerate().map(|(i, v)| *v as f32 * scale(i / taps)).collect();
-    if op.filters.weights != expected || op.filters.bias.len() != channels {
-        return Ok(None);
+    if floats != expected {
+        return None;
     }
-    let bias = op.filters.bias.clone();
     let scales = (0..channels).map(|c| dequantize.scale * scale(c)).collect();
     let values = onnx.values.iter().map(|v| *v as i16).collect();
-    let filters = IntegerFilters::new(geometry, dequantize.zero_point, values, scales, bias);
-    Ok(Some((x, IntegerDepthwise { batch: op.batch, filters: filters.into(), at_run_time: false })))
+    Some(IntegerFilters::new(geometry, dequantize.zero_point, values, scales, bias))
 }
 
 /// A dynamic int8 depthwise convolution `node` (tract's integer `Conv` over the u8/i8 image a
