@@ -13,6 +13,7 @@ use inference_api::{
 };
 use inference_engine::executor::{Job, NodeCost, Progress};
 use inference_engine::jobs::Advance;
+use inference_engine::kernels::finite::first_not_finite;
 use inference_engine::model;
 use tract_onnx::prelude::*;
 
@@ -341,9 +342,7 @@ fn to_tensor(input: &InputTensor, spec: &TensorSpec, max_elements: u64) -> Resul
     }
     let not_finite = match &input.data {
         TensorData::F32(v) => v.iter().position(|x| !x.is_finite()),
-        TensorData::F32Bytes(bytes) => {
-            bytes.chunks_exact(4).position(|b| !f32::from_le_bytes([b[0], b[1], b[2], b[3]]).is_finite())
-        }
+        TensorData::F32Bytes(bytes) => first_not_finite(bytes),
         TensorData::F64(v) => v.iter().position(|x| !x.is_finite()),
         TensorData::F16(v) => v.iter().position(|&x| !f16::from_bits(x).is_finite()),
         _ => None,

@@ -18,6 +18,7 @@
 //! - [`integer_conv`]: the integer convolution's widening and multiply over packed int8 values.
 //! - [`max_pool`]: the f32 max pool's fold of an input row into an output row.
 //! - [`byte_pool`]: the max pool of a u8 or i8 plane, separable (column maxima, then row maxima).
+//! - [`finite`]: the check that an f32 input holds no NaN or infinity.
 //! - [`activation`]: the ReLU or HardSwish a convolution kernel applies to its outputs (or the
 //!   integer convolution's operator, in place).
 //! - [`depthwise`]: the f32 depthwise convolution of one channel's plane, its activation fused
@@ -27,6 +28,7 @@ pub mod activation;
 pub mod byte_pool;
 pub mod depthwise;
 pub mod dynamic_quantize;
+pub mod finite;
 pub mod float_conv;
 pub mod integer_conv;
 pub mod max_pool;
@@ -83,6 +85,7 @@ pub fn check_all() -> Result<(), String> {
     depthwise::reference::check()?;
     depthwise::integer::check()?;
     dynamic_quantize::check()?;
+    finite::check()?;
     activation::check()?;
     Ok(())
 }

@@ -248,6 +248,52 @@ mod simd {
         }
     }
 
+    /// The table of [`look_up_bytes`], at an address fixed at link time.
+    struct ByteTable(core::cell::UnsafeCell<[u8; 256]>);
+
+    // SAFETY: the canister's wasm has one thread (no atomics), and only `look_up_bytes` touches
+    // the table, filling it and reading it within one call that does not re-enter.
+    unsafe impl Sync for ByteTable {}
+
+    static BYTE_TABLE: ByteTable = ByteTable(core::cell::UnsafeCell::new([0; 256]));
+
+    /// [`QdqKernels::quantize_look_up`] of a table of bytes for the first `n` elements (a
+    /// multiple of sixteen): sixteen values a turn quantized and narrowed to one vector of bytes
+    /// as [`QdqKernels::quantize`] does (the two's complement byte of an i8, which is its index),
+    /// then each entry read at its lane's byte from a copy of the table in a static, whose
+    /// address the loads carry as their constant offset: a lane costs an extract, a load and a
+    /// store, with no address arithmetic, and the clamp is the narrows' (`benchmarks/NOTES.md`,
+    /// "Byte tables at a fixed address").
+    ///
+    /// # Safety
+    /// `n` must be a multiple of sixteen, at most `xs.len()` and `ys.len()`.
+    unsafe fn look_up_bytes(lanes: &QuantizeLanes, xs: &[f32], table: &[u8], ys: &mut [u8], n: usize) {
+        assert!(table.len() == 256);
+        let fixed = BYTE_TABLE.0.get() as *mut u8;
+        // SAFETY: 256 bytes each; the static is this call's alone (ByteTable's Sync).
+        unsafe { core::ptr::copy_nonoverlapping(table.as_ptr(), fixed, 256) };
+        let (x, y) = (xs.as_ptr() as *const v128, ys.as_mut_ptr());
+        /// Lane `$l` of `$bytes`, an index, read from the table into `$y[$l]`.
+        macro_rules! entries {
+            ($bytes:ident, $y:ident, $($l:literal)*) => {
+                $( *$y.add($l) = *fixed.add(u8x16_extract_lane::<$l>($bytes) as usize); )*
+            };
+        }
+        let mut i = 0;
+        while i < n {
+            // SAFETY: i + 16 <= n: xs[i..i + 16] is readable and ys[i..i + 16] writable (the
+            // caller's), no alignment needed; each index is a byte, within the 256 of the table.
+            unsafe {
+                let (v, yi) = core::hint::black_box((x.add(i / 4), y.add(i)));
+                let (a, b) = (lanes.unclamped(v128_load(v)), lanes.unclamped(v128_load(v.add(1))));
+                let (c, d) = (lanes.unclamped(v128_load(v.add(2))), lanes.unclamped(v128_load(v.add(3))));
+                let bytes = lanes.bytes(a, b, c, d);
+                entries!(bytes, yi, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+            }
+            i += 16;
+        }
+    }
+
     struct DequantizeLanes {
         scale: v128,
         zero_point: v128,
@@ -349,6 +395,16 @@ mod simd {
             let len = xs.len().min(ys.len());
             let n = len / 16 * 16;
             let lanes = QuantizeLanes::new(q);
+            if core::mem::size_of::<T>() == 1 {
+                // SAFETY: T is one byte, so both slices are their bytes; every byte written to
+                // `ys` is a copy of an entry's, a value of T.
+                unsafe {
+                    let table = core::slice::from_raw_parts(table.as_ptr() as *const u8, 256);
+                    let out = core::slice::from_raw_parts_mut(ys.as_mut_ptr() as *mut u8, ys.len());
+                    look_up_bytes(&lanes, xs, table, out, n);
+                }
+                return quantize_look_up_scalar(q, &xs[n..len], table, &mut ys[n..len]);
+            }
             let shift = core::mem::size_of::<T>().trailing_zeros();
             let base = i32x4_splat(table.as_ptr() as i32);
             let (x, y) = (xs.as_ptr(), ys.as_mut_ptr());
