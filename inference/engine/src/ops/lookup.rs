@@ -1,7 +1,8 @@
 //! [`Lookup`]: an f32 tensor quantized to int8 and read through a 256-entry table, in place of a
 //! quantize-dequantize and the run of elementwise nodes after it that computed a function of the
 //! dequantized value (wired by [`crate::passes::lookup`], which computes the table by running
-//! those nodes on the 256 values).
+//! those nodes on the 256 values). A table of bytes after an integer convolution is read in that
+//! convolution's epilogue instead ([`crate::passes::conv_lookup`]); this operator runs the rest.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;

@@ -146,6 +146,7 @@ pub(super) fn operator(
         winograd,
         epilogue: Arc::new(epilogue),
         activation: Activation::Identity,
+        lookup: None,
     }
 }
 

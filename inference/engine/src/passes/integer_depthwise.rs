@@ -62,7 +62,7 @@ pub(super) fn integer_depthwise(
     let Some(filters) = static_filters(onnx, &dequantize, geometry, &tensor_floats(kernel)?, bias) else {
         return Ok(None);
     };
-    Ok(Some((x, IntegerDepthwise { batch: side.batch, filters: filters.into(), at_run_time: false })))
+    Ok(Some((x, IntegerDepthwise { batch: side.batch, filters: filters.into(), at_run_time: false, lookup: None })))
 }
 
 /// The operator for our f32 [`Depthwise`] `node` (wired before declutter, so planar) over a
@@ -84,7 +84,7 @@ pub(super) fn integer_of_ours(
     let Some(filters) = static_filters(onnx, &dequantize, op.geometry.clone(), filters, bias) else {
         return Ok(None);
     };
-    Ok(Some((x, IntegerDepthwise { batch: op.batch, filters: filters.into(), at_run_time: false })))
+    Ok(Some((x, IntegerDepthwise { batch: op.batch, filters: filters.into(), at_run_time: false, lookup: None })))
 }
 
 /// The int8 filters of a depthwise convolution of `geometry` by `onnx`'s weights over an image
@@ -137,5 +137,5 @@ pub(super) fn integer_at_run_time(
     let channels = op.geometry.channels;
     let filters = IntegerFilters::new(op.geometry.clone(), 0, weights, vec![1.0; channels], op.filters.bias.clone())
         .activated(op.activation);
-    Ok(Some(IntegerDepthwise { batch: op.batch, filters: filters.into(), at_run_time: true }))
+    Ok(Some(IntegerDepthwise { batch: op.batch, filters: filters.into(), at_run_time: true, lookup: None }))
 }

@@ -51,6 +51,9 @@
 //!     [`crate::ops::lookup::Lookup`].
 //! 14. [`residual_add::ResidualAddFusion`] (optimized): an f32 add between dequantizes (or
 //!     quantize-dequantizes) and a quantize onto one [`crate::ops::qdq::Conversion::ResidualAdd`].
+//! 15. [`conv_lookup::ConvLookupFusion`] (optimized): a table lookup of bytes after an integer
+//!     convolution into the convolution's epilogue ([`crate::ops::integer_conv::IntegerConv`]'s
+//!     `lookup`).
 //!
 //! # Adding a pass
 //!
@@ -89,6 +92,7 @@
 //! New operators a pass wires go in [`crate::ops`], their loops in [`crate::kernels`].
 
 mod byte_max_pool;
+mod conv_lookup;
 mod depthwise;
 mod dynamic_quantize;
 mod f16_to_f32;
@@ -110,6 +114,7 @@ use crate::onnx::quantized_weights::QuantizedWeights;
 use crate::types::WeightFormat;
 
 pub use byte_max_pool::BytePools;
+pub use conv_lookup::ConvLookupFusion;
 pub use depthwise::DepthwiseRewrite;
 pub use dynamic_quantize::DynamicQuantizeAccelerate;
 pub use f16_to_f32::F16ToF32;
@@ -173,6 +178,7 @@ pub const PIPELINE: &[&dyn Pass] = &[
     &PoolSumAccelerate,
     &LookupTables,
     &ResidualAddFusion,
+    &ConvLookupFusion,
 ];
 
 /// Applies patches found on `model` as it was (they replace disjoint nodes), then drops what they
@@ -222,6 +228,7 @@ mod tests {
                 "pool sum accelerate",
                 "lookup tables",
                 "residual add fusion",
+                "table lookups into integer convolutions",
             ]
         );
     }

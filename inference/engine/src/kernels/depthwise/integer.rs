@@ -22,6 +22,8 @@
 use super::padded_extent;
 use crate::kernels::activation::Activation;
 use crate::kernels::integer_conv::pack::Geometry;
+use crate::kernels::qdq::{ByteLookup, Quantize};
+use tract_onnx::prelude::DatumType;
 
 /// A depthwise convolution's int8 filters, as the kernels read them.
 #[derive(Clone, Debug, PartialEq)]
@@ -194,6 +196,19 @@ impl Byte for i8 {
 pub trait IntegerDepthwiseKernels {
     /// The `[C, oh, ow]` outputs of one `[C, h, w]` image.
     fn image<T: Byte>(filters: &IntegerFilters, image: &[T], out: &mut [f32]);
+
+    /// [`IntegerDepthwiseKernels::image`] with each output then quantized and read through
+    /// `lookup`'s table (a static int8 model's HardSwish after the convolution): the bytes out
+    /// are the table's entries. The same f32 operations in the same order as the image and a
+    /// separate lookup, so the same bytes; by default that is what it does, through an f32
+    /// buffer.
+    fn image_looked_up<T: Byte>(filters: &IntegerFilters, image: &[T], lookup: &ByteLookup, out: &mut [u8]) {
+        let mut floats = vec![0f32; out.len()];
+        Self::image(filters, image, &mut floats);
+        for (y, x) in out.iter_mut().zip(&floats) {
+            *y = lookup.scalar(*x);
+        }
+    }
 }
 
 /// One output at a time, straight from the image.
@@ -244,6 +259,7 @@ mod simd {
 
     use super::*;
     use crate::kernels::activation::{activate, activate_each};
+    use crate::kernels::qdq::QuantizeLanes;
 
     /// Each channel through a [`BytePlane`], eight outputs a turn at column stride one, four at
     /// stride two; a geometry not [`covered`], as [`Scalar`].
@@ -251,43 +267,78 @@ mod simd {
 
     impl IntegerDepthwiseKernels for Simd128 {
         fn image<T: Byte>(filters: &IntegerFilters, image: &[T], out: &mut [f32]) {
-            let g = &filters.geometry;
-            if !covered(g) {
+            if !covered(&filters.geometry) {
                 return Scalar::image(filters, image, out);
             }
-            let ([h, w], c, pixels) = (g.input, g.channels, g.pixels());
-            let (kh, column_pairs) = (g.kernel[0], g.kernel[1].div_ceil(2));
-            assert!(image.len() >= c * h * w && out.len() >= c * pixels);
-            assert!(filters.pairs.len() >= c * kh * column_pairs && filters.start.len() >= c);
-            assert!(filters.scales.len() >= c && filters.bias.len() >= c);
-            let padding = if T::SIGNED { filters.zero_point as i8 as u8 } else { filters.zero_point as u8 };
-            let mut plane = BytePlane::new(g, padding);
-            // Every row a window reads is in the plane (padded_extent's reach).
-            assert!(
-                plane.rows >= (g.output[0] - 1) * g.strides[0] + kh && plane.values.len() >= plane.rows * plane.columns
-            );
-            // SAFETY: T is u8 or i8, one byte with every bit pattern valid as u8.
-            let bytes = unsafe { core::slice::from_raw_parts(image.as_ptr() as *const u8, image.len()) };
-            for ch in 0..c {
-                plane.fill(g, &bytes[ch * h * w..]);
-                let weights = &filters.pairs[ch * kh * column_pairs..];
-                let (start, scale, bias) = (filters.start[ch], filters.scales[ch], filters.bias[ch]);
-                let a = filters.activation;
-                let out = &mut out[ch * pixels..][..pixels];
-                // SAFETY: the plane was made for g (every load of every output is inside it:
-                // BytePlane::new), the channel's weight pairs are in bounds by the assert, and
-                // `out` is its output plane.
-                unsafe {
-                    match (g.kernel[0], g.strides[1], T::SIGNED) {
-                        (3, 1, false) => plane_3::<1, false>(g, &plane, weights, start, scale, bias, a, out),
-                        (3, _, false) => plane_3::<2, false>(g, &plane, weights, start, scale, bias, a, out),
-                        (5, 1, false) => plane_5::<1, false>(g, &plane, weights, start, scale, bias, a, out),
-                        (_, _, false) => plane_5::<2, false>(g, &plane, weights, start, scale, bias, a, out),
-                        (3, 1, true) => plane_3::<1, true>(g, &plane, weights, start, scale, bias, a, out),
-                        (3, _, true) => plane_3::<2, true>(g, &plane, weights, start, scale, bias, a, out),
-                        (5, 1, true) => plane_5::<1, true>(g, &plane, weights, start, scale, bias, a, out),
-                        (_, _, true) => plane_5::<2, true>(g, &plane, weights, start, scale, bias, a, out),
-                    }
+            let pixels = filters.geometry.pixels();
+            assert!(out.len() >= filters.geometry.channels * pixels);
+            let to = out.as_mut_ptr();
+            // SAFETY: each channel's output plane, pixels values from ch · pixels, is in `out`.
+            channels(filters, image, |ch| Sink::Floats(unsafe { to.add(ch * pixels) }));
+        }
+
+        /// Each unit's outputs quantized, narrowed to bytes and read from the table at the fixed
+        /// address as they are finished (no f32 output between).
+        fn image_looked_up<T: Byte>(filters: &IntegerFilters, image: &[T], lookup: &ByteLookup, out: &mut [u8]) {
+            if !covered(&filters.geometry) {
+                let mut floats = vec![0f32; out.len()];
+                Scalar::image(filters, image, &mut floats);
+                for (y, x) in out.iter_mut().zip(&floats) {
+                    *y = lookup.scalar(*x);
+                }
+                return;
+            }
+            let pixels = filters.geometry.pixels();
+            assert!(out.len() >= filters.geometry.channels * pixels);
+            crate::kernels::qdq::fixed_byte_table(&lookup.table);
+            let (to, lanes) = (out.as_mut_ptr(), QuantizeLanes::new(&lookup.quantize));
+            // SAFETY: each channel's output plane, pixels values from ch · pixels, is in `out`.
+            channels(filters, image, |ch| Sink::Bytes(unsafe { to.add(ch * pixels) }, lanes, lookup));
+        }
+    }
+
+    /// Where a channel's plane goes: its f32 outputs, or their bytes through a lookup (the plane's
+    /// first output at the pointer, `[oh, ow]` of them writable).
+    #[derive(Clone, Copy)]
+    enum Sink<'a> {
+        Floats(*mut f32),
+        Bytes(*mut u8, QuantizeLanes, &'a ByteLookup),
+    }
+
+    /// Each channel of a [`covered`] geometry through a [`BytePlane`] into `plane_out(ch)`'s plane.
+    fn channels<'a, T: Byte>(filters: &IntegerFilters, image: &[T], plane_out: impl Fn(usize) -> Sink<'a>) {
+        let g = &filters.geometry;
+        let ([h, w], c) = (g.input, g.channels);
+        let (kh, column_pairs) = (g.kernel[0], g.kernel[1].div_ceil(2));
+        assert!(image.len() >= c * h * w);
+        assert!(filters.pairs.len() >= c * kh * column_pairs && filters.start.len() >= c);
+        assert!(filters.scales.len() >= c && filters.bias.len() >= c);
+        let padding = if T::SIGNED { filters.zero_point as i8 as u8 } else { filters.zero_point as u8 };
+        let mut plane = BytePlane::new(g, padding);
+        // Every row a window reads is in the plane (padded_extent's reach).
+        assert!(
+            plane.rows >= (g.output[0] - 1) * g.strides[0] + kh && plane.values.len() >= plane.rows * plane.columns
+        );
+        // SAFETY: T is u8 or i8, one byte with every bit pattern valid as u8.
+        let bytes = unsafe { core::slice::from_raw_parts(image.as_ptr() as *const u8, image.len()) };
+        for ch in 0..c {
+            plane.fill(g, &bytes[ch * h * w..]);
+            let weights = &filters.pairs[ch * kh * column_pairs..];
+            let (start, scale, bias) = (filters.start[ch], filters.scales[ch], filters.bias[ch]);
+            let (a, out) = (filters.activation, plane_out(ch));
+            // SAFETY: the plane was made for g (every load of every output is inside it:
+            // BytePlane::new), the channel's weight pairs are in bounds by the assert, and `out`
+            // is its output plane (the callers').
+            unsafe {
+                match (g.kernel[0], g.strides[1], T::SIGNED) {
+                    (3, 1, false) => plane_3::<1, false>(g, &plane, weights, start, scale, bias, a, out),
+                    (3, _, false) => plane_3::<2, false>(g, &plane, weights, start, scale, bias, a, out),
+                    (5, 1, false) => plane_5::<1, false>(g, &plane, weights, start, scale, bias, a, out),
+                    (_, _, false) => plane_5::<2, false>(g, &plane, weights, start, scale, bias, a, out),
+                    (3, 1, true) => plane_3::<1, true>(g, &plane, weights, start, scale, bias, a, out),
+                    (3, _, true) => plane_3::<2, true>(g, &plane, weights, start, scale, bias, a, out),
+                    (5, 1, true) => plane_5::<1, true>(g, &plane, weights, start, scale, bias, a, out),
+                    (_, _, true) => plane_5::<2, true>(g, &plane, weights, start, scale, bias, a, out),
                 }
             }
         }
@@ -330,21 +381,51 @@ mod simd {
 
     /// One unit of outputs (eight at column stride one: the even and the odd ones, interleaved;
     /// four at two) from output column `$at` of the row whose window starts at `$first`, written
-    /// at `$to`.
+    /// into `$sink`'s plane from output `$index`: as f32, or quantized to one vector of bytes
+    /// (lanes 0–3 the even outputs or the four, 4–7 the odd ones) each read from the table.
     macro_rules! output_unit {
-        ($first:ident, $at:expr, $to:expr, $offsets:ident, $start:ident, $w:ident, $j:literal, $kys:tt, $ps:tt, $scale:ident, $bias:ident, $activation:ident) => {{
-            let to = $to;
+        ($first:ident, $at:expr, $sink:ident, $index:expr, $offsets:ident, $start:ident, $w:ident, $j:literal, $kys:tt, $ps:tt, $scale:ident, $bias:ident, $activation:ident) => {{
+            let index = $index;
             let p = black_box($first.add($at * S));
             let rows = plane_window!(@rows p, $offsets, $kys);
             if S == 1 {
                 let mut even = dequantized($scale, $bias, window!($start, rows, 0, $w, $j, $kys, $ps));
                 let mut odd = dequantized($scale, $bias, window!($start, rows, 1, $w, $j, $kys, $ps));
                 activate_each!($activation, even, odd);
-                v128_store(to as *mut v128, i32x4_shuffle::<0, 4, 1, 5>(even, odd));
-                v128_store(to.add(4) as *mut v128, i32x4_shuffle::<2, 6, 3, 7>(even, odd));
+                match $sink {
+                    Sink::Floats(out) => {
+                        let to = out.add(index);
+                        v128_store(to as *mut v128, i32x4_shuffle::<0, 4, 1, 5>(even, odd));
+                        v128_store(to.add(4) as *mut v128, i32x4_shuffle::<2, 6, 3, 7>(even, odd));
+                    }
+                    Sink::Bytes(out, q, _) => {
+                        let (e, o) = (q.unclamped(even), q.unclamped(odd));
+                        let b = q.bytes(e, o, e, o);
+                        let (to, table) = (out.add(index), crate::kernels::qdq::byte_table());
+                        *to = *table.add(u8x16_extract_lane::<0>(b) as usize);
+                        *to.add(1) = *table.add(u8x16_extract_lane::<4>(b) as usize);
+                        *to.add(2) = *table.add(u8x16_extract_lane::<1>(b) as usize);
+                        *to.add(3) = *table.add(u8x16_extract_lane::<5>(b) as usize);
+                        *to.add(4) = *table.add(u8x16_extract_lane::<2>(b) as usize);
+                        *to.add(5) = *table.add(u8x16_extract_lane::<6>(b) as usize);
+                        *to.add(6) = *table.add(u8x16_extract_lane::<3>(b) as usize);
+                        *to.add(7) = *table.add(u8x16_extract_lane::<7>(b) as usize);
+                    }
+                }
             } else {
-                let v = dequantized($scale, $bias, window!($start, rows, 0, $w, $j, $kys, $ps));
-                v128_store(to as *mut v128, activate(v, $activation));
+                let v = activate(dequantized($scale, $bias, window!($start, rows, 0, $w, $j, $kys, $ps)), $activation);
+                match $sink {
+                    Sink::Floats(out) => v128_store(out.add(index) as *mut v128, v),
+                    Sink::Bytes(out, q, _) => {
+                        let u = q.unclamped(v);
+                        let b = q.bytes(u, u, u, u);
+                        let (to, table) = (out.add(index), crate::kernels::qdq::byte_table());
+                        *to = *table.add(u8x16_extract_lane::<0>(b) as usize);
+                        *to.add(1) = *table.add(u8x16_extract_lane::<1>(b) as usize);
+                        *to.add(2) = *table.add(u8x16_extract_lane::<2>(b) as usize);
+                        *to.add(3) = *table.add(u8x16_extract_lane::<3>(b) as usize);
+                    }
+                }
             }
         }};
     }
@@ -357,7 +438,8 @@ mod simd {
         ($name:ident, $j:literal, $kys:tt, $ps:tt, [$($i:literal)*]) => {
             /// # Safety
             /// `plane` holds the channel for `g` ([`BytePlane::new`]), `weights` its pairs,
-            /// `out` its `[oh, ow]` output plane.
+            /// `sink` points at its `[oh, ow]` output plane.
+            #[allow(clippy::too_many_arguments)]
             unsafe fn $name<const S: usize, const SIGNED: bool>(
                 g: &Geometry,
                 plane: &BytePlane,
@@ -366,7 +448,7 @@ mod simd {
                 scale: f32,
                 bias: f32,
                 activation: Activation,
-                out: &mut [f32],
+                sink: Sink,
             ) {
                 let ([oh, ow], sy) = (g.output, g.strides[0]);
                 let unit = if S == 1 { 8 } else { 4 };
@@ -380,20 +462,34 @@ mod simd {
                     let mut scratch = [0f32; 8];
                     for oy in 0..oh {
                         let first = values.add(oy * sy * columns);
-                        let row = out.as_mut_ptr().add(oy * ow);
+                        let row = oy * ow;
                         if ow >= unit {
                             let mut ox = 0;
                             while ox < ow {
                                 let at = ox.min(ow - unit);
-                                output_unit!(first, at, row.add(at), offsets, start, w, $j, $kys, $ps, scale, bias, activation);
+                                output_unit!(first, at, sink, row + at, offsets, start, w, $j, $kys, $ps, scale, bias, activation);
                                 ox = at + unit;
                             }
                         } else {
                             // A row shorter than a unit: computed from its start into a scratch
-                            // unit, then copied.
-                            output_unit!(first, 0, scratch.as_mut_ptr(), offsets, start, w, $j, $kys, $ps, scale, bias, activation);
-                            for (i, v) in scratch.iter().take(ow).enumerate() {
-                                *row.add(i) = *v;
+                            // unit, then copied (or looked up).
+                            let to_scratch = Sink::Floats(scratch.as_mut_ptr());
+                            output_unit!(first, 0, to_scratch, 0, offsets, start, w, $j, $kys, $ps, scale, bias, activation);
+                            // Plain loops: an iterator with a match inside stayed a call a value.
+                            let mut i = 0;
+                            match sink {
+                                Sink::Floats(out) => {
+                                    while i < ow {
+                                        *out.add(row + i) = scratch[i];
+                                        i += 1;
+                                    }
+                                }
+                                Sink::Bytes(out, _, lookup) => {
+                                    while i < ow {
+                                        *out.add(row + i) = lookup.scalar(scratch[i]);
+                                        i += 1;
+                                    }
+                                }
                             }
                         }
                     }
@@ -420,7 +516,7 @@ pub fn check() -> Result<(), String> {
     check_kernels::<Best>()
 }
 
-/// [`check`] for kernel family `K`.
+/// [`check`] for kernel family `K` (with each output looked up through a table of bytes too).
 pub fn check_kernels<K: IntegerDepthwiseKernels>() -> Result<(), String> {
     for (k, pad) in [(3, 1), (5, 2), (3, 0), (5, 1), (2, 0)] {
         for strides in [[1, 1], [2, 2], [2, 1], [1, 2]] {
@@ -481,12 +577,30 @@ fn compare<K: IntegerDepthwiseKernels, T: Byte>(
     let (mut ours, mut reference) = (vec![f32::NAN; n], vec![f32::NAN; n]);
     K::image(filters, image, &mut ours);
     Scalar::image(filters, image, &mut reference);
-    match (0..n).find(|&i| ours[i].to_bits() != reference[i].to_bits()) {
-        Some(i) => {
-            Err(format!("int8 depthwise, {case}: output {i} is {} where the reference has {}", ours[i], reference[i]))
-        }
-        None => Ok(()),
+    if let Some(i) = (0..n).find(|&i| ours[i].to_bits() != reference[i].to_bits()) {
+        return Err(format!(
+            "int8 depthwise, {case}: output {i} is {} where the reference has {}",
+            ours[i], reference[i]
+        ));
     }
+    // The outputs quantized (u8 and i8, some past either end) and read through a table of
+    // distinct bytes.
+    for (dt, zero_point) in [(DatumType::U8, 120), (DatumType::I8, -7)] {
+        let lookup = ByteLookup {
+            quantize: Quantize { inv_scale: 3.1, zero_point, dt },
+            table: (0..=255u8).map(|b| b.wrapping_mul(59).wrapping_add(17)).collect(),
+        };
+        let mut bytes = vec![0u8; n];
+        K::image_looked_up(filters, image, &lookup, &mut bytes);
+        if let Some(i) = (0..n).find(|&i| bytes[i] != lookup.scalar(reference[i])) {
+            return Err(format!(
+                "int8 depthwise through a table ({dt:?}), {case}: output {i} is {} where the reference's looks up {}",
+                bytes[i],
+                lookup.scalar(reference[i])
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

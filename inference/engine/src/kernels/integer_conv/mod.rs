@@ -28,6 +28,8 @@ use std::mem::MaybeUninit;
 
 use pack::{Epilogue, PackedWeights, Strides};
 
+use crate::kernels::qdq::{ByteLookup, QdqKernels};
+
 /// The family's interface.
 pub trait ConvKernels {
     /// Values widened to i16 (`min(xs.len(), ys.len())` of them, each slot written): the bytes
@@ -55,6 +57,24 @@ pub trait ConvKernels {
         strides: Strides,
         out: &mut [f32],
     );
+    /// [`ConvKernels::multiply`] with each output then quantized and read through `lookup`'s
+    /// table (a static int8 model's HardSwish after the convolution, [`crate::ops::lookup`]): the
+    /// bytes out are the table's entries, at the same places. The same f32 operations in the same
+    /// order as the multiply and a separate [`crate::kernels::qdq::QdqKernels::quantize_look_up`],
+    /// so the same bytes; by default that is what it does, through an f32 buffer.
+    fn multiply_looked_up(
+        weights: &PackedWeights,
+        input: &[i16],
+        pixels: usize,
+        epilogue: &Epilogue,
+        lookup: &ByteLookup,
+        strides: Strides,
+        out: &mut [u8],
+    ) {
+        let mut floats = vec![0f32; out.len()];
+        Self::multiply(weights, input, pixels, epilogue, strides, &mut floats);
+        crate::kernels::qdq::Best::quantize_look_up(&lookup.quantize, &floats, &lookup.table, out);
+    }
     /// Winograd's input transform ([`winograd`]): for each tile t (`tiles[0]` rows of
     /// `tiles[1]`) of a padded interleaved image (`2 · tiles[0] + 2` rows of `width ≥ 2 ·
     /// tiles[1] + 2` pixels, C = `channels` values a pixel, a multiple of eight), `Bᵀ d B` of
@@ -243,6 +263,97 @@ mod simd {
 
     use super::pack::{PIXELS, ROWS, STEP, WIDE_ROWS};
     use super::*;
+    use crate::kernels::qdq::QuantizeLanes;
+
+    /// Where the wide kernel writes: f32 outputs, or bytes read through a table.
+    enum Sink<'a> {
+        Floats(&'a mut [f32]),
+        Bytes(&'a mut [u8], &'a LookedUp<'a>),
+    }
+
+    /// A [`ByteLookup`] as the wide kernel's epilogue reads it: its quantize as lanes, its table
+    /// copied to the fixed address ([`crate::kernels::qdq::fixed_byte_table`]).
+    struct LookedUp<'a> {
+        lanes: QuantizeLanes,
+        lookup: &'a ByteLookup,
+    }
+
+    impl LookedUp<'_> {
+        /// A group's outputs (`acc[j][g]`: pixel j, channels 4g..4g + 4 of the block) through the
+        /// lookup, written at `out[at + m · channel + j]` for the block's sixteen channels m and
+        /// its first `valid` pixels. A whole group: each quarter's four pixels quantized and
+        /// narrowed to one vector of bytes (lane 4j + r: pixel j, channel r), each byte read
+        /// from the table at its lane and stored, one channel's four pixels at a time.
+        #[inline(always)]
+        fn group(
+            &self,
+            acc: [[v128; 4]; 4],
+            lanes: &[Lanes; 4],
+            out: &mut [u8],
+            at: usize,
+            channel: usize,
+            valid: usize,
+        ) {
+            // Copies, so that the parameters stay in locals: the byte stores below may alias any
+            // memory, and a parameter read through a reference would be loaded again after each.
+            let (q, lanes) = (self.lanes, *lanes);
+            let table = crate::kernels::qdq::byte_table();
+            if valid == PIXELS {
+                assert!(at + 15 * channel + PIXELS <= out.len());
+                let to = out.as_mut_ptr();
+                macro_rules! quarter {
+                    ($g:literal) => {{
+                        let l = &lanes[$g];
+                        let b = q.bytes(
+                            q.unclamped(l.converted(acc[0][$g])),
+                            q.unclamped(l.converted(acc[1][$g])),
+                            q.unclamped(l.converted(acc[2][$g])),
+                            q.unclamped(l.converted(acc[3][$g])),
+                        );
+                        let row = at + 4 * $g * channel;
+                        // Channel r's four pixels are lanes r, 4 + r, 8 + r, 12 + r.
+                        macro_rules! channel {
+                            ($r:literal, $l0:literal, $l1:literal, $l2:literal, $l3:literal) => {{
+                                // SAFETY: out[row + r · channel..][..4] is in bounds (asserted
+                                // above: 4g + r <= 15); each index is a byte, an entry of the
+                                // 256-byte table.
+                                unsafe {
+                                    let r = to.add(row + $r * channel);
+                                    *r = *table.add(u8x16_extract_lane::<$l0>(b) as usize);
+                                    *r.add(1) = *table.add(u8x16_extract_lane::<$l1>(b) as usize);
+                                    *r.add(2) = *table.add(u8x16_extract_lane::<$l2>(b) as usize);
+                                    *r.add(3) = *table.add(u8x16_extract_lane::<$l3>(b) as usize);
+                                }
+                            }};
+                        }
+                        channel!(0, 0, 4, 8, 12);
+                        channel!(1, 1, 5, 9, 13);
+                        channel!(2, 2, 6, 10, 14);
+                        channel!(3, 3, 7, 11, 15);
+                    }};
+                }
+                quarter!(0);
+                quarter!(1);
+                quarter!(2);
+                quarter!(3);
+                return;
+            }
+            for (j, pixel) in acc.iter().enumerate().take(valid) {
+                for (g, l) in lanes.iter().enumerate() {
+                    let v = l.converted(pixel[g]);
+                    let values = [
+                        f32x4_extract_lane::<0>(v),
+                        f32x4_extract_lane::<1>(v),
+                        f32x4_extract_lane::<2>(v),
+                        f32x4_extract_lane::<3>(v),
+                    ];
+                    for (r, x) in values.into_iter().enumerate() {
+                        out[at + (4 * g + r) * channel + j] = self.lookup.scalar(x);
+                    }
+                }
+            }
+        }
+    }
 
     /// `i32x4.dot_i16x8_s` over four- or sixteen-channel blocks of four pixels.
     pub struct Simd128;
@@ -273,6 +384,28 @@ mod simd {
             out: &mut [f32],
         ) {
             multiply(weights, input, pixels, epilogue, strides, out)
+        }
+
+        /// The wide kernel's outputs quantized and looked up as each group's accumulators are
+        /// finished, without an f32 output (planar outputs of sixteen-channel blocks; others
+        /// through an f32 buffer).
+        fn multiply_looked_up(
+            weights: &PackedWeights,
+            input: &[i16],
+            pixels: usize,
+            epilogue: &Epilogue,
+            lookup: &ByteLookup,
+            strides: Strides,
+            out: &mut [u8],
+        ) {
+            if weights.rows != WIDE_ROWS || strides.pixel != 1 || epilogue.raw {
+                let mut floats = vec![0f32; out.len()];
+                multiply(weights, input, pixels, epilogue, strides, &mut floats);
+                return crate::kernels::qdq::Best::quantize_look_up(&lookup.quantize, &floats, &lookup.table, out);
+            }
+            crate::kernels::qdq::fixed_byte_table(&lookup.table);
+            let bytes = LookedUp { lanes: QuantizeLanes::new(&lookup.quantize), lookup };
+            multiply_wide(weights, input, pixels, epilogue, strides, Sink::Bytes(out, &bytes))
         }
 
         fn winograd_input(
@@ -531,6 +664,7 @@ mod simd {
     }
 
     /// The epilogue's parameters for one block of four channels, as lanes.
+    #[derive(Clone, Copy)]
     struct Lanes {
         offset: v128,
         scale: v128,
@@ -686,7 +820,7 @@ mod simd {
         out: &mut [f32],
     ) {
         if weights.rows == WIDE_ROWS {
-            multiply_wide(weights, input, pixels, epilogue, strides, out)
+            multiply_wide(weights, input, pixels, epilogue, strides, Sink::Floats(out))
         } else {
             multiply_narrow(weights, input, pixels, epilogue, strides, out)
         }
@@ -793,7 +927,7 @@ mod simd {
         pixels: usize,
         epilogue: &Epilogue,
         strides: Strides,
-        out: &mut [f32],
+        mut sink: Sink<'_>,
     ) {
         let pairs = weights.pairs;
         let blocks = weights.channels / WIDE_ROWS;
@@ -913,6 +1047,17 @@ mod simd {
                 }
                 let p = group * PIXELS;
                 let at = first * strides.channel + p * strides.pixel;
+                let out: &mut [f32] = match &mut sink {
+                    Sink::Floats(out) => out,
+                    Sink::Bytes(out, looked_up) => {
+                        // Planar outputs only (`multiply_looked_up`): pixel j of the group is at + j.
+                        let acc =
+                            [[a00, a01, a02, a03], [a10, a11, a12, a13], [a20, a21, a22, a23], [a30, a31, a32, a33]];
+                        looked_up.group(acc, &lanes, out, at, strides.channel, PIXELS.min(pixels - p));
+                        group += 1;
+                        continue;
+                    }
+                };
                 let quarter = 4 * strides.channel;
                 if strides.pixel == 1 && p + PIXELS <= pixels {
                     lanes[0].finish_pixels([a00, a10, a20, a30], out, at, strides.channel);

@@ -4,7 +4,9 @@
 use super::pack::{pack_interleaved, pack_planar, Epilogue, Geometry, Layout, PackedWeights, Strides};
 use super::winograd::{self, WinogradWeights};
 use super::{Best, ConvKernels};
+use crate::kernels::qdq::{ByteLookup, Quantize};
 use crate::kernels::Int8;
+use tract_onnx::prelude::{Datum, DatumType};
 
 /// A direct convolution in i64 of a planar (CHW) image `x` (its values widened to i32) by
 /// ONNX-ordered weights `w` (`[m, C, kh, kw]`), each output `epilogue`'d; planar output
@@ -71,6 +73,32 @@ pub fn packed_and_multiplied<K: ConvKernels, T: Int8>(
         Layout::Interleaved => pack_interleaved::<K, T>(x, geometry, epilogue.zero_point),
     };
     K::multiply(&weights, &packed, pixels, epilogue, strides, &mut out);
+    match layouts[1] {
+        Layout::Planar => out,
+        Layout::Interleaved => (0..out.len()).map(|i| out[(i % pixels) * m + i / pixels]).collect(),
+    }
+}
+
+/// [`packed_and_multiplied`] through [`ConvKernels::multiply_looked_up`]: the bytes out, in
+/// planar order.
+pub fn packed_and_looked_up<K: ConvKernels, T: Int8>(
+    x: &[T],
+    w: &[i8],
+    geometry: &Geometry,
+    m: usize,
+    epilogue: &Epilogue,
+    lookup: &ByteLookup,
+    layouts: [Layout; 2],
+) -> Vec<u8> {
+    let pixels = geometry.pixels();
+    let weights = PackedWeights::new(&w.iter().map(|v| *v as i16).collect::<Vec<_>>(), geometry, m);
+    let strides = Strides::of(layouts[1], m, pixels);
+    let mut out = vec![0u8; m * pixels];
+    let packed = match layouts[0] {
+        Layout::Planar => pack_planar::<K, T>(x, geometry, epilogue.zero_point),
+        Layout::Interleaved => pack_interleaved::<K, T>(x, geometry, epilogue.zero_point),
+    };
+    K::multiply_looked_up(&weights, &packed, pixels, epilogue, lookup, strides, &mut out);
     match layouts[1] {
         Layout::Planar => out,
         Layout::Interleaved => (0..out.len()).map(|i| out[(i % pixels) * m + i / pixels]).collect(),
@@ -209,6 +237,27 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
                     let kind = if unsigned { "u8" } else { "i8" };
                     if got.iter().map(|v| v.to_bits()).collect::<Vec<_>>() != want {
                         return Err(format!("integer convolution case {case} ({kind}, {input_layout:?} → {output_layout:?}, {}) differs from the direct convolution", std::any::type_name::<K>()));
+                    }
+                    // The outputs quantized (u8 and i8, some past either end) and read through
+                    // a table of distinct bytes, in the kernel's epilogue.
+                    for dt in [u8::datum_type(), i8::datum_type()] {
+                        let lookup = ByteLookup {
+                            quantize: Quantize {
+                                inv_scale: 0.37,
+                                zero_point: if dt == DatumType::U8 { 100 } else { -20 },
+                                dt,
+                            },
+                            table: (0..=255u8).map(|b| b.wrapping_mul(37).wrapping_add(11)).collect(),
+                        };
+                        let looked = if unsigned {
+                            packed_and_looked_up::<K, _>(&bytes, &w, &geometry, m, &epilogue, &lookup, layouts)
+                        } else {
+                            packed_and_looked_up::<K, _>(&signed, &w, &geometry, m, &epilogue, &lookup, layouts)
+                        };
+                        let expected: Vec<u8> = want.iter().map(|v| lookup.scalar(f32::from_bits(*v))).collect();
+                        if looked != expected {
+                            return Err(format!("integer convolution case {case} through a table ({kind}, {dt:?}, {input_layout:?} → {output_layout:?}, {}) differs from the direct convolution's outputs looked up", std::any::type_name::<K>()));
+                        }
                     }
                     let winograd = on_input!(winograd_convolved);
                     winograd_runs += usize::from(winograd.is_some());
