@@ -220,8 +220,10 @@ proptest! {
         prop_assert_eq!(run(&c), reference(&c), "{:?}", c.geometry);
     }
 
-    /// With a table lookup fused (the kernel's epilogue on the direct path without an activation,
-    /// else through f32): the direct convolution's outputs looked up.
+    /// With a table lookup fused, the operator's outputs (batches, layouts, Winograd's and
+    /// activations included) are the direct convolution's looked up. Natively the kernel is the
+    /// scalar one, which looks up its f32 outputs; the simd128 epilogue is checked against it by
+    /// `kernels::integer_conv::reference::check` in the canister's self-test.
     #[test]
     fn integer_conv_through_a_table_equals_a_direct_convolution_looked_up(c in case(), signed in any::<bool>()) {
         let l = lookup(if signed { DatumType::I8 } else { DatumType::U8 });

@@ -46,7 +46,8 @@ impl Quantize {
 
 /// A quantize read through a table of bytes (u8 values, or i8 ones as their bytes), indexed by
 /// the quantized value's byte: a static int8 model's HardSwish ([`crate::ops::lookup`]), fused
-/// into the integer convolution before it.
+/// into the integer convolution or int8 depthwise convolution before it
+/// ([`crate::passes::conv_lookup`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct ByteLookup {
     pub quantize: Quantize,
@@ -268,12 +269,18 @@ mod simd {
         }
     }
 
-    /// The table of [`look_up_bytes`], at an address fixed at link time.
+    /// The table the byte lookups read ([`look_up_bytes`], the integer convolution's and the int8
+    /// depthwise convolution's looked-up epilogues), at an address fixed at link time.
     struct ByteTable(core::cell::UnsafeCell<[u8; 256]>);
 
-    // SAFETY: the canister's wasm has one thread (no atomics); the table is filled by
-    // `fixed_byte_table` and read by the kernel that called it before any other call fills it
-    // (`look_up_bytes`, the integer convolution's looked-up epilogue), none re-entering.
+    // A build with threads would make the table below a data race: refused, not assumed away.
+    #[cfg(target_feature = "atomics")]
+    compile_error!("the byte lookups' static table assumes a wasm module without threads");
+
+    // SAFETY: the canister's wasm has one thread (no atomics, refused above); the table is
+    // filled by `fixed_byte_table` and read by the kernel that called it before any other call
+    // fills it (`look_up_bytes`, the integer convolution's and the depthwise convolution's
+    // looked-up epilogues), none re-entering.
     unsafe impl Sync for ByteTable {}
 
     static BYTE_TABLE: ByteTable = ByteTable(core::cell::UnsafeCell::new([0; 256]));
@@ -720,13 +727,16 @@ pub fn check_kernels<K: QdqKernels>() -> Result<(), String> {
             let floats: Vec<f32> = (0..256).map(|b| b as f32 * 1.5 - 7.25).collect();
             let small: Vec<u8> = (0..256).map(|b| (b as u8).wrapping_mul(7).wrapping_add(3)).collect();
             let (ui, ii) = (reference::quantize_u8(&qu, xs), reference::quantize_i8(&qi, xs));
-            let (mut f, mut b) = (vec![0f32; len], vec![0u8; len]);
+            let signed: Vec<i8> = small.iter().map(|b| b.wrapping_add(101) as i8).collect();
+            let (mut f, mut b, mut s) = (vec![0f32; len], vec![0u8; len], vec![0i8; len]);
             for (q, index) in [(&qu, ui.clone()), (&qi, ii.iter().map(|v| *v as u8).collect())] {
                 K::quantize_look_up(q, xs, &floats, &mut f);
                 K::quantize_look_up(q, xs, &small, &mut b);
+                K::quantize_look_up(q, xs, &signed, &mut s);
                 let want_f: Vec<f32> = index.iter().map(|i| floats[*i as usize]).collect();
                 let want_b: Vec<u8> = index.iter().map(|i| small[*i as usize]).collect();
-                if bits(&f) != bits(&want_f) || b != want_b {
+                let want_s: Vec<i8> = index.iter().map(|i| signed[*i as usize]).collect();
+                if bits(&f) != bits(&want_f) || b != want_b || s != want_s {
                     return Err(format!(
                         "a quantize and table read differs from tract's quantize at scale 1/{inv_scale}, zero point {}, {:?}, length {len}",
                         q.zero_point, q.dt

@@ -1,10 +1,10 @@
 //! Fuses a quantize read through a table of bytes ([`Lookup`], a static int8 model's HardSwish)
 //! into the integer convolution (or int8 depthwise convolution) whose f32 output it alone reads:
 //! the convolution then writes the table's bytes as its epilogue finishes each group of sums,
-//! where it wrote f32 values that the lookup read back (`benchmarks/NOTES.md`, "HardSwish tables in the integer convolution's
-//! epilogue"). The kernel runs the same f32 operations in the same order, so the bytes are the
-//! same (checked by the integer convolution kernels' check, and against onnxruntime by the
-//! variant tests).
+//! where it wrote f32 values that the lookup read back (`benchmarks/NOTES.md`, "HardSwish tables
+//! in the integer convolution's epilogue"). The kernels run the same f32 operations in the same
+//! order, so the bytes are the same: checked on simd128 by both kernels' checks in the
+//! canister's self-test, and against onnxruntime by the variant tests.
 
 use tract_onnx::prelude::*;
 
@@ -53,15 +53,29 @@ fn fusable(conv: &IntegerConv) -> bool {
 /// geometry its kernel's vectors cover (elsewhere that kernel too looks up an f32 buffer);
 /// answers how many.
 pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
-    // The convolutions, then the depthwise ones: a patch must not tap what another replaces,
-    // and a depthwise convolution's input is often a fused convolution's lookup.
-    Ok(fuse_into(model, false)? + fuse_into(model, true)?)
+    // The convolutions, then the depthwise ones, each until none is left: a patch must not tap
+    // a lookup that another patch of its round replaces (tract empties the lookup's outputs when
+    // it applies that patch), so a convolution reading a lookup fused in this round waits for
+    // the next round.
+    let mut fused = 0;
+    for depthwise in [false, true] {
+        loop {
+            let round = fuse_into(model, depthwise)?;
+            fused += round;
+            if round == 0 {
+                break;
+            }
+        }
+    }
+    Ok(fused)
 }
 
 /// [`fuse`] into the integer convolutions, or into the depthwise ones.
 fn fuse_into(model: &mut TypedModel, depthwise: bool) -> TractResult<usize> {
     let outputs = model.output_outlets()?.to_vec();
     let mut patches = Vec::new();
+    // The lookups this round's patches replace.
+    let mut replaced: Vec<usize> = Vec::new();
     for node in model.nodes() {
         let Some(lookup) = node.op_as::<Lookup>() else { continue };
         let dt = lookup.table.datum_type();
@@ -73,6 +87,9 @@ fn fuse_into(model: &mut TypedModel, depthwise: bool) -> TractResult<usize> {
             continue;
         }
         let producer = model.node(input.node);
+        if producer.inputs.iter().any(|i| replaced.contains(&i.node)) {
+            continue;
+        }
         let table = lookup.table.try_as_plain_ram()?.as_bytes().to_vec();
         let looked_up = Some(Arc::new(ByteLookup { quantize: lookup.quantize, table }));
         let fused: Box<dyn TypedOp> = match (producer.op_as::<IntegerConv>(), producer.op_as::<IntegerDepthwise>()) {
@@ -89,6 +106,87 @@ fn fuse_into(model: &mut TypedModel, depthwise: bool) -> TractResult<usize> {
         let y = patch.wire_node(&producer.name, fused, &taps)?[0];
         patch.shunt_outside(model, OutletId::new(node.id, 0), y)?;
         patches.push(patch);
+        replaced.push(node.id);
     }
     super::apply_all(model, patches)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::integer_conv::{operator, Side};
+    use super::*;
+    use crate::kernels::integer_conv::pack::{Epilogue, Geometry, Layout};
+    use crate::kernels::qdq::Quantize;
+    use crate::ops::integer_conv::Runtime;
+
+    /// A 1×1 convolution of `channels` planar 3×5 channels into `m` (sixteen-channel blocks).
+    fn convolution(channels: usize, m: usize) -> IntegerConv {
+        let geometry = Geometry {
+            channels,
+            input: [3, 5],
+            kernel: [1, 1],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pad_before: [0, 0],
+            output: [3, 5],
+        };
+        let weights: Vec<i16> = (0..m * channels).map(|i| ((i * 37 + 5) % 255) as i16 - 127).collect();
+        let epilogue = Epilogue {
+            zero_point: 7,
+            scales: (0..m).map(|o| 0.01 + o as f32 * 0.001).collect(),
+            bias: (0..m).map(|o| o as f32 * 0.1 - 0.5).collect(),
+            raw: false,
+        };
+        let side = Side { batch: false, layout: Layout::Planar };
+        operator(&weights, geometry, epilogue, [side, side], Runtime::default())
+    }
+
+    /// A quantize to u8 read through a table of distinct bytes.
+    fn lookup() -> Lookup {
+        let table: Vec<u8> = (0..=255u8).map(|b| b.wrapping_mul(91).wrapping_add(3)).collect();
+        Lookup {
+            quantize: Quantize { inv_scale: 2.0, zero_point: 100, dt: u8::datum_type() },
+            table: Arc::new(tensor1(&table)),
+        }
+    }
+
+    fn run(model: &TypedModel) -> Tensor {
+        let input: Vec<u8> = (0..16 * 15).map(|i| (i * 53 % 256) as u8).collect();
+        let input = Tensor::from_shape(&[16, 3, 5], &input).unwrap();
+        let plan = model.clone().into_runnable().unwrap();
+        plan.run(tvec!(input.into_tvalue())).unwrap().remove(0).into_tensor()
+    }
+
+    /// Two convolutions, each followed by a table, the second reading the first's: the second
+    /// waits for the next round (in one round tract would have emptied the lookup it taps), and
+    /// the bytes out are the same.
+    #[test]
+    fn a_chain_of_convolutions_and_tables_fuses_in_rounds_with_the_same_bytes() {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", u8::fact([16, 3, 5])).unwrap();
+        let a = model.wire_node("a", convolution(16, 16), &[x]).unwrap()[0];
+        let a = model.wire_node("a.lookup", lookup(), &[a]).unwrap()[0];
+        let b = model.wire_node("b", convolution(16, 32), &[a]).unwrap()[0];
+        let b = model.wire_node("b.lookup", lookup(), &[b]).unwrap()[0];
+        model.select_output_outlets(&[b]).unwrap();
+        let before = run(&model);
+        assert_eq!(fuse(&mut model).unwrap(), 2);
+        assert!(!model.nodes().iter().any(|n| n.op_as::<Lookup>().is_some()));
+        let fused = model.nodes().iter().filter(|n| n.op_as::<IntegerConv>().is_some_and(|c| c.lookup.is_some()));
+        assert_eq!(fused.count(), 2);
+        assert_eq!(run(&model), before);
+    }
+
+    /// A convolution whose f32 output is also read elsewhere (here, a model output) keeps it: the
+    /// table stays a node of its own.
+    #[test]
+    fn an_output_read_elsewhere_is_not_fused() {
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", u8::fact([16, 3, 5])).unwrap();
+        let a = model.wire_node("a", convolution(16, 16), &[x]).unwrap()[0];
+        let b = model.wire_node("a.lookup", lookup(), &[a]).unwrap()[0];
+        model.select_output_outlets(&[b, a]).unwrap();
+        assert_eq!(fuse(&mut model).unwrap(), 0);
+        assert!(model.nodes().iter().any(|n| n.op_as::<Lookup>().is_some()));
+    }
 }

@@ -52,8 +52,8 @@
 //! 14. [`residual_add::ResidualAddFusion`] (optimized): an f32 add between dequantizes (or
 //!     quantize-dequantizes) and a quantize onto one [`crate::ops::qdq::Conversion::ResidualAdd`].
 //! 15. [`conv_lookup::ConvLookupFusion`] (optimized): a table lookup of bytes after an integer
-//!     convolution into the convolution's epilogue ([`crate::ops::integer_conv::IntegerConv`]'s
-//!     `lookup`).
+//!     convolution or an int8 depthwise one into its epilogue (the `lookup` of
+//!     [`crate::ops::integer_conv::IntegerConv`] and [`crate::ops::integer_depthwise::IntegerDepthwise`]).
 //!
 //! # Adding a pass
 //!

@@ -107,31 +107,44 @@ impl BytePlane {
     }
 
     /// Copies one `[h, w]` channel, the first `h · w` bytes of `channel`, into the interior.
+    ///
+    /// The bounds are checked once, not per row: a row's two slicings were two calls at the
+    /// canister's opt-level, some 100 instructions a row, which on 14-row planes was most of a
+    /// channel's set-up (`benchmarks/NOTES.md`, "The int8 depthwise kernel's set-up per channel").
     pub fn fill(&mut self, g: &Geometry, channel: &[u8]) {
-        let ([h, w], [top, left]) = (g.input, g.pad_before);
-        assert!(channel.len() >= h * w && (top + h) * self.columns <= self.values.len() && left + w <= self.columns);
+        let ([h, w], [top, left], columns) = (g.input, g.pad_before, self.columns);
+        assert!(channel.len() >= h * w && (top + h) * columns <= self.values.len() && left + w <= columns);
+        let (from, to) = (channel.as_ptr(), self.values.as_mut_ptr());
         for iy in 0..h {
-            let at = (top + iy) * self.columns + left;
-            copy_row(&channel[iy * w..][..w], &mut self.values[at..at + w]);
+            // SAFETY: row iy < h of the channel, channel[iy · w..][..w], is within its first
+            // h · w bytes; the row's interior, values[(top + iy) · columns + left..][..w], ends
+            // within row top + iy (left + w <= columns), which is within the buffer (asserted).
+            unsafe { copy_row(from.add(iy * w), to.add((top + iy) * columns + left), w) };
         }
     }
 }
 
-/// `to.copy_from_slice(from)` without a `memory.copy` for short rows (which costs 100 of the
-/// IC's instructions before its bytes): sixteen bytes a vector on wasm simd128, the last vector
-/// overlapping the ones before; shorter rows by two overlapping copies of eight or four bytes, or
-/// byte by byte.
-fn copy_row(from: &[u8], to: &mut [u8]) {
-    assert!(to.len() == from.len());
+/// `n` bytes copied from `from` to `to` without a `memory.copy` for short rows (which costs 100
+/// of the IC's instructions before its bytes): sixteen bytes a vector on wasm simd128, the last
+/// vector overlapping the ones before; shorter rows by two overlapping copies of eight or four
+/// bytes, or byte by byte.
+///
+/// # Safety
+/// `n` bytes must be readable at `from` and writable at `to`, the two not overlapping.
+#[inline(always)]
+unsafe fn copy_row(from: *const u8, to: *mut u8, n: usize) {
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    to.copy_from_slice(from);
+    // SAFETY: the caller's.
+    unsafe {
+        core::ptr::copy_nonoverlapping(from, to, n)
+    };
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         use core::arch::wasm32::*;
-        let (n, src, dst) = (from.len(), from.as_ptr(), to.as_mut_ptr());
-        // SAFETY: every vector (or word) read or written lies within the n bytes of both: the
-        // sixteen-byte copies for n >= 16, the eight-byte ones for n >= 8, the four-byte ones for
-        // n >= 4; each branch returns.
+        let (src, dst) = (from, to);
+        // SAFETY: every vector (or word, or byte) read or written lies within the n bytes of
+        // both (the caller's): the sixteen-byte copies for n >= 16, the eight-byte ones for
+        // n >= 8, the four-byte ones for n >= 4, else bytes 0 to n - 1; each branch returns.
         unsafe {
             if n >= 16 {
                 let mut i = 0;
@@ -152,16 +165,16 @@ fn copy_row(from: &[u8], to: &mut [u8]) {
                 (dst.add(n - 4) as *mut u32).write_unaligned((src.add(n - 4) as *const u32).read_unaligned());
                 return;
             }
-        }
-        // Written out: a loop here is a `memory.copy` again.
-        if n > 0 {
-            to[0] = from[0];
-        }
-        if n > 1 {
-            to[1] = from[1];
-        }
-        if n > 2 {
-            to[2] = from[2];
+            // Written out: a loop here is a `memory.copy` again.
+            if n > 0 {
+                *dst = *src;
+            }
+            if n > 1 {
+                *dst.add(1) = *src.add(1);
+            }
+            if n > 2 {
+                *dst.add(2) = *src.add(2);
+            }
         }
     }
 }
@@ -322,9 +335,19 @@ mod simd {
         // SAFETY: T is u8 or i8, one byte with every bit pattern valid as u8.
         let bytes = unsafe { core::slice::from_raw_parts(image.as_ptr() as *const u8, image.len()) };
         for ch in 0..c {
-            plane.fill(g, &bytes[ch * h * w..]);
-            let weights = &filters.pairs[ch * kh * column_pairs..];
-            let (start, scale, bias) = (filters.start[ch], filters.scales[ch], filters.bias[ch]);
+            // SAFETY: ch < c: the channel's bytes, weight pairs, start, scale and bias are in
+            // bounds by the asserts above (indexing them cost a call each at the canister's
+            // opt-level).
+            let (channel, weights, start, scale, bias) = unsafe {
+                (
+                    bytes.get_unchecked(ch * h * w..),
+                    filters.pairs.get_unchecked(ch * kh * column_pairs..),
+                    *filters.start.get_unchecked(ch),
+                    *filters.scales.get_unchecked(ch),
+                    *filters.bias.get_unchecked(ch),
+                )
+            };
+            plane.fill(g, channel);
             let (a, out) = (filters.activation, plane_out(ch));
             // SAFETY: the plane was made for g (every load of every output is inside it:
             // BytePlane::new), the channel's weight pairs are in bounds by the assert, and `out`
@@ -548,6 +571,11 @@ pub fn check_kernels<K: IntegerDepthwiseKernels>() -> Result<(), String> {
                         &bytes,
                         &format!("u8 k {k} pad {pad} strides {strides:?} {channels}×{h}×{w} zp {zero_point}"),
                     )?;
+                    // The same filters activated (the outputs a fused table then reads).
+                    if zero_point == 3 {
+                        let activated = filters.clone().activated(Activation::HardSwish);
+                        compare::<K, u8>(&activated, &bytes, &format!("HardSwish, {k}×{k} strides {strides:?}"))?;
+                    }
                     // The same filters with the zero point and scale given per inference.
                     let at_run_time = filters.at_run_time(zero_point, 0.0375);
                     compare::<K, u8>(&at_run_time, &bytes, &format!("at run time, {k}×{k} zp {zero_point}"))?;
@@ -590,14 +618,17 @@ fn compare<K: IntegerDepthwiseKernels, T: Byte>(
             quantize: Quantize { inv_scale: 3.1, zero_point, dt },
             table: (0..=255u8).map(|b| b.wrapping_mul(59).wrapping_add(17)).collect(),
         };
-        let mut bytes = vec![0u8; n];
-        K::image_looked_up(filters, image, &lookup, &mut bytes);
-        if let Some(i) = (0..n).find(|&i| bytes[i] != lookup.scalar(reference[i])) {
-            return Err(format!(
-                "int8 depthwise through a table ({dt:?}), {case}: output {i} is {} where the reference's looks up {}",
-                bytes[i],
-                lookup.scalar(reference[i])
-            ));
+        // Outputs starting as 0 and as 255: a byte left unwritten differs in one of the two.
+        for initial in [0u8, 255] {
+            let mut bytes = vec![initial; n];
+            K::image_looked_up(filters, image, &lookup, &mut bytes);
+            if let Some(i) = (0..n).find(|&i| bytes[i] != lookup.scalar(reference[i])) {
+                return Err(format!(
+                    "int8 depthwise through a table ({dt:?}), {case}: output {i} is {} where the reference's looks up {}",
+                    bytes[i],
+                    lookup.scalar(reference[i])
+                ));
+            }
         }
     }
     Ok(())

@@ -79,8 +79,9 @@ pub fn packed_and_multiplied<K: ConvKernels, T: Int8>(
     }
 }
 
-/// [`packed_and_multiplied`] through [`ConvKernels::multiply_looked_up`]: the bytes out, in
-/// planar order.
+/// [`packed_and_multiplied`] through [`ConvKernels::multiply_looked_up`] into outputs that start
+/// as `initial`: the bytes out, in planar order.
+#[allow(clippy::too_many_arguments)]
 pub fn packed_and_looked_up<K: ConvKernels, T: Int8>(
     x: &[T],
     w: &[i8],
@@ -89,11 +90,12 @@ pub fn packed_and_looked_up<K: ConvKernels, T: Int8>(
     epilogue: &Epilogue,
     lookup: &ByteLookup,
     layouts: [Layout; 2],
+    initial: u8,
 ) -> Vec<u8> {
     let pixels = geometry.pixels();
     let weights = PackedWeights::new(&w.iter().map(|v| *v as i16).collect::<Vec<_>>(), geometry, m);
     let strides = Strides::of(layouts[1], m, pixels);
-    let mut out = vec![0u8; m * pixels];
+    let mut out = vec![initial; m * pixels];
     let packed = match layouts[0] {
         Layout::Planar => pack_planar::<K, T>(x, geometry, epilogue.zero_point),
         Layout::Interleaved => pack_interleaved::<K, T>(x, geometry, epilogue.zero_point),
@@ -162,6 +164,9 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
         // Channel counts that take the wide (sixteen-channel) blocks.
         (5, [3, 7], [3, 3], [1, 1], [1, 1], [1, 1], 16),
         (24, [2, 3], [1, 1], [1, 1], [1, 1], [0, 0], 32),
+        // A last group of three pixels, one of two and one of one (the looked-up epilogue's tails).
+        (16, [3, 5], [1, 1], [1, 1], [1, 1], [0, 0], 16),
+        (16, [2, 3], [1, 1], [1, 1], [1, 1], [0, 0], 16),
         // Whole 8 × 8 blocks of the packing's transposition, with channel and pixel edges; the
         // 1×1 ones over multiples of eight channels pack by the transposition alone.
         (16, [9, 7], [3, 3], [1, 1], [1, 1], [1, 1], 5),
@@ -249,13 +254,22 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
                             },
                             table: (0..=255u8).map(|b| b.wrapping_mul(37).wrapping_add(11)).collect(),
                         };
-                        let looked = if unsigned {
-                            packed_and_looked_up::<K, _>(&bytes, &w, &geometry, m, &epilogue, &lookup, layouts)
-                        } else {
-                            packed_and_looked_up::<K, _>(&signed, &w, &geometry, m, &epilogue, &lookup, layouts)
-                        };
                         let expected: Vec<u8> = want.iter().map(|v| lookup.scalar(f32::from_bits(*v))).collect();
-                        if looked != expected {
+                        // Outputs starting as 0 and as 255: a byte left unwritten differs from
+                        // its expected value in one of the two.
+                        let differs = [0u8, 255].into_iter().any(|initial| {
+                            let looked = if unsigned {
+                                packed_and_looked_up::<K, _>(
+                                    &bytes, &w, &geometry, m, &epilogue, &lookup, layouts, initial,
+                                )
+                            } else {
+                                packed_and_looked_up::<K, _>(
+                                    &signed, &w, &geometry, m, &epilogue, &lookup, layouts, initial,
+                                )
+                            };
+                            looked != expected
+                        });
+                        if differs {
                             return Err(format!("integer convolution case {case} through a table ({kind}, {dt:?}, {input_layout:?} → {output_layout:?}, {}) differs from the direct convolution's outputs looked up", std::any::type_name::<K>()));
                         }
                     }
