@@ -476,14 +476,33 @@ mod simd {
         (i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b))
     }
 
-    /// 8 × 8 blocks: eight channels' rows of eight pixels loaded widened, transposed in three
-    /// rounds of shuffles (16-, 32-, then 64-bit units), stored as eight pixels' rows of eight
-    /// channels; the edges (channel and pixel counts beyond a multiple of eight) one at a time.
+    /// Blocks of eight channels by sixteen pixels transposed as bytes, then eight by eight
+    /// widened as they load for the pixels left, then the edges (channel and pixel counts beyond
+    /// those blocks) one at a time.
+    ///
+    /// A block of sixteen pixels: each channel's sixteen bytes in one load, the 8 × 16 bytes
+    /// transposed in three rounds of shuffles (8-, 16-, then 32-bit units: 24 shuffles), which
+    /// leaves two pixels' eight channels a vector, each half widened to i16 and stored. The
+    /// 8 × 8 blocks of widened values took as many shuffles for half the values (4.5
+    /// instructions a value against about 2.3: `benchmarks/NOTES.md`, "The packing's
+    /// transposition on bytes").
     fn interleave(xs: &[u8], unsigned: bool, ys: &mut [MaybeUninit<i16>], channels: usize, pixels: usize) {
-        let (whole_c, whole_p) = (channels / 8 * 8, pixels / 8 * 8);
+        let (whole_c, wide_p) = (channels / 8 * 8, pixels / 16 * 16);
+        let whole_p = wide_p + (pixels - wide_p) / 8 * 8;
         assert!(xs.len() >= channels * pixels && ys.len() >= channels * pixels);
         let (x, y) = (xs.as_ptr(), ys.as_mut_ptr() as *mut i16);
         let mut p = 0;
+        while p < wide_p {
+            let mut c = 0;
+            while c < whole_c {
+                // SAFETY: c + 8 <= channels and p + 16 <= pixels: each read x[(c + i)·P + p..][..16]
+                // and each write y[(p + j)·C + c..][..8] lies within the C·P values asserted
+                // above. No access needs alignment.
+                unsafe { transpose_16(x.add(c * pixels + p), pixels, y.add(p * channels + c), channels, unsigned) };
+                c += 8;
+            }
+            p += 16;
+        }
         while p < whole_p {
             let mut c = 0;
             while c < whole_c {
@@ -523,6 +542,54 @@ mod simd {
         let count = [channels, pixels];
         interleave_scalar(xs, unsigned, ys, count, [whole_c, channels], [0, whole_p]);
         interleave_scalar(xs, unsigned, ys, count, [0, channels], [whole_p, pixels]);
+    }
+
+    /// Eight channels' rows of sixteen bytes from `from` (rows `pixels` apart) transposed and
+    /// widened into sixteen pixels' rows of eight i16 at `to` (rows `channels` apart).
+    ///
+    /// # Safety
+    /// Sixteen bytes must be readable at `from + i · pixels` for i < 8, and eight i16 writable at
+    /// `to + j · channels` for j < 16.
+    #[inline(always)]
+    unsafe fn transpose_16(from: *const u8, pixels: usize, to: *mut i16, channels: usize, unsigned: bool) {
+        // SAFETY: the caller's.
+        unsafe {
+            let row = |i: usize| v128_load(from.add(i * pixels) as *const v128);
+            let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+            let (r4, r5, r6, r7) = (row(4), row(5), row(6), row(7));
+            // Bytes: channels (0, 1) of pixels 0–7 (a0) and 8–15 (a1); likewise (2, 3), …
+            let (a0, a1) = zip8(r0, r1);
+            let (b0, b1) = zip8(r2, r3);
+            let (c0, c1) = zip8(r4, r5);
+            let (d0, d1) = zip8(r6, r7);
+            // Channels 0–3 (e) and 4–7 (f) of pixels 0–3, 4–7, 8–11, 12–15.
+            let ((e0, e1), (e2, e3)) = (zip16(a0, b0), zip16(a1, b1));
+            let ((f0, f1), (f2, f3)) = (zip16(c0, d0), zip16(c1, d1));
+            // Channels 0–7 of pixels (0, 1), (2, 3), …, (14, 15).
+            let ((g0, g1), (g2, g3)) = (zip32(e0, f0), zip32(e1, f1));
+            let ((g4, g5), (g6, g7)) = (zip32(e2, f2), zip32(e3, f3));
+            macro_rules! store {
+                ($($g:ident $j:literal),*) => {$(
+                    let (low, high) = if unsigned {
+                        (u16x8_extend_low_u8x16($g), u16x8_extend_high_u8x16($g))
+                    } else {
+                        (i16x8_extend_low_i8x16($g), i16x8_extend_high_i8x16($g))
+                    };
+                    v128_store(to.add($j * channels) as *mut v128, low);
+                    v128_store(to.add(($j + 1) * channels) as *mut v128, high);
+                )*};
+            }
+            store!(g0 0, g1 2, g2 4, g3 6, g4 8, g5 10, g6 12, g7 14);
+        }
+    }
+
+    /// The bytes of `a` and `b` interleaved, `a` first: from their bytes 0–7, then 8–15.
+    #[inline(always)]
+    fn zip8(a: v128, b: v128) -> (v128, v128) {
+        (
+            i8x16_shuffle::<0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23>(a, b),
+            i8x16_shuffle::<8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31>(a, b),
+        )
     }
 
     /// Steps of one and two sixteen values a vector (two loads and a shuffle keeping the even
