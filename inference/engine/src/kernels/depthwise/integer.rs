@@ -294,12 +294,7 @@ mod simd {
         /// address as they are finished (no f32 output between).
         fn image_looked_up<T: Byte>(filters: &IntegerFilters, image: &[T], lookup: &ByteLookup, out: &mut [u8]) {
             if !covered(&filters.geometry) {
-                let mut floats = vec![0f32; out.len()];
-                Scalar::image(filters, image, &mut floats);
-                for (y, x) in out.iter_mut().zip(&floats) {
-                    *y = lookup.scalar(*x);
-                }
-                return;
+                return Scalar::image_looked_up(filters, image, lookup, out);
             }
             let pixels = filters.geometry.pixels();
             assert!(out.len() >= filters.geometry.channels * pixels);

@@ -71,10 +71,9 @@ pub trait ConvKernels {
         strides: Strides,
         out: &mut [u8],
     ) {
-        let mut floats = vec![0f32; out.len()];
-        Self::multiply(weights, input, pixels, epilogue, strides, &mut floats);
-        crate::kernels::qdq::Best::quantize_look_up(&lookup.quantize, &floats, &lookup.table, out);
+        looked_up_through_floats::<Self>(weights, input, pixels, epilogue, lookup, strides, out)
     }
+
     /// Winograd's input transform ([`winograd`]): for each tile t (`tiles[0]` rows of
     /// `tiles[1]`) of a padded interleaved image (`2 · tiles[0] + 2` rows of `width ≥ 2 ·
     /// tiles[1] + 2` pixels, C = `channels` values a pixel, a multiple of eight), `Bᵀ d B` of
@@ -107,6 +106,22 @@ pub trait ConvKernels {
         strides: Strides,
         out: &mut [f32],
     );
+}
+
+/// [`ConvKernels::multiply_looked_up`] through an f32 buffer: `K`'s multiply, then the lookup of
+/// every output (the default, and the simd128 kernel's where its epilogue does not look up).
+fn looked_up_through_floats<K: ConvKernels + ?Sized>(
+    weights: &PackedWeights,
+    input: &[i16],
+    pixels: usize,
+    epilogue: &Epilogue,
+    lookup: &ByteLookup,
+    strides: Strides,
+    out: &mut [u8],
+) {
+    let mut floats = vec![0f32; out.len()];
+    K::multiply(weights, input, pixels, epilogue, strides, &mut floats);
+    crate::kernels::qdq::Best::quantize_look_up(&lookup.quantize, &floats, &lookup.table, out);
 }
 
 /// Where [`ConvKernels::copy_pixels`] reads and writes: `count` runs of `len` values, the i-th
@@ -399,9 +414,7 @@ mod simd {
             out: &mut [u8],
         ) {
             if weights.rows != WIDE_ROWS || strides.pixel != 1 || epilogue.raw {
-                let mut floats = vec![0f32; out.len()];
-                multiply(weights, input, pixels, epilogue, strides, &mut floats);
-                return crate::kernels::qdq::Best::quantize_look_up(&lookup.quantize, &floats, &lookup.table, out);
+                return looked_up_through_floats::<Self>(weights, input, pixels, epilogue, lookup, strides, out);
             }
             crate::kernels::qdq::fixed_byte_table(&lookup.table);
             let bytes = LookedUp { lanes: QuantizeLanes::new(&lookup.quantize), lookup };
