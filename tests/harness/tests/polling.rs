@@ -73,7 +73,9 @@ fn poll_until_finished_by(d: &mut Deployment, owner: u8, job: u64) -> Vec<JobSta
 #[test]
 fn a_submitted_job_runs_on_and_its_result_is_classifys_answer_for_its_owner_only() {
     let (mut d, c) = deployed(None);
-    d.set_budget(20_000_000);
+    // Well under the inference's instructions, so the job spans several messages (and reports
+    // progress between them) however much faster the kernels get.
+    d.set_budget(10_000_000);
     let job = submit(&mut d, user(OWNER), JobRequest::Classify(classify_request(&c))).unwrap();
     // submit answered while the job is still running.
     assert!(matches!(status(&mut d, user(OWNER), job), Ok(JobStatus::Running { .. })));

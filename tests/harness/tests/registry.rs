@@ -199,7 +199,9 @@ fn a_plan_too_big_for_one_message_gets_a_typed_error_and_nothing_breaks() {
     let (r, cost) = d.call(maintainer, calls::activate("cls", info.version));
     r.unwrap().unwrap();
     let build = cost.max_instructions_per_message.expect("the local replica counts per message");
-    d.set_budget(20_000_000);
+    // Well under the inference's ~45 M instructions, so it spans several messages however much
+    // faster the kernels get (at 20 M, a 4 % speed-up of the f32 kernels left it two, #19).
+    d.set_budget(10_000_000);
     assert!(build / 2 > 100_000_000, "the build ({build}) is far above the inference budget");
     let classify = |d: &mut Deployment| {
         let input = InputTensor { shape: vec![1, 3, 48, 192], data: TensorData::F32(c.input.clone()) };
