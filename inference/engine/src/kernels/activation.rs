@@ -58,18 +58,42 @@ pub fn hard_sigmoid_swish(x: f32) -> f32 {
     x * (x * ALPHA + 0.5).clamp(0.0, 1.0)
 }
 
+/// An [`Activation`] ready for four lanes: the activation and a zero vector that LLVM cannot see
+/// is zero. With a literal zero, LLVM rewrites `pmax(t, 0)` (`t < 0 ? 0 : t`) into a comparison
+/// and an `andnot` (a `local.tee`, a `local.get`, a constant, `f32x4.lt`, `v128.andnot`: 5
+/// instructions on the IC's meter) where `f32x4.pmax` and its operand cost 2; the opaque zero
+/// is made once per kernel call ([`Activation::lanes`]) and kept in a local
+/// (`benchmarks/NOTES.md`, "HardSwish's lower bound as one `pmax`").
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[derive(Clone, Copy)]
+pub struct LaneActivation {
+    pub activation: Activation,
+    pub zero: core::arch::wasm32::v128,
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+impl Activation {
+    /// This activation with its opaque zero ([`LaneActivation`]).
+    #[inline(always)]
+    pub fn lanes(self) -> LaneActivation {
+        LaneActivation { activation: self, zero: core::hint::black_box(core::arch::wasm32::f32x4_splat(0.0)) }
+    }
+}
+
 /// [`Activation::apply`] on the four lanes of each of the named `v128` variables, with one
 /// branch on the activation for all of them: a kernel finishing several vectors at once pays
-/// the branch (a `br_table`, several instructions) once, not once a vector.
+/// the branch (a `br_table`, several instructions) once, not once a vector. `$activation` is a
+/// [`LaneActivation`].
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 macro_rules! activate_each {
     ($activation:expr, $($v:ident),+) => {{
-        use $crate::kernels::activation::{lanes, Activation};
-        match $activation {
+        use $crate::kernels::activation::{lanes, Activation, LaneActivation};
+        let LaneActivation { activation, zero } = $activation;
+        match activation {
             Activation::Identity => {}
             Activation::Relu => { $( $v = lanes::relu($v); )+ }
-            Activation::HardSwish => { $( $v = lanes::hard_swish($v); )+ }
-            Activation::HardSigmoidSwish => { $( $v = lanes::hard_sigmoid_swish($v); )+ }
+            Activation::HardSwish => { $( $v = lanes::hard_swish($v, zero); )+ }
+            Activation::HardSigmoidSwish => { $( $v = lanes::hard_sigmoid_swish($v, zero); )+ }
         }
     }};
 }
@@ -79,7 +103,7 @@ pub(crate) use activate_each;
 /// [`Activation::apply`] on four lanes.
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline(always)]
-pub fn activate(v: core::arch::wasm32::v128, activation: Activation) -> core::arch::wasm32::v128 {
+pub fn activate(v: core::arch::wasm32::v128, activation: LaneActivation) -> core::arch::wasm32::v128 {
     let mut v = v;
     activate_each!(activation, v);
     v
@@ -97,19 +121,21 @@ pub mod lanes {
     }
 
     /// [`super::hard_swish`]: clamp(t, 0, 6) as Rust spells it, t < 0 → 0, then t > 6 → 6 (NaN
-    /// kept); pmax(t, 0) is `t < 0 ? 0 : t` and pmin(t, 6) is `6 < t ? 6 : t`.
+    /// kept); pmax(t, 0) is `t < 0 ? 0 : t` and pmin(t, 6) is `6 < t ? 6 : t`. `zero` is a zero
+    /// vector ([`super::LaneActivation`]).
     #[inline(always)]
-    pub fn hard_swish(v: v128) -> v128 {
-        let relu6 = f32x4_pmin(f32x4_pmax(f32x4_add(v, f32x4_splat(3.0)), f32x4_splat(0.0)), f32x4_splat(6.0));
+    pub fn hard_swish(v: v128, zero: v128) -> v128 {
+        let relu6 = f32x4_pmin(f32x4_pmax(f32x4_add(v, f32x4_splat(3.0)), zero), f32x4_splat(6.0));
         f32x4_mul(f32x4_mul(v, relu6), f32x4_splat(1.0 / 6.0))
     }
 
     /// [`super::hard_sigmoid_swish`]: the clamp to [0, 1] as pmax(pmin(t, 1), 0), Rust's clamp
-    /// on every t but NaN, where the product with the NaN input is NaN either way.
+    /// on every t but NaN, where the product with the NaN input is NaN either way. `zero` is a
+    /// zero vector ([`super::LaneActivation`]).
     #[inline(always)]
-    pub fn hard_sigmoid_swish(v: v128) -> v128 {
+    pub fn hard_sigmoid_swish(v: v128, zero: v128) -> v128 {
         let t = f32x4_add(f32x4_mul(v, f32x4_splat(1.0 / 6.0)), f32x4_splat(0.5));
-        f32x4_mul(v, f32x4_pmax(f32x4_pmin(t, f32x4_splat(1.0)), f32x4_splat(0.0)))
+        f32x4_mul(v, f32x4_pmax(f32x4_pmin(t, f32x4_splat(1.0)), zero))
     }
 }
 
@@ -128,7 +154,7 @@ pub fn activate_in_place(values: &mut [f32], activation: Activation) {
     {
         use core::arch::wasm32::*;
         let whole = values.len() / 16 * 16;
-        let p = values.as_mut_ptr();
+        let (p, activation) = (values.as_mut_ptr(), activation.lanes());
         while done < whole {
             // SAFETY: done + 16 <= whole <= values.len(): the sixteen values are in bounds; no
             // alignment is required.

@@ -271,7 +271,7 @@ mod simd {
     use core::hint::black_box;
 
     use super::*;
-    use crate::kernels::activation::{activate, activate_each};
+    use crate::kernels::activation::{activate, activate_each, LaneActivation};
     use crate::kernels::qdq::QuantizeLanes;
 
     /// Each channel through a [`BytePlane`], eight outputs a turn at column stride one, four at
@@ -343,7 +343,7 @@ mod simd {
                 )
             };
             plane.fill(g, channel);
-            let (a, out) = (filters.activation, plane_out(ch));
+            let (a, out) = (filters.activation.lanes(), plane_out(ch));
             // SAFETY: the plane was made for g (every load of every output is inside it:
             // BytePlane::new), the channel's weight pairs are in bounds by the assert, and `out`
             // is its output plane (the callers').
@@ -465,7 +465,7 @@ mod simd {
                 start: i32,
                 scale: f32,
                 bias: f32,
-                activation: Activation,
+                activation: LaneActivation,
                 sink: Sink,
             ) {
                 let ([oh, ow], sy) = (g.output, g.strides[0]);

@@ -273,7 +273,7 @@ mod simd {
                 activation: Activation,
                 out: &mut [f32],
             ) {
-                let g = &blocked.geometry;
+                let (g, activation) = (&blocked.geometry, activation.lanes());
                 let ([oh, ow], sy, c) = (g.output, g.strides[0], g.channels);
                 let (row_stride, block_stride) = (blocked.columns * 4, blocked.block_stride());
                 let (values, out) = (blocked.values.as_ptr(), out.as_mut_ptr());

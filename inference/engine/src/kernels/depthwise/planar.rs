@@ -301,7 +301,7 @@ pub mod simd {
                 activation: Activation,
                 out: &mut [f32],
             ) {
-                let g = &padded.geometry;
+                let (g, activation) = (&padded.geometry, activation.lanes());
                 let ([oh, ow], sy) = (g.output, g.strides[0]);
                 let (columns, phase_stride) = (padded.columns, padded.phase_stride());
                 let (values, out) = (padded.values.as_ptr(), out.as_mut_ptr());
