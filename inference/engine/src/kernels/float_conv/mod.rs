@@ -8,9 +8,10 @@
 //! read and written around every product; `benchmarks/profile.md`, `OptMatMul`). This kernel
 //! keeps each accumulator on the wasm stack for two steps of [`UNROLL`] products before writing
 //! it back (one `local.get` and one `local.set` per eight products), and
-//! shares every loaded operand: a block of [`ROWS`] output channels (each weight splatted once
-//! from the packed filters) times a tile of four-column vectors of the im2col matrix (each
-//! loaded once), so the loads and the accumulator traffic are a fraction of the products'.
+//! shares every loaded operand: one or two blocks of [`ROWS`] output channels (each weight
+//! splatted once from the packed filters) times a tile of four-column vectors of the im2col
+//! matrix (each loaded once), so the loads and the accumulator traffic are a fraction of the
+//! products'.
 //!
 //! Each output is `bias + Σ_k w[m, k] · x[k, n]`, summed from the bias in k order by steps of
 //! [`UNROLL`] (each step's products summed pairwise first, [`step`]; the last K % 4 one at a
@@ -34,10 +35,13 @@ pub const LANES: usize = 4;
 /// Output channels per block of the packed filters; each of a step's weights is splatted once
 /// and multiplies every vector of the tile.
 pub const ROWS: usize = 8;
-/// Vectors of columns in the widest tile (thirty-two columns): per step each splatted weight
-/// feeds eight products, which spreads its load over more of them than sixteen columns do.
+/// Vectors of columns in the widest tile (thirty-two columns), which takes two blocks at once:
+/// per step each splatted weight feeds eight products and each loaded vector sixteen.
 pub const WIDEST: usize = 8;
-/// Vectors of columns in a wide tile (sixteen columns), for what the widest leave; narrower
+/// Vectors of columns in a wide tile (sixteen columns) of one block, for what the widest
+/// leave (and for an odd last block, and for pixel-major products: their output channels are
+/// the columns, rarely many, and a tile of their own would not fit the code size we budget,
+/// `the_modules_fit_the_ic_limits_with_the_margin_we_keep`); narrower
 /// tails take one vector.
 pub const WIDE: usize = 4;
 /// K values per step: the products an accumulator takes before it is written back.
@@ -196,7 +200,8 @@ mod simd {
     use super::*;
     use crate::kernels::activation::{activate, LaneActivation};
 
-    /// Blocks of [`ROWS`] channels times tiles of [`WIDE`] (then one) four-column vectors.
+    /// Pairs of blocks of [`ROWS`] channels times tiles of [`WIDEST`] four-column vectors, then
+    /// single blocks times tiles of [`WIDE`] (then one).
     pub struct Simd128;
 
     impl FloatKernels for Simd128 {
@@ -234,29 +239,54 @@ mod simd {
         let mut block = 0;
         while block < filters.blocks() {
             let mut n = 0;
-            // Pixel-major products (a bias per column) have the output channels as columns,
-            // rarely many: sixteen-column tiles serve them, which keeps the module within the
-            // code size we budget (`the_modules_fit_the_ic_limits_with_the_margin_we_keep`).
-            while !PER_COLUMN && n + WIDEST * LANES <= columns {
-                // SAFETY: check_bounds (by the caller): columns n..n + 32 < columns of every row
-                // of `b` and of every channel row of `out` this block has; the block's panels
-                // and bias.
-                unsafe { widest::<PER_COLUMN>(filters, block, b, ldb, n, activation, out, ldc) };
-                n += WIDEST * LANES;
+            if !PER_COLUMN && block + 1 < filters.blocks() {
+                while n + WIDEST * LANES <= columns {
+                    // SAFETY: check_bounds (by the caller): columns n..n + 32 < columns of every
+                    // row of `b` and of every channel row of `out` these two blocks have; their
+                    // panels and biases.
+                    unsafe { widest_pair(filters, block, b, ldb, n, activation, out, ldc) };
+                    n += WIDEST * LANES;
+                }
+                // SAFETY: check_bounds (by the caller), and block + 1 < blocks.
+                unsafe {
+                    rest::<PER_COLUMN>(filters, block, b, ldb, n, columns, activation, out, ldc);
+                    rest::<PER_COLUMN>(filters, block + 1, b, ldb, n, columns, activation, out, ldc);
+                }
+                block += 2;
+                continue;
             }
-            while n + WIDE * LANES <= columns {
-                // SAFETY: check_bounds (by the caller): columns n..n + 16 < columns of every row
-                // of `b` and of every channel row of `out` this block has; the block's panels
-                // and bias.
-                unsafe { wide::<PER_COLUMN>(filters, block, b, ldb, n, activation, out, ldc) };
-                n += WIDE * LANES;
-            }
-            while n < columns {
-                // SAFETY: as above for columns n..n + 4 < columns.
-                unsafe { narrow::<PER_COLUMN>(filters, block, b, ldb, n, activation, out, ldc) };
-                n += LANES;
-            }
+            // SAFETY: check_bounds (by the caller), and block < blocks.
+            unsafe { rest::<PER_COLUMN>(filters, block, b, ldb, n, columns, activation, out, ldc) };
             block += 1;
+        }
+    }
+
+    /// One block's columns from `n` on, by sixteen-column tiles, then four.
+    ///
+    /// # Safety
+    /// `check_bounds` passed for these operands, and `block` < `filters.blocks()`.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn rest<const PER_COLUMN: bool>(
+        filters: &PackedFilters,
+        block: usize,
+        b: &[f32],
+        ldb: usize,
+        mut n: usize,
+        columns: usize,
+        activation: LaneActivation,
+        out: &mut [f32],
+        ldc: usize,
+    ) {
+        while n + WIDE * LANES <= columns {
+            // SAFETY: check_bounds (the caller's): columns n..n + 16 < columns of every row of
+            // `b` and of every channel row of `out` this block has; the block's panels and bias.
+            unsafe { wide::<PER_COLUMN>(filters, block, b, ldb, n, activation, out, ldc) };
+            n += WIDE * LANES;
+        }
+        while n < columns {
+            // SAFETY: as above for columns n..n + 4 < columns.
+            unsafe { narrow::<PER_COLUMN>(filters, block, b, ldb, n, activation, out, ldc) };
+            n += LANES;
         }
     }
 
@@ -294,6 +324,14 @@ mod simd {
 
     /// The weights of one k for the block's channels, splatted: `w` points at them.
     macro_rules! splats {
+        // Two blocks' weights of one k: the block's at `w`, the next block's `panel` on.
+        (@pair $w:expr, $panel:ident) => {{
+            let w = $w;
+            let next = w.add($panel);
+            let [a0, a1, a2, a3, a4, a5, a6, a7] = splats!(w);
+            let [b0, b1, b2, b3, b4, b5, b6, b7] = splats!(next);
+            [a0, a1, a2, a3, a4, a5, a6, a7, b0, b1, b2, b3, b4, b5, b6, b7]
+        }};
         ($w:expr) => {{
             let w = $w;
             [
@@ -313,9 +351,9 @@ mod simd {
     /// M skipped, the fused activation applied. Rows and vectors are named by constants so the
     /// accumulators stay locals (an index computed at run time would put them in memory).
     macro_rules! finish {
-        ($acc:ident, $filters:ident, $block:ident, $n:ident, $activation:ident, $out:ident, $ldc:ident, [$($r:tt)*], $ps:tt) => {{
+        ($acc:ident, $filters:ident, $block:ident, $n:ident, $activation:ident, $out:ident, $ldc:ident, [$($r:tt)*], $ps:tt, $height:expr) => {{
             let first = $block * ROWS;
-            let count = ($filters.channels - first).min(ROWS);
+            let count = ($filters.channels - first).min($height);
             $( finish!(@row $acc, first, count, $n, $activation, $out, $ldc, $r, $ps); )*
         }};
         (@row $acc:ident, $first:ident, $count:ident, $n:ident, $activation:ident, $out:ident, $ldc:ident, $r:tt, [$($p:tt)*]) => {
@@ -442,15 +480,113 @@ mod simd {
                     x0 = x0.add(ldb);
                     k += 1;
                 }
-                finish!(acc, filters, block, n, activation, out, ldc, [0 1 2 3 4 5 6 7], [$($p)*]);
+                finish!(acc, filters, block, n, activation, out, ldc, [0 1 2 3 4 5 6 7], [$($p)*], ROWS);
             }
         };
     }
 
-    tile!(
-        /// Thirty-two columns of one block: each splatted weight feeds eight vectors.
-        widest, [0 1 2 3 4 5 6 7], WIDEST
-    );
+    /// Thirty-two columns of two blocks (sixteen channels): each of a step's loaded vectors feeds
+    /// sixteen products and each splatted weight eight, so the loads are 0.14 of a MAC's
+    /// instructions where a tile of one block by thirty-two columns spent 0.19 on them
+    /// (`benchmarks/NOTES.md`, "Sixteen channels a tile"). Each output's sum is the one every
+    /// tile takes (the bias, the steps of [`UNROLL`] pairwise, the rest one by one).
+    ///
+    /// # Safety
+    /// Columns `n..n + 32` exist in every row of `b` and of `out` the two blocks read or write
+    /// (`check_bounds`), and `block + 1` < `filters.blocks()`.
+    #[allow(clippy::too_many_arguments)]
+    #[inline(never)]
+    unsafe fn widest_pair(
+        filters: &PackedFilters,
+        block: usize,
+        b: &[f32],
+        ldb: usize,
+        n: usize,
+        activation: LaneActivation,
+        out: &mut [f32],
+        ldc: usize,
+    ) {
+        let depth = filters.depth;
+        let next = block + 1;
+        let (low, high) = (rows!(filters, block, WIDEST), rows!(filters, next, WIDEST));
+        // Listed, not built by an index computed at run time, so they stay locals.
+        let mut acc = [
+            low[0], low[1], low[2], low[3], low[4], low[5], low[6], low[7], high[0], high[1], high[2], high[3],
+            high[4], high[5], high[6], high[7],
+        ];
+        let panel = depth * ROWS;
+        let mut w = filters.panels.as_ptr().add(block * panel);
+        let mut x0 = b.as_ptr().add(n);
+        let mut k = 0;
+        while k + 2 * UNROLL <= depth {
+            // Opaque to LLVM's loop strength reduction (see `tile!`).
+            (w, x0) = black_box((w, x0));
+            let x = [
+                vectors!(x0, [0 1 2 3 4 5 6 7]),
+                vectors!(x0.add(ldb), [0 1 2 3 4 5 6 7]),
+                vectors!(x0.add(2 * ldb), [0 1 2 3 4 5 6 7]),
+                vectors!(x0.add(3 * ldb), [0 1 2 3 4 5 6 7]),
+                vectors!(x0.add(4 * ldb), [0 1 2 3 4 5 6 7]),
+                vectors!(x0.add(5 * ldb), [0 1 2 3 4 5 6 7]),
+                vectors!(x0.add(6 * ldb), [0 1 2 3 4 5 6 7]),
+                vectors!(x0.add(7 * ldb), [0 1 2 3 4 5 6 7]),
+            ];
+            let s = [
+                splats!(@pair w, panel),
+                splats!(@pair w.add(ROWS), panel),
+                splats!(@pair w.add(2 * ROWS), panel),
+                splats!(@pair w.add(3 * ROWS), panel),
+                splats!(@pair w.add(4 * ROWS), panel),
+                splats!(@pair w.add(5 * ROWS), panel),
+                splats!(@pair w.add(6 * ROWS), panel),
+                splats!(@pair w.add(7 * ROWS), panel),
+            ];
+            products!(acc, s, x, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15], [0 1 2 3 4 5 6 7], [0 1 2 3 4 5 6 7]);
+            w = w.add(2 * UNROLL * ROWS);
+            x0 = x0.add(2 * UNROLL * ldb);
+            k += 2 * UNROLL;
+        }
+        if k + UNROLL <= depth {
+            let (x1, x2, x3) = (x0.add(ldb), x0.add(2 * ldb), x0.add(3 * ldb));
+            let x = [
+                vectors!(x0, [0 1 2 3 4 5 6 7]),
+                vectors!(x1, [0 1 2 3 4 5 6 7]),
+                vectors!(x2, [0 1 2 3 4 5 6 7]),
+                vectors!(x3, [0 1 2 3 4 5 6 7]),
+            ];
+            let s = [
+                splats!(@pair w, panel),
+                splats!(@pair w.add(ROWS), panel),
+                splats!(@pair w.add(2 * ROWS), panel),
+                splats!(@pair w.add(3 * ROWS), panel),
+            ];
+            products!(acc, s, x, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15], [0 1 2 3 4 5 6 7], [0 1 2 3]);
+            w = w.add(UNROLL * ROWS);
+            x0 = x0.add(UNROLL * ldb);
+            k += UNROLL;
+        }
+        while k < depth {
+            let x = [vectors!(x0, [0 1 2 3 4 5 6 7])];
+            let s = [splats!(@pair w, panel)];
+            products!(acc, s, x, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15], [0 1 2 3 4 5 6 7], [0]);
+            w = w.add(ROWS);
+            x0 = x0.add(ldb);
+            k += 1;
+        }
+        finish!(
+            acc,
+            filters,
+            block,
+            n,
+            activation,
+            out,
+            ldc,
+            [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15],
+            [0 1 2 3 4 5 6 7],
+            2 * ROWS
+        );
+    }
+
     tile!(
         /// Sixteen columns of one block.
         wide, [0 1 2 3], WIDE

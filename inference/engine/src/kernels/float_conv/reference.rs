@@ -98,7 +98,8 @@ pub fn check() -> Result<(), String> {
 
 /// Compares kernel `K` with a direct convolution, bit for bit, for both input layouts, with and
 /// without ReLU, over geometries that exercise every tail: K not a multiple of the unroll,
-/// channel counts not a multiple of eight, pixel counts that leave a narrow tile and a padded
+/// channel counts not a multiple of eight (a pair of blocks whose second is partial, an odd
+/// block after pairs), pixel counts that leave a narrow tile and a padded
 /// vector, padding, strides and dilations, and the identity case (1×1 planar). An error names
 /// the first case that differs.
 pub fn check_kernels<K: FloatKernels>() -> Result<(), String> {
@@ -117,6 +118,9 @@ pub fn check_kernels<K: FloatKernels>() -> Result<(), String> {
         (2, [3, 1], [3, 3], [2, 2], [1, 1], [1, 1], 3),
         (9, [4, 9], [1, 1], [1, 1], [1, 1], [0, 0], 17),
         (33, [6, 6], [1, 1], [1, 1], [1, 1], [0, 0], 24),
+        // Two whole blocks a tile (sixteen channels by thirty-two columns), twice, then the
+        // rest of each block; K = 15 takes the tile's every step (eight, four, then one).
+        (15, [8, 9], [1, 1], [1, 1], [1, 1], [0, 0], 16),
         // Pixel-major (1×1 on interleaved images, output channels a multiple of four): pixel
         // counts not a multiple of the eight-row block, channel counts with and without a
         // sixteen-column tile.
