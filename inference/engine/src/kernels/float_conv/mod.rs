@@ -370,33 +370,54 @@ mod simd {
     /// The block's initial accumulators: the bias of each row on every lane of `p` vectors, or
     /// the bias of each column from column `n` in every row.
     macro_rules! biases {
-        ($filters:ident, $block:ident, $n:ident, [$($p:tt)*], $count:expr) => {{
+        ($filters:ident, $block:ident, $n:ident, [$($p:tt)*]) => {{
             if PER_COLUMN {
                 let bias = $filters.bias.as_ptr().add($n);
-                let columns = [$( v128_load(bias.add($p * LANES) as *const v128) ),*];
-                // Listed, not `[columns; ROWS]`: a repeat expression is filled through memory.
-                [columns, columns, columns, columns, columns, columns, columns, columns]
+                // Each row's vectors loaded anew (see `rows!`): `[columns; ROWS]`, or one array
+                // listed ROWS times, is a repeat expression, filled through memory.
+                [
+                    [$( v128_load(bias.add($p * LANES) as *const v128) ),*],
+                    [$( v128_load(bias.add($p * LANES) as *const v128) ),*],
+                    [$( v128_load(bias.add($p * LANES) as *const v128) ),*],
+                    [$( v128_load(bias.add($p * LANES) as *const v128) ),*],
+                    [$( v128_load(bias.add($p * LANES) as *const v128) ),*],
+                    [$( v128_load(bias.add($p * LANES) as *const v128) ),*],
+                    [$( v128_load(bias.add($p * LANES) as *const v128) ),*],
+                    [$( v128_load(bias.add($p * LANES) as *const v128) ),*],
+                ]
             } else {
-                rows!($filters, $block, $count)
+                rows!($filters, $block, [$($p)*])
             }
         }};
     }
 
-    /// Each row's bias on every lane of `p` vectors.
+    /// Each row's bias on every lane of the listed vectors. Not `[splat; p]`, nor one splat
+    /// listed p times: either is a repeat expression, filled through memory by a loop of stores
+    /// per row and read back, which cost the tiles about five instructions an output
+    /// (`benchmarks/NOTES.md`, "Accumulators set without repeat expressions").
     macro_rules! rows {
-        ($filters:ident, $block:ident, $p:expr) => {{
+        ($filters:ident, $block:ident, $ps:tt) => {{
             let bias = $filters.bias.as_ptr().add($block * ROWS) as *const u32;
             [
-                [v128_load32_splat(bias); $p],
-                [v128_load32_splat(bias.add(1)); $p],
-                [v128_load32_splat(bias.add(2)); $p],
-                [v128_load32_splat(bias.add(3)); $p],
-                [v128_load32_splat(bias.add(4)); $p],
-                [v128_load32_splat(bias.add(5)); $p],
-                [v128_load32_splat(bias.add(6)); $p],
-                [v128_load32_splat(bias.add(7)); $p],
+                rows!(@row v128_load32_splat(bias), $ps),
+                rows!(@row v128_load32_splat(bias.add(1)), $ps),
+                rows!(@row v128_load32_splat(bias.add(2)), $ps),
+                rows!(@row v128_load32_splat(bias.add(3)), $ps),
+                rows!(@row v128_load32_splat(bias.add(4)), $ps),
+                rows!(@row v128_load32_splat(bias.add(5)), $ps),
+                rows!(@row v128_load32_splat(bias.add(6)), $ps),
+                rows!(@row v128_load32_splat(bias.add(7)), $ps),
             ]
         }};
+        // The splat written out once per vector: the same local listed several times is made a
+        // repeat expression by rustc's MIR optimisations; separate loads LLVM merges into one
+        // value, in a local.
+        (@row $splat:expr, [$($p:tt)*]) => {
+            [$( rows!(@same $splat, $p) ),*]
+        };
+        (@same $splat:expr, $p:tt) => {
+            $splat
+        };
     }
 
     /// The vectors of columns `p · 4..p · 4 + 4` of the row at `x`, for each listed p.
@@ -413,7 +434,7 @@ mod simd {
     /// Those columns exist in every row of `b` and of `out` the block reads or writes
     /// (`check_bounds`), and `block` < `filters.blocks()`.
     macro_rules! tile {
-        ($(#[$doc:meta])* $name:ident, [$($p:tt)*], $count:expr) => {
+        ($(#[$doc:meta])* $name:ident, [$($p:tt)*]) => {
             $(#[$doc])*
             #[allow(clippy::too_many_arguments)]
             #[inline(never)]
@@ -428,7 +449,7 @@ mod simd {
                 ldc: usize,
             ) {
                 let depth = filters.depth;
-                let mut acc = biases!(filters, block, n, [$($p)*], $count);
+                let mut acc = biases!(filters, block, n, [$($p)*]);
                 let mut w = filters.panels.as_ptr().add(block * depth * ROWS);
                 let mut x0 = b.as_ptr().add(n);
                 let mut k = 0;
@@ -508,7 +529,7 @@ mod simd {
     ) {
         let depth = filters.depth;
         let next = block + 1;
-        let (low, high) = (rows!(filters, block, WIDEST), rows!(filters, next, WIDEST));
+        let (low, high) = (rows!(filters, block, [0 1 2 3 4 5 6 7]), rows!(filters, next, [0 1 2 3 4 5 6 7]));
         // Listed, not built by an index computed at run time, so they stay locals.
         let mut acc = [
             low[0], low[1], low[2], low[3], low[4], low[5], low[6], low[7], high[0], high[1], high[2], high[3],
@@ -589,10 +610,10 @@ mod simd {
 
     tile!(
         /// Sixteen columns of one block.
-        wide, [0 1 2 3], WIDE
+        wide, [0 1 2 3]
     );
     tile!(
         /// Four columns of one block.
-        narrow, [0], 1
+        narrow, [0]
     );
 }
