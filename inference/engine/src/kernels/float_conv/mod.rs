@@ -428,6 +428,25 @@ mod simd {
         }};
     }
 
+    /// One step's right operands: for each listed u, the [`vectors!`] of row `u` from `x0`
+    /// (rows `ldb` apart).
+    macro_rules! operands {
+        ($x0:ident, $ldb:ident, $ps:tt, [$($u:tt)*]) => {
+            [$( vectors!($x0.add($u * $ldb), $ps) ),*]
+        };
+    }
+
+    /// One step's left operands: for each listed u, the [`splats!`] of k + u from `w` (one
+    /// block's, or with `@pair` two blocks' `panel` apart).
+    macro_rules! weights {
+        ($w:ident, [$($u:tt)*]) => {
+            [$( splats!($w.add($u * ROWS)) ),*]
+        };
+        (@pair $w:ident, $panel:ident, [$($u:tt)*]) => {
+            [$( splats!(@pair $w.add($u * ROWS), $panel) ),*]
+        };
+    }
+
     /// Defines a tile: one block's columns `n..n + 4 · count` (vectors `[p…]`).
     ///
     /// # Safety (of the function defined)
@@ -459,43 +478,24 @@ mod simd {
                     // loads' constant offsets (an `i32.add` each; see the module's
                     // documentation).
                     (w, x0) = black_box((w, x0));
-                    let x = [
-                        vectors!(x0, [$($p)*]),
-                        vectors!(x0.add(ldb), [$($p)*]),
-                        vectors!(x0.add(2 * ldb), [$($p)*]),
-                        vectors!(x0.add(3 * ldb), [$($p)*]),
-                        vectors!(x0.add(4 * ldb), [$($p)*]),
-                        vectors!(x0.add(5 * ldb), [$($p)*]),
-                        vectors!(x0.add(6 * ldb), [$($p)*]),
-                        vectors!(x0.add(7 * ldb), [$($p)*]),
-                    ];
-                    let s = [
-                        splats!(w),
-                        splats!(w.add(ROWS)),
-                        splats!(w.add(2 * ROWS)),
-                        splats!(w.add(3 * ROWS)),
-                        splats!(w.add(4 * ROWS)),
-                        splats!(w.add(5 * ROWS)),
-                        splats!(w.add(6 * ROWS)),
-                        splats!(w.add(7 * ROWS)),
-                    ];
+                    let x = operands!(x0, ldb, [$($p)*], [0 1 2 3 4 5 6 7]);
+                    let s = weights!(w, [0 1 2 3 4 5 6 7]);
                     products!(acc, s, x, [0 1 2 3 4 5 6 7], [$($p)*], [0 1 2 3 4 5 6 7]);
                     w = w.add(2 * UNROLL * ROWS);
                     x0 = x0.add(2 * UNROLL * ldb);
                     k += 2 * UNROLL;
                 }
                 if k + UNROLL <= depth {
-                    let (x1, x2, x3) = (x0.add(ldb), x0.add(2 * ldb), x0.add(3 * ldb));
-                    let x = [vectors!(x0, [$($p)*]), vectors!(x1, [$($p)*]), vectors!(x2, [$($p)*]), vectors!(x3, [$($p)*])];
-                    let s = [splats!(w), splats!(w.add(ROWS)), splats!(w.add(2 * ROWS)), splats!(w.add(3 * ROWS))];
+                    let x = operands!(x0, ldb, [$($p)*], [0 1 2 3]);
+                    let s = weights!(w, [0 1 2 3]);
                     products!(acc, s, x, [0 1 2 3 4 5 6 7], [$($p)*], [0 1 2 3]);
                     w = w.add(UNROLL * ROWS);
                     x0 = x0.add(UNROLL * ldb);
                     k += UNROLL;
                 }
                 while k < depth {
-                    let x = [vectors!(x0, [$($p)*])];
-                    let s = [splats!(w)];
+                    let x = operands!(x0, ldb, [$($p)*], [0]);
+                    let s = weights!(w, [0]);
                     products!(acc, s, x, [0 1 2 3 4 5 6 7], [$($p)*], [0]);
                     w = w.add(ROWS);
                     x0 = x0.add(ldb);
@@ -542,53 +542,24 @@ mod simd {
         while k + 2 * UNROLL <= depth {
             // Opaque to LLVM's loop strength reduction (see `tile!`).
             (w, x0) = black_box((w, x0));
-            let x = [
-                vectors!(x0, [0 1 2 3 4 5 6 7]),
-                vectors!(x0.add(ldb), [0 1 2 3 4 5 6 7]),
-                vectors!(x0.add(2 * ldb), [0 1 2 3 4 5 6 7]),
-                vectors!(x0.add(3 * ldb), [0 1 2 3 4 5 6 7]),
-                vectors!(x0.add(4 * ldb), [0 1 2 3 4 5 6 7]),
-                vectors!(x0.add(5 * ldb), [0 1 2 3 4 5 6 7]),
-                vectors!(x0.add(6 * ldb), [0 1 2 3 4 5 6 7]),
-                vectors!(x0.add(7 * ldb), [0 1 2 3 4 5 6 7]),
-            ];
-            let s = [
-                splats!(@pair w, panel),
-                splats!(@pair w.add(ROWS), panel),
-                splats!(@pair w.add(2 * ROWS), panel),
-                splats!(@pair w.add(3 * ROWS), panel),
-                splats!(@pair w.add(4 * ROWS), panel),
-                splats!(@pair w.add(5 * ROWS), panel),
-                splats!(@pair w.add(6 * ROWS), panel),
-                splats!(@pair w.add(7 * ROWS), panel),
-            ];
+            let x = operands!(x0, ldb, [0 1 2 3 4 5 6 7], [0 1 2 3 4 5 6 7]);
+            let s = weights!(@pair w, panel, [0 1 2 3 4 5 6 7]);
             products!(acc, s, x, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15], [0 1 2 3 4 5 6 7], [0 1 2 3 4 5 6 7]);
             w = w.add(2 * UNROLL * ROWS);
             x0 = x0.add(2 * UNROLL * ldb);
             k += 2 * UNROLL;
         }
         if k + UNROLL <= depth {
-            let (x1, x2, x3) = (x0.add(ldb), x0.add(2 * ldb), x0.add(3 * ldb));
-            let x = [
-                vectors!(x0, [0 1 2 3 4 5 6 7]),
-                vectors!(x1, [0 1 2 3 4 5 6 7]),
-                vectors!(x2, [0 1 2 3 4 5 6 7]),
-                vectors!(x3, [0 1 2 3 4 5 6 7]),
-            ];
-            let s = [
-                splats!(@pair w, panel),
-                splats!(@pair w.add(ROWS), panel),
-                splats!(@pair w.add(2 * ROWS), panel),
-                splats!(@pair w.add(3 * ROWS), panel),
-            ];
+            let x = operands!(x0, ldb, [0 1 2 3 4 5 6 7], [0 1 2 3]);
+            let s = weights!(@pair w, panel, [0 1 2 3]);
             products!(acc, s, x, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15], [0 1 2 3 4 5 6 7], [0 1 2 3]);
             w = w.add(UNROLL * ROWS);
             x0 = x0.add(UNROLL * ldb);
             k += UNROLL;
         }
         while k < depth {
-            let x = [vectors!(x0, [0 1 2 3 4 5 6 7])];
-            let s = [splats!(@pair w, panel)];
+            let x = operands!(x0, ldb, [0 1 2 3 4 5 6 7], [0]);
+            let s = weights!(@pair w, panel, [0]);
             products!(acc, s, x, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15], [0 1 2 3 4 5 6 7], [0]);
             w = w.add(ROWS);
             x0 = x0.add(ldb);
