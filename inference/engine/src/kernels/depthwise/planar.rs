@@ -16,7 +16,6 @@
 //! 4 × 4 transpositions in and out, and the zeroing of a whole padded copy of the image.
 
 use super::{padded_extent, Activation, DepthwiseKernels};
-use crate::kernels::float_conv::im2col::strided;
 use crate::kernels::integer_conv::pack::Geometry;
 
 /// One channel's image with zeros around it, as far as any tap of any output reads, split into
@@ -89,20 +88,72 @@ impl Padded {
             }
         };
         assert!(fits);
-        let (from, into) = (channel.as_ptr(), self.values.as_mut_ptr());
-        for iy in 0..h {
-            let row = (top + iy) * columns;
-            // SAFETY: reads: channel[iy · w..][..w] is in bounds (the first assert); writes: the
-            // row's values, in bounds by the second.
-            unsafe {
-                if self.phases == 1 {
-                    strided(from.add(iy * w), 1, w, into.add(first + row), w);
-                } else {
-                    split(from.add(iy * w), w, into.add(first + row), into.add(second + row));
+        // Rows by pointers that step a row at a time, in two loops (one a phase count), and
+        // the copies inlined: a call and the divisions of a general strided copy per row cost
+        // more than a narrow row's values (`benchmarks/NOTES.md`, "Depthwise planes filled
+        // row by row inline").
+        let (mut from, values) = (channel.as_ptr(), self.values.as_mut_ptr());
+        // SAFETY: (for both loops) row iy reads channel[iy · w..][..w], in bounds by the first
+        // assert, and writes the row's values at (top + iy) · columns from `first` (and
+        // `second`), in bounds by the second.
+        unsafe {
+            let mut into = values.add(first + top * columns);
+            if self.phases == 1 {
+                for _ in 0..h {
+                    copy_row(from, into, w);
+                    (from, into) = (from.add(w), into.add(columns));
+                }
+            } else {
+                let mut odds = values.add(second + top * columns);
+                for _ in 0..h {
+                    split(from, w, into, odds);
+                    (from, into, odds) = (from.add(w), into.add(columns), odds.add(columns));
                 }
             }
         }
     }
+}
+
+/// `count` values copied from `from` to `into`: four a vector on wasm simd128, the last four
+/// overlapping the ones before (the same values written twice), one at a time under four.
+///
+/// # Safety
+/// `count` values are readable at `from` and writable at `into`, and the two do not overlap.
+#[inline(always)]
+unsafe fn copy_row(from: *const f32, into: *mut f32, count: usize) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    if count >= 4 {
+        use core::arch::wasm32::*;
+        let last = count - 4;
+        // Pointers that step, and loads and stores at constant offsets from them: four vectors
+        // a turn, then one.
+        let (mut at, mut to, end) = (from, into, from.add(last));
+        while (end as usize) - (at as usize) >= 16 * 4 {
+            // SAFETY: at + 16 <= end = from + count − 4: the four vectors are in bounds (and
+            // so are into's, the same distance on).
+            unsafe {
+                let (a, b) = (v128_load(at as *const v128), v128_load(at.add(4) as *const v128));
+                let (c, d) = (v128_load(at.add(8) as *const v128), v128_load(at.add(12) as *const v128));
+                v128_store(to as *mut v128, a);
+                v128_store(to.add(4) as *mut v128, b);
+                v128_store(to.add(8) as *mut v128, c);
+                v128_store(to.add(12) as *mut v128, d);
+                (at, to) = (at.add(16), to.add(16));
+            }
+        }
+        while at < end {
+            // SAFETY: at < end: at + 4 <= from + count.
+            unsafe {
+                v128_store(to as *mut v128, v128_load(at as *const v128));
+                (at, to) = (at.add(4), to.add(4));
+            }
+        }
+        // SAFETY: last + 4 = count.
+        unsafe { v128_store(into.add(last) as *mut v128, v128_load(from.add(last) as *const v128)) };
+        return;
+    }
+    // SAFETY: the caller's, for each i < count.
+    unsafe { core::ptr::copy_nonoverlapping(from, into, count) };
 }
 
 /// One row of `w` values split into its even and odd columns: `evens[i] = from[2i]` for
@@ -111,6 +162,7 @@ impl Padded {
 ///
 /// # Safety
 /// `w` values are readable at `from`, ⌈w/2⌉ writable at `evens` and ⌊w/2⌋ at `odds`.
+#[inline(always)]
 unsafe fn split(from: *const f32, w: usize, evens: *mut f32, odds: *mut f32) {
     let pairs = w / 2;
     let mut i = 0;
