@@ -58,25 +58,54 @@ pub fn hard_sigmoid_swish(x: f32) -> f32 {
     x * (x * ALPHA + 0.5).clamp(0.0, 1.0)
 }
 
-/// An [`Activation`] ready for four lanes: the activation and a zero vector that LLVM cannot see
-/// is zero. With a literal zero, LLVM rewrites `pmax(t, 0)` (`t < 0 ? 0 : t`) into a comparison
-/// and an `andnot` (a `local.tee`, a `local.get`, a constant, `f32x4.lt`, `v128.andnot`: 5
-/// instructions on the IC's meter) where `f32x4.pmax` and its operand cost 2; the opaque zero
-/// is made once per kernel call ([`Activation::lanes`]) and kept in a local
-/// (`benchmarks/NOTES.md`, "HardSwish's lower bound as one `pmax`").
+/// An [`Activation`] ready for four lanes: the activation and its constants, which LLVM cannot
+/// see are constants ([`LaneConstants`]).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[derive(Clone, Copy)]
 pub struct LaneActivation {
     pub activation: Activation,
+    pub constants: LaneConstants,
+}
+
+/// The activations' constants on four lanes, opaque to LLVM, made once per kernel call
+/// ([`Activation::lanes`]) and kept in locals.
+///
+/// A `local.get` and a `v128.const` cost the same on the IC's meter (1), but the constant takes
+/// 18 bytes of code and the `local.get` 2 or 3: the kernels' epilogues, unrolled over every
+/// accumulator of a tile, spelled about 4,900 of them (`benchmarks/NOTES.md`, "Activation
+/// constants in locals"). And with a literal zero LLVM rewrites `pmax(t, 0)` (`t < 0 ? 0 : t`)
+/// into a comparison and an `andnot` (a `local.tee`, a `local.get`, a constant, `f32x4.lt`,
+/// `v128.andnot`: 5 instructions) where `f32x4.pmax` and its operand cost 2 ("HardSwish's lower
+/// bound as one `pmax`").
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[derive(Clone, Copy)]
+pub struct LaneConstants {
     pub zero: core::arch::wasm32::v128,
+    pub half: core::arch::wasm32::v128,
+    pub one: core::arch::wasm32::v128,
+    pub three: core::arch::wasm32::v128,
+    pub six: core::arch::wasm32::v128,
+    pub sixth: core::arch::wasm32::v128,
 }
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 impl Activation {
-    /// This activation with its opaque zero ([`LaneActivation`]).
+    /// This activation with its opaque constants ([`LaneActivation`]).
     #[inline(always)]
     pub fn lanes(self) -> LaneActivation {
-        LaneActivation { activation: self, zero: core::hint::black_box(core::arch::wasm32::f32x4_splat(0.0)) }
+        use core::arch::wasm32::f32x4_splat;
+        use core::hint::black_box;
+        // Each made opaque by itself: one `black_box` of the whole struct built it in memory
+        // and copied it with a `memory.copy` (100 instructions and one a byte on the IC).
+        let constants = LaneConstants {
+            zero: black_box(f32x4_splat(0.0)),
+            half: black_box(f32x4_splat(0.5)),
+            one: black_box(f32x4_splat(1.0)),
+            three: black_box(f32x4_splat(3.0)),
+            six: black_box(f32x4_splat(6.0)),
+            sixth: black_box(f32x4_splat(1.0 / 6.0)),
+        };
+        LaneActivation { activation: self, constants }
     }
 }
 
@@ -88,12 +117,12 @@ impl Activation {
 macro_rules! activate_each {
     ($activation:expr, $($v:ident),+) => {{
         use $crate::kernels::activation::{lanes, Activation, LaneActivation};
-        let LaneActivation { activation, zero } = $activation;
+        let LaneActivation { activation, constants } = $activation;
         match activation {
             Activation::Identity => {}
-            Activation::Relu => { $( $v = lanes::relu($v); )+ }
-            Activation::HardSwish => { $( $v = lanes::hard_swish($v, zero); )+ }
-            Activation::HardSigmoidSwish => { $( $v = lanes::hard_sigmoid_swish($v, zero); )+ }
+            Activation::Relu => { $( $v = lanes::relu($v, &constants); )+ }
+            Activation::HardSwish => { $( $v = lanes::hard_swish($v, &constants); )+ }
+            Activation::HardSigmoidSwish => { $( $v = lanes::hard_sigmoid_swish($v, &constants); )+ }
         }
     }};
 }
@@ -114,28 +143,28 @@ pub fn activate(v: core::arch::wasm32::v128, activation: LaneActivation) -> core
 pub mod lanes {
     use core::arch::wasm32::*;
 
+    use super::LaneConstants;
+
     /// [`super::relu`].
     #[inline(always)]
-    pub fn relu(v: v128) -> v128 {
-        f32x4_max(v, f32x4_splat(0.0))
+    pub fn relu(v: v128, c: &LaneConstants) -> v128 {
+        f32x4_max(v, c.zero)
     }
 
     /// [`super::hard_swish`]: clamp(t, 0, 6) as Rust spells it, t < 0 → 0, then t > 6 → 6 (NaN
-    /// kept); pmax(t, 0) is `t < 0 ? 0 : t` and pmin(t, 6) is `6 < t ? 6 : t`. `zero` is a zero
-    /// vector ([`super::LaneActivation`]).
+    /// kept); pmax(t, 0) is `t < 0 ? 0 : t` and pmin(t, 6) is `6 < t ? 6 : t`.
     #[inline(always)]
-    pub fn hard_swish(v: v128, zero: v128) -> v128 {
-        let relu6 = f32x4_pmin(f32x4_pmax(f32x4_add(v, f32x4_splat(3.0)), zero), f32x4_splat(6.0));
-        f32x4_mul(f32x4_mul(v, relu6), f32x4_splat(1.0 / 6.0))
+    pub fn hard_swish(v: v128, c: &LaneConstants) -> v128 {
+        let relu6 = f32x4_pmin(f32x4_pmax(f32x4_add(v, c.three), c.zero), c.six);
+        f32x4_mul(f32x4_mul(v, relu6), c.sixth)
     }
 
     /// [`super::hard_sigmoid_swish`]: the clamp to [0, 1] as pmax(pmin(t, 1), 0), Rust's clamp
-    /// on every t but NaN, where the product with the NaN input is NaN either way. `zero` is a
-    /// zero vector ([`super::LaneActivation`]).
+    /// on every t but NaN, where the product with the NaN input is NaN either way.
     #[inline(always)]
-    pub fn hard_sigmoid_swish(v: v128, zero: v128) -> v128 {
-        let t = f32x4_add(f32x4_mul(v, f32x4_splat(1.0 / 6.0)), f32x4_splat(0.5));
-        f32x4_mul(v, f32x4_pmax(f32x4_pmin(t, f32x4_splat(1.0)), zero))
+    pub fn hard_sigmoid_swish(v: v128, c: &LaneConstants) -> v128 {
+        let t = f32x4_add(f32x4_mul(v, c.sixth), c.half);
+        f32x4_mul(v, f32x4_pmax(f32x4_pmin(t, c.one), c.zero))
     }
 }
 

@@ -329,6 +329,8 @@ mod simd {
         );
         // SAFETY: T is u8 or i8, one byte with every bit pattern valid as u8.
         let bytes = unsafe { core::slice::from_raw_parts(image.as_ptr() as *const u8, image.len()) };
+        // Made once for every channel: its opaque constants cost a store and a load each.
+        let a = filters.activation.lanes();
         for ch in 0..c {
             // SAFETY: ch < c: the channel's bytes, weight pairs, start, scale and bias are in
             // bounds by the asserts above (indexing them cost a call each at the canister's
@@ -343,20 +345,20 @@ mod simd {
                 )
             };
             plane.fill(g, channel);
-            let (a, out) = (filters.activation.lanes(), plane_out(ch));
+            let out = plane_out(ch);
             // SAFETY: the plane was made for g (every load of every output is inside it:
             // BytePlane::new), the channel's weight pairs are in bounds by the assert, and `out`
             // is its output plane (the callers').
             unsafe {
                 match (g.kernel[0], g.strides[1], T::SIGNED) {
-                    (3, 1, false) => plane_3::<1, false>(g, &plane, weights, start, scale, bias, a, out),
-                    (3, _, false) => plane_3::<2, false>(g, &plane, weights, start, scale, bias, a, out),
-                    (5, 1, false) => plane_5::<1, false>(g, &plane, weights, start, scale, bias, a, out),
-                    (_, _, false) => plane_5::<2, false>(g, &plane, weights, start, scale, bias, a, out),
-                    (3, 1, true) => plane_3::<1, true>(g, &plane, weights, start, scale, bias, a, out),
-                    (3, _, true) => plane_3::<2, true>(g, &plane, weights, start, scale, bias, a, out),
-                    (5, 1, true) => plane_5::<1, true>(g, &plane, weights, start, scale, bias, a, out),
-                    (_, _, true) => plane_5::<2, true>(g, &plane, weights, start, scale, bias, a, out),
+                    (3, 1, false) => plane_3::<1, false>(g, &plane, weights, start, scale, bias, &a, out),
+                    (3, _, false) => plane_3::<2, false>(g, &plane, weights, start, scale, bias, &a, out),
+                    (5, 1, false) => plane_5::<1, false>(g, &plane, weights, start, scale, bias, &a, out),
+                    (_, _, false) => plane_5::<2, false>(g, &plane, weights, start, scale, bias, &a, out),
+                    (3, 1, true) => plane_3::<1, true>(g, &plane, weights, start, scale, bias, &a, out),
+                    (3, _, true) => plane_3::<2, true>(g, &plane, weights, start, scale, bias, &a, out),
+                    (5, 1, true) => plane_5::<1, true>(g, &plane, weights, start, scale, bias, &a, out),
+                    (_, _, true) => plane_5::<2, true>(g, &plane, weights, start, scale, bias, &a, out),
                 }
             }
         }
@@ -409,7 +411,7 @@ mod simd {
             if S == 1 {
                 let mut even = dequantized($scale, $bias, window!($start, rows, 0, $w, $j, $kys, $ps));
                 let mut odd = dequantized($scale, $bias, window!($start, rows, 1, $w, $j, $kys, $ps));
-                activate_each!($activation, even, odd);
+                activate_each!(*$activation, even, odd);
                 match $sink {
                     Sink::Floats(out) => {
                         let to = out.add(index);
@@ -431,7 +433,7 @@ mod simd {
                     }
                 }
             } else {
-                let v = activate(dequantized($scale, $bias, window!($start, rows, 0, $w, $j, $kys, $ps)), $activation);
+                let v = activate(dequantized($scale, $bias, window!($start, rows, 0, $w, $j, $kys, $ps)), *$activation);
                 match $sink {
                     Sink::Floats(out) => v128_store(out.add(index) as *mut v128, v),
                     Sink::Bytes(out, q, _) => {
@@ -465,7 +467,7 @@ mod simd {
                 start: i32,
                 scale: f32,
                 bias: f32,
-                activation: LaneActivation,
+                activation: &LaneActivation,
                 sink: Sink,
             ) {
                 let ([oh, ow], sy) = (g.output, g.strides[0]);

@@ -7,7 +7,8 @@
 //! kernel, built for a CPU's registers, spends about twice that (splat shuffles, accumulators
 //! read and written around every product; `benchmarks/profile.md`, `OptMatMul`). This kernel
 //! keeps each accumulator on the wasm stack for two steps of [`UNROLL`] products before writing
-//! it back (one `local.get` and one `local.set` per eight products), and
+//! it back (one `local.get` and one `local.set` per eight products; four steps, sixteen
+//! products, in the widest tile), and
 //! shares every loaded operand: one or two blocks of [`ROWS`] output channels (each weight
 //! splatted once from the packed filters) times a tile of four-column vectors of the im2col
 //! matrix (each loaded once), so the loads and the accumulator traffic are a fraction of the
@@ -244,19 +245,19 @@ mod simd {
                     // SAFETY: check_bounds (by the caller): columns n..n + 32 < columns of every
                     // row of `b` and of every channel row of `out` these two blocks have; their
                     // panels and biases.
-                    unsafe { widest_pair(filters, block, b, ldb, n, activation, out, ldc) };
+                    unsafe { widest_pair(filters, block, b, ldb, n, &activation, out, ldc) };
                     n += WIDEST * LANES;
                 }
                 // SAFETY: check_bounds (by the caller), and block + 1 < blocks.
                 unsafe {
-                    rest::<PER_COLUMN>(filters, block, b, ldb, n, columns, activation, out, ldc);
-                    rest::<PER_COLUMN>(filters, block + 1, b, ldb, n, columns, activation, out, ldc);
+                    rest::<PER_COLUMN>(filters, block, b, ldb, n, columns, &activation, out, ldc);
+                    rest::<PER_COLUMN>(filters, block + 1, b, ldb, n, columns, &activation, out, ldc);
                 }
                 block += 2;
                 continue;
             }
             // SAFETY: check_bounds (by the caller), and block < blocks.
-            unsafe { rest::<PER_COLUMN>(filters, block, b, ldb, n, columns, activation, out, ldc) };
+            unsafe { rest::<PER_COLUMN>(filters, block, b, ldb, n, columns, &activation, out, ldc) };
             block += 1;
         }
     }
@@ -273,7 +274,7 @@ mod simd {
         ldb: usize,
         mut n: usize,
         columns: usize,
-        activation: LaneActivation,
+        activation: &LaneActivation,
         out: &mut [f32],
         ldc: usize,
     ) {
@@ -309,6 +310,19 @@ mod simd {
             $acc[$r][$p] = f32x4_add(
                 f32x4_add($acc[$r][$p], products!(@step $s, $x, $r, $p, 0 1 2 3)),
                 products!(@step $s, $x, $r, $p, 4 5 6 7),
+            );
+        };
+        // Four steps on the accumulator before it is written back (the widest tile's).
+        (@one $acc:ident, $s:ident, $x:ident, $r:tt, $p:tt, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15]) => {
+            $acc[$r][$p] = f32x4_add(
+                f32x4_add(
+                    f32x4_add(
+                        f32x4_add($acc[$r][$p], products!(@step $s, $x, $r, $p, 0 1 2 3)),
+                        products!(@step $s, $x, $r, $p, 4 5 6 7),
+                    ),
+                    products!(@step $s, $x, $r, $p, 8 9 10 11),
+                ),
+                products!(@step $s, $x, $r, $p, 12 13 14 15),
             );
         };
         (@step $s:ident, $x:ident, $r:tt, $p:tt, $u0:tt $u1:tt $u2:tt $u3:tt) => {
@@ -360,7 +374,7 @@ mod simd {
             if $r < $count {
                 let row = $out.as_mut_ptr().add(($first + $r) * $ldc + $n);
                 $(
-                    let v = activate($acc[$r][$p], $activation);
+                    let v = activate($acc[$r][$p], *$activation);
                     v128_store(row.add($p * LANES) as *mut v128, v);
                 )*
             }
@@ -463,7 +477,7 @@ mod simd {
                 b: &[f32],
                 ldb: usize,
                 n: usize,
-                activation: LaneActivation,
+                activation: &LaneActivation,
                 out: &mut [f32],
                 ldc: usize,
             ) {
@@ -509,8 +523,10 @@ mod simd {
     /// Thirty-two columns of two blocks (sixteen channels): each of a step's loaded vectors feeds
     /// sixteen products and each splatted weight eight, so the loads are 0.14 of a MAC's
     /// instructions where a tile of one block by thirty-two columns spent 0.19 on them
-    /// (`benchmarks/NOTES.md`, "Sixteen channels a tile"). Each output's sum is the one every
-    /// tile takes (the bias, the steps of [`UNROLL`] pairwise, the rest one by one).
+    /// (`benchmarks/NOTES.md`, "Sixteen channels a tile"). Its accumulators take four steps
+    /// before they are written back, not two: 0.03 of a MAC's instructions less ("Sixteen
+    /// products an accumulator"). Each output's sum is the one every tile takes (the bias, the
+    /// steps of [`UNROLL`] pairwise, the rest one by one).
     ///
     /// # Safety
     /// Columns `n..n + 32` exist in every row of `b` and of `out` the two blocks read or write
@@ -523,7 +539,7 @@ mod simd {
         b: &[f32],
         ldb: usize,
         n: usize,
-        activation: LaneActivation,
+        activation: &LaneActivation,
         out: &mut [f32],
         ldc: usize,
     ) {
@@ -539,9 +555,24 @@ mod simd {
         let mut w = filters.panels.as_ptr().add(block * panel);
         let mut x0 = b.as_ptr().add(n);
         let mut k = 0;
-        while k + 2 * UNROLL <= depth {
+        while k + 4 * UNROLL <= depth {
             // Opaque to LLVM's loop strength reduction (see `tile!`).
             (w, x0) = black_box((w, x0));
+            let x = operands!(x0, ldb, [0 1 2 3 4 5 6 7], [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15]);
+            let s = weights!(@pair w, panel, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15]);
+            products!(
+                acc,
+                s,
+                x,
+                [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15],
+                [0 1 2 3 4 5 6 7],
+                [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15]
+            );
+            w = w.add(4 * UNROLL * ROWS);
+            x0 = x0.add(4 * UNROLL * ldb);
+            k += 4 * UNROLL;
+        }
+        if k + 2 * UNROLL <= depth {
             let x = operands!(x0, ldb, [0 1 2 3 4 5 6 7], [0 1 2 3 4 5 6 7]);
             let s = weights!(@pair w, panel, [0 1 2 3 4 5 6 7]);
             products!(acc, s, x, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15], [0 1 2 3 4 5 6 7], [0 1 2 3 4 5 6 7]);
