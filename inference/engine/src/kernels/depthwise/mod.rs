@@ -452,7 +452,7 @@ pub mod reference {
             for strides in [[1, 1], [2, 2], [2, 1], [1, 2]] {
                 // Three and six channels: a partial block; eight: whole ones (widths around the vector
                 // width of the transposition).
-                // Planar rows of 1 to 36 outputs: vectors four at a time, in pairs and alone,
+                // Planar rows of 1 to 131 outputs: vectors four at a time, in pairs and alone,
                 // the last four, pair or vector overlapping the ones before, and rows too short
                 // for a vector; odd and even widths split into column phases.
                 for (channels, size) in [
@@ -467,6 +467,10 @@ pub mod reference {
                     (3, [2, 7]),
                     (2, [3, 30]),
                     (2, [2, 36]),
+                    // Rows copied or split by straight-line code of many vectors (up to 112
+                    // values), and rows too long for it.
+                    (1, [3, 70]),
+                    (1, [2, 131]),
                 ] {
                     if size[0] + 2 * pad < k || size[1] + 2 * pad < k {
                         continue;

@@ -92,68 +92,245 @@ impl Padded {
         // the copies inlined: a call and the divisions of a general strided copy per row cost
         // more than a narrow row's values (`benchmarks/NOTES.md`, "Depthwise planes filled
         // row by row inline").
-        let (mut from, values) = (channel.as_ptr(), self.values.as_mut_ptr());
-        // SAFETY: (for both loops) row iy reads channel[iy · w..][..w], in bounds by the first
-        // assert, and writes the row's values at (top + iy) · columns from `first` (and
+        let (from, values) = (channel.as_ptr(), self.values.as_mut_ptr());
+        // SAFETY: (for both branches) row iy reads channel[iy · w..][..w], in bounds by the
+        // first assert, and writes the row's values at (top + iy) · columns from `first` (and
         // `second`), in bounds by the second.
         unsafe {
-            let mut into = values.add(first + top * columns);
+            let into = values.add(first + top * columns);
             if self.phases == 1 {
-                for _ in 0..h {
-                    copy_row(from, into, w);
-                    (from, into) = (from.add(w), into.add(columns));
-                }
+                copy_rows(from, into, h, w, columns);
             } else {
-                let mut odds = values.add(second + top * columns);
-                for _ in 0..h {
-                    split(from, w, into, odds);
-                    (from, into, odds) = (from.add(w), into.add(columns), odds.add(columns));
-                }
+                split_rows(from, into, values.add(second + top * columns), h, w, columns);
             }
         }
     }
 }
 
-/// `count` values copied from `from` to `into`: four a vector on wasm simd128, the last four
-/// overlapping the ones before (the same values written twice), one at a time under four.
+/// `$body` once for a tail of 1 to 8 units (`$n`; runs of at most 8 listed per arm), each
+/// `$unit!(i)` for i before the last; the last unit is the caller's.
+macro_rules! tail {
+    ($n:expr, $unit:ident) => {
+        match $n {
+            1 => {}
+            2 => $unit!(0),
+            3 => {
+                $unit!(0);
+                $unit!(1)
+            }
+            4 => {
+                $unit!(0);
+                $unit!(1);
+                $unit!(2)
+            }
+            5 => {
+                $unit!(0);
+                $unit!(1);
+                $unit!(2);
+                $unit!(3)
+            }
+            6 => {
+                $unit!(0);
+                $unit!(1);
+                $unit!(2);
+                $unit!(3);
+                $unit!(4)
+            }
+            7 => {
+                $unit!(0);
+                $unit!(1);
+                $unit!(2);
+                $unit!(3);
+                $unit!(4);
+                $unit!(5)
+            }
+            _ => {
+                $unit!(0);
+                $unit!(1);
+                $unit!(2);
+                $unit!(3);
+                $unit!(4);
+                $unit!(5);
+                $unit!(6)
+            }
+        }
+    };
+}
+
+/// `h` rows of `w` values, `w` apart from `from`, copied `columns` apart into `into`.
+///
+/// Each row goes by vectors: runs of eight at constant offsets from pointers made opaque to
+/// LLVM's loop strength reduction (which otherwise moves them and loses every load's and
+/// store's offset, an `i32.add` each), then the rest by a branch on their count (the same for
+/// every row), the last vector ending at the row's end (overlapping the one before; the same
+/// values written twice). A loop over a row's vectors cost about 14 instructions a vector in its
+/// tests and pointer updates, most of a 14-value row's copy (`benchmarks/NOTES.md`, "Depthwise
+/// rows copied by straight-line code").
 ///
 /// # Safety
-/// `count` values are readable at `from` and writable at `into`, and the two do not overlap.
+/// Every row's `w` values are readable at `from + iy · w` and writable at `into + iy · columns`,
+/// and the two do not overlap.
 #[inline(always)]
-unsafe fn copy_row(from: *const f32, into: *mut f32, count: usize) {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    if count >= 4 {
-        use core::arch::wasm32::*;
-        let last = count - 4;
-        // Pointers that step, and loads and stores at constant offsets from them: four vectors
-        // a turn, then one.
-        let (mut at, mut to, end) = (from, into, from.add(last));
-        while (end as usize) - (at as usize) >= 16 * 4 {
-            // SAFETY: at + 16 <= end = from + count − 4: the four vectors are in bounds (and
-            // so are into's, the same distance on).
-            unsafe {
-                let (a, b) = (v128_load(at as *const v128), v128_load(at.add(4) as *const v128));
-                let (c, d) = (v128_load(at.add(8) as *const v128), v128_load(at.add(12) as *const v128));
-                v128_store(to as *mut v128, a);
-                v128_store(to.add(4) as *mut v128, b);
-                v128_store(to.add(8) as *mut v128, c);
-                v128_store(to.add(12) as *mut v128, d);
-                (at, to) = (at.add(16), to.add(16));
-            }
+unsafe fn copy_rows(from: *const f32, into: *mut f32, h: usize, w: usize, columns: usize) {
+    if w < 4 {
+        let (mut from, mut into) = (from, into);
+        for _ in 0..h {
+            // SAFETY: the caller's.
+            unsafe { core::ptr::copy_nonoverlapping(from, into, w) };
+            // SAFETY: the next row's places (or one past the last row's).
+            (from, into) = unsafe { (from.add(w), into.add(columns)) };
         }
-        while at < end {
-            // SAFETY: at < end: at + 4 <= from + count.
-            unsafe {
-                v128_store(to as *mut v128, v128_load(at as *const v128));
-                (at, to) = (at.add(4), to.add(4));
-            }
-        }
-        // SAFETY: last + 4 = count.
-        unsafe { v128_store(into.add(last) as *mut v128, v128_load(from.add(last) as *const v128)) };
         return;
     }
-    // SAFETY: the caller's, for each i < count.
-    unsafe { core::ptr::copy_nonoverlapping(from, into, count) };
+    // The branch on the rest's count taken once per channel, not once per row.
+    // SAFETY: the caller's.
+    unsafe {
+        match (w.div_ceil(4) - 1) % 8 + 1 {
+            1 => copy_rows_ending::<1>(from, into, h, w, columns),
+            2 => copy_rows_ending::<2>(from, into, h, w, columns),
+            3 => copy_rows_ending::<3>(from, into, h, w, columns),
+            4 => copy_rows_ending::<4>(from, into, h, w, columns),
+            5 => copy_rows_ending::<5>(from, into, h, w, columns),
+            6 => copy_rows_ending::<6>(from, into, h, w, columns),
+            7 => copy_rows_ending::<7>(from, into, h, w, columns),
+            _ => copy_rows_ending::<8>(from, into, h, w, columns),
+        }
+    }
+}
+
+/// [`copy_rows`] for rows of w ≥ 4 values whose vectors after the runs of eight are `REST`.
+///
+/// # Safety
+/// As for [`copy_rows`].
+#[inline(always)]
+unsafe fn copy_rows_ending<const REST: usize>(
+    mut from: *const f32,
+    mut into: *mut f32,
+    h: usize,
+    w: usize,
+    columns: usize,
+) {
+    let runs = (w.div_ceil(4) - REST) / 8;
+    for _ in 0..h {
+        // SAFETY: the row's vectors are its values 0..w (the runs' 32 · runs + 4 · (REST − 1) =
+        // 4 · (vectors − 1) < w, then w − 4..w), readable at `from` and writable at `into`.
+        unsafe {
+            let (mut f, mut t) = (from, into);
+            macro_rules! unit {
+                ($i:literal) => {
+                    copy4(f.add($i * 4), t.add($i * 4))
+                };
+            }
+            for _ in 0..runs {
+                (f, t) = (opaque(f), opaque(t));
+                tail!(8, unit);
+                unit!(7);
+                (f, t) = (f.add(32), t.add(32));
+            }
+            tail!(REST, unit);
+            copy4(from.add(w - 4), into.add(w - 4));
+            (from, into) = (from.add(w), into.add(columns));
+        }
+    }
+}
+
+/// `h` rows of `w` values, `w` apart from `from`, split into their even and odd columns,
+/// `columns` apart from `evens` and `odds` (as [`split`] does), with runs of four splits of eight
+/// values and the rest by a branch on their count, as [`copy_rows`] copies.
+///
+/// # Safety
+/// As for [`split`], for every row: `w` values readable at `from + iy · w`, ⌈w/2⌉ writable at
+/// `evens + iy · columns` and ⌊w/2⌋ at `odds + iy · columns`.
+#[inline(always)]
+unsafe fn split_rows(from: *const f32, evens: *mut f32, odds: *mut f32, h: usize, w: usize, columns: usize) {
+    if w / 2 < 4 {
+        let (mut from, mut evens, mut odds) = (from, evens, odds);
+        for _ in 0..h {
+            // SAFETY: the caller's.
+            unsafe { split(from, w, evens, odds) };
+            // SAFETY: the next row's places (or one past the last row's).
+            (from, evens, odds) = unsafe { (from.add(w), evens.add(columns), odds.add(columns)) };
+        }
+        return;
+    }
+    // SAFETY: the caller's.
+    unsafe {
+        match ((w / 2).div_ceil(4) - 1) % 4 + 1 {
+            1 => split_rows_ending::<1>(from, evens, odds, h, w, columns),
+            2 => split_rows_ending::<2>(from, evens, odds, h, w, columns),
+            3 => split_rows_ending::<3>(from, evens, odds, h, w, columns),
+            _ => split_rows_ending::<4>(from, evens, odds, h, w, columns),
+        }
+    }
+}
+
+/// [`split_rows`] for rows of w ≥ 8 values whose splits after the runs of four are `REST`.
+///
+/// # Safety
+/// As for [`split_rows`].
+#[inline(always)]
+unsafe fn split_rows_ending<const REST: usize>(
+    mut from: *const f32,
+    mut evens: *mut f32,
+    mut odds: *mut f32,
+    h: usize,
+    w: usize,
+    columns: usize,
+) {
+    let pairs = w / 2;
+    let runs = (pairs.div_ceil(4) - REST) / 4;
+    for _ in 0..h {
+        // SAFETY: the row's splits cover pairs 0..pairs (the runs' and the rest's 4 · (splits −
+        // 1) < pairs, then pairs − 4..pairs), within the caller's bounds; an odd width's last
+        // value is even column ⌊w/2⌋.
+        unsafe {
+            let (mut f, mut e, mut o) = (from, evens, odds);
+            macro_rules! unit {
+                ($i:literal) => {
+                    split8(f.add($i * 8), e.add($i * 4), o.add($i * 4))
+                };
+            }
+            for _ in 0..runs {
+                (f, e, o) = (opaque(f), opaque(e), opaque(o));
+                tail!(4, unit);
+                unit!(3);
+                (f, e, o) = (f.add(32), e.add(16), o.add(16));
+            }
+            tail!(REST, unit);
+            split8(from.add(2 * pairs - 8), evens.add(pairs - 4), odds.add(pairs - 4));
+            if w % 2 == 1 {
+                *evens.add(pairs) = *from.add(2 * pairs);
+            }
+            (from, evens, odds) = (from.add(w), evens.add(columns), odds.add(columns));
+        }
+    }
+}
+
+/// `x`, which LLVM cannot see through: a store and a load (a volatile read of a local), where
+/// `black_box` of a tuple of pointers compiled to a call.
+#[inline(always)]
+fn opaque<T: Copy>(x: T) -> T {
+    // SAFETY: reads a live local, aligned and initialised.
+    unsafe { core::ptr::read_volatile(&x) }
+}
+
+/// Four adjacent values from `from` to `into`: one vector on wasm simd128.
+///
+/// # Safety
+/// Four values are readable at `from` and writable at `into`, and the two do not overlap.
+#[inline(always)]
+unsafe fn copy4(from: *const f32, into: *mut f32) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    // SAFETY: the caller's.
+    unsafe {
+        use core::arch::wasm32::*;
+        v128_store(into as *mut v128, v128_load(from as *const v128));
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    // SAFETY: the caller's.
+    unsafe {
+        core::ptr::copy_nonoverlapping(from, into, 4)
+    };
 }
 
 /// One row of `w` values split into its even and odd columns: `evens[i] = from[2i]` for
@@ -193,16 +370,25 @@ unsafe fn split(from: *const f32, w: usize, evens: *mut f32, odds: *mut f32) {
     }
 }
 
-/// Eight values split into their four even and four odd ones.
+/// Eight values split into their four even and four odd ones (one value at a time off wasm
+/// simd128).
 ///
 /// # Safety
 /// Eight values are readable at `from`, four writable at `evens` and at `odds`.
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 #[inline(always)]
 unsafe fn split8(from: *const f32, evens: *mut f32, odds: *mut f32) {
-    use core::arch::wasm32::*;
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    for i in 0..4 {
+        // SAFETY: the caller's.
+        unsafe {
+            *evens.add(i) = *from.add(2 * i);
+            *odds.add(i) = *from.add(2 * i + 1);
+        }
+    }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     // SAFETY: the caller's.
     unsafe {
+        use core::arch::wasm32::*;
         let (a, b) = (v128_load(from as *const v128), v128_load(from.add(4) as *const v128));
         v128_store(evens as *mut v128, i32x4_shuffle::<0, 2, 4, 6>(a, b));
         v128_store(odds as *mut v128, i32x4_shuffle::<1, 3, 5, 7>(a, b));
