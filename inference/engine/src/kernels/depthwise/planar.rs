@@ -412,8 +412,19 @@ pub fn planar<K: DepthwiseKernels>(
     assert!(x.len() >= g.channels * h * w && weights.len() >= g.channels * taps && bias.len() >= g.channels);
     assert!(out.len() >= g.channels * pixels);
     for c in 0..g.channels {
-        padded.fill(&x[c * h * w..]);
-        K::plane(padded, &weights[c * taps..][..taps], bias[c], scale, activation, &mut out[c * pixels..][..pixels]);
+        // SAFETY: c < channels: the channel's values, weights, bias and output plane are in
+        // bounds by the asserts above. (A checked slicing is a call at the canister's opt-level,
+        // several a channel: `benchmarks/NOTES.md`, "Depthwise channels without checked slices".)
+        let (image, window, b, plane) = unsafe {
+            (
+                x.get_unchecked(c * h * w..),
+                weights.get_unchecked(c * taps..c * taps + taps),
+                *bias.get_unchecked(c),
+                out.get_unchecked_mut(c * pixels..c * pixels + pixels),
+            )
+        };
+        padded.fill(image);
+        K::plane(padded, window, b, scale, activation, plane);
     }
 }
 
