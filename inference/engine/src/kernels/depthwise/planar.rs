@@ -107,8 +107,9 @@ impl Padded {
     }
 }
 
-/// `$body` once for a tail of 1 to 8 units (`$n`; runs of at most 8 listed per arm), each
-/// `$unit!(i)` for i before the last; the last unit is the caller's.
+/// `$unit!(i)` for every i below `$n − 1`, for `$n` from 1 to 8 (a run or a rest of `$n` units):
+/// every unit but the last, which the caller places itself (a run's at `$unit!(n − 1)`, a rest's
+/// ending at the row's end).
 macro_rules! tail {
     ($n:expr, $unit:ident) => {
         match $n {
