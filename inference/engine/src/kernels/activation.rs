@@ -72,8 +72,8 @@ pub struct LaneActivation {
 ///
 /// A `local.get` and a `v128.const` cost the same on the IC's meter (1), but the constant takes
 /// 18 bytes of code and the `local.get` 2 or 3: the kernels' epilogues, unrolled over every
-/// accumulator of a tile, spelled about 4,900 of them (`benchmarks/NOTES.md`, "Activation
-/// constants in locals"). And with a literal zero LLVM rewrites `pmax(t, 0)` (`t < 0 ? 0 : t`)
+/// accumulator of a tile, spelled about 4,900 of them (`benchmarks/NOTES.md`, "Sixteen
+/// products an accumulator"). And with a literal zero LLVM rewrites `pmax(t, 0)` (`t < 0 ? 0 : t`)
 /// into a comparison and an `andnot` (a `local.tee`, a `local.get`, a constant, `f32x4.lt`,
 /// `v128.andnot`: 5 instructions) where `f32x4.pmax` and its operand cost 2 ("HardSwish's lower
 /// bound as one `pmax`").
