@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-use crate::kernels::float_conv::im2col::{columns, im2col, is_identity, transpose};
+use crate::kernels::float_conv::im2col::{im2col, is_identity, transpose};
 use crate::kernels::float_conv::{Activation, Best, FloatKernels, PackedFilters, LANES};
 use crate::kernels::integer_conv::pack::{Geometry, Layout};
 
@@ -84,8 +84,8 @@ impl Op for FloatConv {
 }
 
 impl FloatConv {
-    /// One image: the kernel into `out` (planar, rows of the padded width when they differ from
-    /// the output's), then copied into place when the output is not that.
+    /// One image: the kernel straight into a planar `out`, or into a planar scratch transposed
+    /// into an interleaved one.
     fn image(&self, x: &[f32], out: &mut [f32]) {
         let (geometry, m) = (&self.geometry, self.filters.channels);
         if let Some(pixel_major) = &self.pixel_major {
@@ -94,26 +94,18 @@ impl FloatConv {
             Best::multiply(&rows, &pixel_major.weights, m, m, self.activation, out, m);
             return;
         }
-        let (pixels, cols) = (geometry.pixels(), columns(geometry));
-        let direct_out = self.output_layout == Layout::Planar && cols == pixels;
-        let mut scratch = if direct_out { Vec::new() } else { vec![0f32; m * cols] };
+        let pixels = geometry.pixels();
+        let direct_out = self.output_layout == Layout::Planar;
+        let mut scratch = if direct_out { Vec::new() } else { vec![0f32; m * pixels] };
         let target: &mut [f32] = if direct_out { out } else { &mut scratch };
         if is_identity(geometry, self.input_layout) {
-            Best::multiply(&self.filters, x, pixels, cols, self.activation, target, cols);
+            Best::multiply(&self.filters, x, pixels, pixels, self.activation, target, pixels);
         } else {
             let matrix = im2col(x, geometry, self.input_layout);
-            Best::multiply(&self.filters, &matrix, cols, cols, self.activation, target, cols);
+            Best::multiply(&self.filters, &matrix, pixels, pixels, self.activation, target, pixels);
         }
-        if direct_out {
-            return;
-        }
-        match self.output_layout {
-            Layout::Planar => {
-                for c in 0..m {
-                    out[c * pixels..][..pixels].copy_from_slice(&scratch[c * cols..][..pixels]);
-                }
-            }
-            Layout::Interleaved => transpose(&scratch, m, pixels, cols, out),
+        if !direct_out {
+            transpose(&scratch, m, pixels, pixels, out);
         }
     }
 

@@ -1,17 +1,13 @@
 //! The matrix the kernel multiplies: one row per k of the filters (ONNX's (channel, kernel row,
-//! kernel column) order), one column per output pixel, rows [`columns`] long (the pixels rounded
-//! up to whole vectors, the extra columns zeros). Padding reads zeros.
+//! kernel column) order), one column per output pixel, rows as long as the pixels (the kernel
+//! takes a last partial vector of columns one column at a time, so the rows need no padding).
+//! Padding reads zeros.
 //!
 //! A planar 1×1 convolution with unit strides and no padding needs none: its input image is
 //! already that matrix ([`is_identity`]).
 
 use super::LANES;
 use crate::kernels::integer_conv::pack::{Geometry, Layout};
-
-/// A row's length: the pixels rounded up to whole vectors of [`LANES`].
-pub fn columns(geometry: &Geometry) -> usize {
-    geometry.pixels().div_ceil(LANES) * LANES
-}
 
 /// Whether an image held in `layout` is its own im2col matrix (see the module's documentation).
 pub fn is_identity(geometry: &Geometry, layout: Layout) -> bool {
@@ -20,7 +16,6 @@ pub fn is_identity(geometry: &Geometry, layout: Layout) -> bool {
         && geometry.strides == [1, 1]
         && geometry.pad_before == [0, 0]
         && geometry.output == geometry.input
-        && geometry.pixels().is_multiple_of(LANES)
 }
 
 /// The im2col matrix of one image `x` held in `layout`.
@@ -33,23 +28,19 @@ pub fn is_identity(geometry: &Geometry, layout: Layout) -> bool {
 /// and padding, and zeroing the matrix first, cost more than the copies themselves: several
 /// times a 3×3 layer's products on 7×7 images (`benchmarks/profile.md`, `FloatConv`).
 pub fn im2col(x: &[f32], geometry: &Geometry, layout: Layout) -> Vec<f32> {
-    let cols = columns(geometry);
     let (channels, [h, w]) = (geometry.channels, geometry.input);
     let ([kh, kw], [oh, ow]) = (geometry.kernel, geometry.output);
     let ([sy, sx], [dy, dx], [top, left]) = (geometry.strides, geometry.dilations, geometry.pad_before);
     let pixels = oh * ow;
-    assert!(x.len() >= channels * h * w && pixels <= cols);
-    let length = geometry.depth() * cols;
+    assert!(x.len() >= channels * h * w);
+    let length = geometry.depth() * pixels;
     let mut matrix: Vec<f32> = Vec::with_capacity(length);
     // Debug builds (the native tests) start from NaNs, so an element the loops below missed
     // shows in the comparison with the direct convolution instead of reading as a lucky zero.
     #[cfg(debug_assertions)]
     matrix.spare_capacity_mut().fill(core::mem::MaybeUninit::new(f32::NAN));
     let base = matrix.as_mut_ptr();
-    if pixels == 0 {
-        // SAFETY: no column holds a pixel: every row is its zeros, written here.
-        unsafe { zeros(base, length) };
-    } else {
+    if pixels > 0 {
         // The padded plane: every position a kernel reads, the image's inside it at (top, left).
         let (ph, pw) = ((oh - 1) * sy + (kh - 1) * dy + 1, (ow - 1) * sx + (kw - 1) * dx + 1);
         let (channel_stride, pixel_stride) = match layout {
@@ -76,13 +67,12 @@ pub fn im2col(x: &[f32], geometry: &Geometry, layout: Layout) -> Vec<f32> {
             assert!((ph - 1) * plane_width + pw <= source.len());
             for ky in 0..kh {
                 for kx in 0..kw {
-                    let row = ((c * kh + ky) * kw + kx) * cols;
+                    let row = ((c * kh + ky) * kw + kx) * pixels;
                     let first = ky * dy * plane_width + kx * dx;
                     // SAFETY: reads: each run's last value is at first + (oy · sy) · width +
                     // (ow − 1) · sx <= the bound asserted above, and `strided` reads no further
-                    // than `readable`. Writes: the row's columns 0..cols lie within the matrix's
-                    // capacity (row + cols <= length): the runs write columns 0..pixels, `zeros`
-                    // the rest.
+                    // than `readable`. Writes: the row's columns 0..pixels lie within the
+                    // matrix's capacity (row + pixels <= length), and the runs write them all.
                     unsafe {
                         let (from, into) = (source.as_ptr().add(first), base.add(row));
                         if sx == 1 && sy * plane_width == ow {
@@ -93,34 +83,15 @@ pub fn im2col(x: &[f32], geometry: &Geometry, layout: Layout) -> Vec<f32> {
                                 strided(from.add(at), sx, source.len() - first - at, into.add(oy * ow), ow);
                             }
                         }
-                        zeros(into.add(pixels), cols - pixels);
                     }
                 }
             }
         }
     }
-    // SAFETY: every row's columns 0..cols were written above, so all `length` elements are
-    // initialised.
+    // SAFETY: every row's columns 0..pixels were written above (or there are none), so all
+    // `length` elements are initialised.
     unsafe { matrix.set_len(length) };
     matrix
-}
-
-/// Writes `count` zeros at `into`: one store each for short runs (a `memory.fill` costs a
-/// hundred instructions before its bytes), `memory.fill` for long ones.
-///
-/// # Safety
-/// `count` values are writable at `into`.
-unsafe fn zeros(into: *mut f32, count: usize) {
-    if count >= 32 {
-        core::ptr::write_bytes(into, 0, count);
-        return;
-    }
-    let mut i = 0;
-    while i < count {
-        // Volatile so that LLVM does not turn the loop back into a `memory.fill`.
-        core::ptr::write_volatile(into.add(i), 0.0);
-        i += 1;
-    }
 }
 
 /// `into[i] = from[i · step]` for every i of `into` (`from` holds at least that many).

@@ -118,7 +118,8 @@ fn pack(values: &[f32], rows: usize, depth: usize) -> Vec<f32> {
 /// The family's interface.
 pub trait FloatKernels {
     /// `out[m · ldc + n] = act(bias[m] + Σ_k w[m, k] · b[k · ldb + n])` for every channel m and
-    /// column n < `columns` (a multiple of [`LANES`]); `act` is `activation`.
+    /// column n < `columns` (with a bias per column, a multiple of [`LANES`]); `act` is
+    /// `activation`. Nothing past column `columns` of a row is read or written.
     fn multiply(
         filters: &PackedFilters,
         b: &[f32],
@@ -154,7 +155,8 @@ pub fn step(p: [f32; UNROLL]) -> f32 {
 /// Panics unless every read and write of [`FloatKernels::multiply`] is in bounds.
 fn check_bounds(filters: &PackedFilters, b: &[f32], ldb: usize, columns: usize, out: &[f32], ldc: usize) {
     let (m, k) = (filters.channels, filters.depth);
-    assert!(columns.is_multiple_of(LANES) && columns <= ldb && columns <= ldc);
+    assert!(columns <= ldb && columns <= ldc);
+    assert!(!filters.bias_per_column || columns.is_multiple_of(LANES));
     assert!(k == 0 || b.len() >= (k - 1) * ldb + columns);
     assert!(m == 0 || out.len() >= (m - 1) * ldc + columns);
     let biases = if filters.bias_per_column { columns } else { filters.blocks() * ROWS };
@@ -237,32 +239,44 @@ mod simd {
     ) {
         // Made once per product: its opaque zero costs a store and a load (`black_box`).
         let activation = activation.lanes();
+        // Columns in whole vectors; the rest (only with a bias per row) one at a time.
+        let whole = columns / LANES * LANES;
         let mut block = 0;
         while block < filters.blocks() {
             let mut n = 0;
             if !PER_COLUMN && block + 1 < filters.blocks() {
-                while n + WIDEST * LANES <= columns {
+                while n + WIDEST * LANES <= whole {
                     // SAFETY: check_bounds (by the caller): columns n..n + 48 < columns of every
                     // row of `b` and of every channel row of `out` these two blocks have; their
                     // panels and biases.
                     unsafe { widest_pair(filters, block, b, ldb, n, &activation, out, ldc) };
                     n += WIDEST * LANES;
                 }
-                // SAFETY: check_bounds (by the caller), and block + 1 < blocks.
+                // SAFETY: check_bounds (by the caller): columns below `columns` exist in every row
+                // of `b` and `out` the two blocks have, and block + 1 < blocks.
                 unsafe {
-                    rest::<PER_COLUMN>(filters, block, b, ldb, n, columns, &activation, out, ldc);
-                    rest::<PER_COLUMN>(filters, block + 1, b, ldb, n, columns, &activation, out, ldc);
+                    rest::<PER_COLUMN>(filters, block, b, ldb, n, whole, &activation, out, ldc);
+                    rest::<PER_COLUMN>(filters, block + 1, b, ldb, n, whole, &activation, out, ldc);
+                    for n in whole..columns {
+                        column_pair(filters, block, b, ldb, n, &activation, out, ldc);
+                    }
                 }
                 block += 2;
                 continue;
             }
             // SAFETY: check_bounds (by the caller), and block < blocks.
-            unsafe { rest::<PER_COLUMN>(filters, block, b, ldb, n, columns, &activation, out, ldc) };
+            unsafe {
+                rest::<PER_COLUMN>(filters, block, b, ldb, n, whole, &activation, out, ldc);
+                for n in whole..columns {
+                    column_one(filters, block, b, ldb, n, &activation, out, ldc);
+                }
+            }
             block += 1;
         }
     }
 
-    /// One block's columns from `n` on, by sixteen-column tiles, then four.
+    /// One block's columns from `n` to `columns` (a multiple of four), by sixteen-column tiles,
+    /// then four.
     ///
     /// # Safety
     /// `check_bounds` passed for these operands, and `block` < `filters.blocks()`.
@@ -606,6 +620,103 @@ mod simd {
             2 * ROWS
         );
     }
+
+    /// Defines a tile of one column `n`, the channels in the lanes: the packed filters hold
+    /// each k's eight weights of a block in a row, two vectors of four channels, so each step
+    /// loads them as they lie and splats the column's value once for all of them. A 7 × 7
+    /// image's last column (49 = 48 + 1) took a four-column tile, three of its four columns
+    /// padding (`benchmarks/NOTES.md`, "A partial vector of columns one column at a time").
+    /// Each lane's sum is the one every tile takes (the bias, the steps of [`UNROLL`] pairwise,
+    /// the rest one by one).
+    ///
+    /// # Safety (of the function defined)
+    /// Column `n` exists in every row of `b` and of `out` the blocks read or write
+    /// (`check_bounds`), and the listed blocks (`block`, and `block + 1` for vectors 2 and 3)
+    /// are below `filters.blocks()`.
+    macro_rules! column {
+        ($(#[$doc:meta])* $name:ident, [$($v:tt)*], $height:expr) => {
+            $(#[$doc])*
+            #[allow(clippy::too_many_arguments)]
+            #[inline(never)]
+            unsafe fn $name(
+                filters: &PackedFilters,
+                block: usize,
+                b: &[f32],
+                ldb: usize,
+                n: usize,
+                activation: &LaneActivation,
+                out: &mut [f32],
+                ldc: usize,
+            ) {
+                let (depth, panel) = (filters.depth, filters.depth * ROWS);
+                // Vector v holds channels 4v..4v + 4 from the block's first: the second block's
+                // (v >= 2) one panel on.
+                let bias = filters.bias.as_ptr().add(block * ROWS);
+                let mut acc = [$( v128_load(bias.add($v * LANES) as *const v128) ),*];
+                let mut w = filters.panels.as_ptr().add(block * panel);
+                let mut x = b.as_ptr().add(n);
+                let mut k = 0;
+                while k + UNROLL <= depth {
+                    let xs = [
+                        v128_load32_splat(x as *const u32),
+                        v128_load32_splat(x.add(ldb) as *const u32),
+                        v128_load32_splat(x.add(2 * ldb) as *const u32),
+                        v128_load32_splat(x.add(3 * ldb) as *const u32),
+                    ];
+                    $(
+                        let at = w.add(($v / 2) * panel + ($v % 2) * LANES);
+                        acc[$v] = f32x4_add(
+                            acc[$v],
+                            f32x4_add(
+                                f32x4_add(column!(@product at, xs, 0), column!(@product at, xs, 1)),
+                                f32x4_add(column!(@product at, xs, 2), column!(@product at, xs, 3)),
+                            ),
+                        );
+                    )*
+                    w = w.add(UNROLL * ROWS);
+                    x = x.add(UNROLL * ldb);
+                    k += UNROLL;
+                }
+                while k < depth {
+                    let xs = v128_load32_splat(x as *const u32);
+                    $(
+                        let at = w.add(($v / 2) * panel + ($v % 2) * LANES);
+                        acc[$v] = f32x4_add(acc[$v], f32x4_mul(v128_load(at as *const v128), xs));
+                    )*
+                    w = w.add(ROWS);
+                    x = x.add(ldb);
+                    k += 1;
+                }
+                let first = block * ROWS;
+                let count = (filters.channels - first).min($height);
+                let into = out.as_mut_ptr().add(first * ldc + n);
+                $(
+                    let v = activate(acc[$v], *activation);
+                    column!(@lane v, into, ldc, count, $v, 0);
+                    column!(@lane v, into, ldc, count, $v, 1);
+                    column!(@lane v, into, ldc, count, $v, 2);
+                    column!(@lane v, into, ldc, count, $v, 3);
+                )*
+            }
+        };
+        (@product $at:ident, $xs:ident, $u:tt) => {
+            f32x4_mul(v128_load($at.add($u * ROWS) as *const v128), $xs[$u])
+        };
+        (@lane $vector:ident, $into:ident, $ldc:ident, $count:ident, $v:tt, $lane:tt) => {
+            if $v * LANES + $lane < $count {
+                *$into.add(($v * LANES + $lane) * $ldc) = f32x4_extract_lane::<$lane>($vector);
+            }
+        };
+    }
+
+    column!(
+        /// One column of two blocks (sixteen channels).
+        column_pair, [0 1 2 3], 2 * ROWS
+    );
+    column!(
+        /// One column of one block.
+        column_one, [0 1], ROWS
+    );
 
     tile!(
         /// Sixteen columns of one block.

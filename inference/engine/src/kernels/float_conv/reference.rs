@@ -1,7 +1,7 @@
 //! The reference: a direct f32 convolution summed in the kernel's order; and the check of the
 //! kernels against it, natively and (through the canister's self-test) on wasm.
 
-use super::im2col::{columns, im2col, is_identity};
+use super::im2col::{im2col, is_identity};
 use super::{step, Activation, Best, FloatKernels, PackedFilters, UNROLL};
 use crate::kernels::integer_conv::pack::{Geometry, Layout};
 use crate::kernels::integer_conv::reference::laid_out;
@@ -61,15 +61,15 @@ pub fn multiplied<K: FloatKernels>(
     layout: Layout,
     activation: Activation,
 ) -> Vec<f32> {
-    let (m, pixels, cols) = (bias.len(), geometry.pixels(), columns(geometry));
+    let (m, pixels) = (bias.len(), geometry.pixels());
     let filters = PackedFilters::new(w, m, bias);
-    let mut out = vec![f32::NAN; m * cols];
+    let mut out = vec![f32::NAN; m * pixels];
     if is_identity(geometry, layout) {
-        K::multiply(&filters, x, pixels, cols, activation, &mut out, cols);
+        K::multiply(&filters, x, pixels, pixels, activation, &mut out, pixels);
     } else {
-        K::multiply(&filters, &im2col(x, geometry, layout), cols, cols, activation, &mut out, cols);
+        K::multiply(&filters, &im2col(x, geometry, layout), pixels, pixels, activation, &mut out, pixels);
     }
-    (0..m * pixels).map(|i| out[i / pixels * cols + i % pixels]).collect()
+    out
 }
 
 /// Runs kernel `K` pixel-major on an interleaved image (`[pixels, C]` rows by the transposed
@@ -125,6 +125,13 @@ pub fn check_kernels<K: FloatKernels>() -> Result<(), String> {
         (15, [8, 9], [1, 1], [1, 1], [1, 1], [0, 0], 16),
         (31, [8, 9], [1, 1], [1, 1], [1, 1], [0, 0], 16),
         (20, [7, 14], [1, 1], [1, 1], [1, 1], [0, 0], 13),
+        // A 7 × 7 image's forty-nine columns: a tile of forty-eight, then one column at a time
+        // for a pair of blocks (the second partial) and for an odd last block; and a 3×3
+        // window's (K = 36, steps of four) partial vectors of one, two and three columns.
+        (6, [7, 7], [1, 1], [1, 1], [1, 1], [0, 0], 21),
+        (4, [5, 5], [3, 3], [1, 1], [1, 1], [1, 1], 17),
+        (4, [3, 5], [3, 3], [1, 1], [1, 1], [1, 1], 9),
+        (4, [3, 6], [3, 3], [1, 1], [1, 1], [1, 1], 10),
         // Pixel-major (1×1 on interleaved images, output channels a multiple of four): pixel
         // counts not a multiple of the eight-row block, channel counts with and without a
         // sixteen-column tile.
