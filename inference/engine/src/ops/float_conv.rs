@@ -12,7 +12,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
 use crate::kernels::float_conv::im2col::{im2col, is_identity, transpose};
-use crate::kernels::float_conv::{Activation, Best, FloatKernels, PackedFilters, LANES};
+use crate::kernels::float_conv::{Activation, Best, FloatKernels, PackedFilters, LANES, ROWS};
 use crate::kernels::integer_conv::pack::{Geometry, Layout};
 
 /// A 2-D f32 convolution by constant filters (see the module's documentation).
@@ -58,7 +58,10 @@ impl PixelMajor {
             && geometry.pad_before == [0, 0]
             && geometry.output == geometry.input
             && m.is_multiple_of(LANES)
-            && filters.len() == m * c;
+            && filters.len() == m * c
+            // The image's pixels are the packed rows, eight a block: fewer would leave most of
+            // the block's products on padding (a one-pixel image takes the column tile instead).
+            && geometry.pixels() >= ROWS;
         fits.then(|| PixelMajor {
             weights: (0..c * m).map(|i| filters[(i % m) * c + i / m]).collect(),
             bias: bias.to_vec(),
@@ -95,7 +98,8 @@ impl FloatConv {
             return;
         }
         let pixels = geometry.pixels();
-        let direct_out = self.output_layout == Layout::Planar;
+        // One pixel is the same memory in either layout.
+        let direct_out = self.output_layout == Layout::Planar || pixels == 1;
         let mut scratch = if direct_out { Vec::new() } else { vec![0f32; m * pixels] };
         let target: &mut [f32] = if direct_out { out } else { &mut scratch };
         if is_identity(geometry, self.input_layout) {

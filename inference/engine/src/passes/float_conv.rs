@@ -28,7 +28,9 @@ use tract_onnx::tract_core::ops::cnn::Conv;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use super::depthwise::{depthwise_of, fused};
-use super::integer_conv::{conv_geometry, downsampled, einsum_geometry, other_operand, tensor_floats, Side};
+use super::integer_conv::{
+    conv_geometry, downsampled, einsum_geometry, other_operand, tensor_floats, vector_einsum_geometry, Side,
+};
 use super::{Context, Pass, Stage};
 use crate::kernels::float_conv::{Activation, PackedFilters};
 use crate::kernels::integer_conv::pack::{Geometry, Layout};
@@ -70,6 +72,10 @@ struct Match {
     bias: Vec<f32>,
     /// The output it replaces (the convolution's, or its bias add's).
     replaces: OutletId,
+    /// Whether the image is one pixel whose unit axes tract took away (a classifier's head or a
+    /// squeeze-and-excitation block after a global pool, [`vector_einsum_geometry`]): the
+    /// output loses them too.
+    flat: bool,
 }
 
 /// A k×k `Conv` over an f32 image with constant filters and bias.
@@ -94,7 +100,8 @@ fn conv_match(model: &TypedModel, node: &TypedNode, conv: &Conv) -> TractResult<
         n if n == m => bias,
         _ => return Ok(None),
     };
-    Ok(Some(Match { input: x, sides: [side, side], geometry, filters, bias, replaces: OutletId::new(last.id, 0) }))
+    let replaces = OutletId::new(last.id, 0);
+    Ok(Some(Match { input: x, sides: [side, side], geometry, filters, bias, replaces, flat: false }))
 }
 
 /// A 1×1 convolution's `EinSum` over an f32 image with constant `[M, C]` filters, and the bias
@@ -108,7 +115,13 @@ fn einsum_match(model: &TypedModel, node: &TypedNode, einsum: &EinSum) -> TractR
     if model.outlet_fact(x)?.datum_type != f32::datum_type() {
         return Ok(None);
     }
-    let Some((sides, mut geometry)) = einsum_geometry(model, einsum, x)? else { return Ok(None) };
+    let (sides, mut geometry, flat) = match einsum_geometry(model, einsum, x)? {
+        Some((sides, geometry)) => (sides, geometry, false),
+        None => match vector_einsum_geometry(model, einsum, x)? {
+            Some((sides, geometry)) => (sides, geometry, true),
+            None => return Ok(None),
+        },
+    };
     let Some((shape, filters)) = constant_floats(model, node.inputs[1])? else { return Ok(None) };
     let m = shape.first().copied().unwrap_or(0);
     if m == 0 || shape.len() != 2 || shape[1] != geometry.channels {
@@ -131,7 +144,7 @@ fn einsum_match(model: &TypedModel, node: &TypedNode, einsum: &EinSum) -> TractR
         Some((b, add)) => (b, add),
         None => (vec![0.0; m], out),
     };
-    Ok(Some(Match { input: x, sides, geometry, filters, bias, replaces }))
+    Ok(Some(Match { input: x, sides, geometry, filters, bias, replaces, flat }))
 }
 
 /// A `Mul` or an `Add` of one constant per channel reading `outlet` alone (a batch
@@ -395,7 +408,9 @@ impl Round {
         self.tapped.push(input);
     }
 
-    /// A patch wiring `op` (named `name`) on `input` in place of `replaces`, when [`Round::free`].
+    /// A patch wiring `op` (named `name`) on `input` in place of `replaces`, when [`Round::free`];
+    /// `flat`: its `[N,] 1, 1, M` output then loses its unit image axes, as the graph's did.
+    #[allow(clippy::too_many_arguments)]
     fn wire(
         &mut self,
         model: &TypedModel,
@@ -404,13 +419,21 @@ impl Round {
         op: impl Into<Box<dyn TypedOp>>,
         input: OutletId,
         replaces: OutletId,
+        flat: bool,
     ) -> TractResult<()> {
         if !self.free(input, replaces) {
             return Ok(());
         }
         let mut patch = TypedModelPatch::new(patch_name);
         let wire = patch.tap_model(model, input)?;
-        let out = patch.wire_node(name, op, &[wire])?[0];
+        let op: Box<dyn TypedOp> = op.into();
+        let batch = op.downcast_ref::<FloatConv>().is_some_and(|c| c.output_batch) as usize;
+        let mut out = patch.wire_node(name, op, &[wire])?[0];
+        if flat {
+            for axis in ["h", "w"] {
+                out = patch.wire_node(format!("{name}.flat.{axis}"), AxisOp::Rm(batch), &[out])?[0];
+            }
+        }
         patch.shunt_outside(model, replaces, out)?;
         self.add(patch, input, replaces);
         Ok(())
@@ -445,7 +468,7 @@ fn round(model: &mut TypedModel) -> TractResult<usize> {
             let (op, replaces) = fused(model, OutletId::new(node.id, 0), op)?;
             if replaces != OutletId::new(node.id, 0) || !node.op_is::<Depthwise>() {
                 let name = format!("f32 depthwise convolution {}", node.name);
-                round.wire(model, name, &node.name, op, node.inputs[0], replaces)?;
+                round.wire(model, name, &node.name, op, node.inputs[0], replaces, false)?;
             }
             continue;
         }
@@ -464,7 +487,7 @@ fn round(model: &mut TypedModel) -> TractResult<usize> {
         } else {
             None
         };
-        let Some(Match { mut input, mut sides, geometry, mut filters, mut bias, mut replaces }) = found else {
+        let Some(Match { mut input, mut sides, geometry, mut filters, mut bias, mut replaces, flat }) = found else {
             continue;
         };
         if let Some((unmoved, side)) = interleaved_source(model, input, sides[0]) {
@@ -488,7 +511,7 @@ fn round(model: &mut TypedModel) -> TractResult<usize> {
             geometry,
             activation,
         };
-        round.wire(model, format!("f32 convolution {}", node.name), &node.name, op, input, replaces)?;
+        round.wire(model, format!("f32 convolution {}", node.name), &node.name, op, input, replaces, flat)?;
     }
     super::apply_all(model, round.patches)
 }

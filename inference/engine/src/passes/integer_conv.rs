@@ -274,7 +274,7 @@ pub(super) fn einsum_geometry(
 /// from its output (`[N]I[HW],OI->[N]O`: a classifier's head after its global pool): the image
 /// as one interleaved pixel (the same memory as planar for one pixel, and the channel axis last,
 /// as the flat tensor's is, for [`Side::along_channels`]) and its geometry.
-fn vector_einsum_geometry(
+pub(super) fn vector_einsum_geometry(
     model: &TypedModel,
     einsum: &EinSum,
     x: OutletId,

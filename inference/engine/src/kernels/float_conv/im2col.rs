@@ -9,9 +9,10 @@
 use super::LANES;
 use crate::kernels::integer_conv::pack::{Geometry, Layout};
 
-/// Whether an image held in `layout` is its own im2col matrix (see the module's documentation).
+/// Whether an image held in `layout` is its own im2col matrix (see the module's documentation;
+/// a one-pixel image is the same memory in either layout).
 pub fn is_identity(geometry: &Geometry, layout: Layout) -> bool {
-    layout == Layout::Planar
+    (layout == Layout::Planar || geometry.input == [1, 1])
         && geometry.kernel == [1, 1]
         && geometry.strides == [1, 1]
         && geometry.pad_before == [0, 0]

@@ -657,6 +657,9 @@ mod simd {
                 let mut x = b.as_ptr().add(n);
                 let mut k = 0;
                 while k + UNROLL <= depth {
+                    // Opaque to LLVM's loop strength reduction, which otherwise gives each
+                    // weight vector's load an address of its own, an `i32.add` each (see `tile!`).
+                    w = black_box(w);
                     let xs = [
                         v128_load32_splat(x as *const u32),
                         v128_load32_splat(x.add(ldb) as *const u32),
