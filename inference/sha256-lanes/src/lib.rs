@@ -99,12 +99,17 @@ fn compress<L: Lanes>(state: &mut [L; 8], schedule: &mut [L; 64]) {
         t += 8;
     }
     let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
+    // Round i of a turn reads its word and constant at offset i from the turn's pointers, made
+    // opaque as the schedule's are: by index, each paid an `i32.add` for its address.
     macro_rules! round {
-        ($a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $t:expr) => {
+        ($words:ident, $constants:ident, $a:ident, $b:ident, $c:ident, $d:ident, $e:ident, $f:ident, $g:ident, $h:ident, $i:literal) => {
             let big_sigma1 = $e.rotr(6).xor($e.rotr(11)).xor($e.rotr(25));
             // Ch(e, f, g): f where e is set, g elsewhere.
             let choose = L::select($e, $f, $g);
-            let t1 = $h.add(big_sigma1).add(choose).add(L::splat(K[$t])).add(schedule[$t]);
+            // SAFETY: the turn's pointers are at t, a multiple of 8 below 64: words t..t + 8 of
+            // the schedule and of K.
+            let (word, constant) = unsafe { (*$words.add($i), *$constants.add($i)) };
+            let t1 = $h.add(big_sigma1).add(choose).add(L::splat(constant)).add(word);
             let big_sigma0 = $a.rotr(2).xor($a.rotr(13)).xor($a.rotr(22));
             // Maj(a, b, c): b where b and c agree, a where they differ.
             let majority = L::select($b.xor($c), $a, $b);
@@ -113,14 +118,16 @@ fn compress<L: Lanes>(state: &mut [L; 8], schedule: &mut [L; 64]) {
         };
     }
     for t in (0..64).step_by(8) {
-        round!(a, b, c, d, e, f, g, h, t);
-        round!(h, a, b, c, d, e, f, g, t + 1);
-        round!(g, h, a, b, c, d, e, f, t + 2);
-        round!(f, g, h, a, b, c, d, e, t + 3);
-        round!(e, f, g, h, a, b, c, d, t + 4);
-        round!(d, e, f, g, h, a, b, c, t + 5);
-        round!(c, d, e, f, g, h, a, b, t + 6);
-        round!(b, c, d, e, f, g, h, a, t + 7);
+        // SAFETY: t + 8 <= 64, the length of the schedule and of K.
+        let (words, constants) = unsafe { (opaque(schedule.as_ptr().add(t)), opaque(K.as_ptr().add(t))) };
+        round!(words, constants, a, b, c, d, e, f, g, h, 0);
+        round!(words, constants, h, a, b, c, d, e, f, g, 1);
+        round!(words, constants, g, h, a, b, c, d, e, f, 2);
+        round!(words, constants, f, g, h, a, b, c, d, e, 3);
+        round!(words, constants, e, f, g, h, a, b, c, d, 4);
+        round!(words, constants, d, e, f, g, h, a, b, c, 5);
+        round!(words, constants, c, d, e, f, g, h, a, b, 6);
+        round!(words, constants, b, c, d, e, f, g, h, a, 7);
     }
     for (word, new) in state.iter_mut().zip([a, b, c, d, e, f, g, h]) {
         *word = word.add(new);

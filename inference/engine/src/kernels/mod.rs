@@ -34,6 +34,16 @@ pub mod integer_conv;
 pub mod max_pool;
 pub mod qdq;
 
+/// `x`, which LLVM cannot see through: a store and a load (a volatile read of a local), where
+/// `black_box` of a tuple of pointers compiled to a call. The kernels make a loop's pointers
+/// opaque once per turn so that LLVM's loop strength reduction cannot move them, which at the
+/// canister's opt-level cost every load and store its constant offset (an `i32.add` each).
+#[inline(always)]
+pub(crate) fn opaque<T: Copy>(x: T) -> T {
+    // SAFETY: reads a live local, aligned and initialised.
+    unsafe { core::ptr::read_volatile(&x) }
+}
+
 /// A value the kernels convert from or to: u8 or i8.
 pub trait Int8: Copy + 'static {
     /// Whether the bytes read as u8 (else as i8).

@@ -17,6 +17,7 @@
 
 use super::{padded_extent, Activation, DepthwiseKernels};
 use crate::kernels::integer_conv::pack::Geometry;
+use crate::kernels::opaque;
 
 /// One channel's image with zeros around it, as far as any tap of any output reads, split into
 /// `phases` planes of its columns (`x % phases`; two for a column stride of two, else one). The
@@ -305,14 +306,6 @@ unsafe fn split_rows_ending<const REST: usize>(
             (from, evens, odds) = (from.add(w), evens.add(columns), odds.add(columns));
         }
     }
-}
-
-/// `x`, which LLVM cannot see through: a store and a load (a volatile read of a local), where
-/// `black_box` of a tuple of pointers compiled to a call.
-#[inline(always)]
-fn opaque<T: Copy>(x: T) -> T {
-    // SAFETY: reads a live local, aligned and initialised.
-    unsafe { core::ptr::read_volatile(&x) }
 }
 
 /// Four adjacent values from `from` to `into`: one vector on wasm simd128.
