@@ -72,9 +72,8 @@ struct Match {
     bias: Vec<f32>,
     /// The output it replaces (the convolution's, or its bias add's).
     replaces: OutletId,
-    /// Whether the image is one pixel whose unit axes tract took away (a classifier's head or a
-    /// squeeze-and-excitation block after a global pool, [`vector_einsum_geometry`]): the
-    /// output loses them too.
+    /// Whether the image is one pixel whose unit axes tract took away (a classifier's head after
+    /// its global pool, [`vector_einsum_geometry`]): the output loses them too.
     flat: bool,
 }
 
@@ -409,7 +408,8 @@ impl Round {
     }
 
     /// A patch wiring `op` (named `name`) on `input` in place of `replaces`, when [`Round::free`];
-    /// `flat`: its `[N,] 1, 1, M` output then loses its unit image axes, as the graph's did.
+    /// `flat_from`: the axis of its `[N,] 1, 1, M` output from which its two unit image axes are
+    /// then removed, as the graph's were.
     #[allow(clippy::too_many_arguments)]
     fn wire(
         &mut self,
@@ -419,19 +419,17 @@ impl Round {
         op: impl Into<Box<dyn TypedOp>>,
         input: OutletId,
         replaces: OutletId,
-        flat: bool,
+        flat_from: Option<usize>,
     ) -> TractResult<()> {
         if !self.free(input, replaces) {
             return Ok(());
         }
         let mut patch = TypedModelPatch::new(patch_name);
         let wire = patch.tap_model(model, input)?;
-        let op: Box<dyn TypedOp> = op.into();
-        let batch = op.downcast_ref::<FloatConv>().is_some_and(|c| c.output_batch) as usize;
         let mut out = patch.wire_node(name, op, &[wire])?[0];
-        if flat {
-            for axis in ["h", "w"] {
-                out = patch.wire_node(format!("{name}.flat.{axis}"), AxisOp::Rm(batch), &[out])?[0];
+        if let Some(axis) = flat_from {
+            for unit in ["h", "w"] {
+                out = patch.wire_node(format!("{name}.flat.{unit}"), AxisOp::Rm(axis), &[out])?[0];
             }
         }
         patch.shunt_outside(model, replaces, out)?;
@@ -468,7 +466,7 @@ fn round(model: &mut TypedModel) -> TractResult<usize> {
             let (op, replaces) = fused(model, OutletId::new(node.id, 0), op)?;
             if replaces != OutletId::new(node.id, 0) || !node.op_is::<Depthwise>() {
                 let name = format!("f32 depthwise convolution {}", node.name);
-                round.wire(model, name, &node.name, op, node.inputs[0], replaces, false)?;
+                round.wire(model, name, &node.name, op, node.inputs[0], replaces, None)?;
             }
             continue;
         }
@@ -511,7 +509,8 @@ fn round(model: &mut TypedModel) -> TractResult<usize> {
             geometry,
             activation,
         };
-        round.wire(model, format!("f32 convolution {}", node.name), &node.name, op, input, replaces, flat)?;
+        let flat_from = flat.then_some(sides[1].batch as usize);
+        round.wire(model, format!("f32 convolution {}", node.name), &node.name, op, input, replaces, flat_from)?;
     }
     super::apply_all(model, round.patches)
 }

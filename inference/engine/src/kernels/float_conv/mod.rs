@@ -202,6 +202,7 @@ mod simd {
 
     use super::*;
     use crate::kernels::activation::{activate, LaneActivation};
+    use crate::kernels::opaque;
 
     /// Pairs of blocks of [`ROWS`] channels times tiles of [`WIDEST`] four-column vectors, then
     /// single blocks times tiles of [`WIDE`] (then one).
@@ -659,7 +660,7 @@ mod simd {
                 while k + UNROLL <= depth {
                     // Opaque to LLVM's loop strength reduction, which otherwise gives each
                     // weight vector's load an address of its own, an `i32.add` each (see `tile!`).
-                    w = black_box(w);
+                    w = opaque(w);
                     let xs = [
                         v128_load32_splat(x as *const u32),
                         v128_load32_splat(x.add(ldb) as *const u32),
