@@ -464,6 +464,9 @@ pub mod reference {
                     (5, [3, 8]),
                     (2, [2, 4]),
                     (2, [3, 14]),
+                    // 5×5 rows two past whole vectors: their last two columns shared with the next
+                    // row's, for an even number of rows and an odd one (the last row alone).
+                    (2, [6, 14]),
                     (3, [2, 7]),
                     (2, [3, 30]),
                     (2, [2, 36]),

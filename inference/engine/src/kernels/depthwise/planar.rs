@@ -66,6 +66,19 @@ impl Padded {
         self.values[(x % self.phases) * self.phase_stride() + y * self.columns + x / self.phases]
     }
 
+    /// The values from padded row `y`'s place `x` in phase `phase` (padded column
+    /// `x · phases + phase`) to the buffer's end: a strided convolution's im2col copies its rows
+    /// from here ([`crate::kernels::float_conv::im2col`]).
+    pub fn phase_row(&self, phase: usize, y: usize, x: usize) -> &[f32] {
+        assert!(phase < self.phases && y < self.rows && x < self.columns);
+        &self.values[phase * self.phase_stride() + y * self.columns + x..]
+    }
+
+    /// Values from one padded row of a phase to the next.
+    pub fn row_length(&self) -> usize {
+        self.columns
+    }
+
     /// Copies one `[h, w]` channel, the first `h · w` values of `channel`, into the interior.
     ///
     /// Rows are copied without a bound per row: the bounds are checked once per channel,
@@ -100,7 +113,7 @@ impl Padded {
         unsafe {
             let into = values.add(first + top * columns);
             if self.phases == 1 {
-                copy_rows(from, into, h, w, columns);
+                copy_rows(from, w, into, columns, h, w);
             } else {
                 split_rows(from, into, values.add(second + top * columns), h, w, columns);
             }
@@ -159,7 +172,8 @@ macro_rules! tail {
     };
 }
 
-/// `h` rows of `w` values, `w` apart from `from`, copied `columns` apart into `into`.
+/// `h` rows of `w` values, `from_stride` apart from `from`, copied `into_stride` apart into `into`
+/// (a channel into its padded plane, or a strided convolution's im2col rows out of one).
 ///
 /// Each row goes by vectors: runs of eight at constant offsets from pointers made opaque to
 /// LLVM's loop strength reduction (which otherwise moves them and loses every load's and
@@ -170,17 +184,24 @@ macro_rules! tail {
 /// rows copied by straight-line code").
 ///
 /// # Safety
-/// Every row's `w` values are readable at `from + iy · w` and writable at `into + iy · columns`,
-/// and the two do not overlap.
+/// Every row's `w` values are readable at `from + iy · from_stride` and writable at
+/// `into + iy · into_stride`, and the two do not overlap.
 #[inline(always)]
-unsafe fn copy_rows(from: *const f32, into: *mut f32, h: usize, w: usize, columns: usize) {
+pub(crate) unsafe fn copy_rows(
+    from: *const f32,
+    from_stride: usize,
+    into: *mut f32,
+    into_stride: usize,
+    h: usize,
+    w: usize,
+) {
     if w < 4 {
         let (mut from, mut into) = (from, into);
         for _ in 0..h {
             // SAFETY: the caller's.
             unsafe { core::ptr::copy_nonoverlapping(from, into, w) };
             // SAFETY: the next row's places (or one past the last row's).
-            (from, into) = unsafe { (from.add(w), into.add(columns)) };
+            (from, into) = unsafe { (from.add(from_stride), into.add(into_stride)) };
         }
         return;
     }
@@ -188,14 +209,14 @@ unsafe fn copy_rows(from: *const f32, into: *mut f32, h: usize, w: usize, column
     // SAFETY: the caller's.
     unsafe {
         match (w.div_ceil(4) - 1) % 8 + 1 {
-            1 => copy_rows_ending::<1>(from, into, h, w, columns),
-            2 => copy_rows_ending::<2>(from, into, h, w, columns),
-            3 => copy_rows_ending::<3>(from, into, h, w, columns),
-            4 => copy_rows_ending::<4>(from, into, h, w, columns),
-            5 => copy_rows_ending::<5>(from, into, h, w, columns),
-            6 => copy_rows_ending::<6>(from, into, h, w, columns),
-            7 => copy_rows_ending::<7>(from, into, h, w, columns),
-            _ => copy_rows_ending::<8>(from, into, h, w, columns),
+            1 => copy_rows_ending::<1>(from, from_stride, into, into_stride, h, w),
+            2 => copy_rows_ending::<2>(from, from_stride, into, into_stride, h, w),
+            3 => copy_rows_ending::<3>(from, from_stride, into, into_stride, h, w),
+            4 => copy_rows_ending::<4>(from, from_stride, into, into_stride, h, w),
+            5 => copy_rows_ending::<5>(from, from_stride, into, into_stride, h, w),
+            6 => copy_rows_ending::<6>(from, from_stride, into, into_stride, h, w),
+            7 => copy_rows_ending::<7>(from, from_stride, into, into_stride, h, w),
+            _ => copy_rows_ending::<8>(from, from_stride, into, into_stride, h, w),
         }
     }
 }
@@ -207,10 +228,11 @@ unsafe fn copy_rows(from: *const f32, into: *mut f32, h: usize, w: usize, column
 #[inline(always)]
 unsafe fn copy_rows_ending<const REST: usize>(
     mut from: *const f32,
+    from_stride: usize,
     mut into: *mut f32,
+    into_stride: usize,
     h: usize,
     w: usize,
-    columns: usize,
 ) {
     let runs = (w.div_ceil(4) - REST) / 8;
     for _ in 0..h {
@@ -231,7 +253,7 @@ unsafe fn copy_rows_ending<const REST: usize>(
             }
             tail!(REST, unit);
             copy4(from.add(w - 4), into.add(w - 4));
-            (from, into) = (from.add(w), into.add(columns));
+            (from, into) = (from.add(from_stride), into.add(into_stride));
         }
     }
 }

@@ -7,6 +7,8 @@
 //! already that matrix ([`is_identity`]).
 
 use super::LANES;
+use crate::kernels::depthwise::planar::copy_rows;
+use crate::kernels::depthwise::Padded;
 use crate::kernels::integer_conv::pack::{Geometry, Layout};
 
 /// Whether an image held in `layout` is its own im2col matrix (see the module's documentation;
@@ -41,7 +43,10 @@ pub fn im2col(x: &[f32], geometry: &Geometry, layout: Layout) -> Vec<f32> {
     #[cfg(debug_assertions)]
     matrix.spare_capacity_mut().fill(core::mem::MaybeUninit::new(f32::NAN));
     let base = matrix.as_mut_ptr();
-    if pixels > 0 {
+    if pixels > 0 && layout == Layout::Planar && sx == 2 && dx == 1 {
+        // SAFETY: `matrix` has capacity for `length` values, the x.len() bound is asserted.
+        unsafe { from_phases(x, geometry, base) };
+    } else if pixels > 0 {
         // The padded plane: every position a kernel reads, the image's inside it at (top, left).
         let (ph, pw) = ((oh - 1) * sy + (kh - 1) * dy + 1, (ow - 1) * sx + (kw - 1) * dx + 1);
         let (channel_stride, pixel_stride) = match layout {
@@ -93,6 +98,41 @@ pub fn im2col(x: &[f32], geometry: &Geometry, layout: Layout) -> Vec<f32> {
     // `length` elements are initialised.
     unsafe { matrix.set_len(length) };
     matrix
+}
+
+/// The im2col matrix of a planar image at column stride two, written at `into`: each channel is
+/// split into its padded plane's even and odd columns ([`Padded`], the depthwise kernel's), so
+/// each row segment is a run of adjacent values of one phase instead of every other value of the
+/// plane. A stride-two gather costs two loads and a shuffle a vector; a split once per channel
+/// and then plain copies for each of the window's taps cost less (`benchmarks/NOTES.md`,
+/// "A first layer's im2col from even and odd columns").
+///
+/// # Safety
+/// `x` holds the image (`channels · h · w` values, as asserted by the caller), `into` has room
+/// for the matrix's `depth · pixels` values, and the geometry has column stride two and column
+/// dilation one.
+unsafe fn from_phases(x: &[f32], geometry: &Geometry, into: *mut f32) {
+    let (channels, [h, w]) = (geometry.channels, geometry.input);
+    let ([kh, kw], [oh, ow]) = (geometry.kernel, geometry.output);
+    let (sy, dy, pixels) = (geometry.strides[0], geometry.dilations[0], geometry.pixels());
+    let mut padded = Padded::new(geometry);
+    for c in 0..channels {
+        padded.fill(&x[c * h * w..][..h * w]);
+        for ky in 0..kh {
+            for kx in 0..kw {
+                // Output column ox reads padded column 2 · ox + kx: phase kx % 2, at ox + kx / 2
+                // in it; output row oy the padded row oy · sy + ky · dy.
+                let first = padded.phase_row(kx % 2, ky * dy, kx / 2);
+                let stride = sy * padded.row_length();
+                assert!(first.len() >= (oh - 1) * stride + ow);
+                let row = ((c * kh + ky) * kw + kx) * pixels;
+                // SAFETY: the oh rows of ow values `stride` apart are readable at `first` (the
+                // assert); they are written at the row's columns 0..pixels (oh · ow), within the
+                // matrix (row + pixels <= length), which does not overlap the plane.
+                unsafe { copy_rows(first.as_ptr(), stride, into.add(row), ow, oh, ow) };
+            }
+        }
+    }
 }
 
 /// `into[i] = from[i · step]` for every i of `into` (`from` holds at least that many).
