@@ -93,6 +93,7 @@ pub fn check_all() -> Result<(), String> {
     max_pool::reference::check()?;
     byte_pool::reference::check()?;
     depthwise::reference::check()?;
+    crate::ops::pool_sum::check()?;
     depthwise::integer::check()?;
     dynamic_quantize::check()?;
     finite::check()?;

@@ -90,9 +90,20 @@ impl TypedOp for PoolSum {
 }
 
 /// ndarray's `unrolled_fold` of `xs` with `+` from zero (see the module's documentation).
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 fn fold(xs: &[f32]) -> f32 {
+    scalar_fold(xs)
+}
+
+/// [`fold`] one value at a time: what the simd128 form is checked against ([`check`]).
+fn scalar_fold(xs: &[f32]) -> f32 {
     let whole = xs.len() / 8 * 8;
-    let p = partial_sums(&xs[..whole]);
+    let mut p = [0.0f32; 8];
+    for chunk in xs[..whole].chunks_exact(8) {
+        for j in 0..8 {
+            p[j] += chunk[j];
+        }
+    }
     let mut acc = 0.0f32;
     for j in 0..4 {
         acc += p[j] + p[j + 4];
@@ -103,41 +114,60 @@ fn fold(xs: &[f32]) -> f32 {
     acc
 }
 
-/// The eight partial sums of whole chunks of eight values, `p[j]` of the values at j mod 8.
-#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn partial_sums(xs: &[f32]) -> [f32; 8] {
-    let mut p = [0.0f32; 8];
-    for chunk in xs.chunks_exact(8) {
-        for j in 0..8 {
-            p[j] += chunk[j];
-        }
-    }
-    p
-}
-
-/// The eight partial sums of whole chunks of eight values, `p[j]` of the values at j mod 8: two
-/// vectors of four lanes, the same additions lane by lane.
+/// [`fold`] on wasm simd128: the eight partial sums are two vectors of four lanes (`low` the
+/// values at j mod 8 for j < 4, `high` for j ≥ 4), their pairwise sums `p[j] + p[j + 4]` one
+/// vector addition, and those are added onto zero lane by lane in order, then the last values
+/// one by one: the same additions in the same order. Kept in locals: through an array in memory
+/// and an iterator, a 7 × 7 channel's sum cost about 600 instructions (`benchmarks/NOTES.md`,
+/// "Global average pools' sums in locals").
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn partial_sums(xs: &[f32]) -> [f32; 8] {
+fn fold(xs: &[f32]) -> f32 {
     use core::arch::wasm32::*;
+    let (whole, at) = (xs.len() / 8 * 8, xs.as_ptr());
     let (mut low, mut high) = (f32x4_splat(0.0), f32x4_splat(0.0));
-    let (n, at) = (xs.len() / 8 * 8, xs.as_ptr());
     let mut i = 0;
-    while i < n {
-        // SAFETY: i + 8 <= n <= xs.len(): xs[i..i + 8] is in bounds; no alignment is required.
+    while i < whole {
+        // SAFETY: i + 8 <= whole <= xs.len(): xs[i..i + 8] is in bounds; no alignment is required.
         unsafe {
             low = f32x4_add(low, v128_load(at.add(i) as *const v128));
             high = f32x4_add(high, v128_load(at.add(i + 4) as *const v128));
         }
         i += 8;
     }
-    let mut p = [0.0f32; 8];
-    // SAFETY: p holds eight f32, two vectors; no alignment is required.
-    unsafe {
-        v128_store(p.as_mut_ptr() as *mut v128, low);
-        v128_store(p.as_mut_ptr().add(4) as *mut v128, high);
+    let pairs = f32x4_add(low, high);
+    let mut acc = 0.0f32;
+    acc += f32x4_extract_lane::<0>(pairs);
+    acc += f32x4_extract_lane::<1>(pairs);
+    acc += f32x4_extract_lane::<2>(pairs);
+    acc += f32x4_extract_lane::<3>(pairs);
+    while i < xs.len() {
+        // SAFETY: i < xs.len().
+        acc += unsafe { *at.add(i) };
+        i += 1;
     }
-    p
+    acc
+}
+
+/// Compares [`fold`] with [`scalar_fold`] bit for bit over lengths around the eight-value chunks
+/// and a 7 × 7 channel's, with zeros of both signs, infinities and NaN among the values: run
+/// natively and in the canister's self-test, where `fold` is the simd128 form.
+pub fn check() -> Result<(), String> {
+    let special = [-0.0, 0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1.0e7, -3.3e-3];
+    for len in [0, 1, 3, 7, 8, 9, 15, 16, 17, 49, 50, 196] {
+        for salt in 0..3usize {
+            let xs: Vec<f32> = (0..len)
+                .map(|i| match (i * 7 + salt) % 13 {
+                    0 if salt > 0 => special[(i + salt) % special.len()],
+                    1 => -0.0,
+                    k => (k as f32 - 6.5) * 0.37 * 10f32.powi((i % 5) as i32 - 2),
+                })
+                .collect();
+            if fold(&xs).to_bits() != scalar_fold(&xs).to_bits() {
+                return Err(format!("pooled sum of {len} values (salt {salt}) differs from the scalar sum"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// tract's column sums of the `[rows, inner]` matrix `xs` (see the module's documentation).

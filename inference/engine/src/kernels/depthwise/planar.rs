@@ -609,8 +609,10 @@ pub mod simd {
                     let w = [$( v128_load32_splat(wp.add($i)) ),*];
                     let b = f32x4_splat(bias);
                     let (start, scale) = (if SCALED { f32x4_splat(0.0) } else { b }, f32x4_splat(scale));
-                    // The window rows' distances from the first, computed once.
+                    // The window rows' distances from the first, in bytes, computed once: in
+                    // values, each row's pointer paid a shift by two.
                     let offsets = plane_window!(@offsets columns, $kys);
+                    let phase_bytes = phase_stride * core::mem::size_of::<f32>();
                     // Rows in whole vectors (see [`plane`]).
                     let (quads, whole) = ($quads, ow.next_multiple_of(4));
                     let mut oy = 0;
@@ -626,7 +628,7 @@ pub mod simd {
                             let at = ox;
                             let p = black_box(first.add(at));
                             let rows = plane_window!(@rows p, offsets, $kys);
-                            let odd = if S == 2 { plane_window!(@rows p.add(phase_stride), offsets, $kys) } else { rows };
+                            let odd = if S == 2 { plane_window!(@rows p.byte_add(phase_bytes), offsets, $kys) } else { rows };
                             let mut v0 = window!(start, rows, odd, 0, w, $k, $kys, $kxs);
                             let mut v1 = window!(start, rows, odd, 4, w, $k, $kys, $kxs);
                             let mut v2 = window!(start, rows, odd, 8, w, $k, $kys, $kxs);
@@ -646,7 +648,7 @@ pub mod simd {
                             let at = ox;
                             let p = black_box(first.add(at));
                             let rows = plane_window!(@rows p, offsets, $kys);
-                            let odd = if S == 2 { plane_window!(@rows p.add(phase_stride), offsets, $kys) } else { rows };
+                            let odd = if S == 2 { plane_window!(@rows p.byte_add(phase_bytes), offsets, $kys) } else { rows };
                             let mut v0 = window!(start, rows, odd, 0, w, $k, $kys, $kxs);
                             let mut v1 = window!(start, rows, odd, 4, w, $k, $kys, $kxs);
                             if SCALED {
@@ -661,7 +663,7 @@ pub mod simd {
                             let at = ox;
                             let p = black_box(first.add(at));
                             let rows = plane_window!(@rows p, offsets, $kys);
-                            let odd = if S == 2 { plane_window!(@rows p.add(phase_stride), offsets, $kys) } else { rows };
+                            let odd = if S == 2 { plane_window!(@rows p.byte_add(phase_bytes), offsets, $kys) } else { rows };
                             let mut v = window!(start, rows, odd, 0, w, $k, $kys, $kxs);
                             if SCALED {
                                 v = rescaled(v, scale, b);
@@ -676,11 +678,11 @@ pub mod simd {
             }
         };
         (@offsets $columns:ident, [$($ky:literal)*]) => {
-            [$( $ky * $columns ),*]
+            [$( $ky * $columns * core::mem::size_of::<f32>() ),*]
         };
         (@rows $p:expr, $offsets:ident, [$($ky:literal)*]) => {{
             let p = $p;
-            [$( p.add($offsets[$ky]) ),*]
+            [$( p.byte_add($offsets[$ky]) ),*]
         }};
     }
 
