@@ -21,6 +21,8 @@
 //! - [`strided_copy`]: [`strided_copy::StridedCopy`], tract's f32 `Downsample` copied row by row.
 //! - [`pool_sum`]: [`pool_sum::PoolSum`], tract's f32 sum over an image's pixels (a global
 //!   average pool's).
+//! - [`channel_scale`]: [`channel_scale::ChannelScale`], tract's f32 product by one value per
+//!   channel (a squeeze-and-excitation block's scale, a global average pool's division).
 //! - [`ml`]: [`ml::MlOp`], the ONNX-ML operators of tabular models (tree ensembles, SVM, scaler…).
 //! - [`cumulative`]: [`cumulative::CumProd`], the running product along an axis.
 //! - [`loss`]: [`loss::Loss`], `NegativeLogLikelihoodLoss` and `SoftmaxCrossEntropyLoss`.
@@ -28,6 +30,7 @@
 //! The QOperator contrib operators are not here: they are tract-onnx expansions into tract's own
 //! operators, registered with the parser ([`crate::onnx::qoperator`]).
 
+pub mod channel_scale;
 pub mod cumulative;
 pub mod depthwise;
 pub mod dynamic_quantize;

@@ -54,6 +54,9 @@
 //! 15. [`conv_lookup::ConvLookupFusion`] (optimized): a table lookup of bytes after an integer
 //!     convolution or an int8 depthwise one into its epilogue (the `lookup` of
 //!     [`crate::ops::integer_conv::IntegerConv`] and [`crate::ops::integer_depthwise::IntegerDepthwise`]).
+//! 16. [`channel_scale::ChannelScaleAccelerate`] (optimized): f32 products by one value per
+//!     channel (squeeze-and-excitation blocks' scales) onto
+//!     [`crate::ops::channel_scale::ChannelScale`].
 //!
 //! # Adding a pass
 //!
@@ -92,6 +95,7 @@
 //! New operators a pass wires go in [`crate::ops`], their loops in [`crate::kernels`].
 
 mod byte_max_pool;
+mod channel_scale;
 mod conv_lookup;
 mod depthwise;
 mod dynamic_quantize;
@@ -114,6 +118,7 @@ use crate::onnx::quantized_weights::QuantizedWeights;
 use crate::types::WeightFormat;
 
 pub use byte_max_pool::BytePools;
+pub use channel_scale::ChannelScaleAccelerate;
 pub use conv_lookup::ConvLookupFusion;
 pub use depthwise::DepthwiseRewrite;
 pub use dynamic_quantize::DynamicQuantizeAccelerate;
@@ -179,6 +184,7 @@ pub const PIPELINE: &[&dyn Pass] = &[
     &LookupTables,
     &ResidualAddFusion,
     &ConvLookupFusion,
+    &ChannelScaleAccelerate,
 ];
 
 /// Applies patches found on `model` as it was (they replace disjoint nodes), then drops what they
@@ -229,6 +235,7 @@ mod tests {
                 "lookup tables",
                 "residual add fusion",
                 "table lookups into integer convolutions",
+                "channel scale accelerate",
             ]
         );
     }
