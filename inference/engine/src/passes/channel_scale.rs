@@ -28,7 +28,8 @@ impl Pass for ChannelScaleAccelerate {
     }
 }
 
-/// Replaces each f32 `OptMulByScalar` of two tensors of one rank; answers how many.
+/// Replaces each f32 `OptMulByScalar` whose operands' shapes [`ChannelScale::fits`]; answers how
+/// many.
 pub fn replace(model: &mut TypedModel) -> TractResult<usize> {
     let mut changed = 0;
     for id in 0..model.nodes().len() {
@@ -39,7 +40,8 @@ pub fn replace(model: &mut TypedModel) -> TractResult<usize> {
         }
         let (a, b) = (model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?);
         let f32s = a.datum_type == f32::datum_type() && b.datum_type == f32::datum_type();
-        if !f32s || a.rank() != b.rank() || model.outlet_fact(OutletId::new(id, 0))?.datum_type != f32::datum_type() {
+        let fits = ChannelScale::fits(&a.shape, &b.shape);
+        if !f32s || !fits || model.outlet_fact(OutletId::new(id, 0))?.datum_type != f32::datum_type() {
             continue;
         }
         model.node_mut(id).op = Box::new(ChannelScale);
@@ -98,5 +100,18 @@ mod tests {
             assert_eq!(got[0].shape(), want[0].shape());
             assert_eq!(bits(&got[0]), bits(&want[0]), "{shape:?}");
         }
+    }
+
+    /// An empty image gives an empty image; scales not shaped as the image's leading axes are
+    /// refused, not misread.
+    #[test]
+    fn empty_images_and_misshaped_scales() {
+        let eval = |a: Tensor, b: Tensor| ChannelScale.eval(&EvalContext::out_of_plan(), tvec!(a.into(), b.into()));
+        let empty = eval(Tensor::zero::<f32>(&[1, 3, 0, 0]).unwrap(), Tensor::zero::<f32>(&[1, 3, 1, 1]).unwrap());
+        assert_eq!(empty.unwrap()[0].shape(), &[1, 3, 0, 0]);
+        let across = eval(Tensor::zero::<f32>(&[1, 3, 2, 2]).unwrap(), Tensor::zero::<f32>(&[1, 1, 2, 2]).unwrap());
+        assert!(across.is_err());
+        let short = eval(Tensor::zero::<f32>(&[1, 3, 2, 2]).unwrap(), Tensor::zero::<f32>(&[3, 1, 1]).unwrap());
+        assert!(short.is_err());
     }
 }

@@ -454,8 +454,9 @@ pub mod reference {
                 // Three and six channels: a partial block; eight: whole ones (widths around the vector
                 // width of the transposition).
                 // Planar rows of 1 to 131 outputs: vectors four at a time, in pairs and alone,
-                // the last four, pair or vector overlapping the ones before, and rows too short
-                // for a vector; odd and even widths split into column phases.
+                // rows in whole vectors whose extra outputs the next row (or the next channel)
+                // writes over, the last channel's last row one output at a time, and rows too
+                // short for a vector; odd and even widths split into column phases.
                 for (channels, size) in [
                     (3, [1, 1]),
                     (6, [4, 5]),
@@ -465,8 +466,8 @@ pub mod reference {
                     (5, [3, 8]),
                     (2, [2, 4]),
                     (2, [3, 14]),
-                    // 5×5 rows two past whole vectors: their last two columns shared with the next
-                    // row's, for an even number of rows and an odd one (the last row alone).
+                    // 5×5 rows two past whole vectors (one unit of four vectors a row), for an
+                    // even number of rows and an odd one.
                     (2, [6, 14]),
                     (3, [2, 7]),
                     (2, [3, 30]),
@@ -490,7 +491,10 @@ pub mod reference {
                         // int8 model's are, with a scale that rounds.
                         let integers: Vec<f32> = x.iter().map(|v| if v.is_nan() { *v } else { v.trunc() }).collect();
                         let want = direct(&g, &integers, &weights, &bias, Some(0.0123), activation);
-                        let mut got = vec![0.0; want.len()];
+                        // Two values past the output, which the kernel must leave alone: too few
+                        // for the last row's extra outputs, so that row goes one at a time.
+                        let mut got = vec![0.0; want.len() + 2];
+                        got[want.len()..].fill(f32::MAX);
                         planar::<K>(
                             &mut Padded::new(&g),
                             &integers,
@@ -500,6 +504,13 @@ pub mod reference {
                             activation,
                             &mut got,
                         );
+                        if got[want.len()..] != [f32::MAX; 2] {
+                            return Err(format!(
+                                "depthwise {k}×{k} scaled (strides {strides:?}, pad {pad}, {channels} channels of {size:?}, {}) wrote past its output",
+                                std::any::type_name::<K>()
+                            ));
+                        }
+                        got.truncate(want.len());
                         if bits(&want) != bits(&got) {
                             return Err(format!(
                                 "depthwise {k}×{k} scaled (strides {strides:?}, pad {pad}, {channels} channels of {size:?}, {activation:?}, {}) differs from the reference",

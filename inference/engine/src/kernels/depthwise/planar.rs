@@ -6,9 +6,9 @@
 //! For a column stride of two the plane is split into its even and odd columns ("phases"):
 //! output columns `x..x + 4` then read four adjacent values of one phase at every tap, as they
 //! do at stride one. A tap costs a load at a constant offset from its window row's pointer, the
-//! weight (splatted once per channel, a local), a multiply and an add; two vectors share their
-//! window rows' pointers. Those pointers are computed from one opaque pointer per pair of
-//! vectors (`black_box`): otherwise LLVM's loop strength reduction moves the loads' base to the
+//! weight (splatted once per channel, a local), a multiply and an add; the vectors of a unit
+//! (four, two or one) share their window rows' pointers. Those pointers are computed from one
+//! opaque pointer per unit (`black_box`): otherwise LLVM's loop strength reduction moves the loads' base to the
 //! middle of the window, and a wasm load's offset cannot be negative, so every load paid an
 //! `i32.add` (measured on the replica: `benchmarks/profile.md`, `Depthwise`).
 //!
@@ -206,8 +206,8 @@ pub(crate) unsafe fn copy_rows(
         for _ in 0..h {
             // SAFETY: the caller's.
             unsafe { core::ptr::copy_nonoverlapping(from, into, w) };
-            // SAFETY: the next row's places (or one past the last row's).
-            (from, into) = unsafe { (from.add(from_stride), into.add(into_stride)) };
+            // Wrapping: past the last row the pointers may leave the buffers; they are not used.
+            (from, into) = (from.wrapping_add(from_stride), into.wrapping_add(into_stride));
         }
         return;
     }
@@ -259,7 +259,8 @@ unsafe fn copy_rows_ending<const REST: usize>(
             }
             tail!(REST, unit);
             copy4(from.add(w - 4), into.add(w - 4));
-            (from, into) = (from.add(from_stride), into.add(into_stride));
+            // Wrapping: past the last row the pointers may leave the buffers; they are not used.
+            (from, into) = (from.wrapping_add(from_stride), into.wrapping_add(into_stride));
         }
     }
 }
@@ -278,8 +279,8 @@ unsafe fn split_rows(from: *const f32, evens: *mut f32, odds: *mut f32, h: usize
         for _ in 0..h {
             // SAFETY: the caller's.
             unsafe { split(from, w, evens, odds) };
-            // SAFETY: the next row's places (or one past the last row's).
-            (from, evens, odds) = unsafe { (from.add(w), evens.add(columns), odds.add(columns)) };
+            // Wrapping: past the last row the pointers may leave the buffers; they are not used.
+            (from, evens, odds) = (from.wrapping_add(w), evens.wrapping_add(columns), odds.wrapping_add(columns));
         }
         return;
     }
@@ -331,7 +332,8 @@ unsafe fn split_rows_ending<const REST: usize>(
             if w % 2 == 1 {
                 *evens.add(pairs) = *from.add(2 * pairs);
             }
-            (from, evens, odds) = (from.add(w), evens.add(columns), odds.add(columns));
+            // Wrapping: past the last row the pointers may leave the buffers; they are not used.
+            (from, evens, odds) = (from.wrapping_add(w), evens.wrapping_add(columns), odds.wrapping_add(columns));
         }
     }
 }
@@ -420,6 +422,8 @@ unsafe fn split8(from: *const f32, evens: *mut f32, odds: *mut f32) {
 /// The output of a planar `[C, h, w]` image `x` as `[C, oh, ow]` by kernel family `K`: each
 /// channel copied into `padded` (made for the same geometry), then [`DepthwiseKernels::plane`].
 /// `weights` are `[C, kh · kw]`, `bias` one per channel, `scale` (if any) for every channel.
+/// `out` starts with the `C` output planes; values after them may be written over (each plane's
+/// kernel may write a few values past it, [`DepthwiseKernels::plane`]).
 pub fn planar<K: DepthwiseKernels>(
     padded: &mut Padded,
     x: &[f32],
@@ -501,7 +505,8 @@ pub mod simd {
     use crate::kernels::depthwise::vectorised;
 
     /// [`DepthwiseKernels::plane`] four outputs a vector for the [`vectorised`] windows on rows
-    /// of at least four outputs; the rest as [`scalar_plane`].
+    /// of at least four outputs; the rest as [`scalar_plane`], and so is the last row where
+    /// `out` ends too soon for its extra outputs.
     pub fn plane(
         padded: &Padded,
         weights: &[f32],
@@ -524,7 +529,7 @@ pub mod simd {
         // outputs land on the next channel's plane, written after this one; after the last
         // plane, where `out` ends, that row is computed one output at a time.
         let [oh, ow] = g.output;
-        let rows = if ow % 4 == 0 || out.len() >= g.pixels() + 3 { oh } else { oh - 1 };
+        let rows = if ow % 4 == 0 || out.len() >= g.pixels() + 3 { oh } else { oh.saturating_sub(1) };
         assert!(out.len() >= g.pixels() && (rows == 0 || out.len() >= (rows - 1) * ow + ow.next_multiple_of(4)));
         // SAFETY: the asserts above (the window's weights, the plane's outputs, every value a
         // tap reads).
