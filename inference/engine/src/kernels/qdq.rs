@@ -190,7 +190,7 @@ pub type Best = Scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub use simd::Simd128;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub(crate) use simd::{byte_table, fixed_byte_table, QuantizeLanes};
+pub(crate) use simd::{fixed_byte_table, looked_up, QuantizeLanes};
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
@@ -216,6 +216,8 @@ mod simd {
         /// for i8.
         bias: v128,
         flip: v128,
+        /// The static byte table's address less `lo` ([`fixed_byte_table`]).
+        table: v128,
     }
 
     impl QuantizeLanes {
@@ -228,7 +230,15 @@ mod simd {
                 hi: i32x4_splat(hi),
                 bias: i16x8_splat(if lo == 0 { 128 } else { 0 }),
                 flip: u8x16_splat(if lo == 0 { 0x80 } else { 0 }),
+                table: i32x4_splat((byte_table() as i32).wrapping_sub(lo)),
             }
+        }
+
+        /// Four lanes of [`QuantizeLanes::unclamped`] clamped to the type's range, as the
+        /// addresses of their entries in the static byte table ([`fixed_byte_table`]).
+        #[inline(always)]
+        pub(crate) fn addresses(&self, unclamped: v128) -> v128 {
+            i32x4_add(i32x4_min(i32x4_max(unclamped, self.lo), self.hi), self.table)
         }
 
         /// Sixteen lanes of [`QuantizeLanes::unclamped`] (four vectors) clamped to the type's
@@ -285,53 +295,81 @@ mod simd {
 
     static BYTE_TABLE: ByteTable = ByteTable(core::cell::UnsafeCell::new([0; 256]));
 
-    /// `table` (256 bytes) copied into the static table, whose address ([`byte_table`]) is a
-    /// constant that LLVM folds into each load's offset: valid until the next call, which the
-    /// caller makes only after its reads (one kernel call at a time, none re-entering).
-    pub(crate) fn fixed_byte_table(table: &[u8]) -> *const u8 {
+    /// `table` (256 bytes, indexed by a byte: an i8's two's complement) copied into the static
+    /// table, rotated so that the entry of value `v` of `quantize`'s type is at `v − lo` (`lo` the
+    /// type's least value): [`QuantizeLanes::addresses`] then makes each lane's address with
+    /// one addition. Valid until the next call, which the caller makes only after its reads
+    /// (one kernel call at a time, none re-entering).
+    pub(crate) fn fixed_byte_table(table: &[u8], quantize: &Quantize) {
         assert!(table.len() == 256);
         let fixed = BYTE_TABLE.0.get() as *mut u8;
-        // SAFETY: 256 bytes each; the static is this call's alone (ByteTable's Sync).
-        unsafe { core::ptr::copy_nonoverlapping(table.as_ptr(), fixed, 256) };
-        fixed
+        // The first entry's byte: 0 for u8, 128 (-128's) for i8.
+        let first = quantize.range().0 as u8 as usize;
+        // SAFETY: 256 bytes each, the two copies' ranges within both; the static is this call's
+        // alone (ByteTable's Sync).
+        unsafe {
+            core::ptr::copy_nonoverlapping(table.as_ptr().add(first), fixed, 256 - first);
+            core::ptr::copy_nonoverlapping(table.as_ptr(), fixed.add(256 - first), first);
+        }
     }
 
-    /// The static table's address, a constant where this is inlined (a pointer kept in a struct
-    /// is a value loaded and added at each read).
+    /// The static table's address.
     #[inline(always)]
-    pub(crate) fn byte_table() -> *const u8 {
+    fn byte_table() -> *const u8 {
         BYTE_TABLE.0.get() as *const u8
     }
 
+    /// The static table's entries ([`fixed_byte_table`]) at the addresses in the i32 lanes of
+    /// the vectors `$addresses[..]` ([`QuantizeLanes::addresses`]), as the byte lanes of one
+    /// vector: lane `$to` gets the entry at lane `$lane` of vector `$v`. `v128.load8_lane`
+    /// reads an entry straight into its lane: an extract and that load a lane, and one store
+    /// for the vector, where a byte load and a byte store cost five a lane with their addresses
+    /// (`benchmarks/NOTES.md`, "Table entries loaded into lanes"). The lanes may be permuted on
+    /// the way at no cost.
+    macro_rules! looked_up {
+        ($first:ident, $($to:literal <- $v:ident [$lane:literal]),+) => {{
+            let mut entries = $first;
+            $(
+                // The block is redundant where the macro is used inside one.
+                #[allow(unused_unsafe)]
+                // SAFETY: each address is the static table's plus an index clamped to 0..=255.
+                let entry = unsafe {
+                    v128_load8_lane::<$to>(entries, i32x4_extract_lane::<$lane>($v) as usize as *const u8)
+                };
+                entries = entry;
+            )+
+            entries
+        }};
+    }
+    pub(crate) use looked_up;
+
     /// [`QdqKernels::quantize_look_up`] of a table of bytes for the first `n` elements (a
-    /// multiple of sixteen): sixteen values a turn quantized and narrowed to one vector of bytes
-    /// as [`QdqKernels::quantize`] does (the two's complement byte of an i8, which is its index),
-    /// then each entry read at its lane's byte from a copy of the table in a static, whose
-    /// address the loads carry as their constant offset: a lane costs an extract, a load and a
-    /// store, with no address arithmetic, and the clamp is the narrows' (`benchmarks/NOTES.md`,
-    /// "Byte tables at a fixed address").
+    /// multiple of sixteen): sixteen values a turn quantized and clamped as
+    /// [`QdqKernels::quantize`] does, each lane made the address of its entry in a copy of the
+    /// table in a static ([`fixed_byte_table`], [`QuantizeLanes::addresses`]), each entry read
+    /// into its lane ([`looked_up`]) and the sixteen stored at once (`benchmarks/NOTES.md`, "Byte
+    /// tables at a fixed address", "Table entries loaded into lanes").
     ///
     /// # Safety
     /// `n` must be a multiple of sixteen, at most `xs.len()` and `ys.len()`.
-    unsafe fn look_up_bytes(lanes: &QuantizeLanes, xs: &[f32], table: &[u8], ys: &mut [u8], n: usize) {
-        let fixed = fixed_byte_table(table);
+    unsafe fn look_up_bytes(q: &Quantize, xs: &[f32], table: &[u8], ys: &mut [u8], n: usize) {
+        fixed_byte_table(table, q);
+        let lanes = QuantizeLanes::new(q);
         let (x, y) = (xs.as_ptr() as *const v128, ys.as_mut_ptr());
-        /// Lane `$l` of `$bytes`, an index, read from the table into `$y[$l]`.
-        macro_rules! entries {
-            ($bytes:ident, $y:ident, $($l:literal)*) => {
-                $( *$y.add($l) = *fixed.add(u8x16_extract_lane::<$l>($bytes) as usize); )*
-            };
-        }
         let mut i = 0;
         while i < n {
             // SAFETY: i + 16 <= n: xs[i..i + 16] is readable and ys[i..i + 16] writable (the
             // caller's), no alignment needed; each index is a byte, within the 256 of the table.
             unsafe {
                 let (v, yi) = core::hint::black_box((x.add(i / 4), y.add(i)));
-                let (a, b) = (lanes.unclamped(v128_load(v)), lanes.unclamped(v128_load(v.add(1))));
-                let (c, d) = (lanes.unclamped(v128_load(v.add(2))), lanes.unclamped(v128_load(v.add(3))));
-                let bytes = lanes.bytes(a, b, c, d);
-                entries!(bytes, yi, 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15);
+                let a = lanes.addresses(lanes.unclamped(v128_load(v)));
+                let b = lanes.addresses(lanes.unclamped(v128_load(v.add(1))));
+                let c = lanes.addresses(lanes.unclamped(v128_load(v.add(2))));
+                let d = lanes.addresses(lanes.unclamped(v128_load(v.add(3))));
+                let entries = looked_up!(a, 0 <- a[0], 1 <- a[1], 2 <- a[2], 3 <- a[3], 4 <- b[0], 5 <- b[1],
+                    6 <- b[2], 7 <- b[3], 8 <- c[0], 9 <- c[1], 10 <- c[2], 11 <- c[3], 12 <- d[0], 13 <- d[1],
+                    14 <- d[2], 15 <- d[3]);
+                v128_store(yi as *mut v128, entries);
             }
             i += 16;
         }
@@ -444,7 +482,7 @@ mod simd {
                 unsafe {
                     let table = core::slice::from_raw_parts(table.as_ptr() as *const u8, 256);
                     let out = core::slice::from_raw_parts_mut(ys.as_mut_ptr() as *mut u8, ys.len());
-                    look_up_bytes(&lanes, xs, table, out, n);
+                    look_up_bytes(q, xs, table, out, n);
                 }
                 return quantize_look_up_scalar(q, &xs[n..len], table, &mut ys[n..len]);
             }

@@ -216,11 +216,22 @@ pub trait IntegerDepthwiseKernels {
     /// separate lookup, so the same bytes; by default that is what it does, through an f32
     /// buffer.
     fn image_looked_up<T: Byte>(filters: &IntegerFilters, image: &[T], lookup: &ByteLookup, out: &mut [u8]) {
-        let mut floats = vec![0f32; out.len()];
-        Self::image(filters, image, &mut floats);
-        for (y, x) in out.iter_mut().zip(&floats) {
-            *y = lookup.scalar(*x);
-        }
+        looked_up_through_floats::<Self, T>(filters, image, lookup, out)
+    }
+}
+
+/// [`IntegerDepthwiseKernels::image_looked_up`] through an f32 buffer: `K`'s outputs, then each
+/// looked up.
+fn looked_up_through_floats<K: IntegerDepthwiseKernels + ?Sized, T: Byte>(
+    filters: &IntegerFilters,
+    image: &[T],
+    lookup: &ByteLookup,
+    out: &mut [u8],
+) {
+    let mut floats = vec![0f32; out.len()];
+    K::image(filters, image, &mut floats);
+    for (y, x) in out.iter_mut().zip(&floats) {
+        *y = lookup.scalar(*x);
     }
 }
 
@@ -272,7 +283,7 @@ mod simd {
 
     use super::*;
     use crate::kernels::activation::{activate, activate_each, LaneActivation};
-    use crate::kernels::qdq::QuantizeLanes;
+    use crate::kernels::qdq::{looked_up, QuantizeLanes};
 
     /// Each channel through a [`BytePlane`], eight outputs a turn at column stride one, four at
     /// stride two; a geometry not [`covered`], as [`Scalar`].
@@ -290,15 +301,20 @@ mod simd {
             channels(filters, image, |ch| Sink::Floats(unsafe { to.add(ch * pixels) }));
         }
 
-        /// Each unit's outputs quantized, narrowed to bytes and read from the table at the fixed
-        /// address as they are finished (no f32 output between).
+        /// Each unit's outputs quantized and read from the table as they are finished (no f32
+        /// output between). The fused lookups follow convolutions without an activation
+        /// ([`crate::passes::conv_lookup`]), so the units' byte outputs apply none; filters with
+        /// one go through an f32 buffer.
         fn image_looked_up<T: Byte>(filters: &IntegerFilters, image: &[T], lookup: &ByteLookup, out: &mut [u8]) {
             if !covered(&filters.geometry) {
                 return Scalar::image_looked_up(filters, image, lookup, out);
             }
+            if filters.activation != Activation::Identity {
+                return looked_up_through_floats::<Self, T>(filters, image, lookup, out);
+            }
             let pixels = filters.geometry.pixels();
             assert!(out.len() >= filters.geometry.channels * pixels);
-            crate::kernels::qdq::fixed_byte_table(&lookup.table);
+            crate::kernels::qdq::fixed_byte_table(&lookup.table, &lookup.quantize);
             let (to, lanes) = (out.as_mut_ptr(), QuantizeLanes::new(&lookup.quantize));
             // SAFETY: each channel's output plane, pixels values from ch · pixels, is in `out`.
             channels(filters, image, |ch| Sink::Bytes(unsafe { to.add(ch * pixels) }, lanes, lookup));
@@ -401,8 +417,9 @@ mod simd {
 
     /// One unit of outputs (eight at column stride one: the even and the odd ones, interleaved;
     /// four at two) from output column `$at` of the row whose window starts at `$first`, written
-    /// into `$sink`'s plane from output `$index`: as f32, or quantized to one vector of bytes
-    /// (lanes 0–3 the even outputs or the four, 4–7 the odd ones) each read from the table.
+    /// into `$sink`'s plane from output `$index`: as f32, activated, or quantized as the
+    /// addresses of their entries in the table, each entry read into its output's lane and the
+    /// unit's bytes stored at once (without an activation: see `image_looked_up`).
     macro_rules! output_unit {
         ($first:ident, $at:expr, $sink:ident, $index:expr, $offsets:ident, $start:ident, $w:ident, $j:literal, $kys:tt, $ps:tt, $scale:ident, $bias:ident, $activation:ident) => {{
             let index = $index;
@@ -411,39 +428,29 @@ mod simd {
             if S == 1 {
                 let mut even = dequantized($scale, $bias, window!($start, rows, 0, $w, $j, $kys, $ps));
                 let mut odd = dequantized($scale, $bias, window!($start, rows, 1, $w, $j, $kys, $ps));
-                activate_each!(*$activation, even, odd);
                 match $sink {
                     Sink::Floats(out) => {
+                        activate_each!(*$activation, even, odd);
                         let to = out.add(index);
                         v128_store(to as *mut v128, i32x4_shuffle::<0, 4, 1, 5>(even, odd));
                         v128_store(to.add(4) as *mut v128, i32x4_shuffle::<2, 6, 3, 7>(even, odd));
                     }
                     Sink::Bytes(out, q, _) => {
-                        let (e, o) = (q.unclamped(even), q.unclamped(odd));
-                        let b = q.bytes(e, o, e, o);
-                        let (to, table) = (out.add(index), crate::kernels::qdq::byte_table());
-                        *to = *table.add(u8x16_extract_lane::<0>(b) as usize);
-                        *to.add(1) = *table.add(u8x16_extract_lane::<4>(b) as usize);
-                        *to.add(2) = *table.add(u8x16_extract_lane::<1>(b) as usize);
-                        *to.add(3) = *table.add(u8x16_extract_lane::<5>(b) as usize);
-                        *to.add(4) = *table.add(u8x16_extract_lane::<2>(b) as usize);
-                        *to.add(5) = *table.add(u8x16_extract_lane::<6>(b) as usize);
-                        *to.add(6) = *table.add(u8x16_extract_lane::<3>(b) as usize);
-                        *to.add(7) = *table.add(u8x16_extract_lane::<7>(b) as usize);
+                        let (e, o) = (q.addresses(q.unclamped(even)), q.addresses(q.unclamped(odd)));
+                        // The even and odd outputs' entries interleaved into the first eight lanes.
+                        let entries = looked_up!(e, 0 <- e[0], 1 <- o[0], 2 <- e[1], 3 <- o[1], 4 <- e[2], 5 <- o[2],
+                            6 <- e[3], 7 <- o[3]);
+                        v128_store64_lane::<0>(entries, out.add(index) as *mut u64);
                     }
                 }
             } else {
-                let v = activate(dequantized($scale, $bias, window!($start, rows, 0, $w, $j, $kys, $ps)), *$activation);
+                let v = dequantized($scale, $bias, window!($start, rows, 0, $w, $j, $kys, $ps));
                 match $sink {
-                    Sink::Floats(out) => v128_store(out.add(index) as *mut v128, v),
+                    Sink::Floats(out) => v128_store(out.add(index) as *mut v128, activate(v, *$activation)),
                     Sink::Bytes(out, q, _) => {
-                        let u = q.unclamped(v);
-                        let b = q.bytes(u, u, u, u);
-                        let (to, table) = (out.add(index), crate::kernels::qdq::byte_table());
-                        *to = *table.add(u8x16_extract_lane::<0>(b) as usize);
-                        *to.add(1) = *table.add(u8x16_extract_lane::<1>(b) as usize);
-                        *to.add(2) = *table.add(u8x16_extract_lane::<2>(b) as usize);
-                        *to.add(3) = *table.add(u8x16_extract_lane::<3>(b) as usize);
+                        let u = q.addresses(q.unclamped(v));
+                        let entries = looked_up!(u, 0 <- u[0], 1 <- u[1], 2 <- u[2], 3 <- u[3]);
+                        v128_store32_lane::<0>(entries, out.add(index) as *mut u32);
                     }
                 }
             }

@@ -278,7 +278,7 @@ mod simd {
 
     use super::pack::{PIXELS, ROWS, STEP, WIDE_ROWS};
     use super::*;
-    use crate::kernels::qdq::QuantizeLanes;
+    use crate::kernels::qdq::{looked_up, QuantizeLanes};
 
     /// Where the wide kernel writes: f32 outputs, or bytes read through a table.
     enum Sink<'a> {
@@ -297,8 +297,9 @@ mod simd {
         /// A group's outputs (`acc[j][g]`: pixel j, channels 4g..4g + 4 of the block) through the
         /// lookup, written at `out[at + m · channel + j]` for the block's sixteen channels m and
         /// its first `valid` pixels. A whole group: each quarter's four pixels quantized and
-        /// narrowed to one vector of bytes (lane 4j + r: pixel j, channel r), each byte read
-        /// from the table at its lane and stored, one channel's four pixels at a time.
+        /// clamped as the addresses of their entries (`p_j`, lane r: pixel j, channel r), each
+        /// entry read into a vector transposed on the way (lanes 4r..4r + 4: channel r's four
+        /// pixels, [`looked_up`]), and each channel's four stored at once.
         #[inline(always)]
         fn group(
             &self,
@@ -312,39 +313,31 @@ mod simd {
             // Copies, so that the parameters stay in locals: the byte stores below may alias any
             // memory, and a parameter read through a reference would be loaded again after each.
             let (q, lanes) = (self.lanes, *lanes);
-            let table = crate::kernels::qdq::byte_table();
             if valid == PIXELS {
                 assert!(at + 15 * channel + PIXELS <= out.len());
                 let to = out.as_mut_ptr();
                 macro_rules! quarter {
                     ($g:literal) => {{
                         let l = &lanes[$g];
-                        let b = q.bytes(
-                            q.unclamped(l.converted(acc[0][$g])),
-                            q.unclamped(l.converted(acc[1][$g])),
-                            q.unclamped(l.converted(acc[2][$g])),
-                            q.unclamped(l.converted(acc[3][$g])),
-                        );
+                        // Written out: a closure here stayed a call, its captures in memory.
+                        let p0 = q.addresses(q.unclamped(l.converted(acc[0][$g])));
+                        let p1 = q.addresses(q.unclamped(l.converted(acc[1][$g])));
+                        let p2 = q.addresses(q.unclamped(l.converted(acc[2][$g])));
+                        let p3 = q.addresses(q.unclamped(l.converted(acc[3][$g])));
                         let row = at + 4 * $g * channel;
-                        // Channel r's four pixels are lanes r, 4 + r, 8 + r, 12 + r.
-                        macro_rules! channel {
-                            ($r:literal, $l0:literal, $l1:literal, $l2:literal, $l3:literal) => {{
-                                // SAFETY: out[row + r · channel..][..4] is in bounds (asserted
-                                // above: 4g + r <= 15); each index is a byte, an entry of the
-                                // 256-byte table.
-                                unsafe {
-                                    let r = to.add(row + $r * channel);
-                                    *r = *table.add(u8x16_extract_lane::<$l0>(b) as usize);
-                                    *r.add(1) = *table.add(u8x16_extract_lane::<$l1>(b) as usize);
-                                    *r.add(2) = *table.add(u8x16_extract_lane::<$l2>(b) as usize);
-                                    *r.add(3) = *table.add(u8x16_extract_lane::<$l3>(b) as usize);
-                                }
-                            }};
+                        // Channel r's four pixels are lane r of p0 to p3: their entries go to
+                        // lanes 4r to 4r + 3, one store for the channel's four.
+                        let entries = looked_up!(p0, 0 <- p0[0], 1 <- p1[0], 2 <- p2[0], 3 <- p3[0], 4 <- p0[1],
+                            5 <- p1[1], 6 <- p2[1], 7 <- p3[1], 8 <- p0[2], 9 <- p1[2], 10 <- p2[2], 11 <- p3[2],
+                            12 <- p0[3], 13 <- p1[3], 14 <- p2[3], 15 <- p3[3]);
+                        // SAFETY: out[row + r · channel..][..4] is in bounds for r < 4 (asserted
+                        // above: 4g + r <= 15).
+                        unsafe {
+                            v128_store32_lane::<0>(entries, to.add(row) as *mut u32);
+                            v128_store32_lane::<1>(entries, to.add(row + channel) as *mut u32);
+                            v128_store32_lane::<2>(entries, to.add(row + 2 * channel) as *mut u32);
+                            v128_store32_lane::<3>(entries, to.add(row + 3 * channel) as *mut u32);
                         }
-                        channel!(0, 0, 4, 8, 12);
-                        channel!(1, 1, 5, 9, 13);
-                        channel!(2, 2, 6, 10, 14);
-                        channel!(3, 3, 7, 11, 15);
                     }};
                 }
                 quarter!(0);
@@ -416,7 +409,7 @@ mod simd {
             if weights.rows != WIDE_ROWS || strides.pixel != 1 || epilogue.raw {
                 return looked_up_through_floats::<Self>(weights, input, pixels, epilogue, lookup, strides, out);
             }
-            crate::kernels::qdq::fixed_byte_table(&lookup.table);
+            crate::kernels::qdq::fixed_byte_table(&lookup.table, &lookup.quantize);
             let bytes = LookedUp { lanes: QuantizeLanes::new(&lookup.quantize), lookup };
             multiply_wide(weights, input, pixels, epilogue, strides, Sink::Bytes(out, &bytes))
         }
