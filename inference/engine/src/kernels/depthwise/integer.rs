@@ -106,12 +106,13 @@ impl BytePlane {
         BytePlane { rows, columns, values: vec![padding; rows * columns] }
     }
 
-    /// Copies one `[h, w]` channel, the first `h · w` bytes of `channel`, into the interior.
+    /// Copies one `[h, w]` channel, the first `h · w` bytes of `channel`, into the interior,
+    /// each byte's top bit flipped if `FLIP` (an i8 image, read as u8 by the simd128 kernel).
     ///
     /// The bounds are checked once, not per row: a row's two slicings were two calls at the
     /// canister's opt-level, some 100 instructions a row, which on 14-row planes was most of a
     /// channel's set-up (`benchmarks/NOTES.md`, "The int8 depthwise kernel's set-up per channel").
-    pub fn fill(&mut self, g: &Geometry, channel: &[u8]) {
+    pub fn fill<const FLIP: bool>(&mut self, g: &Geometry, channel: &[u8]) {
         let ([h, w], [top, left], columns) = (g.input, g.pad_before, self.columns);
         assert!(channel.len() >= h * w && (top + h) * columns <= self.values.len() && left + w <= columns);
         let (from, to) = (channel.as_ptr(), self.values.as_mut_ptr());
@@ -119,29 +120,40 @@ impl BytePlane {
             // SAFETY: row iy < h of the channel, channel[iy · w..][..w], is within its first
             // h · w bytes; the row's interior, values[(top + iy) · columns + left..][..w], ends
             // within row top + iy (left + w <= columns), which is within the buffer (asserted).
-            unsafe { copy_row(from.add(iy * w), to.add((top + iy) * columns + left), w) };
+            unsafe { copy_row::<FLIP>(from.add(iy * w), to.add((top + iy) * columns + left), w) };
         }
     }
 }
 
-/// `n` bytes copied from `from` to `to` without a `memory.copy` for short rows (which costs 100
-/// of the IC's instructions before its bytes): sixteen bytes a vector on wasm simd128, the last
-/// vector overlapping the ones before; shorter rows by two overlapping copies of eight or four
-/// bytes, or byte by byte.
+/// `n` bytes copied from `from` to `to`, each byte's top bit flipped if `FLIP`, without a
+/// `memory.copy` for short rows (which costs 100 of the IC's instructions before its bytes):
+/// sixteen bytes a vector on wasm simd128, the last vector overlapping the ones before; shorter
+/// rows by two overlapping copies of eight or four bytes, or byte by byte.
 ///
 /// # Safety
 /// `n` bytes must be readable at `from` and writable at `to`, the two not overlapping.
 #[inline(always)]
-unsafe fn copy_row(from: *const u8, to: *mut u8, n: usize) {
+unsafe fn copy_row<const FLIP: bool>(from: *const u8, to: *mut u8, n: usize) {
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     // SAFETY: the caller's.
     unsafe {
-        core::ptr::copy_nonoverlapping(from, to, n)
+        core::ptr::copy_nonoverlapping(from, to, n);
+        if FLIP {
+            for i in 0..n {
+                *to.add(i) ^= 0x80;
+            }
+        }
     };
     #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
     {
         use core::arch::wasm32::*;
         let (src, dst) = (from, to);
+        // The top bits, or nothing.
+        let (flip, flip64, flip32, flip8) = if FLIP {
+            (u8x16_splat(0x80), 0x8080_8080_8080_8080u64, 0x8080_8080u32, 0x80u8)
+        } else {
+            (u8x16_splat(0), 0, 0, 0)
+        };
         // SAFETY: every vector (or word, or byte) read or written lies within the n bytes of
         // both (the caller's): the sixteen-byte copies for n >= 16, the eight-byte ones for
         // n >= 8, the four-byte ones for n >= 4, else bytes 0 to n - 1; each branch returns.
@@ -149,31 +161,31 @@ unsafe fn copy_row(from: *const u8, to: *mut u8, n: usize) {
             if n >= 16 {
                 let mut i = 0;
                 while i + 16 < n {
-                    v128_store(dst.add(i) as *mut v128, v128_load(src.add(i) as *const v128));
+                    v128_store(dst.add(i) as *mut v128, v128_xor(v128_load(src.add(i) as *const v128), flip));
                     i += 16;
                 }
-                v128_store(dst.add(n - 16) as *mut v128, v128_load(src.add(n - 16) as *const v128));
+                v128_store(dst.add(n - 16) as *mut v128, v128_xor(v128_load(src.add(n - 16) as *const v128), flip));
                 return;
             }
             if n >= 8 {
-                (dst as *mut u64).write_unaligned((src as *const u64).read_unaligned());
-                (dst.add(n - 8) as *mut u64).write_unaligned((src.add(n - 8) as *const u64).read_unaligned());
+                (dst as *mut u64).write_unaligned((src as *const u64).read_unaligned() ^ flip64);
+                (dst.add(n - 8) as *mut u64).write_unaligned((src.add(n - 8) as *const u64).read_unaligned() ^ flip64);
                 return;
             }
             if n >= 4 {
-                (dst as *mut u32).write_unaligned((src as *const u32).read_unaligned());
-                (dst.add(n - 4) as *mut u32).write_unaligned((src.add(n - 4) as *const u32).read_unaligned());
+                (dst as *mut u32).write_unaligned((src as *const u32).read_unaligned() ^ flip32);
+                (dst.add(n - 4) as *mut u32).write_unaligned((src.add(n - 4) as *const u32).read_unaligned() ^ flip32);
                 return;
             }
             // Written out: a loop here is a `memory.copy` again.
             if n > 0 {
-                *dst = *src;
+                *dst = *src ^ flip8;
             }
             if n > 1 {
-                *dst.add(1) = *src.add(1);
+                *dst.add(1) = *src.add(1) ^ flip8;
             }
             if n > 2 {
-                *dst.add(2) = *src.add(2);
+                *dst.add(2) = *src.add(2) ^ flip8;
             }
         }
     }
@@ -337,7 +349,13 @@ mod simd {
         assert!(image.len() >= c * h * w);
         assert!(filters.pairs.len() >= c * kh * column_pairs && filters.start.len() >= c);
         assert!(filters.scales.len() >= c && filters.bias.len() >= c);
-        let padding = if T::SIGNED { filters.zero_point as i8 as u8 } else { filters.zero_point as u8 };
+        // An i8 image is read as u8 with each byte's top bit flipped, that is plus 128: then
+        // x − zp = (x + 128) − (zp + 128), so the kernels see u8 values, a zero point of zp + 128
+        // (the padding's byte) and sums that start at −(zp + 128) · Σw. One kernel per window
+        // and stride, where the signed ones were as many again (about 6.6 KB of code).
+        let padding = if T::SIGNED { filters.zero_point as i8 as u8 ^ 0x80 } else { filters.zero_point as u8 };
+        let taps = g.kernel[0] * g.kernel[1];
+        assert!(filters.weights.len() >= c * taps);
         let mut plane = BytePlane::new(g, padding);
         // Every row a window reads is in the plane (padded_extent's reach).
         assert!(
@@ -360,21 +378,29 @@ mod simd {
                     *filters.bias.get_unchecked(ch),
                 )
             };
-            plane.fill(g, channel);
+            let start = if T::SIGNED {
+                plane.fill::<true>(g, channel);
+                // SAFETY: the channel's taps weights are in bounds (asserted above).
+                let window = unsafe { filters.weights.get_unchecked(ch * taps..(ch + 1) * taps) };
+                let mut sum = 0i32;
+                for w in window {
+                    sum += *w as i32;
+                }
+                start.wrapping_sub(128 * sum)
+            } else {
+                plane.fill::<false>(g, channel);
+                start
+            };
             let out = plane_out(ch);
             // SAFETY: the plane was made for g (every load of every output is inside it:
             // BytePlane::new), the channel's weight pairs are in bounds by the assert, and `out`
             // is its output plane (the callers').
             unsafe {
-                match (g.kernel[0], g.strides[1], T::SIGNED) {
-                    (3, 1, false) => plane_3::<1, false>(g, &plane, weights, start, scale, bias, &a, out),
-                    (3, _, false) => plane_3::<2, false>(g, &plane, weights, start, scale, bias, &a, out),
-                    (5, 1, false) => plane_5::<1, false>(g, &plane, weights, start, scale, bias, &a, out),
-                    (_, _, false) => plane_5::<2, false>(g, &plane, weights, start, scale, bias, &a, out),
-                    (3, 1, true) => plane_3::<1, true>(g, &plane, weights, start, scale, bias, &a, out),
-                    (3, _, true) => plane_3::<2, true>(g, &plane, weights, start, scale, bias, &a, out),
-                    (5, 1, true) => plane_5::<1, true>(g, &plane, weights, start, scale, bias, &a, out),
-                    (_, _, true) => plane_5::<2, true>(g, &plane, weights, start, scale, bias, &a, out),
+                match (g.kernel[0], g.strides[1]) {
+                    (3, 1) => plane_3::<1>(g, &plane, weights, start, scale, bias, &a, out),
+                    (3, _) => plane_3::<2>(g, &plane, weights, start, scale, bias, &a, out),
+                    (5, 1) => plane_5::<1>(g, &plane, weights, start, scale, bias, &a, out),
+                    _ => plane_5::<2>(g, &plane, weights, start, scale, bias, &a, out),
                 }
             }
         }
@@ -386,17 +412,11 @@ mod simd {
         f32x4_add(f32x4_mul(f32x4_convert_i32x4(sum), scale), bias)
     }
 
-    /// Eight bytes at `from`, widened to i16 (sign-extended for i8 images).
+    /// Eight bytes at `from`, widened to i16.
     #[inline(always)]
-    unsafe fn widened<const SIGNED: bool>(from: *const u8) -> v128 {
+    unsafe fn widened(from: *const u8) -> v128 {
         // SAFETY: the caller's: eight bytes are readable at `from`.
-        unsafe {
-            if SIGNED {
-                i16x8_load_extend_i8x8(from as *const i8)
-            } else {
-                u16x8_load_extend_u8x8(from)
-            }
-        }
+        unsafe { u16x8_load_extend_u8x8(from) }
     }
 
     /// Four outputs' window sums from `$start`: `$rows[ky]` point at window row `ky`'s first
@@ -409,7 +429,7 @@ mod simd {
         }};
         (@row $acc:ident, $rows:ident, $shift:literal, $w:ident, $j:literal, $ky:literal, [$($p:literal)*]) => {
             $(
-                let pair = widened::<SIGNED>($rows[$ky].add($shift + 2 * $p));
+                let pair = widened($rows[$ky].add($shift + 2 * $p));
                 $acc = i32x4_add($acc, i32x4_dot_i16x8(pair, $w[$ky * $j + $p]));
             )*
         };
@@ -467,7 +487,7 @@ mod simd {
             /// `plane` holds the channel for `g` ([`BytePlane::new`]), `weights` its pairs,
             /// `sink` points at its `[oh, ow]` output plane.
             #[allow(clippy::too_many_arguments)]
-            unsafe fn $name<const S: usize, const SIGNED: bool>(
+            unsafe fn $name<const S: usize>(
                 g: &Geometry,
                 plane: &BytePlane,
                 weights: &[i32],
