@@ -346,6 +346,21 @@ mod simd {
                 quarter!(3);
                 return;
             }
+            self.partial(acc, &lanes, out, at, channel, valid);
+        }
+
+        /// [`LookedUp::group`] of fewer than four pixels, one value at a time: a function of its
+        /// own, which the wide kernel's two epilogues share (its code is not needed twice).
+        #[inline(never)]
+        fn partial(
+            &self,
+            acc: [[v128; 4]; 4],
+            lanes: &[Lanes; 4],
+            out: &mut [u8],
+            at: usize,
+            channel: usize,
+            valid: usize,
+        ) {
             for (j, pixel) in acc.iter().enumerate().take(valid) {
                 for (g, l) in lanes.iter().enumerate() {
                     let v = l.converted(pixel[g]);
@@ -990,10 +1005,38 @@ mod simd {
             block += 1;
         }
     }
-    /// Per block of sixteen channels and group of four pixels, sixteen accumulators; each step
-    /// covers [`STEP`] K pairs: sixteen weight vectors, sixteen pixel splats each feeding four
-    /// dot products (under the IC's metering a splat's address and load cost as much as the
-    /// dot product, so sharing it is most of the gain over [`multiply_narrow`]).
+    /// The wide kernel's outputs of one group's first `count` pixels (`acc[j][g]`: pixel j,
+    /// channels 4g..4g + 4 of the block) one pixel at a time ([`Lanes::finish`]): interleaved
+    /// outputs, and a planar group's last pixels. A function of its own, which the kernel's two
+    /// epilogues share.
+    #[inline(never)]
+    fn finish_each(
+        lanes: &[Lanes; 4],
+        acc: [[v128; 4]; 4],
+        out: &mut [f32],
+        at: usize,
+        strides: Strides,
+        count: usize,
+    ) {
+        let quarter = 4 * strides.channel;
+        let mut j = 0;
+        while j < count {
+            let at = at + j * strides.pixel;
+            let [g0, g1, g2, g3] = acc[j];
+            lanes[0].finish(g0, out, at, strides.channel);
+            lanes[1].finish(g1, out, at + quarter, strides.channel);
+            lanes[2].finish(g2, out, at + 2 * quarter, strides.channel);
+            lanes[3].finish(g3, out, at + 3 * quarter, strides.channel);
+            j += 1;
+        }
+    }
+
+    /// Per block of sixteen channels and two groups of four pixels, thirty-two accumulators;
+    /// each step covers [`STEP`] K pairs: sixteen weight vectors, each feeding eight pixels' dot
+    /// products, and thirty-two pixel splats, each feeding four (under the IC's metering a
+    /// vector's address and load cost half as much as the dot product it feeds, so the more
+    /// products share it the less a MAC costs: `benchmarks/NOTES.md`, "Eight pixels a step").
+    /// A last group without a second has its pixel rows read twice, the second sums unused.
     fn multiply_wide(
         weights: &PackedWeights,
         input: &[i16],
@@ -1012,6 +1055,8 @@ mod simd {
                 && input.len() >= groups * PIXELS * pairs * 2
         );
         assert!(epilogue.scales.len() >= weights.channels && epilogue.bias.len() >= weights.channels);
+        // A pixel row's bytes: the four rows of a group, and the next group's, are this far apart.
+        let row = pairs * 4;
         let mut block = 0;
         while block < blocks {
             let first = block * WIDE_ROWS;
@@ -1023,21 +1068,30 @@ mod simd {
             ];
             let mut group = 0;
             while group < groups {
+                // The second group's rows, or the first's again where there is no second.
+                let second = if group + 1 < groups { 4 * row } else { 0 };
                 let z = i32x4_splat(0);
                 let (mut a00, mut a01, mut a02, mut a03) = (z, z, z, z);
                 let (mut a10, mut a11, mut a12, mut a13) = (z, z, z, z);
                 let (mut a20, mut a21, mut a22, mut a23) = (z, z, z, z);
                 let (mut a30, mut a31, mut a32, mut a33) = (z, z, z, z);
+                let (mut b00, mut b01, mut b02, mut b03) = (z, z, z, z);
+                let (mut b10, mut b11, mut b12, mut b13) = (z, z, z, z);
+                let (mut b20, mut b21, mut b22, mut b23) = (z, z, z, z);
+                let (mut b30, mut b31, mut b32, mut b33) = (z, z, z, z);
                 // SAFETY: the asserts above bound every read: weight block `block` (< blocks)
                 // spans `pairs · 4` vectors of `panels` from block · pairs · WIDE_ROWS u32, and
-                // the four pixel rows of `group` (< groups) span `pairs` u32 each of `input`
-                // from group · PIXELS · pairs · 2 i16; the turns take whole quadruple steps and
-                // the last steps end where row 0 reaches row 1's start (`pairs` is a multiple of
-                // STEP). No load needs alignment.
+                // the pixel rows of `group` and of the next group (or of `group` again: `second`)
+                // span `pairs` u32 each of `input` from group · PIXELS · pairs · 2 i16; the steps
+                // end where row 0 reaches row 1's start (`pairs` is a multiple of STEP). No load
+                // needs alignment.
                 unsafe {
                     let mut w = weights.panels.as_ptr().add(block * pairs * WIDE_ROWS) as *const v128;
                     let mut x0 = input.as_ptr().add(group * PIXELS * pairs * 2) as *const u32;
-                    let (mut x1, mut x2, mut x3) = (x0.add(pairs), x0.add(2 * pairs), x0.add(3 * pairs));
+                    let end = x0.add(pairs);
+                    let quads = x0.add(pairs / (4 * STEP) * (4 * STEP));
+                    // The other pixel rows, from `x0` at each turn (see the loops below).
+                    let (mut x1, mut x2, mut x3, mut y0, mut y1, mut y2, mut y3);
                     // One pixel's four accumulators: its four K pairs from `$o` splatted, each
                     // feeding the four channel groups' dot products (w{u}{g}: K pair u of the
                     // step, channels 4g..4g + 4 of the block).
@@ -1082,7 +1136,7 @@ mod simd {
                         };
                     }
                     // One step of [`STEP`] pairs from pair `$o` of the pointers: sixteen weight
-                    // vectors, four pixels.
+                    // vectors, eight pixels.
                     macro_rules! step {
                         ($o:expr) => {{
                             let v = w.add($o * 4);
@@ -1114,45 +1168,110 @@ mod simd {
                                 x3, $o, a30, a31, a32, a33, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
                                 w30, w31, w32, w33
                             );
+                            pixel!(
+                                y0, $o, b00, b01, b02, b03, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
+                                w30, w31, w32, w33
+                            );
+                            pixel!(
+                                y1, $o, b10, b11, b12, b13, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
+                                w30, w31, w32, w33
+                            );
+                            pixel!(
+                                y2, $o, b20, b21, b22, b23, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
+                                w30, w31, w32, w33
+                            );
+                            pixel!(
+                                y3, $o, b30, b31, b32, b33, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
+                                w30, w31, w32, w33
+                            );
                         }};
                     }
-                    four_steps_a_turn!(step, pairs, 4, w, x0, x1, x2, x3);
-                }
-                let p = group * PIXELS;
-                let at = first * strides.channel + p * strides.pixel;
-                let out: &mut [f32] = match &mut sink {
-                    Sink::Floats(out) => out,
-                    Sink::Bytes(out, looked_up) => {
-                        // Planar outputs only (`multiply_looked_up`): pixel j of the group is at + j.
-                        let acc =
-                            [[a00, a01, a02, a03], [a10, a11, a12, a13], [a20, a21, a22, a23], [a30, a31, a32, a33]];
-                        looked_up.group(acc, &lanes, out, at, strides.channel, PIXELS.min(pixels - p));
-                        group += 1;
-                        continue;
+                    // Turns of four steps, then single steps: the pointers pass through
+                    // `black_box` once a step of either (see `four_steps_a_turn`).
+                    // The other pixel rows at constant distances from `x0`, so that their
+                    // loads keep constant offsets.
+                    macro_rules! rows {
+                        () => {
+                            (x1, x2, x3) = (x0.byte_add(row), x0.byte_add(2 * row), x0.byte_add(3 * row));
+                            (y0, y1, y2, y3) =
+                                (x0.byte_add(second), x1.byte_add(second), x2.byte_add(second), x3.byte_add(second));
+                        };
                     }
-                };
-                let quarter = 4 * strides.channel;
-                if strides.pixel == 1 && p + PIXELS <= pixels {
-                    lanes[0].finish_pixels([a00, a10, a20, a30], out, at, strides.channel);
-                    lanes[1].finish_pixels([a01, a11, a21, a31], out, at + quarter, strides.channel);
-                    lanes[2].finish_pixels([a02, a12, a22, a32], out, at + 2 * quarter, strides.channel);
-                    lanes[3].finish_pixels([a03, a13, a23, a33], out, at + 3 * quarter, strides.channel);
-                    group += 1;
-                    continue;
+                    while x0 < quads {
+                        (w, x0) = black_box((w, x0));
+                        rows!();
+                        step!(0);
+                        step!(STEP);
+                        step!(2 * STEP);
+                        step!(3 * STEP);
+                        w = w.add(4 * STEP * 4);
+                        x0 = x0.add(4 * STEP);
+                    }
+                    while x0 < end {
+                        (w, x0) = black_box((w, x0));
+                        rows!();
+                        step!(0);
+                        w = w.add(STEP * 4);
+                        x0 = x0.add(STEP);
+                    }
                 }
-                let accumulators =
-                    [[a00, a01, a02, a03], [a10, a11, a12, a13], [a20, a21, a22, a23], [a30, a31, a32, a33]];
-                let mut j = 0;
-                while j < PIXELS && p + j < pixels {
-                    let at = at + j * strides.pixel;
-                    let [g0, g1, g2, g3] = accumulators[j];
-                    lanes[0].finish(g0, out, at, strides.channel);
-                    lanes[1].finish(g1, out, at + quarter, strides.channel);
-                    lanes[2].finish(g2, out, at + 2 * quarter, strides.channel);
-                    lanes[3].finish(g3, out, at + 3 * quarter, strides.channel);
-                    j += 1;
+                // Each group's epilogue, its code spelled out for each (moving the second's
+                // accumulators into the first's places cost 64 instructions a pair of groups).
+                macro_rules! finish {
+                    ($g:expr, $a00:ident, $a01:ident, $a02:ident, $a03:ident, $a10:ident, $a11:ident, $a12:ident,
+                     $a13:ident, $a20:ident, $a21:ident, $a22:ident, $a23:ident, $a30:ident, $a31:ident,
+                     $a32:ident, $a33:ident) => {
+                        'finish: {
+                            let p = $g * PIXELS;
+                            let at = first * strides.channel + p * strides.pixel;
+                            let out: &mut [f32] = match &mut sink {
+                                Sink::Floats(out) => out,
+                                Sink::Bytes(out, looked_up) => {
+                                    // Planar outputs only (`multiply_looked_up`): pixel j of the
+                                    // group is at + j.
+                                    let acc = [
+                                        [$a00, $a01, $a02, $a03],
+                                        [$a10, $a11, $a12, $a13],
+                                        [$a20, $a21, $a22, $a23],
+                                        [$a30, $a31, $a32, $a33],
+                                    ];
+                                    looked_up.group(acc, &lanes, out, at, strides.channel, PIXELS.min(pixels - p));
+                                    break 'finish;
+                                }
+                            };
+                            let quarter = 4 * strides.channel;
+                            if strides.pixel == 1 && p + PIXELS <= pixels {
+                                lanes[0].finish_pixels([$a00, $a10, $a20, $a30], out, at, strides.channel);
+                                lanes[1].finish_pixels([$a01, $a11, $a21, $a31], out, at + quarter, strides.channel);
+                                lanes[2].finish_pixels(
+                                    [$a02, $a12, $a22, $a32],
+                                    out,
+                                    at + 2 * quarter,
+                                    strides.channel,
+                                );
+                                lanes[3].finish_pixels(
+                                    [$a03, $a13, $a23, $a33],
+                                    out,
+                                    at + 3 * quarter,
+                                    strides.channel,
+                                );
+                                break 'finish;
+                            }
+                            let accumulators = [
+                                [$a00, $a01, $a02, $a03],
+                                [$a10, $a11, $a12, $a13],
+                                [$a20, $a21, $a22, $a23],
+                                [$a30, $a31, $a32, $a33],
+                            ];
+                            finish_each(&lanes, accumulators, out, at, strides, PIXELS.min(pixels - p));
+                        }
+                    };
                 }
-                group += 1;
+                finish!(group, a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33);
+                if group + 1 < groups {
+                    finish!(group + 1, b00, b01, b02, b03, b10, b11, b12, b13, b20, b21, b22, b23, b30, b31, b32, b33);
+                }
+                group += 2;
             }
             block += 1;
         }

@@ -167,6 +167,9 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
         // A last group of three pixels, one of two and one of one (the looked-up epilogue's tails).
         (16, [3, 5], [1, 1], [1, 1], [1, 1], [0, 0], 16),
         (16, [2, 3], [1, 1], [1, 1], [1, 1], [0, 0], 16),
+        // An odd number of groups: the wide kernel's last pair of groups has no second, its
+        // rows read again and their sums unused; its one pixel the epilogue's tail.
+        (16, [1, 17], [1, 1], [1, 1], [1, 1], [0, 0], 32),
         // Whole 8 × 8 blocks of the packing's transposition, with channel and pixel edges; the
         // 1×1 ones over multiples of eight channels pack by the transposition alone.
         (16, [9, 7], [3, 3], [1, 1], [1, 1], [1, 1], 5),
