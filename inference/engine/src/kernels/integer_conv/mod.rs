@@ -1081,8 +1081,9 @@ mod simd {
                 let (mut b30, mut b31, mut b32, mut b33) = (z, z, z, z);
                 // SAFETY: the asserts above bound every read: weight block `block` (< blocks)
                 // spans `pairs · 4` vectors of `panels` from block · pairs · WIDE_ROWS u32, and
-                // the pixel rows of `group` and of the next group (or of `group` again: `second`)
-                // span `pairs` u32 each of `input` from group · PIXELS · pairs · 2 i16; the steps
+                // the pixel rows of `group` and of the next group (which exists when `second` is
+                // not zero, else `group`'s rows are read again) span `pairs` u32 each of `input`
+                // from group · PIXELS · pairs · 2 i16; the steps
                 // end where row 0 reaches row 1's start (`pairs` is a multiple of STEP). No load
                 // needs alignment.
                 unsafe {
@@ -1186,8 +1187,6 @@ mod simd {
                             );
                         }};
                     }
-                    // Turns of four steps, then single steps: the pointers pass through
-                    // `black_box` once a step of either (see `four_steps_a_turn`).
                     // The other pixel rows at constant distances from `x0`, so that their
                     // loads keep constant offsets.
                     macro_rules! rows {
@@ -1197,6 +1196,8 @@ mod simd {
                                 (x0.byte_add(second), x1.byte_add(second), x2.byte_add(second), x3.byte_add(second));
                         };
                     }
+                    // Turns of four steps, then single steps, the pointers passing through
+                    // `black_box` once a turn of either (see `four_steps_a_turn`).
                     while x0 < quads {
                         (w, x0) = black_box((w, x0));
                         rows!();
