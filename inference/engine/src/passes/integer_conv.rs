@@ -129,7 +129,7 @@ pub(super) fn operator(
 ) -> IntegerConv {
     let channels = epilogue.scales.len();
     let winograd = WinogradWeights::new(weights, &geometry, channels).map(Arc::new);
-    let mut weights = PackedWeights::new(weights, &geometry, channels);
+    let mut weights = PackedWeights::for_image(weights, &geometry, channels);
     if winograd.is_some() {
         // Winograd's transforms never run the direct path: its packed weights need not stay in
         // the heap beside the transformed ones.

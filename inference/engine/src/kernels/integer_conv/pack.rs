@@ -82,7 +82,8 @@ pub fn padded_pairs(geometry: &Geometry) -> usize {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PackedWeights {
     pub channels: usize,
-    /// Channels per block: [`WIDE_ROWS`] when the channel count is a multiple of it, else
+    /// Channels per block: [`WIDE_ROWS`] when the channel count is a multiple of it (and, for
+    /// [`PackedWeights::for_image`], the image has more than one group of [`PIXELS`]), else
     /// [`ROWS`] (so no block computes channels that do not exist beyond the last four).
     pub rows: usize,
     pub pairs: usize,
@@ -99,6 +100,21 @@ impl PackedWeights {
     /// From ONNX's `[M, C, kh, kw]` weights, their zero point already subtracted (int8 values,
     /// or u8 values minus a zero point, both fit i16).
     pub fn new(values: &[i16], geometry: &Geometry, channels: usize) -> PackedWeights {
+        Self::in_blocks(values, geometry, channels, channels.is_multiple_of(WIDE_ROWS))
+    }
+
+    /// [`PackedWeights::new`] for a convolution whose `geometry` is its image's: an image of one
+    /// group of [`PIXELS`] (the one-pixel convolutions of heads and squeeze-and-excitation
+    /// blocks) takes four-channel blocks, as the wide kernel computes two groups at a time and
+    /// for one group would compute the second for nothing (`benchmarks/NOTES.md`, "Eight pixels
+    /// a step"). Winograd's products, whose geometry stands for any number of tiles, take
+    /// [`PackedWeights::new`].
+    pub fn for_image(values: &[i16], geometry: &Geometry, channels: usize) -> PackedWeights {
+        let wide = channels.is_multiple_of(WIDE_ROWS) && geometry.pixels() > PIXELS;
+        Self::in_blocks(values, geometry, channels, wide)
+    }
+
+    fn in_blocks(values: &[i16], geometry: &Geometry, channels: usize, wide: bool) -> PackedWeights {
         let depth = geometry.depth();
         let (c_count, taps) = (geometry.channels, geometry.kernel[0] * geometry.kernel[1]);
         // Our k-th value of output channel m is ONNX's channel k % C at tap k / C.
@@ -110,7 +126,7 @@ impl PackedWeights {
             }
         };
         let pairs = padded_pairs(geometry);
-        let rows = if channels.is_multiple_of(WIDE_ROWS) { WIDE_ROWS } else { ROWS };
+        let rows = if wide { WIDE_ROWS } else { ROWS };
         let blocks = channels.div_ceil(rows);
         let mut panels = vec![0u32; blocks * pairs * rows];
         for block in 0..blocks {

@@ -65,7 +65,7 @@ pub fn packed_and_multiplied<K: ConvKernels, T: Int8>(
     layouts: [Layout; 2],
 ) -> Vec<f32> {
     let pixels = geometry.pixels();
-    let weights = PackedWeights::new(&w.iter().map(|v| *v as i16).collect::<Vec<_>>(), geometry, m);
+    let weights = PackedWeights::for_image(&w.iter().map(|v| *v as i16).collect::<Vec<_>>(), geometry, m);
     let strides = Strides::of(layouts[1], m, pixels);
     let mut out = vec![f32::NAN; m * pixels];
     let packed = match layouts[0] {
@@ -93,7 +93,7 @@ pub fn packed_and_looked_up<K: ConvKernels, T: Int8>(
     initial: u8,
 ) -> Vec<u8> {
     let pixels = geometry.pixels();
-    let weights = PackedWeights::new(&w.iter().map(|v| *v as i16).collect::<Vec<_>>(), geometry, m);
+    let weights = PackedWeights::for_image(&w.iter().map(|v| *v as i16).collect::<Vec<_>>(), geometry, m);
     let strides = Strides::of(layouts[1], m, pixels);
     let mut out = vec![initial; m * pixels];
     let packed = match layouts[0] {
@@ -170,6 +170,8 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
         // An odd number of groups: the wide kernel's last pair of groups has no second, its
         // rows read again and their sums unused; its one pixel the epilogue's tail.
         (16, [1, 17], [1, 1], [1, 1], [1, 1], [0, 0], 32),
+        // One pixel (a head): four-channel blocks for a channel count of the wide ones.
+        (24, [1, 1], [1, 1], [1, 1], [1, 1], [0, 0], 32),
         // Whole 8 × 8 blocks of the packing's transposition, with channel and pixel edges; the
         // 1×1 ones over multiples of eight channels pack by the transposition alone.
         (16, [9, 7], [3, 3], [1, 1], [1, 1], [1, 1], 5),
