@@ -320,8 +320,9 @@ mod simd {
     }
 
     /// The static table's entries ([`fixed_byte_table`]) at the addresses in the i32 lanes of
-    /// the vectors `$addresses[..]` ([`QuantizeLanes::addresses`]), as the byte lanes of one
-    /// vector: lane `$to` gets the entry at lane `$lane` of vector `$v`. `v128.load8_lane`
+    /// address vectors made by [`QuantizeLanes::addresses`] (of the `Quantize` the table was
+    /// filled for: the macro's callers' obligation), as the byte lanes of one vector starting as
+    /// `$first`: lane `$to` gets the entry at lane `$lane` of vector `$v`. `v128.load8_lane`
     /// reads an entry straight into its lane: an extract and that load a lane, and one store
     /// for the vector, where a byte load and a byte store cost five a lane with their addresses
     /// (`benchmarks/NOTES.md`, "Table entries loaded into lanes"). The lanes may be permuted on
@@ -332,7 +333,8 @@ mod simd {
             $(
                 // The block is redundant where the macro is used inside one.
                 #[allow(unused_unsafe)]
-                // SAFETY: each address is the static table's plus an index clamped to 0..=255.
+                // SAFETY: each address is the static table's plus an index clamped to 0..=255
+                // (made by `QuantizeLanes::addresses`, the callers' obligation above).
                 let entry = unsafe {
                     v128_load8_lane::<$to>(entries, i32x4_extract_lane::<$lane>($v) as usize as *const u8)
                 };
