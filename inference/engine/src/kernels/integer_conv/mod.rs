@@ -158,6 +158,10 @@ fn widen_scalar(xs: &[u8], unsigned: bool, ys: &mut [MaybeUninit<i16>]) {
 
 /// [`ConvKernels::interleave`] for channels `channels.0..channels.1` of pixels
 /// `pixels.0..pixels.1` (the simd128 version's edges).
+///
+/// An empty range returns at once: the simd128 version's edge of channels is empty for every
+/// channel count that is a multiple of eight, and iterating its pixels anyway cost some forty
+/// instructions a pixel at the canister's opt-level (`benchmarks/NOTES.md`, "Empty edges").
 fn interleave_scalar(
     xs: &[u8],
     unsigned: bool,
@@ -166,6 +170,9 @@ fn interleave_scalar(
     channels: [usize; 2],
     pixels: [usize; 2],
 ) {
+    if channels[0] >= channels[1] || pixels[0] >= pixels[1] {
+        return;
+    }
     let [c_count, p_count] = count;
     for p in pixels[0]..pixels[1] {
         for c in channels[0]..channels[1] {
@@ -627,16 +634,23 @@ mod simd {
                 i += 16;
             }
         } else if step == 2 {
-            while i + 16 <= count && from + 2 * i + 32 <= len {
-                // SAFETY: reads x[from + 2i..][..32] within `xs` and writes ys[i..i + 16] (both
-                // checked just above); no alignment is required.
+            // Where the 32 bytes from the last vector's start are all in `xs` (every row but the
+            // last of an image), the last vector overlaps the ones before it, writing some of
+            // their values again, instead of leaving up to fifteen values to the scalar tail
+            // (some thirty instructions each: a first layer's rows of 111).
+            let overlap = count >= 16 && from + 2 * count <= len;
+            while (overlap && i < count) || (i + 16 <= count && from + 2 * i + 32 <= len) {
+                let first = if overlap { i.min(count - 16) } else { i };
+                // SAFETY: reads x[from + 2·first..][..32] and writes ys[first..first + 16]: with
+                // `overlap`, first + 16 <= count and from + 2·count <= len; otherwise first = i,
+                // checked by the loop's condition. No alignment is required.
                 unsafe {
-                    let at = x.add(from + 2 * i);
+                    let at = x.add(from + 2 * first);
                     let (a, b) = (v128_load(at as *const v128), v128_load(at.add(16) as *const v128));
                     let even = i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30>(a, b);
-                    v128_store(y.add(i) as *mut v128, even);
+                    v128_store(y.add(first) as *mut v128, even);
                 }
-                i += 16;
+                i = first + 16;
             }
             while i + 8 <= count && from + 2 * i + 16 <= len {
                 // SAFETY: reads x[from + 2i..][..16] within `xs` and writes ys[i..i + 8] (both
