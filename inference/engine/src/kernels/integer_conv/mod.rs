@@ -634,23 +634,37 @@ mod simd {
                 i += 16;
             }
         } else if step == 2 {
-            // Where the 32 bytes from the last vector's start are all in `xs` (every row but the
-            // last of an image), the last vector overlaps the ones before it, writing some of
-            // their values again, instead of leaving up to fifteen values to the scalar tail
-            // (some thirty instructions each: a first layer's rows of 111).
-            let overlap = count >= 16 && from + 2 * count <= len;
-            while (overlap && i < count) || (i + 16 <= count && from + 2 * i + 32 <= len) {
-                let first = if overlap { i.min(count - 16) } else { i };
-                // SAFETY: reads x[from + 2·first..][..32] and writes ys[first..first + 16]: with
-                // `overlap`, first + 16 <= count and from + 2·count <= len; otherwise first = i,
-                // checked by the loop's condition. No alignment is required.
-                unsafe {
-                    let at = x.add(from + 2 * first);
+            // Whole vectors of sixteen values (32 bytes read each) as far as both the values and
+            // the bytes go, by pointers stepping a vector at a time: a loop testing both bounds
+            // by index cost half as much again.
+            let vectors = (count / 16).min(len.saturating_sub(from) / 32);
+            // SAFETY: vector k < vectors reads x[from + 32k..][..32], within `xs` (from + 32 ·
+            // vectors <= len), and writes ys[16k..][..16] (16 · vectors <= count). No alignment
+            // is required.
+            unsafe {
+                let (mut at, mut to, end) = (x.add(from), y, y.add(16 * vectors));
+                while to < end {
                     let (a, b) = (v128_load(at as *const v128), v128_load(at.add(16) as *const v128));
                     let even = i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30>(a, b);
-                    v128_store(y.add(first) as *mut v128, even);
+                    v128_store(to as *mut v128, even);
+                    (at, to) = (at.add(32), to.add(16));
                 }
-                i = first + 16;
+            }
+            i = 16 * vectors;
+            // The last sixteen values as one vector overlapping the ones before (writing some of
+            // their values again), where its 32 bytes are in `xs` (every row but an image's
+            // last): not up to fifteen values left to the scalar tail, some thirty instructions
+            // each (a first layer's rows of 111 values).
+            if i < count && count >= 16 && from + 2 * count <= len {
+                // SAFETY: reads x[from + 2 · (count − 16)..][..32], within `xs` (from + 2 · count
+                // <= len), and writes ys[count − 16..count]. No alignment is required.
+                unsafe {
+                    let at = x.add(from + 2 * (count - 16));
+                    let (a, b) = (v128_load(at as *const v128), v128_load(at.add(16) as *const v128));
+                    let even = i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30>(a, b);
+                    v128_store(y.add(count - 16) as *mut v128, even);
+                }
+                i = count;
             }
             while i + 8 <= count && from + 2 * i + 16 <= len {
                 // SAFETY: reads x[from + 2i..][..16] within `xs` and writes ys[i..i + 8] (both
