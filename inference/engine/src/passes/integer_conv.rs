@@ -333,19 +333,30 @@ fn conv_match(
 }
 
 /// A 1×1 convolution, which tract declutters into `EinSum` (named `<conv>.einsum`) over the
-/// channel axis, followed by its bias `Add` (named `<conv>`).
+/// channel axis, followed by its bias `Add` (named `<conv>`); without a bias, the `EinSum` alone
+/// (named `<conv>`). Of a one-pixel image too, whose unit axes the product drops.
 fn einsum_match(
     model: &TypedModel,
     node: &TypedNode,
     einsum: &EinSum,
     weights: &QuantizedWeights,
 ) -> TractResult<Option<Match>> {
-    let Some(onnx) = node.name.strip_suffix(".einsum").and_then(|conv| weights.get(conv)) else { return Ok(None) };
+    // A convolution without a bias declutters into its einsum alone, under the convolution's name.
+    let conv = node.name.strip_suffix(".einsum").unwrap_or(&node.name);
+    let Some(onnx) = weights.get(conv) else { return Ok(None) };
     if einsum.q_params.is_some() || node.inputs.len() != 2 {
         return Ok(None);
     }
     let Some(x) = dequantized(model, node.inputs[0])? else { return Ok(None) };
-    let Some(([input, output], mut geometry)) = einsum_geometry(model, einsum, x.0)? else { return Ok(None) };
+    // A one-pixel image's product (a classifier's head after its global pool) writes the flat
+    // `[N,] M` the graph reads.
+    let (([input, output], mut geometry), flat) = match einsum_geometry(model, einsum, x.0)? {
+        Some(found) => (found, false),
+        None => match vector_einsum_geometry(model, einsum, x.0)? {
+            Some(found) => (found, true),
+            None => return Ok(None),
+        },
+    };
     let last = downsampled(model, node, output, &mut geometry)?;
     let m = onnx.shape[0];
     // The bias add, when it is the einsum's (or its downsample's) only reader and adds one
@@ -363,7 +374,7 @@ fn einsum_match(
         _ => (vec![0.0; m], OutletId::new(last.id, 0)),
     };
     let op = build(model, &x.1, onnx, node.inputs[1], geometry, bias, [input, output])?;
-    Ok(op.map(|op| Match { inputs: tvec!(x.0), op, replaces, flat: false }))
+    Ok(op.map(|op| Match { inputs: tvec!(x.0), op, replaces, flat }))
 }
 
 /// The `Downsample`s tract's declutter pulled up onto a convolution's output from a strided

@@ -937,8 +937,77 @@ mod simd {
     ) {
         if weights.rows == WIDE_ROWS {
             multiply_wide(weights, input, pixels, epilogue, strides, Sink::Floats(out))
+        } else if pixels == 1 {
+            multiply_pixel(weights, input, epilogue, strides, out)
         } else {
             multiply_narrow(weights, input, pixels, epilogue, strides, out)
+        }
+    }
+
+    /// One pixel (a classifier's head, a squeeze-and-excitation block's products), per block of
+    /// four channels: one accumulator, and each step of [`STEP`] K pairs four weight vectors and
+    /// the pixel's four splats. The group kernel would compute its three other pixels too, rows
+    /// of padding (`benchmarks/NOTES.md`, "One pixel, one accumulator").
+    fn multiply_pixel(weights: &PackedWeights, input: &[i16], epilogue: &Epilogue, strides: Strides, out: &mut [f32]) {
+        let pairs = weights.pairs;
+        assert_eq!(weights.rows, ROWS);
+        let blocks = weights.channels.div_ceil(ROWS);
+        assert!(
+            pairs.is_multiple_of(STEP) && weights.panels.len() >= blocks * pairs * ROWS && input.len() >= pairs * 2
+        );
+        assert!(epilogue.scales.len() >= weights.channels && epilogue.bias.len() >= weights.channels);
+        let mut block = 0;
+        while block < blocks {
+            let first = block * ROWS;
+            let mut acc = i32x4_splat(0);
+            // SAFETY: the asserts above bound every read: weight block `block` (< blocks) spans
+            // `pairs` vectors of `panels` from block · pairs · ROWS u32, and the pixel's row
+            // `pairs` u32 of `input`; the steps end at the row's end (`pairs` is a multiple of
+            // STEP). No load needs alignment.
+            unsafe {
+                let mut w = weights.panels.as_ptr().add(block * pairs * ROWS) as *const v128;
+                let mut x = input.as_ptr() as *const u32;
+                let (end, quads) = (x.add(pairs), x.add(pairs / (4 * STEP) * (4 * STEP)));
+                macro_rules! step {
+                    ($o:expr) => {
+                        acc = i32x4_add(
+                            acc,
+                            i32x4_add(
+                                i32x4_add(
+                                    i32x4_dot_i16x8(v128_load(w.add($o)), v128_load32_splat(x.add($o))),
+                                    i32x4_dot_i16x8(v128_load(w.add($o + 1)), v128_load32_splat(x.add($o + 1))),
+                                ),
+                                i32x4_add(
+                                    i32x4_dot_i16x8(v128_load(w.add($o + 2)), v128_load32_splat(x.add($o + 2))),
+                                    i32x4_dot_i16x8(v128_load(w.add($o + 3)), v128_load32_splat(x.add($o + 3))),
+                                ),
+                            ),
+                        )
+                    };
+                }
+                // Turns of four steps, then single steps, the pointers passing through
+                // `black_box` once a turn (see `four_steps_a_turn`).
+                while x < quads {
+                    (w, x) = black_box((w, x));
+                    step!(0);
+                    step!(STEP);
+                    step!(2 * STEP);
+                    step!(3 * STEP);
+                    (w, x) = (w.add(4 * STEP), x.add(4 * STEP));
+                }
+                while x < end {
+                    (w, x) = black_box((w, x));
+                    step!(0);
+                    (w, x) = (w.add(STEP), x.add(STEP));
+                }
+            }
+            Lanes::new(weights, epilogue, first, strides.channel).finish(
+                acc,
+                out,
+                first * strides.channel,
+                strides.channel,
+            );
+            block += 1;
         }
     }
 

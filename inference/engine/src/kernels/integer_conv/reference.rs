@@ -170,8 +170,11 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
         // An odd number of groups: the wide kernel's last pair of groups has no second, its
         // rows read again and their sums unused; its one pixel the epilogue's tail.
         (16, [1, 17], [1, 1], [1, 1], [1, 1], [0, 0], 32),
-        // One pixel (a head): four-channel blocks for a channel count of the wide ones.
+        // One pixel (a head): four-channel blocks for a channel count of the wide ones, one
+        // accumulator a block; a turn of four steps and a step after it, and a last block of
+        // two channels.
         (24, [1, 1], [1, 1], [1, 1], [1, 1], [0, 0], 32),
+        (40, [1, 1], [1, 1], [1, 1], [1, 1], [0, 0], 10),
         // Whole 8 × 8 blocks of the packing's transposition, with channel and pixel edges; the
         // 1×1 ones over multiples of eight channels pack by the transposition alone.
         (16, [9, 7], [3, 3], [1, 1], [1, 1], [1, 1], 5),
