@@ -196,6 +196,8 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
         (8, [7, 9], [3, 3], [1, 1], [1, 1], [0, 0], 4),
         (16, [5, 4], [3, 3], [1, 1], [1, 1], [2, 2], 13),
         (8, [5, 18], [3, 3], [1, 1], [1, 1], [1, 1], 3),
+        // One tile: each position's product is of one pixel, four-channel blocks.
+        (8, [2, 2], [3, 3], [1, 1], [1, 1], [1, 1], 4),
     ];
     let mut seed = 12345u32;
     let mut next = move || {
