@@ -8,7 +8,7 @@
 use inference_engine::executor::run_to_end;
 use inference_engine::model::{inspect, load};
 use inference_engine::types::{DType, TensorSpec};
-use model_testdata::onnx::{int, ElemType, Graph};
+use model_testdata::onnx::{int, quantize_u8 as quantize, ElemType, Graph};
 use tract_onnx::prelude::*;
 
 const CHANNELS: usize = 40;
@@ -17,10 +17,6 @@ const X_SCALE: f32 = 0.05;
 const X_ZP: u8 = 128;
 const POOL_SCALE: f32 = 0.02;
 const POOL_ZP: u8 = 100;
-
-fn quantize(x: f32, scale: f32, zero_point: u8) -> u8 {
-    ((x / scale).round_ties_even() + zero_point as f32).clamp(0.0, 255.0) as u8
-}
 
 fn weights() -> Vec<i8> {
     (0..OUTPUTS * CHANNELS).map(|i| ((i * 37 % 255) as i32 - 127) as i8).collect()

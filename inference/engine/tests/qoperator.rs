@@ -5,17 +5,13 @@
 use inference_engine::executor::run_to_end;
 use inference_engine::model::{inspect, load};
 use inference_engine::types::{DType, TensorSpec};
-use model_testdata::onnx::{float, int, ElemType, Graph};
+use model_testdata::onnx::{float, int, quantize_u8 as quantize, ElemType, Graph};
 use tract_onnx::prelude::*;
 
 const X_SCALE: f32 = 0.05;
 const X_ZP: u8 = 128;
 const Y_SCALE: f32 = 0.01;
 const Y_ZP: u8 = 20;
-
-fn quantize(x: f32, scale: f32, zero_point: u8) -> u8 {
-    ((x / scale).round_ties_even() + zero_point as f32).clamp(0.0, 255.0) as u8
-}
 
 fn dequantize(q: u8, scale: f32, zero_point: u8) -> f32 {
     (q as f32 - zero_point as f32) * scale

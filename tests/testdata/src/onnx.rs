@@ -97,6 +97,12 @@ impl Graph {
     }
 }
 
+/// ONNX's `QuantizeLinear` to u8 of one value: divided by the scale, rounded half to even, the
+/// zero point added, saturated.
+pub fn quantize_u8(x: f32, scale: f32, zero_point: u8) -> u8 {
+    ((x / scale).round_ties_even() + zero_point as f32).clamp(0.0, 255.0) as u8
+}
+
 pub fn int(name: &str, value: i64) -> AttributeProto {
     AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i: value, ..Default::default() }
 }
