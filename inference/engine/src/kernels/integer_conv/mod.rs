@@ -644,9 +644,7 @@ mod simd {
             unsafe {
                 let (mut at, mut to, end) = (x.add(from), y, y.add(16 * vectors));
                 while to < end {
-                    let (a, b) = (v128_load(at as *const v128), v128_load(at.add(16) as *const v128));
-                    let even = i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30>(a, b);
-                    v128_store(to as *mut v128, even);
+                    even_bytes(at, to);
                     (at, to) = (at.add(32), to.add(16));
                 }
             }
@@ -658,12 +656,7 @@ mod simd {
             if i < count && count >= 16 && from + 2 * count <= len {
                 // SAFETY: reads x[from + 2 · (count − 16)..][..32], within `xs` (from + 2 · count
                 // <= len), and writes ys[count − 16..count]. No alignment is required.
-                unsafe {
-                    let at = x.add(from + 2 * (count - 16));
-                    let (a, b) = (v128_load(at as *const v128), v128_load(at.add(16) as *const v128));
-                    let even = i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30>(a, b);
-                    v128_store(y.add(count - 16) as *mut v128, even);
-                }
+                unsafe { even_bytes(x.add(from + 2 * (count - 16)), y.add(count - 16)) };
                 i = count;
             }
             while i + 8 <= count && from + 2 * i + 16 <= len {
@@ -678,6 +671,20 @@ mod simd {
             }
         }
         gather_scalar(xs, from, step, ys, i)
+    }
+
+    /// The even bytes of the 32 at `from`, sixteen of them, written at `to`.
+    ///
+    /// # Safety
+    /// 32 bytes must be readable at `from` and 16 writable at `to`; no alignment is required.
+    #[inline(always)]
+    unsafe fn even_bytes(from: *const u8, to: *mut u8) {
+        // SAFETY: the caller's.
+        unsafe {
+            let (a, b) = (v128_load(from as *const v128), v128_load(from.add(16) as *const v128));
+            let even = i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30>(a, b);
+            v128_store(to as *mut v128, even);
+        }
     }
 
     /// Thirty-two values a step (four vectors at constant offsets from one address: one
