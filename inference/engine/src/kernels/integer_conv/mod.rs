@@ -789,7 +789,9 @@ mod simd {
     /// The epilogue's parameters for one block of four channels, as lanes.
     #[derive(Clone, Copy)]
     struct Lanes {
-        offset: v128,
+        /// Where each channel's sums start: `−zp · Σ w` (wrapping), so that the zero point is
+        /// subtracted once per sum, not once per output in the epilogue; zeros for raw sums.
+        start: v128,
         scale: v128,
         bias: v128,
         /// Channels of the block that exist (the last block may have fewer than four).
@@ -806,15 +808,17 @@ mod simd {
         fn new(weights: &PackedWeights, epilogue: &Epilogue, first: usize, channel_stride: usize) -> Lanes {
             let count = (weights.channels - first).min(ROWS);
             let mut values = [[0f32; 4]; 2];
-            let mut offsets = [0i32; 4];
+            let mut starts = [0i32; 4];
             for r in 0..count {
                 values[0][r] = epilogue.scales[first + r];
                 values[1][r] = epilogue.bias[first + r];
-                offsets[r] = epilogue.zero_point.wrapping_mul(weights.sums[first + r]);
+                if !epilogue.raw {
+                    starts[r] = epilogue.zero_point.wrapping_mul(weights.sums[first + r]).wrapping_neg();
+                }
             }
             let [s, b] = values;
             Lanes {
-                offset: i32x4(offsets[0], offsets[1], offsets[2], offsets[3]),
+                start: i32x4(starts[0], starts[1], starts[2], starts[3]),
                 scale: f32x4(s[0], s[1], s[2], s[3]),
                 bias: f32x4(b[0], b[1], b[2], b[3]),
                 count,
@@ -862,10 +866,11 @@ mod simd {
             }
         }
 
-        /// [`Epilogue::scalar`] of the block's four channels (lanes), not raw.
+        /// [`Epilogue::scalar`] of the block's four channels (lanes), not raw, from sums that
+        /// started at [`Lanes::start`].
         #[inline(always)]
         fn converted(&self, acc: v128) -> v128 {
-            f32x4_add(f32x4_mul(f32x4_convert_i32x4(i32x4_sub(acc, self.offset)), self.scale), self.bias)
+            f32x4_add(f32x4_mul(f32x4_convert_i32x4(acc), self.scale), self.bias)
         }
 
         /// [`Lanes::finish`] of four consecutive pixels' accumulators into a planar output,
@@ -966,7 +971,8 @@ mod simd {
         let mut block = 0;
         while block < blocks {
             let first = block * ROWS;
-            let mut acc = i32x4_splat(0);
+            let lanes = Lanes::new(weights, epilogue, first, strides.channel);
+            let mut acc = lanes.start;
             // SAFETY: the asserts above bound every read: weight block `block` (< blocks) spans
             // `pairs` vectors of `panels` from block · pairs · ROWS u32, and the pixel's row
             // `pairs` u32 of `input`; the steps end at the row's end (`pairs` is a multiple of
@@ -1008,12 +1014,7 @@ mod simd {
                     (w, x) = (w.add(STEP), x.add(STEP));
                 }
             }
-            Lanes::new(weights, epilogue, first, strides.channel).finish(
-                acc,
-                out,
-                first * strides.channel,
-                strides.channel,
-            );
+            lanes.finish(acc, out, first * strides.channel, strides.channel);
             block += 1;
         }
     }
@@ -1044,7 +1045,7 @@ mod simd {
             let lanes = Lanes::new(weights, epilogue, first, strides.channel);
             let mut group = 0;
             while group < groups {
-                let z = i32x4_splat(0);
+                let z = lanes.start;
                 let (mut a0, mut a1, mut a2, mut a3) = (z, z, z, z);
                 // SAFETY: the asserts above bound every read: weight block `block` (< blocks)
                 // spans `pairs` vectors of `panels` from block · pairs · ROWS u32, and the four
@@ -1174,15 +1175,17 @@ mod simd {
             while group < groups {
                 // The second group's rows, or the first's again where there is no second.
                 let second = if group + 1 < groups { 4 * row } else { 0 };
-                let z = i32x4_splat(0);
-                let (mut a00, mut a01, mut a02, mut a03) = (z, z, z, z);
-                let (mut a10, mut a11, mut a12, mut a13) = (z, z, z, z);
-                let (mut a20, mut a21, mut a22, mut a23) = (z, z, z, z);
-                let (mut a30, mut a31, mut a32, mut a33) = (z, z, z, z);
-                let (mut b00, mut b01, mut b02, mut b03) = (z, z, z, z);
-                let (mut b10, mut b11, mut b12, mut b13) = (z, z, z, z);
-                let (mut b20, mut b21, mut b22, mut b23) = (z, z, z, z);
-                let (mut b30, mut b31, mut b32, mut b33) = (z, z, z, z);
+                // Accumulator a{j}{g} (pixel j, channels 4g..4g + 4) starts at those channels'
+                // `Lanes::start`.
+                let (s0, s1, s2, s3) = (lanes[0].start, lanes[1].start, lanes[2].start, lanes[3].start);
+                let (mut a00, mut a01, mut a02, mut a03) = (s0, s1, s2, s3);
+                let (mut a10, mut a11, mut a12, mut a13) = (s0, s1, s2, s3);
+                let (mut a20, mut a21, mut a22, mut a23) = (s0, s1, s2, s3);
+                let (mut a30, mut a31, mut a32, mut a33) = (s0, s1, s2, s3);
+                let (mut b00, mut b01, mut b02, mut b03) = (s0, s1, s2, s3);
+                let (mut b10, mut b11, mut b12, mut b13) = (s0, s1, s2, s3);
+                let (mut b20, mut b21, mut b22, mut b23) = (s0, s1, s2, s3);
+                let (mut b30, mut b31, mut b32, mut b33) = (s0, s1, s2, s3);
                 // SAFETY: the asserts above bound every read: weight block `block` (< blocks)
                 // spans `pairs · 4` vectors of `panels` from block · pairs · WIDE_ROWS u32, and
                 // the pixel rows of `group` and of the next group (which exists when `second` is
