@@ -789,8 +789,9 @@ mod simd {
     /// The epilogue's parameters for one block of four channels, as lanes.
     #[derive(Clone, Copy)]
     struct Lanes {
-        /// Where each channel's sums start: `−zp · Σ w` (wrapping), so that the zero point is
-        /// subtracted once per sum, not once per output in the epilogue; zeros for raw sums.
+        /// Where each channel's sums start: `−zp · Σ w` (wrapping), the zero point's share, which
+        /// the epilogue then need not subtract (an `i32x4.sub` per four outputs); zeros for raw
+        /// sums.
         start: v128,
         scale: v128,
         bias: v128,
