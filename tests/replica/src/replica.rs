@@ -394,8 +394,10 @@ impl LocalReplica {
         }
     }
 
-    pub fn stable_memory(&self, canister: Principal) -> Vec<u8> {
-        self.canisters.get(&canister).map(|c| c.host().stable.bytes.clone()).unwrap_or_default()
+    /// A canister's stable memory, lent rather than copied: a deployed inference canister's runs
+    /// to hundreds of MB, and tests read it around hundreds of calls.
+    pub fn stable_memory(&self, canister: Principal) -> &[u8] {
+        self.canisters.get(&canister).map_or(&[], |c| &c.host().stable.bytes)
     }
 
     pub fn stable_bytes(&self, canister: Principal) -> u64 {
