@@ -56,6 +56,16 @@ impl ModuleCache {
             .dir
             .as_ref()
             .map(|d| d.join(format!("{}-{:016x}.cwasm", hex::encode(hash), engine_fingerprint(&self.engine))));
+        // Test processes that start together with a cold cache would each compile the same module
+        // (tens of CPU-seconds for the inference canister): the first compiles it under an
+        // exclusive lock, and the others wait for it and load its file. The OS releases the lock of
+        // a process that dies.
+        let _lock = file.as_ref().and_then(|f| {
+            std::fs::create_dir_all(f.parent()?).ok()?;
+            let lock = std::fs::File::create(f.with_extension("lock")).ok()?;
+            lock.lock().ok()?;
+            Some(lock)
+        });
         let module = match file.as_ref().filter(|f| f.exists()) {
             // SAFETY: the file was written by `Module::serialize` of this same wasmtime version
             // (its name carries the version) from a module whose hash it carries.
@@ -123,6 +133,10 @@ pub struct Instantiated {
     store: Store<Host>,
     instance: Instance,
     globals: Vec<Global>,
+    /// The last message's heap snapshot, kept for the next one: copying into pages already
+    /// mapped costs a fraction of allocating a fresh copy of a model-sized heap per message, whose
+    /// page faults were most of a split run's time (`perf` on the `variants` test).
+    spare_heap: Vec<u8>,
 }
 
 struct Snapshot {
@@ -146,7 +160,16 @@ impl Instantiated {
             .into_iter()
             .filter_map(|name| instance.get_global(&mut store, &name))
             .collect();
-        Ok(Instantiated { module, wasm_hash, module_bytes: 0, metadata: Default::default(), store, instance, globals })
+        Ok(Instantiated {
+            module,
+            wasm_hash,
+            module_bytes: 0,
+            metadata: Default::default(),
+            store,
+            instance,
+            globals,
+            spare_heap: Vec::new(),
+        })
     }
 
     pub fn host(&self) -> &Host {
@@ -169,15 +192,16 @@ impl Instantiated {
     }
 
     fn snapshot(&mut self) -> Snapshot {
-        let heap = match self.store.data().memory {
-            Some(m) => m.data(&self.store).to_vec(),
-            None => Vec::new(),
-        };
+        let mut heap = std::mem::take(&mut self.spare_heap);
+        heap.clear();
+        if let Some(m) = self.store.data().memory {
+            heap.extend_from_slice(m.data(&self.store));
+        }
         let globals = self.globals.iter().map(|g| g.get(&mut self.store)).collect();
         Snapshot { heap, globals }
     }
 
-    fn restore(&mut self, linker: &Linker<Host>, snap: Snapshot) -> wasmtime::Result<()> {
+    fn restore(&mut self, linker: &Linker<Host>, snap: &Snapshot) -> wasmtime::Result<()> {
         let grown = self.heap_bytes() != snap.heap.len() as u64;
         if grown {
             // Wasm memory cannot shrink: start a fresh instance and put the old heap back.
@@ -197,8 +221,8 @@ impl Instantiated {
         if let Some(memory) = self.store.data().memory {
             memory.data_mut(&mut self.store)[..snap.heap.len()].copy_from_slice(&snap.heap);
         }
-        for (g, v) in self.globals.clone().iter().zip(snap.globals) {
-            g.set(&mut self.store, v)?;
+        for (g, v) in self.globals.clone().iter().zip(&snap.globals) {
+            g.set(&mut self.store, *v)?;
         }
         Ok(())
     }
@@ -241,8 +265,9 @@ impl Instantiated {
             host.cycles = cycles_before;
             host.certified_data = certified_before;
             host.global_timer = timer_before;
-            self.restore(linker, snapshot).expect("restoring the canister after a trap");
+            self.restore(linker, &snapshot).expect("restoring the canister after a trap");
         }
+        self.spare_heap = snapshot.heap;
         Execution { trap, instructions, message }
     }
 
