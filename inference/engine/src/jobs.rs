@@ -13,6 +13,13 @@
 //! ran before or of whose they are. A record is visible only to its owner. A finished record (and its result) is dropped
 //! [`RESULT_TTL_NS`] after the job ended, or when its owner cancels it; a running one never
 //! expires. At most [`MAX_JOB_RECORDS`] are kept.
+//!
+//! What admitting a job needs (records per owner, which records expire first) is kept on the heap
+//! beside the stable maps (`Index`), so a `submit` reads no record to decide; the index is
+//! rebuilt by one scan when the jobs are opened (install, upgrade). A trap rolls back heap and
+//! stable memory together, so the two cannot disagree.
+
+use std::collections::BTreeMap;
 
 use candid::Principal;
 use ic_stable_structures::{Memory, StableBTreeMap, StableCell};
@@ -36,6 +43,60 @@ pub struct Jobs<M: Memory> {
     results: StableBTreeMap<u64, JobResult, Mem<M>>,
     /// The counter job ids are derived from; never reused, even after records expire.
     next_id: StableCell<u64, Mem<M>>,
+    /// The records' owners and expiries, on the heap.
+    index: Index,
+}
+
+/// The records' owners and expiries: enough to admit a job without decoding every record (a
+/// scan decoded up to [`MAX_JOB_RECORDS`] records per `submit`).
+#[derive(Default)]
+struct Index {
+    /// How many records each owner holds: running ones, and ended ones until they expire or are
+    /// discarded.
+    held: BTreeMap<Principal, u32>,
+    /// Ended records by (expiry, id), soonest first. A sorted vector, not a `BTreeSet`: at most
+    /// [`MAX_JOB_RECORDS`] entries, and the set's code took the canister's module over its code
+    /// budget (`the_modules_fit_the_ic_limits_with_the_margin_we_keep`).
+    expiring: Vec<(u64, u64)>,
+}
+
+impl Index {
+    fn add(&mut self, id: u64, record: &JobRecord) {
+        *self.held.entry(record.owner).or_default() += 1;
+        self.ended(id, &record.status);
+    }
+
+    /// A record's status now has an expiry (it ended).
+    fn ended(&mut self, id: u64, status: &JobStatus) {
+        if let Some(at) = status.expires_at_ns() {
+            let place = self.expiring.partition_point(|entry| *entry < (at, id));
+            self.expiring.insert(place, (at, id));
+        }
+    }
+
+    fn remove(&mut self, id: u64, record: &JobRecord) {
+        if let Some(held) = self.held.get_mut(&record.owner) {
+            *held -= 1;
+            if *held == 0 {
+                self.held.remove(&record.owner);
+            }
+        }
+        if let Some(at) = record.status.expires_at_ns() {
+            if let Ok(place) = self.expiring.binary_search(&(at, id)) {
+                self.expiring.remove(place);
+            }
+        }
+    }
+
+    /// The records expired at `now`.
+    fn expired(&self, now: u64) -> Vec<u64> {
+        let due = self.expiring.partition_point(|&(at, _)| at <= now);
+        self.expiring[..due].iter().map(|&(_, id)| id).collect()
+    }
+
+    fn held_by(&self, owner: &Principal) -> u32 {
+        self.held.get(owner).copied().unwrap_or(0)
+    }
 }
 
 /// The secret job ids are derived from: 32 unpredictable bytes (the canister draws them from the
@@ -54,10 +115,16 @@ impl IdKey {
 
 impl<M: Memory> Jobs<M> {
     pub fn init(layout: &StableLayout<M>) -> Self {
+        let records: StableBTreeMap<u64, JobRecord, Mem<M>> = StableBTreeMap::init(layout.memory(stable::JOBS));
+        let mut index = Index::default();
+        for entry in records.iter() {
+            index.add(*entry.key(), &entry.value());
+        }
         Jobs {
-            records: StableBTreeMap::init(layout.memory(stable::JOBS)),
+            records,
             results: StableBTreeMap::init(layout.memory(stable::JOB_RESULTS)),
             next_id: StableCell::init(layout.memory(stable::JOB_IDS), 1),
+            index,
         }
     }
 
@@ -73,23 +140,13 @@ impl<M: Memory> Jobs<M> {
     /// Drops expired records, then refuses when every record is taken, or when `owner` holds
     /// `per_owner` of them (so one caller cannot take every record by never fetching).
     pub fn check_capacity(&mut self, owner: Principal, per_owner: u32, now: u64) -> Result<(), JobError> {
-        // One scan (each record decoded once) finds the expired records and the owner's others.
-        let (mut expired, mut held) = (Vec::new(), 0u64);
-        for entry in self.records.iter() {
-            let record = entry.value();
-            if record.status.expires_at_ns().is_some_and(|at| at <= now) {
-                expired.push(*entry.key());
-            } else if record.owner == owner {
-                held += 1;
-            }
-        }
-        for id in expired {
+        for id in self.index.expired(now) {
             self.forget(id);
         }
         if self.records.len() >= MAX_JOB_RECORDS {
             return Err(JobError::RecordsFull { limit: MAX_JOB_RECORDS as u32 });
         }
-        if held >= per_owner as u64 {
+        if self.index.held_by(&owner) >= per_owner {
             return Err(JobError::CallerRecordsFull { limit: per_owner });
         }
         Ok(())
@@ -107,8 +164,13 @@ impl<M: Memory> Jobs<M> {
             }
         };
         self.next_id.set(n);
-        let status = JobStatus::Running { steps_done: 0, steps_total: 0, messages: 0 };
-        self.records.insert(id, JobRecord { owner, submitted_at_ns: now, status });
+        let record = JobRecord {
+            owner,
+            submitted_at_ns: now,
+            status: JobStatus::Running { steps_done: 0, steps_total: 0, messages: 0 },
+        };
+        self.index.add(id, &record);
+        self.records.insert(id, record);
         Ok(id)
     }
 
@@ -179,6 +241,7 @@ impl<M: Memory> Jobs<M> {
         let mut record = self.owned(caller, id, now)?;
         if record.status.is_running() {
             record.status = JobStatus::Cancelled { expires_at_ns: now.saturating_add(RESULT_TTL_NS) };
+            self.index.ended(id, &record.status);
             self.records.insert(id, record);
         } else {
             self.forget(id);
@@ -200,12 +263,15 @@ impl<M: Memory> Jobs<M> {
     fn end(&mut self, id: u64, ended: impl FnOnce(&mut StableBTreeMap<u64, JobResult, Mem<M>>) -> JobStatus) {
         if let Some(mut record) = self.records.get(&id).filter(|r| r.status.is_running()) {
             record.status = ended(&mut self.results);
+            self.index.ended(id, &record.status);
             self.records.insert(id, record);
         }
     }
 
     fn forget(&mut self, id: u64) {
-        self.records.remove(&id);
+        if let Some(record) = self.records.remove(&id) {
+            self.index.remove(id, &record);
+        }
         self.results.remove(&id);
     }
 }

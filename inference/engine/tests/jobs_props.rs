@@ -1,5 +1,7 @@
 //! The polling jobs' state machine against a plain model of it: submit, progress, finish (ok or
-//! failed), trap, cancel, expiry and upgrade in random orders, by the owner and by others.
+//! failed), trap, cancel, expiry and upgrade in random orders, by the owner and by others; and
+//! admission against each owner's share of the records, which the jobs decide from an index on
+//! the heap (rebuilt at every upgrade) and the model by counting.
 
 use std::collections::BTreeMap;
 
@@ -20,6 +22,9 @@ fn answer(n: u64) -> JobResult {
     let model = ModelRef { name: "m".into(), version: 1, sha256: vec![0; 32] };
     JobResult::Inference(Inference { outputs: vec![], model, instructions: n, messages: 1, receipt: None })
 }
+
+/// Records one owner may hold: small, so random runs reach it (and expiry or a cancel frees one).
+const SHARE: u32 = 3;
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -69,6 +74,12 @@ impl Model {
     /// has (derived ids are 64 random-looking bits, never this small).
     fn id(&self, job: u64) -> u64 {
         self.ids.get(job as usize - 1).copied().unwrap_or(job)
+    }
+
+    /// Records `owner` holds at `now`: running, or ended and not yet expired or discarded.
+    fn held(&self, owner: u8, now: u64) -> u32 {
+        let live = |(o, _, expires): &&(u8, State, Option<u64>)| *o == owner && expires.is_none_or(|at| at > now);
+        self.jobs.values().filter(live).count() as u32
     }
 
     fn live(&self, caller: u8, job: u64, now: u64) -> Option<&(u8, State, Option<u64>)> {
@@ -132,12 +143,18 @@ proptest! {
                 op => op,
             };
             match op {
-                Op::Submit { owner } => {
-                    let id = jobs.start(who(owner), u32::MAX, now, &key).expect("far below the record limit");
-                    prop_assert!(!model.ids.contains(&id), "ids are never reused");
-                    model.ids.push(id);
-                    model.jobs.insert(id, (owner, State::Running(0), None));
-                }
+                Op::Submit { owner } => match jobs.start(who(owner), SHARE, now, &key) {
+                    Ok(id) => {
+                        prop_assert!(model.held(owner, now) < SHARE, "admitted beyond the owner's share");
+                        prop_assert!(!model.ids.contains(&id), "ids are never reused");
+                        model.ids.push(id);
+                        model.jobs.insert(id, (owner, State::Running(0), None));
+                    }
+                    Err(refused) => {
+                        prop_assert_eq!(refused, JobError::CallerRecordsFull { limit: SHARE });
+                        prop_assert!(model.held(owner, now) >= SHARE, "refused within the owner's share");
+                    }
+                },
                 Op::Progress { job, steps } => {
                     let advance = Advance { steps_done: steps, steps_total: 100, messages: 2 };
                     let running = matches!(model.jobs.get(&job), Some((_, State::Running(_), _)));

@@ -11,7 +11,10 @@ use agency_api::Document;
 use canister_harness::cases::{input, inputs, specs};
 use canister_harness::deploy::Deployment;
 use canister_harness::{user, CallCost};
-use inference_api::{ClassifyRequest, InputTensor, Kernels, Profile, TensorData, UploadChunk, UploadRequest};
+use inference_api::{
+    ClassifyRequest, InputTensor, JobError, JobRequest, JobStatus, Kernels, Profile, TensorData, UploadChunk,
+    UploadRequest, MAX_JOB_RECORDS,
+};
 use inference_client::calls;
 use inference_client::text::calls as text_calls;
 use model_testdata::{case, variants, Case};
@@ -425,7 +428,7 @@ fn texts(r: &mut Runner) -> Profiled {
 }
 
 /// How many benchmarks [`batches`] records.
-const BATCHED: usize = 3 * 3 + 2 + 2 + 1;
+const BATCHED: usize = 3 * 3 + 2 + 2 + 1 + 2;
 
 /// Batches through one `classify`: tabular models at 1, 16 and 256 rows (instructions per
 /// record, and per visited tree node for the tree ensembles), the image model at 1 and 8. Each
@@ -485,6 +488,7 @@ fn batches(r: &mut Runner) {
         }
     }
     audit_cost(r);
+    submissions(r);
     // The image model's batch dimension is symbolic in the file: uploaded without declared
     // shapes, it takes a batch of any size.
     let image = case("rapidocr_cls", "fp32");
@@ -539,6 +543,36 @@ fn audit_cost(r: &mut Runner) {
         ),
         ..Default::default()
     });
+}
+
+/// `submit` with one record in the job table and with all but one taken: admitting a job reads
+/// the records' index on the heap, so the two cost the same (a scan decoded every record, twice
+/// per `submit`). The jobs are the smallest model's, run to their end between submits.
+fn submissions(r: &mut Runner) {
+    let case = model_testdata::tabular("random_forest");
+    let features = case.input_shape[1];
+    let input = InputTensor { shape: vec![1, features as u64], data: TensorData::f32_bytes(&case.input[..features]) };
+    let request =
+        JobRequest::Classify(ClassifyRequest { model: "random_forest".into(), version: None, input, top_k: Some(1) });
+    r.d.configure(|c| c.max_records_per_caller = MAX_JOB_RECORDS as u32);
+    let submit = |d: &mut Deployment| {
+        let (job, cost) = d.call(user(5), calls::submit(&request));
+        let job = job.unwrap().expect("a record is free");
+        while matches!(d.call(user(5), calls::status(job)).0.unwrap(), Ok(JobStatus::Running { .. })) {
+            d.ic.tick();
+        }
+        cost
+    };
+    // The first `submit` after an install draws the ids' key (`raw_rand`): not what is measured.
+    submit(&mut r.d);
+    r.bench("submit/random_forest/records_2", None, |d| (submit(d), 0, 1, "the table nearly empty".into()));
+    for _ in 2..MAX_JOB_RECORDS - 1 {
+        submit(&mut r.d);
+    }
+    let full = format!("the table's last record ({MAX_JOB_RECORDS})");
+    r.bench(&format!("submit/random_forest/records_{MAX_JOB_RECORDS}"), None, |d| (submit(d), 0, 1, full));
+    let refused = r.d.call(user(5), calls::submit(&request)).0.unwrap();
+    assert_eq!(refused, Err(JobError::RecordsFull { limit: MAX_JOB_RECORDS as u32 }), "the table was full");
 }
 
 /// A model's profile and what its audit entry cost (hashing input and output, appending,
