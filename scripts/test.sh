@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs every test: formatting first, then builds the canister modules the tests execute and
-# writes the ONNX node tests beside the build of the tests themselves (linted with clippy as they
-# compile), then the whole workspace's tests (unit, property, replica rules, real-canister
+# Runs every test: formatting first, then builds the canister modules the tests execute, then
+# the tests themselves (linted with clippy as they compile) while the ONNX node tests are written
+# beside them, then the whole workspace's tests (unit, property, replica rules, real-canister
 # scenarios, ONNX conformance, candid interface) with real IC clients over the replica's HTTP
 # front beside them. The benchmark check is CI's next step (.ci/run; scripts/bench.sh --check).
 set -euo pipefail
