@@ -10,7 +10,8 @@
 //! accumulator, since reading and writing a local costs as much as the dot product itself. With
 //! sixteen-channel blocks (channel counts that are multiples of 16) each splat feeds four dot
 //! products, which is markedly cheaper per MAC than four-channel blocks on large convolutions
-//! (per-operator figures in `benchmarks/profile.md`).
+//! (per-operator figures in `benchmarks/profile.md`); two such blocks at once, eight (32
+//! channels, the tile's loads and splats half as many per MAC again).
 //!
 //! Loops index with plain counters, as in [`super::qdq`]: at the canister's opt-level,
 //! iterator adaptors stay calls. LLVM's loop strength reduction costs the loads their constant
@@ -1163,7 +1164,329 @@ mod simd {
         assert!(epilogue.scales.len() >= weights.channels && epilogue.bias.len() >= weights.channels);
         // A pixel row's bytes: the four rows of a group, and the next group's, are this far apart.
         let row = pairs * 4;
+        // Each group's epilogue, its code spelled out for each (moving the second's
+        // accumulators into the first's places cost 64 instructions a pair of groups).
+        macro_rules! finish {
+            ($lanes:ident, $first:expr, $g:expr, $a00:ident, $a01:ident, $a02:ident, $a03:ident,
+             $a10:ident, $a11:ident, $a12:ident, $a13:ident, $a20:ident, $a21:ident, $a22:ident,
+             $a23:ident, $a30:ident, $a31:ident, $a32:ident, $a33:ident) => {
+                'finish: {
+                    let p = $g * PIXELS;
+                    let at = $first * strides.channel + p * strides.pixel;
+                    let out: &mut [f32] = match &mut sink {
+                        Sink::Floats(out) => out,
+                        Sink::Bytes(out, looked_up) => {
+                            // Planar outputs only (`multiply_looked_up`): pixel j of the
+                            // group is at + j.
+                            let acc = [
+                                [$a00, $a01, $a02, $a03],
+                                [$a10, $a11, $a12, $a13],
+                                [$a20, $a21, $a22, $a23],
+                                [$a30, $a31, $a32, $a33],
+                            ];
+                            looked_up.group(acc, &$lanes, out, at, strides.channel, PIXELS.min(pixels - p));
+                            break 'finish;
+                        }
+                    };
+                    let quarter = 4 * strides.channel;
+                    if strides.pixel == 1 && p + PIXELS <= pixels {
+                        $lanes[0].finish_pixels([$a00, $a10, $a20, $a30], out, at, strides.channel);
+                        $lanes[1].finish_pixels([$a01, $a11, $a21, $a31], out, at + quarter, strides.channel);
+                        $lanes[2].finish_pixels([$a02, $a12, $a22, $a32], out, at + 2 * quarter, strides.channel);
+                        $lanes[3].finish_pixels([$a03, $a13, $a23, $a33], out, at + 3 * quarter, strides.channel);
+                        break 'finish;
+                    }
+                    let accumulators = [
+                        [$a00, $a01, $a02, $a03],
+                        [$a10, $a11, $a12, $a13],
+                        [$a20, $a21, $a22, $a23],
+                        [$a30, $a31, $a32, $a33],
+                    ];
+                    finish_each(&$lanes, accumulators, out, at, strides, PIXELS.min(pixels - p));
+                }
+            };
+        }
         let mut block = 0;
+        // Two blocks (32 channels) a tile while two are left: each pixel's splats then feed
+        // eight dot products instead of four, and each weight vector still eight pixels, so the
+        // loads and splats cost half as much per MAC as in the one-block tile below
+        // (`benchmarks/NOTES.md`, "Thirty-two channels a tile"). The sums are the one-block
+        // tile's: exact in i32, so the outputs are the same.
+        while block + 1 < blocks {
+            let first = block * WIDE_ROWS;
+            let lanes = [
+                Lanes::new(weights, epilogue, first, strides.channel),
+                Lanes::new(weights, epilogue, first + 4, strides.channel),
+                Lanes::new(weights, epilogue, first + 8, strides.channel),
+                Lanes::new(weights, epilogue, first + 12, strides.channel),
+            ];
+            let high = [
+                Lanes::new(weights, epilogue, first + 16, strides.channel),
+                Lanes::new(weights, epilogue, first + 20, strides.channel),
+                Lanes::new(weights, epilogue, first + 24, strides.channel),
+                Lanes::new(weights, epilogue, first + 28, strides.channel),
+            ];
+            let mut group = 0;
+            while group < groups {
+                let second = if group + 1 < groups { 4 * row } else { 0 };
+                // a{j}{g}: pixel j (the group's four, then the next group's), channels 4g..4g + 4
+                // of the pair, starting at their `Lanes::start`; each element its own read of the
+                // start, not a repeat expression (which rustc lowers to a loop through memory,
+                // `benchmarks/NOTES.md`, "Accumulators set without repeat expressions").
+                let (mut a00, mut a01, mut a02, mut a03, mut a04, mut a05, mut a06, mut a07) = (
+                    lanes[0].start,
+                    lanes[1].start,
+                    lanes[2].start,
+                    lanes[3].start,
+                    high[0].start,
+                    high[1].start,
+                    high[2].start,
+                    high[3].start,
+                );
+                let (mut a10, mut a11, mut a12, mut a13, mut a14, mut a15, mut a16, mut a17) = (
+                    lanes[0].start,
+                    lanes[1].start,
+                    lanes[2].start,
+                    lanes[3].start,
+                    high[0].start,
+                    high[1].start,
+                    high[2].start,
+                    high[3].start,
+                );
+                let (mut a20, mut a21, mut a22, mut a23, mut a24, mut a25, mut a26, mut a27) = (
+                    lanes[0].start,
+                    lanes[1].start,
+                    lanes[2].start,
+                    lanes[3].start,
+                    high[0].start,
+                    high[1].start,
+                    high[2].start,
+                    high[3].start,
+                );
+                let (mut a30, mut a31, mut a32, mut a33, mut a34, mut a35, mut a36, mut a37) = (
+                    lanes[0].start,
+                    lanes[1].start,
+                    lanes[2].start,
+                    lanes[3].start,
+                    high[0].start,
+                    high[1].start,
+                    high[2].start,
+                    high[3].start,
+                );
+                let (mut a40, mut a41, mut a42, mut a43, mut a44, mut a45, mut a46, mut a47) = (
+                    lanes[0].start,
+                    lanes[1].start,
+                    lanes[2].start,
+                    lanes[3].start,
+                    high[0].start,
+                    high[1].start,
+                    high[2].start,
+                    high[3].start,
+                );
+                let (mut a50, mut a51, mut a52, mut a53, mut a54, mut a55, mut a56, mut a57) = (
+                    lanes[0].start,
+                    lanes[1].start,
+                    lanes[2].start,
+                    lanes[3].start,
+                    high[0].start,
+                    high[1].start,
+                    high[2].start,
+                    high[3].start,
+                );
+                let (mut a60, mut a61, mut a62, mut a63, mut a64, mut a65, mut a66, mut a67) = (
+                    lanes[0].start,
+                    lanes[1].start,
+                    lanes[2].start,
+                    lanes[3].start,
+                    high[0].start,
+                    high[1].start,
+                    high[2].start,
+                    high[3].start,
+                );
+                let (mut a70, mut a71, mut a72, mut a73, mut a74, mut a75, mut a76, mut a77) = (
+                    lanes[0].start,
+                    lanes[1].start,
+                    lanes[2].start,
+                    lanes[3].start,
+                    high[0].start,
+                    high[1].start,
+                    high[2].start,
+                    high[3].start,
+                );
+                // SAFETY: as in the one-block tile below, for each of the two blocks: block
+                // `block + 1` (< blocks) spans `pairs · 4` vectors of `panels` from `w`'s
+                // block's end, `pairs · 4` vectors on.
+                unsafe {
+                    let mut w = weights.panels.as_ptr().add(block * pairs * WIDE_ROWS) as *const v128;
+                    let mut x0 = input.as_ptr().add(group * PIXELS * pairs * 2) as *const u32;
+                    let end = x0.add(pairs);
+                    let quads = x0.add(pairs / (4 * STEP) * (4 * STEP));
+                    let (mut x1, mut x2, mut x3, mut y0, mut y1, mut y2, mut y3, mut wh);
+                    // Pixel `$j`'s four K pairs from pair `$o` of `$x` splatted, each feeding the
+                    // pair's eight channel groups (`$lo[4u + g]`: K pair u of the step, channels
+                    // 4g..4g + 4 of the first block; `$hi` the second's).
+                    // Pixel `$x`'s four K pairs from pair `$o` splatted, each feeding the pair's
+                    // eight channel groups (l{u}{g}: K pair u of the step, channels 4g..4g + 4 of
+                    // the first block; h{u}{g} the second's).
+                    macro_rules! pixel {
+                        ($x:ident, $o:expr, $a0:ident, $a1:ident, $a2:ident, $a3:ident, $a4:ident, $a5:ident, $a6:ident,
+                         $a7:ident, [$l00:ident $l01:ident $l02:ident $l03:ident $l10:ident $l11:ident $l12:ident $l13:ident $l20:ident $l21:ident $l22:ident $l23:ident $l30:ident $l31:ident $l32:ident $l33:ident $h00:ident $h01:ident $h02:ident $h03:ident $h10:ident $h11:ident $h12:ident $h13:ident $h20:ident $h21:ident $h22:ident $h23:ident $h30:ident $h31:ident $h32:ident $h33:ident]) => {
+                            let (s0, s1, s2, s3) = (
+                                v128_load32_splat($x.add($o)),
+                                v128_load32_splat($x.add($o + 1)),
+                                v128_load32_splat($x.add($o + 2)),
+                                v128_load32_splat($x.add($o + 3)),
+                            );
+                            $a0 = pixel!(@sum $a0, s0, s1, s2, s3, $l00, $l10, $l20, $l30);
+                            $a1 = pixel!(@sum $a1, s0, s1, s2, s3, $l01, $l11, $l21, $l31);
+                            $a2 = pixel!(@sum $a2, s0, s1, s2, s3, $l02, $l12, $l22, $l32);
+                            $a3 = pixel!(@sum $a3, s0, s1, s2, s3, $l03, $l13, $l23, $l33);
+                            $a4 = pixel!(@sum $a4, s0, s1, s2, s3, $h00, $h10, $h20, $h30);
+                            $a5 = pixel!(@sum $a5, s0, s1, s2, s3, $h01, $h11, $h21, $h31);
+                            $a6 = pixel!(@sum $a6, s0, s1, s2, s3, $h02, $h12, $h22, $h32);
+                            $a7 = pixel!(@sum $a7, s0, s1, s2, s3, $h03, $h13, $h23, $h33);
+                        };
+                        (@sum $a:ident, $s0:ident, $s1:ident, $s2:ident, $s3:ident, $w0:ident, $w1:ident, $w2:ident,
+                         $w3:ident) => {
+                            i32x4_add(
+                                $a,
+                                i32x4_add(
+                                    i32x4_add(i32x4_dot_i16x8($w0, $s0), i32x4_dot_i16x8($w1, $s1)),
+                                    i32x4_add(i32x4_dot_i16x8($w2, $s2), i32x4_dot_i16x8($w3, $s3)),
+                                ),
+                            )
+                        };
+                    }
+                    // One step of [`STEP`] pairs from pair `$o` of the pointers: both blocks'
+                    // weight vectors, eight pixels.
+                    macro_rules! step {
+                        ($o:expr) => {{
+                            let (v, u) = (w.add($o * 4), wh.add($o * 4));
+                            let (l00, l01, l02, l03) =
+                                (v128_load(v), v128_load(v.add(1)), v128_load(v.add(2)), v128_load(v.add(3)));
+                            let (l10, l11, l12, l13) =
+                                (v128_load(v.add(4)), v128_load(v.add(5)), v128_load(v.add(6)), v128_load(v.add(7)));
+                            let (l20, l21, l22, l23) =
+                                (v128_load(v.add(8)), v128_load(v.add(9)), v128_load(v.add(10)), v128_load(v.add(11)));
+                            let (l30, l31, l32, l33) =
+                                (v128_load(v.add(12)), v128_load(v.add(13)), v128_load(v.add(14)), v128_load(v.add(15)));
+                            let (h00, h01, h02, h03) =
+                                (v128_load(u), v128_load(u.add(1)), v128_load(u.add(2)), v128_load(u.add(3)));
+                            let (h10, h11, h12, h13) =
+                                (v128_load(u.add(4)), v128_load(u.add(5)), v128_load(u.add(6)), v128_load(u.add(7)));
+                            let (h20, h21, h22, h23) =
+                                (v128_load(u.add(8)), v128_load(u.add(9)), v128_load(u.add(10)), v128_load(u.add(11)));
+                            let (h30, h31, h32, h33) =
+                                (v128_load(u.add(12)), v128_load(u.add(13)), v128_load(u.add(14)), v128_load(u.add(15)));
+                            pixel!(x0, $o, a00, a01, a02, a03, a04, a05, a06, a07, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
+                            pixel!(x1, $o, a10, a11, a12, a13, a14, a15, a16, a17, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
+                            pixel!(x2, $o, a20, a21, a22, a23, a24, a25, a26, a27, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
+                            pixel!(x3, $o, a30, a31, a32, a33, a34, a35, a36, a37, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
+                            pixel!(y0, $o, a40, a41, a42, a43, a44, a45, a46, a47, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
+                            pixel!(y1, $o, a50, a51, a52, a53, a54, a55, a56, a57, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
+                            pixel!(y2, $o, a60, a61, a62, a63, a64, a65, a66, a67, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
+                            pixel!(y3, $o, a70, a71, a72, a73, a74, a75, a76, a77, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
+                        }};
+                    }
+                    macro_rules! rows {
+                        () => {
+                            (x1, x2, x3) = (x0.byte_add(row), x0.byte_add(2 * row), x0.byte_add(3 * row));
+                            (y0, y1, y2, y3) =
+                                (x0.byte_add(second), x1.byte_add(second), x2.byte_add(second), x3.byte_add(second));
+                        };
+                    }
+                    while x0 < quads {
+                        // The second block's panel, `pairs · 4` vectors on, opaque as `w` is, so
+                        // that its loads keep constant offsets too (an addition each otherwise).
+                        (w, wh, x0) = black_box((w, w.add(pairs * 4), x0));
+                        rows!();
+                        step!(0);
+                        step!(STEP);
+                        step!(2 * STEP);
+                        step!(3 * STEP);
+                        w = w.add(4 * STEP * 4);
+                        x0 = x0.add(4 * STEP);
+                    }
+                    while x0 < end {
+                        (w, wh, x0) = black_box((w, w.add(pairs * 4), x0));
+                        rows!();
+                        step!(0);
+                        w = w.add(STEP * 4);
+                        x0 = x0.add(STEP);
+                    }
+                }
+                finish!(
+                    lanes, first, group, a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33
+                );
+                finish!(
+                    high,
+                    first + 16,
+                    group,
+                    a04,
+                    a05,
+                    a06,
+                    a07,
+                    a14,
+                    a15,
+                    a16,
+                    a17,
+                    a24,
+                    a25,
+                    a26,
+                    a27,
+                    a34,
+                    a35,
+                    a36,
+                    a37
+                );
+                if group + 1 < groups {
+                    finish!(
+                        lanes,
+                        first,
+                        group + 1,
+                        a40,
+                        a41,
+                        a42,
+                        a43,
+                        a50,
+                        a51,
+                        a52,
+                        a53,
+                        a60,
+                        a61,
+                        a62,
+                        a63,
+                        a70,
+                        a71,
+                        a72,
+                        a73
+                    );
+                    finish!(
+                        high,
+                        first + 16,
+                        group + 1,
+                        a44,
+                        a45,
+                        a46,
+                        a47,
+                        a54,
+                        a55,
+                        a56,
+                        a57,
+                        a64,
+                        a65,
+                        a66,
+                        a67,
+                        a74,
+                        a75,
+                        a76,
+                        a77
+                    );
+                }
+                group += 2;
+            }
+            block += 2;
+        }
         while block < blocks {
             let first = block * WIDE_ROWS;
             let lanes = [
@@ -1324,61 +1647,31 @@ mod simd {
                         x0 = x0.add(STEP);
                     }
                 }
-                // Each group's epilogue, its code spelled out for each (moving the second's
-                // accumulators into the first's places cost 64 instructions a pair of groups).
-                macro_rules! finish {
-                    ($g:expr, $a00:ident, $a01:ident, $a02:ident, $a03:ident, $a10:ident, $a11:ident, $a12:ident,
-                     $a13:ident, $a20:ident, $a21:ident, $a22:ident, $a23:ident, $a30:ident, $a31:ident,
-                     $a32:ident, $a33:ident) => {
-                        'finish: {
-                            let p = $g * PIXELS;
-                            let at = first * strides.channel + p * strides.pixel;
-                            let out: &mut [f32] = match &mut sink {
-                                Sink::Floats(out) => out,
-                                Sink::Bytes(out, looked_up) => {
-                                    // Planar outputs only (`multiply_looked_up`): pixel j of the
-                                    // group is at + j.
-                                    let acc = [
-                                        [$a00, $a01, $a02, $a03],
-                                        [$a10, $a11, $a12, $a13],
-                                        [$a20, $a21, $a22, $a23],
-                                        [$a30, $a31, $a32, $a33],
-                                    ];
-                                    looked_up.group(acc, &lanes, out, at, strides.channel, PIXELS.min(pixels - p));
-                                    break 'finish;
-                                }
-                            };
-                            let quarter = 4 * strides.channel;
-                            if strides.pixel == 1 && p + PIXELS <= pixels {
-                                lanes[0].finish_pixels([$a00, $a10, $a20, $a30], out, at, strides.channel);
-                                lanes[1].finish_pixels([$a01, $a11, $a21, $a31], out, at + quarter, strides.channel);
-                                lanes[2].finish_pixels(
-                                    [$a02, $a12, $a22, $a32],
-                                    out,
-                                    at + 2 * quarter,
-                                    strides.channel,
-                                );
-                                lanes[3].finish_pixels(
-                                    [$a03, $a13, $a23, $a33],
-                                    out,
-                                    at + 3 * quarter,
-                                    strides.channel,
-                                );
-                                break 'finish;
-                            }
-                            let accumulators = [
-                                [$a00, $a01, $a02, $a03],
-                                [$a10, $a11, $a12, $a13],
-                                [$a20, $a21, $a22, $a23],
-                                [$a30, $a31, $a32, $a33],
-                            ];
-                            finish_each(&lanes, accumulators, out, at, strides, PIXELS.min(pixels - p));
-                        }
-                    };
-                }
-                finish!(group, a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33);
+                finish!(
+                    lanes, first, group, a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33
+                );
                 if group + 1 < groups {
-                    finish!(group + 1, b00, b01, b02, b03, b10, b11, b12, b13, b20, b21, b22, b23, b30, b31, b32, b33);
+                    finish!(
+                        lanes,
+                        first,
+                        group + 1,
+                        b00,
+                        b01,
+                        b02,
+                        b03,
+                        b10,
+                        b11,
+                        b12,
+                        b13,
+                        b20,
+                        b21,
+                        b22,
+                        b23,
+                        b30,
+                        b31,
+                        b32,
+                        b33
+                    );
                 }
                 group += 2;
             }

@@ -164,6 +164,11 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
         // Channel counts that take the wide (sixteen-channel) blocks.
         (5, [3, 7], [3, 3], [1, 1], [1, 1], [1, 1], 16),
         (24, [2, 3], [1, 1], [1, 1], [1, 1], [0, 0], 32),
+        // Pairs of wide blocks (32 channels a tile): two pairs; a pair and a block left over,
+        // with a turn of four steps and steps after it (K = 40: twenty pairs), an odd number of
+        // groups and a last one of three pixels.
+        (8, [3, 8], [1, 1], [1, 1], [1, 1], [0, 0], 64),
+        (40, [3, 9], [1, 1], [1, 1], [1, 1], [0, 0], 48),
         // A last group of three pixels, one of two and one of one (the looked-up epilogue's tails).
         (16, [3, 5], [1, 1], [1, 1], [1, 1], [0, 0], 16),
         (16, [2, 3], [1, 1], [1, 1], [1, 1], [0, 0], 16),
