@@ -1,4 +1,5 @@
-//! Prints a sha256 of every output bit of every bundled model variant, as the inference canister
+//! Prints a sha256 of every output bit of every bundled model variant (the image and signal models,
+//! then the tabular ones on their 256 rows; not the text encoders), as the inference canister
 //! computes it on the local replica: run it on two builds and diff the lines to show that a
 //! change left every answer bit-identical.
 //!
@@ -8,9 +9,9 @@
 
 use canister_harness::deploy::Deployment;
 use canister_harness::{canister_wasm, user, LocalBackend};
-use inference_api::Kernels;
+use inference_api::{InputTensor, Kernels, TensorData};
 use inference_client::calls;
-use model_testdata::{case, models_dir, variants};
+use model_testdata::{case, models_dir, tabular, variants, TABULAR_CLASSIFIERS, TABULAR_REGRESSORS};
 use sha2::{Digest, Sha256};
 
 fn main() {
@@ -21,7 +22,9 @@ fn main() {
     let mut models: Vec<String> = std::fs::read_dir(models_dir())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.path().join("testdata").is_dir())
+        // The tabular models' test data has a form of its own (read below), and the text
+        // encoders' another (their inputs are texts, `model_testdata::text`).
+        .filter(|e| e.path().join("testdata").is_dir() && e.file_name() != "tabular" && e.file_name() != "text")
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     models.sort();
@@ -33,13 +36,31 @@ fn main() {
             let name = format!("{model}.{variant}");
             d.publish(&name, &c, &[]);
             let inputs = canister_harness::cases::inputs(&c);
-            let out = d.call(user(5), calls::infer(&name, None, &inputs)).0.unwrap().unwrap();
-            let mut digest = Sha256::new();
-            for o in &out.outputs {
-                digest.update(o.data.to_le_bytes());
-            }
-            let hex: String = digest.finalize().iter().map(|b| format!("{b:02x}")).collect();
-            println!("{name} {hex}");
+            println!("{name} {}", digest(&mut d, &name, &inputs));
         }
     }
+    // The tabular models, each with its 256 rows as one batch.
+    let mut d = Deployment::with_module(Box::new(LocalBackend::new()), "tabular", Kernels::Best, &wasm);
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
+    for name in TABULAR_CLASSIFIERS.iter().chain(&TABULAR_REGRESSORS) {
+        let case = tabular(name);
+        let maintainer = d.maintainer;
+        let info = d.upload_as(maintainer, name, &case.model, vec![], None, 1 << 20).expect("upload");
+        d.call(maintainer, calls::activate(name, info.version)).0.unwrap().expect("activate");
+        let rows = InputTensor {
+            shape: case.input_shape.iter().map(|&d| d as u64).collect(),
+            data: TensorData::F32(case.input.clone()),
+        };
+        println!("tabular/{name} {}", digest(&mut d, name, &[rows]));
+    }
+}
+
+/// The sha256 of every output's bytes of one inference of `name`, in hex.
+fn digest(d: &mut Deployment, name: &str, inputs: &[InputTensor]) -> String {
+    let out = d.call(user(5), calls::infer(name, None, inputs)).0.unwrap().unwrap();
+    let mut digest = Sha256::new();
+    for o in &out.outputs {
+        digest.update(o.data.to_le_bytes());
+    }
+    digest.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
