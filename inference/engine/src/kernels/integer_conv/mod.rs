@@ -829,6 +829,17 @@ mod simd {
             }
         }
 
+        /// The four channel groups of the sixteen-channel block from channel `first`.
+        #[inline(always)]
+        fn block(weights: &PackedWeights, epilogue: &Epilogue, first: usize, channel_stride: usize) -> [Lanes; 4] {
+            [
+                Lanes::new(weights, epilogue, first, channel_stride),
+                Lanes::new(weights, epilogue, first + 4, channel_stride),
+                Lanes::new(weights, epilogue, first + 8, channel_stride),
+                Lanes::new(weights, epilogue, first + 12, channel_stride),
+            ]
+        }
+
         /// Four lanes of [`Epilogue::scalar`], written at `out[at + r · stride]`: one store when
         /// the four channels are adjacent.
         #[inline(always)]
@@ -1206,6 +1217,31 @@ mod simd {
                 }
             };
         }
+        // A wide tile's K loop: turns of four steps, then single steps; `$opaque!()` passes the
+        // pointers through `black_box` once a turn of either (see `four_steps_a_turn`) and
+        // `$rows!()` places the other pixel rows at constant distances from `$x0`, so that their
+        // loads keep constant offsets.
+        macro_rules! k_loop {
+            ($opaque:ident, $rows:ident, $step:ident, $w:ident, $x0:ident, $quads:ident, $end:ident) => {
+                while $x0 < $quads {
+                    $opaque!();
+                    $rows!();
+                    $step!(0);
+                    $step!(STEP);
+                    $step!(2 * STEP);
+                    $step!(3 * STEP);
+                    $w = $w.add(4 * STEP * 4);
+                    $x0 = $x0.add(4 * STEP);
+                }
+                while $x0 < $end {
+                    $opaque!();
+                    $rows!();
+                    $step!(0);
+                    $w = $w.add(STEP * 4);
+                    $x0 = $x0.add(STEP);
+                }
+            };
+        }
         let mut block = 0;
         // Two blocks (32 channels) a tile while two are left: each pixel's splats then feed
         // eight dot products instead of four, and each weight vector still eight pixels, so the
@@ -1214,18 +1250,8 @@ mod simd {
         // tile's: exact in i32, so the outputs are the same.
         while block + 1 < blocks {
             let first = block * WIDE_ROWS;
-            let lanes = [
-                Lanes::new(weights, epilogue, first, strides.channel),
-                Lanes::new(weights, epilogue, first + 4, strides.channel),
-                Lanes::new(weights, epilogue, first + 8, strides.channel),
-                Lanes::new(weights, epilogue, first + 12, strides.channel),
-            ];
-            let high = [
-                Lanes::new(weights, epilogue, first + 16, strides.channel),
-                Lanes::new(weights, epilogue, first + 20, strides.channel),
-                Lanes::new(weights, epilogue, first + 24, strides.channel),
-                Lanes::new(weights, epilogue, first + 28, strides.channel),
-            ];
+            let lanes = Lanes::block(weights, epilogue, first, strides.channel);
+            let high = Lanes::block(weights, epilogue, first + 16, strides.channel);
             let mut group = 0;
             while group < groups {
                 let second = if group + 1 < groups { 4 * row } else { 0 };
@@ -1395,25 +1421,14 @@ mod simd {
                                 (x0.byte_add(second), x1.byte_add(second), x2.byte_add(second), x3.byte_add(second));
                         };
                     }
-                    while x0 < quads {
-                        // The second block's panel, `pairs · 4` vectors on, opaque as `w` is, so
-                        // that its loads keep constant offsets too (an addition each otherwise).
-                        (w, wh, x0) = black_box((w, w.add(pairs * 4), x0));
-                        rows!();
-                        step!(0);
-                        step!(STEP);
-                        step!(2 * STEP);
-                        step!(3 * STEP);
-                        w = w.add(4 * STEP * 4);
-                        x0 = x0.add(4 * STEP);
+                    // The second block's panel, `pairs · 4` vectors on, opaque as `w` is, so that
+                    // its loads keep constant offsets too (an addition each otherwise).
+                    macro_rules! opaque {
+                        () => {
+                            (w, wh, x0) = black_box((w, w.add(pairs * 4), x0));
+                        };
                     }
-                    while x0 < end {
-                        (w, wh, x0) = black_box((w, w.add(pairs * 4), x0));
-                        rows!();
-                        step!(0);
-                        w = w.add(STEP * 4);
-                        x0 = x0.add(STEP);
-                    }
+                    k_loop!(opaque, rows, step, w, x0, quads, end);
                 }
                 finish!(
                     lanes, first, group, a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33
@@ -1489,12 +1504,7 @@ mod simd {
         }
         while block < blocks {
             let first = block * WIDE_ROWS;
-            let lanes = [
-                Lanes::new(weights, epilogue, first, strides.channel),
-                Lanes::new(weights, epilogue, first + 4, strides.channel),
-                Lanes::new(weights, epilogue, first + 8, strides.channel),
-                Lanes::new(weights, epilogue, first + 12, strides.channel),
-            ];
+            let lanes = Lanes::block(weights, epilogue, first, strides.channel);
             let mut group = 0;
             while group < groups {
                 // The second group's rows, or the first's again where there is no second.
@@ -1627,25 +1637,12 @@ mod simd {
                                 (x0.byte_add(second), x1.byte_add(second), x2.byte_add(second), x3.byte_add(second));
                         };
                     }
-                    // Turns of four steps, then single steps, the pointers passing through
-                    // `black_box` once a turn of either (see `four_steps_a_turn`).
-                    while x0 < quads {
-                        (w, x0) = black_box((w, x0));
-                        rows!();
-                        step!(0);
-                        step!(STEP);
-                        step!(2 * STEP);
-                        step!(3 * STEP);
-                        w = w.add(4 * STEP * 4);
-                        x0 = x0.add(4 * STEP);
+                    macro_rules! opaque {
+                        () => {
+                            (w, x0) = black_box((w, x0));
+                        };
                     }
-                    while x0 < end {
-                        (w, x0) = black_box((w, x0));
-                        rows!();
-                        step!(0);
-                        w = w.add(STEP * 4);
-                        x0 = x0.add(STEP);
-                    }
+                    k_loop!(opaque, rows, step, w, x0, quads, end);
                 }
                 finish!(
                     lanes, first, group, a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33
