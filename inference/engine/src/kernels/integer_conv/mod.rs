@@ -1155,6 +1155,21 @@ mod simd {
     /// vector's address and load cost half as much as the dot product it feeds, so the more
     /// products share it the less a MAC costs: `benchmarks/NOTES.md`, "Eight pixels a step").
     /// A last group without a second has its pixel rows read twice, the second sums unused.
+    /// `acc` plus the four dot products of `s[u]` and `w[u]`, summed in pairs first (the
+    /// one-block tile's `pixel!` order; integer sums, so any order gives the same lanes).
+    #[inline(always)]
+    fn dot_sum(acc: v128, s: [v128; 4], w: [v128; 4]) -> v128 {
+        let [s0, s1, s2, s3] = s;
+        let [w0, w1, w2, w3] = w;
+        i32x4_add(
+            acc,
+            i32x4_add(
+                i32x4_add(i32x4_dot_i16x8(w0, s0), i32x4_dot_i16x8(w1, s1)),
+                i32x4_add(i32x4_dot_i16x8(w2, s2), i32x4_dot_i16x8(w3, s3)),
+            ),
+        )
+    }
+
     fn multiply_wide(
         weights: &PackedWeights,
         input: &[i16],
@@ -1259,86 +1274,28 @@ mod simd {
                 // of the pair, starting at their `Lanes::start`; each element its own read of the
                 // start, not a repeat expression (which rustc lowers to a loop through memory,
                 // `benchmarks/NOTES.md`, "Accumulators set without repeat expressions").
-                let (mut a00, mut a01, mut a02, mut a03, mut a04, mut a05, mut a06, mut a07) = (
-                    lanes[0].start,
-                    lanes[1].start,
-                    lanes[2].start,
-                    lanes[3].start,
-                    high[0].start,
-                    high[1].start,
-                    high[2].start,
-                    high[3].start,
-                );
-                let (mut a10, mut a11, mut a12, mut a13, mut a14, mut a15, mut a16, mut a17) = (
-                    lanes[0].start,
-                    lanes[1].start,
-                    lanes[2].start,
-                    lanes[3].start,
-                    high[0].start,
-                    high[1].start,
-                    high[2].start,
-                    high[3].start,
-                );
-                let (mut a20, mut a21, mut a22, mut a23, mut a24, mut a25, mut a26, mut a27) = (
-                    lanes[0].start,
-                    lanes[1].start,
-                    lanes[2].start,
-                    lanes[3].start,
-                    high[0].start,
-                    high[1].start,
-                    high[2].start,
-                    high[3].start,
-                );
-                let (mut a30, mut a31, mut a32, mut a33, mut a34, mut a35, mut a36, mut a37) = (
-                    lanes[0].start,
-                    lanes[1].start,
-                    lanes[2].start,
-                    lanes[3].start,
-                    high[0].start,
-                    high[1].start,
-                    high[2].start,
-                    high[3].start,
-                );
-                let (mut a40, mut a41, mut a42, mut a43, mut a44, mut a45, mut a46, mut a47) = (
-                    lanes[0].start,
-                    lanes[1].start,
-                    lanes[2].start,
-                    lanes[3].start,
-                    high[0].start,
-                    high[1].start,
-                    high[2].start,
-                    high[3].start,
-                );
-                let (mut a50, mut a51, mut a52, mut a53, mut a54, mut a55, mut a56, mut a57) = (
-                    lanes[0].start,
-                    lanes[1].start,
-                    lanes[2].start,
-                    lanes[3].start,
-                    high[0].start,
-                    high[1].start,
-                    high[2].start,
-                    high[3].start,
-                );
-                let (mut a60, mut a61, mut a62, mut a63, mut a64, mut a65, mut a66, mut a67) = (
-                    lanes[0].start,
-                    lanes[1].start,
-                    lanes[2].start,
-                    lanes[3].start,
-                    high[0].start,
-                    high[1].start,
-                    high[2].start,
-                    high[3].start,
-                );
-                let (mut a70, mut a71, mut a72, mut a73, mut a74, mut a75, mut a76, mut a77) = (
-                    lanes[0].start,
-                    lanes[1].start,
-                    lanes[2].start,
-                    lanes[3].start,
-                    high[0].start,
-                    high[1].start,
-                    high[2].start,
-                    high[3].start,
-                );
+                macro_rules! starts {
+                    () => {
+                        (
+                            lanes[0].start,
+                            lanes[1].start,
+                            lanes[2].start,
+                            lanes[3].start,
+                            high[0].start,
+                            high[1].start,
+                            high[2].start,
+                            high[3].start,
+                        )
+                    };
+                }
+                let (mut a00, mut a01, mut a02, mut a03, mut a04, mut a05, mut a06, mut a07) = starts!();
+                let (mut a10, mut a11, mut a12, mut a13, mut a14, mut a15, mut a16, mut a17) = starts!();
+                let (mut a20, mut a21, mut a22, mut a23, mut a24, mut a25, mut a26, mut a27) = starts!();
+                let (mut a30, mut a31, mut a32, mut a33, mut a34, mut a35, mut a36, mut a37) = starts!();
+                let (mut a40, mut a41, mut a42, mut a43, mut a44, mut a45, mut a46, mut a47) = starts!();
+                let (mut a50, mut a51, mut a52, mut a53, mut a54, mut a55, mut a56, mut a57) = starts!();
+                let (mut a60, mut a61, mut a62, mut a63, mut a64, mut a65, mut a66, mut a67) = starts!();
+                let (mut a70, mut a71, mut a72, mut a73, mut a74, mut a75, mut a76, mut a77) = starts!();
                 // SAFETY: as in the one-block tile below, for each of the two blocks: block
                 // `block + 1` (< blocks) spans `pairs · 4` vectors of `panels` from `w`'s
                 // block's end, `pairs · 4` vectors on.
@@ -1348,43 +1305,9 @@ mod simd {
                     let end = x0.add(pairs);
                     let quads = x0.add(pairs / (4 * STEP) * (4 * STEP));
                     let (mut x1, mut x2, mut x3, mut y0, mut y1, mut y2, mut y3, mut wh);
-                    // Pixel `$j`'s four K pairs from pair `$o` of `$x` splatted, each feeding the
-                    // pair's eight channel groups (`$lo[4u + g]`: K pair u of the step, channels
-                    // 4g..4g + 4 of the first block; `$hi` the second's).
-                    // Pixel `$x`'s four K pairs from pair `$o` splatted, each feeding the pair's
-                    // eight channel groups (l{u}{g}: K pair u of the step, channels 4g..4g + 4 of
-                    // the first block; h{u}{g} the second's).
-                    macro_rules! pixel {
-                        ($x:ident, $o:expr, $a0:ident, $a1:ident, $a2:ident, $a3:ident, $a4:ident, $a5:ident, $a6:ident,
-                         $a7:ident, [$l00:ident $l01:ident $l02:ident $l03:ident $l10:ident $l11:ident $l12:ident $l13:ident $l20:ident $l21:ident $l22:ident $l23:ident $l30:ident $l31:ident $l32:ident $l33:ident $h00:ident $h01:ident $h02:ident $h03:ident $h10:ident $h11:ident $h12:ident $h13:ident $h20:ident $h21:ident $h22:ident $h23:ident $h30:ident $h31:ident $h32:ident $h33:ident]) => {
-                            let (s0, s1, s2, s3) = (
-                                v128_load32_splat($x.add($o)),
-                                v128_load32_splat($x.add($o + 1)),
-                                v128_load32_splat($x.add($o + 2)),
-                                v128_load32_splat($x.add($o + 3)),
-                            );
-                            $a0 = pixel!(@sum $a0, s0, s1, s2, s3, $l00, $l10, $l20, $l30);
-                            $a1 = pixel!(@sum $a1, s0, s1, s2, s3, $l01, $l11, $l21, $l31);
-                            $a2 = pixel!(@sum $a2, s0, s1, s2, s3, $l02, $l12, $l22, $l32);
-                            $a3 = pixel!(@sum $a3, s0, s1, s2, s3, $l03, $l13, $l23, $l33);
-                            $a4 = pixel!(@sum $a4, s0, s1, s2, s3, $h00, $h10, $h20, $h30);
-                            $a5 = pixel!(@sum $a5, s0, s1, s2, s3, $h01, $h11, $h21, $h31);
-                            $a6 = pixel!(@sum $a6, s0, s1, s2, s3, $h02, $h12, $h22, $h32);
-                            $a7 = pixel!(@sum $a7, s0, s1, s2, s3, $h03, $h13, $h23, $h33);
-                        };
-                        (@sum $a:ident, $s0:ident, $s1:ident, $s2:ident, $s3:ident, $w0:ident, $w1:ident, $w2:ident,
-                         $w3:ident) => {
-                            i32x4_add(
-                                $a,
-                                i32x4_add(
-                                    i32x4_add(i32x4_dot_i16x8($w0, $s0), i32x4_dot_i16x8($w1, $s1)),
-                                    i32x4_add(i32x4_dot_i16x8($w2, $s2), i32x4_dot_i16x8($w3, $s3)),
-                                ),
-                            )
-                        };
-                    }
-                    // One step of [`STEP`] pairs from pair `$o` of the pointers: both blocks'
-                    // weight vectors, eight pixels.
+                    // One step of [`STEP`] pairs from pair `$o` of the pointers: both blocks' weight
+                    // vectors (l{u}{g}: K pair u of the step, channels 4g..4g + 4 of the first
+                    // block; h{u}{g} the second's), then each of the eight pixels.
                     macro_rules! step {
                         ($o:expr) => {{
                             let (v, u) = (w.add($o * 4), wh.add($o * 4));
@@ -1394,24 +1317,54 @@ mod simd {
                                 (v128_load(v.add(4)), v128_load(v.add(5)), v128_load(v.add(6)), v128_load(v.add(7)));
                             let (l20, l21, l22, l23) =
                                 (v128_load(v.add(8)), v128_load(v.add(9)), v128_load(v.add(10)), v128_load(v.add(11)));
-                            let (l30, l31, l32, l33) =
-                                (v128_load(v.add(12)), v128_load(v.add(13)), v128_load(v.add(14)), v128_load(v.add(15)));
+                            let (l30, l31, l32, l33) = (
+                                v128_load(v.add(12)),
+                                v128_load(v.add(13)),
+                                v128_load(v.add(14)),
+                                v128_load(v.add(15)),
+                            );
                             let (h00, h01, h02, h03) =
                                 (v128_load(u), v128_load(u.add(1)), v128_load(u.add(2)), v128_load(u.add(3)));
                             let (h10, h11, h12, h13) =
                                 (v128_load(u.add(4)), v128_load(u.add(5)), v128_load(u.add(6)), v128_load(u.add(7)));
                             let (h20, h21, h22, h23) =
                                 (v128_load(u.add(8)), v128_load(u.add(9)), v128_load(u.add(10)), v128_load(u.add(11)));
-                            let (h30, h31, h32, h33) =
-                                (v128_load(u.add(12)), v128_load(u.add(13)), v128_load(u.add(14)), v128_load(u.add(15)));
-                            pixel!(x0, $o, a00, a01, a02, a03, a04, a05, a06, a07, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
-                            pixel!(x1, $o, a10, a11, a12, a13, a14, a15, a16, a17, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
-                            pixel!(x2, $o, a20, a21, a22, a23, a24, a25, a26, a27, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
-                            pixel!(x3, $o, a30, a31, a32, a33, a34, a35, a36, a37, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
-                            pixel!(y0, $o, a40, a41, a42, a43, a44, a45, a46, a47, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
-                            pixel!(y1, $o, a50, a51, a52, a53, a54, a55, a56, a57, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
-                            pixel!(y2, $o, a60, a61, a62, a63, a64, a65, a66, a67, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
-                            pixel!(y3, $o, a70, a71, a72, a73, a74, a75, a76, a77, [l00 l01 l02 l03 l10 l11 l12 l13 l20 l21 l22 l23 l30 l31 l32 l33 h00 h01 h02 h03 h10 h11 h12 h13 h20 h21 h22 h23 h30 h31 h32 h33]);
+                            let (h30, h31, h32, h33) = (
+                                v128_load(u.add(12)),
+                                v128_load(u.add(13)),
+                                v128_load(u.add(14)),
+                                v128_load(u.add(15)),
+                            );
+                            // Pixel `$x`'s four K pairs splatted, each feeding the pair's eight channel
+                            // groups' accumulators `$a0` to `$a7`. (Defined here, after the weights,
+                            // so that its body names them.)
+                            macro_rules! pixel {
+                                ($x:ident, $a0:ident, $a1:ident, $a2:ident, $a3:ident, $a4:ident, $a5:ident,
+                                                                                 $a6:ident, $a7:ident) => {
+                                    let (s0, s1, s2, s3) = (
+                                        v128_load32_splat($x.add($o)),
+                                        v128_load32_splat($x.add($o + 1)),
+                                        v128_load32_splat($x.add($o + 2)),
+                                        v128_load32_splat($x.add($o + 3)),
+                                    );
+                                    $a0 = dot_sum($a0, [s0, s1, s2, s3], [l00, l10, l20, l30]);
+                                    $a1 = dot_sum($a1, [s0, s1, s2, s3], [l01, l11, l21, l31]);
+                                    $a2 = dot_sum($a2, [s0, s1, s2, s3], [l02, l12, l22, l32]);
+                                    $a3 = dot_sum($a3, [s0, s1, s2, s3], [l03, l13, l23, l33]);
+                                    $a4 = dot_sum($a4, [s0, s1, s2, s3], [h00, h10, h20, h30]);
+                                    $a5 = dot_sum($a5, [s0, s1, s2, s3], [h01, h11, h21, h31]);
+                                    $a6 = dot_sum($a6, [s0, s1, s2, s3], [h02, h12, h22, h32]);
+                                    $a7 = dot_sum($a7, [s0, s1, s2, s3], [h03, h13, h23, h33]);
+                                };
+                            }
+                            pixel!(x0, a00, a01, a02, a03, a04, a05, a06, a07);
+                            pixel!(x1, a10, a11, a12, a13, a14, a15, a16, a17);
+                            pixel!(x2, a20, a21, a22, a23, a24, a25, a26, a27);
+                            pixel!(x3, a30, a31, a32, a33, a34, a35, a36, a37);
+                            pixel!(y0, a40, a41, a42, a43, a44, a45, a46, a47);
+                            pixel!(y1, a50, a51, a52, a53, a54, a55, a56, a57);
+                            pixel!(y2, a60, a61, a62, a63, a64, a65, a66, a67);
+                            pixel!(y3, a70, a71, a72, a73, a74, a75, a76, a77);
                         }};
                     }
                     macro_rules! rows {
@@ -1547,34 +1500,10 @@ mod simd {
                                 v128_load32_splat($x.add($o + 2)),
                                 v128_load32_splat($x.add($o + 3)),
                             );
-                            $a0 = i32x4_add(
-                                $a0,
-                                i32x4_add(
-                                    i32x4_add(i32x4_dot_i16x8($w00, s0), i32x4_dot_i16x8($w10, s1)),
-                                    i32x4_add(i32x4_dot_i16x8($w20, s2), i32x4_dot_i16x8($w30, s3)),
-                                ),
-                            );
-                            $a1 = i32x4_add(
-                                $a1,
-                                i32x4_add(
-                                    i32x4_add(i32x4_dot_i16x8($w01, s0), i32x4_dot_i16x8($w11, s1)),
-                                    i32x4_add(i32x4_dot_i16x8($w21, s2), i32x4_dot_i16x8($w31, s3)),
-                                ),
-                            );
-                            $a2 = i32x4_add(
-                                $a2,
-                                i32x4_add(
-                                    i32x4_add(i32x4_dot_i16x8($w02, s0), i32x4_dot_i16x8($w12, s1)),
-                                    i32x4_add(i32x4_dot_i16x8($w22, s2), i32x4_dot_i16x8($w32, s3)),
-                                ),
-                            );
-                            $a3 = i32x4_add(
-                                $a3,
-                                i32x4_add(
-                                    i32x4_add(i32x4_dot_i16x8($w03, s0), i32x4_dot_i16x8($w13, s1)),
-                                    i32x4_add(i32x4_dot_i16x8($w23, s2), i32x4_dot_i16x8($w33, s3)),
-                                ),
-                            );
+                            $a0 = dot_sum($a0, [s0, s1, s2, s3], [$w00, $w10, $w20, $w30]);
+                            $a1 = dot_sum($a1, [s0, s1, s2, s3], [$w01, $w11, $w21, $w31]);
+                            $a2 = dot_sum($a2, [s0, s1, s2, s3], [$w02, $w12, $w22, $w32]);
+                            $a3 = dot_sum($a3, [s0, s1, s2, s3], [$w03, $w13, $w23, $w33]);
                         };
                     }
                     // One step of [`STEP`] pairs from pair `$o` of the pointers: sixteen weight
