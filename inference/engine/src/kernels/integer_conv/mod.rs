@@ -10,8 +10,8 @@
 //! accumulator, since reading and writing a local costs as much as the dot product itself. With
 //! sixteen-channel blocks (channel counts that are multiples of 16) each splat feeds four dot
 //! products, which is markedly cheaper per MAC than four-channel blocks on large convolutions
-//! (per-operator figures in `benchmarks/profile.md`); two such blocks at once, eight (32
-//! channels, the tile's loads and splats half as many per MAC again).
+//! (per-operator figures in `benchmarks/profile.md`); with two such blocks at once (32
+//! channels) each splat feeds eight, half the splats per MAC again.
 //!
 //! Loops index with plain counters, as in [`super::qdq`]: at the canister's opt-level,
 //! iterator adaptors stay calls. LLVM's loop strength reduction costs the loads their constant
@@ -1260,7 +1260,7 @@ mod simd {
         let mut block = 0;
         // Two blocks (32 channels) a tile while two are left: each pixel's splats then feed
         // eight dot products instead of four, and each weight vector still eight pixels, so the
-        // loads and splats cost half as much per MAC as in the one-block tile below
+        // splats cost half as much per MAC as in the one-block tile below, the loads the same
         // (`benchmarks/NOTES.md`, "Thirty-two channels a tile"). The sums are the one-block
         // tile's: exact in i32, so the outputs are the same.
         while block + 1 < blocks {
