@@ -5,20 +5,21 @@
 //! Under the IC's cost table that is expensive: its float→int conversion and its rounding take
 //! tens of instructions per element, and quantizing and dequantizing were most of a static int8
 //! model's inference (see `benchmarks/profile.md` for the current shares). With wasm simd128,
-//! rounding (`f32x4.nearest`), conversion (`i32x4.trunc_sat`) and clamping (`i32x4.min/max`)
-//! cost one instruction per four lanes.
+//! clamping (`f32x4.pmax/pmin`), rounding (an addition, [`QuantizeLanes`]) and conversion
+//! (the sum's bits) cost one instruction per four lanes each.
 //!
-//! The results are tract's, bit for bit: the same operations in the same order on each element
-//! (multiply by the inverse scale, round half to even, saturate to i32, add the zero point
-//! wrapping, clamp; subtract the zero point, convert, multiply by the scale). [`check`] compares
-//! them with tract's own scalar functions ([`reference`]) on edge cases, natively and, through
-//! the canister's self-test, on wasm.
+//! The results are tract's, bit for bit, wherever tract's own formula does not overflow
+//! (multiply by the inverse scale, round half to even, add the zero point, clamp; subtract the
+//! zero point, convert, multiply by the scale); beyond i32's range and for NaN they are
+//! [`Quantize::scalar`]'s. [`check`] compares them with tract's own scalar functions
+//! ([`reference`]) on edge cases, natively and, through the canister's self-test, on wasm.
 
 use tract_onnx::prelude::*;
 
 use super::Int8;
 
-/// `q = clamp(round_half_even(x · inv_scale) + zero_point, min, max)`, as tract defines it.
+/// `q = clamp(round_half_even(x · inv_scale) + zero_point, min, max)`, as tract defines it
+/// (beyond i32's range and for NaN, see [`Quantize::scalar`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Quantize {
     pub inv_scale: f32,
@@ -37,10 +38,21 @@ impl Quantize {
         }
     }
 
+    /// Where `x · inv_scale` is below 2^31 − 2^8 in magnitude, tract's formula exactly. Beyond,
+    /// tract saturates to i32 and then adds the zero point wrapping (its `+` overflows), which
+    /// can send a huge value to the other end of the range; this clamps it to the end its sign
+    /// names, as onnxruntime does, and a NaN gives the type's least value (tract's: the zero
+    /// point). Clamping before the rounding is the same as after it, both bounds being whole:
+    /// that is the order the kernels' lanes take ([`QuantizeLanes`]).
     #[inline]
     pub(crate) fn scalar(&self, x: f32) -> i32 {
         let (lo, hi) = self.range();
-        ((x * self.inv_scale).round_ties_even() as i32).wrapping_add(self.zero_point).clamp(lo, hi)
+        let y = x * self.inv_scale;
+        if y.is_nan() {
+            return lo;
+        }
+        let bounds = ((lo - self.zero_point) as f32, (hi - self.zero_point) as f32);
+        y.clamp(bounds.0, bounds.1).round_ties_even() as i32 + self.zero_point
     }
 }
 
@@ -206,45 +218,91 @@ mod simd {
 
     /// A [`Quantize`]'s parameters splatted once per tensor (at the canister's opt-level
     /// LLVM would not hoist them out of the loop).
+    ///
+    /// The lanes round by addition: `x · inv_scale`, clamped to the range less the zero point
+    /// (±255 at most), plus 1.5 · 2^23 lies in [2^23, 2^24), where an f32's unit in the last
+    /// place is 1, so the addition itself rounds half to even, and the sum's bits are
+    /// [`ROUNDING_BITS`] plus the rounded value. One addition and one integer addition (which
+    /// also adds the zero point, or makes a table address) replace a rounding, a conversion,
+    /// the zero point's addition and an integer clamp: three instructions fewer for every four
+    /// looked-up outputs on the IC's cost table (`benchmarks/NOTES.md`, "Rounding by
+    /// addition"). The clamp comes first, as `f32x4.pmax/pmin` with the bound as the first
+    /// operand, so a NaN gives the least value ([`Quantize::scalar`]).
     #[derive(Clone, Copy)]
     pub(crate) struct QuantizeLanes {
         inv_scale: v128,
-        zero_point: v128,
-        lo: v128,
-        hi: v128,
+        /// The type's range less the zero point, as f32: where `x · inv_scale` is clamped.
+        low: v128,
+        high: v128,
+        rounding: v128,
+        /// The zero point less [`ROUNDING_BITS`]: what turns a rounded sum's bits into the
+        /// quantized value.
+        offset: v128,
         /// [`QuantizeLanes::bytes`]'s shift into i8's range and back: 128 and 0x80 for u8, zeros
         /// for i8.
         bias: v128,
         flip: v128,
-        /// The static byte table's address less `lo` ([`fixed_byte_table`]).
+        /// The static byte table's address less `lo`, plus `offset` ([`fixed_byte_table`]).
         table: v128,
     }
+
+    /// 1.5 · 2^23: a value in (−2^22, 2^22) added to it is rounded half to even, its bits
+    /// [`ROUNDING_BITS`] plus the rounded value.
+    const ROUNDING: f32 = 12_582_912.0;
+    const ROUNDING_BITS: i32 = 0x4B40_0000;
 
     impl QuantizeLanes {
         pub(crate) fn new(q: &Quantize) -> Self {
             let (lo, hi) = q.range();
+            let offset = q.zero_point.wrapping_sub(ROUNDING_BITS);
             QuantizeLanes {
                 inv_scale: f32x4_splat(q.inv_scale),
-                zero_point: i32x4_splat(q.zero_point),
-                lo: i32x4_splat(lo),
-                hi: i32x4_splat(hi),
+                low: f32x4_splat((lo - q.zero_point) as f32),
+                high: f32x4_splat((hi - q.zero_point) as f32),
+                rounding: f32x4_splat(ROUNDING),
+                offset: i32x4_splat(offset),
                 bias: i16x8_splat(if lo == 0 { 128 } else { 0 }),
                 flip: u8x16_splat(if lo == 0 { 0x80 } else { 0 }),
-                table: i32x4_splat((byte_table() as i32).wrapping_sub(lo)),
+                table: i32x4_splat((byte_table() as i32).wrapping_sub(lo).wrapping_add(offset)),
             }
         }
 
-        /// Four lanes of [`QuantizeLanes::unclamped`] clamped to the type's range, as the
-        /// addresses of their entries in the static byte table ([`fixed_byte_table`]).
+        /// Four lanes of `x · inv_scale` clamped and rounded: the rounded value plus
+        /// [`ROUNDING_BITS`], as i32 lanes.
         #[inline(always)]
-        pub(crate) fn addresses(&self, unclamped: v128) -> v128 {
-            i32x4_add(i32x4_min(i32x4_max(unclamped, self.lo), self.hi), self.table)
+        fn rounded(&self, x: v128) -> v128 {
+            let clamped = f32x4_pmin(self.high, f32x4_pmax(self.low, f32x4_mul(x, self.inv_scale)));
+            f32x4_add(clamped, self.rounding)
         }
 
-        /// Sixteen lanes of [`QuantizeLanes::unclamped`] (four vectors) clamped to the type's
-        /// range and narrowed to its bytes: i32 to i16 by a saturating narrow, less the bias
-        /// (saturating), to i8 by a saturating narrow, then the bias's bit flipped back. For u8
-        /// that is `clamp(v, 0, 255)` shifted by 128 into i8 and back; for i8 the bias is zero.
+        /// Four lanes of `Quantize::scalar` as the addresses of their entries in the static
+        /// byte table ([`fixed_byte_table`]).
+        #[inline(always)]
+        pub(crate) fn addresses(&self, x: v128) -> v128 {
+            i32x4_add(self.rounded(x), self.table)
+        }
+
+        /// Four lanes of `Quantize::scalar`, as i32.
+        #[inline(always)]
+        pub(crate) fn quantized(&self, x: v128) -> v128 {
+            i32x4_add(self.rounded(x), self.offset)
+        }
+
+        /// Four lanes of `Quantize::scalar` before their clamp to the type's greatest value,
+        /// as i32: what [`QuantizeLanes::bytes`] narrows (its saturating narrows are that
+        /// clamp). Only the least bound is applied: above it the sum is a positive f32, whose
+        /// bits grow with its value, so a lane past the greatest value (an infinity or a NaN
+        /// included) stays past it, where a negative sum's bits would wrap.
+        #[inline(always)]
+        pub(crate) fn narrowable(&self, x: v128) -> v128 {
+            let bounded = f32x4_pmax(self.low, f32x4_mul(x, self.inv_scale));
+            i32x4_add(f32x4_add(bounded, self.rounding), self.offset)
+        }
+
+        /// Sixteen lanes of [`QuantizeLanes::narrowable`] (four vectors) narrowed to their
+        /// type's bytes: i32 to i16 by a saturating narrow, less the bias (saturating), to i8 by
+        /// a saturating narrow, then the bias's bit flipped back. For u8 that is
+        /// `clamp(v, 0, 255)` shifted by 128 into i8 and back; for i8 the bias is zero.
         /// (`u8x16_narrow_i16x8` would be one instruction, but LLVM spells it as a clamp, an
         /// `and` and the narrow, and merges that clamp into the narrow before it as i32 minima,
         /// maxima and a shuffle: some twenty instructions where these are six.)
@@ -255,27 +313,12 @@ mod simd {
             v128_xor(i8x16_narrow_i16x8(low, high), self.flip)
         }
 
-        /// Four lanes of `Quantize::scalar`, as i32.
-        #[inline(always)]
-        fn apply(&self, x: v128) -> v128 {
-            i32x4_min(i32x4_max(self.unclamped(x), self.lo), self.hi)
-        }
-
         /// The addresses in a 256-entry table of `2^shift`-byte entries at `table` (splatted)
         /// of four lanes of `Quantize::scalar`: each lane's byte (an i8's two's complement)
         /// shifted, plus the table's address (wasm32's addresses are 32 bits).
         #[inline(always)]
         fn entries(&self, x: v128, shift: u32, table: v128) -> v128 {
-            i32x4_add(i32x4_shl(v128_and(self.apply(x), i32x4_splat(255)), shift), table)
-        }
-
-        /// Four lanes of `Quantize::scalar` before its clamp. Narrowed to bytes by saturating
-        /// narrows (to i16, then to u8 or i8) they are clamped exactly as `apply` clamps: both
-        /// bounds lie within i16's range, and the byte type's range is the clamp's.
-        #[inline(always)]
-        pub(crate) fn unclamped(&self, x: v128) -> v128 {
-            let rounded = f32x4_nearest(f32x4_mul(x, self.inv_scale));
-            i32x4_add(i32x4_trunc_sat_f32x4(rounded), self.zero_point)
+            i32x4_add(i32x4_shl(v128_and(self.quantized(x), i32x4_splat(255)), shift), table)
         }
     }
 
@@ -364,10 +407,10 @@ mod simd {
             // caller's), no alignment needed; each index is a byte, within the 256 of the table.
             unsafe {
                 let (v, yi) = core::hint::black_box((x.add(i / 4), y.add(i)));
-                let a = lanes.addresses(lanes.unclamped(v128_load(v)));
-                let b = lanes.addresses(lanes.unclamped(v128_load(v.add(1))));
-                let c = lanes.addresses(lanes.unclamped(v128_load(v.add(2))));
-                let d = lanes.addresses(lanes.unclamped(v128_load(v.add(3))));
+                let a = lanes.addresses(v128_load(v));
+                let b = lanes.addresses(v128_load(v.add(1)));
+                let c = lanes.addresses(v128_load(v.add(2)));
+                let d = lanes.addresses(v128_load(v.add(3)));
                 let entries = looked_up!(a, 0 <- a[0], 1 <- a[1], 2 <- a[2], 3 <- a[3], 4 <- b[0], 5 <- b[1],
                     6 <- b[2], 7 <- b[3], 8 <- c[0], 9 <- c[1], 10 <- c[2], 11 <- c[3], 12 <- d[0], 13 <- d[1],
                     14 <- d[2], 15 <- d[3]);
@@ -412,8 +455,8 @@ mod simd {
                     // Opaque once a turn, so that the four loads keep their constant offsets
                     // (LLVM's loop strength reduction otherwise computes each address apart).
                     let v = core::hint::black_box(x.add(i / 4));
-                    let (a, b) = (lanes.unclamped(v128_load(v)), lanes.unclamped(v128_load(v.add(1))));
-                    let (c, d) = (lanes.unclamped(v128_load(v.add(2))), lanes.unclamped(v128_load(v.add(3))));
+                    let (a, b) = (lanes.narrowable(v128_load(v)), lanes.narrowable(v128_load(v.add(1))));
+                    let (c, d) = (lanes.narrowable(v128_load(v.add(2))), lanes.narrowable(v128_load(v.add(3))));
                     v128_store(y.add(i) as *mut v128, lanes.bytes(a, b, c, d));
                 }
                 i += 16;
@@ -460,7 +503,7 @@ mod simd {
                 // SAFETY: vector i covers elements 4i..4i + 4 <= n <= len of both slices; no
                 // alignment is required.
                 unsafe {
-                    v128_store(y.add(i), dequantize.apply(quantize.apply(v128_load(x.add(i)))));
+                    v128_store(y.add(i), dequantize.apply(quantize.quantized(v128_load(x.add(i)))));
                 }
                 i += 1;
             }
@@ -577,7 +620,7 @@ mod simd {
             let v = self.x.add(i) as *const v128;
             macro_rules! lanes {
                 ($k:expr) => {
-                    self.d.apply(self.q.apply(v128_load(v.add($k))))
+                    self.d.apply(self.q.quantized(v128_load(v.add($k))))
                 };
             }
             [lanes!(0), lanes!(1), lanes!(2), lanes!(3)]
@@ -633,7 +676,7 @@ mod simd {
                 // A macro, not a closure: at the canister's opt-level a closure stays a call.
                 macro_rules! sum {
                     ($l:expr, $r:expr) => {
-                        quantize.unclamped(f32x4_add($l, $r))
+                        quantize.narrowable(f32x4_add($l, $r))
                     };
                 }
                 let bytes = quantize.bytes(sum!(l0, r0), sum!(l1, r1), sum!(l2, r2), sum!(l3, r3));
@@ -654,7 +697,8 @@ pub mod reference {
 
     /// Whether `x · inv_scale` saturates i32 (or is NaN). There tract's `+ zero_point` overflows
     /// (it wraps in release builds and panics in checked ones), so the reference is the
-    /// documented formula, saturating then wrapping, as the kernels compute it.
+    /// documented formula, [`Quantize::scalar`]: clamped to the end the sign names, a NaN to the
+    /// type's least value.
     fn saturates(q: &Quantize, x: f32) -> bool {
         x.is_nan() || (x * q.inv_scale).abs() >= 2147483520.0
     }

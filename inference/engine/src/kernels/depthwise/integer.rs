@@ -456,7 +456,7 @@ mod simd {
                         v128_store(to.add(4) as *mut v128, i32x4_shuffle::<2, 6, 3, 7>(even, odd));
                     }
                     Sink::Bytes(out, q, _) => {
-                        let (e, o) = (q.addresses(q.unclamped(even)), q.addresses(q.unclamped(odd)));
+                        let (e, o) = (q.addresses(even), q.addresses(odd));
                         // The even and odd outputs' entries interleaved into the first eight lanes.
                         let entries = looked_up!(e, 0 <- e[0], 1 <- o[0], 2 <- e[1], 3 <- o[1], 4 <- e[2], 5 <- o[2],
                             6 <- e[3], 7 <- o[3]);
@@ -468,7 +468,7 @@ mod simd {
                 match $sink {
                     Sink::Floats(out) => v128_store(out.add(index) as *mut v128, activate(v, *$activation)),
                     Sink::Bytes(out, q, _) => {
-                        let u = q.addresses(q.unclamped(v));
+                        let u = q.addresses(v);
                         let entries = looked_up!(u, 0 <- u[0], 1 <- u[1], 2 <- u[2], 3 <- u[3]);
                         v128_store32_lane::<0>(entries, out.add(index) as *mut u32);
                     }

@@ -328,10 +328,10 @@ mod simd {
                     ($g:literal) => {{
                         let l = &lanes[$g];
                         // Written out: a closure here stayed a call, its captures in memory.
-                        let p0 = q.addresses(q.unclamped(l.converted(acc[0][$g])));
-                        let p1 = q.addresses(q.unclamped(l.converted(acc[1][$g])));
-                        let p2 = q.addresses(q.unclamped(l.converted(acc[2][$g])));
-                        let p3 = q.addresses(q.unclamped(l.converted(acc[3][$g])));
+                        let p0 = q.addresses(l.converted(acc[0][$g]));
+                        let p1 = q.addresses(l.converted(acc[1][$g]));
+                        let p2 = q.addresses(l.converted(acc[2][$g]));
+                        let p3 = q.addresses(l.converted(acc[3][$g]));
                         let row = at + 4 * $g * channel;
                         // Channel r's four pixels are lane r of p0 to p3: their entries go to
                         // lanes 4r to 4r + 3, one store for the channel's four.
