@@ -41,6 +41,9 @@ type TopK = Option<Option<u32>>;
 
 async fn start(caller: Principal, request: JobRequest) -> Result<(u64, inference::Prepared, TopK), JobError> {
     let per_caller = state::with(|s| s.config.get().max_records_per_caller);
+    // Refused before the awaits below (a random key, the plan), so that a full table costs the
+    // caller no call; `Jobs::start` checks again after them, since other calls may have taken
+    // records meanwhile.
     state::with_mut(|s| s.jobs.check_capacity(caller, per_caller, ic_cdk::api::time()))?;
     let key = id_key().await?;
     let rule = auth::inference_caller;

@@ -2,6 +2,7 @@
 //! the IC's all-or-nothing semantics (a trap restores heap, globals and stable memory).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use sha2::{Digest, Sha256};
@@ -32,6 +33,8 @@ pub struct ModuleCache {
     engine: Engine,
     dir: Option<PathBuf>,
     compiled: Mutex<std::collections::HashMap<[u8; 32], Module>>,
+    /// How many modules this cache compiled itself (not loaded from memory or a file).
+    compilations: AtomicUsize,
 }
 
 impl ModuleCache {
@@ -39,7 +42,17 @@ impl ModuleCache {
         let dir = std::env::var_os("IC_REPLICA_CACHE_DIR")
             .map(PathBuf::from)
             .or_else(|| Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/ic-replica-cache")));
-        ModuleCache { engine, dir, compiled: Mutex::new(Default::default()) }
+        ModuleCache::in_dir(engine, dir)
+    }
+
+    /// A cache whose compiled files live in `dir` (none: memory only).
+    pub fn in_dir(engine: Engine, dir: Option<PathBuf>) -> Self {
+        ModuleCache { engine, dir, compiled: Mutex::new(Default::default()), compilations: AtomicUsize::new(0) }
+    }
+
+    /// How many modules this cache has compiled itself, rather than found in memory or on disk.
+    pub fn compilations(&self) -> usize {
+        self.compilations.load(Ordering::Relaxed)
     }
 
     pub fn engine(&self) -> &Engine {
@@ -75,6 +88,7 @@ impl ModuleCache {
             },
             None => {
                 let m = Module::new(&self.engine, prepared)?;
+                self.compilations.fetch_add(1, Ordering::Relaxed);
                 if let (Some(f), Ok(bytes)) = (file, m.serialize()) {
                     let _ = std::fs::create_dir_all(f.parent().unwrap());
                     let tmp = f.with_extension("tmp");
@@ -371,4 +385,56 @@ pub fn load_module(cache: &ModuleCache, wasm: &[u8]) -> Result<LoadedModule, Str
         wasm_bytes: wasm.len() as u64,
         metadata: metadata_sections(&wasm),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A module that takes wasmtime some milliseconds to compile (many functions), so that
+    /// caches starting together overlap while one of them compiles.
+    fn slow_module() -> Vec<u8> {
+        let mut text = String::from("(module");
+        for f in 0..400 {
+            text.push_str(&format!("(func (export \"f{f}\") (param i32) (result i32)"));
+            text.push_str(&" local.get 0 i32.const 7 i32.mul i32.const 3 i32.add local.set 0".repeat(20));
+            text.push_str(" local.get 0)");
+        }
+        text.push(')');
+        wat::parse_str(text).unwrap()
+    }
+
+    /// Test processes that start together with a cold cache (`scripts/test.sh` runs them in
+    /// parallel) share one compilation of each module: the first takes the file's lock and
+    /// compiles, the others wait and load its file. Each cache here is what one process has.
+    #[test]
+    fn caches_starting_together_compile_a_module_once() {
+        let dir = std::env::temp_dir().join(format!("ic-replica-cache-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (engine, wasm) = (Engine::default(), slow_module());
+        let caches: Vec<ModuleCache> = (0..4).map(|_| ModuleCache::in_dir(engine.clone(), Some(dir.clone()))).collect();
+        let start = std::sync::Barrier::new(caches.len());
+        std::thread::scope(|scope| {
+            for cache in &caches {
+                let (start, wasm) = (&start, &wasm);
+                scope.spawn(move || {
+                    start.wait();
+                    let module = cache.compile(wasm).unwrap();
+                    assert_eq!(module.exports().count(), 400);
+                });
+            }
+        });
+        let compiled: Vec<usize> = caches.iter().map(ModuleCache::compilations).collect();
+        assert_eq!(compiled.iter().sum::<usize>(), 1, "compilations per cache: {compiled:?}");
+        // In memory now: no cache compiles it again.
+        for cache in &caches {
+            cache.compile(&wasm).unwrap();
+        }
+        assert_eq!(caches.iter().map(ModuleCache::compilations).sum::<usize>(), 1);
+        // A cache without a directory compiles for itself.
+        let alone = ModuleCache::in_dir(engine, None);
+        alone.compile(&wasm).unwrap();
+        assert_eq!(alone.compilations(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
