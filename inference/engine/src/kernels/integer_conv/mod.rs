@@ -1149,12 +1149,6 @@ mod simd {
         }
     }
 
-    /// Per block of sixteen channels and two groups of four pixels, thirty-two accumulators;
-    /// each step covers [`STEP`] K pairs: sixteen weight vectors, each feeding eight pixels' dot
-    /// products, and thirty-two pixel splats, each feeding four (under the IC's metering a
-    /// vector's address and load cost half as much as the dot product it feeds, so the more
-    /// products share it the less a MAC costs: `benchmarks/NOTES.md`, "Eight pixels a step").
-    /// A last group without a second has its pixel rows read twice, the second sums unused.
     /// `acc` plus the four dot products of `s[u]` and `w[u]`, summed in pairs first (the
     /// one-block tile's `pixel!` order; integer sums, so any order gives the same lanes).
     #[inline(always)]
@@ -1170,6 +1164,13 @@ mod simd {
         )
     }
 
+    /// Per tile of two groups of four pixels: for two blocks of sixteen channels while two are
+    /// left, sixty-four accumulators, else for one block thirty-two. Each step covers [`STEP`] K
+    /// pairs: each weight vector feeds eight pixels' dot products, and each pixel splat the
+    /// tile's four or eight channel groups (under the IC's metering a vector's address and load
+    /// cost half as much as the dot product it feeds, so the more products share it the less a
+    /// MAC costs: `benchmarks/NOTES.md`, "Eight pixels a step", "Thirty-two channels a tile").
+    /// A last group without a second has its pixel rows read twice, the second sums unused.
     fn multiply_wide(
         weights: &PackedWeights,
         input: &[i16],
