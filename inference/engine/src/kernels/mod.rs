@@ -89,6 +89,7 @@ impl Int8 for i8 {
 pub fn check_all() -> Result<(), String> {
     qdq::check()?;
     integer_conv::check()?;
+    integer_conv::three_planes::check()?;
     float_conv::check()?;
     max_pool::reference::check()?;
     byte_pool::reference::check()?;

@@ -28,6 +28,7 @@ use tract_onnx::tract_core::internal::*;
 
 use crate::kernels::activation::{activate_in_place, Activation};
 use crate::kernels::integer_conv::pack::{self, Epilogue, Geometry, Layout, PackedWeights, Strides};
+use crate::kernels::integer_conv::three_planes;
 use crate::kernels::integer_conv::winograd::{self, WinogradWeights};
 use crate::kernels::integer_conv::{Best, ConvKernels};
 use crate::kernels::qdq::{ByteLookup, QdqKernels};
@@ -108,12 +109,24 @@ impl IntegerConv {
             activate_in_place(out, self.activation);
             return;
         }
+        if self.three_planes() {
+            let out = three_planes::Out::Floats(out, self.activation);
+            return three_planes::convolve(weights, T::bytes(x), T::UNSIGNED, geometry, epilogue, out);
+        }
         let packed = match self.input_layout {
             Layout::Planar => pack::pack_planar::<Best, T>(x, geometry, epilogue.zero_point),
             Layout::Interleaved => pack::pack_interleaved::<Best, T>(x, geometry, epilogue.zero_point),
         };
         Best::multiply(weights, &packed, geometry.pixels(), epilogue, strides, out);
         activate_in_place(out, self.activation);
+    }
+
+    /// Whether this is a colour image's first layer that [`three_planes`] computes without
+    /// im2col (planar in and out).
+    pub(crate) fn three_planes(&self) -> bool {
+        self.input_layout == Layout::Planar
+            && self.output_layout == Layout::Planar
+            && three_planes::covered(&self.geometry, self.weights.channels)
     }
 
     /// One image's outputs through `lookup`: in the kernel's epilogue on the direct path of an
@@ -124,6 +137,10 @@ impl IntegerConv {
             let mut floats = vec![0f32; out.len()];
             self.image(x, epilogue, &mut floats);
             return crate::kernels::qdq::Best::quantize_look_up(&lookup.quantize, &floats, &lookup.table, out);
+        }
+        if self.three_planes() {
+            let out = three_planes::Out::Bytes(out, lookup);
+            return three_planes::convolve(weights, T::bytes(x), T::UNSIGNED, geometry, epilogue, out);
         }
         let strides = Strides::of(self.output_layout, weights.channels, geometry.pixels());
         let packed = match self.input_layout {

@@ -36,14 +36,15 @@ impl Pass for ConvLookupFusion {
 
 /// Whether `conv`'s kernel would look its outputs up in its epilogue
 /// ([`crate::kernels::integer_conv::ConvKernels::multiply_looked_up`]): the direct path's
-/// sixteen-channel blocks into a planar output, without an activation or a lookup already.
+/// sixteen-channel blocks into a planar output, or a colour image's first layer
+/// ([`crate::kernels::integer_conv::three_planes`]), without an activation or a lookup already.
 /// Elsewhere the operator would look up an f32 buffer, which costs more than the separate lookup
 /// (rapidocr_cls's four-channel blocks: `benchmarks/NOTES.md`).
 fn fusable(conv: &IntegerConv) -> bool {
     conv.lookup.is_none()
         && conv.activation == Activation::Identity
         && conv.winograd.is_none()
-        && conv.weights.rows == WIDE_ROWS
+        && (conv.weights.rows == WIDE_ROWS || conv.three_planes())
         && conv.output_layout == Layout::Planar
         && !conv.epilogue.raw
 }
@@ -174,6 +175,50 @@ mod tests {
         assert!(!model.nodes().iter().any(|n| n.op_as::<Lookup>().is_some()));
         let fused = model.nodes().iter().filter(|n| n.op_as::<IntegerConv>().is_some_and(|c| c.lookup.is_some()));
         assert_eq!(fused.count(), 2);
+        assert_eq!(run(&model), before);
+    }
+
+    /// A colour image's first layer (3×3 at stride two over three planes) of eight channels:
+    /// four-channel blocks, whose im2col kernel would look up an f32 buffer, but the direct
+    /// kernel ([`crate::kernels::integer_conv::three_planes`]) looks its outputs up itself, so
+    /// the table fuses, with the same bytes (natively the direct kernel's scalar form, on the
+    /// canister its simd128 one, both checked against a direct convolution by its `check`).
+    #[test]
+    fn a_colour_images_first_layer_fuses_its_table_with_the_same_bytes() {
+        let geometry = Geometry {
+            channels: 3,
+            input: [9, 11],
+            kernel: [3, 3],
+            strides: [2, 2],
+            dilations: [1, 1],
+            pad_before: [1, 1],
+            output: [5, 6],
+        };
+        let m = 8;
+        let weights: Vec<i16> = (0..m * 27).map(|i| ((i * 37 + 5) % 255) as i16 - 127).collect();
+        let epilogue = Epilogue {
+            zero_point: 7,
+            scales: (0..m).map(|o| 0.001 + o as f32 * 0.0001).collect(),
+            bias: (0..m).map(|o| o as f32 * 0.1 - 0.5).collect(),
+            raw: false,
+        };
+        let side = Side { batch: false, layout: Layout::Planar };
+        let conv = operator(&weights, geometry, epilogue, [side, side], Runtime::default());
+        assert!(conv.weights.rows != WIDE_ROWS && conv.three_planes());
+        let mut model = TypedModel::default();
+        let x = model.add_source("x", u8::fact([3, 9, 11])).unwrap();
+        let a = model.wire_node("a", conv, &[x]).unwrap()[0];
+        let a = model.wire_node("a.lookup", lookup(), &[a]).unwrap()[0];
+        model.select_output_outlets(&[a]).unwrap();
+        let input: Vec<u8> = (0..3 * 9 * 11).map(|i| (i * 53 % 256) as u8).collect();
+        let input = Tensor::from_shape(&[3, 9, 11], &input).unwrap();
+        let run = |model: &TypedModel| {
+            let plan = model.clone().into_runnable().unwrap();
+            plan.run(tvec!(input.clone().into_tvalue())).unwrap().remove(0).into_tensor()
+        };
+        let before = run(&model);
+        assert_eq!(fuse(&mut model).unwrap(), 1);
+        assert!(!model.nodes().iter().any(|n| n.op_as::<Lookup>().is_some()));
         assert_eq!(run(&model), before);
     }
 

@@ -106,6 +106,18 @@ impl BytePlane {
         BytePlane { rows, columns, values: vec![padding; rows * columns] }
     }
 
+    /// Bytes from one row's start to the next's.
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
+    pub(crate) fn columns(&self) -> usize {
+        self.columns
+    }
+
+    /// The plane's bytes, row by row.
+    #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
+    pub(crate) fn values(&self) -> &[u8] {
+        &self.values
+    }
+
     /// Copies one `[h, w]` channel, the first `h · w` bytes of `channel`, into the interior,
     /// each byte's top bit flipped if `FLIP` (an i8 image, read as u8 by the simd128 kernel).
     ///

@@ -21,6 +21,7 @@
 
 pub mod pack;
 pub mod reference;
+pub mod three_planes;
 pub mod winograd;
 
 pub use reference::{check, check_kernels};
