@@ -131,7 +131,12 @@ mod tests {
             pad_before: [0, 0],
             output: [3, 5],
         };
-        let weights: Vec<i16> = (0..m * channels).map(|i| ((i * 37 + 5) % 255) as i16 - 127).collect();
+        convolution_of(geometry, m)
+    }
+
+    /// A convolution of `geometry` into `m` channels, planar in and out.
+    fn convolution_of(geometry: Geometry, m: usize) -> IntegerConv {
+        let weights: Vec<i16> = (0..m * geometry.depth()).map(|i| ((i * 37 + 5) % 255) as i16 - 127).collect();
         let epilogue = Epilogue {
             zero_point: 7,
             scales: (0..m).map(|o| 0.01 + o as f32 * 0.001).collect(),
@@ -194,16 +199,7 @@ mod tests {
             pad_before: [1, 1],
             output: [5, 6],
         };
-        let m = 8;
-        let weights: Vec<i16> = (0..m * 27).map(|i| ((i * 37 + 5) % 255) as i16 - 127).collect();
-        let epilogue = Epilogue {
-            zero_point: 7,
-            scales: (0..m).map(|o| 0.001 + o as f32 * 0.0001).collect(),
-            bias: (0..m).map(|o| o as f32 * 0.1 - 0.5).collect(),
-            raw: false,
-        };
-        let side = Side { batch: false, layout: Layout::Planar };
-        let conv = operator(&weights, geometry, epilogue, [side, side], Runtime::default());
+        let conv = convolution_of(geometry, 8);
         assert!(conv.weights.rows != WIDE_ROWS && conv.three_planes());
         let mut model = TypedModel::default();
         let x = model.add_source("x", u8::fact([3, 9, 11])).unwrap();

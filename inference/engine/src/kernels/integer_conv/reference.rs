@@ -135,6 +135,33 @@ pub fn winograd_convolved<K: ConvKernels, T: Int8>(
     })
 }
 
+/// `len` values of a u8 image (`unsigned`) or an i8 one, for the checks: each seventh the
+/// type's greatest, each thirteenth its least, the others drawn from `next`.
+pub(crate) fn check_image(len: usize, unsigned: bool, next: &mut impl FnMut() -> i32) -> Vec<i32> {
+    let (lo, hi) = if unsigned { (0, 255) } else { (-128, 127) };
+    (0..len)
+        .map(|i| {
+            if i % 7 == 0 {
+                hi
+            } else if i % 13 == 0 {
+                lo
+            } else {
+                lo + next().rem_euclid(hi - lo + 1)
+            }
+        })
+        .collect()
+}
+
+/// The checks' epilogue of `m` channels, for a u8 image (`unsigned`) or an i8 one.
+pub(crate) fn check_epilogue(m: usize, unsigned: bool) -> Epilogue {
+    Epilogue {
+        zero_point: if unsigned { 131 } else { -3 },
+        scales: (0..m).map(|o| 0.0123 * (o + 1) as f32).collect(),
+        bias: (0..m).map(|o| o as f32 * -0.37).collect(),
+        raw: false,
+    }
+}
+
 /// Compares [`Best`] with [`direct`], as [`check_kernels`] does: simd128 in the canister (which
 /// never runs the scalar kernels, so its code space is not spent checking them), scalar natively.
 pub fn check() -> Result<(), String> {
@@ -218,24 +245,8 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
         let w: Vec<i8> =
             (0..m * geometry.depth()).map(|i| if i % 11 == 0 { -128 } else { (next() % 256 - 128) as i8 }).collect();
         for unsigned in [true, false] {
-            let (lo, hi) = if unsigned { (0, 255) } else { (-128, 127) };
-            let x: Vec<i32> = (0..channels * input[0] * input[1])
-                .map(|i| {
-                    if i % 7 == 0 {
-                        hi
-                    } else if i % 13 == 0 {
-                        lo
-                    } else {
-                        lo + next().rem_euclid(hi - lo + 1)
-                    }
-                })
-                .collect();
-            let epilogue = Epilogue {
-                zero_point: if unsigned { 131 } else { -3 },
-                scales: (0..m).map(|o| 0.0123 * (o + 1) as f32).collect(),
-                bias: (0..m).map(|o| o as f32 * -0.37).collect(),
-                raw: false,
-            };
+            let x = check_image(channels * input[0] * input[1], unsigned, &mut next);
+            let epilogue = check_epilogue(m, unsigned);
             let want: Vec<u32> = direct(&x, &w, &geometry, m, &epilogue).iter().map(|v| v.to_bits()).collect();
             for input_layout in layouts {
                 for output_layout in layouts {

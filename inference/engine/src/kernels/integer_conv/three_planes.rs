@@ -19,7 +19,7 @@
 //! [`super::reference::direct`], natively and in the canister's self-test.
 
 use super::pack::{Epilogue, Geometry, PackedWeights};
-use super::reference::direct;
+use super::reference::{check_epilogue, check_image, direct};
 use crate::kernels::activation::Activation;
 use crate::kernels::qdq::{ByteLookup, Quantize};
 use tract_onnx::prelude::{Datum, DatumType};
@@ -426,25 +426,9 @@ pub fn check() -> Result<(), String> {
         let w: Vec<i8> = (0..m * 27).map(|i| if i % 11 == 0 { -128 } else { (next() % 256 - 128) as i8 }).collect();
         let weights = PackedWeights::for_image(&w.iter().map(|v| *v as i16).collect::<Vec<_>>(), &g, m);
         for unsigned in [true, false] {
-            let (lo, hi) = if unsigned { (0, 255) } else { (-128, 127) };
-            let x: Vec<i32> = (0..3 * input[0] * input[1])
-                .map(|i| {
-                    if i % 7 == 0 {
-                        hi
-                    } else if i % 13 == 0 {
-                        lo
-                    } else {
-                        lo + next().rem_euclid(hi - lo + 1)
-                    }
-                })
-                .collect();
+            let x = check_image(3 * input[0] * input[1], unsigned, &mut next);
             let bytes: Vec<u8> = x.iter().map(|v| *v as u8).collect();
-            let epilogue = Epilogue {
-                zero_point: if unsigned { 131 } else { -3 },
-                scales: (0..m).map(|o| 0.0123 * (o + 1) as f32).collect(),
-                bias: (0..m).map(|o| o as f32 * -0.37).collect(),
-                raw: false,
-            };
+            let epilogue = check_epilogue(m, unsigned);
             let want = direct(&x, &w, &g, m, &epilogue);
             let kind = if unsigned { "u8" } else { "i8" };
             for activation in [Activation::Identity, Activation::Relu, Activation::HardSwish] {
