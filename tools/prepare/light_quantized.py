@@ -11,6 +11,7 @@ input and onnxruntime's output for it.
                                                           (QLinearConv & co., com.microsoft ops)
                                             input.npy     the fixed f32 input
                                             <form>.out.npy  onnxruntime's first output for it, f32
+                                                          (for qdq and qop: of the reference twin below)
                                             case.json     {"input", "shape", "forms": {<form>:
                                                           {"model", "output", "ops"} or {"error"}}}
 
@@ -24,6 +25,15 @@ The light models build every weight with ConstantOfShape (all 0.02) from IR-3 in
 are also graph inputs. quant_pre_process folds them into initializers, and its optimizer's
 constant sharing leaves some of the folded shapes behind as graph inputs nothing reads; those are
 dropped before quantizing, else the quantized models would require them as inputs.
+
+The static forms' outputs come from a reference twin of the model, not the model itself: every
+int8 initializer (the weights and their zero points; activations are u8) becomes uint8 with 128
+added. (x - zx)(w - zw) is unchanged, so the twin computes the same integers, but onnxruntime runs
+it with its u8u8 kernels. Its u8s8 kernels sum pairs of products in 16 bits (vpmaddubsw) on x86
+CPUs without VNNI and saturate there (onnxruntime's "session.x64quantprecision" option makes the
+same conversion, but fails to load densenet121): on an AVX2-only machine densenet121's QDQ and
+QOperator outputs came out 0.22 from what a VNNI machine (and the engine) computes. With the twin
+the expected outputs are exact on every CPU.
 """
 import json
 import logging
@@ -36,6 +46,7 @@ import zlib
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import onnxruntime as ort
 from onnxruntime import quantization as q
 
@@ -126,6 +137,17 @@ def run(model, name, x):
     return np.asarray(session.run(None, {name: x})[0], dtype=np.float32)
 
 
+def u8_weights_twin(path, twin):
+    """Writes the model at `path` to `twin` with its int8 initializers as uint8 (+128)."""
+    model = onnx.load(path)
+    for graph in graphs(model.graph):
+        for tensor in graph.initializer:
+            if tensor.data_type == onnx.TensorProto.INT8:
+                values = onnx.numpy_helper.to_array(tensor).astype(np.int16) + 128
+                tensor.CopyFrom(onnx.numpy_helper.from_array(values.astype(np.uint8), tensor.name))
+    onnx.save(model, twin)
+
+
 def arch_case(source, directory, arch):
     os.makedirs(directory)
     fp32 = os.path.join(directory, "fp32.onnx")
@@ -164,7 +186,11 @@ def arch_case(source, directory, arch):
                     if pre_error:
                         raise RuntimeError(pre_error)
                     make(model)
-                np.save(os.path.join(directory, output), run(model, name, x))
+                reference = model
+                if form in ("qdq", "qop"):
+                    reference = os.path.join(tmp, f"{form}.u8_weights.onnx")
+                    u8_weights_twin(model, reference)
+                np.save(os.path.join(directory, output), run(reference, name, x))
                 forms[form] = {"model": f"{form}.onnx", "output": output, "ops": ops(model)}
             except Exception as e:
                 for f in (model, os.path.join(directory, output)):
