@@ -19,12 +19,12 @@ mkdir -p "$out"
 # A target directory of its own: nothing of a wasm32 build is shared with the host's, and apart
 # cargo need not wait for a host build's lock (test.sh runs this beside clippy).
 wasm_target=${CARGO_TARGET_DIR:-target}/canister-build
-for pkg in inference-canister text-canister agency-canister plain-tract-canister; do
-  CARGO_TARGET_DIR=$wasm_target cargo build --quiet -p "$pkg" --target wasm32-unknown-unknown --profile canister
-  name=${pkg//-/_}
-  raw=$wasm_target/wasm32-unknown-unknown/canister/$name.wasm
-  opt=$out/$name.wasm
-  # Only re-optimise when cargo produced a new module (wasm-opt takes ~30 s on tract).
+# wasm-opt -Oz of one module and the IC's module-limit check, run beside the next module's cargo
+# build: cargo's last step, the LTO link, keeps one core busy; wasm-opt (about a minute on the
+# tract modules) takes what is left.
+optimise_and_check() {
+  local raw=$1 opt=$2
+  # Only re-optimise when cargo produced a new module.
   if [ ! -f "$opt" ] || [ "$raw" -nt "$opt" ]; then
     wasm-opt -Oz --enable-simd --enable-bulk-memory --enable-sign-ext \
       --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types \
@@ -36,4 +36,17 @@ for pkg in inference-canister text-canister agency-canister plain-tract-canister
   else
     echo "note: ../shared/tools/wasm-check.py not found; the local replica validates the module at install" >&2
   fi
+}
+pids=()
+trap 'for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done' EXIT
+# The two tract modules first, so that the small ones' builds overlap their wasm-opt runs.
+for pkg in inference-canister plain-tract-canister text-canister agency-canister; do
+  CARGO_TARGET_DIR=$wasm_target cargo build --quiet -p "$pkg" --target wasm32-unknown-unknown --profile canister
+  name=${pkg//-/_}
+  optimise_and_check "$wasm_target/wasm32-unknown-unknown/canister/$name.wasm" "$out/$name.wasm" &
+  pids+=($!)
 done
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+pids=()
+exit $failed
