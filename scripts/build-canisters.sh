@@ -17,7 +17,7 @@ ensure_wasm_opt
 out=target/canisters
 mkdir -p "$out"
 # A target directory of its own: nothing of a wasm32 build is shared with the host's, and apart
-# cargo need not wait for a host build's lock (test.sh runs this beside clippy).
+# cargo need not wait for a host build's lock (a host build may run while this does).
 wasm_target=${CARGO_TARGET_DIR:-target}/canister-build
 # wasm-opt -Oz of one module and the IC's module-limit check, run beside the next module's cargo
 # build: cargo's last step, the LTO link, keeps one core busy; wasm-opt (about a minute on the
