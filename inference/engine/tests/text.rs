@@ -163,37 +163,10 @@ fn run_plain_tract(c: &model_testdata::text::TextCase) -> Vec<f32> {
     out[0].cast_to::<f32>().unwrap().try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec()
 }
 
-#[test]
-fn an_int8_encoders_products_run_on_our_kernel_with_tracts_exact_outputs() {
-    // Every MatMulInteger of the dynamic int8 encoder becomes an IntegerConv (1×1), none stays
-    // on tract's integer matrix product; the integer sums are exact, so the hidden states are
-    // plain tract's bit for bit.
-    let (got, _, c) = run("bert_l6.dyn_u8");
-    let loaded = loaded(&c);
-    let plan = loaded.plan.model();
-    let ours = plan.nodes().iter().filter(|n| n.op.name() == "IntegerConv").count();
-    let integer_products: Vec<_> = plan
-        .nodes()
-        .iter()
-        .filter(|n| n.op.name() == "OptMatMul" && n.outputs[0].fact.datum_type == i32::datum_type())
-        .map(|n| n.name.clone())
-        .collect();
-    assert_eq!(ours, 6 * 6, "six products in each of six layers");
-    assert!(integer_products.is_empty(), "still on tract's integer product: {integer_products:?}");
-    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    assert!(bits(&got) == bits(&run_plain_tract(&c)), "hidden states differ from plain tract's");
-}
-
-#[test]
-fn a_static_int8_encoders_products_run_on_our_kernel_at_least_as_close_to_onnxruntime_as_tract() {
-    // onnxruntime's quantize_static (QDQ) encoder: the 36 products by int8 weights run on the
-    // integer kernel; attention's two products per layer, of two activations, stay tract's.
-    // Every product's output is requantized to u8 before the next layer reads it, so a rounding
-    // that differs anywhere carries through six layers: plain tract (f32 on the dequantized
-    // values) is itself about 0.135 from onnxruntime (integer kernels) on these random weights.
-    // The integer sums bring the hidden states no farther, and within 0.15.
-    let (ours, _, c) = run("bert_l6.qdq");
-    let plain = run_plain_tract(&c);
+/// How far `ours` and plain tract's hidden states of case `c` are from onnxruntime's, over the
+/// tokens the attention mask keeps (nothing reads the padding's).
+fn distances_from_onnxruntime(ours: &[f32], c: &model_testdata::text::TextCase) -> (f32, f32) {
+    let plain = run_plain_tract(c);
     let expected = &c.outputs[0].2;
     let mask = &c.inputs.iter().find(|(n, _, _)| n == "attention_mask").unwrap().2;
     let dim = c.outputs[0].1[2];
@@ -205,12 +178,47 @@ fn a_static_int8_encoders_products_run_on_our_kernel_at_least_as_close_to_onnxru
             from_tract = from_tract.max(worst(&plain[r.clone()], &expected[r]));
         }
     }
-    eprintln!("bert_l6.qdq: ours within {from_ours:.3} of onnxruntime's hidden states, plain tract {from_tract:.3}");
-    assert!(from_ours <= 0.15 && from_ours <= from_tract + 1e-3, "ours {from_ours}, plain tract {from_tract}");
-    let loaded = loaded(&c);
+    (from_ours, from_tract)
+}
+
+/// How many nodes of each of these operators the plan of case `c` has.
+fn operator_counts<const N: usize>(c: &model_testdata::text::TextCase, ops: [&str; N]) -> [usize; N] {
+    let loaded = loaded(c);
     let plan = loaded.plan.model();
-    let count = |op: &str| plan.nodes().iter().filter(|n| n.op.name() == op).count();
-    assert_eq!((count("IntegerConv"), count("OptMatMul")), (6 * 6, 6 * 2));
+    ops.map(|op| plan.nodes().iter().filter(|n| n.op.name() == op).count())
+}
+
+#[test]
+fn a_dynamic_int8_encoders_products_run_on_our_kernels_at_least_as_close_to_onnxruntime_as_tract() {
+    // Every MatMulInteger of the dynamic int8 encoder becomes an IntegerConv (1×1), attention's
+    // two f32 products per layer BatchedMatMuls, the GELUs ours: none stays on tract's matrix
+    // product. The integer sums are exact, but attention's f32 sums are in the f32 kernel's
+    // order, and each layer's dynamic quantize of the context can round one value to the other
+    // byte: the hidden states are no longer plain tract's bit for bit (about 0.024 from
+    // onnxruntime's where plain tract's are 0.022), within the encoder's tolerance and not a
+    // quarter farther than plain tract's.
+    let (ours, _, c) = run("bert_l6.dyn_u8");
+    let (from_ours, from_tract) = distances_from_onnxruntime(&ours, &c);
+    eprintln!("bert_l6.dyn_u8: ours within {from_ours:.5} of onnxruntime's hidden states, plain tract {from_tract:.5}");
+    assert!(from_ours <= 0.05 && from_ours <= 1.25 * from_tract, "ours {from_ours}, plain tract {from_tract}");
+    let counts = operator_counts(&c, ["IntegerConv", "BatchedMatMul", "Gelu", "OptMatMul"]);
+    assert_eq!(counts, [6 * 6, 6 * 2, 6, 0], "IntegerConv, BatchedMatMul, Gelu, OptMatMul");
+}
+
+#[test]
+fn a_static_int8_encoders_products_run_on_our_kernel_at_least_as_close_to_onnxruntime_as_tract() {
+    // onnxruntime's quantize_static (QDQ) encoder: the 36 products by int8 weights run on the
+    // integer kernel, attention's two products per layer, of two activations, on the f32 one.
+    // Every product's output is requantized to u8 before the next layer reads it, so a rounding
+    // that differs anywhere carries through six layers: plain tract (f32 on the dequantized
+    // values) is itself about 0.135 from onnxruntime (integer kernels) on these random weights.
+    // Ours are within 0.15, and not a quarter farther.
+    let (ours, _, c) = run("bert_l6.qdq");
+    let (from_ours, from_tract) = distances_from_onnxruntime(&ours, &c);
+    eprintln!("bert_l6.qdq: ours within {from_ours:.5} of onnxruntime's hidden states, plain tract {from_tract:.5}");
+    assert!(from_ours <= 0.15 && from_ours <= 1.25 * from_tract, "ours {from_ours}, plain tract {from_tract}");
+    let counts = operator_counts(&c, ["IntegerConv", "BatchedMatMul", "OptMatMul"]);
+    assert_eq!(counts, [6 * 6, 6 * 2, 0], "IntegerConv, BatchedMatMul, OptMatMul");
 }
 
 #[test]

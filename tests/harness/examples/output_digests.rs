@@ -1,5 +1,5 @@
 //! Prints a sha256 of every output bit of every bundled model variant (the image and signal models,
-//! then the tabular ones on their 256 rows; not the text encoders), as the inference canister
+//! then the tabular ones on their 256 rows, then the text encoders on 64 token ids), as the inference canister
 //! computes it on the local replica: run it on two builds and diff the lines to show that a
 //! change left every answer bit-identical.
 //!
@@ -9,7 +9,7 @@
 
 use canister_harness::deploy::Deployment;
 use canister_harness::{canister_wasm, user, LocalBackend};
-use inference_api::{InputTensor, Kernels, TensorData};
+use inference_api::{DType, InputTensor, Kernels, Pooling, TensorData, TextTask, Truncation};
 use inference_client::calls;
 use model_testdata::{case, models_dir, tabular, variants, TABULAR_CLASSIFIERS, TABULAR_REGRESSORS};
 use sha2::{Digest, Sha256};
@@ -52,6 +52,36 @@ fn main() {
             data: TensorData::F32(case.input.clone()),
         };
         println!("tabular/{name} {}", digest(&mut d, name, &[rows]));
+    }
+    // The text encoders, on the inference canister's tensor endpoint: 64 varied token ids.
+    let mut d = Deployment::with_module(Box::new(LocalBackend::new()), "text", Kernels::Best, &wasm);
+    d.as_admin(calls::allow_caller(user(5))).unwrap();
+    for (model, tokenizer) in [
+        ("bert_l6.dyn_u8.onnx", "wordpiece.json"),
+        ("bert_l6.qdq.onnx", "wordpiece.json"),
+        ("all_minilm_l6.int8w.onnx", "all_minilm_l6.tokenizer.json"),
+    ] {
+        let name = model.trim_end_matches(".onnx").replace('.', "_");
+        let embed = TextTask::Embed { pooling: Pooling::Mean, normalize: true };
+        let info = d.publish_text(&name, model, tokenizer, 512, Truncation::Refuse, embed, &[]);
+        let tokens = 64u64;
+        let inputs: Vec<InputTensor> = info
+            .inputs
+            .iter()
+            .map(|spec| {
+                assert!(matches!(spec.dtype, DType::I64), "{} is not i64", spec.name);
+                let value = |i: u64| match spec.name.as_str() {
+                    "input_ids" => 100 + (i * 37) % 900,
+                    "attention_mask" => 1,
+                    _ => 0,
+                };
+                InputTensor {
+                    shape: vec![1, tokens],
+                    data: TensorData::I64((0..tokens).map(|i| value(i) as i64).collect()),
+                }
+            })
+            .collect();
+        println!("text/{model} {}", digest(&mut d, &name, &inputs));
     }
 }
 

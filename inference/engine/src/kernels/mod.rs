@@ -21,6 +21,7 @@
 //! - [`finite`]: the check that an f32 input holds no NaN or infinity.
 //! - [`activation`]: the ReLU or HardSwish a convolution kernel applies to its outputs (or the
 //!   integer convolution's operator, in place).
+//! - [`gelu`]: GELU without approximation (a transformer's feed-forward activation), in place.
 //! - [`depthwise`]: the f32 depthwise convolution of one channel's plane, its activation fused
 //!   (and a dynamic int8 one's dequantize).
 
@@ -30,6 +31,7 @@ pub mod depthwise;
 pub mod dynamic_quantize;
 pub mod finite;
 pub mod float_conv;
+pub mod gelu;
 pub mod integer_conv;
 pub mod max_pool;
 pub mod qdq;
@@ -98,6 +100,7 @@ pub fn check_all() -> Result<(), String> {
     depthwise::integer::check()?;
     dynamic_quantize::check()?;
     finite::check()?;
+    gelu::check()?;
     activation::check()?;
     Ok(())
 }

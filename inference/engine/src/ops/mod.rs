@@ -2,6 +2,8 @@
 //! the passes ([`crate::passes`]) wire in place of tract's nodes. Their loops are in
 //! [`crate::kernels`].
 //!
+//! - [`batched_matmul`]: [`batched_matmul::BatchedMatMul`], an f32 matrix product of two computed
+//!   operands per batch index (a transformer's attention) with the f32 convolution's kernel.
 //! - [`float_conv`]: [`float_conv::FloatConv`], a 2-D f32 convolution with our kernel (f32
 //!   models, and the f32 convolutions of any other).
 //! - [`integer_conv`]: [`integer_conv::IntegerConv`], a 2-D convolution computed on the int8
@@ -23,6 +25,7 @@
 //!   average pool's).
 //! - [`channel_scale`]: [`channel_scale::ChannelScale`], tract's f32 product by one value per
 //!   channel (a squeeze-and-excitation block's scale, a global average pool's division).
+//! - [`gelu`]: [`gelu::Gelu`], tract's f32 `GeluExact` in one pass.
 //! - [`ml`]: [`ml::MlOp`], the ONNX-ML operators of tabular models (tree ensembles, SVM, scaler…).
 //! - [`cumulative`]: [`cumulative::CumProd`], the running product along an axis.
 //! - [`loss`]: [`loss::Loss`], `NegativeLogLikelihoodLoss` and `SoftmaxCrossEntropyLoss`.
@@ -30,11 +33,13 @@
 //! The QOperator contrib operators are not here: they are tract-onnx expansions into tract's own
 //! operators, registered with the parser ([`crate::onnx::qoperator`]).
 
+pub mod batched_matmul;
 pub mod channel_scale;
 pub mod cumulative;
 pub mod depthwise;
 pub mod dynamic_quantize;
 pub mod float_conv;
+pub mod gelu;
 pub mod integer_conv;
 pub mod integer_depthwise;
 pub mod layout;

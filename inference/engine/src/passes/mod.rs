@@ -34,29 +34,34 @@
 //! 6. [`float_conv::FloatConvRewrite`] (decluttered): the remaining one-group f32 convolutions
 //!    onto [`crate::ops::float_conv::FloatConv`], a following ReLU fused; the depthwise ones
 //!    onto [`crate::ops::depthwise::Depthwise`] (those left), batch norms and activations fused.
-//! 7. [`qdq::QdqAccelerate`] (optimized): quantize/dequantize onto [`crate::ops::qdq::Qdq`],
+//! 7. [`batched_matmul::BatchedMatMulRewrite`] (decluttered): f32 matrix products of two
+//!    computed operands per batch index (a transformer's attention) onto
+//!    [`crate::ops::batched_matmul::BatchedMatMul`].
+//! 8. [`qdq::QdqAccelerate`] (optimized): quantize/dequantize onto [`crate::ops::qdq::Qdq`],
 //!    quantize → dequantize pairs fused.
-//! 8. [`dynamic_quantize::DynamicQuantizeAccelerate`] (optimized): `DynamicQuantizeLinear` onto
+//! 9. [`dynamic_quantize::DynamicQuantizeAccelerate`] (optimized): `DynamicQuantizeLinear` onto
 //!    [`crate::ops::dynamic_quantize::SimdDynamicQuantize`].
-//! 9. [`strided_copy::StridedCopyAccelerate`] (optimized): f32 `Downsample` onto
-//!    [`crate::ops::strided_copy::StridedCopy`].
-//! 10. [`max_pool::MaxPoolAccelerate`] (optimized): 2-D f32 max pools over planar images onto
+//! 10. [`strided_copy::StridedCopyAccelerate`] (optimized): f32 `Downsample` onto
+//!     [`crate::ops::strided_copy::StridedCopy`].
+//! 11. [`max_pool::MaxPoolAccelerate`] (optimized): 2-D f32 max pools over planar images onto
 //!     [`crate::ops::max_pool::PlanarMaxPool`].
-//! 11. [`byte_max_pool::BytePools`] (optimized): a max pool between a fake-quantize and the
+//! 12. [`byte_max_pool::BytePools`] (optimized): a max pool between a fake-quantize and the
 //!     quantize back to its bytes onto the quantize and a pool of the bytes.
-//! 12. [`pool_sum::PoolSumAccelerate`] (optimized): f32 sums over an image's pixels (global
+//! 13. [`pool_sum::PoolSumAccelerate`] (optimized): f32 sums over an image's pixels (global
 //!     average pools) onto [`crate::ops::pool_sum::PoolSum`].
-//! 13. [`lookup::LookupTables`] (optimized): a quantize → dequantize and the run of elementwise
+//! 14. [`lookup::LookupTables`] (optimized): a quantize → dequantize and the run of elementwise
 //!     nodes computing from its values alone onto a quantize read through a 256-entry table,
 //!     [`crate::ops::lookup::Lookup`].
-//! 14. [`residual_add::ResidualAddFusion`] (optimized): an f32 add between dequantizes (or
+//! 15. [`residual_add::ResidualAddFusion`] (optimized): an f32 add between dequantizes (or
 //!     quantize-dequantizes) and a quantize onto one [`crate::ops::qdq::Conversion::ResidualAdd`].
-//! 15. [`conv_lookup::ConvLookupFusion`] (optimized): a table lookup of bytes after an integer
+//! 16. [`conv_lookup::ConvLookupFusion`] (optimized): a table lookup of bytes after an integer
 //!     convolution or an int8 depthwise one into its epilogue (the `lookup` of
 //!     [`crate::ops::integer_conv::IntegerConv`] and [`crate::ops::integer_depthwise::IntegerDepthwise`]).
-//! 16. [`channel_scale::ChannelScaleAccelerate`] (optimized): f32 products by one value per
+//! 17. [`channel_scale::ChannelScaleAccelerate`] (optimized): f32 products by one value per
 //!     channel (squeeze-and-excitation blocks' scales) onto
 //!     [`crate::ops::channel_scale::ChannelScale`].
+//! 18. [`gelu::GeluAccelerate`] (optimized): f32 `GeluExact` (tract's fusion of GELU without
+//!     approximation) onto [`crate::ops::gelu::Gelu`].
 //!
 //! # Adding a pass
 //!
@@ -94,6 +99,7 @@
 //!
 //! New operators a pass wires go in [`crate::ops`], their loops in [`crate::kernels`].
 
+mod batched_matmul;
 mod byte_max_pool;
 mod channel_scale;
 mod conv_lookup;
@@ -101,6 +107,7 @@ mod depthwise;
 mod dynamic_quantize;
 mod f16_to_f32;
 mod float_conv;
+mod gelu;
 mod integer_conv;
 mod integer_depthwise;
 mod integer_matmul;
@@ -117,6 +124,7 @@ use tract_onnx::prelude::*;
 use crate::onnx::quantized_weights::QuantizedWeights;
 use crate::types::WeightFormat;
 
+pub use batched_matmul::BatchedMatMulRewrite;
 pub use byte_max_pool::BytePools;
 pub use channel_scale::ChannelScaleAccelerate;
 pub use conv_lookup::ConvLookupFusion;
@@ -124,6 +132,7 @@ pub use depthwise::DepthwiseRewrite;
 pub use dynamic_quantize::DynamicQuantizeAccelerate;
 pub use f16_to_f32::F16ToF32;
 pub use float_conv::FloatConvRewrite;
+pub use gelu::GeluAccelerate;
 pub use integer_conv::IntegerConvRewrite;
 pub use integer_matmul::IntegerMatMulRewrite;
 pub use lookup::LookupTables;
@@ -175,6 +184,7 @@ pub const PIPELINE: &[&dyn Pass] = &[
     &IntegerConvRewrite,
     &IntegerMatMulRewrite,
     &FloatConvRewrite,
+    &BatchedMatMulRewrite,
     &QdqAccelerate,
     &DynamicQuantizeAccelerate,
     &StridedCopyAccelerate,
@@ -185,6 +195,7 @@ pub const PIPELINE: &[&dyn Pass] = &[
     &ResidualAddFusion,
     &ConvLookupFusion,
     &ChannelScaleAccelerate,
+    &GeluAccelerate,
 ];
 
 /// Applies patches found on `model` as it was (they replace disjoint nodes), then drops what they
@@ -226,6 +237,7 @@ mod tests {
                 "integer convolutions",
                 "integer matrix products",
                 "f32 convolutions",
+                "batched f32 matrix products",
                 "qdq accelerate",
                 "dynamic quantize accelerate",
                 "strided copy accelerate",
@@ -236,6 +248,7 @@ mod tests {
                 "residual add fusion",
                 "table lookups into integer convolutions",
                 "channel scale accelerate",
+                "gelu accelerate",
             ]
         );
     }

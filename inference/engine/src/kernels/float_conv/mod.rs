@@ -95,24 +95,46 @@ impl PackedFilters {
 /// Row-major `[rows, depth]` values as panels: per block of [`ROWS`] rows, per k, the block's
 /// values (zeros past the last row).
 fn pack(values: &[f32], rows: usize, depth: usize) -> Vec<f32> {
-    let blocks = rows.div_ceil(ROWS);
-    let mut panels = vec![0f32; blocks * depth * ROWS];
-    assert!(values.len() >= rows * depth);
+    let mut panels = vec![0f32; rows.div_ceil(ROWS) * depth * ROWS];
+    pack_strided(values, rows, depth, [depth, 1], &mut panels);
+    panels
+}
+
+/// [`pack`] of the `[rows, depth]` matrix whose value `(m, k)` is `values[m · strides[0] + k ·
+/// strides[1]]`, into `panels` (at least `rows.div_ceil(ROWS) · depth · ROWS` long; what lies past
+/// the last row is left as it is). Each block's panel is its rows transposed: by vectors
+/// ([`im2col::transpose_into`]) when the k values of a row are adjacent.
+pub fn pack_strided(values: &[f32], rows: usize, depth: usize, strides: [usize; 2], panels: &mut [f32]) {
+    if rows == 0 || depth == 0 {
+        return;
+    }
+    assert!(values.len() > (rows - 1) * strides[0] + (depth - 1) * strides[1]);
+    assert!(panels.len() >= rows.div_ceil(ROWS) * depth * ROWS);
+    if strides[1] == 1 && depth <= strides[0] {
+        let mut m = 0;
+        while m < rows {
+            let block = (rows - m).min(ROWS);
+            im2col::transpose_into(&values[m * strides[0]..], block, depth, strides[0], &mut panels[m * depth..], ROWS);
+            m += ROWS;
+        }
+        return;
+    }
     let (from, into) = (values.as_ptr(), panels.as_mut_ptr());
     let mut m = 0;
     while m < rows {
         let (block, r) = (m / ROWS, m % ROWS);
-        let (mut at, mut k) = ((block * depth) * ROWS + r, 0);
+        let (mut at, mut k, mut read) = ((block * depth) * ROWS + r, 0, m * strides[0]);
         while k < depth {
-            // SAFETY: m < rows and k < depth: values[m · depth + k] is in bounds (asserted), and
-            // at = (block · depth + k) · ROWS + r < blocks · depth · ROWS, the panels' length.
-            unsafe { *into.add(at) = *from.add(m * depth + k) };
+            // SAFETY: m < rows and k < depth: read = m · strides[0] + k · strides[1] is within
+            // `values` (asserted), and at = (block · depth + k) · ROWS + r < blocks · depth ·
+            // ROWS, within `panels` (asserted).
+            unsafe { *into.add(at) = *from.add(read) };
             at += ROWS;
+            read += strides[1];
             k += 1;
         }
         m += 1;
     }
-    panels
 }
 
 /// The family's interface.

@@ -93,6 +93,7 @@ pub fn pixel_major<K: FloatKernels>(
 /// Compares [`Best`] with [`direct`], as [`check_kernels`] does: simd128 in the canister (which
 /// never runs the scalar kernels, so its code space is not spent checking them), scalar natively.
 pub fn check() -> Result<(), String> {
+    super::im2col::check_transpose()?;
     check_kernels::<Best>()
 }
 
