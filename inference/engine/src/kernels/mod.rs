@@ -18,15 +18,18 @@
 //! - [`integer_conv`]: the integer convolution's widening and multiply over packed int8 values.
 //! - [`max_pool`]: the f32 max pool's fold of an input row into an output row.
 //! - [`byte_pool`]: the max pool of a u8 or i8 plane, separable (column maxima, then row maxima).
+//! - [`byte_table`]: bytes read through a table of 256 (a QDQ model's requantizations).
 //! - [`finite`]: the check that an f32 input holds no NaN or infinity.
 //! - [`activation`]: the ReLU or HardSwish a convolution kernel applies to its outputs (or the
 //!   integer convolution's operator, in place).
 //! - [`gelu`]: GELU without approximation (a transformer's feed-forward activation), in place.
+//! - [`softmax`]: softmax over rows a whole number of vectors long (attention's probabilities).
 //! - [`depthwise`]: the f32 depthwise convolution of one channel's plane, its activation fused
 //!   (and a dynamic int8 one's dequantize).
 
 pub mod activation;
 pub mod byte_pool;
+pub mod byte_table;
 pub mod depthwise;
 pub mod dynamic_quantize;
 pub mod finite;
@@ -35,6 +38,7 @@ pub mod gelu;
 pub mod integer_conv;
 pub mod max_pool;
 pub mod qdq;
+pub mod softmax;
 
 /// `x`, which LLVM cannot see through: a store and a load (a volatile read of a local), where
 /// `black_box` of a tuple of pointers compiled to a call. The kernels make a loop's pointers
@@ -101,6 +105,8 @@ pub fn check_all() -> Result<(), String> {
     dynamic_quantize::check()?;
     finite::check()?;
     gelu::check()?;
+    softmax::check()?;
+    byte_table::check()?;
     activation::check()?;
     Ok(())
 }

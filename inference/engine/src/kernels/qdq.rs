@@ -202,7 +202,7 @@ pub type Best = Scalar;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 pub use simd::Simd128;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-pub(crate) use simd::{fixed_byte_table, looked_up, QuantizeLanes};
+pub(crate) use simd::{fixed_byte_table, looked_up, DequantizeLanes, QuantizeLanes};
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd {
@@ -420,19 +420,20 @@ mod simd {
         }
     }
 
-    struct DequantizeLanes {
+    #[derive(Clone, Copy)]
+    pub(crate) struct DequantizeLanes {
         scale: v128,
         zero_point: v128,
     }
 
     impl DequantizeLanes {
-        fn new(d: &Dequantize) -> Self {
+        pub(crate) fn new(d: &Dequantize) -> Self {
             DequantizeLanes { scale: f32x4_splat(d.scale), zero_point: i32x4_splat(d.zero_point) }
         }
 
         /// Four lanes of `Dequantize::scalar`, from i32.
         #[inline(always)]
-        fn apply(&self, q: v128) -> v128 {
+        pub(crate) fn apply(&self, q: v128) -> v128 {
             f32x4_mul(f32x4_convert_i32x4(i32x4_sub(q, self.zero_point)), self.scale)
         }
     }

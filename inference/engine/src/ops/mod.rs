@@ -4,6 +4,7 @@
 //!
 //! - [`batched_matmul`]: [`batched_matmul::BatchedMatMul`], an f32 matrix product of two computed
 //!   operands per batch index (a transformer's attention) with the f32 convolution's kernel.
+//! - [`byte_table`]: [`byte_table::ByteTable`], tract's `LookupTable` of int8 values.
 //! - [`float_conv`]: [`float_conv::FloatConv`], a 2-D f32 convolution with our kernel (f32
 //!   models, and the f32 convolutions of any other).
 //! - [`integer_conv`]: [`integer_conv::IntegerConv`], a 2-D convolution computed on the int8
@@ -26,6 +27,7 @@
 //! - [`channel_scale`]: [`channel_scale::ChannelScale`], tract's f32 product by one value per
 //!   channel (a squeeze-and-excitation block's scale, a global average pool's division).
 //! - [`gelu`]: [`gelu::Gelu`], tract's f32 `GeluExact` in one pass.
+//! - [`softmax`]: [`softmax::RowSoftmax`], tract's f32 `Softmax` over whole vectors of the last axis.
 //! - [`ml`]: [`ml::MlOp`], the ONNX-ML operators of tabular models (tree ensembles, SVM, scaler…).
 //! - [`cumulative`]: [`cumulative::CumProd`], the running product along an axis.
 //! - [`loss`]: [`loss::Loss`], `NegativeLogLikelihoodLoss` and `SoftmaxCrossEntropyLoss`.
@@ -34,6 +36,7 @@
 //! operators, registered with the parser ([`crate::onnx::qoperator`]).
 
 pub mod batched_matmul;
+pub mod byte_table;
 pub mod channel_scale;
 pub mod cumulative;
 pub mod depthwise;
@@ -49,4 +52,5 @@ pub mod max_pool;
 pub mod ml;
 pub mod pool_sum;
 pub mod qdq;
+pub mod softmax;
 pub mod strided_copy;

@@ -62,6 +62,10 @@
 //!     [`crate::ops::channel_scale::ChannelScale`].
 //! 18. [`gelu::GeluAccelerate`] (optimized): f32 `GeluExact` (tract's fusion of GELU without
 //!     approximation) onto [`crate::ops::gelu::Gelu`].
+//! 19. [`softmax::SoftmaxAccelerate`] (optimized): f32 softmaxes over a last axis of whole
+//!     vectors onto [`crate::ops::softmax::RowSoftmax`].
+//! 20. [`byte_table::ByteTableAccelerate`] (optimized): tract's `LookupTable`s of int8 values
+//!     onto [`crate::ops::byte_table::ByteTable`].
 //!
 //! # Adding a pass
 //!
@@ -101,6 +105,7 @@
 
 mod batched_matmul;
 mod byte_max_pool;
+mod byte_table;
 mod channel_scale;
 mod conv_lookup;
 mod depthwise;
@@ -117,6 +122,7 @@ mod pool_sum;
 mod qdq;
 mod quantized_softmax;
 mod residual_add;
+mod softmax;
 mod strided_copy;
 
 use tract_onnx::prelude::*;
@@ -126,6 +132,7 @@ use crate::types::WeightFormat;
 
 pub use batched_matmul::BatchedMatMulRewrite;
 pub use byte_max_pool::BytePools;
+pub use byte_table::ByteTableAccelerate;
 pub use channel_scale::ChannelScaleAccelerate;
 pub use conv_lookup::ConvLookupFusion;
 pub use depthwise::DepthwiseRewrite;
@@ -141,6 +148,7 @@ pub use pool_sum::PoolSumAccelerate;
 pub use qdq::QdqAccelerate;
 pub use quantized_softmax::QuantizedSoftmaxGuard;
 pub use residual_add::ResidualAddFusion;
+pub use softmax::SoftmaxAccelerate;
 pub use strided_copy::StridedCopyAccelerate;
 
 /// Where in the loading a pass runs: on the typed model as parsed, after tract's declutter, or
@@ -196,6 +204,8 @@ pub const PIPELINE: &[&dyn Pass] = &[
     &ConvLookupFusion,
     &ChannelScaleAccelerate,
     &GeluAccelerate,
+    &SoftmaxAccelerate,
+    &ByteTableAccelerate,
 ];
 
 /// Applies patches found on `model` as it was (they replace disjoint nodes), then drops what they
@@ -249,6 +259,8 @@ mod tests {
                 "table lookups into integer convolutions",
                 "channel scale accelerate",
                 "gelu accelerate",
+                "softmax accelerate",
+                "byte table accelerate",
             ]
         );
     }

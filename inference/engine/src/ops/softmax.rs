@@ -1,0 +1,80 @@
+//! [`RowSoftmax`]: tract's f32 `Softmax` over a last axis a whole number of vectors long (a
+//! transformer's attention probabilities) by [`crate::kernels::softmax`], the same values as
+//! tract's in the canister, bit for bit (see that module).
+//!
+//! Wired by [`crate::passes::softmax`].
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+use crate::kernels::softmax::{softmax_rows, Affine, Around, FakeQuantize};
+
+/// Softmax of every row (the last axis, `row_len` long, a multiple of four) of an f32 tensor;
+/// where `scaled` is some, of `x · scale + mask[column]` (the mask, one value per column, the
+/// second input): attention's scale and mask, which tract's `OptBinChain(Mul+Add)` computed in a
+/// pass of its own; with a QDQ model's fake quantization of the input (`before`) and of the
+/// output (`after`), which were nodes of their own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RowSoftmax {
+    pub row_len: usize,
+    /// The scale's bits, when the op scales and masks its input first.
+    pub scaled: Option<u32>,
+    pub before: Option<FakeQuantize>,
+    pub after: Option<FakeQuantize>,
+}
+
+impl RowSoftmax {
+    /// A plain softmax of rows of `row_len`.
+    pub fn plain(row_len: usize) -> RowSoftmax {
+        RowSoftmax { row_len, scaled: None, before: None, after: None }
+    }
+}
+
+impl Eq for RowSoftmax {}
+
+impl Op for RowSoftmax {
+    fn name(&self) -> StaticName {
+        "RowSoftmax".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for RowSoftmax {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        ensure!(inputs.len() == 1 + self.scaled.is_some() as usize, "RowSoftmax: {} inputs", inputs.len());
+        // In place, as tract's softmax is: a copy only when the value is shared.
+        let mut tensor = inputs.remove(0).into_tensor();
+        let mask = inputs.first().map(|m| m.try_as_plain_ram()).transpose()?;
+        let mask = mask.as_ref().map(|m| m.as_slice::<f32>()).transpose()?;
+        ensure!(mask.is_none_or(|m| m.len() == self.row_len), "RowSoftmax: a mask of {:?}", mask.map(|m| m.len()));
+        let affine = self.scaled.zip(mask).map(|(bits, mask)| Affine { scale: f32::from_bits(bits), mask });
+        let around = Around { before: self.before, affine, after: self.after };
+        ensure!(
+            tensor.shape().last() == Some(&self.row_len),
+            "RowSoftmax: rows of {} in {:?}",
+            self.row_len,
+            tensor.shape()
+        );
+        {
+            let mut plain = tensor.try_as_plain_ram_mut()?;
+            let values = plain.as_slice_mut::<f32>()?;
+            if !values.is_empty() {
+                softmax_rows(values, self.row_len, around);
+            }
+        }
+        Ok(tvec!(tensor.into_tvalue()))
+    }
+}
+
+impl TypedOp for RowSoftmax {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == f32::datum_type(), "RowSoftmax of {:?}", inputs[0].datum_type);
+        ensure!(inputs[0].shape.last() == Some(&self.row_len.to_dim()), "RowSoftmax of {:?}", inputs[0].shape);
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
+}
