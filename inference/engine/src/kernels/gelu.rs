@@ -13,6 +13,8 @@
 //! differ in the last bits; the native build runs [`reference::gelu`], which this module's
 //! tests hold within a few units in the last place of tract's.
 
+use crate::kernels::same_bits_or_nan;
+
 /// tract's coefficients of `erf(t) ≈ 1 − (1 + a₁t + … + a₆t⁶)⁻¹⁶` for t ≥ 0 (Abramowitz and
 /// Stegun 7.1.28), highest first, spelled as tract spells them (the same f32 values).
 #[allow(clippy::excessive_precision)]
@@ -140,7 +142,7 @@ pub fn check() -> Result<(), String> {
         gelu_in_place(&mut got);
         for (x, y) in values.iter().zip(&got) {
             let want = reference::gelu(*x);
-            if !same(*y, want) {
+            if !same_bits_or_nan(*y, want) {
                 return Err(format!("GELU of {x:e} is {y:e}, the reference's {want:e} (length {len})"));
             }
         }
@@ -154,16 +156,11 @@ pub fn check() -> Result<(), String> {
     {
         let got = values.iter().map(|x| reference::gelu(*x)).collect::<Vec<_>>();
         let want = tracts(&values).map_err(|e| format!("tract's GeluExact: {e}"))?;
-        if let Some(at) = (0..values.len()).find(|&i| !same(got[i], want[i])) {
+        if let Some(at) = (0..values.len()).find(|&i| !same_bits_or_nan(got[i], want[i])) {
             return Err(format!("GELU of {:e} is {:e}, tract's {:e}", values[at], got[at], want[at]));
         }
     }
     Ok(())
-}
-
-/// The same bits, or both NaN (whose payload wasm leaves to the engine).
-fn same(a: f32, b: f32) -> bool {
-    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
 /// tract's `GeluExact` operator over `values`.

@@ -50,6 +50,12 @@ pub(crate) fn opaque<T: Copy>(x: T) -> T {
     unsafe { core::ptr::read_volatile(&x) }
 }
 
+/// The same bits, or both NaN: how the kernels' checks compare f32 results (wasm leaves a NaN's
+/// payload to the engine).
+pub(crate) fn same_bits_or_nan(a: f32, b: f32) -> bool {
+    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
+}
+
 /// A value the kernels convert from or to: u8 or i8.
 pub trait Int8: Copy + 'static {
     /// Whether the bytes read as u8 (else as i8).

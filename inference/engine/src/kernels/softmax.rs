@@ -11,6 +11,8 @@
 //! Natively tract runs x86_64's kernels, so native runs differ from this in the last bits; the
 //! native build runs [`reference::softmax_rows`], which follows the wasm kernel's lanes.
 
+use crate::kernels::same_bits_or_nan;
+
 /// What is applied to each value before the softmax: `x · scale + mask[column]`, as tract's
 /// `OptBinChain(Mul+Add)` computes it (attention's scores scaled by 1/√d and masked), each
 /// value's product then sum in f32.
@@ -366,7 +368,7 @@ pub fn check() -> Result<(), String> {
             softmax_rows(&mut got, row_len, around);
             let mut want = values.clone();
             reference::softmax_rows(&mut want, row_len, around);
-            if let Some(at) = (0..got.len()).find(|&i| !same(got[i], want[i])) {
+            if let Some(at) = (0..got.len()).find(|&i| !same_bits_or_nan(got[i], want[i])) {
                 return Err(format!(
                     "softmax of rows of {row_len}: value {at} is {:e}, the reference's {:e}",
                     got[at], want[at]
@@ -375,7 +377,7 @@ pub fn check() -> Result<(), String> {
             #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
             if around.before.is_none() && around.affine.is_none() && around.after.is_none() {
                 let tract = tracts(&values, row_len).map_err(|e| format!("tract's Softmax: {e}"))?;
-                if let Some(at) = (0..got.len()).find(|&i| !same(got[i], tract[i])) {
+                if let Some(at) = (0..got.len()).find(|&i| !same_bits_or_nan(got[i], tract[i])) {
                     return Err(format!(
                         "softmax of rows of {row_len}: value {at} is {:e}, tract's {:e}",
                         got[at], tract[at]
@@ -385,11 +387,6 @@ pub fn check() -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-/// The same bits, or both NaN (whose payload wasm leaves to the engine).
-fn same(a: f32, b: f32) -> bool {
-    a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())
 }
 
 /// tract's `Softmax` operator over the last axis of `[values.len() / row_len, row_len]`.
