@@ -10,7 +10,7 @@
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
-use super::{Context, Pass, Stage};
+use super::{all_f32, swap_operators, Context, Pass, Stage};
 use crate::ops::batched_matmul::{strides_of, Axis, BatchedMatMul};
 
 /// The pass: [`replace`], after declutter.
@@ -32,30 +32,26 @@ impl Pass for BatchedMatMulRewrite {
 
 /// Replaces each einsum [`product_of`] reads as a batched matrix product; answers how many.
 pub fn replace(model: &mut TypedModel) -> TractResult<usize> {
-    let mut changed = 0;
-    for id in 0..model.nodes().len() {
-        let node = model.node(id);
-        let Some(einsum) = node.op_as::<EinSum>() else { continue };
+    swap_operators(model, |model, node| {
+        let Some(einsum) = node.op_as::<EinSum>() else { return Ok(None) };
         if einsum.q_params.is_some() || einsum.operating_dt != f32::datum_type() || node.inputs.len() != 2 {
-            continue;
+            return Ok(None);
+        }
+        if !all_f32(model, node)? {
+            return Ok(None);
         }
         let facts = [
             model.outlet_fact(node.inputs[0])?,
             model.outlet_fact(node.inputs[1])?,
-            model.outlet_fact(OutletId::new(id, 0))?,
+            model.outlet_fact(OutletId::new(node.id, 0))?,
         ];
-        if facts.iter().any(|f| f.datum_type != f32::datum_type()) || facts[..2].iter().any(|f| f.konst.is_some()) {
-            continue;
+        if facts[..2].iter().any(|f| f.konst.is_some()) {
+            return Ok(None);
         }
-        let Some(shapes) = facts.iter().map(|f| f.shape.as_concrete().map(|s| s.to_vec())).collect::<Option<Vec<_>>>()
-        else {
-            continue;
-        };
-        let Some(op) = product_of(einsum, [shapes[0].clone(), shapes[1].clone(), shapes[2].clone()]) else { continue };
-        model.node_mut(id).op = Box::new(op);
-        changed += 1;
-    }
-    Ok(changed)
+        let shape = |f: &TypedFact| f.shape.as_concrete().map(|s| s.to_vec());
+        let (Some(a), Some(b), Some(c)) = (shape(facts[0]), shape(facts[1]), shape(facts[2])) else { return Ok(None) };
+        Ok(product_of(einsum, [a, b, c]))
+    })
 }
 
 /// The einsum's axes as a batched matrix product of operands of these `[A, B, C]` shapes, if

@@ -6,7 +6,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::quant::LookupTable;
 
-use super::{Context, Pass, Stage};
+use super::{swap_operators, Context, Pass, Stage};
 use crate::ops::byte_table::ByteTable;
 
 /// The pass: [`replace`], after optimisation.
@@ -29,21 +29,15 @@ impl Pass for ByteTableAccelerate {
 /// Replaces each `LookupTable` of u8 or i8 values into the same type by a table of 256; answers
 /// how many.
 pub fn replace(model: &mut TypedModel) -> TractResult<usize> {
-    let mut changed = 0;
-    for id in 0..model.nodes().len() {
-        let node = model.node(id);
-        let Some(op) = node.op_as::<ElementWiseOp>() else { continue };
-        let Some(lookup) = op.0.downcast_ref::<LookupTable>() else { continue };
-        let Ok(table) = <[u8; 256]>::try_from(lookup.table.table()) else { continue };
+    swap_operators(model, |model, node| {
+        let Some(op) = node.op_as::<ElementWiseOp>() else { return Ok(None) };
+        let Some(lookup) = op.0.downcast_ref::<LookupTable>() else { return Ok(None) };
+        let Ok(table) = <[u8; 256]>::try_from(lookup.table.table()) else { return Ok(None) };
         let (input, output) =
-            (model.outlet_fact(node.inputs[0])?.datum_type, model.outlet_fact(OutletId::new(id, 0))?.datum_type);
-        if input != output || !matches!(input.unquantized(), DatumType::U8 | DatumType::I8) {
-            continue;
-        }
-        model.node_mut(id).op = Box::new(ByteTable { table: Box::new(table) });
-        changed += 1;
-    }
-    Ok(changed)
+            (model.outlet_fact(node.inputs[0])?.datum_type, model.outlet_fact(OutletId::new(node.id, 0))?.datum_type);
+        let bytes = input == output && matches!(input.unquantized(), DatumType::U8 | DatumType::I8);
+        Ok(bytes.then(|| ByteTable { table: Box::new(table) }))
+    })
 }
 
 #[cfg(test)]

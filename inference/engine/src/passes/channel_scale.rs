@@ -8,7 +8,7 @@ use tract_linalg::BinOp;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::OptBinByScalar;
 
-use super::{Context, Pass, Stage};
+use super::{all_f32, swap_operators, Context, Pass, Stage};
 use crate::ops::channel_scale::ChannelScale;
 
 /// The pass: [`replace`], after optimisation.
@@ -31,23 +31,14 @@ impl Pass for ChannelScaleAccelerate {
 /// Replaces each f32 `OptMulByScalar` whose operands' shapes [`ChannelScale::fits`]; answers how
 /// many.
 pub fn replace(model: &mut TypedModel) -> TractResult<usize> {
-    let mut changed = 0;
-    for id in 0..model.nodes().len() {
-        let node = model.node(id);
-        let Some(op) = node.op_as::<OptBinByScalar>() else { continue };
-        if op.linalg_op != BinOp::Mul || node.inputs.len() != 2 {
-            continue;
+    swap_operators(model, |model, node| {
+        let product = node.op_as::<OptBinByScalar>().is_some_and(|op| op.linalg_op == BinOp::Mul);
+        if !product || node.inputs.len() != 2 || !all_f32(model, node)? {
+            return Ok(None);
         }
         let (a, b) = (model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?);
-        let f32s = a.datum_type == f32::datum_type() && b.datum_type == f32::datum_type();
-        let fits = ChannelScale::fits(&a.shape, &b.shape);
-        if !f32s || !fits || model.outlet_fact(OutletId::new(id, 0))?.datum_type != f32::datum_type() {
-            continue;
-        }
-        model.node_mut(id).op = Box::new(ChannelScale);
-        changed += 1;
-    }
-    Ok(changed)
+        Ok(ChannelScale::fits(&a.shape, &b.shape).then_some(ChannelScale))
+    })
 }
 
 #[cfg(test)]

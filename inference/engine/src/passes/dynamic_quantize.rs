@@ -4,7 +4,7 @@
 
 use tract_onnx::prelude::*;
 
-use super::{Context, Pass, Stage};
+use super::{swap_operators, Context, Pass, Stage};
 use crate::ops::dynamic_quantize::SimdDynamicQuantize;
 
 /// The pass: [`accelerate`], after optimisation.
@@ -20,20 +20,15 @@ impl Pass for DynamicQuantizeAccelerate {
     }
 
     fn run(&self, model: &mut TypedModel, _: &Context) -> TractResult<usize> {
-        Ok(accelerate(model))
+        accelerate(model)
     }
 }
 
 /// Replaces tract's `DynamicQuantizeLinearU8` nodes of an optimised model with ours (same
 /// inputs, same outputs); returns how many. Matched by name: tract-onnx keeps the op's type
 /// private.
-pub fn accelerate(model: &mut TypedModel) -> usize {
-    let mut replaced = 0;
-    for id in 0..model.nodes().len() {
-        if model.node(id).op.name() == "DynamicQuantizeLinearU8" && model.node(id).outputs.len() == 3 {
-            model.node_mut(id).op = Box::new(SimdDynamicQuantize);
-            replaced += 1;
-        }
-    }
-    replaced
+pub fn accelerate(model: &mut TypedModel) -> TractResult<usize> {
+    swap_operators(model, |_, node| {
+        Ok((node.op.name() == "DynamicQuantizeLinearU8" && node.outputs.len() == 3).then_some(SimdDynamicQuantize))
+    })
 }

@@ -9,7 +9,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::nn::GeluExact;
 
-use super::{Context, Pass, Stage};
+use super::{all_f32, swap_operators, Context, Pass, Stage};
 use crate::ops::gelu::Gelu;
 
 /// The pass: [`replace`], after optimisation.
@@ -31,22 +31,10 @@ impl Pass for GeluAccelerate {
 
 /// Replaces each `GeluExact` of f32 values to f32 values; answers how many.
 pub fn replace(model: &mut TypedModel) -> TractResult<usize> {
-    let mut changed = 0;
-    for id in 0..model.nodes().len() {
-        let node = model.node(id);
-        let Some(op) = node.op_as::<ElementWiseOp>() else { continue };
-        if !op.0.is::<GeluExact>() || node.inputs.len() != 1 {
-            continue;
-        }
-        let f32s = model.outlet_fact(node.inputs[0])?.datum_type == f32::datum_type()
-            && model.outlet_fact(OutletId::new(id, 0))?.datum_type == f32::datum_type();
-        if !f32s {
-            continue;
-        }
-        model.node_mut(id).op = Box::new(Gelu);
-        changed += 1;
-    }
-    Ok(changed)
+    swap_operators(model, |model, node| {
+        let gelu = node.op_as::<ElementWiseOp>().is_some_and(|op| op.0.is::<GeluExact>());
+        Ok((gelu && node.inputs.len() == 1 && all_f32(model, node)?).then_some(Gelu))
+    })
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use tract_onnx::tract_core::ops::cnn::OptMaxPool;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::integer_conv::pool_geometry;
-use super::{Context, Pass, Stage};
+use super::{swap_operators, Context, Pass, Stage};
 use crate::ops::max_pool::PlanarMaxPool;
 
 /// The pass: [`replace`], after optimisation.
@@ -48,13 +48,7 @@ pub fn planar(model: &TypedModel, node: &TypedNode) -> TractResult<Option<Planar
 
 /// Replaces each max pool [`planar`] accepts; answers how many.
 pub fn replace(model: &mut TypedModel) -> TractResult<usize> {
-    let mut changed = 0;
-    for id in 0..model.nodes().len() {
-        let Some(op) = planar(model, model.node(id))? else { continue };
-        model.node_mut(id).op = Box::new(op);
-        changed += 1;
-    }
-    Ok(changed)
+    swap_operators(model, planar)
 }
 
 #[cfg(test)]

@@ -101,6 +101,8 @@
 //! [`crate::onnx`] and add it to [`Context`]. Note that [`crate::model::macs`] runs the
 //! [`Stage::Typed`] passes too (and only those), before counting on the decluttered graph.
 //!
+//! A pass that puts one of ours in place of one of tract's operators, node for node, is
+//! [`swap_operators`] with its own test of the node (most [`Stage::Optimized`] passes are).
 //! New operators a pass wires go in [`crate::ops`], their loops in [`crate::kernels`].
 
 mod batched_matmul;
@@ -219,6 +221,35 @@ fn apply_all(model: &mut TypedModel, patches: Vec<TypedModelPatch>) -> TractResu
         *model = model.clone().into_compact()?;
     }
     Ok(count)
+}
+
+/// Gives each node for which `operator` answers one that operator instead of its own, node for
+/// node: the same inputs, outputs and facts, only how the values are computed changes. Answers
+/// how many. The passes at [`Stage::Optimized`] that put one of ours in place of one of tract's
+/// are this loop with their own test of the node.
+fn swap_operators<O: TypedOp>(
+    model: &mut TypedModel,
+    mut operator: impl FnMut(&TypedModel, &TypedNode) -> TractResult<Option<O>>,
+) -> TractResult<usize> {
+    let mut changed = 0;
+    for id in 0..model.nodes().len() {
+        if let Some(op) = operator(model, model.node(id))? {
+            model.node_mut(id).op = Box::new(op);
+            changed += 1;
+        }
+    }
+    Ok(changed)
+}
+
+/// Whether every input and output of `node` holds f32 values (the f32 operators' first test).
+fn all_f32(model: &TypedModel, node: &TypedNode) -> TractResult<bool> {
+    let outputs = (0..node.outputs.len()).map(|slot| OutletId::new(node.id, slot));
+    for outlet in node.inputs.iter().copied().chain(outputs) {
+        if model.outlet_fact(outlet)?.datum_type != f32::datum_type() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Runs the passes of `stage`, in [`PIPELINE`] order.

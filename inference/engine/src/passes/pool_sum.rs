@@ -4,7 +4,7 @@
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer};
 
-use super::{Context, Pass, Stage};
+use super::{swap_operators, Context, Pass, Stage};
 use crate::ops::pool_sum::{PoolSum, Summed};
 
 /// The pass: [`replace`], after optimisation.
@@ -43,19 +43,14 @@ fn summed(axes: &[usize], rank: usize) -> Option<Summed> {
 
 /// Replaces each f32 sum [`summed`] covers; answers how many.
 pub fn replace(model: &mut TypedModel) -> TractResult<usize> {
-    let mut changed = 0;
-    for id in 0..model.nodes().len() {
-        let node = model.node(id);
-        let Some(reduce) = node.op_as::<Reduce>() else { continue };
+    swap_operators(model, |model, node| {
+        let Some(reduce) = node.op_as::<Reduce>() else { return Ok(None) };
         let fact = model.outlet_fact(node.inputs[0])?;
+        if reduce.reducer != Reducer::Sum || fact.datum_type != f32::datum_type() {
+            return Ok(None);
+        }
         let mut axes = reduce.axes.to_vec();
         axes.sort_unstable();
-        let Some(axes) = summed(&axes, fact.rank()) else { continue };
-        if reduce.reducer != Reducer::Sum || fact.datum_type != f32::datum_type() {
-            continue;
-        }
-        model.node_mut(id).op = Box::new(PoolSum { axes });
-        changed += 1;
-    }
-    Ok(changed)
+        Ok(summed(&axes, fact.rank()).map(|axes| PoolSum { axes }))
+    })
 }

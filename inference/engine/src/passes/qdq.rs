@@ -11,7 +11,7 @@ use tract_onnx::tract_core::ops::change_axes::{AxisOp, IntoShape};
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearI8, QuantizeLinearU8};
 
-use super::{Context, Pass, Stage};
+use super::{swap_operators, Context, Pass, Stage};
 use crate::kernels::qdq::{Dequantize, Quantize};
 use crate::ops::qdq::{Conversion, Qdq};
 
@@ -67,15 +67,13 @@ pub fn accelerate(model: &mut TypedModel) -> TractResult<usize> {
         patch.apply(model)?;
         changed += 1;
     }
-    for id in 0..model.nodes().len() {
-        let conversion = match (as_quantize(model, model.node(id))?, as_dequantize(model, model.node(id))?) {
-            (Some(q), _) => Conversion::Quantize(q),
-            (_, Some(d)) => Conversion::Dequantize(d),
-            _ => continue,
-        };
-        model.node_mut(id).op = Box::new(Qdq(conversion));
-        changed += 1;
-    }
+    changed += swap_operators(model, |model, node| {
+        Ok(match (as_quantize(model, node)?, as_dequantize(model, node)?) {
+            (Some(q), _) => Some(Qdq(Conversion::Quantize(q))),
+            (_, Some(d)) => Some(Qdq(Conversion::Dequantize(d))),
+            _ => None,
+        })
+    })?;
     if changed > 0 {
         *model = model.clone().into_compact()?;
     }

@@ -10,7 +10,7 @@ use tract_onnx::tract_core::ops::binary::OptBinChain;
 use tract_onnx::tract_core::ops::math::{Add, Mul};
 use tract_onnx::tract_core::ops::nn::{Softmax, SoftmaxKind};
 
-use super::{apply_all, Context, Pass, Stage};
+use super::{all_f32, apply_all, swap_operators, Context, Pass, Stage};
 use crate::kernels::softmax::FakeQuantize;
 use crate::ops::qdq::{Conversion, Qdq};
 use crate::ops::softmax::RowSoftmax;
@@ -35,25 +35,20 @@ impl Pass for SoftmaxAccelerate {
 /// Replaces each f32 `Softmax` over the last axis whose length is a multiple of four; answers
 /// how many.
 pub fn replace(model: &mut TypedModel) -> TractResult<usize> {
-    let mut changed = 0;
-    for id in 0..model.nodes().len() {
-        let node = model.node(id);
-        let Some(op) = node.op_as::<Softmax>() else { continue };
+    let mut changed = swap_operators(model, |model, node| {
+        let Some(op) = node.op_as::<Softmax>() else { return Ok(None) };
         if op.kind != SoftmaxKind::Softmax || op.quant_output_dt.is_some() || node.inputs.len() != 1 {
-            continue;
+            return Ok(None);
         }
         let fact = model.outlet_fact(node.inputs[0])?;
         let rank = fact.rank();
         let row_len = fact.shape.last().and_then(|d| d.as_i64()).and_then(|n| usize::try_from(n).ok());
-        let fits = fact.datum_type == f32::datum_type()
-            && model.outlet_fact(OutletId::new(id, 0))?.datum_type == f32::datum_type()
+        let fits = all_f32(model, node)?
             && rank > 0
             && op.axes.as_slice() == [rank - 1]
             && row_len.is_some_and(|n| n > 0 && n.is_multiple_of(4));
-        let Some(row_len) = row_len.filter(|_| fits) else { continue };
-        model.node_mut(id).op = Box::new(RowSoftmax::plain(row_len));
-        changed += 1;
-    }
+        Ok(row_len.filter(|_| fits).map(RowSoftmax::plain))
+    })?;
     let patches = (0..model.nodes().len()).map(|id| scaled_and_masked(model, id)).collect::<TractResult<Vec<_>>>()?;
     changed += apply_all(model, patches.into_iter().flatten().collect())?;
     let patches = (0..model.nodes().len()).map(|id| fake_quantized(model, id)).collect::<TractResult<Vec<_>>>()?;

@@ -4,7 +4,7 @@
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::Downsample;
 
-use super::{Context, Pass, Stage};
+use super::{swap_operators, Context, Pass, Stage};
 use crate::ops::strided_copy::StridedCopy;
 
 /// The pass: [`replace`], after optimisation.
@@ -27,17 +27,10 @@ impl Pass for StridedCopyAccelerate {
 /// Replaces each f32, u8 or i8 `Downsample` with a positive stride by [`StridedCopy`]; answers
 /// how many.
 pub fn replace(model: &mut TypedModel) -> TractResult<usize> {
-    let mut changed = 0;
-    for id in 0..model.nodes().len() {
-        let node = model.node(id);
-        let Some(d) = node.op_as::<Downsample>() else { continue };
+    swap_operators(model, |model, node| {
+        let Some(d) = node.op_as::<Downsample>() else { return Ok(None) };
         let dt = model.outlet_fact(node.inputs[0])?.datum_type;
-        if d.stride <= 0 || ![DatumType::F32, DatumType::U8, DatumType::I8].contains(&dt) {
-            continue;
-        }
-        let op = StridedCopy { axis: d.axis, stride: d.stride as usize, modulo: d.modulo };
-        model.node_mut(id).op = Box::new(op);
-        changed += 1;
-    }
-    Ok(changed)
+        let copies = d.stride > 0 && [DatumType::F32, DatumType::U8, DatumType::I8].contains(&dt);
+        Ok(copies.then_some(StridedCopy { axis: d.axis, stride: d.stride as usize, modulo: d.modulo }))
+    })
 }
