@@ -12,13 +12,19 @@
 //! order by steps of four summed pairwise, so not tract's bits; the tests hold them within
 //! rounding of tract's.
 //!
+//! The kernel's widest tile is [`WIDEST`] vectors of columns by two blocks of rows. A product
+//! with fewer columns than that and more rows (attention's probabilities by values: as many
+//! rows as tokens, as many columns as a head has dimensions) is computed transposed, `Cᵀ = Bᵀ ·
+//! Aᵀ`, so that the tokens are the columns and the widest tile is used. Each output is the same
+//! sum of the same products in the same order either way, so the same bits.
+//!
 //! Wired by [`crate::passes::batched_matmul`].
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
 use crate::kernels::float_conv::im2col::transpose_into;
-use crate::kernels::float_conv::{pack_strided, Activation, Best, FloatKernels, PackedFilters, ROWS};
+use crate::kernels::float_conv::{pack_strided, Activation, Best, FloatKernels, PackedFilters, LANES, ROWS, WIDEST};
 
 /// Where one axis of the product lies in each operand: its length and its stride (in values)
 /// in A, B and C, 0 where the axis is not one of that operand's.
@@ -109,8 +115,31 @@ impl EvalOp for BatchedMatMul {
 }
 
 impl BatchedMatMul {
-    /// Every batch index's product of `a` and `b` into `c`.
+    /// Every batch index's product of `a` and `b` into `c`, transposed where that gives the
+    /// kernel wider tiles (see the module's documentation).
     fn products(&self, a: &[f32], b: &[f32], c: &mut [f32]) {
+        if self.n.len < WIDEST * LANES && self.m.len > self.n.len {
+            self.transposed().products_as_given(b, a, c)
+        } else {
+            self.products_as_given(a, b, c)
+        }
+    }
+
+    /// The same product as `Cᵀ = Bᵀ · Aᵀ`: n and m exchanged, and the operands (each axis's
+    /// strides in A and in B exchanged), C's places the same.
+    fn transposed(&self) -> BatchedMatMul {
+        let swap = |axis: Axis| Axis { len: axis.len, strides: [axis.strides[1], axis.strides[0], axis.strides[2]] };
+        BatchedMatMul {
+            m: swap(self.n),
+            k: swap(self.k),
+            n: swap(self.m),
+            batch: self.batch.iter().copied().map(swap).collect(),
+            shapes: [self.shapes[1].clone(), self.shapes[0].clone(), self.shapes[2].clone()],
+        }
+    }
+
+    /// Every batch index's product of `a` and `b` into `c`, A's rows the kernel's.
+    fn products_as_given(&self, a: &[f32], b: &[f32], c: &mut [f32]) {
         let (m, k, n) = (self.m, self.k, self.n);
         let batches = self.batch.iter().map(|a| a.len).product::<usize>();
         if c.is_empty() {
@@ -153,6 +182,11 @@ impl BatchedMatMul {
                 Best::multiply(&filters, b_rows, ldb, n.len, Activation::Identity, &mut c[at_c..], m.strides[2]);
             } else {
                 Best::multiply(&filters, b_rows, ldb, n.len, Activation::Identity, &mut c_scratch, n.len);
+                if m.strides[2] == 1 && m.len <= n.strides[2] {
+                    // C's rows along m (a transposed product's): the scratch transposed by vectors.
+                    transpose_into(&c_scratch, m.len, n.len, n.len, &mut c[at_c..], n.strides[2]);
+                    continue;
+                }
                 for mm in 0..m.len {
                     for nn in 0..n.len {
                         c[at_c + mm * m.strides[2] + nn * n.strides[2]] = c_scratch[mm * n.len + nn];
@@ -208,7 +242,8 @@ mod tests {
     /// into `[1, b, m, n]`; probabilities `[1, b, m, k]` by values `[k, b, n]` into `[1, m, b,
     /// n]`), with B transposed, B in place, C in place and C scattered, row counts of and not of
     /// whole blocks: every output within rounding of a direct product in f64, every value of C
-    /// written.
+    /// written; computed as given or transposed (the probabilities by values are, by the
+    /// kernel's widths), the same bits.
     #[test]
     fn attentions_products_equal_a_direct_product() {
         for (tokens, heads, depth) in [(9usize, 2usize, 5usize), (16, 3, 8), (33, 2, 20)] {
@@ -252,6 +287,14 @@ mod tests {
                 for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                     assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{op:?}: C[{i}] = {g}, directly {w}");
                 }
+                // Transposed or not, the same sums in the same order: the same bits.
+                let mut as_given = vec![f32::NAN; got.len()];
+                op.products_as_given(&a, &b, &mut as_given);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&as_given), "{op:?}");
+                let mut transposed = vec![f32::NAN; got.len()];
+                op.transposed().products_as_given(&b, &a, &mut transposed);
+                assert_eq!(bits(&transposed), bits(&as_given), "{op:?} transposed");
             }
         }
     }

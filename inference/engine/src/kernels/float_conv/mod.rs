@@ -103,7 +103,9 @@ fn pack(values: &[f32], rows: usize, depth: usize) -> Vec<f32> {
 /// [`pack`] of the `[rows, depth]` matrix whose value `(m, k)` is `values[m · strides[0] + k ·
 /// strides[1]]`, into `panels` (at least `rows.div_ceil(ROWS) · depth · ROWS` long; what lies past
 /// the last row is left as it is). Each block's panel is its rows transposed: by vectors
-/// ([`im2col::transpose_into`]) when the k values of a row are adjacent.
+/// ([`im2col::transpose_into`]) when the k values of a row are adjacent; a block's [`ROWS`]
+/// values of one k at once when those are (a transposed product's filters,
+/// [`crate::ops::batched_matmul`]); else a value at a time.
 pub fn pack_strided(values: &[f32], rows: usize, depth: usize, strides: [usize; 2], panels: &mut [f32]) {
     if rows == 0 || depth == 0 {
         return;
@@ -119,8 +121,25 @@ pub fn pack_strided(values: &[f32], rows: usize, depth: usize, strides: [usize; 
         }
         return;
     }
+    let whole = if strides[0] == 1 { rows / ROWS * ROWS } else { 0 };
     let (from, into) = (values.as_ptr(), panels.as_mut_ptr());
     let mut m = 0;
+    while m < whole {
+        let (mut read, mut at, end) = (m, m * depth, (m + ROWS) * depth);
+        while at < end {
+            // SAFETY: m + ROWS ≤ rows and k < depth (at = (m / ROWS · depth + k) · ROWS): the
+            // ROWS values from read = m + k · strides[1] are within `values`, and the ROWS from
+            // `at` within `panels` (both asserted above).
+            unsafe {
+                into.add(at)
+                    .cast::<[f32; ROWS]>()
+                    .write_unaligned(from.add(read).cast::<[f32; ROWS]>().read_unaligned())
+            };
+            read += strides[1];
+            at += ROWS;
+        }
+        m += ROWS;
+    }
     while m < rows {
         let (block, r) = (m / ROWS, m % ROWS);
         let (mut at, mut k, mut read) = ((block * depth) * ROWS + r, 0, m * strides[0]);
