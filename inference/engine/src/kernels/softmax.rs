@@ -242,6 +242,33 @@ mod simd {
                 let p = base.add(row * row_len);
                 let mut acc = f32x4_splat(f32::NEG_INFINITY);
                 let mut i = 0;
+                // Sixteen values a turn while there are, then eight (the maximum is the same
+                // whatever the order of the `pmax`es: it is one of the values).
+                while i + 16 <= row_len {
+                    let at = opaque(p.add(i)) as *mut v128;
+                    let (mut v0, mut v1, mut v2, mut v3) =
+                        (v128_load(at), v128_load(at.add(1)), v128_load(at.add(2)), v128_load(at.add(3)));
+                    if let Some((q, d)) = before {
+                        (v0, v1) = (d.apply(q.quantized(v0)), d.apply(q.quantized(v1)));
+                        (v2, v3) = (d.apply(q.quantized(v2)), d.apply(q.quantized(v3)));
+                    }
+                    if AFFINE {
+                        // The mask's row_len values (the caller's) are read at the row's columns.
+                        let mask = m.add(i) as *const v128;
+                        v0 = f32x4_add(f32x4_mul(v0, vscale), v128_load(mask));
+                        v1 = f32x4_add(f32x4_mul(v1, vscale), v128_load(mask.add(1)));
+                        v2 = f32x4_add(f32x4_mul(v2, vscale), v128_load(mask.add(2)));
+                        v3 = f32x4_add(f32x4_mul(v3, vscale), v128_load(mask.add(3)));
+                    }
+                    if rewrite {
+                        v128_store(at, v0);
+                        v128_store(at.add(1), v1);
+                        v128_store(at.add(2), v2);
+                        v128_store(at.add(3), v3);
+                    }
+                    acc = f32x4_pmax(f32x4_pmax(f32x4_pmax(f32x4_pmax(acc, v0), v1), v2), v3);
+                    i += 16;
+                }
                 while i + 8 <= row_len {
                     let at = opaque(p.add(i)) as *mut v128;
                     let (mut v0, mut v1) = (v128_load(at), v128_load(at.add(1)));
@@ -283,6 +310,43 @@ mod simd {
                 let vmax = f32x4_splat(max);
                 let mut sum = f32x4_splat(0.0);
                 let mut i = 0;
+                // Thirty-two values a turn while there are, then sixteen, then eight: the same
+                // additions to the sum in the same order as tract's turns of eight.
+                while i + 32 <= row_len {
+                    let at = opaque(p.add(i)) as *mut v128;
+                    let y0 = exp(f32x4_sub(v128_load(at), vmax), &k);
+                    let y1 = exp(f32x4_sub(v128_load(at.add(1)), vmax), &k);
+                    let y2 = exp(f32x4_sub(v128_load(at.add(2)), vmax), &k);
+                    let y3 = exp(f32x4_sub(v128_load(at.add(3)), vmax), &k);
+                    let y4 = exp(f32x4_sub(v128_load(at.add(4)), vmax), &k);
+                    let y5 = exp(f32x4_sub(v128_load(at.add(5)), vmax), &k);
+                    let y6 = exp(f32x4_sub(v128_load(at.add(6)), vmax), &k);
+                    let y7 = exp(f32x4_sub(v128_load(at.add(7)), vmax), &k);
+                    v128_store(at, y0);
+                    v128_store(at.add(1), y1);
+                    v128_store(at.add(2), y2);
+                    v128_store(at.add(3), y3);
+                    v128_store(at.add(4), y4);
+                    v128_store(at.add(5), y5);
+                    v128_store(at.add(6), y6);
+                    v128_store(at.add(7), y7);
+                    sum = f32x4_add(f32x4_add(f32x4_add(f32x4_add(sum, y0), y1), y2), y3);
+                    sum = f32x4_add(f32x4_add(f32x4_add(f32x4_add(sum, y4), y5), y6), y7);
+                    i += 32;
+                }
+                while i + 16 <= row_len {
+                    let at = opaque(p.add(i)) as *mut v128;
+                    let y0 = exp(f32x4_sub(v128_load(at), vmax), &k);
+                    let y1 = exp(f32x4_sub(v128_load(at.add(1)), vmax), &k);
+                    let y2 = exp(f32x4_sub(v128_load(at.add(2)), vmax), &k);
+                    let y3 = exp(f32x4_sub(v128_load(at.add(3)), vmax), &k);
+                    v128_store(at, y0);
+                    v128_store(at.add(1), y1);
+                    v128_store(at.add(2), y2);
+                    v128_store(at.add(3), y3);
+                    sum = f32x4_add(f32x4_add(f32x4_add(f32x4_add(sum, y0), y1), y2), y3);
+                    i += 16;
+                }
                 while i + 8 <= row_len {
                     let at = opaque(p.add(i)) as *mut v128;
                     let y0 = exp(f32x4_sub(v128_load(at), vmax), &k);
@@ -304,6 +368,20 @@ mod simd {
                     + f32x4_extract_lane::<3>(sum);
                 let r = f32x4_splat(total.recip());
                 let mut i = 0;
+                while i + 16 <= row_len {
+                    let at = opaque(p.add(i)) as *mut v128;
+                    let (mut y0, mut y1) = (f32x4_mul(v128_load(at), r), f32x4_mul(v128_load(at.add(1)), r));
+                    let (mut y2, mut y3) = (f32x4_mul(v128_load(at.add(2)), r), f32x4_mul(v128_load(at.add(3)), r));
+                    if let Some((q, d)) = after {
+                        (y0, y1) = (d.apply(q.quantized(y0)), d.apply(q.quantized(y1)));
+                        (y2, y3) = (d.apply(q.quantized(y2)), d.apply(q.quantized(y3)));
+                    }
+                    v128_store(at, y0);
+                    v128_store(at.add(1), y1);
+                    v128_store(at.add(2), y2);
+                    v128_store(at.add(3), y3);
+                    i += 16;
+                }
                 while i + 8 <= row_len {
                     let at = opaque(p.add(i)) as *mut v128;
                     let (mut y0, mut y1) = (f32x4_mul(v128_load(at), r), f32x4_mul(v128_load(at.add(1)), r));
