@@ -1124,6 +1124,37 @@ mod simd {
             block += 1;
         }
     }
+    /// The wide kernel's outputs of one group's four pixels (`acc[j][g]`: pixel j, channels
+    /// 4g..4g + 4 of the block) where each group of four channels is one converted store
+    /// ([`Lanes::contiguous`]: interleaved outputs, a transformer's linear layers): pixel j's
+    /// sixteen at `out[at + j · pixel_stride..][..16]`, one bounds check for the group. A
+    /// function of its own, as [`finish_each`] is: spelled out in the kernel's epilogues, it
+    /// cost the planar layers more than it saved.
+    #[inline(never)]
+    fn finish_interleaved(lanes: &[Lanes; 4], acc: [[v128; 4]; 4], out: &mut [f32], at: usize, pixel_stride: usize) {
+        assert!(at + 3 * pixel_stride + 16 <= out.len());
+        let [l0, l1, l2, l3] = lanes;
+        // SAFETY: for j < 4 and g < 4, out[at + j · pixel_stride + 4g..][..4] is within
+        // out[..at + 3 · pixel_stride + 16] (asserted); no alignment is required.
+        unsafe {
+            let to = out.as_mut_ptr().add(at);
+            macro_rules! pixel {
+                ($j:expr) => {{
+                    let at = to.add($j * pixel_stride);
+                    let [g0, g1, g2, g3] = acc[$j];
+                    v128_store(at as *mut v128, l0.converted(g0));
+                    v128_store(at.add(4) as *mut v128, l1.converted(g1));
+                    v128_store(at.add(8) as *mut v128, l2.converted(g2));
+                    v128_store(at.add(12) as *mut v128, l3.converted(g3));
+                }};
+            }
+            pixel!(0);
+            pixel!(1);
+            pixel!(2);
+            pixel!(3);
+        }
+    }
+
     /// The wide kernel's outputs of one group's first `count` pixels (`acc[j][g]`: pixel j,
     /// channels 4g..4g + 4 of the block) one pixel at a time ([`Lanes::finish`]): interleaved
     /// outputs, and a planar group's last pixels. A function of its own, which the kernel's two
@@ -1230,6 +1261,10 @@ mod simd {
                         [$a20, $a21, $a22, $a23],
                         [$a30, $a31, $a32, $a33],
                     ];
+                    if p + PIXELS <= pixels && $lanes.iter().all(|l| l.contiguous) {
+                        finish_interleaved(&$lanes, accumulators, out, at, strides.pixel);
+                        break 'finish;
+                    }
                     finish_each(&$lanes, accumulators, out, at, strides, PIXELS.min(pixels - p));
                 }
             };
