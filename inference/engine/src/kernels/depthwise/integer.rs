@@ -37,6 +37,9 @@ pub struct IntegerFilters {
     /// Per channel, per kernel row, per pair of kernel columns, the two weights as the two i16
     /// halves of an i32 (zero past the window), splatted across a vector by the kernel.
     pairs: Vec<i32>,
+    /// Per channel, `Σ w`: what an i8 image's sums start from less `128 · Σ w` (read as u8 by
+    /// the simd128 kernel), kept so that no channel sums its window again per image.
+    sums: Vec<i32>,
     /// Per channel, `−zp · Σ w`: where its sums start, so that the zero point is subtracted once.
     start: Vec<i32>,
     /// Per channel, the product of the input's scale and its weights' (the sum's dequantize).
@@ -63,8 +66,19 @@ impl IntegerFilters {
                 }
             }
         }
-        let start = weights.chunks(kh * kw).map(|w| -zero_point * w.iter().map(|v| *v as i32).sum::<i32>()).collect();
-        IntegerFilters { geometry, zero_point, weights, pairs, start, scales, bias, activation: Activation::Identity }
+        let sums: Vec<i32> = weights.chunks(kh * kw).map(|w| w.iter().map(|v| *v as i32).sum()).collect();
+        let start = sums.iter().map(|sum| -zero_point * sum).collect();
+        IntegerFilters {
+            geometry,
+            zero_point,
+            weights,
+            pairs,
+            sums,
+            start,
+            scales,
+            bias,
+            activation: Activation::Identity,
+        }
     }
 
     /// These filters with `activation` applied to each output.
@@ -76,9 +90,7 @@ impl IntegerFilters {
     /// dynamic int8 model's): every channel's sum dequantized by `scale` (the input's scale
     /// times the weights' one).
     pub fn at_run_time(&self, zero_point: i32, scale: f32) -> IntegerFilters {
-        let [kh, kw] = self.geometry.kernel;
-        let start =
-            self.weights.chunks(kh * kw).map(|w| -zero_point * w.iter().map(|v| *v as i32).sum::<i32>()).collect();
+        let start = self.sums.iter().map(|sum| -zero_point * sum).collect();
         let scales = vec![scale; self.geometry.channels];
         IntegerFilters { zero_point, start, scales, ..self.clone() }
     }
@@ -318,11 +330,9 @@ mod simd {
             if !covered(&filters.geometry) {
                 return Scalar::image(filters, image, out);
             }
-            let pixels = filters.geometry.pixels();
-            assert!(out.len() >= filters.geometry.channels * pixels);
-            let to = out.as_mut_ptr();
-            // SAFETY: each channel's output plane, pixels values from ch · pixels, is in `out`.
-            channels(filters, image, |ch| Sink::Floats(unsafe { to.add(ch * pixels) }));
+            assert!(out.len() >= filters.geometry.channels * filters.geometry.pixels());
+            // `out` holds every channel's output plane (asserted).
+            channels(filters, image, &Sink::Floats(out.as_mut_ptr()));
         }
 
         /// Each unit's outputs quantized and read from the table as they are finished (no f32
@@ -336,38 +346,57 @@ mod simd {
             if filters.activation != Activation::Identity {
                 return looked_up_through_floats::<Self, T>(filters, image, lookup, out);
             }
-            let pixels = filters.geometry.pixels();
-            assert!(out.len() >= filters.geometry.channels * pixels);
+            assert!(out.len() >= filters.geometry.channels * filters.geometry.pixels());
             crate::kernels::qdq::fixed_byte_table(&lookup.table, &lookup.quantize);
-            let (to, lanes) = (out.as_mut_ptr(), QuantizeLanes::new(&lookup.quantize));
-            // SAFETY: each channel's output plane, pixels values from ch · pixels, is in `out`.
-            channels(filters, image, |ch| Sink::Bytes(unsafe { to.add(ch * pixels) }, lanes, lookup));
+            let lanes = QuantizeLanes::new(&lookup.quantize);
+            // `out` holds every channel's output plane (asserted).
+            channels(filters, image, &Sink::Bytes(out.as_mut_ptr(), lanes, lookup));
         }
     }
 
-    /// Where a channel's plane goes: its f32 outputs, or their bytes through a lookup (the plane's
-    /// first output at the pointer, `[oh, ow]` of them writable).
+    /// Where the output planes go: f32 outputs, or their bytes through a lookup (the first
+    /// channel's first output at the pointer, `[C, oh, ow]` of them writable).
     #[derive(Clone, Copy)]
     enum Sink<'a> {
         Floats(*mut f32),
         Bytes(*mut u8, QuantizeLanes, &'a ByteLookup),
     }
 
-    /// Each channel of a [`covered`] geometry through a [`BytePlane`] into `plane_out(ch)`'s plane.
-    fn channels<'a, T: Byte>(filters: &IntegerFilters, image: &[T], plane_out: impl Fn(usize) -> Sink<'a>) {
+    impl Sink<'_> {
+        /// This sink from its `offset`th output on.
+        ///
+        /// # Safety
+        /// `offset` outputs are within the sink's.
+        #[inline(always)]
+        unsafe fn from(&self, offset: usize) -> Self {
+            // SAFETY: the caller's.
+            unsafe {
+                match *self {
+                    Sink::Floats(out) => Sink::Floats(out.add(offset)),
+                    Sink::Bytes(out, lanes, lookup) => Sink::Bytes(out.add(offset), lanes, lookup),
+                }
+            }
+        }
+    }
+
+    /// Each channel of a [`covered`] geometry through a [`BytePlane`] into its plane of `sink`.
+    ///
+    /// The sink is made once and passed by reference with each channel's first output: made per
+    /// channel and passed by value, its quantize's constants were copied by a `memory.copy` of
+    /// 128 bytes a channel (`benchmarks/NOTES.md`, "The int8 depthwise kernel's channels").
+    fn channels<T: Byte>(filters: &IntegerFilters, image: &[T], sink: &Sink) {
         let g = &filters.geometry;
         let ([h, w], c) = (g.input, g.channels);
         let (kh, column_pairs) = (g.kernel[0], g.kernel[1].div_ceil(2));
         assert!(image.len() >= c * h * w);
-        assert!(filters.pairs.len() >= c * kh * column_pairs && filters.start.len() >= c);
+        assert!(filters.pairs.len() >= c * kh * column_pairs && filters.start.len() >= c && filters.sums.len() >= c);
         assert!(filters.scales.len() >= c && filters.bias.len() >= c);
         // An i8 image is read as u8 with each byte's top bit flipped, that is plus 128: then
         // x − zp = (x + 128) − (zp + 128), so the kernels see u8 values, a zero point of zp + 128
         // (the padding's byte) and sums that start at −(zp + 128) · Σw. One kernel per window
         // and stride, where the signed ones were as many again (about 6.6 KB of code).
         let padding = if T::SIGNED { filters.zero_point as i8 as u8 ^ 0x80 } else { filters.zero_point as u8 };
-        let taps = g.kernel[0] * g.kernel[1];
-        assert!(filters.weights.len() >= c * taps);
+        let pixels = g.pixels();
         let mut plane = BytePlane::new(g, padding);
         // Every row a window reads is in the plane (padded_extent's reach).
         assert!(
@@ -392,27 +421,22 @@ mod simd {
             };
             let start = if T::SIGNED {
                 plane.fill::<true>(g, channel);
-                // SAFETY: the channel's taps weights are in bounds (asserted above).
-                let window = unsafe { filters.weights.get_unchecked(ch * taps..(ch + 1) * taps) };
-                let mut sum = 0i32;
-                for w in window {
-                    sum += *w as i32;
-                }
-                start.wrapping_sub(128 * sum)
+                // SAFETY: ch < c, in bounds by the assert above.
+                start.wrapping_sub(128 * unsafe { *filters.sums.get_unchecked(ch) })
             } else {
                 plane.fill::<false>(g, channel);
                 start
             };
-            let out = plane_out(ch);
+            let first = ch * pixels;
             // SAFETY: the plane was made for g (every load of every output is inside it:
-            // BytePlane::new), the channel's weight pairs are in bounds by the assert, and `out`
-            // is its output plane (the callers').
+            // BytePlane::new), the channel's weight pairs are in bounds by the assert, and its
+            // output plane is the sink's from `first` (the callers').
             unsafe {
                 match (g.kernel[0], g.strides[1]) {
-                    (3, 1) => plane_3::<1>(g, &plane, weights, start, scale, bias, &a, out),
-                    (3, _) => plane_3::<2>(g, &plane, weights, start, scale, bias, &a, out),
-                    (5, 1) => plane_5::<1>(g, &plane, weights, start, scale, bias, &a, out),
-                    _ => plane_5::<2>(g, &plane, weights, start, scale, bias, &a, out),
+                    (3, 1) => plane_3::<1>(g, &plane, weights, start, scale, bias, &a, sink, first),
+                    (3, _) => plane_3::<2>(g, &plane, weights, start, scale, bias, &a, sink, first),
+                    (5, 1) => plane_5::<1>(g, &plane, weights, start, scale, bias, &a, sink, first),
+                    _ => plane_5::<2>(g, &plane, weights, start, scale, bias, &a, sink, first),
                 }
             }
         }
@@ -496,8 +520,8 @@ mod simd {
     macro_rules! plane_window {
         ($name:ident, $j:literal, $kys:tt, $ps:tt, [$($i:literal)*]) => {
             /// # Safety
-            /// `plane` holds the channel for `g` ([`BytePlane::new`]), `weights` its pairs,
-            /// `sink` points at its `[oh, ow]` output plane.
+            /// `plane` holds the channel for `g` ([`BytePlane::new`]), `weights` its pairs, and
+            /// the sink's `[oh, ow]` outputs from `first_output` are its output plane.
             #[allow(clippy::too_many_arguments)]
             unsafe fn $name<const S: usize>(
                 g: &Geometry,
@@ -507,18 +531,23 @@ mod simd {
                 scale: f32,
                 bias: f32,
                 activation: &LaneActivation,
-                sink: Sink,
+                sink: &Sink,
+                first_output: usize,
             ) {
                 let ([oh, ow], sy) = (g.output, g.strides[0]);
                 let unit = if S == 1 { 8 } else { 4 };
                 let (columns, values) = (plane.columns, plane.values.as_ptr());
                 // SAFETY: (for the block) the caller's conditions.
                 unsafe {
+                    // A copy, so that the quantize's constants are locals.
+                    let sink = sink.from(first_output);
                     let wp = weights.as_ptr();
                     let w = [$( v128_load32_splat(wp.add($i) as *const u32) ),*];
                     let (start, scale, bias) = (i32x4_splat(start), f32x4_splat(scale), f32x4_splat(bias));
                     let offsets = plane_window!(@offsets columns, $kys);
-                    let mut scratch = [0f32; 8];
+                    // Only a unit's first ow < unit values are read, after the unit wrote them.
+                    let mut scratch = core::mem::MaybeUninit::<[f32; 8]>::uninit();
+                    let scratch = scratch.as_mut_ptr() as *mut f32;
                     for oy in 0..oh {
                         let first = values.add(oy * sy * columns);
                         let row = oy * ow;
@@ -529,23 +558,28 @@ mod simd {
                                 output_unit!(first, at, sink, row + at, offsets, start, w, $j, $kys, $ps, scale, bias, activation);
                                 ox = at + unit;
                             }
+                        } else if row + unit <= oh * ow {
+                            // A row shorter than a unit, written whole: its outputs past the
+                            // row's end fall in the rows below, which are written after it. (The
+                            // plane's columns reach a unit's loads: `BytePlane::new`.)
+                            output_unit!(first, 0, sink, row, offsets, start, w, $j, $kys, $ps, scale, bias, activation);
                         } else {
-                            // A row shorter than a unit: computed from its start into a scratch
-                            // unit, then copied (or looked up).
-                            let to_scratch = Sink::Floats(scratch.as_mut_ptr());
+                            // The plane's last rows: their unit computed into a scratch one,
+                            // then copied (or looked up).
+                            let to_scratch = Sink::Floats(scratch);
                             output_unit!(first, 0, to_scratch, 0, offsets, start, w, $j, $kys, $ps, scale, bias, activation);
                             // Plain loops: an iterator with a match inside stayed a call a value.
                             let mut i = 0;
                             match sink {
                                 Sink::Floats(out) => {
                                     while i < ow {
-                                        *out.add(row + i) = scratch[i];
+                                        *out.add(row + i) = *scratch.add(i);
                                         i += 1;
                                     }
                                 }
                                 Sink::Bytes(out, _, lookup) => {
                                     while i < ow {
-                                        *out.add(row + i) = lookup.scalar(scratch[i]);
+                                        *out.add(row + i) = lookup.scalar(*scratch.add(i));
                                         i += 1;
                                     }
                                 }
