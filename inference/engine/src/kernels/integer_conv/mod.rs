@@ -1202,7 +1202,9 @@ mod simd {
     /// tile's four or eight channel groups (under the IC's metering a vector's address and load
     /// cost half as much as the dot product it feeds, so the more products share it the less a
     /// MAC costs: `benchmarks/NOTES.md`, "Eight pixels a step", "Thirty-two channels a tile").
-    /// A last group without a second has its pixel rows read twice, the second sums unused.
+    /// The last group of an odd count goes through a tile of its own, one block by one group:
+    /// a tile of two groups would compute four more pixels' sums for nothing, an eighth of a
+    /// 7 × 7 image's products (`benchmarks/NOTES.md`, "The wide kernel's last group").
     fn multiply_wide(
         weights: &PackedWeights,
         input: &[i16],
@@ -1294,6 +1296,37 @@ mod simd {
                 }
             };
         }
+        // One pixel's four accumulators in a one-block tile: its four K pairs from `$o`
+        // splatted, each feeding the four channel groups' dot products (w{u}{g}: K pair u of
+        // the step, channels 4g..4g + 4 of the block).
+        macro_rules! pixel {
+            ($x:ident, $o:expr, $a0:ident, $a1:ident, $a2:ident, $a3:ident,
+             $w00:ident, $w01:ident, $w02:ident, $w03:ident, $w10:ident, $w11:ident, $w12:ident, $w13:ident,
+             $w20:ident, $w21:ident, $w22:ident, $w23:ident, $w30:ident, $w31:ident, $w32:ident, $w33:ident) => {
+                let (s0, s1, s2, s3) = (
+                    v128_load32_splat($x.add($o)),
+                    v128_load32_splat($x.add($o + 1)),
+                    v128_load32_splat($x.add($o + 2)),
+                    v128_load32_splat($x.add($o + 3)),
+                );
+                $a0 = dot_sum($a0, [s0, s1, s2, s3], [$w00, $w10, $w20, $w30]);
+                $a1 = dot_sum($a1, [s0, s1, s2, s3], [$w01, $w11, $w21, $w31]);
+                $a2 = dot_sum($a2, [s0, s1, s2, s3], [$w02, $w12, $w22, $w32]);
+                $a3 = dot_sum($a3, [s0, s1, s2, s3], [$w03, $w13, $w23, $w33]);
+            };
+        }
+        // A one-block tile's sixteen weight vectors of the step from pair `$o` of `$w`.
+        macro_rules! block_weights {
+            ($w:ident, $o:expr) => {{
+                let v = $w.add($o * 4);
+                (
+                    (v128_load(v), v128_load(v.add(1)), v128_load(v.add(2)), v128_load(v.add(3))),
+                    (v128_load(v.add(4)), v128_load(v.add(5)), v128_load(v.add(6)), v128_load(v.add(7))),
+                    (v128_load(v.add(8)), v128_load(v.add(9)), v128_load(v.add(10)), v128_load(v.add(11))),
+                    (v128_load(v.add(12)), v128_load(v.add(13)), v128_load(v.add(14)), v128_load(v.add(15))),
+                )
+            }};
+        }
         let mut block = 0;
         // Two blocks (32 channels) a tile while two are left: each pixel's splats then feed
         // eight dot products instead of four, and each weight vector still eight pixels, so the
@@ -1305,8 +1338,8 @@ mod simd {
             let lanes = Lanes::block(weights, epilogue, first, strides.channel);
             let high = Lanes::block(weights, epilogue, first + 16, strides.channel);
             let mut group = 0;
-            while group < groups {
-                let second = if group + 1 < groups { 4 * row } else { 0 };
+            while group + 1 < groups {
+                let second = 4 * row;
                 // a{j}{g}: pixel j (the group's four, then the next group's), channels 4g..4g + 4
                 // of the pair, starting at their `Lanes::start`; each element its own read of the
                 // start, not a repeat expression (which rustc lowers to a loop through memory,
@@ -1444,50 +1477,48 @@ mod simd {
                     a36,
                     a37
                 );
-                if group + 1 < groups {
-                    finish!(
-                        lanes,
-                        first,
-                        group + 1,
-                        a40,
-                        a41,
-                        a42,
-                        a43,
-                        a50,
-                        a51,
-                        a52,
-                        a53,
-                        a60,
-                        a61,
-                        a62,
-                        a63,
-                        a70,
-                        a71,
-                        a72,
-                        a73
-                    );
-                    finish!(
-                        high,
-                        first + 16,
-                        group + 1,
-                        a44,
-                        a45,
-                        a46,
-                        a47,
-                        a54,
-                        a55,
-                        a56,
-                        a57,
-                        a64,
-                        a65,
-                        a66,
-                        a67,
-                        a74,
-                        a75,
-                        a76,
-                        a77
-                    );
-                }
+                finish!(
+                    lanes,
+                    first,
+                    group + 1,
+                    a40,
+                    a41,
+                    a42,
+                    a43,
+                    a50,
+                    a51,
+                    a52,
+                    a53,
+                    a60,
+                    a61,
+                    a62,
+                    a63,
+                    a70,
+                    a71,
+                    a72,
+                    a73
+                );
+                finish!(
+                    high,
+                    first + 16,
+                    group + 1,
+                    a44,
+                    a45,
+                    a46,
+                    a47,
+                    a54,
+                    a55,
+                    a56,
+                    a57,
+                    a64,
+                    a65,
+                    a66,
+                    a67,
+                    a74,
+                    a75,
+                    a76,
+                    a77
+                );
                 group += 2;
             }
             block += 2;
@@ -1496,9 +1527,9 @@ mod simd {
             let first = block * WIDE_ROWS;
             let lanes = Lanes::block(weights, epilogue, first, strides.channel);
             let mut group = 0;
-            while group < groups {
-                // The second group's rows, or the first's again where there is no second.
-                let second = if group + 1 < groups { 4 * row } else { 0 };
+            while group + 1 < groups {
+                // The second group's rows, this far from the first's.
+                let second = 4 * row;
                 // Accumulator a{j}{g} (pixel j, channels 4g..4g + 4) starts at those channels'
                 // `Lanes::start`.
                 let (s0, s1, s2, s3) = (lanes[0].start, lanes[1].start, lanes[2].start, lanes[3].start);
@@ -1512,9 +1543,8 @@ mod simd {
                 let (mut b30, mut b31, mut b32, mut b33) = (s0, s1, s2, s3);
                 // SAFETY: the asserts above bound every read: weight block `block` (< blocks)
                 // spans `pairs · 4` vectors of `panels` from block · pairs · WIDE_ROWS u32, and
-                // the pixel rows of `group` and of the next group (which exists when `second` is
-                // not zero, else `group`'s rows are read again) span `pairs` u32 each of `input`
-                // from group · PIXELS · pairs · 2 i16; the steps
+                // the pixel rows of `group` and of the next group (group + 1 < groups) span
+                // `pairs` u32 each of `input` from group · PIXELS · pairs · 2 i16; the steps
                 // end where row 0 reaches row 1's start (`pairs` is a multiple of STEP). No load
                 // needs alignment.
                 unsafe {
@@ -1524,42 +1554,16 @@ mod simd {
                     let quads = x0.add(pairs / (4 * STEP) * (4 * STEP));
                     // The other pixel rows, from `x0` at each turn (see the loops below).
                     let (mut x1, mut x2, mut x3, mut y0, mut y1, mut y2, mut y3);
-                    // One pixel's four accumulators: its four K pairs from `$o` splatted, each
-                    // feeding the four channel groups' dot products (w{u}{g}: K pair u of the
-                    // step, channels 4g..4g + 4 of the block).
-                    macro_rules! pixel {
-                        ($x:ident, $o:expr, $a0:ident, $a1:ident, $a2:ident, $a3:ident,
-                         $w00:ident, $w01:ident, $w02:ident, $w03:ident, $w10:ident, $w11:ident, $w12:ident, $w13:ident,
-                         $w20:ident, $w21:ident, $w22:ident, $w23:ident, $w30:ident, $w31:ident, $w32:ident, $w33:ident) => {
-                            let (s0, s1, s2, s3) = (
-                                v128_load32_splat($x.add($o)),
-                                v128_load32_splat($x.add($o + 1)),
-                                v128_load32_splat($x.add($o + 2)),
-                                v128_load32_splat($x.add($o + 3)),
-                            );
-                            $a0 = dot_sum($a0, [s0, s1, s2, s3], [$w00, $w10, $w20, $w30]);
-                            $a1 = dot_sum($a1, [s0, s1, s2, s3], [$w01, $w11, $w21, $w31]);
-                            $a2 = dot_sum($a2, [s0, s1, s2, s3], [$w02, $w12, $w22, $w32]);
-                            $a3 = dot_sum($a3, [s0, s1, s2, s3], [$w03, $w13, $w23, $w33]);
-                        };
-                    }
                     // One step of [`STEP`] pairs from pair `$o` of the pointers: sixteen weight
                     // vectors, eight pixels.
                     macro_rules! step {
                         ($o:expr) => {{
-                            let v = w.add($o * 4);
-                            let (w00, w01, w02, w03) =
-                                (v128_load(v), v128_load(v.add(1)), v128_load(v.add(2)), v128_load(v.add(3)));
-                            let (w10, w11, w12, w13) =
-                                (v128_load(v.add(4)), v128_load(v.add(5)), v128_load(v.add(6)), v128_load(v.add(7)));
-                            let (w20, w21, w22, w23) =
-                                (v128_load(v.add(8)), v128_load(v.add(9)), v128_load(v.add(10)), v128_load(v.add(11)));
-                            let (w30, w31, w32, w33) = (
-                                v128_load(v.add(12)),
-                                v128_load(v.add(13)),
-                                v128_load(v.add(14)),
-                                v128_load(v.add(15)),
-                            );
+                            let (
+                                (w00, w01, w02, w03),
+                                (w10, w11, w12, w13),
+                                (w20, w21, w22, w23),
+                                (w30, w31, w32, w33),
+                            ) = block_weights!(w, $o);
                             pixel!(
                                 x0, $o, a00, a01, a02, a03, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
                                 w30, w31, w32, w33
@@ -1613,32 +1617,100 @@ mod simd {
                 finish!(
                     lanes, first, group, a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33
                 );
-                if group + 1 < groups {
-                    finish!(
-                        lanes,
-                        first,
-                        group + 1,
-                        b00,
-                        b01,
-                        b02,
-                        b03,
-                        b10,
-                        b11,
-                        b12,
-                        b13,
-                        b20,
-                        b21,
-                        b22,
-                        b23,
-                        b30,
-                        b31,
-                        b32,
-                        b33
-                    );
-                }
+                finish!(
+                    lanes,
+                    first,
+                    group + 1,
+                    b00,
+                    b01,
+                    b02,
+                    b03,
+                    b10,
+                    b11,
+                    b12,
+                    b13,
+                    b20,
+                    b21,
+                    b22,
+                    b23,
+                    b30,
+                    b31,
+                    b32,
+                    b33
+                );
                 group += 2;
             }
             block += 1;
+        }
+        // The last group of an odd count, one block at a time: a one-block tile of its four
+        // pixel rows alone (sixteen accumulators).
+        if groups % 2 == 1 {
+            let group = groups - 1;
+            let mut block = 0;
+            while block < blocks {
+                let first = block * WIDE_ROWS;
+                let lanes = Lanes::block(weights, epilogue, first, strides.channel);
+                let (s0, s1, s2, s3) = (lanes[0].start, lanes[1].start, lanes[2].start, lanes[3].start);
+                let (mut a00, mut a01, mut a02, mut a03) = (s0, s1, s2, s3);
+                let (mut a10, mut a11, mut a12, mut a13) = (s0, s1, s2, s3);
+                let (mut a20, mut a21, mut a22, mut a23) = (s0, s1, s2, s3);
+                let (mut a30, mut a31, mut a32, mut a33) = (s0, s1, s2, s3);
+                // SAFETY: the asserts above bound every read: weight block `block` (< blocks)
+                // spans `pairs · 4` vectors of `panels` from block · pairs · WIDE_ROWS u32, and
+                // the four pixel rows of `group` (< groups) span `pairs` u32 each of `input` from
+                // group · PIXELS · pairs · 2 i16; the steps end where row 0 reaches row 1's start
+                // (`pairs` is a multiple of STEP). No load needs alignment.
+                unsafe {
+                    let mut w = weights.panels.as_ptr().add(block * pairs * WIDE_ROWS) as *const v128;
+                    let mut x0 = input.as_ptr().add(group * PIXELS * pairs * 2) as *const u32;
+                    let end = x0.add(pairs);
+                    let quads = x0.add(pairs / (4 * STEP) * (4 * STEP));
+                    let (mut x1, mut x2, mut x3);
+                    // One step of [`STEP`] pairs from pair `$o` of the pointers: sixteen weight
+                    // vectors, four pixels.
+                    macro_rules! step {
+                        ($o:expr) => {{
+                            let (
+                                (w00, w01, w02, w03),
+                                (w10, w11, w12, w13),
+                                (w20, w21, w22, w23),
+                                (w30, w31, w32, w33),
+                            ) = block_weights!(w, $o);
+                            pixel!(
+                                x0, $o, a00, a01, a02, a03, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
+                                w30, w31, w32, w33
+                            );
+                            pixel!(
+                                x1, $o, a10, a11, a12, a13, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
+                                w30, w31, w32, w33
+                            );
+                            pixel!(
+                                x2, $o, a20, a21, a22, a23, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
+                                w30, w31, w32, w33
+                            );
+                            pixel!(
+                                x3, $o, a30, a31, a32, a33, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
+                                w30, w31, w32, w33
+                            );
+                        }};
+                    }
+                    macro_rules! rows {
+                        () => {
+                            (x1, x2, x3) = (x0.byte_add(row), x0.byte_add(2 * row), x0.byte_add(3 * row));
+                        };
+                    }
+                    macro_rules! opaque {
+                        () => {
+                            (w, x0) = black_box((w, x0));
+                        };
+                    }
+                    k_loop!(opaque, rows, step, w, x0, quads, end);
+                }
+                finish!(
+                    lanes, first, group, a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33
+                );
+                block += 1;
+            }
         }
     }
 }

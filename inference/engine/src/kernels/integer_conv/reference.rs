@@ -199,8 +199,8 @@ pub fn check_kernels<K: ConvKernels>() -> Result<(), String> {
         // A last group of three pixels, one of two and one of one (the looked-up epilogue's tails).
         (16, [3, 5], [1, 1], [1, 1], [1, 1], [0, 0], 16),
         (16, [2, 3], [1, 1], [1, 1], [1, 1], [0, 0], 16),
-        // An odd number of groups: the wide kernel's last pair of groups has no second, its
-        // rows read again and their sums unused; its one pixel the epilogue's tail.
+        // An odd number of groups: the wide kernel's last group through its one-group tile
+        // (for both blocks of a pair), its one pixel the epilogue's tail.
         (16, [1, 17], [1, 1], [1, 1], [1, 1], [0, 0], 32),
         // One pixel (a head): four-channel blocks for a channel count of the wide ones, one
         // accumulator a block; a turn of four steps and a step after it, and a last block of
