@@ -10,8 +10,9 @@
 //! instruction, when the two values of a lane are two taps of one output: two adjacent columns of
 //! a window row, weighted by a pair of kernel columns `2j, 2j + 1` (an odd window's last pair has a
 //! zero weight). Eight adjacent bytes of a row, widened to i16 as they are loaded, are four such
-//! pairs: for four outputs `sx` columns apart at column stride two, for the even (or odd) ones of
-//! eight adjacent outputs at stride one, whose two halves are then interleaved. So each channel is
+//! pairs: for four adjacent outputs at column stride two (a unit of eight takes two such loads
+//! eight columns apart), for the even (or odd) ones of eight adjacent outputs at stride one,
+//! whose two halves are then interleaved. So each channel is
 //! copied into a [`BytePlane`], its padding the zero point's byte, and a window costs one load and
 //! one dot per pair of kernel columns per window row; the zero point is subtracted once, as
 //! `−zp · Σ w`, where each sum starts.
@@ -318,11 +319,11 @@ mod simd {
     use core::hint::black_box;
 
     use super::*;
-    use crate::kernels::activation::{activate, activate_each, LaneActivation};
+    use crate::kernels::activation::{activate_each, LaneActivation};
     use crate::kernels::qdq::{looked_up, QuantizeLanes};
 
-    /// Each channel through a [`BytePlane`], eight outputs a turn at column stride one, four at
-    /// stride two; a geometry not [`covered`], as [`Scalar`].
+    /// Each channel through a [`BytePlane`], eight outputs a turn; a geometry not [`covered`],
+    /// as [`Scalar`].
     pub struct Simd128;
 
     impl IntegerDepthwiseKernels for Simd128 {
@@ -471,8 +472,8 @@ mod simd {
         };
     }
 
-    /// One unit of outputs (eight at column stride one: the even and the odd ones, interleaved;
-    /// four at two) from output column `$at` of the row whose window starts at `$first`, written
+    /// One unit of eight outputs (at column stride one the even and the odd ones, interleaved;
+    /// at two the first four and the next) from output column `$at` of the row whose window starts at `$first`, written
     /// into `$sink`'s plane from output `$index`: as f32, activated, or quantized as the
     /// addresses of their entries in the table, each entry read into its output's lane and the
     /// unit's bytes stored at once (without an activation: see `image_looked_up`).
@@ -500,13 +501,22 @@ mod simd {
                     }
                 }
             } else {
-                let v = dequantized($scale, $bias, window!($start, rows, 0, $w, $j, $kys, $ps));
+                // Stride two: a load's four pairs are four adjacent outputs' (their columns two
+                // apart), so the next four outputs' pairs are eight columns on.
+                let mut low = dequantized($scale, $bias, window!($start, rows, 0, $w, $j, $kys, $ps));
+                let mut high = dequantized($scale, $bias, window!($start, rows, 8, $w, $j, $kys, $ps));
                 match $sink {
-                    Sink::Floats(out) => v128_store(out.add(index) as *mut v128, activate(v, *$activation)),
+                    Sink::Floats(out) => {
+                        activate_each!(*$activation, low, high);
+                        let to = out.add(index);
+                        v128_store(to as *mut v128, low);
+                        v128_store(to.add(4) as *mut v128, high);
+                    }
                     Sink::Bytes(out, q, _) => {
-                        let u = q.addresses(v);
-                        let entries = looked_up!(u, 0 <- u[0], 1 <- u[1], 2 <- u[2], 3 <- u[3]);
-                        v128_store32_lane::<0>(entries, out.add(index) as *mut u32);
+                        let (l, h) = (q.addresses(low), q.addresses(high));
+                        let entries = looked_up!(l, 0 <- l[0], 1 <- l[1], 2 <- l[2], 3 <- l[3], 4 <- h[0], 5 <- h[1],
+                            6 <- h[2], 7 <- h[3]);
+                        v128_store64_lane::<0>(entries, out.add(index) as *mut u64);
                     }
                 }
             }
@@ -514,9 +524,11 @@ mod simd {
     }
 
     /// One channel's output plane for a k×k window at column stride `S`: per output row, units
-    /// of eight outputs (stride one: the even and the odd ones, interleaved) or four (stride
-    /// two), the last ending at the row's end (overlapping those before: the same values written
-    /// twice); a row shorter than a unit through a scratch unit.
+    /// of eight outputs, the last ending at the row's end (overlapping those before: the same
+    /// values written twice); a row shorter than a unit written whole (its outputs past the row
+    /// rewritten by the rows below), or through a scratch unit at the plane's end. At stride
+    /// two a unit was four outputs: eight share the loop's turn, the row pointers and one
+    /// store (`benchmarks/NOTES.md`, "The int8 depthwise kernel's channels").
     macro_rules! plane_window {
         ($name:ident, $j:literal, $kys:tt, $ps:tt, [$($i:literal)*]) => {
             /// # Safety
@@ -535,7 +547,7 @@ mod simd {
                 first_output: usize,
             ) {
                 let ([oh, ow], sy) = (g.output, g.strides[0]);
-                let unit = if S == 1 { 8 } else { 4 };
+                let unit = 8;
                 let (columns, values) = (plane.columns, plane.values.as_ptr());
                 // SAFETY: (for the block) the caller's conditions.
                 unsafe {
