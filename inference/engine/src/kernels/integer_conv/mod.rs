@@ -1315,16 +1315,41 @@ mod simd {
                 $a3 = dot_sum($a3, [s0, s1, s2, s3], [$w03, $w13, $w23, $w33]);
             };
         }
-        // A one-block tile's sixteen weight vectors of the step from pair `$o` of `$w`.
-        macro_rules! block_weights {
-            ($w:ident, $o:expr) => {{
+        // One step of a one-block tile: its sixteen weight vectors of the step from pair `$o` of
+        // `$w` (w{u}{g}: K pair u, channels 4g..4g + 4), then each pixel row `$x` into its four
+        // accumulators.
+        macro_rules! block_step {
+            ($w:ident, $o:expr, $( $x:ident => ($a0:ident, $a1:ident, $a2:ident, $a3:ident) ),+) => {{
                 let v = $w.add($o * 4);
-                (
-                    (v128_load(v), v128_load(v.add(1)), v128_load(v.add(2)), v128_load(v.add(3))),
-                    (v128_load(v.add(4)), v128_load(v.add(5)), v128_load(v.add(6)), v128_load(v.add(7))),
-                    (v128_load(v.add(8)), v128_load(v.add(9)), v128_load(v.add(10)), v128_load(v.add(11))),
-                    (v128_load(v.add(12)), v128_load(v.add(13)), v128_load(v.add(14)), v128_load(v.add(15))),
-                )
+                let (w00, w01, w02, w03) = (v128_load(v), v128_load(v.add(1)), v128_load(v.add(2)), v128_load(v.add(3)));
+                let (w10, w11, w12, w13) = (v128_load(v.add(4)), v128_load(v.add(5)), v128_load(v.add(6)), v128_load(v.add(7)));
+                let (w20, w21, w22, w23) =
+                    (v128_load(v.add(8)), v128_load(v.add(9)), v128_load(v.add(10)), v128_load(v.add(11)));
+                let (w30, w31, w32, w33) =
+                    (v128_load(v.add(12)), v128_load(v.add(13)), v128_load(v.add(14)), v128_load(v.add(15)));
+                $(
+                    pixel!(
+                        $x, $o, $a0, $a1, $a2, $a3, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23, w30,
+                        w31, w32, w33
+                    );
+                )+
+            }};
+        }
+        // A one-block tile's accumulators, each starting at its channels' `Lanes::start`
+        // (a{j}{g}: pixel j, channels 4g..4g + 4).
+        macro_rules! block_accumulators {
+            ($lanes:ident, $( ($a0:ident, $a1:ident, $a2:ident, $a3:ident) ),+) => {
+                let (s0, s1, s2, s3) = ($lanes[0].start, $lanes[1].start, $lanes[2].start, $lanes[3].start);
+                $( let (mut $a0, mut $a1, mut $a2, mut $a3) = (s0, s1, s2, s3); )+
+            };
+        }
+        // A tile's pointers: block `$block`'s weight panel (a pair's first), group `$group`'s
+        // first pixel row, where that row's pairs end, and where its turns of four steps end.
+        macro_rules! block_pointers {
+            ($block:expr, $group:expr) => {{
+                let w = weights.panels.as_ptr().add($block * pairs * WIDE_ROWS) as *const v128;
+                let x0 = input.as_ptr().add($group * PIXELS * pairs * 2) as *const u32;
+                (w, x0, x0.add(pairs), x0.add(pairs / (4 * STEP) * (4 * STEP)))
             }};
         }
         let mut block = 0;
@@ -1370,10 +1395,7 @@ mod simd {
                 // `block + 1` (< blocks) spans `pairs · 4` vectors of `panels` from `w`'s
                 // block's end, `pairs · 4` vectors on.
                 unsafe {
-                    let mut w = weights.panels.as_ptr().add(block * pairs * WIDE_ROWS) as *const v128;
-                    let mut x0 = input.as_ptr().add(group * PIXELS * pairs * 2) as *const u32;
-                    let end = x0.add(pairs);
-                    let quads = x0.add(pairs / (4 * STEP) * (4 * STEP));
+                    let (mut w, mut x0, end, quads) = block_pointers!(block, group);
                     let (mut x1, mut x2, mut x3, mut y0, mut y1, mut y2, mut y3, mut wh);
                     // One step of [`STEP`] pairs from pair `$o` of the pointers: both blocks' weight
                     // vectors (l{u}{g}: K pair u of the step, channels 4g..4g + 4 of the first
@@ -1530,17 +1552,17 @@ mod simd {
             while group + 1 < groups {
                 // The second group's rows, this far from the first's.
                 let second = 4 * row;
-                // Accumulator a{j}{g} (pixel j, channels 4g..4g + 4) starts at those channels'
-                // `Lanes::start`.
-                let (s0, s1, s2, s3) = (lanes[0].start, lanes[1].start, lanes[2].start, lanes[3].start);
-                let (mut a00, mut a01, mut a02, mut a03) = (s0, s1, s2, s3);
-                let (mut a10, mut a11, mut a12, mut a13) = (s0, s1, s2, s3);
-                let (mut a20, mut a21, mut a22, mut a23) = (s0, s1, s2, s3);
-                let (mut a30, mut a31, mut a32, mut a33) = (s0, s1, s2, s3);
-                let (mut b00, mut b01, mut b02, mut b03) = (s0, s1, s2, s3);
-                let (mut b10, mut b11, mut b12, mut b13) = (s0, s1, s2, s3);
-                let (mut b20, mut b21, mut b22, mut b23) = (s0, s1, s2, s3);
-                let (mut b30, mut b31, mut b32, mut b33) = (s0, s1, s2, s3);
+                block_accumulators!(
+                    lanes,
+                    (a00, a01, a02, a03),
+                    (a10, a11, a12, a13),
+                    (a20, a21, a22, a23),
+                    (a30, a31, a32, a33),
+                    (b00, b01, b02, b03),
+                    (b10, b11, b12, b13),
+                    (b20, b21, b22, b23),
+                    (b30, b31, b32, b33)
+                );
                 // SAFETY: the asserts above bound every read: weight block `block` (< blocks)
                 // spans `pairs · 4` vectors of `panels` from block · pairs · WIDE_ROWS u32, and
                 // the pixel rows of `group` and of the next group (group + 1 < groups) span
@@ -1548,55 +1570,20 @@ mod simd {
                 // end where row 0 reaches row 1's start (`pairs` is a multiple of STEP). No load
                 // needs alignment.
                 unsafe {
-                    let mut w = weights.panels.as_ptr().add(block * pairs * WIDE_ROWS) as *const v128;
-                    let mut x0 = input.as_ptr().add(group * PIXELS * pairs * 2) as *const u32;
-                    let end = x0.add(pairs);
-                    let quads = x0.add(pairs / (4 * STEP) * (4 * STEP));
+                    let (mut w, mut x0, end, quads) = block_pointers!(block, group);
                     // The other pixel rows, from `x0` at each turn (see the loops below).
                     let (mut x1, mut x2, mut x3, mut y0, mut y1, mut y2, mut y3);
                     // One step of [`STEP`] pairs from pair `$o` of the pointers: sixteen weight
                     // vectors, eight pixels.
                     macro_rules! step {
-                        ($o:expr) => {{
-                            let (
-                                (w00, w01, w02, w03),
-                                (w10, w11, w12, w13),
-                                (w20, w21, w22, w23),
-                                (w30, w31, w32, w33),
-                            ) = block_weights!(w, $o);
-                            pixel!(
-                                x0, $o, a00, a01, a02, a03, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
-                                w30, w31, w32, w33
-                            );
-                            pixel!(
-                                x1, $o, a10, a11, a12, a13, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
-                                w30, w31, w32, w33
-                            );
-                            pixel!(
-                                x2, $o, a20, a21, a22, a23, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
-                                w30, w31, w32, w33
-                            );
-                            pixel!(
-                                x3, $o, a30, a31, a32, a33, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
-                                w30, w31, w32, w33
-                            );
-                            pixel!(
-                                y0, $o, b00, b01, b02, b03, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
-                                w30, w31, w32, w33
-                            );
-                            pixel!(
-                                y1, $o, b10, b11, b12, b13, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
-                                w30, w31, w32, w33
-                            );
-                            pixel!(
-                                y2, $o, b20, b21, b22, b23, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
-                                w30, w31, w32, w33
-                            );
-                            pixel!(
-                                y3, $o, b30, b31, b32, b33, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
-                                w30, w31, w32, w33
-                            );
-                        }};
+                        ($o:expr) => {
+                            block_step!(
+                                w, $o, x0 => (a00, a01, a02, a03), x1 => (a10, a11, a12, a13),
+                                x2 => (a20, a21, a22, a23), x3 => (a30, a31, a32, a33),
+                                y0 => (b00, b01, b02, b03), y1 => (b10, b11, b12, b13),
+                                y2 => (b20, b21, b22, b23), y3 => (b30, b31, b32, b33)
+                            )
+                        };
                     }
                     // The other pixel rows at constant distances from `x0`, so that their
                     // loads keep constant offsets.
@@ -1650,49 +1637,30 @@ mod simd {
             while block < blocks {
                 let first = block * WIDE_ROWS;
                 let lanes = Lanes::block(weights, epilogue, first, strides.channel);
-                let (s0, s1, s2, s3) = (lanes[0].start, lanes[1].start, lanes[2].start, lanes[3].start);
-                let (mut a00, mut a01, mut a02, mut a03) = (s0, s1, s2, s3);
-                let (mut a10, mut a11, mut a12, mut a13) = (s0, s1, s2, s3);
-                let (mut a20, mut a21, mut a22, mut a23) = (s0, s1, s2, s3);
-                let (mut a30, mut a31, mut a32, mut a33) = (s0, s1, s2, s3);
+                block_accumulators!(
+                    lanes,
+                    (a00, a01, a02, a03),
+                    (a10, a11, a12, a13),
+                    (a20, a21, a22, a23),
+                    (a30, a31, a32, a33)
+                );
                 // SAFETY: the asserts above bound every read: weight block `block` (< blocks)
                 // spans `pairs · 4` vectors of `panels` from block · pairs · WIDE_ROWS u32, and
                 // the four pixel rows of `group` (< groups) span `pairs` u32 each of `input` from
                 // group · PIXELS · pairs · 2 i16; the steps end where row 0 reaches row 1's start
                 // (`pairs` is a multiple of STEP). No load needs alignment.
                 unsafe {
-                    let mut w = weights.panels.as_ptr().add(block * pairs * WIDE_ROWS) as *const v128;
-                    let mut x0 = input.as_ptr().add(group * PIXELS * pairs * 2) as *const u32;
-                    let end = x0.add(pairs);
-                    let quads = x0.add(pairs / (4 * STEP) * (4 * STEP));
+                    let (mut w, mut x0, end, quads) = block_pointers!(block, group);
                     let (mut x1, mut x2, mut x3);
                     // One step of [`STEP`] pairs from pair `$o` of the pointers: sixteen weight
                     // vectors, four pixels.
                     macro_rules! step {
-                        ($o:expr) => {{
-                            let (
-                                (w00, w01, w02, w03),
-                                (w10, w11, w12, w13),
-                                (w20, w21, w22, w23),
-                                (w30, w31, w32, w33),
-                            ) = block_weights!(w, $o);
-                            pixel!(
-                                x0, $o, a00, a01, a02, a03, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
-                                w30, w31, w32, w33
-                            );
-                            pixel!(
-                                x1, $o, a10, a11, a12, a13, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
-                                w30, w31, w32, w33
-                            );
-                            pixel!(
-                                x2, $o, a20, a21, a22, a23, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
-                                w30, w31, w32, w33
-                            );
-                            pixel!(
-                                x3, $o, a30, a31, a32, a33, w00, w01, w02, w03, w10, w11, w12, w13, w20, w21, w22, w23,
-                                w30, w31, w32, w33
-                            );
-                        }};
+                        ($o:expr) => {
+                            block_step!(
+                                w, $o, x0 => (a00, a01, a02, a03), x1 => (a10, a11, a12, a13),
+                                x2 => (a20, a21, a22, a23), x3 => (a30, a31, a32, a33)
+                            )
+                        };
                     }
                     macro_rules! rows {
                         () => {
