@@ -23,7 +23,8 @@
 //! - [`activation`]: the ReLU or HardSwish a convolution kernel applies to its outputs (or the
 //!   integer convolution's operator, in place).
 //! - [`gelu`]: GELU without approximation (a transformer's feed-forward activation), in place.
-//! - [`softmax`]: softmax over rows a whole number of vectors long (attention's probabilities).
+//! - [`softmax`]: softmax over rows a whole number of vectors long (attention's probabilities),
+//!   or down columns (the same bits, of the transposed matrices).
 //! - [`depthwise`]: the f32 depthwise convolution of one channel's plane, its activation fused
 //!   (and a dynamic int8 one's dequantize).
 

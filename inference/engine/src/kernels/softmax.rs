@@ -51,6 +51,27 @@ pub fn softmax_rows(values: &mut [f32], row_len: usize, around: Around) {
     reference::softmax_rows(values, row_len, around);
 }
 
+/// Every column of each `rows × columns` matrix of `values` (row-major; `rows` and `columns`
+/// multiples of four, `values` whole matrices) replaced by its softmax, with what is `around` it
+/// (the mask one value per row): [`softmax_rows`] of the transposed matrices, bit for bit.
+/// Attention's scores laid out keys by queries, so that the probabilities are the values'
+/// product's right operand as they lie (`crate::passes::attention_layout`). Each lane is a
+/// column: its maximum is the column's (one of its values), and its sum takes the rows four
+/// apart into four partial sums, as the row kernel's lanes take a row's values, added in the
+/// same order.
+pub fn softmax_columns(values: &mut [f32], rows: usize, columns: usize, around: Around) {
+    assert!(rows > 0 && rows.is_multiple_of(4) && columns > 0 && columns.is_multiple_of(4));
+    assert!(values.len().is_multiple_of(rows * columns));
+    assert!(around.affine.is_none_or(|a| a.mask.len() == rows));
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    match around.affine {
+        Some(a) => simd::softmax_columns::<true>(values, rows, columns, a.scale, a.mask, around),
+        None => simd::softmax_columns::<false>(values, rows, columns, 1.0, &[], around),
+    }
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    reference::softmax_columns(values, rows, columns, around);
+}
+
 /// The exponential's polynomial, highest degree first, spelled as tract spells it (the same f32
 /// values).
 #[allow(clippy::excessive_precision)]
@@ -146,6 +167,22 @@ pub mod reference {
             softmax_row(row);
             if let Some((q, d)) = around.after {
                 row.iter_mut().for_each(|x| *x = d.scalar(q.scalar(*x)));
+            }
+        }
+    }
+
+    /// Every column of each `rows × columns` matrix, as a row through [`softmax_rows`].
+    pub fn softmax_columns(values: &mut [f32], rows: usize, columns: usize, around: super::Around) {
+        let mut column = vec![0f32; rows];
+        for matrix in values.chunks_exact_mut(rows * columns) {
+            for j in 0..columns {
+                for (r, v) in column.iter_mut().enumerate() {
+                    *v = matrix[r * columns + j];
+                }
+                softmax_rows(&mut column, rows, around);
+                for (r, v) in column.iter().enumerate() {
+                    matrix[r * columns + j] = *v;
+                }
             }
         }
     }
@@ -402,6 +439,140 @@ mod simd {
             }
         }
     }
+
+    /// One pass's work on one row of a strip of columns, for the vectors named (a local and the
+    /// strip's offset in vectors each): the first pass's (the fake quantization, the scale and
+    /// the row's mask value, written back where `rewrite`, and the columns' maxima).
+    macro_rules! first_pass_row {
+        ($at:expr, $affine:expr, $mask:expr, $vscale:expr, $before:expr, $rewrite:expr; $($x:ident $max:ident $o:literal),+) => {{
+            let at = $at;
+            $( let mut $x = v128_load(at.add($o)); )+
+            if let Some((q, d)) = $before {
+                $( $x = d.apply(q.quantized($x)); )+
+            }
+            if $affine {
+                let mask = f32x4_splat($mask);
+                $( $x = f32x4_add(f32x4_mul($x, $vscale), mask); )+
+            }
+            if $rewrite {
+                $( v128_store(at.add($o), $x); )+
+            }
+            $( $max = f32x4_pmax($max, $x); )+
+        }};
+    }
+
+    /// The exponentials of one row of a strip, written back and added to that row's partial sums.
+    macro_rules! exponentials_row {
+        ($at:expr, $k:expr; $($y:ident $max:ident $sum:ident $o:literal),+) => {{
+            let at = $at;
+            $( let $y = exp(f32x4_sub(v128_load(at.add($o)), $max), $k); )+
+            $( v128_store(at.add($o), $y); )+
+            $( $sum = f32x4_add($sum, $y); )+
+        }};
+    }
+
+    /// One row of a strip times its columns' inverse sums, fake quantized where there is one.
+    macro_rules! last_pass_row {
+        ($at:expr, $after:expr; $($y:ident $inverse:ident $o:literal),+) => {{
+            let at = $at;
+            $( let mut $y = f32x4_mul(v128_load(at.add($o)), $inverse); )+
+            if let Some((q, d)) = $after {
+                $( $y = d.apply(q.quantized($y)); )+
+            }
+            $( v128_store(at.add($o), $y); )+
+        }};
+    }
+
+    /// `1 / total` of four partial sums, the total the row kernel's: the sum of rows ≡ 0 (mod 4)
+    /// plus that of rows ≡ 1, then ≡ 2, then ≡ 3, as its lanes 0 to 3.
+    #[inline(always)]
+    fn inverse_total(s0: v128, s1: v128, s2: v128, s3: v128, one: v128) -> v128 {
+        f32x4_div(one, f32x4_add(f32x4_add(f32x4_add(s0, s1), s2), s3))
+    }
+
+    /// Every column of each `rows × columns` matrix (see [`super::softmax_columns`]): strips of
+    /// sixteen columns while there are, then of four; each strip's three passes go down its
+    /// rows, the exponentials' four rows a turn (one partial sum each).
+    pub fn softmax_columns<const AFFINE: bool>(
+        values: &mut [f32],
+        rows: usize,
+        columns: usize,
+        scale: f32,
+        mask: &[f32],
+        around: super::Around,
+    ) {
+        let k = Constants::new();
+        let (vscale, m) = (f32x4_splat(scale), mask.as_ptr());
+        let lanes = |f: Option<super::FakeQuantize>| f.map(|(q, d)| (QuantizeLanes::new(&q), DequantizeLanes::new(&d)));
+        let (before, after) = (lanes(around.before), lanes(around.after));
+        let rewrite = AFFINE || before.is_some();
+        let neg_inf = f32x4_splat(f32::NEG_INFINITY);
+        let (zero, one) = (f32x4_splat(0.0), f32x4_splat(1.0));
+        let matrices = values.len() / (rows * columns);
+        let base = values.as_mut_ptr();
+        for matrix in 0..matrices {
+            // SAFETY: (for the block) every vector read or written is in matrix `matrix`'s
+            // `rows` rows, at columns j..j + 16 (or j..j + 4) below `columns` (a multiple of
+            // four); the matrices are whole (asserted by the caller); the mask holds `rows`
+            // values where AFFINE (asserted by the caller).
+            unsafe {
+                let p = base.add(matrix * rows * columns);
+                // Row r's vectors from column j.
+                macro_rules! row {
+                    ($r:expr, $j:expr) => {
+                        opaque(p.add($r * columns + $j)) as *mut v128
+                    };
+                }
+                let mut j = 0;
+                while j + 16 <= columns {
+                    let (mut a0, mut a1, mut a2, mut a3) = (neg_inf, neg_inf, neg_inf, neg_inf);
+                    for r in 0..rows {
+                        let mask = if AFFINE { *m.add(r) } else { 0.0 };
+                        first_pass_row!(row!(r, j), AFFINE, mask, vscale, before, rewrite; x0 a0 0, x1 a1 1, x2 a2 2, x3 a3 3);
+                    }
+                    let (mut s00, mut s01, mut s02, mut s03) = (zero, zero, zero, zero);
+                    let (mut s10, mut s11, mut s12, mut s13) = (zero, zero, zero, zero);
+                    let (mut s20, mut s21, mut s22, mut s23) = (zero, zero, zero, zero);
+                    let (mut s30, mut s31, mut s32, mut s33) = (zero, zero, zero, zero);
+                    let mut r = 0;
+                    while r < rows {
+                        exponentials_row!(row!(r, j), &k; y0 a0 s00 0, y1 a1 s01 1, y2 a2 s02 2, y3 a3 s03 3);
+                        exponentials_row!(row!(r + 1, j), &k; y0 a0 s10 0, y1 a1 s11 1, y2 a2 s12 2, y3 a3 s13 3);
+                        exponentials_row!(row!(r + 2, j), &k; y0 a0 s20 0, y1 a1 s21 1, y2 a2 s22 2, y3 a3 s23 3);
+                        exponentials_row!(row!(r + 3, j), &k; y0 a0 s30 0, y1 a1 s31 1, y2 a2 s32 2, y3 a3 s33 3);
+                        r += 4;
+                    }
+                    let (i0, i1) = (inverse_total(s00, s10, s20, s30, one), inverse_total(s01, s11, s21, s31, one));
+                    let (i2, i3) = (inverse_total(s02, s12, s22, s32, one), inverse_total(s03, s13, s23, s33, one));
+                    for r in 0..rows {
+                        last_pass_row!(row!(r, j), after; y0 i0 0, y1 i1 1, y2 i2 2, y3 i3 3);
+                    }
+                    j += 16;
+                }
+                while j < columns {
+                    let mut a0 = neg_inf;
+                    for r in 0..rows {
+                        let mask = if AFFINE { *m.add(r) } else { 0.0 };
+                        first_pass_row!(row!(r, j), AFFINE, mask, vscale, before, rewrite; x0 a0 0);
+                    }
+                    let (mut s0, mut s1, mut s2, mut s3) = (zero, zero, zero, zero);
+                    let mut r = 0;
+                    while r < rows {
+                        exponentials_row!(row!(r, j), &k; y0 a0 s0 0);
+                        exponentials_row!(row!(r + 1, j), &k; y0 a0 s1 0);
+                        exponentials_row!(row!(r + 2, j), &k; y0 a0 s2 0);
+                        exponentials_row!(row!(r + 3, j), &k; y0 a0 s3 0);
+                        r += 4;
+                    }
+                    let i0 = inverse_total(s0, s1, s2, s3, one);
+                    for r in 0..rows {
+                        last_pass_row!(row!(r, j), after; y0 i0 0);
+                    }
+                    j += 4;
+                }
+            }
+        }
+    }
 }
 
 /// [`softmax_rows`] against [`reference::softmax_rows`] on rows of 4 to 40 values (whole turns of
@@ -458,6 +629,76 @@ pub fn check() -> Result<(), String> {
                     return Err(format!(
                         "softmax of rows of {row_len}: value {at} is {:e}, tract's {:e}",
                         got[at], tract[at]
+                    ));
+                }
+            }
+        }
+    }
+    check_columns()
+}
+
+/// [`softmax_columns`] against [`softmax_rows`] of the transposed matrices, bit for bit: two
+/// matrices of 4 to 40 rows by 4 to 36 columns (strips of sixteen and of four), a column holding
+/// a NaN, a column of −∞ but one value, a column whose exponentials underflow, without and with
+/// a scale and a mask and fake quantizations.
+fn check_columns() -> Result<(), String> {
+    let probabilities = (
+        Quantize { inv_scale: 255.0, zero_point: 0, dt: u8::datum_type() },
+        Dequantize { scale: 1.0 / 255.0, zero_point: 0 },
+    );
+    let scores = (
+        Quantize { inv_scale: 1.0 / 0.07, zero_point: 130, dt: u8::datum_type() },
+        Dequantize { scale: 0.07, zero_point: 130 },
+    );
+    use tract_onnx::prelude::Datum;
+    for rows in (4..=40).step_by(4) {
+        for columns in [4, 16, 20, 36] {
+            let matrices = 2;
+            // As rows: each column of the matrices below is one row here.
+            let mut as_rows: Vec<f32> =
+                (0..matrices * columns * rows).map(|i| ((i as f32) * 0.53).cos() * 8.0 - 1.5).collect();
+            as_rows[rows + 1] = f32::NAN;
+            if columns > 2 {
+                for (i, v) in as_rows[2 * rows..3 * rows].iter_mut().enumerate() {
+                    *v = if i == rows / 2 { 2.0 } else { f32::NEG_INFINITY };
+                }
+            }
+            if columns > 3 {
+                for (i, v) in as_rows[3 * rows..4 * rows].iter_mut().enumerate() {
+                    *v = i as f32 * 45.0 - 210.0;
+                }
+            }
+            let transpose = |from: &[f32], from_rows: usize, from_columns: usize| {
+                let mut to = vec![0f32; from.len()];
+                for (src, dst) in from.chunks(from_rows * from_columns).zip(to.chunks_mut(from_rows * from_columns)) {
+                    for r in 0..from_rows {
+                        for c in 0..from_columns {
+                            dst[c * from_rows + r] = src[r * from_columns + c];
+                        }
+                    }
+                }
+                to
+            };
+            let as_columns = transpose(&as_rows, columns, rows);
+            let mask: Vec<f32> =
+                (0..rows).map(|i| if i % 7 == 5 { f32::NEG_INFINITY } else { i as f32 * 0.3 - 2.0 }).collect();
+            let affine = Affine { scale: 0.125, mask: &mask };
+            let arounds = [
+                Around::default(),
+                Around { affine: Some(affine), ..Around::default() },
+                Around { before: Some(scores), affine: Some(affine), after: Some(probabilities) },
+                Around { before: Some(scores), after: Some(probabilities), ..Around::default() },
+            ];
+            for around in arounds {
+                let mut want = as_rows.clone();
+                softmax_rows(&mut want, rows, around);
+                let mut got = as_columns.clone();
+                softmax_columns(&mut got, rows, columns, around);
+                let got = transpose(&got, rows, columns);
+                if let Some(at) = (0..got.len()).find(|&i| !same_bits_or_nan(got[i], want[i])) {
+                    return Err(format!(
+                        "softmax of columns of {rows} ({columns} columns): value {at} (as rows) is {:e}, the rows' {:e}",
+                        got[at], want[at]
                     ));
                 }
             }

@@ -15,8 +15,9 @@
 //! The kernel's widest tile is [`WIDEST`] vectors of columns by two blocks of rows. A product
 //! with fewer columns than that and more rows (attention's probabilities by values: as many
 //! rows as tokens, as many columns as a head has dimensions) is computed transposed, `Cᵀ = Bᵀ ·
-//! Aᵀ`, so that the tokens are the columns and the widest tile is used. Each output is the same
-//! sum of the same products in the same order either way, so the same bits.
+//! Aᵀ`, so that the tokens are the columns and the widest tile is used; so is a product whose
+//! C has its rows adjacent and its columns apart, which is then written in place. Each output is
+//! the same sum of the same products in the same order either way, so the same bits.
 //!
 //! Wired by [`crate::passes::batched_matmul`].
 
@@ -118,7 +119,11 @@ impl BatchedMatMul {
     /// Every batch index's product of `a` and `b` into `c`, transposed where that gives the
     /// kernel wider tiles (see the module's documentation).
     fn products(&self, a: &[f32], b: &[f32], c: &mut [f32]) {
-        if self.n.len < WIDEST * LANES && self.m.len > self.n.len {
+        let wider = self.n.len < WIDEST * LANES && self.m.len > self.n.len;
+        // C's rows adjacent and its columns apart (attention's scores laid out keys by queries):
+        // transposed, C is written in place instead of through a scratch matrix.
+        let in_place = self.n.strides[2] != 1 && self.m.strides[2] == 1;
+        if wider || in_place {
             self.transposed().products_as_given(b, a, c)
         } else {
             self.products_as_given(a, b, c)

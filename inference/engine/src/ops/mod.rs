@@ -27,7 +27,8 @@
 //! - [`channel_scale`]: [`channel_scale::ChannelScale`], tract's f32 product by one value per
 //!   channel (a squeeze-and-excitation block's scale, a global average pool's division).
 //! - [`gelu`]: [`gelu::Gelu`], tract's f32 `GeluExact` in one pass.
-//! - [`softmax`]: [`softmax::RowSoftmax`], tract's f32 `Softmax` over whole vectors of the last axis.
+//! - [`softmax`]: [`softmax::RowSoftmax`], tract's f32 `Softmax` over whole vectors of the last axis;
+//!   [`softmax::ColumnSoftmax`], the same down the columns (attention's scores keys by queries).
 //! - [`ml`]: [`ml::MlOp`], the ONNX-ML operators of tabular models (tree ensembles, SVM, scaler…).
 //! - [`cumulative`]: [`cumulative::CumProd`], the running product along an axis.
 //! - [`loss`]: [`loss::Loss`], `NegativeLogLikelihoodLoss` and `SoftmaxCrossEntropyLoss`.

@@ -1,13 +1,14 @@
 //! [`RowSoftmax`]: tract's f32 `Softmax` over a last axis a whole number of vectors long (a
 //! transformer's attention probabilities) by [`crate::kernels::softmax`], the same values as
-//! tract's in the canister, bit for bit (see that module).
+//! tract's in the canister, bit for bit (see that module). [`ColumnSoftmax`]: the same softmax
+//! over the axis before the last, of attention's scores laid out keys by queries.
 //!
-//! Wired by [`crate::passes::softmax`].
+//! Wired by [`crate::passes::softmax`] and [`crate::passes::attention_layout`].
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-use crate::kernels::softmax::{softmax_rows, Affine, Around, FakeQuantize};
+use crate::kernels::softmax::{softmax_columns, softmax_rows, Affine, Around, FakeQuantize};
 
 /// Softmax of every row (the last axis, `row_len` long, a multiple of four) of an f32 tensor;
 /// where `scaled` is some, of `x · scale + mask[column]` (the mask, one value per column, the
@@ -73,6 +74,81 @@ impl TypedOp for RowSoftmax {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(inputs[0].datum_type == f32::datum_type(), "RowSoftmax of {:?}", inputs[0].datum_type);
         ensure!(inputs[0].shape.last() == Some(&self.row_len.to_dim()), "RowSoftmax of {:?}", inputs[0].shape);
+        Ok(tvec!(f32::fact(inputs[0].shape.clone())))
+    }
+
+    as_op!();
+}
+
+/// [`RowSoftmax`] of the transposed matrices: the softmax of every column of the last two axes
+/// (`rows` values down each, a multiple of four; the columns a multiple of four), with the same
+/// scale, mask (one value per row) and fake quantizations, the same values bit for bit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ColumnSoftmax {
+    pub rows: usize,
+    /// The scale's bits, when the op scales and masks its input first.
+    pub scaled: Option<u32>,
+    pub before: Option<FakeQuantize>,
+    pub after: Option<FakeQuantize>,
+}
+
+impl ColumnSoftmax {
+    /// The softmax of `softmax`'s rows, down the columns of the transposed layout.
+    pub fn of(softmax: &RowSoftmax) -> ColumnSoftmax {
+        ColumnSoftmax { rows: softmax.row_len, scaled: softmax.scaled, before: softmax.before, after: softmax.after }
+    }
+}
+
+impl Eq for ColumnSoftmax {}
+
+impl Op for ColumnSoftmax {
+    fn name(&self) -> StaticName {
+        "ColumnSoftmax".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for ColumnSoftmax {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        ensure!(inputs.len() == 1 + self.scaled.is_some() as usize, "ColumnSoftmax: {} inputs", inputs.len());
+        let mut tensor = inputs.remove(0).into_tensor();
+        let mask = inputs.first().map(|m| m.try_as_plain_ram()).transpose()?;
+        let mask = mask.as_ref().map(|m| m.as_slice::<f32>()).transpose()?;
+        ensure!(mask.is_none_or(|m| m.len() == self.rows), "ColumnSoftmax: a mask of {:?}", mask.map(|m| m.len()));
+        let affine = self.scaled.zip(mask).map(|(bits, mask)| Affine { scale: f32::from_bits(bits), mask });
+        let around = Around { before: self.before, affine, after: self.after };
+        let columns = columns_of(tensor.shape(), self.rows)?;
+        {
+            let mut plain = tensor.try_as_plain_ram_mut()?;
+            let values = plain.as_slice_mut::<f32>()?;
+            if !values.is_empty() {
+                softmax_columns(values, self.rows, columns, around);
+            }
+        }
+        Ok(tvec!(tensor.into_tvalue()))
+    }
+}
+
+/// The columns of a `[…, rows, columns]` shape whose rows are `rows` and whose rows and columns
+/// are whole numbers of vectors.
+fn columns_of<D: DimLike>(shape: &[D], rows: usize) -> TractResult<usize> {
+    let rank = shape.len();
+    let columns = shape.last().and_then(|d| d.to_usize().ok()).filter(|c| *c > 0 && c.is_multiple_of(4));
+    match columns {
+        Some(columns) if rank >= 2 && rows.is_multiple_of(4) && shape[rank - 2].to_usize().ok() == Some(rows) => {
+            Ok(columns)
+        }
+        _ => bail!("ColumnSoftmax: columns of {rows} rows in {shape:?}"),
+    }
+}
+
+impl TypedOp for ColumnSoftmax {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs[0].datum_type == f32::datum_type(), "ColumnSoftmax of {:?}", inputs[0].datum_type);
+        columns_of(&inputs[0].shape, self.rows)?;
         Ok(tvec!(f32::fact(inputs[0].shape.clone())))
     }
 

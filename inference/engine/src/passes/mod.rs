@@ -64,7 +64,10 @@
 //!     approximation) onto [`crate::ops::gelu::Gelu`].
 //! 19. [`softmax::SoftmaxAccelerate`] (optimized): f32 softmaxes over a last axis of whole
 //!     vectors onto [`crate::ops::softmax::RowSoftmax`].
-//! 20. [`byte_table::ByteTableAccelerate`] (optimized): tract's `LookupTable`s of int8 values
+//! 20. [`attention_layout::AttentionLayout`] (optimized): attention's scores laid out keys by
+//!     queries, their softmax down the columns ([`crate::ops::softmax::ColumnSoftmax`]), so that
+//!     the values' product reads the probabilities where they lie.
+//! 21. [`byte_table::ByteTableAccelerate`] (optimized): tract's `LookupTable`s of int8 values
 //!     onto [`crate::ops::byte_table::ByteTable`].
 //!
 //! # Adding a pass
@@ -105,6 +108,7 @@
 //! [`swap_operators`] with its own test of the node (most [`Stage::Optimized`] passes are).
 //! New operators a pass wires go in [`crate::ops`], their loops in [`crate::kernels`].
 
+mod attention_layout;
 mod batched_matmul;
 mod byte_max_pool;
 mod byte_table;
@@ -132,6 +136,7 @@ use tract_onnx::prelude::*;
 use crate::onnx::quantized_weights::QuantizedWeights;
 use crate::types::WeightFormat;
 
+pub use attention_layout::AttentionLayout;
 pub use batched_matmul::BatchedMatMulRewrite;
 pub use byte_max_pool::BytePools;
 pub use byte_table::ByteTableAccelerate;
@@ -207,6 +212,7 @@ pub const PIPELINE: &[&dyn Pass] = &[
     &ChannelScaleAccelerate,
     &GeluAccelerate,
     &SoftmaxAccelerate,
+    &AttentionLayout,
     &ByteTableAccelerate,
 ];
 
@@ -291,6 +297,7 @@ mod tests {
                 "channel scale accelerate",
                 "gelu accelerate",
                 "softmax accelerate",
+                "attention scores keys by queries",
                 "byte table accelerate",
             ]
         );
