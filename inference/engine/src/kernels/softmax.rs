@@ -232,6 +232,34 @@ mod simd {
         }
     }
 
+    /// What every pass of either softmax uses, made once a call (named fields: LLVM keeps them
+    /// in locals once destructured).
+    struct Setup {
+        k: Constants,
+        vscale: v128,
+        before: Option<(QuantizeLanes, DequantizeLanes)>,
+        after: Option<(QuantizeLanes, DequantizeLanes)>,
+        /// Whether the first pass writes its values back (they were scaled and masked, or fake
+        /// quantized).
+        rewrite: bool,
+    }
+
+    impl Setup {
+        #[inline(always)]
+        fn new(affine: bool, scale: f32, around: super::Around) -> Setup {
+            let lanes =
+                |f: Option<super::FakeQuantize>| f.map(|(q, d)| (QuantizeLanes::new(&q), DequantizeLanes::new(&d)));
+            let (before, after) = (lanes(around.before), lanes(around.after));
+            Setup {
+                k: Constants::new(),
+                vscale: f32x4_splat(scale),
+                before,
+                after,
+                rewrite: affine || before.is_some(),
+            }
+        }
+    }
+
     /// tract's `exp_ps`, inline, of a value less its row's maximum: never above 0 (or a NaN).
     /// Two of tract's tests are then decided and left out, each result the same bits: the
     /// exponent's clamp to 254 (k = round(x · log₂e) ≤ 0, so k + 127 ≤ 127) and the zero for
@@ -262,12 +290,8 @@ mod simd {
         mask: &[f32],
         around: super::Around,
     ) {
-        let k = Constants::new();
-        let (vscale, m) = (f32x4_splat(scale), mask.as_ptr());
-        let lanes = |f: Option<super::FakeQuantize>| f.map(|(q, d)| (QuantizeLanes::new(&q), DequantizeLanes::new(&d)));
-        let (before, after) = (lanes(around.before), lanes(around.after));
-        // Where the first pass writes its values back.
-        let rewrite = AFFINE || before.is_some();
+        let Setup { k, vscale, before, after, rewrite } = Setup::new(AFFINE, scale, around);
+        let m = mask.as_ptr();
         let rows = values.len() / row_len;
         let base = values.as_mut_ptr();
         for row in 0..rows {
@@ -540,19 +564,16 @@ mod simd {
         mask: &[f32],
         around: super::Around,
     ) {
-        let k = Constants::new();
-        let (vscale, m) = (f32x4_splat(scale), mask.as_ptr());
-        let lanes = |f: Option<super::FakeQuantize>| f.map(|(q, d)| (QuantizeLanes::new(&q), DequantizeLanes::new(&d)));
-        let (before, after) = (lanes(around.before), lanes(around.after));
-        let rewrite = AFFINE || before.is_some();
+        let Setup { k, vscale, before, after, rewrite } = Setup::new(AFFINE, scale, around);
+        let m = mask.as_ptr();
         let neg_inf = f32x4_splat(f32::NEG_INFINITY);
         let (zero, one) = (f32x4_splat(0.0), f32x4_splat(1.0));
         let matrices = values.len() / (rows * columns);
         let base = values.as_mut_ptr();
         for matrix in 0..matrices {
             // SAFETY: (for the block) every vector read or written is in matrix `matrix`'s
-            // `rows` rows, at columns j..j + 16 (or j..j + 4) below `columns` (a multiple of
-            // four); the matrices are whole (asserted by the caller); the mask holds `rows`
+            // `rows` rows, at columns j..j + 32 (or j..j + 16, j..j + 4) below `columns` (a
+            // multiple of four); the matrices are whole (asserted by the caller); the mask holds `rows`
             // values where AFFINE (asserted by the caller).
             unsafe {
                 let p = base.add(matrix * rows * columns);
@@ -627,7 +648,6 @@ mod simd {
 /// canister against tract's own `Softmax` operator, bit for bit: an error names the first
 /// difference.
 pub fn check() -> Result<(), String> {
-    use tract_onnx::prelude::Datum;
     for row_len in (4..=40).step_by(4) {
         let rows = 5;
         let mut values: Vec<f32> = (0..rows * row_len).map(|i| ((i as f32) * 0.37).sin() * 9.0 - 2.0).collect();
@@ -640,23 +660,7 @@ pub fn check() -> Result<(), String> {
         }
         let mask: Vec<f32> =
             (0..row_len).map(|i| if i % 5 == 3 { f32::NEG_INFINITY } else { i as f32 * 0.25 - 1.0 }).collect();
-        let affine = Affine { scale: 0.176_776_7, mask: &mask };
-        // A QDQ model's scores and probabilities (u8, as onnxruntime's static quantizer makes them).
-        let scores = (
-            Quantize { inv_scale: 1.0 / 0.07, zero_point: 130, dt: u8::datum_type() },
-            Dequantize { scale: 0.07, zero_point: 130 },
-        );
-        let probabilities = (
-            Quantize { inv_scale: 255.0, zero_point: 0, dt: u8::datum_type() },
-            Dequantize { scale: 1.0 / 255.0, zero_point: 0 },
-        );
-        let arounds = [
-            Around::default(),
-            Around { affine: Some(affine), ..Around::default() },
-            Around { before: Some(scores), affine: Some(affine), after: Some(probabilities) },
-            Around { before: Some(scores), after: Some(probabilities), ..Around::default() },
-        ];
-        for around in arounds {
+        for around in arounds_to_check(Affine { scale: 0.176_776_7, mask: &mask }) {
             let mut got = values.clone();
             softmax_rows(&mut got, row_len, around);
             let mut want = values.clone();
@@ -682,20 +686,32 @@ pub fn check() -> Result<(), String> {
     check_columns()
 }
 
+/// What the checks compute around the softmax: nothing, `affine`, and a QDQ model's fake
+/// quantizations of the scores and probabilities (u8, as onnxruntime's static quantizer makes
+/// them) with and without `affine`.
+fn arounds_to_check(affine: Affine) -> [Around; 4] {
+    use tract_onnx::prelude::Datum;
+    let scores = (
+        Quantize { inv_scale: 1.0 / 0.07, zero_point: 130, dt: u8::datum_type() },
+        Dequantize { scale: 0.07, zero_point: 130 },
+    );
+    let probabilities = (
+        Quantize { inv_scale: 255.0, zero_point: 0, dt: u8::datum_type() },
+        Dequantize { scale: 1.0 / 255.0, zero_point: 0 },
+    );
+    [
+        Around::default(),
+        Around { affine: Some(affine), ..Around::default() },
+        Around { before: Some(scores), affine: Some(affine), after: Some(probabilities) },
+        Around { before: Some(scores), after: Some(probabilities), ..Around::default() },
+    ]
+}
+
 /// [`softmax_columns`] against [`softmax_rows`] of the transposed matrices, bit for bit: two
 /// matrices of 4 to 40 rows by 4 to 52 columns (strips of thirty-two, sixteen and four), a column holding
 /// a NaN, a column of −∞ but one value, a column whose exponentials underflow, without and with
 /// a scale and a mask and fake quantizations.
 fn check_columns() -> Result<(), String> {
-    let probabilities = (
-        Quantize { inv_scale: 255.0, zero_point: 0, dt: u8::datum_type() },
-        Dequantize { scale: 1.0 / 255.0, zero_point: 0 },
-    );
-    let scores = (
-        Quantize { inv_scale: 1.0 / 0.07, zero_point: 130, dt: u8::datum_type() },
-        Dequantize { scale: 0.07, zero_point: 130 },
-    );
-    use tract_onnx::prelude::Datum;
     for rows in (4..=40).step_by(4) {
         for columns in [4, 16, 20, 36, 52] {
             let matrices = 2;
@@ -727,14 +743,7 @@ fn check_columns() -> Result<(), String> {
             let as_columns = transpose(&as_rows, columns, rows);
             let mask: Vec<f32> =
                 (0..rows).map(|i| if i % 7 == 5 { f32::NEG_INFINITY } else { i as f32 * 0.3 - 2.0 }).collect();
-            let affine = Affine { scale: 0.125, mask: &mask };
-            let arounds = [
-                Around::default(),
-                Around { affine: Some(affine), ..Around::default() },
-                Around { before: Some(scores), affine: Some(affine), after: Some(probabilities) },
-                Around { before: Some(scores), after: Some(probabilities), ..Around::default() },
-            ];
-            for around in arounds {
+            for around in arounds_to_check(Affine { scale: 0.125, mask: &mask }) {
                 let mut want = as_rows.clone();
                 softmax_rows(&mut want, rows, around);
                 let mut got = as_columns.clone();

@@ -44,30 +44,41 @@ impl Op for RowSoftmax {
 impl EvalOp for RowSoftmax {
     op_out_of_plan!();
 
-    fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        ensure!(inputs.len() == 1 + self.scaled.is_some() as usize, "RowSoftmax: {} inputs", inputs.len());
-        // In place, as tract's softmax is: a copy only when the value is shared.
-        let mut tensor = inputs.remove(0).into_tensor();
-        let mask = inputs.first().map(|m| m.try_as_plain_ram()).transpose()?;
-        let mask = mask.as_ref().map(|m| m.as_slice::<f32>()).transpose()?;
-        ensure!(mask.is_none_or(|m| m.len() == self.row_len), "RowSoftmax: a mask of {:?}", mask.map(|m| m.len()));
-        let affine = self.scaled.zip(mask).map(|(bits, mask)| Affine { scale: f32::from_bits(bits), mask });
-        let around = Around { before: self.before, affine, after: self.after };
-        ensure!(
-            tensor.shape().last() == Some(&self.row_len),
-            "RowSoftmax: rows of {} in {:?}",
-            self.row_len,
-            tensor.shape()
-        );
-        {
-            let mut plain = tensor.try_as_plain_ram_mut()?;
-            let values = plain.as_slice_mut::<f32>()?;
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let around = (self.scaled, self.before, self.after);
+        in_place("RowSoftmax", inputs, around, self.row_len, |shape, values, around| {
+            ensure!(shape.last() == Some(&self.row_len), "RowSoftmax: rows of {} in {shape:?}", self.row_len);
             if !values.is_empty() {
                 softmax_rows(values, self.row_len, around);
             }
-        }
-        Ok(tvec!(tensor.into_tvalue()))
+            Ok(())
+        })
     }
+}
+
+/// A softmax's evaluation: its first input in place (copied only when the value is shared, as
+/// tract's softmax is), `compute` given its shape, its values and what is `around` it: the
+/// scale's bits and its mask (`mask_len` values, the second input) where there is a scale, and
+/// the fake quantizations.
+fn in_place(
+    name: &str,
+    mut inputs: TVec<TValue>,
+    (scaled, before, after): (Option<u32>, Option<FakeQuantize>, Option<FakeQuantize>),
+    mask_len: usize,
+    compute: impl FnOnce(&[usize], &mut [f32], Around) -> TractResult<()>,
+) -> TractResult<TVec<TValue>> {
+    ensure!(inputs.len() == 1 + scaled.is_some() as usize, "{name}: {} inputs", inputs.len());
+    let mut tensor = inputs.remove(0).into_tensor();
+    let mask = inputs.first().map(|m| m.try_as_plain_ram()).transpose()?;
+    let mask = mask.as_ref().map(|m| m.as_slice::<f32>()).transpose()?;
+    ensure!(mask.is_none_or(|m| m.len() == mask_len), "{name}: a mask of {:?}", mask.map(|m| m.len()));
+    let affine = scaled.zip(mask).map(|(bits, mask)| Affine { scale: f32::from_bits(bits), mask });
+    let shape: TVec<usize> = tensor.shape().into();
+    {
+        let mut plain = tensor.try_as_plain_ram_mut()?;
+        compute(&shape, plain.as_slice_mut::<f32>()?, Around { before, affine, after })?;
+    }
+    Ok(tvec!(tensor.into_tvalue()))
 }
 
 impl TypedOp for RowSoftmax {
@@ -112,23 +123,15 @@ impl Op for ColumnSoftmax {
 impl EvalOp for ColumnSoftmax {
     op_out_of_plan!();
 
-    fn eval(&self, _ctx: &EvalContext, mut inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        ensure!(inputs.len() == 1 + self.scaled.is_some() as usize, "ColumnSoftmax: {} inputs", inputs.len());
-        let mut tensor = inputs.remove(0).into_tensor();
-        let mask = inputs.first().map(|m| m.try_as_plain_ram()).transpose()?;
-        let mask = mask.as_ref().map(|m| m.as_slice::<f32>()).transpose()?;
-        ensure!(mask.is_none_or(|m| m.len() == self.rows), "ColumnSoftmax: a mask of {:?}", mask.map(|m| m.len()));
-        let affine = self.scaled.zip(mask).map(|(bits, mask)| Affine { scale: f32::from_bits(bits), mask });
-        let around = Around { before: self.before, affine, after: self.after };
-        let columns = columns_of(tensor.shape(), self.rows)?;
-        {
-            let mut plain = tensor.try_as_plain_ram_mut()?;
-            let values = plain.as_slice_mut::<f32>()?;
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let around = (self.scaled, self.before, self.after);
+        in_place("ColumnSoftmax", inputs, around, self.rows, |shape, values, around| {
+            let columns = columns_of(shape, self.rows)?;
             if !values.is_empty() {
                 softmax_columns(values, self.rows, columns, around);
             }
-        }
-        Ok(tvec!(tensor.into_tvalue()))
+            Ok(())
+        })
     }
 }
 
