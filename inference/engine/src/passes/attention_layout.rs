@@ -51,7 +51,7 @@ fn only_reader(model: &TypedModel, outlet: OutletId, slot: usize) -> TractResult
 
 /// For the [`RowSoftmax`] `id`, the patch that lays its attention out keys by queries: when its
 /// input is a [`BatchedMatMul`] whose rows and columns are the last two axes of its output (one
-/// softmax row per query, its columns contiguous) and its output is the first operand of a
+/// softmax row per query, its columns contiguous, the queries a whole number of vectors) and its output is the first operand of a
 /// [`BatchedMatMul`] that sums over those columns, each read by the next alone.
 fn transposed(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
     let node = model.node(id);
@@ -82,13 +82,15 @@ fn transposed(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPat
 }
 
 /// The queries' product by the keys writing `[…, keys, queries]`, when it writes `[…, queries,
-/// keys]` (its rows and columns the last two axes, `row_len` columns) today.
+/// keys]` (its rows and columns the last two axes, `row_len` columns) today and the queries
+/// are a whole number of vectors (the column softmax's lanes).
 fn scores_transposed(qk: &BatchedMatMul, row_len: usize) -> Option<BatchedMatMul> {
     let shape = &qk.shapes[2];
     let rank = shape.len();
     let last_two = rank >= 2 && shape[rank - 2] == qk.m.len && shape[rank - 1] == qk.n.len;
     let row_major = qk.m.strides[2] == qk.n.len && qk.n.strides[2] == 1;
-    if !(last_two && row_major && qk.n.len == row_len) {
+    let whole_vectors = qk.m.len.is_multiple_of(4);
+    if !(last_two && row_major && whole_vectors && qk.n.len == row_len) {
         return None;
     }
     let mut out = qk.clone();
@@ -128,21 +130,22 @@ mod tests {
     use crate::kernels::qdq::{Dequantize, Quantize};
     use crate::kernels::softmax::FakeQuantize;
 
-    /// Attention as our passes leave a BERT encoder's: queries `[tokens, heads, depth]` by keys
+    /// Attention as our passes leave a BERT encoder's: queries `[queries, heads, depth]` by keys
     /// into `[1, heads, tokens, tokens]` ([`BatchedMatMul`]), the softmax of each query's row,
     /// scaled and masked where `softmax.scaled` is some, the probabilities by the values.
-    fn attention(tokens: usize, heads: usize, depth: usize, softmax: RowSoftmax) -> TypedModel {
+    fn attention(queries: usize, keys: usize, heads: usize, depth: usize, softmax: RowSoftmax) -> TypedModel {
         let mut model = TypedModel::default();
-        let [q, k, v] = ["q", "k", "v"].map(|name| model.add_source(name, f32::fact([tokens, heads, depth])).unwrap());
-        let mask = model.add_source("mask", f32::fact([1, 1, 1, tokens])).unwrap();
+        let q = model.add_source("q", f32::fact([queries, heads, depth])).unwrap();
+        let [k, v] = ["k", "v"].map(|name| model.add_source(name, f32::fact([keys, heads, depth])).unwrap());
+        let mask = model.add_source("mask", f32::fact([1, 1, 1, keys])).unwrap();
         let product = |expr: &str, shapes| {
             let einsum = EinSum::new(expr.parse().unwrap(), f32::datum_type());
             super::super::batched_matmul::product_of(&einsum, shapes).unwrap()
         };
-        let operand = vec![tokens, heads, depth];
-        let scores_shape = vec![1, heads, tokens, tokens];
-        let qk = product("mbk,nbk->abmn", [operand.clone(), operand.clone(), scores_shape.clone()]);
-        let context = product("abmk,kbn->ambn", [scores_shape, operand, vec![1, tokens, heads, depth]]);
+        let (q_shape, kv_shape) = (vec![queries, heads, depth], vec![keys, heads, depth]);
+        let scores_shape = vec![1, heads, queries, keys];
+        let qk = product("mbk,nbk->abmn", [q_shape, kv_shape.clone(), scores_shape.clone()]);
+        let context = product("abmk,kbn->ambn", [scores_shape, kv_shape, vec![1, queries, heads, depth]]);
         let scores = model.wire_node("qk", qk, &[q, k]).unwrap()[0];
         let inputs = if softmax.scaled.is_some() { vec![scores, mask] } else { vec![scores] };
         let probabilities = model.wire_node("probs", softmax, &inputs).unwrap()[0];
@@ -152,41 +155,42 @@ mod tests {
     }
 
     /// The model's output for operands and a mask made from the token count, as bits.
-    fn run(model: &TypedModel, tokens: usize, heads: usize, depth: usize) -> Vec<u32> {
+    fn run(model: &TypedModel, queries: usize, keys: usize, heads: usize, depth: usize) -> Vec<u32> {
         let value = |i: usize, seed: usize| (((i * 37 + seed) % 101) as f32 - 50.0) / 9.0;
-        let operand = |seed| {
+        let operand = |tokens: usize, seed| {
             let values: Vec<f32> = (0..tokens * heads * depth).map(|i| value(i, seed)).collect();
             tensor1(&values).into_shape(&[tokens, heads, depth]).unwrap().into_tvalue()
         };
-        let mask: Vec<f32> = (0..tokens).map(|i| if i % 6 == 4 { -1e4 } else { 0.0 }).collect();
-        let mask = tensor1(&mask).into_shape(&[1, 1, 1, tokens]).unwrap().into_tvalue();
-        let out = model.clone().into_runnable().unwrap().run(tvec!(operand(1), operand(2), operand(3), mask)).unwrap();
+        let mask: Vec<f32> = (0..keys).map(|i| if i % 6 == 4 { -1e4 } else { 0.0 }).collect();
+        let mask = tensor1(&mask).into_shape(&[1, 1, 1, keys]).unwrap().into_tvalue();
+        let inputs = tvec!(operand(queries, 1), operand(keys, 2), operand(keys, 3), mask);
+        let out = model.clone().into_runnable().unwrap().run(inputs).unwrap();
         out[0].try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().iter().map(|x| x.to_bits()).collect()
     }
 
     /// The scores laid out keys by queries, their softmax down the columns and the values'
     /// product reading them in place give the same bits as the row layout: token counts of
-    /// whole strips of sixteen columns and not, a plain softmax, one scaled and masked, and one
-    /// between a QDQ model's fake quantizations.
+    /// whole strips of sixteen columns and not, fewer queries than keys, a plain softmax, one
+    /// scaled and masked, and one between a QDQ model's fake quantizations.
     #[test]
     fn attention_keys_by_queries_is_the_same_bits() {
         let fake = |scale: f32, zero_point: i32| -> FakeQuantize {
             (Quantize { inv_scale: 1.0 / scale, zero_point, dt: u8::datum_type() }, Dequantize { scale, zero_point })
         };
         let scale = Some(0.353_553_38f32.to_bits());
-        for (tokens, heads, depth) in [(16, 2, 8), (20, 3, 8), (36, 2, 12)] {
+        for (queries, keys, heads, depth) in [(16, 16, 2, 8), (20, 20, 3, 8), (36, 36, 2, 12), (8, 20, 2, 8)] {
             for softmax in [
-                RowSoftmax::plain(tokens),
-                RowSoftmax { row_len: tokens, scaled: scale, before: None, after: None },
+                RowSoftmax::plain(keys),
+                RowSoftmax { row_len: keys, scaled: scale, before: None, after: None },
                 RowSoftmax {
-                    row_len: tokens,
+                    row_len: keys,
                     scaled: scale,
                     before: Some(fake(0.1, 128)),
                     after: Some(fake(1.0 / 255.0, 0)),
                 },
             ] {
-                let rows = attention(tokens, heads, depth, softmax.clone());
-                let want = run(&rows, tokens, heads, depth);
+                let rows = attention(queries, keys, heads, depth, softmax.clone());
+                let want = run(&rows, queries, keys, heads, depth);
                 let mut columns = rows.clone();
                 assert_eq!(replace(&mut columns).unwrap(), 1, "{columns}");
                 assert!(columns
@@ -194,7 +198,7 @@ mod tests {
                     .iter()
                     .any(|n| n.op_as::<ColumnSoftmax>() == Some(&ColumnSoftmax::of(&softmax))));
                 assert!(!columns.nodes().iter().any(|n| n.op_is::<RowSoftmax>()), "{columns}");
-                assert_eq!(run(&columns, tokens, heads, depth), want, "{tokens} tokens, {softmax:?}");
+                assert_eq!(run(&columns, queries, keys, heads, depth), want, "{queries} by {keys}, {softmax:?}");
             }
         }
     }
@@ -202,11 +206,21 @@ mod tests {
     /// Scores that something else also reads keep the row layout.
     #[test]
     fn scores_read_elsewhere_stay_rows() {
-        let mut model = attention(16, 2, 8, RowSoftmax::plain(16));
+        let mut model = attention(16, 16, 2, 8, RowSoftmax::plain(16));
         let softmax = model.nodes().iter().find(|n| n.op_is::<RowSoftmax>()).unwrap().id;
         let mut outputs = model.output_outlets().unwrap().to_vec();
         outputs.push(model.node(softmax).inputs[0]);
         model.select_output_outlets(&outputs).unwrap();
         assert_eq!(replace(&mut model).unwrap(), 0, "{model}");
+    }
+
+    /// A query count that is not a whole number of vectors (the column softmax's lanes) keeps
+    /// the row layout, and the model still runs.
+    #[test]
+    fn queries_of_no_whole_vector_stay_rows() {
+        let mut model = attention(6, 16, 2, 8, RowSoftmax::plain(16));
+        assert_eq!(replace(&mut model).unwrap(), 0, "{model}");
+        assert!(model.nodes().iter().any(|n| n.op_is::<RowSoftmax>()), "{model}");
+        assert_eq!(run(&model, 6, 16, 2, 8).len(), 6 * 2 * 8);
     }
 }
