@@ -108,6 +108,12 @@ impl ColumnSoftmax {
     pub fn of(softmax: &RowSoftmax) -> ColumnSoftmax {
         ColumnSoftmax { rows: softmax.row_len, scaled: softmax.scaled, before: softmax.before, after: softmax.after }
     }
+
+    /// Whether a matrix of `rows` by `columns` is one the column kernel takes: both whole
+    /// numbers of vectors (a lane is a column).
+    pub fn takes(rows: usize, columns: usize) -> bool {
+        rows > 0 && rows.is_multiple_of(4) && columns > 0 && columns.is_multiple_of(4)
+    }
 }
 
 impl Eq for ColumnSoftmax {}
@@ -139,9 +145,11 @@ impl EvalOp for ColumnSoftmax {
 /// are whole numbers of vectors.
 fn columns_of<D: DimLike>(shape: &[D], rows: usize) -> TractResult<usize> {
     let rank = shape.len();
-    let columns = shape.last().and_then(|d| d.to_usize().ok()).filter(|c| *c > 0 && c.is_multiple_of(4));
+    let columns = shape.last().and_then(|d| d.to_usize().ok());
     match columns {
-        Some(columns) if rank >= 2 && rows.is_multiple_of(4) && shape[rank - 2].to_usize().ok() == Some(rows) => {
+        Some(columns)
+            if rank >= 2 && ColumnSoftmax::takes(rows, columns) && shape[rank - 2].to_usize().ok() == Some(rows) =>
+        {
             Ok(columns)
         }
         _ => bail!("ColumnSoftmax: columns of {rows} rows in {shape:?}"),

@@ -51,8 +51,9 @@ fn only_reader(model: &TypedModel, outlet: OutletId, slot: usize) -> TractResult
 
 /// For the [`RowSoftmax`] `id`, the patch that lays its attention out keys by queries: when its
 /// input is a [`BatchedMatMul`] whose rows and columns are the last two axes of its output (one
-/// softmax row per query, its columns contiguous, the queries a whole number of vectors) and its output is the first operand of a
-/// [`BatchedMatMul`] that sums over those columns, each read by the next alone.
+/// softmax row per query, its columns contiguous, the queries a whole number of vectors) and
+/// its output is the first operand of a [`BatchedMatMul`] that sums over those columns, each
+/// read by the next alone.
 fn transposed(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
     let node = model.node(id);
     let Some(softmax) = node.op_as::<RowSoftmax>() else { return Ok(None) };
@@ -89,8 +90,8 @@ fn scores_transposed(qk: &BatchedMatMul, row_len: usize) -> Option<BatchedMatMul
     let rank = shape.len();
     let last_two = rank >= 2 && shape[rank - 2] == qk.m.len && shape[rank - 1] == qk.n.len;
     let row_major = qk.m.strides[2] == qk.n.len && qk.n.strides[2] == 1;
-    let whole_vectors = qk.m.len.is_multiple_of(4);
-    if !(last_two && row_major && whole_vectors && qk.n.len == row_len) {
+    // The queries become the column softmax's columns, the keys its rows.
+    if !(last_two && row_major && ColumnSoftmax::takes(qk.n.len, qk.m.len) && qk.n.len == row_len) {
         return None;
     }
     let mut out = qk.clone();
