@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Writes the ONNX backend node tests for the engine's conformance test
-# (inference/engine/tests/onnx_conformance.rs) into $CARGO_TARGET_DIR/onnx-node-tests (or
+# (inference/engine/tests/engine/onnx_conformance.rs) into $CARGO_TARGET_DIR/onnx-node-tests (or
 # target/onnx-node-tests), from the pinned `onnx` package's own generators, in a venv of its
 # own. Does nothing when they are already there for these pins.
 set -euo pipefail

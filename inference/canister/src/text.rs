@@ -7,7 +7,7 @@
 //! once per tokenizer, and calls the token endpoints on the agency's behalf.
 //!
 //! Tokenizing here would need the `tokenizers` crate, over a MiB of code: more than this
-//! canister's code budget leaves (`tests/harness/tests/inference_canister.rs`).
+//! canister's code budget leaves (`tests/harness/tests/scenarios/inference_canister.rs`).
 
 use candid::Principal;
 use inference_api::{

@@ -10,7 +10,7 @@
 //!   `LAYOUT_VERSION` bump), and only then with a deliberate golden update:
 //!
 //!   ```text
-//!   UPDATE_GOLDEN=1 cargo nextest run -p inference-engine --test stable_layout
+//!   UPDATE_GOLDEN=1 cargo nextest run -p inference-engine --test engine stable_layout::
 //!   ```
 //!
 //! - `todays_stable_memory_still_reads` goes the other way: it opens the committed image (made
@@ -206,9 +206,9 @@ fn memory_name(id: u8) -> String {
 /// The size and sha256 of every virtual memory in use, and of the whole raw memory.
 fn summary(memory: &DefaultMemoryImpl) -> String {
     let mut out = String::from(
-        "# Stable memory of the golden registry state (tests/stable_layout.rs): size and sha256 of\n\
+        "# Stable memory of the golden registry state (tests/engine/stable_layout.rs): size and sha256 of\n\
          # every virtual memory in use. Update only with a migration:\n\
-         # UPDATE_GOLDEN=1 cargo nextest run -p inference-engine --test stable_layout\n",
+         # UPDATE_GOLDEN=1 cargo nextest run -p inference-engine --test engine stable_layout::\n",
     );
     let raw = raw(memory);
     writeln!(out, "raw pages {} sha256 {}", memory.size(), hex(&Sha256::digest(&raw))).unwrap();
@@ -233,7 +233,7 @@ const BLOCK: usize = 32;
 fn image(memory: &DefaultMemoryImpl) -> String {
     let raw = raw(memory);
     let mut out = String::from(
-        "# Sparse image of the stable memory of the golden registry state (tests/stable_layout.rs).\n\
+        "# Sparse image of the stable memory of the golden registry state (tests/engine/stable_layout.rs).\n\
          # `pages N`, then `OFFSET HEX` (literal bytes) or `OFFSET fill BYTE COUNT`; the rest is zero.\n",
     );
     writeln!(out, "pages {}", memory.size()).unwrap();
@@ -316,7 +316,7 @@ fn the_stable_layout_is_unchanged() {
              code that wrote tests/golden/ stored it.\n{}\n\
              Canisters running today's code hold data in the old layout. A layout change needs a \
              migration in post_upgrade (and a LAYOUT_VERSION bump), and then a deliberate golden \
-             update: UPDATE_GOLDEN=1 cargo nextest run -p inference-engine --test stable_layout",
+             update: UPDATE_GOLDEN=1 cargo nextest run -p inference-engine --test engine stable_layout::",
             if changed.is_empty() {
                 "  (only the memory manager's own header differs)".into()
             } else {
