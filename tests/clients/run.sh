@@ -7,7 +7,7 @@
 #   2. icp-cli reads each deployed module's candid:service metadata back from the state tree;
 #   3. a @dfinity/agent script (agent-js.mjs) calls a query and an update as the controller, and
 #      sees a stranger's update refused before it executes; signatures verified throughout.
-# (ic-agent, which inference-cli is built on, is tested in Rust: tests/replica/tests/http_front.rs
+# (ic-agent, which inference-cli is built on, is tested in Rust: tests/replica/tests/replica/http_front.rs
 # and tools/tests/cli_over_http.rs.) Needs the canister modules (scripts/build-canisters.sh).
 set -euo pipefail
 cd "$(dirname "$0")/../.."

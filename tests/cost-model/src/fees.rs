@@ -35,9 +35,9 @@ const GIB: u128 = 1 << 30;
 
 /// What an ed25519-signed ingress envelope carries besides its method name and argument: the
 /// sender, its public key and signature, the canister id, nonce, expiry and the CBOR field names,
-/// about 300 bytes (ic-agent's for a one-byte `echo` call: 299, tests/http_front.rs). The IC
-/// charges the whole envelope: calls through the HTTP front pay on the real one, calls made
-/// through the Rust API on this estimate.
+/// about 300 bytes (ic-agent's for a one-byte `echo` call: 299,
+/// tests/replica/tests/replica/http_front.rs). The IC charges the whole envelope: calls through
+/// the HTTP front pay on the real one, calls made through the Rust API on this estimate.
 pub const INGRESS_ENVELOPE_BYTES: u64 = 300;
 
 /// The bytes an ingress call of `method` with `arg` is charged for.

@@ -2,7 +2,7 @@
 //! client that verifies mainnet's certificates) under the replica's root key, and a forged one
 //! does not.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -3,7 +3,7 @@
 
 use ic_replica::{LocalReplica, Principal, RejectCode};
 
-mod common;
+use crate::common;
 
 use common::{cost_of, cost_of_any, install, module, IMPORTS};
 

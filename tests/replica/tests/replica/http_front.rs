@@ -2,7 +2,7 @@
 //! installs through the management canister, signed and delegated calls, verified queries,
 //! certified replies and rejects, read_state, and the requests the IC refuses.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

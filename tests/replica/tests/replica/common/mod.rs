@@ -1,5 +1,4 @@
 //! Small hand-written modules and helpers shared by the replica's rule tests.
-#![allow(dead_code)]
 
 use ic_replica::{LocalReplica, Principal};
 

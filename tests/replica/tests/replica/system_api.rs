@@ -1,7 +1,7 @@
 //! The system API an IC module may import, and the IC's validation of modules, on small
 //! hand-written modules (`../shared/docs/ic-platform.md`, "Corrections and additions").
 
-mod common;
+use crate::common;
 
 use common::{cost_of, install, module, CONTROLLER};
 use ic_replica::{LocalReplica, Principal};
