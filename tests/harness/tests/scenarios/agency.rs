@@ -8,14 +8,7 @@ use canister_harness::{await_call, canister_wasm, submit_call, user, Call, CallE
 use inference_api::InferenceError;
 use model_testdata::{case, Case};
 
-const MODEL: &str = "text-direction";
-
-fn deployed() -> (Deployment, Case) {
-    let mut d = Deployment::new(MODEL);
-    let c = case("rapidocr_cls", "fp32");
-    d.publish(MODEL, &c, &["0", "180"]);
-    (d, c)
-}
+use crate::text_direction::{deployed, MODEL};
 
 fn document(id: &str, c: &Case) -> Document {
     Document { id: id.into(), image: canister_harness::cases::input(c) }

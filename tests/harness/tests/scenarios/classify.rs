@@ -12,14 +12,7 @@ use inference_api::{
 use inference_client::calls;
 use model_testdata::{argmax, case, Case};
 
-const MODEL: &str = "text-direction";
-
-fn deployed() -> (Deployment, Case) {
-    let mut d = Deployment::new(MODEL);
-    let c = case("rapidocr_cls", "fp32");
-    d.publish(MODEL, &c, &["0", "180"]);
-    (d, c)
-}
+use crate::text_direction::{deployed, MODEL};
 
 use canister_harness::cases::input;
 

@@ -7,17 +7,16 @@ use canister_harness::deploy::Deployment;
 use canister_harness::{await_call, submit_call, user};
 use inference_api::{Classification, ClassifyRequest, InferenceError, NotAuthorized, Role};
 use inference_client::{calls, Call};
-use model_testdata::{case, Case};
+use model_testdata::Case;
 
-const MODEL: &str = "text-direction";
+use crate::text_direction::{self, MODEL};
+
 /// Small enough that one classification takes several messages.
 const BUDGET: u64 = 20_000_000;
 const SHARE: u32 = 3;
 
 fn deployed() -> (Deployment, Case) {
-    let mut d = Deployment::new(MODEL);
-    let c = case("rapidocr_cls", "fp32");
-    d.publish(MODEL, &c, &["0", "180"]);
+    let (mut d, c) = text_direction::deployed();
     for agency in [user(20), user(21)] {
         d.as_admin(calls::allow_caller(agency)).unwrap();
     }

@@ -19,4 +19,5 @@ mod symbolic_width;
 mod tabular;
 mod tensor_types;
 mod text;
+mod text_direction;
 mod variants;
