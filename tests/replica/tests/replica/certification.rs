@@ -2,11 +2,9 @@
 //! client that verifies mainnet's certificates) under the replica's root key, and a forged one
 //! does not.
 
-use crate::common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{install, module};
+use crate::common::{install, module};
 use ic_agent::Agent;
 use ic_certification::{Certificate, LookupResult};
 use ic_replica::{LocalReplica, Principal};

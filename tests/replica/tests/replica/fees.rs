@@ -2,9 +2,7 @@
 //! prepayments, compilation, storage and the subnet's size (`../shared/docs/ic-platform.md` §4
 //! and its corrections).
 
-use crate::common;
-
-use common::{install, module, CONTROLLER};
+use crate::common::{install, module, CONTROLLER};
 use ic_replica::fees::{INGRESS_ENVELOPE_BYTES, LARGE_SUBNET_SIZE};
 use ic_replica::{Fees, LocalReplica, MessageKind, Principal, RejectCode};
 

@@ -3,9 +3,7 @@
 
 use ic_replica::{LocalReplica, Principal, RejectCode};
 
-use crate::common;
-
-use common::{cost_of, cost_of_any, install, module, IMPORTS};
+use crate::common::{cost_of, cost_of_any, install, module, IMPORTS};
 
 // msg_reply costs `call` (5) + the system call (500).
 const REPLY: u64 = 505;

@@ -1,9 +1,7 @@
 //! The system API an IC module may import, and the IC's validation of modules, on small
 //! hand-written modules (`../shared/docs/ic-platform.md`, "Corrections and additions").
 
-use crate::common;
-
-use common::{cost_of, install, module, CONTROLLER};
+use crate::common::{cost_of, install, module, CONTROLLER};
 use ic_replica::{LocalReplica, Principal};
 
 const ENTRY: u64 = ic_replica::costs::FUNCTION_ENTRY_COST;
